@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import { createPresence, type Presence } from '../src/index.js';
+import { BASE, flush, json, makeEnv } from './helpers.js';
+
+let current: Presence | null = null;
+afterEach(() => {
+  current?.destroy();
+  current = null;
+});
+
+describe('heartbeats', () => {
+  test('first heartbeat at once, with bearer token and JSON body', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ versionId: 'v1', state: { typing: false }, live: 'off' }));
+    await flush();
+    const hbs = env.server.heartbeats;
+    assert.equal(hbs.length, 1);
+    assert.equal(hbs[0]!.at, 0);
+    assert.equal(hbs[0]!.method, 'POST');
+    assert.equal(hbs[0]!.url, `${BASE}/v1/heartbeat`);
+    assert.equal(hbs[0]!.headers['authorization'], 'Bearer t1');
+    assert.equal(hbs[0]!.headers['content-type'], 'application/json');
+    assert.deepEqual(hbs[0]!.body, {
+      artifactId: 'art-1',
+      versionId: 'v1',
+      sessionId: current.sessionId,
+      state: { typing: false },
+    });
+    assert.equal(current.online, 1);
+    assert.equal(current.sessions, 1);
+    assert.equal(current.status, 'active');
+  });
+
+  test('next heartbeat after the server intervalS, lower jitter bound (-10%)', async () => {
+    const env = makeEnv();
+    env.server.intervalS = 10;
+    env.randomValue = 0; // smallest jitter
+    current = createPresence(env.options({ live: 'off' }));
+    await env.clock.advance(8_999);
+    assert.equal(env.server.heartbeats.length, 1);
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 2);
+    assert.equal(env.server.heartbeats[1]!.at, 9_000);
+  });
+
+  test('next heartbeat after the server intervalS, upper jitter bound (+10%)', async () => {
+    const env = makeEnv();
+    env.server.intervalS = 10;
+    env.randomValue = 0.999999;
+    current = createPresence(env.options({ live: 'off' }));
+    await env.clock.advance(10_999);
+    assert.equal(env.server.heartbeats.length, 1);
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 2);
+  });
+
+  test('gaps stay within intervalS +-10% with real randomness, and follow a new intervalS', async () => {
+    const env = makeEnv();
+    env.server.intervalS = 20;
+    current = createPresence(env.options({ live: 'off', random: Math.random }));
+    await env.clock.advance(30 * 22_000);
+    const at = env.server.heartbeats.map((c) => c.at);
+    assert.ok(at.length >= 25, `only ${at.length} heartbeats`);
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    for (const gap of gaps) assert.ok(gap >= 18_000 && gap <= 22_000, `gap ${gap}`);
+    assert.ok(new Set(gaps).size > 1, 'gaps are jittered');
+
+    env.server.intervalS = 5;
+    const before = env.server.heartbeats.length;
+    await env.clock.advance(60_000);
+    const late = env.server.heartbeats.slice(before + 1).map((c) => c.at);
+    for (let i = 1; i < late.length; i++) {
+      const gap = late[i]! - late[i - 1]!;
+      assert.ok(gap >= 4_500 && gap <= 5_500, `gap ${gap}`);
+    }
+  });
+
+  test('uses 15 s by default when the server gives no intervalS', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) =>
+      call.path === '/v1/heartbeat' ? json(200, { online: 1, sessions: 1 }) : undefined;
+    current = createPresence(env.options({ live: 'off' }));
+    await env.clock.advance(14_999);
+    assert.equal(env.server.heartbeats.length, 1);
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 2);
+  });
+
+  test('hidden tab stops heartbeats; visible sends one at once and resumes', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off' }));
+    await env.clock.advance(1_000);
+    assert.equal(env.server.heartbeats.length, 1);
+
+    env.document.setVisibility('hidden');
+    assert.equal(current.status, 'hidden');
+    await env.clock.advance(120_000);
+    assert.equal(env.server.heartbeats.length, 1, 'no heartbeat while hidden');
+    assert.deepEqual(env.clock.pending(), [], 'no timer left while hidden');
+
+    env.document.setVisibility('visible');
+    await flush();
+    assert.equal(env.server.heartbeats.length, 2);
+    assert.equal(env.server.heartbeats[1]!.at, 121_000);
+    assert.equal(current.status, 'active');
+    await env.clock.advance(10_000);
+    assert.equal(env.server.heartbeats.length, 3, 'schedule resumed');
+  });
+
+  test('a tab that starts hidden sends nothing until it becomes visible', async () => {
+    const env = makeEnv();
+    env.document.visibilityState = 'hidden';
+    current = createPresence(env.options({ live: 'off', versionId: 'v1' }));
+    await env.clock.advance(60_000);
+    assert.equal(env.server.calls.length, 0);
+    env.document.setVisibility('visible');
+    await flush();
+    assert.equal(env.server.heartbeats.length, 1);
+    assert.equal(env.server.to('/v1/views').length, 1);
+  });
+
+  test('setState sends an immediate heartbeat with the new state and reschedules', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off' }));
+    await env.clock.advance(3_000);
+    current.setState({ typing: true });
+    await flush();
+    assert.equal(env.server.heartbeats.length, 2);
+    assert.equal(env.server.heartbeats[1]!.at, 3_000);
+    assert.deepEqual(env.server.heartbeats[1]!.body.state, { typing: true });
+    await env.clock.advance(9_999);
+    assert.equal(env.server.heartbeats.length, 2, 'timer restarted from the state heartbeat');
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 3);
+  });
+
+  test('setState while a heartbeat is in flight sends the new state right after it', async () => {
+    const env = makeEnv();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    env.server.handler = async (call) => {
+      if (call.path === '/v1/heartbeat' && env.server.heartbeats.length === 1) await gate;
+      return undefined;
+    };
+    current = createPresence(env.options({ live: 'off' }));
+    await flush();
+    current.setState({ step: 1 });
+    current.setState({ step: 2 });
+    await flush();
+    assert.equal(env.server.heartbeats.length, 1, 'no parallel heartbeat');
+    release();
+    await flush();
+    assert.equal(env.server.heartbeats.length, 2);
+    assert.deepEqual(env.server.heartbeats[1]!.body.state, { step: 2 });
+  });
+
+  test('subscribe gets every change and unsubscribe stops it', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off', autoStart: false }));
+    const seen: number[] = [];
+    const unsubscribe = current.subscribe((s) => seen.push(s.online));
+    const first = current.getSnapshot();
+    assert.equal(current.getSnapshot(), first, 'stable snapshot while nothing changes');
+    current.start();
+    await flush();
+    assert.ok(seen.includes(1));
+    assert.notEqual(current.getSnapshot(), first);
+    unsubscribe();
+    const count = seen.length;
+    env.server.online = 5;
+    await env.clock.advance(11_000);
+    assert.equal(current.online, 5);
+    assert.equal(seen.length, count);
+  });
+});

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import { DEFAULT_SESSION_KEY, SESSION_ID_PATTERN, createPresence, type Presence } from '../src/index.js';
+import { BASE, flush, makeEnv } from './helpers.js';
+
+const created: Presence[] = [];
+afterEach(() => {
+  for (const p of created.splice(0)) p.destroy();
+});
+function track(p: Presence): Presence {
+  created.push(p);
+  return p;
+}
+
+describe('page lifecycle', () => {
+  test('pagehide sends exactly one beacon leave with grace and the token in a text/plain body', async () => {
+    const env = makeEnv();
+    const p = track(createPresence(env.options({ live: 'off' })));
+    await flush();
+    env.window.dispatch('pagehide', { persisted: false });
+    env.window.dispatch('pagehide', { persisted: false });
+    await flush();
+    assert.equal(env.beacons.length, 1);
+    const beacon = env.beacons[0]!;
+    assert.equal(beacon.url, `${BASE}/v1/leave`);
+    assert.ok(beacon.data instanceof Blob);
+    assert.match(beacon.data.type, /^text\/plain;charset=utf-8$/i);
+    assert.deepEqual(JSON.parse(await beacon.data.text()), {
+      artifactId: 'art-1',
+      sessionId: p.sessionId,
+      grace: true,
+      token: 't1',
+    });
+    assert.equal(env.server.to('/v1/leave').length, 0, 'no fetch leave besides the beacon');
+    await env.clock.advance(60_000);
+    assert.equal(env.server.heartbeats.length, 1, 'no heartbeats after pagehide');
+  });
+
+  test('pagehide without sendBeacon falls back to a keepalive fetch with the same body', async () => {
+    const env = makeEnv();
+    const p = track(createPresence(env.options({ live: 'off', navigator: {} })));
+    await flush();
+    env.window.dispatch('pagehide');
+    await flush();
+    const leaves = env.server.to('/v1/leave');
+    assert.equal(leaves.length, 1);
+    assert.equal(leaves[0]!.keepalive, true);
+    assert.equal(leaves[0]!.headers['authorization'], undefined);
+    assert.deepEqual(leaves[0]!.body, { artifactId: 'art-1', sessionId: p.sessionId, grace: true, token: 't1' });
+  });
+
+  test('pageshow from the back/forward cache heartbeats at once and resumes', async () => {
+    const env = makeEnv();
+    track(createPresence(env.options({ live: 'off' })));
+    await flush();
+    env.window.dispatch('pagehide', { persisted: true });
+    await env.clock.advance(30_000);
+    assert.equal(env.server.heartbeats.length, 1);
+    env.window.dispatch('pageshow', { persisted: true });
+    await flush();
+    assert.equal(env.server.heartbeats.length, 2);
+    await env.clock.advance(10_000);
+    assert.equal(env.server.heartbeats.length, 3);
+    env.window.dispatch('pagehide', { persisted: false });
+    assert.equal(env.beacons.length, 2, 'a later pagehide sends its own beacon');
+  });
+
+  test('session id is reused across a reload (same sessionStorage) and new in a new tab', async () => {
+    const env = makeEnv();
+    const first = createPresence(env.options({ live: 'off' }));
+    await flush();
+    const id = first.sessionId;
+    assert.match(id, SESSION_ID_PATTERN);
+    assert.equal(env.storage.getItem(DEFAULT_SESSION_KEY), id);
+    // reload: the page goes away, a new instance starts with the same sessionStorage
+    env.window.dispatch('pagehide');
+    first.destroy();
+    const reloaded = track(createPresence(env.options({ live: 'off' })));
+    await flush();
+    assert.equal(reloaded.sessionId, id);
+    assert.equal(env.server.heartbeats.at(-1)!.body.sessionId, id);
+
+    const otherTab = makeEnv();
+    const fresh = track(createPresence(otherTab.options({ live: 'off' })));
+    assert.notEqual(fresh.sessionId, id);
+    assert.match(fresh.sessionId, SESSION_ID_PATTERN);
+  });
+
+  test('an invalid stored session id is replaced; a throwing sessionStorage still works', async () => {
+    const env = makeEnv();
+    env.storage.setItem(DEFAULT_SESSION_KEY, 'bad id!');
+    const p = track(createPresence(env.options({ live: 'off' })));
+    assert.match(p.sessionId, SESSION_ID_PATTERN);
+    assert.equal(env.storage.getItem(DEFAULT_SESSION_KEY), p.sessionId);
+
+    const broken = {
+      getItem(): string | null {
+        throw new Error('SecurityError');
+      },
+      setItem(): void {
+        throw new Error('SecurityError');
+      },
+    };
+    const q = track(createPresence(makeEnv().options({ live: 'off', sessionStorage: broken })));
+    assert.match(q.sessionId, SESSION_ID_PATTERN);
+  });
+
+  test('leave() sends an explicit leave without grace and stops everything', async () => {
+    const env = makeEnv();
+    const p = track(createPresence(env.options()));
+    await flush();
+    const result = await p.leave();
+    await flush();
+    assert.deepEqual(result, { online: 0, sessions: 0 });
+    const leaves = env.server.to('/v1/leave');
+    assert.equal(leaves.length, 1);
+    assert.deepEqual(leaves[0]!.body, { artifactId: 'art-1', sessionId: p.sessionId });
+    assert.equal(leaves[0]!.headers['authorization'], 'Bearer t1');
+    assert.equal(p.status, 'stopped');
+    assert.ok(env.eventSources[0]!.closed, 'EventSource closed');
+    assert.equal(env.window.listenerCount() + env.document.listenerCount(), 0, 'listeners removed');
+    await env.clock.advance(120_000);
+    assert.equal(env.server.heartbeats.length, 1);
+    env.window.dispatch('pagehide');
+    assert.equal(env.beacons.length, 0);
+  });
+
+  test('leave() waits for an in-flight heartbeat so it cannot be overtaken', async () => {
+    const env = makeEnv();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const order: string[] = [];
+    env.server.handler = async (call) => {
+      if (call.path === '/v1/heartbeat') await gate;
+      order.push(call.path);
+      return undefined;
+    };
+    const p = track(createPresence(env.options({ live: 'off' })));
+    await flush();
+    const leaving = p.leave();
+    await flush();
+    assert.equal(env.server.to('/v1/leave').length, 0);
+    release();
+    await leaving;
+    assert.deepEqual(order, ['/v1/heartbeat', '/v1/leave']);
+  });
+
+  test('destroy() sends a grace leave, unless another instance still uses the session', async () => {
+    const env = makeEnv();
+    const a = createPresence(env.options({ live: 'off' }));
+    await flush();
+    // React StrictMode: unmount + immediate remount of the same artifact in the same tab
+    a.destroy();
+    const b = track(createPresence(env.options({ live: 'off' })));
+    await flush();
+    assert.equal(b.sessionId, a.sessionId);
+    assert.equal(env.server.to('/v1/leave').length, 0, 'no leave while the session is still used');
+
+    b.destroy();
+    await flush();
+    const leaves = env.server.to('/v1/leave');
+    assert.equal(leaves.length, 1);
+    assert.deepEqual(leaves[0]!.body, { artifactId: 'art-1', sessionId: b.sessionId, grace: true });
+    assert.equal(leaves[0]!.keepalive, true);
+    await env.clock.advance(60_000);
+    assert.equal(env.server.heartbeats.length, 2);
+  });
+});

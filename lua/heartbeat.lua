@@ -1,0 +1,57 @@
+-- heartbeat.lua: upsert one session and return the artifact's online counts.
+-- KEYS[1] Z sessions zset  KEYS[2] I session info hash  KEYS[3] U per-user count hash
+-- KEYS[4] D partition sweep index
+-- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] session id  ARGV[4] user id
+-- ARGV[5] version id ('' keeps the current one)  ARGV[6] state as JSON text ('' keeps it)
+-- ARGV[7] online timeout (ms)  ARGV[8] retention (ms)
+-- returns {online_users, online_sessions}, or {-1} if the session belongs to another user
+-- A heartbeat that only refreshes an online session publishes nothing.
+--! include lib/presence.lua
+
+local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local artifact, channel, sid, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local version, state = ARGV[5], ARGV[6]
+local timeout, retention = tonumber(ARGV[7]), tonumber(ARGV[8])
+
+local now = now_ms()
+local limit = now - timeout
+local events = {}
+settle(Z, I, U, limit, events)
+
+local raw = redis.call('HGET', I, sid)
+local info
+local was_online = false
+if raw then
+  info = cmsgpack.unpack(raw)
+  if info[1] ~= user then return {-1} end
+  local score = redis.call('ZSCORE', Z, sid)
+  was_online = score ~= false and tonumber(score) > limit
+else
+  info = {user, '', '', now, 0}
+end
+
+-- A heartbeat inside a grace leave (a reload) clears the flag silently.
+local dirty = not raw or info[5] == 1
+local moved = false
+if version ~= '' and version ~= info[2] then info[2] = version; moved = true end
+if state ~= '' and state ~= info[3] then info[3] = state; moved = true end
+info[5] = 0
+if dirty or moved then redis.call('HSET', I, sid, cmsgpack.pack(info)) end
+
+if not was_online then
+  if redis.call('HINCRBY', U, user, 1) == 1 then
+    events[#events + 1] = {'join', user, info[2], info[3], now}
+  else
+    events[#events + 1] = {'sessions'}
+  end
+elseif moved then
+  events[#events + 1] = {'state', user, info[2], info[3]}
+end
+
+redis.call('ZADD', Z, now, sid)
+local ttl = retention + timeout
+touch(ttl, Z, I, U)
+schedule(Z, D, artifact, limit, timeout, retention)
+local online, sessions = counts(Z, U, limit)
+publish(channel, events, online, sessions)
+return {online, sessions}

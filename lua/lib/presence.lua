@@ -1,0 +1,84 @@
+-- lib/presence.lua: helpers shared by the presence scripts; scripts.py inlines this file
+-- wherever a script says `--! include lib/presence.lua`.
+--
+-- Data model of one artifact (see docs/data-model.md):
+--   Z  zset  session id -> last heartbeat (ms)
+--   I  hash  session id -> msgpack {userId, versionId, stateJson, firstSeen, leaving}
+--            field '~w' holds the watermark: sessions scored <= it were already taken
+--            out of the online counts ("settled")
+--   U  hash  user id -> number of that user's online sessions
+--   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
+-- A session is online while now - lastSeen < timeout.
+
+redis.replicate_commands()
+
+local WATERMARK = '~w'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Take sessions whose last heartbeat is <= limit out of the online counts, once each.
+-- Appends a leave event for every user whose last online session went.
+local function settle(Z, I, U, limit, events)
+  local mark = redis.call('HGET', I, WATERMARK)
+  local low = '-inf'
+  if mark then
+    if tonumber(mark) >= limit then return end
+    low = '(' .. mark
+  end
+  local expired = redis.call('ZRANGEBYSCORE', Z, low, limit)
+  if #expired == 0 then return end
+  for _, sid in ipairs(expired) do
+    local raw = redis.call('HGET', I, sid)
+    if raw then
+      local info = cmsgpack.unpack(raw)
+      local user = info[1]
+      if redis.call('HINCRBY', U, user, -1) <= 0 then
+        redis.call('HDEL', U, user)
+        local reason = 'timeout'
+        if info[5] == 1 then reason = 'left' end
+        events[#events + 1] = {'leave', user, reason}
+      else
+        events[#events + 1] = {'sessions'}
+      end
+    end
+  end
+  redis.call('HSET', I, WATERMARK, limit)
+end
+
+-- Point the partition's sweep index at the artifact's next deadline: when its oldest
+-- online session times out, or its oldest stale session passes retention.
+local function schedule(Z, D, artifact, limit, timeout, retention)
+  local oldest = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
+  if #oldest == 0 then
+    redis.call('ZREM', D, artifact)
+    return
+  end
+  local score = tonumber(oldest[2])
+  local due
+  if score > limit then
+    due = score + timeout
+  else
+    due = score + retention
+    local online = redis.call('ZRANGEBYSCORE', Z, '(' .. limit, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #online > 0 then due = math.min(due, tonumber(online[2]) + timeout) end
+  end
+  redis.call('ZADD', D, due, artifact)
+  redis.call('PEXPIRE', D, retention + timeout)
+end
+
+local function counts(Z, U, limit)
+  return redis.call('HLEN', U), redis.call('ZCOUNT', Z, '(' .. limit, '+inf')
+end
+
+-- One message per script run that changed who is online: {online, sessions, events...}.
+local function publish(channel, events, online, sessions)
+  if #events == 0 then return end
+  redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events}))
+end
+
+local function touch(ttl, ...)
+  for _, key in ipairs({...}) do redis.call('PEXPIRE', key, ttl) end
+end

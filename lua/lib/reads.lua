@@ -1,0 +1,33 @@
+-- lib/reads.lua: read-only helpers for the read scripts (inlined by scripts.py).
+-- Reads never write: sessions that timed out but were not settled yet are left out by
+-- looking at them, so a read is exact even between two sweeps.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Users whose every counted session has timed out but is not settled yet.
+local function unsettled_offline_users(Z, I, U, limit)
+  local mark = redis.call('HGET', I, '~w')
+  local low = '-inf'
+  if mark then
+    if tonumber(mark) >= limit then return 0 end
+    low = '(' .. mark
+  end
+  local expired = redis.call('ZRANGEBYSCORE', Z, low, limit)
+  if #expired == 0 then return 0 end
+  local per_user = {}
+  for _, sid in ipairs(expired) do
+    local raw = redis.call('HGET', I, sid)
+    if raw then
+      local user = cmsgpack.unpack(raw)[1]
+      per_user[user] = (per_user[user] or 0) + 1
+    end
+  end
+  local gone = 0
+  for user, n in pairs(per_user) do
+    if n >= tonumber(redis.call('HGET', U, user) or '0') then gone = gone + 1 end
+  end
+  return gone
+end

@@ -1,0 +1,39 @@
+-- sweep.lua: garbage-collect one artifact the sweep index says is due.
+-- KEYS[1] Z sessions zset  KEYS[2] I session info hash  KEYS[3] U per-user count hash
+-- KEYS[4] D partition sweep index
+-- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout (ms)
+-- ARGV[4] retention (ms)
+-- Timed-out sessions leave the counts (a 'leave' with reason 'timeout', or 'left' after a
+-- grace leave); sessions silent for longer than the retention are deleted; an artifact
+-- left with no session has no keys left.
+-- returns {online_users, online_sessions, sessions_deleted}
+--! include lib/presence.lua
+
+local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local artifact, channel = ARGV[1], ARGV[2]
+local timeout, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
+
+local now = now_ms()
+local limit = now - timeout
+local events = {}
+settle(Z, I, U, limit, events)
+
+local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - retention)
+if #old > 0 then
+  redis.call('ZREMRANGEBYSCORE', Z, '-inf', now - retention)
+  for i = 1, #old, 1000 do
+    redis.call('HDEL', I, unpack(old, i, math.min(i + 999, #old)))
+  end
+end
+
+if redis.call('ZCARD', Z) == 0 then
+  redis.call('DEL', Z, I, U)
+  redis.call('ZREM', D, artifact)
+  publish(channel, events, 0, 0)
+  return {0, 0, #old}
+end
+
+schedule(Z, D, artifact, limit, timeout, retention)
+local online, sessions = counts(Z, U, limit)
+publish(channel, events, online, sessions)
+return {online, sessions, #old}

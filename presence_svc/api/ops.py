@@ -1,0 +1,58 @@
+"""Operations endpoints: liveness, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from presence_svc.openapi import openapi_document
+from presence_svc.resources import DATABASE, SCRIPTS
+from presence_svc.wire import respond
+
+__all__ = ["routes"]
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return respond(request, {"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Redis answers with every script loaded (loading them if it lost them)."""
+    scripts = request.app[SCRIPTS]
+    checks = {"redis": "ok", "scripts": "ok", "database": "ok"}
+    try:
+        async with asyncio.timeout(2):
+            if not await scripts.loaded():
+                await scripts.load()
+                checks["scripts"] = "reloaded"
+    except (RedisError, OSError, TimeoutError) as exc:
+        checks["redis"] = checks["scripts"] = f"unavailable: {type(exc).__name__}"
+    try:
+        async with asyncio.timeout(2):
+            await request.app[DATABASE].ping()
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    ready = all(v in ("ok", "reloaded") for v in checks.values())
+    return respond(request, {"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app))

@@ -1,0 +1,60 @@
+"""Validated path and query parameters (bodies go through ``wire.Body``)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from presence_svc.errors import BadRequest, FieldError
+from presence_svc.schemas import ID_PATTERN
+
+__all__ = ["path_id", "query_id", "query_int", "query_ids"]
+
+_ID = re.compile(ID_PATTERN)
+
+
+def _check_id(field: str, value: str) -> str:
+    if not _ID.match(value):
+        raise BadRequest(
+            f"{field} is not a valid id",
+            errors=[FieldError(field, "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")],
+        )
+    return value
+
+
+def path_id(request: web.Request, name: str) -> str:
+    return _check_id(name, request.match_info[name])
+
+
+def query_id(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    return None if value is None else _check_id(name, value)
+
+
+def query_ids(request: web.Request, name: str, *, most: int) -> list[str]:
+    values = request.query.getall(name, [])
+    if not values:
+        raise BadRequest(f"give at least one {name}", errors=[FieldError(name, "is required")])
+    if len(values) > most:
+        raise BadRequest(
+            f"at most {most} {name} values per request",
+            errors=[FieldError(name, f"at most {most} values, got {len(values)}")],
+        )
+    return [_check_id(name, v) for v in values]
+
+
+def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequest(
+            f"{name} must be a whole number from {low} to {high}",
+            errors=[FieldError(name, f"must be within {low}..{high}")],
+        )
+    return value

@@ -1,0 +1,167 @@
+"""Signed bearer tokens (HS256 JWT) and what each scope may do.
+
+A client acts only as its token's ``sub`` and only on the artifacts its token names; any
+user id in a request body is ignored. Only HS256 is accepted (``alg: none`` and every
+other algorithm are refused by PyJWT's ``algorithms`` allow-list).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import jwt
+from aiohttp import web
+
+from presence_svc.errors import Forbidden, Unauthorized
+from presence_svc.schemas import ID_PATTERN
+
+__all__ = ["Principal", "Scope", "TokenCodec", "load_or_create_secret"]
+
+_ID = re.compile(ID_PATTERN)
+_ALGORITHM = "HS256"
+
+
+class Scope(StrEnum):
+    CLIENT = "client"
+    DASHBOARD = "dashboard"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as their verified token says."""
+
+    user_id: str
+    scope: Scope
+    artifacts: frozenset[str] | None
+    """Artifacts the token is good for; None means any."""
+
+    def _artifact_allowed(self, artifact_id: str) -> bool:
+        return self.artifacts is None or artifact_id in self.artifacts
+
+    def require_write(self, artifact_id: str) -> None:
+        """Heartbeat, leave, record a view: a client on its artifacts, or an admin."""
+        if self.scope is Scope.DASHBOARD:
+            raise Forbidden("a dashboard token cannot write")
+        if not self._artifact_allowed(artifact_id):
+            raise Forbidden(f"this token is not valid for artifact {artifact_id!r}")
+
+    def require_presence_read(self, artifact_ids: Iterable[str]) -> None:
+        """Online counts, presence lists, events: clients on their artifacts, dashboards."""
+        if self.scope is not Scope.CLIENT:
+            return
+        denied = [a for a in artifact_ids if not self._artifact_allowed(a)]
+        if denied:
+            raise Forbidden(f"this token is not valid for artifact {denied[0]!r}")
+
+    def require_dashboard(self) -> None:
+        """Stats, viewers, ledger: every read, for dashboards and admins."""
+        if self.scope is Scope.CLIENT:
+            raise Forbidden("this needs a dashboard token")
+
+    def require_user_read(self, user_id: str) -> None:
+        """A user's own data, or any user's for dashboards and admins."""
+        if self.scope is Scope.CLIENT and user_id != self.user_id:
+            raise Forbidden("a client token can only read its own user's data")
+
+    def require_admin(self) -> None:
+        if self.scope is not Scope.ADMIN:
+            raise Forbidden("this needs an admin token")
+
+
+class TokenCodec:
+    """Issues and verifies tokens signed with one secret."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def issue(
+        self,
+        user_id: str,
+        *,
+        scope: Scope = Scope.CLIENT,
+        artifacts: Iterable[str] | None = None,
+        ttl_s: int = 3600,
+        now: float | None = None,
+    ) -> str:
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, object] = {
+            "sub": user_id,
+            "scope": str(scope),
+            "iat": issued,
+            "exp": issued + ttl_s,
+        }
+        if artifacts is not None:
+            claims["artifacts"] = list(artifacts)
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("the token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"the token is not valid: {exc}") from exc
+        return _principal(claims)
+
+    def from_request(self, request: web.Request, fallback: str | None = None) -> Principal:
+        """The caller of ``request``: its ``Authorization: Bearer`` token, else ``fallback``
+        (a token a client could not put in a header)."""
+        header = request.headers.get("Authorization")
+        if header is None:
+            if fallback:
+                return self.verify(fallback)
+            raise Unauthorized("send a bearer token in the Authorization header")
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        return self.verify(token.strip())
+
+
+def _principal(claims: dict[str, object]) -> Principal:
+    user_id = claims.get("sub")
+    if not isinstance(user_id, str) or not _ID.match(user_id):
+        raise Unauthorized("the token's sub is not a valid user id")
+    try:
+        scope = Scope(claims.get("scope", Scope.CLIENT))
+    except ValueError as exc:
+        raise Unauthorized("the token's scope is not client, dashboard or admin") from exc
+    raw_artifacts = claims.get("artifacts")
+    artifacts: frozenset[str] | None = None
+    if raw_artifacts is not None:
+        if not isinstance(raw_artifacts, list) or not all(
+            isinstance(a, str) for a in raw_artifacts
+        ):
+            raise Unauthorized("the token's artifacts claim must be a list of ids")
+        artifacts = frozenset(raw_artifacts)
+    return Principal(user_id=user_id, scope=scope, artifacts=artifacts)
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The signing secret kept in the data dir (mode 0600), created on first start."""
+    path = data_dir / "jwt_secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret

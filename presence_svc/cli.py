@@ -1,0 +1,157 @@
+"""The ``presence-svc`` command: serve, worker, token, ledger export, bench.
+
+Exit status: 0 success, 2 bad usage or configuration (one line on stderr), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+
+from presence_svc import logs
+from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
+from presence_svc.embedded import EmbeddedRedis, EmbeddedRedisError
+from presence_svc.settings import ConfigError, Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("presence_svc")
+
+
+class UsageError(Exception):
+    """Bad usage or configuration: exit 2 with a one-line reason."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="presence-svc", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8080)")
+    serve.add_argument(
+        "--worker", action=argparse.BooleanOptionalAction, default=None,
+        help="also run the worker in-process (default: on with the embedded Redis)",
+    )
+
+    commands.add_parser("worker", help="drain views into the ledger and sweep presence")
+
+    token = commands.add_parser("token", help="print a signed token")
+    token.add_argument("--user", required=True, help="the user id the token acts as (sub)")
+    token.add_argument("--scope", choices=[s.value for s in Scope], default=Scope.CLIENT.value)
+    token.add_argument("--artifact", action="append", help="limit to this artifact (repeatable)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "worker", None) is not None:
+        overrides["run_worker"] = args.worker
+    elif settings.redis_url is not None:
+        overrides["run_worker"] = False  # an external Redis has its own `worker` processes
+    return settings.replace(**overrides) if overrides else settings
+
+
+@contextlib.contextmanager
+def _redis_for(settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a Redis: the configured one, or the embedded one, started here."""
+    if not settings.embedded_redis:
+        yield settings
+        return
+    embedded = EmbeddedRedis(settings.data_dir)
+    with embedded.running() as url:
+        yield settings.replace(redis_url=url)
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from presence_svc.app import create_app
+
+    with _redis_for(settings) as ready:
+        app = create_app(ready)
+        gc.freeze()  # start-up objects never change: keep them out of GC passes
+        log.info("serving", extra={"host": ready.host, "port": ready.port})
+        web.run_app(
+            app,
+            host=ready.host,
+            port=ready.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+            loop=_event_loop(),
+        )
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    from presence_svc.worker import run_worker
+
+    with _redis_for(settings) as ready:
+        loop = _event_loop()
+        try:
+            loop.run_until_complete(run_worker(ready))
+        finally:
+            loop.close()
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    if args.ttl <= 0:
+        raise UsageError("presence-svc token: --ttl must be positive")
+    token = TokenCodec(secret).issue(
+        args.user, scope=Scope(args.scope), artifacts=args.artifact, ttl_s=args.ttl
+    )
+    sys.stdout.write(token + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        settings = _settings(args)
+        logs.configure(settings.log_level)
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "worker":
+            return _worker(settings)
+        if args.command == "token":
+            return _token(settings, args)
+        raise UsageError(f"presence-svc: unknown command {args.command!r}")
+    except (UsageError, ConfigError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except EmbeddedRedisError as exc:
+        sys.stderr.write(f"presence-svc: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

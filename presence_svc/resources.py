@@ -1,0 +1,62 @@
+"""The shared resources of one app, each made and closed by its own cleanup context and
+reached through a typed ``web.AppKey`` (no module-level clients)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from presence_svc.auth import TokenCodec
+from presence_svc.db import Database, open_database
+from presence_svc.presence import PresenceStore
+from presence_svc.redis_client import RedisClient, connect
+from presence_svc.scripts import Scripts
+from presence_svc.settings import Settings
+
+__all__ = [
+    "DATABASE",
+    "PRESENCE",
+    "REDIS",
+    "SCRIPTS",
+    "SETTINGS",
+    "TOKENS",
+    "database_ctx",
+    "redis_ctx",
+]
+
+log = logging.getLogger(__name__)
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+TOKENS: Final = web.AppKey("tokens", TokenCodec)
+REDIS: Final = web.AppKey[RedisClient]("redis")
+SCRIPTS: Final = web.AppKey("scripts", Scripts)
+PRESENCE: Final = web.AppKey("presence", PresenceStore)
+DATABASE: Final = web.AppKey[Database]("database")
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Redis client and its scripts. Starts even if Redis is down: /readyz tells."""
+    settings = app[SETTINGS]
+    client = connect(settings)
+    scripts = Scripts(client)
+    try:
+        await scripts.load()
+    except RedisError as exc:
+        log.warning("redis not reachable at start; will retry on use", extra={"error": repr(exc)})
+    app[REDIS] = client
+    app[SCRIPTS] = scripts
+    app[PRESENCE] = PresenceStore(scripts, settings)
+    yield
+    await client.aclose()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = open_database(app[SETTINGS].resolved_ledger_url)
+    await database.open()
+    app[DATABASE] = database
+    yield
+    await database.close()

@@ -1,0 +1,142 @@
+"""Request and response bodies: one msgspec Struct each.
+
+The same Structs decode JSON and msgpack, validate, and give the JSON Schema of the
+OpenAPI document, so what is documented is what is enforced.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "ID_PATTERN",
+    "SESSION_PATTERN",
+    "ArtifactId",
+    "BatchOnline",
+    "HeartbeatIn",
+    "HeartbeatOut",
+    "LeaveIn",
+    "OnlineCounts",
+    "OnlineOut",
+    "PresenceOut",
+    "PresenceUser",
+    "ProfileIn",
+    "ProfileOut",
+    "SessionId",
+    "UserId",
+    "VersionId",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
+_ID_META = Meta(
+    min_length=1,
+    max_length=128,
+    pattern=ID_PATTERN,
+    description="1-128 characters of A-Z a-z 0-9 . _ : @ -",
+)
+ArtifactId = Annotated[str, _ID_META]
+VersionId = Annotated[str, _ID_META]
+UserId = Annotated[str, _ID_META]
+SessionId = Annotated[
+    str,
+    Meta(
+        min_length=8,
+        max_length=64,
+        pattern=SESSION_PATTERN,
+        description="8-64 characters of A-Z a-z 0-9 _ -; one per browser tab or device",
+    ),
+]
+State = Annotated[
+    dict[str, Any], Meta(description="Free-form session state; at most 1 KiB encoded as JSON")
+]
+Time = Annotated[str, Meta(description="ISO 8601 UTC with milliseconds")]
+
+
+class _Body(Struct, rename="camel", forbid_unknown_fields=False):
+    """Request bodies ignore unknown fields (a client's ``userId`` is never trusted)."""
+
+
+class HeartbeatIn(_Body, kw_only=True):
+    artifact_id: ArtifactId
+    session_id: SessionId
+    version_id: VersionId | None = None
+    state: State | None = None
+
+
+class LeaveIn(_Body, kw_only=True):
+    artifact_id: ArtifactId
+    session_id: SessionId
+    grace: Annotated[
+        bool,
+        Meta(description="Leave after a short grace unless the session heartbeats again "
+             "(a page reload); used by the browser SDK's pagehide beacon"),
+    ] = False
+    token: Annotated[
+        str | None,
+        Meta(description="Bearer token for clients that cannot send headers "
+             "(navigator.sendBeacon); ignored when an Authorization header is present"),
+    ] = None
+
+
+class ProfileIn(_Body, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    avatar_url: Annotated[str, Meta(max_length=2048, pattern=r"^https?://\S+$")] | None = None
+
+
+class _Out(Struct, rename="camel"):
+    pass
+
+
+class HeartbeatOut(_Out, kw_only=True):
+    online: int
+    sessions: int
+    interval_s: float
+
+
+class OnlineCounts(_Out, kw_only=True):
+    online: int
+    sessions: int
+
+
+class OnlineOut(_Out, kw_only=True):
+    artifact_id: str
+    online: int
+    sessions: int
+
+
+class BatchOnline(_Out, kw_only=True):
+    counts: dict[str, OnlineCounts]
+
+
+class PresenceUser(_Out, kw_only=True):
+    user_id: str
+    name: str | None
+    avatar_url: str | None
+    version_id: str | None
+    last_seen: Time
+    sessions: int
+    state: dict[str, Any] | None
+
+
+class PresenceOut(_Out, kw_only=True):
+    online: int
+    sessions: int
+    users: list[PresenceUser]
+    next_cursor: str | None
+
+
+class ProfileOut(_Out, kw_only=True):
+    user_id: str
+    name: str
+    avatar_url: str | None
+    updated_at: Time
+
+
+def schema_components(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """JSON Schemas of ``types`` with shared definitions under components/schemas."""
+    return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")

@@ -1,0 +1,124 @@
+"""The Lua scripts in ``lua/``: read once, called by SHA, reloaded after ``NOSCRIPT``.
+
+redis-py's ``register_script`` would check ``SCRIPT EXISTS`` before every pipeline; this
+module sends ``EVALSHA`` straight away and loads a script only when Redis says it does not
+know it (after a restart or ``SCRIPT FLUSH``), so the hot path is one round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from redis.exceptions import NoScriptError
+
+from presence_svc import metrics
+from presence_svc.redis_client import RedisClient
+
+__all__ = ["Call", "LuaScript", "Scripts", "lua_source"]
+
+ScriptArg: TypeAlias = str | bytes | int | float
+Call: TypeAlias = "tuple[LuaScript, Sequence[str], Sequence[ScriptArg]]"
+
+_INCLUDE = re.compile(r"^--! include (\S+)\s*$", re.MULTILINE)
+
+
+def _lua_dir() -> Traversable:
+    packaged = resources.files("presence_svc").joinpath("lua")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "lua"  # a source checkout
+
+
+def lua_source(name: str) -> str:
+    """The script's text with its ``--! include`` lines replaced by the named files."""
+    root = _lua_dir()
+    text = root.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: root.joinpath(m.group(1)).read_text(encoding="utf-8"), text)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    name: str
+    source: bytes
+    sha: str
+
+    @classmethod
+    @cache
+    def named(cls, name: str) -> LuaScript:
+        source = lua_source(name).encode()
+        return cls(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
+
+
+class Scripts:
+    """Every script of the service, bound to one Redis client."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self.redis = redis
+        self.heartbeat = LuaScript.named("heartbeat")
+        self.leave = LuaScript.named("leave")
+        self.sweep = LuaScript.named("sweep")
+        self.online = LuaScript.named("online")
+        self.presence = LuaScript.named("presence")
+        self.erase_user = LuaScript.named("erase_user")
+        self.claim = LuaScript.named("claim")
+        self.release = LuaScript.named("release")
+
+    @property
+    def all(self) -> tuple[LuaScript, ...]:
+        return tuple(v for v in vars(self).values() if isinstance(v, LuaScript))
+
+    async def load(self) -> None:
+        for script in self.all:
+            await self.redis.script_load(script.source)
+
+    async def loaded(self) -> bool:
+        found = await self.redis.script_exists(*(s.sha for s in self.all))
+        return all(found)
+
+    async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
+        started = time.perf_counter()
+        try:
+            try:
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.redis.script_load(script.source)
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        finally:
+            metrics.SCRIPT_SECONDS.labels(script.name).observe(time.perf_counter() - started)
+
+    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several scripts in one pipeline (one round trip per node); results in order.
+
+        A script error in one call is returned in its place, not raised, so one bad call
+        does not hide the others' results.
+        """
+        if not calls:
+            return []
+        started = time.perf_counter()
+        try:
+            results = await self._pipeline(calls)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:
+                for script in {calls[i][0] for i in missing}:
+                    await self.redis.script_load(script.source)
+                retried = await self._pipeline([calls[i] for i in missing])
+                for i, result in zip(missing, retried, strict=True):
+                    results[i] = result
+            return results
+        finally:
+            metrics.SCRIPT_SECONDS.labels("pipeline").observe(time.perf_counter() - started)
+
+    async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))

@@ -1,0 +1,154 @@
+"""One typed settings object, read from the environment and validated once at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+__all__ = ["LOG_LEVELS", "ConfigError", "Settings"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_T = TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service can be configured with; see the README's configuration table."""
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    data_dir: Path = Path(".presence")
+    ledger_url: str | None = None
+    jwt_secret: str | None = None
+    heartbeat_interval_s: float = 15.0
+    online_timeout_s: float = 45.0
+    retention_s: float = 3600.0
+    view_debounce_s: float = 300.0
+    partitions: int = 64
+    log_level: str = "info"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    run_worker: bool = True
+    sweep_interval_s: float = 2.0
+    leave_grace_s: float = 2.0
+    redis_timeout_s: float = 0.9
+
+    def __post_init__(self) -> None:
+        _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
+        _check(
+            self.online_timeout_s > self.heartbeat_interval_s,
+            "PRESENCE_ONLINE_TIMEOUT_S must be greater than PRESENCE_HEARTBEAT_INTERVAL_S",
+        )
+        _check(
+            self.retention_s >= self.online_timeout_s,
+            "PRESENCE_RETENTION_S must be >= PRESENCE_ONLINE_TIMEOUT_S",
+        )
+        _check(self.view_debounce_s > 0, "PRESENCE_VIEW_DEBOUNCE_S must be > 0")
+        _check(1 <= self.partitions <= 16384, "PRESENCE_PARTITIONS must be within 1..16384")
+        _check(self.log_level in LOG_LEVELS, f"PRESENCE_LOG_LEVEL must be one of {LOG_LEVELS}")
+        _check(0 < self.port < 65536, "port must be within 1..65535")
+        _check(self.sweep_interval_s > 0, "PRESENCE_SWEEP_INTERVAL_S must be > 0")
+        _check(0 <= self.leave_grace_s <= 30, "PRESENCE_LEAVE_GRACE_S must be within 0..30")
+        _check(0 < self.redis_timeout_s <= 1, "PRESENCE_REDIS_TIMEOUT_S must be within (0, 1]")
+        if self.redis_url is not None:
+            scheme = urlsplit(self.redis_url).scheme
+            _check(
+                scheme in ("redis", "rediss", "unix"),
+                "PRESENCE_REDIS_URL must be a redis://, rediss:// or unix:// URL",
+            )
+        _check(
+            not (self.redis_cluster and self.redis_url is None),
+            "PRESENCE_REDIS_CLUSTER=1 needs PRESENCE_REDIS_URL (a seed node)",
+        )
+        if self.ledger_url is not None:
+            _check(
+                self.ledger_url.startswith("sqlite:///"),
+                "PRESENCE_LEDGER_URL must be sqlite:///path (postgresql:// is not supported yet)",
+            )
+        if self.jwt_secret is not None:
+            _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def resolved_ledger_url(self) -> str:
+        return self.ledger_url or f"sqlite:///{self.data_dir.resolve() / 'ledger.sqlite3'}"
+
+    @property
+    def online_timeout_ms(self) -> int:
+        return int(self.online_timeout_s * 1000)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_s * 1000)
+
+    @property
+    def view_debounce_ms(self) -> int:
+        return int(self.view_debounce_s * 1000)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `PRESENCE_*` variables; raise ConfigError naming a bad one."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+
+        def read(name: str, field: str, parse: Callable[[str], _T]) -> None:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return
+            try:
+                values[field] = parse(raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from exc
+
+        read("PRESENCE_REDIS_URL", "redis_url", str)
+        read("PRESENCE_REDIS_CLUSTER", "redis_cluster", _parse_bool)
+        read("PRESENCE_DATA_DIR", "data_dir", Path)
+        read("PRESENCE_LEDGER_URL", "ledger_url", str)
+        read("PRESENCE_JWT_SECRET", "jwt_secret", str)
+        read("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds)
+        read("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds)
+        read("PRESENCE_RETENTION_S", "retention_s", _parse_seconds)
+        read("PRESENCE_VIEW_DEBOUNCE_S", "view_debounce_s", _parse_seconds)
+        read("PRESENCE_PARTITIONS", "partitions", int)
+        read("PRESENCE_LOG_LEVEL", "log_level", str.lower)
+        read("PRESENCE_SWEEP_INTERVAL_S", "sweep_interval_s", _parse_seconds)
+        read("PRESENCE_LEAVE_GRACE_S", "leave_grace_s", _parse_seconds)
+        read("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 0 or 1")
+
+
+def _parse_seconds(raw: str) -> float:
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number of seconds")
+    return value

@@ -1,0 +1,92 @@
+"""Bodies on the wire: JSON or msgpack in, JSON or msgpack out, validated by schema.
+
+``Body(HeartbeatIn)`` builds the decoders once; ``await body.read(request)`` returns a
+validated Struct or raises a problem naming the fields at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from presence_svc.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["MAX_BODY_BYTES", "Body", "field_errors", "respond"]
+
+MAX_BODY_BYTES = 16 * 1024
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+_MSGPACK_TYPES = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
+_TEXT = "text/plain"
+
+T = TypeVar("T")
+
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
+
+
+def field_errors(exc: msgspec.ValidationError) -> list[FieldError]:
+    """Turn msgspec's one-line message into ``[{field, message}]``."""
+    text = str(exc)
+    match = _AT_PATH.match(text)
+    message = match.group("message") if match else text
+    path = (match.group("path") or "") if match else ""
+    missing = _MISSING.search(message)
+    field = path.lstrip(".")
+    if missing:
+        field = f"{field}.{missing.group('field')}" if field else missing.group("field")
+        message = "is required"
+    field = re.sub(r"\[(\d+)\]", r".\1", field).strip(".")
+    return [FieldError(field=field or "body", message=message)]
+
+
+class Body(Generic[T]):
+    """Decoders for one request body type, built once at import time."""
+
+    def __init__(self, kind: type[T], *, allow_text: bool = False) -> None:
+        self.kind = kind
+        self.allow_text = allow_text
+        self._json = msgspec.json.Decoder(kind)
+        self._msgpack = msgspec.msgpack.Decoder(kind)
+
+    async def read(self, request: web.Request) -> T:
+        content_type = request.content_type
+        is_text = self.allow_text and content_type == _TEXT
+        if content_type != JSON and content_type not in _MSGPACK_TYPES and not is_text:
+            raise UnsupportedMediaType(
+                f"send the body as {JSON} or {MSGPACK}, not {content_type or 'nothing'}"
+            )
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
+        if not raw:
+            raise BadRequest("the request has no body")
+        decoder: Any = self._msgpack if content_type in _MSGPACK_TYPES else self._json
+        try:
+            value: T = decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise BadRequest("the body has invalid fields", errors=field_errors(exc)) from exc
+        except msgspec.DecodeError as exc:
+            kind = "msgpack" if decoder is self._msgpack else "JSON"
+            raise BadRequest(f"the body is not valid {kind}: {exc}") from exc
+        return value
+
+
+_JSON_ENCODER = msgspec.json.Encoder()
+_MSGPACK_ENCODER = msgspec.msgpack.Encoder()
+
+
+def wants_msgpack(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(kind in accept for kind in _MSGPACK_TYPES)
+
+
+def respond(request: web.Request, value: Any, status: int = 200) -> web.Response:
+    """Encode ``value`` as msgpack if the client accepts it, else JSON."""
+    if wants_msgpack(request):
+        return web.Response(body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK)
+    return web.Response(body=_JSON_ENCODER.encode(value), status=status, content_type=JSON)

@@ -1,0 +1,64 @@
+"""Background chores: the presence sweeper (and, next, the ledger drain).
+
+``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
+(``worker_ctx``) when it owns an embedded Redis. Any number of workers may run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from presence_svc.redis_client import connect
+from presence_svc.resources import SCRIPTS, SETTINGS
+from presence_svc.scripts import Scripts
+from presence_svc.settings import Settings
+from presence_svc.worker.sweeper import Sweeper
+
+__all__ = ["Worker", "run_worker", "worker_ctx"]
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Every chore of one worker, run until ``stop``; each chore finishes its round."""
+
+    def __init__(self, scripts: Scripts, settings: Settings) -> None:
+        self.sweeper = Sweeper(scripts, settings)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        log.info("worker started", extra={"worker_id": self.sweeper.owner})
+        try:
+            await self.sweeper.run(self._stopping)
+        finally:
+            log.info("worker stopped", extra={"worker_id": self.sweeper.owner})
+
+
+async def run_worker(settings: Settings) -> None:
+    """The ``presence-svc worker`` process: until SIGTERM or SIGINT."""
+    client = connect(settings)
+    worker = Worker(Scripts(client), settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await client.aclose()
+
+
+async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The worker inside ``serve``; stopped (after its current round) at shutdown."""
+    worker = Worker(app[SCRIPTS], app[SETTINGS])
+    task = asyncio.create_task(worker.run(), name="worker")
+    yield
+    worker.stop()
+    await task

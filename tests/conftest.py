@@ -1,0 +1,103 @@
+"""Shared fixtures: one real redis-server per test session (the same binary the embedded
+default uses), flushed before every test; apps served over real HTTP by aiohttp's test
+server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from presence_svc.app import create_app
+from presence_svc.auth import Scope, TokenCodec
+from presence_svc.embedded import EmbeddedRedis
+from presence_svc.settings import Settings
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+AppClient = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[AppClient]]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.flushall()
+        r.script_flush()
+    yield redis_server.url
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as r:
+        yield r
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        jwt_secret=SECRET,
+        heartbeat_interval_s=0.5,
+        online_timeout_s=1.0,
+        retention_s=3.0,
+        view_debounce_s=1.0,
+        partitions=16,
+        run_worker=False,
+        sweep_interval_s=0.2,
+        leave_grace_s=0.5,
+    )
+
+
+@pytest.fixture
+def tokens() -> TokenCodec:
+    return TokenCodec(SECRET)
+
+
+@pytest.fixture
+def auth(tokens: TokenCodec) -> Callable[..., dict[str, str]]:
+    """Headers with a bearer token: ``auth("alice")``, ``auth("d", scope="dashboard")``."""
+
+    def headers(user: str, scope: str = "client", artifacts: list[str] | None = None,
+                ttl_s: int = 600) -> dict[str, str]:
+        token = tokens.issue(user, scope=Scope(scope), artifacts=artifacts, ttl_s=ttl_s)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Callable[..., Awaitable[AppClient]], settings: Settings
+) -> MakeClient:
+    """A client of an app built from the test settings, with ``**changes`` applied."""
+
+    async def make(**changes: Any) -> AppClient:
+        return await aiohttp_client(create_app(settings.replace(**changes)))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> AsyncIterator[AppClient]:
+    yield await make_client()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
