@@ -13,8 +13,8 @@ from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.errors import problem_middleware
 from presence_svc.resources import SETTINGS, TOKENS, database_ctx, redis_ctx
 from presence_svc.settings import Settings
-from presence_svc.worker import worker_ctx
 from presence_svc.wire import MAX_BODY_BYTES
+from presence_svc.worker import worker_ctx
 
 __all__ = ["create_app"]
 

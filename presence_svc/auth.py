@@ -135,7 +135,7 @@ def _principal(claims: dict[str, object]) -> Principal:
     if not isinstance(user_id, str) or not _ID.match(user_id):
         raise Unauthorized("the token's sub is not a valid user id")
     try:
-        scope = Scope(claims.get("scope", Scope.CLIENT))
+        scope = Scope(str(claims.get("scope", Scope.CLIENT)))
     except ValueError as exc:
         raise Unauthorized("the token's scope is not client, dashboard or admin") from exc
     raw_artifacts = claims.get("artifacts")

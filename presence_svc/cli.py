@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
     serve.add_argument(
-        "--worker", action=argparse.BooleanOptionalAction, default=None,
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="also run the worker in-process (default: on with the embedded Redis)",
     )
 

@@ -96,29 +96,41 @@ class EmbeddedRedis:
     def start(self, wait_s: float = 15.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if _ping(self.socket_path):
-            log.info("attached to the running embedded redis", extra={"socket": str(self.socket_path)})
+            log.info(
+                "attached to the running embedded redis", extra={"socket": str(self.socket_path)}
+            )
             return self.url
         self._clean_stale()
         binary = self.binary or redis_server_binary()
         args = [
             binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--pidfile", str(self.pidfile),
-            "--logfile", str(self.logfile),
-            "--daemonize", "no",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--pidfile",
+            str(self.pidfile),
+            "--logfile",
+            str(self.logfile),
+            "--daemonize",
+            "no",
         ]
-        self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+        self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet at this point
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + wait_s
         while not _ping(self.socket_path):

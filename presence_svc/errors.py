@@ -148,14 +148,21 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Problem as exc:
         return problem_response(
-            exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors,
+            exc.status,
+            exc.title,
+            exc.detail,
+            slug=exc.slug,
+            errors=exc.errors,
             headers=exc.headers,
         )
     except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError) as exc:
         log.warning("redis unavailable", extra={"path": request.path, "error": repr(exc)})
         return problem_response(
-            503, "Service Unavailable", "the presence store is unreachable; retry shortly",
-            slug="unavailable", headers={"Retry-After": "1"},
+            503,
+            "Service Unavailable",
+            "the presence store is unreachable; retry shortly",
+            slug="unavailable",
+            headers={"Retry-After": "1"},
         )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -164,6 +171,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return problem_response(
-            500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+            500,
+            "Internal Server Error",
+            "an unexpected error occurred; it has been logged",
             slug="internal",
         )

@@ -33,25 +33,61 @@ class Endpoint:
 _ID_PARAM = {"type": "string", "pattern": schemas.ID_PATTERN}
 
 ENDPOINTS: list[Endpoint] = [
-    Endpoint("POST", "/v1/heartbeat", "Upsert a session; returns the artifact's online counts",
-             "client", schemas.HeartbeatIn, schemas.HeartbeatOut),
-    Endpoint("POST", "/v1/leave", "Take a session offline (at once, or after a grace)",
-             "client", schemas.LeaveIn, schemas.OnlineCounts),
-    Endpoint("GET", "/v1/artifacts/{artifactId}/online", "Online users and sessions",
-             "client, dashboard", answer=schemas.OnlineOut),
-    Endpoint("GET", "/v1/online", "Online counts of up to 1000 artifacts in one call",
-             "client, dashboard", answer=schemas.BatchOnline,
-             query={"artifactId": "repeat up to 1000 times"}),
-    Endpoint("GET", "/v1/artifacts/{artifactId}/presence",
-             "Online users, most recent first, one row per user", "client, dashboard",
-             answer=schemas.PresenceOut,
-             query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"}),
-    Endpoint("PUT", "/v1/users/{userId}", "Create or replace a profile", "admin",
-             schemas.ProfileIn, schemas.ProfileOut),
+    Endpoint(
+        "POST",
+        "/v1/heartbeat",
+        "Upsert a session; returns the artifact's online counts",
+        "client",
+        schemas.HeartbeatIn,
+        schemas.HeartbeatOut,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/leave",
+        "Take a session offline (at once, or after a grace)",
+        "client",
+        schemas.LeaveIn,
+        schemas.OnlineCounts,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/artifacts/{artifactId}/online",
+        "Online users and sessions",
+        "client, dashboard",
+        answer=schemas.OnlineOut,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/online",
+        "Online counts of up to 1000 artifacts in one call",
+        "client, dashboard",
+        answer=schemas.BatchOnline,
+        query={"artifactId": "repeat up to 1000 times"},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/artifacts/{artifactId}/presence",
+        "Online users, most recent first, one row per user",
+        "client, dashboard",
+        answer=schemas.PresenceOut,
+        query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/users/{userId}",
+        "Create or replace a profile",
+        "admin",
+        schemas.ProfileIn,
+        schemas.ProfileOut,
+    ),
     Endpoint("GET", "/v1/users/{userId}", "A stored profile", "admin", answer=schemas.ProfileOut),
-    Endpoint("DELETE", "/v1/users/{userId}",
-             "Erase the profile and the user's sessions; stats and ledger keep the opaque id",
-             "admin", status=204),
+    Endpoint(
+        "DELETE",
+        "/v1/users/{userId}",
+        "Erase the profile and the user's sessions; stats and ledger keep the opaque id",
+        "admin",
+        status=204,
+    ),
     Endpoint("GET", "/healthz", "200 while the process runs", "anyone"),
     Endpoint("GET", "/readyz", "200 when Redis answers and scripts are loaded", "anyone"),
     Endpoint("GET", "/metrics", "Prometheus metrics", "anyone", content_type="text/plain"),
@@ -73,8 +109,13 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         if "{" + name + "}" in endpoint.path
     ]
     params += [
-        {"name": name, "in": "query", "required": name == "artifactId", "description": text,
-         "schema": _ID_PARAM if name.endswith("Id") else {"type": "string"}}
+        {
+            "name": name,
+            "in": "query",
+            "required": name == "artifactId",
+            "description": text,
+            "schema": _ID_PARAM if name.endswith("Id") else {"type": "string"},
+        }
         for name, text in endpoint.query.items()
     ]
     if params:
@@ -95,16 +136,22 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         }
     op["responses"][str(endpoint.status)] = ok
     problem = {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
-    for status, text in ((400, "Invalid input"), (401, "No valid token"),
-                         (403, "Not allowed for this token"), (503, "Redis unreachable")):
+    for status, text in (
+        (400, "Invalid input"),
+        (401, "No valid token"),
+        (403, "Not allowed for this token"),
+        (503, "Redis unreachable"),
+    ):
         if endpoint.who != "anyone" or status == 503:
             op["responses"][str(status)] = {"description": text, **problem}
     return op
 
 
 def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
-    types = sorted({t for e in ENDPOINTS for t in (e.body, e.answer) if t is not None} | {ProblemBody},
-                   key=lambda t: t.__name__)
+    types = sorted(
+        {t for e in ENDPOINTS for t in (e.body, e.answer) if t is not None} | {ProblemBody},
+        key=lambda t: t.__name__,
+    )
     found, components = schemas.schema_components(types)
     refs = dict(zip(types, found, strict=True))
     paths: dict[str, dict[str, Any]] = {}
@@ -112,12 +159,16 @@ def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, refs)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "presence-svc", "version": "0.1.0",
-                 "description": "Live presence, view statistics and a view ledger."},
+        "info": {
+            "title": "presence-svc",
+            "version": "0.1.0",
+            "description": "Live presence, view statistics and a view ledger.",
+        },
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }

@@ -169,7 +169,6 @@ class PresenceStore:
             next_cursor = encode_cursor(rows[-1].last_seen_ms, rows[-1].user_id)
         return PresencePage(Counts(int(online), int(sessions)), rows, next_cursor)
 
-
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
 
@@ -179,7 +178,7 @@ class PresenceStore:
         removed = 0
         for tag in self.keys.tags:
             members = await self.scripts.redis.zrange(self.keys.due(tag), 0, -1)
-            artifact_ids = [_text(m) for m in members]
+            artifact_ids = [_text(m) for m in members if isinstance(m, str | bytes)]
             for start in range(0, len(artifact_ids), 500):
                 calls: list[Call] = []
                 for artifact_id in artifact_ids[start : start + 500]:

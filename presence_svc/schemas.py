@@ -73,13 +73,17 @@ class LeaveIn(_Body, kw_only=True):
     session_id: SessionId
     grace: Annotated[
         bool,
-        Meta(description="Leave after a short grace unless the session heartbeats again "
-             "(a page reload); used by the browser SDK's pagehide beacon"),
+        Meta(
+            description="Leave after a short grace unless the session heartbeats again "
+            "(a page reload); used by the browser SDK's pagehide beacon"
+        ),
     ] = False
     token: Annotated[
         str | None,
-        Meta(description="Bearer token for clients that cannot send headers "
-             "(navigator.sendBeacon); ignored when an Authorization header is present"),
+        Meta(
+            description="Bearer token for clients that cannot send headers "
+            "(navigator.sendBeacon); ignored when an Authorization header is present"
+        ),
     ] = None
 
 
@@ -137,6 +141,6 @@ class ProfileOut(_Out, kw_only=True):
     updated_at: Time
 
 
-def schema_components(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
     """JSON Schemas of ``types`` with shared definitions under components/schemas."""
     return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")

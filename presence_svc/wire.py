@@ -88,5 +88,7 @@ def wants_msgpack(request: web.Request) -> bool:
 def respond(request: web.Request, value: Any, status: int = 200) -> web.Response:
     """Encode ``value`` as msgpack if the client accepts it, else JSON."""
     if wants_msgpack(request):
-        return web.Response(body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK)
+        return web.Response(
+            body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK
+        )
     return web.Response(body=_JSON_ENCODER.encode(value), status=status, content_type=JSON)

@@ -19,7 +19,7 @@ from presence_svc.auth import Scope, TokenCodec
 from presence_svc.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
-SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+SECRET = "test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
 
 AppClient = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[AppClient]]
@@ -37,7 +37,7 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     with redis.Redis.from_url(redis_server.url) as r:
         r.flushall()
         r.script_flush()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture
@@ -72,8 +72,9 @@ def tokens() -> TokenCodec:
 def auth(tokens: TokenCodec) -> Callable[..., dict[str, str]]:
     """Headers with a bearer token: ``auth("alice")``, ``auth("d", scope="dashboard")``."""
 
-    def headers(user: str, scope: str = "client", artifacts: list[str] | None = None,
-                ttl_s: int = 600) -> dict[str, str]:
+    def headers(
+        user: str, scope: str = "client", artifacts: list[str] | None = None, ttl_s: int = 600
+    ) -> dict[str, str]:
         token = tokens.issue(user, scope=Scope(scope), artifacts=artifacts, ttl_s=ttl_s)
         return {"Authorization": f"Bearer {token}"}
 
@@ -94,7 +95,7 @@ async def make_client(
 
 @pytest.fixture
 async def client(make_client: MakeClient) -> AsyncIterator[AppClient]:
-    yield await make_client()
+    return await make_client()
 
 
 def free_port() -> int:

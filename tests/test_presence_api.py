@@ -12,10 +12,12 @@ from tests.conftest import AppClient
 Auth = Callable[..., dict[str, str]]
 
 
-async def beat(client: AppClient, auth: Auth, user: str, artifact: str, session: str,
-               **extra: object) -> dict[str, object]:
+async def beat(
+    client: AppClient, auth: Auth, user: str, artifact: str, session: str, **extra: object
+) -> dict[str, object]:
     response = await client.post(
-        "/v1/heartbeat", json={"artifactId": artifact, "sessionId": session, **extra},
+        "/v1/heartbeat",
+        json={"artifactId": artifact, "sessionId": session, **extra},
         headers=auth(user),
     )
     assert response.status == 200, await response.text()
@@ -87,7 +89,8 @@ async def test_heartbeat_moves_version_and_changes_state(client: AppClient, auth
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("a"))).json()
     row = page["users"][0]
     assert (row["versionId"], row["state"], row["sessions"]) == ("v2", {"cursor": 9}, 1)
-    assert row["lastSeen"].endswith("Z") and len(row["lastSeen"]) == 24
+    assert row["lastSeen"].endswith("Z")
+    assert len(row["lastSeen"]) == 24
 
 
 async def test_presence_list_is_one_row_per_user_most_recent_first_with_pages(
@@ -119,7 +122,8 @@ async def test_presence_rows_carry_names_from_the_users_directory(
 ) -> None:
     admin = auth("root", scope="admin")
     response = await client.put(
-        "/v1/users/alice", json={"name": "Alice A.", "avatarUrl": "https://example.org/a.png"},
+        "/v1/users/alice",
+        json={"name": "Alice A.", "avatarUrl": "https://example.org/a.png"},
         headers=admin,
     )
     assert response.status == 200
@@ -128,7 +132,9 @@ async def test_presence_rows_carry_names_from_the_users_directory(
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("x"))).json()
     by_user = {u["userId"]: u for u in page["users"]}
     assert (by_user["alice"]["name"], by_user["alice"]["avatarUrl"]) == (
-        "Alice A.", "https://example.org/a.png")
+        "Alice A.",
+        "https://example.org/a.png",
+    )
     assert (by_user["bob"]["name"], by_user["bob"]["avatarUrl"]) == (None, None)
 
 
@@ -154,19 +160,22 @@ async def test_batch_online_of_a_thousand_ids_is_answered(client: AppClient, aut
     query = "&".join(f"artifactId=doc-{i}" for i in range(1000))
     response = await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))
     counts = (await response.json())["counts"]
-    assert len(counts) == 1000 and counts["doc-999"] == {"online": 1, "sessions": 1}
+    assert len(counts) == 1000
+    assert counts["doc-999"] == {"online": 1, "sessions": 1}
 
 
 async def test_a_session_id_of_another_user_is_refused(client: AppClient, auth: Auth) -> None:
     await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
     response = await client.post(
-        "/v1/heartbeat", json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"},
+        "/v1/heartbeat",
+        json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"},
         headers=auth("mallory"),
     )
     assert response.status == 409
     assert response.content_type == "application/problem+json"
     response = await client.post(
-        "/v1/leave", json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"},
+        "/v1/leave",
+        json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"},
         headers=auth("mallory"),
     )
     assert response.status == 409
@@ -175,17 +184,25 @@ async def test_a_session_id_of_another_user_is_refused(client: AppClient, auth: 
 
 
 async def test_msgpack_in_and_out(client: AppClient, auth: Auth) -> None:
-    body = msgspec.msgpack.encode({"artifactId": "doc-1", "sessionId": "tab-aaaa1",
-                                   "state": {"typing": True}})
+    body = msgspec.msgpack.encode(
+        {"artifactId": "doc-1", "sessionId": "tab-aaaa1", "state": {"typing": True}}
+    )
     response = await client.post(
-        "/v1/heartbeat", data=body,
-        headers={**auth("alice"), "Content-Type": "application/msgpack",
-                 "Accept": "application/msgpack"},
+        "/v1/heartbeat",
+        data=body,
+        headers={
+            **auth("alice"),
+            "Content-Type": "application/msgpack",
+            "Accept": "application/msgpack",
+        },
     )
     assert response.status == 200
     assert response.content_type == "application/msgpack"
     assert msgspec.msgpack.decode(await response.read()) == {
-        "online": 1, "sessions": 1, "intervalS": 0.5}
+        "online": 1,
+        "sessions": 1,
+        "intervalS": 0.5,
+    }
 
 
 async def test_artifact_ids_with_colons_do_not_collide(client: AppClient, auth: Auth) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.schemas import ID_PATTERN
 
-__all__ = ["path_id", "query_id", "query_int", "query_ids"]
+__all__ = ["path_id", "query_id", "query_ids", "query_int"]
 
 _ID = re.compile(ID_PATTERN)
 

@@ -39,7 +39,9 @@ def _state_json(state: dict[str, object] | None) -> bytes | None:
     if len(blob) > MAX_STATE_BYTES:
         raise BadRequest(
             "state is too large",
-            errors=[FieldError("state", f"at most {MAX_STATE_BYTES} bytes as JSON, got {len(blob)}")],
+            errors=[
+                FieldError("state", f"at most {MAX_STATE_BYTES} bytes as JSON, got {len(blob)}")
+            ],
         )
     return blob
 
@@ -51,11 +53,15 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await _HEARTBEAT.read(request)
     principal.require_write(body.artifact_id)
     counts = await app[PRESENCE].heartbeat(
-        body.artifact_id, body.session_id, principal.user_id, body.version_id,
+        body.artifact_id,
+        body.session_id,
+        principal.user_id,
+        body.version_id,
         _state_json(body.state),
     )
     out = HeartbeatOut(
-        online=counts.online, sessions=counts.sessions,
+        online=counts.online,
+        sessions=counts.sessions,
         interval_s=app[SETTINGS].heartbeat_interval_s,
     )
     return respond(request, out)
@@ -95,7 +101,9 @@ async def batch_online(request: web.Request) -> web.Response:
     return respond(
         request,
         BatchOnline(
-            counts={a: OnlineCounts(online=c.online, sessions=c.sessions) for a, c in counts.items()}
+            counts={
+                a: OnlineCounts(online=c.online, sessions=c.sessions) for a, c in counts.items()
+            }
         ),
     )
 
@@ -124,7 +132,9 @@ async def presence_list(request: web.Request) -> web.Response:
             )
         )
     out = PresenceOut(
-        online=page.counts.online, sessions=page.counts.sessions, users=users,
+        online=page.counts.online,
+        sessions=page.counts.sessions,
+        users=users,
         next_cursor=page.next_cursor,
     )
     return respond(request, out)

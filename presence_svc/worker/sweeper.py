@@ -9,6 +9,7 @@ dies, so several workers share the partitions and take over from each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -53,10 +54,8 @@ class Sweeper:
                     await self.sweep_once()
                 except RedisError as exc:
                     log.warning("sweep failed; retrying", extra={"error": repr(exc)})
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), self.interval_s)
-                except TimeoutError:
-                    pass
         finally:
             await self.release()
 
@@ -74,10 +73,8 @@ class Sweeper:
             (self.scripts.release, [self.keys.sweep_lock(tag)], [self.owner])
             for tag in self.keys.tags
         ]
-        try:
+        with contextlib.suppress(RedisError):  # else the leases lapse by themselves
             await self.scripts.run_many(calls)
-        except RedisError:
-            pass  # the leases lapse by themselves
 
     async def sweep_once(self, tags: list[str] | None = None) -> SweepResult:
         """One round over the partitions we hold (or ``tags``): sweep every due artifact."""

@@ -703,8 +703,9 @@ export function createPresence(options: PresenceOptions): Presence {
 
   /** destroy()'s leave: asynchronous, and skipped if the session is still in use by another instance. */
   function leaveOnDestroy(key: string): void {
+    const body = { artifactId, sessionId, grace: true };
     const send = (): Promise<unknown> =>
-      running.has(key) ? Promise.resolve() : request<LeaveResponse>('leave', 'POST', '/v1/leave', { artifactId, sessionId, grace: true }, true);
+      running.has(key) ? Promise.resolve() : request<LeaveResponse>('leave', 'POST', '/v1/leave', body, true);
     const after = hbPromise ?? Promise.resolve(null);
     void after.then(send, send).catch(() => undefined);
   }

@@ -1,0 +1,102 @@
+"""Tokens: who may act as whom, and read what."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+
+import jwt
+import pytest
+
+from presence_svc.auth import TokenCodec
+from tests.conftest import SECRET, AppClient
+
+Auth = Callable[..., dict[str, str]]
+BODY = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _bad_tokens() -> dict[str, str]:
+    future = int(time.time()) + 600
+    return {
+        "garbled": "not.a.token",
+        "expired": TokenCodec(SECRET).issue("alice", ttl_s=-10),
+        "other-secret": TokenCodec("another-secret-of-plenty-length-0123456789").issue("alice"),
+        "alg-none": ".".join(
+            [_b64({"alg": "none", "typ": "JWT"}), _b64({"sub": "alice", "exp": future}), ""]
+        ),
+        "alg-hs512": jwt.encode({"sub": "alice", "exp": future}, SECRET, algorithm="HS512"),
+        "no-exp": jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
+        "no-sub": jwt.encode({"exp": future}, SECRET, algorithm="HS256"),
+        "bad-sub": jwt.encode({"sub": "a b", "exp": future}, SECRET, algorithm="HS256"),
+        "bad-scope": jwt.encode(
+            {"sub": "a", "exp": future, "scope": "root"}, SECRET, algorithm="HS256"
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_bad_tokens()))
+async def test_invalid_token_is_401(client: AppClient, kind: str) -> None:
+    token = _bad_tokens()[kind]
+    response = await client.post(
+        "/v1/heartbeat", json=BODY, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 401
+    assert response.content_type == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("header", [None, "Basic dXNlcjpwYXNz", "Bearer", "Bearer  "])
+async def test_missing_or_malformed_header_is_401(client: AppClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    response = await client.post("/v1/heartbeat", json=BODY, headers=headers)
+    assert response.status == 401
+
+
+async def test_client_token_is_limited_to_its_artifacts(client: AppClient, auth: Auth) -> None:
+    limited = auth("alice", artifacts=["doc-1"])
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=limited)).status == 200
+    other = {**BODY, "artifactId": "doc-2"}
+    assert (await client.post("/v1/heartbeat", json=other, headers=limited)).status == 403
+    assert (await client.get("/v1/artifacts/doc-2/online", headers=limited)).status == 403
+    assert (await client.get("/v1/artifacts/doc-2/presence", headers=limited)).status == 403
+    response = await client.get("/v1/online?artifactId=doc-1&artifactId=doc-2", headers=limited)
+    assert response.status == 403
+    assert (await client.get("/v1/artifacts/doc-1/online", headers=limited)).status == 200
+
+
+async def test_dashboard_token_reads_but_cannot_write(client: AppClient, auth: Auth) -> None:
+    dashboard = auth("board", scope="dashboard")
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=dashboard)).status == 403
+    assert (await client.post("/v1/leave", json=BODY, headers=dashboard)).status == 403
+    assert (await client.get("/v1/artifacts/doc-1/presence", headers=dashboard)).status == 200
+
+
+async def test_users_directory_needs_admin(client: AppClient, auth: Auth) -> None:
+    for scope in ("client", "dashboard"):
+        headers = auth("alice", scope=scope)
+        assert (
+            await client.put("/v1/users/alice", json={"name": "A"}, headers=headers)
+        ).status == 403
+        assert (await client.get("/v1/users/alice", headers=headers)).status == 403
+        assert (await client.delete("/v1/users/alice", headers=headers)).status == 403
+
+
+async def test_beacon_leave_may_carry_its_token_in_the_body(
+    client: AppClient, auth: Auth, tokens: TokenCodec
+) -> None:
+    await client.post("/v1/heartbeat", json=BODY, headers=auth("alice"))
+    body = json.dumps({**BODY, "token": tokens.issue("alice")})
+    response = await client.post(
+        "/v1/leave", data=body, headers={"Content-Type": "text/plain;charset=UTF-8"}
+    )
+    assert response.status == 200
+    assert await response.json() == {"online": 0, "sessions": 0}
+    forged = json.dumps({**BODY, "token": "x.y.z"})
+    response = await client.post("/v1/leave", data=forged, headers={"Content-Type": "text/plain"})
+    assert response.status == 401

@@ -1,0 +1,78 @@
+"""Health, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import redis
+
+from presence_svc.openapi import ENDPOINTS
+from tests.conftest import AppClient
+
+Auth = Callable[..., dict[str, str]]
+
+
+async def test_health_and_readiness(client: AppClient) -> None:
+    assert (await client.get("/healthz")).status == 200
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert (await response.json())["ready"] is True
+
+
+async def test_readiness_reloads_scripts_redis_lost(
+    client: AppClient, sync_redis: redis.Redis
+) -> None:
+    sync_redis.script_flush()
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert (await response.json())["checks"]["scripts"] == "reloaded"
+
+
+async def test_heartbeat_survives_a_script_flush(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis
+) -> None:
+    body = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
+    assert (await client.post("/v1/heartbeat", json=body, headers=auth("a"))).status == 200
+    sync_redis.script_flush()
+    response = await client.post("/v1/heartbeat", json=body, headers=auth("a"))
+    assert response.status == 200
+    query = "/v1/online?artifactId=doc-1&artifactId=doc-2"
+    sync_redis.script_flush()
+    response = await client.get(query, headers=auth("d", scope="dashboard"))
+    assert (await response.json())["counts"]["doc-1"] == {"online": 1, "sessions": 1}
+
+
+async def test_metrics_count_requests_by_route_without_ids(client: AppClient, auth: Auth) -> None:
+    await client.post(
+        "/v1/heartbeat",
+        json={"artifactId": "secret-doc", "sessionId": "tab-aaaa1"},
+        headers=auth("alice"),
+    )
+    await client.get("/v1/artifacts/secret-doc/online", headers=auth("alice"))
+    text = await (await client.get("/metrics")).text()
+    assert re.search(
+        r'presence_http_requests_total\{method="POST",route="/v1/heartbeat",'
+        r'status="200"\} [1-9]',
+        text,
+    )
+    assert 'route="/v1/artifacts/{artifactId}/online"' in text
+    assert 'presence_redis_script_seconds_count{script="heartbeat"}' in text
+    assert "secret-doc" not in text
+    assert "alice" not in text
+
+
+async def test_openapi_describes_every_route(client: AppClient) -> None:
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    served = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    described = {(e.method, e.path) for e in ENDPOINTS}
+    assert served == described
+    heartbeat = doc["paths"]["/v1/heartbeat"]["post"]
+    ref = heartbeat["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert set(schema["required"]) == {"artifactId", "sessionId"}

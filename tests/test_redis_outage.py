@@ -1,0 +1,46 @@
+"""Redis down: a quick 503 with Retry-After, never a hang; back up: the service recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from presence_svc.embedded import EmbeddedRedis
+from tests.conftest import MakeClient
+
+Auth = Callable[..., dict[str, str]]
+BODY = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
+
+
+async def test_redis_outage_answers_503_quickly_and_recovers(
+    make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    url = server.start()
+    try:
+        client = await make_client(redis_url=url)
+        assert (await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))).status == 200
+
+        server.stop()
+        for request in (
+            lambda: client.post("/v1/heartbeat", json=BODY, headers=auth("a")),
+            lambda: client.get("/v1/artifacts/doc-1/presence", headers=auth("a")),
+            lambda: client.get("/v1/online?artifactId=doc-1", headers=auth("a")),
+        ):
+            started = time.monotonic()
+            response = await request()
+            assert time.monotonic() - started < 2.0
+            assert response.status == 503
+            assert response.content_type == "application/problem+json"
+            assert int(response.headers["Retry-After"]) >= 1
+        assert (await client.get("/readyz")).status == 503
+        assert (await client.get("/healthz")).status == 200
+
+        server.start()  # same data dir: AOF brings the session back
+        response = await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))
+        assert response.status == 200
+        assert (await response.json())["sessions"] == 1
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        server.stop()
