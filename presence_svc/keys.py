@@ -104,8 +104,9 @@ class Keyspace:
         return f"ps:{{{tag}}}:due"
 
     @staticmethod
-    def sweep_lock(tag: str) -> str:
-        return f"ps:{{{tag}}}:sweeper"
+    def workers() -> str:
+        """zset: worker id -> alive until (ms); the live workers share the partitions."""
+        return "ps:workers"
 
     # Views (tier 2) and the stream feeding the ledger (tier 3).
 

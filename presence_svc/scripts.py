@@ -69,8 +69,7 @@ class Scripts:
         self.online = LuaScript.named("online")
         self.presence = LuaScript.named("presence")
         self.erase_user = LuaScript.named("erase_user")
-        self.claim = LuaScript.named("claim")
-        self.release = LuaScript.named("release")
+        self.workers = LuaScript.named("workers")
 
     @property
     def all(self) -> tuple[LuaScript, ...]:

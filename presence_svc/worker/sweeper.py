@@ -1,9 +1,11 @@
 """Presence garbage collection: turn timeouts into leave events, delete what is stale.
 
 Each partition keeps an index of its artifacts by the time something on them next falls
-due, so a round costs in proportion to what is due, not to what is stored. A partition is
-swept by one worker at a time, under a lease that lapses within seconds if that worker
-dies, so several workers share the partitions and take over from each other.
+due, so a round costs in proportion to what is due, not to what is stored. Live workers
+keep themselves on a list with a short lease and split the partitions by rendezvous
+hashing: each partition goes to one of them, and a dead worker's share moves to the others
+within one lease. Two workers sweeping one partition for a moment while the list changes
+is harmless: every sweep is one atomic script, and settling happens once per session.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import socket
 import uuid
+import zlib
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -23,7 +26,7 @@ from presence_svc.keys import Keyspace
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
-__all__ = ["SweepResult", "Sweeper"]
+__all__ = ["SweepResult", "Sweeper", "owner_of"]
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +40,20 @@ class SweepResult:
     sessions_deleted: int
 
 
+def owner_of(tag: str, workers: list[str]) -> str | None:
+    """Rendezvous hashing: the worker with the highest score for this partition."""
+    if not workers:
+        return None
+    return max(workers, key=lambda w: (zlib.crc32(f"{w}/{tag}".encode()), w))
+
+
 class Sweeper:
     def __init__(self, scripts: Scripts, settings: Settings) -> None:
         self.scripts = scripts
         self.keys = Keyspace(settings.partitions)
         self.interval_s = settings.sweep_interval_s
         self.lease_ms = int(settings.sweep_interval_s * 3000)
+        self._registered = False
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._timeout = settings.online_timeout_ms
         self._retention = settings.retention_ms
@@ -60,21 +71,22 @@ class Sweeper:
             await self.release()
 
     async def claim(self) -> list[str]:
-        """The partitions this worker holds a lease on now."""
-        calls: list[Call] = [
-            (self.scripts.claim, [self.keys.sweep_lock(tag)], [self.owner, self.lease_ms])
-            for tag in self.keys.tags
-        ]
-        results = await self.scripts.run_many(calls)
-        return [tag for tag, held in zip(self.keys.tags, results, strict=True) if held == 1]
+        """Stay on the live-workers list; return the partitions that fall to this worker."""
+        live = await self.scripts.run(
+            self.scripts.workers, [self.keys.workers()], [self.owner, self.lease_ms, "1"]
+        )
+        self._registered = True
+        workers = [w.decode() if isinstance(w, bytes) else str(w) for w in live]
+        return [tag for tag in self.keys.tags if owner_of(tag, workers) == self.owner]
 
     async def release(self) -> None:
-        calls: list[Call] = [
-            (self.scripts.release, [self.keys.sweep_lock(tag)], [self.owner])
-            for tag in self.keys.tags
-        ]
-        with contextlib.suppress(RedisError):  # else the leases lapse by themselves
-            await self.scripts.run_many(calls)
+        """Leave the list so the others take this worker's partitions at once."""
+        if not self._registered:
+            return
+        with contextlib.suppress(RedisError):  # else our lease lapses by itself
+            await self.scripts.run(
+                self.scripts.workers, [self.keys.workers()], [self.owner, self.lease_ms, "0"]
+            )
 
     async def sweep_once(self, tags: list[str] | None = None) -> SweepResult:
         """One round over the partitions we hold (or ``tags``): sweep every due artifact."""
