@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from presence_svc import metrics
-from presence_svc.api import ops, presence, users
+from presence_svc.api import ledger, ops, presence, users, views
 from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.errors import problem_middleware
 from presence_svc.resources import SETTINGS, TOKENS, database_ctx, redis_ctx
@@ -52,6 +52,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.run_worker:
         app.cleanup_ctx.append(worker_ctx)
     app.add_routes(presence.routes)
+    app.add_routes(views.routes)
+    app.add_routes(ledger.routes)
     app.add_routes(users.routes)
     app.add_routes(ops.routes)
     return app

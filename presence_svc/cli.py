@@ -10,13 +10,18 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 
 from presence_svc import logs
 from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
+from presence_svc.db import LedgerQuery
 from presence_svc.embedded import EmbeddedRedis, EmbeddedRedisError
+from presence_svc.export import FORMATS, export_ledger
+from presence_svc.schemas import ID_PATTERN
 from presence_svc.settings import ConfigError, Settings
+from presence_svc.timefmt import from_iso
 
 __all__ = ["main"]
 
@@ -53,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", choices=[s.value for s in Scope], default=Scope.CLIENT.value)
     token.add_argument("--artifact", action="append", help="limit to this artifact (repeatable)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+
+    ledger = commands.add_parser("ledger", help="read the views ledger")
+    ledger_commands = ledger.add_subparsers(
+        dest="ledger_command", required=True, parser_class=_Parser
+    )
+    export = ledger_commands.add_parser("export", help="write ledger rows, oldest first")
+    export.add_argument("--artifact", help="only this artifact")
+    export.add_argument("--user", help="only this user")
+    export.add_argument("--since", help="from this time (ISO 8601, inclusive)")
+    export.add_argument("--until", help="up to this time (ISO 8601, exclusive)")
+    export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
     return parser
 
 
@@ -133,6 +150,38 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_arg(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return from_iso(value)
+    except ValueError as exc:
+        raise UsageError(f"presence-svc ledger export: {flag} {value!r} is not a time") from exc
+
+
+def _id_arg(flag: str, value: str | None) -> str | None:
+    if value is not None and not re.match(ID_PATTERN, value):
+        raise UsageError(f"presence-svc ledger export: {flag} {value!r} is not a valid id")
+    return value
+
+
+def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
+    query = LedgerQuery(
+        artifact_id=_id_arg("--artifact", args.artifact),
+        user_id=_id_arg("--user", args.user),
+        since_ms=_time_arg("--since", args.since),
+        until_ms=_time_arg("--until", args.until),
+    )
+    with contextlib.ExitStack() as stack:
+        out = (
+            stack.enter_context(open(args.output, "w", newline="", encoding="utf-8"))
+            if args.output
+            else sys.stdout
+        )
+        asyncio.run(export_ledger(settings.resolved_ledger_url, query, args.format, out))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -144,11 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(settings)
         if args.command == "token":
             return _token(settings, args)
+        if args.command == "ledger":
+            return _ledger_export(settings, args)
         raise UsageError(f"presence-svc: unknown command {args.command!r}")
     except (UsageError, ConfigError) as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    except EmbeddedRedisError as exc:
+    except (EmbeddedRedisError, OSError) as exc:
         sys.stderr.write(f"presence-svc: {exc}\n")
         return 1
     except KeyboardInterrupt:

@@ -127,7 +127,7 @@ class Keyspace:
         return f"vw:{{{self.tag_of(artifact_id)}}}:av:{artifact_id}"
 
     def version_stats(self, artifact_id: str, version_id: str) -> str:
-        """hash: views, lastViewedAt of one version."""
+        """hash: views of one version (its last view is its score in ``artifact_versions``)."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:v:{artifact_id}/{version_id}"
 
     def version_viewers(self, artifact_id: str, version_id: str) -> str:
@@ -148,4 +148,8 @@ class Keyspace:
 
     def user_recent(self, user_id: str) -> str:
         """zset: artifact id -> last view (ms); the user's "recently viewed" cache."""
-        return f"rc:{{{self.tag_of(user_id)}}}:{user_id}"
+        return f"rc:{{{self.tag_of(user_id)}}}:{user_id}:z"
+
+    def user_recent_versions(self, user_id: str) -> str:
+        """hash: artifact id -> version last viewed, beside ``user_recent``."""
+        return f"rc:{{{self.tag_of(user_id)}}}:{user_id}:v"

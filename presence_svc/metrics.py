@@ -9,6 +9,7 @@ __all__ = [
     "LEDGER_BACKLOG",
     "LEDGER_LAG_SECONDS",
     "LEDGER_ROWS",
+    "LEDGER_WRITE_LAG_SECONDS",
     "REQUESTS",
     "REQUEST_SECONDS",
     "SCRIPT_SECONDS",
@@ -41,6 +42,11 @@ LEDGER_BACKLOG = Gauge(
 )
 LEDGER_LAG_SECONDS = Gauge(
     "presence_ledger_lag_seconds", "Age of the oldest view not yet written to the ledger"
+)
+LEDGER_WRITE_LAG_SECONDS = Histogram(
+    "presence_ledger_write_lag_seconds",
+    "From a view being counted to its row being written to the ledger",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 SWEPT_SESSIONS = Counter(
     "presence_swept_sessions_total", "Sessions handled by the sweeper", ["outcome"]

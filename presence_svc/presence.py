@@ -6,8 +6,6 @@ artifacts by partition and send one script call per partition in one pipeline.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,15 +13,13 @@ from typing import Any
 
 import msgspec
 
-from presence_svc.errors import BadRequest, Conflict
+from presence_svc.cursors import decode_cursor, encode_cursor
+from presence_svc.errors import Conflict
 from presence_svc.keys import Keyspace
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
 __all__ = ["Counts", "PresencePage", "PresenceRow", "PresenceStore", "decode_state"]
-
-_MSGPACK = msgspec.msgpack.Encoder()
-_CURSOR = msgspec.msgpack.Decoder(tuple[int, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +50,6 @@ def decode_state(blob: str | bytes) -> dict[str, Any] | None:
         return None
     value = msgspec.json.decode(blob)
     return value if isinstance(value, dict) else None
-
-
-def encode_cursor(last_seen_ms: int, user_id: str) -> str:
-    return base64.urlsafe_b64encode(_MSGPACK.encode((last_seen_ms, user_id))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return _CURSOR.decode(raw)
-    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
-        raise BadRequest("the cursor is not one this service issued") from exc
 
 
 class PresenceStore:

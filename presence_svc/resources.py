@@ -16,6 +16,7 @@ from presence_svc.presence import PresenceStore
 from presence_svc.redis_client import RedisClient, connect
 from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
+from presence_svc.views import ViewStore
 
 __all__ = [
     "DATABASE",
@@ -24,6 +25,7 @@ __all__ = [
     "SCRIPTS",
     "SETTINGS",
     "TOKENS",
+    "VIEWS",
     "database_ctx",
     "redis_ctx",
 ]
@@ -35,6 +37,7 @@ TOKENS: Final = web.AppKey("tokens", TokenCodec)
 REDIS: Final = web.AppKey[RedisClient]("redis")
 SCRIPTS: Final = web.AppKey("scripts", Scripts)
 PRESENCE: Final = web.AppKey("presence", PresenceStore)
+VIEWS: Final = web.AppKey("views", ViewStore)
 DATABASE: Final = web.AppKey[Database]("database")
 
 
@@ -50,6 +53,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[SCRIPTS] = scripts
     app[PRESENCE] = PresenceStore(scripts, settings)
+    app[VIEWS] = ViewStore(scripts, settings)
     yield
     await client.aclose()
 

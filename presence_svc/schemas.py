@@ -19,15 +19,25 @@ __all__ = [
     "HeartbeatIn",
     "HeartbeatOut",
     "LeaveIn",
+    "LedgerItemOut",
+    "LedgerOut",
     "OnlineCounts",
     "OnlineOut",
     "PresenceOut",
     "PresenceUser",
     "ProfileIn",
     "ProfileOut",
+    "RecentItemOut",
+    "RecentOut",
     "SessionId",
+    "StatsOut",
     "UserId",
     "VersionId",
+    "VersionStatsOut",
+    "ViewIn",
+    "ViewOut",
+    "ViewerOut",
+    "ViewersOut",
 ]
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
@@ -87,6 +97,12 @@ class LeaveIn(_Body, kw_only=True):
     ] = None
 
 
+class ViewIn(_Body, kw_only=True):
+    artifact_id: ArtifactId
+    version_id: VersionId
+    session_id: SessionId | None = None
+
+
 class ProfileIn(_Body, kw_only=True):
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     avatar_url: Annotated[str, Meta(max_length=2048, pattern=r"^https?://\S+$")] | None = None
@@ -131,6 +147,65 @@ class PresenceOut(_Out, kw_only=True):
     online: int
     sessions: int
     users: list[PresenceUser]
+    next_cursor: str | None
+
+
+class ViewOut(_Out, kw_only=True):
+    counted: bool
+    views: int
+    unique_viewers: int
+
+
+class VersionStatsOut(_Out, kw_only=True):
+    version_id: str
+    views: int
+    unique_viewers: int
+    last_viewed_at: Time
+
+
+class StatsOut(_Out, kw_only=True):
+    artifact_id: str
+    views: int
+    unique_viewers: int
+    last_viewed_at: Time | None
+    versions: list[VersionStatsOut]
+
+
+class ViewerOut(_Out, kw_only=True):
+    user_id: str
+    name: str | None
+    avatar_url: str | None
+    views: int
+    first_viewed_at: Time
+    last_viewed_at: Time
+
+
+class ViewersOut(_Out, kw_only=True):
+    viewers: list[ViewerOut]
+    next_cursor: str | None
+
+
+class RecentItemOut(_Out, kw_only=True):
+    artifact_id: str
+    version_id: str | None
+    last_viewed_at: Time
+
+
+class RecentOut(_Out, kw_only=True):
+    items: list[RecentItemOut]
+
+
+class LedgerItemOut(_Out, kw_only=True):
+    view_id: str
+    artifact_id: str
+    version_id: str
+    user_id: str
+    session_id: str | None
+    viewed_at: Time
+
+
+class LedgerOut(_Out, kw_only=True):
+    items: list[LedgerItemOut]
     next_cursor: str | None
 
 

@@ -70,6 +70,10 @@ class Scripts:
         self.presence = LuaScript.named("presence")
         self.erase_user = LuaScript.named("erase_user")
         self.workers = LuaScript.named("workers")
+        self.record_view = LuaScript.named("record_view")
+        self.recent = LuaScript.named("recent")
+        self.viewers = LuaScript.named("viewers")
+        self.trim_stream = LuaScript.named("trim_stream")
 
     @property
     def all(self) -> tuple[LuaScript, ...]:

@@ -129,6 +129,9 @@ async def test_restart_after_kill_9_cleans_up_and_keeps_the_data(
     await _wait_ready(first)
     token = first.token("--user", "alice")
     await _heartbeat(first, token, "tab-aaaa1")
+    # appendfsync everysec: Redis may hold a write back for up to 2 s while an fsync runs;
+    # past that it is on disk, and that is what a crash must not lose.
+    await asyncio.sleep(2.5)
     redis_pid = first.redis_pid()
     # A hard crash of both: the service and its Redis, leaving the socket and pid file.
     os.kill(redis_pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.schemas import ID_PATTERN
+from presence_svc.timefmt import from_iso
 
 __all__ = ["path_id", "query_id", "query_ids", "query_int"]
 
@@ -58,3 +59,17 @@ def query_int(request: web.Request, name: str, *, default: int, low: int, high: 
             errors=[FieldError(name, f"must be within {low}..{high}")],
         )
     return value
+
+
+def query_time(request: web.Request, name: str) -> int | None:
+    """An ISO 8601 time with a zone, as milliseconds since the epoch."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return from_iso(raw)
+    except ValueError as exc:
+        raise BadRequest(
+            f"{name} is not a time",
+            errors=[FieldError(name, "must be ISO 8601 with a zone, e.g. 2026-11-25T10:00:00Z")],
+        ) from exc

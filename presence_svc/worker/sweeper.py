@@ -48,13 +48,13 @@ def owner_of(tag: str, workers: list[str]) -> str | None:
 
 
 class Sweeper:
-    def __init__(self, scripts: Scripts, settings: Settings) -> None:
+    def __init__(self, scripts: Scripts, settings: Settings, owner: str | None = None) -> None:
         self.scripts = scripts
         self.keys = Keyspace(settings.partitions)
         self.interval_s = settings.sweep_interval_s
         self.lease_ms = int(settings.sweep_interval_s * 3000)
         self._registered = False
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._timeout = settings.online_timeout_ms
         self._retention = settings.retention_ms
 

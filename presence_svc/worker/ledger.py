@@ -1,0 +1,285 @@
+"""The ledger drain: views streams -> ledger database, exactly once in the ledger.
+
+At least once from Redis: one consumer group (``ledger``) over every partition's stream;
+an entry is acknowledged only after the transaction holding its row has committed, so a
+worker killed mid-batch leaves its entries pending, and another worker (or itself, after
+a restart) reclaims them once they have been idle long enough. Exactly once in the ledger:
+rows are inserted idempotently on the view id, so a redelivered entry adds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from presence_svc import metrics
+from presence_svc.db import Database, LedgerRow
+from presence_svc.keys import Keyspace
+from presence_svc.scripts import Call, Scripts
+from presence_svc.settings import Settings
+
+__all__ = ["GROUP", "MAX_DELIVERIES", "LedgerDrain", "parse_entry"]
+
+log = logging.getLogger(__name__)
+
+GROUP = "ledger"
+MAX_DELIVERIES = 5
+DEAD_LETTERS_KEPT = 10_000
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def parse_entry(fields: dict[bytes, bytes]) -> LedgerRow:
+    """A stream entry as written by record_view.lua; ValueError if it is not one."""
+    try:
+        session = fields[b"s"].decode()
+        return LedgerRow(
+            view_id=fields[b"id"].decode(),
+            artifact_id=fields[b"a"].decode(),
+            version_id=fields[b"v"].decode(),
+            user_id=fields[b"u"].decode(),
+            session_id=session or None,
+            viewed_at_ms=int(fields[b"t"]),
+        )
+    except (KeyError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a view entry: missing or bad field {exc}") from exc
+
+
+def _as_bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _id_ms(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+class LedgerDrain:
+    def __init__(
+        self, scripts: Scripts, database: Database, settings: Settings, consumer: str
+    ) -> None:
+        self.scripts = scripts
+        self.redis = scripts.redis
+        self.database = database
+        self.consumer = consumer
+        keys = Keyspace(settings.partitions)
+        self.streams = [keys.views_stream(tag) for tag in keys.tags]
+        self.dead_letters = {keys.views_stream(t): keys.dead_letters(t) for t in keys.tags}
+        self.read_count = max(10, 4000 // len(self.streams))
+        self.reclaim_idle_ms = int(settings.ledger_reclaim_idle_s * 1000)
+        self.maintenance_s = min(5.0, settings.ledger_reclaim_idle_s / 2)
+        self._claim_cursors: dict[str, bytes | str] = {}
+        self._joined = False
+
+    # Running.
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        idle_s = 0.01
+        next_maintenance = 0.0
+        while not stopping.is_set():
+            try:
+                if not self._joined:
+                    await self.join()
+                if time.monotonic() >= next_maintenance:
+                    await self.maintain()
+                    next_maintenance = time.monotonic() + self.maintenance_s
+                written = await self.drain_once()
+            except (RedisError, OSError) as exc:
+                log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
+                written = 0
+                idle_s = 1.0
+            except Exception:
+                log.exception("ledger drain: batch failed; it stays pending and is retried")
+                written = 0
+                idle_s = 1.0
+            if written:
+                idle_s = 0.01
+                continue
+            try:
+                await asyncio.wait_for(stopping.wait(), idle_s)
+            except TimeoutError:
+                idle_s = min(idle_s * 2, 0.1)
+        await self.leave()
+
+    async def join(self) -> None:
+        """Create the consumer group on every stream (from its start) if it is missing."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                raise result
+        self._joined = True
+
+    async def leave(self) -> None:
+        """On a clean exit, remove this consumer where it holds nothing pending (removing a
+        consumer drops its pending entries, so never where it still has some)."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in self.streams:
+                pipe.xpending_range(stream, GROUP, "-", "+", 1, consumername=self.consumer)
+            pending = await pipe.execute(raise_on_error=False)
+            pipe = self.redis.pipeline(transaction=False)
+            for stream, mine in zip(self.streams, pending, strict=True):
+                if mine == []:
+                    pipe.xgroup_delconsumer(stream, GROUP, self.consumer)
+            await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            log.warning("ledger drain: could not leave the group", extra={"error": repr(exc)})
+
+    # Reading new entries.
+
+    async def drain_once(self) -> int:
+        """Read what is new on every stream, write it, acknowledge it; returns entries read."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.read_count)
+        replies = await pipe.execute(raise_on_error=False)
+        batch: dict[str, list[Entry]] = {}
+        for stream, reply in zip(self.streams, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                if "NOGROUP" in str(reply):
+                    self._joined = False  # the stream was lost (e.g. Redis data loss)
+                    continue
+                raise reply
+            if isinstance(reply, Exception):
+                raise reply
+            for _, entries in reply or []:
+                batch.setdefault(stream, []).extend(entries)
+        if not batch:
+            return 0
+        await self.write(batch)
+        return sum(len(entries) for entries in batch.values())
+
+    async def write(self, batch: dict[str, list[Entry]]) -> None:
+        """One ledger transaction for the whole batch, then XACK (never before commit)."""
+        rows: list[LedgerRow] = []
+        done: dict[str, list[bytes]] = {}
+        for stream, entries in batch.items():
+            for entry_id, fields in entries:
+                try:
+                    rows.append(parse_entry(fields))
+                except ValueError as exc:
+                    await self._dead_letter(stream, entry_id, fields, str(exc))
+                    continue
+                done.setdefault(stream, []).append(entry_id)
+        if rows:
+            inserted = await self.database.insert_views(rows)
+            metrics.LEDGER_ROWS.labels("inserted").inc(inserted)
+            metrics.LEDGER_ROWS.labels("duplicate").inc(len(rows) - inserted)
+            now_ms = time.time() * 1000
+            for row in rows:
+                metrics.LEDGER_WRITE_LAG_SECONDS.observe(max(0.0, now_ms - row.viewed_at_ms) / 1000)
+        await self._ack(done)
+
+    async def _ack(self, done: dict[str, list[bytes]]) -> None:
+        if not done:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, ids in done.items():
+            pipe.xack(stream, GROUP, *ids)
+        await pipe.execute()
+
+    async def _dead_letter(
+        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], reason: str
+    ) -> None:
+        """Park an entry that cannot be written where an operator can look at it."""
+        log.error(
+            "view moved to the dead-letter stream",
+            extra={"stream": stream, "entry": entry_id.decode(), "reason": reason},
+        )
+        dead: dict[Any, Any] = {**fields, b"source": entry_id, b"reason": reason}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(self.dead_letters[stream], dead, maxlen=DEAD_LETTERS_KEPT, approximate=True)
+        pipe.xack(stream, GROUP, entry_id)
+        await pipe.execute()
+        metrics.LEDGER_ROWS.labels("dead_letter").inc()
+
+    # Maintenance: reclaim, trim, measure.
+
+    async def maintain(self) -> None:
+        try:
+            await self.database.ping()
+        except Exception as exc:
+            log.warning("ledger unreachable; not reclaiming", extra={"error": repr(exc)})
+        else:
+            for stream in self.streams:
+                await self.reclaim(stream)
+        await self.trim_and_measure()
+
+    async def reclaim(self, stream: str) -> None:
+        """Take over entries left pending (by a dead worker, or a failed batch) for longer
+        than the reclaim idle time, and write them."""
+        cursor = self._claim_cursors.get(stream, "0-0")
+        reply = await self.redis.execute_command(
+            "XAUTOCLAIM",
+            stream,
+            GROUP,
+            self.consumer,
+            self.reclaim_idle_ms,
+            cursor,
+            "COUNT",
+            100,
+        )
+        self._claim_cursors[stream] = reply[0]
+        entries = reply[1]
+        if not entries:
+            return
+        live: list[Entry] = [(i, f) for i, f in entries if i is not None]
+        pending = await self.redis.xpending_range(
+            stream, GROUP, "-", "+", 1000, consumername=self.consumer
+        )
+        deliveries: dict[bytes, int] = {
+            _as_bytes(p["message_id"]): int(p["times_delivered"]) for p in pending
+        }
+        to_write: list[Entry] = []
+        for entry_id, fields in live:
+            if deliveries.get(entry_id, 1) > MAX_DELIVERIES:
+                await self._dead_letter(stream, entry_id, fields, "delivered more than 5 times")
+            else:
+                to_write.append((entry_id, fields))
+        if len(live) < len(entries):
+            # Redis 6.2 answers nil, without the id, for entries trimmed while pending;
+            # they stay pending under our name: find them and acknowledge them.
+            await self._ack_vanished(stream, set(deliveries) - {i for i, _ in live})
+        if to_write:
+            log.info("reclaimed pending views", extra={"stream": stream, "count": len(to_write)})
+            await self.write({stream: to_write})
+
+    async def _ack_vanished(self, stream: str, candidates: Iterable[bytes]) -> None:
+        ids = list(candidates)
+        if not ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(stream, entry_id, entry_id)
+        found = await pipe.execute()
+        gone = [i for i, hit in zip(ids, found, strict=True) if not hit]
+        if gone:
+            await self.redis.xack(stream, GROUP, *gone)
+            metrics.LEDGER_ROWS.labels("trimmed_while_pending").inc(len(gone))
+            log.warning(
+                "views trimmed from the stream while pending",
+                extra={"stream": stream, "count": len(gone)},
+            )
+
+    async def trim_and_measure(self) -> None:
+        """Drop what the group has fully handled; export the backlog and its oldest age."""
+        calls: list[Call] = [(self.scripts.trim_stream, [s], []) for s in self.streams]
+        backlog = 0
+        oldest: int | None = None
+        for result in await self.scripts.run_many(calls):
+            if isinstance(result, Exception):
+                raise result
+            left, first_id = result
+            backlog += int(left)
+            if first_id:
+                ms = _id_ms(first_id)
+                oldest = ms if oldest is None else min(oldest, ms)
+        metrics.LEDGER_BACKLOG.set(backlog)
+        lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+        metrics.LEDGER_LAG_SECONDS.set(lag)

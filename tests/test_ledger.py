@@ -1,0 +1,295 @@
+"""Tier 3: every counted view reaches the ledger exactly once, whatever happens to workers
+and Redis on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from presence_svc.db import LedgerQuery, SqliteDatabase
+from presence_svc.embedded import EmbeddedRedis
+from presence_svc.keys import Keyspace
+from presence_svc.scripts import Scripts
+from presence_svc.settings import Settings
+from presence_svc.views import ViewStore
+from presence_svc.worker.ledger import GROUP, LedgerDrain
+from tests.conftest import AppClient, MakeClient
+
+Auth = Callable[..., dict[str, str]]
+CLI = str(Path(sys.executable).with_name("presence-svc"))
+View = tuple[str, str, str]
+
+
+def ledger_rows(path: Path) -> list[View]:
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as conn:
+        try:
+            rows = conn.execute("SELECT artifact_id, version_id, user_id FROM views").fetchall()
+        except sqlite3.OperationalError:  # the worker has not created the schema yet
+            return []
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def wait_for_rows(path: Path, expected: int, timeout_s: float = 30) -> list[View]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = ledger_rows(path)
+        if len(rows) >= expected:
+            await asyncio.sleep(0.3)  # anything extra would show up now
+            return ledger_rows(path)
+        await asyncio.sleep(0.05)
+    return ledger_rows(path)
+
+
+class Producer:
+    """Records views of distinct users (each is counted) until stopped; keeps what was
+    answered counted: true."""
+
+    def __init__(self, client: AppClient, auth: Auth) -> None:
+        self.client, self.auth = client, auth
+        self.counted: list[View] = []
+        self.failed = 0
+        self._n = 0
+
+    async def one(self) -> None:
+        self._n += 1
+        artifact, version, user = f"doc-{self._n % 7}", f"v{self._n % 3}", f"user-{self._n}"
+        response = await self.client.post(
+            "/v1/views",
+            json={"artifactId": artifact, "versionId": version},
+            headers=self.auth(user),
+        )
+        if response.status == 200 and (await response.json())["counted"]:
+            self.counted.append((artifact, version, user))
+        else:
+            self.failed += 1
+
+    async def run(self, count: int, concurrency: int = 8) -> None:
+        for _ in range(count // concurrency):
+            await asyncio.gather(*(self.one() for _ in range(concurrency)))
+
+    async def run_until(self, stop: asyncio.Event, concurrency: int = 4) -> None:
+        while not stop.is_set():
+            await asyncio.gather(*(self.one() for _ in range(concurrency)))
+
+
+def worker_env(settings: Settings, ledger: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+    env.update(
+        {
+            "PRESENCE_REDIS_URL": settings.redis_url or "",
+            "PRESENCE_LEDGER_URL": f"sqlite:///{ledger}",
+            "PRESENCE_PARTITIONS": str(settings.partitions),
+            "PRESENCE_DATA_DIR": str(ledger.parent),
+            "PRESENCE_LEDGER_RECLAIM_IDLE_S": "1",
+            "PRESENCE_SWEEP_INTERVAL_S": "0.2",
+            "PRESENCE_ONLINE_TIMEOUT_S": "1",
+            "PRESENCE_HEARTBEAT_INTERVAL_S": "0.5",
+            "PRESENCE_RETENTION_S": "3",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [CLI, "worker"],
+            env=worker_env(settings, tmp_path / "ledger.sqlite3"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(15)
+        if process.stderr:
+            process.stderr.close()
+
+
+@pytest.mark.timeout(90)
+async def test_worker_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(
+    client: AppClient,
+    auth: Auth,
+    sync_redis: redis.Redis,
+    tmp_path: Path,
+    workers: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    ledger = tmp_path / "ledger.sqlite3"
+    first = workers()
+    producer = Producer(client, auth)
+    await producer.run(40)
+    await wait_for_rows(ledger, 40)
+    # Hold the ledger's write lock: the worker reads the next batch, cannot commit it.
+    lock = sqlite3.connect(ledger, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    await producer.run(80)
+    keys = Keyspace(16)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pending = sum(
+            int(sync_redis.xpending(keys.views_stream(t), GROUP)["pending"]) for t in keys.tags
+        )
+        if pending:
+            break
+        await asyncio.sleep(0.05)
+    assert pending > 0, "the worker never picked up the batch"
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    lock.execute("ROLLBACK")
+    lock.close()
+
+    workers()  # a fresh worker reclaims what the dead one held
+    await producer.run(40)
+    rows = await wait_for_rows(ledger, len(producer.counted))
+    assert len(producer.counted) == 160
+    assert Counter(rows) == Counter(producer.counted)
+
+
+@pytest.mark.timeout(90)
+async def test_two_workers_draining_at_once_write_each_view_once(
+    client: AppClient,
+    auth: Auth,
+    tmp_path: Path,
+    workers: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    workers()
+    workers()
+    producer = Producer(client, auth)
+    await producer.run(200)
+    rows = await wait_for_rows(tmp_path / "ledger.sqlite3", len(producer.counted))
+    assert len(producer.counted) == 200
+    assert Counter(rows) == Counter(producer.counted)
+
+
+@pytest.mark.timeout(90)
+async def test_redis_restart_while_views_flow_keeps_every_counted_view(
+    make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    url = server.start()
+    ledger = tmp_path / "ledger.sqlite3"
+    try:
+        client = await make_client(
+            redis_url=url,
+            run_worker=True,
+            ledger_url=f"sqlite:///{ledger}",
+            ledger_reclaim_idle_s=1.0,
+        )
+        producer = Producer(client, auth)
+        stop = asyncio.Event()
+        flowing = asyncio.create_task(producer.run_until(stop))
+        await asyncio.sleep(0.3)
+        before = len(producer.counted)
+        server.stop()  # SIGTERM: Redis writes its AOF and exits
+        await asyncio.sleep(0.3)
+        server.start()
+        await asyncio.sleep(0.5)
+        stop.set()
+        await flowing
+        assert before > 0
+        assert producer.failed > 0  # views were refused (503) while Redis was down
+        assert len(producer.counted) > before  # and flowed again after
+        rows = await wait_for_rows(ledger, len(producer.counted))
+        assert Counter(rows) == Counter(producer.counted)
+    finally:
+        server.stop()
+
+
+# The drain's parts, against the real Redis, without processes.
+
+
+@pytest.fixture
+async def parts(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[Scripts, SqliteDatabase]]:
+    client = Redis.from_url(settings.redis_url or "")
+    database = SqliteDatabase(tmp_path / "parts.sqlite3")
+    await database.open()
+    yield Scripts(client), database
+    await database.close()
+    await client.aclose()
+
+
+async def test_trim_never_drops_entries_still_pending(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    scripts, database = parts
+    store = ViewStore(scripts, settings)
+    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    await drain.join()
+    for i in range(5):
+        await store.record("doc-1", "v1", f"u{i}", None)
+    stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
+    sync_redis.xreadgroup(GROUP, "other", {stream: ">"}, count=2)  # delivered, never acked
+    await drain.drain_once()  # writes and acks the other three
+    await drain.trim_and_measure()
+    assert sync_redis.xlen(stream) == 5  # the two pending ones hold everything after them
+    assert len(await database.query_views(LedgerQuery(), 100)) == 3
+
+
+async def test_entries_trimmed_while_pending_are_acknowledged_and_poison_is_parked(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    scripts, database = parts
+    settings = settings.replace(ledger_reclaim_idle_s=0.05)
+    drain = LedgerDrain(scripts, database, settings, consumer="rescuer")
+    await drain.join()
+    keys = Keyspace(16)
+    stream = keys.views_stream(keys.tags[0])
+    good = {"id": "v-good", "a": "doc", "v": "v1", "u": "alice", "s": "", "t": "1700000000000"}
+    gone_id = sync_redis.xadd(stream, good | {"id": "v-gone"})
+    sync_redis.xadd(stream, good)
+    sync_redis.xadd(stream, {"junk": "1"})
+    sync_redis.xreadgroup(GROUP, "dead-worker", {stream: ">"}, count=10)
+    sync_redis.xdel(stream, gone_id)
+    await asyncio.sleep(0.1)
+    await drain.reclaim(stream)
+    assert sync_redis.xpending(stream, GROUP)["pending"] == 0
+    rows = await database.query_views(LedgerQuery(), 10)
+    assert [r.view_id for r in rows] == ["v-good"]
+    dead = sync_redis.xrange(keys.dead_letters(keys.tags[0]))
+    assert len(dead) == 1
+    assert dead[0][1][b"reason"].startswith(b"not a view entry")
+
+
+async def test_an_entry_delivered_more_than_five_times_goes_to_dead_letters(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    scripts, database = parts
+    drain = LedgerDrain(
+        scripts, database, settings.replace(ledger_reclaim_idle_s=0.01), consumer="rescuer"
+    )
+    await drain.join()
+    keys = Keyspace(16)
+    stream = keys.views_stream(keys.tags[1])
+    fields = {"id": "v-x", "a": "doc", "v": "v1", "u": "alice", "s": "", "t": "1700000000000"}
+    entry = sync_redis.xadd(stream, fields)
+    sync_redis.xreadgroup(GROUP, "flaky", {stream: ">"})
+    for _ in range(5):  # five more deliveries to workers that died before writing
+        sync_redis.xclaim(stream, GROUP, "flaky", 0, [entry])
+    await asyncio.sleep(0.02)
+    await drain.reclaim(stream)
+    assert await database.query_views(LedgerQuery(), 10) == []
+    assert len(sync_redis.xrange(keys.dead_letters(keys.tags[1]))) == 1
+    assert sync_redis.xpending(stream, GROUP)["pending"] == 0
