@@ -45,7 +45,7 @@ LEDGER_LAG_SECONDS = Gauge(
 )
 LEDGER_WRITE_LAG_SECONDS = Histogram(
     "presence_ledger_write_lag_seconds",
-    "From a view being counted to its row being written to the ledger",
+    "From the oldest view of a ledger batch being counted to the batch being written",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 SWEPT_SESSIONS = Counter(

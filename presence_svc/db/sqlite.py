@@ -86,10 +86,11 @@ class SqliteDatabase:
     # The ledger.
 
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
-        params = [
+        # In view id order (ids start with their time): the primary key grows in place.
+        params = sorted(
             (r.view_id, r.artifact_id, r.version_id, r.user_id, r.session_id, r.viewed_at_ms)
             for r in rows
-        ]
+        )
 
         def insert(conn: sqlite3.Connection) -> int:
             with _transaction(conn):

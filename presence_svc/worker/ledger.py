@@ -10,6 +10,7 @@ rows are inserted idempotently on the view id, so a redelivered entry adds nothi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -78,8 +79,10 @@ class LedgerDrain:
     # Running.
 
     async def run(self, stopping: asyncio.Event) -> None:
+        """Drain until ``stopping``; the batch in hand (and one prefetched) is finished."""
         idle_s = 0.01
         next_maintenance = 0.0
+        prefetch: asyncio.Task[dict[str, list[Entry]]] | None = None
         while not stopping.is_set():
             try:
                 if not self._joined:
@@ -87,22 +90,28 @@ class LedgerDrain:
                 if time.monotonic() >= next_maintenance:
                     await self.maintain()
                     next_maintenance = time.monotonic() + self.maintenance_s
-                written = await self.drain_once()
+                batch = await (prefetch or self.read())
+                prefetch = None
+                if batch:
+                    # Fetch the next batch from Redis while this one commits.
+                    prefetch = asyncio.create_task(self.read())
+                    await self.write(batch)
             except (RedisError, OSError) as exc:
                 log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
-                written = 0
-                idle_s = 1.0
+                batch, idle_s = {}, 1.0
             except Exception:
                 log.exception("ledger drain: batch failed; it stays pending and is retried")
-                written = 0
-                idle_s = 1.0
-            if written:
+                batch, idle_s = {}, 1.0
+            if batch:
                 idle_s = 0.01
                 continue
             try:
                 await asyncio.wait_for(stopping.wait(), idle_s)
             except TimeoutError:
                 idle_s = min(idle_s * 2, 0.1)
+        if prefetch is not None:
+            with contextlib.suppress(Exception):
+                await self.write(await prefetch)
         await self.leave()
 
     async def join(self) -> None:
@@ -135,6 +144,13 @@ class LedgerDrain:
 
     async def drain_once(self) -> int:
         """Read what is new on every stream, write it, acknowledge it; returns entries read."""
+        batch = await self.read()
+        if batch:
+            await self.write(batch)
+        return sum(len(entries) for entries in batch.values())
+
+    async def read(self) -> dict[str, list[Entry]]:
+        """New entries of every stream, delivered to this consumer (one pipeline)."""
         pipe = self.redis.pipeline(transaction=False)
         for stream in self.streams:
             pipe.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.read_count)
@@ -150,10 +166,7 @@ class LedgerDrain:
                 raise reply
             for _, entries in reply or []:
                 batch.setdefault(stream, []).extend(entries)
-        if not batch:
-            return 0
-        await self.write(batch)
-        return sum(len(entries) for entries in batch.values())
+        return batch
 
     async def write(self, batch: dict[str, list[Entry]]) -> None:
         """One ledger transaction for the whole batch, then XACK (never before commit)."""
@@ -171,9 +184,8 @@ class LedgerDrain:
             inserted = await self.database.insert_views(rows)
             metrics.LEDGER_ROWS.labels("inserted").inc(inserted)
             metrics.LEDGER_ROWS.labels("duplicate").inc(len(rows) - inserted)
-            now_ms = time.time() * 1000
-            for row in rows:
-                metrics.LEDGER_WRITE_LAG_SECONDS.observe(max(0.0, now_ms - row.viewed_at_ms) / 1000)
+            oldest = min(row.viewed_at_ms for row in rows)
+            metrics.LEDGER_WRITE_LAG_SECONDS.observe(max(0.0, time.time() - oldest / 1000))
         await self._ack(done)
 
     async def _ack(self, done: dict[str, list[bytes]]) -> None:
