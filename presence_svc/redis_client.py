@@ -33,7 +33,6 @@ def connect(settings: Settings, url: str | None = None) -> RedisClient:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
-            cluster_error_retry_attempts=1,
         )
     return Redis.from_url(
         target,

@@ -7,6 +7,7 @@ know it (after a restart or ``SCRIPT FLUSH``), so the hot path is one round trip
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -18,6 +19,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from presence_svc import metrics
@@ -102,10 +104,18 @@ class Scripts:
         """Run several scripts in one pipeline (one round trip per node); results in order.
 
         A script error in one call is returned in its place, not raised, so one bad call
-        does not hide the others' results.
+        does not hide the others' results. redis-py refuses EVALSHA in cluster pipelines, so
+        on a cluster the calls go out concurrently instead, each to its slot's node.
         """
         if not calls:
             return []
+        if isinstance(self.redis, RedisCluster):
+            return list(
+                await asyncio.gather(
+                    *(self.run(script, keys, args) for script, keys, args in calls),
+                    return_exceptions=True,
+                )
+            )
         started = time.perf_counter()
         try:
             results = await self._pipeline(calls)

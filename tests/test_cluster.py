@@ -1,0 +1,164 @@
+"""The same service on a real three-node Redis Cluster: every script stays on one slot,
+batch reads fan out over the nodes, and the ledger drain reads every node's streams."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from presence_svc.db import LedgerQuery, SqliteDatabase
+from presence_svc.embedded import redis_server_binary
+from tests.conftest import MakeClient
+
+Auth = Callable[..., dict[str, str]]
+
+
+def _ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (+10000) is free too."""
+    found: list[int] = []
+    while len(found) < count:
+        port = random.randint(20000, 29999)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        found.append(port)
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    base = tmp_path_factory.mktemp("cluster")
+    ports = _ports(3)
+    processes = []
+    for port in ports:
+        node = base / str(port)
+        node.mkdir()
+        processes.append(
+            subprocess.Popen(
+                [
+                    redis_server_binary(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node / "nodes.conf"),
+                    "--dir",
+                    str(node),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        clients = [redis.Redis(port=p) for p in ports]
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                for c in clients:
+                    c.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        share = 16384 // len(ports)
+        for i, client in enumerate(clients):
+            last = 16383 if i == len(ports) - 1 else (i + 1) * share - 1
+            client.execute_command("CLUSTER", "ADDSLOTS", *range(i * share, last + 1))
+        for port in ports[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        while not all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients):
+            assert time.monotonic() < deadline, "the cluster did not come up"
+            time.sleep(0.05)
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.mark.timeout(60)
+async def test_presence_views_and_ledger_on_a_cluster(
+    cluster: list[int], make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "cluster-ledger.sqlite3"
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}",
+        redis_cluster=True,
+        partitions=64,
+        run_worker=True,
+        ledger_url=f"sqlite:///{ledger}",
+    )
+    artifacts = [f"doc-{i}" for i in range(40)]
+    for i, artifact in enumerate(artifacts):
+        for tab in range(1 + i % 3):
+            response = await client.post(
+                "/v1/heartbeat",
+                json={"artifactId": artifact, "sessionId": f"tab-{tab}-xxxxx"},
+                headers=auth(f"user-{tab}"),
+            )
+            assert response.status == 200, await response.text()
+        response = await client.post(
+            "/v1/views", json={"artifactId": artifact, "versionId": "v1"}, headers=auth("alice")
+        )
+        assert (await response.json())["counted"] is True
+
+    # the artifacts really are spread over all three nodes
+    nodes_used = {port for port in cluster if redis.Redis(port=port).execute_command("DBSIZE") > 0}
+    assert nodes_used == set(cluster)
+
+    query = "&".join(f"artifactId={a}" for a in artifacts)
+    counts = (
+        await (await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))).json()
+    )["counts"]
+    assert all(
+        counts[a] == {"online": 1 + i % 3, "sessions": 1 + i % 3} for i, a in enumerate(artifacts)
+    )
+    page = await (await client.get("/v1/artifacts/doc-2/presence", headers=auth("x"))).json()
+    assert sorted(u["userId"] for u in page["users"]) == ["user-0", "user-1", "user-2"]
+    stats = await (
+        await client.get("/v1/artifacts/doc-5/stats", headers=auth("d", scope="dashboard"))
+    ).json()
+    assert (stats["views"], stats["uniqueViewers"]) == (1, 1)
+    recent = await (
+        await client.get("/v1/users/alice/recent?limit=100", headers=auth("alice"))
+    ).json()
+    assert len(recent["items"]) == 40
+
+    for port in cluster:  # a failover or restart empties the script caches
+        redis.Redis(port=port).script_flush()
+    assert (await client.get("/readyz")).status == 200
+    response = await client.delete("/v1/users/user-2", headers=auth("root", scope="admin"))
+    assert response.status == 204
+    counts = (
+        await (await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))).json()
+    )["counts"]
+    assert counts["doc-2"] == {"online": 2, "sessions": 2}
+
+    database = SqliteDatabase(ledger)
+    await database.open()
+    try:
+        deadline = time.monotonic() + 15
+        while len(rows := await database.query_views(LedgerQuery(), 100)) < 40:
+            assert time.monotonic() < deadline, f"only {len(rows)} views reached the ledger"
+            await asyncio.sleep(0.1)
+        assert sorted(r.artifact_id for r in rows) == sorted(artifacts)
+    finally:
+        await database.close()
