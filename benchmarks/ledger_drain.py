@@ -23,10 +23,9 @@ from redis.asyncio import Redis
 
 from presence_svc.db import LedgerQuery, SqliteDatabase
 from presence_svc.embedded import EmbeddedRedis
-from presence_svc.keys import Keyspace
-from presence_svc.scripts import Call, Scripts
+from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
-from presence_svc.views import new_view_id
+from presence_svc.views import ViewStore
 from presence_svc.worker.ledger import LedgerDrain
 
 
@@ -42,29 +41,14 @@ async def main(views: int) -> None:
     settings = Settings(redis_url=server.start(), data_dir=workdir, jwt_secret="x" * 32)
     client = Redis.from_url(settings.redis_url or "")
     scripts = Scripts(client)
-    keys = Keyspace(settings.partitions)
     try:
         started = time.perf_counter()
+        store = ViewStore(scripts, settings)
         for start in range(0, views, 1000):
-            calls: list[Call] = []
-            for i in range(start, min(views, start + 1000)):
-                artifact, version, user = f"doc-{i % 5000}", f"v{i % 3}", f"user-{i}"
-                calls.append(
-                    (
-                        scripts.record_view,
-                        [
-                            keys.view_debounce(artifact, version, user),
-                            keys.artifact_stats(artifact),
-                            keys.artifact_viewers(artifact),
-                            keys.artifact_versions(artifact),
-                            keys.version_stats(artifact, version),
-                            keys.version_viewers(artifact, version),
-                            keys.version_viewers_by_time(artifact, version),
-                            keys.views_stream(keys.tag_of(artifact)),
-                        ],
-                        [artifact, version, user, "tab-aaaa1", new_view_id(), 300_000],
-                    )
-                )
+            calls = [
+                store.record_call(f"doc-{i % 5000}", f"v{i % 3}", f"user-{i}", "tab-aaaa1")
+                for i in range(start, min(views, start + 1000))
+            ]
             await scripts.run_many(calls)
         record_s = time.perf_counter() - started
 

@@ -72,13 +72,12 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
     ) -> Counts:
-        k = self.keys.artifact(artifact_id)
         result = await self.scripts.run(
             self.scripts.heartbeat,
-            [k.sessions, k.info, k.users, k.due],
+            self._artifact_keys(artifact_id),
             [
                 artifact_id,
-                k.channel,
+                self.keys.artifact(artifact_id).channel,
                 session_id,
                 user_id,
                 version_id or "",
@@ -92,13 +91,12 @@ class PresenceStore:
     async def leave(
         self, artifact_id: str, session_id: str, user_id: str, *, grace: bool = False
     ) -> Counts:
-        k = self.keys.artifact(artifact_id)
         result = await self.scripts.run(
             self.scripts.leave,
-            [k.sessions, k.info, k.users, k.due],
+            self._artifact_keys(artifact_id),
             [
                 artifact_id,
-                k.channel,
+                self.keys.artifact(artifact_id).channel,
                 session_id,
                 user_id,
                 self._grace if grace else 0,
@@ -166,12 +164,12 @@ class PresenceStore:
             for start in range(0, len(artifact_ids), 500):
                 calls: list[Call] = []
                 for artifact_id in artifact_ids[start : start + 500]:
-                    k = self.keys.artifact(artifact_id)
+                    channel = self.keys.artifact(artifact_id).channel
                     calls.append(
                         (
                             self.scripts.erase_user,
-                            [k.sessions, k.info, k.users, k.due],
-                            [artifact_id, k.channel, user_id, self._timeout, self._retention],
+                            self._artifact_keys(artifact_id),
+                            [artifact_id, channel, user_id, self._timeout, self._retention],
                         )
                     )
                 for result in await self.scripts.run_many(calls):

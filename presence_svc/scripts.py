@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError
 from presence_svc import metrics
 from presence_svc.redis_client import RedisClient
 
-__all__ = ["Call", "LuaScript", "Scripts", "lua_source"]
+__all__ = ["Call", "LuaScript", "ScriptArg", "Scripts", "lua_source"]
 
 ScriptArg: TypeAlias = str | bytes | int | float
 Call: TypeAlias = "tuple[LuaScript, Sequence[str], Sequence[ScriptArg]]"

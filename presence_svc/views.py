@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.keys import Keyspace
-from presence_svc.scripts import Scripts
+from presence_svc.scripts import Call, ScriptArg, Scripts
 from presence_svc.settings import Settings
 
 __all__ = [
@@ -98,24 +98,36 @@ class ViewStore:
         self.keys = Keyspace(settings.partitions)
         self._debounce = settings.view_debounce_ms
 
+    def record_call(
+        self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
+    ) -> Call:
+        """The record_view.lua call for one view (a fresh view id each time)."""
+        k = self.keys
+        keys = [
+            k.view_debounce(artifact_id, version_id, user_id),
+            k.artifact_stats(artifact_id),
+            k.artifact_viewers(artifact_id),
+            k.artifact_versions(artifact_id),
+            k.version_stats(artifact_id, version_id),
+            k.version_viewers(artifact_id, version_id),
+            k.version_viewers_by_time(artifact_id, version_id),
+            k.views_stream(k.tag_of(artifact_id)),
+        ]
+        args: list[ScriptArg] = [
+            artifact_id,
+            version_id,
+            user_id,
+            session_id or "",
+            new_view_id(),
+            self._debounce,
+        ]
+        return self.scripts.record_view, keys, args
+
     async def record(
         self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
     ) -> RecordedView:
-        k = self.keys
-        tag = k.tag_of(artifact_id)
         counted, views, unique, now = await self.scripts.run(
-            self.scripts.record_view,
-            [
-                k.view_debounce(artifact_id, version_id, user_id),
-                k.artifact_stats(artifact_id),
-                k.artifact_viewers(artifact_id),
-                k.artifact_versions(artifact_id),
-                k.version_stats(artifact_id, version_id),
-                k.version_viewers(artifact_id, version_id),
-                k.version_viewers_by_time(artifact_id, version_id),
-                k.views_stream(tag),
-            ],
-            [artifact_id, version_id, user_id, session_id or "", new_view_id(), self._debounce],
+            *self.record_call(artifact_id, version_id, user_id, session_id)
         )
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
         await self._touch_recent(user_id, artifact_id, version_id, view.viewed_at_ms)
