@@ -150,18 +150,27 @@ def _principal(claims: dict[str, object]) -> Principal:
 
 
 def load_or_create_secret(data_dir: Path) -> str:
-    """The signing secret kept in the data dir (mode 0600), created on first start."""
+    """The signing secret kept in the data dir (mode 0600), created on first start.
+
+    Created atomically (a private temp file linked into place), so processes starting
+    together all end up with the one secret that won, never a half-written file.
+    """
     path = data_dir / "jwt_secret"
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_text().strip()
+    temp = data_dir / f".jwt_secret.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
-    return secret
+        handle.write(secrets.token_urlsafe(48) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass  # another process won the race: use its secret
+    finally:
+        temp.unlink()
+    return path.read_text().strip()
