@@ -69,11 +69,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         # Reads that can fail happen before the answer starts, so a failure is a 503.
         first = await listener.wait(0)
-        head = _RETRY
         if listener.sync_needed:
-            head += await _sync(request, artifact_id, limit, listener)
-        else:
-            head += await _counts(request, artifact_id)
+            head = _RETRY + await _sync(request, artifact_id, limit, listener) + b"".join(first)
+        else:  # resumed: what was missed, then where the counts are now
+            head = _RETRY + b"".join(first) + await _counts(request, artifact_id)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -82,7 +81,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        await response.write(head + b"".join(first))
+        await response.write(head)
         await _stream(request, artifact_id, limit, listener, response, keepalive_s)
         return response
     finally:
