@@ -55,6 +55,8 @@ LISTENER_BACKLOG = 4096
 INBOX_LIMIT = 10_000
 """Messages waiting for an artifact's pump before it gives up and resyncs its listeners."""
 SUBSCRIBE_TIMEOUT_S = 2.0
+SHARED_READ_GATHER_S = 0.01
+"""How long a sync read waits for more listeners to share it."""
 WATCH_INTERVAL_S = 1.0
 
 ProfileLookup = Callable[[Iterable[str]], Awaitable[dict[str, Profile]]]
@@ -76,11 +78,23 @@ def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
 class Listener:
     """One open event stream: frames waiting to be written, and whether it needs a sync."""
 
-    __slots__ = ("_frames", "_wake", "alive", "closed", "sync_id", "sync_needed", "topic")
+    __slots__ = (
+        "_frames",
+        "_wake",
+        "alive",
+        "closed",
+        "number",
+        "sync_id",
+        "sync_needed",
+        "topic",
+    )
 
     def __init__(self, topic: Topic, alive: Callable[[], bool]) -> None:
         self.topic = topic
         self.alive = alive
+        topic.attached += 1
+        self.number = topic.attached
+        """Attach order: reads started after this listener attached are good for it."""
         self._frames: list[bytes] = []
         self._wake = asyncio.Event()
         self.sync_needed = True
@@ -119,6 +133,16 @@ class Listener:
         return frames
 
 
+class _SharedRead:
+    """A read shared by listeners; ``mark``: the attach count when it started (None: not yet)."""
+
+    __slots__ = ("future", "mark")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[bytes] | None = None
+        self.mark: int | None = None
+
+
 class Topic:
     """One streamed artifact in this process: its listeners, ring and count coalescing."""
 
@@ -132,6 +156,8 @@ class Topic:
         """Listeners waiting for the subscription; the topic lives while any exist."""
         self.ready = asyncio.Event()
         self.subscribed: asyncio.Future[None] | None = None
+        self.attached = 0
+        self._reads: dict[object, _SharedRead] = {}
         self._profiles = profiles
         self._window_s = window_s
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -167,6 +193,35 @@ class Topic:
         seq = int(seq_text)
         oldest = self._ring[0][0] if self._ring else self._seq + 1
         return seq if oldest - 1 <= seq <= self._seq else None
+
+    async def shared_read(
+        self, key: object, listener: Listener, read: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """``read()``, shared by the listeners that attached before it started.
+
+        The read waits a moment before it starts, and every listener attached by then
+        shares it: a thousand dashboards connecting at once cost a few presence reads, not
+        a thousand. A read that started before ``listener`` attached is no good for it (an
+        event between that read and the attach would be in neither): it starts another.
+        """
+        shared = self._reads.get(key)
+        if shared is None or (shared.mark is not None and shared.mark < listener.number):
+            shared = _SharedRead()
+            self._reads[key] = shared
+            shared.future = asyncio.ensure_future(self._start(key, shared, read))
+        assert shared.future is not None
+        return await asyncio.shield(shared.future)
+
+    async def _start(
+        self, key: object, shared: _SharedRead, read: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        try:
+            await asyncio.sleep(SHARED_READ_GATHER_S)
+            shared.mark = self.attached
+            return await read()
+        finally:
+            if self._reads.get(key) is shared:
+                del self._reads[key]
 
     def feed(self, data: bytes) -> None:
         if self._inbox.qsize() >= INBOX_LIMIT:

@@ -34,16 +34,23 @@ async def _sync(request: web.Request, artifact_id: str, limit: int, listener: Li
     """The ``sync`` frame, read after the listener was attached so nothing falls between."""
     listener.sync_needed = False
     sync_id = listener.sync_id
-    page = await request.app[PRESENCE].page(artifact_id, limit, None)
-    out = await presence_out(request.app[DATABASE], page)
-    return sse_frame("sync", _JSON.encode(out), sync_id)
+
+    async def read() -> bytes:
+        page = await request.app[PRESENCE].page(artifact_id, limit, None)
+        return _JSON.encode(await presence_out(request.app[DATABASE], page))
+
+    data = await listener.topic.shared_read(("sync", limit), listener, read)
+    return sse_frame("sync", data, sync_id)
 
 
-async def _counts(request: web.Request, artifact_id: str) -> bytes:
+async def _counts(request: web.Request, artifact_id: str, listener: Listener) -> bytes:
     """After a resume: the current counts (no id, so the client's last id stays)."""
-    counts = (await request.app[PRESENCE].online([artifact_id]))[artifact_id]
-    payload = OnlineCounts(online=counts.online, sessions=counts.sessions)
-    return sse_frame("count", _JSON.encode(payload))
+
+    async def read() -> bytes:
+        counts = (await request.app[PRESENCE].online([artifact_id]))[artifact_id]
+        return _JSON.encode(OnlineCounts(online=counts.online, sessions=counts.sessions))
+
+    return sse_frame("count", await listener.topic.shared_read("count", listener, read))
 
 
 @routes.get("/v1/artifacts/{artifactId}/events")
@@ -72,7 +79,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         if listener.sync_needed:
             head = _RETRY + await _sync(request, artifact_id, limit, listener) + b"".join(first)
         else:  # resumed: what was missed, then where the counts are now
-            head = _RETRY + b"".join(first) + await _counts(request, artifact_id)
+            head = _RETRY + b"".join(first) + await _counts(request, artifact_id, listener)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
