@@ -8,10 +8,17 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from presence_svc import metrics
-from presence_svc.api import ledger, ops, presence, users, views
+from presence_svc.api import events, ledger, ops, presence, users, views
 from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.errors import problem_middleware
-from presence_svc.resources import SETTINGS, TOKENS, database_ctx, redis_ctx
+from presence_svc.resources import (
+    SETTINGS,
+    TOKENS,
+    database_ctx,
+    end_event_streams,
+    hub_ctx,
+    redis_ctx,
+)
 from presence_svc.settings import Settings
 from presence_svc.wire import MAX_BODY_BYTES
 from presence_svc.worker import worker_ctx
@@ -49,9 +56,12 @@ def create_app(settings: Settings) -> web.Application:
     app[TOKENS] = TokenCodec(settings.jwt_secret or load_or_create_secret(settings.data_dir))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(hub_ctx)
+    app.on_shutdown.append(end_event_streams)
     if settings.run_worker:
         app.cleanup_ctx.append(worker_ctx)
     app.add_routes(presence.routes)
+    app.add_routes(events.routes)
     app.add_routes(views.routes)
     app.add_routes(ledger.routes)
     app.add_routes(users.routes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "EVENTS_SENT",
     "LEDGER_BACKLOG",
     "LEDGER_LAG_SECONDS",
     "LEDGER_ROWS",
@@ -52,3 +53,6 @@ SWEPT_SESSIONS = Counter(
     "presence_swept_sessions_total", "Sessions handled by the sweeper", ["outcome"]
 )
 SSE_LISTENERS = Gauge("presence_sse_listeners", "Open event-stream connections")
+EVENTS_SENT = Counter(
+    "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
+)

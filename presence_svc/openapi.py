@@ -28,6 +28,9 @@ class Endpoint:
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    events: dict[str, Any] = field(default_factory=dict)
+    """For ``text/event-stream``: event name -> schema of its ``data`` (JSON)."""
+    notes: str = ""
 
 
 _ID_PARAM = {"type": "string", "pattern": schemas.ID_PATTERN}
@@ -71,6 +74,32 @@ ENDPOINTS: list[Endpoint] = [
         "client, dashboard",
         answer=schemas.PresenceOut,
         query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/artifacts/{artifactId}/events",
+        "Live presence events (server-sent events)",
+        "client, dashboard",
+        query={
+            "access_token": "the bearer token, for EventSource (it cannot send headers); "
+            "used only when there is no Authorization header",
+            "limit": "users in the sync event: 1-500, default 100",
+        },
+        content_type="text/event-stream",
+        events={
+            "sync": schemas.PresenceOut,
+            "join": schemas.PresenceUser,
+            "leave": schemas.LeaveEvent,
+            "state": schemas.StateEvent,
+            "count": schemas.OnlineCounts,
+        },
+        notes=" A `sync` (the presence list) comes first, then `join` (a user's first session"
+        " appeared), `leave` (their last one went; `reason` `left` or `timeout`), `state`"
+        " (a session's state or version changed) and `count` (`{online, sessions}`, at most"
+        " a few per second). Events carry ids: reconnecting with `Last-Event-ID` resumes"
+        " after it (then a `count` without id) or, when it is too old, starts with a fresh"
+        " `sync`. A `: keep-alive` comment is sent every PRESENCE_EVENTS_KEEPALIVE_S (15 s)"
+        " of silence.",
     ),
     Endpoint(
         "POST",
@@ -144,11 +173,13 @@ ENDPOINTS: list[Endpoint] = [
 def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": endpoint.summary,
-        "description": f"Who may call: {endpoint.who}.",
+        "description": f"Who may call: {endpoint.who}.{endpoint.notes}",
         "responses": {},
     }
     if endpoint.who != "anyone":
         op["security"] = [{"bearer": []}]
+        if "access_token" in endpoint.query:
+            op["security"].append({"accessToken": []})
     params = [
         {"name": name, "in": "path", "required": True, "schema": _ID_PARAM}
         for name in ("artifactId", "versionId", "userId")
@@ -180,6 +211,9 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
             "application/json": {"schema": refs[endpoint.answer]},
             "application/msgpack": {"schema": refs[endpoint.answer]},
         }
+    if endpoint.events:
+        ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        ok["x-events"] = {name: refs[schema] for name, schema in endpoint.events.items()}
     op["responses"][str(endpoint.status)] = ok
     problem = {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
     for status, text in (
@@ -195,7 +229,8 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
 
 def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
     types = sorted(
-        {t for e in ENDPOINTS for t in (e.body, e.answer) if t is not None} | {ProblemBody},
+        {t for e in ENDPOINTS for t in (e.body, e.answer, *e.events.values()) if t is not None}
+        | {ProblemBody},
         key=lambda t: t.__name__,
     )
     found, components = schemas.schema_components(types)
@@ -214,7 +249,8 @@ def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
             },
         },
     }

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from presence_svc.auth import TokenCodec
 from presence_svc.db import Database, open_database
+from presence_svc.events import PresenceHub
 from presence_svc.presence import PresenceStore
 from presence_svc.redis_client import RedisClient, connect
 from presence_svc.scripts import Scripts
@@ -20,6 +21,7 @@ from presence_svc.views import ViewStore
 
 __all__ = [
     "DATABASE",
+    "HUB",
     "PRESENCE",
     "REDIS",
     "SCRIPTS",
@@ -27,6 +29,8 @@ __all__ = [
     "TOKENS",
     "VIEWS",
     "database_ctx",
+    "end_event_streams",
+    "hub_ctx",
     "redis_ctx",
 ]
 
@@ -39,6 +43,7 @@ SCRIPTS: Final = web.AppKey("scripts", Scripts)
 PRESENCE: Final = web.AppKey("presence", PresenceStore)
 VIEWS: Final = web.AppKey("views", ViewStore)
 DATABASE: Final = web.AppKey[Database]("database")
+HUB: Final = web.AppKey("hub", PresenceHub)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -64,3 +69,18 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     yield
     await database.close()
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The live-events hub (after Redis and the database: it uses both, and closes first)."""
+    database = app[DATABASE]
+    hub = PresenceHub(app[REDIS], app[PRESENCE].keys, database.get_profiles)
+    app[HUB] = hub
+    yield
+    await hub.aclose()
+
+
+async def end_event_streams(app: web.Application) -> None:
+    """``on_shutdown``: open event streams end, so graceful shutdown does not wait on them."""
+    if HUB in app:
+        app[HUB].end_streams()

@@ -6,7 +6,7 @@ OpenAPI document, so what is documented is what is enforced.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -18,6 +18,7 @@ __all__ = [
     "BatchOnline",
     "HeartbeatIn",
     "HeartbeatOut",
+    "LeaveEvent",
     "LeaveIn",
     "LedgerItemOut",
     "LedgerOut",
@@ -30,6 +31,7 @@ __all__ = [
     "RecentItemOut",
     "RecentOut",
     "SessionId",
+    "StateEvent",
     "StatsOut",
     "UserId",
     "VersionId",
@@ -148,6 +150,21 @@ class PresenceOut(_Out, kw_only=True):
     sessions: int
     users: list[PresenceUser]
     next_cursor: str | None
+
+
+class LeaveEvent(_Out, kw_only=True):
+    """The ``leave`` event: the user's last online session went."""
+
+    user_id: str
+    reason: Literal["left", "timeout"]
+
+
+class StateEvent(_Out, kw_only=True):
+    """The ``state`` event: a session of an online user changed its state or version."""
+
+    user_id: str
+    version_id: str | None
+    state: dict[str, Any] | None
 
 
 class ViewOut(_Out, kw_only=True):

@@ -43,6 +43,7 @@ class Settings:
     leave_grace_s: float = 2.0
     redis_timeout_s: float = 0.9
     ledger_reclaim_idle_s: float = 30.0
+    events_keepalive_s: float = 15.0
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -62,6 +63,7 @@ class Settings:
         _check(0 <= self.leave_grace_s <= 30, "PRESENCE_LEAVE_GRACE_S must be within 0..30")
         _check(0 < self.redis_timeout_s <= 1, "PRESENCE_REDIS_TIMEOUT_S must be within (0, 1]")
         _check(self.ledger_reclaim_idle_s > 0, "PRESENCE_LEDGER_RECLAIM_IDLE_S must be > 0")
+        _check(self.events_keepalive_s > 0, "PRESENCE_EVENTS_KEEPALIVE_S must be > 0")
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
             _check(
@@ -133,6 +135,7 @@ class Settings:
         read("PRESENCE_LEAVE_GRACE_S", "leave_grace_s", _parse_seconds)
         read("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds)
         read("PRESENCE_LEDGER_RECLAIM_IDLE_S", "ledger_reclaim_idle_s", _parse_seconds)
+        read("PRESENCE_EVENTS_KEEPALIVE_S", "events_keepalive_s", _parse_seconds)
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -162,3 +162,40 @@ async def test_presence_views_and_ledger_on_a_cluster(
         assert sorted(r.artifact_id for r in rows) == sorted(artifacts)
     finally:
         await database.close()
+
+
+@pytest.mark.timeout(60)
+async def test_event_streams_on_a_cluster(
+    cluster: list[int], make_client: MakeClient, auth: Auth
+) -> None:
+    from tests.sse import EventStream
+
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}", redis_cluster=True, partitions=64
+    )
+    # artifacts whose keys (and so whose scripts' PUBLISH) live on different nodes
+    nodes = [redis.Redis(port=p) for p in cluster]
+    artifacts = [f"live-{i}" for i in range(12)]
+    streams = []
+    try:
+        for artifact in artifacts:
+            response = await client.get(
+                f"/v1/artifacts/{artifact}/events", headers=auth("d", scope="dashboard")
+            )
+            assert response.status == 200
+            stream = EventStream(response)
+            streams.append(stream)
+            assert (await stream.next()).event == "sync"
+        for artifact in artifacts:
+            response = await client.post(
+                "/v1/heartbeat",
+                json={"artifactId": artifact, "sessionId": "tab-xxxxxxxx"},
+                headers=auth(f"u-{artifact}"),
+            )
+            assert response.status == 200
+        for artifact, stream in zip(artifacts, streams, strict=True):
+            assert (await stream.next_of("join")).data["userId"] == f"u-{artifact}"
+        assert sum(1 for n in nodes if n.dbsize() > 0) == len(cluster)
+    finally:
+        for stream in streams:
+            await stream.close()

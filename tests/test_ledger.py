@@ -250,6 +250,41 @@ async def test_a_drained_view_keeps_every_field_and_a_missing_session_is_null(
     assert len({r.view_id for r in rows}) == 2
 
 
+async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings
+) -> None:
+    """The drain reads the next batch while one commits; when that read fails (Redis went
+    away), the drain must read afresh once Redis is back, not re-raise the old failure."""
+    scripts, database = parts
+    store = ViewStore(scripts, settings)
+    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    real_read, calls = drain.read, 0
+
+    async def read_failing_once() -> dict[str, list[tuple[bytes, dict[bytes, bytes]]]]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the read-ahead started while the first batch commits
+            raise redis.exceptions.ConnectionError("Redis went away")
+        return await real_read()
+
+    drain.read = read_failing_once  # type: ignore[method-assign]
+    for i in range(3):
+        await store.record("doc-1", "v1", f"early-{i}", None)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    try:
+        for expected in (3, 6):
+            deadline = time.monotonic() + 10
+            while len(await database.query_views(LedgerQuery(), 10)) < expected:
+                assert time.monotonic() < deadline, "the drain stopped after a failed read"
+                await asyncio.sleep(0.05)
+            for i in range(3):  # recorded after the failed read-ahead
+                await store.record("doc-1", "v1", f"late-{i}", None)
+    finally:
+        stopping.set()
+        await running
+
+
 async def test_trim_never_drops_entries_still_pending(
     parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
 ) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
+import msgpack
 import pytest
 import redis
 from redis.asyncio import Redis
 
 from presence_svc.presence import PresenceStore
-from presence_svc.scripts import Scripts
+from presence_svc.scripts import Call, ScriptArg, Scripts
 from presence_svc.settings import Settings
 from presence_svc.worker.sweeper import Sweeper, owner_of
 
@@ -82,3 +84,103 @@ def test_rendezvous_moves_only_the_leaving_workers_partitions() -> None:
     two = {t: owner_of(t, ["a", "b"]) for t in tags}
     assert all(two[t] == three[t] for t in tags if three[t] != "c")
     assert owner_of("t1", []) is None
+
+
+async def _fill(store: PresenceStore, artifacts: int, per_artifact: int) -> None:
+    """``artifacts x per_artifact`` live sessions through the real heartbeat script."""
+    calls: list[Call] = []
+    for a in range(artifacts):
+        artifact = f"big-{a}"
+        k = store.keys.artifact(artifact)
+        for s in range(per_artifact):
+            args: list[ScriptArg] = [
+                artifact,
+                k.channel,
+                f"tab-{s:08d}",
+                f"user-{s}",
+                "v1",
+                "",
+                30_000,
+                60_000,
+            ]
+            calls.append((store.scripts.heartbeat, [k.sessions, k.info, k.users, k.due], args))
+    for start in range(0, len(calls), 5000):
+        results = await store.scripts.run_many(calls[start : start + 5000])
+        assert not any(isinstance(r, Exception) for r in results)
+
+
+def _age(sync_redis: redis.Redis, store: PresenceStore, artifact: str, session: str) -> None:
+    """Make one session 31 s old, as if it had stopped beating (its due entry too)."""
+    k = store.keys.artifact(artifact)
+    seconds, micros = sync_redis.time()
+    old = seconds * 1000 + micros // 1000 - 31_000
+    sync_redis.zadd(k.sessions, {session: old}, xx=True)
+    sync_redis.zadd(k.due, {artifact: old + 30_000})
+
+
+def _command_calls(sync_redis: redis.Redis) -> dict[str, int]:
+    stats = sync_redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@pytest.mark.timeout(120)
+async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
+    scripts: Scripts, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    settings = settings.replace(online_timeout_s=30.0, retention_s=60.0)
+    store = PresenceStore(scripts, settings)
+    await _fill(store, artifacts=1000, per_artifact=100)
+    assert sync_redis.zcard(store.keys.artifact("big-7").sessions) == 100
+    stale = [f"big-{a}" for a in range(0, 1000, 100)]
+    for artifact in stale:
+        _age(sync_redis, store, artifact, "tab-00000000")
+    channels = [store.keys.artifact(a).channel for a in stale]
+    pubsub = sync_redis.pubsub()
+    pubsub.subscribe(*channels)
+
+    await scripts.load()  # so no NOSCRIPT round is counted below
+    sync_redis.config_resetstat()
+    result = await Sweeper(scripts, settings).sweep_once(list(store.keys.tags))
+    calls = _command_calls(sync_redis)
+
+    # what the sweep reports: ten artifacts visited, nothing deleted (not past retention)
+    assert (result.artifacts, result.sessions_deleted) == (10, 0)
+    # what Redis saw: one sweep script per stale artifact, a handful of commands each,
+    # one index read per partition; nothing proportional to the 100 000 sessions
+    assert calls["evalsha"] == 10
+    assert calls["zrangebyscore"] <= len(store.keys.tags) + 10 * 3
+    assert calls.get("hget", 0) <= 10 * 3
+    assert calls.get("publish", 0) == 10
+    assert sum(calls.values()) < 500, calls
+    # and each stale session became exactly one timeout leave
+    leaves = []
+    deadline = time.monotonic() + 10
+    while len(leaves) < 10 and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            leaves.append(msgpack.unpackb(message["data"]))
+    pubsub.close()
+    assert sorted(m[2][0][:3] == ["leave", "user-0", "timeout"] for m in leaves) == [True] * 10
+    assert all(m[:2] == [99, 99] for m in leaves)
+    online = await store.online([*stale, "big-1"])
+    assert {a: (c.online, c.sessions) for a, c in online.items()} == {
+        **{a: (99, 99) for a in stale},
+        "big-1": (100, 100),
+    }
+
+
+async def test_a_burst_larger_than_a_batch_is_swept_in_one_round(
+    scripts: Scripts, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    store = PresenceStore(scripts, settings.replace(partitions=1))
+    sweeper = Sweeper(scripts, settings.replace(partitions=1))
+    calls: list[Call] = []
+    for a in range(1200):  # > 2 batches, all in one partition
+        k = store.keys.artifact(f"burst-{a}")
+        args: list[ScriptArg] = [f"burst-{a}", k.channel, "tab-00000001", "u", "", "", 1000, 3000]
+        calls.append((scripts.heartbeat, [k.sessions, k.info, k.users, k.due], args))
+    await scripts.run_many(calls)
+    await asyncio.sleep(settings.online_timeout_s + 0.1)
+    result = await sweeper.sweep_once(list(store.keys.tags))
+    assert result.artifacts == 1200
+    assert (await store.online(["burst-0", "burst-1199"]))["burst-1199"].online == 0

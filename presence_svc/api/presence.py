@@ -8,6 +8,7 @@ from aiohttp import web
 from presence_svc.api.params import path_id, query_ids, query_int
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.resources import DATABASE, PRESENCE, SETTINGS, TOKENS
+from presence_svc.rows import presence_out
 from presence_svc.schemas import (
     BatchOnline,
     HeartbeatIn,
@@ -15,10 +16,7 @@ from presence_svc.schemas import (
     LeaveIn,
     OnlineCounts,
     OnlineOut,
-    PresenceOut,
-    PresenceUser,
 )
-from presence_svc.timefmt import to_iso
 from presence_svc.wire import Body, respond
 
 __all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "routes"]
@@ -116,25 +114,4 @@ async def presence_list(request: web.Request) -> web.Response:
     principal.require_presence_read([artifact_id])
     limit = query_int(request, "limit", default=100, low=1, high=500)
     page = await app[PRESENCE].page(artifact_id, limit, request.query.get("cursor") or None)
-    profiles = await app[DATABASE].get_profiles(row.user_id for row in page.rows)
-    users = []
-    for row in page.rows:
-        profile = profiles.get(row.user_id)
-        users.append(
-            PresenceUser(
-                user_id=row.user_id,
-                name=profile.name if profile else None,
-                avatar_url=profile.avatar_url if profile else None,
-                version_id=row.version_id,
-                last_seen=to_iso(row.last_seen_ms),
-                sessions=row.sessions,
-                state=row.state,
-            )
-        )
-    out = PresenceOut(
-        online=page.counts.online,
-        sessions=page.counts.sessions,
-        users=users,
-        next_cursor=page.next_cursor,
-    )
-    return respond(request, out)
+    return respond(request, await presence_out(app[DATABASE], page))

@@ -95,8 +95,9 @@ class LedgerDrain:
                 if time.monotonic() >= next_maintenance:
                     await self.maintain()
                     next_maintenance = time.monotonic() + self.maintenance_s
-                batch = await (prefetch or self.read())
-                prefetch = None
+                # Taken before awaiting: a prefetch that failed must not be awaited again.
+                pending, prefetch = prefetch, None
+                batch = await (pending or self.read())
                 if batch:
                     # Fetch the next batch from Redis while this one commits.
                     prefetch = asyncio.create_task(self.read())

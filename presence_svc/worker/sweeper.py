@@ -31,6 +31,8 @@ __all__ = ["SweepResult", "Sweeper", "owner_of"]
 log = logging.getLogger(__name__)
 
 BATCH = 500
+MAX_BATCHES = 20
+"""Batches per partition per round; what is left waits for the next round."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,34 +91,56 @@ class Sweeper:
             )
 
     async def sweep_once(self, tags: list[str] | None = None) -> SweepResult:
-        """One round over the partitions we hold (or ``tags``): sweep every due artifact."""
+        """One round over the partitions we hold (or ``tags``): sweep every due artifact.
+
+        Reads each partition's due index in batches, going back for more while a batch
+        came back full, so a burst of timeouts is handled in one round, not one batch per
+        interval.
+        """
         held = await self.claim() if tags is None else tags
         if not held:
             return SweepResult(0, 0, 0)
+        artifacts = deleted = 0
+        pending = list(held)
+        for _ in range(MAX_BATCHES):
+            due_lists = await self._due(pending)
+            swept, removed = await self._sweep([m for ms in due_lists for m in ms])
+            artifacts += swept
+            deleted += removed
+            pending = [t for t, ms in zip(pending, due_lists, strict=True) if len(ms) == BATCH]
+            if not pending:
+                break
+        if artifacts:
+            metrics.SWEPT_SESSIONS.labels("deleted").inc(deleted)
+        return SweepResult(len(held), artifacts, deleted)
+
+    async def _due(self, tags: list[str]) -> list[list[str | bytes]]:
+        """Up to ``BATCH`` artifacts due now in each partition, in one round trip."""
         seconds, micros = await self.scripts.redis.time()
         now_ms = seconds * 1000 + micros // 1000
         pipe = self.scripts.redis.pipeline(transaction=False)
-        for tag in held:
+        for tag in tags:
             pipe.zrangebyscore(self.keys.due(tag), "-inf", now_ms, start=0, num=BATCH)
-        due_lists = await pipe.execute()
+        return list(await pipe.execute())
+
+    async def _sweep(self, members: list[str | bytes]) -> tuple[int, int]:
+        """Sweep these artifacts; returns how many were swept and sessions deleted."""
         calls: list[Call] = []
-        for members in due_lists:
-            for member in members:
-                artifact_id = member.decode() if isinstance(member, bytes) else member
-                k = self.keys.artifact(artifact_id)
-                calls.append(
-                    (
-                        self.scripts.sweep,
-                        [k.sessions, k.info, k.users, k.due],
-                        [artifact_id, k.channel, self._timeout, self._retention],
-                    )
+        for member in members:
+            artifact_id = member.decode() if isinstance(member, bytes) else member
+            k = self.keys.artifact(artifact_id)
+            calls.append(
+                (
+                    self.scripts.sweep,
+                    [k.sessions, k.info, k.users, k.due],
+                    [artifact_id, k.channel, self._timeout, self._retention],
                 )
-        deleted = 0
+            )
+        swept = deleted = 0
         for result in await self.scripts.run_many(calls):
             if isinstance(result, Exception):
                 log.warning("sweeping an artifact failed", extra={"error": repr(result)})
                 continue
+            swept += 1
             deleted += int(result[2])
-        if calls:
-            metrics.SWEPT_SESSIONS.labels("deleted").inc(deleted)
-        return SweepResult(len(held), len(calls), deleted)
+        return swept, deleted

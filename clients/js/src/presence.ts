@@ -440,11 +440,10 @@ export function createPresence(options: PresenceOptions): Presence {
         return;
       }
       if (!data || typeof data !== 'object') return;
-      if (ev.type === 'sync') {
-        esFailures = 0;
-        update({ transport: 'events' });
-        clearError('events');
-      }
+      // Any event proves the stream works: a resumed stream (Last-Event-ID) gets no sync.
+      esFailures = 0;
+      update({ transport: 'events' });
+      clearError('events');
       applyEvent(ev.type, data as AnyGlobal);
     };
     for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);

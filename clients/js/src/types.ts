@@ -104,7 +104,7 @@ export interface PresenceOptions {
   defaultIntervalS?: number;
   /** Backoff cap for transient errors, in ms. Default 30000. */
   maxBackoffMs?: number;
-  /** Consecutive EventSource failures (without a `sync` in between) before polling. Default 3. */
+  /** Consecutive EventSource failures (without an event in between) before polling. Default 3. */
   maxEventSourceFailures?: number;
   /** sessionStorage key for the tab's session id. Default `presence-svc:session`. */
   sessionKey?: string;

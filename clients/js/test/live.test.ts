@@ -118,6 +118,23 @@ describe('live updates', () => {
     assert.equal(env.server.to('/presence').length, 0);
   });
 
+  test('a resumed stream (events after Last-Event-ID, no sync) counts as working', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options());
+    await flush();
+    const es = env.eventSources[0]!;
+    es.open();
+    es.emit('sync', { online: 1, sessions: 1, users: [ann] }, '1');
+    for (let i = 0; i < 5; i++) {
+      es.fail(false); // the browser reconnects by itself and the server resumes
+      es.open();
+      es.emit('count', { online: 1, sessions: 1 });
+    }
+    assert.equal(current.getSnapshot().transport, 'events');
+    await env.clock.advance(60_000);
+    assert.equal(env.server.to('/presence').length, 0, 'never fell back to polling');
+  });
+
   test('polls when EventSource is not available; pauses while hidden', async () => {
     const env = makeEnv();
     current = createPresence(env.options({ EventSource: null }));

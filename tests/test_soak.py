@@ -1,0 +1,169 @@
+"""Soak: a few hundred simulated browser clients on many artifacts, with timeouts of seconds.
+
+Clients join, heartbeat, switch tabs, reload, leave, or vanish without a word. Afterwards
+Redis is back to where it started (keys and memory), and every client that went produced
+exactly one ``leave`` event, with the right reason, to the artifact's listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import AppClient, MakeClient
+from tests.sse import EventStream
+
+Auth = Callable[..., dict[str, str]]
+
+CLIENTS = 300
+ARTIFACTS = 30
+BEAT_S = 0.6  # well inside the 2.5 s online timeout, even on a busy machine
+
+
+def _memory(sync_redis: redis.Redis) -> int:
+    """Memory Redis holds for data (used memory less client and AOF buffers, which follow
+    how many connections the app's pool happens to hold, not what is stored)."""
+    stats = sync_redis.memory_stats()
+    return int(stats["total.allocated"]) - int(stats["clients.normal"]) - int(stats["aof.buffer"])
+
+
+class Browser:
+    """One simulated user: its tabs heartbeat until it leaves or disappears."""
+
+    def __init__(self, client: AppClient, auth: Auth, n: int) -> None:
+        self.client = client
+        self.user = f"user-{n:03d}"
+        self.artifact = f"doc-{n % ARTIFACTS:02d}"
+        self.kind = ("leaver", "vanisher", "tab-switcher", "reloader")[n % 4]
+        self.headers = auth(self.user)
+        self.expected = "timeout" if self.kind in ("vanisher", "tab-switcher") else "left"
+
+    async def beat(self, tab: str, **extra: Any) -> None:
+        body = {"artifactId": self.artifact, "sessionId": f"{self.user}-{tab}", **extra}
+        response = await self.client.post("/v1/heartbeat", json=body, headers=self.headers)
+        assert response.status == 200, await response.text()
+
+    async def leave(self, tab: str, grace: bool = False) -> None:
+        body = {"artifactId": self.artifact, "sessionId": f"{self.user}-{tab}", "grace": grace}
+        response = await self.client.post("/v1/leave", json=body, headers=self.headers)
+        assert response.status == 200, await response.text()
+
+    async def pause(self) -> None:
+        await asyncio.sleep(BEAT_S * random.uniform(0.8, 1.0))
+
+    async def run(self) -> None:
+        await asyncio.sleep(random.uniform(0, 1.0))
+        if self.kind == "tab-switcher":
+            await asyncio.gather(self.beat("tab-a", versionId="v1"), self.beat("tab-b"))
+            for round_ in range(4):  # tab b hidden (no beats) while tab a changes state
+                await self.pause()
+                await self.beat("tab-a", state={"round": round_})
+            await self.beat("tab-b")  # tab b visible again
+            await self.leave("tab-a", grace=True)  # tab a closed
+            await self.pause()
+            await self.beat("tab-b")
+            return  # then the browser vanishes
+        await self.beat("tab-a", versionId="v1")
+        for round_ in range(4):
+            await self.pause()
+            await self.beat("tab-a", state={"round": round_} if round_ == 2 else None)
+            if self.kind == "reloader" and round_ == 1:
+                await self.leave("tab-a", grace=True)  # pagehide, then the reload beats
+                await self.beat("tab-a")
+        if self.kind == "leaver":
+            await self.leave("tab-a")
+        elif self.kind == "reloader":
+            await self.leave("tab-a", grace=True)  # the tab closes for good
+
+
+@pytest.mark.timeout(90)
+async def test_soak_nothing_grows_and_every_departure_is_one_leave(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis
+) -> None:
+    random.seed(5)
+    client = await make_client(
+        run_worker=True,
+        heartbeat_interval_s=0.6,
+        online_timeout_s=2.5,
+        retention_s=4.0,
+        sweep_interval_s=0.25,
+        leave_grace_s=0.5,
+    )
+    board = auth("board", scope="dashboard")
+    listeners: dict[str, EventStream] = {}
+    for a in range(ARTIFACTS):
+        artifact = f"doc-{a:02d}"
+        response = await client.get(f"/v1/artifacts/{artifact}/events", headers=board)
+        assert response.status == 200
+        listeners[artifact] = EventStream(response)
+    for stream in listeners.values():
+        assert (await stream.next()).event == "sync"
+    keys_before, memory_before = sync_redis.dbsize(), _memory(sync_redis)
+
+    browsers = [Browser(client, auth, n) for n in range(CLIENTS)]
+    peak_keys = peak_memory = 0
+
+    async def watch() -> None:
+        nonlocal peak_keys, peak_memory
+        while True:
+            peak_keys = max(peak_keys, sync_redis.dbsize())
+            peak_memory = max(peak_memory, _memory(sync_redis))
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.gather(*(b.run() for b in browsers))
+
+        def leaves() -> list[tuple[str, str, str]]:
+            return [
+                (artifact, e.data["userId"], e.data["reason"])
+                for artifact, stream in listeners.items()
+                for e in stream.events
+                if e.event == "leave"
+            ]
+
+        deadline = time.monotonic() + 30
+        while len(leaves()) < CLIENTS:
+            assert time.monotonic() < deadline, f"only {len(leaves())} leaves"
+            await asyncio.sleep(0.1)
+        # after retention every presence key is gone again (the sweeper deletes them)
+        deadline = time.monotonic() + 30
+        while sync_redis.dbsize() > keys_before:
+            assert time.monotonic() < deadline, sorted(sync_redis.keys("*"))[:20]
+            await asyncio.sleep(0.1)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+    got = Counter(leaves())
+    want = Counter((b.artifact, b.user, b.expected) for b in browsers)
+    assert got == want  # exactly one leave each, with the right reason
+    joins = Counter(
+        (artifact, e.data["userId"])
+        for artifact, stream in listeners.items()
+        for e in stream.events
+        if e.event == "join"
+    )
+    assert joins == Counter((b.artifact, b.user) for b in browsers)
+    for artifact, stream in listeners.items():
+        counts = [e.data for e in stream.events if e.event == "count"]
+        assert counts[-1] == {"online": 0, "sessions": 0}, artifact
+
+    keys_after, memory_after = sync_redis.dbsize(), _memory(sync_redis)
+    assert peak_keys > keys_before + CLIENTS / 10
+    assert keys_after == keys_before
+    growth = memory_after - memory_before
+    assert growth < 16 * 1024, (memory_before, peak_memory, memory_after)
+    print(
+        f"soak: keys {keys_before} -> peak {peak_keys} -> {keys_after}; used_memory "
+        f"{memory_before} -> peak {peak_memory} -> {memory_after}"
+    )
+    for stream in listeners.values():
+        await stream.close()
