@@ -106,10 +106,11 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "GET",
         "/v1/ledger",
-        "Ledger rows, oldest first",
+        "Ledger rows, oldest first (newest first with order=desc)",
         "dashboard",
         answer=schemas.LedgerOut,
         query={
+            "order": "asc (default) or desc; keep it the same while following nextCursor",
             "artifactId": "filter",
             "userId": "filter",
             "since": "ISO 8601, inclusive",
@@ -138,6 +139,20 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/readyz", "200 when Redis answers and scripts are loaded", "anyone"),
     Endpoint("GET", "/metrics", "Prometheus metrics", "anyone", content_type="text/plain"),
     Endpoint("GET", "/openapi.json", "This document", "anyone"),
+    Endpoint(
+        "GET",
+        "/dashboard",
+        "The dashboard page (needs a dashboard token)",
+        "anyone",
+        content_type="text/html",
+    ),
+    Endpoint(
+        "GET",
+        "/dashboard/{file}",
+        "The dashboard's script and style sheet",
+        "anyone",
+        content_type="text/plain",
+    ),
 ]
 
 
@@ -149,11 +164,14 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     }
     if endpoint.who != "anyone":
         op["security"] = [{"bearer": []}]
-    params = [
+    params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _ID_PARAM}
         for name in ("artifactId", "versionId", "userId")
         if "{" + name + "}" in endpoint.path
     ]
+    if "{file}" in endpoint.path:
+        files = {"type": "string", "enum": ["app.js", "style.css"]}
+        params.append({"name": "file", "in": "path", "required": True, "schema": files})
     params += [
         {
             "name": name,
