@@ -1,11 +1,20 @@
-"""Ledger drain throughput against a raw SQLite insert of the same rows, in one run.
+"""The ledger drain: its rate against a raw SQLite insert, and view -> ledger latency.
 
-    .venv/bin/python benchmarks/ledger_drain.py [--views 50000]
+    .venv/bin/python benchmarks/ledger_drain.py [--views 50000] [--rounds 3]
+        [--rate 5000] [--seconds 10]
 
-Starts a private redis-server, records N views through record_view.lua (pipelined, as
-many API processes would), drains them with the real LedgerDrain into a fresh SQLite
-ledger, then inserts the same rows into another fresh file with one executemany: the
-ceiling for this disk. Prints one JSON line.
+Starts a private redis-server, then measures two things in one run, printing a JSON line
+for each:
+
+``drain``: records N views through record_view.lua (pipelined, as many API processes
+would), drains them with the real LedgerDrain into a fresh SQLite ledger, then inserts the
+same rows into another fresh file with one executemany (the ceiling for this disk and
+schema). Rounds alternate the two, so a noisy neighbour hurts both alike; the ratio reported
+is the median of the rounds.
+
+``latency``: a separate process records views at ``--rate`` per second (paced in 10 ms
+batches) while the drain runs here as it does in a worker; every committed row's latency is
+commit time minus the view's Redis time. Reports p50/p99/max.
 """
 
 from __future__ import annotations
@@ -13,15 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sqlite3
+import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from presence_svc.db import LedgerQuery, SqliteDatabase
+from presence_svc.db import LedgerQuery, LedgerRow, SqliteDatabase
+from presence_svc.db.sqlite import MIGRATIONS
 from presence_svc.embedded import EmbeddedRedis
 from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
@@ -35,74 +48,172 @@ def _inserted() -> int:
     )
 
 
-async def main(views: int) -> None:
+async def _record(settings: Settings, first: int, count: int, batch: int = 1000) -> None:
+    client = Redis.from_url(settings.redis_url or "")
+    scripts = Scripts(client)
+    store = ViewStore(scripts, settings)
+    for start in range(first, first + count, batch):
+        calls = [
+            store.record_call(f"doc-{i % 5000}", f"v{i % 3}", f"user-{i}", "tab-aaaa1")
+            for i in range(start, min(first + count, start + batch))
+        ]
+        await scripts.run_many(calls)
+    await client.aclose()
+
+
+async def _drain_until(drain: LedgerDrain, target: int) -> float:
+    """Run the worker's own loop until the inserted counter reaches ``target``."""
+    stopping = asyncio.Event()
+    started = time.perf_counter()
+    running = asyncio.create_task(drain.run(stopping))
+    while _inserted() < target:  # noqa: ASYNC110 - polls a counter
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    stopping.set()
+    await running
+    return elapsed
+
+
+def _raw_insert(path: Path, rows: Sequence[LedgerRow]) -> float:
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+        raw.execute(statement)
+    started = time.perf_counter()
+    raw.execute("BEGIN")
+    raw.executemany("INSERT INTO views VALUES (?, ?, ?, ?, ?, ?)", rows)
+    raw.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    raw.close()
+    return elapsed
+
+
+async def drain_rate(
+    settings: Settings, workdir: Path, views: int, rounds: int
+) -> dict[str, object]:
+    record_rates, drain_rates, raw_rates = [], [], []
+    for n in range(rounds):
+        started = time.perf_counter()
+        await _record(settings, n * views, views)
+        record_rates.append(views / (time.perf_counter() - started))
+
+        client = Redis.from_url(settings.redis_url or "")
+        ledger = SqliteDatabase(workdir / f"ledger-{n}.sqlite3")
+        await ledger.open()
+        drain = LedgerDrain(Scripts(client), ledger, settings, consumer=f"bench-{n}")
+        await drain.join()
+        drain_s = await _drain_until(drain, (n + 1) * views)
+        rows = [r async for r in ledger.iter_views(LedgerQuery())]
+        await ledger.close()
+        await client.aclose()
+        assert len(rows) == views, f"ledger holds {len(rows)} rows, expected {views}"
+        drain_rates.append(views / drain_s)
+        raw_rates.append(views / _raw_insert(workdir / f"raw-{n}.sqlite3", rows))
+    ratios = [d / r for d, r in zip(drain_rates, raw_rates, strict=True)]
+    return {
+        "benchmark": "drain",
+        "views": views,
+        "rounds": rounds,
+        "record_views_per_s": round(statistics.median(record_rates)),
+        "drain_rows_per_s": round(statistics.median(drain_rates)),
+        "raw_sqlite_rows_per_s": round(statistics.median(raw_rates)),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+    }
+
+
+def _produce(redis_url: str, partitions: int, rate: int, seconds: float) -> None:
+    """Child process: record ``rate`` views per second for ``seconds``, 10 ms at a time."""
+    settings = Settings(redis_url=redis_url, partitions=partitions, jwt_secret="x" * 32)
+
+    async def run() -> None:
+        client = Redis.from_url(redis_url)
+        scripts = Scripts(client)
+        store = ViewStore(scripts, settings)
+        per_tick, tick_s, n = max(1, rate // 100), 0.01, 0
+        started = time.perf_counter()
+        for tick in range(int(seconds / tick_s)):
+            calls = [
+                store.record_call(f"doc-{i % 5000}", "v1", f"late-{i}", None)
+                for i in range(n, n + per_tick)
+            ]
+            n += per_tick
+            await scripts.run_many(calls)
+            await asyncio.sleep(max(0.0, started + (tick + 1) * tick_s - time.perf_counter()))
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+class _TimedLedger(SqliteDatabase):
+    """The real SQLite ledger, noting each row's latency as its batch commits."""
+
+    latencies_ms: list[float]
+
+    async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
+        inserted = await super().insert_views(rows)
+        committed_ms = time.time() * 1000
+        self.latencies_ms.extend(committed_ms - row.viewed_at_ms for row in rows)
+        return inserted
+
+
+async def view_to_ledger(
+    settings: Settings, workdir: Path, rate: int, seconds: float
+) -> dict[str, object]:
+    client = Redis.from_url(settings.redis_url or "")
+    ledger = _TimedLedger(workdir / "latency.sqlite3")
+    ledger.latencies_ms = []
+    await ledger.open()
+    drain = LedgerDrain(Scripts(client), ledger, settings, consumer="latency")
+    await drain.join()
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    producer = multiprocessing.get_context("spawn").Process(
+        target=_produce, args=(settings.redis_url, settings.partitions, rate, seconds)
+    )
+    producer.start()
+    await asyncio.get_running_loop().run_in_executor(None, producer.join)
+    await asyncio.sleep(1.0)  # let the tail drain
+    stopping.set()
+    await running
+    await ledger.close()
+    await client.aclose()
+    latencies = sorted(ledger.latencies_ms)
+    if not latencies:
+        raise SystemExit("no views reached the ledger")
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+    return {
+        "benchmark": "view_to_ledger",
+        "rate": rate,
+        "rows": len(latencies),
+        "achieved_rate": round(len(latencies) / seconds),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 1),
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="drain-bench-"))
     server = EmbeddedRedis(workdir / "redis")
     settings = Settings(redis_url=server.start(), data_dir=workdir, jwt_secret="x" * 32)
-    client = Redis.from_url(settings.redis_url or "")
-    scripts = Scripts(client)
     try:
-        started = time.perf_counter()
-        store = ViewStore(scripts, settings)
-        for start in range(0, views, 1000):
-            calls = [
-                store.record_call(f"doc-{i % 5000}", f"v{i % 3}", f"user-{i}", "tab-aaaa1")
-                for i in range(start, min(views, start + 1000))
-            ]
-            await scripts.run_many(calls)
-        record_s = time.perf_counter() - started
-
-        ledger = SqliteDatabase(workdir / "ledger.sqlite3")
-        await ledger.open()
-        drain = LedgerDrain(scripts, ledger, settings, consumer="bench")
-        await drain.join()
-        stopping = asyncio.Event()
-        started = time.perf_counter()
-        running = asyncio.create_task(drain.run(stopping))  # the worker's own loop
-        while (drained := _inserted()) < views:  # noqa: ASYNC110 - polls a counter
-            await asyncio.sleep(0.005)
-        drain_s = time.perf_counter() - started
-        stopping.set()
-        await running
-        rows = [r async for r in ledger.iter_views(LedgerQuery())]
-        await ledger.close()
-
-        raw = sqlite3.connect(workdir / "raw.sqlite3", isolation_level=None)
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=NORMAL")
-        from presence_svc.db.sqlite import MIGRATIONS
-
-        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
-            raw.execute(statement)
-        params = [
-            (r.view_id, r.artifact_id, r.version_id, r.user_id, r.session_id, r.viewed_at_ms)
-            for r in rows
-        ]
-        started = time.perf_counter()
-        raw.execute("BEGIN")
-        raw.executemany("INSERT INTO views VALUES (?, ?, ?, ?, ?, ?)", params)
-        raw.execute("COMMIT")
-        raw_s = time.perf_counter() - started
-        raw.close()
-        print(
-            json.dumps(
-                {
-                    "views": views,
-                    "drained": drained,
-                    "ledger_rows": len(rows),
-                    "record_views_per_s": round(views / record_s),
-                    "drain_rows_per_s": round(drained / drain_s),
-                    "raw_sqlite_rows_per_s": round(len(rows) / raw_s),
-                    "drain_vs_raw_ratio": round((drained / drain_s) / (len(rows) / raw_s), 3),
-                }
-            )
-        )
+        print(json.dumps(await drain_rate(settings, workdir, args.views, args.rounds)), flush=True)
+        if args.seconds > 0:
+            result = await view_to_ledger(settings, workdir, args.rate, args.seconds)
+            print(json.dumps(result), flush=True)
     finally:
-        await client.aclose()
         server.stop()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--views", type=int, default=50_000)
-    asyncio.run(main(parser.parse_args().views))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=5_000, help="views per second (latency)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="0 skips the latency run")
+    asyncio.run(main(parser.parse_args()))

@@ -38,6 +38,7 @@ end
 redis.call('HSET', KEYS[6], user, cmsgpack.pack(mine))
 redis.call('ZADD', KEYS[7], now, user)
 
-redis.call('XADD', KEYS[8], '*', 'id', ARGV[5], 'a', artifact, 'v', version, 'u', user,
-  's', ARGV[4], 't', now)
+-- One field, msgpack [viewId, artifact, version, user, session, ms]: compact in Redis and
+-- decoded in C by the drain.
+redis.call('XADD', KEYS[8], '*', 'v', cmsgpack.pack({ARGV[5], artifact, version, user, ARGV[4], now}))
 return {1, views, redis.call('HLEN', KEYS[6]), now}

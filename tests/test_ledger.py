@@ -18,13 +18,13 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from presence_svc.db import LedgerQuery, SqliteDatabase
+from presence_svc.db import LedgerQuery, LedgerRow, SqliteDatabase
 from presence_svc.embedded import EmbeddedRedis
 from presence_svc.keys import Keyspace
 from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
 from presence_svc.views import ViewStore
-from presence_svc.worker.ledger import GROUP, LedgerDrain
+from presence_svc.worker.ledger import GROUP, LedgerDrain, encode_entry
 from tests.conftest import AppClient, MakeClient
 
 Auth = Callable[..., dict[str, str]]
@@ -231,6 +231,25 @@ async def parts(
     await client.aclose()
 
 
+async def test_a_drained_view_keeps_every_field_and_a_missing_session_is_null(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings
+) -> None:
+    scripts, database = parts
+    store = ViewStore(scripts, settings)
+    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    await drain.join()
+    await store.record("doc:1", "v-2", "user@x", "tab-aaaa1")
+    await store.record("doc:1", "v-2", "bob", None)
+    await drain.drain_once()
+    rows = sorted(await database.query_views(LedgerQuery(), 10), key=lambda r: r.user_id)
+    assert [(r.artifact_id, r.version_id, r.user_id, r.session_id) for r in rows] == [
+        ("doc:1", "v-2", "bob", None),
+        ("doc:1", "v-2", "user@x", "tab-aaaa1"),
+    ]
+    assert all(abs(r.viewed_at_ms / 1000 - time.time()) < 60 for r in rows)
+    assert len({r.view_id for r in rows}) == 2
+
+
 async def test_trim_never_drops_entries_still_pending(
     parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
 ) -> None:
@@ -257,9 +276,9 @@ async def test_entries_trimmed_while_pending_are_acknowledged_and_poison_is_park
     await drain.join()
     keys = Keyspace(16)
     stream = keys.views_stream(keys.tags[0])
-    good = {"id": "v-good", "a": "doc", "v": "v1", "u": "alice", "s": "", "t": "1700000000000"}
-    gone_id = sync_redis.xadd(stream, good | {"id": "v-gone"})
-    sync_redis.xadd(stream, good)
+    good = LedgerRow("v-good", "doc", "v1", "alice", None, 1_700_000_000_000)
+    gone_id = sync_redis.xadd(stream, encode_entry(good._replace(view_id="v-gone")))
+    sync_redis.xadd(stream, encode_entry(good))
     sync_redis.xadd(stream, {"junk": "1"})
     sync_redis.xreadgroup(GROUP, "dead-worker", {stream: ">"}, count=10)
     sync_redis.xdel(stream, gone_id)
@@ -283,8 +302,8 @@ async def test_an_entry_delivered_more_than_five_times_goes_to_dead_letters(
     await drain.join()
     keys = Keyspace(16)
     stream = keys.views_stream(keys.tags[1])
-    fields = {"id": "v-x", "a": "doc", "v": "v1", "u": "alice", "s": "", "t": "1700000000000"}
-    entry = sync_redis.xadd(stream, fields)
+    row = LedgerRow("v-x", "doc", "v1", "alice", None, 1_700_000_000_000)
+    entry = sync_redis.xadd(stream, encode_entry(row))
     sync_redis.xreadgroup(GROUP, "flaky", {stream: ">"})
     for _ in range(5):  # five more deliveries to workers that died before writing
         sync_redis.xclaim(stream, GROUP, "flaky", 0, [entry])

@@ -87,16 +87,13 @@ class SqliteDatabase:
 
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
         # In view id order (ids start with their time): the primary key grows in place.
-        params = sorted(
-            (r.view_id, r.artifact_id, r.version_id, r.user_id, r.session_id, r.viewed_at_ms)
-            for r in rows
-        )
+        params = sorted(rows)
 
         def insert(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
                 before = conn.total_changes
                 conn.executemany(
-                    f"INSERT INTO views ({_VIEW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                    f"INSERT INTO views ({_VIEW_COLUMNS}) VALUES (?, ?, ?, ?, NULLIF(?, ''), ?) "
                     "ON CONFLICT (view_id) DO NOTHING",
                     params,
                 )

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import msgpack
+import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from presence_svc import metrics
@@ -24,30 +26,33 @@ from presence_svc.keys import Keyspace
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
-__all__ = ["GROUP", "MAX_DELIVERIES", "LedgerDrain", "parse_entry"]
+__all__ = ["GROUP", "MAX_DELIVERIES", "LedgerDrain", "encode_entry", "parse_entry"]
 
 log = logging.getLogger(__name__)
 
 GROUP = "ledger"
 MAX_DELIVERIES = 5
 DEAD_LETTERS_KEPT = 10_000
+ENTRY_FIELD = b"v"
+_ENTRY = msgspec.msgpack.Decoder(LedgerRow)
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 def parse_entry(fields: dict[bytes, bytes]) -> LedgerRow:
-    """A stream entry as written by record_view.lua; ValueError if it is not one."""
+    """A stream entry as written by record_view.lua; ValueError if it is not one.
+
+    Decoded and type-checked in one C call (msgspec); ``session_id`` is '' when the view
+    had no session (the ledger stores NULL)."""
     try:
-        session = fields[b"s"].decode()
-        return LedgerRow(
-            view_id=fields[b"id"].decode(),
-            artifact_id=fields[b"a"].decode(),
-            version_id=fields[b"v"].decode(),
-            user_id=fields[b"u"].decode(),
-            session_id=session or None,
-            viewed_at_ms=int(fields[b"t"]),
-        )
-    except (KeyError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not a view entry: missing or bad field {exc}") from exc
+        return _ENTRY.decode(fields[ENTRY_FIELD])
+    except (KeyError, msgspec.DecodeError) as exc:
+        raise ValueError(f"not a view entry: {exc!r}") from exc
+
+
+def encode_entry(row: LedgerRow) -> dict[bytes, bytes]:
+    """The stream entry record_view.lua writes for ``row`` (for tools and tests)."""
+    packed = [*row[:4], row.session_id or "", row.viewed_at_ms]
+    return {ENTRY_FIELD: msgpack.packb(packed)}
 
 
 def _as_bytes(value: object) -> bytes:
