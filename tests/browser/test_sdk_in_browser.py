@@ -8,9 +8,15 @@ import time
 import aiohttp
 from playwright.async_api import Page, Request
 
+from presence_svc import metrics
 from tests.browser.conftest import GRACE_S, INTERVAL_S, TIMEOUT_S, OpenTab, Stack, seen
 
 SESSION_KEY = "presence-svc:session"
+
+
+def _leaves() -> float:
+    """Answered POST /v1/leave so far (the service runs in this process)."""
+    return metrics.REQUESTS.labels("/v1/leave", "POST", "200")._value.get()
 
 
 def _row(snapshot: dict[str, object], user: str) -> dict[str, object] | None:
@@ -46,6 +52,7 @@ async def test_closed_tab_is_seen_gone_within_3_seconds(open_tab: OpenTab) -> No
     observer = await open_tab("carol")
     bob = await open_tab("bob")
     await _wait_user(observer, "bob", present=True)
+    leaves = _leaves()
     started = time.monotonic()
     await bob.close(run_before_unload=True)
     await _wait_user(observer, "bob", present=False, timeout_s=TIMEOUT_S + 5)
@@ -53,6 +60,7 @@ async def test_closed_tab_is_seen_gone_within_3_seconds(open_tab: OpenTab) -> No
     print(f"closed tab seen gone by another tab after {elapsed:.2f} s")
     # The timeout alone would take TIMEOUT_S + a poll; the beacon leave takes the grace.
     assert elapsed < 3.0, f"the closed tab was seen gone only after {elapsed:.2f} s"
+    assert _leaves() == leaves + 1  # through the page's beacon, not a timeout
 
 
 async def test_reload_shows_no_leave_no_join_and_counts_one_view(
@@ -76,6 +84,7 @@ async def test_reload_shows_no_leave_no_join_and_counts_one_view(
     async with aiohttp.ClientSession() as http:
         watcher = asyncio.create_task(watch(http))
         await observer.evaluate("window.__history.length = 0")
+        leaves = _leaves()
         started = time.monotonic()
         await alice.reload()
         await alice.wait_for_function("window.__presence && window.__presence.status === 'active'")
@@ -88,6 +97,7 @@ async def test_reload_shows_no_leave_no_join_and_counts_one_view(
             stats = await r.json()
     print(f"reload took {reload_s:.2f} s")
     assert await alice.evaluate(f"sessionStorage.getItem('{SESSION_KEY}')") == session
+    assert _leaves() == leaves + 1, "the reload sent no grace leave: nothing was tested"
     assert lowest
     assert min(lowest) == 2, "the server saw the reloading tab leave"
     history = await observer.evaluate("window.__history")
