@@ -192,6 +192,13 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
                 "application/msgpack": {"schema": refs[endpoint.body]},
             },
         }
+        if endpoint.body is schemas.LeaveIn:
+            # navigator.sendBeacon: a CORS-simple text/plain body carrying JSON and the token.
+            op["requestBody"]["content"]["text/plain"] = {"schema": refs[endpoint.body]}
+            op["requestBody"]["description"] = (
+                "text/plain: the same JSON with `token`, sent by navigator.sendBeacon on page "
+                "close (a beacon cannot set an Authorization header)"
+            )
     ok: dict[str, Any] = {"description": "OK"}
     if endpoint.answer is not None:
         ok["content"] = {

@@ -303,7 +303,9 @@ function openEvents(id) {
   let refetch = null;
   source.addEventListener('sync', (ev) => {
     setLive('events');
-    renderPresence(JSON.parse(ev.data));
+    const data = JSON.parse(ev.data);
+    if (Array.isArray(data.users)) renderPresence(data);
+    else refreshPresence().catch(reportError);
   });
   for (const type of ['join', 'leave', 'state', 'count']) {
     source.addEventListener(type, () => {
