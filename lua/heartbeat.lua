@@ -39,10 +39,11 @@ info[5] = 0
 if dirty or moved then redis.call('HSET', I, sid, cmsgpack.pack(info)) end
 
 if not was_online then
-  if redis.call('HINCRBY', U, user, 1) == 1 then
+  local mine = redis.call('HINCRBY', U, user, 1)
+  if mine == 1 then
     events[#events + 1] = {'join', user, info[2], info[3], now}
   else
-    events[#events + 1] = {'sessions'}
+    events[#events + 1] = {'sessions', user, mine}
   end
 elseif moved then
   events[#events + 1] = {'state', user, info[2], info[3]}

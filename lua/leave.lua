@@ -34,11 +34,12 @@ if raw then
     else
       redis.call('ZREM', Z, sid)
       redis.call('HDEL', I, sid)
-      if redis.call('HINCRBY', U, user, -1) <= 0 then
+      local mine = redis.call('HINCRBY', U, user, -1)
+      if mine <= 0 then
         redis.call('HDEL', U, user)
         events[#events + 1] = {'leave', user, 'left'}
       else
-        events[#events + 1] = {'sessions'}
+        events[#events + 1] = {'sessions', user, mine}
       end
     end
   else

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from presence_svc import metrics
-from presence_svc.api import events, ledger, ops, presence, users, views
+from presence_svc.api import dashboard, events, ledger, ops, presence, users, views
 from presence_svc.auth import TokenCodec, load_or_create_secret
+from presence_svc.cors import cors_middleware, setup_cors
 from presence_svc.errors import problem_middleware
 from presence_svc.resources import (
     SETTINGS,
@@ -47,7 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     """The whole HTTP API for ``settings`` (its Redis URL must be set: the embedded Redis,
     if any, is started by the caller so several server processes can share it)."""
     app = web.Application(
-        middlewares=[metrics_middleware, problem_middleware],
+        middlewares=[cors_middleware, metrics_middleware, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
         # GET /v1/online takes up to 1000 ids of up to 128 characters in its query.
         handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},
@@ -66,4 +67,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ledger.routes)
     app.add_routes(users.routes)
     app.add_routes(ops.routes)
+    app.add_routes(dashboard.routes)
+    setup_cors(app)
     return app

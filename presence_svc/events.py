@@ -34,7 +34,7 @@ from presence_svc.keys import Keyspace
 from presence_svc.presence import PresenceRow, decode_state
 from presence_svc.redis_client import RedisClient
 from presence_svc.rows import presence_user
-from presence_svc.schemas import LeaveEvent, OnlineCounts, StateEvent
+from presence_svc.schemas import LeaveEvent, OnlineCounts, SessionsEvent, StateEvent
 
 __all__ = [
     "COUNT_WINDOW_S",
@@ -278,6 +278,9 @@ class Topic:
                     user_id=str(user), version_id=str(version) or None, state=decode_state(state)
                 )
                 self._emit("state", _JSON.encode(payload))
+            elif kind == "sessions":
+                moved = SessionsEvent(user_id=str(event[1]), sessions=int(event[2]))
+                self._emit("sessions", _JSON.encode(moved))
         self._count(int(online), int(sessions))
 
     def _emit(self, event: str, data: bytes) -> None:

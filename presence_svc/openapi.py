@@ -91,11 +91,14 @@ ENDPOINTS: list[Endpoint] = [
             "join": schemas.PresenceUser,
             "leave": schemas.LeaveEvent,
             "state": schemas.StateEvent,
+            "sessions": schemas.SessionsEvent,
             "count": schemas.OnlineCounts,
         },
         notes=" A `sync` (the presence list) comes first, then `join` (a user's first session"
         " appeared), `leave` (their last one went; `reason` `left` or `timeout`), `state`"
-        " (a session's state or version changed) and `count` (`{online, sessions}`, at most"
+        " (a session's state or version changed), `sessions` (an online user's number of"
+        " sessions changed: a second tab opened or one of several closed) and `count`"
+        " (`{online, sessions}`, at most"
         " a few per second). Events carry ids: reconnecting with `Last-Event-ID` resumes"
         " after it (then a `count` without id) or, when it is too old, starts with a fresh"
         " `sync`. A `: keep-alive` comment is sent every PRESENCE_EVENTS_KEEPALIVE_S (15 s)"
@@ -135,10 +138,11 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "GET",
         "/v1/ledger",
-        "Ledger rows, oldest first",
+        "Ledger rows, oldest first (newest first with order=desc)",
         "dashboard",
         answer=schemas.LedgerOut,
         query={
+            "order": "asc (default) or desc; keep it the same while following nextCursor",
             "artifactId": "filter",
             "userId": "filter",
             "since": "ISO 8601, inclusive",
@@ -167,6 +171,20 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/readyz", "200 when Redis answers and scripts are loaded", "anyone"),
     Endpoint("GET", "/metrics", "Prometheus metrics", "anyone", content_type="text/plain"),
     Endpoint("GET", "/openapi.json", "This document", "anyone"),
+    Endpoint(
+        "GET",
+        "/dashboard",
+        "The dashboard page (needs a dashboard token)",
+        "anyone",
+        content_type="text/html",
+    ),
+    Endpoint(
+        "GET",
+        "/dashboard/{file}",
+        "The dashboard's script and style sheet",
+        "anyone",
+        content_type="text/plain",
+    ),
 ]
 
 
@@ -180,11 +198,14 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         op["security"] = [{"bearer": []}]
         if "access_token" in endpoint.query:
             op["security"].append({"accessToken": []})
-    params = [
+    params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _ID_PARAM}
         for name in ("artifactId", "versionId", "userId")
         if "{" + name + "}" in endpoint.path
     ]
+    if "{file}" in endpoint.path:
+        files = {"type": "string", "enum": ["app.js", "style.css"]}
+        params.append({"name": "file", "in": "path", "required": True, "schema": files})
     params += [
         {
             "name": name,
@@ -205,6 +226,13 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
                 "application/msgpack": {"schema": refs[endpoint.body]},
             },
         }
+        if endpoint.body is schemas.LeaveIn:
+            # navigator.sendBeacon: a CORS-simple text/plain body carrying JSON and the token.
+            op["requestBody"]["content"]["text/plain"] = {"schema": refs[endpoint.body]}
+            op["requestBody"]["description"] = (
+                "text/plain: the same JSON with `token`, sent by navigator.sendBeacon on page "
+                "close (a beacon cannot set an Authorization header)"
+            )
     ok: dict[str, Any] = {"description": "OK"}
     if endpoint.answer is not None:
         ok["content"] = {

@@ -159,6 +159,13 @@ class LeaveEvent(_Out, kw_only=True):
     reason: Literal["left", "timeout"]
 
 
+class SessionsEvent(_Out, kw_only=True):
+    """The ``sessions`` event: an online user opened or closed one of several sessions."""
+
+    user_id: str
+    sessions: int
+
+
 class StateEvent(_Out, kw_only=True):
     """The ``state`` event: a session of an online user changed its state or version."""
 

@@ -44,6 +44,7 @@ class Settings:
     redis_timeout_s: float = 0.9
     ledger_reclaim_idle_s: float = 30.0
     events_keepalive_s: float = 15.0
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -136,6 +137,7 @@ class Settings:
         read("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds)
         read("PRESENCE_LEDGER_RECLAIM_IDLE_S", "ledger_reclaim_idle_s", _parse_seconds)
         read("PRESENCE_EVENTS_KEEPALIVE_S", "events_keepalive_s", _parse_seconds)
+        read("PRESENCE_CORS_ORIGINS", "cors_origins", _parse_origins)
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -151,6 +153,17 @@ def _parse_bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("expected 0 or 1")
+
+
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated origins (``https://app.example.com``, no path) or ``*``."""
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        exact = f"{parts.scheme}://{parts.netloc}"
+        if origin != "*" and (parts.scheme not in ("http", "https") or origin != exact):
+            raise ValueError(f"{origin!r} is not an origin like https://app.example.com or *")
+    return origins
 
 
 def _parse_seconds(raw: str) -> float:

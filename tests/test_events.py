@@ -117,10 +117,14 @@ async def test_join_state_count_and_leave_as_they_happen(
         {"userId": "bob", "versionId": "v1", "state": {"typing": True}},
     )
 
-    await beat(client, auth, "bob", "tab-bob-0002")  # a second tab: no join, a new count
-    assert (await stream.next()).data == {"online": 1, "sessions": 2}
+    await beat(client, auth, "bob", "tab-bob-0002")  # a second tab: no join
+    second = await stream.next()
+    assert (second.event, second.data) == ("sessions", {"userId": "bob", "sessions": 2})
+    assert (await stream.next_of("count")).data == {"online": 1, "sessions": 2}
     await leave(client, auth, "bob", "tab-bob-0002")
-    assert (await stream.next()).data == {"online": 1, "sessions": 1}
+    closed = await stream.next()
+    assert (closed.event, closed.data) == ("sessions", {"userId": "bob", "sessions": 1})
+    assert (await stream.next_of("count")).data == {"online": 1, "sessions": 1}
     await leave(client, auth, "bob", "tab-bob-0001")
     gone = await stream.next()
     assert (gone.event, gone.data) == ("leave", {"userId": "bob", "reason": "left"})

@@ -72,6 +72,26 @@ async def test_ledger_pages_oldest_first_with_filters(
     assert [r["viewId"] for r in page["items"]] == ["view-010", "view-014", "view-018"]
 
 
+async def test_ledger_newest_first_pages_downwards(
+    ledger: Path, client: AppClient, auth: Auth
+) -> None:
+    dashboard = auth("d", scope="dashboard")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        url = "/v1/ledger?artifactId=doc-2&order=desc&limit=3" + (
+            f"&cursor={cursor}" if cursor else ""
+        )
+        page = await (await client.get(url, headers=dashboard)).json()
+        seen += [r["viewId"] for r in page["items"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert seen == [f"view-{i:03d}" for i in range(29, -1, -3)]
+    asc = await (await client.get("/v1/ledger?order=asc&limit=2", headers=dashboard)).json()
+    assert [r["viewId"] for r in asc["items"]] == ["view-000", "view-001"]
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -80,6 +100,7 @@ async def test_ledger_pages_oldest_first_with_filters(
         ("limit=1001", "limit"),
         ("userId=a%20b", "userId"),
         ("cursor=zz", None),
+        ("order=newest", "order"),
     ],
 )
 async def test_bad_ledger_query_is_400(

@@ -76,3 +76,7 @@ async def test_openapi_describes_every_route(client: AppClient) -> None:
     ref = heartbeat["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"artifactId", "sessionId"}
+    leave = doc["paths"]["/v1/leave"]["post"]["requestBody"]["content"]
+    assert "text/plain" in leave  # the page-close beacon
+    ledger = {p["name"] for p in doc["paths"]["/v1/ledger"]["get"]["parameters"]}
+    assert "order" in ledger

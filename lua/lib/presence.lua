@@ -35,13 +35,14 @@ local function settle(Z, I, U, limit, events)
     if raw then
       local info = cmsgpack.unpack(raw)
       local user = info[1]
-      if redis.call('HINCRBY', U, user, -1) <= 0 then
+      local mine = redis.call('HINCRBY', U, user, -1)
+      if mine <= 0 then
         redis.call('HDEL', U, user)
         local reason = 'timeout'
         if info[5] == 1 then reason = 'left' end
         events[#events + 1] = {'leave', user, reason}
       else
-        events[#events + 1] = {'sessions'}
+        events[#events + 1] = {'sessions', user, mine}
       end
     end
   end

@@ -1,10 +1,11 @@
-"""The views ledger, oldest first, for dashboards and audits."""
+"""The views ledger, oldest first (or newest first with ``order=desc``), for dashboards
+and audits."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from presence_svc.api.params import query_id, query_int, query_time
+from presence_svc.api.params import query_choice, query_id, query_int, query_time
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.db import LedgerQuery
 from presence_svc.resources import DATABASE, TOKENS
@@ -29,6 +30,7 @@ async def ledger(request: web.Request) -> web.Response:
         since_ms=query_time(request, "since"),
         until_ms=query_time(request, "until"),
         after=decode_cursor(cursor) if cursor else None,
+        newest_first=query_choice(request, "order", ("asc", "desc")) == "desc",
     )
     rows = await app[DATABASE].query_views(query, limit + 1)
     more = len(rows) > limit

@@ -10,7 +10,7 @@ from presence_svc.errors import BadRequest, FieldError
 from presence_svc.schemas import ID_PATTERN
 from presence_svc.timefmt import from_iso
 
-__all__ = ["path_id", "query_id", "query_ids", "query_int"]
+__all__ = ["path_id", "query_choice", "query_id", "query_ids", "query_int", "query_time"]
 
 _ID = re.compile(ID_PATTERN)
 
@@ -57,6 +57,16 @@ def query_int(request: web.Request, name: str, *, default: int, low: int, high: 
         raise BadRequest(
             f"{name} must be a whole number from {low} to {high}",
             errors=[FieldError(name, f"must be within {low}..{high}")],
+        )
+    return value
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when absent)."""
+    value = request.query.get(name) or choices[0]
+    if value not in choices:
+        raise BadRequest(
+            f"{name} is invalid", errors=[FieldError(name, f"must be one of {', '.join(choices)}")]
         )
     return value
 

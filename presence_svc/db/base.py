@@ -38,6 +38,8 @@ class LedgerQuery:
     until_ms: int | None = None
     after: tuple[int, str] | None = None
     """Keyset cursor: (viewed_at_ms, view_id) of the last row already read."""
+    newest_first: bool = False
+    """Order by (viewed_at, view_id) descending; ``after`` then continues downwards."""
 
 
 class Database(Protocol):
@@ -53,7 +55,7 @@ class Database(Protocol):
         """Insert in one transaction, ignoring view ids already present; returns new rows."""
 
     async def query_views(self, query: LedgerQuery, limit: int) -> list[LedgerRow]:
-        """Rows matching ``query``, oldest first (viewed_at, then view id)."""
+        """Rows matching ``query``, oldest first (viewed_at, then view id), or newest first."""
 
     def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
         """Every row matching ``query``, oldest first, fetched in batches."""

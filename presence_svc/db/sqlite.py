@@ -206,9 +206,10 @@ def _select_views(query: LedgerQuery, limit: int) -> tuple[str, list[object]]:
         where.append("viewed_at < ?")
         params.append(query.until_ms)
     if query.after is not None:
-        where.append("(viewed_at, view_id) > (?, ?)")
+        where.append(f"(viewed_at, view_id) {'<' if query.newest_first else '>'} (?, ?)")
         params.extend(query.after)
     clause = f"WHERE {' AND '.join(where)} " if where else ""
     params.append(limit)
-    sql = f"SELECT {_VIEW_COLUMNS} FROM views {clause}ORDER BY viewed_at, view_id LIMIT ?"
+    order = "viewed_at DESC, view_id DESC" if query.newest_first else "viewed_at, view_id"
+    sql = f"SELECT {_VIEW_COLUMNS} FROM views {clause}ORDER BY {order} LIMIT ?"
     return sql, params

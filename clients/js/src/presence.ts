@@ -22,7 +22,7 @@ import type {
 } from './types.js';
 
 const EMPTY_USERS: readonly PresenceUser[] = Object.freeze([]);
-const EVENT_TYPES = ['sync', 'join', 'leave', 'state', 'count'] as const;
+const EVENT_TYPES = ['sync', 'join', 'leave', 'state', 'sessions', 'count'] as const;
 const ES_CLOSED = 2;
 const MIN_INTERVAL_MS = 1_000;
 const MAX_INTERVAL_MS = 3_600_000;
@@ -572,6 +572,15 @@ export function createPresence(options: PresenceOptions): Presence {
         if ('versionId' in data) row.versionId = data.versionId;
         if ('state' in data) row.state = data.state;
         usersById.set(data.userId, row);
+        publishUsers();
+        return;
+      }
+      case 'sessions': {
+        // An online user opened or closed one of several tabs; `count` brings the totals.
+        if (typeof data.userId !== 'string') return;
+        const prev = usersById.get(data.userId);
+        if (!prev) return;
+        usersById.set(data.userId, { ...prev, sessions: count(data.sessions, prev.sessions ?? 1) });
         publishUsers();
         return;
       }

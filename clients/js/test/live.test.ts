@@ -22,7 +22,7 @@ describe('live updates', () => {
     assert.equal(current.getSnapshot().transport, 'connecting');
   });
 
-  test('applies sync, join, state, count and leave events', async () => {
+  test('applies sync, join, state, sessions, count and leave events', async () => {
     const env = makeEnv();
     current = createPresence(env.options());
     await flush();
@@ -47,6 +47,11 @@ describe('live updates', () => {
     assert.equal(u2.versionId, 'v3');
     assert.deepEqual(u2.state, { typing: true });
     assert.equal(u2.name, 'Bob', 'other fields kept');
+
+    es.emit('sessions', { userId: 'u3', sessions: 2 }, '3b');
+    assert.equal(current.users.find((u) => u.userId === 'u3')!.sessions, 2, 'a second tab of u3');
+    es.emit('sessions', { userId: 'nobody', sessions: 4 }, '3c');
+    assert.equal(current.users.length, 3, 'unknown user ignored');
 
     es.emit('count', { online: 3, sessions: 5 }, '4');
     assert.equal(current.online, 3);

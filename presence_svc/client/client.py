@@ -1,0 +1,328 @@
+"""``PresenceClient``: the presence-svc API for services and bots, with the browser SDK's
+retry rules (401: a fresh token once; 429/503/network: back off, honouring Retry-After)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random as _random
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import aiohttp
+import msgspec
+
+from presence_svc.client.errors import PresenceClientError
+from presence_svc.client.live import LiveSession
+from presence_svc.client.models import (
+    ArtifactOnline,
+    HeartbeatResult,
+    LedgerPage,
+    OnlineCounts,
+    PresencePage,
+    RecentList,
+    Stats,
+    ViewersPage,
+    ViewResult,
+    _BatchOnline,
+)
+from presence_svc.client.retry import backoff_s, parse_retry_after
+
+__all__ = ["PresenceClient", "TokenProvider", "new_session_id"]
+
+log = logging.getLogger(__name__)
+
+TokenProvider = Callable[[], str | Awaitable[str]]
+_T = TypeVar("_T")
+_JSON = msgspec.json.Encoder()
+
+
+def new_session_id() -> str:
+    """32 hex characters, like the browser SDK's."""
+    return secrets.token_hex(16)
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PresenceClient:
+    """``async with PresenceClient(url, token) as c: await c.heartbeat("doc-1", session_id=s)``.
+
+    Leaving the ``async with`` stops every ``join``-ed session's heartbeat task and sends
+    its ``leave``. One-off calls retry transient failures ``max_attempts`` times in all, then
+    raise ``PresenceClientError``; heartbeat tasks retry for as long as they run.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        token_provider: TokenProvider | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_attempts: int = 5,
+        max_backoff_s: float = 30.0,
+        timeout_s: float = 10.0,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if token is None and token_provider is None:
+            raise ValueError("give a token or a token_provider")
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._provider = token_provider
+        self._session = session
+        self._own_session = session is None
+        self.max_attempts = max(1, max_attempts)
+        self.max_backoff_s = max_backoff_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.random = random
+        self._live: set[LiveSession] = set()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the heartbeat tasks, leave their sessions, close the HTTP session."""
+        live = list(self._live)
+        await asyncio.gather(*(s.stop() for s in live), return_exceptions=True)
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    # Writes ----------------------------------------------------------------------------
+
+    async def heartbeat(
+        self,
+        artifact_id: str,
+        *,
+        session_id: str,
+        version_id: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> HeartbeatResult:
+        body: dict[str, Any] = {"artifactId": artifact_id, "sessionId": session_id}
+        if version_id is not None:
+            body["versionId"] = version_id
+        if state is not None:
+            body["state"] = state
+        return await self._call("POST", "/v1/heartbeat", HeartbeatResult, body=body)
+
+    async def leave(
+        self, artifact_id: str, *, session_id: str, grace: bool = False
+    ) -> OnlineCounts:
+        body = {"artifactId": artifact_id, "sessionId": session_id, "grace": grace}
+        return await self._call("POST", "/v1/leave", OnlineCounts, body=body)
+
+    async def record_view(
+        self, artifact_id: str, version_id: str, *, session_id: str | None = None
+    ) -> ViewResult:
+        body = {"artifactId": artifact_id, "versionId": version_id}
+        if session_id is not None:
+            body["sessionId"] = session_id
+        return await self._call("POST", "/v1/views", ViewResult, body=body)
+
+    async def join(
+        self,
+        artifact_id: str,
+        *,
+        session_id: str | None = None,
+        version_id: str | None = None,
+        state: dict[str, Any] | None = None,
+        record_view: bool = True,
+    ) -> LiveSession:
+        """Heartbeat now (raising if that fails), record a view of ``version_id``, and keep
+        heartbeating every ``intervalS`` the service answers (with jitter) until ``stop()``
+        or the client closes."""
+        live = LiveSession(
+            self, artifact_id, session_id or new_session_id(), version_id=version_id, state=state
+        )
+        await live.start()
+        self._live.add(live)
+        live.add_done_callback(self._live.discard)
+        if record_view and version_id is not None:
+            await self.record_view(artifact_id, version_id, session_id=live.session_id)
+        return live
+
+    # Reads -----------------------------------------------------------------------------
+
+    async def online(self, artifact_id: str) -> ArtifactOnline:
+        return await self._call("GET", f"/v1/artifacts/{artifact_id}/online", ArtifactOnline)
+
+    async def online_many(self, artifact_ids: Sequence[str]) -> dict[str, OnlineCounts]:
+        """Counts of up to 1000 artifacts in one round trip."""
+        params = [("artifactId", a) for a in artifact_ids]
+        return (await self._call("GET", "/v1/online", _BatchOnline, params=params)).counts
+
+    async def presence(
+        self, artifact_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> PresencePage:
+        params = _params(limit=limit, cursor=cursor)
+        path = f"/v1/artifacts/{artifact_id}/presence"
+        return await self._call("GET", path, PresencePage, params=params)
+
+    async def stats(self, artifact_id: str) -> Stats:
+        return await self._call("GET", f"/v1/artifacts/{artifact_id}/stats", Stats)
+
+    async def viewers(
+        self, artifact_id: str, version_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ViewersPage:
+        path = f"/v1/artifacts/{artifact_id}/versions/{version_id}/viewers"
+        return await self._call(
+            "GET", path, ViewersPage, params=_params(limit=limit, cursor=cursor)
+        )
+
+    async def recent(self, user_id: str, *, limit: int | None = None) -> RecentList:
+        path = f"/v1/users/{user_id}/recent"
+        return await self._call("GET", path, RecentList, params=_params(limit=limit))
+
+    async def ledger(
+        self,
+        *,
+        artifact_id: str | None = None,
+        user_id: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        order: Literal["asc", "desc"] = "asc",
+    ) -> LedgerPage:
+        params = _params(
+            artifactId=artifact_id,
+            userId=user_id,
+            since=_iso(since),
+            until=_iso(until),
+            limit=limit,
+            cursor=cursor,
+            order=order if order != "asc" else None,
+        )
+        return await self._call("GET", "/v1/ledger", LedgerPage, params=params)
+
+    # HTTP ------------------------------------------------------------------------------
+
+    async def _current_token(self) -> str:
+        if self._token is None:
+            self._token = await self._fresh_token()
+        return self._token
+
+    async def _fresh_token(self) -> str:
+        if self._provider is None:
+            raise PresenceClientError("the token was rejected (401)", status=401)
+        token = self._provider()
+        if inspect.isawaitable(token):
+            token = await token
+        if not isinstance(token, str) or not token:
+            raise PresenceClientError("token_provider returned no token", status=401)
+        self._token = token
+        return token
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._own_session = True
+        return self._session
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[_T],
+        *,
+        body: dict[str, Any] | None = None,
+        params: list[tuple[str, str]] | None = None,
+        attempts: int | None = None,
+    ) -> _T:
+        """One call with the retry rules; ``attempts`` counts transient failures only."""
+        most = attempts or self.max_attempts
+        failures = 0
+        while True:
+            try:
+                raw = await self._once(method, path, body, params)
+                return msgspec.json.decode(raw, type=answer)
+            except PresenceClientError as exc:
+                if not exc.transient:
+                    raise
+                failures += 1
+                if failures >= most:
+                    raise
+                delay = backoff_s(failures, exc.retry_after_s, self.max_backoff_s, self.random)
+                log.debug("retrying", extra={"path": path, "status": exc.status, "in_s": delay})
+                await asyncio.sleep(delay)
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: list[tuple[str, str]] | None,
+    ) -> bytes:
+        """One request, repeated once with a fresh token after a 401."""
+        token = await self._current_token()
+        status, raw, retry_after = await self._send(method, path, body, params, token)
+        if status == 401 and self._provider is not None:
+            if self._token == token:
+                await self._fresh_token()
+            status, raw, retry_after = await self._send(
+                method, path, body, params, await self._current_token()
+            )
+        if status >= 400:
+            problem = _problem(raw)
+            detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
+            raise PresenceClientError(
+                f"{method} {path}: {status} {detail}",
+                status=status,
+                problem=problem,
+                retry_after_s=retry_after,
+            )
+        return raw
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: list[tuple[str, str]] | None,
+        token: str,
+    ) -> tuple[int, bytes, float | None]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = _JSON.encode(body)
+        try:
+            async with self._http().request(
+                method, self.base_url + path, data=data, params=params, headers=headers
+            ) as response:
+                raw = await response.read()
+                retry = parse_retry_after(response.headers.get("Retry-After"))
+                return response.status, raw, retry
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PresenceClientError(
+                f"{method} {path}: {type(exc).__name__}: {exc}", status=0
+            ) from exc
+
+
+def _params(**values: object) -> list[tuple[str, str]]:
+    return [(k, str(v)) for k, v in values.items() if v is not None]
+
+
+def _problem(raw: bytes) -> dict[str, Any]:
+    with contextlib.suppress(msgspec.DecodeError):
+        decoded = msgspec.json.decode(raw)
+        if isinstance(decoded, dict):
+            return decoded
+    return {}

@@ -1,0 +1,120 @@
+"""Typed answers of the API, decoded by msgspec straight from the JSON bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ArtifactOnline",
+    "HeartbeatResult",
+    "LedgerItem",
+    "LedgerPage",
+    "OnlineCounts",
+    "PresencePage",
+    "PresenceUser",
+    "RecentItem",
+    "RecentList",
+    "Stats",
+    "VersionStats",
+    "ViewResult",
+    "Viewer",
+    "ViewersPage",
+]
+
+
+class _Model(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """Unknown fields are ignored, so a newer service does not break an older client."""
+
+
+class OnlineCounts(_Model, frozen=True, kw_only=True):
+    online: int
+    sessions: int
+
+
+class HeartbeatResult(OnlineCounts, frozen=True, kw_only=True):
+    interval_s: float
+
+
+class ArtifactOnline(OnlineCounts, frozen=True, kw_only=True):
+    artifact_id: str
+
+
+class _BatchOnline(_Model, frozen=True, kw_only=True):
+    counts: dict[str, OnlineCounts]
+
+
+class PresenceUser(_Model, frozen=True, kw_only=True):
+    user_id: str
+    name: str | None = None
+    avatar_url: str | None = None
+    version_id: str | None = None
+    last_seen: datetime
+    sessions: int
+    state: dict[str, Any] | None = None
+
+
+class PresencePage(OnlineCounts, frozen=True, kw_only=True):
+    users: list[PresenceUser]
+    next_cursor: str | None = None
+
+
+class ViewResult(_Model, frozen=True, kw_only=True):
+    counted: bool
+    views: int
+    unique_viewers: int
+
+
+class VersionStats(_Model, frozen=True, kw_only=True):
+    version_id: str
+    views: int
+    unique_viewers: int
+    last_viewed_at: datetime
+
+
+class Stats(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    views: int
+    unique_viewers: int
+    last_viewed_at: datetime | None = None
+    versions: list[VersionStats]
+
+
+class Viewer(_Model, frozen=True, kw_only=True):
+    user_id: str
+    name: str | None = None
+    avatar_url: str | None = None
+    views: int
+    first_viewed_at: datetime
+    last_viewed_at: datetime
+
+
+class ViewersPage(_Model, frozen=True, kw_only=True):
+    viewers: list[Viewer]
+    next_cursor: str | None = None
+
+
+class RecentItem(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    version_id: str | None = None
+    last_viewed_at: datetime
+
+
+class RecentList(_Model, frozen=True, kw_only=True):
+    items: list[RecentItem]
+
+
+class LedgerItem(_Model, frozen=True, kw_only=True):
+    view_id: str
+    artifact_id: str
+    version_id: str
+    user_id: str
+    session_id: str | None = None
+    viewed_at: datetime
+
+
+class LedgerPage(_Model, frozen=True, kw_only=True):
+    items: list[LedgerItem]
+    next_cursor: str | None = None

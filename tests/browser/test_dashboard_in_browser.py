@@ -1,0 +1,91 @@
+"""The dashboard page in headless chromium, fed by the Python SDK."""
+
+from __future__ import annotations
+
+import aiohttp
+from playwright.async_api import Browser, expect
+
+from presence_svc.client import PresenceClient
+from tests.browser.conftest import SCREENSHOTS, Stack
+
+PEOPLE = {"alice": "Alice Martin", "bob": "Bob Chen", "carol": "Carol Diaz", "dan": "Dan Okafor"}
+
+
+async def _seed(stack: Stack) -> list[PresenceClient]:
+    """Names in the users directory; views of three versions; people online on two docs."""
+    admin = {"Authorization": f"Bearer {stack.token('ops', 'admin')}"}
+    async with aiohttp.ClientSession() as http:
+        for user, name in PEOPLE.items():
+            async with http.put(
+                f"{stack.api}/v1/users/{user}", json={"name": name}, headers=admin
+            ) as r:
+                assert r.status == 200
+    clients = []
+    views = {"alice": ["v1", "v2", "v3"], "bob": ["v2", "v3"], "carol": ["v3"], "dan": ["v3"]}
+    for user, versions in views.items():
+        client = PresenceClient(stack.api, stack.token(user))
+        clients.append(client)
+        for version in versions:
+            await client.record_view("design-doc", version)
+    await clients[0].join("design-doc", version_id="v3", state={"page": 2})
+    await clients[0].join("design-doc", version_id="v3")
+    await clients[1].join("design-doc", version_id="v3")
+    await clients[2].join("roadmap", version_id="q4")
+    return clients
+
+
+async def test_dashboard_shows_live_counts_and_saves_a_screenshot(
+    browser: Browser, stack: Stack
+) -> None:
+    clients = await _seed(stack)
+    try:
+        page = await browser.new_page(viewport={"width": 1366, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        board = stack.token("board", "dashboard")
+        await page.goto(f"{stack.api}/dashboard#token={board}&artifact=design-doc")
+        assert "token=" not in page.url  # the token left the address bar
+        # The page runs under its strict CSP, so waits use locators (no string evaluation).
+        design = page.locator('#artifacts tbody tr[data-artifact="design-doc"] td')
+        await expect(design.nth(1)).to_have_text("2")
+        await expect(design.nth(2)).to_have_text("3")
+        roadmap = page.locator('#artifacts tbody tr[data-artifact="roadmap"] td')
+        await expect(roadmap.nth(1)).to_have_text("1")
+        await expect(page.locator("#d-online")).to_have_text("2")
+        await expect(page.locator("#d-sessions")).to_have_text("3")
+        await expect(page.locator("#d-views")).to_have_text("7")
+        await expect(page.locator("#d-unique")).to_have_text("4")
+        await expect(page.locator("#chart svg rect")).to_have_count(6)  # 3 versions x 2 bars
+        presence = await page.text_content("#presence")
+        assert presence is not None
+        assert "Alice Martin (alice)" in presence
+        assert "Bob Chen (bob)" in presence
+        viewers = await page.text_content("#viewers")
+        assert viewers is not None
+        assert "Dan Okafor" in viewers
+        # The ledger is written by the worker a moment after the views: newest first.
+        await expect(page.locator("#ledger tbody tr")).to_have_count(7)
+        first = await page.text_content("#ledger tbody tr:first-child")
+        assert first is not None
+        assert "v3" in first
+
+        # Live: one more person arrives, the counts follow without a reload.
+        await clients[3].join("design-doc", version_id="v3")
+        await expect(page.locator("#d-online")).to_have_text("3")
+        await expect(design.nth(1)).to_have_text("3")
+        await expect(page.locator("#status")).to_have_text("connected")
+        assert not errors
+        SCREENSHOTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+        assert (SCREENSHOTS / "dashboard.png").stat().st_size > 10_000
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_dashboard_says_when_the_token_is_not_a_dashboard_token(
+    browser: Browser, stack: Stack
+) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{stack.api}/dashboard#token={stack.token('alice')}")
+    await expect(page.locator("#status")).to_contain_text("not a dashboard token")

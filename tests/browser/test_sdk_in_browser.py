@@ -1,0 +1,147 @@
+"""The browser SDK in headless chromium, against the real service on another origin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+from playwright.async_api import Page, Request
+
+from presence_svc import metrics
+from tests.browser.conftest import GRACE_S, INTERVAL_S, TIMEOUT_S, OpenTab, Stack, seen
+
+SESSION_KEY = "presence-svc:session"
+
+
+def _leaves() -> float:
+    """Answered POST /v1/leave so far (the service runs in this process)."""
+    return metrics.REQUESTS.labels("/v1/leave", "POST", "200")._value.get()
+
+
+def _row(snapshot: dict[str, object], user: str) -> dict[str, object] | None:
+    users = snapshot["users"]
+    assert isinstance(users, list)
+    return next((u for u in users if u["userId"] == user), None)
+
+
+async def _wait_user(page: Page, user: str, *, present: bool, timeout_s: float = 10) -> None:
+    check = "u => u.userId === " + repr(user)
+    expr = f"window.__presence.users.some({check})"
+    await page.wait_for_function(expr if present else f"!({expr})", timeout=timeout_s * 1000)
+
+
+async def test_two_tabs_of_one_user_are_one_user_with_two_sessions(open_tab: OpenTab) -> None:
+    observer = await open_tab("carol")
+    first = await open_tab("alice")
+    second = await open_tab("alice")
+    ids = {
+        await tab.evaluate(f"sessionStorage.getItem('{SESSION_KEY}')") for tab in (first, second)
+    }
+    assert len(ids) == 2  # one session id per tab
+    await observer.wait_for_function(
+        "window.__presence.sessions === 3 &&"
+        " window.__presence.users.some(u => u.userId === 'alice' && u.sessions === 2)"
+    )
+    now = await seen(observer)
+    assert _row(now, "alice") == {"userId": "alice", "sessions": 2}
+    assert (now["online"], now["sessions"]) == (2, 3)  # alice (2 tabs) and carol herself
+    assert [u["userId"] for u in now["users"]].count("alice") == 1
+    assert now["transport"] == "events"  # live through EventSource, not the polling fallback
+
+
+async def test_closed_tab_is_seen_gone_within_3_seconds(open_tab: OpenTab) -> None:
+    observer = await open_tab("carol")
+    bob = await open_tab("bob")
+    await _wait_user(observer, "bob", present=True)
+    leaves = _leaves()
+    started = time.monotonic()
+    await bob.close(run_before_unload=True)
+    await _wait_user(observer, "bob", present=False, timeout_s=TIMEOUT_S + 5)
+    elapsed = time.monotonic() - started
+    print(f"closed tab seen gone by another tab after {elapsed:.2f} s")
+    # The timeout alone would take TIMEOUT_S + a poll; the beacon leave takes the grace.
+    assert elapsed < 3.0, f"the closed tab was seen gone only after {elapsed:.2f} s"
+    assert _leaves() == leaves + 1  # through the page's beacon, not a timeout
+
+
+async def test_reload_shows_no_leave_no_join_and_counts_one_view(
+    open_tab: OpenTab, stack: Stack
+) -> None:
+    observer = await open_tab("carol")
+    alice = await open_tab("alice", version="v1")
+    await _wait_user(observer, "alice", present=True)
+    session = await alice.evaluate(f"sessionStorage.getItem('{SESSION_KEY}')")
+    board = {"Authorization": f"Bearer {stack.token('board', 'dashboard')}"}
+    lowest: list[int] = []
+    stop = asyncio.Event()
+
+    async def watch(http: aiohttp.ClientSession) -> None:
+        """The server's own count, every 50 ms, while the tab reloads."""
+        while not stop.is_set():
+            async with http.get(f"{stack.api}/v1/artifacts/doc-1/online", headers=board) as r:
+                lowest.append((await r.json())["sessions"])
+            await asyncio.sleep(0.05)
+
+    async with aiohttp.ClientSession() as http:
+        watcher = asyncio.create_task(watch(http))
+        await observer.evaluate("window.__history.length = 0")
+        leaves = _leaves()
+        started = time.monotonic()
+        await alice.reload()
+        await alice.wait_for_function("window.__presence && window.__presence.status === 'active'")
+        reload_s = time.monotonic() - started
+        await asyncio.sleep(GRACE_S + 2 * INTERVAL_S)  # past the grace and a few polls
+        stop.set()
+        await watcher
+        stats_url = f"{stack.api}/v1/artifacts/doc-1/stats"
+        async with http.get(stats_url, headers=board) as r:
+            stats = await r.json()
+    print(f"reload took {reload_s:.2f} s")
+    assert await alice.evaluate(f"sessionStorage.getItem('{SESSION_KEY}')") == session
+    assert _leaves() == leaves + 1, "the reload sent no grace leave: nothing was tested"
+    assert lowest
+    assert min(lowest) == 2, "the server saw the reloading tab leave"
+    history = await observer.evaluate("window.__history")
+    assert all(_row(h, "alice") == {"userId": "alice", "sessions": 1} for h in history)
+    assert all(h["sessions"] == 2 for h in history), history
+    assert stats["versions"][0]["versionId"] == "v1"
+    assert stats["views"] == 1, "the reload counted a second view"
+
+
+async def test_hidden_tab_stops_heartbeating_and_times_out(open_tab: OpenTab) -> None:
+    observer = await open_tab("carol")
+    alice = await open_tab("alice")
+    await _wait_user(observer, "alice", present=True)
+    beats: list[float] = []
+
+    def on_request(request: Request) -> None:
+        if request.url.endswith("/v1/heartbeat") and request.method == "POST":
+            beats.append(time.monotonic())
+
+    alice.on("request", on_request)
+    await alice.wait_for_timeout(INTERVAL_S * 1500)
+    assert beats, "a visible tab heartbeats every interval"
+    await _set_visibility(alice, "hidden")
+    hidden_at = time.monotonic()
+    await _wait_user(observer, "alice", present=False, timeout_s=TIMEOUT_S + 5)
+    assert not [t for t in beats if t > hidden_at + 0.5], "the hidden tab kept heartbeating"
+    assert (await seen(alice))["status"] == "hidden"
+    shown_at = time.monotonic()
+    await _set_visibility(alice, "visible")
+    await _wait_user(observer, "alice", present=True)
+    assert [t for t in beats if t >= shown_at], "no heartbeat when the tab became visible"
+
+
+async def _set_visibility(page: Page, state: str) -> None:
+    """What the browser does when the tab is switched away from (headless has no tab strip)."""
+    await page.evaluate(
+        """state => {
+            const define = (name, value) =>
+                Object.defineProperty(document, name, {value, configurable: true});
+            define('visibilityState', state);
+            define('hidden', state === 'hidden');
+            document.dispatchEvent(new Event('visibilitychange'));
+        }""",
+        state,
+    )

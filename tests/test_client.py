@@ -1,0 +1,207 @@
+"""The Python SDK against the real service over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from presence_svc.app import create_app
+from presence_svc.auth import Scope, TokenCodec
+from presence_svc.client import PresenceClient, PresenceClientError, PresencePage, Stats
+from presence_svc.embedded import EmbeddedRedis
+from presence_svc.settings import Settings
+from tests.conftest import free_port
+
+Serve = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def serve(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> Serve:
+    """The service on a real port, from the test settings with ``**changes``; its base URL."""
+
+    async def start(**changes: Any) -> str:
+        server = await aiohttp_server(create_app(settings.replace(**changes)))
+        return str(server.make_url("")).rstrip("/")
+
+    return start
+
+
+def _token(tokens: TokenCodec, user: str, scope: str = "client", ttl_s: int = 600) -> str:
+    return tokens.issue(user, scope=Scope(scope), ttl_s=ttl_s)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_join_keeps_the_session_online_and_closing_leaves(
+    serve: Serve, tokens: TokenCodec
+) -> None:
+    url = await serve()  # interval 0.5 s, timeout 1 s
+    board = PresenceClient(url, _token(tokens, "board", "dashboard"))
+    async with board:
+        async with PresenceClient(url, _token(tokens, "bot-1")) as bot:
+            live = await bot.join("doc-1", state={"role": "indexer"})
+            assert live.counts is not None
+            assert (live.counts.online, live.counts.sessions, live.counts.interval_s) == (1, 1, 0.5)
+            await asyncio.sleep(2.5)  # well past the 1 s online timeout
+            page = await board.presence("doc-1")
+            assert isinstance(page, PresencePage)
+            assert [(u.user_id, u.state) for u in page.users] == [("bot-1", {"role": "indexer"})]
+            assert isinstance(page.users[0].last_seen, datetime)
+            assert live.heartbeats >= 3
+            live.set_state({"role": "writer"})
+            await _until(
+                lambda: _state_is(board, {"role": "writer"}),
+            )
+        # Leaving the block left at once, without waiting for the timeout.
+        assert (await board.online("doc-1")).online == 0
+        assert not live.running
+
+
+async def _state_is(board: PresenceClient, state: dict[str, str]) -> bool:
+    page = await board.presence("doc-1")
+    return bool(page.users) and page.users[0].state == state
+
+
+async def test_views_and_every_read_are_typed(serve: Serve, tokens: TokenCodec) -> None:
+    url = await serve(run_worker=True, view_debounce_s=60.0)
+    async with (
+        PresenceClient(url, _token(tokens, "alice")) as alice,
+        PresenceClient(url, _token(tokens, "board", "dashboard")) as board,
+    ):
+        first = await alice.record_view("doc-1", "v1")
+        again = await alice.record_view("doc-1", "v1")
+        assert (first.counted, again.counted, again.views) == (True, False, 1)
+        await alice.join("doc-1", session_id="tab-bot-0001", version_id="v2")
+        stats = await board.stats("doc-1")
+        assert isinstance(stats, Stats)
+        assert (stats.views, stats.unique_viewers) == (2, 1)
+        assert {v.version_id: v.views for v in stats.versions} == {"v1": 1, "v2": 1}
+        viewers = await board.viewers("doc-1", "v2")
+        assert [v.user_id for v in viewers.viewers] == ["alice"]
+        recent = await alice.recent("alice")
+        assert (recent.items[0].artifact_id, recent.items[0].version_id) == ("doc-1", "v2")
+        counts = await board.online_many(["doc-1", "doc-2"])
+        assert (counts["doc-1"].online, counts["doc-2"].online) == (1, 0)
+        assert (await board.online("doc-1")).artifact_id == "doc-1"
+
+        async def drained() -> bool:
+            return len((await board.ledger(artifact_id="doc-1")).items) == 2
+
+        await _until(drained)
+        newest = await board.ledger(artifact_id="doc-1", order="desc", limit=1)
+        assert newest.items[0].version_id == "v2"
+        assert newest.items[0].session_id == "tab-bot-0001"
+        assert newest.next_cursor is not None
+
+
+async def test_401_asks_the_provider_once_then_raises(serve: Serve, tokens: TokenCodec) -> None:
+    url = await serve()
+    asked: list[int] = []
+
+    async def fresh() -> str:
+        asked.append(1)
+        return _token(tokens, "alice")
+
+    expired = _token(tokens, "alice", ttl_s=-10)
+    async with PresenceClient(url, expired, token_provider=fresh) as client:
+        result = await client.heartbeat("doc-1", session_id="tab-aaaa0001")
+        assert result.online == 1
+        assert len(asked) == 1
+
+    def stale() -> str:
+        asked.append(1)
+        return expired
+
+    async with PresenceClient(url, expired, token_provider=stale) as client:
+        with pytest.raises(PresenceClientError) as caught:
+            await client.heartbeat("doc-1", session_id="tab-aaaa0001")
+    assert caught.value.status == 401
+    assert caught.value.problem["status"] == 401
+    assert len(asked) == 2  # once per client, never in a loop
+
+
+async def test_403_is_raised_without_retrying(serve: Serve, tokens: TokenCodec) -> None:
+    url = await serve()
+    async with PresenceClient(url, _token(tokens, "alice")) as client:
+        started = time.monotonic()
+        with pytest.raises(PresenceClientError) as caught:
+            await client.stats("doc-1")
+        assert caught.value.status == 403
+        assert not caught.value.transient
+        assert time.monotonic() - started < 1.0
+
+
+async def test_503_backs_off_honouring_retry_after_and_recovers(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
+    """A service answering 503 with Retry-After twice, then 200."""
+    seen: list[float] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        seen.append(time.monotonic())
+        if len(seen) <= 2:
+            return web.json_response(
+                {"type": "x", "title": "Service Unavailable", "status": 503, "detail": "down"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        return web.json_response({"artifactId": "doc-1", "online": 3, "sessions": 4})
+
+    app = web.Application()
+    app.router.add_get("/v1/artifacts/doc-1/online", flaky)
+    server = await aiohttp_server(app)
+    async with PresenceClient(str(server.make_url("")), "t") as client:
+        counts = await client.online("doc-1")
+    assert (counts.online, counts.sessions) == (3, 4)
+    assert len(seen) == 3
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(seen))
+
+
+async def test_heartbeat_task_rides_out_a_redis_outage(
+    serve: Serve, tokens: TokenCodec, tmp_path: Path
+) -> None:
+    redis = EmbeddedRedis(tmp_path / "own-redis")
+    try:
+        url = await serve(redis_url=redis.start())
+        async with PresenceClient(url, _token(tokens, "bot"), max_backoff_s=2.0) as bot:
+            live = await bot.join("doc-1")
+            redis.stop()
+
+            async def failing() -> bool:
+                return live.error is not None and live.error.status == 503
+
+            await _until(failing)
+            assert live.running  # still trying
+            redis.start()
+            before = live.heartbeats
+
+            async def recovered() -> bool:
+                return live.heartbeats > before and live.error is None
+
+            await _until(recovered)
+            assert (await bot.online("doc-1")).sessions == 1
+    finally:
+        redis.stop()
+
+
+async def test_network_errors_raise_after_the_attempts(tokens: TokenCodec) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with PresenceClient(url, "t", max_attempts=2, max_backoff_s=0.2) as client:
+        with pytest.raises(PresenceClientError) as caught:
+            await client.online("doc-1")
+    assert caught.value.status == 0
+    assert caught.value.transient
