@@ -70,7 +70,42 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="up to this time (ISO 8601, exclusive)")
     export.add_argument("--format", choices=FORMATS, default="jsonl")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _bench_parser(commands.add_parser("bench", help="load-test the HTTP API"))
     return parser
+
+
+def _bench_parser(bench: argparse.ArgumentParser) -> None:
+    from presence_svc.bench.scenarios import SCENARIOS
+
+    target = bench.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running service (default http://127.0.0.1:8080)")
+    target.add_argument(
+        "--spawn", action="store_true", help="start the service itself (embedded Redis)"
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run only this scenario (repeatable; default: all)",
+    )
+    bench.add_argument("--connections", type=int, default=64, help="keep-alive connections")
+    bench.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    bench.add_argument("--requests", type=int, default=200_000, help="requests per measurement")
+    bench.add_argument("--load-processes", type=int, default=1, help="load generator processes")
+    bench.add_argument("--warmup", type=int, default=20, help="requests per connection first")
+    bench.add_argument("--users", type=int, default=10_000, help="distinct users (one tab each)")
+    bench.add_argument("--artifacts", type=int, default=1_000, help="artifacts they are on")
+    bench.add_argument("--preload", type=int, default=0, help="store this many sessions first")
+    bench.add_argument(
+        "--preload-artifacts", type=int, default=100_000, help="artifacts they spread over"
+    )
+    bench.add_argument(
+        "--server-processes", type=int, default=1, help="with --spawn: serve --processes N"
+    )
+    bench.add_argument(
+        "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -182,6 +217,42 @@ def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from presence_svc.bench import BenchConfig, run_bench
+    from presence_svc.bench.runner import Options
+    from presence_svc.bench.scenarios import SCENARIOS, Population
+
+    positive = ("connections", "duration", "requests", "load_processes", "users", "artifacts")
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"presence-svc bench: --{name.replace('_', '-')} must be positive")
+    if args.preload < 0 or args.preload_artifacts <= 0 or args.server_processes <= 0:
+        raise UsageError("presence-svc bench: --preload, --preload-artifacts, --server-processes")
+    config = BenchConfig(
+        scenarios=tuple(args.scenario or SCENARIOS),
+        url=args.url,
+        spawn=args.spawn,
+        server_processes=args.server_processes,
+        options=Options(
+            connections=args.connections,
+            duration_s=args.duration,
+            max_requests=args.requests,
+            load_processes=args.load_processes,
+            warmup=args.warmup,
+        ),
+        population=Population(users=args.users, artifacts=args.artifacts),
+        preload=args.preload,
+        preload_artifacts=args.preload_artifacts,
+        baseline=args.baseline,
+        json=args.json,
+    )
+    try:
+        return run_bench(config)
+    except (RuntimeError, ValueError) as exc:
+        sys.stderr.write(f"presence-svc bench: {exc}\n")
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -195,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(settings, args)
         if args.command == "ledger":
             return _ledger_export(settings, args)
+        if args.command == "bench":
+            return _bench(args)
         raise UsageError(f"presence-svc: unknown command {args.command!r}")
     except (UsageError, ConfigError) as exc:
         sys.stderr.write(f"{exc}\n")
