@@ -146,7 +146,7 @@ class Scripts:
                 await self.redis.script_load(script.source)
                 return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
         finally:
-            metrics.SCRIPT_SECONDS.labels(script.name).observe(time.perf_counter() - started)
+            metrics.observe_script(script.name, time.perf_counter() - started)
 
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run several scripts in one pipeline (one round trip per node); results in order.
@@ -176,7 +176,7 @@ class Scripts:
                     results[i] = result
             return results
         finally:
-            metrics.SCRIPT_SECONDS.labels("pipeline").observe(time.perf_counter() - started)
+            metrics.observe_script("pipeline", time.perf_counter() - started)
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
