@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also run the worker in-process (default: on with the embedded Redis)",
     )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT); one Redis and worker shared",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     commands.add_parser("worker", help="drain views into the ledger and sweep presence")
 
@@ -141,12 +148,19 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, processes: int = 1, reuse_port: bool = False) -> int:
     from aiohttp import web
 
     from presence_svc.app import create_app
 
+    if processes < 1:
+        raise UsageError("presence-svc serve: --processes must be at least 1")
     with _redis_for(settings) as ready:
+        if processes > 1:
+            from presence_svc.multiproc import serve_processes
+
+            secret = ready.jwt_secret or load_or_create_secret(ready.data_dir)
+            return serve_processes(ready, processes, secret)
         app = create_app(ready)
         gc.freeze()  # start-up objects never change: keep them out of GC passes
         log.info("serving", extra={"host": ready.host, "port": ready.port})
@@ -157,6 +171,7 @@ def _serve(settings: Settings) -> int:
             print=None,
             access_log=None,
             shutdown_timeout=10,
+            reuse_port=reuse_port or None,
             loop=_event_loop(),
         )
     return 0
@@ -259,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         logs.configure(settings.log_level)
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, args.processes, args.reuse_port)
         if args.command == "worker":
             return _worker(settings)
         if args.command == "token":
