@@ -24,11 +24,13 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from presence_svc import metrics
 from presence_svc.redis_client import RedisClient
+from presence_svc.resp import pack_evalsha, run_pipeline
 
 __all__ = ["Call", "LuaScript", "ScriptArg", "Scripts", "lua_source"]
 
@@ -118,6 +120,7 @@ class Scripts:
         task.add_done_callback(self._flushing.discard)
 
     async def _send(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             results = await self.run_many([(s, k, a) for s, k, a, _ in batch])
         except BaseException as exc:
@@ -127,7 +130,9 @@ class Scripts:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (*_, future), result in zip(batch, results, strict=True):
+        elapsed = time.perf_counter() - started
+        for (script, _, _, future), result in zip(batch, results, strict=True):
+            metrics.observe_script(script.name, elapsed)  # how long this call waited
             if future.done():
                 continue  # the caller went away (cancelled)
             if isinstance(result, Exception):
@@ -179,7 +184,5 @@ class Scripts:
             metrics.observe_script("pipeline", time.perf_counter() - started)
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+        assert isinstance(self.redis, Redis)  # a cluster never pipelines scripts
+        return await run_pipeline(self.redis, pack_evalsha([(s.sha, k, a) for s, k, a in calls]))
