@@ -9,17 +9,30 @@ heartbeats land on artifacts that already hold preloaded sessions.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
 from presence_svc.presence import PresenceStore
-from presence_svc.redis_client import connect
+from presence_svc.redis_client import RedisClient, connect
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
 __all__ = ["preload_sessions"]
 
 _STATE = b'{"page":1,"mode":"view"}'
+
+
+async def _settled(client: RedisClient, wait_s: float = 120.0) -> None:
+    """Until Redis has finished the AOF rewrite a big preload sets off: a forked child
+    writing hundreds of MB would otherwise compete with the measurement for the cores."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        info = await client.info("persistence")
+        busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
+        if not any(int(info.get(name, 0)) for name in busy):
+            return
+        await asyncio.sleep(0.2)
 
 
 async def preload_sessions(
@@ -68,6 +81,7 @@ async def preload_sessions(
     try:
         await store.scripts.load()
         await asyncio.gather(*(lane() for _ in range(lanes)))
+        await _settled(client)
     finally:
         await client.aclose()
     return stored
