@@ -39,8 +39,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     response = await handler(request)
     info = request.match_info.route.resource
     route = info.canonical if info is not None else "unmatched"
-    metrics.REQUESTS.labels(route, request.method, str(response.status)).inc()
-    metrics.REQUEST_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+    metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)
     return response
 
 

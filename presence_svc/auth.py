@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -76,11 +77,23 @@ class Principal:
             raise Forbidden("this needs an admin token")
 
 
-class TokenCodec:
-    """Issues and verifies tokens signed with one secret."""
+_CACHE_SIZE = 16_384
+"""Verified tokens kept: one per active tab covers ~16k users per process (~8 MB)."""
 
-    def __init__(self, secret: str) -> None:
+
+class TokenCodec:
+    """Issues and verifies tokens signed with one secret.
+
+    A tab sends the same token with every heartbeat, and verifying it (base64, JSON, HMAC,
+    claims) costs more than the rest of the request. So verified tokens are kept in a
+    bounded LRU keyed by the whole token string (signature included: a changed byte is a
+    different key, verified afresh), each until its ``exp``.
+    """
+
+    def __init__(self, secret: str, cache_size: int = _CACHE_SIZE) -> None:
         self._secret = secret
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     def issue(
         self,
@@ -103,8 +116,24 @@ class TokenCodec:
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached[0]:
+                self._verified.move_to_end(token)
+                return cached[1]
+            del self._verified[token]
+        claims = self._decode(token)
+        principal = _principal(claims)
+        expires = claims["exp"]
+        if isinstance(expires, int | float):
+            self._verified[token] = (float(expires), principal)
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> dict[str, object]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, object] = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[_ALGORITHM],
@@ -114,7 +143,7 @@ class TokenCodec:
             raise Unauthorized("the token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"the token is not valid: {exc}") from exc
-        return _principal(claims)
+        return claims
 
     def from_request(self, request: web.Request, fallback: str | None = None) -> Principal:
         """The caller of ``request``: its ``Authorization: Bearer`` token, else ``fallback``

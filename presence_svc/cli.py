@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also run the worker in-process (default: on with the embedded Redis)",
     )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT); one Redis and worker shared",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     commands.add_parser("worker", help="drain views into the ledger and sweep presence")
 
@@ -70,7 +77,42 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="up to this time (ISO 8601, exclusive)")
     export.add_argument("--format", choices=FORMATS, default="jsonl")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _bench_parser(commands.add_parser("bench", help="load-test the HTTP API"))
     return parser
+
+
+def _bench_parser(bench: argparse.ArgumentParser) -> None:
+    from presence_svc.bench.scenarios import SCENARIOS
+
+    target = bench.add_mutually_exclusive_group()
+    target.add_argument("--url", help="a running service (default http://127.0.0.1:8080)")
+    target.add_argument(
+        "--spawn", action="store_true", help="start the service itself (embedded Redis)"
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run only this scenario (repeatable; default: all)",
+    )
+    bench.add_argument("--connections", type=int, default=64, help="keep-alive connections")
+    bench.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    bench.add_argument("--requests", type=int, default=200_000, help="requests per measurement")
+    bench.add_argument("--load-processes", type=int, default=1, help="load generator processes")
+    bench.add_argument("--warmup", type=int, default=20, help="requests per connection first")
+    bench.add_argument("--users", type=int, default=10_000, help="distinct users (one tab each)")
+    bench.add_argument("--artifacts", type=int, default=1_000, help="artifacts they are on")
+    bench.add_argument("--preload", type=int, default=0, help="store this many sessions first")
+    bench.add_argument(
+        "--preload-artifacts", type=int, default=100_000, help="artifacts they spread over"
+    )
+    bench.add_argument(
+        "--server-processes", type=int, default=1, help="with --spawn: serve --processes N"
+    )
+    bench.add_argument(
+        "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -106,12 +148,19 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, processes: int = 1, reuse_port: bool = False) -> int:
     from aiohttp import web
 
     from presence_svc.app import create_app
 
+    if processes < 1:
+        raise UsageError("presence-svc serve: --processes must be at least 1")
     with _redis_for(settings) as ready:
+        if processes > 1:
+            from presence_svc.multiproc import serve_processes
+
+            secret = ready.jwt_secret or load_or_create_secret(ready.data_dir)
+            return serve_processes(ready, processes, secret)
         app = create_app(ready)
         gc.freeze()  # start-up objects never change: keep them out of GC passes
         log.info("serving", extra={"host": ready.host, "port": ready.port})
@@ -122,6 +171,7 @@ def _serve(settings: Settings) -> int:
             print=None,
             access_log=None,
             shutdown_timeout=10,
+            reuse_port=reuse_port or None,
             loop=_event_loop(),
         )
     return 0
@@ -182,19 +232,57 @@ def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from presence_svc.bench import BenchConfig, run_bench
+    from presence_svc.bench.runner import Options
+    from presence_svc.bench.scenarios import SCENARIOS, Population
+
+    positive = ("connections", "duration", "requests", "load_processes", "users", "artifacts")
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"presence-svc bench: --{name.replace('_', '-')} must be positive")
+    if args.preload < 0 or args.preload_artifacts <= 0 or args.server_processes <= 0:
+        raise UsageError("presence-svc bench: --preload, --preload-artifacts, --server-processes")
+    config = BenchConfig(
+        scenarios=tuple(args.scenario or SCENARIOS),
+        url=args.url,
+        spawn=args.spawn,
+        server_processes=args.server_processes,
+        options=Options(
+            connections=args.connections,
+            duration_s=args.duration,
+            max_requests=args.requests,
+            load_processes=args.load_processes,
+            warmup=args.warmup,
+        ),
+        population=Population(users=args.users, artifacts=args.artifacts),
+        preload=args.preload,
+        preload_artifacts=args.preload_artifacts,
+        baseline=args.baseline,
+        json=args.json,
+    )
+    try:
+        return run_bench(config)
+    except (RuntimeError, ValueError) as exc:
+        sys.stderr.write(f"presence-svc bench: {exc}\n")
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         settings = _settings(args)
         logs.configure(settings.log_level)
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, args.processes, args.reuse_port)
         if args.command == "worker":
             return _worker(settings)
         if args.command == "token":
             return _token(settings, args)
         if args.command == "ledger":
             return _ledger_export(settings, args)
+        if args.command == "bench":
+            return _bench(args)
         raise UsageError(f"presence-svc: unknown command {args.command!r}")
     except (UsageError, ConfigError) as exc:
         sys.stderr.write(f"{exc}\n")

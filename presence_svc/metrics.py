@@ -16,6 +16,8 @@ __all__ = [
     "SCRIPT_SECONDS",
     "SSE_LISTENERS",
     "SWEPT_SESSIONS",
+    "observe_request",
+    "observe_script",
 ]
 
 _FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -56,3 +58,30 @@ SSE_LISTENERS = Gauge("presence_sse_listeners", "Open event-stream connections")
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
 )
+
+
+# ``labels(...)`` takes a lock and builds a key on every call; the children are bound once
+# per label combination (a fixed, small set) and reused, so a request costs one increment
+# and one observation.
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+_SCRIPT_CHILDREN: dict[str, Histogram] = {}
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answer and observe its latency."""
+    children = _REQUEST_CHILDREN.get((route, method, status))
+    if children is None:
+        children = _REQUEST_CHILDREN[(route, method, status)] = (
+            REQUESTS.labels(route, method, str(status)),
+            REQUEST_SECONDS.labels(route, method),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def observe_script(name: str, seconds: float) -> None:
+    """Observe one script call (or one pipeline of them, as ``pipeline``)."""
+    child = _SCRIPT_CHILDREN.get(name)
+    if child is None:
+        child = _SCRIPT_CHILDREN[name] = SCRIPT_SECONDS.labels(name)
+    child.observe(seconds)

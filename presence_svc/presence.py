@@ -15,7 +15,7 @@ import msgspec
 
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.errors import Conflict
-from presence_svc.keys import Keyspace
+from presence_svc.keys import ArtifactKeys, Keyspace
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
@@ -61,8 +61,32 @@ class PresenceStore:
         self._grace = int(settings.leave_grace_s * 1000)
 
     def _artifact_keys(self, artifact_id: str) -> list[str]:
-        k = self.keys.artifact(artifact_id)
-        return [k.sessions, k.info, k.users, k.due]
+        return _script_keys(self.keys.artifact(artifact_id))
+
+    def heartbeat_call(
+        self,
+        artifact_id: str,
+        session_id: str,
+        user_id: str,
+        version_id: str | None,
+        state_blob: bytes | None,
+    ) -> Call:
+        """The heartbeat script call, for ``heartbeat`` and for pipelines of many."""
+        keys = self.keys.artifact(artifact_id)
+        return (
+            self.scripts.heartbeat,
+            _script_keys(keys),
+            [
+                artifact_id,
+                keys.channel,
+                session_id,
+                user_id,
+                version_id or "",
+                state_blob or b"",
+                self._timeout,
+                self._retention,
+            ],
+        )
 
     async def heartbeat(
         self,
@@ -72,21 +96,10 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
     ) -> Counts:
-        result = await self.scripts.run(
-            self.scripts.heartbeat,
-            self._artifact_keys(artifact_id),
-            [
-                artifact_id,
-                self.keys.artifact(artifact_id).channel,
-                session_id,
-                user_id,
-                version_id or "",
-                state_blob or b"",
-                self._timeout,
-                self._retention,
-            ],
+        script, keys, args = self.heartbeat_call(
+            artifact_id, session_id, user_id, version_id, state_blob
         )
-        return _counts(result)
+        return _counts(await self.scripts.run(script, keys, args))
 
     async def leave(
         self, artifact_id: str, session_id: str, user_id: str, *, grace: bool = False
@@ -177,6 +190,11 @@ class PresenceStore:
                         raise result
                     removed += int(result)
         return removed
+
+
+def _script_keys(k: ArtifactKeys) -> list[str]:
+    """The keys every presence writer takes, in the order the scripts expect."""
+    return [k.sessions, k.info, k.users, k.due]
 
 
 def _text(value: str | bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -100,3 +101,36 @@ async def test_beacon_leave_may_carry_its_token_in_the_body(
     forged = json.dumps({**BODY, "token": "x.y.z"})
     response = await client.post("/v1/leave", data=forged, headers={"Content-Type": "text/plain"})
     assert response.status == 401
+
+
+async def test_a_cached_token_still_expires(client: AppClient) -> None:
+    token = TokenCodec(SECRET).issue("alice", ttl_s=1)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=headers)).status == 200
+    deadline = time.monotonic() + 10
+    while True:  # the verified token is cached; its exp must still end it
+        status = (await client.post("/v1/heartbeat", json=BODY, headers=headers)).status
+        if status == 401 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 401
+
+
+async def test_a_tampered_copy_of_a_cached_token_is_refused(client: AppClient) -> None:
+    token = TokenCodec(SECRET).issue("alice")
+    good = {"Authorization": f"Bearer {token}"}
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=good)).status == 200
+    header, _, signature = token.rpartition(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    bad = {"Authorization": f"Bearer {header}.{flipped}"}
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=bad)).status == 401
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=good)).status == 200
+
+
+def test_the_token_cache_is_bounded() -> None:
+    codec = TokenCodec(SECRET, cache_size=2)
+    tokens = [codec.issue(f"user-{i}") for i in range(5)]
+    for token in tokens:
+        codec.verify(token)
+    assert len(codec._verified) == 2
+    assert all(codec.verify(t).user_id == f"user-{i}" for i, t in enumerate(tokens))

@@ -49,18 +49,26 @@ class Worker:
             log.info("worker stopped", extra={"worker_id": self.id})
 
 
-async def run_worker(settings: Settings) -> None:
-    """The ``presence-svc worker`` process: until SIGTERM or SIGINT."""
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """The ``presence-svc worker`` process: until SIGTERM or SIGINT, or until ``stop`` is
+    set (then the caller owns the signals, as ``serve --processes`` does)."""
     client = connect(settings)
     database = open_database(settings.resolved_ledger_url)
     await database.open()
     worker = Worker(Scripts(client), database, settings)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+    watcher = None
+    if stop is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+    else:
+        watcher = loop.create_task(stop.wait())
+        watcher.add_done_callback(lambda _: worker.stop())
     try:
         await worker.run()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await database.close()
         await client.aclose()
 

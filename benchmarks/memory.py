@@ -1,0 +1,61 @@
+"""Redis memory per live session: ``INFO memory`` before and after storing N sessions.
+
+    .venv/bin/python benchmarks/memory.py [--sessions 1000000] [--artifacts 100000]
+
+Starts a private redis-server, stores N sessions (user i, one tab, on artifact i mod M,
+version and a small state) through the real heartbeat script, pipelined, and prints one
+JSON line: ``used_memory`` difference / sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from redis import Redis
+
+from presence_svc.bench.preload import preload_sessions
+from presence_svc.embedded import EmbeddedRedis
+from presence_svc.settings import Settings
+
+
+def _used(url: str) -> int:
+    with Redis.from_url(url) as client:
+        return int(client.info("memory")["used_memory"])
+
+
+def measure(sessions: int, artifacts: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="memory-bench-") as workdir:
+        server = EmbeddedRedis(Path(workdir) / "redis")
+        with server.running() as url:
+            settings = Settings(redis_url=url, data_dir=Path(workdir), jwt_secret="x" * 32)
+            before = _used(url)
+            started = time.perf_counter()
+            stored = asyncio.run(preload_sessions(settings, sessions, artifacts))
+            seconds = time.perf_counter() - started
+            after = _used(url)
+    return {
+        "sessions": stored,
+        "artifacts": artifacts,
+        "used_memory_delta": after - before,
+        "bytes_per_session": round((after - before) / stored, 1),
+        "preload_s": round(seconds, 2),
+        "sessions_per_s": round(stored / seconds),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--artifacts", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    sys.stdout.write(json.dumps(measure(args.sessions, args.artifacts)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

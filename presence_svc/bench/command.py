@@ -1,0 +1,204 @@
+"""``presence-svc bench``: the scenarios against a running service (or one it spawns),
+each next to the bare-aiohttp baseline measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from presence_svc.auth import TokenCodec, load_or_create_secret
+from presence_svc.bench.preload import preload_sessions
+from presence_svc.bench.report import Progress, Row, print_json, print_table
+from presence_svc.bench.runner import (
+    Measurement,
+    Options,
+    child_env,
+    free_port,
+    measure,
+    probe,
+    python_argv,
+    started_process,
+)
+from presence_svc.bench.scenarios import SCENARIOS, Population, build_scenario, seed_requests
+from presence_svc.embedded import EmbeddedRedis
+from presence_svc.settings import Settings
+
+__all__ = ["BenchConfig", "run_bench"]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    url: str | None = None
+    """A running service; None with ``spawn``."""
+    spawn: bool = False
+    server_processes: int = 1
+    options: Options = field(default_factory=Options)
+    population: Population = field(default_factory=Population)
+    preload: int = 0
+    preload_artifacts: int = 100_000
+    baseline: bool = True
+    json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    host: str
+    port: int
+    settings: Settings
+    """Where its Redis is and which secret signs its tokens."""
+    secret: str
+
+
+@contextmanager
+def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
+    """``presence-svc serve`` with an embedded Redis in a temporary data dir."""
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="presence-bench-")))
+    secret = secrets.token_urlsafe(48)
+    port = free_port()
+    env = child_env(
+        PRESENCE_DATA_DIR=str(workdir / "data"),
+        PRESENCE_JWT_SECRET=secret,
+        PRESENCE_LOG_LEVEL="warning",
+        # Preloaded sessions stay online through the whole run (no timeout churn).
+        PRESENCE_ONLINE_TIMEOUT_S="600",
+        PRESENCE_RETENTION_S="3600",
+    )
+    argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
+    if config.server_processes > 1:
+        argv += ["--processes", str(config.server_processes)]
+    with started_process(
+        argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "serve.log"
+    ):
+        redis_url = EmbeddedRedis(workdir / "data").url
+        settings = Settings(redis_url=redis_url, jwt_secret=secret, data_dir=workdir / "data")
+        yield _Target("127.0.0.1", port, settings, secret)
+
+
+def _running(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"--url must be http://host:port, not {url!r}")
+    settings = Settings.from_env()
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    if settings.redis_url is None:
+        settings = settings.replace(redis_url=EmbeddedRedis(settings.data_dir).url)
+    return _Target(parts.hostname, parts.port or 80, settings, secret)
+
+
+def _row(
+    name: str,
+    config: BenchConfig,
+    service: Measurement,
+    baseline: Measurement | None,
+    body_bytes: int,
+    ceiling: float | None,
+) -> Row:
+    return Row(
+        scenario=name,
+        connections=config.options.connections,
+        requests=service.requests,
+        errors=service.errors,
+        rps=service.rps,
+        p50_ms=service.p50_ms,
+        p99_ms=service.p99_ms,
+        baseline_rps=baseline.rps if baseline else None,
+        baseline_p99_ms=baseline.p99_ms if baseline else None,
+        body_bytes=body_bytes,
+        loadgen_cpu=service.loadgen_cpu,
+        loadgen_ceiling_rps=ceiling,
+        sessions_stored=config.preload,
+    )
+
+
+def _reporter(progress: Progress, label: str) -> Callable[[int, float], None]:
+    return lambda done, elapsed: progress.update(label, done, elapsed)
+
+
+def run_bench(config: BenchConfig) -> int:
+    """Run every configured scenario; 0 when no request failed, else 1."""
+    progress = Progress()
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        target = (
+            stack.enter_context(_spawned(config, stack))
+            if config.spawn
+            else _running(config.url or "http://127.0.0.1:8080")
+        )
+        codec = TokenCodec(target.secret)
+        if config.preload:
+            progress.note(f"preloading {config.preload} sessions")
+            asyncio.run(
+                preload_sessions(
+                    target.settings,
+                    config.preload,
+                    config.preload_artifacts,
+                    first=config.population.users,
+                    progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
+                )
+            )
+        seed = seed_requests(codec, config.population)
+        seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
+        measure(target.host, target.port, seed, seeding)
+
+        baseline_port = ceiling_port = 0
+        if config.baseline:
+            baseline_port, ceiling_port = free_port(), free_port()
+            for kind, port in (("aiohttp", baseline_port), ("raw", ceiling_port)):
+                stack.enter_context(
+                    started_process(
+                        python_argv(
+                            "-m", "presence_svc.bench.baseline", "--port", str(port), "--kind", kind
+                        ),
+                        port=port,
+                        ready_path="/",
+                        wait_s=30,
+                    )
+                )
+        ceiling: float | None = None
+        if config.baseline:
+            progress.note("measuring the load generator's ceiling")
+            ceiling = measure("127.0.0.1", ceiling_port, seed, config.options).rps
+
+        for name in config.scenarios:
+            scenario = build_scenario(name, codec, config.population)
+            status, body = probe(target.host, target.port, scenario.requests[0])
+            if status != scenario.expect_status:
+                raise RuntimeError(f"{name}: the service answered {status}: {body[:300]!r}")
+            baseline = None
+            if config.baseline:
+                size_request = (
+                    f"PUT /__bench/size/{len(body)} HTTP/1.1\r\nHost: bench\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode()
+                probe("127.0.0.1", baseline_port, size_request)
+                baseline = measure(
+                    "127.0.0.1",
+                    baseline_port,
+                    scenario.requests,
+                    config.options,
+                    progress=_reporter(progress, f"{name} baseline"),
+                )
+            service = measure(
+                target.host,
+                target.port,
+                scenario.requests,
+                config.options,
+                progress=_reporter(progress, f"{name} service"),
+            )
+            progress.clear()
+            row = _row(name, config, service, baseline, len(body), ceiling)
+            rows.append(row)
+            if config.json:
+                print_json(row)
+    if not config.json:
+        print_table(rows)
+    sys.stdout.flush()
+    return 0 if all(r.errors == 0 for r in rows) else 1

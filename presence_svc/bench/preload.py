@@ -1,0 +1,87 @@
+"""Store many live sessions quickly: the real heartbeat script, pipelined.
+
+Used by ``presence-svc bench --preload`` (heartbeat speed with a million sessions stored)
+and by ``benchmarks/memory.py`` (bytes per stored session). Session i belongs to user i
+and sits on artifact ``i mod artifacts``, the same ids the scenarios use, so a benchmark's
+heartbeats land on artifacts that already hold preloaded sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from presence_svc.bench.scenarios import artifact_id, session_id, user_id
+from presence_svc.presence import PresenceStore
+from presence_svc.redis_client import RedisClient, connect
+from presence_svc.scripts import Call, Scripts
+from presence_svc.settings import Settings
+
+__all__ = ["preload_sessions"]
+
+_STATE = b'{"page":1,"mode":"view"}'
+
+
+async def _settled(client: RedisClient, wait_s: float = 120.0) -> None:
+    """Until Redis has finished the AOF rewrite a big preload sets off: a forked child
+    writing hundreds of MB would otherwise compete with the measurement for the cores."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        info = await client.info("persistence")
+        busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
+        if not any(int(info.get(name, 0)) for name in busy):
+            return
+        await asyncio.sleep(0.2)
+
+
+async def preload_sessions(
+    settings: Settings,
+    sessions: int,
+    artifacts: int,
+    *,
+    first: int = 0,
+    batch: int = 2000,
+    lanes: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Heartbeat sessions ``first .. first+sessions-1``; returns how many were stored.
+
+    ``lanes`` pipelines are in flight at once so Redis never waits for Python.
+    """
+    client = connect(settings)
+    store = PresenceStore(Scripts(client), settings)
+    stored = 0
+    cursor = first
+    end = first + sessions
+
+    def calls() -> list[Call] | None:
+        nonlocal cursor
+        if cursor >= end:
+            return None
+        chunk = range(cursor, min(end, cursor + batch))
+        cursor = chunk.stop
+        return [
+            store.heartbeat_call(
+                artifact_id(i % artifacts), session_id(i), user_id(i), "v1", _STATE
+            )
+            for i in chunk
+        ]
+
+    async def lane() -> None:
+        nonlocal stored
+        while (pending := calls()) is not None:
+            for result in await store.scripts.run_many(pending):
+                if isinstance(result, Exception):
+                    raise result
+            stored += len(pending)
+            if progress is not None:
+                progress(stored)
+
+    try:
+        await store.scripts.load()
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        await _settled(client)
+    finally:
+        await client.aclose()
+    return stored

@@ -1,0 +1,138 @@
+"""Benchmark output: a table for people, one JSON object per line with ``--json``, and a
+live progress line on stderr when it is a terminal."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import msgspec
+
+__all__ = ["Progress", "Row", "print_json", "print_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    scenario: str
+    connections: int
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    baseline_rps: float | None
+    baseline_p99_ms: float | None
+    body_bytes: int
+    loadgen_cpu: float
+    loadgen_ceiling_rps: float | None
+    sessions_stored: int
+
+    @property
+    def ratio(self) -> float | None:
+        return round(self.rps / self.baseline_rps, 3) if self.baseline_rps else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "connections": self.connections,
+            "requests": self.requests,
+            "errors": self.errors,
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
+            "baseline_rps": round(self.baseline_rps, 1) if self.baseline_rps else None,
+            "ratio": self.ratio,
+            "baseline_p99_ms": (
+                round(self.baseline_p99_ms, 3) if self.baseline_p99_ms is not None else None
+            ),
+            "body_bytes": self.body_bytes,
+            "loadgen_cpu": round(self.loadgen_cpu, 3),
+            "loadgen_ceiling_rps": (
+                round(self.loadgen_ceiling_rps, 1) if self.loadgen_ceiling_rps else None
+            ),
+            "sessions_stored": self.sessions_stored,
+        }
+
+
+_JSON = msgspec.json.Encoder()
+
+
+def print_json(row: Row, out: TextIO = sys.stdout) -> None:
+    out.write(_JSON.encode(row.as_dict()).decode() + "\n")
+    out.flush()
+
+
+_COLUMNS = (
+    ("scenario", 14, "{}"),
+    ("conns", 5, "{}"),
+    ("requests", 9, "{}"),
+    ("errors", 6, "{}"),
+    ("req/s", 9, "{:.0f}"),
+    ("p50 ms", 7, "{:.2f}"),
+    ("p99 ms", 7, "{:.2f}"),
+    ("baseline", 9, "{:.0f}"),
+    ("ratio", 6, "{:.2f}"),
+    ("body B", 7, "{}"),
+    ("gen cpu", 7, "{:.0%}"),
+)
+
+
+def _cell(fmt: str, value: object) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
+    out.write("  ".join(name.rjust(width) for name, width, _ in _COLUMNS) + "\n")
+    for row in rows:
+        values = (
+            row.scenario,
+            row.connections,
+            row.requests,
+            row.errors,
+            row.rps,
+            row.p50_ms,
+            row.p99_ms,
+            row.baseline_rps,
+            row.ratio,
+            row.body_bytes,
+            row.loadgen_cpu,
+        )
+        out.write(
+            "  ".join(
+                _cell(fmt, v).rjust(width)
+                for (_, width, fmt), v in zip(_COLUMNS, values, strict=True)
+            )
+            + "\n"
+        )
+    ceiling = next((r.loadgen_ceiling_rps for r in rows if r.loadgen_ceiling_rps), None)
+    if ceiling:
+        out.write(
+            f"load generator ceiling (canned answers, same connections): {ceiling:.0f} req/s\n"
+        )
+    out.flush()
+
+
+class Progress:
+    """``\\r``-rewritten status line on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def update(self, label: str, done: int, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        rate = done / elapsed if elapsed > 0 else 0.0
+        self.stream.write(f"\r\x1b[K{label}: {done} requests, {rate:.0f} req/s, {elapsed:.1f} s")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(f"\r\x1b[K{text}")
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

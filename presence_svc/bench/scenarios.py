@@ -1,0 +1,175 @@
+"""What each benchmark scenario sends, built once as raw HTTP/1.1 request bytes.
+
+Ids look like production ones (many users, many artifacts, one tab per user, a small
+state), and every request carries a token signed with the configured secret for its user.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import msgspec
+
+from presence_svc.auth import Scope, TokenCodec
+
+__all__ = [
+    "SCENARIOS",
+    "Population",
+    "Scenario",
+    "artifact_id",
+    "build_scenario",
+    "session_id",
+    "user_id",
+]
+
+_JSON = msgspec.json.Encoder()
+BATCH = 1000
+"""Artifacts per ``online-batch`` request."""
+
+
+def artifact_id(i: int) -> str:
+    return f"doc-{i:07d}"
+
+
+def user_id(i: int) -> str:
+    return f"user-{i:07d}"
+
+
+def session_id(i: int) -> str:
+    return f"tab-{(i * 2654435761) & 0xFFFFFFFF:08x}{i:07d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """Who the benchmark pretends to be: ``users`` users with one tab each, spread over
+    ``artifacts`` artifacts (user i is on artifact i mod artifacts)."""
+
+    users: int = 10_000
+    artifacts: int = 1_000
+    seed: int = 1
+
+    def artifact_of(self, user: int) -> int:
+        return user % self.artifacts
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    requests: list[bytes]
+    expect_status: int = 200
+
+
+def _request(method: str, path: str, token: str, body: bytes | None = None) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", "Host: bench", f"Authorization: Bearer {token}"]
+    if body is not None:
+        head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+
+
+class _Builder:
+    def __init__(self, codec: TokenCodec, population: Population, ttl_s: int) -> None:
+        self.codec = codec
+        self.population = population
+        self.ttl_s = ttl_s
+        self.rng = random.Random(population.seed)
+        self._tokens: dict[int, str] = {}
+        self.reader = codec.issue("bench-board", scope=Scope.DASHBOARD, ttl_s=ttl_s)
+
+    def token(self, user: int) -> str:
+        token = self._tokens.get(user)
+        if token is None:
+            token = self._tokens[user] = self.codec.issue(user_id(user), ttl_s=self.ttl_s)
+        return token
+
+    def users(self, count: int) -> list[int]:
+        """``count`` users in a shuffled round: each user's tab once per cycle."""
+        order = list(range(self.population.users))
+        self.rng.shuffle(order)
+        return [order[i % len(order)] for i in range(count)]
+
+    def heartbeat(self, user: int) -> bytes:
+        body = {
+            "artifactId": artifact_id(self.population.artifact_of(user)),
+            "versionId": "v1",
+            "sessionId": session_id(user),
+            "state": {"page": user % 7, "mode": "view"},
+        }
+        return _request("POST", "/v1/heartbeat", self.token(user), _JSON.encode(body))
+
+    def view(self, user: int) -> bytes:
+        body = {
+            "artifactId": artifact_id(self.rng.randrange(self.population.artifacts)),
+            "versionId": f"v{self.rng.randrange(3)}",
+            "sessionId": session_id(user),
+        }
+        return _request("POST", "/v1/views", self.token(user), _JSON.encode(body))
+
+    def online_one(self, user: int) -> bytes:
+        artifact = artifact_id(self.population.artifact_of(user))
+        return _request("GET", f"/v1/artifacts/{artifact}/online", self.token(user))
+
+    def online_batch(self) -> bytes:
+        ids = self.rng.sample(
+            range(self.population.artifacts), min(BATCH, self.population.artifacts)
+        )
+        query = urlencode([("artifactId", artifact_id(i)) for i in ids])
+        return _request("GET", f"/v1/online?{query}", self.reader)
+
+    def presence(self, user: int) -> bytes:
+        artifact = artifact_id(self.population.artifact_of(user))
+        return _request("GET", f"/v1/artifacts/{artifact}/presence?limit=100", self.token(user))
+
+
+def _heartbeat(b: _Builder) -> list[bytes]:
+    return [b.heartbeat(u) for u in b.users(b.population.users)]
+
+
+def _views(b: _Builder) -> list[bytes]:
+    return [b.view(u) for u in b.users(min(b.population.users, 20_000))]
+
+
+def _online_batch(b: _Builder) -> list[bytes]:
+    return [b.online_batch() for _ in range(64)]
+
+
+def _presence_list(b: _Builder) -> list[bytes]:
+    return [b.presence(u) for u in b.users(min(b.population.users, 5_000))]
+
+
+def _mixed(b: _Builder) -> list[bytes]:
+    """95% heartbeats, 4% online polls of one artifact, 1% views: the traffic of open tabs."""
+    out = []
+    for i, user in enumerate(b.users(max(b.population.users, 10_000))):
+        slot = i % 100
+        if slot < 95:
+            out.append(b.heartbeat(user))
+        elif slot < 99:
+            out.append(b.online_one(user))
+        else:
+            out.append(b.view(user))
+    return out
+
+
+SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
+    "heartbeat": _heartbeat,
+    "views": _views,
+    "online-batch": _online_batch,
+    "presence-list": _presence_list,
+    "mixed": _mixed,
+}
+
+
+def build_scenario(
+    name: str, codec: TokenCodec, population: Population, ttl_s: int = 3600
+) -> Scenario:
+    builder = _Builder(codec, population, ttl_s)
+    return Scenario(name=name, requests=SCENARIOS[name](builder))
+
+
+def seed_requests(codec: TokenCodec, population: Population, ttl_s: int = 3600) -> list[bytes]:
+    """One heartbeat per user: the sessions the read scenarios find (not measured)."""
+    builder = _Builder(codec, population, ttl_s)
+    return [builder.heartbeat(u) for u in range(population.users)]

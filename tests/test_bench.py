@@ -1,0 +1,83 @@
+"""The benchmark cannot rot: a tiny real run of every scenario (a few hundred requests),
+through the real command line, against a service it spawns itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from presence_svc.bench.scenarios import SCENARIOS
+
+CLI = str(Path(sys.executable).with_name("presence-svc"))
+FIELDS = {
+    "scenario": str,
+    "connections": int,
+    "requests": int,
+    "errors": int,
+    "rps": float,
+    "p50_ms": float,
+    "p99_ms": float,
+    "baseline_rps": float,
+    "ratio": float,
+}
+
+
+@pytest.mark.timeout(240)
+def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            CLI,
+            "bench",
+            "--spawn",
+            "--json",
+            "--connections",
+            "4",
+            "--load-processes",
+            "2",
+            "--requests",
+            "300",
+            "--duration",
+            "20",
+            "--warmup",
+            "2",
+            "--users",
+            "300",
+            "--artifacts",
+            "40",
+            "--preload",
+            "500",
+            "--preload-artifacts",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["scenario"] for line in lines] == list(SCENARIOS)
+    for line in lines:
+        for name, kind in FIELDS.items():
+            assert isinstance(line[name], kind), (name, line)
+        assert line["connections"] == 4
+        assert line["errors"] == 0, line
+        assert line["requests"] == 300, line
+        assert line["rps"] > 0
+        assert 0 < line["p50_ms"] <= line["p99_ms"]
+        assert line["ratio"] == pytest.approx(line["rps"] / line["baseline_rps"], rel=0.01)
+        assert line["sessions_stored"] == 500
+    online = next(line for line in lines if line["scenario"] == "online-batch")
+    assert online["body_bytes"] > 40 * 20  # one count per artifact asked for
+
+
+def test_bench_refuses_bad_numbers() -> None:
+    run = subprocess.run(
+        [CLI, "bench", "--connections", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert "--connections must be positive" in run.stderr

@@ -1,0 +1,26 @@
+"""benchmarks/memory.py cannot rot: a small real run prints a sane bytes-per-session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
+
+
+def test_memory_benchmark_reports_bytes_per_stored_session() -> None:
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sessions", "3000", "--artifacts", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["sessions"] == 3000
+    assert result["artifacts"] == 300
+    # a session holds at least its ids; far more than a few KB would be a layout bug
+    assert 40 < result["bytes_per_session"] < 2000
+    assert abs(result["used_memory_delta"] / 3000 - result["bytes_per_session"]) < 0.1
