@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# What the test suite needs from the system beyond Python: Debian's chromium (the browser
+# tests drive it; no browser is ever downloaded) and node/npm (the browser tests build their
+# page from the SDK sources with esbuild, `npm ci` in clients/js on first use). Installs
+# only what is missing, so it is instant on a machine that has them.
+set -euo pipefail
+
+missing=()
+[ -x "${PRESENCE_TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+echo "installing ${missing[*]} (apt-get) for the browser tests" >&2
+as_root apt-get update -qq
+as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
