@@ -32,10 +32,7 @@ end
 if redis.call('HDEL', U, user) == 1 then
   events[#events + 1] = {'leave', user, 'left'}
 end
-if redis.call('ZCARD', Z) == 0 then
-  redis.call('DEL', Z, I, U)
-end
-schedule(Z, D, artifact, limit, timeout, retention)
+schedule(Z, I, U, D, artifact, limit, timeout, retention)
 local online, sessions = counts(Z, U, limit)
 publish(channel, events, online, sessions)
 return removed

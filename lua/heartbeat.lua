@@ -50,9 +50,11 @@ elseif moved then
 end
 
 redis.call('ZADD', Z, now, sid)
-local ttl = retention + timeout
-touch(ttl, Z, I, U)
-schedule(Z, D, artifact, limit, timeout, retention)
+-- A session (re)joining can make the artifact due sooner and may have created keys (so
+-- they need their TTL); a refresh only rewrites the due when it draws near.
+if not was_online or due_soon(D, artifact, now, timeout) then
+  schedule(Z, I, U, D, artifact, limit, timeout, retention)
+end
 local online, sessions = counts(Z, U, limit)
 publish(channel, events, online, sessions)
 return {online, sessions}

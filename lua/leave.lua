@@ -46,7 +46,7 @@ if raw then
     redis.call('ZREM', Z, sid)
     redis.call('HDEL', I, sid)
   end
-  schedule(Z, D, artifact, limit, timeout, retention)
+  schedule(Z, I, U, D, artifact, limit, timeout, retention)
 end
 
 local online, sessions = counts(Z, U, limit)

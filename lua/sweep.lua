@@ -33,7 +33,7 @@ if redis.call('ZCARD', Z) == 0 then
   return {0, 0, #old}
 end
 
-schedule(Z, D, artifact, limit, timeout, retention)
+schedule(Z, I, U, D, artifact, limit, timeout, retention)
 local online, sessions = counts(Z, U, limit)
 publish(channel, events, online, sessions)
 return {online, sessions, #old}

@@ -49,11 +49,26 @@ local function settle(Z, I, U, limit, events)
   redis.call('HSET', I, WATERMARK, limit)
 end
 
+-- How long every key of an artifact (and the partition's index) lives after `schedule`
+-- last rewrote the artifact's due: retention + 2 x timeout. A heartbeat rewrites the due
+-- at the latest when it is less than `margin` away, and the stored due is at most one
+-- timeout after that write while a session is online, so the keys always outlive the
+-- last heartbeat by retention + timeout (what a TTL renewed by every heartbeat gave).
+local function key_ttl(timeout, retention)
+  return retention + 2 * timeout
+end
+
+local function touch(ttl, ...)
+  for _, key in ipairs({...}) do redis.call('PEXPIRE', key, ttl) end
+end
+
 -- Point the partition's sweep index at the artifact's next deadline: when its oldest
--- online session times out, or its oldest stale session passes retention.
-local function schedule(Z, D, artifact, limit, timeout, retention)
+-- online session times out, or its oldest stale session passes retention; and renew the
+-- TTL of the artifact's keys and of the index. An artifact without sessions has no keys.
+local function schedule(Z, I, U, D, artifact, limit, timeout, retention)
   local oldest = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
   if #oldest == 0 then
+    redis.call('DEL', I, U)
     redis.call('ZREM', D, artifact)
     return
   end
@@ -67,7 +82,16 @@ local function schedule(Z, D, artifact, limit, timeout, retention)
     if #online > 0 then due = math.min(due, tonumber(online[2]) + timeout) end
   end
   redis.call('ZADD', D, due, artifact)
-  redis.call('PEXPIRE', D, retention + timeout)
+  touch(key_ttl(timeout, retention), Z, I, U, D)
+end
+
+-- Whether a heartbeat that only refreshed an online session must rewrite the due. A
+-- refresh only moves a session later, so the stored due can only be earlier than needed
+-- (the sweeper would look once for nothing): rewrite it only when it is near, so the
+-- sweeper is not woken for a session that is still beating, and the TTLs get renewed.
+local function due_soon(D, artifact, now, timeout)
+  local due = redis.call('ZSCORE', D, artifact)
+  return not due or tonumber(due) < now + math.floor(timeout / 3)
 end
 
 local function counts(Z, U, limit)
@@ -78,8 +102,4 @@ end
 local function publish(channel, events, online, sessions)
   if #events == 0 then return end
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events}))
-end
-
-local function touch(ttl, ...)
-  for _, key in ipairs({...}) do redis.call('PEXPIRE', key, ttl) end
 end
