@@ -59,9 +59,8 @@ class ArtifactKeys:
     sessions: str
     """zset: session id -> last heartbeat (ms)."""
     info: str
-    """hash: session id -> msgpack [userId, versionId, state, firstSeen]; field ``~w`` watermark."""
-    users: str
-    """hash: user id -> number of that user's online sessions."""
+    """hash: packed session id -> msgpack [userId, versionId, state(, leaving)]; user id
+    -> that user's online sessions; ``~n``: users online; ``~w``: the watermark."""
     channel: str
     """pub/sub channel of the artifact's presence events."""
     due: str
@@ -94,7 +93,6 @@ class Keyspace:
             tag=tag,
             sessions=f"{base}:z",
             info=f"{base}:i",
-            users=f"{base}:u",
             channel=f"{base}:ev",
             due=self.due(tag),
         )

@@ -11,7 +11,8 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from presence_svc.presence import PresenceStore
+from presence_svc.errors import Conflict
+from presence_svc.presence import Counts, PresenceStore, pack_session_id
 from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
 
@@ -73,3 +74,27 @@ async def test_every_key_outlives_the_last_heartbeat_by_retention_and_timeout(
     await store.leave("doc-1", "tab-alice-02", "alice", grace=True)
     await asyncio.sleep(settings.leave_grace_s + 0.1)
     await beat("tab-alice-02", "alice")  # back online after the grace ran out
+
+
+def test_sdk_session_ids_are_packed_and_other_ids_are_kept() -> None:
+    sdk = "0123456789abcdef0123456789abcdef"
+    assert pack_session_id(sdk) == b"#" + bytes.fromhex(sdk)
+    for plain in ("tab-alice-01", sdk.upper(), sdk[:31], "x" * 64):
+        assert pack_session_id(plain) == "$" + plain
+
+
+async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
+    store: PresenceStore, sync_redis: redis.Redis
+) -> None:
+    sdk = "9f86d081884c7d659a2feaa0c55ad015"
+    assert await store.heartbeat("doc-1", sdk, "alice", "v1", None) == Counts(1, 1)
+    assert await store.heartbeat("doc-1", sdk.upper(), "alice", "v1", None) == Counts(1, 2)
+    assert await store.heartbeat("doc-1", "tab-bob-0001", "bob", "v1", None) == Counts(2, 3)
+    with pytest.raises(Conflict):
+        await store.heartbeat("doc-1", sdk, "bob", "v1", None)
+    assert await store.leave("doc-1", sdk, "alice") == Counts(2, 2)
+    assert await store.leave("doc-1", sdk.upper(), "alice") == Counts(1, 1)
+    page = await store.page("doc-1", 10, None)
+    assert [row.user_id for row in page.rows] == ["bob"]
+    # two keys per artifact (sessions, info) and the partition's sweep index
+    assert len(sync_redis.keys("ps:*")) == 3
