@@ -145,15 +145,13 @@ class PresenceStore:
     async def online(self, artifact_ids: Sequence[str]) -> dict[str, Counts]:
         """Counts of many artifacts: one script call per partition, all in one pipeline."""
         by_tag: dict[str, list[str]] = defaultdict(list)
+        keys_by_tag: dict[str, list[str]] = defaultdict(list)
         for artifact_id in dict.fromkeys(artifact_ids):
-            by_tag[self.keys.tag_of(artifact_id)].append(artifact_id)
-        calls: list[Call] = []
-        for ids in by_tag.values():
-            keys: list[str] = []
-            for artifact_id in ids:
-                k = self.keys.artifact(artifact_id)
-                keys += (k.sessions, k.info)
-            calls.append((self.scripts.online, keys, [self._timeout]))
+            k = self.keys.artifact(artifact_id)
+            by_tag[k.tag].append(artifact_id)
+            keys_by_tag[k.tag] += (k.sessions, k.info)
+        timeout = [self._timeout]
+        calls: list[Call] = [(self.scripts.online, keys, timeout) for keys in keys_by_tag.values()]
         results = await self.scripts.run_many(calls)
         out: dict[str, Counts] = {}
         for ids, result in zip(by_tag.values(), results, strict=True):
