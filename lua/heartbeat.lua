@@ -1,14 +1,15 @@
 -- heartbeat.lua: upsert one session and return the artifact's online counts.
--- KEYS[1] Z sessions zset  KEYS[2] I session info hash  KEYS[3] U per-user count hash
--- KEYS[4] D partition sweep index
--- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] session id  ARGV[4] user id
+-- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user count hash
+-- KEYS[3] D partition sweep index
+-- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] session id (packed)  ARGV[4] user id
 -- ARGV[5] version id ('' keeps the current one)  ARGV[6] state as JSON text ('' keeps it)
 -- ARGV[7] online timeout (ms)  ARGV[8] retention (ms)
 -- returns {online_users, online_sessions}, or {-1} if the session belongs to another user
--- A heartbeat that only refreshes an online session publishes nothing.
+-- A heartbeat that only refreshes an online session publishes nothing, and writes
+-- nothing but the session's score unless the artifact's due draws near.
 --! include lib/presence.lua
 
-local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local Z, I, D = KEYS[1], KEYS[2], KEYS[3]
 local artifact, channel, sid, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local version, state = ARGV[5], ARGV[6]
 local timeout, retention = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -16,7 +17,7 @@ local timeout, retention = tonumber(ARGV[7]), tonumber(ARGV[8])
 local now = now_ms()
 local limit = now - timeout
 local events = {}
-settle(Z, I, U, limit, events)
+settle(Z, I, limit, events)
 
 local raw = redis.call('HGET', I, sid)
 local info
@@ -27,19 +28,19 @@ if raw then
   local score = redis.call('ZSCORE', Z, sid)
   was_online = score ~= false and tonumber(score) > limit
 else
-  info = {user, '', '', now, 0}
+  info = {user, '', ''}
 end
 
 -- A heartbeat inside a grace leave (a reload) clears the flag silently.
-local dirty = not raw or info[5] == 1
+local dirty = not raw or info[4] == 1
 local moved = false
 if version ~= '' and version ~= info[2] then info[2] = version; moved = true end
 if state ~= '' and state ~= info[3] then info[3] = state; moved = true end
-info[5] = 0
+info[4] = nil
 if dirty or moved then redis.call('HSET', I, sid, cmsgpack.pack(info)) end
 
 if not was_online then
-  local mine = redis.call('HINCRBY', U, user, 1)
+  local mine = user_joined(I, user)
   if mine == 1 then
     events[#events + 1] = {'join', user, info[2], info[3], now}
   else
@@ -50,9 +51,11 @@ elseif moved then
 end
 
 redis.call('ZADD', Z, now, sid)
-local ttl = retention + timeout
-touch(ttl, Z, I, U)
-schedule(Z, D, artifact, limit, timeout, retention)
-local online, sessions = counts(Z, U, limit)
+-- A session (re)joining can make the artifact due sooner and may have created keys (so
+-- they need their TTL); a refresh only rewrites the due when it draws near.
+if not was_online or due_soon(D, artifact, now, timeout) then
+  schedule(Z, I, D, artifact, limit, timeout, retention)
+end
+local online, sessions = counts(Z, I, limit)
 publish(channel, events, online, sessions)
 return {online, sessions}

@@ -1,7 +1,7 @@
 -- leave.lua: take one session offline and return the artifact's online counts.
--- KEYS[1] Z sessions zset  KEYS[2] I session info hash  KEYS[3] U per-user count hash
--- KEYS[4] D partition sweep index
--- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] session id  ARGV[4] user id
+-- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user count hash
+-- KEYS[3] D partition sweep index
+-- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] session id (packed)  ARGV[4] user id
 -- ARGV[5] grace (ms): 0 leaves at once; > 0 marks the session leaving so it goes offline
 --         after the grace unless a heartbeat of the same session arrives first (a reload)
 -- ARGV[6] online timeout (ms)  ARGV[7] retention (ms)
@@ -9,7 +9,7 @@
 -- Leaving an unknown or already offline session changes nothing.
 --! include lib/presence.lua
 
-local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local Z, I, D = KEYS[1], KEYS[2], KEYS[3]
 local artifact, channel, sid, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local grace = tonumber(ARGV[5])
 local timeout, retention = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -17,7 +17,7 @@ local timeout, retention = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 local limit = now - timeout
 local events = {}
-settle(Z, I, U, limit, events)
+settle(Z, I, limit, events)
 
 local raw = redis.call('HGET', I, sid)
 if raw then
@@ -28,15 +28,14 @@ if raw then
     if grace > 0 then
       -- Backdate the session so it times out when the grace ends; the flag makes that
       -- timeout a 'left'. A heartbeat inside the grace restores it silently.
-      info[5] = 1
+      info[4] = 1
       redis.call('HSET', I, sid, cmsgpack.pack(info))
       redis.call('ZADD', Z, math.min(tonumber(score), limit + grace), sid)
     else
       redis.call('ZREM', Z, sid)
       redis.call('HDEL', I, sid)
-      local mine = redis.call('HINCRBY', U, user, -1)
-      if mine <= 0 then
-        redis.call('HDEL', U, user)
+      local mine = user_left(I, user)
+      if mine == 0 then
         events[#events + 1] = {'leave', user, 'left'}
       else
         events[#events + 1] = {'sessions', user, mine}
@@ -46,9 +45,9 @@ if raw then
     redis.call('ZREM', Z, sid)
     redis.call('HDEL', I, sid)
   end
-  schedule(Z, D, artifact, limit, timeout, retention)
+  schedule(Z, I, D, artifact, limit, timeout, retention)
 end
 
-local online, sessions = counts(Z, U, limit)
+local online, sessions = counts(Z, I, limit)
 publish(channel, events, online, sessions)
 return {online, sessions}

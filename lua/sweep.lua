@@ -1,6 +1,6 @@
 -- sweep.lua: garbage-collect one artifact the sweep index says is due.
--- KEYS[1] Z sessions zset  KEYS[2] I session info hash  KEYS[3] U per-user count hash
--- KEYS[4] D partition sweep index
+-- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user count hash
+-- KEYS[3] D partition sweep index
 -- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout (ms)
 -- ARGV[4] retention (ms)
 -- Timed-out sessions leave the counts (a 'leave' with reason 'timeout', or 'left' after a
@@ -9,14 +9,14 @@
 -- returns {online_users, online_sessions, sessions_deleted}
 --! include lib/presence.lua
 
-local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local Z, I, D = KEYS[1], KEYS[2], KEYS[3]
 local artifact, channel = ARGV[1], ARGV[2]
 local timeout, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local now = now_ms()
 local limit = now - timeout
 local events = {}
-settle(Z, I, U, limit, events)
+settle(Z, I, limit, events)
 
 local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - retention)
 if #old > 0 then
@@ -27,13 +27,13 @@ if #old > 0 then
 end
 
 if redis.call('ZCARD', Z) == 0 then
-  redis.call('DEL', Z, I, U)
+  redis.call('DEL', Z, I)
   redis.call('ZREM', D, artifact)
   publish(channel, events, 0, 0)
   return {0, 0, #old}
 end
 
-schedule(Z, D, artifact, limit, timeout, retention)
-local online, sessions = counts(Z, U, limit)
+schedule(Z, I, D, artifact, limit, timeout, retention)
+local online, sessions = counts(Z, I, limit)
 publish(channel, events, online, sessions)
 return {online, sessions, #old}

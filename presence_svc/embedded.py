@@ -118,6 +118,10 @@ class EmbeddedRedis:
             "everysec",
             "--save",
             "",
+            # an artifact's info hash holds a field per session and per online user:
+            # twice the default keeps artifacts of up to ~127 users compact (ziplist)
+            "--hash-max-ziplist-entries",
+            "256",
             "--pidfile",
             str(self.pidfile),
             "--logfile",

@@ -19,7 +19,16 @@ from presence_svc.keys import ArtifactKeys, Keyspace
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
-__all__ = ["Counts", "PresencePage", "PresenceRow", "PresenceStore", "decode_state"]
+__all__ = [
+    "Counts",
+    "PresencePage",
+    "PresenceRow",
+    "PresenceStore",
+    "decode_state",
+    "pack_session_id",
+]
+
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,20 @@ def decode_state(blob: str | bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def pack_session_id(session_id: str) -> str | bytes:
+    """How a session id is stored in Redis (twice per session: zset member, hash field).
+
+    An SDK session id (32 lowercase hex digits) becomes ``#`` + its 16 bytes, any other
+    id ``$`` + the id. The info hash also holds one field per online user, named by the
+    bare user id, and its own ``~`` fields: user ids never start with ``#``, ``$`` or
+    ``~``, so no field can take another's place. Session ids never leave Redis, so
+    nothing unpacks them.
+    """
+    if len(session_id) == 32 and _HEX.issuperset(session_id):
+        return b"#" + bytes.fromhex(session_id)
+    return "$" + session_id
+
+
 class PresenceStore:
     def __init__(self, scripts: Scripts, settings: Settings) -> None:
         self.scripts = scripts
@@ -79,7 +102,7 @@ class PresenceStore:
             [
                 artifact_id,
                 keys.channel,
-                session_id,
+                pack_session_id(session_id),
                 user_id,
                 version_id or "",
                 state_blob or b"",
@@ -110,7 +133,7 @@ class PresenceStore:
             [
                 artifact_id,
                 self.keys.artifact(artifact_id).channel,
-                session_id,
+                pack_session_id(session_id),
                 user_id,
                 self._grace if grace else 0,
                 self._timeout,
@@ -122,15 +145,13 @@ class PresenceStore:
     async def online(self, artifact_ids: Sequence[str]) -> dict[str, Counts]:
         """Counts of many artifacts: one script call per partition, all in one pipeline."""
         by_tag: dict[str, list[str]] = defaultdict(list)
+        keys_by_tag: dict[str, list[str]] = defaultdict(list)
         for artifact_id in dict.fromkeys(artifact_ids):
-            by_tag[self.keys.tag_of(artifact_id)].append(artifact_id)
-        calls: list[Call] = []
-        for ids in by_tag.values():
-            keys: list[str] = []
-            for artifact_id in ids:
-                k = self.keys.artifact(artifact_id)
-                keys += (k.sessions, k.info, k.users)
-            calls.append((self.scripts.online, keys, [self._timeout]))
+            k = self.keys.artifact(artifact_id)
+            by_tag[k.tag].append(artifact_id)
+            keys_by_tag[k.tag] += (k.sessions, k.info)
+        timeout = [self._timeout]
+        calls: list[Call] = [(self.scripts.online, keys, timeout) for keys in keys_by_tag.values()]
         results = await self.scripts.run_many(calls)
         out: dict[str, Counts] = {}
         for ids, result in zip(by_tag.values(), results, strict=True):
@@ -194,7 +215,7 @@ class PresenceStore:
 
 def _script_keys(k: ArtifactKeys) -> list[str]:
     """The keys every presence writer takes, in the order the scripts expect."""
-    return [k.sessions, k.info, k.users, k.due]
+    return [k.sessions, k.info, k.due]
 
 
 def _text(value: str | bytes) -> str:

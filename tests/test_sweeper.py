@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from presence_svc.presence import PresenceStore
+from presence_svc.presence import PresenceStore, pack_session_id
 from presence_svc.scripts import Call, ScriptArg, Scripts
 from presence_svc.settings import Settings
 from presence_svc.worker.sweeper import Sweeper, owner_of
@@ -96,14 +96,14 @@ async def _fill(store: PresenceStore, artifacts: int, per_artifact: int) -> None
             args: list[ScriptArg] = [
                 artifact,
                 k.channel,
-                f"tab-{s:08d}",
+                pack_session_id(f"tab-{s:08d}"),
                 f"user-{s}",
                 "v1",
                 "",
                 30_000,
                 60_000,
             ]
-            calls.append((store.scripts.heartbeat, [k.sessions, k.info, k.users, k.due], args))
+            calls.append((store.scripts.heartbeat, [k.sessions, k.info, k.due], args))
     for start in range(0, len(calls), 5000):
         results = await store.scripts.run_many(calls[start : start + 5000])
         assert not any(isinstance(r, Exception) for r in results)
@@ -114,7 +114,7 @@ def _age(sync_redis: redis.Redis, store: PresenceStore, artifact: str, session: 
     k = store.keys.artifact(artifact)
     seconds, micros = sync_redis.time()
     old = seconds * 1000 + micros // 1000 - 31_000
-    sync_redis.zadd(k.sessions, {session: old}, xx=True)
+    sync_redis.zadd(k.sessions, {pack_session_id(session): old}, xx=True)
     sync_redis.zadd(k.due, {artifact: old + 30_000})
 
 
@@ -177,8 +177,9 @@ async def test_a_burst_larger_than_a_batch_is_swept_in_one_round(
     calls: list[Call] = []
     for a in range(1200):  # > 2 batches, all in one partition
         k = store.keys.artifact(f"burst-{a}")
-        args: list[ScriptArg] = [f"burst-{a}", k.channel, "tab-00000001", "u", "", "", 1000, 3000]
-        calls.append((scripts.heartbeat, [k.sessions, k.info, k.users, k.due], args))
+        sid = pack_session_id("tab-00000001")
+        args: list[ScriptArg] = [f"burst-{a}", k.channel, sid, "u", "", "", 1000, 3000]
+        calls.append((scripts.heartbeat, [k.sessions, k.info, k.due], args))
     await scripts.run_many(calls)
     await asyncio.sleep(settings.online_timeout_s + 0.1)
     result = await sweeper.sweep_once(list(store.keys.tags))

@@ -7,9 +7,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Users whose every counted session has timed out but is not settled yet.
-local function unsettled_offline_users(Z, I, U, limit)
-  local mark = redis.call('HGET', I, '~w')
+-- Users whose every counted session has timed out but is not settled yet; `mark` is the
+-- artifact's watermark (field '~w' of I, false if none).
+local function unsettled_offline_users(Z, I, limit, mark)
   local low = '-inf'
   if mark then
     if tonumber(mark) >= limit then return 0 end
@@ -27,7 +27,15 @@ local function unsettled_offline_users(Z, I, U, limit)
   end
   local gone = 0
   for user, n in pairs(per_user) do
-    if n >= tonumber(redis.call('HGET', U, user) or '0') then gone = gone + 1 end
+    if n >= tonumber(redis.call('HGET', I, user) or '0') then gone = gone + 1 end
   end
   return gone
+end
+
+-- Unique users online on one artifact (Z sessions, I info hash) at `limit`.
+local function online_users(Z, I, limit)
+  local meta = redis.call('HMGET', I, '~n', '~w')
+  local users = tonumber(meta[1] or '0')
+  if users > 0 then users = users - unsettled_offline_users(Z, I, limit, meta[2]) end
+  return users
 end

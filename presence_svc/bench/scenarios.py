@@ -39,7 +39,8 @@ def user_id(i: int) -> str:
 
 
 def session_id(i: int) -> str:
-    return f"tab-{(i * 2654435761) & 0xFFFFFFFF:08x}{i:07d}"
+    """An SDK-form session id (32 hex digits, as the browser SDK makes), unique per i."""
+    return f"{(i * 0x9E3779B97F4A7C15) & (2**96 - 1):024x}{i:08x}"
 
 
 @dataclass(frozen=True, slots=True)

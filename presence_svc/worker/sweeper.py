@@ -132,7 +132,7 @@ class Sweeper:
             calls.append(
                 (
                     self.scripts.sweep,
-                    [k.sessions, k.info, k.users, k.due],
+                    [k.sessions, k.info, k.due],
                     [artifact_id, k.channel, self._timeout, self._retention],
                 )
             )

@@ -1,0 +1,100 @@
+"""Heartbeat upkeep: the sweep index and key TTLs are rewritten only when due, and no
+presence key is ever left without a TTL that outlives the last heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from presence_svc.errors import Conflict
+from presence_svc.presence import Counts, PresenceStore, pack_session_id
+from presence_svc.scripts import Scripts
+from presence_svc.settings import Settings
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[PresenceStore]:
+    client = Redis.from_url(settings.redis_url or "")
+    store = PresenceStore(Scripts(client), settings)
+    await store.scripts.load()
+    yield store
+    await client.aclose()
+
+
+def _calls(sync_redis: redis.Redis) -> dict[str, int]:
+    stats = sync_redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def test_a_refresh_rewrites_neither_the_sweep_index_nor_the_ttls(
+    store: PresenceStore, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    slow = settings.replace(online_timeout_s=60.0, retention_s=120.0)
+    store = PresenceStore(store.scripts, slow)
+    await store.heartbeat("doc-1", "tab-alice-01", "alice", "v1", b'{"p":1}')
+    await store.heartbeat("doc-1", "tab-bob-0001", "bob", "v1", None)
+    due = sync_redis.zscore(store.keys.due(store.keys.tag_of("doc-1")), "doc-1")
+    sync_redis.config_resetstat()
+    for _ in range(5):
+        counts = await store.heartbeat("doc-1", "tab-alice-01", "alice", "", None)
+        assert (counts.online, counts.sessions) == (2, 2)
+    calls = _calls(sync_redis)
+    assert calls["zadd"] == 5  # the session's own score, nothing else
+    assert "pexpire" not in calls
+    assert sync_redis.zscore(store.keys.due(store.keys.tag_of("doc-1")), "doc-1") == due
+
+
+async def test_every_key_outlives_the_last_heartbeat_by_retention_and_timeout(
+    store: PresenceStore, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    floor_ms = settings.retention_ms + settings.online_timeout_ms
+
+    async def beat(session: str, user: str) -> None:
+        started = time.monotonic()
+        await store.heartbeat("doc-1", session, user, "v1", None)
+        keys = sync_redis.keys("ps:*")
+        assert keys
+        ttls = {key: sync_redis.pttl(key) for key in keys}
+        elapsed_ms = (time.monotonic() - started) * 1000
+        assert all(ttl >= floor_ms - elapsed_ms for ttl in ttls.values()), ttls
+
+    await beat("tab-alice-01", "alice")  # a new artifact
+    for _ in range(8):  # refreshes, most of which rewrite nothing but the score
+        await asyncio.sleep(settings.online_timeout_s / 4)
+        await beat("tab-alice-01", "alice")
+    await store.leave("doc-1", "tab-alice-01", "alice")
+    assert sync_redis.keys("ps:*") == []  # the last session gone: no key left
+    await beat("tab-alice-02", "alice")  # keys created again get their TTL
+    await beat("tab-bob-0001", "bob")
+    await store.leave("doc-1", "tab-alice-02", "alice", grace=True)
+    await asyncio.sleep(settings.leave_grace_s + 0.1)
+    await beat("tab-alice-02", "alice")  # back online after the grace ran out
+
+
+def test_sdk_session_ids_are_packed_and_other_ids_are_kept() -> None:
+    sdk = "0123456789abcdef0123456789abcdef"
+    assert pack_session_id(sdk) == b"#" + bytes.fromhex(sdk)
+    for plain in ("tab-alice-01", sdk.upper(), sdk[:31], "x" * 64):
+        assert pack_session_id(plain) == "$" + plain
+
+
+async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
+    store: PresenceStore, sync_redis: redis.Redis
+) -> None:
+    sdk = "9f86d081884c7d659a2feaa0c55ad015"
+    assert await store.heartbeat("doc-1", sdk, "alice", "v1", None) == Counts(1, 1)
+    assert await store.heartbeat("doc-1", sdk.upper(), "alice", "v1", None) == Counts(1, 2)
+    assert await store.heartbeat("doc-1", "tab-bob-0001", "bob", "v1", None) == Counts(2, 3)
+    with pytest.raises(Conflict):
+        await store.heartbeat("doc-1", sdk, "bob", "v1", None)
+    assert await store.leave("doc-1", sdk, "alice") == Counts(2, 2)
+    assert await store.leave("doc-1", sdk.upper(), "alice") == Counts(1, 1)
+    page = await store.page("doc-1", 10, None)
+    assert [row.user_id for row in page.rows] == ["bob"]
+    # two keys per artifact (sessions, info) and the partition's sweep index
+    assert len(sync_redis.keys("ps:*")) == 3
