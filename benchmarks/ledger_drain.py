@@ -30,7 +30,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from presence_svc.db import LedgerQuery, LedgerRow, SqliteDatabase
@@ -40,12 +39,6 @@ from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
 from presence_svc.views import ViewStore
 from presence_svc.worker.ledger import LedgerDrain
-
-
-def _inserted() -> int:
-    return int(
-        REGISTRY.get_sample_value("presence_ledger_rows_total", {"outcome": "inserted"}) or 0
-    )
 
 
 async def _record(settings: Settings, first: int, count: int, batch: int = 1000) -> None:
@@ -61,13 +54,34 @@ async def _record(settings: Settings, first: int, count: int, batch: int = 1000)
     await client.aclose()
 
 
-async def _drain_until(drain: LedgerDrain, target: int) -> float:
-    """Run the worker's own loop until the inserted counter reaches ``target``."""
+class _BenchLedger(SqliteDatabase):
+    """The real SQLite ledger, counting rows as batches commit (no polling, which would take
+    CPU from the drain) and noting each row's latency: commit time minus its Redis time."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.inserted = 0
+        self.target = 0
+        self.reached = asyncio.Event()
+        self.latencies_ms: list[float] = []
+
+    async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
+        inserted = await super().insert_views(rows)
+        committed_ms = time.time() * 1000
+        self.latencies_ms.extend(committed_ms - row.viewed_at_ms for row in rows)
+        self.inserted += inserted
+        if self.inserted >= self.target:
+            self.reached.set()
+        return inserted
+
+
+async def _drain_until(drain: LedgerDrain, ledger: _BenchLedger, target: int) -> float:
+    """Run the worker's own loop until ``target`` rows are in the ledger."""
+    ledger.target = target
     stopping = asyncio.Event()
     started = time.perf_counter()
     running = asyncio.create_task(drain.run(stopping))
-    while _inserted() < target:  # noqa: ASYNC110 - polls a counter
-        await asyncio.sleep(0.002)
+    await ledger.reached.wait()
     elapsed = time.perf_counter() - started
     stopping.set()
     await running
@@ -99,11 +113,11 @@ async def drain_rate(
         record_rates.append(views / (time.perf_counter() - started))
 
         client = Redis.from_url(settings.redis_url or "")
-        ledger = SqliteDatabase(workdir / f"ledger-{n}.sqlite3")
+        ledger = _BenchLedger(workdir / f"ledger-{n}.sqlite3")
         await ledger.open()
         drain = LedgerDrain(Scripts(client), ledger, settings, consumer=f"bench-{n}")
         await drain.join()
-        drain_s = await _drain_until(drain, (n + 1) * views)
+        drain_s = await _drain_until(drain, ledger, views)
         rows = [r async for r in ledger.iter_views(LedgerQuery())]
         await ledger.close()
         await client.aclose()
@@ -146,24 +160,11 @@ def _produce(redis_url: str, partitions: int, rate: int, seconds: float) -> None
     asyncio.run(run())
 
 
-class _TimedLedger(SqliteDatabase):
-    """The real SQLite ledger, noting each row's latency as its batch commits."""
-
-    latencies_ms: list[float]
-
-    async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
-        inserted = await super().insert_views(rows)
-        committed_ms = time.time() * 1000
-        self.latencies_ms.extend(committed_ms - row.viewed_at_ms for row in rows)
-        return inserted
-
-
 async def view_to_ledger(
     settings: Settings, workdir: Path, rate: int, seconds: float
 ) -> dict[str, object]:
     client = Redis.from_url(settings.redis_url or "")
-    ledger = _TimedLedger(workdir / "latency.sqlite3")
-    ledger.latencies_ms = []
+    ledger = _BenchLedger(workdir / "latency.sqlite3")
     await ledger.open()
     drain = LedgerDrain(Scripts(client), ledger, settings, consumer="latency")
     await drain.join()

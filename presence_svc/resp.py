@@ -1,4 +1,5 @@
-"""A lean pipeline of ``EVALSHA`` calls on one pooled redis-py connection.
+"""A lean pipeline of commands on one pooled redis-py connection: the hot path's ``EVALSHA``
+calls, and the ledger drain's stream reads and acknowledgements.
 
 redis-py's ``Pipeline`` encodes every argument through generic per-command machinery and
 wraps the round trip in layers meant for any command; on the hot path that cost more CPU
@@ -17,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Packed", "pack_evalsha", "run_pipeline"]
+__all__ = ["Packed", "pack_commands", "pack_evalsha", "run_pipeline"]
 
 Packed: TypeAlias = "tuple[bytes, int]"
 """RESP bytes of some commands, and how many commands they are."""
@@ -48,6 +49,16 @@ def pack_evalsha(
         parts.extend(_bulk(k) for k in keys)
         parts.extend(_bulk(a) for a in args)
     return b"".join(parts), len(calls)
+
+
+def pack_commands(commands: Sequence[Sequence[str | bytes | int | float]]) -> Packed:
+    """Any commands, each ``(name, *args)``; their answers come back as Redis sent them,
+    without redis-py's per-command reply parsing."""
+    parts: list[bytes] = []
+    for command in commands:
+        parts.append(b"*%d\r\n" % len(command))
+        parts.extend(_bulk(a) for a in command)
+    return b"".join(parts), len(commands)
 
 
 async def run_pipeline(redis: Redis, packed: Packed) -> list[Any]:
