@@ -10,8 +10,8 @@ from aiohttp import web
 from presence_svc import metrics
 from presence_svc.api import dashboard, events, ledger, ops, presence, users, views
 from presence_svc.auth import TokenCodec, load_or_create_secret
-from presence_svc.cors import cors_middleware, setup_cors
-from presence_svc.errors import problem_middleware
+from presence_svc.cors import preflight, setup_cors
+from presence_svc.errors import problem_for
 from presence_svc.resources import (
     SETTINGS,
     TOKENS,
@@ -33,10 +33,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every answer by route template (never by artifact or user)."""
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every request goes through, in one layer (each middleware layer costs a
+    coroutine and a wrapper per request): a CORS preflight is answered before routing;
+    any failure becomes a problem+json answer; every other answer is counted and timed by
+    route template (never by artifact or user)."""
+    answer = preflight(request)
+    if answer is not None:
+        return answer
     started = time.perf_counter()
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except Exception as exc:
+        response = problem_for(request, exc)
     info = request.match_info.route.resource
     route = info.canonical if info is not None else "unmatched"
     metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)
@@ -47,7 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     """The whole HTTP API for ``settings`` (its Redis URL must be set: the embedded Redis,
     if any, is started by the caller so several server processes can share it)."""
     app = web.Application(
-        middlewares=[cors_middleware, metrics_middleware, problem_middleware],
+        middlewares=[edge_middleware],
         client_max_size=MAX_BODY_BYTES,
         # GET /v1/online takes up to 1000 ids of up to 128 characters in its query.
         handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},

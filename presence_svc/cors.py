@@ -6,21 +6,18 @@ Only the origins in ``PRESENCE_CORS_ORIGINS`` are allowed (``*``: any). Tokens t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
 
 from presence_svc.resources import SETTINGS
 
-__all__ = ["ALLOWED_HEADERS", "cors_middleware", "setup_cors"]
+__all__ = ["ALLOWED_HEADERS", "preflight", "setup_cors"]
 
 ALLOWED_HEADERS: Final = "Authorization, Content-Type, Accept, Last-Event-ID"
 _METHODS: Final = "GET, POST, PUT, DELETE, OPTIONS"
 _EXPOSED: Final = "Retry-After, Content-Type"
 _MAX_AGE: Final = "600"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _allowed(request: web.Request) -> str | None:
@@ -32,24 +29,22 @@ def _allowed(request: web.Request) -> str | None:
     return origin if "*" in origins or origin in origins else None
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer a preflight (OPTIONS with Access-Control-Request-Method) before routing."""
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        origin = _allowed(request)
-        response = web.Response(status=204)
-        if origin is not None:
-            response.headers["Access-Control-Allow-Methods"] = _METHODS
-            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            response.headers["Access-Control-Max-Age"] = _MAX_AGE
-        return response
-    return await handler(request)
+def preflight(request: web.Request) -> web.Response | None:
+    """The answer to a preflight (OPTIONS with Access-Control-Request-Method), given before
+    routing; None for any other request."""
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return None
+    origin = _allowed(request)
+    response = web.Response(status=204)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Methods"] = _METHODS
+        response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+        response.headers["Access-Control-Max-Age"] = _MAX_AGE
+    return response
 
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Runs before any answer's headers are sent, streamed ones (events) included."""
-    if not request.app[SETTINGS].cors_origins:
-        return
     response.headers.add("Vary", "Origin")
     origin = _allowed(request)
     if origin is not None:
@@ -58,4 +53,7 @@ async def _add_headers(request: web.Request, response: web.StreamResponse) -> No
 
 
 def setup_cors(app: web.Application) -> None:
-    app.on_response_prepare.append(_add_headers)
+    """Headers on every answer, only when some origin is allowed: without any, the hook
+    would add nothing, and aiohttp skips the signal altogether when it has no receiver."""
+    if app[SETTINGS].cors_origins:
+        app.on_response_prepare.append(_add_headers)

@@ -1,12 +1,13 @@
 """Every expected failure as one problem+json answer (RFC 9457), from one middleware.
 
-Handlers raise a ``Problem``; they never build an error response themselves.
+Handlers raise a ``Problem``; they never build an error response themselves:
+``problem_for`` (called by the app's one middleware) turns whatever they raised into one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 from aiohttp import web
@@ -24,13 +25,11 @@ __all__ = [
     "ServiceUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
-    "problem_middleware",
+    "problem_for",
     "problem_response",
 ]
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -142,11 +141,10 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return problem_response(exc.status, exc.reason, detail, slug=slug, headers=headers)
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as exc:
+def problem_for(request: web.Request, exc: Exception) -> web.Response:
+    """The problem+json answer for what a handler raised; an ``HTTPException`` below 400
+    (a redirect) is raised again, as aiohttp answers it itself."""
+    if isinstance(exc, Problem):
         return problem_response(
             exc.status,
             exc.title,
@@ -155,7 +153,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             errors=exc.errors,
             headers=exc.headers,
         )
-    except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError) as exc:
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
         log.warning("redis unavailable", extra={"path": request.path, "error": repr(exc)})
         return problem_response(
             503,
@@ -164,15 +162,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             slug="unavailable",
             headers={"Retry-After": "1"},
         )
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _from_http_exception(exc)
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return problem_response(
-            500,
-            "Internal Server Error",
-            "an unexpected error occurred; it has been logged",
-            slug="internal",
-        )
+    log.exception(
+        "unhandled error",
+        extra={"path": request.path, "method": request.method},
+        exc_info=exc,
+    )
+    return problem_response(
+        500,
+        "Internal Server Error",
+        "an unexpected error occurred; it has been logged",
+        slug="internal",
+    )

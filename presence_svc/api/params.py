@@ -13,6 +13,9 @@ from presence_svc.timefmt import from_iso
 __all__ = ["path_id", "query_choice", "query_id", "query_ids", "query_int", "query_time"]
 
 _ID = re.compile(ID_PATTERN)
+_ID_CHARS = ID_PATTERN.removeprefix("^").removesuffix("$")
+_IDS = re.compile(f"{_ID_CHARS}(?:\n{_ID_CHARS})*")
+"""Many ids joined by newlines, checked in one regex pass (a newline is not an id char)."""
 
 
 def _check_id(field: str, value: str) -> str:
@@ -42,7 +45,10 @@ def query_ids(request: web.Request, name: str, *, most: int) -> list[str]:
             f"at most {most} {name} values per request",
             errors=[FieldError(name, f"at most {most} values, got {len(values)}")],
         )
-    return [_check_id(name, v) for v in values]
+    joined = "\n".join(values)
+    if _IDS.fullmatch(joined) and joined.count("\n") == len(values) - 1:
+        return values  # all valid: one pass instead of one match per id
+    return [_check_id(name, v) for v in values]  # names the first bad one
 
 
 def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
