@@ -50,7 +50,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The Redis client and its scripts. Starts even if Redis is down: /readyz tells."""
     settings = app[SETTINGS]
     client = connect(settings)
-    scripts = Scripts(client)
+    # One try and one retry, each bounded by the Redis timeout: a 503 within 2 s.
+    scripts = Scripts(client, deadline_s=2 * settings.redis_timeout_s)
     try:
         await scripts.load()
     except RedisError as exc:

@@ -73,8 +73,12 @@ _Pending: TypeAlias = "tuple[LuaScript, Sequence[str], Sequence[ScriptArg], asyn
 class Scripts:
     """Every script of the service, bound to one Redis client."""
 
-    def __init__(self, redis: RedisClient) -> None:
+    def __init__(self, redis: RedisClient, deadline_s: float | None = None) -> None:
+        """``deadline_s`` bounds every script call, retries and reconnects included: a Redis
+        that is stopped (not dead) accepts connections and never answers, and redis-py's
+        own retry of the connect handshake would otherwise add a third timeout."""
         self.redis = redis
+        self._deadline_s = deadline_s
         self._coalesce = not isinstance(redis, RedisCluster)
         self._pending: list[_Pending] = []
         self._flushing: set[asyncio.Task[None]] = set()
@@ -105,7 +109,8 @@ class Scripts:
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         """One script call; joins the other calls of this loop turn in one pipeline."""
         if not self._coalesce:
-            return await self._run_alone(script, keys, args)
+            async with asyncio.timeout(self._deadline_s):
+                return await self._run_alone(script, keys, args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
@@ -162,6 +167,10 @@ class Scripts:
         """
         if not calls:
             return []
+        async with asyncio.timeout(self._deadline_s):  # one timer per batch
+            return await self._run_many(calls)
+
+    async def _run_many(self, calls: Sequence[Call]) -> list[Any]:
         if isinstance(self.redis, RedisCluster):
             return list(
                 await asyncio.gather(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,5 +44,36 @@ async def test_redis_outage_answers_503_quickly_and_recovers(
         assert response.status == 200
         assert (await response.json())["sessions"] == 1
         assert (await client.get("/readyz")).status == 200
+    finally:
+        server.stop()
+
+
+async def test_a_hung_redis_answers_503_within_two_seconds_and_recovers(
+    make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    """A Redis that accepts nothing and answers nothing (stopped, not dead): only the
+    timeouts can bound the wait."""
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    url = server.start()
+    pid = int(server.pidfile.read_text())
+    try:
+        client = await make_client(redis_url=url)
+        assert (await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))).status == 200
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for request in (
+                lambda: client.post("/v1/heartbeat", json=BODY, headers=auth("a")),
+                lambda: client.get("/v1/online?artifactId=doc-1", headers=auth("a")),
+            ):
+                started = time.monotonic()
+                response = await request()
+                assert time.monotonic() - started < 2.5
+                assert response.status == 503
+                assert response.content_type == "application/problem+json"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        response = await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))
+        assert response.status == 200
+        assert (await response.json())["sessions"] == 1
     finally:
         server.stop()
