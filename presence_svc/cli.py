@@ -182,6 +182,7 @@ def _worker(settings: Settings) -> int:
 
     with _redis_for(settings) as ready:
         loop = _event_loop()
+        gc.freeze()  # as in serve: start-up objects stay out of the drain's GC passes
         try:
             loop.run_until_complete(run_worker(ready))
         finally:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -37,18 +37,21 @@ MAX_DELIVERIES = 5
 DEAD_LETTERS_KEPT = 10_000
 ENTRY_FIELD = b"v"
 _ENTRY = msgspec.msgpack.Decoder(LedgerRow)
-Entry = tuple[bytes, dict[bytes, bytes]]
+Entry = tuple[bytes, list[bytes]]
+"""A stream entry as Redis sends it: its id, and its fields flat: ``[field, value, ...]``."""
 
 
-def parse_entry(fields: dict[bytes, bytes]) -> LedgerRow:
-    """A stream entry as written by record_view.lua; ValueError if it is not one.
+def parse_entry(fields: Sequence[bytes]) -> LedgerRow:
+    """A stream entry's fields as written by record_view.lua; ValueError if it is not one.
 
     Decoded and type-checked in one C call (msgspec); ``session_id`` is '' when the view
     had no session (the ledger stores NULL)."""
+    if len(fields) != 2 or fields[0] != ENTRY_FIELD:
+        raise ValueError("not a view entry: expected the one field 'v'")
     try:
-        return _ENTRY.decode(fields[ENTRY_FIELD])
-    except (KeyError, msgspec.DecodeError) as exc:
-        raise ValueError(f"not a view entry: {exc!r}") from exc
+        return _ENTRY.decode(fields[1])
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a view entry: {exc}") from exc
 
 
 def encode_entry(row: LedgerRow) -> dict[bytes, bytes]:
@@ -57,17 +60,16 @@ def encode_entry(row: LedgerRow) -> dict[bytes, bytes]:
     return {ENTRY_FIELD: msgpack.packb(packed)}
 
 
-def _entries_of(reply: dict[bytes, Any] | list[Any] | None) -> list[list[Any]]:
-    """A raw XREADGROUP answer (RESP3: ``{stream: [[id, [field, value, ...]], ...]}``; RESP2:
-    ``[[stream, [...]]]``) in the shape redis-py's parser gives:
-    ``[[stream, [(id, {field: value}), ...]]]``."""
+def _streams_of(reply: dict[bytes, Any] | list[Any] | None) -> Iterable[Any]:
+    """``(stream, entries)`` pairs of an XREADGROUP answer, RESP3 (a map) or RESP2."""
     if not reply:
-        return []
-    streams = reply.items() if isinstance(reply, dict) else reply
-    return [
-        [stream, [(entry_id, dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in entries]]
-        for stream, entries in streams
-    ]
+        return ()
+    return reply.items() if isinstance(reply, dict) else reply
+
+
+def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    """Fields as redis-py's parsers give them, flat again as Redis sent them."""
+    return [item for pair in fields.items() for item in pair]
 
 
 def _as_bytes(value: object) -> bytes:
@@ -179,10 +181,7 @@ class LedgerDrain:
     async def read(self) -> dict[str, list[Entry]]:
         """New entries of every stream, delivered to this consumer (one pipeline)."""
         if self._lean is not None:
-            replies = [
-                reply if isinstance(reply, Exception) else _entries_of(reply)
-                for reply in await run_pipeline(self._lean, self._read_command)
-            ]
+            replies = await run_pipeline(self._lean, self._read_command)
         else:
             pipe = self.redis.pipeline(transaction=False)
             for stream in self.streams:
@@ -197,7 +196,9 @@ class LedgerDrain:
                 raise reply
             if isinstance(reply, Exception):
                 raise reply
-            for _, entries in reply or []:
+            for _, entries in _streams_of(reply):
+                if self._lean is None:  # redis-py parsed the fields into a dict
+                    entries = [(entry_id, _flat(fields)) for entry_id, fields in entries]
                 batch.setdefault(stream, []).extend(entries)
         return batch
 
@@ -236,14 +237,15 @@ class LedgerDrain:
         await pipe.execute()
 
     async def _dead_letter(
-        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], reason: str
+        self, stream: str, entry_id: bytes, fields: list[bytes], reason: str
     ) -> None:
         """Park an entry that cannot be written where an operator can look at it."""
         log.error(
             "view moved to the dead-letter stream",
             extra={"stream": stream, "entry": entry_id.decode(), "reason": reason},
         )
-        dead: dict[Any, Any] = {**fields, b"source": entry_id, b"reason": reason}
+        dead: dict[Any, Any] = dict(zip(fields[::2], fields[1::2], strict=True))
+        dead.update({b"source": entry_id, b"reason": reason})
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(self.dead_letters[stream], dead, maxlen=DEAD_LETTERS_KEPT, approximate=True)
         pipe.xack(stream, GROUP, entry_id)
@@ -280,7 +282,7 @@ class LedgerDrain:
         entries = reply[1]
         if not entries:
             return
-        live: list[Entry] = [(i, f) for i, f in entries if i is not None]
+        live: list[Entry] = [(i, _flat(f)) for i, f in entries if i is not None]
         pending = await self.redis.xpending_range(
             stream, GROUP, "-", "+", 1000, consumername=self.consumer
         )
