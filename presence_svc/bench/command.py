@@ -63,13 +63,16 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="presence-bench-")))
     secret = secrets.token_urlsafe(48)
     port = free_port()
+    # Preloaded sessions stay online through the whole run (no timeout churn). The preload
+    # runs the heartbeat script from here, so it must use the server's timeouts too: with
+    # the default 45 s, the server's sweeper found every preloaded artifact due mid-run.
+    timeout_s, retention_s = 600, 3600
     env = child_env(
         PRESENCE_DATA_DIR=str(workdir / "data"),
         PRESENCE_JWT_SECRET=secret,
         PRESENCE_LOG_LEVEL="warning",
-        # Preloaded sessions stay online through the whole run (no timeout churn).
-        PRESENCE_ONLINE_TIMEOUT_S="600",
-        PRESENCE_RETENTION_S="3600",
+        PRESENCE_ONLINE_TIMEOUT_S=str(timeout_s),
+        PRESENCE_RETENTION_S=str(retention_s),
     )
     argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
     if config.server_processes > 1:
@@ -78,7 +81,13 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
         argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "serve.log"
     ):
         redis_url = EmbeddedRedis(workdir / "data").url
-        settings = Settings(redis_url=redis_url, jwt_secret=secret, data_dir=workdir / "data")
+        settings = Settings(
+            redis_url=redis_url,
+            jwt_secret=secret,
+            data_dir=workdir / "data",
+            online_timeout_s=timeout_s,
+            retention_s=retention_s,
+        )
         yield _Target("127.0.0.1", port, settings, secret)
 
 
