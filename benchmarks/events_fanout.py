@@ -17,10 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,17 +24,10 @@ from pathlib import Path
 import aiohttp
 
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
 
 SECRET = "events-fanout-benchmark-secret-0123456789abcdef"
 _PATTERN = b"event: "
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Listener:
@@ -61,22 +50,6 @@ class Listener:
                     self.last_at = time.perf_counter()
                     self.synced.set()
                 tail = buf[-(len(_PATTERN) - 1) :]
-
-
-async def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit("the server exited")
-            try:
-                async with http.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("the server did not become ready")
 
 
 async def _drive(base: str, token: str, seconds: float, concurrency: int) -> int:
@@ -104,30 +77,10 @@ async def _drive(base: str, token: str, seconds: float, concurrency: int) -> int
     return sent
 
 
-def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-    env.update(
-        PRESENCE_DATA_DIR=str(workdir),
-        PRESENCE_JWT_SECRET=SECRET,
-        PRESENCE_LOG_LEVEL="warning",
-        PRESENCE_ONLINE_TIMEOUT_S="600",
-        PRESENCE_RETENTION_S="600",
-    )
-    cli = str(Path(sys.executable).with_name("presence-svc"))
-    return subprocess.Popen(
-        [cli, "serve", "--port", str(port), "--no-worker"],
-        env=env,
-        stderr=open(workdir / "server.log", "wb"),
-    )
-
-
-async def main(
-    process: subprocess.Popen[bytes], base: str, listeners: int, seconds: float, concurrency: int
-) -> None:
+async def main(base: str, listeners: int, seconds: float, concurrency: int) -> None:
     codec = TokenCodec(SECRET)
     board = codec.issue("board", scope=Scope.DASHBOARD)
     writer = codec.issue("driver")
-    await _wait_ready(base, process)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -184,12 +137,18 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16, help="heartbeat senders")
     args = parser.parse_args()
-    port = _free_port()
-    server = start_server(Path(tempfile.mkdtemp(prefix="fanout-bench-")), port)
-    try:
-        asyncio.run(
-            main(server, f"http://127.0.0.1:{port}", args.listeners, args.seconds, args.concurrency)
-        )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
+    env = child_env(
+        PRESENCE_DATA_DIR=str(workdir),
+        PRESENCE_JWT_SECRET=SECRET,
+        PRESENCE_LOG_LEVEL="warning",
+        PRESENCE_ONLINE_TIMEOUT_S="600",
+        PRESENCE_RETENTION_S="600",
+    )
+    argv = python_argv("-m", "presence_svc", "serve", "--port", str(port), "--no-worker")
+    with started_process(
+        argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "server.log"
+    ):
+        base = f"http://127.0.0.1:{port}"
+        asyncio.run(main(base, args.listeners, args.seconds, args.concurrency))
