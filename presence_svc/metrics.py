@@ -33,7 +33,7 @@ REQUEST_SECONDS = Histogram(
 )
 SCRIPT_SECONDS = Histogram(
     "presence_redis_script_seconds",
-    "Time for one Lua script call (or one pipeline of them) to come back from Redis",
+    "Time for a Lua script call, or a pipeline holding calls of it, to come back from Redis",
     ["script"],
     buckets=_FAST_BUCKETS,
 )
@@ -80,7 +80,8 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 
 
 def observe_script(name: str, seconds: float) -> None:
-    """Observe one script call (or one pipeline of them, as ``pipeline``)."""
+    """Observe one script call, or one pipeline holding calls of it (once per pipeline:
+    a coalesced batch of 50 heartbeats is one round trip, observed once)."""
     child = _SCRIPT_CHILDREN.get(name)
     if child is None:
         child = _SCRIPT_CHILDREN[name] = SCRIPT_SECONDS.labels(name)

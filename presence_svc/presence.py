@@ -16,7 +16,8 @@ import msgspec
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.errors import Conflict
 from presence_svc.keys import ArtifactKeys, Keyspace
-from presence_svc.scripts import Call, Scripts
+from presence_svc.resp import bulk, evalsha_head
+from presence_svc.scripts import Call, ScriptArg, Scripts
 from presence_svc.settings import Settings
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 _HEX = frozenset("0123456789abcdef")
+_SESSION_ARGS = 6  # how many ``PresenceStore._heartbeat_args`` returns
 
 
 class Counts(msgspec.Struct, frozen=True, gc=False):
@@ -85,6 +87,7 @@ class PresenceStore:
         self._timeout = settings.online_timeout_ms
         self._retention = settings.retention_ms
         self._grace = int(settings.leave_grace_s * 1000)
+        self._heartbeat_heads: dict[str, bytes] = {}
 
     def _artifact_keys(self, artifact_id: str) -> list[str]:
         return _script_keys(self.keys.artifact(artifact_id))
@@ -99,20 +102,47 @@ class PresenceStore:
     ) -> Call:
         """The heartbeat script call, for ``heartbeat`` and for pipelines of many."""
         keys = self.keys.artifact(artifact_id)
+        session_args = self._heartbeat_args(session_id, user_id, version_id, state_blob)
         return (
             self.scripts.heartbeat,
             _script_keys(keys),
-            [
-                artifact_id,
-                keys.channel,
-                pack_session_id(session_id),
-                user_id,
-                version_id or "",
-                state_blob or b"",
-                self._timeout,
-                self._retention,
-            ],
+            [artifact_id, keys.channel, *session_args],
         )
+
+    def _heartbeat_args(
+        self, session_id: str, user_id: str, version_id: str | None, state_blob: bytes | None
+    ) -> tuple[ScriptArg, ...]:
+        """The heartbeat's arguments after the artifact's two (its id and channel)."""
+        return (
+            pack_session_id(session_id),
+            user_id,
+            version_id or "",
+            state_blob or b"",
+            self._timeout,
+            self._retention,
+        )
+
+    def packed_heartbeat(
+        self,
+        artifact_id: str,
+        session_id: str,
+        user_id: str,
+        version_id: str | None,
+        state_blob: bytes | None,
+    ) -> bytes:
+        """``heartbeat_call`` in RESP. Everything up to the session's arguments is the same
+        for every heartbeat on an artifact, so it is packed once per artifact and kept."""
+        head = self._heartbeat_heads.get(artifact_id)
+        if head is None:
+            keys = self.keys.artifact(artifact_id)
+            script_keys = _script_keys(keys)
+            head = evalsha_head(self.scripts.heartbeat.sha, len(script_keys), 2 + _SESSION_ARGS)
+            head += b"".join(map(bulk, (*script_keys, artifact_id, keys.channel)))
+            if len(self._heartbeat_heads) >= Keyspace.CACHED_ARTIFACTS:
+                self._heartbeat_heads.clear()
+            self._heartbeat_heads[artifact_id] = head
+        session_args = self._heartbeat_args(session_id, user_id, version_id, state_blob)
+        return head + b"".join(map(bulk, session_args))
 
     async def heartbeat(
         self,
@@ -122,6 +152,9 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
     ) -> Counts:
+        if self.scripts.pipelines:  # the hot path: one call of a coalesced pipeline
+            packed = self.packed_heartbeat(artifact_id, session_id, user_id, version_id, state_blob)
+            return _counts(await self.scripts.run_packed(self.scripts.heartbeat, packed))
         script, keys, args = self.heartbeat_call(
             artifact_id, session_id, user_id, version_id, state_blob
         )

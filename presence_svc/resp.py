@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Packed", "pack_commands", "pack_evalsha", "run_pipeline"]
+__all__ = ["Packed", "bulk", "evalsha_head", "pack_commands", "pack_evalsha", "run_pipeline"]
 
 Packed: TypeAlias = "tuple[bytes, int]"
 """RESP bytes of some commands, and how many commands they are."""
@@ -28,7 +28,8 @@ Packed: TypeAlias = "tuple[bytes, int]"
 _EVALSHA = b"$7\r\nEVALSHA\r\n"
 
 
-def _bulk(value: str | bytes | int | float) -> bytes:
+def bulk(value: str | bytes | int | float) -> bytes:
+    """One RESP bulk string."""
     if isinstance(value, str):
         data = value.encode()
     elif isinstance(value, bytes):
@@ -43,19 +44,18 @@ def _bulk_str(value: str) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
-def pack_evalsha(
-    calls: Sequence[tuple[str, Sequence[str], Sequence[str | bytes | int | float]]],
-) -> Packed:
-    """``EVALSHA sha numkeys keys... args...`` for each ``(sha, keys, args)``."""
-    parts: list[bytes] = []
-    for sha, keys, args in calls:
-        parts.append(b"*%d\r\n" % (3 + len(keys) + len(args)))
-        parts.append(_EVALSHA)
-        parts.append(_bulk(sha))
-        parts.append(_bulk(len(keys)))
-        parts.extend(map(_bulk_str, keys))  # key names are always text
-        parts.extend(map(_bulk, args))
-    return b"".join(parts), len(calls)
+def evalsha_head(sha: str, keys: int, args: int) -> bytes:
+    """``EVALSHA sha numkeys`` of a call with that many keys and arguments, which then
+    follow as bulk strings: a caller that knows its call's shape packs this once."""
+    return b"*%d\r\n%b%b%b" % (3 + keys + args, _EVALSHA, bulk(sha), bulk(keys))
+
+
+def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[str | bytes | int | float]) -> bytes:
+    """``EVALSHA sha numkeys keys... args...`` in RESP."""
+    parts = [evalsha_head(sha, len(keys), len(args))]
+    parts.extend(map(_bulk_str, keys))  # key names are always text
+    parts.extend(map(bulk, args))
+    return b"".join(parts)
 
 
 def pack_commands(commands: Sequence[Sequence[str | bytes | int | float]]) -> Packed:
@@ -64,7 +64,7 @@ def pack_commands(commands: Sequence[Sequence[str | bytes | int | float]]) -> Pa
     parts: list[bytes] = []
     for command in commands:
         parts.append(b"*%d\r\n" % len(command))
-        parts.extend(_bulk(a) for a in command)
+        parts.extend(map(bulk, command))
     return b"".join(parts), len(commands)
 
 

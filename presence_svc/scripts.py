@@ -30,7 +30,7 @@ from redis.exceptions import NoScriptError
 
 from presence_svc import metrics
 from presence_svc.redis_client import RedisClient
-from presence_svc.resp import pack_evalsha, run_pipeline
+from presence_svc.resp import Packed, pack_evalsha, run_pipeline
 
 __all__ = ["Call", "LuaScript", "ScriptArg", "Scripts", "lua_source"]
 
@@ -67,7 +67,7 @@ class LuaScript:
         return cls(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 
-_Pending: TypeAlias = "tuple[LuaScript, Sequence[str], Sequence[ScriptArg], asyncio.Future[Any]]"
+_Pending: TypeAlias = "tuple[LuaScript, bytes, asyncio.Future[Any]]"
 
 
 class Scripts:
@@ -106,16 +106,27 @@ class Scripts:
         found = await self.redis.script_exists(*(s.sha for s in self.all))
         return all(found)
 
+    @property
+    def pipelines(self) -> bool:
+        """True on a single Redis, where calls are coalesced and may be handed over already
+        packed (``run_packed``); a cluster routes each call by its keys instead."""
+        return self._coalesce
+
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         """One script call; joins the other calls of this loop turn in one pipeline."""
         if not self._coalesce:
             async with asyncio.timeout(self._deadline_s):
                 return await self._run_alone(script, keys, args)
+        return await self.run_packed(script, pack_evalsha(script.sha, keys, args))
+
+    async def run_packed(self, script: LuaScript, packed: bytes) -> Any:
+        """``run`` for a call already packed in RESP (``resp.pack_evalsha``), so a hot path
+        can precompute most of its bytes. Only where ``pipelines`` is true."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((script, keys, args, future))
+        self._pending.append((script, packed, future))
         return await future
 
     def _flush(self) -> None:
@@ -125,9 +136,9 @@ class Scripts:
         task.add_done_callback(self._flushing.discard)
 
     async def _send(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
         try:
-            results = await self.run_many([(s, k, a) for s, k, a, _ in batch])
+            async with asyncio.timeout(self._deadline_s):  # one timer per batch
+                results = await self._run_packed([(s, packed) for s, packed, _ in batch])
         except BaseException as exc:
             for *_, future in batch:
                 if not future.done():
@@ -135,9 +146,7 @@ class Scripts:
             if not isinstance(exc, Exception):
                 raise
             return
-        elapsed = time.perf_counter() - started
-        for (script, _, _, future), result in zip(batch, results, strict=True):
-            metrics.observe_script(script.name, elapsed)  # how long this call waited
+        for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # the caller went away (cancelled)
             if isinstance(result, Exception):
@@ -178,20 +187,26 @@ class Scripts:
                     return_exceptions=True,
                 )
             )
-        started = time.perf_counter()
-        try:
-            results = await self._pipeline(calls)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:
-                for script in {calls[i][0] for i in missing}:
-                    await self.redis.script_load(script.source)
-                retried = await self._pipeline([calls[i] for i in missing])
-                for i, result in zip(missing, retried, strict=True):
-                    results[i] = result
-            return results
-        finally:
-            metrics.observe_script("pipeline", time.perf_counter() - started)
+        return await self._run_packed([(s, pack_evalsha(s.sha, k, a)) for s, k, a in calls])
 
-    async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+    async def _run_packed(self, calls: Sequence[tuple[LuaScript, bytes]]) -> list[Any]:
+        """One pipeline of packed calls; the scripts Redis did not know are loaded and their
+        calls sent once more. Observed once per script per pipeline, not per call."""
         assert isinstance(self.redis, Redis)  # a cluster never pipelines scripts
-        return await run_pipeline(self.redis, pack_evalsha([(s.sha, k, a) for s, k, a in calls]))
+        started = time.perf_counter()
+        results = await run_pipeline(self.redis, _joined(calls))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {calls[i][0] for i in missing}:
+                await self.redis.script_load(script.source)
+            retried = await run_pipeline(self.redis, _joined([calls[i] for i in missing]))
+            for i, result in zip(missing, retried, strict=True):
+                results[i] = result
+        elapsed = time.perf_counter() - started
+        for name in {script.name for script, _ in calls}:
+            metrics.observe_script(name, elapsed)
+        return results
+
+
+def _joined(calls: Sequence[tuple[LuaScript, bytes]]) -> Packed:
+    return b"".join([packed for _, packed in calls]), len(calls)

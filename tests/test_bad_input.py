@@ -143,6 +143,16 @@ async def test_wrong_method_is_a_problem_405(client: AppClient, auth: Auth) -> N
     assert body["title"] == "Method Not Allowed"
 
 
+async def test_wrong_method_on_a_path_with_parameters_is_a_problem_405(
+    client: AppClient, auth: Auth
+) -> None:
+    response = await client.delete("/v1/artifacts/doc-1/online", headers=auth("alice"))
+    await _assert_problem(response, 405)
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    # an OPTIONS that is not a CORS preflight is a method like any other
+    await _assert_problem(await client.options("/v1/heartbeat"), 405)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from presence_svc.errors import Conflict
 from presence_svc.presence import Counts, PresenceStore, pack_session_id
+from presence_svc.resp import pack_evalsha
 from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
 
@@ -98,3 +99,17 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
     assert [row.user_id for row in page.rows] == ["bob"]
     # two keys per artifact (sessions, info) and the partition's sweep index
     assert len(sync_redis.keys("ps:*")) == 3
+
+
+@pytest.mark.parametrize(
+    ("version", "state"), [("v1", b'{"page":3}'), (None, None), ("v\u00e9", b'{"n":"\xc3\xa9"}')]
+)
+def test_the_precomputed_heartbeat_is_the_call_packed_in_full(
+    store: PresenceStore, version: str | None, state: bytes | None
+) -> None:
+    """The hot path packs a per-artifact head once and appends the session's arguments:
+    byte for byte the call ``heartbeat_call`` describes, for a new and a cached head."""
+    for artifact in ("doc-1", "doc-1", "d\u00f6c:2"):
+        script, keys, args = store.heartbeat_call(artifact, "tab-1", "alice", version, state)
+        expected = pack_evalsha(script.sha, keys, args)
+        assert store.packed_heartbeat(artifact, "tab-1", "alice", version, state) == expected
