@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import web
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence_svc.auth import TokenCodec
@@ -15,6 +16,7 @@ from presence_svc.db import Database, open_database
 from presence_svc.events import PresenceHub
 from presence_svc.presence import PresenceStore
 from presence_svc.redis_client import RedisClient, connect
+from presence_svc.redis_pipe import RedisPipe
 from presence_svc.scripts import Scripts
 from presence_svc.settings import Settings
 from presence_svc.views import ViewStore
@@ -51,7 +53,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = connect(settings)
     # One try and one retry, each bounded by the Redis timeout: a 503 within 2 s.
-    scripts = Scripts(client, deadline_s=2 * settings.redis_timeout_s)
+    deadline_s = 2 * settings.redis_timeout_s
+    pipe = RedisPipe.for_client(client, deadline_s) if isinstance(client, Redis) else None
+    scripts = Scripts(client, deadline_s=deadline_s, pipe=pipe)
     try:
         await scripts.load()
     except RedisError as exc:
@@ -61,6 +65,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRESENCE] = PresenceStore(scripts, settings)
     app[VIEWS] = ViewStore(scripts, settings)
     yield
+    if pipe is not None:
+        await pipe.aclose()
     await client.aclose()
 
 

@@ -20,7 +20,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Packed", "bulk", "evalsha_head", "pack_commands", "pack_evalsha", "run_pipeline"]
+__all__ = [
+    "Packed",
+    "bulk",
+    "evalsha_head",
+    "pack_command",
+    "pack_commands",
+    "pack_evalsha",
+    "run_pipeline",
+]
 
 Packed: TypeAlias = "tuple[bytes, int]"
 """RESP bytes of some commands, and how many commands they are."""
@@ -58,14 +66,15 @@ def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[str | bytes | int
     return b"".join(parts)
 
 
+def pack_command(command: Sequence[str | bytes | int | float]) -> bytes:
+    """One command, ``(name, *args)``, in RESP."""
+    return b"*%d\r\n%b" % (len(command), b"".join(map(bulk, command)))
+
+
 def pack_commands(commands: Sequence[Sequence[str | bytes | int | float]]) -> Packed:
     """Any commands, each ``(name, *args)``; their answers come back as Redis sent them,
     without redis-py's per-command reply parsing."""
-    parts: list[bytes] = []
-    for command in commands:
-        parts.append(b"*%d\r\n" % len(command))
-        parts.extend(map(bulk, command))
-    return b"".join(parts), len(commands)
+    return b"".join(map(pack_command, commands)), len(commands)
 
 
 async def run_pipeline(redis: Redis, packed: Packed) -> list[Any]:

@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError
 
 from presence_svc import metrics
 from presence_svc.redis_client import RedisClient
+from presence_svc.redis_pipe import RedisPipe
 from presence_svc.resp import Packed, pack_evalsha, run_pipeline
 
 __all__ = ["Call", "LuaScript", "ScriptArg", "Scripts", "lua_source"]
@@ -73,13 +74,22 @@ _Pending: TypeAlias = "tuple[LuaScript, bytes, asyncio.Future[Any]]"
 class Scripts:
     """Every script of the service, bound to one Redis client."""
 
-    def __init__(self, redis: RedisClient, deadline_s: float | None = None) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        deadline_s: float | None = None,
+        pipe: RedisPipe | None = None,
+    ) -> None:
         """``deadline_s`` bounds every script call, retries and reconnects included: a Redis
         that is stopped (not dead) accepts connections and never answers, and redis-py's
-        own retry of the connect handshake would otherwise add a third timeout."""
+        own retry of the connect handshake would otherwise add a third timeout.
+
+        ``pipe`` (a single Redis only, owned by the caller) carries the coalesced calls on
+        one pipelined connection; without it each batch borrows a pooled connection."""
         self.redis = redis
         self._deadline_s = deadline_s
         self._coalesce = not isinstance(redis, RedisCluster)
+        self._pipe = pipe if self._coalesce else None
         self._pending: list[_Pending] = []
         self._flushing: set[asyncio.Task[None]] = set()
         self.heartbeat = LuaScript.named("heartbeat")
@@ -122,18 +132,38 @@ class Scripts:
     async def run_packed(self, script: LuaScript, packed: bytes) -> Any:
         """``run`` for a call already packed in RESP (``resp.pack_evalsha``), so a hot path
         can precompute most of its bytes. Only where ``pipelines`` is true."""
+        try:
+            return await self._coalesced(script, packed)
+        except NoScriptError:  # Redis restarted or flushed its scripts: load, once more
+            await self.redis.script_load(script.source)
+            return await self._coalesced(script, packed)
+
+    def _coalesced(self, script: LuaScript, packed: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append((script, packed, future))
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._flushing.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._flushing.discard)
+        if self._pipe is None:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._flushing.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._flushing.discard)
+            return
+        self._pipe.send([(packed, future) for _, packed, future in batch])
+        # Answers come in order: the batch is back when its last call is. Observed once.
+        started = time.perf_counter()
+        names = {script.name for script, _, _ in batch}
+
+        def observe(_: asyncio.Future[Any]) -> None:
+            elapsed = time.perf_counter() - started
+            for name in names:
+                metrics.observe_script(name, elapsed)
+
+        batch[-1][2].add_done_callback(observe)
 
     async def _send(self, batch: list[_Pending]) -> None:
         try:
