@@ -211,3 +211,29 @@ async def test_artifact_ids_with_colons_do_not_collide(client: AppClient, auth: 
     one = await (await client.get("/v1/artifacts/a:b/online", headers=auth("x"))).json()
     other = await (await client.get("/v1/artifacts/a/online", headers=auth("x"))).json()
     assert (one["online"], other["online"]) == (1, 1)
+
+
+async def test_a_body_that_arrives_after_its_headers_is_read_whole(
+    client: AppClient, auth: Auth
+) -> None:
+    """Small bodies come with their headers; one sent later, in pieces, counts the same."""
+    body = msgspec.json.encode({"artifactId": "doc-slow", "sessionId": "tab-slow-01"})
+    head = (
+        "POST /v1/heartbeat HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Authorization: {auth('alice')['Authorization']}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    url = client.make_url("/")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(head)
+    await writer.drain()
+    for piece in (body[:10], body[10:]):
+        await asyncio.sleep(0.05)
+        writer.write(piece)
+        await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    status, _, payload = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200"), answer
+    assert msgspec.json.decode(payload)["sessions"] == 1
