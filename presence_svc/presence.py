@@ -88,6 +88,7 @@ class PresenceStore:
         self._retention = settings.retention_ms
         self._grace = int(settings.leave_grace_s * 1000)
         self._heartbeat_heads: dict[str, bytes] = {}
+        self._heartbeat_tail = bulk(self._timeout) + bulk(self._retention)
 
     def _artifact_keys(self, artifact_id: str) -> list[str]:
         return _script_keys(self.keys.artifact(artifact_id))
@@ -141,8 +142,25 @@ class PresenceStore:
             if len(self._heartbeat_heads) >= Keyspace.CACHED_ARTIFACTS:
                 self._heartbeat_heads.clear()
             self._heartbeat_heads[artifact_id] = head
-        session_args = self._heartbeat_args(session_id, user_id, version_id, state_blob)
-        return head + b"".join(map(bulk, session_args))
+        # The session's arguments as ``_heartbeat_args`` has them, in one formatting pass
+        # (a test holds the two to the same bytes).
+        sid = pack_session_id(session_id)
+        sid_bytes = sid if isinstance(sid, bytes) else sid.encode()
+        user = user_id.encode()
+        version = version_id.encode() if version_id else b""
+        state = state_blob or b""
+        return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+            head,
+            len(sid_bytes),
+            sid_bytes,
+            len(user),
+            user,
+            len(version),
+            version,
+            len(state),
+            state,
+            self._heartbeat_tail,
+        )
 
     async def heartbeat(
         self,
