@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
+
 from presence_svc.db.base import LedgerQuery, LedgerRow, Profile
 
 __all__ = ["MIGRATIONS", "SqliteDatabase"]
@@ -44,6 +46,18 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _VIEW_COLUMNS = "view_id, artifact_id, version_id, user_id, session_id, viewed_at"
+_INSERT_VIEW = (
+    f"INSERT INTO views ({_VIEW_COLUMNS}) VALUES (?, ?, ?, ?, NULLIF(?, ''), ?) "
+    "ON CONFLICT (view_id) DO NOTHING"
+)
+_INSERT_VIEWS_JSON = (
+    f"INSERT INTO views ({_VIEW_COLUMNS}) "
+    "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, NULLIF(value ->> 4, ''), "
+    "value ->> 5 FROM json_each(?) WHERE true ON CONFLICT (view_id) DO NOTHING"
+)
+"""Rows given as one JSON array of ``LedgerRow`` arrays (``WHERE true`` tells SQLite's
+parser that ``ON CONFLICT`` is the upsert clause, not a join constraint)."""
+_ROWS_JSON = msgspec.json.Encoder()
 
 
 class SqliteDatabase:
@@ -87,19 +101,22 @@ class SqliteDatabase:
 
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
         # In view id order (ids start with their time): the primary key grows in place.
-        params = sorted(rows)
+        ordered = sorted(rows)
+        # The batch as one JSON text in one statement (atomic by itself): sqlite3 lets go of
+        # the GIL for all of it, where executemany takes the GIL back for every row and
+        # waits for it whenever the event loop is busy (reading the next batch). SQLite's
+        # JSON strings end at a NUL, so rows holding one are bound one by one instead.
+        batch = _ROWS_JSON.encode(ordered).decode()
+        if "\\u0000" in batch:
 
-        def insert(conn: sqlite3.Connection) -> int:
-            with _transaction(conn):
-                before = conn.total_changes
-                conn.executemany(
-                    f"INSERT INTO views ({_VIEW_COLUMNS}) VALUES (?, ?, ?, ?, NULLIF(?, ''), ?) "
-                    "ON CONFLICT (view_id) DO NOTHING",
-                    params,
-                )
-                return conn.total_changes - before
+            def insert(conn: sqlite3.Connection) -> int:
+                with _transaction(conn):
+                    before = conn.total_changes
+                    conn.executemany(_INSERT_VIEW, ordered)
+                    return conn.total_changes - before
 
-        return await self._run(insert)
+            return await self._run(insert)
+        return await self._run(lambda c: c.execute(_INSERT_VIEWS_JSON, (batch,)).rowcount)
 
     async def query_views(self, query: LedgerQuery, limit: int) -> list[LedgerRow]:
         sql, params = _select_views(query, limit)
