@@ -285,6 +285,32 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
         await running
 
 
+async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledged(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """Batches overlap (one commits while the next is read and the last acknowledged): at
+    a clean stop every view is in the ledger once and nothing is left pending."""
+    scripts, database = parts
+    store = ViewStore(scripts, settings)
+    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    await drain.join()
+    views = drain.read_count * 3 + 7  # one stream: four batches, the last a short one
+    calls = [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
+    await scripts.run_many(calls)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    deadline = time.monotonic() + 20
+    while len(await database.query_views(LedgerQuery(), views + 1)) < views:
+        assert time.monotonic() < deadline, "the backlog was not drained"
+        await asyncio.sleep(0.02)
+    stopping.set()
+    await running
+    rows = await database.query_views(LedgerQuery(), views + 1)
+    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+    stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
+    assert sync_redis.xpending(stream, GROUP)["pending"] == 0
+
+
 async def test_trim_never_drops_entries_still_pending(
     parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
 ) -> None:
