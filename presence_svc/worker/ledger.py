@@ -303,26 +303,24 @@ class LedgerDrain:
         except Exception as exc:
             log.warning("ledger unreachable; not reclaiming", extra={"error": repr(exc)})
         else:
-            for stream in self.streams:
-                await self.reclaim(stream)
+            await self.reclaim(*self.streams)
         await self.trim_and_measure()
 
-    async def reclaim(self, stream: str) -> None:
+    async def reclaim(self, *streams: str) -> None:
         """Take over entries left pending (by a dead worker, or a failed batch) for longer
-        than the reclaim idle time, and write them."""
-        cursor = self._claim_cursors.get(stream, "0-0")
-        reply = await self.redis.execute_command(
-            "XAUTOCLAIM",
-            stream,
-            GROUP,
-            self.consumer,
-            self.reclaim_idle_ms,
-            cursor,
-            "COUNT",
-            100,
-        )
-        self._claim_cursors[stream] = reply[0]
-        entries = reply[1]
+        than the reclaim idle time, and write them. One round trip asks every stream."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in streams:
+            cursor = self._claim_cursors.get(stream, "0-0")
+            idle_ms = self.reclaim_idle_ms
+            claim = ("XAUTOCLAIM", stream, GROUP, self.consumer, idle_ms, cursor, "COUNT", 100)
+            pipe.execute_command(*claim)
+        for stream, reply in zip(streams, await pipe.execute(), strict=True):
+            self._claim_cursors[stream] = reply[0]
+            await self._reclaimed(stream, reply[1])
+
+    async def _reclaimed(self, stream: str, entries: list[Any]) -> None:
+        """Write what XAUTOCLAIM handed over; park what was delivered too often."""
         if not entries:
             return
         live: list[Entry] = [(i, _flat(f)) for i, f in entries if i is not None]
