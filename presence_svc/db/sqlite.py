@@ -85,6 +85,9 @@ class SqliteDatabase:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Room for the indexes' pages a batch touches (the default is 2 MiB): the drain's
+        # inserts ran 7-10 % faster with it, at 50 000 and at 500 000 rows alike.
+        conn.execute("PRAGMA cache_size=-32768")
         _migrate(conn)
         self._conn = conn
 
