@@ -117,15 +117,17 @@ class LedgerDrain:
     # Running.
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Drain until ``stopping``; the batch in hand (and one prefetched) is finished.
+        """Drain until ``stopping``; the batches in hand (and one prefetched) are finished.
 
-        Three stages overlap: while batch N commits, batch N + 1 is read and decoded and
-        batch N - 1 acknowledged, so the ledger's thread waits for Redis as little as it can.
+        Stages overlap so that the ledger's thread never waits for Redis or the event loop
+        while there is a backlog: as batch N commits, batch N + 1 is already queued for the
+        thread behind it (sorted and encoded), batch N + 2 is read and decoded, and batch
+        N - 1 is acknowledged. Each batch is acknowledged only after its own commit.
         """
         idle_s = 0.01
         next_maintenance = 0.0
         prefetch: asyncio.Task[_Decoded] | None = None
-        acking: asyncio.Task[None] | None = None
+        writing: asyncio.Task[None] | None = None
         while not stopping.is_set():
             try:
                 if not self._joined:
@@ -136,13 +138,13 @@ class LedgerDrain:
                 # Taken before awaiting: a prefetch that failed must not be awaited again.
                 pending, prefetch = prefetch, None
                 batch = await (pending or self._read_decoded())
+                previous, writing = writing, None
                 if batch.read:
                     prefetch = asyncio.create_task(self._read_decoded())
-                    await self._commit(batch.rows)
-                    # Acknowledged while the next batch commits (never before this commit).
-                    previous, acking = acking, asyncio.create_task(self._ack(batch.done))
-                    if previous is not None:
-                        await previous
+                    # At most two writes in hand: this one queued behind the one before.
+                    writing = asyncio.create_task(self._write_decoded(batch))
+                if previous is not None:
+                    await previous  # with nothing new, the last write: its failure is logged
             except (RedisError, OSError) as exc:
                 log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
                 batch, idle_s = _Decoded(), 1.0
@@ -156,21 +158,20 @@ class LedgerDrain:
                 await asyncio.wait_for(stopping.wait(), idle_s)
             except TimeoutError:
                 idle_s = min(idle_s * 2, 0.1)
-        await self._finish(prefetch, acking)
+        await self._finish(writing, prefetch)
         await self.leave()
 
     async def _finish(
-        self, prefetch: asyncio.Task[_Decoded] | None, acking: asyncio.Task[None] | None
+        self, writing: asyncio.Task[None] | None, prefetch: asyncio.Task[_Decoded] | None
     ) -> None:
-        """On the way out: write what was prefetched, and let the last acks land."""
+        """On the way out: finish the write in hand, then write what was prefetched. A
+        batch that fails here stays pending and is reclaimed."""
+        if writing is not None:
+            with contextlib.suppress(Exception):
+                await writing
         if prefetch is not None:
             with contextlib.suppress(Exception):
-                batch = await prefetch
-                await self._commit(batch.rows)
-                await self._ack(batch.done)
-        if acking is not None:
-            with contextlib.suppress(Exception):
-                await acking  # if it failed, the entries stay pending and are reclaimed
+                await self._write_decoded(await prefetch)
 
     async def join(self) -> None:
         """Create the consumer group on every stream (from its start) if it is missing."""
@@ -233,9 +234,11 @@ class LedgerDrain:
 
     async def write(self, batch: dict[str, list[Entry]]) -> None:
         """One ledger transaction for the whole batch, then XACK (never before commit)."""
-        decoded = await self._decode(batch)
-        await self._commit(decoded.rows)
-        await self._ack(decoded.done)
+        await self._write_decoded(await self._decode(batch))
+
+    async def _write_decoded(self, batch: _Decoded) -> None:
+        await self._commit(batch.rows)
+        await self._ack(batch.done)
 
     async def _read_decoded(self) -> _Decoded:
         return await self._decode(await self.read())
