@@ -7,6 +7,7 @@ statement; the event loop only awaits. WAL lets the API read while a worker writ
 from __future__ import annotations
 
 import asyncio
+import operator
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -58,6 +59,7 @@ _INSERT_VIEWS_JSON = (
 """Rows given as one JSON array of ``LedgerRow`` arrays (``WHERE true`` tells SQLite's
 parser that ``ON CONFLICT`` is the upsert clause, not a join constraint)."""
 _ROWS_JSON = msgspec.json.Encoder()
+_VIEW_ID = operator.itemgetter(0)
 
 
 class SqliteDatabase:
@@ -104,7 +106,8 @@ class SqliteDatabase:
 
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
         # In view id order (ids start with their time): the primary key grows in place.
-        ordered = sorted(rows)
+        # Keyed on the id: comparing str keys is several times cheaper than comparing rows.
+        ordered = sorted(rows, key=_VIEW_ID)
         # The batch as one JSON text in one statement (atomic by itself): sqlite3 lets go of
         # the GIL for all of it, where executemany takes the GIL back for every row and
         # waits for it whenever the event loop is busy (reading the next batch). SQLite's
