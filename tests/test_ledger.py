@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -283,6 +283,72 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
     finally:
         stopping.set()
         await running
+
+
+async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledged(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """Batches overlap (one commits while the next is read and the last acknowledged): at
+    a clean stop every view is in the ledger once and nothing is left pending."""
+    scripts, database = parts
+    store = ViewStore(scripts, settings)
+    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    await drain.join()
+    views = drain.read_count * 3 + 7  # one stream: four batches, the last a short one
+    calls = [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
+    await scripts.run_many(calls)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    deadline = time.monotonic() + 20
+    while len(await database.query_views(LedgerQuery(), views + 1)) < views:
+        assert time.monotonic() < deadline, "the backlog was not drained"
+        await asyncio.sleep(0.02)
+    stopping.set()
+    await running
+    rows = await database.query_views(LedgerQuery(), views + 1)
+    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+    stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
+    assert sync_redis.xpending(stream, GROUP)["pending"] == 0
+
+
+async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_written(
+    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """Writes are queued one behind the other; when one fails, its entries stay pending
+    (no XACK) and the drain carries on; the reclaim writes them later, once."""
+    scripts, database = parts
+    settings = settings.replace(ledger_reclaim_idle_s=0.3)
+    store = ViewStore(scripts, settings)
+    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    await drain.join()
+    real_insert, calls = database.insert_views, 0
+
+    async def insert_failing_once(rows: Sequence[LedgerRow]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_insert(rows)
+
+    database.insert_views = insert_failing_once  # type: ignore[method-assign]
+    views = drain.read_count * 2 + 3  # one stream: three batches, the first one fails
+    await scripts.run_many([store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)])
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
+    try:
+        deadline = time.monotonic() + 20
+        while len(await database.query_views(LedgerQuery(), views + 1)) < views or int(
+            sync_redis.xpending(stream, GROUP)["pending"]
+        ):
+            assert time.monotonic() < deadline, "the failed batch was never written"
+            await asyncio.sleep(0.05)
+    finally:
+        stopping.set()
+        await running
+    rows = await database.query_views(LedgerQuery(), views + 1)
+    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+    assert calls >= 4  # three batches and at least one reclaim
 
 
 async def test_trim_never_drops_entries_still_pending(

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -58,6 +59,15 @@ def encode_entry(row: LedgerRow) -> dict[bytes, bytes]:
     """The stream entry record_view.lua writes for ``row`` (for tools and tests)."""
     packed = [*row[:4], row.session_id or "", row.viewed_at_ms]
     return {ENTRY_FIELD: msgpack.packb(packed)}
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """A batch read from the streams: its rows, and the entry ids they came from."""
+
+    read: int = 0
+    rows: list[LedgerRow] = field(default_factory=list)
+    done: dict[str, list[bytes]] = field(default_factory=dict)
 
 
 def _streams_of(reply: dict[bytes, Any] | list[Any] | None) -> Iterable[Any]:
@@ -107,10 +117,17 @@ class LedgerDrain:
     # Running.
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Drain until ``stopping``; the batch in hand (and one prefetched) is finished."""
+        """Drain until ``stopping``; the batches in hand (and one prefetched) are finished.
+
+        Stages overlap so that the ledger's thread never waits for Redis or the event loop
+        while there is a backlog: as batch N commits, batch N + 1 is already queued for the
+        thread behind it (sorted and encoded), batch N + 2 is read and decoded, and batch
+        N - 1 is acknowledged. Each batch is acknowledged only after its own commit.
+        """
         idle_s = 0.01
         next_maintenance = 0.0
-        prefetch: asyncio.Task[dict[str, list[Entry]]] | None = None
+        prefetch: asyncio.Task[_Decoded] | None = None
+        writing: asyncio.Task[None] | None = None
         while not stopping.is_set():
             try:
                 if not self._joined:
@@ -120,28 +137,41 @@ class LedgerDrain:
                     next_maintenance = time.monotonic() + self.maintenance_s
                 # Taken before awaiting: a prefetch that failed must not be awaited again.
                 pending, prefetch = prefetch, None
-                batch = await (pending or self.read())
-                if batch:
-                    # Fetch the next batch from Redis while this one commits.
-                    prefetch = asyncio.create_task(self.read())
-                    await self.write(batch)
+                batch = await (pending or self._read_decoded())
+                previous, writing = writing, None
+                if batch.read:
+                    prefetch = asyncio.create_task(self._read_decoded())
+                    # At most two writes in hand: this one queued behind the one before.
+                    writing = asyncio.create_task(self._write_decoded(batch))
+                if previous is not None:
+                    await previous  # with nothing new, the last write: its failure is logged
             except (RedisError, OSError) as exc:
                 log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
-                batch, idle_s = {}, 1.0
+                batch, idle_s = _Decoded(), 1.0
             except Exception:
                 log.exception("ledger drain: batch failed; it stays pending and is retried")
-                batch, idle_s = {}, 1.0
-            if batch:
+                batch, idle_s = _Decoded(), 1.0
+            if batch.read:
                 idle_s = 0.01
                 continue
             try:
                 await asyncio.wait_for(stopping.wait(), idle_s)
             except TimeoutError:
                 idle_s = min(idle_s * 2, 0.1)
+        await self._finish(writing, prefetch)
+        await self.leave()
+
+    async def _finish(
+        self, writing: asyncio.Task[None] | None, prefetch: asyncio.Task[_Decoded] | None
+    ) -> None:
+        """On the way out: finish the write in hand, then write what was prefetched. A
+        batch that fails here stays pending and is reclaimed."""
+        if writing is not None:
+            with contextlib.suppress(Exception):
+                await writing
         if prefetch is not None:
             with contextlib.suppress(Exception):
-                await self.write(await prefetch)
-        await self.leave()
+                await self._write_decoded(await prefetch)
 
     async def join(self) -> None:
         """Create the consumer group on every stream (from its start) if it is missing."""
@@ -204,25 +234,41 @@ class LedgerDrain:
 
     async def write(self, batch: dict[str, list[Entry]]) -> None:
         """One ledger transaction for the whole batch, then XACK (never before commit)."""
-        rows: list[LedgerRow] = []
-        done: dict[str, list[bytes]] = {}
+        await self._write_decoded(await self._decode(batch))
+
+    async def _write_decoded(self, batch: _Decoded) -> None:
+        await self._commit(batch.rows)
+        await self._ack(batch.done)
+
+    async def _read_decoded(self) -> _Decoded:
+        return await self._decode(await self.read())
+
+    async def _decode(self, batch: dict[str, list[Entry]]) -> _Decoded:
+        """The batch's rows, and the ids to acknowledge once they commit; an entry that is
+        not a view is parked in the dead letters (and acknowledged) here."""
+        decoded = _Decoded(read=sum(map(len, batch.values())))
         for stream, entries in batch.items():
+            done = decoded.done.setdefault(stream, [])
             for entry_id, fields in entries:
                 try:
-                    rows.append(parse_entry(fields))
+                    decoded.rows.append(parse_entry(fields))
                 except ValueError as exc:
                     await self._dead_letter(stream, entry_id, fields, str(exc))
                     continue
-                done.setdefault(stream, []).append(entry_id)
-        if rows:
-            inserted = await self.database.insert_views(rows)
-            metrics.LEDGER_ROWS.labels("inserted").inc(inserted)
-            metrics.LEDGER_ROWS.labels("duplicate").inc(len(rows) - inserted)
-            oldest = min(row.viewed_at_ms for row in rows)
-            metrics.LEDGER_WRITE_LAG_SECONDS.observe(max(0.0, time.time() - oldest / 1000))
-        await self._ack(done)
+                done.append(entry_id)
+        return decoded
+
+    async def _commit(self, rows: list[LedgerRow]) -> None:
+        if not rows:
+            return
+        inserted = await self.database.insert_views(rows)
+        metrics.LEDGER_ROWS.labels("inserted").inc(inserted)
+        metrics.LEDGER_ROWS.labels("duplicate").inc(len(rows) - inserted)
+        oldest = min(row.viewed_at_ms for row in rows)
+        metrics.LEDGER_WRITE_LAG_SECONDS.observe(max(0.0, time.time() - oldest / 1000))
 
     async def _ack(self, done: dict[str, list[bytes]]) -> None:
+        done = {stream: ids for stream, ids in done.items() if ids}
         if not done:
             return
         if self._lean is not None:
@@ -260,26 +306,24 @@ class LedgerDrain:
         except Exception as exc:
             log.warning("ledger unreachable; not reclaiming", extra={"error": repr(exc)})
         else:
-            for stream in self.streams:
-                await self.reclaim(stream)
+            await self.reclaim(*self.streams)
         await self.trim_and_measure()
 
-    async def reclaim(self, stream: str) -> None:
+    async def reclaim(self, *streams: str) -> None:
         """Take over entries left pending (by a dead worker, or a failed batch) for longer
-        than the reclaim idle time, and write them."""
-        cursor = self._claim_cursors.get(stream, "0-0")
-        reply = await self.redis.execute_command(
-            "XAUTOCLAIM",
-            stream,
-            GROUP,
-            self.consumer,
-            self.reclaim_idle_ms,
-            cursor,
-            "COUNT",
-            100,
-        )
-        self._claim_cursors[stream] = reply[0]
-        entries = reply[1]
+        than the reclaim idle time, and write them. One round trip asks every stream."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in streams:
+            cursor = self._claim_cursors.get(stream, "0-0")
+            idle_ms = self.reclaim_idle_ms
+            claim = ("XAUTOCLAIM", stream, GROUP, self.consumer, idle_ms, cursor, "COUNT", 100)
+            pipe.execute_command(*claim)
+        for stream, reply in zip(streams, await pipe.execute(), strict=True):
+            self._claim_cursors[stream] = reply[0]
+            await self._reclaimed(stream, reply[1])
+
+    async def _reclaimed(self, stream: str, entries: list[Any]) -> None:
+        """Write what XAUTOCLAIM handed over; park what was delivered too often."""
         if not entries:
             return
         live: list[Entry] = [(i, _flat(f)) for i, f in entries if i is not None]
