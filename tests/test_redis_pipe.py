@@ -20,8 +20,11 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from presence_svc.embedded import EmbeddedRedis, redis_server_binary
+from presence_svc.presence import Counts, PresenceStore
 from presence_svc.redis_pipe import RedisPipe
 from presence_svc.resp import pack_command
+from presence_svc.scripts import Scripts
+from presence_svc.settings import Settings
 
 
 async def _send(pipe: RedisPipe, *commands: tuple[str | bytes | int, ...]) -> list[Any]:
@@ -192,5 +195,29 @@ async def test_a_call_whose_connection_is_killed_is_sent_once_more(redis_url: st
         assert await call == [[b"queue", b"job"]]
     finally:
         direct.close()
+        await pipe.aclose()
+        await client.aclose()
+
+
+async def test_a_burst_of_script_calls_in_several_eager_batches_is_answered_in_order(
+    redis_url: str,
+) -> None:
+    """More calls in one loop turn than one eager batch holds: every caller still gets
+    the answer to its own call (here, how many sessions were online after it)."""
+    client, pipe = _pipe(redis_url)
+    settings = Settings(redis_url=redis_url, online_timeout_s=60.0)
+    store = PresenceStore(Scripts(client, 2.0, pipe=pipe), settings)
+    try:
+        await store.scripts.load()
+        counts = await asyncio.gather(
+            *(
+                store.heartbeat("doc-burst", f"tab-{n:04d}", f"user-{n}", None, None)
+                for n in range(50)
+            )
+        )
+        assert sorted(c.sessions for c in counts) == list(range(1, 51))
+        assert [c.online for c in counts] == [c.sessions for c in counts]  # in call order
+        assert counts[-1] == Counts(50, 50)
+    finally:
         await pipe.aclose()
         await client.aclose()

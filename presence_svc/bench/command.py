@@ -26,7 +26,13 @@ from presence_svc.bench.runner import (
     python_argv,
     started_process,
 )
-from presence_svc.bench.scenarios import SCENARIOS, Population, build_scenario, seed_requests
+from presence_svc.bench.scenarios import (
+    SCENARIOS,
+    Population,
+    Tokens,
+    build_scenario,
+    seed_requests,
+)
 from presence_svc.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
@@ -153,7 +159,8 @@ def run_bench(config: BenchConfig) -> int:
                     progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
                 )
             )
-        seed = seed_requests(codec, config.population)
+        tokens = Tokens(codec)
+        seed = seed_requests(tokens, config.population)
         seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
         measure(target.host, target.port, seed, seeding)
 
@@ -177,7 +184,7 @@ def run_bench(config: BenchConfig) -> int:
             ceiling = measure("127.0.0.1", ceiling_port, seed, config.options).rps
 
         for name in config.scenarios:
-            scenario = build_scenario(name, codec, config.population)
+            scenario = build_scenario(name, tokens, config.population)
             status, body = probe(target.host, target.port, scenario.requests[0])
             if status != scenario.expect_status:
                 raise RuntimeError(f"{name}: the service answered {status}: {body[:300]!r}")
