@@ -1,7 +1,8 @@
-"""Every expected failure as one problem+json answer (RFC 9457), from one middleware.
+"""Every expected failure as one problem+json answer (RFC 9457), from one place.
 
 Handlers raise a ``Problem``; they never build an error response themselves:
-``problem_for`` (called by the app's one middleware) turns whatever they raised into one.
+``problem_for`` (called by ``edge.endpoint``, which wraps every handler) turns whatever
+they raised into one.
 """
 
 from __future__ import annotations
