@@ -98,6 +98,7 @@ class Scripts:
         self._pipe = pipe if self._coalesce else None
         self._pending: list[_Pending] = []
         self._flushing: set[asyncio.Task[None]] = set()
+        self._loading: dict[str, asyncio.Future[Any]] = {}
         self.heartbeat = LuaScript.named("heartbeat")
         self.leave = LuaScript.named("leave")
         self.sweep = LuaScript.named("sweep")
@@ -138,11 +139,26 @@ class Scripts:
     async def run_packed(self, script: LuaScript, packed: bytes) -> Any:
         """``run`` for a call already packed in RESP (``resp.pack_evalsha``), so a hot path
         can precompute most of its bytes. Only where ``pipelines`` is true."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             return await self._coalesced(script, packed)
         except NoScriptError:  # Redis restarted or flushed its scripts: load, once more
-            await self.redis.script_load(script.source)
+            pass
+        deadline = None if self._deadline_s is None else started + self._deadline_s
+        async with asyncio.timeout_at(deadline):  # both tries within one deadline
+            await self._load(script)
             return await self._coalesced(script, packed)
+
+    async def _load(self, script: LuaScript) -> None:
+        """Load ``script`` once for everyone who found it missing at the same time (after
+        a restart, every caller of the moment does), not once per caller."""
+        loading = self._loading.get(script.sha)
+        if loading is None:
+            loading = asyncio.ensure_future(self.redis.script_load(script.source))
+            self._loading[script.sha] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
+        await asyncio.shield(loading)  # a caller giving up does not stop the others' load
 
     def _coalesced(self, script: LuaScript, packed: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -164,17 +180,16 @@ class Scripts:
             self._flushing.add(task)  # keep a reference until it is done
             task.add_done_callback(self._flushing.discard)
             return
-        self._pipe.send([(packed, future) for _, packed, future in batch])
         # Answers come in order: the batch is back when its last call is. Observed once.
         started = time.perf_counter()
         names = {script.name for script, _, _ in batch}
 
-        def observe(_: asyncio.Future[Any]) -> None:
+        def observe() -> None:
             elapsed = time.perf_counter() - started
             for name in names:
                 metrics.observe_script(name, elapsed)
 
-        batch[-1][2].add_done_callback(observe)
+        self._pipe.send([(packed, future) for _, packed, future in batch], observe)
 
     async def _send(self, batch: list[_Pending]) -> None:
         try:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -218,6 +219,138 @@ async def test_a_burst_of_script_calls_in_several_eager_batches_is_answered_in_o
         assert sorted(c.sessions for c in counts) == list(range(1, 51))
         assert [c.online for c in counts] == [c.sessions for c in counts]  # in call order
         assert counts[-1] == Counts(50, 50)
+    finally:
+        await pipe.aclose()
+        await client.aclose()
+
+
+class FakeRedis:
+    """A TCP server speaking just enough RESP to misbehave on purpose: ``mode`` says what
+    it does with what it reads ("close", "silent", "answer" with "+OK", or "slow" answers
+    after 0.4 s), per connection in the order the connections come."""
+
+    def __init__(self, *modes: str) -> None:
+        self.modes = list(modes)
+        self.connections = 0
+        self.closed_by_peer = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.handlers: set[asyncio.Task[None]] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        mode = self.modes[min(self.connections, len(self.modes) - 1)]
+        self.connections += 1
+        parser = hiredis.Reader()
+        try:
+            while data := await reader.read(65536):
+                if mode == "close":
+                    break
+                parser.feed(data)
+                while parser.gets() is not False:
+                    if mode == "answer":
+                        writer.write(b"+OK\r\n")
+                    elif mode == "slow":
+                        loop = asyncio.get_running_loop()
+                        loop.call_later(0.4, writer.write, b"+OK\r\n")
+            else:
+                self.closed_by_peer.set()
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+
+
+def _tcp_pipe(port: int, deadline_s: float, password: str | None = None) -> RedisPipe:
+    client = Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=0.5)
+    pipe = RedisPipe.for_client(client, deadline_s)
+    assert pipe is not None
+    return pipe
+
+
+async def test_a_greeting_cut_off_fails_fast_and_deadlines_still_hold() -> None:
+    """The connection dies during AUTH: the calls fail at once (not after the connect
+    timeout), and the next server that greets and then goes silent is still bounded."""
+    fake = FakeRedis("close", "close", "answer")
+    async with fake as port:
+        pipe = _tcp_pipe(port, deadline_s=0.3, password="pw")
+        started = time.monotonic()
+        [reply] = await _send(pipe, ("PING",))
+        assert isinstance(reply, RedisConnectionError)
+        assert time.monotonic() - started < 0.25
+        [reply] = await _send(pipe, ("PING",))  # the second connection dies the same way
+        assert isinstance(reply, RedisConnectionError)
+        assert await _send(pipe, ("PING",)) == [b"OK"]  # the third greets and answers
+        await pipe.aclose()
+    async with FakeRedis("slow") as port:  # answers, but after 0.4 s: past the deadline
+        pipe = _tcp_pipe(port, deadline_s=0.3)
+        started = time.monotonic()
+        [reply] = await _send(pipe, ("PING",))
+        assert isinstance(reply, RedisTimeoutError)
+        assert 0.25 < time.monotonic() - started < 0.6
+        await pipe.aclose()
+
+
+async def test_a_resent_call_keeps_its_deadline_without_failing_newer_calls() -> None:
+    """A call sent once more after its connection broke still fails by its first
+    deadline, but the calls made after it on the new connection wait for their own."""
+    fake = FakeRedis("silent", "slow")
+    async with fake as port:
+        pipe = _tcp_pipe(port, deadline_s=1.0)
+        loop = asyncio.get_running_loop()
+        old = loop.create_future()
+        pipe.send([(pack_command(("PING",)), old)])
+        await asyncio.sleep(0.7)
+        protocol = pipe._protocol
+        assert protocol is not None
+        assert protocol.transport is not None
+        protocol.transport.abort()  # the connection breaks: ``old`` is sent again
+        await asyncio.sleep(0.1)
+        newer = await _send(pipe, *[("PING",)] * 5)  # due 1.0 s from now; answered in 0.4
+        with pytest.raises(RedisTimeoutError):
+            await old  # its own deadline, 1 s after it was first sent
+        assert newer == [b"OK"] * 5
+        await pipe.aclose()
+
+
+async def test_closing_while_connecting_closes_the_socket() -> None:
+    fake = FakeRedis("silent")
+    async with fake as port:
+        pipe = _tcp_pipe(port, deadline_s=2.0, password="pw")  # the greeting never ends
+        call = asyncio.ensure_future(_send(pipe, ("PING",)))
+        await asyncio.sleep(0.1)
+        await pipe.aclose()
+        [reply] = await call
+        assert isinstance(reply, RedisConnectionError)
+        await asyncio.wait_for(fake.closed_by_peer.wait(), 1)
+
+
+async def test_scripts_missing_after_a_flush_are_loaded_once_for_all_callers(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    client, pipe = _pipe(redis_url)
+    store = PresenceStore(Scripts(client, 2.0, pipe=pipe), Settings(redis_url=redis_url))
+    try:
+        await store.heartbeat("doc-1", "tab-0", "user-0", None, None)
+        sync_redis.script_flush()
+        loads_before = sync_redis.info("commandstats").get("cmdstat_script", {}).get("calls", 0)
+        results = await asyncio.gather(
+            *(store.heartbeat("doc-1", f"tab-{n}", f"user-{n}", None, None) for n in range(300)),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, Exception)]
+        loads = sync_redis.info("commandstats")["cmdstat_script"]["calls"] - loads_before
+        assert loads == 1
     finally:
         await pipe.aclose()
         await client.aclose()
