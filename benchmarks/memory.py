@@ -1,8 +1,10 @@
 """Redis memory per live session: ``INFO memory`` before and after storing N sessions.
 
     .venv/bin/python benchmarks/memory.py [--sessions 1000000] [--artifacts 100000]
+                                          [--redis-server /usr/bin/redis-server]
 
-Starts a private redis-server, stores N sessions (user i, one tab, on artifact i mod M,
+Starts a private redis-server (the embedded default's, or the binary given: Redis's
+allocator and version change the figure), stores N sessions (user i, one tab, on artifact i mod M,
 version and a small state) through the real heartbeat script, pipelined, and prints one
 JSON line: ``used_memory`` difference / sessions.
 """
@@ -29,10 +31,17 @@ def _used(url: str) -> int:
         return int(client.info("memory")["used_memory"])
 
 
-def measure(sessions: int, artifacts: int) -> dict[str, object]:
+def _server_info(url: str) -> tuple[str, str]:
+    with Redis.from_url(url) as client:
+        info = client.info("server")
+        return str(info["redis_version"]), str(client.info("memory")["mem_allocator"])
+
+
+def measure(sessions: int, artifacts: int, binary: str | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as workdir:
-        server = EmbeddedRedis(Path(workdir) / "redis")
+        server = EmbeddedRedis(Path(workdir) / "redis", binary=binary)
         with server.running() as url:
+            version, allocator = _server_info(url)
             settings = Settings(redis_url=url, data_dir=Path(workdir), jwt_secret="x" * 32)
             before = _used(url)
             started = time.perf_counter()
@@ -46,6 +55,8 @@ def measure(sessions: int, artifacts: int) -> dict[str, object]:
         "bytes_per_session": round((after - before) / stored, 1),
         "preload_s": round(seconds, 2),
         "sessions_per_s": round(stored / seconds),
+        "redis_version": version,
+        "allocator": allocator,
     }
 
 
@@ -53,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--artifacts", type=int, default=100_000)
+    parser.add_argument("--redis-server", help="this redis-server binary, not the embedded one")
     args = parser.parse_args(argv)
-    sys.stdout.write(json.dumps(measure(args.sessions, args.artifacts)) + "\n")
+    result = measure(args.sessions, args.artifacts, args.redis_server)
+    sys.stdout.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ presence key is ever left without a TTL that outlives the last heartbeat."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -77,11 +80,27 @@ async def test_every_key_outlives_the_last_heartbeat_by_retention_and_timeout(
     await beat("tab-alice-02", "alice")  # back online after the grace ran out
 
 
-def test_sdk_session_ids_are_packed_and_other_ids_are_kept() -> None:
+def test_every_session_id_is_packed_into_nine_bytes() -> None:
     sdk = "0123456789abcdef0123456789abcdef"
-    assert pack_session_id(sdk) == b"#" + bytes.fromhex(sdk)
-    for plain in ("tab-alice-01", sdk.upper(), sdk[:31], "x" * 64):
-        assert pack_session_id(plain) == "$" + plain
+    ids = [sdk, sdk.upper(), sdk[:31], "tab-alice-01", "x" * 64]
+    # time-ordered ids that share their first half still get distinct packings
+    ids += [f"0190f0a1-7b3c-7{n:03x}-8000-000000000000" for n in range(200)]
+    packed = [pack_session_id(s) for s in ids]
+    assert all(p[:1] == b"#" and len(p) == 9 for p in packed)
+    assert len(set(packed)) == len(ids)
+    # every API process behind the load balancer packs an id the same way
+    other_process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from presence_svc.presence import pack_session_id as p; print(p({sdk!r}).hex())",
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert bytes.fromhex(other_process.stdout.strip()) == pack_session_id(sdk)
 
 
 async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(

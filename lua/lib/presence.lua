@@ -9,9 +9,8 @@
 --            '~w' -> the watermark: sessions scored <= it were already taken out of
 --                    the online counts ("settled")
 --   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
--- Session ids come packed by presence.py: '#' + 16 bytes for an SDK id (32 hex digits),
--- '$' + the id for any other. User ids never start with '#', '$' or '~', so session,
--- user and '~' fields cannot collide.
+-- Session ids come packed by presence.py: '#' + an 8-byte digest of the id. User ids
+-- never start with '#' or '~', so session, user and '~' fields cannot collide.
 -- A session is online while now - lastSeen < timeout.
 
 redis.replicate_commands()
