@@ -10,7 +10,10 @@ second. After a lost connection (a Redis restart) the subscriptions come back an
 listener is told to resync, since messages published meanwhile are gone.
 
 Works against one Redis and against a Cluster: ``PUBLISH`` in a cluster reaches every
-node, and redis-py's ``ClusterPubSub`` keeps plain subscriptions on one node connection.
+node (replicas too), so the subscription can live on any one node. A subscription that
+goes quiet is probed with a ``PING``; when that gets no answer, or the connection breaks,
+every channel is subscribed again on a fresh connection: in a Cluster, on whichever node
+answers, since the old one may have died for good (its replica took over its slots).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -55,6 +59,10 @@ LISTENER_BACKLOG = 4096
 INBOX_LIMIT = 10_000
 """Messages waiting for an artifact's pump before it gives up and resyncs its listeners."""
 SUBSCRIBE_TIMEOUT_S = 2.0
+PROBE_AFTER_S = 5.0
+"""A subscription quiet this long is sent a ``PING``; no answer in ``probe_timeout_s``
+(a node frozen or gone without closing the connection) and it is replaced."""
+_PROBE = b"presence-hub-probe"
 SHARED_READ_GATHER_S = 0.01
 """How long a sync read waits for more listeners to share it."""
 WATCH_INTERVAL_S = 1.0
@@ -323,11 +331,15 @@ class PresenceHub:
         profiles: ProfileLookup,
         *,
         count_window_s: float = COUNT_WINDOW_S,
+        probe_after_s: float = PROBE_AFTER_S,
+        probe_timeout_s: float = 2.0,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._profiles = profiles
         self._window_s = count_window_s
+        self._probe_after_s = probe_after_s
+        self._probe_timeout_s = probe_timeout_s
         self._pubsub: PubSub = redis.pubsub()
         self._topics: dict[bytes, Topic] = {}
         self._connected = asyncio.Event()
@@ -427,19 +439,67 @@ class PresenceHub:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.05
+        heard = loop.time()
+        probed: float | None = None
+        broken = False
         while True:
             await self._connected.wait()
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError) as exc:
+                if broken:
+                    await self._resubscribe()
+                    broken, probed, heard = False, None, loop.time()
+                now = loop.time()
+                if probed is not None and now - probed > self._probe_timeout_s:
+                    raise ConnectionError("the event subscription did not answer a PING")
+                if probed is None and now - heard > self._probe_after_s:
+                    probed = now
+                    await self._pubsub.ping(_PROBE)
+                message = await self._pubsub.get_message(timeout=min(1.0, self._probe_timeout_s))
+            except Exception as exc:  # whatever it is, this loop must go on: streams depend on it
                 log.warning("event subscription lost; reconnecting", extra={"error": repr(exc)})
+                broken = True
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
                 continue
             backoff = 0.05
             if message is not None:
+                heard, probed = loop.time(), None
                 self._dispatch(message)
+
+    async def _resubscribe(self) -> None:
+        """Every channel again, on a fresh connection to a server that answers a PING.
+
+        The new connection is in place before the channels are listed, so a topic opening
+        meanwhile subscribes on it too. The confirmations come back through ``_read`` and
+        restart each topic: what was published while the subscription was down is lost, so
+        its listeners resync.
+        """
+        pubsub = await self._answering_pubsub()
+        old, self._pubsub = self._pubsub, pubsub
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.aclose(), self._probe_timeout_s)  # type: ignore[no-untyped-call]
+        channels = list(self._topics)
+        if channels:
+            await asyncio.wait_for(pubsub.subscribe(*channels), self._probe_timeout_s)
+        log.info("event subscription restored", extra={"channels": len(channels)})
+
+    async def _answering_pubsub(self) -> PubSub:
+        if not isinstance(self._redis, RedisCluster):
+            await asyncio.wait_for(self._redis.ping(), self._probe_timeout_s)
+            return self._redis.pubsub()
+        nodes = self._redis.get_nodes()
+        random.shuffle(nodes)
+        for node in nodes:
+            try:
+                await asyncio.wait_for(
+                    self._redis.execute_command("PING", target_nodes=node), self._probe_timeout_s
+                )
+            except (RedisError, OSError, TimeoutError):
+                continue
+            return self._redis.pubsub(node=node)
+        raise ConnectionError("no Redis Cluster node answers")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
