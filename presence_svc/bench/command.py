@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis
+
 from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.bench.preload import preload_sessions
 from presence_svc.bench.report import Progress, Row, print_json, print_table
@@ -46,6 +48,8 @@ class BenchConfig:
     """A running service; None with ``spawn``."""
     spawn: bool = False
     server_processes: int = 1
+    redis_server: str | None = None
+    """With ``spawn``: the embedded Redis's binary (``PRESENCE_REDIS_SERVER``)."""
     options: Options = field(default_factory=Options)
     population: Population = field(default_factory=Population)
     preload: int = 0
@@ -79,6 +83,7 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
         PRESENCE_LOG_LEVEL="warning",
         PRESENCE_ONLINE_TIMEOUT_S=str(timeout_s),
         PRESENCE_RETENTION_S=str(retention_s),
+        **({"PRESENCE_REDIS_SERVER": config.redis_server} if config.redis_server else {}),
     )
     argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
     if config.server_processes > 1:
@@ -108,6 +113,17 @@ def _running(url: str) -> _Target:
     return _Target(parts.hostname, parts.port or 80, settings, secret)
 
 
+def _redis_identity(settings: Settings) -> str:
+    """``7.0.15 jemalloc-5.3.0``: which Redis the figures were measured on."""
+    try:
+        with redis.Redis.from_url(settings.redis_url or "", socket_timeout=2) as client:
+            version = client.info("server")["redis_version"]
+            allocator = client.info("memory")["mem_allocator"]
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return "unknown"
+    return f"{version} {allocator}"
+
+
 def _row(
     name: str,
     config: BenchConfig,
@@ -115,6 +131,7 @@ def _row(
     baseline: Measurement | None,
     body_bytes: int,
     ceiling: float | None,
+    redis_identity: str,
 ) -> Row:
     return Row(
         scenario=name,
@@ -130,6 +147,7 @@ def _row(
         loadgen_cpu=service.loadgen_cpu,
         loadgen_ceiling_rps=ceiling,
         sessions_stored=config.preload,
+        redis=redis_identity,
     )
 
 
@@ -148,6 +166,7 @@ def run_bench(config: BenchConfig) -> int:
             else _running(config.url or "http://127.0.0.1:8080")
         )
         codec = TokenCodec(target.secret)
+        redis_identity = _redis_identity(target.settings)
         if config.preload:
             progress.note(f"preloading {config.preload} sessions")
             asyncio.run(
@@ -210,7 +229,7 @@ def run_bench(config: BenchConfig) -> int:
                 progress=_reporter(progress, f"{name} service"),
             )
             progress.clear()
-            row = _row(name, config, service, baseline, len(body), ceiling)
+            row = _row(name, config, service, baseline, len(body), ceiling, redis_identity)
             rows.append(row)
             if config.json:
                 print_json(row)

@@ -27,6 +27,8 @@ class Row:
     loadgen_cpu: float
     loadgen_ceiling_rps: float | None
     sessions_stored: int
+    redis: str = ""
+    """The Redis the service ran on, ``<version> <allocator>``: it moves the figures."""
 
     @property
     def ratio(self) -> float | None:
@@ -52,6 +54,7 @@ class Row:
                 round(self.loadgen_ceiling_rps, 1) if self.loadgen_ceiling_rps else None
             ),
             "sessions_stored": self.sessions_stored,
+            "redis": self.redis,
         }
 
 
@@ -110,6 +113,8 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
         out.write(
             f"load generator ceiling (canned answers, same connections): {ceiling:.0f} req/s\n"
         )
+    if rows and rows[0].redis:
+        out.write(f"redis: {rows[0].redis}\n")
     out.flush()
 
 
