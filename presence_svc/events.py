@@ -343,6 +343,9 @@ class PresenceHub:
         self._pubsub: PubSub = redis.pubsub()
         self._topics: dict[bytes, Topic] = {}
         self._connected = asyncio.Event()
+        self._commands = asyncio.Lock()
+        """Held for every command on the subscription: a PubSub takes its connection on its
+        first command, and two first commands at once would take two, one never read."""
         self._closed = False
         self._chores: set[asyncio.Future[None]] = set()
         self._reader = asyncio.create_task(self._read(), name="events:reader")
@@ -403,7 +406,8 @@ class PresenceHub:
     async def _subscribe(self, topic: Topic) -> None:
         if isinstance(self._redis, RedisCluster):
             await self._redis.initialize()
-        await self._pubsub.subscribe(topic.channel)
+        async with self._commands:
+            await self._pubsub.subscribe(topic.channel)
         self._connected.set()
         await asyncio.wait_for(topic.ready.wait(), SUBSCRIBE_TIMEOUT_S)
 
@@ -416,7 +420,8 @@ class PresenceHub:
         if self._closed:
             return
         try:
-            await self._pubsub.unsubscribe(topic.channel)
+            async with self._commands:
+                await self._pubsub.unsubscribe(topic.channel)
         except (RedisError, OSError) as exc:  # re-subscribed on reconnect, then dropped
             log.info("unsubscribe failed", extra={"error": repr(exc)})
 
@@ -455,7 +460,8 @@ class PresenceHub:
                     raise ConnectionError("the event subscription did not answer a PING")
                 if probed is None and now - heard > self._probe_after_s:
                     probed = now
-                    await self._pubsub.ping(_PROBE)
+                    async with self._commands:
+                        await self._pubsub.ping(_PROBE)
                 message = await self._pubsub.get_message(timeout=min(1.0, self._probe_timeout_s))
             except Exception as exc:  # whatever it is, this loop must go on: streams depend on it
                 log.warning("event subscription lost; reconnecting", extra={"error": repr(exc)})
@@ -471,18 +477,27 @@ class PresenceHub:
     async def _resubscribe(self) -> None:
         """Every channel again, on a fresh connection to a server that answers a PING.
 
-        The new connection is in place before the channels are listed, so a topic opening
-        meanwhile subscribes on it too. The confirmations come back through ``_read`` and
-        restart each topic: what was published while the subscription was down is lost, so
-        its listeners resync.
+        The new PubSub is connected before it replaces the old one, and the swap and the
+        subscription of every channel happen under the command lock: a topic opening or
+        closing meanwhile goes before (its channel is listed or gone) or after (it uses
+        the new connection). The confirmations come back through ``_read`` and restart each
+        topic: what was published while the subscription was down is lost, so its
+        listeners resync.
         """
         pubsub = await self._answering_pubsub()
-        old, self._pubsub = self._pubsub, pubsub
+        try:
+            await asyncio.wait_for(pubsub.connect(), self._probe_timeout_s)  # type: ignore[no-untyped-call]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        async with self._commands:
+            old, self._pubsub = self._pubsub, pubsub
+            channels = list(self._topics)
+            if channels:
+                await asyncio.wait_for(pubsub.subscribe(*channels), self._probe_timeout_s)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(old.aclose(), self._probe_timeout_s)  # type: ignore[no-untyped-call]
-        channels = list(self._topics)
-        if channels:
-            await asyncio.wait_for(pubsub.subscribe(*channels), self._probe_timeout_s)
         log.info("event subscription restored", extra={"channels": len(channels)})
 
     async def _answering_pubsub(self) -> PubSub:
@@ -520,7 +535,8 @@ class PresenceHub:
     async def _drop_stray(self, channel: bytes) -> None:
         if channel not in self._topics:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
+                async with self._commands:
+                    await self._pubsub.unsubscribe(channel)
 
     async def _watch(self) -> None:
         """End the streams of clients that went away (aiohttp only notices on a write)."""
