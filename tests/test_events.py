@@ -173,6 +173,27 @@ async def test_a_timeout_becomes_one_leave_from_the_sweeper(
     assert [e.event for e in stream.pending()] == []
 
 
+async def test_a_reload_inside_a_long_grace_is_not_a_leave_later(
+    make_client: MakeClient, auth: Auth, streams: list[EventStream]
+) -> None:
+    """pagehide sends a grace leave, the reloaded page beats at once: when that tab later
+    vanishes, it timed out; it did not leave. (The grace here is longer than a third of the
+    timeout, so the reload's heartbeat finds the artifact's sweep far away.)"""
+    client = await make_client(run_worker=True, leave_grace_s=0.5, online_timeout_s=1.0)
+    await beat(client, auth, "erin", "tab-erin-01")
+    stream = await open_stream(client, streams, headers=board(auth))
+    await stream.next_of("sync")
+    response = await client.post(
+        "/v1/leave",
+        json={"artifactId": "doc-1", "sessionId": "tab-erin-01", "grace": True},
+        headers=auth("erin"),
+    )
+    assert response.status == 200
+    await beat(client, auth, "erin", "tab-erin-01")  # the reload
+    gone = await stream.next_of("leave")  # then nothing more from the tab
+    assert gone.data == {"userId": "erin", "reason": "timeout"}
+
+
 async def test_counts_are_coalesced_under_a_burst_of_heartbeats(
     client: AppClient, auth: Auth, streams: list[EventStream]
 ) -> None:

@@ -52,6 +52,8 @@ async def test_session_goes_offline_after_the_timeout_without_any_sweep(
     await asyncio.sleep(0.6)
     await beat(client, auth, "bob", "doc-1", "tab-bbbb1")
     await asyncio.sleep(0.6)  # alice silent for 1.2 s > 1 s timeout; bob for 0.6 s
+    body = await beat(client, auth, "bob", "doc-1", "tab-bbbb1")  # bob's answer knows
+    assert (body["online"], body["sessions"]) == (1, 1)
     response = await client.get("/v1/artifacts/doc-1/online", headers=auth("carol"))
     assert await response.json() == {"artifactId": "doc-1", "online": 1, "sessions": 1}
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("c"))).json()
