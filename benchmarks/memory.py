@@ -21,7 +21,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from presence_svc.bench.preload import preload_sessions
+from presence_svc.bench.preload import preload_sessions, redis_build
 from presence_svc.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
@@ -31,17 +31,11 @@ def _used(url: str) -> int:
         return int(client.info("memory")["used_memory"])
 
 
-def _server_info(url: str) -> tuple[str, str]:
-    with Redis.from_url(url) as client:
-        info = client.info("server")
-        return str(info["redis_version"]), str(client.info("memory")["mem_allocator"])
-
-
 def measure(sessions: int, artifacts: int, binary: str | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as workdir:
         server = EmbeddedRedis(Path(workdir) / "redis", binary=binary)
         with server.running() as url:
-            version, allocator = _server_info(url)
+            version, allocator = redis_build(url)
             settings = Settings(redis_url=url, data_dir=Path(workdir), jwt_secret="x" * 32)
             before = _used(url)
             started = time.perf_counter()

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import redis
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
-from presence_svc.bench.preload import preload_sessions
+from presence_svc.bench.preload import preload_sessions, redis_build
 from presence_svc.bench.report import Progress, Row, print_json, print_table
 from presence_svc.bench.runner import (
     Measurement,
@@ -116,12 +116,9 @@ def _running(url: str) -> _Target:
 def _redis_identity(settings: Settings) -> str:
     """``7.0.15 jemalloc-5.3.0``: which Redis the figures were measured on."""
     try:
-        with redis.Redis.from_url(settings.redis_url or "", socket_timeout=2) as client:
-            version = client.info("server")["redis_version"]
-            allocator = client.info("memory")["mem_allocator"]
+        return " ".join(redis_build(settings.redis_url or ""))
     except (redis.RedisError, OSError, KeyError, ValueError):
         return "unknown"
-    return f"{version} {allocator}"
 
 
 def _row(

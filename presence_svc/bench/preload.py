@@ -12,15 +12,25 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from redis import Redis
+
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
 from presence_svc.presence import PresenceStore
 from presence_svc.redis_client import RedisClient, connect
 from presence_svc.scripts import Call, Scripts
 from presence_svc.settings import Settings
 
-__all__ = ["preload_sessions"]
+__all__ = ["preload_sessions", "redis_build"]
 
 _STATE = b'{"page":1,"mode":"view"}'
+
+
+def redis_build(url: str) -> tuple[str, str]:
+    """The Redis version and allocator at ``url``: both move the figures measured on it."""
+    with Redis.from_url(url, socket_timeout=2) as client:
+        version = client.info("server")["redis_version"]
+        allocator = client.info("memory")["mem_allocator"]
+    return str(version), str(allocator)
 
 
 async def _settled(client: RedisClient, wait_s: float = 120.0) -> None:
