@@ -32,36 +32,37 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from redis.asyncio import Redis
-
-from presence_svc.db import LedgerQuery, LedgerRow, SqliteDatabase
-from presence_svc.db.sqlite import MIGRATIONS
-from presence_svc.embedded import EmbeddedRedis
-from presence_svc.scripts import Scripts
+from presence_svc.database import Database
+from presence_svc.db.sqlite import MIGRATIONS, SqliteFile
+from presence_svc.ledger.drain import LedgerDrain
+from presence_svc.ledger.entry import LedgerRow
+from presence_svc.ledger.sqlite import SqliteLedger
+from presence_svc.ledger.store import LedgerQuery
+from presence_svc.redis.connection import connect
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
-from presence_svc.views import ViewStore
-from presence_svc.worker.ledger import LedgerDrain
+from presence_svc.stats.views import ViewStore
+from presence_svc.users.sqlite import SqliteUsers
 
 
 async def _record(settings: Settings, first: int, count: int, batch: int = 1000) -> None:
-    client = Redis.from_url(settings.redis_url or "")
-    scripts = Scripts(client)
-    store = ViewStore(scripts, settings)
+    redis = connect(settings)
+    store = ViewStore(redis, settings)
     for start in range(first, first + count, batch):
         calls = [
             store.record_call(f"doc-{i % 5000}", f"v{i % 3}", f"user-{i}", "tab-aaaa1")
             for i in range(start, min(first + count, start + batch))
         ]
-        await scripts.run_many(calls)
-    await client.aclose()
+        await redis.run_many(calls)
+    await redis.aclose()
 
 
-class _BenchLedger(SqliteDatabase):
+class _BenchLedger(SqliteLedger):
     """The real SQLite ledger, counting rows as batches commit (no polling, which would take
     CPU from the drain) and noting each row's latency: commit time minus its Redis time."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, file: SqliteFile) -> None:
+        super().__init__(file)
         self.inserted = 0
         self.target = 0
         self.reached = asyncio.Event()
@@ -75,6 +76,12 @@ class _BenchLedger(SqliteDatabase):
         if self.inserted >= self.target:
             self.reached.set()
         return inserted
+
+
+def _bench_database(path: Path) -> tuple[Database, _BenchLedger]:
+    file = SqliteFile(path)
+    ledger = _BenchLedger(file)
+    return Database(file, ledger, SqliteUsers(file)), ledger
 
 
 async def _drain_until(drain: LedgerDrain, ledger: _BenchLedger, target: int) -> float:
@@ -118,15 +125,15 @@ async def drain_rate(
         await _record(settings, n * views, views)
         record_rates.append(views / (time.perf_counter() - started))
 
-        client = Redis.from_url(settings.redis_url or "")
-        ledger = _BenchLedger(workdir / f"ledger-{n}.sqlite3")
-        await ledger.open()
-        drain = LedgerDrain(Scripts(client), ledger, settings, consumer=f"bench-{n}")
+        redis = connect(settings)
+        database, ledger = _bench_database(workdir / f"ledger-{n}.sqlite3")
+        await database.open()
+        drain = LedgerDrain(redis, database, settings, consumer=f"bench-{n}")
         await drain.join()
         drain_s = await _drain_until(drain, ledger, views)
         rows = [r async for r in ledger.iter_views(LedgerQuery())]
-        await ledger.close()
-        await client.aclose()
+        await database.close()
+        await redis.aclose()
         assert len(rows) == views, f"ledger holds {len(rows)} rows, expected {views}"
         drain_rates.append(views / drain_s)
         raw_rates.append(views / _raw_insert(workdir / f"raw-{n}.sqlite3", rows))
@@ -148,9 +155,8 @@ def _produce(redis_url: str, partitions: int, rate: int, seconds: float) -> None
     settings = Settings(redis_url=redis_url, partitions=partitions, jwt_secret="x" * 32)
 
     async def run() -> None:
-        client = Redis.from_url(redis_url)
-        scripts = Scripts(client)
-        store = ViewStore(scripts, settings)
+        redis = connect(settings)
+        store = ViewStore(redis, settings)
         per_tick, tick_s, n = max(1, rate // 100), 0.01, 0
         started = time.perf_counter()
         for tick in range(int(seconds / tick_s)):
@@ -159,9 +165,9 @@ def _produce(redis_url: str, partitions: int, rate: int, seconds: float) -> None
                 for i in range(n, n + per_tick)
             ]
             n += per_tick
-            await scripts.run_many(calls)
+            await redis.run_many(calls)
             await asyncio.sleep(max(0.0, started + (tick + 1) * tick_s - time.perf_counter()))
-        await client.aclose()
+        await redis.aclose()
 
     asyncio.run(run())
 
@@ -169,10 +175,10 @@ def _produce(redis_url: str, partitions: int, rate: int, seconds: float) -> None
 async def view_to_ledger(
     settings: Settings, workdir: Path, rate: int, seconds: float
 ) -> dict[str, object]:
-    client = Redis.from_url(settings.redis_url or "")
-    ledger = _BenchLedger(workdir / "latency.sqlite3")
-    await ledger.open()
-    drain = LedgerDrain(Scripts(client), ledger, settings, consumer="latency")
+    redis = connect(settings)
+    database, ledger = _bench_database(workdir / "latency.sqlite3")
+    await database.open()
+    drain = LedgerDrain(redis, database, settings, consumer="latency")
     await drain.join()
     stopping = asyncio.Event()
     running = asyncio.create_task(drain.run(stopping))
@@ -184,8 +190,8 @@ async def view_to_ledger(
     await asyncio.sleep(1.0)  # let the tail drain
     stopping.set()
     await running
-    await ledger.close()
-    await client.aclose()
+    await database.close()
+    await redis.aclose()
     latencies = sorted(ledger.latencies_ms)
     if not latencies:
         raise SystemExit("no views reached the ledger")

@@ -22,7 +22,7 @@ from pathlib import Path
 from redis import Redis
 
 from presence_svc.bench.preload import preload_sessions, redis_build
-from presence_svc.embedded import EmbeddedRedis
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator, Sequence
 
 from presence_svc import logs
 from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
-from presence_svc.db import LedgerQuery
-from presence_svc.embedded import EmbeddedRedis, EmbeddedRedisError
-from presence_svc.export import FORMATS, export_ledger
+from presence_svc.ledger.export import FORMATS, export_ledger
+from presence_svc.ledger.store import LedgerQuery
+from presence_svc.redis.embedded import EmbeddedRedis, EmbeddedRedisError
 from presence_svc.schemas import ID_PATTERN
 from presence_svc.settings import ConfigError, Settings
 from presence_svc.timefmt import from_iso
@@ -157,7 +157,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 def _serve(settings: Settings, processes: int = 1, reuse_port: bool = False) -> int:
     from aiohttp import web
 
-    from presence_svc.app import create_app
+    from presence_svc.http.app import create_app
 
     if processes < 1:
         raise UsageError("presence-svc serve: --processes must be at least 1")

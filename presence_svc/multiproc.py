@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from presence_svc.embedded import die_with_parent
+from presence_svc.redis.embedded import die_with_parent
 from presence_svc.settings import Settings
 
 __all__ = ["METRICS_DIR_ENV", "serve_processes"]

@@ -14,9 +14,10 @@ import redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from presence_svc.app import create_app
 from presence_svc.auth import Scope, TokenCodec
-from presence_svc.embedded import EmbeddedRedis
+from presence_svc.http.app import create_app
+from presence_svc.redis.connection import RedisConnection, connect
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
@@ -61,6 +62,15 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         sweep_interval_s=0.2,
         leave_grace_s=0.5,
     )
+
+
+@pytest.fixture
+async def redis_conn(settings: Settings) -> AsyncIterator[RedisConnection]:
+    """A connection to the test Redis with every script loaded, as a worker has."""
+    connection = connect(settings)
+    await connection.load_scripts()
+    yield connection
+    await connection.aclose()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from presence_svc.embedded import redis_server_binary
+from presence_svc.redis.embedded import redis_server_binary
 from tests.conftest import free_port
 
 CLI = str(Path(sys.executable).with_name("presence-svc"))

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from presence_svc.app import create_app
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.client import PresenceClient, PresenceClientError, PresencePage, Stats
-from presence_svc.embedded import EmbeddedRedis
+from presence_svc.http.app import create_app
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 from tests.conftest import free_port
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from presence_svc.db import LedgerQuery, SqliteDatabase
-from presence_svc.embedded import redis_server_binary
+from presence_svc.database import open_database
+from presence_svc.ledger.store import LedgerQuery
+from presence_svc.redis.embedded import redis_server_binary
 from tests.conftest import MakeClient
 
 Auth = Callable[..., dict[str, str]]
@@ -152,11 +153,11 @@ async def test_presence_views_and_ledger_on_a_cluster(
     )["counts"]
     assert counts["doc-2"] == {"online": 2, "sessions": 2}
 
-    database = SqliteDatabase(ledger)
+    database = open_database(f"sqlite:///{ledger}")
     await database.open()
     try:
         deadline = time.monotonic() + 15
-        while len(rows := await database.query_views(LedgerQuery(), 100)) < 40:
+        while len(rows := await database.ledger.query_views(LedgerQuery(), 100)) < 40:
             assert time.monotonic() < deadline, f"only {len(rows)} views reached the ledger"
             await asyncio.sleep(0.1)
         assert sorted(r.artifact_id for r in rows) == sorted(artifacts)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from presence_svc.embedded import redis_server_binary
+from presence_svc.redis.embedded import redis_server_binary
 from tests.conftest import AppClient, MakeClient
 from tests.sse import Event, EventStream
 from tests.test_cluster import _ports

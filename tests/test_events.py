@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from presence_svc.events import COUNT_WINDOW_S
-from presence_svc.resources import PRESENCE
+from presence_svc.http.resources import PRESENCE
+from presence_svc.live.events import COUNT_WINDOW_S
 from tests.conftest import AppClient, MakeClient
 from tests.sse import EventStream
 
@@ -309,7 +309,7 @@ async def test_one_subscription_per_artifact_dropped_with_the_last_listener(
 async def test_streams_survive_a_redis_restart_with_a_fresh_sync(
     make_client: MakeClient, auth: Auth, streams: list[EventStream], tmp_path: Any
 ) -> None:
-    from presence_svc.embedded import EmbeddedRedis
+    from presence_svc.redis.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "own-redis")
     url = server.start()

@@ -20,10 +20,11 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from presence_svc.db import Profile
-from presence_svc.embedded import EmbeddedRedis
-from presence_svc.events import Listener, PresenceHub
-from presence_svc.keys import Keyspace
+from presence_svc.live.events import Listener, PresenceHub
+from presence_svc.redis.embedded import EmbeddedRedis
+from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.single import SingleConnection
+from presence_svc.users.directory import Profile
 
 KEYS = Keyspace(16)
 
@@ -88,7 +89,8 @@ async def test_streams_keep_hearing_when_another_opens_or_closes_during_a_resubs
     own_redis: tuple[EmbeddedRedis, Redis], during: str
 ) -> None:
     server, redis = own_redis
-    hub = PresenceHub(redis, KEYS, no_profiles)
+    connection = SingleConnection(redis, None, pipelined=False)
+    hub = PresenceHub(connection, KEYS, no_profiles)
     try:
         a = await hub.attach("doc-a", None, lambda: True)
         x = await hub.attach("doc-x", None, lambda: True)
@@ -96,7 +98,7 @@ async def test_streams_keep_hearing_when_another_opens_or_closes_during_a_resubs
 
         # Right when the hub has picked the server for its new connection (and connects
         # to it, which now takes 100 ms), another stream opens or closes.
-        answering = hub._answering_pubsub
+        answering = connection.answering_pubsub
         side: list[asyncio.Future[Any]] = []
 
         async def meanwhile() -> None:
@@ -106,14 +108,14 @@ async def test_streams_keep_hearing_when_another_opens_or_closes_during_a_resubs
             else:
                 await hub.attach("doc-b", None, lambda: True)
 
-        async def answering_then_meanwhile() -> Any:
-            pubsub = await answering()
+        async def answering_then_meanwhile(timeout_s: float) -> Any:
+            pubsub = await answering(timeout_s)
             if not side:
                 slow_connects(redis, 0.1)
                 side.append(asyncio.ensure_future(meanwhile()))
             return pubsub
 
-        hub._answering_pubsub = answering_then_meanwhile  # type: ignore[method-assign]
+        connection.answering_pubsub = answering_then_meanwhile  # type: ignore[method-assign]
         await restart(server)
         await until(lambda: bool(side), within_s=15)
         await asyncio.wait_for(side[0], 15)
@@ -137,14 +139,15 @@ async def test_a_restart_with_no_stream_open_is_recovered_once(
     own_redis: tuple[EmbeddedRedis, Redis], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, redis = own_redis
-    hub = PresenceHub(redis, KEYS, no_profiles)
+    connection = SingleConnection(redis, None, pipelined=False)
+    hub = PresenceHub(connection, KEYS, no_profiles)
     try:
         async with hub.listen("doc-a") as a:
             assert await hears(redis, a, "doc-a")
         await restart(server)
         await asyncio.sleep(2.0)  # Redis is back, and the hub has reconnected
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="presence_svc.events"):
+        with caplog.at_level(logging.INFO, logger="presence_svc.live.events"):
             await asyncio.sleep(6.0)
         lost = [r for r in caplog.records if "subscription lost" in r.getMessage()]
         assert not lost, f"{len(lost)} 'subscription lost' warnings while Redis was up"
@@ -159,7 +162,8 @@ async def test_the_first_two_streams_of_a_process_open_at_once(
     own_redis: tuple[EmbeddedRedis, Redis],
 ) -> None:
     _, redis = own_redis
-    hub = PresenceHub(redis, KEYS, no_profiles)
+    connection = SingleConnection(redis, None, pipelined=False)
+    hub = PresenceHub(connection, KEYS, no_profiles)
     try:
         a, b = await asyncio.gather(
             hub.attach("doc-a", None, lambda: True), hub.attach("doc-b", None, lambda: True)

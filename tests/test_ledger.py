@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.asyncio import Redis
 
-from presence_svc.db import LedgerQuery, LedgerRow, SqliteDatabase
-from presence_svc.embedded import EmbeddedRedis
-from presence_svc.keys import Keyspace
-from presence_svc.scripts import Scripts
+from presence_svc.database import Database, open_database
+from presence_svc.ledger.drain import GROUP, LedgerDrain
+from presence_svc.ledger.entry import LedgerRow, encode_entry
+from presence_svc.ledger.store import LedgerQuery
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.embedded import EmbeddedRedis
+from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
-from presence_svc.views import ViewStore
-from presence_svc.worker.ledger import GROUP, LedgerDrain, encode_entry
+from presence_svc.stats.views import ViewStore
 from tests.conftest import AppClient, MakeClient
 
 Auth = Callable[..., dict[str, str]]
@@ -221,27 +222,25 @@ async def test_redis_restart_while_views_flow_keeps_every_counted_view(
 
 @pytest.fixture
 async def parts(
-    settings: Settings, tmp_path: Path
-) -> AsyncIterator[tuple[Scripts, SqliteDatabase]]:
-    client = Redis.from_url(settings.redis_url or "")
-    database = SqliteDatabase(tmp_path / "parts.sqlite3")
+    redis_conn: RedisConnection, tmp_path: Path
+) -> AsyncIterator[tuple[RedisConnection, Database]]:
+    database = open_database(f"sqlite:///{tmp_path / 'parts.sqlite3'}")
     await database.open()
-    yield Scripts(client), database
+    yield redis_conn, database
     await database.close()
-    await client.aclose()
 
 
 async def test_a_drained_view_keeps_every_field_and_a_missing_session_is_null(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings
+    parts: tuple[RedisConnection, Database], settings: Settings
 ) -> None:
-    scripts, database = parts
-    store = ViewStore(scripts, settings)
-    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    redis_conn, database = parts
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
     await drain.join()
     await store.record("doc:1", "v-2", "user@x", "tab-aaaa1")
     await store.record("doc:1", "v-2", "bob", None)
     await drain.drain_once()
-    rows = sorted(await database.query_views(LedgerQuery(), 10), key=lambda r: r.user_id)
+    rows = sorted(await database.ledger.query_views(LedgerQuery(), 10), key=lambda r: r.user_id)
     assert [(r.artifact_id, r.version_id, r.user_id, r.session_id) for r in rows] == [
         ("doc:1", "v-2", "bob", None),
         ("doc:1", "v-2", "user@x", "tab-aaaa1"),
@@ -251,13 +250,13 @@ async def test_a_drained_view_keeps_every_field_and_a_missing_session_is_null(
 
 
 async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings
+    parts: tuple[RedisConnection, Database], settings: Settings
 ) -> None:
     """The drain reads the next batch while one commits; when that read fails (Redis went
     away), the drain must read afresh once Redis is back, not re-raise the old failure."""
-    scripts, database = parts
-    store = ViewStore(scripts, settings)
-    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    redis_conn, database = parts
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
     real_read, calls = drain.read, 0
 
     async def read_failing_once() -> dict[str, list[tuple[bytes, dict[bytes, bytes]]]]:
@@ -275,7 +274,7 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
     try:
         for expected in (3, 6):
             deadline = time.monotonic() + 10
-            while len(await database.query_views(LedgerQuery(), 10)) < expected:
+            while len(await database.ledger.query_views(LedgerQuery(), 10)) < expected:
                 assert time.monotonic() < deadline, "the drain stopped after a failed read"
                 await asyncio.sleep(0.05)
             for i in range(3):  # recorded after the failed read-ahead
@@ -286,42 +285,42 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
 
 
 async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledged(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+    parts: tuple[RedisConnection, Database], settings: Settings, sync_redis: redis.Redis
 ) -> None:
     """Batches overlap (one commits while the next is read and the last acknowledged): at
     a clean stop every view is in the ledger once and nothing is left pending."""
-    scripts, database = parts
-    store = ViewStore(scripts, settings)
-    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    redis_conn, database = parts
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
     await drain.join()
     views = drain.read_count * 3 + 7  # one stream: four batches, the last a short one
     calls = [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
-    await scripts.run_many(calls)
+    await redis_conn.run_many(calls)
     stopping = asyncio.Event()
     running = asyncio.create_task(drain.run(stopping))
     deadline = time.monotonic() + 20
-    while len(await database.query_views(LedgerQuery(), views + 1)) < views:
+    while len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views:
         assert time.monotonic() < deadline, "the backlog was not drained"
         await asyncio.sleep(0.02)
     stopping.set()
     await running
-    rows = await database.query_views(LedgerQuery(), views + 1)
+    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
     assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
     stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
     assert sync_redis.xpending(stream, GROUP)["pending"] == 0
 
 
 async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_written(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+    parts: tuple[RedisConnection, Database], settings: Settings, sync_redis: redis.Redis
 ) -> None:
     """Writes are queued one behind the other; when one fails, its entries stay pending
     (no XACK) and the drain carries on; the reclaim writes them later, once."""
-    scripts, database = parts
+    redis_conn, database = parts
     settings = settings.replace(ledger_reclaim_idle_s=0.3)
-    store = ViewStore(scripts, settings)
-    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
     await drain.join()
-    real_insert, calls = database.insert_views, 0
+    real_insert, calls = database.ledger.insert_views, 0
 
     async def insert_failing_once(rows: Sequence[LedgerRow]) -> int:
         nonlocal calls
@@ -330,15 +329,17 @@ async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_wri
             raise sqlite3.OperationalError("disk I/O error")
         return await real_insert(rows)
 
-    database.insert_views = insert_failing_once  # type: ignore[method-assign]
+    database.ledger.insert_views = insert_failing_once  # type: ignore[method-assign]
     views = drain.read_count * 2 + 3  # one stream: three batches, the first one fails
-    await scripts.run_many([store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)])
+    await redis_conn.run_many(
+        [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
+    )
     stopping = asyncio.Event()
     running = asyncio.create_task(drain.run(stopping))
     stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
     try:
         deadline = time.monotonic() + 20
-        while len(await database.query_views(LedgerQuery(), views + 1)) < views or int(
+        while len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views or int(
             sync_redis.xpending(stream, GROUP)["pending"]
         ):
             assert time.monotonic() < deadline, "the failed batch was never written"
@@ -346,17 +347,17 @@ async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_wri
     finally:
         stopping.set()
         await running
-    rows = await database.query_views(LedgerQuery(), views + 1)
+    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
     assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
     assert calls >= 4  # three batches and at least one reclaim
 
 
 async def test_trim_never_drops_entries_still_pending(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+    parts: tuple[RedisConnection, Database], settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    scripts, database = parts
-    store = ViewStore(scripts, settings)
-    drain = LedgerDrain(scripts, database, settings, consumer="one")
+    redis_conn, database = parts
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
     await drain.join()
     for i in range(5):
         await store.record("doc-1", "v1", f"u{i}", None)
@@ -365,15 +366,15 @@ async def test_trim_never_drops_entries_still_pending(
     await drain.drain_once()  # writes and acks the other three
     await drain.trim_and_measure()
     assert sync_redis.xlen(stream) == 5  # the two pending ones hold everything after them
-    assert len(await database.query_views(LedgerQuery(), 100)) == 3
+    assert len(await database.ledger.query_views(LedgerQuery(), 100)) == 3
 
 
 async def test_entries_trimmed_while_pending_are_acknowledged_and_poison_is_parked(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+    parts: tuple[RedisConnection, Database], settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    scripts, database = parts
+    redis_conn, database = parts
     settings = settings.replace(ledger_reclaim_idle_s=0.05)
-    drain = LedgerDrain(scripts, database, settings, consumer="rescuer")
+    drain = LedgerDrain(redis_conn, database, settings, consumer="rescuer")
     await drain.join()
     keys = Keyspace(16)
     stream = keys.views_stream(keys.tags[0])
@@ -386,7 +387,7 @@ async def test_entries_trimmed_while_pending_are_acknowledged_and_poison_is_park
     await asyncio.sleep(0.1)
     await drain.reclaim(stream)
     assert sync_redis.xpending(stream, GROUP)["pending"] == 0
-    rows = await database.query_views(LedgerQuery(), 10)
+    rows = await database.ledger.query_views(LedgerQuery(), 10)
     assert [r.view_id for r in rows] == ["v-good"]
     dead = sync_redis.xrange(keys.dead_letters(keys.tags[0]))
     assert len(dead) == 1
@@ -394,11 +395,11 @@ async def test_entries_trimmed_while_pending_are_acknowledged_and_poison_is_park
 
 
 async def test_an_entry_delivered_more_than_five_times_goes_to_dead_letters(
-    parts: tuple[Scripts, SqliteDatabase], settings: Settings, sync_redis: redis.Redis
+    parts: tuple[RedisConnection, Database], settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    scripts, database = parts
+    redis_conn, database = parts
     drain = LedgerDrain(
-        scripts, database, settings.replace(ledger_reclaim_idle_s=0.01), consumer="rescuer"
+        redis_conn, database, settings.replace(ledger_reclaim_idle_s=0.01), consumer="rescuer"
     )
     await drain.join()
     keys = Keyspace(16)
@@ -410,6 +411,6 @@ async def test_an_entry_delivered_more_than_five_times_goes_to_dead_letters(
         sync_redis.xclaim(stream, GROUP, "flaky", 0, [entry])
     await asyncio.sleep(0.02)
     await drain.reclaim(stream)
-    assert await database.query_views(LedgerQuery(), 10) == []
+    assert await database.ledger.query_views(LedgerQuery(), 10) == []
     assert len(sync_redis.xrange(keys.dead_letters(keys.tags[1]))) == 1
     assert sync_redis.xpending(stream, GROUP)["pending"] == 0

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from presence_svc.db import LedgerRow, SqliteDatabase
+from presence_svc.database import open_database
+from presence_svc.ledger.entry import LedgerRow
 from presence_svc.settings import Settings
 from presence_svc.timefmt import from_iso
 from tests.conftest import AppClient
@@ -26,7 +27,7 @@ BASE = from_iso("2026-11-25T10:00:00Z")
 @pytest.fixture
 async def ledger(settings: Settings) -> AsyncIterator[Path]:
     path = Path(settings.resolved_ledger_url.removeprefix("sqlite:///"))
-    database = SqliteDatabase(path)
+    database = open_database(f"sqlite:///{path}")
     await database.open()
     rows = [
         LedgerRow(
@@ -39,8 +40,8 @@ async def ledger(settings: Settings) -> AsyncIterator[Path]:
         )
         for i in range(30)
     ]
-    assert await database.insert_views(rows) == 30
-    assert await database.insert_views(rows[:5]) == 0  # idempotent on the view id
+    assert await database.ledger.insert_views(rows) == 30
+    assert await database.ledger.insert_views(rows[:5]) == 0  # idempotent on the view id
     await database.close()
     return path
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import redis
 
-from presence_svc.openapi import ENDPOINTS
+from presence_svc.http.openapi import ENDPOINTS
 from tests.conftest import AppClient
 
 Auth = Callable[..., dict[str, str]]

@@ -8,26 +8,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
-from redis.asyncio import Redis
 
 from presence_svc.errors import Conflict
-from presence_svc.presence import Counts, PresenceStore, pack_session_id
-from presence_svc.resp import pack_evalsha
-from presence_svc.scripts import Scripts
+from presence_svc.live.store import Counts, PresenceStore, pack_session_id
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.resp import pack_evalsha
 from presence_svc.settings import Settings
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[PresenceStore]:
-    client = Redis.from_url(settings.redis_url or "")
-    store = PresenceStore(Scripts(client), settings)
-    await store.scripts.load()
-    yield store
-    await client.aclose()
+def store(redis_conn: RedisConnection, settings: Settings) -> PresenceStore:
+    return PresenceStore(redis_conn, settings)
 
 
 def _calls(sync_redis: redis.Redis) -> dict[str, int]:
@@ -39,7 +33,7 @@ async def test_a_refresh_rewrites_neither_the_sweep_index_nor_the_ttls(
     store: PresenceStore, settings: Settings, sync_redis: redis.Redis
 ) -> None:
     slow = settings.replace(online_timeout_s=60.0, retention_s=120.0)
-    store = PresenceStore(store.scripts, slow)
+    store = PresenceStore(store.redis, slow)
     await store.heartbeat("doc-1", "tab-alice-01", "alice", "v1", b'{"p":1}')
     await store.heartbeat("doc-1", "tab-bob-0001", "bob", "v1", None)
     due = sync_redis.zscore(store.keys.due(store.keys.tag_of("doc-1")), "doc-1")
@@ -93,7 +87,7 @@ def test_every_session_id_is_packed_into_nine_bytes() -> None:
         [
             sys.executable,
             "-c",
-            f"from presence_svc.presence import pack_session_id as p; print(p({sdk!r}).hex())",
+            f"from presence_svc.live.store import pack_session_id as p; print(p({sdk!r}).hex())",
         ],
         env={**os.environ, "PYTHONHASHSEED": "12345"},
         capture_output=True,
@@ -123,12 +117,14 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
 @pytest.mark.parametrize(
     ("version", "state"), [("v1", b'{"page":3}'), (None, None), ("v\u00e9", b'{"n":"\xc3\xa9"}')]
 )
-def test_the_precomputed_heartbeat_is_the_call_packed_in_full(
-    store: PresenceStore, version: str | None, state: bytes | None
+def test_the_cached_heartbeat_head_packs_the_call_in_full(
+    store: PresenceStore, settings: Settings, version: str | None, state: bytes | None
 ) -> None:
     """The hot path packs a per-artifact head once and appends the session's arguments:
-    byte for byte the call ``heartbeat_call`` describes, for a new and a cached head."""
+    byte for byte the whole call, for a new and a cached head, and a store with other
+    timeouts never gets another store's head."""
+    other = PresenceStore(store.redis, settings.replace(online_timeout_s=7.0, retention_s=14.0))
     for artifact in ("doc-1", "doc-1", "d\u00f6c:2"):
-        script, keys, args = store.heartbeat_call(artifact, "tab-1", "alice", version, state)
-        expected = pack_evalsha(script.sha, keys, args)
-        assert store.packed_heartbeat(artifact, "tab-1", "alice", version, state) == expected
+        for each in (store, other, store):
+            call = each.heartbeat_call(artifact, "tab-1", "alice", version, state)
+            assert call.resp() == pack_evalsha(call.script.sha, call.keys, call.args)

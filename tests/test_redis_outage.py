@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from presence_svc.embedded import EmbeddedRedis
+from presence_svc.redis.embedded import EmbeddedRedis
 from tests.conftest import MakeClient
 
 Auth = Callable[..., dict[str, str]]

@@ -20,11 +20,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from presence_svc.embedded import EmbeddedRedis, redis_server_binary
-from presence_svc.presence import Counts, PresenceStore
-from presence_svc.redis_pipe import RedisPipe
-from presence_svc.resp import pack_command
-from presence_svc.scripts import Scripts
+from presence_svc.live.store import Counts, PresenceStore
+from presence_svc.redis.connection import connect
+from presence_svc.redis.embedded import EmbeddedRedis, redis_server_binary
+from presence_svc.redis.pipe import RedisPipe
+from presence_svc.redis.resp import pack_command
 from presence_svc.settings import Settings
 
 
@@ -205,11 +205,11 @@ async def test_a_burst_of_script_calls_in_several_eager_batches_is_answered_in_o
 ) -> None:
     """More calls in one loop turn than one eager batch holds: every caller still gets
     the answer to its own call (here, how many sessions were online after it)."""
-    client, pipe = _pipe(redis_url)
     settings = Settings(redis_url=redis_url, online_timeout_s=60.0)
-    store = PresenceStore(Scripts(client, 2.0, pipe=pipe), settings)
+    redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
+    store = PresenceStore(redis_conn, settings)
     try:
-        await store.scripts.load()
+        await redis_conn.load_scripts()
         counts = await asyncio.gather(
             *(
                 store.heartbeat("doc-burst", f"tab-{n:04d}", f"user-{n}", None, None)
@@ -220,8 +220,7 @@ async def test_a_burst_of_script_calls_in_several_eager_batches_is_answered_in_o
         assert [c.online for c in counts] == [c.sessions for c in counts]  # in call order
         assert counts[-1] == Counts(50, 50)
     finally:
-        await pipe.aclose()
-        await client.aclose()
+        await redis_conn.aclose()
 
 
 class FakeRedis:
@@ -338,8 +337,8 @@ async def test_closing_while_connecting_closes_the_socket() -> None:
 async def test_scripts_missing_after_a_flush_are_loaded_once_for_all_callers(
     redis_url: str, sync_redis: redis.Redis
 ) -> None:
-    client, pipe = _pipe(redis_url)
-    store = PresenceStore(Scripts(client, 2.0, pipe=pipe), Settings(redis_url=redis_url))
+    redis_conn = connect(Settings(redis_url=redis_url), deadline_s=2.0, pipelined=True)
+    store = PresenceStore(redis_conn, Settings(redis_url=redis_url))
     try:
         await store.heartbeat("doc-1", "tab-0", "user-0", None, None)
         sync_redis.script_flush()
@@ -352,5 +351,4 @@ async def test_scripts_missing_after_a_flush_are_loaded_once_for_all_callers(
         loads = sync_redis.info("commandstats")["cmdstat_script"]["calls"] - loads_before
         assert loads == 1
     finally:
-        await pipe.aclose()
-        await client.aclose()
+        await redis_conn.aclose()

@@ -4,37 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import msgpack
 import pytest
 import redis
-from redis.asyncio import Redis
 
-from presence_svc.presence import PresenceStore, pack_session_id
-from presence_svc.scripts import Call, ScriptArg, Scripts
+from presence_svc.live.store import PresenceStore, pack_session_id
+from presence_svc.live.sweeper import Sweeper, owner_of
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
-from presence_svc.worker.sweeper import Sweeper, owner_of
 
 Auth = Callable[..., dict[str, str]]
 
 
-@pytest.fixture
-async def scripts(settings: Settings) -> AsyncIterator[Scripts]:
-    client = Redis.from_url(settings.redis_url or "")
-    yield Scripts(client)
-    await client.aclose()
-
-
 async def test_sweeps_leave_no_key_behind_after_retention(
-    scripts: Scripts, settings: Settings, sync_redis: redis.Redis
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    store = PresenceStore(scripts, settings)
+    store = PresenceStore(redis_conn, settings)
     for artifact in ("doc-1", "doc-2", "doc-3"):
         for user in ("alice", "bob"):
             await store.heartbeat(artifact, f"tab-{user}-0001", user, "v1", b'{"a":1}')
     assert sync_redis.dbsize() > 0
-    sweeper = Sweeper(scripts, settings)
+    sweeper = Sweeper(redis_conn, settings)
     await asyncio.sleep(settings.online_timeout_s + 0.1)
     first = await sweeper.sweep_once()
     assert first.artifacts == 3
@@ -48,21 +41,21 @@ async def test_sweeps_leave_no_key_behind_after_retention(
 
 
 async def test_a_sweep_visits_only_what_is_due(
-    scripts: Scripts, settings: Settings, sync_redis: redis.Redis
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    store = PresenceStore(scripts, settings)
+    store = PresenceStore(redis_conn, settings)
     await store.heartbeat("stale-doc", "tab-old-00001", "old", None, None)
     await asyncio.sleep(settings.online_timeout_s + 0.1)
     for i in range(200):
         await store.heartbeat(f"fresh-{i}", "tab-new-00001", f"user-{i}", None, None)
-    result = await Sweeper(scripts, settings).sweep_once(list(store.keys.tags))
+    result = await Sweeper(redis_conn, settings).sweep_once(list(store.keys.tags))
     assert result.artifacts == 1
 
 
 async def test_workers_split_the_partitions_and_take_over_from_a_dead_one(
-    scripts: Scripts, settings: Settings
+    redis_conn: RedisConnection, settings: Settings
 ) -> None:
-    one, two = Sweeper(scripts, settings), Sweeper(scripts, settings)
+    one, two = Sweeper(redis_conn, settings), Sweeper(redis_conn, settings)
     mine, theirs = await one.claim(), await two.claim()
     mine = await one.claim()
     assert set(mine).isdisjoint(theirs)
@@ -88,24 +81,15 @@ def test_rendezvous_moves_only_the_leaving_workers_partitions() -> None:
 
 async def _fill(store: PresenceStore, artifacts: int, per_artifact: int) -> None:
     """``artifacts x per_artifact`` live sessions through the real heartbeat script."""
-    calls: list[Call] = []
+    calls: list[ScriptCall] = []
+    heartbeat = store.redis.scripts.heartbeat
     for a in range(artifacts):
-        artifact = f"big-{a}"
-        k = store.keys.artifact(artifact)
+        k = store.keys.artifact(f"big-{a}")
         for s in range(per_artifact):
-            args: list[ScriptArg] = [
-                artifact,
-                k.channel,
-                pack_session_id(f"tab-{s:08d}"),
-                f"user-{s}",
-                "v1",
-                "",
-                30_000,
-                60_000,
-            ]
-            calls.append((store.scripts.heartbeat, [k.sessions, k.info, k.due], args))
+            session = pack_session_id(f"tab-{s:08d}")
+            calls.append(heartbeat.call(k, 30_000, 60_000, session, f"user-{s}", "v1", b""))
     for start in range(0, len(calls), 5000):
-        results = await store.scripts.run_many(calls[start : start + 5000])
+        results = await store.redis.run_many(calls[start : start + 5000])
         assert not any(isinstance(r, Exception) for r in results)
 
 
@@ -125,10 +109,10 @@ def _command_calls(sync_redis: redis.Redis) -> dict[str, int]:
 
 @pytest.mark.timeout(120)
 async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
-    scripts: Scripts, settings: Settings, sync_redis: redis.Redis
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
     settings = settings.replace(online_timeout_s=30.0, retention_s=60.0)
-    store = PresenceStore(scripts, settings)
+    store = PresenceStore(redis_conn, settings)
     await _fill(store, artifacts=1000, per_artifact=100)
     assert sync_redis.zcard(store.keys.artifact("big-7").sessions) == 100
     stale = [f"big-{a}" for a in range(0, 1000, 100)]
@@ -138,9 +122,9 @@ async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
     pubsub = sync_redis.pubsub()
     pubsub.subscribe(*channels)
 
-    await scripts.load()  # so no NOSCRIPT round is counted below
+    await redis_conn.load_scripts()  # so no NOSCRIPT round is counted below
     sync_redis.config_resetstat()
-    result = await Sweeper(scripts, settings).sweep_once(list(store.keys.tags))
+    result = await Sweeper(redis_conn, settings).sweep_once(list(store.keys.tags))
     calls = _command_calls(sync_redis)
 
     # what the sweep reports: ten artifacts visited, nothing deleted (not past retention)
@@ -170,17 +154,17 @@ async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
 
 
 async def test_a_burst_larger_than_a_batch_is_swept_in_one_round(
-    scripts: Scripts, settings: Settings, sync_redis: redis.Redis
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    store = PresenceStore(scripts, settings.replace(partitions=1))
-    sweeper = Sweeper(scripts, settings.replace(partitions=1))
-    calls: list[Call] = []
-    for a in range(1200):  # > 2 batches, all in one partition
-        k = store.keys.artifact(f"burst-{a}")
-        sid = pack_session_id("tab-00000001")
-        args: list[ScriptArg] = [f"burst-{a}", k.channel, sid, "u", "", "", 1000, 3000]
-        calls.append((scripts.heartbeat, [k.sessions, k.info, k.due], args))
-    await scripts.run_many(calls)
+    store = PresenceStore(redis_conn, settings.replace(partitions=1))
+    sweeper = Sweeper(redis_conn, settings.replace(partitions=1))
+    sid = pack_session_id("tab-00000001")
+    heartbeat = redis_conn.scripts.heartbeat
+    calls = [
+        heartbeat.call(store.keys.artifact(f"burst-{a}"), 1000, 3000, sid, "u", "", b"")
+        for a in range(1200)  # > 2 batches, all in one partition
+    ]
+    await redis_conn.run_many(calls)
     await asyncio.sleep(settings.online_timeout_s + 0.1)
     result = await sweeper.sweep_once(list(store.keys.tags))
     assert result.artifacts == 1200

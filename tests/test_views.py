@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import redis
 
-from presence_svc.keys import Keyspace
+from presence_svc.redis.keys import Keyspace
 from tests.conftest import AppClient
 
 Auth = Callable[..., dict[str, str]]

@@ -1,5 +1,4 @@
--- lib/presence.lua: helpers shared by the presence scripts; scripts.py inlines this file
--- wherever a script says `--! include lib/presence.lua`.
+-- lib/presence.lua: helpers shared by the presence writers (through lib/writer.lua).
 --
 -- Data model of one artifact (see docs/data-model.md), two keys:
 --   Z  zset  session id -> last heartbeat (ms)
@@ -9,18 +8,11 @@
 --            '~w' -> the watermark: sessions scored <= it were already taken out of
 --                    the online counts ("settled")
 --   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
--- Session ids come packed by presence.py: '#' + an 8-byte digest of the id. User ids
+-- Session ids come packed by the service: '#' + an 8-byte digest of the id. User ids
 -- never start with '#' or '~', so session, user and '~' fields cannot collide.
 -- A session is online while now - lastSeen < timeout.
 
-redis.replicate_commands()
-
 local WATERMARK = '~w'
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 -- One more online session of `user`; returns how many the user has now.
 local function user_joined(I, user)

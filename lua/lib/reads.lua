@@ -1,11 +1,6 @@
--- lib/reads.lua: read-only helpers for the read scripts (inlined by scripts.py).
+-- lib/reads.lua: read-only helpers for the read scripts.
 -- Reads never write: sessions that timed out but were not settled yet are left out by
 -- looking at them, so a read is exact even between two sweeps.
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 -- Users whose every counted session has timed out but is not settled yet; `mark` is the
 -- artifact's watermark (field '~w' of I, false if none).

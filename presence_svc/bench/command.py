@@ -35,7 +35,7 @@ from presence_svc.bench.scenarios import (
     build_scenario,
     seed_requests,
 )
-from presence_svc.embedded import EmbeddedRedis
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
 __all__ = ["BenchConfig", "run_bench"]

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from redis import Redis
 
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
-from presence_svc.presence import PresenceStore
-from presence_svc.redis_client import RedisClient, connect
-from presence_svc.scripts import Call, Scripts
+from presence_svc.live.store import PresenceStore
+from presence_svc.redis.connection import RedisClient, connect
+from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
 
 __all__ = ["preload_sessions", "redis_build"]
@@ -59,13 +59,13 @@ async def preload_sessions(
 
     ``lanes`` pipelines are in flight at once so Redis never waits for Python.
     """
-    client = connect(settings)
-    store = PresenceStore(Scripts(client), settings)
+    redis = connect(settings)
+    store = PresenceStore(redis, settings)
     stored = 0
     cursor = first
     end = first + sessions
 
-    def calls() -> list[Call] | None:
+    def calls() -> list[ScriptCall] | None:
         nonlocal cursor
         if cursor >= end:
             return None
@@ -81,7 +81,7 @@ async def preload_sessions(
     async def lane() -> None:
         nonlocal stored
         while (pending := calls()) is not None:
-            for result in await store.scripts.run_many(pending):
+            for result in await redis.run_many(pending):
                 if isinstance(result, Exception):
                     raise result
             stored += len(pending)
@@ -89,9 +89,9 @@ async def preload_sessions(
                 progress(stored)
 
     try:
-        await store.scripts.load()
+        await redis.load_scripts()
         await asyncio.gather(*(lane() for _ in range(lanes)))
-        await _settled(client)
+        await _settled(redis.client)
     finally:
-        await client.aclose()
+        await redis.aclose()
     return stored

@@ -1,24 +1,23 @@
-"""The durable database: the views ledger (tier 3) and the users directory.
+"""The door to the durable database: connections and the schema, nothing of the tiers.
 
-The ledger holds opaque user ids only; names and avatars live in the users directory
-alone, so erasing a profile erases the person's data everywhere. Backends implement
-``Database``; ``open_database`` picks one from ``PRESENCE_LEDGER_URL``.
+The ledger (``presence_svc.ledger``) and the users directory (``presence_svc.users``)
+each keep their statements in their own backend module over a connection from here;
+``presence_svc.database`` composes them for a configured URL.
 """
 
 from __future__ import annotations
 
-from presence_svc.db.base import Database, LedgerQuery, LedgerRow, Profile
-from presence_svc.db.sqlite import SqliteDatabase
+from presence_svc.db.sqlite import SqliteFile
 
-__all__ = ["Database", "LedgerQuery", "LedgerRow", "Profile", "SqliteDatabase", "open_database"]
+__all__ = ["SqliteFile", "sqlite_path"]
 
 
-def open_database(url: str) -> Database:
-    """A database for ``url``; only SQLite exists so far (PostgreSQL is next).
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL, None for any other scheme.
 
     As in SQLAlchemy, ``sqlite:///rel/path`` is relative and ``sqlite:////abs/path`` absolute.
     """
     prefix = "sqlite:///"
     if url.startswith(prefix) and len(url) > len(prefix):
-        return SqliteDatabase(url[len(prefix) :])
-    raise ValueError(f"unsupported ledger URL {url!r}")
+        return url[len(prefix) :]
+    return None

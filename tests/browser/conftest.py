@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, async_playwright
 
-from presence_svc.app import create_app
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.http.app import create_app
 from presence_svc.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,43 @@
+-- record_view.lua: count one view of a version, at most once per debounce window, and
+-- append it to the partition's views stream for the ledger. All keys share one hash slot.
+-- KEYS[1] debounce key (artifact, version, user)   KEYS[2] artifact stats hash
+-- KEYS[3] artifact viewers set   KEYS[4] artifact versions zset (version -> last view)
+-- KEYS[5] version stats hash   KEYS[6] version viewers hash (user -> msgpack
+--         {views, firstViewedAt, lastViewedAt})   KEYS[7] version viewers by last view zset
+-- KEYS[8] views stream
+-- ARGV[1] artifact id  ARGV[2] version id  ARGV[3] user id  ARGV[4] session id ('' none)
+-- ARGV[5] view id (unique; the ledger is idempotent on it)  ARGV[6] debounce window (ms)
+-- returns {counted (1|0), version views, version unique viewers, now (ms)}
+-- Inside the window nothing is written: a reload or a spamming client counts once.
+--! include lib/now.lua
+
+local now = NOW
+local artifact, version, user = ARGV[1], ARGV[2], ARGV[3]
+
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[6]) then
+  local views = tonumber(redis.call('HGET', KEYS[5], 'views') or '0')
+  return {0, views, redis.call('HLEN', KEYS[6]), now}
+end
+
+redis.call('HINCRBY', KEYS[2], 'views', 1)
+redis.call('HSET', KEYS[2], 'last', now)
+redis.call('SADD', KEYS[3], user)
+redis.call('ZADD', KEYS[4], now, version)
+local views = redis.call('HINCRBY', KEYS[5], 'views', 1)
+
+local raw = redis.call('HGET', KEYS[6], user)
+local mine
+if raw then
+  mine = cmsgpack.unpack(raw)
+  mine[1] = mine[1] + 1
+  mine[3] = now
+else
+  mine = {1, now, now}
+end
+redis.call('HSET', KEYS[6], user, cmsgpack.pack(mine))
+redis.call('ZADD', KEYS[7], now, user)
+
+-- One field, msgpack [viewId, artifact, version, user, session, ms]: compact in Redis and
+-- decoded in C by the drain.
+redis.call('XADD', KEYS[8], '*', 'v', cmsgpack.pack({ARGV[5], artifact, version, user, ARGV[4], now}))
+return {1, views, redis.call('HLEN', KEYS[6]), now}

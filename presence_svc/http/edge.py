@@ -1,0 +1,87 @@
+"""What every request goes through: problem+json for any failure, a count and a timing per
+route template (never per artifact or user), CORS preflights, and 404/405 in the same shape.
+
+This wraps each handler when its route is added instead of being an aiohttp middleware:
+a middleware chain costs each request two extra coroutines, two ``partial`` calls, an
+``isinstance`` through ``ABCMeta`` and an LRU lookup (aiohttp adds its own
+``_fix_request_current_app`` layer once there is any middleware), which on the heartbeat
+path weighed as much as the handler's own work. The app therefore has no middleware, and
+the fallback route below answers what the router would have answered in plain text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+
+from presence_svc import metrics
+from presence_svc.errors import problem_for
+from presence_svc.http.cors import preflight
+
+__all__ = ["Handler", "add_fallback", "add_routes", "endpoint"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_PATTERN = re.compile(r"\{(\w+):[^}]*\}")
+
+
+def endpoint(handler: Handler, route: str) -> Handler:
+    """``handler``, answering problem+json for whatever it raises, and counted and timed
+    under ``route`` (a path template)."""
+    perf_counter = time.perf_counter
+    observe = metrics.observe_request
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        started = perf_counter()
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = problem_for(request, exc)
+        observe(route, request.method, response.status, perf_counter() - started)
+        return response
+
+    answer.__name__ = handler.__name__
+    answer.__qualname__ = handler.__qualname__
+    answer.__doc__ = handler.__doc__
+    return answer
+
+
+def add_routes(app: web.Application, table: Iterable[web.AbstractRouteDef]) -> None:
+    """Add a module's ``RouteTableDef``, each handler wrapped by :func:`endpoint`."""
+    for definition in table:
+        if not isinstance(definition, web.RouteDef):
+            raise TypeError(f"only handler routes are supported, not {definition!r}")
+        template = _PATTERN.sub(r"{\1}", definition.path)  # as aiohttp's ``canonical``
+        wrapped = endpoint(definition.handler, template)
+        web.RouteDef(definition.method, definition.path, wrapped, definition.kwargs).register(
+            app.router
+        )
+
+
+_FALLBACK = "/{tail:.*}"
+
+
+async def _fallback(request: web.Request) -> web.StreamResponse:
+    """Any method on any path no other route took: a CORS preflight, else 405 when the
+    path exists with other methods, else 404."""
+    answer = preflight(request)
+    if answer is not None:
+        return answer
+    allowed: set[str] = set()
+    fallback = request.match_info.route.resource
+    for resource in request.app.router.resources():
+        if resource is fallback:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def add_fallback(app: web.Application) -> None:
+    """Register the fallback last: the router tries it only after every other route."""
+    app.router.add_route("*", _FALLBACK, endpoint(_fallback, "unmatched"))

@@ -1,0 +1,71 @@
+"""Operations endpoints: liveness, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+from redis.exceptions import RedisError
+
+from presence_svc.http.openapi import openapi_document
+from presence_svc.http.resources import DATABASE, REDIS
+from presence_svc.http.wire import respond
+from presence_svc.multiproc import METRICS_DIR_ENV
+
+__all__ = ["routes"]
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return respond(request, {"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Redis answers with every script loaded (loading them if it lost them)."""
+    redis = request.app[REDIS]
+    checks = {"redis": "ok", "scripts": "ok", "database": "ok"}
+    try:
+        async with asyncio.timeout(2):
+            if not await redis.scripts_loaded():
+                await redis.load_scripts()
+                checks["scripts"] = "reloaded"
+    except (RedisError, OSError, TimeoutError) as exc:
+        checks["redis"] = checks["scripts"] = f"unavailable: {type(exc).__name__}"
+    try:
+        async with asyncio.timeout(2):
+            await request.app[DATABASE].ping()
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    ready = all(v in ("ok", "reloaded") for v in checks.values())
+    return respond(request, {"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics, or every process's summed under ``serve --processes``."""
+    registry = REGISTRY
+    if METRICS_DIR_ENV in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    body = generate_latest(registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app))

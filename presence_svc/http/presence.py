@@ -1,0 +1,111 @@
+"""Live presence: heartbeat, leave, online counts and the presence list."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from presence_svc.errors import BadRequest, FieldError
+from presence_svc.http.params import path_id, query_ids, query_int
+from presence_svc.http.resources import PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.wire import Body, respond
+from presence_svc.live.rows import presence_out
+from presence_svc.schemas import (
+    HeartbeatIn,
+    HeartbeatOut,
+    LeaveIn,
+    OnlineCounts,
+    OnlineOut,
+)
+
+__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "routes"]
+
+routes = web.RouteTableDef()
+
+MAX_STATE_BYTES = 1024
+MAX_BATCH = 1000
+_HEARTBEAT = Body(HeartbeatIn)
+_LEAVE = Body(LeaveIn, allow_text=True)
+_JSON = msgspec.json.Encoder()
+
+
+def _state_json(state: dict[str, object] | None) -> bytes | None:
+    if state is None:
+        return None
+    blob = _JSON.encode(state)
+    if len(blob) > MAX_STATE_BYTES:
+        raise BadRequest(
+            "state is too large",
+            errors=[
+                FieldError("state", f"at most {MAX_STATE_BYTES} bytes as JSON, got {len(blob)}")
+            ],
+        )
+    return blob
+
+
+@routes.post("/v1/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    body = await _HEARTBEAT.read(request)
+    principal.require_write(body.artifact_id)
+    counts = await app[PRESENCE].heartbeat(
+        body.artifact_id,
+        body.session_id,
+        principal.user_id,
+        body.version_id,
+        _state_json(body.state),
+    )
+    out = HeartbeatOut(
+        online=counts.online,
+        sessions=counts.sessions,
+        interval_s=app[SETTINGS].heartbeat_interval_s,
+    )
+    return respond(request, out)
+
+
+@routes.post("/v1/leave")
+async def leave(request: web.Request) -> web.Response:
+    app = request.app
+    body = await _LEAVE.read(request)
+    principal = app[TOKENS].from_request(request, fallback=body.token)
+    principal.require_write(body.artifact_id)
+    counts = await app[PRESENCE].leave(
+        body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+    )
+    return respond(request, OnlineCounts(online=counts.online, sessions=counts.sessions))
+
+
+@routes.get("/v1/artifacts/{artifactId}/online")
+async def artifact_online(request: web.Request) -> web.Response:
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    artifact_id = path_id(request, "artifactId")
+    principal.require_presence_read([artifact_id])
+    counts = (await app[PRESENCE].online([artifact_id]))[artifact_id]
+    return respond(
+        request, OnlineOut(artifact_id=artifact_id, online=counts.online, sessions=counts.sessions)
+    )
+
+
+@routes.get("/v1/online")
+async def batch_online(request: web.Request) -> web.Response:
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    artifact_ids = query_ids(request, "artifactId", most=MAX_BATCH)
+    principal.require_presence_read(artifact_ids)
+    counts = await app[PRESENCE].online(artifact_ids)
+    # The store's Counts encode as OnlineCounts do: no copy of 1 000 of them into the
+    # documented BatchOnline; the same JSON (or msgpack).
+    return respond(request, {"counts": counts})
+
+
+@routes.get("/v1/artifacts/{artifactId}/presence")
+async def presence_list(request: web.Request) -> web.Response:
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    artifact_id = path_id(request, "artifactId")
+    principal.require_presence_read([artifact_id])
+    limit = query_int(request, "limit", default=100, low=1, high=500)
+    page = await app[PRESENCE].page(artifact_id, limit, request.query.get("cursor") or None)
+    return respond(request, await presence_out(app[USERS], page))

@@ -1,0 +1,102 @@
+"""The shared resources of one app, each made and closed by its own cleanup context and
+reached through a typed ``web.AppKey`` (no module-level clients)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from presence_svc.auth import TokenCodec
+from presence_svc.database import Database, open_database
+from presence_svc.ledger.store import LedgerStore
+from presence_svc.live.events import PresenceHub
+from presence_svc.live.store import PresenceStore
+from presence_svc.redis.connection import RedisConnection, connect
+from presence_svc.settings import Settings
+from presence_svc.stats.views import ViewStore
+from presence_svc.users.directory import UsersDirectory
+from presence_svc.worker import Worker
+
+__all__ = [
+    "DATABASE",
+    "HUB",
+    "LEDGER",
+    "PRESENCE",
+    "REDIS",
+    "SETTINGS",
+    "TOKENS",
+    "USERS",
+    "VIEWS",
+    "database_ctx",
+    "end_event_streams",
+    "hub_ctx",
+    "redis_ctx",
+    "worker_ctx",
+]
+
+log = logging.getLogger(__name__)
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+TOKENS: Final = web.AppKey("tokens", TokenCodec)
+REDIS: Final = web.AppKey("redis", RedisConnection)
+PRESENCE: Final = web.AppKey("presence", PresenceStore)
+VIEWS: Final = web.AppKey("views", ViewStore)
+DATABASE: Final = web.AppKey("database", Database)
+LEDGER: Final = web.AppKey[LedgerStore]("ledger")
+USERS: Final = web.AppKey[UsersDirectory]("users")
+HUB: Final = web.AppKey("hub", PresenceHub)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Redis connection and the stores on it. Starts even if Redis is down: /readyz
+    tells."""
+    settings = app[SETTINGS]
+    # One try and one retry, each bounded by the Redis timeout: a 503 within 2 s.
+    redis = connect(settings, deadline_s=2 * settings.redis_timeout_s, pipelined=True)
+    try:
+        await redis.load_scripts()
+    except RedisError as exc:
+        log.warning("redis not reachable at start; will retry on use", extra={"error": repr(exc)})
+    app[REDIS] = redis
+    app[PRESENCE] = PresenceStore(redis, settings)
+    app[VIEWS] = ViewStore(redis, settings)
+    yield
+    await redis.aclose()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = open_database(app[SETTINGS].resolved_ledger_url)
+    await database.open()
+    app[DATABASE] = database
+    app[LEDGER] = database.ledger
+    app[USERS] = database.users
+    yield
+    await database.close()
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The live-events hub (after Redis and the database: it uses both, and closes first)."""
+    hub = PresenceHub(app[REDIS], app[PRESENCE].keys, app[USERS].get_profiles)
+    app[HUB] = hub
+    yield
+    await hub.aclose()
+
+
+async def end_event_streams(app: web.Application) -> None:
+    """``on_shutdown``: open event streams end, so graceful shutdown does not wait on them."""
+    if HUB in app:
+        app[HUB].end_streams()
+
+
+async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The worker inside ``serve``; stopped (after its current batch) at shutdown."""
+    worker = Worker(app[REDIS], app[DATABASE], app[SETTINGS])
+    task = asyncio.create_task(worker.run(), name="worker")
+    yield
+    worker.stop()
+    await task

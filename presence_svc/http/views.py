@@ -1,0 +1,113 @@
+"""Views and their statistics: record a view, stats, viewers, a user's recent list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from presence_svc.http.params import path_id, query_int
+from presence_svc.http.resources import TOKENS, USERS, VIEWS
+from presence_svc.http.wire import Body, respond
+from presence_svc.schemas import (
+    RecentItemOut,
+    RecentOut,
+    StatsOut,
+    VersionStatsOut,
+    ViewerOut,
+    ViewersOut,
+    ViewIn,
+    ViewOut,
+)
+from presence_svc.stats.views import RECENT_KEEP
+from presence_svc.timefmt import to_iso
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+_VIEW = Body(ViewIn)
+
+
+@routes.post("/v1/views")
+async def record_view(request: web.Request) -> web.Response:
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    body = await _VIEW.read(request)
+    principal.require_write(body.artifact_id)
+    view = await app[VIEWS].record(
+        body.artifact_id, body.version_id, principal.user_id, body.session_id
+    )
+    return respond(
+        request, ViewOut(counted=view.counted, views=view.views, unique_viewers=view.unique_viewers)
+    )
+
+
+@routes.get("/v1/artifacts/{artifactId}/stats")
+async def stats(request: web.Request) -> web.Response:
+    request.app[TOKENS].from_request(request).require_dashboard()
+    artifact_id = path_id(request, "artifactId")
+    found = await request.app[VIEWS].stats(artifact_id)
+    out = StatsOut(
+        artifact_id=artifact_id,
+        views=found.views,
+        unique_viewers=found.unique_viewers,
+        last_viewed_at=to_iso(found.last_viewed_at_ms) if found.last_viewed_at_ms else None,
+        versions=[
+            VersionStatsOut(
+                version_id=v.version_id,
+                views=v.views,
+                unique_viewers=v.unique_viewers,
+                last_viewed_at=to_iso(v.last_viewed_at_ms),
+            )
+            for v in found.versions
+        ],
+    )
+    return respond(request, out)
+
+
+@routes.get("/v1/artifacts/{artifactId}/versions/{versionId}/viewers")
+async def viewers(request: web.Request) -> web.Response:
+    app = request.app
+    app[TOKENS].from_request(request).require_dashboard()
+    artifact_id = path_id(request, "artifactId")
+    version_id = path_id(request, "versionId")
+    limit = query_int(request, "limit", default=100, low=1, high=500)
+    page = await app[VIEWS].viewers(
+        artifact_id, version_id, limit, request.query.get("cursor") or None
+    )
+    profiles = await app[USERS].get_profiles(v.user_id for v in page.viewers)
+    rows = []
+    for viewer in page.viewers:
+        profile = profiles.get(viewer.user_id)
+        rows.append(
+            ViewerOut(
+                user_id=viewer.user_id,
+                name=profile.name if profile else None,
+                avatar_url=profile.avatar_url if profile else None,
+                views=viewer.views,
+                first_viewed_at=to_iso(viewer.first_viewed_at_ms),
+                last_viewed_at=to_iso(viewer.last_viewed_at_ms),
+            )
+        )
+    return respond(request, ViewersOut(viewers=rows, next_cursor=page.next_cursor))
+
+
+@routes.get("/v1/users/{userId}/recent")
+async def recent(request: web.Request) -> web.Response:
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    user_id = path_id(request, "userId")
+    principal.require_user_read(user_id)
+    limit = query_int(request, "limit", default=50, low=1, high=RECENT_KEEP)
+    items = await app[VIEWS].recent(user_id, limit)
+    return respond(
+        request,
+        RecentOut(
+            items=[
+                RecentItemOut(
+                    artifact_id=i.artifact_id,
+                    version_id=i.version_id,
+                    last_viewed_at=to_iso(i.last_viewed_at_ms),
+                )
+                for i in items
+            ]
+        ),
+    )

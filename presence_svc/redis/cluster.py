@@ -1,0 +1,98 @@
+"""A Redis Cluster: every call routed to its slot's node by redis-py.
+
+redis-py refuses ``EVALSHA`` in cluster pipelines, so calls that a single server would
+pipeline go out concurrently instead, each to its own node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from presence_svc import metrics
+from presence_svc.redis.connection import RedisConnection, StreamEntry, StreamRead
+from presence_svc.redis.scripts import ScriptCall
+
+__all__ = ["ClusterConnection"]
+
+
+class ClusterConnection(RedisConnection):
+    client: RedisCluster
+
+    async def run(self, call: ScriptCall) -> Any:
+        async with asyncio.timeout(self.deadline_s):
+            return await self._run(call)
+
+    async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        if not calls:
+            return []
+        async with asyncio.timeout(self.deadline_s):  # one timer per batch
+            return list(
+                await asyncio.gather(*(self._run(call) for call in calls), return_exceptions=True)
+            )
+
+    async def _run(self, call: ScriptCall) -> Any:
+        script = call.script
+        started = time.perf_counter()
+        try:
+            try:
+                return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            except NoScriptError:
+                await self.client.script_load(script.source)
+                return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        finally:
+            metrics.observe_script(script.name, time.perf_counter() - started)
+
+    async def read_group(
+        self, group: str, consumer: str, streams: Sequence[str], count: int
+    ) -> list[StreamRead]:
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xreadgroup(group, consumer, {stream: ">"}, count=count)
+        out: list[StreamRead] = []
+        for reply in await pipe.execute(raise_on_error=False):
+            if isinstance(reply, ResponseError):
+                out.append(reply)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:  # redis-py parsed each entry's fields into a dict: flat again
+                pairs = reply.items() if isinstance(reply, dict) else (reply or ())
+                entries: list[StreamEntry] = [
+                    (entry_id, [item for pair in fields.items() for item in pair])
+                    for _, stream_entries in pairs
+                    for entry_id, fields in stream_entries
+                ]
+                out.append(entries)
+        return out
+
+    async def ack(self, group: str, done: dict[str, list[bytes]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for stream, ids in done.items():
+            pipe.xack(stream, group, *ids)
+        await pipe.execute()
+
+    async def initialize(self) -> None:
+        await self.client.initialize()
+
+    def pubsub(self) -> PubSub:
+        return self.client.pubsub()
+
+    async def answering_pubsub(self, timeout_s: float) -> PubSub:
+        nodes = self.client.get_nodes()
+        random.shuffle(nodes)
+        for node in nodes:
+            try:
+                await asyncio.wait_for(
+                    self.client.execute_command("PING", target_nodes=node), timeout_s
+                )
+            except (RedisError, OSError, TimeoutError):
+                continue
+            return self.client.pubsub(node=node)
+        raise ConnectionError("no Redis Cluster node answers")

@@ -1,0 +1,165 @@
+"""Every Redis key name and the partition hash tags, in one place.
+
+Each artifact belongs to one partition; every key of that artifact (and the partition's
+own keys: sweep index, views stream) carries the partition's hash tag, so each Lua
+script touches a single Redis Cluster slot. Ids may contain ``:``, so keys that join
+several ids separate them with ``/``, which ids cannot contain.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+__all__ = ["ArtifactKeys", "Keyspace", "partition_tags"]
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(n: int) -> str:
+    digits = ""
+    while True:
+        n, rem = divmod(n, 36)
+        digits = _ALPHABET[rem] + digits
+        if n == 0:
+            return digits
+
+
+@lru_cache(maxsize=8)
+def partition_tags(count: int) -> tuple[str, ...]:
+    """Short hash tags, one per partition, whose slots spread evenly over the cluster.
+
+    Partition ``i`` gets a tag whose slot lies in the i-th of ``count`` equal slot ranges,
+    so any cluster that splits slots into contiguous ranges receives an even share
+    (naive tags such as ``{0}..{63}`` land on a handful of slots).
+    """
+    if not 1 <= count <= REDIS_CLUSTER_HASH_SLOTS:
+        raise ValueError(f"partition count must be within 1..{REDIS_CLUSTER_HASH_SLOTS}")
+    tags: list[str | None] = [None] * count
+    missing = count
+    candidate = 0
+    while missing:
+        tag = _base36(candidate)
+        candidate += 1
+        bucket = key_slot(tag.encode()) * count // REDIS_CLUSTER_HASH_SLOTS
+        if tags[bucket] is None:
+            tags[bucket] = tag
+            missing -= 1
+    return tuple(t for t in tags if t is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactKeys:
+    """The keys of one artifact's live presence."""
+
+    artifact_id: str
+    tag: str
+    sessions: str
+    """zset: session id -> last heartbeat (ms)."""
+    info: str
+    """hash: packed session id -> msgpack [userId, versionId, state(, leaving)]; user id
+    -> that user's online sessions; ``~n``: users online; ``~w``: the watermark."""
+    channel: str
+    """pub/sub channel of the artifact's presence events."""
+    due: str
+    """zset (per partition): artifact id -> when the sweeper should next look at it (ms)."""
+
+
+class Keyspace:
+    """Maps artifacts and users to partitions and builds their key names."""
+
+    __slots__ = ("_artifacts", "_tags", "count")
+
+    CACHED_ARTIFACTS = 65_536
+    """Artifacts whose key names are kept built: an online batch of 1 000 ids spent more
+    time building key names (crc32, f-strings) than Redis spent answering."""
+
+    def __init__(self, partitions: int) -> None:
+        self._tags = partition_tags(partitions)
+        self.count = partitions
+        self._artifacts: dict[str, ArtifactKeys] = {}
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    def partition_of(self, ident: str) -> int:
+        return zlib.crc32(ident.encode()) % self.count
+
+    def tag_of(self, ident: str) -> str:
+        return self._tags[zlib.crc32(ident.encode()) % self.count]
+
+    def artifact(self, artifact_id: str) -> ArtifactKeys:
+        keys = self._artifacts.get(artifact_id)
+        if keys is None:
+            if len(self._artifacts) >= self.CACHED_ARTIFACTS:
+                self._artifacts.clear()
+            tag = self.tag_of(artifact_id)
+            base = f"ps:{{{tag}}}:{artifact_id}"
+            keys = self._artifacts[artifact_id] = ArtifactKeys(
+                artifact_id=artifact_id,
+                tag=tag,
+                sessions=f"{base}:z",
+                info=f"{base}:i",
+                channel=f"{base}:ev",
+                due=self.due(tag),
+            )
+        return keys
+
+    @staticmethod
+    def due(tag: str) -> str:
+        return f"ps:{{{tag}}}:due"
+
+    @staticmethod
+    def workers() -> str:
+        """zset: worker id -> alive until (ms); the live workers share the partitions."""
+        return "ps:workers"
+
+    # Views (tier 2) and the stream feeding the ledger (tier 3).
+
+    def view_debounce(self, artifact_id: str, version_id: str, user_id: str) -> str:
+        tag = self.tag_of(artifact_id)
+        return f"vw:{{{tag}}}:d:{artifact_id}/{version_id}/{user_id}"
+
+    def artifact_stats(self, artifact_id: str) -> str:
+        """hash: views, lastViewedAt; the artifact's own totals."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:a:{artifact_id}"
+
+    def artifact_viewers(self, artifact_id: str) -> str:
+        """set: user ids that ever viewed any version of the artifact (exact)."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:au:{artifact_id}"
+
+    def artifact_versions(self, artifact_id: str) -> str:
+        """zset: version id -> last view (ms)."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:av:{artifact_id}"
+
+    def version_stats(self, artifact_id: str, version_id: str) -> str:
+        """hash: views of one version (its last view is its score in ``artifact_versions``)."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:v:{artifact_id}/{version_id}"
+
+    def version_viewers(self, artifact_id: str, version_id: str) -> str:
+        """hash: user id -> msgpack [views, firstViewedAt, lastViewedAt] on the version."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:vu:{artifact_id}/{version_id}"
+
+    def version_viewers_by_time(self, artifact_id: str, version_id: str) -> str:
+        """zset: user id -> last view (ms), for paging viewers most recent first."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:vz:{artifact_id}/{version_id}"
+
+    @staticmethod
+    def views_stream(tag: str) -> str:
+        return f"vw:{{{tag}}}:stream"
+
+    @staticmethod
+    def dead_letters(tag: str) -> str:
+        return f"vw:{{{tag}}}:dead"
+
+    def user_recent(self, user_id: str) -> str:
+        """zset: artifact id -> last view (ms); the user's "recently viewed" cache."""
+        return f"rc:{{{self.tag_of(user_id)}}}:{user_id}:z"
+
+    def user_recent_versions(self, user_id: str) -> str:
+        """hash: artifact id -> version last viewed, beside ``user_recent``."""
+        return f"rc:{{{self.tag_of(user_id)}}}:{user_id}:v"

@@ -1,0 +1,306 @@
+"""The Lua scripts in ``lua/``, one typed object each, read once and called by SHA.
+
+Each object owns its script's KEYS and ARGV order: callers pass named values and get a
+``ScriptCall`` back, which a ``RedisConnection`` runs. No module outside this package knows
+how a call is laid out or packed. The presence writers share the opening of
+``lua/lib/writer.lua`` (artifact, channel, timeout, retention), which is the same for every
+call on an artifact: ``PresenceWriter`` packs it once per artifact and keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import TypeAlias
+
+from presence_svc.redis.keys import ArtifactKeys, Keyspace
+from presence_svc.redis.resp import bulk, evalsha_head, pack_evalsha
+
+__all__ = [
+    "HeartbeatScript",
+    "LeaveScript",
+    "Script",
+    "ScriptArg",
+    "ScriptCall",
+    "Scripts",
+    "lua_source",
+]
+
+ScriptArg: TypeAlias = str | bytes | int | float
+
+_INCLUDE = re.compile(r"^--! include (\S+)\s*$", re.MULTILINE)
+_CACHED_HEADS = 16_384
+"""Writer heads kept per script (each ~250-660 bytes: at most ~10 MB); past it the cache
+starts over, and a head missing costs its packing once more."""
+
+
+def _lua_dir() -> Traversable:
+    packaged = resources.files("presence_svc").joinpath("lua")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "lua"  # a source checkout
+
+
+def lua_source(name: str) -> str:
+    """The script ``name`` (``live/heartbeat``) with every ``--! include`` line replaced by
+    the named file (paths from ``lua/``), each file included once."""
+    root = _lua_dir()
+    seen: set[str] = set()
+
+    def expand(path: str) -> str:
+        seen.add(path)
+        text = root.joinpath(path).read_text(encoding="utf-8")
+        return _INCLUDE.sub(lambda m: "" if m[1] in seen else expand(m[1]), text)
+
+    return expand(f"{name}.lua")
+
+
+class ScriptCall:
+    """One call of a script: its keys and arguments, and the call packed in RESP."""
+
+    __slots__ = ("args", "fixed", "head", "keys", "script")
+
+    def __init__(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[ScriptArg],
+        head: bytes | None = None,
+        fixed: int = 0,
+    ) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.head = head
+        """``EVALSHA``, the keys and the first ``fixed`` arguments, packed already (the
+        part shared by every call on an artifact, cached by the script object)."""
+        self.fixed = fixed
+
+    def resp(self) -> bytes:
+        if self.head is None:
+            return pack_evalsha(self.script.sha, self.keys, self.args)
+        return self.head + b"".join(map(bulk, self.args[self.fixed :]))
+
+    def __repr__(self) -> str:
+        return f"<ScriptCall {self.script.name} keys={list(self.keys)!r}>"
+
+
+class Script:
+    """A script file: its name, text and SHA."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = path.rpartition("/")[2]
+        """The file's stem: what metrics and logs call the script."""
+        self.source = lua_source(path).encode()
+        self.sha = hashlib.sha1(self.source).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"<Script {self.name} {self.sha[:8]}>"
+
+
+_WRITER_ARGS = 4
+"""The arguments of ``lib/writer.lua``: artifact id, channel, timeout, retention."""
+
+
+class PresenceWriter(Script):
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, D of one artifact, then the
+    writer's arguments, then its own."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._heads: dict[tuple[str, int, int], bytes] = {}
+
+    def _call(
+        self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, own: tuple[ScriptArg, ...]
+    ) -> ScriptCall:
+        keys = (k.sessions, k.info, k.due)
+        args = (k.artifact_id, k.channel, timeout_ms, retention_ms, *own)
+        cache_key = (k.sessions, timeout_ms, retention_ms)
+        head = self._heads.get(cache_key)
+        if head is None:
+            head = evalsha_head(self.sha, len(keys), len(args))
+            head += b"".join(map(bulk, (*keys, *args[:_WRITER_ARGS])))
+            if len(self._heads) >= _CACHED_HEADS:
+                self._heads.clear()
+            self._heads[cache_key] = head
+        return ScriptCall(self, keys, args, head, _WRITER_ARGS)
+
+
+class HeartbeatScript(PresenceWriter):
+    def __init__(self) -> None:
+        super().__init__("live/heartbeat")
+
+    def call(
+        self,
+        k: ArtifactKeys,
+        timeout_ms: int,
+        retention_ms: int,
+        session: bytes,
+        user_id: str,
+        version_id: str,
+        state: bytes,
+    ) -> ScriptCall:
+        """``version_id`` and ``state`` empty keep what the session has."""
+        return self._call(k, timeout_ms, retention_ms, (session, user_id, version_id, state))
+
+
+class LeaveScript(PresenceWriter):
+    def __init__(self) -> None:
+        super().__init__("live/leave")
+
+    def call(
+        self,
+        k: ArtifactKeys,
+        timeout_ms: int,
+        retention_ms: int,
+        session: bytes,
+        user_id: str,
+        grace_ms: int,
+    ) -> ScriptCall:
+        return self._call(k, timeout_ms, retention_ms, (session, user_id, grace_ms))
+
+
+class SweepScript(PresenceWriter):
+    def __init__(self) -> None:
+        super().__init__("live/sweep")
+
+    def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> ScriptCall:
+        return self._call(k, timeout_ms, retention_ms, ())
+
+
+class EraseUserScript(PresenceWriter):
+    def __init__(self) -> None:
+        super().__init__("live/erase_user")
+
+    def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, user_id: str) -> ScriptCall:
+        return self._call(k, timeout_ms, retention_ms, (user_id,))
+
+
+class OnlineScript(Script):
+    def __init__(self) -> None:
+        super().__init__("live/online")
+
+    def call(self, artifacts: Sequence[ArtifactKeys], timeout_ms: int) -> ScriptCall:
+        """Counts of ``artifacts``, all of one partition, in one call."""
+        keys = [name for k in artifacts for name in (k.sessions, k.info)]
+        return ScriptCall(self, keys, (timeout_ms,))
+
+
+class PresencePageScript(Script):
+    def __init__(self) -> None:
+        super().__init__("live/presence")
+
+    def call(
+        self, k: ArtifactKeys, timeout_ms: int, limit: int, after: tuple[int, str] | None
+    ) -> ScriptCall:
+        seen, user = after if after else ("", "")
+        return ScriptCall(self, (k.sessions, k.info), (timeout_ms, limit, seen, user))
+
+
+class WorkersScript(Script):
+    def __init__(self) -> None:
+        super().__init__("live/workers")
+
+    def call(self, key: str, worker_id: str, lease_ms: int, stay: bool) -> ScriptCall:
+        return ScriptCall(self, (key,), (worker_id, lease_ms, "1" if stay else "0"))
+
+
+class RecordViewScript(Script):
+    def __init__(self) -> None:
+        super().__init__("stats/record_view")
+
+    def call(
+        self,
+        keys: Keyspace,
+        artifact_id: str,
+        version_id: str,
+        user_id: str,
+        session_id: str | None,
+        view_id: str,
+        debounce_ms: int,
+    ) -> ScriptCall:
+        script_keys = (
+            keys.view_debounce(artifact_id, version_id, user_id),
+            keys.artifact_stats(artifact_id),
+            keys.artifact_viewers(artifact_id),
+            keys.artifact_versions(artifact_id),
+            keys.version_stats(artifact_id, version_id),
+            keys.version_viewers(artifact_id, version_id),
+            keys.version_viewers_by_time(artifact_id, version_id),
+            keys.views_stream(keys.tag_of(artifact_id)),
+        )
+        args = (artifact_id, version_id, user_id, session_id or "", view_id, debounce_ms)
+        return ScriptCall(self, script_keys, args)
+
+
+class RecentScript(Script):
+    def __init__(self) -> None:
+        super().__init__("stats/recent")
+
+    def call(
+        self,
+        keys: Keyspace,
+        user_id: str,
+        artifact_id: str,
+        version_id: str,
+        at_ms: int,
+        keep: int,
+        ttl_ms: int,
+    ) -> ScriptCall:
+        script_keys = (keys.user_recent(user_id), keys.user_recent_versions(user_id))
+        return ScriptCall(self, script_keys, (artifact_id, version_id, at_ms, keep, ttl_ms))
+
+
+class ViewersScript(Script):
+    def __init__(self) -> None:
+        super().__init__("stats/viewers")
+
+    def call(
+        self,
+        keys: Keyspace,
+        artifact_id: str,
+        version_id: str,
+        limit: int,
+        after: tuple[int, str] | None,
+    ) -> ScriptCall:
+        script_keys = (
+            keys.version_viewers_by_time(artifact_id, version_id),
+            keys.version_viewers(artifact_id, version_id),
+        )
+        seen, user = after if after else ("", "")
+        return ScriptCall(self, script_keys, (limit, seen, user))
+
+
+class TrimStreamScript(Script):
+    def __init__(self) -> None:
+        super().__init__("ledger/trim_stream")
+
+    def call(self, stream: str) -> ScriptCall:
+        return ScriptCall(self, (stream,), ())
+
+
+class Scripts:
+    """Every script of the service. One set per connection: the writers' packed heads are
+    cached here."""
+
+    def __init__(self) -> None:
+        self.heartbeat = HeartbeatScript()
+        self.leave = LeaveScript()
+        self.sweep = SweepScript()
+        self.erase_user = EraseUserScript()
+        self.online = OnlineScript()
+        self.presence = PresencePageScript()
+        self.workers = WorkersScript()
+        self.record_view = RecordViewScript()
+        self.recent = RecentScript()
+        self.viewers = ViewersScript()
+        self.trim_stream = TrimStreamScript()
+
+    @property
+    def all(self) -> tuple[Script, ...]:
+        return tuple(v for v in vars(self).values() if isinstance(v, Script))

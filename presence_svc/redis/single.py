@@ -1,0 +1,199 @@
+"""A single Redis server: script calls coalesced into pipelines, replies as Redis sent them.
+
+Calls made in the same event-loop turn (many requests arriving together) go out as one
+pipeline: one write instead of a round trip each. With a ``RedisPipe`` (what a server
+process uses) the batches go out on its one pipelined connection, and a batch leaves as
+soon as it holds ``EAGER_BATCH`` calls; without one, each batch borrows a pooled
+connection. Alone, a call waits for nothing but the end of the current loop turn.
+
+Scripts are sent by SHA straight away and loaded only when Redis says it does not know
+one (after a restart or ``SCRIPT FLUSH``), so the hot path is one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import NoScriptError, ResponseError
+
+from presence_svc import metrics
+from presence_svc.redis.connection import RedisConnection, StreamRead
+from presence_svc.redis.pipe import RedisPipe
+from presence_svc.redis.resp import Packed, pack_commands, run_pipeline
+from presence_svc.redis.scripts import Script, ScriptCall
+
+__all__ = ["EAGER_BATCH", "SingleConnection"]
+
+EAGER_BATCH = 16
+"""On the pipe, a batch goes out as soon as it holds this many calls: Redis then runs the
+first calls of a burst while the server is still reading the rest, instead of every
+request of the burst waiting on Redis together. Enough calls to share one write; few
+enough that Redis starts early."""
+
+_Pending: TypeAlias = "tuple[Script, bytes, asyncio.Future[Any]]"
+
+
+class SingleConnection(RedisConnection):
+    client: Redis
+
+    def __init__(self, client: Redis, deadline_s: float | None, *, pipelined: bool) -> None:
+        super().__init__(client, deadline_s)
+        self._pipe = RedisPipe.for_client(client, deadline_s) if pipelined else None
+        self._pending: list[_Pending] = []
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._loading: dict[str, asyncio.Future[Any]] = {}
+        self._reads: dict[tuple[str, str, tuple[str, ...], int], Packed] = {}
+
+    # Scripts.
+
+    async def run(self, call: ScriptCall) -> Any:
+        """Joins the other calls of this loop turn in one pipeline."""
+        script = call.script
+        packed = call.resp()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await self._coalesced(script, packed)
+        except NoScriptError:  # Redis restarted or flushed its scripts: load, once more
+            pass
+        deadline = None if self.deadline_s is None else started + self.deadline_s
+        async with asyncio.timeout_at(deadline):  # both tries within one deadline
+            await self._load(script)
+            return await self._coalesced(script, packed)
+
+    async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        if not calls:
+            return []
+        async with asyncio.timeout(self.deadline_s):  # one timer per batch
+            return await self._run_packed([(call.script, call.resp()) for call in calls])
+
+    async def _load(self, script: Script) -> None:
+        """Load ``script`` once for everyone who found it missing at the same time (after
+        a restart, every caller of the moment does), not once per caller."""
+        loading = self._loading.get(script.sha)
+        if loading is None:
+            loading = asyncio.ensure_future(self.client.script_load(script.source))
+            self._loading[script.sha] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
+        await asyncio.shield(loading)  # a caller giving up does not stop the others' load
+
+    def _coalesced(self, script: Script, packed: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        pending = self._pending
+        if not pending:
+            loop.call_soon(self._flush)
+        pending.append((script, packed, future))
+        if len(pending) >= EAGER_BATCH and self._pipe is not None:
+            self._flush()
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if self._pipe is None:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._flushing.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._flushing.discard)
+            return
+        # Answers come in order: the batch is back when its last call is. Observed once.
+        started = time.perf_counter()
+        names = {script.name for script, _, _ in batch}
+
+        def observe() -> None:
+            elapsed = time.perf_counter() - started
+            for name in names:
+                metrics.observe_script(name, elapsed)
+
+        self._pipe.send([(packed, future) for _, packed, future in batch], observe)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        try:
+            async with asyncio.timeout(self.deadline_s):  # one timer per batch
+                results = await self._run_packed([(s, packed) for s, packed, _ in batch])
+        except BaseException as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue  # the caller went away (cancelled)
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _run_packed(self, calls: Sequence[tuple[Script, bytes]]) -> list[Any]:
+        """One pipeline of packed calls on a pooled connection; the scripts Redis did not
+        know are loaded and their calls sent once more. Observed once per script."""
+        started = time.perf_counter()
+        results = await run_pipeline(self.client, _joined(calls))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in {calls[i][0] for i in missing}:
+                await self.client.script_load(script.source)
+            retried = await run_pipeline(self.client, _joined([calls[i] for i in missing]))
+            for i, result in zip(missing, retried, strict=True):
+                results[i] = result
+        elapsed = time.perf_counter() - started
+        for name in {script.name for script, _ in calls}:
+            metrics.observe_script(name, elapsed)
+        return results
+
+    # Streams: the commands packed once, the replies taken as Redis sent them (redis-py's
+    # per-argument packing and per-entry reply parsing cost more than the ledger insert).
+
+    async def read_group(
+        self, group: str, consumer: str, streams: Sequence[str], count: int
+    ) -> list[StreamRead]:
+        shape = (group, consumer, tuple(streams), count)
+        command = self._reads.get(shape)
+        if command is None:
+            read = ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS")
+            command = self._reads[shape] = pack_commands([(*read, s, ">") for s in streams])
+        out: list[StreamRead] = []
+        for reply in await run_pipeline(self.client, command):
+            if isinstance(reply, ResponseError):
+                out.append(reply)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:  # {stream: [[id, [field, value, ...]], ...]} or nil; entries kept as sent
+                pairs = reply.items() if isinstance(reply, dict) else (reply or ())
+                out.append([entry for _, entries in pairs for entry in entries])
+        return out
+
+    async def ack(self, group: str, done: dict[str, list[bytes]]) -> None:
+        command = pack_commands([("XACK", stream, group, *ids) for stream, ids in done.items()])
+        for reply in await run_pipeline(self.client, command):
+            if isinstance(reply, Exception):
+                raise reply
+
+    # Pub/sub.
+
+    async def initialize(self) -> None:
+        return None
+
+    def pubsub(self) -> PubSub:
+        return self.client.pubsub()
+
+    async def answering_pubsub(self, timeout_s: float) -> PubSub:
+        await asyncio.wait_for(self.client.ping(), timeout_s)
+        return self.client.pubsub()
+
+    async def aclose(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.aclose()
+        await super().aclose()
+
+
+def _joined(calls: Sequence[tuple[Script, bytes]]) -> Packed:
+    return b"".join([packed for _, packed in calls]), len(calls)

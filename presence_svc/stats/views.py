@@ -1,0 +1,189 @@
+"""Tier 2, view statistics: recording a view and reading the aggregates.
+
+Recording is one atomic script on the artifact's slot (debounce, stats, stream append);
+the user's "recently viewed" list lives on the user's own slot and is updated by a second,
+separate call: it is a convenience cache that never decides access.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+import msgspec
+from redis.exceptions import RedisError
+
+from presence_svc.cursors import decode_cursor, encode_cursor
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.scripts import ScriptCall
+from presence_svc.settings import Settings
+
+__all__ = [
+    "RECENT_KEEP",
+    "RecentItem",
+    "RecordedView",
+    "Stats",
+    "VersionStats",
+    "ViewStore",
+    "Viewer",
+    "ViewerPage",
+    "new_view_id",
+]
+
+log = logging.getLogger(__name__)
+
+RECENT_KEEP = 200
+RECENT_TTL_MS = 90 * 24 * 3600 * 1000
+
+
+def new_view_id() -> str:
+    """Unique and roughly time-ordered (ms then 64 random bits): ledger inserts stay local."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedView:
+    counted: bool
+    views: int
+    unique_viewers: int
+    viewed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStats:
+    version_id: str
+    views: int
+    unique_viewers: int
+    last_viewed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    views: int
+    unique_viewers: int
+    last_viewed_at_ms: int | None
+    versions: list[VersionStats]
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user_id: str
+    views: int
+    first_viewed_at_ms: int
+    last_viewed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerPage:
+    viewers: list[Viewer]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentItem:
+    artifact_id: str
+    version_id: str | None
+    last_viewed_at_ms: int
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ViewStore:
+    def __init__(self, redis: RedisConnection, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keyspace(settings.partitions)
+        self._scripts = redis.scripts
+        self._debounce = settings.view_debounce_ms
+
+    def record_call(
+        self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
+    ) -> ScriptCall:
+        """The record_view.lua call for one view (a fresh view id each time)."""
+        return self._scripts.record_view.call(
+            self.keys, artifact_id, version_id, user_id, session_id, new_view_id(), self._debounce
+        )
+
+    async def record(
+        self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
+    ) -> RecordedView:
+        counted, views, unique, now = await self.redis.run(
+            self.record_call(artifact_id, version_id, user_id, session_id)
+        )
+        view = RecordedView(bool(counted), int(views), int(unique), int(now))
+        await self._touch_recent(user_id, artifact_id, version_id, view.viewed_at_ms)
+        return view
+
+    async def _touch_recent(
+        self, user_id: str, artifact_id: str, version_id: str, at_ms: int
+    ) -> None:
+        """Best effort: the view is already counted; a miss here only delays "recent"."""
+        call = self._scripts.recent.call(
+            self.keys, user_id, artifact_id, version_id, at_ms, RECENT_KEEP, RECENT_TTL_MS
+        )
+        try:
+            await self.redis.run(call)
+        except RedisError as exc:
+            log.warning("recent list not updated", extra={"error": repr(exc)})
+
+    async def recent(self, user_id: str, limit: int) -> list[RecentItem]:
+        pipe = self.redis.client.pipeline(transaction=False)
+        pipe.zrevrange(self.keys.user_recent(user_id), 0, limit - 1, withscores=True)
+        pipe.hgetall(self.keys.user_recent_versions(user_id))
+        entries, versions = await pipe.execute()
+        return [
+            RecentItem(
+                artifact_id=_text(member),
+                version_id=_text(versions[member]) if member in versions else None,
+                last_viewed_at_ms=int(score),
+            )
+            for member, score in entries
+        ]
+
+    async def stats(self, artifact_id: str, most_versions: int = 1000) -> Stats:
+        k = self.keys
+        pipe = self.redis.client.pipeline(transaction=False)
+        pipe.hmget(k.artifact_stats(artifact_id), "views", "last")
+        pipe.scard(k.artifact_viewers(artifact_id))
+        pipe.zrevrange(k.artifact_versions(artifact_id), 0, most_versions - 1, withscores=True)
+        (views, last), unique, versions = await pipe.execute()
+        pipe = self.redis.client.pipeline(transaction=False)
+        ids = [_text(member) for member, _ in versions]
+        for version_id in ids:
+            pipe.hget(k.version_stats(artifact_id, version_id), "views")
+            pipe.hlen(k.version_viewers(artifact_id, version_id))
+        counts = await pipe.execute() if ids else []
+        return Stats(
+            views=int(views or 0),
+            unique_viewers=int(unique),
+            last_viewed_at_ms=int(last) if last else None,
+            versions=[
+                VersionStats(
+                    version_id=version_id,
+                    views=int(counts[2 * i] or 0),
+                    unique_viewers=int(counts[2 * i + 1]),
+                    last_viewed_at_ms=int(score),
+                )
+                for i, (version_id, (_, score)) in enumerate(zip(ids, versions, strict=True))
+            ],
+        )
+
+    async def viewers(
+        self, artifact_id: str, version_id: str, limit: int, cursor: str | None
+    ) -> ViewerPage:
+        after = decode_cursor(cursor) if cursor else None
+        call = self._scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
+        raw = await self.redis.run(call)
+        page, has_more = msgspec.msgpack.decode(raw)
+        viewers = [
+            Viewer(_text(user), int(views), int(first), int(last))
+            for user, (views, first, last) in (page or [])
+        ]
+        next_cursor = None
+        if has_more and viewers:
+            next_cursor = encode_cursor(viewers[-1].last_viewed_at_ms, viewers[-1].user_id)
+        return ViewerPage(viewers, next_cursor)

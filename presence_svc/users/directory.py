@@ -1,0 +1,33 @@
+"""The users directory: the only place names and avatars live (Redis and the ledger hold
+opaque ids), joined in at read time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Profile", "ProfileLookup", "UsersDirectory"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    user_id: str
+    name: str
+    avatar_url: str | None
+    updated_at_ms: int
+
+
+class UsersDirectory(Protocol):
+    async def get_profile(self, user_id: str) -> Profile | None: ...
+
+    async def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+        """The profiles that exist among ``user_ids``, in one query."""
+
+    async def put_profile(self, user_id: str, name: str, avatar_url: str | None) -> Profile: ...
+
+    async def delete_profile(self, user_id: str) -> bool: ...
+
+
+class ProfileLookup(Protocol):
+    async def __call__(self, user_ids: Iterable[str]) -> dict[str, Profile]: ...
