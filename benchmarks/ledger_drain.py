@@ -32,7 +32,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from presence_svc.database import Database
 from presence_svc.db.sqlite import MIGRATIONS, SqliteFile
 from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.ledger.entry import LedgerRow
@@ -42,7 +41,6 @@ from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
-from presence_svc.users.sqlite import SqliteUsers
 
 
 async def _record(settings: Settings, first: int, count: int, batch: int = 1000) -> None:
@@ -76,12 +74,6 @@ class _BenchLedger(SqliteLedger):
         if self.inserted >= self.target:
             self.reached.set()
         return inserted
-
-
-def _bench_database(path: Path) -> tuple[Database, _BenchLedger]:
-    file = SqliteFile(path)
-    ledger = _BenchLedger(file)
-    return Database(file, ledger, SqliteUsers(file)), ledger
 
 
 async def _drain_until(drain: LedgerDrain, ledger: _BenchLedger, target: int) -> float:
@@ -126,13 +118,14 @@ async def drain_rate(
         record_rates.append(views / (time.perf_counter() - started))
 
         redis = connect(settings)
-        database, ledger = _bench_database(workdir / f"ledger-{n}.sqlite3")
-        await database.open()
-        drain = LedgerDrain(redis, database, settings, consumer=f"bench-{n}")
+        file = SqliteFile(workdir / f"ledger-{n}.sqlite3")
+        ledger = _BenchLedger(file)
+        await file.open()
+        drain = LedgerDrain(redis, ledger, settings, consumer=f"bench-{n}")
         await drain.join()
         drain_s = await _drain_until(drain, ledger, views)
         rows = [r async for r in ledger.iter_views(LedgerQuery())]
-        await database.close()
+        await file.close()
         await redis.aclose()
         assert len(rows) == views, f"ledger holds {len(rows)} rows, expected {views}"
         drain_rates.append(views / drain_s)
@@ -176,9 +169,10 @@ async def view_to_ledger(
     settings: Settings, workdir: Path, rate: int, seconds: float
 ) -> dict[str, object]:
     redis = connect(settings)
-    database, ledger = _bench_database(workdir / "latency.sqlite3")
-    await database.open()
-    drain = LedgerDrain(redis, database, settings, consumer="latency")
+    file = SqliteFile(workdir / "latency.sqlite3")
+    ledger = _BenchLedger(file)
+    await file.open()
+    drain = LedgerDrain(redis, ledger, settings, consumer="latency")
     await drain.join()
     stopping = asyncio.Event()
     running = asyncio.create_task(drain.run(stopping))
@@ -190,7 +184,7 @@ async def view_to_ledger(
     await asyncio.sleep(1.0)  # let the tail drain
     stopping.set()
     await running
-    await database.close()
+    await file.close()
     await redis.aclose()
     latencies = sorted(ledger.latencies_ms)
     if not latencies:

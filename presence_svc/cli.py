@@ -14,9 +14,11 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
+from typing import IO
 
 from presence_svc import logs
 from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
+from presence_svc.database import open_database
 from presence_svc.ledger.export import FORMATS, export_ledger
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.redis.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -235,12 +237,21 @@ def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
             if args.output
             else sys.stdout
         )
-        asyncio.run(export_ledger(settings.resolved_ledger_url, query, args.format, out))
+        asyncio.run(_export(settings.resolved_ledger_url, query, args.format, out))
     return 0
 
 
+async def _export(url: str, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
+    database = open_database(url)
+    await database.open()
+    try:
+        return await export_ledger(database.ledger, query, fmt, out)
+    finally:
+        await database.close()
+
+
 def _bench(args: argparse.Namespace) -> int:
-    from presence_svc.bench import BenchConfig, run_bench
+    from presence_svc.bench.command import BenchConfig, run_bench
     from presence_svc.bench.runner import Options
     from presence_svc.bench.scenarios import SCENARIOS, Population
 

@@ -8,14 +8,11 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["LOG_LEVELS", "ConfigError", "Settings"]
+__all__ = ["ENV_VARS", "LOG_LEVELS", "ConfigError", "Settings"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-_T = TypeVar("_T")
 
 
 class ConfigError(ValueError):
@@ -120,34 +117,14 @@ class Settings:
         """Build settings from `PRESENCE_*` variables; raise ConfigError naming a bad one."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
-
-        def read(name: str, field: str, parse: Callable[[str], _T]) -> None:
+        for name, field, parse in ENV_VARS:
             raw = env.get(name)
             if raw is None or raw == "":
-                return
+                continue
             try:
                 values[field] = parse(raw.strip())
             except ValueError as exc:
                 raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from exc
-
-        read("PRESENCE_REDIS_URL", "redis_url", str)
-        read("PRESENCE_REDIS_CLUSTER", "redis_cluster", _parse_bool)
-        read("PRESENCE_REDIS_SERVER", "redis_server", str)
-        read("PRESENCE_DATA_DIR", "data_dir", Path)
-        read("PRESENCE_LEDGER_URL", "ledger_url", str)
-        read("PRESENCE_JWT_SECRET", "jwt_secret", str)
-        read("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds)
-        read("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds)
-        read("PRESENCE_RETENTION_S", "retention_s", _parse_seconds)
-        read("PRESENCE_VIEW_DEBOUNCE_S", "view_debounce_s", _parse_seconds)
-        read("PRESENCE_PARTITIONS", "partitions", int)
-        read("PRESENCE_LOG_LEVEL", "log_level", str.lower)
-        read("PRESENCE_SWEEP_INTERVAL_S", "sweep_interval_s", _parse_seconds)
-        read("PRESENCE_LEAVE_GRACE_S", "leave_grace_s", _parse_seconds)
-        read("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds)
-        read("PRESENCE_LEDGER_RECLAIM_IDLE_S", "ledger_reclaim_idle_s", _parse_seconds)
-        read("PRESENCE_EVENTS_KEEPALIVE_S", "events_keepalive_s", _parse_seconds)
-        read("PRESENCE_CORS_ORIGINS", "cors_origins", _parse_origins)
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -181,3 +158,26 @@ def _parse_seconds(raw: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("expected a finite number of seconds")
     return value
+
+
+ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+    ("PRESENCE_REDIS_URL", "redis_url", str),
+    ("PRESENCE_REDIS_CLUSTER", "redis_cluster", _parse_bool),
+    ("PRESENCE_REDIS_SERVER", "redis_server", str),
+    ("PRESENCE_DATA_DIR", "data_dir", Path),
+    ("PRESENCE_LEDGER_URL", "ledger_url", str),
+    ("PRESENCE_JWT_SECRET", "jwt_secret", str),
+    ("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds),
+    ("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds),
+    ("PRESENCE_RETENTION_S", "retention_s", _parse_seconds),
+    ("PRESENCE_VIEW_DEBOUNCE_S", "view_debounce_s", _parse_seconds),
+    ("PRESENCE_PARTITIONS", "partitions", int),
+    ("PRESENCE_LOG_LEVEL", "log_level", str.lower),
+    ("PRESENCE_SWEEP_INTERVAL_S", "sweep_interval_s", _parse_seconds),
+    ("PRESENCE_LEAVE_GRACE_S", "leave_grace_s", _parse_seconds),
+    ("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds),
+    ("PRESENCE_LEDGER_RECLAIM_IDLE_S", "ledger_reclaim_idle_s", _parse_seconds),
+    ("PRESENCE_EVENTS_KEEPALIVE_S", "events_keepalive_s", _parse_seconds),
+    ("PRESENCE_CORS_ORIGINS", "cors_origins", _parse_origins),
+)
+"""Each setting's environment variable, field and parser."""

@@ -30,7 +30,7 @@ class Worker:
     def __init__(self, redis: RedisConnection, database: Database, settings: Settings) -> None:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sweeper = Sweeper(redis, settings, owner=self.id)
-        self.drain = LedgerDrain(redis, database, settings, consumer=self.id)
+        self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:

@@ -4,8 +4,7 @@
 ``baseline`` (the bare-aiohttp yardstick and the generator's ceiling), ``runner``
 (processes, barrier, percentiles), ``preload`` (many stored sessions), ``report``
 (table, JSON lines, progress), ``command`` (the whole run).
+
+Nothing in the service imports this package; the CLI imports ``scenarios`` (the names, for
+its argument parser) and the rest only when ``bench`` runs.
 """
-
-from presence_svc.bench.command import BenchConfig, run_bench
-
-__all__ = ["BenchConfig", "run_bench"]

@@ -20,8 +20,8 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from presence_svc import metrics
-from presence_svc.database import Database
 from presence_svc.ledger.entry import LedgerRow, parse_entry
+from presence_svc.ledger.store import LedgerStore
 from presence_svc.redis.connection import RedisConnection, StreamEntry
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
@@ -60,10 +60,10 @@ def _id_ms(entry_id: bytes | str) -> int:
 
 class LedgerDrain:
     def __init__(
-        self, redis: RedisConnection, database: Database, settings: Settings, consumer: str
+        self, redis: RedisConnection, ledger: LedgerStore, settings: Settings, consumer: str
     ) -> None:
         self.redis = redis
-        self.database = database
+        self.ledger = ledger
         self.consumer = consumer
         keys = Keyspace(settings.partitions)
         self.streams = [keys.views_stream(tag) for tag in keys.tags]
@@ -211,7 +211,7 @@ class LedgerDrain:
     async def _commit(self, rows: list[LedgerRow]) -> None:
         if not rows:
             return
-        inserted = await self.database.ledger.insert_views(rows)
+        inserted = await self.ledger.insert_views(rows)
         metrics.LEDGER_ROWS.labels("inserted").inc(inserted)
         metrics.LEDGER_ROWS.labels("duplicate").inc(len(rows) - inserted)
         oldest = min(row.viewed_at_ms for row in rows)
@@ -243,7 +243,7 @@ class LedgerDrain:
 
     async def maintain(self) -> None:
         try:
-            await self.database.ping()
+            await self.ledger.ping()
         except Exception as exc:
             log.warning("ledger unreachable; not reclaiming", extra={"error": repr(exc)})
         else:

@@ -13,9 +13,8 @@ from typing import IO
 
 import msgspec
 
-from presence_svc.database import open_database
 from presence_svc.ledger.entry import LedgerRow
-from presence_svc.ledger.store import LedgerQuery
+from presence_svc.ledger.store import LedgerQuery, LedgerStore
 from presence_svc.timefmt import to_iso
 
 __all__ = ["FORMATS", "export_ledger"]
@@ -36,10 +35,8 @@ def _record(row: LedgerRow) -> tuple[str, str, str, str, str | None, str]:
     )
 
 
-async def export_ledger(url: str, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
+async def export_ledger(ledger: LedgerStore, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
     """Write every row matching ``query``; returns how many. Progress goes to a terminal."""
-    database = open_database(url)
-    await database.open()
     progress = sys.stderr.isatty()
     written = 0
     last_report = 0.0
@@ -47,7 +44,7 @@ async def export_ledger(url: str, query: LedgerQuery, fmt: str, out: IO[str]) ->
     if writer is not None:
         writer.writerow(_COLUMNS)
     try:
-        async for row in database.ledger.iter_views(query):
+        async for row in ledger.iter_views(query):
             record = _record(row)
             if writer is not None:
                 writer.writerow(record)
@@ -58,7 +55,6 @@ async def export_ledger(url: str, query: LedgerQuery, fmt: str, out: IO[str]) ->
                 last_report = time.monotonic()
                 sys.stderr.write(f"\rexported {written} rows (up to {record[-1]})")
     finally:
-        await database.close()
         if progress:
             sys.stderr.write(f"\rexported {written} rows{' ' * 40}\n")
     return written

@@ -34,6 +34,9 @@ class SqliteLedger:
     def __init__(self, file: SqliteFile) -> None:
         self._file = file
 
+    async def ping(self) -> None:
+        await self._file.ping()
+
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
         # In view id order (ids start with their time): the primary key grows in place.
         # Keyed on the id: comparing str keys is several times cheaper than comparing rows.
@@ -77,20 +80,14 @@ class SqliteLedger:
 
 
 def _select_views(query: LedgerQuery, limit: int) -> tuple[str, list[object]]:
-    where: list[str] = []
-    params: list[object] = []
-    if query.artifact_id is not None:
-        where.append("artifact_id = ?")
-        params.append(query.artifact_id)
-    if query.user_id is not None:
-        where.append("user_id = ?")
-        params.append(query.user_id)
-    if query.since_ms is not None:
-        where.append("viewed_at >= ?")
-        params.append(query.since_ms)
-    if query.until_ms is not None:
-        where.append("viewed_at < ?")
-        params.append(query.until_ms)
+    conditions = (
+        ("artifact_id = ?", query.artifact_id),
+        ("user_id = ?", query.user_id),
+        ("viewed_at >= ?", query.since_ms),
+        ("viewed_at < ?", query.until_ms),
+    )
+    where = [sql for sql, value in conditions if value is not None]
+    params: list[object] = [value for _, value in conditions if value is not None]
     if query.after is not None:
         where.append(f"(viewed_at, view_id) {'<' if query.newest_first else '>'} (?, ?)")
         params.extend(query.after)

@@ -24,6 +24,9 @@ class LedgerQuery:
 
 
 class LedgerStore(Protocol):
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached now."""
+
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
         """Insert in one transaction, ignoring view ids already present; returns new rows."""
 

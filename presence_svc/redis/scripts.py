@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.resp import bulk, evalsha_head, pack_evalsha
@@ -90,10 +90,12 @@ class ScriptCall:
 
 
 class Script:
-    """A script file: its name, text and SHA."""
+    """A script file (``PATH`` under ``lua/``, without ``.lua``): its name, text and SHA."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    PATH: ClassVar[str]
+
+    def __init__(self) -> None:
+        path = self.PATH
         self.name = path.rpartition("/")[2]
         """The file's stem: what metrics and logs call the script."""
         self.source = lua_source(path).encode()
@@ -111,8 +113,8 @@ class PresenceWriter(Script):
     """A script opening with ``lib/writer.lua``: KEYS Z, I, D of one artifact, then the
     writer's arguments, then its own."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self) -> None:
+        super().__init__()
         self._heads: dict[tuple[str, int, int], bytes] = {}
 
     def _call(
@@ -132,8 +134,7 @@ class PresenceWriter(Script):
 
 
 class HeartbeatScript(PresenceWriter):
-    def __init__(self) -> None:
-        super().__init__("live/heartbeat")
+    PATH = "live/heartbeat"
 
     def call(
         self,
@@ -150,8 +151,7 @@ class HeartbeatScript(PresenceWriter):
 
 
 class LeaveScript(PresenceWriter):
-    def __init__(self) -> None:
-        super().__init__("live/leave")
+    PATH = "live/leave"
 
     def call(
         self,
@@ -166,24 +166,21 @@ class LeaveScript(PresenceWriter):
 
 
 class SweepScript(PresenceWriter):
-    def __init__(self) -> None:
-        super().__init__("live/sweep")
+    PATH = "live/sweep"
 
     def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> ScriptCall:
         return self._call(k, timeout_ms, retention_ms, ())
 
 
 class EraseUserScript(PresenceWriter):
-    def __init__(self) -> None:
-        super().__init__("live/erase_user")
+    PATH = "live/erase_user"
 
     def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, user_id: str) -> ScriptCall:
         return self._call(k, timeout_ms, retention_ms, (user_id,))
 
 
 class OnlineScript(Script):
-    def __init__(self) -> None:
-        super().__init__("live/online")
+    PATH = "live/online"
 
     def call(self, artifacts: Sequence[ArtifactKeys], timeout_ms: int) -> ScriptCall:
         """Counts of ``artifacts``, all of one partition, in one call."""
@@ -192,8 +189,7 @@ class OnlineScript(Script):
 
 
 class PresencePageScript(Script):
-    def __init__(self) -> None:
-        super().__init__("live/presence")
+    PATH = "live/presence"
 
     def call(
         self, k: ArtifactKeys, timeout_ms: int, limit: int, after: tuple[int, str] | None
@@ -203,16 +199,14 @@ class PresencePageScript(Script):
 
 
 class WorkersScript(Script):
-    def __init__(self) -> None:
-        super().__init__("live/workers")
+    PATH = "live/workers"
 
     def call(self, key: str, worker_id: str, lease_ms: int, stay: bool) -> ScriptCall:
         return ScriptCall(self, (key,), (worker_id, lease_ms, "1" if stay else "0"))
 
 
 class RecordViewScript(Script):
-    def __init__(self) -> None:
-        super().__init__("stats/record_view")
+    PATH = "stats/record_view"
 
     def call(
         self,
@@ -239,8 +233,7 @@ class RecordViewScript(Script):
 
 
 class RecentScript(Script):
-    def __init__(self) -> None:
-        super().__init__("stats/recent")
+    PATH = "stats/recent"
 
     def call(
         self,
@@ -257,8 +250,7 @@ class RecentScript(Script):
 
 
 class ViewersScript(Script):
-    def __init__(self) -> None:
-        super().__init__("stats/viewers")
+    PATH = "stats/viewers"
 
     def call(
         self,
@@ -277,8 +269,7 @@ class ViewersScript(Script):
 
 
 class TrimStreamScript(Script):
-    def __init__(self) -> None:
-        super().__init__("ledger/trim_stream")
+    PATH = "ledger/trim_stream"
 
     def call(self, stream: str) -> ScriptCall:
         return ScriptCall(self, (stream,), ())

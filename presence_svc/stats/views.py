@@ -97,14 +97,13 @@ class ViewStore:
     def __init__(self, redis: RedisConnection, settings: Settings) -> None:
         self.redis = redis
         self.keys = Keyspace(settings.partitions)
-        self._scripts = redis.scripts
         self._debounce = settings.view_debounce_ms
 
     def record_call(
         self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
     ) -> ScriptCall:
         """The record_view.lua call for one view (a fresh view id each time)."""
-        return self._scripts.record_view.call(
+        return self.redis.scripts.record_view.call(
             self.keys, artifact_id, version_id, user_id, session_id, new_view_id(), self._debounce
         )
 
@@ -122,7 +121,7 @@ class ViewStore:
         self, user_id: str, artifact_id: str, version_id: str, at_ms: int
     ) -> None:
         """Best effort: the view is already counted; a miss here only delays "recent"."""
-        call = self._scripts.recent.call(
+        call = self.redis.scripts.recent.call(
             self.keys, user_id, artifact_id, version_id, at_ms, RECENT_KEEP, RECENT_TTL_MS
         )
         try:
@@ -176,7 +175,7 @@ class ViewStore:
         self, artifact_id: str, version_id: str, limit: int, cursor: str | None
     ) -> ViewerPage:
         after = decode_cursor(cursor) if cursor else None
-        call = self._scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
+        call = self.redis.scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
         raw = await self.redis.run(call)
         page, has_more = msgspec.msgpack.decode(raw)
         viewers = [

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from playwright.async_api import Browser, expect
 
 from presence_svc.client import PresenceClient
 from tests.browser.conftest import SCREENSHOTS, Stack
+
+pytestmark = pytest.mark.slow
 
 PEOPLE = {"alice": "Alice Martin", "bob": "Bob Chen", "carol": "Carol Diaz", "dan": "Dan Okafor"}
 

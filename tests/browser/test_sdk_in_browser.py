@@ -6,10 +6,13 @@ import asyncio
 import time
 
 import aiohttp
+import pytest
 from playwright.async_api import Page, Request
 
 from presence_svc import metrics
 from tests.browser.conftest import GRACE_S, INTERVAL_S, TIMEOUT_S, OpenTab, Stack, seen
+
+pytestmark = pytest.mark.slow
 
 SESSION_KEY = "presence-svc:session"
 

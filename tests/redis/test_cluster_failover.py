@@ -15,8 +15,10 @@ import redis
 
 from presence_svc.redis.embedded import redis_server_binary
 from tests.conftest import AppClient, MakeClient
+from tests.redis.test_cluster import _ports
 from tests.sse import Event, EventStream
-from tests.test_cluster import _ports
+
+pytestmark = pytest.mark.slow
 
 Auth = Callable[..., dict[str, str]]
 

@@ -235,7 +235,7 @@ async def test_a_drained_view_keeps_every_field_and_a_missing_session_is_null(
 ) -> None:
     redis_conn, database = parts
     store = ViewStore(redis_conn, settings)
-    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
     await drain.join()
     await store.record("doc:1", "v-2", "user@x", "tab-aaaa1")
     await store.record("doc:1", "v-2", "bob", None)
@@ -256,7 +256,7 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
     away), the drain must read afresh once Redis is back, not re-raise the old failure."""
     redis_conn, database = parts
     store = ViewStore(redis_conn, settings)
-    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
     real_read, calls = drain.read, 0
 
     async def read_failing_once() -> dict[str, list[tuple[bytes, dict[bytes, bytes]]]]:
@@ -291,7 +291,7 @@ async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledg
     a clean stop every view is in the ledger once and nothing is left pending."""
     redis_conn, database = parts
     store = ViewStore(redis_conn, settings)
-    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
     await drain.join()
     views = drain.read_count * 3 + 7  # one stream: four batches, the last a short one
     calls = [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
@@ -318,7 +318,7 @@ async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_wri
     redis_conn, database = parts
     settings = settings.replace(ledger_reclaim_idle_s=0.3)
     store = ViewStore(redis_conn, settings)
-    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
     await drain.join()
     real_insert, calls = database.ledger.insert_views, 0
 
@@ -357,7 +357,7 @@ async def test_trim_never_drops_entries_still_pending(
 ) -> None:
     redis_conn, database = parts
     store = ViewStore(redis_conn, settings)
-    drain = LedgerDrain(redis_conn, database, settings, consumer="one")
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
     await drain.join()
     for i in range(5):
         await store.record("doc-1", "v1", f"u{i}", None)
@@ -374,7 +374,7 @@ async def test_entries_trimmed_while_pending_are_acknowledged_and_poison_is_park
 ) -> None:
     redis_conn, database = parts
     settings = settings.replace(ledger_reclaim_idle_s=0.05)
-    drain = LedgerDrain(redis_conn, database, settings, consumer="rescuer")
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="rescuer")
     await drain.join()
     keys = Keyspace(16)
     stream = keys.views_stream(keys.tags[0])
@@ -399,7 +399,10 @@ async def test_an_entry_delivered_more_than_five_times_goes_to_dead_letters(
 ) -> None:
     redis_conn, database = parts
     drain = LedgerDrain(
-        redis_conn, database, settings.replace(ledger_reclaim_idle_s=0.01), consumer="rescuer"
+        redis_conn,
+        database.ledger,
+        settings.replace(ledger_reclaim_idle_s=0.01),
+        consumer="rescuer",
     )
     await drain.join()
     keys = Keyspace(16)

@@ -53,6 +53,15 @@ class Server:
     def redis_pid(self) -> int:
         return int((self.data_dir / "redis.pid").read_text())
 
+    def reap(self) -> None:
+        """Kill the process if it still runs, wait for it, close its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
+
 
 async def _wait_ready(server: Server, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
@@ -74,12 +83,7 @@ def servers() -> Iterator[list[Server]]:
     started: list[Server] = []
     yield started
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-        server.process.wait(10)
-        for stream in (server.process.stdout, server.process.stderr):
-            if stream:
-                stream.close()
+        server.reap()
 
 
 async def _heartbeat(server: Server, token: str, session: str) -> dict[str, int]:

@@ -19,6 +19,8 @@ from presence_svc.ledger.store import LedgerQuery
 from presence_svc.redis.embedded import redis_server_binary
 from tests.conftest import MakeClient
 
+pytestmark = pytest.mark.slow
+
 Auth = Callable[..., dict[str, str]]
 
 

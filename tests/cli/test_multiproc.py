@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_cli import CLI, _env
 from tests.conftest import free_port
-from tests.test_cli import CLI, _env
 
 
 def _children(pid: int) -> list[str]:

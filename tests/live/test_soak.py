@@ -21,6 +21,8 @@ import redis
 from tests.conftest import AppClient, MakeClient
 from tests.sse import EventStream
 
+pytestmark = pytest.mark.slow
+
 Auth = Callable[..., dict[str, str]]
 
 CLIENTS = 300

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from aiohttp import ClientResponse
 
 from presence_svc.redis.embedded import EmbeddedRedis
 from tests.conftest import MakeClient
@@ -25,17 +27,12 @@ async def test_redis_outage_answers_503_quickly_and_recovers(
         assert (await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))).status == 200
 
         server.stop()
-        for request in (
+        await _all_503_within(
+            2.0,
             lambda: client.post("/v1/heartbeat", json=BODY, headers=auth("a")),
             lambda: client.get("/v1/artifacts/doc-1/presence", headers=auth("a")),
             lambda: client.get("/v1/online?artifactId=doc-1", headers=auth("a")),
-        ):
-            started = time.monotonic()
-            response = await request()
-            assert time.monotonic() - started < 2.0
-            assert response.status == 503
-            assert response.content_type == "application/problem+json"
-            assert int(response.headers["Retry-After"]) >= 1
+        )
         assert (await client.get("/readyz")).status == 503
         assert (await client.get("/healthz")).status == 200
 
@@ -61,15 +58,11 @@ async def test_a_hung_redis_answers_503_within_two_seconds_and_recovers(
         assert (await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))).status == 200
         os.kill(pid, signal.SIGSTOP)
         try:
-            for request in (
+            await _all_503_within(
+                2.5,
                 lambda: client.post("/v1/heartbeat", json=BODY, headers=auth("a")),
                 lambda: client.get("/v1/online?artifactId=doc-1", headers=auth("a")),
-            ):
-                started = time.monotonic()
-                response = await request()
-                assert time.monotonic() - started < 2.5
-                assert response.status == 503
-                assert response.content_type == "application/problem+json"
+            )
         finally:
             os.kill(pid, signal.SIGCONT)
         response = await client.post("/v1/heartbeat", json=BODY, headers=auth("a"))
@@ -77,3 +70,16 @@ async def test_a_hung_redis_answers_503_within_two_seconds_and_recovers(
         assert (await response.json())["sessions"] == 1
     finally:
         server.stop()
+
+
+async def _all_503_within(
+    seconds: float, *requests: Callable[[], Awaitable[ClientResponse]]
+) -> None:
+    """Each request answers 503 problem+json with a Retry-After, within ``seconds``."""
+    for request in requests:
+        started = time.monotonic()
+        response = await request()
+        assert time.monotonic() - started < seconds
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
+        assert int(response.headers["Retry-After"]) >= 1

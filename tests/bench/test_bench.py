@@ -12,6 +12,8 @@ import pytest
 
 from presence_svc.bench.scenarios import SCENARIOS
 
+pytestmark = pytest.mark.slow
+
 CLI = str(Path(sys.executable).with_name("presence-svc"))
 FIELDS = {
     "scenario": str,

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "memory.py"
 
 
 def test_memory_benchmark_reports_bytes_per_stored_session() -> None:

@@ -336,8 +336,8 @@ async def test_open_streams_end_when_the_server_stops(tmp_path: Any) -> None:
 
     import aiohttp
 
+    from tests.cli.test_cli import Server, _wait_ready
     from tests.conftest import free_port
-    from tests.test_cli import Server, _wait_ready
 
     server = Server(tmp_path / "data", free_port())
     try:
@@ -365,9 +365,4 @@ async def test_open_streams_end_when_the_server_stops(tmp_path: Any) -> None:
         stderr = server.process.stderr.read().decode()  # type: ignore[union-attr]
         assert "Traceback" not in stderr
     finally:
-        if server.process.poll() is None:
-            server.process.kill()
-        server.process.wait(10)
-        for pipe in (server.process.stdout, server.process.stderr):
-            if pipe:
-                pipe.close()
+        server.reap()
