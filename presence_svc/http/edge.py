@@ -1,12 +1,10 @@
 """What every request goes through: problem+json for any failure, a count and a timing per
 route template (never per artifact or user), CORS preflights, and 404/405 in the same shape.
 
-This wraps each handler when its route is added instead of being an aiohttp middleware:
-a middleware chain costs each request two extra coroutines, two ``partial`` calls, an
-``isinstance`` through ``ABCMeta`` and an LRU lookup (aiohttp adds its own
-``_fix_request_current_app`` layer once there is any middleware), which on the heartbeat
-path weighed as much as the handler's own work. The app therefore has no middleware, and
-the fallback route below answers what the router would have answered in plain text.
+Each handler is wrapped once, when its route is added, rather than by a middleware: a
+middleware chain adds coroutines and lookups to every request, about as much as the
+heartbeat's own work. With no middleware, the fallback route answers what the router
+would have answered in plain text.
 """
 
 from __future__ import annotations
