@@ -24,6 +24,7 @@ __all__ = [
     "Packed",
     "bulk",
     "evalsha_head",
+    "pack_bulks",
     "pack_command",
     "pack_commands",
     "pack_evalsha",
@@ -36,20 +37,32 @@ Packed: TypeAlias = "tuple[bytes, int]"
 _EVALSHA = b"$7\r\nEVALSHA\r\n"
 
 
+def _data(value: str | bytes | int | float) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return repr(value).encode()
+
+
 def bulk(value: str | bytes | int | float) -> bytes:
     """One RESP bulk string."""
-    if isinstance(value, str):
-        data = value.encode()
-    elif isinstance(value, bytes):
-        data = value
-    else:
-        data = repr(value).encode()
+    data = _data(value)
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
-def _bulk_str(value: str) -> bytes:
-    data = value.encode()
-    return b"$%d\r\n%b\r\n" % (len(data), data)
+def pack_bulks(values: Sequence[str | bytes | int | float]) -> bytes:
+    """Bulk strings, one after another (a command's arguments), in one formatting pass."""
+    parts: list[int | bytes] = []
+    add = parts.append
+    for value in values:
+        data = value if value.__class__ is bytes else _data(value)
+        add(len(data))
+        add(data)
+    return (_BULK * len(values)) % tuple(parts)
+
+
+_BULK = b"$%d\r\n%b\r\n"
 
 
 def evalsha_head(sha: str, keys: int, args: int) -> bytes:
@@ -60,10 +73,7 @@ def evalsha_head(sha: str, keys: int, args: int) -> bytes:
 
 def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[str | bytes | int | float]) -> bytes:
     """``EVALSHA sha numkeys keys... args...`` in RESP."""
-    parts = [evalsha_head(sha, len(keys), len(args))]
-    parts.extend(map(_bulk_str, keys))  # key names are always text
-    parts.extend(map(bulk, args))
-    return b"".join(parts)
+    return evalsha_head(sha, len(keys), len(args)) + pack_bulks((*keys, *args))
 
 
 def pack_command(command: Sequence[str | bytes | int | float]) -> bytes:

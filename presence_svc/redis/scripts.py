@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar, TypeAlias
 
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
-from presence_svc.redis.resp import bulk, evalsha_head, pack_evalsha
+from presence_svc.redis.resp import evalsha_head, pack_bulks, pack_evalsha
 
 __all__ = [
     "HeartbeatScript",
@@ -60,30 +60,36 @@ def lua_source(name: str) -> str:
 
 
 class ScriptCall:
-    """One call of a script: its keys and arguments, and the call packed in RESP."""
+    """One call of a script: its keys and arguments, and the call packed in RESP.
 
-    __slots__ = ("args", "fixed", "head", "keys", "script")
+    ``head``, when given, is ``EVALSHA``, the keys and the ``shared`` arguments packed
+    already (cached by the script object: the same for every call on an artifact), so a
+    call packs only its ``own`` arguments."""
+
+    __slots__ = ("head", "keys", "own", "script", "shared")
 
     def __init__(
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[ScriptArg],
+        shared: tuple[ScriptArg, ...],
+        own: tuple[ScriptArg, ...] = (),
         head: bytes | None = None,
-        fixed: int = 0,
     ) -> None:
         self.script = script
         self.keys = keys
-        self.args = args
+        self.shared = shared
+        self.own = own
         self.head = head
-        """``EVALSHA``, the keys and the first ``fixed`` arguments, packed already (the
-        part shared by every call on an artifact, cached by the script object)."""
-        self.fixed = fixed
+
+    @property
+    def args(self) -> tuple[ScriptArg, ...]:
+        return self.shared + self.own
 
     def resp(self) -> bytes:
         if self.head is None:
             return pack_evalsha(self.script.sha, self.keys, self.args)
-        return self.head + b"".join(map(bulk, self.args[self.fixed :]))
+        return self.head + pack_bulks(self.own)
 
     def __repr__(self) -> str:
         return f"<ScriptCall {self.script.name} keys={list(self.keys)!r}>"
@@ -105,36 +111,46 @@ class Script:
         return f"<Script {self.name} {self.sha[:8]}>"
 
 
-_WRITER_ARGS = 4
-"""The arguments of ``lib/writer.lua``: artifact id, channel, timeout, retention."""
+_Shared: TypeAlias = "tuple[tuple[str, str, str], tuple[ScriptArg, ...], bytes]"
+"""What every call of a writer on one artifact shares: its keys, the writer arguments, and
+both packed behind ``EVALSHA``."""
 
 
 class PresenceWriter(Script):
-    """A script opening with ``lib/writer.lua``: KEYS Z, I, D of one artifact, then the
-    writer's arguments, then its own."""
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, D of one artifact, ARGV its id,
+    channel, the online timeout and the retention, then the script's own arguments."""
 
-    def __init__(self) -> None:
+    def __init__(self, own_args: int) -> None:
         super().__init__()
-        self._heads: dict[tuple[str, int, int], bytes] = {}
+        self._own_args = own_args
+        self._heads: dict[tuple[int, int], dict[str, _Shared]] = {}
 
     def _call(
         self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, own: tuple[ScriptArg, ...]
     ) -> ScriptCall:
+        heads = self._heads.get((timeout_ms, retention_ms))
+        if heads is None:
+            heads = self._heads[(timeout_ms, retention_ms)] = {}
+        shared = heads.get(k.sessions)
+        if shared is None:
+            if len(heads) >= _CACHED_HEADS:
+                heads.clear()
+            shared = heads[k.sessions] = self._shared(k, timeout_ms, retention_ms)
+        keys, args, head = shared
+        return ScriptCall(self, keys, args, own, head)
+
+    def _shared(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> _Shared:
         keys = (k.sessions, k.info, k.due)
-        args = (k.artifact_id, k.channel, timeout_ms, retention_ms, *own)
-        cache_key = (k.sessions, timeout_ms, retention_ms)
-        head = self._heads.get(cache_key)
-        if head is None:
-            head = evalsha_head(self.sha, len(keys), len(args))
-            head += b"".join(map(bulk, (*keys, *args[:_WRITER_ARGS])))
-            if len(self._heads) >= _CACHED_HEADS:
-                self._heads.clear()
-            self._heads[cache_key] = head
-        return ScriptCall(self, keys, args, head, _WRITER_ARGS)
+        args = (k.artifact_id, k.channel, timeout_ms, retention_ms)
+        head = evalsha_head(self.sha, len(keys), len(args) + self._own_args)
+        return keys, args, head + pack_bulks((*keys, *args))
 
 
 class HeartbeatScript(PresenceWriter):
     PATH = "live/heartbeat"
+
+    def __init__(self) -> None:
+        super().__init__(own_args=4)
 
     def call(
         self,
@@ -153,6 +169,9 @@ class HeartbeatScript(PresenceWriter):
 class LeaveScript(PresenceWriter):
     PATH = "live/leave"
 
+    def __init__(self) -> None:
+        super().__init__(own_args=3)
+
     def call(
         self,
         k: ArtifactKeys,
@@ -168,12 +187,18 @@ class LeaveScript(PresenceWriter):
 class SweepScript(PresenceWriter):
     PATH = "live/sweep"
 
+    def __init__(self) -> None:
+        super().__init__(own_args=0)
+
     def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> ScriptCall:
         return self._call(k, timeout_ms, retention_ms, ())
 
 
 class EraseUserScript(PresenceWriter):
     PATH = "live/erase_user"
+
+    def __init__(self) -> None:
+        super().__init__(own_args=1)
 
     def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, user_id: str) -> ScriptCall:
         return self._call(k, timeout_ms, retention_ms, (user_id,))
