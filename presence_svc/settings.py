@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the service can be configured with; see the README's configuration table."""
+    """Everything the service can be configured with; see docs/configuration.md."""
 
     redis_url: str | None = None
     redis_cluster: bool = False
