@@ -1,0 +1,186 @@
+import type { Context } from './context.js';
+import type { PresenceError } from './errors.js';
+import { backoff, jitter, toPresenceError, type Http } from './http.js';
+import { storeSessionId } from './session.js';
+import { clearError, count, report, update } from './snapshot.js';
+import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
+
+export const MIN_INTERVAL_MS = 1_000;
+const MAX_INTERVAL_MS = 3_600_000;
+
+/** Heartbeats (and views) are sent only while started, not stopped, and visible. */
+export function canBeat(ctx: Context): boolean {
+  return ctx.started && !ctx.stopped && !ctx.hidden && !ctx.pageHidden;
+}
+
+export interface HeartbeatHooks {
+  /** Stops the instance for good after a fatal error. */
+  fail(err: PresenceError): void;
+  /** The session id changed (the running-instance registry is keyed by it). */
+  sessionChanged(): void;
+}
+
+export interface Heartbeat {
+  /** A heartbeat succeeded since start / the last pagehide. */
+  readonly joined: boolean;
+  /** The server may count this tab as present: joined, or a heartbeat is in flight. */
+  present(): boolean;
+  /** Sends a heartbeat now, or right after the one in flight (with the latest state). */
+  now(): void;
+  /** Cancels the scheduled heartbeat; `now()` resumes. */
+  pause(): void;
+  /** On pagehide: pauses and forgets `joined`; returns `present()` from before. */
+  pageHide(): boolean;
+  /** pagehide's leave (with grace): a beacon carrying the token, or a keepalive fetch. */
+  beaconLeave(): void;
+  /** leave()'s leave, sent after the heartbeat in flight so that one cannot resurrect us. */
+  leave(): Promise<LeaveResponse>;
+  /** destroy()'s leave (with grace), after the heartbeat in flight; skipped if `inUse()` by then. */
+  leaveLater(inUse: () => boolean): void;
+}
+
+export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks): Heartbeat {
+  let timer: TimerHandle | null = null;
+  let inFlight: Promise<number | null> | null = null;
+  let pending = false;
+  let failures = 0;
+  let joined = false;
+  let rotatedSession = false;
+
+  function schedule(ms: number): void {
+    timer = ctx.clearTimer(timer);
+    timer = ctx.setTimeout(() => {
+      timer = null;
+      beat();
+    }, ms);
+  }
+
+  function now(): void {
+    timer = ctx.clearTimer(timer);
+    beat();
+  }
+
+  function beat(): void {
+    if (!canBeat(ctx)) return;
+    if (inFlight) {
+      pending = true; // send again (with the latest state) once the current one is answered
+      return;
+    }
+    pending = false;
+    const p = send();
+    inFlight = p;
+    void p.then((next) => {
+      if (inFlight === p) inFlight = null;
+      if (!canBeat(ctx)) return;
+      if (pending) now();
+      else if (next != null) schedule(next);
+    });
+  }
+
+  /** Sends one heartbeat; resolves to the delay before the next one (null: none). Never rejects. */
+  async function send(): Promise<number | null> {
+    try {
+      const data = await http.request<Partial<HeartbeatResponse>>('heartbeat', 'POST', '/v1/heartbeat', {
+        artifactId: ctx.artifactId,
+        versionId: ctx.versionId,
+        sessionId: ctx.sessionId,
+        state: ctx.state,
+      });
+      if (ctx.stopped) return null;
+      joined = true;
+      failures = 0;
+      if (typeof data.intervalS === 'number' && data.intervalS > 0) {
+        ctx.intervalMs = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, data.intervalS * 1000));
+      }
+      const snapshot = ctx.snapshot;
+      update(ctx, {
+        online: count(data.online, snapshot.online),
+        sessions: count(data.sessions, snapshot.sessions),
+        status: ctx.hidden ? 'hidden' : 'active',
+      });
+      clearError(ctx, 'heartbeat');
+      return jitter(ctx, ctx.intervalMs);
+    } catch (e) {
+      if (ctx.stopped) return null;
+      const err = toPresenceError(e, 'heartbeat');
+      if (err.transient) {
+        failures++;
+        if (err.operation === 'token') report(ctx, err);
+        update(ctx, { status: ctx.hidden ? 'hidden' : 'retrying', error: err });
+        return backoff(ctx, failures, err.retryAfterMs);
+      }
+      if (err.status === 409 && !rotatedSession) {
+        // The stored session id belongs to another user (e.g. account switch in this tab): take a new one.
+        rotatedSession = true;
+        report(ctx, err);
+        update(ctx, { error: err });
+        ctx.sessionId = storeSessionId(ctx.storage, ctx.sessionKey, ctx.generateSessionId());
+        hooks.sessionChanged();
+        return 0;
+      }
+      hooks.fail(err);
+      return null;
+    }
+  }
+
+  function present(): boolean {
+    return joined || inFlight != null;
+  }
+
+  function beaconLeave(): void {
+    const token = http.token;
+    if (token == null) return; // never authenticated: nothing to leave
+    const url = `${ctx.baseUrl}/v1/leave`;
+    const payload = JSON.stringify({ artifactId: ctx.artifactId, sessionId: ctx.sessionId, grace: true, token });
+    const type = 'text/plain;charset=UTF-8';
+    const nav = ctx.navigator;
+    let queued = false;
+    try {
+      if (nav && typeof nav.sendBeacon === 'function' && typeof Blob === 'function') {
+        queued = nav.sendBeacon(url, new Blob([payload], { type }));
+      }
+    } catch {
+      queued = false;
+    }
+    if (!queued) {
+      // No beacon (or queue full): a keepalive fetch with the same CORS-simple body.
+      try {
+        void ctx
+          .fetch(url, { method: 'POST', body: payload, headers: { 'Content-Type': type }, keepalive: true })
+          .catch(() => undefined);
+      } catch {
+        // nothing more we can do while the page goes away
+      }
+    }
+  }
+
+  return {
+    get joined() {
+      return joined;
+    },
+    present,
+    now,
+    pause() {
+      timer = ctx.clearTimer(timer);
+    },
+    pageHide() {
+      const wasPresent = present();
+      joined = false;
+      timer = ctx.clearTimer(timer);
+      return wasPresent;
+    },
+    beaconLeave,
+    leave() {
+      const send = () =>
+        http.request<LeaveResponse>('leave', 'POST', '/v1/leave', { artifactId: ctx.artifactId, sessionId: ctx.sessionId });
+      return inFlight ? inFlight.then(send, send) : send();
+    },
+    leaveLater(inUse) {
+      const body = { artifactId: ctx.artifactId, sessionId: ctx.sessionId, grace: true };
+      const send = (): Promise<unknown> =>
+        inUse() ? Promise.resolve() : http.request<LeaveResponse>('leave', 'POST', '/v1/leave', body, true);
+      const after = inFlight ?? Promise.resolve(null);
+      void after.then(send, send).catch(() => undefined);
+    },
+  };
+}

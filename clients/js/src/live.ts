@@ -1,0 +1,196 @@
+import type { Context } from './context.js';
+import type { PresenceError } from './errors.js';
+import { backoff, jitter, toPresenceError, type Http } from './http.js';
+import { clearError, eventApplier, report, update, type EventData } from './snapshot.js';
+import type { EventSourceLike, PresencePage, TimerHandle } from './types.js';
+
+const EVENT_TYPES = ['sync', 'join', 'leave', 'state', 'sessions', 'count'] as const;
+const ES_CLOSED = 2;
+
+/** Live updates of the users list: an EventSource, falling back to polling the presence page. */
+export interface Live {
+  start(): void;
+  /** Tab hidden: no polling (an open event stream stays open). */
+  hide(): void;
+  /** Tab visible again: poll at once when polling. */
+  show(): void;
+  /** Back from pagehide: poll at once, or reconnect the event stream with a clean slate. */
+  resume(): void;
+  /** Closes the event stream and stops polling. */
+  stop(): void;
+}
+
+export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) => void): Live {
+  const apply = eventApplier(ctx);
+
+  let es: EventSourceLike | null = null;
+  let esTimer: TimerHandle | null = null;
+  let esFailures = 0;
+  let esGaveUp = false;
+
+  let pollTimer: TimerHandle | null = null;
+  let pollInFlight = false;
+  let pollFailures = 0;
+
+  function canLive(): boolean {
+    return ctx.started && !ctx.stopped && !ctx.pageHidden;
+  }
+
+  function start(): void {
+    if (ctx.live === 'off') return update(ctx, { transport: 'off' });
+    if (ctx.live === 'poll' || !ctx.EventSource || esGaveUp) return startPolling();
+    void connectEvents(null);
+  }
+
+  /* ------------------------------------------------------------ EventSource */
+
+  function closeEvents(): void {
+    esTimer = ctx.clearTimer(esTimer);
+    if (es) {
+      const source = es;
+      es = null;
+      try {
+        source.close();
+      } catch {
+        // ignore
+      }
+    }
+  }
+
+  async function connectEvents(rejectedToken: string | null): Promise<void> {
+    const EventSourceCtor = ctx.EventSource;
+    if (!canLive() || es || !EventSourceCtor) return;
+    update(ctx, { transport: 'connecting' });
+    let t: string;
+    try {
+      t = rejectedToken != null ? await http.freshTokenAfter(rejectedToken) : await http.currentToken();
+    } catch (e) {
+      const err = toPresenceError(e, 'events');
+      report(ctx, err);
+      return eventsFailed(null, err);
+    }
+    if (!canLive() || es || esGaveUp) return;
+    let source: EventSourceLike;
+    try {
+      source = new EventSourceCtor(`${ctx.baseUrl}${ctx.artifactPath}/events?access_token=${encodeURIComponent(t)}`);
+    } catch {
+      esGaveUp = true;
+      return startPolling();
+    }
+    es = source;
+    const onEvent = (ev: MessageEvent) => {
+      if (es !== source) return;
+      let data: unknown;
+      try {
+        data = JSON.parse(String(ev.data));
+      } catch {
+        return;
+      }
+      if (!data || typeof data !== 'object') return;
+      // Any event proves the stream works: a resumed stream (Last-Event-ID) gets no sync.
+      esFailures = 0;
+      update(ctx, { transport: 'events' });
+      clearError(ctx, 'events');
+      apply(ev.type, data as EventData);
+    };
+    for (const type of EVENT_TYPES) source.addEventListener(type, onEvent);
+    source.addEventListener('error', () => {
+      if (es !== source) return;
+      eventsFailed(source, null, t);
+    });
+  }
+
+  function eventsFailed(source: EventSourceLike | null, err: PresenceError | null, usedToken: string | null = null): void {
+    esFailures++;
+    if (err) update(ctx, { error: err });
+    if (esFailures >= ctx.maxEventSourceFailures) {
+      closeEvents();
+      esGaveUp = true;
+      return startPolling();
+    }
+    update(ctx, { transport: 'connecting' });
+    if (source && source.readyState !== ES_CLOSED) return; // the browser reconnects by itself (sends Last-Event-ID)
+    // Closed for good (non-200 answer such as an expired token, or creation failed): reconnect ourselves.
+    closeEvents();
+    esTimer = ctx.setTimeout(() => {
+      esTimer = null;
+      void connectEvents(usedToken);
+    }, backoff(ctx, esFailures, null));
+  }
+
+  /* ------------------------------------------------------------ polling */
+
+  function canPoll(): boolean {
+    return canLive() && !ctx.hidden && ctx.snapshot.transport === 'polling';
+  }
+
+  function startPolling(): void {
+    update(ctx, { transport: 'polling' });
+    pollNow();
+  }
+
+  function pollNow(): void {
+    pollTimer = ctx.clearTimer(pollTimer);
+    void poll();
+  }
+
+  async function poll(): Promise<void> {
+    if (!canPoll() || pollInFlight) return;
+    pollInFlight = true;
+    let next: number | null = null;
+    try {
+      const page = await http.request<Partial<PresencePage>>(
+        'presence',
+        'GET',
+        `${ctx.artifactPath}/presence?limit=${ctx.usersLimit}`,
+      );
+      if (ctx.stopped) return;
+      pollFailures = 0;
+      apply('sync', page as EventData);
+      clearError(ctx, 'presence');
+      next = jitter(ctx, ctx.intervalMs);
+    } catch (e) {
+      if (ctx.stopped) return;
+      const err = toPresenceError(e, 'presence');
+      if (err.transient) {
+        pollFailures++;
+        if (err.operation === 'token') report(ctx, err);
+        update(ctx, { error: err });
+        next = backoff(ctx, pollFailures, err.retryAfterMs);
+      } else if (err.status === 401) {
+        return fail(err);
+      } else {
+        report(ctx, err);
+        update(ctx, { error: err, transport: 'off' });
+      }
+    } finally {
+      pollInFlight = false;
+    }
+    if (next != null && canPoll()) {
+      pollTimer = ctx.clearTimer(pollTimer);
+      pollTimer = ctx.setTimeout(() => {
+        pollTimer = null;
+        void poll();
+      }, next);
+    }
+  }
+
+  return {
+    start,
+    hide() {
+      pollTimer = ctx.clearTimer(pollTimer);
+    },
+    show() {
+      if (ctx.snapshot.transport === 'polling') pollNow();
+    },
+    resume() {
+      esFailures = 0;
+      if (ctx.snapshot.transport === 'polling') pollNow();
+      else start();
+    },
+    stop() {
+      pollTimer = ctx.clearTimer(pollTimer);
+      closeEvents();
+    },
+  };
+}
