@@ -172,7 +172,10 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
     beaconLeave,
     leave() {
       const send = () =>
-        http.request<LeaveResponse>('leave', 'POST', '/v1/leave', { artifactId: ctx.artifactId, sessionId: ctx.sessionId });
+        http.request<LeaveResponse>('leave', 'POST', '/v1/leave', {
+          artifactId: ctx.artifactId,
+          sessionId: ctx.sessionId,
+        });
       return inFlight ? inFlight.then(send, send) : send();
     },
     leaveLater(inUse) {

@@ -34,7 +34,13 @@ export interface Http {
    * A JSON request with the bearer token, retried once with a fresh token after a 401.
    * Rejects with a PresenceError (problem+json details when the service sent them).
    */
-  request<T>(operation: PresenceOperation, method: 'GET' | 'POST', path: string, body?: unknown, keepalive?: boolean): Promise<T>;
+  request<T>(
+    operation: PresenceOperation,
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    keepalive?: boolean,
+  ): Promise<T>;
 }
 
 export function createHttp(ctx: Context): Http {

@@ -28,7 +28,7 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
   let runningKey: string | null = null;
 
   function isHidden(): boolean {
-    return !!ctx.document && ctx.document.visibilityState === 'hidden';
+    return ctx.document?.visibilityState === 'hidden';
   }
 
   function onVisibilityChange(): void {

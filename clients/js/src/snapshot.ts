@@ -27,9 +27,9 @@ export function count(value: unknown, fallback: number): number {
 /** Replaces the snapshot and notifies the listeners, only if the patch changes something. */
 export function update(ctx: Context, patch: Partial<PresenceSnapshot>): void {
   let changed = false;
-  for (const key in patch) {
-    const k = key as keyof PresenceSnapshot;
-    if (patch[k] !== ctx.snapshot[k]) {
+  let key: keyof PresenceSnapshot;
+  for (key in patch) {
+    if (patch[key] !== ctx.snapshot[key]) {
       changed = true;
       break;
     }
