@@ -20,55 +20,59 @@ import type {
  * What the modules of one presence instance share: the options resolved once, the injected
  * globals, this tab's session, the snapshot the app sees, and the run flags. Everything else
  * is private to the module that uses it.
+ *
+ * Internal property names (here and on the module objects: Http, Heartbeat, Live, Views,
+ * Lifecycle) end in `_`, public ones never do: the minified bundle shortens every property
+ * name ending in `_` (esbuild --mangle-props=_$ in package.json's build script).
  */
 export interface Context {
   /** The caller's options; getToken and onError are read from here at call time. */
-  readonly options: PresenceOptions;
+  readonly options_: PresenceOptions;
   /** Without trailing slashes. */
-  readonly baseUrl: string;
-  readonly artifactId: string;
+  readonly baseUrl_: string;
+  readonly artifactId_: string;
   /** `/v1/artifacts/{artifactId}`, encoded. */
-  readonly artifactPath: string;
-  readonly recordViews: boolean;
-  readonly live: 'auto' | 'poll' | 'off';
-  readonly usersLimit: number;
-  readonly maxBackoffMs: number;
-  readonly maxEventSourceFailures: number;
-  readonly sessionKey: string;
-  readonly generateSessionId: () => string;
+  readonly artifactPath_: string;
+  readonly recordViews_: boolean;
+  readonly live_: 'auto' | 'poll' | 'off';
+  readonly usersLimit_: number;
+  readonly maxBackoffMs_: number;
+  readonly maxEventSourceFailures_: number;
+  readonly sessionKey_: string;
+  readonly generateSessionId_: () => string;
 
   /* injected globals, null when the environment has none; the functions call the injected ones without `this` */
-  readonly fetch: FetchLike;
-  readonly EventSource: EventSourceConstructor | null;
-  readonly document: DocumentLike | null;
-  readonly window: WindowLike | null;
-  readonly storage: StorageLike | null;
-  readonly navigator: NavigatorLike | null;
-  readonly setTimeout: (fn: () => void, ms: number) => TimerHandle;
-  /** clearTimeout that accepts null; returns null so `timer = ctx.clearTimer(timer)` resets the handle. */
-  readonly clearTimer: (handle: TimerHandle | null) => null;
-  readonly random: () => number;
+  readonly fetch_: FetchLike;
+  readonly EventSource_: EventSourceConstructor | null;
+  readonly document_: DocumentLike | null;
+  readonly window_: WindowLike | null;
+  readonly storage_: StorageLike | null;
+  readonly navigator_: NavigatorLike | null;
+  readonly setTimeout_: (fn: () => void, ms: number) => TimerHandle;
+  /** clearTimeout that accepts null; returns null so `timer = ctx.clearTimer_(timer)` resets the handle. */
+  readonly clearTimer_: (handle: TimerHandle | null) => null;
+  readonly random_: () => number;
 
   /* this tab's session on the artifact */
-  sessionId: string;
-  versionId: string | undefined;
-  state: PresenceState | undefined;
+  sessionId_: string;
+  versionId_: string | undefined;
+  state_: PresenceState | undefined;
   /** Heartbeat interval (the server's once it answered); polling uses it too. */
-  intervalMs: number;
+  intervalMs_: number;
 
   /* what the app sees */
-  snapshot: PresenceSnapshot;
-  readonly listeners: Set<PresenceListener>;
+  snapshot_: PresenceSnapshot;
+  readonly listeners_: Set<PresenceListener>;
   /** Last error passed to onError: one getToken() failure is shared by concurrent requests. */
-  reported: PresenceError | null;
+  reported_: PresenceError | null;
 
   /* run flags */
-  started: boolean;
-  stopped: boolean;
+  started_: boolean;
+  stopped_: boolean;
   /** document.visibilityState === 'hidden' */
-  hidden: boolean;
+  hidden_: boolean;
   /** Between pagehide and pageshow. */
-  pageHidden: boolean;
+  pageHidden_: boolean;
 }
 
 /** The browser globals used by default; any of them may be missing (node, workers). */
@@ -104,43 +108,43 @@ export function createContext(options: PresenceOptions): Context {
   const clearT = options.clearTimeout ?? ((h: TimerHandle) => g.clearTimeout(h));
   const random = options.random ?? Math.random;
   return {
-    options,
-    baseUrl: String(options.baseUrl ?? '').replace(/\/+$/, ''),
-    artifactId,
-    artifactPath: `/v1/artifacts/${encodeURIComponent(artifactId)}`,
-    recordViews: options.recordViews !== false,
-    live: options.live ?? 'auto',
-    usersLimit: options.usersLimit ?? 100,
-    maxBackoffMs: options.maxBackoffMs ?? 30_000,
-    maxEventSourceFailures: Math.max(1, options.maxEventSourceFailures ?? 3),
-    sessionKey,
-    generateSessionId,
+    options_: options,
+    baseUrl_: String(options.baseUrl ?? '').replace(/\/+$/, ''),
+    artifactId_: artifactId,
+    artifactPath_: `/v1/artifacts/${encodeURIComponent(artifactId)}`,
+    recordViews_: options.recordViews !== false,
+    live_: options.live ?? 'auto',
+    usersLimit_: options.usersLimit ?? 100,
+    maxBackoffMs_: options.maxBackoffMs ?? 30_000,
+    maxEventSourceFailures_: Math.max(1, options.maxEventSourceFailures ?? 3),
+    sessionKey_: sessionKey,
+    generateSessionId_: generateSessionId,
 
-    fetch: (input, init) => fetchFn(input, init),
-    EventSource: pick<EventSourceConstructor>(options.EventSource, () => g.EventSource),
-    document: pick<DocumentLike>(options.document, () => g.document),
-    window: pick<WindowLike>(options.window, () => g.window),
-    storage,
-    navigator: pick<NavigatorLike>(options.navigator, () => g.navigator),
-    setTimeout: (fn, ms) => setT(fn, ms),
-    clearTimer: (handle) => {
+    fetch_: (input, init) => fetchFn(input, init),
+    EventSource_: pick<EventSourceConstructor>(options.EventSource, () => g.EventSource),
+    document_: pick<DocumentLike>(options.document, () => g.document),
+    window_: pick<WindowLike>(options.window, () => g.window),
+    storage_: storage,
+    navigator_: pick<NavigatorLike>(options.navigator, () => g.navigator),
+    setTimeout_: (fn, ms) => setT(fn, ms),
+    clearTimer_: (handle) => {
       if (handle != null) clearT(handle);
       return null;
     },
-    random: () => random(),
+    random_: () => random(),
 
-    sessionId: loadSessionId(storage, sessionKey, generateSessionId),
-    versionId: options.versionId,
-    state: options.state,
-    intervalMs: Math.max(MIN_INTERVAL_MS, (options.defaultIntervalS ?? 15) * 1000),
+    sessionId_: loadSessionId(storage, sessionKey, generateSessionId),
+    versionId_: options.versionId,
+    state_: options.state,
+    intervalMs_: Math.max(MIN_INTERVAL_MS, (options.defaultIntervalS ?? 15) * 1000),
 
-    snapshot: EMPTY_SNAPSHOT,
-    listeners: new Set<PresenceListener>(),
-    reported: null,
+    snapshot_: EMPTY_SNAPSHOT,
+    listeners_: new Set<PresenceListener>(),
+    reported_: null,
 
-    started: false,
-    stopped: false,
-    hidden: false,
-    pageHidden: false,
+    started_: false,
+    stopped_: false,
+    hidden_: false,
+    pageHidden_: false,
   };
 }

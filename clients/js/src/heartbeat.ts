@@ -10,33 +10,33 @@ const MAX_INTERVAL_MS = 3_600_000;
 
 /** Heartbeats (and views) are sent only while started, not stopped, and visible. */
 export function canBeat(ctx: Context): boolean {
-  return ctx.started && !ctx.stopped && !ctx.hidden && !ctx.pageHidden;
+  return ctx.started_ && !ctx.stopped_ && !ctx.hidden_ && !ctx.pageHidden_;
 }
 
 export interface HeartbeatHooks {
   /** Stops the instance for good after a fatal error. */
-  fail(err: PresenceError): void;
+  fail_(err: PresenceError): void;
   /** The session id changed (the running-instance registry is keyed by it). */
-  sessionChanged(): void;
+  sessionChanged_(): void;
 }
 
 export interface Heartbeat {
   /** A heartbeat succeeded since start / the last pagehide. */
-  readonly joined: boolean;
+  readonly joined_: boolean;
   /** The server may count this tab as present: joined, or a heartbeat is in flight. */
-  present(): boolean;
+  present_(): boolean;
   /** Sends a heartbeat now, or right after the one in flight (with the latest state). */
-  now(): void;
+  now_(): void;
   /** Cancels the scheduled heartbeat; `now()` resumes. */
-  pause(): void;
+  pause_(): void;
   /** On pagehide: pauses and forgets `joined`; returns `present()` from before. */
-  pageHide(): boolean;
+  pageHide_(): boolean;
   /** pagehide's leave (with grace): a beacon carrying the token, or a keepalive fetch. */
-  beaconLeave(): void;
+  beaconLeave_(): void;
   /** leave()'s leave, sent after the heartbeat in flight so that one cannot resurrect us. */
-  leave(): Promise<LeaveResponse>;
+  leave_(): Promise<LeaveResponse>;
   /** destroy()'s leave (with grace), after the heartbeat in flight; skipped if `inUse()` by then. */
-  leaveLater(inUse: () => boolean): void;
+  leaveLater_(inUse: () => boolean): void;
 }
 
 export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks): Heartbeat {
@@ -48,15 +48,15 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
   let rotatedSession = false;
 
   function schedule(ms: number): void {
-    timer = ctx.clearTimer(timer);
-    timer = ctx.setTimeout(() => {
+    timer = ctx.clearTimer_(timer);
+    timer = ctx.setTimeout_(() => {
       timer = null;
       beat();
     }, ms);
   }
 
   function now(): void {
-    timer = ctx.clearTimer(timer);
+    timer = ctx.clearTimer_(timer);
     beat();
   }
 
@@ -80,33 +80,33 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
   /** Sends one heartbeat; resolves to the delay before the next one (null: none). Never rejects. */
   async function send(): Promise<number | null> {
     try {
-      const data = await http.request<Partial<HeartbeatResponse>>('heartbeat', 'POST', '/v1/heartbeat', {
-        artifactId: ctx.artifactId,
-        versionId: ctx.versionId,
-        sessionId: ctx.sessionId,
-        state: ctx.state,
+      const data = await http.request_<Partial<HeartbeatResponse>>('heartbeat', 'POST', '/v1/heartbeat', {
+        artifactId: ctx.artifactId_,
+        versionId: ctx.versionId_,
+        sessionId: ctx.sessionId_,
+        state: ctx.state_,
       });
-      if (ctx.stopped) return null;
+      if (ctx.stopped_) return null;
       joined = true;
       failures = 0;
       if (typeof data.intervalS === 'number' && data.intervalS > 0) {
-        ctx.intervalMs = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, data.intervalS * 1000));
+        ctx.intervalMs_ = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, data.intervalS * 1000));
       }
-      const snapshot = ctx.snapshot;
+      const snapshot = ctx.snapshot_;
       update(ctx, {
         online: count(data.online, snapshot.online),
         sessions: count(data.sessions, snapshot.sessions),
-        status: ctx.hidden ? 'hidden' : 'active',
+        status: ctx.hidden_ ? 'hidden' : 'active',
       });
       clearError(ctx, 'heartbeat');
-      return jitter(ctx, ctx.intervalMs);
+      return jitter(ctx, ctx.intervalMs_);
     } catch (e) {
-      if (ctx.stopped) return null;
+      if (ctx.stopped_) return null;
       const err = toPresenceError(e, 'heartbeat');
       if (err.transient) {
         failures++;
         if (err.operation === 'token') report(ctx, err);
-        update(ctx, { status: ctx.hidden ? 'hidden' : 'retrying', error: err });
+        update(ctx, { status: ctx.hidden_ ? 'hidden' : 'retrying', error: err });
         return backoff(ctx, failures, err.retryAfterMs);
       }
       if (err.status === 409 && !rotatedSession) {
@@ -114,11 +114,11 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
         rotatedSession = true;
         report(ctx, err);
         update(ctx, { error: err });
-        ctx.sessionId = storeSessionId(ctx.storage, ctx.sessionKey, ctx.generateSessionId());
-        hooks.sessionChanged();
+        ctx.sessionId_ = storeSessionId(ctx.storage_, ctx.sessionKey_, ctx.generateSessionId_());
+        hooks.sessionChanged_();
         return 0;
       }
-      hooks.fail(err);
+      hooks.fail_(err);
       return null;
     }
   }
@@ -128,12 +128,12 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
   }
 
   function beaconLeave(): void {
-    const token = http.token;
+    const token = http.token_;
     if (token == null) return; // never authenticated: nothing to leave
-    const url = `${ctx.baseUrl}/v1/leave`;
-    const payload = JSON.stringify({ artifactId: ctx.artifactId, sessionId: ctx.sessionId, grace: true, token });
+    const url = `${ctx.baseUrl_}/v1/leave`;
+    const payload = JSON.stringify({ artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true, token });
     const type = 'text/plain;charset=UTF-8';
-    const nav = ctx.navigator;
+    const nav = ctx.navigator_;
     let queued = false;
     try {
       if (nav && typeof nav.sendBeacon === 'function' && typeof Blob === 'function') {
@@ -146,7 +146,7 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
       // No beacon (or queue full): a keepalive fetch with the same CORS-simple body.
       try {
         void ctx
-          .fetch(url, { method: 'POST', body: payload, headers: { 'Content-Type': type }, keepalive: true })
+          .fetch_(url, { method: 'POST', body: payload, headers: { 'Content-Type': type }, keepalive: true })
           .catch(() => undefined);
       } catch {
         // nothing more we can do while the page goes away
@@ -155,33 +155,33 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
   }
 
   return {
-    get joined() {
+    get joined_() {
       return joined;
     },
-    present,
-    now,
-    pause() {
-      timer = ctx.clearTimer(timer);
+    present_: present,
+    now_: now,
+    pause_() {
+      timer = ctx.clearTimer_(timer);
     },
-    pageHide() {
+    pageHide_() {
       const wasPresent = present();
       joined = false;
-      timer = ctx.clearTimer(timer);
+      timer = ctx.clearTimer_(timer);
       return wasPresent;
     },
-    beaconLeave,
-    leave() {
+    beaconLeave_: beaconLeave,
+    leave_() {
       const send = () =>
-        http.request<LeaveResponse>('leave', 'POST', '/v1/leave', {
-          artifactId: ctx.artifactId,
-          sessionId: ctx.sessionId,
+        http.request_<LeaveResponse>('leave', 'POST', '/v1/leave', {
+          artifactId: ctx.artifactId_,
+          sessionId: ctx.sessionId_,
         });
       return inFlight ? inFlight.then(send, send) : send();
     },
-    leaveLater(inUse) {
-      const body = { artifactId: ctx.artifactId, sessionId: ctx.sessionId, grace: true };
+    leaveLater_(inUse) {
+      const body = { artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true };
       const send = (): Promise<unknown> =>
-        inUse() ? Promise.resolve() : http.request<LeaveResponse>('leave', 'POST', '/v1/leave', body, true);
+        inUse() ? Promise.resolve() : http.request_<LeaveResponse>('leave', 'POST', '/v1/leave', body, true);
       const after = inFlight ?? Promise.resolve(null);
       void after.then(send, send).catch(() => undefined);
     },

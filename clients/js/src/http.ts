@@ -11,30 +11,30 @@ export function toPresenceError(err: unknown, operation: PresenceOperation): Pre
 
 /** `ms` ± 10 %, so that tabs opened together do not stay in step. */
 export function jitter(ctx: Context, ms: number): number {
-  return ms * (0.9 + 0.2 * ctx.random());
+  return ms * (0.9 + 0.2 * ctx.random_());
 }
 
 /** Exponential backoff with jitter; `attempt` starts at 1. Retry-After wins (up to the cap). */
 export function backoff(ctx: Context, attempt: number, retryAfterMs: number | null): number {
-  const exp = Math.min(ctx.maxBackoffMs, BASE_BACKOFF_MS * 2 ** Math.min(attempt - 1, 20));
-  let delay = exp / 2 + (ctx.random() * exp) / 2;
+  const exp = Math.min(ctx.maxBackoffMs_, BASE_BACKOFF_MS * 2 ** Math.min(attempt - 1, 20));
+  let delay = exp / 2 + (ctx.random_() * exp) / 2;
   if (retryAfterMs != null) {
-    delay = Math.max(delay, retryAfterMs + ctx.random() * Math.min(1_000, retryAfterMs * 0.1));
+    delay = Math.max(delay, retryAfterMs + ctx.random_() * Math.min(1_000, retryAfterMs * 0.1));
   }
-  return Math.min(delay, ctx.maxBackoffMs);
+  return Math.min(delay, ctx.maxBackoffMs_);
 }
 
 export interface Http {
   /** The last token getToken() returned; null until one did. */
-  readonly token: string | null;
-  currentToken(): Promise<string>;
+  readonly token_: string | null;
+  currentToken_(): Promise<string>;
   /** A fresh token, unless another request already replaced the one that was rejected. */
-  freshTokenAfter(rejected: string): Promise<string>;
+  freshTokenAfter_(rejected: string): Promise<string>;
   /**
    * A JSON request with the bearer token, retried once with a fresh token after a 401.
    * Rejects with a PresenceError (problem+json details when the service sent them).
    */
-  request<T>(
+  request_<T>(
     operation: PresenceOperation,
     method: 'GET' | 'POST',
     path: string,
@@ -51,7 +51,7 @@ export function createHttp(ctx: Context): Http {
   function fetchToken(): Promise<string> {
     if (!tokenPromise) {
       const p = Promise.resolve()
-        .then(() => ctx.options.getToken())
+        .then(() => ctx.options_.getToken())
         .then((t) => {
           if (typeof t !== 'string' || t === '') throw new Error('getToken() returned no token');
           token = t;
@@ -97,13 +97,13 @@ export function createHttp(ctx: Context): Http {
       }
       if (keepalive) init.keepalive = true;
       try {
-        return await ctx.fetch(ctx.baseUrl + path, init);
+        return await ctx.fetch_(ctx.baseUrl_ + path, init);
       } catch (err) {
         throw toPresenceError(err, operation);
       }
     };
     let used = await currentToken();
-    if (ctx.stopped && operation !== 'leave') throw new PresenceError('stopped', { status: 0, operation, transient: false });
+    if (ctx.stopped_ && operation !== 'leave') throw new PresenceError('stopped', { status: 0, operation, transient: false });
     let res = await send(used);
     if (res.status === 401) {
       used = await freshTokenAfter(used);
@@ -119,11 +119,11 @@ export function createHttp(ctx: Context): Http {
   }
 
   return {
-    get token() {
+    get token_() {
       return token;
     },
-    currentToken,
-    freshTokenAfter,
-    request,
+    currentToken_: currentToken,
+    freshTokenAfter_: freshTokenAfter,
+    request_: request,
   };
 }

@@ -15,65 +15,65 @@ const running = new Map<string, number>();
 
 /** Start, stop, and the page's visibility and pagehide/pageshow driving the other modules. */
 export interface Lifecycle {
-  start(): void;
-  leave(): Promise<LeaveResponse | null>;
-  destroy(): void;
+  start_(): void;
+  leave_(): Promise<LeaveResponse | null>;
+  destroy_(): void;
   /** Reports a fatal error and stops. */
-  fail(err: PresenceError): void;
+  fail_(err: PresenceError): void;
   /** Re-registers the instance under its new session id. */
-  sessionChanged(): void;
+  sessionChanged_(): void;
 }
 
 export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live: Live): Lifecycle {
   let runningKey: string | null = null;
 
   function isHidden(): boolean {
-    return ctx.document?.visibilityState === 'hidden';
+    return ctx.document_?.visibilityState === 'hidden';
   }
 
   function onVisibilityChange(): void {
-    if (ctx.stopped) return;
+    if (ctx.stopped_) return;
     const hidden = isHidden();
-    if (hidden === ctx.hidden) return;
-    ctx.hidden = hidden;
+    if (hidden === ctx.hidden_) return;
+    ctx.hidden_ = hidden;
     if (hidden) {
-      hb.pause();
-      live.hide();
+      hb.pause_();
+      live.hide_();
       update(ctx, { status: 'hidden' });
       return;
     }
-    update(ctx, { status: hb.joined ? 'active' : 'connecting' });
-    hb.now();
-    views.record();
-    live.show();
+    update(ctx, { status: hb.joined_ ? 'active' : 'connecting' });
+    hb.now_();
+    views.record_();
+    live.show_();
   }
 
   function onPageHide(): void {
-    if (!ctx.started || ctx.stopped || ctx.pageHidden) return;
-    ctx.pageHidden = true;
-    const wasPresent = hb.pageHide();
-    live.stop();
-    if (wasPresent) hb.beaconLeave();
+    if (!ctx.started_ || ctx.stopped_ || ctx.pageHidden_) return;
+    ctx.pageHidden_ = true;
+    const wasPresent = hb.pageHide_();
+    live.stop_();
+    if (wasPresent) hb.beaconLeave_();
   }
 
   function onPageShow(): void {
     // Back from the back/forward cache: the grace leave is cancelled by this heartbeat if quick enough.
-    if (ctx.stopped || !ctx.pageHidden) return;
-    ctx.pageHidden = false;
-    ctx.hidden = isHidden();
-    hb.now();
-    live.resume();
+    if (ctx.stopped_ || !ctx.pageHidden_) return;
+    ctx.pageHidden_ = false;
+    ctx.hidden_ = isHidden();
+    hb.now_();
+    live.resume_();
   }
 
   function listen(add: boolean): void {
     const method = add ? 'addEventListener' : 'removeEventListener';
-    ctx.document?.[method]('visibilitychange', onVisibilityChange);
-    ctx.window?.[method]('pagehide', onPageHide);
-    ctx.window?.[method]('pageshow', onPageShow);
+    ctx.document_?.[method]('visibilitychange', onVisibilityChange);
+    ctx.window_?.[method]('pagehide', onPageHide);
+    ctx.window_?.[method]('pageshow', onPageShow);
   }
 
   function register(): void {
-    runningKey = `${ctx.baseUrl}\n${ctx.artifactId}\n${ctx.sessionId}`;
+    runningKey = `${ctx.baseUrl_}\n${ctx.artifactId_}\n${ctx.sessionId_}`;
     running.set(runningKey, (running.get(runningKey) ?? 0) + 1);
   }
 
@@ -86,35 +86,35 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
   }
 
   function halt(error: PresenceError | null): void {
-    ctx.stopped = true;
+    ctx.stopped_ = true;
     unregister();
-    hb.pause();
-    views.stop();
-    live.stop();
-    if (ctx.started) listen(false);
-    update(ctx, { status: 'stopped', transport: 'off', error: error ?? ctx.snapshot.error });
+    hb.pause_();
+    views.stop_();
+    live.stop_();
+    if (ctx.started_) listen(false);
+    update(ctx, { status: 'stopped', transport: 'off', error: error ?? ctx.snapshot_.error });
   }
 
   return {
-    start() {
-      if (ctx.started || ctx.stopped) return;
-      ctx.started = true;
+    start_() {
+      if (ctx.started_ || ctx.stopped_) return;
+      ctx.started_ = true;
       register();
       listen(true);
-      ctx.hidden = isHidden();
-      if (ctx.hidden) update(ctx, { status: 'hidden' });
-      hb.now(); // at once (deferred to the first visibility if the tab starts hidden)
-      views.record();
-      live.start();
+      ctx.hidden_ = isHidden();
+      if (ctx.hidden_) update(ctx, { status: 'hidden' });
+      hb.now_(); // at once (deferred to the first visibility if the tab starts hidden)
+      views.record_();
+      live.start_();
     },
 
-    async leave() {
-      if (ctx.stopped) return null;
-      const wasStarted = ctx.started && !ctx.pageHidden;
+    async leave_() {
+      if (ctx.stopped_) return null;
+      const wasStarted = ctx.started_ && !ctx.pageHidden_;
       halt(null);
       if (!wasStarted) return null;
       try {
-        return await hb.leave();
+        return await hb.leave_();
       } catch (e) {
         const err = toPresenceError(e, 'leave');
         if (!err.transient || err.operation === 'token') report(ctx, err);
@@ -123,21 +123,21 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
       }
     },
 
-    destroy() {
-      if (ctx.stopped) return;
-      const present = ctx.started && !ctx.pageHidden && hb.present();
+    destroy_() {
+      if (ctx.stopped_) return;
+      const present = ctx.started_ && !ctx.pageHidden_ && hb.present_();
       const key = runningKey;
       halt(null);
-      ctx.listeners.clear();
-      if (present && key != null) hb.leaveLater(() => running.has(key));
+      ctx.listeners_.clear();
+      if (present && key != null) hb.leaveLater_(() => running.has(key));
     },
 
-    fail(err) {
+    fail_(err) {
       report(ctx, err);
       halt(err);
     },
 
-    sessionChanged() {
+    sessionChanged_() {
       unregister();
       register();
     },

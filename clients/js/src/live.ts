@@ -9,15 +9,15 @@ const ES_CLOSED = 2;
 
 /** Live updates of the users list: an EventSource, falling back to polling the presence page. */
 export interface Live {
-  start(): void;
+  start_(): void;
   /** Tab hidden: no polling (an open event stream stays open). */
-  hide(): void;
+  hide_(): void;
   /** Tab visible again: poll at once when polling. */
-  show(): void;
+  show_(): void;
   /** Back from pagehide: poll at once, or reconnect the event stream with a clean slate. */
-  resume(): void;
+  resume_(): void;
   /** Closes the event stream and stops polling. */
-  stop(): void;
+  stop_(): void;
 }
 
 export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) => void): Live {
@@ -33,19 +33,19 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
   let pollFailures = 0;
 
   function canLive(): boolean {
-    return ctx.started && !ctx.stopped && !ctx.pageHidden;
+    return ctx.started_ && !ctx.stopped_ && !ctx.pageHidden_;
   }
 
   function start(): void {
-    if (ctx.live === 'off') return update(ctx, { transport: 'off' });
-    if (ctx.live === 'poll' || !ctx.EventSource || esGaveUp) return startPolling();
+    if (ctx.live_ === 'off') return update(ctx, { transport: 'off' });
+    if (ctx.live_ === 'poll' || !ctx.EventSource_ || esGaveUp) return startPolling();
     void connectEvents(null);
   }
 
   /* ------------------------------------------------------------ EventSource */
 
   function closeEvents(): void {
-    esTimer = ctx.clearTimer(esTimer);
+    esTimer = ctx.clearTimer_(esTimer);
     if (es) {
       const source = es;
       es = null;
@@ -58,12 +58,12 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
   }
 
   async function connectEvents(rejectedToken: string | null): Promise<void> {
-    const EventSourceCtor = ctx.EventSource;
+    const EventSourceCtor = ctx.EventSource_;
     if (!canLive() || es || !EventSourceCtor) return;
     update(ctx, { transport: 'connecting' });
     let t: string;
     try {
-      t = rejectedToken != null ? await http.freshTokenAfter(rejectedToken) : await http.currentToken();
+      t = rejectedToken != null ? await http.freshTokenAfter_(rejectedToken) : await http.currentToken_();
     } catch (e) {
       const err = toPresenceError(e, 'events');
       report(ctx, err);
@@ -72,7 +72,7 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
     if (!canLive() || es || esGaveUp) return;
     let source: EventSourceLike;
     try {
-      source = new EventSourceCtor(`${ctx.baseUrl}${ctx.artifactPath}/events?access_token=${encodeURIComponent(t)}`);
+      source = new EventSourceCtor(`${ctx.baseUrl_}${ctx.artifactPath_}/events?access_token=${encodeURIComponent(t)}`);
     } catch {
       esGaveUp = true;
       return startPolling();
@@ -103,7 +103,7 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
   function eventsFailed(source: EventSourceLike | null, err: PresenceError | null, usedToken: string | null = null): void {
     esFailures++;
     if (err) update(ctx, { error: err });
-    if (esFailures >= ctx.maxEventSourceFailures) {
+    if (esFailures >= ctx.maxEventSourceFailures_) {
       closeEvents();
       esGaveUp = true;
       return startPolling();
@@ -112,7 +112,7 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
     if (source && source.readyState !== ES_CLOSED) return; // the browser reconnects by itself (sends Last-Event-ID)
     // Closed for good (non-200 answer such as an expired token, or creation failed): reconnect ourselves.
     closeEvents();
-    esTimer = ctx.setTimeout(() => {
+    esTimer = ctx.setTimeout_(() => {
       esTimer = null;
       void connectEvents(usedToken);
     }, backoff(ctx, esFailures, null));
@@ -121,7 +121,7 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
   /* ------------------------------------------------------------ polling */
 
   function canPoll(): boolean {
-    return canLive() && !ctx.hidden && ctx.snapshot.transport === 'polling';
+    return canLive() && !ctx.hidden_ && ctx.snapshot_.transport === 'polling';
   }
 
   function startPolling(): void {
@@ -130,7 +130,7 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
   }
 
   function pollNow(): void {
-    pollTimer = ctx.clearTimer(pollTimer);
+    pollTimer = ctx.clearTimer_(pollTimer);
     void poll();
   }
 
@@ -139,18 +139,18 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
     pollInFlight = true;
     let next: number | null = null;
     try {
-      const page = await http.request<Partial<PresencePage>>(
+      const page = await http.request_<Partial<PresencePage>>(
         'presence',
         'GET',
-        `${ctx.artifactPath}/presence?limit=${ctx.usersLimit}`,
+        `${ctx.artifactPath_}/presence?limit=${ctx.usersLimit_}`,
       );
-      if (ctx.stopped) return;
+      if (ctx.stopped_) return;
       pollFailures = 0;
       apply('sync', page as EventData);
       clearError(ctx, 'presence');
-      next = jitter(ctx, ctx.intervalMs);
+      next = jitter(ctx, ctx.intervalMs_);
     } catch (e) {
-      if (ctx.stopped) return;
+      if (ctx.stopped_) return;
       const err = toPresenceError(e, 'presence');
       if (err.transient) {
         pollFailures++;
@@ -167,8 +167,8 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
       pollInFlight = false;
     }
     if (next != null && canPoll()) {
-      pollTimer = ctx.clearTimer(pollTimer);
-      pollTimer = ctx.setTimeout(() => {
+      pollTimer = ctx.clearTimer_(pollTimer);
+      pollTimer = ctx.setTimeout_(() => {
         pollTimer = null;
         void poll();
       }, next);
@@ -176,20 +176,20 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
   }
 
   return {
-    start,
-    hide() {
-      pollTimer = ctx.clearTimer(pollTimer);
+    start_: start,
+    hide_() {
+      pollTimer = ctx.clearTimer_(pollTimer);
     },
-    show() {
-      if (ctx.snapshot.transport === 'polling') pollNow();
+    show_() {
+      if (ctx.snapshot_.transport === 'polling') pollNow();
     },
-    resume() {
+    resume_() {
       esFailures = 0;
-      if (ctx.snapshot.transport === 'polling') pollNow();
+      if (ctx.snapshot_.transport === 'polling') pollNow();
       else start();
     },
-    stop() {
-      pollTimer = ctx.clearTimer(pollTimer);
+    stop_() {
+      pollTimer = ctx.clearTimer_(pollTimer);
       closeEvents();
     },
   };

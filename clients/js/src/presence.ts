@@ -20,63 +20,63 @@ export function createPresence(options: PresenceOptions): Presence {
   const ctx = createContext(options);
   const http = createHttp(ctx);
   // The lifecycle stops the other modules, which report fatal errors back to it.
-  const fail = (err: PresenceError) => lifecycle.fail(err);
-  const hb = createHeartbeat(ctx, http, { fail, sessionChanged: () => lifecycle.sessionChanged() });
+  const fail = (err: PresenceError) => lifecycle.fail_(err);
+  const hb = createHeartbeat(ctx, http, { fail_: fail, sessionChanged_: () => lifecycle.sessionChanged_() });
   const views = createViews(ctx, http, fail);
   const lifecycle = createLifecycle(ctx, hb, views, createLive(ctx, http, fail));
 
   const presence: Presence = {
     get online() {
-      return ctx.snapshot.online;
+      return ctx.snapshot_.online;
     },
     get sessions() {
-      return ctx.snapshot.sessions;
+      return ctx.snapshot_.sessions;
     },
     get users() {
-      return ctx.snapshot.users;
+      return ctx.snapshot_.users;
     },
     get error() {
-      return ctx.snapshot.error;
+      return ctx.snapshot_.error;
     },
     get status() {
-      return ctx.snapshot.status;
+      return ctx.snapshot_.status;
     },
     get sessionId() {
-      return ctx.sessionId;
+      return ctx.sessionId_;
     },
     get artifactId() {
-      return ctx.artifactId;
+      return ctx.artifactId_;
     },
     get versionId() {
-      return ctx.versionId;
+      return ctx.versionId_;
     },
     get state() {
-      return ctx.state;
+      return ctx.state_;
     },
-    getSnapshot: () => ctx.snapshot,
+    getSnapshot: () => ctx.snapshot_,
     subscribe(listener: PresenceListener) {
-      ctx.listeners.add(listener);
+      ctx.listeners_.add(listener);
       return () => {
-        ctx.listeners.delete(listener);
+        ctx.listeners_.delete(listener);
       };
     },
-    start: lifecycle.start,
+    start: lifecycle.start_,
     setState(next: PresenceState | undefined) {
-      if (ctx.stopped) return;
-      ctx.state = next;
-      hb.now();
+      if (ctx.stopped_) return;
+      ctx.state_ = next;
+      hb.now_();
     },
     setVersion(next: string) {
-      if (ctx.stopped) return;
+      if (ctx.stopped_) return;
       if (typeof next !== 'string' || next === '') throw new TypeError('setVersion: versionId must be a non-empty string');
-      ctx.versionId = next;
-      hb.now();
-      views.record();
+      ctx.versionId_ = next;
+      hb.now_();
+      views.record_();
     },
-    leave: lifecycle.leave,
-    destroy: lifecycle.destroy,
+    leave: lifecycle.leave_,
+    destroy: lifecycle.destroy_,
   };
 
-  if (options.autoStart !== false) lifecycle.start();
+  if (options.autoStart !== false) lifecycle.start_();
   return presence;
 }

@@ -29,19 +29,19 @@ export function update(ctx: Context, patch: Partial<PresenceSnapshot>): void {
   let changed = false;
   let key: keyof PresenceSnapshot;
   for (key in patch) {
-    if (patch[key] !== ctx.snapshot[key]) {
+    if (patch[key] !== ctx.snapshot_[key]) {
       changed = true;
       break;
     }
   }
   if (!changed) return;
-  const snapshot = (ctx.snapshot = Object.freeze({ ...ctx.snapshot, ...patch }));
-  for (const listener of Array.from(ctx.listeners)) {
+  const snapshot = (ctx.snapshot_ = Object.freeze({ ...ctx.snapshot_, ...patch }));
+  for (const listener of Array.from(ctx.listeners_)) {
     try {
       listener(snapshot);
     } catch (err) {
       // a broken listener must not break presence
-      ctx.setTimeout(() => {
+      ctx.setTimeout_(() => {
         throw err;
       }, 0);
     }
@@ -50,16 +50,16 @@ export function update(ctx: Context, patch: Partial<PresenceSnapshot>): void {
 
 /** Clears the error once one of `operations` (or anything after a getToken failure) succeeded. */
 export function clearError(ctx: Context, ...operations: PresenceOperation[]): void {
-  const err = ctx.snapshot.error;
+  const err = ctx.snapshot_.error;
   if (err && (operations.includes(err.operation) || err.operation === 'token')) update(ctx, { error: null });
 }
 
 /** Passes an error to the app's onError, once per error. */
 export function report(ctx: Context, err: PresenceError): void {
-  if (err === ctx.reported) return;
-  ctx.reported = err;
+  if (err === ctx.reported_) return;
+  ctx.reported_ = err;
   try {
-    ctx.options.onError?.(err);
+    ctx.options_.onError?.(err);
   } catch {
     // ignore errors thrown by the app's handler
   }
@@ -77,7 +77,7 @@ export function eventApplier(ctx: Context): (type: string, data: EventData) => v
   }
 
   return (type, data) => {
-    const snapshot = ctx.snapshot;
+    const snapshot = ctx.snapshot_;
     switch (type) {
       case 'sync': {
         const next = new Map<string, PresenceUser>();

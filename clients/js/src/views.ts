@@ -9,9 +9,9 @@ const MAX_VIEW_ATTEMPTS = 5;
 
 export interface Views {
   /** Records one view of the current version (once per version, while visible). */
-  record(): void;
+  record_(): void;
   /** Cancels a pending retry. */
-  stop(): void;
+  stop_(): void;
 }
 
 export function createViews(ctx: Context, http: Http, fail: (err: PresenceError) => void): Views {
@@ -21,27 +21,27 @@ export function createViews(ctx: Context, http: Http, fail: (err: PresenceError)
 
   async function send(v: string, attempt: number): Promise<void> {
     try {
-      const data = await http.request<Partial<ViewResponse>>('views', 'POST', '/v1/views', {
-        artifactId: ctx.artifactId,
+      const data = await http.request_<Partial<ViewResponse>>('views', 'POST', '/v1/views', {
+        artifactId: ctx.artifactId_,
         versionId: v,
-        sessionId: ctx.sessionId,
+        sessionId: ctx.sessionId_,
       });
-      if (ctx.stopped || v !== ctx.versionId) return;
-      const snapshot = ctx.snapshot;
+      if (ctx.stopped_ || v !== ctx.versionId_) return;
+      const snapshot = ctx.snapshot_;
       update(ctx, {
         views: count(data.views, snapshot.views ?? 0),
         uniqueViewers: count(data.uniqueViewers, snapshot.uniqueViewers ?? 0),
       });
       clearError(ctx, 'views');
     } catch (e) {
-      if (ctx.stopped) return;
+      if (ctx.stopped_) return;
       const err = toPresenceError(e, 'views');
       if (err.transient) {
         if (err.operation === 'token') report(ctx, err);
         if (attempt < MAX_VIEW_ATTEMPTS) {
-          timer = ctx.setTimeout(() => {
+          timer = ctx.setTimeout_(() => {
             timer = null;
-            if (!ctx.stopped && v === ctx.versionId) void send(v, attempt + 1);
+            if (!ctx.stopped_ && v === ctx.versionId_) void send(v, attempt + 1);
           }, backoff(ctx, attempt, err.retryAfterMs));
         }
         return;
@@ -53,15 +53,15 @@ export function createViews(ctx: Context, http: Http, fail: (err: PresenceError)
   }
 
   return {
-    record() {
-      const v = ctx.versionId;
-      if (!ctx.recordViews || !v || viewedVersion === v || !canBeat(ctx)) return;
+    record_() {
+      const v = ctx.versionId_;
+      if (!ctx.recordViews_ || !v || viewedVersion === v || !canBeat(ctx)) return;
       viewedVersion = v;
-      timer = ctx.clearTimer(timer);
+      timer = ctx.clearTimer_(timer);
       void send(v, 1);
     },
-    stop() {
-      timer = ctx.clearTimer(timer);
+    stop_() {
+      timer = ctx.clearTimer_(timer);
     },
   };
 }
