@@ -18,12 +18,12 @@ import type {
 
 /**
  * What the modules of one presence instance share: the options resolved once, the injected
- * globals, this tab's session, the snapshot the app sees, and the run flags. Everything else
- * is private to the module that uses it.
+ * globals, this tab's session, the snapshot the app sees, the run flags and the bearer token.
+ * Everything else is private to the module that uses it.
  *
- * Internal property names (here and on the module objects: Http, Heartbeat, Live, Views,
- * Lifecycle) end in `_`, public ones never do: the minified bundle shortens every property
- * name ending in `_` (esbuild --mangle-props=_$ in package.json's build script).
+ * Internal property names (here and on the module objects: Heartbeat, Live, Views, Lifecycle)
+ * end in `_`, public ones never do: the minified bundle shortens every property name ending
+ * in `_` (esbuild --mangle-props=_$ in package.json's bundle script).
  */
 export interface Context {
   /** The caller's options; getToken and onError are read from here at call time. */
@@ -73,6 +73,12 @@ export interface Context {
   hidden_: boolean;
   /** Between pagehide and pageshow. */
   pageHidden_: boolean;
+
+  /* the bearer token (http.ts): requests, the event stream's URL and the pagehide beacon use it */
+  /** The last token getToken() returned; null until one did. */
+  token_: string | null;
+  /** The getToken() call in progress, shared by the requests waiting for it. */
+  tokenPromise_: Promise<string> | null;
 }
 
 /** The browser globals used by default; any of them may be missing (node, workers). */
@@ -146,5 +152,8 @@ export function createContext(options: PresenceOptions): Context {
     stopped_: false,
     hidden_: false,
     pageHidden_: false,
+
+    token_: null,
+    tokenPromise_: null,
   };
 }

@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
-import { backoff, jitter, toPresenceError, type Http } from './http.js';
+import { backoff, jitter, request, toPresenceError } from './http.js';
 import { storeSessionId } from './session.js';
 import { clearError, count, report, update } from './snapshot.js';
 import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
@@ -39,7 +39,7 @@ export interface Heartbeat {
   leaveLater_(inUse: () => boolean): void;
 }
 
-export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks): Heartbeat {
+export function createHeartbeat(ctx: Context, hooks: HeartbeatHooks): Heartbeat {
   let timer: TimerHandle | null = null;
   let inFlight: Promise<number | null> | null = null;
   let pending = false;
@@ -80,7 +80,7 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
   /** Sends one heartbeat; resolves to the delay before the next one (null: none). Never rejects. */
   async function send(): Promise<number | null> {
     try {
-      const data = await http.request_<Partial<HeartbeatResponse>>('heartbeat', 'POST', '/v1/heartbeat', {
+      const data = await request<Partial<HeartbeatResponse>>(ctx, 'heartbeat', 'POST', '/v1/heartbeat', {
         artifactId: ctx.artifactId_,
         versionId: ctx.versionId_,
         sessionId: ctx.sessionId_,
@@ -128,7 +128,7 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
   }
 
   function beaconLeave(): void {
-    const token = http.token_;
+    const token = ctx.token_;
     if (token == null) return; // never authenticated: nothing to leave
     const url = `${ctx.baseUrl_}/v1/leave`;
     const payload = JSON.stringify({ artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true, token });
@@ -172,7 +172,7 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
     beaconLeave_: beaconLeave,
     leave_() {
       const send = () =>
-        http.request_<LeaveResponse>('leave', 'POST', '/v1/leave', {
+        request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', {
           artifactId: ctx.artifactId_,
           sessionId: ctx.sessionId_,
         });
@@ -181,7 +181,7 @@ export function createHeartbeat(ctx: Context, http: Http, hooks: HeartbeatHooks)
     leaveLater_(inUse) {
       const body = { artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true };
       const send = (): Promise<unknown> =>
-        inUse() ? Promise.resolve() : http.request_<LeaveResponse>('leave', 'POST', '/v1/leave', body, true);
+        inUse() ? Promise.resolve() : request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', body, true);
       const after = inFlight ?? Promise.resolve(null);
       void after.then(send, send).catch(() => undefined);
     },

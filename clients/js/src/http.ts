@@ -3,10 +3,14 @@ import { PresenceError, errorFromResponse, type PresenceOperation } from './erro
 
 const BASE_BACKOFF_MS = 1_000;
 
-export function toPresenceError(err: unknown, operation: PresenceOperation): PresenceError {
-  if (err instanceof PresenceError) return err;
+/** A transient error for a failure without an HTTP answer (network, getToken()); `what` starts the message. */
+function transientError(err: unknown, operation: PresenceOperation, what: string = operation): PresenceError {
   const message = err instanceof Error ? err.message : String(err);
-  return new PresenceError(`${operation} failed: ${message}`, { status: 0, operation, transient: true, cause: err });
+  return new PresenceError(`${what} failed: ${message}`, { status: 0, operation, transient: true, cause: err });
+}
+
+export function toPresenceError(err: unknown, operation: PresenceOperation): PresenceError {
+  return err instanceof PresenceError ? err : transientError(err, operation);
 }
 
 /** `ms` ± 10 %, so that tabs opened together do not stay in step. */
@@ -24,106 +28,75 @@ export function backoff(ctx: Context, attempt: number, retryAfterMs: number | nu
   return Math.min(delay, ctx.maxBackoffMs_);
 }
 
-export interface Http {
-  /** The last token getToken() returned; null until one did. */
-  readonly token_: string | null;
-  currentToken_(): Promise<string>;
-  /** A fresh token, unless another request already replaced the one that was rejected. */
-  freshTokenAfter_(rejected: string): Promise<string>;
-  /**
-   * A JSON request with the bearer token, retried once with a fresh token after a 401.
-   * Rejects with a PresenceError (problem+json details when the service sent them).
-   */
-  request_<T>(
-    operation: PresenceOperation,
-    method: 'GET' | 'POST',
-    path: string,
-    body?: unknown,
-    keepalive?: boolean,
-  ): Promise<T>;
+/** One getToken() call at a time, shared by the requests waiting for it. */
+function fetchToken(ctx: Context): Promise<string> {
+  if (!ctx.tokenPromise_) {
+    const p = Promise.resolve()
+      .then(() => ctx.options_.getToken())
+      .then((t) => {
+        if (typeof t !== 'string' || t === '') throw new Error('getToken() returned no token');
+        ctx.token_ = t;
+        return t;
+      })
+      .catch((err: unknown) => {
+        throw transientError(err, 'token', 'getToken()');
+      })
+      .finally(() => {
+        if (ctx.tokenPromise_ === p) ctx.tokenPromise_ = null;
+      });
+    ctx.tokenPromise_ = p;
+  }
+  return ctx.tokenPromise_;
 }
 
-export function createHttp(ctx: Context): Http {
-  let token: string | null = null;
-  let tokenPromise: Promise<string> | null = null;
+/** The token getToken() last returned (ctx.token_), or the one it is about to return. */
+export function currentToken(ctx: Context): Promise<string> {
+  return ctx.token_ != null ? Promise.resolve(ctx.token_) : fetchToken(ctx);
+}
 
-  /** One getToken() call at a time, shared by the requests waiting for it. */
-  function fetchToken(): Promise<string> {
-    if (!tokenPromise) {
-      const p = Promise.resolve()
-        .then(() => ctx.options_.getToken())
-        .then((t) => {
-          if (typeof t !== 'string' || t === '') throw new Error('getToken() returned no token');
-          token = t;
-          return t;
-        })
-        .catch((err: unknown) => {
-          throw new PresenceError(`getToken() failed: ${err instanceof Error ? err.message : String(err)}`, {
-            status: 0,
-            operation: 'token',
-            transient: true,
-            cause: err,
-          });
-        })
-        .finally(() => {
-          if (tokenPromise === p) tokenPromise = null;
-        });
-      tokenPromise = p;
+/** A fresh token, unless another request already replaced the one that was rejected. */
+export function freshTokenAfter(ctx: Context, rejected: string): Promise<string> {
+  return ctx.token_ != null && ctx.token_ !== rejected ? Promise.resolve(ctx.token_) : fetchToken(ctx);
+}
+
+/**
+ * A JSON request with the bearer token, retried once with a fresh token after a 401.
+ * Rejects with a PresenceError (problem+json details when the service sent them).
+ */
+export async function request<T>(
+  ctx: Context,
+  operation: PresenceOperation,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  keepalive = false,
+): Promise<T> {
+  const send = async (t: string): Promise<Response> => {
+    const headers: Record<string, string> = { Authorization: `Bearer ${t}`, Accept: 'application/json' };
+    const init: RequestInit = { method, headers };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
     }
-    return tokenPromise;
-  }
-
-  function currentToken(): Promise<string> {
-    return token != null ? Promise.resolve(token) : fetchToken();
-  }
-
-  function freshTokenAfter(rejected: string): Promise<string> {
-    return token != null && token !== rejected ? Promise.resolve(token) : fetchToken();
-  }
-
-  async function request<T>(
-    operation: PresenceOperation,
-    method: 'GET' | 'POST',
-    path: string,
-    body?: unknown,
-    keepalive = false,
-  ): Promise<T> {
-    const send = async (t: string): Promise<Response> => {
-      const headers: Record<string, string> = { Authorization: `Bearer ${t}`, Accept: 'application/json' };
-      const init: RequestInit = { method, headers };
-      if (body !== undefined) {
-        headers['Content-Type'] = 'application/json';
-        init.body = JSON.stringify(body);
-      }
-      if (keepalive) init.keepalive = true;
-      try {
-        return await ctx.fetch_(ctx.baseUrl_ + path, init);
-      } catch (err) {
-        throw toPresenceError(err, operation);
-      }
-    };
-    let used = await currentToken();
-    if (ctx.stopped_ && operation !== 'leave') throw new PresenceError('stopped', { status: 0, operation, transient: false });
-    let res = await send(used);
-    if (res.status === 401) {
-      used = await freshTokenAfter(used);
-      res = await send(used);
-    }
-    if (!res.ok) throw await errorFromResponse(operation, res);
-    if (res.status === 204) return {} as T;
+    if (keepalive) init.keepalive = true;
     try {
-      return (await res.json()) as T;
-    } catch {
-      return {} as T;
+      return await ctx.fetch_(ctx.baseUrl_ + path, init);
+    } catch (err) {
+      throw toPresenceError(err, operation);
     }
-  }
-
-  return {
-    get token_() {
-      return token;
-    },
-    currentToken_: currentToken,
-    freshTokenAfter_: freshTokenAfter,
-    request_: request,
   };
+  let used = await currentToken(ctx);
+  if (ctx.stopped_ && operation !== 'leave') throw new PresenceError('stopped', { status: 0, operation, transient: false });
+  let res = await send(used);
+  if (res.status === 401) {
+    used = await freshTokenAfter(ctx, used);
+    res = await send(used);
+  }
+  if (!res.ok) throw await errorFromResponse(operation, res);
+  if (res.status === 204) return {} as T;
+  try {
+    return (await res.json()) as T;
+  } catch {
+    return {} as T;
+  }
 }

@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
-import { backoff, jitter, toPresenceError, type Http } from './http.js';
+import { backoff, currentToken, freshTokenAfter, jitter, request, toPresenceError } from './http.js';
 import { clearError, eventApplier, report, update, type EventData } from './snapshot.js';
 import type { EventSourceLike, PresencePage, TimerHandle } from './types.js';
 
@@ -20,7 +20,7 @@ export interface Live {
   stop_(): void;
 }
 
-export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) => void): Live {
+export function createLive(ctx: Context, fail: (err: PresenceError) => void): Live {
   const apply = eventApplier(ctx);
 
   let es: EventSourceLike | null = null;
@@ -63,7 +63,7 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
     update(ctx, { transport: 'connecting' });
     let t: string;
     try {
-      t = rejectedToken != null ? await http.freshTokenAfter_(rejectedToken) : await http.currentToken_();
+      t = rejectedToken != null ? await freshTokenAfter(ctx, rejectedToken) : await currentToken(ctx);
     } catch (e) {
       const err = toPresenceError(e, 'events');
       report(ctx, err);
@@ -139,7 +139,8 @@ export function createLive(ctx: Context, http: Http, fail: (err: PresenceError) 
     pollInFlight = true;
     let next: number | null = null;
     try {
-      const page = await http.request_<Partial<PresencePage>>(
+      const page = await request<Partial<PresencePage>>(
+        ctx,
         'presence',
         'GET',
         `${ctx.artifactPath_}/presence?limit=${ctx.usersLimit_}`,

@@ -1,6 +1,5 @@
 import { createContext } from './context.js';
 import { createHeartbeat } from './heartbeat.js';
-import { createHttp } from './http.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
 import type { PresenceError } from './errors.js';
@@ -18,12 +17,11 @@ export function createPresence(options: PresenceOptions): Presence {
   if (!options.artifactId) throw new TypeError('createPresence: artifactId is required');
 
   const ctx = createContext(options);
-  const http = createHttp(ctx);
   // The lifecycle stops the other modules, which report fatal errors back to it.
   const fail = (err: PresenceError) => lifecycle.fail_(err);
-  const hb = createHeartbeat(ctx, http, { fail_: fail, sessionChanged_: () => lifecycle.sessionChanged_() });
-  const views = createViews(ctx, http, fail);
-  const lifecycle = createLifecycle(ctx, hb, views, createLive(ctx, http, fail));
+  const hb = createHeartbeat(ctx, { fail_: fail, sessionChanged_: () => lifecycle.sessionChanged_() });
+  const views = createViews(ctx, fail);
+  const lifecycle = createLifecycle(ctx, hb, views, createLive(ctx, fail));
 
   const presence: Presence = {
     get online() {

@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
 import { canBeat } from './heartbeat.js';
-import { backoff, toPresenceError, type Http } from './http.js';
+import { backoff, request, toPresenceError } from './http.js';
 import { clearError, count, report, update } from './snapshot.js';
 import type { TimerHandle, ViewResponse } from './types.js';
 
@@ -14,14 +14,14 @@ export interface Views {
   stop_(): void;
 }
 
-export function createViews(ctx: Context, http: Http, fail: (err: PresenceError) => void): Views {
+export function createViews(ctx: Context, fail: (err: PresenceError) => void): Views {
   let viewedVersion: string | undefined;
   // Only the latest retry is cancelled: an older one finds its version outdated and does nothing.
   let timer: TimerHandle | null = null;
 
   async function send(v: string, attempt: number): Promise<void> {
     try {
-      const data = await http.request_<Partial<ViewResponse>>('views', 'POST', '/v1/views', {
+      const data = await request<Partial<ViewResponse>>(ctx, 'views', 'POST', '/v1/views', {
         artifactId: ctx.artifactId_,
         versionId: v,
         sessionId: ctx.sessionId_,
