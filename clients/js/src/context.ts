@@ -1,6 +1,6 @@
 import type { PresenceError } from './errors.js';
 import { MIN_INTERVAL_MS } from './heartbeat.js';
-import { DEFAULT_SESSION_KEY, loadSessionId, randomSessionId } from './session.js';
+import { DEFAULT_SESSION_KEY, loadSessionId, randomSessionId, storeSessionId } from './session.js';
 import { EMPTY_SNAPSHOT } from './snapshot.js';
 import type {
   DocumentLike,
@@ -38,15 +38,14 @@ export interface Context {
   readonly usersLimit_: number;
   readonly maxBackoffMs_: number;
   readonly maxEventSourceFailures_: number;
-  readonly sessionKey_: string;
-  readonly generateSessionId_: () => string;
+  /** Takes a new session id for this tab (stored for reloads) and returns it. */
+  readonly newSessionId_: () => string;
 
   /* injected globals, null when the environment has none; the functions call the injected ones without `this` */
   readonly fetch_: FetchLike;
   readonly EventSource_: EventSourceConstructor | null;
   readonly document_: DocumentLike | null;
   readonly window_: WindowLike | null;
-  readonly storage_: StorageLike | null;
   readonly navigator_: NavigatorLike | null;
   readonly setTimeout_: (fn: () => void, ms: number) => TimerHandle;
   /** clearTimeout that accepts null; returns null so `timer = ctx.clearTimer_(timer)` resets the handle. */
@@ -123,14 +122,12 @@ export function createContext(options: PresenceOptions): Context {
     usersLimit_: options.usersLimit ?? 100,
     maxBackoffMs_: options.maxBackoffMs ?? 30_000,
     maxEventSourceFailures_: Math.max(1, options.maxEventSourceFailures ?? 3),
-    sessionKey_: sessionKey,
-    generateSessionId_: generateSessionId,
+    newSessionId_: () => storeSessionId(storage, sessionKey, generateSessionId()),
 
     fetch_: (input, init) => fetchFn(input, init),
     EventSource_: pick<EventSourceConstructor>(options.EventSource, () => g.EventSource),
     document_: pick<DocumentLike>(options.document, () => g.document),
     window_: pick<WindowLike>(options.window, () => g.window),
-    storage_: storage,
     navigator_: pick<NavigatorLike>(options.navigator, () => g.navigator),
     setTimeout_: (fn, ms) => setT(fn, ms),
     clearTimer_: (handle) => {

@@ -1,7 +1,6 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
 import { backoff, jitter, request, toPresenceError } from './http.js';
-import { storeSessionId } from './session.js';
 import { clearError, count, report, update } from './snapshot.js';
 import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
 
@@ -13,13 +12,6 @@ export function canBeat(ctx: Context): boolean {
   return ctx.started_ && !ctx.stopped_ && !ctx.hidden_ && !ctx.pageHidden_;
 }
 
-export interface HeartbeatHooks {
-  /** Stops the instance for good after a fatal error. */
-  fail_(err: PresenceError): void;
-  /** The session id changed (the running-instance registry is keyed by it). */
-  sessionChanged_(): void;
-}
-
 export interface Heartbeat {
   /** A heartbeat succeeded since start / the last pagehide. */
   readonly joined_: boolean;
@@ -29,17 +21,18 @@ export interface Heartbeat {
   now_(): void;
   /** Cancels the scheduled heartbeat; `now()` resumes. */
   pause_(): void;
-  /** On pagehide: pauses and forgets `joined`; returns `present()` from before. */
-  pageHide_(): boolean;
-  /** pagehide's leave (with grace): a beacon carrying the token, or a keepalive fetch. */
-  beaconLeave_(): void;
+  /**
+   * On pagehide: pauses, forgets `joined`, and if `present()` was true, leaves (with grace) by a
+   * beacon carrying the token, or a keepalive fetch.
+   */
+  pageHide_(): void;
   /** leave()'s leave, sent after the heartbeat in flight so that one cannot resurrect us. */
   leave_(): Promise<LeaveResponse>;
   /** destroy()'s leave (with grace), after the heartbeat in flight; skipped if `inUse()` by then. */
   leaveLater_(inUse: () => boolean): void;
 }
 
-export function createHeartbeat(ctx: Context, hooks: HeartbeatHooks): Heartbeat {
+export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void): Heartbeat {
   let timer: TimerHandle | null = null;
   let inFlight: Promise<number | null> | null = null;
   let pending = false;
@@ -114,11 +107,10 @@ export function createHeartbeat(ctx: Context, hooks: HeartbeatHooks): Heartbeat 
         rotatedSession = true;
         report(ctx, err);
         update(ctx, { error: err });
-        ctx.sessionId_ = storeSessionId(ctx.storage_, ctx.sessionKey_, ctx.generateSessionId_());
-        hooks.sessionChanged_();
+        ctx.sessionId_ = ctx.newSessionId_();
         return 0;
       }
-      hooks.fail_(err);
+      fail(err);
       return null;
     }
   }
@@ -167,9 +159,8 @@ export function createHeartbeat(ctx: Context, hooks: HeartbeatHooks): Heartbeat 
       const wasPresent = present();
       joined = false;
       timer = ctx.clearTimer_(timer);
-      return wasPresent;
+      if (wasPresent) beaconLeave();
     },
-    beaconLeave_: beaconLeave,
     leave_() {
       const send = () =>
         request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', {

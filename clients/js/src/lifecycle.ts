@@ -8,10 +8,10 @@ import type { LeaveResponse } from './types.js';
 import type { Views } from './views.js';
 
 /**
- * Running instances per (baseUrl, artifact, session) in this tab. A destroyed instance skips its
- * leave when another one for the same session is running (React StrictMode remounts, two components).
+ * The running instances in this tab. A destroyed instance skips its leave when another one for the
+ * same session (baseUrl, artifact, session id) is running (React StrictMode remounts, two components).
  */
-const running = new Map<string, number>();
+const running = new Set<Context>();
 
 /** Start, stop, and the page's visibility and pagehide/pageshow driving the other modules. */
 export interface Lifecycle {
@@ -20,13 +20,9 @@ export interface Lifecycle {
   destroy_(): void;
   /** Reports a fatal error and stops. */
   fail_(err: PresenceError): void;
-  /** Re-registers the instance under its new session id. */
-  sessionChanged_(): void;
 }
 
 export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live: Live): Lifecycle {
-  let runningKey: string | null = null;
-
   function isHidden(): boolean {
     return ctx.document_?.visibilityState === 'hidden';
   }
@@ -51,9 +47,8 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
   function onPageHide(): void {
     if (!ctx.started_ || ctx.stopped_ || ctx.pageHidden_) return;
     ctx.pageHidden_ = true;
-    const wasPresent = hb.pageHide_();
     live.stop_();
-    if (wasPresent) hb.beaconLeave_();
+    hb.pageHide_();
   }
 
   function onPageShow(): void {
@@ -72,22 +67,9 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     ctx.window_?.[method]('pageshow', onPageShow);
   }
 
-  function register(): void {
-    runningKey = `${ctx.baseUrl_}\n${ctx.artifactId_}\n${ctx.sessionId_}`;
-    running.set(runningKey, (running.get(runningKey) ?? 0) + 1);
-  }
-
-  function unregister(): void {
-    if (runningKey == null) return;
-    const left = (running.get(runningKey) ?? 1) - 1;
-    if (left > 0) running.set(runningKey, left);
-    else running.delete(runningKey);
-    runningKey = null;
-  }
-
   function halt(error: PresenceError | null): void {
     ctx.stopped_ = true;
-    unregister();
+    running.delete(ctx);
     hb.pause_();
     views.stop_();
     live.stop_();
@@ -99,7 +81,7 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     start_() {
       if (ctx.started_ || ctx.stopped_) return;
       ctx.started_ = true;
-      register();
+      running.add(ctx);
       listen(true);
       ctx.hidden_ = isHidden();
       if (ctx.hidden_) update(ctx, { status: 'hidden' });
@@ -126,20 +108,17 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     destroy_() {
       if (ctx.stopped_) return;
       const present = ctx.started_ && !ctx.pageHidden_ && hb.present_();
-      const key = runningKey;
       halt(null);
       ctx.listeners_.clear();
-      if (present && key != null) hb.leaveLater_(() => running.has(key));
+      // (a stopped instance's session id no longer changes)
+      const sameSession = (other: Context) =>
+        other.sessionId_ === ctx.sessionId_ && other.artifactId_ === ctx.artifactId_ && other.baseUrl_ === ctx.baseUrl_;
+      if (present) hb.leaveLater_(() => Array.from(running).some(sameSession));
     },
 
     fail_(err) {
       report(ctx, err);
       halt(err);
-    },
-
-    sessionChanged_() {
-      unregister();
-      register();
     },
   };
 }

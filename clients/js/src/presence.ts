@@ -19,7 +19,7 @@ export function createPresence(options: PresenceOptions): Presence {
   const ctx = createContext(options);
   // The lifecycle stops the other modules, which report fatal errors back to it.
   const fail = (err: PresenceError) => lifecycle.fail_(err);
-  const hb = createHeartbeat(ctx, { fail_: fail, sessionChanged_: () => lifecycle.sessionChanged_() });
+  const hb = createHeartbeat(ctx, fail);
   const views = createViews(ctx, fail);
   const lifecycle = createLifecycle(ctx, hb, views, createLive(ctx, fail));
 
