@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
 import { backoff, jitter, request, toPresenceError } from './http.js';
-import { clearError, count, report, update } from './snapshot.js';
+import { clearError, counts, report, update } from './snapshot.js';
 import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
 
 export const MIN_INTERVAL_MS = 1_000;
@@ -60,10 +60,9 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
       return;
     }
     pending = false;
-    const p = send();
-    inFlight = p;
-    void p.then((next) => {
-      if (inFlight === p) inFlight = null;
+    inFlight = send();
+    void inFlight.then((next) => {
+      inFlight = null; // this one: beat() sends no other while one is in flight
       if (!canBeat(ctx)) return;
       if (pending) now();
       else if (next != null) schedule(next);
@@ -85,10 +84,8 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
       if (typeof data.intervalS === 'number' && data.intervalS > 0) {
         ctx.intervalMs_ = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, data.intervalS * 1000));
       }
-      const snapshot = ctx.snapshot_;
       update(ctx, {
-        online: count(data.online, snapshot.online),
-        sessions: count(data.sessions, snapshot.sessions),
+        ...counts(ctx, data),
         status: ctx.hidden_ ? 'hidden' : 'active',
       });
       clearError(ctx, 'heartbeat');
@@ -132,7 +129,7 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
         queued = nav.sendBeacon(url, new Blob([payload], { type }));
       }
     } catch {
-      queued = false;
+      // queued stays false
     }
     if (!queued) {
       // No beacon (or queue full): a keepalive fetch with the same CORS-simple body.

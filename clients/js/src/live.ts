@@ -37,7 +37,7 @@ export function createLive(ctx: Context, fail: (err: PresenceError) => void): Li
   }
 
   function start(): void {
-    if (ctx.live_ === 'off') return update(ctx, { transport: 'off' });
+    if (ctx.live_ === 'off') return; // the transport stays 'off'
     if (ctx.live_ === 'poll' || !ctx.EventSource_ || esGaveUp) return startPolling();
     void connectEvents(null);
   }
@@ -181,9 +181,7 @@ export function createLive(ctx: Context, fail: (err: PresenceError) => void): Li
     hide_() {
       pollTimer = ctx.clearTimer_(pollTimer);
     },
-    show_() {
-      if (ctx.snapshot_.transport === 'polling') pollNow();
-    },
+    show_: pollNow, // which polls only when polling
     resume_() {
       esFailures = 0;
       if (ctx.snapshot_.transport === 'polling') pollNow();

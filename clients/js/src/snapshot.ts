@@ -5,13 +5,11 @@ import type { PresenceSnapshot, PresenceUser } from './types.js';
 /** A live event's or a presence page's parsed JSON; fields are checked before use. */
 export type EventData = Record<string, any>;
 
-const EMPTY_USERS: readonly PresenceUser[] = Object.freeze([]);
-
 /** Initial snapshot, also used by the React hook before an instance exists. */
 export const EMPTY_SNAPSHOT: PresenceSnapshot = Object.freeze({
   online: 0,
   sessions: 0,
-  users: EMPTY_USERS,
+  users: Object.freeze([]),
   views: null,
   uniqueViewers: null,
   status: 'connecting',
@@ -24,17 +22,16 @@ export function count(value: unknown, fallback: number): number {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : fallback;
 }
 
+/** The online and sessions counts of a heartbeat answer, presence page or event; unusable ones are kept. */
+export function counts(ctx: Context, data: EventData): Pick<PresenceSnapshot, 'online' | 'sessions'> {
+  const snapshot = ctx.snapshot_;
+  return { online: count(data.online, snapshot.online), sessions: count(data.sessions, snapshot.sessions) };
+}
+
 /** Replaces the snapshot and notifies the listeners, only if the patch changes something. */
 export function update(ctx: Context, patch: Partial<PresenceSnapshot>): void {
-  let changed = false;
-  let key: keyof PresenceSnapshot;
-  for (key in patch) {
-    if (patch[key] !== ctx.snapshot_[key]) {
-      changed = true;
-      break;
-    }
-  }
-  if (!changed) return;
+  const keys = Object.keys(patch) as (keyof PresenceSnapshot)[];
+  if (!keys.some((key) => patch[key] !== ctx.snapshot_[key])) return;
   const snapshot = (ctx.snapshot_ = Object.freeze({ ...ctx.snapshot_, ...patch }));
   for (const listener of Array.from(ctx.listeners_)) {
     try {
@@ -48,10 +45,10 @@ export function update(ctx: Context, patch: Partial<PresenceSnapshot>): void {
   }
 }
 
-/** Clears the error once one of `operations` (or anything after a getToken failure) succeeded. */
-export function clearError(ctx: Context, ...operations: PresenceOperation[]): void {
+/** Clears the error once `operation` (or anything after a getToken failure) succeeded. */
+export function clearError(ctx: Context, operation: PresenceOperation): void {
   const err = ctx.snapshot_.error;
-  if (err && (operations.includes(err.operation) || err.operation === 'token')) update(ctx, { error: null });
+  if (err && (err.operation === operation || err.operation === 'token')) update(ctx, { error: null });
 }
 
 /** Passes an error to the app's onError, once per error. */
@@ -85,7 +82,7 @@ export function eventApplier(ctx: Context): (type: string, data: EventData) => v
           for (const u of data.users) if (u && typeof u.userId === 'string') next.set(u.userId, { ...u });
         }
         usersById = next;
-        publish({ online: count(data.online, snapshot.online), sessions: count(data.sessions, snapshot.sessions) });
+        publish(counts(ctx, data));
         return;
       }
       case 'join': {
@@ -130,7 +127,7 @@ export function eventApplier(ctx: Context): (type: string, data: EventData) => v
         return;
       }
       case 'count':
-        update(ctx, { online: count(data.online, snapshot.online), sessions: count(data.sessions, snapshot.sessions) });
+        update(ctx, counts(ctx, data));
         return;
     }
   };
