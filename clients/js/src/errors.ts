@@ -46,10 +46,9 @@ export class PresenceError extends Error {
 export function parseRetryAfter(value: string | null, now: number = Date.now()): number | null {
   if (value == null) return null;
   const trimmed = value.trim();
-  if (trimmed === '') return null;
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(parseFloat(trimmed) * 1000);
   const date = Date.parse(trimmed);
-  if (Number.isNaN(date)) return null;
+  if (Number.isNaN(date)) return null; // also for an empty value
   return Math.max(0, date - now);
 }
 

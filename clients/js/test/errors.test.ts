@@ -179,6 +179,8 @@ describe('errors and recovery', () => {
     assert.equal(parseRetryAfter(' 0 '), 0);
     assert.equal(parseRetryAfter(null), null);
     assert.equal(parseRetryAfter('soon'), null);
+    assert.equal(parseRetryAfter(''), null);
+    assert.equal(parseRetryAfter('  '), null);
     const now = Date.parse('2024-01-01T00:00:00Z');
     assert.equal(parseRetryAfter('Mon, 01 Jan 2024 00:00:05 GMT', now), 5_000);
   });

@@ -165,4 +165,21 @@ describe('page lifecycle', () => {
     await env.clock.advance(60_000);
     assert.equal(env.server.heartbeats.length, 2);
   });
+
+  test('destroy() skips the leave for an instance whose new session id (after a 409) is still used', async () => {
+    const env = makeEnv();
+    let conflicts = 1;
+    env.server.handler = (call) =>
+      call.path === '/v1/heartbeat' && conflicts-- > 0 ? new Response('{}', { status: 409 }) : undefined;
+    const a = track(createPresence(env.options({ live: 'off' })));
+    const firstId = a.sessionId;
+    await flush();
+    assert.notEqual(a.sessionId, firstId, 'a took a new session id');
+    const b = createPresence(env.options({ live: 'off' }));
+    await flush();
+    assert.equal(b.sessionId, a.sessionId, 'b found it in sessionStorage');
+    b.destroy();
+    await flush();
+    assert.equal(env.server.to('/v1/leave').length, 0, 'a still uses the session');
+  });
 });

@@ -1,0 +1,177 @@
+import type { Context } from './context.js';
+import type { PresenceError } from './errors.js';
+import { backoff, jitter, request, toPresenceError } from './http.js';
+import { clearError, counts, report, update } from './snapshot.js';
+import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
+
+export const MIN_INTERVAL_MS = 1_000;
+const MAX_INTERVAL_MS = 3_600_000;
+
+/** Heartbeats (and views) are sent only while started, not stopped, and visible. */
+export function canBeat(ctx: Context): boolean {
+  return ctx.started_ && !ctx.stopped_ && !ctx.hidden_ && !ctx.pageHidden_;
+}
+
+export interface Heartbeat {
+  /** A heartbeat succeeded since start / the last pagehide. */
+  readonly joined_: boolean;
+  /** The server may count this tab as present: joined, or a heartbeat is in flight. */
+  present_(): boolean;
+  /** Sends a heartbeat now, or right after the one in flight (with the latest state). */
+  now_(): void;
+  /** Cancels the scheduled heartbeat; `now()` resumes. */
+  pause_(): void;
+  /**
+   * On pagehide: pauses, forgets `joined`, and if `present()` was true, leaves (with grace) by a
+   * beacon carrying the token, or a keepalive fetch.
+   */
+  pageHide_(): void;
+  /** leave()'s leave, sent after the heartbeat in flight so that one cannot resurrect us. */
+  leave_(): Promise<LeaveResponse>;
+  /** destroy()'s leave (with grace), after the heartbeat in flight; skipped if `inUse()` by then. */
+  leaveLater_(inUse: () => boolean): void;
+}
+
+export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void): Heartbeat {
+  let timer: TimerHandle | null = null;
+  let inFlight: Promise<number | null> | null = null;
+  let pending = false;
+  let failures = 0;
+  let joined = false;
+  let rotatedSession = false;
+
+  function schedule(ms: number): void {
+    timer = ctx.clearTimer_(timer);
+    timer = ctx.setTimeout_(() => {
+      timer = null;
+      beat();
+    }, ms);
+  }
+
+  function now(): void {
+    timer = ctx.clearTimer_(timer);
+    beat();
+  }
+
+  function beat(): void {
+    if (!canBeat(ctx)) return;
+    if (inFlight) {
+      pending = true; // send again (with the latest state) once the current one is answered
+      return;
+    }
+    pending = false;
+    inFlight = send();
+    void inFlight.then((next) => {
+      inFlight = null; // this one: beat() sends no other while one is in flight
+      if (!canBeat(ctx)) return;
+      if (pending) now();
+      else if (next != null) schedule(next);
+    });
+  }
+
+  /** Sends one heartbeat; resolves to the delay before the next one (null: none). Never rejects. */
+  async function send(): Promise<number | null> {
+    try {
+      const data = await request<Partial<HeartbeatResponse>>(ctx, 'heartbeat', 'POST', '/v1/heartbeat', {
+        artifactId: ctx.artifactId_,
+        versionId: ctx.versionId_,
+        sessionId: ctx.sessionId_,
+        state: ctx.state_,
+      });
+      if (ctx.stopped_) return null;
+      joined = true;
+      failures = 0;
+      if (typeof data.intervalS === 'number' && data.intervalS > 0) {
+        ctx.intervalMs_ = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, data.intervalS * 1000));
+      }
+      update(ctx, {
+        ...counts(ctx, data),
+        status: ctx.hidden_ ? 'hidden' : 'active',
+      });
+      clearError(ctx, 'heartbeat');
+      return jitter(ctx, ctx.intervalMs_);
+    } catch (e) {
+      if (ctx.stopped_) return null;
+      const err = toPresenceError(e, 'heartbeat');
+      if (err.transient) {
+        failures++;
+        if (err.operation === 'token') report(ctx, err);
+        update(ctx, { status: ctx.hidden_ ? 'hidden' : 'retrying', error: err });
+        return backoff(ctx, failures, err.retryAfterMs);
+      }
+      if (err.status === 409 && !rotatedSession) {
+        // The stored session id belongs to another user (e.g. account switch in this tab): take a new one.
+        rotatedSession = true;
+        report(ctx, err);
+        update(ctx, { error: err });
+        ctx.sessionId_ = ctx.newSessionId_();
+        return 0;
+      }
+      fail(err);
+      return null;
+    }
+  }
+
+  function present(): boolean {
+    return joined || inFlight != null;
+  }
+
+  function beaconLeave(): void {
+    const token = ctx.token_;
+    if (token == null) return; // never authenticated: nothing to leave
+    const url = `${ctx.baseUrl_}/v1/leave`;
+    const payload = JSON.stringify({ artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true, token });
+    const type = 'text/plain;charset=UTF-8';
+    const nav = ctx.navigator_;
+    let queued = false;
+    try {
+      if (nav && typeof nav.sendBeacon === 'function' && typeof Blob === 'function') {
+        queued = nav.sendBeacon(url, new Blob([payload], { type }));
+      }
+    } catch {
+      // queued stays false
+    }
+    if (!queued) {
+      // No beacon (or queue full): a keepalive fetch with the same CORS-simple body.
+      try {
+        void ctx
+          .fetch_(url, { method: 'POST', body: payload, headers: { 'Content-Type': type }, keepalive: true })
+          .catch(() => undefined);
+      } catch {
+        // nothing more we can do while the page goes away
+      }
+    }
+  }
+
+  return {
+    get joined_() {
+      return joined;
+    },
+    present_: present,
+    now_: now,
+    pause_() {
+      timer = ctx.clearTimer_(timer);
+    },
+    pageHide_() {
+      const wasPresent = present();
+      joined = false;
+      timer = ctx.clearTimer_(timer);
+      if (wasPresent) beaconLeave();
+    },
+    leave_() {
+      const send = () =>
+        request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', {
+          artifactId: ctx.artifactId_,
+          sessionId: ctx.sessionId_,
+        });
+      return inFlight ? inFlight.then(send, send) : send();
+    },
+    leaveLater_(inUse) {
+      const body = { artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true };
+      const send = (): Promise<unknown> =>
+        inUse() ? Promise.resolve() : request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', body, true);
+      const after = inFlight ?? Promise.resolve(null);
+      void after.then(send, send).catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import type { Context } from './context.js';
+import { PresenceError, errorFromResponse, type PresenceOperation } from './errors.js';
+
+const BASE_BACKOFF_MS = 1_000;
+
+/** A transient error for a failure without an HTTP answer (network, getToken()); `what` starts the message. */
+function transientError(err: unknown, operation: PresenceOperation, what: string = operation): PresenceError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new PresenceError(`${what} failed: ${message}`, { status: 0, operation, transient: true, cause: err });
+}
+
+export function toPresenceError(err: unknown, operation: PresenceOperation): PresenceError {
+  return err instanceof PresenceError ? err : transientError(err, operation);
+}
+
+/** `ms` ± 10 %, so that tabs opened together do not stay in step. */
+export function jitter(ctx: Context, ms: number): number {
+  return ms * (0.9 + 0.2 * ctx.random_());
+}
+
+/** Exponential backoff with jitter; `attempt` starts at 1. Retry-After wins (up to the cap). */
+export function backoff(ctx: Context, attempt: number, retryAfterMs: number | null): number {
+  const exp = Math.min(ctx.maxBackoffMs_, BASE_BACKOFF_MS * 2 ** Math.min(attempt - 1, 20));
+  let delay = exp / 2 + (ctx.random_() * exp) / 2;
+  if (retryAfterMs != null) {
+    delay = Math.max(delay, retryAfterMs + ctx.random_() * Math.min(1_000, retryAfterMs * 0.1));
+  }
+  return Math.min(delay, ctx.maxBackoffMs_);
+}
+
+/** One getToken() call at a time, shared by the requests waiting for it. */
+function fetchToken(ctx: Context): Promise<string> {
+  if (!ctx.tokenPromise_) {
+    const p = Promise.resolve()
+      .then(() => ctx.options_.getToken())
+      .then((t) => {
+        if (typeof t !== 'string' || t === '') throw new Error('getToken() returned no token');
+        ctx.token_ = t;
+        return t;
+      })
+      .catch((err: unknown) => {
+        throw transientError(err, 'token', 'getToken()');
+      })
+      .finally(() => {
+        if (ctx.tokenPromise_ === p) ctx.tokenPromise_ = null;
+      });
+    ctx.tokenPromise_ = p;
+  }
+  return ctx.tokenPromise_;
+}
+
+/** The token getToken() last returned (ctx.token_), or the one it is about to return. */
+export function currentToken(ctx: Context): Promise<string> {
+  return ctx.token_ != null ? Promise.resolve(ctx.token_) : fetchToken(ctx);
+}
+
+/** A fresh token, unless another request already replaced the one that was rejected. */
+export function freshTokenAfter(ctx: Context, rejected: string): Promise<string> {
+  return ctx.token_ != null && ctx.token_ !== rejected ? Promise.resolve(ctx.token_) : fetchToken(ctx);
+}
+
+/**
+ * A JSON request with the bearer token, retried once with a fresh token after a 401.
+ * Rejects with a PresenceError (problem+json details when the service sent them).
+ */
+export async function request<T>(
+  ctx: Context,
+  operation: PresenceOperation,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  keepalive = false,
+): Promise<T> {
+  const send = async (t: string): Promise<Response> => {
+    const headers: Record<string, string> = { Authorization: `Bearer ${t}`, Accept: 'application/json' };
+    const init: RequestInit = { method, headers };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    if (keepalive) init.keepalive = true;
+    try {
+      return await ctx.fetch_(ctx.baseUrl_ + path, init);
+    } catch (err) {
+      throw toPresenceError(err, operation);
+    }
+  };
+  let used = await currentToken(ctx);
+  if (ctx.stopped_ && operation !== 'leave') throw new PresenceError('stopped', { status: 0, operation, transient: false });
+  let res = await send(used);
+  if (res.status === 401) {
+    used = await freshTokenAfter(ctx, used);
+    res = await send(used);
+  }
+  if (!res.ok) throw await errorFromResponse(operation, res);
+  if (res.status === 204) return {} as T;
+  try {
+    return (await res.json()) as T;
+  } catch {
+    return {} as T;
+  }
+}
