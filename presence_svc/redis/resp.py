@@ -56,7 +56,13 @@ def pack_bulks(values: Sequence[str | bytes | int | float]) -> bytes:
     parts: list[int | bytes] = []
     add = parts.append
     for value in values:
-        data = value if value.__class__ is bytes else _data(value)
+        kind = value.__class__
+        if kind is str:
+            data = value.encode()  # type: ignore[union-attr]
+        elif kind is bytes:
+            data = value
+        else:
+            data = _data(value)
         add(len(data))
         add(data)
     return (_BULK * len(values)) % tuple(parts)

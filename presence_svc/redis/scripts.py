@@ -66,7 +66,7 @@ class ScriptCall:
     already (cached by the script object: the same for every call on an artifact), so a
     call packs only its ``own`` arguments."""
 
-    __slots__ = ("head", "keys", "own", "script", "shared")
+    __slots__ = ("head", "keys", "own", "script", "shared", "tail")
 
     def __init__(
         self,
@@ -81,6 +81,8 @@ class ScriptCall:
         self.shared = shared
         self.own = own
         self.head = head
+        self.tail: bytes | None = None
+        """``own`` packed, when the script object packs it itself."""
 
     @property
     def args(self) -> tuple[ScriptArg, ...]:
@@ -89,7 +91,7 @@ class ScriptCall:
     def resp(self) -> bytes:
         if self.head is None:
             return pack_evalsha(self.script.sha, self.keys, self.args)
-        return self.head + pack_bulks(self.own)
+        return self.head + (self.tail if self.tail is not None else pack_bulks(self.own))
 
     def __repr__(self) -> str:
         return f"<ScriptCall {self.script.name} keys={list(self.keys)!r}>"
@@ -111,6 +113,7 @@ class Script:
         return f"<Script {self.name} {self.sha[:8]}>"
 
 
+_FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
 _Shared: TypeAlias = "tuple[tuple[str, str, str], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
@@ -120,37 +123,36 @@ class PresenceWriter(Script):
     """A script opening with ``lib/writer.lua``: KEYS Z, I, D of one artifact, ARGV its id,
     channel, the online timeout and the retention, then the script's own arguments."""
 
-    def __init__(self, own_args: int) -> None:
+    OWN_ARGS: ClassVar[int]
+    """How many arguments of its own the script takes after the writer's."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self._own_args = own_args
-        self._heads: dict[tuple[int, int], dict[str, _Shared]] = {}
+        self._shared_by_artifact: dict[str, _Shared] = {}
 
     def _call(
         self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, own: tuple[ScriptArg, ...]
     ) -> ScriptCall:
-        heads = self._heads.get((timeout_ms, retention_ms))
-        if heads is None:
-            heads = self._heads[(timeout_ms, retention_ms)] = {}
-        shared = heads.get(k.sessions)
-        if shared is None:
-            if len(heads) >= _CACHED_HEADS:
-                heads.clear()
-            shared = heads[k.sessions] = self._shared(k, timeout_ms, retention_ms)
+        shared = self._shared_by_artifact.get(k.sessions)
+        # Every store of a process has the same timeouts; another's (a test) replaces it.
+        if shared is None or shared[1][2] != timeout_ms or shared[1][3] != retention_ms:
+            if len(self._shared_by_artifact) >= _CACHED_HEADS:
+                self._shared_by_artifact.clear()
+            shared = self._shared(k, timeout_ms, retention_ms)
+            self._shared_by_artifact[k.sessions] = shared
         keys, args, head = shared
         return ScriptCall(self, keys, args, own, head)
 
     def _shared(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> _Shared:
         keys = (k.sessions, k.info, k.due)
         args = (k.artifact_id, k.channel, timeout_ms, retention_ms)
-        head = evalsha_head(self.sha, len(keys), len(args) + self._own_args)
+        head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
 
 
 class HeartbeatScript(PresenceWriter):
     PATH = "live/heartbeat"
-
-    def __init__(self) -> None:
-        super().__init__(own_args=4)
+    OWN_ARGS = 4
 
     def call(
         self,
@@ -163,14 +165,25 @@ class HeartbeatScript(PresenceWriter):
         state: bytes,
     ) -> ScriptCall:
         """``version_id`` and ``state`` empty keep what the session has."""
-        return self._call(k, timeout_ms, retention_ms, (session, user_id, version_id, state))
+        user, version = user_id.encode(), version_id.encode()
+        call = self._call(k, timeout_ms, retention_ms, (session, user, version, state))
+        # The hot path: the four arguments packed in one formatting pass.
+        call.tail = _FOUR_BULKS % (
+            len(session),
+            session,
+            len(user),
+            user,
+            len(version),
+            version,
+            len(state),
+            state,
+        )
+        return call
 
 
 class LeaveScript(PresenceWriter):
     PATH = "live/leave"
-
-    def __init__(self) -> None:
-        super().__init__(own_args=3)
+    OWN_ARGS = 3
 
     def call(
         self,
@@ -186,9 +199,7 @@ class LeaveScript(PresenceWriter):
 
 class SweepScript(PresenceWriter):
     PATH = "live/sweep"
-
-    def __init__(self) -> None:
-        super().__init__(own_args=0)
+    OWN_ARGS = 0
 
     def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> ScriptCall:
         return self._call(k, timeout_ms, retention_ms, ())
@@ -196,9 +207,7 @@ class SweepScript(PresenceWriter):
 
 class EraseUserScript(PresenceWriter):
     PATH = "live/erase_user"
-
-    def __init__(self) -> None:
-        super().__init__(own_args=1)
+    OWN_ARGS = 1
 
     def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, user_id: str) -> ScriptCall:
         return self._call(k, timeout_ms, retention_ms, (user_id,))
