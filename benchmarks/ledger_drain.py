@@ -32,7 +32,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from presence_svc.db.sqlite import MIGRATIONS, SqliteFile
+from presence_svc.db.migrations import migrations, statements
+from presence_svc.db.sqlite import SqliteFile
 from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.sqlite import SqliteLedger
@@ -97,7 +98,7 @@ def _raw_insert(path: Path, rows: Sequence[LedgerRow]) -> float:
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("PRAGMA synchronous=NORMAL")
-    for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+    for statement in statements(migrations("sqlite")[0].sql):
         raw.execute(statement)
     started = time.perf_counter()
     raw.execute("BEGIN")

@@ -9,24 +9,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from presence_svc.db import SqliteFile, sqlite_path
+from presence_svc.db.migrations import Migration, migrations
+from presence_svc.db.postgres import PostgresPool
+from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.sqlite import SqliteLedger
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.users.directory import UsersDirectory
+from presence_svc.users.postgres import PostgresUsers
 from presence_svc.users.sqlite import SqliteUsers
 
 __all__ = ["Database", "open_database"]
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """One connection (or pool) and the two stores that share it."""
+    """One connection (a SQLite file or a PostgreSQL pool) and the two stores on it."""
 
-    connection: SqliteFile
+    connection: SqliteFile | PostgresPool
     ledger: LedgerStore
     users: UsersDirectory
 
+    @property
+    def kind(self) -> str:
+        return self.connection.kind
+
     async def open(self) -> None:
-        """Connect and create or migrate the schema."""
+        """Connect and migrate the schema (or check it is current, with auto-migrate off)."""
         await self.connection.open()
 
     async def close(self) -> None:
@@ -35,11 +45,25 @@ class Database:
     async def ping(self) -> None:
         await self.connection.ping()
 
+    async def migrate(self) -> list[Migration]:
+        return await self.connection.migrate()
 
-def open_database(url: str) -> Database:
-    """A database for ``url`` (not yet connected: ``open`` it); only SQLite exists so far."""
+    async def schema(self) -> tuple[int, int]:
+        """The schema version the database is at, and the latest this release knows."""
+        return await self.connection.schema_version(), len(migrations(self.kind))
+
+
+def open_database(url: str, *, pool_size: int = 10, auto_migrate: bool = True) -> Database:
+    """A database for ``url`` (not yet connected: ``open`` it).
+
+    ``sqlite:///path`` (relative; ``sqlite:////abs/path`` absolute) or
+    ``postgresql://user:pass@host:5432/db`` (also ``postgres://``, with ``?sslmode=``).
+    """
+    if url.startswith(POSTGRES_SCHEMES):
+        pool = PostgresPool(url, pool_size=pool_size, auto_migrate=auto_migrate)
+        return Database(pool, PostgresLedger(pool), PostgresUsers(pool))
     path = sqlite_path(url)
     if path is None:
         raise ValueError(f"unsupported ledger URL {url!r}")
-    connection = SqliteFile(path)
-    return Database(connection, SqliteLedger(connection), SqliteUsers(connection))
+    file = SqliteFile(path, auto_migrate=auto_migrate)
+    return Database(file, SqliteLedger(file), SqliteUsers(file))

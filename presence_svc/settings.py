@@ -46,6 +46,12 @@ class Settings:
     ledger_reclaim_idle_s: float = 30.0
     events_keepalive_s: float = 15.0
     cors_origins: tuple[str, ...] = ()
+    db_pool_size: int = 10
+    """Connections per process to a PostgreSQL database (SQLite has one)."""
+    db_auto_migrate: bool = True
+    """Apply pending schema migrations at start (under a lock: many processes, one run)."""
+    ledger_retention_days: int | None = None
+    """Keep ledger rows this many days (whole months dropped on PostgreSQL); None: forever."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -83,9 +89,14 @@ class Settings:
         )
         if self.ledger_url is not None:
             _check(
-                self.ledger_url.startswith("sqlite:///"),
-                "PRESENCE_LEDGER_URL must be sqlite:///path (postgresql:// is not supported yet)",
+                self.ledger_url.startswith(("sqlite:///", "postgresql://", "postgres://")),
+                "PRESENCE_LEDGER_URL must be sqlite:///path or postgresql://user:pass@host/db",
             )
+        _check(1 <= self.db_pool_size <= 1000, "PRESENCE_DB_POOL_SIZE must be within 1..1000")
+        _check(
+            self.ledger_retention_days is None or self.ledger_retention_days >= 1,
+            "PRESENCE_LEDGER_RETENTION_DAYS must be at least 1",
+        )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
 
@@ -179,5 +190,8 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_LEDGER_RECLAIM_IDLE_S", "ledger_reclaim_idle_s", _parse_seconds),
     ("PRESENCE_EVENTS_KEEPALIVE_S", "events_keepalive_s", _parse_seconds),
     ("PRESENCE_CORS_ORIGINS", "cors_origins", _parse_origins),
+    ("PRESENCE_DB_POOL_SIZE", "db_pool_size", int),
+    ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),
+    ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
 )
 """Each setting's environment variable, field and parser."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system beyond Python: Debian's chromium (the browser
-# tests drive it; no browser is ever downloaded) and node/npm (the browser tests build their
-# page from the SDK sources with esbuild, `npm ci` in clients/js on first use). Installs
+# tests drive it; no browser is ever downloaded), node/npm (the browser tests build their
+# page from the SDK sources with esbuild, `npm ci` in clients/js on first use) and
+# PostgreSQL's server binaries (the suite runs its own server with initdb/pg_ctl). Installs
 # only what is missing, so it is instant on a machine that has them.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ missing=()
 [ -x "${PRESENCE_TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

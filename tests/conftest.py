@@ -4,6 +4,8 @@ server."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from presence_svc.http.app import create_app
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
+from tests.postgres import PostgresServer
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
 
@@ -31,6 +34,39 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     with server.running():
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, started on first use."""
+    server = PostgresServer()
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        server.remove()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    postgres_server.psql(f"CREATE DATABASE {name}")
+    yield postgres_server.url(name)
+    postgres_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ledger database URL of each backend in turn."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
 
 
 @pytest.fixture

@@ -13,39 +13,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["MIGRATIONS", "SqliteFile", "transaction"]
+from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
+
+__all__ = ["SqliteFile", "transaction"]
 
 T = TypeVar("T")
-
-# Each entry moves the schema from version i to i + 1 (PRAGMA user_version); append only.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE views (
-        view_id     TEXT PRIMARY KEY,
-        artifact_id TEXT NOT NULL,
-        version_id  TEXT NOT NULL,
-        user_id     TEXT NOT NULL,
-        session_id  TEXT,
-        viewed_at   INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX views_by_time ON views (viewed_at, view_id);
-    CREATE INDEX views_by_artifact ON views (artifact_id, viewed_at, view_id);
-    CREATE INDEX views_by_user ON views (user_id, viewed_at, view_id);
-    CREATE TABLE users (
-        user_id    TEXT PRIMARY KEY,
-        name       TEXT NOT NULL,
-        avatar_url TEXT,
-        updated_at INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    """,
-)
 
 
 class SqliteFile:
     """The connection and its thread; ``run`` executes a function on the connection."""
 
-    def __init__(self, path: str | Path) -> None:
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, *, auto_migrate: bool = True) -> None:
         self.path = Path(path)
+        self.auto_migrate = auto_migrate
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -59,7 +41,8 @@ class SqliteFile:
         return fn(self._conn)
 
     async def open(self) -> None:
-        """Connect and bring the schema up to date."""
+        """Connect and bring the schema up to date (or, without ``auto_migrate``, check
+        that it is)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._open_sync)
 
@@ -71,7 +54,14 @@ class SqliteFile:
         conn.execute("PRAGMA busy_timeout=30000")
         # Room for the index pages a drain batch touches (the default is 2 MiB).
         conn.execute("PRAGMA cache_size=-32768")
-        _migrate(conn)
+        try:
+            if self.auto_migrate:
+                _migrate(conn)
+            else:
+                _require_current(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     async def close(self) -> None:
@@ -82,6 +72,13 @@ class SqliteFile:
 
     async def ping(self) -> None:
         await self.run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def migrate(self) -> list[Migration]:
+        """Apply what is pending (also with ``auto_migrate`` off); returns what was."""
+        return await self.run(_migrate)
+
+    async def schema_version(self) -> int:
+        return await self.run(_version)
 
 
 class transaction:
@@ -97,10 +94,24 @@ class transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection) -> list[Migration]:
+    """The pending migrations, each in the one transaction that also bumps the version."""
+    applied = []
     with transaction(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in filter(str.strip, script.split(";")):
+        version = _version(conn)
+        for migration in migrations("sqlite")[version:]:
+            for statement in statements(migration.sql):
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute(f"PRAGMA user_version = {migration.version}")
+            applied.append(migration)
+    return applied
+
+
+def _require_current(conn: sqlite3.Connection) -> None:
+    version, latest = _version(conn), len(migrations("sqlite"))
+    if version < latest:
+        raise SchemaBehind(version, latest)

@@ -27,6 +27,7 @@ _INSERT_VIEWS_JSON = (
 """Rows given as one JSON array of ``LedgerRow`` arrays (``WHERE true`` tells SQLite's
 parser that ``ON CONFLICT`` is the upsert clause, not a join constraint)."""
 _ROWS_JSON = msgspec.json.Encoder()
+_DELETE_BATCH = 10_000
 _VIEW_ID = operator.itemgetter(0)
 
 
@@ -56,6 +57,28 @@ class SqliteLedger:
 
             return await self._file.run(insert)
         return await self._file.run(lambda c: c.execute(_INSERT_VIEWS_JSON, (batch,)).rowcount)
+
+    async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
+        if keep_days is not None:
+            await self.delete_before(now_ms - keep_days * 86_400_000)
+
+    async def delete_before(self, cutoff_ms: int) -> int:
+        """Delete rows viewed before ``cutoff_ms``, ``_DELETE_BATCH`` per transaction, so
+        the API's reads never wait long on the writer lock; returns how many."""
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM views WHERE view_id IN (SELECT view_id FROM views "
+                "WHERE viewed_at < ? LIMIT ?)",
+                (cutoff_ms, _DELETE_BATCH),
+            ).rowcount
+
+        deleted = 0
+        while (count := await self._file.run(delete)) > 0:
+            deleted += count
+            if count < _DELETE_BATCH:
+                break
+        return deleted
 
     async def query_views(self, query: LedgerQuery, limit: int) -> list[LedgerRow]:
         sql, params = _select_views(query, limit)

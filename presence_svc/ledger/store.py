@@ -35,3 +35,7 @@ class LedgerStore(Protocol):
 
     def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
         """Every row matching ``query``, oldest first, fetched in batches."""
+
+    async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
+        """Storage chores the worker runs now and then: rows older than ``keep_days``
+        removed (in bounded steps), and whatever the backend prepares ahead."""

@@ -1,4 +1,5 @@
-"""The ledger's batch insert: every field exactly as given, each view id once."""
+"""The ledger's batch insert: every field exactly as given, each view id once; on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ ODD = ['a"b\\c', "é😀\u2028", "123", "1e3", " ", "\\u0000", "null"]
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
+async def database(ledger_url: str) -> AsyncIterator[Database]:
+    database = open_database(ledger_url)
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
     database = open_database(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
     await database.open()
     yield database
@@ -49,8 +58,11 @@ async def test_a_view_id_is_written_once_within_a_batch_and_across_batches(
     assert len(await stored(database)) == 6
 
 
-async def test_a_string_holding_a_nul_is_stored_whole(database: Database) -> None:
-    """SQLite's JSON strings end at a NUL; such a batch is bound row by row instead."""
+async def test_a_string_holding_a_nul_is_stored_whole_in_sqlite(
+    sqlite_database: Database,
+) -> None:
+    """SQLite's JSON strings end at a NUL; such a batch is bound row by row instead.
+    (PostgreSQL text cannot hold a NUL at all; the API's id patterns never let one in.)"""
     rows = [row(1, "a\x00b"), row(2), row(2)]
-    assert await database.ledger.insert_views(rows) == 2
-    assert sorted(await stored(database)) == sorted(rows[:2])
+    assert await sqlite_database.ledger.insert_views(rows) == 2
+    assert sorted(await stored(sqlite_database)) == sorted(rows[:2])

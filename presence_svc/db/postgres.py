@@ -1,0 +1,123 @@
+"""A PostgreSQL database (13+) through an asyncpg connection pool.
+
+asyncpg speaks PostgreSQL's binary protocol natively and asynchronously (no thread per
+query, no psycopg C library to install), prepares and caches statements per connection,
+and sends a batch as arrays in one round trip; its DSN parsing takes the usual
+``postgresql://user:pass@host:5432/db?sslmode=...``.
+
+Migrations run under a session advisory lock, so ten processes starting at once apply
+each migration once; the others wait, then find nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
+
+__all__ = ["MIGRATION_LOCK", "PostgresPool"]
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 0x70726573656E6365  # "presence": the advisory lock key for migrations
+_CREATE_HISTORY = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+class PostgresPool:
+    """The pool of one process, and the schema it works on."""
+
+    kind = "postgres"
+
+    def __init__(self, dsn: str, *, pool_size: int = 10, auto_migrate: bool = True) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.auto_migrate = auto_migrate
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (or, without ``auto_migrate``, check
+        that it is)."""
+        pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=30
+        )
+        try:
+            if self.auto_migrate:
+                await _migrate(pool)
+            else:
+                version = await _version(pool)
+                if version < len(migrations("postgres")):
+                    raise SchemaBehind(version, len(migrations("postgres")))
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def migrate(self) -> list[Migration]:
+        """Apply what is pending (also with ``auto_migrate`` off); returns what was."""
+        return await _migrate(self.pool)
+
+    async def schema_version(self) -> int:
+        return await _version(self.pool)
+
+
+async def _version(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not exists:
+            return 0
+        return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+
+
+async def _migrate(pool: asyncpg.Pool) -> list[Migration]:
+    """Each pending migration in its own transaction, all under the advisory lock."""
+    applied: list[Migration] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(_CREATE_HISTORY)
+            history = await conn.fetch("SELECT version FROM schema_migrations")
+            done = {record["version"] for record in history}
+            for migration in migrations("postgres"):
+                if migration.version in done:
+                    continue
+                async with conn.transaction():
+                    for statement in statements(migration.sql):
+                        await conn.execute(statement)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        migration.version,
+                        migration.name,
+                    )
+                log.info(
+                    "schema migrated", extra={"version": migration.version, "name": migration.name}
+                )
+                applied.append(migration)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+def rows_affected(status: str) -> int:
+    """The row count of a command status such as ``INSERT 0 12`` or ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
