@@ -18,7 +18,7 @@ from typing import IO
 
 from presence_svc import logs
 from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
-from presence_svc.database import open_database
+from presence_svc.database import database_for
 from presence_svc.ledger.export import FORMATS, export_ledger
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.redis.embedded import EmbeddedRedis, EmbeddedRedisError
@@ -237,12 +237,12 @@ def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
             if args.output
             else sys.stdout
         )
-        asyncio.run(_export(settings.resolved_ledger_url, query, args.format, out))
+        asyncio.run(_export(settings, query, args.format, out))
     return 0
 
 
-async def _export(url: str, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
-    database = open_database(url)
+async def _export(settings: Settings, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
+    database = database_for(settings)
     await database.open()
     try:
         return await export_ledger(database.ledger, query, fmt, out)

@@ -14,11 +14,12 @@ from presence_svc.db.postgres import PostgresPool
 from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.sqlite import SqliteLedger
 from presence_svc.ledger.store import LedgerStore
+from presence_svc.settings import Settings
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.users.postgres import PostgresUsers
 from presence_svc.users.sqlite import SqliteUsers
 
-__all__ = ["Database", "open_database"]
+__all__ = ["Database", "database_for", "open_database"]
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -67,3 +68,12 @@ def open_database(url: str, *, pool_size: int = 10, auto_migrate: bool = True) -
         raise ValueError(f"unsupported ledger URL {url!r}")
     file = SqliteFile(path, auto_migrate=auto_migrate)
     return Database(file, SqliteLedger(file), SqliteUsers(file))
+
+
+def database_for(settings: Settings) -> Database:
+    """The database ``settings`` configure (not yet connected)."""
+    return open_database(
+        settings.resolved_ledger_url,
+        pool_size=settings.db_pool_size,
+        auto_migrate=settings.db_auto_migrate,
+    )

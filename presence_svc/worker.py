@@ -13,7 +13,7 @@ import signal
 import socket
 import uuid
 
-from presence_svc.database import Database, open_database
+from presence_svc.database import Database, database_for
 from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
@@ -48,7 +48,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """The ``presence-svc worker`` process: until SIGTERM or SIGINT, or until ``stop`` is
     set (then the caller owns the signals, as ``serve --processes`` does)."""
     redis = connect(settings)
-    database = open_database(settings.resolved_ledger_url)
+    database = database_for(settings)
     await database.open()
     worker = Worker(redis, database, settings)
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from presence_svc.auth import TokenCodec
-from presence_svc.database import Database, open_database
+from presence_svc.database import Database, database_for
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.events import PresenceHub
 from presence_svc.live.store import PresenceStore
@@ -70,7 +70,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    database = open_database(app[SETTINGS].resolved_ledger_url)
+    database = database_for(app[SETTINGS])
     await database.open()
     app[DATABASE] = database
     app[LEDGER] = database.ledger
