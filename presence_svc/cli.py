@@ -1,6 +1,8 @@
-"""The ``presence-svc`` command: serve, worker, token, ledger export, bench.
+"""The ``presence-svc`` command: serve, worker, token, ledger export and import, users
+export and import, db migrate and status, bench.
 
-Exit status: 0 success, 2 bad usage or configuration (one line on stderr), 1 otherwise.
+Exit status: 0 success, 2 bad usage or configuration, or a bad line in an imported file
+(one line on stderr), 1 otherwise; ``db status`` exits 1 when the schema is behind.
 """
 
 from __future__ import annotations
@@ -12,23 +14,34 @@ import gc
 import logging
 import re
 import shutil
+import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import IO
+from urllib.parse import urlsplit
+
+import asyncpg
 
 from presence_svc import logs
 from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
-from presence_svc.database import database_for
+from presence_svc.database import Database, database_for
+from presence_svc.db.migrations import Migration, SchemaBehind, migrations
+from presence_svc.jsonl import BadLine
 from presence_svc.ledger.export import FORMATS, export_ledger
+from presence_svc.ledger.importer import import_ledger
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.redis.embedded import EmbeddedRedis, EmbeddedRedisError
 from presence_svc.schemas import ID_PATTERN
 from presence_svc.settings import ConfigError, Settings
 from presence_svc.timefmt import from_iso
+from presence_svc.users.transfer import export_profiles, import_profiles
 
 __all__ = ["main"]
 
 log = logging.getLogger("presence_svc")
+
+_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
+"""What the database drivers raise that is not an OSError: exit 1 with one line."""
 
 
 class UsageError(Exception):
@@ -80,6 +93,26 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="up to this time (ISO 8601, exclusive)")
     export.add_argument("--format", choices=FORMATS, default="jsonl")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    ledger_import = ledger_commands.add_parser(
+        "import", help="add the rows of a `ledger export --format jsonl` file (idempotent)"
+    )
+    ledger_import.add_argument("file", metavar="FILE", help="the JSON lines file, - for stdin")
+
+    users = commands.add_parser("users", help="move the users directory")
+    users_commands = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    users_export = users_commands.add_parser("export", help="write every profile as JSON lines")
+    users_export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    users_import = users_commands.add_parser(
+        "import", help="merge profiles from JSON lines (a stored newer profile is kept)"
+    )
+    users_import.add_argument("file", metavar="FILE", help="the JSON lines file, - for stdin")
+
+    db = commands.add_parser("db", help="the database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    db_commands.add_parser("migrate", help="apply the pending schema migrations")
+    db_commands.add_parser(
+        "status", help="the schema version and pending migrations (exit 1 when behind)"
+    )
     _bench_parser(commands.add_parser("bench", help="load-test the HTTP API"))
     return parser
 
@@ -242,12 +275,141 @@ def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _export(settings: Settings, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
-    database = database_for(settings)
-    await database.open()
-    try:
+    async with _database(settings) as database:
         return await export_ledger(database.ledger, query, fmt, out)
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings, *, settle_schema: bool = True) -> AsyncIterator[Database]:
+    """The configured database, open: its schema migrated or checked as configured, or
+    with ``settle_schema=False`` left as it is (for ``db``)."""
+    database = database_for(settings)
+    await (database.open() if settle_schema else database.connect())
+    try:
+        yield database
     finally:
         await database.close()
+
+
+def _progress() -> IO[str] | None:
+    return sys.stderr if sys.stderr.isatty() else None
+
+
+@contextlib.contextmanager
+def _input(command: str, path: str) -> Iterator[IO[bytes]]:
+    """The file to import (bytes: each line is decoded on its own), or stdin for ``-``."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        file = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise UsageError(f"presence-svc {command}: cannot read {path}: {exc.strerror}") from exc
+    with file:
+        yield file
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        yield file
+
+
+def _bad_line(command: str, exc: BadLine, what: str) -> UsageError:
+    return UsageError(
+        f"presence-svc {command}: {exc} (the {what} before it are imported, none after it; "
+        f"fix the line and run again: what is already there is skipped)"
+    )
+
+
+def _ledger_import(settings: Settings, path: str) -> int:
+    async def run(source: IO[bytes]) -> str:
+        async with _database(settings) as database:
+            done = await import_ledger(database.ledger, source, progress=_progress())
+        return f"read {done.read}, inserted {done.inserted}, duplicates {done.duplicates}"
+
+    with _input("ledger import", path) as source:
+        try:
+            summary = asyncio.run(run(source))
+        except BadLine as exc:
+            raise _bad_line("ledger import", exc, "rows") from exc
+    sys.stdout.write(summary + "\n")
+    return 0
+
+
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    if args.users_command == "export":
+
+        async def export(out: IO[str]) -> None:
+            async with _database(settings) as database:
+                await export_profiles(database.users, out, progress=_progress())
+
+        with _output(args.output) as out:
+            asyncio.run(export(out))
+        return 0
+
+    async def merge(source: IO[bytes]) -> str:
+        async with _database(settings) as database:
+            done = await import_profiles(database.users, source, progress=_progress())
+        return f"read {done.read}, written {done.written}, kept {done.kept}"
+
+    with _input("users import", args.file) as source:
+        try:
+            summary = asyncio.run(merge(source))
+        except BadLine as exc:
+            raise _bad_line("users import", exc, "profiles") from exc
+    sys.stdout.write(summary + "\n")
+    return 0
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    """``db migrate`` migrates whether ``PRESENCE_DB_AUTO_MIGRATE`` is on or off; ``db
+    status`` exits 1 while migrations are pending."""
+
+    async def migrate() -> tuple[list[Migration], int]:
+        async with _database(settings, settle_schema=False) as database:
+            applied = await database.migrate()
+            version, _ = await database.schema()
+        return applied, version
+
+    async def status() -> tuple[str, int, int]:
+        async with _database(settings, settle_schema=False) as database:
+            version, latest = await database.schema()
+        return database.kind, version, latest
+
+    if args.db_command == "migrate":
+        applied, version = asyncio.run(migrate())
+        for migration in applied:
+            sys.stdout.write(f"applied {_name(migration)}\n")
+        if not applied:
+            sys.stdout.write(f"up to date (schema version {version})\n")
+        return 0
+    kind, version, latest = asyncio.run(status())
+    pending = [m for m in migrations(kind) if m.version > version]
+    sys.stdout.write(
+        f"backend: {kind}\n"
+        f"database: {_redacted(settings.resolved_ledger_url)}\n"
+        f"schema version: {version}\n"
+        f"latest version: {latest}\n"
+        f"pending: {' '.join(_name(m) for m in pending) or 'none'}\n"
+    )
+    return 1 if pending else 0
+
+
+def _name(migration: Migration) -> str:
+    return f"{migration.version:04d}_{migration.name}"
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -291,27 +453,40 @@ def _bench(args: argparse.Namespace) -> int:
         return 1
 
 
+def _command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(settings, args.processes, args.reuse_port)
+    if args.command == "worker":
+        return _worker(settings)
+    if args.command == "token":
+        return _token(settings, args)
+    if args.command == "ledger":
+        if args.ledger_command == "import":
+            return _ledger_import(settings, args.file)
+        return _ledger_export(settings, args)
+    if args.command == "users":
+        return _users(settings, args)
+    if args.command == "db":
+        return _db(settings, args)
+    if args.command == "bench":
+        return _bench(args)
+    raise UsageError(f"presence-svc: unknown command {args.command!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         settings = _settings(args)
         logs.configure(settings.log_level)
-        if args.command == "serve":
-            return _serve(settings, args.processes, args.reuse_port)
-        if args.command == "worker":
-            return _worker(settings)
-        if args.command == "token":
-            return _token(settings, args)
-        if args.command == "ledger":
-            return _ledger_export(settings, args)
-        if args.command == "bench":
-            return _bench(args)
-        raise UsageError(f"presence-svc: unknown command {args.command!r}")
+        return _command(settings, args)
     except (UsageError, ConfigError) as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    except (EmbeddedRedisError, OSError) as exc:
+    except (EmbeddedRedisError, OSError, SchemaBehind) as exc:
         sys.stderr.write(f"presence-svc: {exc}\n")
+        return 1
+    except _DATABASE_ERRORS as exc:
+        sys.stderr.write(f"presence-svc: database: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 0

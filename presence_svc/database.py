@@ -40,6 +40,11 @@ class Database:
         """Connect and migrate the schema (or check it is current, with auto-migrate off)."""
         await self.connection.open()
 
+    async def connect(self) -> None:
+        """Connect and leave the schema as it is: ``presence-svc db status`` reads it and
+        ``db migrate`` migrates it, whatever ``auto_migrate`` says."""
+        await self.connection.connect()
+
     async def close(self) -> None:
         await self.connection.close()
 

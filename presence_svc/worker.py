@@ -1,4 +1,4 @@
-"""Background chores: the presence sweeper and the ledger drain.
+"""Background chores: the presence sweeper, the ledger drain and the ledger's upkeep.
 
 ``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
 when it owns an embedded Redis. Any number of workers may run at once.
@@ -7,21 +7,55 @@ when it owns an embedded Redis. Any number of workers may run at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
+import time
 import uuid
 
 from presence_svc.database import Database, database_for
 from presence_svc.ledger.drain import LedgerDrain
+from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 
-__all__ = ["Worker", "run_worker"]
+__all__ = ["UPKEEP_INTERVAL_S", "UPKEEP_RETRY_S", "LedgerUpkeep", "Worker", "run_worker"]
 
 log = logging.getLogger(__name__)
+
+UPKEEP_INTERVAL_S = 3600.0
+"""Between two rounds of ledger upkeep: partitions are made two months ahead, and
+retention counts in days, so once an hour is plenty."""
+UPKEEP_RETRY_S = 60.0
+"""After a round that failed (the database down): soon, not an hour later."""
+
+
+class LedgerUpkeep:
+    """The ledger's storage chores (``LedgerStore.upkeep``) at start and then every
+    ``UPKEEP_INTERVAL_S``; a failed round is logged and retried, never fatal, so a
+    database that is down does not stop the sweeper or the drain."""
+
+    def __init__(self, ledger: LedgerStore, retention_days: int | None) -> None:
+        self.ledger = ledger
+        self.retention_days = retention_days
+
+    async def run_once(self) -> bool:
+        """One round now; False if it failed (logged)."""
+        try:
+            await self.ledger.upkeep(int(time.time() * 1000), self.retention_days)
+        except Exception as exc:
+            log.warning("ledger upkeep failed, will retry", extra={"error": repr(exc)})
+            return False
+        return True
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            wait = UPKEEP_INTERVAL_S if await self.run_once() else UPKEEP_RETRY_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)
 
 
 class Worker:
@@ -31,6 +65,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.sweeper = Sweeper(redis, settings, owner=self.id)
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
+        self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -39,7 +74,11 @@ class Worker:
     async def run(self) -> None:
         log.info("worker started", extra={"worker_id": self.id})
         try:
-            await asyncio.gather(self.sweeper.run(self._stopping), self.drain.run(self._stopping))
+            await asyncio.gather(
+                self.sweeper.run(self._stopping),
+                self.drain.run(self._stopping),
+                self.upkeep.run(self._stopping),
+            )
         finally:
             log.info("worker stopped", extra={"worker_id": self.id})
 

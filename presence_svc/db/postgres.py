@@ -50,9 +50,7 @@ class PostgresPool:
     async def open(self) -> None:
         """Connect and bring the schema up to date (or, without ``auto_migrate``, check
         that it is)."""
-        pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=30
-        )
+        pool = await self._create_pool()
         try:
             if self.auto_migrate:
                 await _migrate(pool)
@@ -64,6 +62,16 @@ class PostgresPool:
             await pool.close()
             raise
         self._pool = pool
+
+    async def connect(self) -> None:
+        """Connect without migrating or checking the schema: for the tools that read or
+        migrate it themselves (``presence-svc db status``, ``db migrate``)."""
+        self._pool = await self._create_pool()
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=30
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

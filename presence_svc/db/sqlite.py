@@ -46,7 +46,13 @@ class SqliteFile:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._open_sync)
 
-    def _open_sync(self) -> None:
+    async def connect(self) -> None:
+        """Connect without migrating or checking the schema: for the tools that read or
+        migrate it themselves (``presence-svc db status``, ``db migrate``)."""
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect_sync)
+
+    def _connect_sync(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -54,6 +60,10 @@ class SqliteFile:
         conn.execute("PRAGMA busy_timeout=30000")
         # Room for the index pages a drain batch touches (the default is 2 MiB).
         conn.execute("PRAGMA cache_size=-32768")
+        return conn
+
+    def _open_sync(self) -> None:
+        conn = self._connect_sync()
         try:
             if self.auto_migrate:
                 _migrate(conn)

@@ -3,7 +3,7 @@ opaque ids), joined in at read time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +27,14 @@ class UsersDirectory(Protocol):
     async def put_profile(self, user_id: str, name: str, avatar_url: str | None) -> Profile: ...
 
     async def delete_profile(self, user_id: str) -> bool: ...
+
+    def iter_profiles(self, batch: int = 1000) -> AsyncIterator[Profile]:
+        """Every profile, by user id, fetched in keyset batches (for export)."""
+
+    async def merge_profiles(self, profiles: Sequence[Profile]) -> int:
+        """Write profiles as given, ``updated_at_ms`` included, in one transaction; a
+        stored profile as new or newer is kept. At most one per user id; returns how
+        many were written (for import)."""
 
 
 class ProfileLookup(Protocol):

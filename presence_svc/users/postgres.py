@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.users.directory import Profile
 
 __all__ = ["PostgresUsers"]
+
+_COLUMNS = "user_id, name, avatar_url, updated_at"
+_MERGE = (
+    f"INSERT INTO users ({_COLUMNS}) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+    "ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, "
+    "avatar_url = excluded.avatar_url, updated_at = excluded.updated_at "
+    "WHERE users.updated_at < excluded.updated_at"
+)
 
 
 class PostgresUsers:
@@ -46,3 +55,29 @@ class PostgresUsers:
     async def delete_profile(self, user_id: str) -> bool:
         status = await self._db.pool.execute("DELETE FROM users WHERE user_id = $1", user_id)
         return rows_affected(str(status)) > 0
+
+    async def iter_profiles(self, batch: int = 1000) -> AsyncIterator[Profile]:
+        after = ""
+        while True:
+            records = await self._db.pool.fetch(
+                f"SELECT {_COLUMNS} FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2",
+                after,
+                batch,
+            )
+            for record in records:
+                yield Profile(*record)
+            if len(records) < batch:
+                return
+            after = records[-1][0]
+
+    async def merge_profiles(self, profiles: Sequence[Profile]) -> int:
+        if not profiles:
+            return 0
+        status = await self._db.pool.execute(
+            _MERGE,
+            [p.user_id for p in profiles],
+            [p.name for p in profiles],
+            [p.avatar_url for p in profiles],
+            [p.updated_at_ms for p in profiles],
+        )
+        return rows_affected(str(status))
