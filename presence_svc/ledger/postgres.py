@@ -138,7 +138,7 @@ class PostgresLedger:
                 name = record["relname"]
                 year, month = int(name[6:10]), int(name[11:13])
                 if month_bounds(year, month)[1] <= cutoff_ms:
-                    await conn.execute(f"DROP TABLE {name}")
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
                     log.info("ledger partition dropped", extra={"partition": name})
             deleted = 0
             while True:
