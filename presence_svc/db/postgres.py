@@ -179,8 +179,9 @@ async def _migrate(pool: asyncpg.Pool) -> list[Migration]:
                         migration.version,
                         migration.name,
                     )
-                log.info(
-                    "schema migrated", extra={"version": migration.version, "name": migration.name}
+                log.info(  # not "name": a LogRecord attribute, which logging refuses in extra
+                    "schema migrated",
+                    extra={"version": migration.version, "migration": migration.name},
                 )
                 applied.append(migration)
         finally:
