@@ -8,10 +8,10 @@ and sends a batch as arrays in one round trip; its DSN parsing takes the usual
 Migrations run under a session advisory lock, so ten processes starting at once apply
 each migration once; the others wait, then find nothing to do.
 
-The pool is made on first use when PostgreSQL was out of reach at start (``start``), so
-the service serves what lives in Redis meanwhile; every failure that means "out of reach"
-comes out as ``DatabaseUnavailable``. Once made, asyncpg's pool replaces the connections a
-restart broke by itself.
+When PostgreSQL was out of reach at start (``Database.start``), the pool is made on first
+use, so the service serves what lives in Redis meanwhile; every failure that means "out of
+reach" comes out as ``DatabaseUnavailable``. Once made, asyncpg's pool replaces the
+connections a restart broke by itself.
 """
 
 from __future__ import annotations
@@ -86,13 +86,14 @@ class PostgresPool:
             if self._attempts != attempt and self._failure is not None:
                 raise DatabaseUnavailable(str(self._failure)) from self._failure.__cause__
             self._attempts += 1
+            self._failure = None  # an attempt cancelled midway leaves the next to try
             try:
                 async with unavailable_as_one():
                     pool = await self._connect()
             except DatabaseUnavailable as exc:
                 self._failure = exc
                 raise
-            self._pool, self._failure = pool, None
+            self._pool = pool
             return pool
 
     async def _connect(self) -> asyncpg.Pool:

@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -147,6 +148,22 @@ async def test_starts_with_postgres_down_and_connects_and_migrates_when_it_is_ba
     )
     assert [a.status for a in answers] == [200] * 8
     assert own_postgres.psql("SELECT count(*) FROM schema_migrations") == "1"
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_a_sqlite_file_that_cannot_be_opened_is_a_503_until_it_can(
+    make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    client = await make_client(ledger_url=f"sqlite:///{blocker / 'ledger.sqlite3'}")
+    admin = auth("ops", scope="admin")
+    await _assert_database_503(client, "GET", "/v1/users/alice", headers=admin)
+    ready = await _json(client, "/readyz", {}, status=503)
+    assert ready["checks"]["database"] == "unavailable: FileExistsError"
+    blocker.unlink()
+    response = await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    assert response.status == 200
     assert (await client.get("/readyz")).status == 200
 
 
