@@ -196,6 +196,8 @@ def _serve(settings: Settings, processes: int = 1, reuse_port: bool = False) -> 
 
     if processes < 1:
         raise UsageError("presence-svc serve: --processes must be at least 1")
+    if not reuse_port:  # a child of --processes: its parent said it
+        _warn_if_local(settings)
     with _redis_for(settings) as ready:
         if processes > 1:
             from presence_svc.multiproc import serve_processes
@@ -216,6 +218,18 @@ def _serve(settings: Settings, processes: int = 1, reuse_port: bool = False) -> 
             loop=_event_loop(),
         )
     return 0
+
+
+def _warn_if_local(settings: Settings) -> None:
+    """A shared Redis but a SQLite database: each host would keep its own users directory
+    and ledger, so a profile written through one host is missing on the others."""
+    if settings.embedded_redis or not settings.resolved_ledger_url.startswith("sqlite:"):
+        return
+    log.warning(
+        "the users directory and the ledger are local to this host (SQLite) while Redis is "
+        "shared: set PRESENCE_LEDGER_URL=postgresql://... on every host to share them",
+        extra={"ledger_url": settings.resolved_ledger_url},
+    )
 
 
 def _worker(settings: Settings) -> int:

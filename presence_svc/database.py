@@ -6,10 +6,12 @@ alone, so erasing a profile erases the person's data everywhere.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from presence_svc.db import SqliteFile, sqlite_path
-from presence_svc.db.migrations import Migration, migrations
+from presence_svc.db.errors import DatabaseUnavailable, is_unavailable
+from presence_svc.db.migrations import Migration, SchemaBehind, migrations
 from presence_svc.db.postgres import PostgresPool
 from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.sqlite import SqliteLedger
@@ -19,7 +21,9 @@ from presence_svc.users.directory import UsersDirectory
 from presence_svc.users.postgres import PostgresUsers
 from presence_svc.users.sqlite import SqliteUsers
 
-__all__ = ["Database", "database_for", "open_database"]
+__all__ = ["Database", "DatabaseUnavailable", "database_for", "open_database"]
+
+log = logging.getLogger(__name__)
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -44,6 +48,22 @@ class Database:
         """Connect and leave the schema as it is: ``presence-svc db status`` reads it and
         ``db migrate`` migrates it, whatever ``auto_migrate`` says."""
         await self.connection.connect()
+
+    async def start(self) -> None:
+        """``open``, for a long-running process: a database out of reach now is logged and
+        connected on first use (the service serves what lives in Redis meanwhile); a
+        schema behind with auto-migrate off, or any other failure, still stops the start."""
+        try:
+            await self.open()
+        except SchemaBehind:
+            raise
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning(
+                "database unreachable at start; serving without it, connecting on first use",
+                extra={"database": self.kind, "error": repr(exc)},
+            )
 
     async def close(self) -> None:
         await self.connection.close()

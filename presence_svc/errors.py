@@ -15,7 +15,10 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from presence_svc.db.errors import DatabaseUnavailable
+
 __all__ = [
+    "DATABASE_RETRY_AFTER_S",
     "BadRequest",
     "Conflict",
     "FieldError",
@@ -31,6 +34,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_S = 5
+"""A database outage (a restart, a failover) usually lasts longer than a Redis blip."""
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -153,6 +159,15 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             slug=exc.slug,
             errors=exc.errors,
             headers=exc.headers,
+        )
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "the database is unreachable; retry shortly",
+            slug="unavailable",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
         log.warning("redis unavailable", extra={"path": request.path, "error": repr(exc)})

@@ -18,6 +18,7 @@ __all__ = [
     "BatchOnline",
     "HeartbeatIn",
     "HeartbeatOut",
+    "JoinEvent",
     "LeaveEvent",
     "LeaveIn",
     "LedgerItemOut",
@@ -67,6 +68,13 @@ State = Annotated[
     dict[str, Any], Meta(description="Free-form session state; at most 1 KiB encoded as JSON")
 ]
 Time = Annotated[str, Meta(description="ISO 8601 UTC with milliseconds")]
+NamesJoined = Annotated[
+    bool,
+    Meta(
+        description="false when the users directory could not be read (the database is "
+        "down): every name and avatarUrl is then null, whatever the profiles hold"
+    ),
+]
 
 
 class _Body(Struct, rename="camel", forbid_unknown_fields=False):
@@ -150,6 +158,13 @@ class PresenceOut(_Out, kw_only=True):
     sessions: int
     users: list[PresenceUser]
     next_cursor: str | None
+    names_joined: NamesJoined
+
+
+class JoinEvent(PresenceUser, kw_only=True):
+    """The ``join`` event: a presence row, and whether its name could be read."""
+
+    names_joined: NamesJoined
 
 
 class LeaveEvent(_Out, kw_only=True):
@@ -207,6 +222,7 @@ class ViewerOut(_Out, kw_only=True):
 class ViewersOut(_Out, kw_only=True):
     viewers: list[ViewerOut]
     next_cursor: str | None
+    names_joined: NamesJoined
 
 
 class RecentItemOut(_Out, kw_only=True):

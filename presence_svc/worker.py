@@ -88,7 +88,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     set (then the caller owns the signals, as ``serve --processes`` does)."""
     redis = connect(settings)
     database = database_for(settings)
-    await database.open()
+    await database.start()  # a database down now: the drain waits for it, the sweeper runs
     worker = Worker(redis, database, settings)
     loop = asyncio.get_running_loop()
     watcher = None

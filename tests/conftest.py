@@ -49,6 +49,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.remove()
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, for tests that stop or crash it (the shared
+    one stays up for everyone else); its commits survive a crash."""
+    server = PostgresServer(durable=True)
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        server.remove()
+
+
 _databases = itertools.count()
 
 

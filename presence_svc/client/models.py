@@ -59,6 +59,8 @@ class PresenceUser(_Model, frozen=True, kw_only=True):
 class PresencePage(OnlineCounts, frozen=True, kw_only=True):
     users: list[PresenceUser]
     next_cursor: str | None = None
+    names_joined: bool = True
+    """False when the service could not read the users directory: names are None."""
 
 
 class ViewResult(_Model, frozen=True, kw_only=True):
@@ -94,6 +96,8 @@ class Viewer(_Model, frozen=True, kw_only=True):
 class ViewersPage(_Model, frozen=True, kw_only=True):
     viewers: list[Viewer]
     next_cursor: str | None = None
+    names_joined: bool = True
+    """False when the service could not read the users directory: names are None."""
 
 
 class RecentItem(_Model, frozen=True, kw_only=True):

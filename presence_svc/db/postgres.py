@@ -7,14 +7,24 @@ and sends a batch as arrays in one round trip; its DSN parsing takes the usual
 
 Migrations run under a session advisory lock, so ten processes starting at once apply
 each migration once; the others wait, then find nothing to do.
+
+When PostgreSQL was out of reach at start (``Database.start``), the pool is made on first
+use, so the service serves what lives in Redis meanwhile; every failure that means "out of
+reach" comes out as ``DatabaseUnavailable``. Once made, asyncpg's pool replaces the
+connections a restart broke by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
+from presence_svc.db.errors import DatabaseUnavailable, unavailable_as_one
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
 
 __all__ = ["MIGRATION_LOCK", "PostgresPool"]
@@ -22,6 +32,8 @@ __all__ = ["MIGRATION_LOCK", "PostgresPool"]
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x70726573656E6365  # "presence": the advisory lock key for migrations
+CONNECT_TIMEOUT_S = 5.0
+"""A host that drops packets fails a request within this, rather than asyncpg's minute."""
 _CREATE_HISTORY = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer     PRIMARY KEY,
@@ -40,6 +52,9 @@ class PostgresPool:
         self.pool_size = pool_size
         self.auto_migrate = auto_migrate
         self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._attempts = 0
+        self._failure: DatabaseUnavailable | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -49,7 +64,39 @@ class PostgresPool:
 
     async def open(self) -> None:
         """Connect and bring the schema up to date (or, without ``auto_migrate``, check
-        that it is)."""
+        that it is); raises the driver's own error (or ``SchemaBehind``) if it cannot, as
+        a command reports it."""
+        try:
+            await self.connected()
+        except DatabaseUnavailable as exc:
+            raise (exc.__cause__ or exc) from None
+
+    async def connected(self) -> asyncpg.Pool:
+        """The pool, made (and the schema migrated) now if it is not yet.
+
+        One attempt at a time: requests that waited for an attempt that failed get its
+        failure, rather than each trying again in turn.
+        """
+        if (ready := self._pool) is not None:
+            return ready
+        attempt = self._attempts
+        async with self._opening:
+            if (ready := self._pool) is not None:
+                return ready  # made while this one waited
+            if self._attempts != attempt and self._failure is not None:
+                raise DatabaseUnavailable(str(self._failure)) from self._failure.__cause__
+            self._attempts += 1
+            self._failure = None  # an attempt cancelled midway leaves the next to try
+            try:
+                async with unavailable_as_one():
+                    pool = await self._connect()
+            except DatabaseUnavailable as exc:
+                self._failure = exc
+                raise
+            self._pool = pool
+            return pool
+
+    async def _connect(self) -> asyncpg.Pool:
         pool = await self._create_pool()
         try:
             if self.auto_migrate:
@@ -59,9 +106,9 @@ class PostgresPool:
                 if version < len(migrations("postgres")):
                     raise SchemaBehind(version, len(migrations("postgres")))
         except BaseException:
-            await pool.close()
+            pool.terminate()
             raise
-        self._pool = pool
+        return pool
 
     async def connect(self) -> None:
         """Connect without migrating or checking the schema: for the tools that read or
@@ -70,7 +117,11 @@ class PostgresPool:
 
     async def _create_pool(self) -> asyncpg.Pool:
         return await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=30
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            command_timeout=30,
+            timeout=CONNECT_TIMEOUT_S,
         )
 
     async def close(self) -> None:
@@ -78,8 +129,28 @@ class PostgresPool:
             pool, self._pool = self._pool, None
             await pool.close()
 
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool, for statements that need one (a transaction)."""
+        async with unavailable_as_one():
+            pool = await self.connected()
+            async with pool.acquire() as conn:
+                yield conn
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async with unavailable_as_one():
+            return str(await (await self.connected()).execute(sql, *args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with unavailable_as_one():
+            return list(await (await self.connected()).fetch(sql, *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with unavailable_as_one():
+            return await (await self.connected()).fetchval(sql, *args)
+
     async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
+        await self.fetchval("SELECT 1")
 
     async def migrate(self) -> list[Migration]:
         """Apply what is pending (also with ``auto_migrate`` off); returns what was."""
@@ -117,8 +188,9 @@ async def _migrate(pool: asyncpg.Pool) -> list[Migration]:
                         migration.version,
                         migration.name,
                     )
-                log.info(
-                    "schema migrated", extra={"version": migration.version, "name": migration.name}
+                log.info(  # not "name": a LogRecord attribute, which logging refuses in extra
+                    "schema migrated",
+                    extra={"version": migration.version, "migration": migration.name},
                 )
                 applied.append(migration)
         finally:

@@ -2,6 +2,9 @@
 
 sqlite3 blocks, so the file owns one thread that holds its connection and runs every
 statement; the event loop only awaits. WAL lets the API read while a worker writes.
+
+A file that could not be opened at start (``Database.start``) is opened on first use;
+a locked or unopenable file comes out as ``DatabaseUnavailable``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from presence_svc.db.errors import unavailable_as_one
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
 
 __all__ = ["SqliteFile", "transaction"]
@@ -33,11 +37,13 @@ class SqliteFile:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        async with unavailable_as_one():
+            return await loop.run_in_executor(self._executor, self._call, fn)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            raise RuntimeError("database is not open")
+            self._open_sync()  # on the one thread: opened once, whoever asks first
+        assert self._conn is not None
         return fn(self._conn)
 
     async def open(self) -> None:

@@ -88,7 +88,7 @@ ENDPOINTS: list[Endpoint] = [
         content_type="text/event-stream",
         events={
             "sync": schemas.PresenceOut,
-            "join": schemas.PresenceUser,
+            "join": schemas.JoinEvent,
             "leave": schemas.LeaveEvent,
             "state": schemas.StateEvent,
             "sessions": schemas.SessionsEvent,
@@ -168,7 +168,12 @@ ENDPOINTS: list[Endpoint] = [
         status=204,
     ),
     Endpoint("GET", "/healthz", "200 while the process runs", "anyone"),
-    Endpoint("GET", "/readyz", "200 when Redis answers and scripts are loaded", "anyone"),
+    Endpoint(
+        "GET",
+        "/readyz",
+        "200 when Redis answers, scripts are loaded and the database answers",
+        "anyone",
+    ),
     Endpoint("GET", "/metrics", "Prometheus metrics", "anyone", content_type="text/plain"),
     Endpoint("GET", "/openapi.json", "This document", "anyone"),
     Endpoint(
@@ -248,7 +253,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         (400, "Invalid input"),
         (401, "No valid token"),
         (403, "Not allowed for this token"),
-        (503, "Redis unreachable"),
+        (503, "Redis unreachable, or the database for ledger and users endpoints"),
     ):
         if endpoint.who != "anyone" or status == 503:
             op["responses"][str(status)] = {"description": text, **problem}

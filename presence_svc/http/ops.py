@@ -16,6 +16,7 @@ from prometheus_client import (
 )
 from redis.exceptions import RedisError
 
+from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.http.openapi import openapi_document
 from presence_svc.http.resources import DATABASE, REDIS
 from presence_svc.http.wire import respond
@@ -34,7 +35,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Redis answers with every script loaded (loading them if it lost them)."""
+    """Ready when Redis answers with every script loaded (loading them if it lost them)
+    and the database answers (connecting to it if it was down); each check names what
+    failed."""
     redis = request.app[REDIS]
     checks = {"redis": "ok", "scripts": "ok", "database": "ok"}
     try:
@@ -48,7 +51,8 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             await request.app[DATABASE].ping()
     except Exception as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
+        reason = exc.reason if isinstance(exc, DatabaseUnavailable) else type(exc).__name__
+        checks["database"] = f"unavailable: {reason}"
     ready = all(v in ("ok", "reloaded") for v in checks.values())
     return respond(request, {"ready": ready, "checks": checks}, status=200 if ready else 503)
 

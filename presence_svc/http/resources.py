@@ -70,8 +70,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The ledger and the users directory. Starts even if the database is down: it is
+    connected on first use, /readyz tells, and its endpoints answer 503 meanwhile."""
     database = database_for(app[SETTINGS])
-    await database.open()
+    await database.start()
     app[DATABASE] = database
     app[LEDGER] = database.ledger
     app[USERS] = database.users

@@ -7,6 +7,7 @@ from aiohttp import web
 from presence_svc.http.params import path_id, query_int
 from presence_svc.http.resources import TOKENS, USERS, VIEWS
 from presence_svc.http.wire import Body, respond
+from presence_svc.live.rows import profiles_or_none
 from presence_svc.schemas import (
     RecentItemOut,
     RecentOut,
@@ -73,7 +74,8 @@ async def viewers(request: web.Request) -> web.Response:
     page = await app[VIEWS].viewers(
         artifact_id, version_id, limit, request.query.get("cursor") or None
     )
-    profiles = await app[USERS].get_profiles(v.user_id for v in page.viewers)
+    found = await profiles_or_none(app[USERS].get_profiles, (v.user_id for v in page.viewers))
+    profiles = found or {}
     rows = []
     for viewer in page.viewers:
         profile = profiles.get(viewer.user_id)
@@ -87,7 +89,8 @@ async def viewers(request: web.Request) -> web.Response:
                 last_viewed_at=to_iso(viewer.last_viewed_at_ms),
             )
         )
-    return respond(request, ViewersOut(viewers=rows, next_cursor=page.next_cursor))
+    out = ViewersOut(viewers=rows, next_cursor=page.next_cursor, names_joined=found is not None)
+    return respond(request, out)
 
 
 @routes.get("/v1/users/{userId}/recent")

@@ -5,6 +5,10 @@ an entry is acknowledged only after the transaction holding its row has committe
 worker killed mid-batch leaves its entries pending, and another worker (or itself, after
 a restart) reclaims them once they have been idle long enough. Exactly once in the ledger:
 rows are inserted idempotently on the view id, so a redelivered entry adds nothing.
+
+While the database is out of reach the drain stops reading (the streams keep the views)
+and holds the batches it had in hand, still pending under its name; it pings the database
+now and then and, once it answers, writes those batches and reads on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from presence_svc import metrics
+from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.ledger.entry import LedgerRow, parse_entry
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.redis.connection import RedisConnection, StreamEntry
@@ -73,6 +78,9 @@ class LedgerDrain:
         self.maintenance_s = min(5.0, settings.ledger_reclaim_idle_s / 2)
         self._claim_cursors: dict[str, bytes | str] = {}
         self._joined = False
+        self._database_down = False
+        self._held: list[_Decoded] = []
+        """Batches read but not written because the database was down."""
 
     # Running.
 
@@ -95,6 +103,8 @@ class LedgerDrain:
                 if time.monotonic() >= next_maintenance:
                     await self.maintain()
                     next_maintenance = time.monotonic() + self.maintenance_s
+                if self._database_down or self._held:
+                    await self._write_held()  # raises while the database is still down
                 # Taken before awaiting: a prefetch that failed must not be awaited again.
                 pending, prefetch = prefetch, None
                 batch = await (pending or self._read_decoded())
@@ -105,6 +115,10 @@ class LedgerDrain:
                     writing = asyncio.create_task(self._write_decoded(batch))
                 if previous is not None:
                     await previous  # with nothing new, the last write: its failure is logged
+            except DatabaseUnavailable as exc:
+                await self._hold(exc, writing, prefetch)
+                writing = prefetch = None
+                batch, idle_s = _Decoded(), 1.0
             except (RedisError, OSError) as exc:
                 log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
                 batch, idle_s = _Decoded(), 1.0
@@ -120,6 +134,46 @@ class LedgerDrain:
                 idle_s = min(idle_s * 2, 0.1)
         await self._finish(writing, prefetch)
         await self.leave()
+
+    async def _hold(
+        self,
+        exc: DatabaseUnavailable,
+        writing: asyncio.Task[None] | None,
+        prefetch: asyncio.Task[_Decoded] | None,
+    ) -> None:
+        """The database went away: stop reading, let the write in hand end (failing, it
+        holds its batch) and hold what was read ahead."""
+        if not self._database_down:
+            log.warning(
+                "ledger drain: database unavailable; holding what was read until it is back",
+                extra={"error": str(exc)},
+            )
+            self._database_down = True
+        if writing is not None:
+            try:
+                await writing
+            except DatabaseUnavailable:
+                pass
+            except Exception:
+                log.exception("ledger drain: batch failed; it stays pending and is retried")
+        if prefetch is not None:
+            try:
+                batch = await prefetch
+            except Exception as exc:  # nothing was read: nothing to hold
+                log.warning("ledger drain: read-ahead failed", extra={"error": repr(exc)})
+            else:
+                if batch.read:
+                    self._held.append(batch)
+
+    async def _write_held(self) -> None:
+        """Once the database answers again, write the batches held meanwhile (raises
+        ``DatabaseUnavailable`` while it does not)."""
+        await self.ledger.ping()
+        while self._held:
+            await self._write_decoded(self._held.pop(0))
+        if self._database_down:
+            log.info("ledger drain: database back; draining again")
+            self._database_down = False
 
     async def _finish(
         self, writing: asyncio.Task[None] | None, prefetch: asyncio.Task[_Decoded] | None
@@ -187,7 +241,11 @@ class LedgerDrain:
         await self._write_decoded(await self._decode(batch))
 
     async def _write_decoded(self, batch: _Decoded) -> None:
-        await self._commit(batch.rows)
+        try:
+            await self._commit(batch.rows)
+        except DatabaseUnavailable:
+            self._held.append(batch)  # still pending: written once the database is back
+            raise
         await self._ack(batch.done)
 
     async def _read_decoded(self) -> _Decoded:
@@ -245,7 +303,8 @@ class LedgerDrain:
         try:
             await self.ledger.ping()
         except Exception as exc:
-            log.warning("ledger unreachable; not reclaiming", extra={"error": repr(exc)})
+            if not self._database_down:  # else said once already
+                log.warning("ledger unreachable; not reclaiming", extra={"error": repr(exc)})
         else:
             await self.reclaim(*self.streams)
         await self.trim_and_measure()

@@ -55,14 +55,14 @@ class PostgresLedger:
             return 0
         columns = list(zip(*rows, strict=True))
         sessions = [s or "" for s in columns[4]]
-        status = await self._db.pool.execute(
+        status = await self._db.execute(
             _INSERT, columns[0], columns[1], columns[2], columns[3], sessions, columns[5]
         )
         return rows_affected(status)
 
     async def query_views(self, query: LedgerQuery, limit: int) -> list[LedgerRow]:
         sql, params = _select_views(query, limit)
-        records = await self._db.pool.fetch(sql, *params)
+        records = await self._db.fetch(sql, *params)
         return [LedgerRow(*record) for record in records]
 
     async def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
@@ -96,7 +96,7 @@ class PostgresLedger:
         default partition caught meanwhile (one transaction)."""
         name = _partition_name(year, month)
         start, end = month_bounds(year, month)
-        async with self._db.pool.acquire() as conn:
+        async with self._db.acquire() as conn:
             if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
                 return
             async with conn.transaction():
@@ -129,7 +129,7 @@ class PostgresLedger:
     async def drop_before(self, cutoff_ms: int) -> int:
         """Drop every month that ends at or before ``cutoff_ms`` and delete the default
         partition's older rows in bounded batches; returns the rows deleted that way."""
-        async with self._db.pool.acquire() as conn:
+        async with self._db.acquire() as conn:
             months = await conn.fetch(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'views'::regclass AND c.relname ~ '^views_[0-9]{4}_[0-9]{2}$'"

@@ -2,19 +2,29 @@
 
 The presence list, the events stream's ``sync`` and its ``join`` events all send the same
 row, with ``name`` and ``avatarUrl`` read from the directory at the time of sending (Redis
-keeps opaque ids only), so a renamed or erased user shows up right everywhere.
+keeps opaque ids only), so a renamed or erased user shows up right everywhere. When the
+directory cannot be read (the database is down) the rows still go out, without names, and
+say so (``namesJoined: false``): who is here matters more than what they are called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 
 from presence_svc.live.store import PresencePage, PresenceRow
-from presence_svc.schemas import PresenceOut, PresenceUser
+from presence_svc.schemas import JoinEvent, PresenceOut, PresenceUser
 from presence_svc.timefmt import to_iso
-from presence_svc.users.directory import Profile, UsersDirectory
+from presence_svc.users.directory import (
+    DatabaseUnavailable,
+    Profile,
+    ProfileLookup,
+    UsersDirectory,
+)
 
-__all__ = ["presence_out", "presence_user", "presence_users"]
+__all__ = ["join_event", "presence_out", "presence_user", "presence_users", "profiles_or_none"]
+
+log = logging.getLogger(__name__)
 
 
 def presence_user(row: PresenceRow, profile: Profile | None) -> PresenceUser:
@@ -29,16 +39,45 @@ def presence_user(row: PresenceRow, profile: Profile | None) -> PresenceUser:
     )
 
 
-async def presence_users(users: UsersDirectory, rows: Sequence[PresenceRow]) -> list[PresenceUser]:
-    """The rows with their profiles, fetched in one query."""
-    profiles = await users.get_profiles(row.user_id for row in rows)
-    return [presence_user(row, profiles.get(row.user_id)) for row in rows]
+def join_event(row: PresenceRow, profile: Profile | None, names_joined: bool) -> JoinEvent:
+    return JoinEvent(
+        user_id=row.user_id,
+        name=profile.name if profile else None,
+        avatar_url=profile.avatar_url if profile else None,
+        version_id=row.version_id,
+        last_seen=to_iso(row.last_seen_ms),
+        sessions=row.sessions,
+        state=row.state,
+        names_joined=names_joined,
+    )
+
+
+async def profiles_or_none(
+    lookup: ProfileLookup, user_ids: Iterable[str]
+) -> dict[str, Profile] | None:
+    """The profiles of ``user_ids`` in one query; None when the directory is unavailable."""
+    try:
+        return await lookup(user_ids)
+    except DatabaseUnavailable as exc:
+        log.warning("users directory unavailable; names left out", extra={"error": str(exc)})
+        return None
+
+
+async def presence_users(
+    users: UsersDirectory, rows: Sequence[PresenceRow]
+) -> tuple[list[PresenceUser], bool]:
+    """The rows with their profiles, and whether the profiles could be read."""
+    profiles = await profiles_or_none(users.get_profiles, (row.user_id for row in rows))
+    found = profiles or {}
+    return [presence_user(row, found.get(row.user_id)) for row in rows], profiles is not None
 
 
 async def presence_out(users: UsersDirectory, page: PresencePage) -> PresenceOut:
+    rows, joined = await presence_users(users, page.rows)
     return PresenceOut(
         online=page.counts.online,
         sessions=page.counts.sessions,
-        users=await presence_users(users, page.rows),
+        users=rows,
         next_cursor=page.next_cursor,
+        names_joined=joined,
     )

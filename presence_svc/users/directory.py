@@ -1,5 +1,9 @@
 """The users directory: the only place names and avatars live (Redis and the ledger hold
-opaque ids), joined in at read time."""
+opaque ids), joined in at read time.
+
+Every method raises ``DatabaseUnavailable`` when the directory cannot be reached now;
+readers that can do without names (presence lists) catch that one alone.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Profile", "ProfileLookup", "UsersDirectory"]
+from presence_svc.db.errors import DatabaseUnavailable
+
+__all__ = ["DatabaseUnavailable", "Profile", "ProfileLookup", "UsersDirectory"]
 
 
 @dataclass(frozen=True, slots=True)

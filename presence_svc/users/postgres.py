@@ -32,7 +32,7 @@ class PostgresUsers:
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return {}
-        records = await self._db.pool.fetch(
+        records = await self._db.fetch(
             "SELECT user_id, name, avatar_url, updated_at FROM users "
             "WHERE user_id = ANY($1::text[])",
             ids,
@@ -41,7 +41,7 @@ class PostgresUsers:
 
     async def put_profile(self, user_id: str, name: str, avatar_url: str | None) -> Profile:
         profile = Profile(user_id, name, avatar_url, int(time.time() * 1000))
-        await self._db.pool.execute(
+        await self._db.execute(
             "INSERT INTO users (user_id, name, avatar_url, updated_at) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, "
             "avatar_url = excluded.avatar_url, updated_at = excluded.updated_at",
@@ -53,13 +53,13 @@ class PostgresUsers:
         return profile
 
     async def delete_profile(self, user_id: str) -> bool:
-        status = await self._db.pool.execute("DELETE FROM users WHERE user_id = $1", user_id)
+        status = await self._db.execute("DELETE FROM users WHERE user_id = $1", user_id)
         return rows_affected(str(status)) > 0
 
     async def iter_profiles(self, batch: int = 1000) -> AsyncIterator[Profile]:
         after = ""
         while True:
-            records = await self._db.pool.fetch(
+            records = await self._db.fetch(
                 f"SELECT {_COLUMNS} FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2",
                 after,
                 batch,
@@ -73,7 +73,7 @@ class PostgresUsers:
     async def merge_profiles(self, profiles: Sequence[Profile]) -> int:
         if not profiles:
             return 0
-        status = await self._db.pool.execute(
+        status = await self._db.execute(
             _MERGE,
             [p.user_id for p in profiles],
             [p.name for p in profiles],

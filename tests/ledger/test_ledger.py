@@ -1,9 +1,10 @@
-"""Tier 3: every counted view reaches the ledger exactly once, whatever happens to workers
-and Redis on the way."""
+"""Tier 3: every counted view reaches the ledger exactly once, whatever happens to workers,
+Redis and the database on the way; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -14,10 +15,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis
 
 from presence_svc.database import Database, open_database
+from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.ledger.drain import GROUP, LedgerDrain
 from presence_svc.ledger.entry import LedgerRow, encode_entry
 from presence_svc.ledger.store import LedgerQuery
@@ -27,32 +30,86 @@ from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
 from tests.conftest import AppClient, MakeClient
+from tests.postgres import PostgresServer
 
 Auth = Callable[..., dict[str, str]]
 CLI = str(Path(sys.executable).with_name("presence-svc"))
 View = tuple[str, str, str]
 
 
-def ledger_rows(path: Path) -> list[View]:
+_SELECT = "SELECT artifact_id, version_id, user_id FROM views"
+
+
+async def ledger_rows(url: str) -> list[View]:
+    """The ledger's rows, read straight from the database at ``url``."""
+    if url.startswith("postgresql://"):
+        try:
+            conn = await asyncpg.connect(url)
+        except (OSError, asyncpg.CannotConnectNowError):  # down, or still recovering
+            return []
+        try:
+            return [tuple(r) for r in await conn.fetch(_SELECT)]  # type: ignore[misc]
+        except asyncpg.UndefinedTableError:  # the worker has not created the schema yet
+            return []
+        finally:
+            await conn.close()
+    return _sqlite_rows(Path(url.removeprefix("sqlite:///")))
+
+
+def _sqlite_rows(path: Path) -> list[View]:
     if not path.exists():
         return []
-    with sqlite3.connect(path) as conn:
+    with sqlite3.connect(path) as sqlite:
         try:
-            rows = conn.execute("SELECT artifact_id, version_id, user_id FROM views").fetchall()
+            rows = sqlite.execute(_SELECT).fetchall()
         except sqlite3.OperationalError:  # the worker has not created the schema yet
             return []
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-async def wait_for_rows(path: Path, expected: int, timeout_s: float = 30) -> list[View]:
+async def wait_for_rows(url: str, expected: int, timeout_s: float = 30) -> list[View]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        rows = ledger_rows(path)
+        rows = await ledger_rows(url)
         if len(rows) >= expected:
             await asyncio.sleep(0.3)  # anything extra would show up now
-            return ledger_rows(path)
+            return await ledger_rows(url)
         await asyncio.sleep(0.05)
-    return ledger_rows(path)
+    return await ledger_rows(url)
+
+
+@contextlib.asynccontextmanager
+async def write_lock(url: str) -> AsyncIterator[None]:
+    """Hold the ledger's write lock: a worker's insert waits until it is let go."""
+    if url.startswith("postgresql://"):
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE views IN SHARE MODE")
+                yield
+        finally:
+            await conn.close()
+        return
+    sqlite = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    sqlite.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        sqlite.execute("ROLLBACK")
+        sqlite.close()
+
+
+def pending_views(sync_redis: redis.Redis) -> int:
+    keys = Keyspace(16)
+    return sum(int(sync_redis.xpending(keys.views_stream(t), GROUP)["pending"]) for t in keys.tags)
+
+
+async def wait_for_pending(sync_redis: redis.Redis) -> None:
+    """Until a worker holds a batch it has read and not written."""
+    deadline = time.monotonic() + 10
+    while not pending_views(sync_redis):
+        assert time.monotonic() < deadline, "the worker never picked up the batch"
+        await asyncio.sleep(0.05)
 
 
 class Producer:
@@ -87,14 +144,14 @@ class Producer:
             await asyncio.gather(*(self.one() for _ in range(concurrency)))
 
 
-def worker_env(settings: Settings, ledger: Path) -> dict[str, str]:
+def worker_env(settings: Settings, ledger_url: str, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
     env.update(
         {
             "PRESENCE_REDIS_URL": settings.redis_url or "",
-            "PRESENCE_LEDGER_URL": f"sqlite:///{ledger}",
+            "PRESENCE_LEDGER_URL": ledger_url,
             "PRESENCE_PARTITIONS": str(settings.partitions),
-            "PRESENCE_DATA_DIR": str(ledger.parent),
+            "PRESENCE_DATA_DIR": str(data_dir),
             "PRESENCE_LEDGER_RECLAIM_IDLE_S": "1",
             "PRESENCE_SWEEP_INTERVAL_S": "0.2",
             "PRESENCE_ONLINE_TIMEOUT_S": "1",
@@ -105,14 +162,18 @@ def worker_env(settings: Settings, ledger: Path) -> dict[str, str]:
     return env
 
 
+Workers = Callable[..., subprocess.Popen[bytes]]
+
+
 @pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    """``start(url)`` runs a ``presence-svc worker`` draining into the ledger at ``url``."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(url: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [CLI, "worker"],
-            env=worker_env(settings, tmp_path / "ledger.sqlite3"),
+            env=worker_env(settings, url, tmp_path),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -133,54 +194,86 @@ async def test_worker_killed_mid_batch_then_restarted_loses_and_duplicates_nothi
     client: AppClient,
     auth: Auth,
     sync_redis: redis.Redis,
-    tmp_path: Path,
-    workers: Callable[[], subprocess.Popen[bytes]],
+    ledger_url: str,
+    workers: Workers,
 ) -> None:
-    ledger = tmp_path / "ledger.sqlite3"
-    first = workers()
+    first = workers(ledger_url)
     producer = Producer(client, auth)
     await producer.run(40)
-    await wait_for_rows(ledger, 40)
+    await wait_for_rows(ledger_url, 40)
     # Hold the ledger's write lock: the worker reads the next batch, cannot commit it.
-    lock = sqlite3.connect(ledger, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    await producer.run(80)
-    keys = Keyspace(16)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pending = sum(
-            int(sync_redis.xpending(keys.views_stream(t), GROUP)["pending"]) for t in keys.tags
-        )
-        if pending:
-            break
-        await asyncio.sleep(0.05)
-    assert pending > 0, "the worker never picked up the batch"
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    lock.execute("ROLLBACK")
-    lock.close()
+    async with write_lock(ledger_url):
+        await producer.run(80)
+        await wait_for_pending(sync_redis)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
 
-    workers()  # a fresh worker reclaims what the dead one held
+    workers(ledger_url)  # a fresh worker reclaims what the dead one held
     await producer.run(40)
-    rows = await wait_for_rows(ledger, len(producer.counted))
+    rows = await wait_for_rows(ledger_url, len(producer.counted))
     assert len(producer.counted) == 160
     assert Counter(rows) == Counter(producer.counted)
 
 
 @pytest.mark.timeout(90)
 async def test_two_workers_draining_at_once_write_each_view_once(
-    client: AppClient,
-    auth: Auth,
-    tmp_path: Path,
-    workers: Callable[[], subprocess.Popen[bytes]],
+    client: AppClient, auth: Auth, ledger_url: str, workers: Workers
 ) -> None:
-    workers()
-    workers()
+    workers(ledger_url)
+    workers(ledger_url)
     producer = Producer(client, auth)
     await producer.run(200)
-    rows = await wait_for_rows(tmp_path / "ledger.sqlite3", len(producer.counted))
+    rows = await wait_for_rows(ledger_url, len(producer.counted))
     assert len(producer.counted) == 200
     assert Counter(rows) == Counter(producer.counted)
+
+
+@pytest.mark.timeout(90)
+async def test_postgres_crashed_mid_batch_and_restarted_every_view_lands_once(
+    client: AppClient,
+    auth: Auth,
+    sync_redis: redis.Redis,
+    own_postgres: PostgresServer,
+    workers: Workers,
+) -> None:
+    """``pg_ctl stop -m immediate`` while the worker's insert is in flight (held up by a
+    lock), views still being counted while PostgreSQL is down, then a restart (with crash
+    recovery): the worker writes what it held and drains on, nothing lost or doubled."""
+    url = own_postgres.url()
+    worker = workers(url)
+    producer = Producer(client, auth)
+    await producer.run(40)
+    await wait_for_rows(url, 40)
+    stop = asyncio.Event()
+    flowing = asyncio.create_task(producer.run_until(stop))
+    try:
+        lock = write_lock(url)
+        await lock.__aenter__()
+        await wait_for_pending(sync_redis)
+        own_postgres.stop("immediate")
+        own_postgres.wait_gone()
+        with contextlib.suppress(Exception):  # its connection died with the server
+            await lock.__aexit__(None, None, None)
+        during = len(producer.counted)
+        await asyncio.sleep(1.5)
+        assert len(producer.counted) > during  # views are counted while it is down
+        own_postgres.start()
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await flowing
+    assert producer.failed == 0
+    rows = await wait_for_rows(url, len(producer.counted))
+    assert Counter(rows) == Counter(producer.counted)
+    deadline = time.monotonic() + 10
+    while pending_views(sync_redis):
+        assert time.monotonic() < deadline, "views left pending"
+        await asyncio.sleep(0.1)
+    worker.terminate()
+    assert worker.wait(15) == 0
+    log = worker.stderr.read().decode()  # type: ignore[union-attr]
+    assert "database unavailable; holding" in log
+    assert "database back" in log
 
 
 @pytest.mark.timeout(90)
@@ -189,12 +282,12 @@ async def test_redis_restart_while_views_flow_keeps_every_counted_view(
 ) -> None:
     server = EmbeddedRedis(tmp_path / "own-redis")
     url = server.start()
-    ledger = tmp_path / "ledger.sqlite3"
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     try:
         client = await make_client(
             redis_url=url,
             run_worker=True,
-            ledger_url=f"sqlite:///{ledger}",
+            ledger_url=ledger,
             ledger_reclaim_idle_s=1.0,
         )
         producer = Producer(client, auth)
@@ -222,9 +315,9 @@ async def test_redis_restart_while_views_flow_keeps_every_counted_view(
 
 @pytest.fixture
 async def parts(
-    redis_conn: RedisConnection, tmp_path: Path
+    redis_conn: RedisConnection, ledger_url: str
 ) -> AsyncIterator[tuple[RedisConnection, Database]]:
-    database = open_database(f"sqlite:///{tmp_path / 'parts.sqlite3'}")
+    database = open_database(ledger_url)
     await database.open()
     yield redis_conn, database
     await database.close()
@@ -326,6 +419,8 @@ async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_wri
         nonlocal calls
         calls += 1
         if calls == 1:
+            if database.kind == "postgres":
+                raise asyncpg.DiskFullError("could not extend file")
             raise sqlite3.OperationalError("disk I/O error")
         return await real_insert(rows)
 
@@ -350,6 +445,60 @@ async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_wri
     rows = await database.ledger.query_views(LedgerQuery(), views + 1)
     assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
     assert calls >= 4  # three batches and at least one reclaim
+
+
+async def test_batches_that_found_the_database_down_are_held_and_written_when_it_is_back(
+    parts: tuple[RedisConnection, Database], settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The drain stops reading while the database is down and writes the batches it had in
+    hand as soon as a ping answers: no waiting for the reclaim (an hour here), nothing
+    delivered twice."""
+    redis_conn, database = parts
+    settings = settings.replace(ledger_reclaim_idle_s=3600)
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
+    await drain.join()
+    down = True
+    real_insert, real_ping = database.ledger.insert_views, database.ledger.ping
+
+    async def insert(rows: Sequence[LedgerRow]) -> int:
+        if down:
+            raise DatabaseUnavailable("ConnectionRefusedError: refused")
+        return await real_insert(rows)
+
+    async def ping() -> None:
+        if down:
+            raise DatabaseUnavailable("ConnectionRefusedError: refused")
+        await real_ping()
+
+    database.ledger.insert_views = insert  # type: ignore[method-assign]
+    database.ledger.ping = ping  # type: ignore[method-assign]
+    views = drain.read_count * 6  # one stream: six batches; at most three are in hand
+    await redis_conn.run_many(
+        [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
+    )
+    stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    try:
+        await asyncio.sleep(1.5)
+        read = int(sync_redis.xpending(stream, GROUP)["pending"])
+        assert 0 < read < views  # it read a batch or two, then stopped reading
+        down = False
+        deadline = time.monotonic() + 10
+        while (
+            int(sync_redis.xpending(stream, GROUP)["pending"])
+            or len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views
+        ):
+            assert time.monotonic() < deadline, "the held batches were not written"
+            await asyncio.sleep(0.05)
+    finally:
+        stopping.set()
+        await running
+    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
+    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+    details = sync_redis.xpending_range(stream, GROUP, "-", "+", views)
+    assert details == []  # every entry acknowledged; none went to another delivery
 
 
 async def test_trim_never_drops_entries_still_pending(

@@ -149,6 +149,8 @@ export interface PresencePage {
   sessions: number;
   users: PresenceUser[];
   nextCursor?: string | null;
+  /** False when the service could not read the users directory: names are null. */
+  namesJoined?: boolean;
 }
 
 export interface Presence {

@@ -19,7 +19,7 @@ import msgspec
 
 from presence_svc import metrics
 from presence_svc.live.events.sse import Listener, sse_frame
-from presence_svc.live.rows import presence_user
+from presence_svc.live.rows import join_event
 from presence_svc.live.store import PresenceRow, decode_state
 from presence_svc.schemas import LeaveEvent, OnlineCounts, SessionsEvent, StateEvent
 from presence_svc.users.directory import Profile, ProfileLookup
@@ -168,17 +168,20 @@ class Topic:
         online, sessions, events = _MESSAGE.decode(data)
         joined = [str(e[1]) for e in events if e and e[0] == "join"]
         profiles: dict[str, Profile] = {}
+        names_joined = True
         if joined:
             try:
                 profiles = await self._profiles(joined)
             except Exception as exc:  # the event still goes out, without a name
                 log.warning("profile lookup failed", extra={"error": repr(exc)})
+                names_joined = False
         for event in events:
             kind = event[0]
             if kind == "join":
                 _, user, version, state, now = event[:5]
                 row = PresenceRow(str(user), str(version) or None, decode_state(state), now, 1)
-                self._emit("join", _JSON.encode(presence_user(row, profiles.get(row.user_id))))
+                joining = join_event(row, profiles.get(row.user_id), names_joined)
+                self._emit("join", _JSON.encode(joining))
             elif kind == "leave":
                 self._emit("leave", _JSON.encode(LeaveEvent(user_id=event[1], reason=event[2])))
             elif kind == "state":
