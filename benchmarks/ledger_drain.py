@@ -40,6 +40,7 @@ import asyncio
 import gc
 import json
 import multiprocessing
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
-from pgserver import PostgresServer
+from pgserver import PostgresServer, stop_on_sigterm
 
 from presence_svc.db.migrations import migrations, statements
 from presence_svc.db.postgres import PostgresPool, rows_affected
@@ -410,6 +411,7 @@ async def insert_strategies(
 
 
 async def main(args: argparse.Namespace) -> None:
+    stop_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="drain-bench-"))
     server = EmbeddedRedis(workdir / "redis")
     settings = Settings(redis_url=server.start(), data_dir=workdir, jwt_secret="x" * 32)
@@ -433,6 +435,7 @@ async def main(args: argparse.Namespace) -> None:
         if postgres is not None:
             postgres.__exit__()
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

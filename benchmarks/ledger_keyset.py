@@ -33,6 +33,7 @@ import asyncio
 import datetime as dt
 import json
 import secrets
+import shutil
 import statistics
 import tempfile
 import time
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pgserver import PostgresServer
+from pgserver import PostgresServer, stop_on_sigterm
 
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
@@ -70,14 +71,12 @@ def _rows(
     first: int, count: int, size: int, hot: int, artifacts: int, start_ms: int, span_ms: int
 ) -> Iterator[tuple[str, str, str, str, str, int]]:
     """Rows ``first`` .. ``first + count`` of ``size``, in time order: row i at
-    ``start + i * span / size``; every (size / hot)-th row is the hot artifact's."""
-    every = size / hot
-    next_hot = 0.0
+    ``start + i * span / size``; ``hot`` rows of the ``size``, evenly spread, are the hot
+    artifact's."""
     for i in range(first, first + count):
         t = start_ms + i * span_ms // size
-        if i >= next_hot:
+        if (i * hot) // size != ((i + 1) * hot) // size:
             artifact = HOT
-            next_hot += every
         else:
             artifact = f"doc-{(i * 7919) % (artifacts - 1):07d}"
         mixed = (i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
@@ -232,6 +231,23 @@ async def measure_http(
     headers = {"Authorization": f"Bearer {token}"}
     base = f"http://127.0.0.1:{port}/v1/ledger?artifactId={HOT}"
     result: dict[str, Any] = {"path": "http"}
+    try:
+        return await _http_pages(argv, port, env, workdir, headers, base, cursors, samples, result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _http_pages(
+    argv: list[str],
+    port: int,
+    env: dict[str, str],
+    workdir: Path,
+    headers: dict[str, str],
+    base: str,
+    cursors: dict[bool, tuple[int, str]],
+    samples: int,
+    result: dict[str, Any],
+) -> dict[str, Any]:
     with started_process(
         argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "serve.log"
     ):
@@ -287,11 +303,14 @@ async def measure(server: PostgresServer, args: argparse.Namespace, size: int) -
 
 
 async def main(args: argparse.Namespace) -> None:
+    stop_on_sigterm()
     with PostgresServer() as server:
         print(json.dumps({"postgres": server.version(), **server.settings()}), flush=True)
         for size in (int(s) for s in args.sizes.split(",")):
             if size < args.hot or args.hot <= args.depth + LIMIT:
                 raise SystemExit("need depth + 100 < hot <= every size")
+            if args.artifacts < 2:
+                raise SystemExit("need at least 2 artifacts")
             await measure(server, args, size)
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["PostgresServer", "postgres_bin"]
+__all__ = ["PostgresServer", "postgres_bin", "stop_on_sigterm"]
 
 
 def postgres_bin(name: str) -> str:
@@ -39,6 +40,16 @@ def postgres_bin(name: str) -> str:
         f"no PostgreSQL {name!r} on PATH or in /usr/lib/postgresql: "
         "run scripts/test-deps.sh (it installs Debian's postgresql)"
     )
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM exits through ``finally`` blocks and ``with`` exits (the server is stopped
+    and its directory removed) instead of leaving the server running."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 def _free_port() -> int:
