@@ -151,6 +151,14 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         help="with --spawn: this redis-server binary for the embedded Redis",
     )
     bench.add_argument(
+        "--ledger-url",
+        metavar="URL",
+        help="with --spawn: the service's database (PRESENCE_LEDGER_URL; default its SQLite)",
+    )
+    bench.add_argument(
+        "--profiles", action="store_true", help="store a profile per user first (names joined)"
+    )
+    bench.add_argument(
         "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
     )
     bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
@@ -439,6 +447,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("presence-svc bench: --preload, --preload-artifacts, --server-processes")
     if args.redis_server is not None and not args.spawn:
         raise UsageError("presence-svc bench: --redis-server goes with --spawn")
+    if args.ledger_url is not None and not args.spawn:
+        raise UsageError("presence-svc bench: --ledger-url goes with --spawn")
     if args.redis_server is not None and shutil.which(args.redis_server) is None:
         raise UsageError(f"presence-svc bench: --redis-server {args.redis_server}: not executable")
     config = BenchConfig(
@@ -447,6 +457,8 @@ def _bench(args: argparse.Namespace) -> int:
         spawn=args.spawn,
         server_processes=args.server_processes,
         redis_server=args.redis_server,
+        ledger_url=args.ledger_url,
+        profiles=args.profiles,
         options=Options(
             connections=args.connections,
             duration_s=args.duration,

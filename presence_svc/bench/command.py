@@ -33,6 +33,7 @@ from presence_svc.bench.scenarios import (
     Population,
     Tokens,
     build_scenario,
+    profile_requests,
     seed_requests,
 )
 from presence_svc.redis.embedded import EmbeddedRedis
@@ -50,6 +51,11 @@ class BenchConfig:
     server_processes: int = 1
     redis_server: str | None = None
     """With ``spawn``: the embedded Redis's binary (``PRESENCE_REDIS_SERVER``)."""
+    ledger_url: str | None = None
+    """With ``spawn``: the service's database (``PRESENCE_LEDGER_URL``); None, the data
+    dir's SQLite file."""
+    profiles: bool = False
+    """Store a profile per user first, so presence lists join names."""
     options: Options = field(default_factory=Options)
     population: Population = field(default_factory=Population)
     preload: int = 0
@@ -84,6 +90,7 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
         PRESENCE_ONLINE_TIMEOUT_S=str(timeout_s),
         PRESENCE_RETENTION_S=str(retention_s),
         **({"PRESENCE_REDIS_SERVER": config.redis_server} if config.redis_server else {}),
+        **({"PRESENCE_LEDGER_URL": config.ledger_url} if config.ledger_url else {}),
     )
     argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
     if config.server_processes > 1:
@@ -179,6 +186,11 @@ def run_bench(config: BenchConfig) -> int:
         seed = seed_requests(tokens, config.population)
         seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
         measure(target.host, target.port, seed, seeding)
+        if config.profiles:
+            profiles = profile_requests(tokens, config.population)
+            measure(
+                target.host, target.port, profiles, replace(seeding, max_requests=len(profiles))
+            )
 
         baseline_port = ceiling_port = 0
         if config.baseline:

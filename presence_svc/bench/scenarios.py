@@ -22,6 +22,7 @@ __all__ = [
     "Tokens",
     "artifact_id",
     "build_scenario",
+    "profile_requests",
     "session_id",
     "user_id",
 ]
@@ -82,6 +83,7 @@ class Tokens:
         self.ttl_s = ttl_s
         self._users: dict[int, str] = {}
         self.reader = codec.issue("bench-board", scope=Scope.DASHBOARD, ttl_s=ttl_s)
+        self.admin = codec.issue("bench-admin", scope=Scope.ADMIN, ttl_s=ttl_s)
 
     def user(self, n: int) -> str:
         token = self._users.get(n)
@@ -184,3 +186,13 @@ def seed_requests(tokens: Tokens, population: Population) -> list[bytes]:
     """One heartbeat per user: the sessions the read scenarios find (not measured)."""
     builder = _Builder(tokens, population)
     return [builder.heartbeat(u) for u in range(population.users)]
+
+
+def profile_requests(tokens: Tokens, population: Population) -> list[bytes]:
+    """A profile (name and avatar) per user in the users directory (not measured), so
+    presence lists join names, as in production, rather than find none."""
+    out = []
+    for n in range(population.users):
+        body = {"name": f"User {n}", "avatarUrl": f"https://avatars.example.com/{n}.png"}
+        out.append(_request("PUT", f"/v1/users/{user_id(n)}", tokens.admin, _JSON.encode(body)))
+    return out

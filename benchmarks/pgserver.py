@@ -1,0 +1,173 @@
+"""A private PostgreSQL server for the benchmarks, as they start their own Redis.
+
+``initdb`` and ``pg_ctl`` into a temporary directory, trust auth, a free loopback port; the
+binaries from PATH or Debian's ``/usr/lib/postgresql/<version>/bin``. Under root it runs
+as the ``postgres`` user (the server refuses root). The same logic as the suite's
+``tests/postgres.py``, with one difference: durable by default (fsync and
+synchronous_commit on, the server's defaults), where the suite runs with fsync off.
+``durable=False`` gives the suite's settings, for a second figure.
+
+A few settings differ from initdb's defaults, the same for every figure: 512 MB of shared
+buffers and max_wal_size 4 GB (a bulk load of millions of rows would otherwise checkpoint
+every few seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = ["PostgresServer", "postgres_bin", "stop_on_sigterm"]
+
+
+def postgres_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True
+    )
+    for folder in versions:
+        if (folder / name).is_file():
+            return str(folder / name)
+    raise RuntimeError(
+        f"no PostgreSQL {name!r} on PATH or in /usr/lib/postgresql: "
+        "run scripts/test-deps.sh (it installs Debian's postgresql)"
+    )
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM exits through ``finally`` blocks and ``with`` exits (the server is stopped
+    and its directory removed) instead of leaving the server running."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PostgresServer:
+    """``with PostgresServer() as pg: pg.url()`` (initdb, start; stop and remove after)."""
+
+    def __init__(self, *, durable: bool = True, shared_buffers: str = "512MB") -> None:
+        self.durable = durable
+        self.shared_buffers = shared_buffers
+        self.root = Path(tempfile.mkdtemp(prefix="presence-pgbench-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def __enter__(self) -> PostgresServer:
+        try:
+            self.init()
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.remove()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def version(self) -> str:
+        return self._run(postgres_bin("postgres"), "--version").stdout.strip()
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self._as_user, *args], capture_output=True, text=True, check=check, timeout=300
+        )
+
+    def init(self) -> None:
+        self._run(
+            postgres_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",  # the cluster's first files; the server fsyncs what it writes later
+        )
+
+    def start(self) -> None:
+        durability = "" if self.durable else "-c fsync=off -c synchronous_commit=off "
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} {durability}"
+            f"-c max_connections=300 -c shared_buffers={self.shared_buffers} "
+            "-c max_wal_size=4GB"
+        )
+        self._run(
+            postgres_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(
+            postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False
+        )
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def settings(self) -> dict[str, str]:
+        """The settings that decide the figures, as the running server reports them."""
+        names = ("fsync", "synchronous_commit", "full_page_writes", "shared_buffers")
+        out = self.psql(
+            "SELECT name || '=' || current_setting(name) FROM pg_settings "
+            f"WHERE name IN ({', '.join(repr(n) for n in names)}) ORDER BY name"
+        )
+        return dict(line.split("=", 1) for line in out.splitlines())
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        out = self._run(
+            postgres_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            sql,
+        )
+        return out.stdout.strip()
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database; returns its URL."""
+        self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url(name)
