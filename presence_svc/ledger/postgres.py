@@ -63,9 +63,10 @@ class PostgresLedger:
         # An empty session id is stored as NULL (as the unnest statement does it).
         records = [row if row.session_id else row._replace(session_id=None) for row in rows]
         try:
-            status = await self._db.pool.copy_records_to_table(
-                "views", records=records, columns=_COPY_COLUMNS
-            )
+            async with self._db.acquire() as conn:
+                status = await conn.copy_records_to_table(
+                    "views", records=records, columns=_COPY_COLUMNS
+                )
         except asyncpg.UniqueViolationError:
             return await self._insert_skipping(rows)
         return rows_affected(status)
