@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 
-from presence_svc.db.sqlite import SqliteFile, transaction
+from presence_svc.db.sqlite import SqliteFile, execute_many
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.store import VIEW_COLUMNS, LedgerQuery, iter_pages, select_views
 
@@ -47,14 +47,7 @@ class SqliteLedger:
         # JSON strings end at a NUL, so rows holding one are bound one by one instead.
         batch = _ROWS_JSON.encode(ordered).decode()
         if "\\u0000" in batch:
-
-            def insert(conn: sqlite3.Connection) -> int:
-                with transaction(conn):
-                    before = conn.total_changes
-                    conn.executemany(_INSERT_VIEW, ordered)
-                    return conn.total_changes - before
-
-            return await self._file.run(insert)
+            return await self._file.run(lambda c: execute_many(c, _INSERT_VIEW, ordered))
         return await self._file.run(lambda c: c.execute(_INSERT_VIEWS_JSON, (batch,)).rowcount)
 
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:

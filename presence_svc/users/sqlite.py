@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from presence_svc.db.sqlite import SqliteFile, transaction
+from presence_svc.db.sqlite import SqliteFile, execute_many
 from presence_svc.users.directory import COLUMNS, UPDATE_ON_CONFLICT, Profile, ProfileTable
 
 __all__ = ["SqliteUsers"]
@@ -59,11 +59,4 @@ class SqliteUsers(ProfileTable):
 
     async def merge_profiles(self, profiles: Sequence[Profile]) -> int:
         rows = [(p.user_id, p.name, p.avatar_url, p.updated_at_ms) for p in profiles]
-
-        def merge(conn: sqlite3.Connection) -> int:
-            with transaction(conn):
-                before = conn.total_changes
-                conn.executemany(_MERGE, rows)
-                return conn.total_changes - before
-
-        return await self._file.run(merge)
+        return await self._file.run(lambda c: execute_many(c, _MERGE, rows))
