@@ -80,7 +80,7 @@ class PostgresLedger:
         return rows_affected(status)
 
     async def query_views(self, query: LedgerQuery, limit: int) -> list[LedgerRow]:
-        sql, params = select_views(query, limit, lambda n: f"${n}")
+        sql, params = _select_views(query, limit)
         records = await self._db.fetch(sql, *params)
         return [LedgerRow(*record) for record in records]
 
@@ -158,3 +158,9 @@ class PostgresLedger:
                 deleted += count
                 if count < _DELETE_BATCH:
                     return deleted
+
+
+def _select_views(query: LedgerQuery, limit: int) -> tuple[str, list[object]]:
+    """The page's SELECT with PostgreSQL's ``$n`` placeholders (benchmarks/ledger_keyset.py
+    explains it)."""
+    return select_views(query, limit, lambda n: f"${n}")
