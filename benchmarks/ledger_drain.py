@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
-from pgserver import PostgresServer, stop_on_sigterm
 
+from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 from presence_svc.db.migrations import migrations, statements
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.db.sqlite import SqliteFile
@@ -419,7 +419,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         backend: _Backend = _Sqlite(workdir)
         if args.ledger == "postgres":
-            postgres = PostgresServer(durable=not args.no_fsync).__enter__()
+            durable = not args.no_fsync
+            postgres = PostgresServer(fsync=durable, synchronous_commit=durable).__enter__()
             print(json.dumps({"postgres": postgres.version(), **postgres.settings()}), flush=True)
             backend = _Postgres(postgres)
         result, rows = await drain_rate(settings, backend, args.views, args.rounds)

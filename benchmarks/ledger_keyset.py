@@ -5,12 +5,13 @@
         [--artifacts 1000] [--months 6] [--depth 100000] [--samples 200] [--no-http]
 
 For each size, in a fresh database of a private PostgreSQL server (durable, as
-``pgserver.py`` starts it): the schema by the service's migrations, one partition per month
-over ``--months`` months (``PostgresLedger.ensure_month``, and the months ahead by
-``upkeep``), then ``size`` generated rows loaded with COPY (``copy_records_to_table``, in
-time order as a drain writes them, in chunks of 200 000), then ANALYZE. The rows spread
-evenly over the months; one artifact, ``doc-hot``, has ``--hot`` of them spread over the
-whole time, the others share the rest over ``--artifacts`` - 1 artifacts.
+``presence_svc/bench/pgserver.py`` starts it): the schema by the service's migrations, one
+partition per month over ``--months`` months (``PostgresLedger.ensure_month``, and the
+months ahead by ``upkeep``), then ``size`` generated rows loaded with COPY
+(``copy_records_to_table``, in time order as a drain writes them, in chunks of 200 000),
+then ANALYZE. The rows spread evenly over the months; one artifact, ``doc-hot``, has
+``--hot`` of them spread over the whole time, the others share the rest over
+``--artifacts`` - 1 artifacts.
 
 Then, alternating, ``--samples`` times each:
 
@@ -42,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pgserver import PostgresServer, stop_on_sigterm
 
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
 from presence_svc.cursors import encode_cursor
 from presence_svc.db.postgres import PostgresPool

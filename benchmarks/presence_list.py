@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/presence_list.py [--rounds 3] [--no-profiles]
         [any other ``presence-svc bench`` option, e.g. --duration 5 --connections 64]
 
-Starts a private PostgreSQL server (durable, as ``pgserver.py`` starts it), then runs
+Starts a private PostgreSQL server (durable, as
+``presence_svc/bench/pgserver.py`` starts it), then runs
 ``presence-svc bench --spawn --json --scenario presence-list --profiles`` alternately with
 the spawned service on its data dir's SQLite file and with ``--ledger-url`` on a fresh
 PostgreSQL database, ``--rounds`` times each (the order flips every round, so a noisy
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from typing import Any
 
-from pgserver import PostgresServer, stop_on_sigterm
+from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 
 
 def run_bench(extra: list[str], ledger_url: str | None) -> dict[str, Any]:

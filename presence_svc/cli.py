@@ -16,8 +16,8 @@ import re
 import shutil
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import IO
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -93,19 +93,17 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="up to this time (ISO 8601, exclusive)")
     export.add_argument("--format", choices=FORMATS, default="jsonl")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    ledger_import = ledger_commands.add_parser(
-        "import", help="add the rows of a `ledger export --format jsonl` file (idempotent)"
+    _import_parser(
+        ledger_commands, "add the rows of a `ledger export --format jsonl` file (idempotent)"
     )
-    ledger_import.add_argument("file", metavar="FILE", help="the JSON lines file, - for stdin")
 
     users = commands.add_parser("users", help="move the users directory")
     users_commands = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     users_export = users_commands.add_parser("export", help="write every profile as JSON lines")
     users_export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    users_import = users_commands.add_parser(
-        "import", help="merge profiles from JSON lines (a stored newer profile is kept)"
+    _import_parser(
+        users_commands, "merge profiles from JSON lines (a stored newer profile is kept)"
     )
-    users_import.add_argument("file", metavar="FILE", help="the JSON lines file, - for stdin")
 
     db = commands.add_parser("db", help="the database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -115,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _bench_parser(commands.add_parser("bench", help="load-test the HTTP API"))
     return parser
+
+
+def _import_parser(commands: argparse._SubParsersAction[_Parser], summary: str) -> None:
+    """``import FILE``: JSON lines from a file or stdin."""
+    parser = commands.add_parser("import", help=summary)
+    parser.add_argument("file", metavar="FILE", help="the JSON lines file, - for stdin")
 
 
 def _bench_parser(bench: argparse.ArgumentParser) -> None:
@@ -340,11 +344,21 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield file
 
 
-def _bad_line(command: str, exc: BadLine, what: str) -> UsageError:
-    return UsageError(
-        f"presence-svc {command}: {exc} (the {what} before it are imported, none after it; "
-        f"fix the line and run again: what is already there is skipped)"
-    )
+def _import(
+    command: str, path: str, what: str, run: Callable[[IO[bytes]], Coroutine[Any, Any, str]]
+) -> int:
+    """``run`` on the file at ``path`` (stdin for ``-``), then its summary on stdout; a bad
+    line is a usage error that names it (``what``: the things the lines hold)."""
+    with _input(command, path) as source:
+        try:
+            summary = asyncio.run(run(source))
+        except BadLine as exc:
+            raise UsageError(
+                f"presence-svc {command}: {exc} (the {what} before it are imported, none after "
+                "it; fix the line and run again: what is already there is skipped)"
+            ) from exc
+    sys.stdout.write(summary + "\n")
+    return 0
 
 
 def _ledger_import(settings: Settings, path: str) -> int:
@@ -353,13 +367,7 @@ def _ledger_import(settings: Settings, path: str) -> int:
             done = await import_ledger(database.ledger, source, progress=_progress())
         return f"read {done.read}, inserted {done.inserted}, duplicates {done.duplicates}"
 
-    with _input("ledger import", path) as source:
-        try:
-            summary = asyncio.run(run(source))
-        except BadLine as exc:
-            raise _bad_line("ledger import", exc, "rows") from exc
-    sys.stdout.write(summary + "\n")
-    return 0
+    return _import("ledger import", path, "rows", run)
 
 
 def _users(settings: Settings, args: argparse.Namespace) -> int:
@@ -378,13 +386,7 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
             done = await import_profiles(database.users, source, progress=_progress())
         return f"read {done.read}, written {done.written}, kept {done.kept}"
 
-    with _input("users import", args.file) as source:
-        try:
-            summary = asyncio.run(merge(source))
-        except BadLine as exc:
-            raise _bad_line("users import", exc, "profiles") from exc
-    sys.stdout.write(summary + "\n")
-    return 0
+    return _import("users import", args.file, "profiles", merge)
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ server."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -17,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.database import Database, open_database
 from presence_svc.http.app import create_app
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.redis.embedded import EmbeddedRedis
@@ -36,10 +38,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
         yield server
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session, started on first use."""
-    server = PostgresServer()
+def _running(server: PostgresServer) -> Iterator[PostgresServer]:
+    """``server`` started, then crashed (no checkpoint to wait for) and removed."""
     server.init()
     server.start()
     try:
@@ -47,20 +47,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.stop("immediate")
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, started on first use."""
+    yield from _running(PostgresServer())
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own, for tests that stop or crash it (the shared
     one stays up for everyone else); its commits survive a crash."""
-    server = PostgresServer(durable=True)
-    server.init()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop("immediate")
-        server.remove()
+    yield from _running(PostgresServer(durable=True))
 
 
 _databases = itertools.count()
@@ -81,6 +80,17 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("pg_url"))
     return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+
+
+@contextlib.asynccontextmanager
+async def opened_database(url: str) -> AsyncIterator[Database]:
+    """The database at ``url``, opened (and migrated), closed after."""
+    database = open_database(url)
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from presence_svc.db.errors import unavailable_as_one
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
 
-__all__ = ["SqliteFile", "transaction"]
+__all__ = ["SqliteFile", "execute_many", "transaction"]
 
 T = TypeVar("T")
 
@@ -108,6 +108,14 @@ class transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def execute_many(conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+    """``sql`` for each of ``rows``, in one transaction; returns how many rows it changed."""
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany(sql, rows)
+        return conn.total_changes - before
 
 
 def _version(conn: sqlite3.Connection) -> int:

@@ -30,10 +30,15 @@ def _out(profile: Profile) -> ProfileOut:
     )
 
 
+def _admin_on_user(request: web.Request) -> str:
+    """The path's user id, once the token is checked for the admin scope."""
+    request.app[TOKENS].from_request(request).require_admin()
+    return path_id(request, "userId")
+
+
 @routes.put("/v1/users/{userId}")
 async def put_user(request: web.Request) -> web.Response:
-    request.app[TOKENS].from_request(request).require_admin()
-    user_id = path_id(request, "userId")
+    user_id = _admin_on_user(request)
     body = await _PROFILE.read(request)
     profile = await request.app[USERS].put_profile(user_id, body.name, body.avatar_url)
     return respond(request, _out(profile))
@@ -41,8 +46,7 @@ async def put_user(request: web.Request) -> web.Response:
 
 @routes.get("/v1/users/{userId}")
 async def get_user(request: web.Request) -> web.Response:
-    request.app[TOKENS].from_request(request).require_admin()
-    user_id = path_id(request, "userId")
+    user_id = _admin_on_user(request)
     profile = await request.app[USERS].get_profile(user_id)
     if profile is None:
         raise NotFound(f"no profile for user {user_id!r}")
@@ -52,8 +56,7 @@ async def get_user(request: web.Request) -> web.Response:
 @routes.delete("/v1/users/{userId}")
 async def delete_user(request: web.Request) -> web.Response:
     """Erase the profile and the user's sessions; stats and ledger keep the opaque id."""
-    request.app[TOKENS].from_request(request).require_admin()
-    user_id = path_id(request, "userId")
+    user_id = _admin_on_user(request)
     removed = await request.app[PRESENCE].erase_user(user_id)
     existed = await request.app[USERS].delete_profile(user_id)
     log.info("user erased", extra={"sessions_removed": removed, "profile_existed": existed})

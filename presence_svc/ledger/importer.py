@@ -17,15 +17,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import IO, Annotated
+from typing import IO
 
 import msgspec
 
-from presence_svc.jsonl import BadLine, Progress, decode_lines
+from presence_svc.jsonl import NulFree, Text, import_lines, line_time
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.store import LedgerStore
-from presence_svc.timefmt import from_iso
 
 __all__ = ["BATCH", "LedgerImport", "import_ledger"]
 
@@ -33,19 +32,16 @@ BATCH = 5000
 """Rows per transaction: large enough for one round trip to carry many, small enough
 that a failure redoes little."""
 
-_Text = Annotated[str, msgspec.Meta(min_length=1, pattern="^[^\x00]*$")]
-"""Non-empty, and without NUL (PostgreSQL text cannot hold one)."""
-
 
 class _Line(msgspec.Struct, rename="camel"):
     """One line as ``ledger export`` writes it; unknown keys are ignored."""
 
-    view_id: _Text
-    artifact_id: _Text
-    version_id: _Text
-    user_id: _Text
+    view_id: Text
+    artifact_id: Text
+    version_id: Text
+    user_id: Text
     viewed_at: str
-    session_id: Annotated[str, msgspec.Meta(pattern="^[^\x00]*$")] | None = None
+    session_id: NulFree | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Line)
@@ -63,10 +59,7 @@ class LedgerImport:
 
 
 def _row(number: int, line: _Line) -> LedgerRow:
-    try:
-        viewed_at_ms = from_iso(line.viewed_at)
-    except ValueError as exc:
-        raise BadLine(number, f"viewedAt {line.viewed_at!r} is not a time: {exc}") from exc
+    viewed_at_ms = line_time(number, "viewedAt", line.viewed_at)
     return LedgerRow(
         line.view_id,
         line.artifact_id,
@@ -93,6 +86,27 @@ class _Months:
             self._ready.add((year, month))
 
 
+class _Rows:
+    """The rows held for the next insert; their months are made sure of first."""
+
+    def __init__(self, ledger: LedgerStore) -> None:
+        self._ledger = ledger
+        self._months = _Months(ledger)
+        self._rows: list[LedgerRow] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, number: int, line: _Line) -> None:
+        self._rows.append(_row(number, line))
+
+    async def write(self) -> int:
+        await self._months.prepare(self._rows)
+        inserted = await self._ledger.insert_views(self._rows)
+        self._rows.clear()
+        return inserted
+
+
 def _month(ms: int) -> tuple[int, int]:
     day = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
     return day.year, day.month
@@ -107,30 +121,12 @@ async def import_ledger(
 ) -> LedgerImport:
     """Insert every row of ``source`` (lines of JSON); raises ``BadLine`` at the first bad
     line, once the rows before it are written. ``progress``: a terminal to count on."""
-    months = _Months(ledger)
-    meter = Progress(progress)
-    pending: list[LedgerRow] = []
-    read = inserted = 0
-
-    async def flush() -> None:
-        nonlocal inserted
-        if pending:
-            await months.prepare(pending)
-            inserted += await ledger.insert_views(pending)
-            pending.clear()
-            meter.show(f"read {read} rows, {inserted} new")
-
-    try:
-        for number, line in decode_lines(source, _DECODER):
-            pending.append(_row(number, line))
-            read += 1
-            if len(pending) >= batch:
-                await flush()
-    except BadLine:
-        await flush()
-        raise
-    else:
-        await flush()
-    finally:
-        meter.done(f"read {read} rows, {inserted} new")
+    read, inserted = await import_lines(
+        source,
+        _DECODER,
+        _Rows(ledger),
+        batch=batch,
+        progress=progress,
+        status=lambda read, inserted: f"read {read} rows, {inserted} new",
+    )
     return LedgerImport(read, inserted)

@@ -20,7 +20,7 @@ import asyncpg
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.ledger.entry import LedgerRow
-from presence_svc.ledger.store import LedgerQuery
+from presence_svc.ledger.store import VIEW_COLUMNS, LedgerQuery, iter_pages, select_views
 
 __all__ = ["PostgresLedger", "month_bounds"]
 
@@ -28,10 +28,9 @@ log = logging.getLogger(__name__)
 
 MONTHS_AHEAD = 2
 """Partitions kept ready beyond the current month."""
-_COLUMNS = "view_id, artifact_id, version_id, user_id, session_id, viewed_at"
-_COPY_COLUMNS = _COLUMNS.split(", ")
+_COPY_COLUMNS = VIEW_COLUMNS.split(", ")
 _INSERT = (
-    f"INSERT INTO views ({_COLUMNS}) "
+    f"INSERT INTO views ({VIEW_COLUMNS}) "
     "SELECT v, a, r, u, NULLIF(s, ''), t FROM unnest("
     "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]"
     ") AS batch(v, a, r, u, s, t) ON CONFLICT DO NOTHING"
@@ -85,21 +84,8 @@ class PostgresLedger:
         records = await self._db.fetch(sql, *params)
         return [LedgerRow(*record) for record in records]
 
-    async def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
-        while True:
-            rows = await self.query_views(query, batch)
-            for row in rows:
-                yield row
-            if len(rows) < batch:
-                return
-            last = rows[-1]
-            query = LedgerQuery(
-                artifact_id=query.artifact_id,
-                user_id=query.user_id,
-                since_ms=query.since_ms,
-                until_ms=query.until_ms,
-                after=(last.viewed_at_ms, last.view_id),
-            )
+    def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
+        return iter_pages(self.query_views, query, batch)
 
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
         """The partitions of this month and the next ones ready; with ``keep_days``, the
@@ -138,7 +124,7 @@ class PostgresLedger:
                     moved = await conn.execute(
                         f"WITH moved AS (DELETE FROM views_default WHERE viewed_at >= {start} "
                         f"AND viewed_at < {end} RETURNING *) "
-                        f"INSERT INTO views ({_COLUMNS}) SELECT {_COLUMNS} FROM moved"
+                        f"INSERT INTO views ({VIEW_COLUMNS}) SELECT {VIEW_COLUMNS} FROM moved"
                     )
                     await conn.execute("ALTER TABLE views ATTACH PARTITION views_default DEFAULT")
                     log.info(
@@ -175,23 +161,6 @@ class PostgresLedger:
 
 
 def _select_views(query: LedgerQuery, limit: int) -> tuple[str, list[object]]:
-    conditions = (
-        ("artifact_id = ", query.artifact_id),
-        ("user_id = ", query.user_id),
-        ("viewed_at >= ", query.since_ms),
-        ("viewed_at < ", query.until_ms),
-    )
-    where: list[str] = []
-    params: list[object] = []
-    for sql, value in conditions:
-        if value is not None:
-            params.append(value)
-            where.append(f"{sql}${len(params)}")
-    if query.after is not None:
-        params.extend(query.after)
-        op = "<" if query.newest_first else ">"
-        where.append(f"(viewed_at, view_id) {op} (${len(params) - 1}, ${len(params)})")
-    clause = f"WHERE {' AND '.join(where)} " if where else ""
-    params.append(limit)
-    order = "viewed_at DESC, view_id DESC" if query.newest_first else "viewed_at, view_id"
-    return f"SELECT {_COLUMNS} FROM views {clause}ORDER BY {order} LIMIT ${len(params)}", params
+    """The page's SELECT with PostgreSQL's ``$n`` placeholders (benchmarks/ledger_keyset.py
+    explains it)."""
+    return select_views(query, limit, lambda n: f"${n}")

@@ -8,19 +8,18 @@ from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 
-from presence_svc.db.sqlite import SqliteFile, transaction
+from presence_svc.db.sqlite import SqliteFile, execute_many
 from presence_svc.ledger.entry import LedgerRow
-from presence_svc.ledger.store import LedgerQuery
+from presence_svc.ledger.store import VIEW_COLUMNS, LedgerQuery, iter_pages, select_views
 
 __all__ = ["SqliteLedger"]
 
-_VIEW_COLUMNS = "view_id, artifact_id, version_id, user_id, session_id, viewed_at"
 _INSERT_VIEW = (
-    f"INSERT INTO views ({_VIEW_COLUMNS}) VALUES (?, ?, ?, ?, NULLIF(?, ''), ?) "
+    f"INSERT INTO views ({VIEW_COLUMNS}) VALUES (?, ?, ?, ?, NULLIF(?, ''), ?) "
     "ON CONFLICT (view_id) DO NOTHING"
 )
 _INSERT_VIEWS_JSON = (
-    f"INSERT INTO views ({_VIEW_COLUMNS}) "
+    f"INSERT INTO views ({VIEW_COLUMNS}) "
     "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, NULLIF(value ->> 4, ''), "
     "value ->> 5 FROM json_each(?) WHERE true ON CONFLICT (view_id) DO NOTHING"
 )
@@ -48,14 +47,7 @@ class SqliteLedger:
         # JSON strings end at a NUL, so rows holding one are bound one by one instead.
         batch = _ROWS_JSON.encode(ordered).decode()
         if "\\u0000" in batch:
-
-            def insert(conn: sqlite3.Connection) -> int:
-                with transaction(conn):
-                    before = conn.total_changes
-                    conn.executemany(_INSERT_VIEW, ordered)
-                    return conn.total_changes - before
-
-            return await self._file.run(insert)
+            return await self._file.run(lambda c: execute_many(c, _INSERT_VIEW, ordered))
         return await self._file.run(lambda c: c.execute(_INSERT_VIEWS_JSON, (batch,)).rowcount)
 
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
@@ -81,41 +73,9 @@ class SqliteLedger:
         return deleted
 
     async def query_views(self, query: LedgerQuery, limit: int) -> list[LedgerRow]:
-        sql, params = _select_views(query, limit)
+        sql, params = select_views(query, limit, lambda n: "?")
         rows = await self._file.run(lambda c: c.execute(sql, params).fetchall())
         return [LedgerRow(*row) for row in rows]
 
-    async def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
-        while True:
-            rows = await self.query_views(query, batch)
-            for row in rows:
-                yield row
-            if len(rows) < batch:
-                return
-            last = rows[-1]
-            query = LedgerQuery(
-                artifact_id=query.artifact_id,
-                user_id=query.user_id,
-                since_ms=query.since_ms,
-                until_ms=query.until_ms,
-                after=(last.viewed_at_ms, last.view_id),
-            )
-
-
-def _select_views(query: LedgerQuery, limit: int) -> tuple[str, list[object]]:
-    conditions = (
-        ("artifact_id = ?", query.artifact_id),
-        ("user_id = ?", query.user_id),
-        ("viewed_at >= ?", query.since_ms),
-        ("viewed_at < ?", query.until_ms),
-    )
-    where = [sql for sql, value in conditions if value is not None]
-    params: list[object] = [value for _, value in conditions if value is not None]
-    if query.after is not None:
-        where.append(f"(viewed_at, view_id) {'<' if query.newest_first else '>'} (?, ?)")
-        params.extend(query.after)
-    clause = f"WHERE {' AND '.join(where)} " if where else ""
-    params.append(limit)
-    order = "viewed_at DESC, view_id DESC" if query.newest_first else "viewed_at, view_id"
-    sql = f"SELECT {_VIEW_COLUMNS} FROM views {clause}ORDER BY {order} LIMIT ?"
-    return sql, params
+    def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
+        return iter_pages(self.query_views, query, batch)

@@ -1,14 +1,18 @@
-"""What a ledger backend provides: idempotent batch inserts and keyset reads."""
+"""What a ledger backend provides: idempotent batch inserts and keyset reads; and what the
+SQL backends share: the keyset page's query and the iteration over pages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from presence_svc.ledger.entry import LedgerRow
 
-__all__ = ["LedgerQuery", "LedgerStore"]
+__all__ = ["VIEW_COLUMNS", "LedgerQuery", "LedgerStore", "iter_pages", "select_views"]
+
+VIEW_COLUMNS = "view_id, artifact_id, version_id, user_id, session_id, viewed_at"
+"""The ``views`` table's columns, in ``LedgerRow`` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +43,53 @@ class LedgerStore(Protocol):
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
         """Storage chores the worker runs now and then: rows older than ``keep_days``
         removed (in bounded steps), and whatever the backend prepares ahead."""
+
+
+def select_views(
+    query: LedgerQuery, limit: int, mark: Callable[[int], str]
+) -> tuple[str, list[object]]:
+    """The SELECT of one keyset page on ``views`` and its parameters; ``mark(n)`` is the
+    backend's placeholder for the n-th parameter (counting from 1)."""
+    params: list[object] = []
+
+    def bind(value: object) -> str:
+        params.append(value)
+        return mark(len(params))
+
+    conditions = (
+        ("artifact_id = ", query.artifact_id),
+        ("user_id = ", query.user_id),
+        ("viewed_at >= ", query.since_ms),
+        ("viewed_at < ", query.until_ms),
+    )
+    where = [sql + bind(value) for sql, value in conditions if value is not None]
+    if query.after is not None:
+        op = "<" if query.newest_first else ">"
+        viewed_at_ms, view_id = query.after
+        where.append(f"(viewed_at, view_id) {op} ({bind(viewed_at_ms)}, {bind(view_id)})")
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    order = "viewed_at DESC, view_id DESC" if query.newest_first else "viewed_at, view_id"
+    return f"SELECT {VIEW_COLUMNS} FROM views {clause}ORDER BY {order} LIMIT {bind(limit)}", params
+
+
+async def iter_pages(
+    query_views: Callable[[LedgerQuery, int], Awaitable[list[LedgerRow]]],
+    query: LedgerQuery,
+    batch: int,
+) -> AsyncIterator[LedgerRow]:
+    """``LedgerStore.iter_views`` on a backend's ``query_views``: pages of ``batch`` rows,
+    each after the last row of the one before, until a page comes back short."""
+    while True:
+        rows = await query_views(query, batch)
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        query = LedgerQuery(
+            artifact_id=query.artifact_id,
+            user_id=query.user_id,
+            since_ms=query.since_ms,
+            until_ms=query.until_ms,
+            after=(last.viewed_at_ms, last.view_id),
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from presence_svc.live.store import PresencePage, PresenceRow
 from presence_svc.schemas import JoinEvent, PresenceOut, PresenceUser
@@ -27,8 +28,12 @@ __all__ = ["join_event", "presence_out", "presence_user", "presence_users", "pro
 log = logging.getLogger(__name__)
 
 
-def presence_user(row: PresenceRow, profile: Profile | None) -> PresenceUser:
-    return PresenceUser(
+_User = TypeVar("_User", bound=PresenceUser)
+
+
+def _row_out(kind: type[_User], row: PresenceRow, profile: Profile | None, **more: Any) -> _User:
+    """``row`` as ``kind`` sends it, with the profile's name and avatar (None without one)."""
+    return kind(
         user_id=row.user_id,
         name=profile.name if profile else None,
         avatar_url=profile.avatar_url if profile else None,
@@ -36,20 +41,16 @@ def presence_user(row: PresenceRow, profile: Profile | None) -> PresenceUser:
         last_seen=to_iso(row.last_seen_ms),
         sessions=row.sessions,
         state=row.state,
+        **more,
     )
+
+
+def presence_user(row: PresenceRow, profile: Profile | None) -> PresenceUser:
+    return _row_out(PresenceUser, row, profile)
 
 
 def join_event(row: PresenceRow, profile: Profile | None, names_joined: bool) -> JoinEvent:
-    return JoinEvent(
-        user_id=row.user_id,
-        name=profile.name if profile else None,
-        avatar_url=profile.avatar_url if profile else None,
-        version_id=row.version_id,
-        last_seen=to_iso(row.last_seen_ms),
-        sessions=row.sessions,
-        state=row.state,
-        names_joined=names_joined,
-    )
+    return _row_out(JoinEvent, row, profile, names_joined=names_joined)
 
 
 async def profiles_or_none(

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, Annotated
+from typing import IO
 
 import msgspec
 
-from presence_svc.jsonl import BadLine, Progress, decode_lines
-from presence_svc.timefmt import from_iso, to_iso
+from presence_svc.jsonl import NulFree, Progress, Text, import_lines, line_time
+from presence_svc.timefmt import to_iso
 from presence_svc.users.directory import Profile, UsersDirectory
 
 __all__ = ["BATCH", "ProfilesImport", "export_profiles", "import_profiles"]
@@ -24,16 +24,13 @@ __all__ = ["BATCH", "ProfilesImport", "export_profiles", "import_profiles"]
 BATCH = 1000
 """Profiles per transaction on import (and per keyset page on export)."""
 
-_Text = Annotated[str, msgspec.Meta(min_length=1, pattern="^[^\x00]*$")]
-"""Non-empty, and without NUL (PostgreSQL text cannot hold one)."""
-
 
 class _Line(msgspec.Struct, rename="camel", kw_only=True):
     """One profile line; unknown keys are ignored."""
 
-    user_id: _Text
-    name: _Text
-    avatar_url: Annotated[str, msgspec.Meta(pattern="^[^\x00]*$")] | None = None
+    user_id: Text
+    name: Text
+    avatar_url: NulFree | None = None
     updated_at: str
 
 
@@ -75,11 +72,30 @@ async def export_profiles(
 
 
 def _profile(number: int, line: _Line) -> Profile:
-    try:
-        updated_at_ms = from_iso(line.updated_at)
-    except ValueError as exc:
-        raise BadLine(number, f"updatedAt {line.updated_at!r} is not a time: {exc}") from exc
+    updated_at_ms = line_time(number, "updatedAt", line.updated_at)
     return Profile(line.user_id, line.name, line.avatar_url or None, updated_at_ms)
+
+
+class _Profiles:
+    """The profiles held for the next merge: the newest of each user's."""
+
+    def __init__(self, users: UsersDirectory) -> None:
+        self._users = users
+        self._held: dict[str, Profile] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, number: int, line: _Line) -> None:
+        profile = _profile(number, line)
+        held = self._held.get(profile.user_id)
+        if held is None or held.updated_at_ms < profile.updated_at_ms:
+            self._held[profile.user_id] = profile
+
+    async def write(self) -> int:
+        written = await self._users.merge_profiles(list(self._held.values()))
+        self._held.clear()
+        return written
 
 
 async def import_profiles(
@@ -91,31 +107,12 @@ async def import_profiles(
 ) -> ProfilesImport:
     """Merge every profile of ``source`` (lines of JSON) into ``users``; raises ``BadLine``
     at the first bad line, once the profiles before it are written."""
-    meter = Progress(progress)
-    pending: dict[str, Profile] = {}
-    read = written = 0
-
-    async def flush() -> None:
-        nonlocal written
-        if pending:
-            written += await users.merge_profiles(list(pending.values()))
-            pending.clear()
-            meter.show(f"read {read} profiles, {written} written")
-
-    try:
-        for number, line in decode_lines(source, _DECODER):
-            profile = _profile(number, line)
-            read += 1
-            held = pending.get(profile.user_id)
-            if held is None or held.updated_at_ms < profile.updated_at_ms:
-                pending[profile.user_id] = profile
-            if len(pending) >= batch:
-                await flush()
-    except BadLine:
-        await flush()
-        raise
-    else:
-        await flush()
-    finally:
-        meter.done(f"read {read} profiles, {written} written")
+    read, written = await import_lines(
+        source,
+        _DECODER,
+        _Profiles(users),
+        batch=batch,
+        progress=progress,
+        status=lambda read, written: f"read {read} profiles, {written} written",
+    )
     return ProfilesImport(read, written)

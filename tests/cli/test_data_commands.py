@@ -19,7 +19,7 @@ from presence_svc.db.migrations import migrations
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.timefmt import from_iso, to_iso
-from tests.conftest import free_port
+from tests.conftest import free_port, opened_database
 from tests.postgres import PostgresServer
 
 CLI = str(Path(sys.executable).with_name("presence-svc"))
@@ -48,9 +48,8 @@ async def _opened(url: str) -> Database:
 @pytest.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     """The default ledger of the data dir ``tmp_path / "data"``."""
-    database = await _opened(f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite3'}")
-    yield database
-    await database.close()
+    async with opened_database(f"sqlite:///{tmp_path / 'data' / 'ledger.sqlite3'}") as database:
+        yield database
 
 
 def _names(backend: str) -> list[str]:

@@ -18,25 +18,16 @@ from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.store import LedgerQuery, LedgerStore
 from presence_svc.timefmt import from_iso
 from presence_svc.users.directory import Profile
+from tests.conftest import opened_database
 
 BASE = from_iso("2026-11-25T10:00:00Z")
 DAY_MS = 86_400_000
 
 
 @pytest.fixture
-async def database(ledger_url: str) -> AsyncIterator[Database]:
-    database = open_database(ledger_url)
-    await database.open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def pg_database(pg_url: str) -> AsyncIterator[Database]:
-    database = open_database(pg_url)
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(pg_url) as database:
+        yield database
 
 
 def _rows(n: int = 40) -> list[LedgerRow]:

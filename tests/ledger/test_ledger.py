@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 import redis
 
-from presence_svc.database import Database, open_database
+from presence_svc.database import Database
 from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.ledger.drain import GROUP, LedgerDrain
 from presence_svc.ledger.entry import LedgerRow, encode_entry
@@ -29,7 +29,7 @@ from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
-from tests.conftest import AppClient, MakeClient
+from tests.conftest import AppClient, MakeClient, opened_database
 from tests.postgres import PostgresServer
 
 Auth = Callable[..., dict[str, str]]
@@ -144,6 +144,13 @@ class Producer:
             await asyncio.gather(*(self.one() for _ in range(concurrency)))
 
 
+async def assert_each_counted_view_once(url: str, producer: Producer) -> None:
+    """The ledger at ``url`` comes to hold every view ``producer`` had counted, each once,
+    and nothing else."""
+    rows = await wait_for_rows(url, len(producer.counted))
+    assert Counter(rows) == Counter(producer.counted)
+
+
 def worker_env(settings: Settings, ledger_url: str, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
     env.update(
@@ -210,9 +217,8 @@ async def test_worker_killed_mid_batch_then_restarted_loses_and_duplicates_nothi
 
     workers(ledger_url)  # a fresh worker reclaims what the dead one held
     await producer.run(40)
-    rows = await wait_for_rows(ledger_url, len(producer.counted))
     assert len(producer.counted) == 160
-    assert Counter(rows) == Counter(producer.counted)
+    await assert_each_counted_view_once(ledger_url, producer)
 
 
 @pytest.mark.timeout(90)
@@ -223,9 +229,8 @@ async def test_two_workers_draining_at_once_write_each_view_once(
     workers(ledger_url)
     producer = Producer(client, auth)
     await producer.run(200)
-    rows = await wait_for_rows(ledger_url, len(producer.counted))
     assert len(producer.counted) == 200
-    assert Counter(rows) == Counter(producer.counted)
+    await assert_each_counted_view_once(ledger_url, producer)
 
 
 @pytest.mark.timeout(90)
@@ -263,8 +268,7 @@ async def test_postgres_crashed_mid_batch_and_restarted_every_view_lands_once(
         stop.set()
         await flowing
     assert producer.failed == 0
-    rows = await wait_for_rows(url, len(producer.counted))
-    assert Counter(rows) == Counter(producer.counted)
+    await assert_each_counted_view_once(url, producer)
     deadline = time.monotonic() + 10
     while pending_views(sync_redis):
         assert time.monotonic() < deadline, "views left pending"
@@ -304,8 +308,7 @@ async def test_redis_restart_while_views_flow_keeps_every_counted_view(
         assert before > 0
         assert producer.failed > 0  # views were refused (503) while Redis was down
         assert len(producer.counted) > before  # and flowed again after
-        rows = await wait_for_rows(ledger, len(producer.counted))
-        assert Counter(rows) == Counter(producer.counted)
+        await assert_each_counted_view_once(ledger, producer)
     finally:
         server.stop()
 
@@ -317,10 +320,51 @@ async def test_redis_restart_while_views_flow_keeps_every_counted_view(
 async def parts(
     redis_conn: RedisConnection, ledger_url: str
 ) -> AsyncIterator[tuple[RedisConnection, Database]]:
-    database = open_database(ledger_url)
-    await database.open()
-    yield redis_conn, database
-    await database.close()
+    async with opened_database(ledger_url) as database:
+        yield redis_conn, database
+
+
+@contextlib.asynccontextmanager
+async def draining(drain: LedgerDrain) -> AsyncIterator[None]:
+    """``drain`` running in a task for the block, stopped cleanly after it."""
+    stopping = asyncio.Event()
+    running = asyncio.create_task(drain.run(stopping))
+    try:
+        yield
+    finally:
+        stopping.set()
+        await running
+
+
+async def record_views_by_users(redis_conn: RedisConnection, store: ViewStore, views: int) -> None:
+    """``views`` views of doc-1 (one stream), one by each of the users ``u0``, ``u1``, ..."""
+    await redis_conn.run_many(
+        [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
+    )
+
+
+async def assert_one_row_per_user(database: Database, views: int) -> None:
+    """The ledger holds one row for each of the users ``u0`` .. ``u{views - 1}``, no other."""
+    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
+    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+
+
+async def wait_until_written(
+    database: Database,
+    sync_redis: redis.Redis,
+    stream: str,
+    views: int,
+    timeout_s: float,
+    failure: str,
+) -> None:
+    """Until the ledger holds ``views`` rows and no entry of ``stream`` is pending; fails
+    with ``failure`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views or int(
+        sync_redis.xpending(stream, GROUP)["pending"]
+    ):
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.05)
 
 
 async def test_a_drained_view_keeps_every_field_and_a_missing_session_is_null(
@@ -362,9 +406,7 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
     drain.read = read_failing_once  # type: ignore[method-assign]
     for i in range(3):
         await store.record("doc-1", "v1", f"early-{i}", None)
-    stopping = asyncio.Event()
-    running = asyncio.create_task(drain.run(stopping))
-    try:
+    async with draining(drain):
         for expected in (3, 6):
             deadline = time.monotonic() + 10
             while len(await database.ledger.query_views(LedgerQuery(), 10)) < expected:
@@ -372,9 +414,6 @@ async def test_a_read_ahead_that_failed_does_not_stop_the_drain(
                 await asyncio.sleep(0.05)
             for i in range(3):  # recorded after the failed read-ahead
                 await store.record("doc-1", "v1", f"late-{i}", None)
-    finally:
-        stopping.set()
-        await running
 
 
 async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledged(
@@ -387,18 +426,13 @@ async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledg
     drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
     await drain.join()
     views = drain.read_count * 3 + 7  # one stream: four batches, the last a short one
-    calls = [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
-    await redis_conn.run_many(calls)
-    stopping = asyncio.Event()
-    running = asyncio.create_task(drain.run(stopping))
-    deadline = time.monotonic() + 20
-    while len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views:
-        assert time.monotonic() < deadline, "the backlog was not drained"
-        await asyncio.sleep(0.02)
-    stopping.set()
-    await running
-    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
-    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+    await record_views_by_users(redis_conn, store, views)
+    async with draining(drain):
+        deadline = time.monotonic() + 20
+        while len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views:
+            assert time.monotonic() < deadline, "the backlog was not drained"
+            await asyncio.sleep(0.02)
+    await assert_one_row_per_user(database, views)
     stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
     assert sync_redis.xpending(stream, GROUP)["pending"] == 0
 
@@ -426,24 +460,13 @@ async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_wri
 
     database.ledger.insert_views = insert_failing_once  # type: ignore[method-assign]
     views = drain.read_count * 2 + 3  # one stream: three batches, the first one fails
-    await redis_conn.run_many(
-        [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
-    )
-    stopping = asyncio.Event()
-    running = asyncio.create_task(drain.run(stopping))
+    await record_views_by_users(redis_conn, store, views)
     stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
-    try:
-        deadline = time.monotonic() + 20
-        while len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views or int(
-            sync_redis.xpending(stream, GROUP)["pending"]
-        ):
-            assert time.monotonic() < deadline, "the failed batch was never written"
-            await asyncio.sleep(0.05)
-    finally:
-        stopping.set()
-        await running
-    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
-    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+    async with draining(drain):
+        await wait_until_written(
+            database, sync_redis, stream, views, 20, "the failed batch was never written"
+        )
+    await assert_one_row_per_user(database, views)
     assert calls >= 4  # three batches and at least one reclaim
 
 
@@ -474,29 +497,17 @@ async def test_batches_that_found_the_database_down_are_held_and_written_when_it
     database.ledger.insert_views = insert  # type: ignore[method-assign]
     database.ledger.ping = ping  # type: ignore[method-assign]
     views = drain.read_count * 6  # one stream: six batches; at most three are in hand
-    await redis_conn.run_many(
-        [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
-    )
+    await record_views_by_users(redis_conn, store, views)
     stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
-    stopping = asyncio.Event()
-    running = asyncio.create_task(drain.run(stopping))
-    try:
+    async with draining(drain):
         await asyncio.sleep(1.5)
         read = int(sync_redis.xpending(stream, GROUP)["pending"])
         assert 0 < read < views  # it read a batch or two, then stopped reading
         down = False
-        deadline = time.monotonic() + 10
-        while (
-            int(sync_redis.xpending(stream, GROUP)["pending"])
-            or len(await database.ledger.query_views(LedgerQuery(), views + 1)) < views
-        ):
-            assert time.monotonic() < deadline, "the held batches were not written"
-            await asyncio.sleep(0.05)
-    finally:
-        stopping.set()
-        await running
-    rows = await database.ledger.query_views(LedgerQuery(), views + 1)
-    assert sorted(r.user_id for r in rows) == sorted(f"u{i}" for i in range(views))
+        await wait_until_written(
+            database, sync_redis, stream, views, 10, "the held batches were not written"
+        )
+    await assert_one_row_per_user(database, views)
     details = sync_redis.xpending_range(stream, GROUP, "-", "+", views)
     assert details == []  # every entry acknowledged; none went to another delivery
 

@@ -8,27 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from presence_svc.database import Database, open_database
+from presence_svc.database import Database
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.store import LedgerQuery
+from tests.conftest import opened_database
 
 ODD = ['a"b\\c', "é😀\u2028", "123", "1e3", " ", "\\u0000", "null"]
 
 
 @pytest.fixture
-async def database(ledger_url: str) -> AsyncIterator[Database]:
-    database = open_database(ledger_url)
-    await database.open()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as database:
+        yield database
 
 
 def row(n: int, text: str = "x", session: str | None = "tab-aaaa1") -> LedgerRow:

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,14 +21,6 @@ from presence_svc.worker import LedgerUpkeep, Worker
 from tests.postgres import PostgresServer
 
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-async def database(ledger_url: str) -> AsyncIterator[Database]:
-    database = open_database(ledger_url)
-    await database.open()
-    yield database
-    await database.close()
 
 
 def _coming_months() -> set[str]:

@@ -14,6 +14,7 @@ import redis
 from presence_svc.http.resources import PRESENCE
 from presence_svc.live.events import COUNT_WINDOW_S
 from tests.conftest import AppClient, MakeClient
+from tests.live.heartbeats import beat
 from tests.sse import EventStream
 
 Auth = Callable[..., dict[str, str]]
@@ -40,19 +41,6 @@ async def open_stream(
     stream = EventStream(response)
     streams.append(stream)
     return stream
-
-
-async def beat(
-    client: AppClient, auth: Auth, user: str, session: str, artifact: str = "doc-1", **body: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/heartbeat",
-        json={"artifactId": artifact, "sessionId": session, **body},
-        headers=auth(user),
-    )
-    assert response.status == 200, await response.text()
-    result: dict[str, Any] = await response.json()
-    return result
 
 
 async def leave(client: AppClient, auth: Auth, user: str, session: str, artifact: str = "doc-1"):  # type: ignore[no-untyped-def]

@@ -8,30 +8,18 @@ from collections.abc import Callable
 import msgspec
 
 from tests.conftest import AppClient
+from tests.live.heartbeats import beat
 
 Auth = Callable[..., dict[str, str]]
-
-
-async def beat(
-    client: AppClient, auth: Auth, user: str, artifact: str, session: str, **extra: object
-) -> dict[str, object]:
-    response = await client.post(
-        "/v1/heartbeat",
-        json={"artifactId": artifact, "sessionId": session, **extra},
-        headers=auth(user),
-    )
-    assert response.status == 200, await response.text()
-    body: dict[str, object] = await response.json()
-    return body
 
 
 async def test_one_user_with_three_tabs_is_one_user_and_three_sessions(
     client: AppClient, auth: Auth
 ) -> None:
     for tab in ("tab-aaaa1", "tab-aaaa2", "tab-aaaa3"):
-        body = await beat(client, auth, "alice", "doc-1", tab)
+        body = await beat(client, auth, "alice", tab)
     assert body == {"online": 1, "sessions": 3, "intervalS": 0.5}
-    body = await beat(client, auth, "bob", "doc-1", "tab-bbbb1")
+    body = await beat(client, auth, "bob", "tab-bbbb1")
     assert (body["online"], body["sessions"]) == (2, 4)
 
     response = await client.get("/v1/artifacts/doc-1/online", headers=auth("carol"))
@@ -40,32 +28,32 @@ async def test_one_user_with_three_tabs_is_one_user_and_three_sessions(
 
 async def test_repeated_heartbeats_of_one_session_count_once(client: AppClient, auth: Auth) -> None:
     for _ in range(5):
-        body = await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
+        body = await beat(client, auth, "alice", "tab-aaaa1")
     assert (body["online"], body["sessions"]) == (1, 1)
 
 
 async def test_session_goes_offline_after_the_timeout_without_any_sweep(
     client: AppClient, auth: Auth
 ) -> None:
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
-    await beat(client, auth, "bob", "doc-1", "tab-bbbb1")
+    await beat(client, auth, "alice", "tab-aaaa1")
+    await beat(client, auth, "bob", "tab-bbbb1")
     await asyncio.sleep(0.6)
-    await beat(client, auth, "bob", "doc-1", "tab-bbbb1")
+    await beat(client, auth, "bob", "tab-bbbb1")
     await asyncio.sleep(0.6)  # alice silent for 1.2 s > 1 s timeout; bob for 0.6 s
-    body = await beat(client, auth, "bob", "doc-1", "tab-bbbb1")  # bob's answer knows
+    body = await beat(client, auth, "bob", "tab-bbbb1")  # bob's answer knows
     assert (body["online"], body["sessions"]) == (1, 1)
     response = await client.get("/v1/artifacts/doc-1/online", headers=auth("carol"))
     assert await response.json() == {"artifactId": "doc-1", "online": 1, "sessions": 1}
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("c"))).json()
     assert [u["userId"] for u in page["users"]] == ["bob"]
     # alice comes back: counted again
-    body = await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
+    body = await beat(client, auth, "alice", "tab-aaaa1")
     assert (body["online"], body["sessions"]) == (2, 2)
 
 
 async def test_leave_takes_the_session_offline_at_once(client: AppClient, auth: Auth) -> None:
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa2")
+    await beat(client, auth, "alice", "tab-aaaa1")
+    await beat(client, auth, "alice", "tab-aaaa2")
     response = await client.post(
         "/v1/leave", json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"}, headers=auth("alice")
     )
@@ -82,12 +70,12 @@ async def test_leave_takes_the_session_offline_at_once(client: AppClient, auth: 
 
 
 async def test_heartbeat_moves_version_and_changes_state(client: AppClient, auth: Auth) -> None:
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1", versionId="v1", state={"cursor": 3})
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1")  # no version/state: both kept
+    await beat(client, auth, "alice", "tab-aaaa1", versionId="v1", state={"cursor": 3})
+    await beat(client, auth, "alice", "tab-aaaa1")  # no version/state: both kept
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("a"))).json()
     row = page["users"][0]
     assert (row["versionId"], row["state"]) == ("v1", {"cursor": 3})
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1", versionId="v2", state={"cursor": 9})
+    await beat(client, auth, "alice", "tab-aaaa1", versionId="v2", state={"cursor": 9})
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("a"))).json()
     row = page["users"][0]
     assert (row["versionId"], row["state"], row["sessions"]) == ("v2", {"cursor": 9}, 1)
@@ -100,9 +88,9 @@ async def test_presence_list_is_one_row_per_user_most_recent_first_with_pages(
 ) -> None:
     users = [f"user-{i:02d}" for i in range(7)]
     for user in users:
-        await beat(client, auth, user, "doc-1", f"{user}-tab1")
+        await beat(client, auth, user, f"{user}-tab1")
         await asyncio.sleep(0.003)
-    await beat(client, auth, "user-02", "doc-1", "user-02-tab2")  # second tab, now most recent
+    await beat(client, auth, "user-02", "user-02-tab2")  # second tab, now most recent
     seen: list[str] = []
     cursor = None
     pages = 0
@@ -129,8 +117,8 @@ async def test_presence_rows_carry_names_from_the_users_directory(
         headers=admin,
     )
     assert response.status == 200
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
-    await beat(client, auth, "bob", "doc-1", "tab-bbbb1")
+    await beat(client, auth, "alice", "tab-aaaa1")
+    await beat(client, auth, "bob", "tab-bbbb1")
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("x"))).json()
     by_user = {u["userId"]: u for u in page["users"]}
     assert (by_user["alice"]["name"], by_user["alice"]["avatarUrl"]) == (
@@ -145,7 +133,7 @@ async def test_batch_online_counts_many_artifacts_in_one_request(
 ) -> None:
     for i in range(30):
         for tab in range(i % 3):
-            await beat(client, auth, f"u{tab}", f"doc-{i}", f"tab-{tab}-abcdef")
+            await beat(client, auth, f"u{tab}", f"tab-{tab}-abcdef", f"doc-{i}")
     ids = [f"doc-{i}" for i in range(30)] + ["never-seen"]
     query = "&".join(f"artifactId={a}" for a in ids)
     response = await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))
@@ -158,7 +146,7 @@ async def test_batch_online_counts_many_artifacts_in_one_request(
 
 
 async def test_batch_online_of_a_thousand_ids_is_answered(client: AppClient, auth: Auth) -> None:
-    await beat(client, auth, "alice", "doc-999", "tab-aaaa1")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-999")
     query = "&".join(f"artifactId=doc-{i}" for i in range(1000))
     response = await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))
     counts = (await response.json())["counts"]
@@ -167,7 +155,7 @@ async def test_batch_online_of_a_thousand_ids_is_answered(client: AppClient, aut
 
 
 async def test_a_session_id_of_another_user_is_refused(client: AppClient, auth: Auth) -> None:
-    await beat(client, auth, "alice", "doc-1", "tab-aaaa1")
+    await beat(client, auth, "alice", "tab-aaaa1")
     response = await client.post(
         "/v1/heartbeat",
         json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"},
@@ -208,8 +196,8 @@ async def test_msgpack_in_and_out(client: AppClient, auth: Auth) -> None:
 
 
 async def test_artifact_ids_with_colons_do_not_collide(client: AppClient, auth: Auth) -> None:
-    await beat(client, auth, "alice", "a:b", "tab-aaaa1", versionId="c")
-    await beat(client, auth, "bob", "a", "tab-bbbb1", versionId="b:c")
+    await beat(client, auth, "alice", "tab-aaaa1", "a:b", versionId="c")
+    await beat(client, auth, "bob", "tab-bbbb1", "a", versionId="b:c")
     one = await (await client.get("/v1/artifacts/a:b/online", headers=auth("x"))).json()
     other = await (await client.get("/v1/artifacts/a/online", headers=auth("x"))).json()
     assert (one["online"], other["online"]) == (1, 1)

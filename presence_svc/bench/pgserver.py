@@ -1,15 +1,17 @@
-"""A private PostgreSQL server for the benchmarks, as they start their own Redis.
+"""A private PostgreSQL server, for the benchmarks (as they start their own Redis) and for
+the test suite (``tests/postgres.py`` gives it the suite's settings).
 
 ``initdb`` and ``pg_ctl`` into a temporary directory, trust auth, a free loopback port; the
-binaries from PATH or Debian's ``/usr/lib/postgresql/<version>/bin``. Under root it runs
-as the ``postgres`` user (the server refuses root). The same logic as the suite's
-``tests/postgres.py``, with one difference: durable by default (fsync and
-synchronous_commit on, the server's defaults), where the suite runs with fsync off.
-``durable=False`` gives the suite's settings, for a second figure.
+binaries from PATH or Debian's ``/usr/lib/postgresql/<version>/bin``
+(``scripts/test-deps.sh`` installs Debian's ``postgresql`` where they are missing). Under
+root it runs as the ``postgres`` user (the server refuses root).
 
-A few settings differ from initdb's defaults, the same for every figure: 512 MB of shared
-buffers and max_wal_size 4 GB (a bulk load of millions of rows would otherwise checkpoint
-every few seconds).
+The defaults are the benchmarks': durable (fsync and synchronous_commit on, the server's
+defaults), and, the same for every figure, 512 MB of shared buffers and max_wal_size 4 GB
+(a bulk load of millions of rows would otherwise checkpoint every few seconds). With
+fsync and synchronous_commit off (the suite runs that way), for a second figure.
+
+Nothing in the service imports this module; it imports nothing of the service.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 __all__ = ["PostgresServer", "postgres_bin", "stop_on_sigterm"]
@@ -59,12 +62,40 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """``with PostgresServer() as pg: pg.url()`` (initdb, start; stop and remove after)."""
+    """``with PostgresServer() as pg: pg.url()`` (initdb, start; stop and remove after), or
+    ``init()``, ``start()``, ``stop()``, ``remove()`` one by one.
 
-    def __init__(self, *, durable: bool = True, shared_buffers: str = "512MB") -> None:
-        self.durable = durable
-        self.shared_buffers = shared_buffers
-        self.root = Path(tempfile.mkdtemp(prefix="presence-pgbench-"))
+    ``fsync`` and ``synchronous_commit`` off: commits return before their WAL is written
+    (faster; a crash of the server loses the last ~200 ms of commits). ``fsync`` off alone
+    keeps every commit through a crash of the server (``stop("immediate")``), not of the
+    machine. ``full_page_writes`` off: likewise safe only while the machine stays up.
+    ``max_wal_size`` None: the server's default. ``timeout_s``: for each ``initdb``,
+    ``pg_ctl`` and ``psql`` call."""
+
+    def __init__(
+        self,
+        *,
+        fsync: bool = True,
+        synchronous_commit: bool = True,
+        full_page_writes: bool = True,
+        shared_buffers: str = "512MB",
+        max_wal_size: str | None = "4GB",
+        prefix: str = "presence-pgbench-",
+        timeout_s: float = 300,
+    ) -> None:
+        self._given: list[str] = []
+        """The server settings on its command line (``-c``), beyond where it listens."""
+        if not fsync:
+            self._given.append("fsync=off")
+        if not synchronous_commit:
+            self._given.append("synchronous_commit=off")
+        if not full_page_writes:
+            self._given.append("full_page_writes=off")
+        self._given += ["max_connections=300", f"shared_buffers={shared_buffers}"]
+        if max_wal_size is not None:
+            self._given.append(f"max_wal_size={max_wal_size}")
+        self.timeout_s = timeout_s
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
         self.data = self.root / "data"
         self.port = _free_port()
         self._as_user: list[str] = []
@@ -94,7 +125,11 @@ class PostgresServer:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*self._as_user, *args], capture_output=True, text=True, check=check, timeout=300
+            [*self._as_user, *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=self.timeout_s,
         )
 
     def init(self) -> None:
@@ -110,18 +145,13 @@ class PostgresServer:
         )
 
     def start(self) -> None:
-        durability = "" if self.durable else "-c fsync=off -c synchronous_commit=off "
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} {durability}"
-            f"-c max_connections=300 -c shared_buffers={self.shared_buffers} "
-            "-c max_wal_size=4GB"
-        )
+        listen = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
         self._run(
             postgres_bin("pg_ctl"),
             "-D",
             str(self.data),
             "-o",
-            options,
+            listen + "".join(f" -c {setting}" for setting in self._given),
             "-l",
             str(self.root / "server.log"),
             "-w",
@@ -130,10 +160,20 @@ class PostgresServer:
             "start",
         )
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """``immediate`` is a crash: no checkpoint, recovery on the next start."""
         self._run(
-            postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False
+            postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False
         )
+
+    def wait_gone(self, timeout_s: float = 10) -> None:
+        """Until nothing listens on the server's port any more (or ``timeout_s`` passed)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.05)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
