@@ -3,6 +3,8 @@ SQL backends share: the keyset page's query and the iteration over pages."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -86,10 +88,4 @@ async def iter_pages(
         if len(rows) < batch:
             return
         last = rows[-1]
-        query = LedgerQuery(
-            artifact_id=query.artifact_id,
-            user_id=query.user_id,
-            since_ms=query.since_ms,
-            until_ms=query.until_ms,
-            after=(last.viewed_at_ms, last.view_id),
-        )
+        query = dataclasses.replace(query, after=(last.viewed_at_ms, last.view_id))

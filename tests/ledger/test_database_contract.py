@@ -91,10 +91,11 @@ async def test_keyset_pages_by_artifact_user_and_time_in_both_orders(database: D
                 assert await _paged(database.ledger, ordered, limit) == expected, (ordered, limit)
 
 
-async def test_iter_views_crosses_batch_boundaries_oldest_first(database: Database) -> None:
+async def test_iter_views_crosses_batch_boundaries_in_either_order(database: Database) -> None:
     rows = _rows()
     await database.ledger.insert_views(rows)
-    for query in (LedgerQuery(), LedgerQuery(artifact_id="doc-1"), QUERIES[3]):
+    newest = LedgerQuery(artifact_id="doc-1", newest_first=True)
+    for query in (LedgerQuery(), LedgerQuery(artifact_id="doc-1"), QUERIES[3], newest):
         expected = _expected(rows, query)
         for batch in (1, 7, 8, len(expected), 1000):
             got = [row async for row in database.ledger.iter_views(query, batch)]
