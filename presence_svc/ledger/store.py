@@ -4,7 +4,6 @@ SQL backends share: the keyset page's query and the iteration over pages."""
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
