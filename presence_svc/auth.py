@@ -23,7 +23,17 @@ from aiohttp import web
 from presence_svc.errors import Forbidden, Unauthorized
 from presence_svc.schemas import ID_PATTERN
 
-__all__ = ["Principal", "Scope", "TokenCodec", "load_or_create_secret"]
+__all__ = [
+    "SECRET_FILE",
+    "Principal",
+    "Scope",
+    "TokenCodec",
+    "load_or_create_secret",
+    "read_secret",
+]
+
+SECRET_FILE = "jwt_secret"
+"""The generated signing secret's file in the data dir (mode 0600)."""
 
 _ID = re.compile(ID_PATTERN)
 _ALGORITHM = "HS256"
@@ -178,13 +188,21 @@ def _principal(claims: dict[str, object]) -> Principal:
     return Principal(user_id=user_id, scope=scope, artifacts=artifacts)
 
 
+def read_secret(data_dir: Path) -> str | None:
+    """The signing secret kept in the data dir, None if there is none yet."""
+    try:
+        return (data_dir / SECRET_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def load_or_create_secret(data_dir: Path) -> str:
     """The signing secret kept in the data dir (mode 0600), created on first start.
 
     Created atomically (a private temp file linked into place), so processes starting
     together all end up with the one secret that won, never a half-written file.
     """
-    path = data_dir / "jwt_secret"
+    path = data_dir / SECRET_FILE
     try:
         return path.read_text().strip()
     except FileNotFoundError:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from presence_svc import logs
-from presence_svc.auth import Scope, TokenCodec, load_or_create_secret
+from presence_svc.auth import SECRET_FILE, Scope, TokenCodec, load_or_create_secret, read_secret
 from presence_svc.database import Database, database_for
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations
 from presence_svc.jsonl import BadLine
@@ -258,7 +258,16 @@ def _worker(settings: Settings) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    """Signs with the service's secret; never makes one (a new secret would sign tokens
+    the running service rejects)."""
+    secret = settings.jwt_secret or read_secret(settings.data_dir)
+    if secret is None:
+        where = settings.data_dir.resolve() / SECRET_FILE
+        raise UsageError(
+            f"presence-svc token: no signing secret: PRESENCE_JWT_SECRET is unset and {where} "
+            "does not exist; run it where `serve` runs (same directory or PRESENCE_DATA_DIR), "
+            "or set PRESENCE_JWT_SECRET to the service's"
+        )
     if args.ttl <= 0:
         raise UsageError("presence-svc token: --ttl must be positive")
     token = TokenCodec(secret).issue(

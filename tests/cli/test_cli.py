@@ -220,6 +220,25 @@ def test_bad_usage_or_configuration_exits_2_with_one_line(
     assert needle in lines[0]
 
 
+def test_token_never_makes_a_secret_and_says_where_it_looked(tmp_path: Path) -> None:
+    """Run from another directory, ``token`` used to make a secret there, signing tokens the
+    service rejected with 401; now it exits 2, naming the file it looked for."""
+    elsewhere = tmp_path / "elsewhere"
+    result = subprocess.run(
+        [CLI, "token", "--user", "alice"],
+        env=_env(elsewhere),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert str(elsewhere.resolve() / "jwt_secret") in line
+    assert "PRESENCE_JWT_SECRET" in line
+    assert result.stdout == ""
+    assert not (elsewhere / "jwt_secret").exists()
+
+
 def test_token_command_signs_with_the_configured_secret(tmp_path: Path) -> None:
     from presence_svc.auth import Scope, TokenCodec
 
