@@ -148,6 +148,20 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return problem_response(exc.status, exc.reason, detail, slug=slug, headers=headers)
 
 
+def _unavailable(
+    request: web.Request, exc: Exception, what: str, retry_after_s: int, logged_as: str
+) -> web.Response:
+    """503 for a dependency that refused or did not answer: the client retries later."""
+    log.warning(logged_as, extra={"path": request.path, "error": repr(exc)})
+    return problem_response(
+        503,
+        "Service Unavailable",
+        f"the {what} is unreachable; retry shortly",
+        slug="unavailable",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """The problem+json answer for what a handler raised; an ``HTTPException`` below 400
     (a redirect) is raised again, as aiohttp answers it itself."""
@@ -161,23 +175,11 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             headers=exc.headers,
         )
     if isinstance(exc, DatabaseUnavailable):
-        log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
-        return problem_response(
-            503,
-            "Service Unavailable",
-            "the database is unreachable; retry shortly",
-            slug="unavailable",
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        return _unavailable(
+            request, exc, "database", DATABASE_RETRY_AFTER_S, "database unavailable"
         )
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
-        log.warning("redis unavailable", extra={"path": request.path, "error": repr(exc)})
-        return problem_response(
-            503,
-            "Service Unavailable",
-            "the presence store is unreachable; retry shortly",
-            slug="unavailable",
-            headers={"Retry-After": "1"},
-        )
+        return _unavailable(request, exc, "presence store", 1, "redis unavailable")
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -16,7 +16,7 @@ import msgspec
 
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.errors import Conflict
-from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
@@ -157,8 +157,8 @@ class PresenceStore:
         online, sessions, page, has_more = msgspec.msgpack.decode(await self.redis.run(call))
         rows = [
             PresenceRow(
-                user_id=_text(user),
-                version_id=_text(version) or None,
+                user_id=as_text(user),
+                version_id=as_text(version) or None,
                 state=decode_state(state),
                 last_seen_ms=int(seen),
                 sessions=int(count),
@@ -180,7 +180,7 @@ class PresenceStore:
         erase = self._scripts.erase_user
         for tag in self.keys.tags:
             members = await self.redis.client.zrange(self.keys.due(tag), 0, -1)
-            artifact_ids = [_text(m) for m in members if isinstance(m, str | bytes)]
+            artifact_ids = [as_text(m) for m in members if isinstance(m, str | bytes)]
             for start in range(0, len(artifact_ids), 500):
                 calls = [
                     erase.call(self.keys.artifact(a), self._timeout, self._retention, user_id)
@@ -191,10 +191,6 @@ class PresenceStore:
                         raise result
                     removed += int(result)
         return removed
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _counts(result: list[int]) -> Counts:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from presence_svc import metrics
-from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 
@@ -128,7 +128,7 @@ class Sweeper:
         """Sweep these artifacts; returns how many were swept and sessions deleted."""
         sweep = self._scripts.sweep
         calls = [
-            sweep.call(self.keys.artifact(_text(member)), self._timeout, self._retention)
+            sweep.call(self.keys.artifact(as_text(member)), self._timeout, self._retention)
             for member in members
         ]
         swept = deleted = 0
@@ -139,7 +139,3 @@ class Sweeper:
             swept += 1
             deleted += int(result[2])
         return swept, deleted
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

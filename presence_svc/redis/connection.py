@@ -26,13 +26,18 @@ from redis.exceptions import ResponseError
 from presence_svc.redis.scripts import ScriptCall, Scripts
 from presence_svc.settings import Settings
 
-__all__ = ["RedisClient", "RedisConnection", "StreamEntry", "StreamRead", "connect"]
+__all__ = ["RedisClient", "RedisConnection", "StreamEntry", "StreamRead", "as_text", "connect"]
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 StreamEntry: TypeAlias = "tuple[bytes, list[bytes]]"
 """A stream entry as Redis sends it: its id, and its fields flat: ``[field, value, ...]``."""
 StreamRead: TypeAlias = "list[StreamEntry] | ResponseError"
 """What one stream gave a group read: its new entries, or Redis's error (``NOGROUP``)."""
+
+
+def as_text(value: str | bytes) -> str:
+    """A reply string as text (redis-py gives bytes unless told to decode)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisConnection(ABC):

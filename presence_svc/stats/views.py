@@ -16,7 +16,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from presence_svc.cursors import decode_cursor, encode_cursor
-from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
@@ -89,10 +89,6 @@ class RecentItem:
     last_viewed_at_ms: int
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class ViewStore:
     def __init__(self, redis: RedisConnection, settings: Settings) -> None:
         self.redis = redis
@@ -136,8 +132,8 @@ class ViewStore:
         entries, versions = await pipe.execute()
         return [
             RecentItem(
-                artifact_id=_text(member),
-                version_id=_text(versions[member]) if member in versions else None,
+                artifact_id=as_text(member),
+                version_id=as_text(versions[member]) if member in versions else None,
                 last_viewed_at_ms=int(score),
             )
             for member, score in entries
@@ -151,7 +147,7 @@ class ViewStore:
         pipe.zrevrange(k.artifact_versions(artifact_id), 0, most_versions - 1, withscores=True)
         (views, last), unique, versions = await pipe.execute()
         pipe = self.redis.client.pipeline(transaction=False)
-        ids = [_text(member) for member, _ in versions]
+        ids = [as_text(member) for member, _ in versions]
         for version_id in ids:
             pipe.hget(k.version_stats(artifact_id, version_id), "views")
             pipe.hlen(k.version_viewers(artifact_id, version_id))
@@ -179,7 +175,7 @@ class ViewStore:
         raw = await self.redis.run(call)
         page, has_more = msgspec.msgpack.decode(raw)
         viewers = [
-            Viewer(_text(user), int(views), int(first), int(last))
+            Viewer(as_text(user), int(views), int(first), int(last))
             for user, (views, first, last) in (page or [])
         ]
         next_cursor = None
