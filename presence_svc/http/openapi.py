@@ -31,6 +31,8 @@ class Endpoint:
     events: dict[str, Any] = field(default_factory=dict)
     """For ``text/event-stream``: event name -> schema of its ``data`` (JSON)."""
     notes: str = ""
+    conditional: bool = False
+    """A static file: ``If-None-Match`` with its ``ETag`` answers 304 Not Modified."""
 
 
 _ID_PARAM = {"type": "string", "pattern": schemas.ID_PATTERN}
@@ -190,6 +192,30 @@ ENDPOINTS: list[Endpoint] = [
         "anyone",
         content_type="text/plain",
     ),
+    Endpoint(
+        "GET",
+        "/favicon.ico",
+        "The service's icon",
+        "anyone",
+        content_type="image/x-icon",
+        conditional=True,
+    ),
+    Endpoint(
+        "GET",
+        "/sdk/v1/presence.js",
+        "The browser SDK as one ES module (long cache, ETag)",
+        "anyone",
+        content_type="text/javascript",
+        conditional=True,
+    ),
+    Endpoint(
+        "GET",
+        "/sdk/v1/presence.d.ts",
+        "The browser SDK's type declarations in one file (long cache, ETag)",
+        "anyone",
+        content_type="application/typescript",
+        conditional=True,
+    ),
 ]
 
 
@@ -248,6 +274,18 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
         ok["x-events"] = {name: refs[schema] for name, schema in endpoint.events.items()}
     op["responses"][str(endpoint.status)] = ok
+    if endpoint.conditional:
+        ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+        ok["headers"] = {h: {"schema": {"type": "string"}} for h in ("ETag", "Cache-Control")}
+        op["parameters"] = [
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        ]
+        op["responses"]["304"] = {"description": "Not Modified: the If-None-Match ETag matches"}
     problem = {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
     for status, text in (
         (400, "Invalid input"),

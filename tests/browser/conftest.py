@@ -103,6 +103,12 @@ class Stack:
         url = f"{self.pages}/?api={self.api}&artifact={artifact}&token={self.token(user)}"
         return url + (f"&version={version}" if version else "")
 
+    def served_sdk_page_url(self, user: str, artifact: str = "doc-1") -> str:
+        """A page that imports the SDK from the service (/sdk/v1/presence.js), no bundler."""
+        return (
+            f"{self.pages}/served.html?api={self.api}&artifact={artifact}&token={self.token(user)}"
+        )
+
 
 @pytest.fixture
 async def stack(page_bundle: Path, settings: Settings, tokens: TokenCodec) -> AsyncIterator[Stack]:
@@ -115,7 +121,11 @@ async def stack(page_bundle: Path, settings: Settings, tokens: TokenCodec) -> As
     async def script(request: web.Request) -> web.FileResponse:
         return web.FileResponse(page_bundle / "page.js")
 
+    async def served(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE / "served.html")
+
     pages_app.router.add_get("/", index)
+    pages_app.router.add_get("/served.html", served)
     pages_app.router.add_get("/page.js", script)
     pages = TestServer(pages_app, host="127.0.0.1")
     await pages.start_server()
@@ -161,9 +171,12 @@ async def open_tab(browser: Browser, stack: Stack) -> AsyncIterator[OpenTab]:
     """A new tab of one browser (own sessionStorage) with the test page for ``user``."""
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
 
-    async def open_(user: str, artifact: str = "doc-1", version: str | None = None) -> Page:
+    async def open_(
+        user: str, artifact: str = "doc-1", version: str | None = None, *, served: bool = False
+    ) -> Page:
         page = await context.new_page()
-        await page.goto(stack.page_url(user, artifact, version))
+        url = stack.page_url(user, artifact, version)
+        await page.goto(stack.served_sdk_page_url(user, artifact) if served else url)
         await page.wait_for_function("window.__presence && window.__presence.status === 'active'")
         return page
 

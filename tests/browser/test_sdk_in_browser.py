@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, Request
+from playwright.async_api import Page, Request, Response
 
 from presence_svc import metrics
 from tests.browser.conftest import GRACE_S, INTERVAL_S, TIMEOUT_S, OpenTab, Stack, seen
@@ -148,3 +148,29 @@ async def _set_visibility(page: Page, state: str) -> None:
         }""",
         state,
     )
+
+
+async def test_sdk_module_served_by_the_service_works_in_a_page(
+    open_tab: OpenTab, stack: Stack
+) -> None:
+    """A page on another origin imports /sdk/v1/presence.js from the service (no npm, no
+    bundler) and sees, and is seen by, a tab using the npm build."""
+    observer = await open_tab("carol")
+    fetched: list[tuple[str, int, str]] = []
+    context = observer.context
+
+    def on_response(response: Response) -> None:
+        if "/sdk/" in response.url:
+            fetched.append((response.url, response.status, response.headers["content-type"]))
+
+    context.on("response", on_response)
+    alice = await open_tab("alice", served=True)
+    assert fetched == [(f"{stack.api}/sdk/v1/presence.js", 200, "text/javascript; charset=utf-8")]
+    await _wait_user(observer, "alice", present=True)
+    await alice.wait_for_function(
+        "window.__presence.users.some(u => u.userId === 'carol') && window.__presence.online === 2"
+    )
+    now = await seen(alice)
+    assert now["transport"] == "events"
+    assert await alice.evaluate("window.__errors") == []
+    assert "2 online (events)" in await alice.inner_text("#status")

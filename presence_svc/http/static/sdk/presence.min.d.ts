@@ -1,0 +1,200 @@
+/** RFC 9457 problem details as sent by presence-svc. */
+export interface ProblemDetails {
+	type?: string;
+	title?: string;
+	status?: number;
+	detail?: string;
+	errors?: unknown;
+	[key: string]: unknown;
+}
+export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events";
+export declare class PresenceError extends Error {
+	/** HTTP status; 0 for network errors and getToken failures. */
+	readonly status: number;
+	readonly operation: PresenceOperation;
+	readonly problem: ProblemDetails | null;
+	/** Retry-After in ms when the server sent one. */
+	readonly retryAfterMs: number | null;
+	/** True when the SDK retries by itself (network, 429, 5xx). */
+	readonly transient: boolean;
+	constructor(message: string, init: {
+		status: number;
+		operation: PresenceOperation;
+		problem?: ProblemDetails | null;
+		retryAfterMs?: number | null;
+		transient: boolean;
+		cause?: unknown;
+	});
+}
+/** Parses a Retry-After header (delta-seconds or HTTP date) into ms; null if absent/invalid. */
+export declare function parseRetryAfter(value: string | null, now?: number): number | null;
+/** Free-form per-session state sent with heartbeats (e.g. `{ typing: true }`). */
+export type PresenceState = Record<string, unknown>;
+/** One user currently online on an artifact, as the server reports it. */
+export interface PresenceUser {
+	userId: string;
+	name?: string | null;
+	avatarUrl?: string | null;
+	versionId?: string | null;
+	/** Server timestamp of the user's last heartbeat (format as the server sends it). */
+	lastSeen?: string | number | null;
+	/** Number of sessions (tabs) of this user that are online. */
+	sessions?: number;
+	state?: PresenceState | null;
+}
+/** What the instance is doing right now. */
+export type PresenceStatus = 
+/** Created, first heartbeat not answered yet. */
+"connecting"
+/** Heartbeats are being answered. */
+ | "active"
+/** Tab hidden (or page hidden): no heartbeats until it is visible again. */
+ | "hidden"
+/** A transient error (503, network, ...): backing off, will recover by itself. */
+ | "retrying"
+/** Stopped for good: `leave()`, `destroy()` or a fatal error (see `error`). */
+ | "stopped";
+/** How live updates of `users` arrive. */
+export type PresenceTransport = "connecting" | "events" | "polling" | "off";
+/** Immutable snapshot of the presence state; a new object on every change. */
+export interface PresenceSnapshot {
+	/** Unique users online. */
+	readonly online: number;
+	/** Sessions (tabs) online. */
+	readonly sessions: number;
+	readonly users: readonly PresenceUser[];
+	/** Total views of the current version, once a view was recorded. */
+	readonly views: number | null;
+	readonly uniqueViewers: number | null;
+	readonly status: PresenceStatus;
+	readonly transport: PresenceTransport;
+	/** Last error; cleared when the failing operation succeeds again. */
+	readonly error: PresenceError | null;
+}
+export type PresenceListener = (snapshot: PresenceSnapshot) => void;
+export interface EventTargetLike {
+	addEventListener(type: string, listener: (event: any) => void): void;
+	removeEventListener(type: string, listener: (event: any) => void): void;
+}
+export interface DocumentLike extends EventTargetLike {
+	readonly visibilityState: string;
+}
+export type WindowLike = EventTargetLike;
+export interface StorageLike {
+	getItem(key: string): string | null;
+	setItem(key: string, value: string): void;
+}
+export interface NavigatorLike {
+	sendBeacon?(url: string, data?: BodyInit | null): boolean;
+}
+export interface EventSourceLike extends EventTargetLike {
+	readonly readyState: number;
+	close(): void;
+}
+export type EventSourceConstructor = new (url: string, init?: {
+	withCredentials?: boolean;
+}) => EventSourceLike;
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+export type TimerHandle = unknown;
+export interface PresenceOptions {
+	/** Base URL of presence-svc, e.g. `https://presence.example.com` (no trailing `/v1`). */
+	baseUrl: string;
+	/** Returns a bearer token. Called once at start and again (once) after a 401. */
+	getToken: () => string | Promise<string>;
+	artifactId: string;
+	/** Version being looked at; enables view counting. */
+	versionId?: string;
+	/** Initial per-session state sent with heartbeats. */
+	state?: PresenceState;
+	/** Non-transient errors (401 after a token refresh, 403, 409, other 4xx, getToken failures). */
+	onError?: (error: PresenceError) => void;
+	/** Record a view (`POST /v1/views`) on start and on `setVersion`. Default true. */
+	recordViews?: boolean;
+	/** Live updates: `'auto'` (EventSource, falling back to polling), `'poll'`, or `'off'`. Default `'auto'`. */
+	live?: "auto" | "poll" | "off";
+	/** Page size of the presence endpoint when polling. Default 100. */
+	usersLimit?: number;
+	/** Heartbeat interval before the server answered one, in seconds. Default 15. */
+	defaultIntervalS?: number;
+	/** Backoff cap for transient errors, in ms. Default 30000. */
+	maxBackoffMs?: number;
+	/** Consecutive EventSource failures (without an event in between) before polling. Default 3. */
+	maxEventSourceFailures?: number;
+	/** sessionStorage key for the tab's session id. Default `presence-svc:session`. */
+	sessionKey?: string;
+	/** Start immediately. Default true; otherwise call `start()`. */
+	autoStart?: boolean;
+	fetch?: FetchLike;
+	/** Pass `null` to force polling. */
+	EventSource?: EventSourceConstructor | null;
+	document?: DocumentLike | null;
+	window?: WindowLike | null;
+	sessionStorage?: StorageLike | null;
+	navigator?: NavigatorLike | null;
+	setTimeout?: (fn: () => void, ms: number) => TimerHandle;
+	clearTimeout?: (handle: TimerHandle) => void;
+	/** Returns a number in [0, 1); used for jitter. */
+	random?: () => number;
+	/** Generates session ids (default: crypto.randomUUID without dashes). */
+	generateSessionId?: () => string;
+}
+export interface HeartbeatResponse {
+	online: number;
+	sessions: number;
+	intervalS: number;
+}
+export interface LeaveResponse {
+	online: number;
+	sessions: number;
+}
+export interface ViewResponse {
+	counted: boolean;
+	views: number;
+	uniqueViewers: number;
+}
+export interface PresencePage {
+	online: number;
+	sessions: number;
+	users: PresenceUser[];
+	nextCursor?: string | null;
+	/** False when the service could not read the users directory: names are null. */
+	namesJoined?: boolean;
+}
+export interface Presence {
+	readonly online: number;
+	readonly sessions: number;
+	readonly users: readonly PresenceUser[];
+	readonly error: PresenceError | null;
+	readonly status: PresenceStatus;
+	readonly sessionId: string;
+	readonly artifactId: string;
+	readonly versionId: string | undefined;
+	readonly state: PresenceState | undefined;
+	/** Current immutable snapshot (stable reference until something changes). */
+	getSnapshot(): PresenceSnapshot;
+	/** Called on every change; returns an unsubscribe function. */
+	subscribe(listener: PresenceListener): () => void;
+	/** Starts heartbeats/live updates (only needed with `autoStart: false`). */
+	start(): void;
+	/** Replaces the session state and sends a heartbeat at once (deferred while hidden). */
+	setState(state: PresenceState | undefined): void;
+	/** Switches version: heartbeat at once and records a view of the new version. */
+	setVersion(versionId: string): void;
+	/** Explicit leave (no grace) and stop everything. */
+	leave(): Promise<LeaveResponse | null>;
+	/** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */
+	destroy(): void;
+}
+/** Initial snapshot, also used by the React hook before an instance exists. */
+export declare const EMPTY_SNAPSHOT: PresenceSnapshot;
+/**
+ * Creates a presence instance for one artifact in this tab: heartbeats, view counting,
+ * leave on page close, and a live list of who is online (SSE, falling back to polling).
+ */
+export declare function createPresence(options: PresenceOptions): Presence;
+export declare const SESSION_ID_PATTERN: RegExp;
+export declare const DEFAULT_SESSION_KEY = "presence-svc:session";
+/** 32 hex chars from crypto.randomUUID / getRandomValues (Math.random only as a last resort). */
+export declare function randomSessionId(): string;
+
+export {};
