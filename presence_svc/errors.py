@@ -15,6 +15,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from presence_svc import metrics
 from presence_svc.db.errors import DatabaseUnavailable
 
 __all__ = [
@@ -149,10 +150,11 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
 
 
 def _unavailable(
-    request: web.Request, exc: Exception, what: str, retry_after_s: int, logged_as: str
+    request: web.Request, exc: Exception, dependency: str, what: str, retry_after_s: int
 ) -> web.Response:
     """503 for a dependency that refused or did not answer: the client retries later."""
-    log.warning(logged_as, extra={"path": request.path, "error": repr(exc)})
+    log.warning(f"{dependency} unavailable", extra={"path": request.path, "error": repr(exc)})
+    metrics.UNAVAILABLE.labels(dependency).inc()
     return problem_response(
         503,
         "Service Unavailable",
@@ -175,11 +177,9 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             headers=exc.headers,
         )
     if isinstance(exc, DatabaseUnavailable):
-        return _unavailable(
-            request, exc, "database", DATABASE_RETRY_AFTER_S, "database unavailable"
-        )
+        return _unavailable(request, exc, "database", "database", DATABASE_RETRY_AFTER_S)
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
-        return _unavailable(request, exc, "presence store", 1, "redis unavailable")
+        return _unavailable(request, exc, "redis", "presence store", 1)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -16,6 +16,8 @@ __all__ = [
     "SCRIPT_SECONDS",
     "SSE_LISTENERS",
     "SWEPT_SESSIONS",
+    "UNAVAILABLE",
+    "VIEWS",
     "observe_request",
     "observe_script",
 ]
@@ -57,6 +59,18 @@ SWEPT_SESSIONS = Counter(
 SSE_LISTENERS = Gauge("presence_sse_listeners", "Open event-stream connections")
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
+)
+VIEWS = Counter(
+    "presence_views_total",
+    "Views recorded: counted, or within the debounce window of the same viewer's last one",
+    ["outcome"],
+)
+VIEWS_COUNTED = VIEWS.labels("counted")
+VIEWS_DEBOUNCED = VIEWS.labels("debounced")
+UNAVAILABLE = Counter(
+    "presence_unavailable_total",
+    "Requests answered 503 because a dependency refused or did not answer",
+    ["dependency"],
 )
 
 

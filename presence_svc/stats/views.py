@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgspec
 from redis.exceptions import RedisError
 
+from presence_svc import metrics
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
@@ -110,6 +111,7 @@ class ViewStore:
             self.record_call(artifact_id, version_id, user_id, session_id)
         )
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
+        (metrics.VIEWS_COUNTED if view.counted else metrics.VIEWS_DEBOUNCED).inc()
         await self._touch_recent(user_id, artifact_id, version_id, view.viewed_at_ms)
         return view
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from presence_svc import metrics
 from presence_svc.db.errors import DatabaseUnavailable, is_unavailable, unavailable_as_one
 from presence_svc.db.migrations import SchemaBehind
 from presence_svc.http.resources import USERS
@@ -51,8 +52,11 @@ async def _sync_event(client: AppClient, headers: dict[str, str]) -> dict[str, A
 
 
 async def _assert_database_503(client: AppClient, method: str, path: str, **kw: Any) -> None:
+    unavailable = metrics.UNAVAILABLE.labels("database")
+    counted = unavailable._value.get()
     response = await client.request(method, path, **kw)
     assert response.status == 503, await response.text()
+    assert unavailable._value.get() == counted + 1
     assert response.content_type == "application/problem+json"
     assert response.headers["Retry-After"] == "5"
     assert "database" in (await response.json())["detail"]

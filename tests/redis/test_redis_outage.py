@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import ClientResponse
 
+from presence_svc import metrics
 from presence_svc.redis.embedded import EmbeddedRedis
 from tests.conftest import MakeClient
 
@@ -76,10 +77,13 @@ async def _all_503_within(
     seconds: float, *requests: Callable[[], Awaitable[ClientResponse]]
 ) -> None:
     """Each request answers 503 problem+json with a Retry-After, within ``seconds``."""
+    unavailable = metrics.UNAVAILABLE.labels("redis")
     for request in requests:
+        counted = unavailable._value.get()
         started = time.monotonic()
         response = await request()
         assert time.monotonic() - started < seconds
         assert response.status == 503
         assert response.content_type == "application/problem+json"
         assert int(response.headers["Retry-After"]) >= 1
+        assert unavailable._value.get() == counted + 1  # what the 503 alert's panel shows

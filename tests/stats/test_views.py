@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import redis
 
+from presence_svc import metrics
 from presence_svc.redis.keys import Keyspace
 from tests.conftest import AppClient
 
@@ -34,8 +35,12 @@ def stream_length(sync_redis: redis.Redis, artifact: str = "doc-1") -> int:
 async def test_reload_within_window_is_not_counted_twice_but_after_it_is(
     client: AppClient, auth: Auth, sync_redis: redis.Redis
 ) -> None:
+    counted, debounced = metrics.VIEWS.labels("counted"), metrics.VIEWS.labels("debounced")
+    before = counted._value.get(), debounced._value.get()
     assert await view(client, auth, "alice") == {"counted": True, "views": 1, "uniqueViewers": 1}
     assert await view(client, auth, "alice") == {"counted": False, "views": 1, "uniqueViewers": 1}
+    # presence_views_total, as the dashboard shows it
+    assert (counted._value.get(), debounced._value.get()) == (before[0] + 1, before[1] + 1)
     await asyncio.sleep(1.05)  # the test debounce window is 1 s
     assert await view(client, auth, "alice") == {"counted": True, "views": 2, "uniqueViewers": 1}
     assert stream_length(sync_redis) == 2
