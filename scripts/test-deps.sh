@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system beyond Python: Debian's chromium (the browser
 # tests drive it; no browser is ever downloaded), node/npm (the browser tests build their
-# page from the SDK sources with esbuild, `npm ci` in clients/js on first use) and
-# PostgreSQL's server binaries (the suite runs its own server with initdb/pg_ctl). Installs
+# page from the SDK sources with esbuild, `npm ci` in clients/js on first use), Debian's
+# redis-server (the Docker image's) and PostgreSQL's server binaries (the suite runs its own server with initdb/pg_ctl). Installs
 # only what is missing, so it is instant on a machine that has them.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ missing=()
 [ -x "${PRESENCE_TEST_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# Debian's redis-server: tests/deploy/test_container.py runs the binary the Docker image uses.
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
