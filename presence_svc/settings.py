@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -52,6 +53,8 @@ class Settings:
     """Apply pending schema migrations at start (under a lock: many processes, one run)."""
     ledger_retention_days: int | None = None
     """Keep ledger rows this many days (whole months dropped on PostgreSQL); None: forever."""
+    otel: bool = False
+    """OpenTelemetry traces (the ``otel`` extra): a span per request, a child per script."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -99,6 +102,12 @@ class Settings:
         )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
+        if self.otel:
+            _check(
+                importlib.util.find_spec("opentelemetry") is not None
+                and importlib.util.find_spec("opentelemetry.sdk") is not None,
+                "PRESENCE_OTEL=1 needs OpenTelemetry: pip install 'presence-svc[otel]'",
+            )
 
     @property
     def embedded_redis(self) -> bool:
@@ -193,5 +202,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_DB_POOL_SIZE", "db_pool_size", int),
     ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),
     ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
+    ("PRESENCE_OTEL", "otel", _parse_bool),
 )
 """Each setting's environment variable, field and parser."""

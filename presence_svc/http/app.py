@@ -36,6 +36,10 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},
     )
     app[SETTINGS] = settings
+    if settings.otel:  # the optional extra, imported only then
+        from presence_svc.http.tracing import install_provider
+
+        install_provider()
     app[TOKENS] = TokenCodec(settings.jwt_secret or load_or_create_secret(settings.data_dir))
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)

@@ -18,6 +18,7 @@ from aiohttp import web
 from presence_svc import metrics
 from presence_svc.errors import problem_for
 from presence_svc.http.cors import preflight
+from presence_svc.http.resources import SETTINGS
 
 __all__ = ["Handler", "add_fallback", "add_routes", "endpoint"]
 
@@ -53,10 +54,19 @@ def add_routes(app: web.Application, table: Iterable[web.AbstractRouteDef]) -> N
         if not isinstance(definition, web.RouteDef):
             raise TypeError(f"only handler routes are supported, not {definition!r}")
         template = _PATTERN.sub(r"{\1}", definition.path)  # as aiohttp's ``canonical``
-        wrapped = endpoint(definition.handler, template)
+        wrapped = _traced(app, endpoint(definition.handler, template), template)
         web.RouteDef(definition.method, definition.path, wrapped, definition.kwargs).register(
             app.router
         )
+
+
+def _traced(app: web.Application, handler: Handler, route: str) -> Handler:
+    """With ``PRESENCE_OTEL=1``, ``handler`` in a span; else ``handler`` itself."""
+    if not app[SETTINGS].otel:
+        return handler
+    from presence_svc.http.tracing import traced  # the optional extra, imported only then
+
+    return traced(handler, route)
 
 
 _FALLBACK = "/{tail:.*}"
@@ -82,4 +92,6 @@ async def _fallback(request: web.Request) -> web.StreamResponse:
 
 def add_fallback(app: web.Application) -> None:
     """Register the fallback last: the router tries it only after every other route."""
-    app.router.add_route("*", _FALLBACK, endpoint(_fallback, "unmatched"))
+    app.router.add_route(
+        "*", _FALLBACK, _traced(app, endpoint(_fallback, "unmatched"), "unmatched")
+    )

@@ -120,12 +120,18 @@ def connect(
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        return ClusterConnection(cluster, deadline_s)
-    client = Redis.from_url(
-        target,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=0,
-    )
-    return SingleConnection(client, deadline_s, pipelined=pipelined)
+        connection: RedisConnection = ClusterConnection(cluster, deadline_s)
+    else:
+        client = Redis.from_url(
+            target,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=0,
+        )
+        connection = SingleConnection(client, deadline_s, pipelined=pipelined)
+    if settings.otel:  # imported only then: OpenTelemetry is an optional extra
+        from presence_svc.redis.tracing import TracedConnection
+
+        return TracedConnection(connection)
+    return connection
