@@ -53,8 +53,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+_DESCRIPTION = """\
+Real-time presence and view tracking: the HTTP API, its worker and their tools.
+
+exit status: 0 success; 2 bad usage or configuration, or a bad line in an imported
+file (one line on stderr); 1 otherwise (db status: 1 when the schema is behind)."""
+"""The top-level help: plain text, as a terminal shows it (the module docstring is not)."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="presence-svc", description=__doc__)
+    parser = _Parser(
+        prog="presence-svc",
+        description=_DESCRIPTION,
+        epilog="A command's own options: presence-svc COMMAND --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the HTTP API")
@@ -94,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=FORMATS, default="jsonl")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     _import_parser(
-        ledger_commands, "add the rows of a `ledger export --format jsonl` file (idempotent)"
+        ledger_commands, "add the rows of a ledger export --format jsonl file (idempotent)"
     )
 
     users = commands.add_parser("users", help="move the users directory")
