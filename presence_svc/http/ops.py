@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 
@@ -72,4 +73,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app))
+    return web.json_response(openapi_document(request.app), dumps=_json_line)
+
+
+def _json_line(value: object) -> str:
+    """JSON ending in a newline, as every JSON answer (``wire.respond``)."""
+    return json.dumps(value) + "\n"
