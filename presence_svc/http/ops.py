@@ -23,10 +23,12 @@ from presence_svc.http.resources import DATABASE, REDIS
 from presence_svc.http.wire import respond
 from presence_svc.multiproc import METRICS_DIR_ENV
 
-__all__ = ["routes"]
+__all__ = ["metrics_routes", "routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+metrics_routes = web.RouteTableDef()
+"""Apart from ``routes``: on the API's port, or alone on ``PRESENCE_METRICS_ADDR``."""
 
 
 @routes.get("/healthz")
@@ -58,7 +60,7 @@ async def readyz(request: web.Request) -> web.Response:
     return respond(request, {"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-@routes.get("/metrics")
+@metrics_routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """This process's metrics, or every process's summed under ``serve --processes``."""
     registry = REGISTRY
