@@ -108,7 +108,8 @@ def test_without_a_terminal_serve_logs_json_lines_only(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert out == b""
     entries = [json.loads(line) for line in err.decode().splitlines()]
-    assert {"msg": "serving", "host": "127.0.0.1", "port": port}.items() <= entries[1].items()
+    [serving] = [e for e in entries if e["msg"] == "serving"]
+    assert {"host": "127.0.0.1", "port": port}.items() <= serving.items()
     assert "worker started" in [e["msg"] for e in entries]
     assert b"presence-svc is serving" not in err
 
