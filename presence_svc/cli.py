@@ -11,25 +11,30 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
 import re
 import shutil
+import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from presence_svc import logs
 from presence_svc.auth import SECRET_FILE, Scope, TokenCodec, load_or_create_secret, read_secret
+from presence_svc.banner import announce
 from presence_svc.database import Database, database_for
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations
+from presence_svc.doctor import redacted
 from presence_svc.jsonl import BadLine
 from presence_svc.ledger.export import FORMATS, export_ledger
 from presence_svc.ledger.importer import import_ledger
 from presence_svc.ledger.store import LedgerQuery
+from presence_svc.listen import BindError, adopt, bind
 from presence_svc.redis.embedded import EmbeddedRedis, EmbeddedRedisError
 from presence_svc.schemas import ID_PATTERN
 from presence_svc.settings import ConfigError, Settings
@@ -53,8 +58,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+_DESCRIPTION = """\
+Real-time presence and view tracking: the HTTP API, its worker and their tools.
+
+exit status: 0 success; 2 bad usage or configuration, or a bad line in an imported
+file (one line on stderr); 1 otherwise (db status: 1 when the schema is behind)."""
+"""The top-level help: plain text, as a terminal shows it (the module docstring is not)."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="presence-svc", description=__doc__)
+    parser = _Parser(
+        prog="presence-svc",
+        description=_DESCRIPTION,
+        epilog="A command's own options: presence-svc COMMAND --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the HTTP API")
@@ -72,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="server processes sharing the port (SO_REUSEPORT); one Redis and worker shared",
     )
-    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
 
     commands.add_parser("worker", help="drain views into the ledger and sweep presence")
 
@@ -94,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=FORMATS, default="jsonl")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     _import_parser(
-        ledger_commands, "add the rows of a `ledger export --format jsonl` file (idempotent)"
+        ledger_commands, "add the rows of a ledger export --format jsonl file (idempotent)"
     )
 
     users = commands.add_parser("users", help="move the users directory")
@@ -110,6 +128,17 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser("migrate", help="apply the pending schema migrations")
     db_commands.add_parser(
         "status", help="the schema version and pending migrations (exit 1 when behind)"
+    )
+    commands.add_parser(
+        "doctor",
+        help="check the settings, Redis, the database, the clock and the secret "
+        "(exit 1 on a failure)",
+        description="Checks the settings, the Redis (version, maxmemory-policy, hash "
+        "encoding, persistence, clock) and the database (reachable, migrations) the service "
+        "would use, and the signing secret; prints OK, WARN or FAIL for each, with a fix. "
+        "Exit status 1 when a check fails, 0 otherwise (warnings included). With the "
+        "embedded Redis not running, checks the binary and the configuration serve would "
+        "start it with.",
     )
     _bench_parser(commands.add_parser("bench", help="load-test the HTTP API"))
     return parser
@@ -201,34 +230,84 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _serve(settings: Settings, processes: int = 1, reuse_port: bool = False) -> int:
-    from aiohttp import web
-
-    from presence_svc.http.app import create_app
-
+def _serve(settings: Settings, processes: int = 1, listen_fds: list[int] | None = None) -> int:
+    """Binds first: a busy port is one line and exit 2, before the embedded Redis starts
+    or anything is logged. ``listen_fds``: a child of ``--processes``, given its sockets."""
     if processes < 1:
         raise UsageError("presence-svc serve: --processes must be at least 1")
-    if not reuse_port:  # a child of --processes: its parent said it
-        _warn_if_local(settings)
-    with _redis_for(settings) as ready:
-        if processes > 1:
-            from presence_svc.multiproc import serve_processes
+    if listen_fds is not None:
+        return _serve_app(settings, adopt(listen_fds), None, child=True)
+    groups, metrics = _listen(settings, processes)
+    _warn_if_local(settings)
+    try:
+        with _redis_for(settings) as ready:
+            if processes > 1:
+                from presence_svc.multiproc import serve_processes
 
-            secret = ready.jwt_secret or load_or_create_secret(ready.data_dir)
-            return serve_processes(ready, processes, secret)
-        app = create_app(ready)
-        gc.freeze()  # start-up objects never change: keep them out of GC passes
-        log.info("serving", extra={"host": ready.host, "port": ready.port})
-        web.run_app(
-            app,
-            host=ready.host,
-            port=ready.port,
-            print=None,
-            access_log=None,
-            shutdown_timeout=10,
-            reuse_port=reuse_port or None,
-            loop=_event_loop(),
-        )
+                secret = ready.jwt_secret or load_or_create_secret(ready.data_dir)
+                return serve_processes(ready, secret, groups, metrics)
+            return _serve_app(ready, groups[0], metrics, child=False)
+    finally:
+        for sock in (*itertools.chain.from_iterable(groups), *(metrics or ())):
+            sock.close()
+
+
+def _listen(
+    settings: Settings, processes: int
+) -> tuple[list[list[socket.socket]], list[socket.socket] | None]:
+    """The API's sockets (a group per server process) and the metrics listener's, if any."""
+    bound: list[socket.socket] = []
+    try:
+        if processes == 1:
+            groups = [bind(settings.host, settings.port)]
+            bound.extend(groups[0])
+        else:
+            # SO_REUSEPORT would share the port with another `serve --processes` of this
+            # user: make sure nothing holds it first.
+            for sock in bind(settings.host, settings.port):
+                sock.close()
+            groups = []
+            for _ in range(processes):
+                groups.append(bind(settings.host, settings.port, reuse_port=True))
+                bound.extend(groups[-1])
+        metrics = bind(*settings.metrics_addr) if settings.metrics_addr else None
+    except BindError as exc:
+        for sock in bound:
+            sock.close()
+        raise UsageError(f"presence-svc serve: {exc}") from exc
+    return groups, metrics
+
+
+def _serve_app(
+    settings: Settings,
+    sockets: list[socket.socket],
+    metrics: list[socket.socket] | None,
+    *,
+    child: bool,
+) -> int:
+    from aiohttp import web
+
+    from presence_svc.http.app import create_app, metrics_ctx
+
+    app = create_app(settings)
+    if metrics is not None:
+        app.cleanup_ctx.append(metrics_ctx(metrics))
+
+    async def serving(app: web.Application) -> None:
+        log.info("serving", extra={"host": settings.host, "port": settings.port})
+        if not child:  # the parent of --processes said it
+            announce(settings)
+
+    app.on_startup.append(serving)  # after the cleanup contexts: Redis, database, worker
+    gc.freeze()  # start-up objects never change: keep them out of GC passes
+    web.run_app(
+        app,
+        sock=sockets,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+        loop=_event_loop(),
+    )
     return 0
 
 
@@ -245,15 +324,34 @@ def _warn_if_local(settings: Settings) -> None:
 
 
 def _worker(settings: Settings) -> int:
+    """With ``PRESENCE_METRICS_ADDR``, also serves the worker's ``/metrics`` there."""
     from presence_svc.worker import run_worker
+
+    try:
+        metrics = bind(*settings.metrics_addr) if settings.metrics_addr else None
+    except BindError as exc:
+        raise UsageError(f"presence-svc worker: {exc}") from exc
+
+    async def run(ready: Settings) -> None:
+        if metrics is None:
+            return await run_worker(ready)
+        from presence_svc.http.app import metrics_listener
+
+        stop = asyncio.Event()  # the signals are ours from before the listener answers
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with metrics_listener(metrics):
+            await run_worker(ready, stop)
 
     with _redis_for(settings) as ready:
         loop = _event_loop()
         gc.freeze()  # as in serve: start-up objects stay out of the drain's GC passes
         try:
-            loop.run_until_complete(run_worker(ready))
+            loop.run_until_complete(run(ready))
         finally:
             loop.close()
+            for sock in metrics or ():
+                sock.close()
     return 0
 
 
@@ -424,7 +522,7 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
     pending = [m for m in migrations(kind) if m.version > version]
     sys.stdout.write(
         f"backend: {kind}\n"
-        f"database: {_redacted(settings.resolved_ledger_url)}\n"
+        f"database: {redacted(settings.resolved_ledger_url)}\n"
         f"schema version: {version}\n"
         f"latest version: {latest}\n"
         f"pending: {' '.join(_name(m) for m in pending) or 'none'}\n"
@@ -434,15 +532,6 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 def _name(migration: Migration) -> str:
     return f"{migration.version:04d}_{migration.name}"
-
-
-def _redacted(url: str) -> str:
-    """``url`` with its password, if any, masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -490,9 +579,23 @@ def _bench(args: argparse.Namespace) -> int:
         return 1
 
 
+def _doctor() -> int:
+    """Reads the settings itself: bad settings are a failed check, not a usage error."""
+    from presence_svc.doctor import Check, render, run_checks
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        checks = [Check("FAIL", "settings", str(exc), "correct that variable")]
+    else:
+        checks = asyncio.run(run_checks(settings))
+    sys.stdout.write(render(checks))
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
 def _command(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "serve":
-        return _serve(settings, args.processes, args.reuse_port)
+        return _serve(settings, args.processes, args.listen_fd)
     if args.command == "worker":
         return _worker(settings)
     if args.command == "token":
@@ -513,8 +616,11 @@ def _command(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.command == "doctor":
+            logs.configure("error")
+            return _doctor()
         settings = _settings(args)
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         return _command(settings, args)
     except (UsageError, ConfigError) as exc:
         sys.stderr.write(f"{exc}\n")

@@ -131,7 +131,7 @@ def problem_response(
         errors=list(errors) if errors else None,
     )
     return web.Response(
-        body=_ENCODER.encode(body),
+        body=_ENCODER.encode(body) + b"\n",  # a newline, as every JSON answer (wire.respond)
         status=status,
         content_type="application/problem+json",
         headers=headers,

@@ -1,18 +1,22 @@
 """``serve --processes N``: N server processes on one port, so a bigger machine is used
 without a proxy in front.
 
-The parent owns the Redis (the embedded one, if any), runs the one worker, and supervises
-N children that each run ``serve --no-worker --reuse-port`` on the same port: the kernel
-(``SO_REUSEPORT``) spreads new connections over them. Prometheus runs in multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``), so ``/metrics`` on any child sums every process.
+The parent binds N ``SO_REUSEPORT`` sockets on the port (so a busy port fails before any
+child starts), owns the Redis (the embedded one, if any), runs the one worker, and
+supervises N children that each run ``serve --no-worker --listen-fd FD`` on one of them:
+the kernel spreads new connections over them. Prometheus runs in multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``), so ``/metrics`` on any child, or on the parent's
+``PRESENCE_METRICS_ADDR`` listener, sums every process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,8 @@ log = logging.getLogger(__name__)
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _child_argv(settings: Settings) -> list[str]:
+def _child_argv(settings: Settings, sockets: Sequence[socket.socket]) -> list[str]:
+    fds = [arg for sock in sockets for arg in ("--listen-fd", str(sock.fileno()))]
     return [
         sys.executable,
         "-m",
@@ -39,7 +44,7 @@ def _child_argv(settings: Settings) -> list[str]:
         "--port",
         str(settings.port),
         "--no-worker",
-        "--reuse-port",
+        *fds,
     ]
 
 
@@ -52,8 +57,22 @@ def _child_env(settings: Settings, secret: str, metrics_dir: str) -> dict[str, s
     return env
 
 
-async def _supervise(settings: Settings, children: Sequence[subprocess.Popen[bytes]]) -> int:
-    """Until SIGTERM/SIGINT (0) or a child dies (1); runs the worker meanwhile."""
+async def _supervise(
+    settings: Settings,
+    children: Sequence[subprocess.Popen[bytes]],
+    metrics: Sequence[socket.socket] | None,
+) -> int:
+    """Until SIGTERM/SIGINT (0) or a child dies (1); runs the worker and the metrics
+    listener, if any, meanwhile."""
+    async with contextlib.AsyncExitStack() as stack:
+        if metrics is not None:
+            from presence_svc.http.app import metrics_listener
+
+            await stack.enter_async_context(metrics_listener(metrics))
+        return await _watch(settings, children)
+
+
+async def _watch(settings: Settings, children: Sequence[subprocess.Popen[bytes]]) -> int:
     from presence_svc.worker import run_worker
 
     loop = asyncio.get_running_loop()
@@ -80,28 +99,41 @@ async def _supervise(settings: Settings, children: Sequence[subprocess.Popen[byt
     return status
 
 
-def serve_processes(settings: Settings, processes: int, secret: str) -> int:
-    """Run ``processes`` server children against ``settings.redis_url`` (already up)."""
+def serve_processes(
+    settings: Settings,
+    secret: str,
+    groups: Sequence[Sequence[socket.socket]],
+    metrics: Sequence[socket.socket] | None,
+) -> int:
+    """Run a server child on each group of bound sockets against ``settings.redis_url``
+    (already up); ``metrics``: the ``PRESENCE_METRICS_ADDR`` listener's sockets."""
+    from presence_svc.banner import announce
+
     with tempfile.TemporaryDirectory(prefix="presence-metrics-") as metrics_dir:
         # Set before prometheus_client is first imported here: the worker's metrics are
         # written to the shared directory too.
         os.environ[METRICS_DIR_ENV] = metrics_dir
         env = _child_env(settings, secret, metrics_dir)
-        children = [
-            subprocess.Popen(
-                _child_argv(settings),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
+        children = []
+        for sockets in groups:
+            children.append(
+                subprocess.Popen(
+                    _child_argv(settings, sockets),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    pass_fds=[sock.fileno() for sock in sockets],
+                    preexec_fn=die_with_parent,
+                )
             )
-            for _ in range(processes)
-        ]
+            for sock in sockets:  # the child's now: the kernel stops routing to it if it dies
+                sock.close()
         log.info(
             "serving with several processes",
-            extra={"host": settings.host, "port": settings.port, "processes": processes},
+            extra={"host": settings.host, "port": settings.port, "processes": len(groups)},
         )
+        announce(settings, len(groups))
         try:
-            return asyncio.run(_supervise(settings, children))
+            return asyncio.run(_supervise(settings, children, metrics))
         finally:
             for child in children:
                 if child.poll() is None:

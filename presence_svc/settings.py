@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["ENV_VARS", "LOG_LEVELS", "ConfigError", "Settings"]
+from presence_svc.listen import parse_addr
+
+__all__ = ["ENV_VARS", "LOG_FORMATS", "LOG_LEVELS", "ConfigError", "Settings"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "text")
 
 
 class ConfigError(ValueError):
@@ -38,6 +41,8 @@ class Settings:
     view_debounce_s: float = 300.0
     partitions: int = 64
     log_level: str = "info"
+    log_format: str = "auto"
+    """``json``, ``text``, or ``auto``: text when stderr is a terminal, JSON otherwise."""
     host: str = "127.0.0.1"
     port: int = 8080
     run_worker: bool = True
@@ -55,6 +60,9 @@ class Settings:
     """Keep ledger rows this many days (whole months dropped on PostgreSQL); None: forever."""
     otel: bool = False
     """OpenTelemetry traces (the ``otel`` extra): a span per request, a child per script."""
+    metrics_addr: tuple[str, int] | None = None
+    """Serve ``/metrics`` only on this ``(host, port)``, not on the API's port; None: on
+    the API's port."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -69,6 +77,7 @@ class Settings:
         _check(self.view_debounce_s > 0, "PRESENCE_VIEW_DEBOUNCE_S must be > 0")
         _check(1 <= self.partitions <= 16384, "PRESENCE_PARTITIONS must be within 1..16384")
         _check(self.log_level in LOG_LEVELS, f"PRESENCE_LOG_LEVEL must be one of {LOG_LEVELS}")
+        _check(self.log_format in LOG_FORMATS, f"PRESENCE_LOG_FORMAT must be one of {LOG_FORMATS}")
         _check(0 < self.port < 65536, "port must be within 1..65535")
         _check(self.sweep_interval_s > 0, "PRESENCE_SWEEP_INTERVAL_S must be > 0")
         _check(0 <= self.leave_grace_s <= 30, "PRESENCE_LEAVE_GRACE_S must be within 0..30")
@@ -100,6 +109,11 @@ class Settings:
             self.ledger_retention_days is None or self.ledger_retention_days >= 1,
             "PRESENCE_LEDGER_RETENTION_DAYS must be at least 1",
         )
+        if self.metrics_addr is not None:
+            _check(
+                self.metrics_addr != (self.host, self.port),
+                "PRESENCE_METRICS_ADDR must differ from the API's host and port",
+            )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -193,6 +207,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_VIEW_DEBOUNCE_S", "view_debounce_s", _parse_seconds),
     ("PRESENCE_PARTITIONS", "partitions", int),
     ("PRESENCE_LOG_LEVEL", "log_level", str.lower),
+    ("PRESENCE_LOG_FORMAT", "log_format", str.lower),
     ("PRESENCE_SWEEP_INTERVAL_S", "sweep_interval_s", _parse_seconds),
     ("PRESENCE_LEAVE_GRACE_S", "leave_grace_s", _parse_seconds),
     ("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds),
@@ -203,5 +218,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),
     ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
     ("PRESENCE_OTEL", "otel", _parse_bool),
+    ("PRESENCE_METRICS_ADDR", "metrics_addr", parse_addr),
 )
 """Each setting's environment variable, field and parser."""

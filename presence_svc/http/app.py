@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+
 from aiohttp import web
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
@@ -21,7 +25,7 @@ from presence_svc.http.resources import (
 from presence_svc.http.wire import MAX_BODY_BYTES
 from presence_svc.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_metrics_app", "metrics_ctx", "metrics_listener"]
 
 # 1000 x "artifactId=" + 128 characters, percent-encoded at worst for ':' and '@'.
 MAX_REQUEST_LINE_BYTES = 256 * 1024
@@ -53,8 +57,43 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, ledger.routes)
     add_routes(app, users.routes)
     add_routes(app, ops.routes)
+    if settings.metrics_addr is None:  # else only on its own listener (create_metrics_app)
+        add_routes(app, ops.metrics_routes)
     add_routes(app, dashboard.routes)
     add_routes(app, assets.routes)
     add_fallback(app)  # last: 404, 405 and CORS preflights, as problem+json
     setup_cors(app)
     return app
+
+
+def create_metrics_app() -> web.Application:
+    """``GET /metrics`` alone, for the listener at ``PRESENCE_METRICS_ADDR``."""
+    app = web.Application()
+    add_routes(app, ops.metrics_routes)
+    add_fallback(app)
+    return app
+
+
+def metrics_ctx(
+    sockets: Sequence[socket.socket],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context serving :func:`create_metrics_app` on ``sockets`` beside the API."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with metrics_listener(sockets):
+            yield
+
+    return ctx
+
+
+@contextlib.asynccontextmanager
+async def metrics_listener(sockets: Sequence[socket.socket]) -> AsyncIterator[None]:
+    """:func:`create_metrics_app` served on ``sockets`` (already bound) while inside."""
+    runner = web.AppRunner(create_metrics_app(), access_log=None)
+    await runner.setup()
+    try:
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        yield
+    finally:
+        await runner.cleanup()

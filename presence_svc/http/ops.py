@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 
@@ -22,10 +23,12 @@ from presence_svc.http.resources import DATABASE, REDIS
 from presence_svc.http.wire import respond
 from presence_svc.multiproc import METRICS_DIR_ENV
 
-__all__ = ["routes"]
+__all__ = ["metrics_routes", "routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+metrics_routes = web.RouteTableDef()
+"""Apart from ``routes``: on the API's port, or alone on ``PRESENCE_METRICS_ADDR``."""
 
 
 @routes.get("/healthz")
@@ -57,7 +60,7 @@ async def readyz(request: web.Request) -> web.Response:
     return respond(request, {"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-@routes.get("/metrics")
+@metrics_routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """This process's metrics, or every process's summed under ``serve --processes``."""
     registry = REGISTRY
@@ -72,4 +75,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app))
+    return web.json_response(openapi_document(request.app), dumps=_json_line)
+
+
+def _json_line(value: object) -> str:
+    """JSON ending in a newline, as every JSON answer (``wire.respond``)."""
+    return json.dumps(value) + "\n"

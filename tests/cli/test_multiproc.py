@@ -73,7 +73,7 @@ def test_several_processes_share_the_port_and_sum_their_metrics(tmp_path: Path) 
                 pass
             assert time.monotonic() < deadline, "not ready"
             time.sleep(0.1)
-        servers = [c for c in _children(process.pid) if "serve" in c and "--reuse-port" in c]
+        servers = [c for c in _children(process.pid) if "serve" in c and "--listen-fd" in c]
         assert len(servers) == 2, _children(process.pid)
 
         token = subprocess.run(
