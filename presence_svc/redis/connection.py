@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall, Scripts
 from presence_svc.settings import Settings
 
@@ -89,6 +90,11 @@ class RedisConnection(ABC):
     async def scripts_loaded(self) -> bool:
         found = await self.client.script_exists(*(s.sha for s in self.scripts.all))
         return all(found)
+
+    async def check_writable(self) -> None:
+        """Write a short-lived key: raises what Redis answers when it refuses writes now
+        (``OOM``, ``READONLY``, ``MISCONF``...), which reads alone would not show."""
+        await self.client.set(Keyspace.ready_probe(), b"1", px=10_000)
 
     async def aclose(self) -> None:
         await self.client.aclose()
