@@ -62,9 +62,11 @@ class RedisConnection(ABC):
 
     @abstractmethod
     async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int
+        self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
     ) -> list[StreamRead]:
-        """``XREADGROUP`` of what is new (``>``) on each stream, in the order given."""
+        """``XREADGROUP`` of what is new (``>``) on each stream, in the order given; with
+        ``own``, what was delivered to ``consumer`` and not acknowledged (from ``0``), where
+        an entry deleted since comes without fields (``None`` or empty)."""
 
     @abstractmethod
     async def ack(self, group: str, done: dict[str, list[bytes]]) -> None:
