@@ -130,23 +130,37 @@ class PostgresPool:
             await pool.close()
 
     @asynccontextmanager
+    async def _unavailable_as_one(self) -> AsyncIterator[None]:
+        """``unavailable_as_one``; on a read-only answer the pool's connections are also
+        renewed as they come back: they may be sessions on a server demoted to standby (a
+        failover) or opened under a read-only default, and the DSN may now lead to a
+        primary."""
+        try:
+            async with unavailable_as_one():
+                yield
+        except DatabaseUnavailable as exc:
+            if exc.cause == "read-only" and self._pool is not None:
+                await self._pool.expire_connections()
+            raise
+
+    @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of the pool, for statements that need one (a transaction)."""
-        async with unavailable_as_one():
+        async with self._unavailable_as_one():
             pool = await self.connected()
             async with pool.acquire() as conn:
                 yield conn
 
     async def execute(self, sql: str, *args: Any) -> str:
-        async with unavailable_as_one():
+        async with self._unavailable_as_one():
             return str(await (await self.connected()).execute(sql, *args))
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with unavailable_as_one():
+        async with self._unavailable_as_one():
             return list(await (await self.connected()).fetch(sql, *args))
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with unavailable_as_one():
+        async with self._unavailable_as_one():
             return await (await self.connected()).fetchval(sql, *args)
 
     async def ping(self) -> None:
