@@ -121,6 +121,9 @@ class LedgerDrain:
                 batch, idle_s = _Decoded(), 1.0
             except (RedisError, OSError) as exc:
                 log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
+                # A read whose answer was lost left its entries pending under our name:
+                # take them back first once Redis answers, not after the reclaim idle time.
+                self._resumed = False
                 batch, idle_s = _Decoded(), 1.0
             except Exception:
                 log.exception("ledger drain: batch failed; it stays pending and is retried")
