@@ -87,6 +87,10 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return str(exc) in _INTERFACE
+    if isinstance(exc, asyncpg.InternalClientError):
+        # a session the server ended under us (a failover, pg_terminate_backend) can leave
+        # asyncpg's protocol out of step: "cannot switch to state ..."
+        return str(exc).startswith("cannot switch to state")
     return _named_cause(exc) is not None
 
 
