@@ -18,7 +18,7 @@ import pytest
 import redis
 from aiohttp import ClientResponse
 
-from presence_svc.redis.embedded import EmbeddedRedis, redis_server_binary
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.refusal import refusal
 from tests.conftest import AppClient, MakeClient, free_port
 
@@ -204,17 +204,18 @@ async def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
 
 
 async def test_a_redis_loading_its_data_is_a_503_naming_loading(
-    make_client: MakeClient, tmp_path: Path, auth: Auth
+    make_client: MakeClient, tmp_path: Path, auth: Auth, redis_binary: str
 ) -> None:
     """A restarted Redis answers LOADING until its data is in; slowed down here (a delay
     per key) so requests meet it."""
     data = tmp_path / "loading-redis"
     data.mkdir()
     port = free_port()
-    with _redis_process(data, port, "--appendonly", "yes") as r:
+    with _redis_process(redis_binary, data, port, "--appendonly", "yes") as r:
         await asyncio.to_thread(_fill_and_rewrite, r)
     service = await make_client(redis_url=f"redis://127.0.0.1:{port}")
-    with _redis_process(data, port, "--appendonly", "yes", "--key-load-delay", "100", wait=False):
+    slowed = ("--appendonly", "yes", "--key-load-delay", "100")
+    with _redis_process(redis_binary, data, port, *slowed, wait=False):
         seen: set[int] = set()
         deadline = time.monotonic() + 60
         while 200 not in seen:
@@ -246,8 +247,8 @@ def _fill_and_rewrite(r: redis.Redis) -> None:
 class _redis_process:
     """A redis-server on a TCP port in ``data``, stopped (SIGTERM) on exit."""
 
-    def __init__(self, data: Path, port: int, *args: str, wait: bool = True) -> None:
-        self.argv = [redis_server_binary(), "--port", str(port), "--dir", str(data), "--save", ""]
+    def __init__(self, binary: str, data: Path, port: int, *args: str, wait: bool = True) -> None:
+        self.argv = [binary, "--port", str(port), "--dir", str(data), "--save", ""]
         self.argv += args
         self.port, self.wait = port, wait
         self.process: subprocess.Popen[bytes] | None = None
