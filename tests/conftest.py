@@ -43,8 +43,12 @@ _DEBIAN_REDIS = "/usr/bin/redis-server"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    folder = metafunc.definition.path.relative_to(Path(__file__).parent).parts[0]
-    if "redis_binary" in metafunc.fixturenames and folder in _ON_EVERY_REDIS:
+    path = metafunc.definition.path
+    folder = path.relative_to(Path(__file__).parent).parts[0]
+    # The Cluster tests start their nodes once per module, from the embedded binary: a
+    # second round would test the same thing again.
+    cluster = path.name.startswith("test_cluster")
+    if "redis_binary" in metafunc.fixturenames and folder in _ON_EVERY_REDIS and not cluster:
         metafunc.parametrize("redis_binary", REDIS_VERSIONS, indirect=True)
 
 

@@ -350,13 +350,20 @@ async def test_scripts_missing_after_a_flush_are_loaded_once_for_all_callers(
     try:
         await store.heartbeat("doc-1", "tab-0", "user-0", None, None)
         sync_redis.script_flush()
-        loads_before = sync_redis.info("commandstats").get("cmdstat_script", {}).get("calls", 0)
+        loads_before = _script_loads(sync_redis)
         results = await asyncio.gather(
             *(store.heartbeat("doc-1", f"tab-{n}", f"user-{n}", None, None) for n in range(300)),
             return_exceptions=True,
         )
         assert not [r for r in results if isinstance(r, Exception)]
-        loads = sync_redis.info("commandstats")["cmdstat_script"]["calls"] - loads_before
+        loads = _script_loads(sync_redis) - loads_before
         assert loads == 1
     finally:
         await redis_conn.aclose()
+
+
+def _script_loads(r: redis.Redis) -> int:
+    """``SCRIPT LOAD`` calls so far: Redis 7 counts each subcommand apart, 6.2 all of
+    ``SCRIPT`` together."""
+    stats = r.info("commandstats")
+    return int(stats.get("cmdstat_script|load", stats.get("cmdstat_script", {})).get("calls", 0))
