@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from presence_svc import metrics
 from presence_svc.db.errors import DatabaseUnavailable
+from presence_svc.redis.refusal import unavailable_cause
 
 __all__ = [
     "DATABASE_RETRY_AFTER_S",
@@ -150,15 +149,24 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
 
 
 def _unavailable(
-    request: web.Request, exc: Exception, dependency: str, what: str, retry_after_s: int
+    request: web.Request,
+    exc: Exception,
+    dependency: str,
+    cause: str,
+    detail: str,
+    retry_after_s: int,
 ) -> web.Response:
-    """503 for a dependency that refused or did not answer: the client retries later."""
-    log.warning(f"{dependency} unavailable", extra={"path": request.path, "error": repr(exc)})
-    metrics.UNAVAILABLE.labels(dependency).inc()
+    """503 for a dependency that refused or did not answer, naming why: the client
+    retries later; the refusal is counted by cause."""
+    metrics.count_refusal(dependency, cause)
+    log.warning(
+        f"{dependency} unavailable",
+        extra={"path": request.path, "cause": cause, "error": repr(exc)},
+    )
     return problem_response(
         503,
         "Service Unavailable",
-        f"the {what} is unreachable; retry shortly",
+        f"{detail}; retry in {retry_after_s} s",
         slug="unavailable",
         headers={"Retry-After": str(retry_after_s)},
     )
@@ -177,9 +185,12 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             headers=exc.headers,
         )
     if isinstance(exc, DatabaseUnavailable):
-        return _unavailable(request, exc, "database", "database", DATABASE_RETRY_AFTER_S)
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
-        return _unavailable(request, exc, "redis", "presence store", 1)
+        detail = f"the database is unavailable ({exc.cause})"
+        return _unavailable(request, exc, "database", exc.cause, detail, DATABASE_RETRY_AFTER_S)
+    cause = unavailable_cause(exc)
+    if cause is not None:
+        detail = f"the presence store (Redis) cannot serve now: {cause.what} ({cause.code})"
+        return _unavailable(request, exc, "redis", cause.code, detail, cause.retry_after_s)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -11,13 +11,14 @@ __all__ = [
     "LEDGER_LAG_SECONDS",
     "LEDGER_ROWS",
     "LEDGER_WRITE_LAG_SECONDS",
+    "REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
     "SCRIPT_SECONDS",
     "SSE_LISTENERS",
     "SWEPT_SESSIONS",
-    "UNAVAILABLE",
     "VIEWS",
+    "count_refusal",
     "observe_request",
     "observe_script",
 ]
@@ -56,6 +57,11 @@ LEDGER_WRITE_LAG_SECONDS = Histogram(
 SWEPT_SESSIONS = Counter(
     "presence_swept_sessions_total", "Sessions handled by the sweeper", ["outcome"]
 )
+REFUSALS = Counter(
+    "presence_refusals_total",
+    "Requests answered 503 because Redis or the database refused or did not answer",
+    ["dependency", "cause"],
+)
 SSE_LISTENERS = Gauge("presence_sse_listeners", "Open event-stream connections")
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
@@ -67,11 +73,6 @@ VIEWS = Counter(
 )
 VIEWS_COUNTED = VIEWS.labels("counted")
 VIEWS_DEBOUNCED = VIEWS.labels("debounced")
-UNAVAILABLE = Counter(
-    "presence_unavailable_total",
-    "Requests answered 503 because a dependency refused or did not answer",
-    ["dependency"],
-)
 
 
 # ``labels(...)`` takes a lock and builds a key on every call; the children are bound once
@@ -100,3 +101,9 @@ def observe_script(name: str, seconds: float) -> None:
     if child is None:
         child = _SCRIPT_CHILDREN[name] = SCRIPT_SECONDS.labels(name)
     child.observe(seconds)
+
+
+def count_refusal(dependency: str, cause: str) -> None:
+    """Count one 503 for ``dependency`` (``redis`` or ``database``) by ``cause`` (a Redis
+    error code such as ``OOM``, or a database cause such as ``disk full``)."""
+    REFUSALS.labels(dependency, cause).inc()

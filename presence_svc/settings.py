@@ -56,6 +56,8 @@ class Settings:
     """Connections per process to a PostgreSQL database (SQLite has one)."""
     db_auto_migrate: bool = True
     """Apply pending schema migrations at start (under a lock: many processes, one run)."""
+    db_request_timeout_s: float = 1.8
+    """A PostgreSQL call made for an HTTP request that takes longer answers 503."""
     ledger_retention_days: int | None = None
     """Keep ledger rows this many days (whole months dropped on PostgreSQL); None: forever."""
     otel: bool = False
@@ -84,6 +86,10 @@ class Settings:
         _check(0 < self.redis_timeout_s <= 1, "PRESENCE_REDIS_TIMEOUT_S must be within (0, 1]")
         _check(self.ledger_reclaim_idle_s > 0, "PRESENCE_LEDGER_RECLAIM_IDLE_S must be > 0")
         _check(self.events_keepalive_s > 0, "PRESENCE_EVENTS_KEEPALIVE_S must be > 0")
+        _check(
+            0 < self.db_request_timeout_s <= 30,
+            "PRESENCE_DB_REQUEST_TIMEOUT_S must be within (0, 30]",
+        )
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
             _check(
@@ -216,6 +222,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_CORS_ORIGINS", "cors_origins", _parse_origins),
     ("PRESENCE_DB_POOL_SIZE", "db_pool_size", int),
     ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),
+    ("PRESENCE_DB_REQUEST_TIMEOUT_S", "db_request_timeout_s", _parse_seconds),
     ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
     ("PRESENCE_OTEL", "otel", _parse_bool),
     ("PRESENCE_METRICS_ADDR", "metrics_addr", parse_addr),

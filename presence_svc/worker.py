@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
+from pathlib import Path
+from typing import IO
 
 from presence_svc.database import Database, database_for
 from presence_svc.ledger.drain import LedgerDrain
@@ -22,7 +26,14 @@ from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 
-__all__ = ["UPKEEP_INTERVAL_S", "UPKEEP_RETRY_S", "LedgerUpkeep", "Worker", "run_worker"]
+__all__ = [
+    "UPKEEP_INTERVAL_S",
+    "UPKEEP_RETRY_S",
+    "LedgerUpkeep",
+    "Worker",
+    "WorkerIdentity",
+    "run_worker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +69,52 @@ class LedgerUpkeep:
                 await asyncio.wait_for(stopping.wait(), wait)
 
 
+class WorkerIdentity:
+    """A worker's name, the same for each incarnation on one host and data dir, so a
+    restarted worker finds what its predecessor read and did not acknowledge (its pending
+    entries, under its consumer name) and resumes it at once, instead of after the reclaim
+    idle time that guards against taking a live worker's entries.
+
+    Workers alive at once on one host and data dir hold different slots: each holds an
+    exclusive lock on ``worker-<slot>.lock`` in the data dir, which the kernel releases
+    when the process dies (SIGKILL included), so the next worker started takes it again.
+    Without a usable data dir the name is a fresh one (then only the reclaim resumes).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self._lock: IO[bytes] | None = None
+        self.name = self._claim(data_dir)
+
+    def _claim(self, data_dir: Path) -> str:
+        host = socket.gethostname()
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            where = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:8]
+            for slot in range(1024):
+                lock = (data_dir / f"worker-{slot}.lock").open("ab")
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.close()
+                    continue
+                self._lock = lock
+                return f"{host}:{where}:{slot}"
+        except OSError as exc:
+            log.warning("no stable worker name: data dir unusable", extra={"error": repr(exc)})
+        return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing drops the lock
+            self._lock = None
+
+
 class Worker:
     """Every chore of one worker, run until ``stop``; each finishes its current batch."""
 
     def __init__(self, redis: RedisConnection, database: Database, settings: Settings) -> None:
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.identity = WorkerIdentity(settings.data_dir)
+        self.id = self.identity.name
         self.sweeper = Sweeper(redis, settings, owner=self.id)
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
@@ -80,6 +132,7 @@ class Worker:
                 self.upkeep.run(self._stopping),
             )
         finally:
+            self.identity.release()
             log.info("worker stopped", extra={"worker_id": self.id})
 
 

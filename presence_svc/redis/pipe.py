@@ -28,16 +28,11 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
-from redis.exceptions import (
-    AuthenticationError,
-    BusyLoadingError,
-    NoScriptError,
-    ReadOnlyError,
-    ResponseError,
-)
+from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from presence_svc.redis.refusal import refusal
 from presence_svc.redis.resp import pack_command
 
 __all__ = ["RedisPipe"]
@@ -46,19 +41,17 @@ log = logging.getLogger(__name__)
 
 
 def _reply_error(message: str) -> Exception:
-    """The redis-py exception for an error answer, for the errors callers tell apart. The
-    ones that say the server cannot serve this connection are connection errors (503)."""
+    """The redis-py exception for an error answer, for the errors callers tell apart: a
+    refusal (``OOM``, ``READONLY``, ...) is a ``RedisRefused`` (503), and so is a full
+    server (a connection error)."""
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
-    if message.startswith("LOADING"):
-        return BusyLoadingError(message)  # a ConnectionError: the caller answers 503
-    if message.startswith("READONLY"):
-        return ReadOnlyError(message)
     if message.startswith(("NOAUTH", "WRONGPASS", "ERR max number of clients")):
         return (
             AuthenticationError(message) if "AUTH" in message[:9] else RedisConnectionError(message)
         )
-    return ResponseError(message)
+    error = ResponseError(message)
+    return refusal(error) or error
 
 
 @dataclass(slots=True)

@@ -20,6 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from presence_svc.redis.refusal import refusal
+
 __all__ = [
     "Packed",
     "bulk",
@@ -112,7 +114,7 @@ async def run_pipeline(redis: Redis, packed: Packed) -> list[Any]:
                     try:
                         results.append(await connection.read_response(timeout=math.inf))
                     except ResponseError as exc:
-                        results.append(exc)
+                        results.append(refusal(exc) or exc)
             return results
         except (RedisConnectionError, RedisTimeoutError, OSError):
             await connection.disconnect()

@@ -47,7 +47,7 @@ class SingleConnection(RedisConnection):
         self._pending: list[_Pending] = []
         self._flushing: set[asyncio.Task[None]] = set()
         self._loading: dict[str, asyncio.Future[Any]] = {}
-        self._reads: dict[tuple[str, str, tuple[str, ...], int], Packed] = {}
+        self._reads: dict[tuple[str, str, tuple[str, ...], int, bool], Packed] = {}
 
     # Scripts.
 
@@ -153,13 +153,14 @@ class SingleConnection(RedisConnection):
     # per-argument packing and per-entry reply parsing cost more than the ledger insert).
 
     async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int
+        self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
     ) -> list[StreamRead]:
-        shape = (group, consumer, tuple(streams), count)
+        shape = (group, consumer, tuple(streams), count, own)
         command = self._reads.get(shape)
         if command is None:
             read = ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS")
-            command = self._reads[shape] = pack_commands([(*read, s, ">") for s in streams])
+            start = "0" if own else ">"
+            command = self._reads[shape] = pack_commands([(*read, s, start) for s in streams])
         out: list[StreamRead] = []
         for reply in await run_pipeline(self.client, command):
             if isinstance(reply, ResponseError):

@@ -230,7 +230,7 @@ def test_every_metric_the_kit_names_is_served(scrape: str) -> None:
     for needed in (
         "presence_http_requests_total",
         "presence_http_request_seconds_bucket",
-        "presence_unavailable_total",
+        "presence_refusals_total",
         "presence_views_total",
         "presence_ledger_lag_seconds",
         "presence_ledger_backlog",

@@ -577,3 +577,20 @@ async def test_an_entry_delivered_more_than_five_times_goes_to_dead_letters(
     assert await database.ledger.query_views(LedgerQuery(), 10) == []
     assert len(sync_redis.xrange(keys.dead_letters(keys.tags[1]))) == 1
     assert sync_redis.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_workers_alive_at_once_on_one_data_dir_have_their_own_names_a_successor_the_same(
+    tmp_path: Path,
+) -> None:
+    from presence_svc.worker import WorkerIdentity
+
+    first, second = WorkerIdentity(tmp_path), WorkerIdentity(tmp_path)
+    assert first.name != second.name
+    name = first.name
+    first.release()  # as a process that died: its lock is let go
+    again = WorkerIdentity(tmp_path)
+    assert again.name == name
+    elsewhere = WorkerIdentity(tmp_path / "elsewhere")
+    assert elsewhere.name != name
+    for identity in (second, again, elsewhere):
+        identity.release()

@@ -1,0 +1,114 @@
+"""The whole service SIGKILLed with views read by its worker and not yet written: started
+again on the same data dir, its worker takes them back at once (they are pending under
+its own, stable name), not after the reclaim idle time that guards another host's
+worker's entries (two minutes here, so only the resume can pass)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+
+from presence_svc.auth import TokenCodec, read_secret
+from presence_svc.ledger.drain import GROUP
+from presence_svc.redis.keys import Keyspace
+from tests.cli.test_cli import CLI, _env, _wait_ready
+from tests.conftest import free_port
+from tests.ledger.test_ledger import View, _sqlite_rows, write_lock
+
+RECLAIM_IDLE_S = 120
+
+
+class _Serve:
+    """``presence-svc serve`` on ``data``, its log in a file (a pipe nobody reads fills)."""
+
+    def __init__(self, data: Path, log: Path) -> None:
+        self.data_dir = data
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [CLI, "serve", "--port", str(self.port)],
+            env=_env(data, PRESENCE_LEDGER_RECLAIM_IDLE_S=str(RECLAIM_IDLE_S)),
+            stdout=self.log,
+            stderr=self.log,
+        )
+
+    def kill_all(self) -> None:
+        """SIGKILL the service and its Redis: nothing gets to clean up."""
+        redis_pid = int((self.data_dir / "redis.pid").read_text())
+        self.process.kill()
+        os.kill(redis_pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(20)
+        self.log.close()
+
+
+def _pending(r: redis.Redis) -> int:
+    keys = Keyspace(16)
+    return sum(int(r.xpending(keys.views_stream(t), GROUP)["pending"]) for t in keys.tags)
+
+
+async def _until(check: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    ledger = data / "ledger.sqlite3"
+    first = _Serve(data, tmp_path / "serve.log")
+    second: _Serve | None = None
+    try:
+        await _wait_ready(first)  # type: ignore[arg-type]
+        tokens = TokenCodec(read_secret(data))
+        r = redis.Redis(unix_socket_path=str(data / "redis.sock"))
+        r.config_set("appendfsync", "always")  # what was answered is on disk at the kill
+        counted: list[View] = []
+        async with write_lock(f"sqlite:///{ledger}"), aiohttp.ClientSession() as http:
+            # The worker reads these and cannot commit them: the ledger is locked.
+            async def view(n: int) -> None:
+                view = (f"doc-{n % 5}", f"v{n % 2}", f"user-{n}")
+                headers = {"Authorization": f"Bearer {tokens.issue(view[2])}"}
+                body = {"artifactId": view[0], "versionId": view[1]}
+                async with http.post(f"{first.base}/v1/views", json=body, headers=headers) as a:
+                    if a.status == 200 and (await a.json())["counted"]:
+                        counted.append(view)
+
+            await asyncio.gather(*(view(n) for n in range(60)))
+            await _until(lambda: _pending(r) > 0, 20, "the worker never read a batch")
+            first.kill_all()
+        assert len(counted) == 60
+        held = _sqlite_rows(ledger)
+        assert len(held) < len(counted)  # the test means something: views were in flight
+
+        restarted = time.monotonic()
+        second = _Serve(data, tmp_path / "serve.log")
+        await _until(
+            lambda: sorted(_sqlite_rows(ledger)) == sorted(counted),
+            RECLAIM_IDLE_S / 2,
+            "the ledger did not catch up before the reclaim idle time",
+        )
+        caught_up_s = time.monotonic() - restarted
+        print(f"ledger complete {caught_up_s:.2f} s after the restart")
+        assert "resumed own pending views" in (tmp_path / "serve.log").read_text()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -1,0 +1,311 @@
+"""Redis saying "not now" (out of memory, a replica, persistence failing, loading, a long
+script): each is a 503 with Retry-After whose detail names the cause, /readyz names it, a
+metric counts it, and the service serves again once Redis does. Before, these were 500s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import ClientResponse
+
+from presence_svc.redis.embedded import EmbeddedRedis
+from presence_svc.redis.refusal import refusal
+from tests.conftest import AppClient, MakeClient, free_port
+
+Auth = Callable[..., dict[str, str]]
+BEAT = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
+VIEW = {"artifactId": "doc-1", "versionId": "v1"}
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def admin(own: EmbeddedRedis) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(own.url) as r:
+        yield r
+
+
+@pytest.fixture
+async def service(make_client: MakeClient, own: EmbeddedRedis) -> AppClient:
+    return await make_client(redis_url=own.url)
+
+
+async def _refused(response: ClientResponse, code: str) -> dict[str, Any]:
+    body: dict[str, Any] = await response.json()
+    assert response.status == 503, body
+    assert response.content_type == "application/problem+json"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert f"({code})" in body["detail"], body
+    return body
+
+
+async def _ready_says(service: AppClient, check: str) -> None:
+    response = await service.get("/readyz")
+    body = await response.json()
+    assert (response.status, body["checks"]["redis"]) == (503 if check != "ok" else 200, check)
+
+
+async def _refusals_counted(service: AppClient, code: str) -> float:
+    text = await (await service.get("/metrics")).text()
+    for line in text.splitlines():
+        if line.startswith("presence_refusals_total{") and f'cause="{code}"' in line:
+            assert 'dependency="redis"' in line
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_out_of_memory_is_a_503_naming_oom_and_passes(
+    service: AppClient, admin: redis.Redis, auth: Auth
+) -> None:
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
+    counted = await _refusals_counted(service, "OOM")
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    try:
+        body = await _refused(
+            await service.post("/v1/heartbeat", json=BEAT, headers=auth("a")), "OOM"
+        )
+        assert "out of memory" in body["detail"]
+        await _refused(await service.post("/v1/views", json=VIEW, headers=auth("a")), "OOM")
+        await _ready_says(service, "unavailable: OOM")
+        assert await _refusals_counted(service, "OOM") == counted + 2
+        # reads still work: Redis refuses writes only
+        assert (await service.get("/v1/online?artifactId=doc-1", headers=auth("a"))).status == 200
+    finally:
+        admin.config_set("maxmemory", 0)
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
+    await _ready_says(service, "ok")
+
+
+async def test_a_replica_is_a_503_naming_readonly_then_masterdown(
+    service: AppClient, admin: redis.Redis, auth: Auth
+) -> None:
+    """The primary gone and this server a replica of it (as after a failover, before the
+    clients moved): writes are READONLY; with stale reads off, reads are MASTERDOWN."""
+    admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # nothing listens
+    try:
+        await _refused(
+            await service.post("/v1/heartbeat", json=BEAT, headers=auth("a")), "READONLY"
+        )
+        await _ready_says(service, "unavailable: READONLY")
+        admin.config_set("replica-serve-stale-data", "no")
+        await _refused(
+            await service.get("/v1/online?artifactId=doc-1", headers=auth("a")), "MASTERDOWN"
+        )
+    finally:
+        admin.config_set("replica-serve-stale-data", "yes")
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
+    await _ready_says(service, "ok")
+
+
+async def test_failing_persistence_is_a_503_naming_misconf(
+    service: AppClient, admin: redis.Redis, own: EmbeddedRedis, auth: Auth
+) -> None:
+    """A snapshot that cannot be written (here: its target is a directory) with
+    stop-writes-on-bgsave-error: Redis refuses writes until a snapshot succeeds."""
+    blocker = own.data_dir / "dump.rdb" / "in-the-way"
+    blocker.mkdir(parents=True)
+    admin.config_set("save", "3600 1")
+    admin.config_set("stop-writes-on-bgsave-error", "yes")
+    try:
+        _bgsave(admin, "err")
+        await _refused(await service.post("/v1/heartbeat", json=BEAT, headers=auth("a")), "MISCONF")
+        await _ready_says(service, "unavailable: MISCONF")
+    finally:
+        shutil.rmtree(own.data_dir / "dump.rdb")
+        _bgsave(admin, "ok")
+        admin.config_set("save", "")
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
+
+
+def _bgsave(admin: redis.Redis, status: str) -> None:
+    admin.bgsave()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = admin.info("persistence")
+        if not info["rdb_bgsave_in_progress"] and info["rdb_last_bgsave_status"] == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"bgsave did not end {status}")
+
+
+_BUSY_LOOP = """
+local stop = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1])
+while tonumber(redis.call('TIME')[1]) < stop do end
+return 1
+"""
+
+
+async def test_a_long_script_is_a_503_naming_busy(
+    service: AppClient, admin: redis.Redis, own: EmbeddedRedis, auth: Auth
+) -> None:
+    """Another client's script runs past the busy threshold: Redis answers BUSY to every
+    other command until it ends or is killed."""
+    admin.config_set("lua-time-limit", 50)
+    looping = threading.Thread(target=_run_busy_loop, args=(own.url,), daemon=True)
+    looping.start()
+    try:
+        await _until(lambda: _is_busy(admin))
+        body = await _refused(
+            await service.post("/v1/heartbeat", json=BEAT, headers=auth("a")), "BUSY"
+        )
+        assert "long script" in body["detail"]
+    finally:
+        await _until(lambda: _kill_script(own.url))
+        looping.join(10)
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
+
+
+def _run_busy_loop(url: str) -> None:
+    killed = contextlib.suppress(redis.ResponseError)
+    with redis.Redis.from_url(url, socket_timeout=30) as r, killed:
+        r.eval(_BUSY_LOOP, 0, 20)
+
+
+def _is_busy(admin: redis.Redis) -> bool:
+    try:
+        admin.ping()
+    except redis.ResponseError as exc:
+        found = refusal(exc)
+        return found is not None and found.cause.code == "BUSY"
+    return False
+
+
+def _kill_script(url: str) -> bool:
+    with redis.Redis.from_url(url) as r:
+        try:
+            r.script_kill()
+        except redis.ResponseError as exc:
+            return "NOTBUSY" in str(exc)
+        return True
+
+
+async def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_redis_loading_its_data_is_a_503_naming_loading(
+    make_client: MakeClient, tmp_path: Path, auth: Auth, redis_binary: str
+) -> None:
+    """A restarted Redis answers LOADING until its data is in; slowed down here (a delay
+    per key) so requests meet it."""
+    data = tmp_path / "loading-redis"
+    data.mkdir()
+    port = free_port()
+    with _redis_process(redis_binary, data, port, "--appendonly", "yes") as r:
+        await asyncio.to_thread(_fill_and_rewrite, r)
+    service = await make_client(redis_url=f"redis://127.0.0.1:{port}")
+    slowed = ("--appendonly", "yes", "--key-load-delay", "100")
+    with _redis_process(redis_binary, data, port, *slowed, wait=False):
+        seen: set[int] = set()
+        deadline = time.monotonic() + 60
+        while 200 not in seen:
+            assert time.monotonic() < deadline, seen
+            response = await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))
+            seen.add(response.status)
+            if response.status == 503 and "(LOADING)" in (await response.json())["detail"]:
+                seen.add(-1)
+            await asyncio.sleep(0.05)
+        assert -1 in seen, "never met Redis loading"
+        assert 500 not in seen
+
+
+def _fill_and_rewrite(r: redis.Redis) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"filler:{i}", b"x" * 500)
+    pipe.execute()
+    r.bgrewriteaof()  # the AOF as a snapshot: loaded key by key, with the delay set
+    deadline = time.monotonic() + 30
+    while True:
+        info = r.info("persistence")
+        if not (info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"]):
+            return
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+class _redis_process:
+    """A redis-server on a TCP port in ``data``, stopped (SIGTERM) on exit."""
+
+    def __init__(self, binary: str, data: Path, port: int, *args: str, wait: bool = True) -> None:
+        self.argv = [binary, "--port", str(port), "--dir", str(data), "--save", ""]
+        self.argv += args
+        self.port, self.wait = port, wait
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> redis.Redis:
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 20
+        while self.wait:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.ResponseError):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        return client
+
+    def __exit__(self, *_: object) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory"), "OOM"),
+        (redis.exceptions.ReadOnlyError("You can't write against a replica."), "READONLY"),
+        (redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"), "LOADING"),
+        (redis.exceptions.MasterDownError("Link with MASTER is down"), "MASTERDOWN"),
+        (redis.exceptions.ClusterDownError("The cluster is down"), "CLUSTERDOWN"),
+        (redis.exceptions.TryAgainError("Multiple keys request during rehashing"), "TRYAGAIN"),
+        (redis.ResponseError("BUSY Redis is busy running a script."), "BUSY"),
+        (redis.ResponseError("MISCONF Redis is configured to save RDB snapshots"), "MISCONF"),
+        (
+            redis.ResponseError(
+                "Error running script (call to f_ae34): @user_script:1: @user_script: 1: "
+                "-OOM command not allowed when used memory > 'maxmemory'."
+            ),
+            "OOM",
+        ),
+    ],
+)
+def test_each_shape_of_a_refusal_is_named_by_its_code(error: Exception, code: str) -> None:
+    found = refusal(error)
+    assert found is not None
+    assert found.cause.code == code
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.ResponseError("ERR Error running script: @user_script:3: bad argument -OOMPH x"),
+        redis.ResponseError("NOGROUP No such key"),
+        ValueError("OOM"),
+    ],
+)
+def test_a_bug_is_no_refusal(error: Exception) -> None:
+    assert refusal(error) is None
