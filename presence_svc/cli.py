@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from presence_svc import logs
-from presence_svc.auth import SECRET_FILE, Scope, TokenCodec, load_or_create_secret, read_secret
+from presence_svc.auth import SECRET_FILE, Scope, load_or_create_secret, read_secret, token_codec
 from presence_svc.database import Database, database_for
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations
 from presence_svc.jsonl import BadLine
@@ -270,7 +270,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
         )
     if args.ttl <= 0:
         raise UsageError("presence-svc token: --ttl must be positive")
-    token = TokenCodec(secret).issue(
+    token = token_codec(settings, secret).issue(
         args.user, scope=Scope(args.scope), artifacts=args.artifact, ttl_s=args.ttl
     )
     sys.stdout.write(token + "\n")

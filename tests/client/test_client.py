@@ -116,7 +116,7 @@ async def test_401_asks_the_provider_once_then_raises(serve: Serve, tokens: Toke
         asked.append(1)
         return _token(tokens, "alice")
 
-    expired = _token(tokens, "alice", ttl_s=-10)
+    expired = _token(tokens, "alice", ttl_s=-60)
     async with PresenceClient(url, expired, token_provider=fresh) as client:
         result = await client.heartbeat("doc-1", session_id="tab-aaaa0001")
         assert result.online == 1

@@ -215,7 +215,7 @@ async def test_tokens_apply_as_for_the_presence_list(
     for query, headers in (
         ("", {}),
         ("?access_token=not-a-token", {}),
-        (f"?access_token={tokens.issue('alice', ttl_s=-10)}", {}),
+        (f"?access_token={tokens.issue('alice', ttl_s=-60)}", {}),
         ("", {"Authorization": "Bearer nope"}),
     ):
         response = await client.get(f"/v1/artifacts/doc-1/events{query}", headers=headers)
