@@ -11,6 +11,7 @@ __all__ = [
     "LEDGER_LAG_SECONDS",
     "LEDGER_ROWS",
     "LEDGER_WRITE_LAG_SECONDS",
+    "RATE_LIMITER_ERRORS",
     "REQUESTS",
     "REQUEST_SECONDS",
     "SCRIPT_SECONDS",
@@ -57,6 +58,10 @@ SWEPT_SESSIONS = Counter(
 SSE_LISTENERS = Gauge("presence_sse_listeners", "Open event-stream connections")
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
+)
+RATE_LIMITER_ERRORS = Counter(
+    "presence_rate_limiter_errors_total",
+    "Rate-limit checks that Redis answered with an error: the request went through",
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from presence_svc.jwks import load_public_keys
+from presence_svc.ratelimits import DEFAULT_RATE_LIMITS, RateLimits, parse_rate_limits
 
 __all__ = ["ENV_VARS", "LOG_LEVELS", "ConfigError", "Settings"]
 
@@ -41,6 +42,8 @@ class Settings:
     jwt_user_claim: str = "sub"
     jwt_scope_claim: str = "scope"
     jwt_artifacts_claim: str = "artifacts"
+    rate_limits: RateLimits = DEFAULT_RATE_LIMITS
+    """Per-user token buckets by route class (admin tokens are never limited)."""
     heartbeat_interval_s: float = 15.0
     online_timeout_s: float = 45.0
     retention_s: float = 3600.0
@@ -217,6 +220,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_JWT_USER_CLAIM", "jwt_user_claim", str),
     ("PRESENCE_JWT_SCOPE_CLAIM", "jwt_scope_claim", str),
     ("PRESENCE_JWT_ARTIFACTS_CLAIM", "jwt_artifacts_claim", str),
+    ("PRESENCE_RATE_LIMITS", "rate_limits", parse_rate_limits),
     ("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds),
     ("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds),
     ("PRESENCE_RETENTION_S", "retention_s", _parse_seconds),
