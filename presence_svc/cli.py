@@ -165,6 +165,11 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
     )
+    bench.add_argument(
+        "--compare-limits",
+        action="store_true",
+        help="with --spawn: also measure each scenario on a service with rate limits off",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
 
 
@@ -460,6 +465,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("presence-svc bench: --redis-server goes with --spawn")
     if args.ledger_url is not None and not args.spawn:
         raise UsageError("presence-svc bench: --ledger-url goes with --spawn")
+    if args.compare_limits and not args.spawn:
+        raise UsageError("presence-svc bench: --compare-limits goes with --spawn")
     if args.redis_server is not None and shutil.which(args.redis_server) is None:
         raise UsageError(f"presence-svc bench: --redis-server {args.redis_server}: not executable")
     config = BenchConfig(
@@ -482,6 +489,7 @@ def _bench(args: argparse.Namespace) -> int:
         preload_artifacts=args.preload_artifacts,
         baseline=args.baseline,
         json=args.json,
+        compare_limits=args.compare_limits,
     )
     try:
         return run_bench(config)

@@ -38,6 +38,12 @@ class Bucket:
         return 1000.0 / self.rate
 
     @property
+    def lease(self) -> int:
+        """Tokens a process may take at once and spend without asking Redis: a tenth of
+        the burst, so a user spread over several processes keeps most of it."""
+        return max(1, self.burst // 10)
+
+    @property
     def window_s(self) -> int:
         """Seconds an empty bucket takes to fill: the window of the advertised quota."""
         return max(1, math.ceil(self.burst / self.rate))

@@ -62,6 +62,9 @@ class BenchConfig:
     preload_artifacts: int = 100_000
     baseline: bool = True
     json: bool = False
+    compare_limits: bool = False
+    """With ``spawn``: also spawn a service with ``PRESENCE_RATE_LIMITS=off`` and measure
+    every scenario on both, one after the other, in the same run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +76,17 @@ class _Target:
     secret: str
 
 
+LIMITS_OFF = "/limits-off"
+"""Suffix of the scenario names measured on the service spawned with rate limits off."""
+
+
 @contextmanager
-def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
-    """``presence-svc serve`` with an embedded Redis in a temporary data dir."""
+def _spawned(
+    config: BenchConfig, stack: ExitStack, secret: str, rate_limits: str | None = None
+) -> Iterator[_Target]:
+    """``presence-svc serve`` with an embedded Redis in a temporary data dir (and its
+    default rate limits, or ``rate_limits``)."""
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="presence-bench-")))
-    secret = secrets.token_urlsafe(48)
     port = free_port()
     # Preloaded sessions stay online through the whole run (no timeout churn). The preload
     # runs the heartbeat script from here, so it must use the server's timeouts too: with
@@ -91,6 +100,7 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
         PRESENCE_RETENTION_S=str(retention_s),
         **({"PRESENCE_REDIS_SERVER": config.redis_server} if config.redis_server else {}),
         **({"PRESENCE_LEDGER_URL": config.ledger_url} if config.ledger_url else {}),
+        **({"PRESENCE_RATE_LIMITS": rate_limits} if rate_limits else {}),
     )
     argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
     if config.server_processes > 1:
@@ -159,38 +169,53 @@ def _reporter(progress: Progress, label: str) -> Callable[[int, float], None]:
     return lambda done, elapsed: progress.update(label, done, elapsed)
 
 
+def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Progress) -> None:
+    """The unmeasured part: preloaded sessions, one heartbeat per user, the profiles."""
+    if config.preload:
+        progress.note(f"preloading {config.preload} sessions")
+        asyncio.run(
+            preload_sessions(
+                target.settings,
+                config.preload,
+                config.preload_artifacts,
+                first=config.population.users,
+                progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
+            )
+        )
+    seed = seed_requests(tokens, config.population)
+    seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
+    measure(target.host, target.port, seed, seeding)
+    if config.profiles:
+        profiles = profile_requests(tokens, config.population)
+        measure(target.host, target.port, profiles, replace(seeding, max_requests=len(profiles)))
+
+
+def _targets(config: BenchConfig, stack: ExitStack) -> dict[str, _Target]:
+    """The service(s) to measure, by the suffix of their rows' scenario names."""
+    if not config.spawn:
+        return {"": _running(config.url or "http://127.0.0.1:8080")}
+    secret = secrets.token_urlsafe(48)  # one for both: the same requests go to each
+    targets = {"": stack.enter_context(_spawned(config, stack, secret))}
+    if config.compare_limits:
+        targets[LIMITS_OFF] = stack.enter_context(
+            _spawned(config, stack, secret, rate_limits="off")
+        )
+    return targets
+
+
 def run_bench(config: BenchConfig) -> int:
     """Run every configured scenario; 0 when no request failed, else 1."""
     progress = Progress()
     rows: list[Row] = []
     with ExitStack() as stack:
-        target = (
-            stack.enter_context(_spawned(config, stack))
-            if config.spawn
-            else _running(config.url or "http://127.0.0.1:8080")
-        )
+        targets = _targets(config, stack)
+        target = targets[""]
         codec = TokenCodec(target.secret)
         redis_identity = _redis_identity(target.settings)
-        if config.preload:
-            progress.note(f"preloading {config.preload} sessions")
-            asyncio.run(
-                preload_sessions(
-                    target.settings,
-                    config.preload,
-                    config.preload_artifacts,
-                    first=config.population.users,
-                    progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
-                )
-            )
         tokens = Tokens(codec)
+        for each in targets.values():
+            _prepare(each, config, tokens, progress)
         seed = seed_requests(tokens, config.population)
-        seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
-        measure(target.host, target.port, seed, seeding)
-        if config.profiles:
-            profiles = profile_requests(tokens, config.population)
-            measure(
-                target.host, target.port, profiles, replace(seeding, max_requests=len(profiles))
-            )
 
         baseline_port = ceiling_port = 0
         if config.baseline:
@@ -230,18 +255,21 @@ def run_bench(config: BenchConfig) -> int:
                     config.options,
                     progress=_reporter(progress, f"{name} baseline"),
                 )
-            service = measure(
-                target.host,
-                target.port,
-                scenario.requests,
-                config.options,
-                progress=_reporter(progress, f"{name} service"),
-            )
-            progress.clear()
-            row = _row(name, config, service, baseline, len(body), ceiling, redis_identity)
-            rows.append(row)
-            if config.json:
-                print_json(row)
+            for suffix, each in targets.items():
+                service = measure(
+                    each.host,
+                    each.port,
+                    scenario.requests,
+                    config.options,
+                    progress=_reporter(progress, f"{name}{suffix} service"),
+                )
+                progress.clear()
+                row = _row(
+                    name + suffix, config, service, baseline, len(body), ceiling, redis_identity
+                )
+                rows.append(row)
+                if config.json:
+                    print_json(row)
     if not config.json:
         print_table(rows)
     sys.stdout.flush()

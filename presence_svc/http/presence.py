@@ -51,13 +51,12 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await _HEARTBEAT.read(request)
     principal.require_write(body.artifact_id)
     state = _state_json(body.state)
-    await app[LIMITER].check(principal, RouteClass.HEARTBEAT)
-    counts = await app[PRESENCE].heartbeat(
-        body.artifact_id,
-        body.session_id,
-        principal.user_id,
-        body.version_id,
-        state,
+    counts = await app[LIMITER].guard(
+        principal,
+        RouteClass.HEARTBEAT,
+        lambda: app[PRESENCE].heartbeat(
+            body.artifact_id, body.session_id, principal.user_id, body.version_id, state
+        ),
     )
     out = HeartbeatOut(
         online=counts.online,
@@ -73,9 +72,12 @@ async def leave(request: web.Request) -> web.Response:
     body = await _LEAVE.read(request)
     principal = app[TOKENS].from_request(request, fallback=body.token)
     principal.require_write(body.artifact_id)
-    await app[LIMITER].check(principal, RouteClass.HEARTBEAT)
-    counts = await app[PRESENCE].leave(
-        body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+    counts = await app[LIMITER].guard(
+        principal,
+        RouteClass.HEARTBEAT,
+        lambda: app[PRESENCE].leave(
+            body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+        ),
     )
     return respond(request, OnlineCounts(online=counts.online, sessions=counts.sessions))
 
@@ -86,8 +88,10 @@ async def artifact_online(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
-    await app[LIMITER].check(principal, RouteClass.READ)
-    counts = (await app[PRESENCE].online([artifact_id]))[artifact_id]
+    found = await app[LIMITER].guard(
+        principal, RouteClass.READ, lambda: app[PRESENCE].online([artifact_id])
+    )
+    counts = found[artifact_id]
     return respond(
         request, OnlineOut(artifact_id=artifact_id, online=counts.online, sessions=counts.sessions)
     )
@@ -99,8 +103,9 @@ async def batch_online(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     artifact_ids = query_ids(request, "artifactId", most=MAX_BATCH)
     principal.require_presence_read(artifact_ids)
-    await app[LIMITER].check(principal, RouteClass.READ)
-    counts = await app[PRESENCE].online(artifact_ids)
+    counts = await app[LIMITER].guard(
+        principal, RouteClass.READ, lambda: app[PRESENCE].online(artifact_ids)
+    )
     # The store's Counts encode as OnlineCounts do: no copy of 1 000 of them into the
     # documented BatchOnline; the same JSON (or msgpack).
     return respond(request, {"counts": counts})

@@ -306,8 +306,8 @@ class ViewersScript(Script):
 class TakeTokenScript(Script):
     PATH = "limits/take"
 
-    def call(self, bucket_key: str, interval_ms: float, burst: int) -> ScriptCall:
-        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst))
+    def call(self, bucket_key: str, interval_ms: float, burst: int, lease: int) -> ScriptCall:
+        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst, lease))
 
 
 class TrimStreamScript(Script):

@@ -84,6 +84,30 @@ async def test_two_apps_on_one_redis_share_the_bucket(make_client: MakeClient, a
     assert statuses == [200] * 6 + [429] * 4
 
 
+async def test_a_flood_through_two_apps_gets_no_more_than_the_burst(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    # A burst of 60: each app takes tokens six at a time while the bucket is over half full.
+    limits = parse_rate_limits("heartbeat=1/m:burst=60")
+    changes = {"rate_limits": limits, "online_timeout_s": 60.0, "retention_s": 120.0}
+    apps = [await make_client(**changes), await make_client(**changes)]
+    alice = auth("alice")
+    admitted = 0
+    for wave in range(3):  # concurrent waves, each app learning what the other took
+        answers = await asyncio.gather(
+            *(
+                apps[i % 2].post("/v1/heartbeat", json=_beat(wave * 100 + i), headers=alice)
+                for i in range(100)
+            )
+        )
+        assert {r.status for r in answers} <= {200, 429}
+        admitted += sum(r.status == 200 for r in answers)
+    assert 30 <= admitted <= 60
+    board = auth("board", scope="dashboard")
+    page = await (await apps[0].get("/v1/artifacts/doc-1/presence", headers=board)).json()
+    assert page["sessions"] == admitted  # a refused heartbeat wrote nothing
+
+
 async def test_admin_tokens_are_not_limited(make_client: MakeClient, auth: Auth) -> None:
     client = await make_client(rate_limits=parse_rate_limits("heartbeat=1/m:burst=1"))
     assert await _statuses(client, auth("ops", scope="admin"), 20) == [200] * 20
