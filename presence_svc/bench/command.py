@@ -22,6 +22,7 @@ from presence_svc.bench.runner import (
     Measurement,
     Options,
     child_env,
+    cpu_seconds,
     free_port,
     measure,
     probe,
@@ -74,6 +75,8 @@ class _Target:
     settings: Settings
     """Where its Redis is and which secret signs its tokens."""
     secret: str
+    pid: int | None = None
+    """The spawned service's process, whose CPU time is measured."""
 
 
 LIMITS_OFF = "/limits-off"
@@ -107,7 +110,7 @@ def _spawned(
         argv += ["--processes", str(config.server_processes)]
     with started_process(
         argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "serve.log"
-    ):
+    ) as process:
         redis_url = EmbeddedRedis(workdir / "data").url
         settings = Settings(
             redis_url=redis_url,
@@ -116,7 +119,7 @@ def _spawned(
             online_timeout_s=timeout_s,
             retention_s=retention_s,
         )
-        yield _Target("127.0.0.1", port, settings, secret)
+        yield _Target("127.0.0.1", port, settings, secret, process.pid)
 
 
 def _running(url: str) -> _Target:
@@ -146,6 +149,7 @@ def _row(
     body_bytes: int,
     ceiling: float | None,
     redis_identity: str,
+    server_cpu_s: float | None = None,
 ) -> Row:
     return Row(
         scenario=name,
@@ -162,6 +166,9 @@ def _row(
         loadgen_ceiling_rps=ceiling,
         sessions_stored=config.preload,
         redis=redis_identity,
+        server_cpu_us=(
+            server_cpu_s / service.requests * 1e6 if server_cpu_s and service.requests else None
+        ),
     )
 
 
@@ -256,6 +263,7 @@ def run_bench(config: BenchConfig) -> int:
                     progress=_reporter(progress, f"{name} baseline"),
                 )
             for suffix, each in targets.items():
+                cpu_before = cpu_seconds(each.pid) if each.pid else None
                 service = measure(
                     each.host,
                     each.port,
@@ -264,8 +272,17 @@ def run_bench(config: BenchConfig) -> int:
                     progress=_reporter(progress, f"{name}{suffix} service"),
                 )
                 progress.clear()
+                cpu_after = cpu_seconds(each.pid) if each.pid else None
+                cpu = cpu_after - cpu_before if cpu_after and cpu_before else None
                 row = _row(
-                    name + suffix, config, service, baseline, len(body), ceiling, redis_identity
+                    name + suffix,
+                    config,
+                    service,
+                    baseline,
+                    len(body),
+                    ceiling,
+                    redis_identity,
+                    cpu,
                 )
                 rows.append(row)
                 if config.json:
