@@ -39,9 +39,10 @@ class Bucket:
 
     @property
     def lease(self) -> int:
-        """Tokens a process may take at once and spend without asking Redis: a tenth of
-        the burst, so a user spread over several processes keeps most of it."""
-        return max(1, self.burst // 10)
+        """Tokens a process may take at once and spend without asking Redis: a quarter of
+        the burst (given only while the bucket stays half full, so the processes of a user
+        hold at most half of it between them)."""
+        return max(1, self.burst // 4)
 
     @property
     def window_s(self) -> int:

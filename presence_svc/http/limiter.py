@@ -62,7 +62,7 @@ class Limiter:
         self._redis = redis
         self._script = redis.scripts.take_token
         self._keys = keys
-        self._limits = limits
+        self._buckets = dict(limits.buckets)
         self._refused_until: dict[tuple[str, RouteClass], float] = {}
         self._known: dict[tuple[str, RouteClass], _Known] = {}
 
@@ -83,7 +83,7 @@ class Limiter:
         it. So a user gets at most the limit, plus, per process, what others took from
         the bucket since its last answer (at most half a burst).
         """
-        bucket = self._limits.get(route_class)
+        bucket = self._buckets.get(route_class)
         if bucket is None or principal.scope is Scope.ADMIN:
             return await operation()
         key, now = (principal.user_id, route_class), time.monotonic()

@@ -87,7 +87,7 @@ async def test_two_apps_on_one_redis_share_the_bucket(make_client: MakeClient, a
 async def test_a_flood_through_two_apps_gets_no_more_than_the_burst(
     make_client: MakeClient, auth: Auth
 ) -> None:
-    # A burst of 60: each app takes tokens six at a time while the bucket is over half full.
+    # A burst of 60: each app takes 15 tokens at a time while the bucket stays half full.
     limits = parse_rate_limits("heartbeat=1/m:burst=60")
     changes = {"rate_limits": limits, "online_timeout_s": 60.0, "retention_s": 120.0}
     apps = [await make_client(**changes), await make_client(**changes)]
