@@ -243,7 +243,7 @@ def run_bench(config: BenchConfig) -> int:
             progress.note("measuring the load generator's ceiling")
             ceiling = measure("127.0.0.1", ceiling_port, seed, config.options).rps
 
-        for name in config.scenarios:
+        for index, name in enumerate(config.scenarios):
             scenario = build_scenario(name, tokens, config.population)
             status, body = probe(target.host, target.port, scenario.requests[0])
             if status != scenario.expect_status:
@@ -262,7 +262,10 @@ def run_bench(config: BenchConfig) -> int:
                     config.options,
                     progress=_reporter(progress, f"{name} baseline"),
                 )
-            for suffix, each in targets.items():
+            order = list(targets.items())
+            if config.scenarios[:index].count(name) % 2:
+                order.reverse()  # a scenario repeated alternates which service goes first
+            for suffix, each in order:
                 cpu_before = cpu_seconds(each.pid) if each.pid else None
                 service = measure(
                     each.host,

@@ -65,6 +65,8 @@ class Limiter:
         self._buckets = dict(limits.buckets)
         self._refused_until: dict[tuple[str, RouteClass], float] = {}
         self._known: dict[tuple[str, RouteClass], _Known] = {}
+        self._taking: set[asyncio.Future[None]] = set()
+        """Leases taken beside an operation, kept until they are answered."""
 
     async def check(self, principal: Principal, route_class: RouteClass) -> None:
         """Take one token of ``route_class`` for the caller, or raise ``RateLimited``."""
@@ -104,13 +106,16 @@ class Limiter:
             return await operation()
         known.left -= bucket.lease  # what the lease will take, until the answer says
         # Scheduled before the operation makes its call, so both join one pipeline.
+        # Admitted already: its answer only tells the next requests (a refusal included).
         taking = asyncio.ensure_future(self._take(key, bucket, admitted=True))
-        try:
-            return await operation()
-        finally:
-            await asyncio.wait([taking])
-            if not taking.cancelled():
-                taking.exception()  # admitted already: a refusal holds for the next ones
+        self._taking.add(taking)
+        taking.add_done_callback(self._took)
+        return await operation()
+
+    def _took(self, task: asyncio.Future[None]) -> None:
+        self._taking.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("rate limit lease not taken", extra={"error": repr(task.exception())})
 
     async def _take(self, key: tuple[str, RouteClass], bucket: Bucket, *, admitted: bool) -> None:
         user, route_class = key
