@@ -1,108 +1,115 @@
-"""Signed bearer tokens (HS256 JWT) and what each scope may do.
+"""Bearer tokens: HS256 with the service's secret, and RS256/ES256/EdDSA (and kin) from an
+identity provider, verified with its public keys (``jwks.KeyFile``).
 
-A client acts only as its token's ``sub`` and only on the artifacts its token names; any
-user id in a request body is ignored. Only HS256 is accepted (``alg: none`` and every
-other algorithm are refused by PyJWT's ``algorithms`` allow-list).
+The header's ``alg`` picks the way: HS256 is checked against the shared secret only, any
+other algorithm against the public key named by ``kid``, and only with the algorithm that
+key is pinned to. So a token "signed" with HS256 and a public key as its secret (the
+classic algorithm confusion) is refused, as are ``alg: none`` and unknown algorithms.
+A client acts only as its token's user claim; any user id in a request body is ignored.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jwt
 from aiohttp import web
 
-from presence_svc.errors import Forbidden, Unauthorized
-from presence_svc.schemas import ID_PATTERN
+from presence_svc.errors import Unauthorized
+from presence_svc.jwks import ASYMMETRIC_ALGORITHMS, KeyFile, PublicKey
+from presence_svc.principal import ClaimRules, Principal, Scope, principal_from_claims
+from presence_svc.settings import Settings
 
 __all__ = [
     "SECRET_FILE",
     "Principal",
     "Scope",
     "TokenCodec",
+    "TokenRules",
     "load_or_create_secret",
     "read_secret",
+    "token_codec",
 ]
 
 SECRET_FILE = "jwt_secret"
 """The generated signing secret's file in the data dir (mode 0600)."""
 
-_ID = re.compile(ID_PATTERN)
-_ALGORITHM = "HS256"
-
-
-class Scope(StrEnum):
-    CLIENT = "client"
-    DASHBOARD = "dashboard"
-    ADMIN = "admin"
+_HS256 = "HS256"
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling, as their verified token says."""
+class TokenRules:
+    """What a token must say besides its signature: ``aud`` and ``iss`` when set, the clock
+    skew allowed on ``exp``/``nbf``/``iat``, and where the user, scope and artifacts are."""
 
-    user_id: str
-    scope: Scope
-    artifacts: frozenset[str] | None
-    """Artifacts the token is good for; None means any."""
-
-    def _artifact_allowed(self, artifact_id: str) -> bool:
-        return self.artifacts is None or artifact_id in self.artifacts
-
-    def require_write(self, artifact_id: str) -> None:
-        """Heartbeat, leave, record a view: a client on its artifacts, or an admin."""
-        if self.scope is Scope.DASHBOARD:
-            raise Forbidden("a dashboard token cannot write")
-        if not self._artifact_allowed(artifact_id):
-            raise Forbidden(f"this token is not valid for artifact {artifact_id!r}")
-
-    def require_presence_read(self, artifact_ids: Iterable[str]) -> None:
-        """Online counts, presence lists, events: clients on their artifacts, dashboards."""
-        if self.scope is not Scope.CLIENT:
-            return
-        denied = [a for a in artifact_ids if not self._artifact_allowed(a)]
-        if denied:
-            raise Forbidden(f"this token is not valid for artifact {denied[0]!r}")
-
-    def require_dashboard(self) -> None:
-        """Stats, viewers, ledger: every read, for dashboards and admins."""
-        if self.scope is Scope.CLIENT:
-            raise Forbidden("this needs a dashboard token")
-
-    def require_user_read(self, user_id: str) -> None:
-        """A user's own data, or any user's for dashboards and admins."""
-        if self.scope is Scope.CLIENT and user_id != self.user_id:
-            raise Forbidden("a client token can only read its own user's data")
-
-    def require_admin(self) -> None:
-        if self.scope is not Scope.ADMIN:
-            raise Forbidden("this needs an admin token")
+    audience: tuple[str, ...] = ()
+    issuer: str | None = None
+    leeway_s: float = 30.0
+    claims: ClaimRules = field(default_factory=ClaimRules)
 
 
 _CACHE_SIZE = 16_384
 """Verified tokens kept: one per active tab covers ~16k users per process (~8 MB)."""
 
 
-class TokenCodec:
-    """Issues and verifies tokens signed with one secret.
+def _put(claims: dict[str, object], path: str, value: object) -> None:
+    """Set a claim by its (possibly dotted) name, as ``principal.claim`` reads it."""
+    *parents, last = path.split(".")
+    node = claims
+    for part in parents:
+        child = node.setdefault(part, {})
+        assert isinstance(child, dict)
+        node = child
+    node[last] = value
 
-    A tab sends the same token with every heartbeat, and verifying it (base64, JSON, HMAC,
-    claims) costs more than the rest of the request. So verified tokens are kept in a
-    bounded LRU keyed by the whole token string (signature included: a changed byte is a
-    different key, verified afresh), each until its ``exp``.
+
+def token_codec(settings: Settings, secret: str) -> TokenCodec:
+    """The codec ``settings`` describe: the HS256 ``secret``, the public keys, the rules."""
+    rules = TokenRules(
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway_s=settings.jwt_leeway_s,
+        claims=ClaimRules(
+            user=settings.jwt_user_claim,
+            scope=settings.jwt_scope_claim,
+            artifacts=settings.jwt_artifacts_claim,
+        ),
+    )
+    keys = KeyFile(settings.jwt_public_keys) if settings.jwt_public_keys else None
+    return TokenCodec(secret, public_keys=keys, rules=rules)
+
+
+class TokenCodec:
+    """Issues HS256 tokens and verifies HS256 and public-key tokens.
+
+    A tab sends the same token with every heartbeat, and verifying it (base64, JSON,
+    signature, claims) costs more than the rest of the request. So verified tokens are
+    kept in a bounded LRU keyed by the whole token string (signature included: a changed
+    byte is a different key, verified afresh), each until its ``exp`` (plus the leeway),
+    and all of them dropped when the public keys are reloaded (a removed key's tokens
+    must stop working).
     """
 
-    def __init__(self, secret: str, cache_size: int = _CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        secret: str,
+        cache_size: int = _CACHE_SIZE,
+        *,
+        public_keys: KeyFile | None = None,
+        rules: TokenRules | None = None,
+    ) -> None:
         self._secret = secret
         self._cache_size = cache_size
+        self._keys = public_keys
+        self._rules = rules or TokenRules()
+        self._generation = 0
         self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     def issue(
@@ -114,18 +121,26 @@ class TokenCodec:
         ttl_s: int = 3600,
         now: float | None = None,
     ) -> str:
+        """An HS256 token with the configured claim names, ``aud`` and ``iss``."""
         issued = int(time.time() if now is None else now)
-        claims: dict[str, object] = {
-            "sub": user_id,
-            "scope": str(scope),
-            "iat": issued,
-            "exp": issued + ttl_s,
-        }
+        names = self._rules.claims
+        claims: dict[str, object] = {"iat": issued, "exp": issued + ttl_s}
+        _put(claims, names.user, user_id)
+        _put(claims, names.scope, str(scope))
         if artifacts is not None:
-            claims["artifacts"] = list(artifacts)
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+            _put(claims, names.artifacts, list(artifacts))
+        if self._rules.audience:
+            claims["aud"] = self._rules.audience[0]
+        if self._rules.issuer is not None:
+            claims["iss"] = self._rules.issuer
+        return jwt.encode(claims, self._secret, algorithm=_HS256)
 
     def verify(self, token: str) -> Principal:
+        if self._keys is not None:
+            self._keys.refresh()
+            if self._keys.generation != self._generation:
+                self._generation = self._keys.generation
+                self._verified.clear()
         cached = self._verified.get(token)
         if cached is not None:
             if time.time() < cached[0]:
@@ -133,24 +148,71 @@ class TokenCodec:
                 return cached[1]
             del self._verified[token]
         claims = self._decode(token)
-        principal = _principal(claims)
+        principal = principal_from_claims(claims, self._rules.claims)
         expires = claims["exp"]
         if isinstance(expires, int | float):
-            self._verified[token] = (float(expires), principal)
+            self._verified[token] = (float(expires) + self._rules.leeway_s, principal)
             if len(self._verified) > self._cache_size:
                 self._verified.popitem(last=False)
         return principal
 
+    def _key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
+        """The key and the one algorithm a token with ``header`` may be verified with."""
+        algorithm = header.get("alg")
+        if algorithm == _HS256:
+            return self._secret, _HS256
+        if algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise Unauthorized(f"the token's alg {algorithm!r} is not accepted")
+        if self._keys is None:
+            raise Unauthorized(
+                f"the token's alg {algorithm} needs public keys (PRESENCE_JWT_PUBLIC_KEYS); "
+                "this service has none"
+            )
+        key = self._public_key(header.get("kid"))
+        if key.algorithm != algorithm:
+            raise Unauthorized(
+                f"the token's alg {algorithm} does not match key {key.kid!r}, "
+                f"which signs {key.algorithm}"
+            )
+        return key.key, key.algorithm
+
+    def _public_key(self, kid: object) -> PublicKey:
+        assert self._keys is not None
+        keys = self._keys.keys
+        if kid is None:
+            if len(keys) == 1:
+                return next(iter(keys.values()))
+            raise Unauthorized(f"the token has no kid, and {len(keys)} public keys could sign it")
+        if not isinstance(kid, str) or kid not in keys:
+            raise Unauthorized(f"no public key has the token's kid {kid!r}")
+        return keys[kid]
+
     def _decode(self, token: str) -> dict[str, object]:
+        rules = self._rules
         try:
+            key, algorithm = self._key_for(jwt.get_unverified_header(token))
             claims: dict[str, object] = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                options={"require": ["exp", "sub"]},
+                key,
+                algorithms=[algorithm],
+                audience=list(rules.audience) or None,
+                issuer=rules.issuer,
+                leeway=rules.leeway_s,
+                options={"require": ["exp"], "verify_aud": bool(rules.audience)},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise Unauthorized("the token is not valid yet (nbf or iat in the future)") from exc
+        except jwt.InvalidAudienceError as exc:
+            wanted = " or ".join(rules.audience)
+            raise Unauthorized(f"the token's aud is not {wanted} ({exc})") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise Unauthorized(f"the token's iss is not {rules.issuer}") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise Unauthorized("the token's signature does not verify") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the token has no {exc.claim} claim") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"the token is not valid: {exc}") from exc
         return claims
@@ -167,25 +229,6 @@ class TokenCodec:
         if kind.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         return self.verify(token.strip())
-
-
-def _principal(claims: dict[str, object]) -> Principal:
-    user_id = claims.get("sub")
-    if not isinstance(user_id, str) or not _ID.match(user_id):
-        raise Unauthorized("the token's sub is not a valid user id")
-    try:
-        scope = Scope(str(claims.get("scope", Scope.CLIENT)))
-    except ValueError as exc:
-        raise Unauthorized("the token's scope is not client, dashboard or admin") from exc
-    raw_artifacts = claims.get("artifacts")
-    artifacts: frozenset[str] | None = None
-    if raw_artifacts is not None:
-        if not isinstance(raw_artifacts, list) or not all(
-            isinstance(a, str) for a in raw_artifacts
-        ):
-            raise Unauthorized("the token's artifacts claim must be a list of ids")
-        artifacts = frozenset(raw_artifacts)
-    return Principal(user_id=user_id, scope=scope, artifacts=artifacts)
 
 
 def read_secret(data_dir: Path) -> str | None:

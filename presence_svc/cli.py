@@ -25,7 +25,7 @@ from typing import IO, Any
 import asyncpg
 
 from presence_svc import logs
-from presence_svc.auth import SECRET_FILE, Scope, TokenCodec, load_or_create_secret, read_secret
+from presence_svc.auth import SECRET_FILE, Scope, load_or_create_secret, read_secret, token_codec
 from presence_svc.banner import announce
 from presence_svc.database import Database, database_for
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations
@@ -193,6 +193,11 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
+    )
+    bench.add_argument(
+        "--compare-limits",
+        action="store_true",
+        help="with --spawn: also measure each scenario on a service with rate limits off",
     )
     bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
 
@@ -368,7 +373,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
         )
     if args.ttl <= 0:
         raise UsageError("presence-svc token: --ttl must be positive")
-    token = TokenCodec(secret).issue(
+    token = token_codec(settings, secret).issue(
         args.user, scope=Scope(args.scope), artifacts=args.artifact, ttl_s=args.ttl
     )
     sys.stdout.write(token + "\n")
@@ -549,6 +554,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("presence-svc bench: --redis-server goes with --spawn")
     if args.ledger_url is not None and not args.spawn:
         raise UsageError("presence-svc bench: --ledger-url goes with --spawn")
+    if args.compare_limits and not args.spawn:
+        raise UsageError("presence-svc bench: --compare-limits goes with --spawn")
     if args.redis_server is not None and shutil.which(args.redis_server) is None:
         raise UsageError(f"presence-svc bench: --redis-server {args.redis_server}: not executable")
     config = BenchConfig(
@@ -571,6 +578,7 @@ def _bench(args: argparse.Namespace) -> int:
         preload_artifacts=args.preload_artifacts,
         baseline=args.baseline,
         json=args.json,
+        compare_limits=args.compare_limits,
     )
     try:
         return run_bench(config)

@@ -26,6 +26,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Problem",
+    "RateLimited",
     "ServiceUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -101,6 +102,13 @@ class PayloadTooLarge(Problem):
 
 class UnsupportedMediaType(Problem):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class RateLimited(Problem):
+    """Over a per-user rate limit: ``headers`` carry ``Retry-After`` and the IETF
+    ``RateLimit`` / ``RateLimit-Policy`` fields."""
+
+    status, title, slug = 429, "Too Many Requests", "rate-limited"
 
 
 class ServiceUnavailable(Problem):

@@ -11,6 +11,7 @@ __all__ = [
     "LEDGER_LAG_SECONDS",
     "LEDGER_ROWS",
     "LEDGER_WRITE_LAG_SECONDS",
+    "RATE_LIMITER_ERRORS",
     "REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
@@ -73,6 +74,10 @@ VIEWS = Counter(
 )
 VIEWS_COUNTED = VIEWS.labels("counted")
 VIEWS_DEBOUNCED = VIEWS.labels("debounced")
+RATE_LIMITER_ERRORS = Counter(
+    "presence_rate_limiter_errors_total",
+    "Rate-limit checks that Redis answered with an error: the request went through",
+)
 
 
 # ``labels(...)`` takes a lock and builds a key on every call; the children are bound once

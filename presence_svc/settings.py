@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from presence_svc.jwks import load_public_keys
 from presence_svc.listen import parse_addr
+from presence_svc.ratelimits import DEFAULT_RATE_LIMITS, RateLimits, parse_rate_limits
 
 __all__ = ["ENV_VARS", "LOG_FORMATS", "LOG_LEVELS", "ConfigError", "Settings"]
 
@@ -35,6 +37,16 @@ class Settings:
     data_dir: Path = Path(".presence")
     ledger_url: str | None = None
     jwt_secret: str | None = None
+    jwt_public_keys: Path | None = None
+    """A PEM or JWKS file of an identity provider's public keys; None: HS256 only."""
+    jwt_audience: tuple[str, ...] = ()
+    jwt_issuer: str | None = None
+    jwt_leeway_s: float = 30.0
+    jwt_user_claim: str = "sub"
+    jwt_scope_claim: str = "scope"
+    jwt_artifacts_claim: str = "artifacts"
+    rate_limits: RateLimits = DEFAULT_RATE_LIMITS
+    """Per-user token buckets by route class (admin tokens are never limited)."""
     heartbeat_interval_s: float = 15.0
     online_timeout_s: float = 45.0
     retention_s: float = 3600.0
@@ -128,6 +140,23 @@ class Settings:
                 and importlib.util.find_spec("opentelemetry.sdk") is not None,
                 "PRESENCE_OTEL=1 needs OpenTelemetry: pip install 'presence-svc[otel]'",
             )
+        if self.jwt_public_keys is not None:
+            try:
+                load_public_keys(self.jwt_public_keys)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"PRESENCE_JWT_PUBLIC_KEYS={str(self.jwt_public_keys)!r} is unusable: {exc}"
+                ) from exc
+        _check(0 <= self.jwt_leeway_s <= 300, "PRESENCE_JWT_LEEWAY_S must be within 0..300")
+        for var, name in (
+            ("PRESENCE_JWT_USER_CLAIM", self.jwt_user_claim),
+            ("PRESENCE_JWT_SCOPE_CLAIM", self.jwt_scope_claim),
+            ("PRESENCE_JWT_ARTIFACTS_CLAIM", self.jwt_artifacts_claim),
+        ):
+            _check(
+                bool(name) and "" not in name.split("."),
+                f"{var} must be a claim name or a dotted path like realm_access.roles",
+            )
 
     @property
     def embedded_redis(self) -> bool:
@@ -193,6 +222,11 @@ def _parse_origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _parse_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
+    return tuple(v.strip() for v in raw.split(",") if v.strip())
+
+
 def _parse_seconds(raw: str) -> float:
     value = float(raw)
     if value != value or value in (float("inf"), float("-inf")):
@@ -207,6 +241,14 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_DATA_DIR", "data_dir", Path),
     ("PRESENCE_LEDGER_URL", "ledger_url", str),
     ("PRESENCE_JWT_SECRET", "jwt_secret", str),
+    ("PRESENCE_JWT_PUBLIC_KEYS", "jwt_public_keys", Path),
+    ("PRESENCE_JWT_AUDIENCE", "jwt_audience", _parse_list),
+    ("PRESENCE_JWT_ISSUER", "jwt_issuer", str),
+    ("PRESENCE_JWT_LEEWAY_S", "jwt_leeway_s", _parse_seconds),
+    ("PRESENCE_JWT_USER_CLAIM", "jwt_user_claim", str),
+    ("PRESENCE_JWT_SCOPE_CLAIM", "jwt_scope_claim", str),
+    ("PRESENCE_JWT_ARTIFACTS_CLAIM", "jwt_artifacts_claim", str),
+    ("PRESENCE_RATE_LIMITS", "rate_limits", parse_rate_limits),
     ("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds),
     ("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds),
     ("PRESENCE_RETENTION_S", "retention_s", _parse_seconds),

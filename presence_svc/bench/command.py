@@ -22,6 +22,7 @@ from presence_svc.bench.runner import (
     Measurement,
     Options,
     child_env,
+    cpu_seconds,
     free_port,
     measure,
     probe,
@@ -62,6 +63,9 @@ class BenchConfig:
     preload_artifacts: int = 100_000
     baseline: bool = True
     json: bool = False
+    compare_limits: bool = False
+    """With ``spawn``: also spawn a service with ``PRESENCE_RATE_LIMITS=off`` and measure
+    every scenario on both, one after the other, in the same run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +75,21 @@ class _Target:
     settings: Settings
     """Where its Redis is and which secret signs its tokens."""
     secret: str
+    pid: int | None = None
+    """The spawned service's process, whose CPU time is measured."""
+
+
+LIMITS_OFF = "/limits-off"
+"""Suffix of the scenario names measured on the service spawned with rate limits off."""
 
 
 @contextmanager
-def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
-    """``presence-svc serve`` with an embedded Redis in a temporary data dir."""
+def _spawned(
+    config: BenchConfig, stack: ExitStack, secret: str, rate_limits: str | None = None
+) -> Iterator[_Target]:
+    """``presence-svc serve`` with an embedded Redis in a temporary data dir (and its
+    default rate limits, or ``rate_limits``)."""
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="presence-bench-")))
-    secret = secrets.token_urlsafe(48)
     port = free_port()
     # Preloaded sessions stay online through the whole run (no timeout churn). The preload
     # runs the heartbeat script from here, so it must use the server's timeouts too: with
@@ -91,13 +103,14 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
         PRESENCE_RETENTION_S=str(retention_s),
         **({"PRESENCE_REDIS_SERVER": config.redis_server} if config.redis_server else {}),
         **({"PRESENCE_LEDGER_URL": config.ledger_url} if config.ledger_url else {}),
+        **({"PRESENCE_RATE_LIMITS": rate_limits} if rate_limits else {}),
     )
     argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
     if config.server_processes > 1:
         argv += ["--processes", str(config.server_processes)]
     with started_process(
         argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "serve.log"
-    ):
+    ) as process:
         redis_url = EmbeddedRedis(workdir / "data").url
         settings = Settings(
             redis_url=redis_url,
@@ -106,7 +119,7 @@ def _spawned(config: BenchConfig, stack: ExitStack) -> Iterator[_Target]:
             online_timeout_s=timeout_s,
             retention_s=retention_s,
         )
-        yield _Target("127.0.0.1", port, settings, secret)
+        yield _Target("127.0.0.1", port, settings, secret, process.pid)
 
 
 def _running(url: str) -> _Target:
@@ -136,6 +149,7 @@ def _row(
     body_bytes: int,
     ceiling: float | None,
     redis_identity: str,
+    server_cpu_s: float | None = None,
 ) -> Row:
     return Row(
         scenario=name,
@@ -152,6 +166,9 @@ def _row(
         loadgen_ceiling_rps=ceiling,
         sessions_stored=config.preload,
         redis=redis_identity,
+        server_cpu_us=(
+            server_cpu_s / service.requests * 1e6 if server_cpu_s and service.requests else None
+        ),
     )
 
 
@@ -159,38 +176,53 @@ def _reporter(progress: Progress, label: str) -> Callable[[int, float], None]:
     return lambda done, elapsed: progress.update(label, done, elapsed)
 
 
+def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Progress) -> None:
+    """The unmeasured part: preloaded sessions, one heartbeat per user, the profiles."""
+    if config.preload:
+        progress.note(f"preloading {config.preload} sessions")
+        asyncio.run(
+            preload_sessions(
+                target.settings,
+                config.preload,
+                config.preload_artifacts,
+                first=config.population.users,
+                progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
+            )
+        )
+    seed = seed_requests(tokens, config.population)
+    seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
+    measure(target.host, target.port, seed, seeding)
+    if config.profiles:
+        profiles = profile_requests(tokens, config.population)
+        measure(target.host, target.port, profiles, replace(seeding, max_requests=len(profiles)))
+
+
+def _targets(config: BenchConfig, stack: ExitStack) -> dict[str, _Target]:
+    """The service(s) to measure, by the suffix of their rows' scenario names."""
+    if not config.spawn:
+        return {"": _running(config.url or "http://127.0.0.1:8080")}
+    secret = secrets.token_urlsafe(48)  # one for both: the same requests go to each
+    targets = {"": stack.enter_context(_spawned(config, stack, secret))}
+    if config.compare_limits:
+        targets[LIMITS_OFF] = stack.enter_context(
+            _spawned(config, stack, secret, rate_limits="off")
+        )
+    return targets
+
+
 def run_bench(config: BenchConfig) -> int:
     """Run every configured scenario; 0 when no request failed, else 1."""
     progress = Progress()
     rows: list[Row] = []
     with ExitStack() as stack:
-        target = (
-            stack.enter_context(_spawned(config, stack))
-            if config.spawn
-            else _running(config.url or "http://127.0.0.1:8080")
-        )
+        targets = _targets(config, stack)
+        target = targets[""]
         codec = TokenCodec(target.secret)
         redis_identity = _redis_identity(target.settings)
-        if config.preload:
-            progress.note(f"preloading {config.preload} sessions")
-            asyncio.run(
-                preload_sessions(
-                    target.settings,
-                    config.preload,
-                    config.preload_artifacts,
-                    first=config.population.users,
-                    progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
-                )
-            )
         tokens = Tokens(codec)
+        for each in targets.values():
+            _prepare(each, config, tokens, progress)
         seed = seed_requests(tokens, config.population)
-        seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
-        measure(target.host, target.port, seed, seeding)
-        if config.profiles:
-            profiles = profile_requests(tokens, config.population)
-            measure(
-                target.host, target.port, profiles, replace(seeding, max_requests=len(profiles))
-            )
 
         baseline_port = ceiling_port = 0
         if config.baseline:
@@ -211,7 +243,7 @@ def run_bench(config: BenchConfig) -> int:
             progress.note("measuring the load generator's ceiling")
             ceiling = measure("127.0.0.1", ceiling_port, seed, config.options).rps
 
-        for name in config.scenarios:
+        for index, name in enumerate(config.scenarios):
             scenario = build_scenario(name, tokens, config.population)
             status, body = probe(target.host, target.port, scenario.requests[0])
             if status != scenario.expect_status:
@@ -230,18 +262,34 @@ def run_bench(config: BenchConfig) -> int:
                     config.options,
                     progress=_reporter(progress, f"{name} baseline"),
                 )
-            service = measure(
-                target.host,
-                target.port,
-                scenario.requests,
-                config.options,
-                progress=_reporter(progress, f"{name} service"),
-            )
-            progress.clear()
-            row = _row(name, config, service, baseline, len(body), ceiling, redis_identity)
-            rows.append(row)
-            if config.json:
-                print_json(row)
+            order = list(targets.items())
+            if config.scenarios[:index].count(name) % 2:
+                order.reverse()  # a scenario repeated alternates which service goes first
+            for suffix, each in order:
+                cpu_before = cpu_seconds(each.pid) if each.pid else None
+                service = measure(
+                    each.host,
+                    each.port,
+                    scenario.requests,
+                    config.options,
+                    progress=_reporter(progress, f"{name}{suffix} service"),
+                )
+                progress.clear()
+                cpu_after = cpu_seconds(each.pid) if each.pid else None
+                cpu = cpu_after - cpu_before if cpu_after and cpu_before else None
+                row = _row(
+                    name + suffix,
+                    config,
+                    service,
+                    baseline,
+                    len(body),
+                    ceiling,
+                    redis_identity,
+                    cpu,
+                )
+                rows.append(row)
+                if config.json:
+                    print_json(row)
     if not config.json:
         print_table(rows)
     sys.stdout.flush()

@@ -29,6 +29,9 @@ class Row:
     sessions_stored: int
     redis: str = ""
     """The Redis the service ran on, ``<version> <allocator>``: it moves the figures."""
+    server_cpu_us: float | None = None
+    """CPU µs per request of a spawned service (its processes and its embedded Redis):
+    unlike req/s, hardly moved by other load on a shared machine."""
 
     @property
     def ratio(self) -> float | None:
@@ -55,6 +58,9 @@ class Row:
             ),
             "sessions_stored": self.sessions_stored,
             "redis": self.redis,
+            "server_cpu_us": (
+                round(self.server_cpu_us, 1) if self.server_cpu_us is not None else None
+            ),
         }
 
 

@@ -24,7 +24,15 @@ from typing import Any
 
 from presence_svc.bench.loadgen import Job, LoadResult, run_job
 
-__all__ = ["Measurement", "Options", "free_port", "measure", "probe", "started_process"]
+__all__ = [
+    "Measurement",
+    "Options",
+    "cpu_seconds",
+    "free_port",
+    "measure",
+    "probe",
+    "started_process",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +133,22 @@ def started_process(
                 process.wait()
         if log is not subprocess.DEVNULL:
             log.close()  # type: ignore[union-attr]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of process ``pid`` and its descendants alive now (the
+    embedded Redis, ``--processes`` children), from ``/proc``; None where there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children: list[str] = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                children += listed.read().split()
+    except (OSError, IndexError, ValueError):
+        return None
+    return total + sum(cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
-from presence_svc.auth import TokenCodec, load_or_create_secret
+from presence_svc.auth import load_or_create_secret, token_codec
 from presence_svc.http import assets, dashboard, events, ledger, ops, presence, users, views
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
@@ -44,7 +44,9 @@ def create_app(settings: Settings) -> web.Application:
         from presence_svc.http.tracing import install_provider
 
         install_provider()
-    app[TOKENS] = TokenCodec(settings.jwt_secret or load_or_create_secret(settings.data_dir))
+    app[TOKENS] = token_codec(
+        settings, settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    )
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(hub_ctx)

@@ -16,7 +16,7 @@ __all__ = ["ALLOWED_HEADERS", "preflight", "setup_cors"]
 
 ALLOWED_HEADERS: Final = "Authorization, Content-Type, Accept, Last-Event-ID"
 _METHODS: Final = "GET, POST, PUT, DELETE, OPTIONS"
-_EXPOSED: Final = "Retry-After, Content-Type"
+_EXPOSED: Final = "Retry-After, Content-Type, RateLimit, RateLimit-Policy"
 _MAX_AGE: Final = "600"
 
 

@@ -15,9 +15,10 @@ from redis.exceptions import RedisError
 
 from presence_svc.errors import ServiceUnavailable
 from presence_svc.http.params import path_id, query_int
-from presence_svc.http.resources import HUB, PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.resources import HUB, LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.live.events import Listener, StreamClosed, sse_frame
 from presence_svc.live.rows import presence_out
+from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import OnlineCounts
 
 __all__ = ["routes"]
@@ -60,6 +61,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
     limit = query_int(request, "limit", default=100, low=1, high=500)
+    await app[LIMITER].check(principal, RouteClass.READ)
     keepalive_s = app[SETTINGS].events_keepalive_s
 
     def alive() -> bool:

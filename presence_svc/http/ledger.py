@@ -7,9 +7,10 @@ from aiohttp import web
 
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.http.params import query_choice, query_id, query_int, query_time
-from presence_svc.http.resources import LEDGER, TOKENS
+from presence_svc.http.resources import LEDGER, LIMITER, TOKENS
 from presence_svc.http.wire import respond
 from presence_svc.ledger.store import LedgerQuery
+from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import LedgerItemOut, LedgerOut
 from presence_svc.timefmt import to_iso
 
@@ -21,7 +22,8 @@ routes = web.RouteTableDef()
 @routes.get("/v1/ledger")
 async def ledger(request: web.Request) -> web.Response:
     app = request.app
-    app[TOKENS].from_request(request).require_dashboard()
+    principal = app[TOKENS].from_request(request)
+    principal.require_dashboard()
     limit = query_int(request, "limit", default=100, low=1, high=1000)
     cursor = request.query.get("cursor")
     query = LedgerQuery(
@@ -32,6 +34,7 @@ async def ledger(request: web.Request) -> web.Response:
         after=decode_cursor(cursor) if cursor else None,
         newest_first=query_choice(request, "order", ("asc", "desc")) == "desc",
     )
+    await app[LIMITER].check(principal, RouteClass.READ)
     rows = await app[LEDGER].query_views(query, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

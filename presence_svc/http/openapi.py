@@ -295,6 +295,12 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     ):
         if endpoint.who != "anyone" or status == 503:
             op["responses"][str(status)] = {"description": text, **problem}
+    if endpoint.who not in ("anyone", "admin"):
+        op["responses"]["429"] = {
+            "description": "Over the caller's rate limit (Retry-After, RateLimit-Policy, "
+            "RateLimit)",
+            **problem,
+        }
     return op
 
 

@@ -7,9 +7,10 @@ from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.http.params import path_id, query_ids, query_int
-from presence_svc.http.resources import PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.resources import LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import presence_out
+from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -49,12 +50,13 @@ async def heartbeat(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     body = await _HEARTBEAT.read(request)
     principal.require_write(body.artifact_id)
-    counts = await app[PRESENCE].heartbeat(
-        body.artifact_id,
-        body.session_id,
-        principal.user_id,
-        body.version_id,
-        _state_json(body.state),
+    state = _state_json(body.state)
+    counts = await app[LIMITER].guard(
+        principal,
+        RouteClass.HEARTBEAT,
+        lambda: app[PRESENCE].heartbeat(
+            body.artifact_id, body.session_id, principal.user_id, body.version_id, state
+        ),
     )
     out = HeartbeatOut(
         online=counts.online,
@@ -70,8 +72,12 @@ async def leave(request: web.Request) -> web.Response:
     body = await _LEAVE.read(request)
     principal = app[TOKENS].from_request(request, fallback=body.token)
     principal.require_write(body.artifact_id)
-    counts = await app[PRESENCE].leave(
-        body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+    counts = await app[LIMITER].guard(
+        principal,
+        RouteClass.HEARTBEAT,
+        lambda: app[PRESENCE].leave(
+            body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+        ),
     )
     return respond(request, OnlineCounts(online=counts.online, sessions=counts.sessions))
 
@@ -82,7 +88,10 @@ async def artifact_online(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
-    counts = (await app[PRESENCE].online([artifact_id]))[artifact_id]
+    found = await app[LIMITER].guard(
+        principal, RouteClass.READ, lambda: app[PRESENCE].online([artifact_id])
+    )
+    counts = found[artifact_id]
     return respond(
         request, OnlineOut(artifact_id=artifact_id, online=counts.online, sessions=counts.sessions)
     )
@@ -94,7 +103,9 @@ async def batch_online(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     artifact_ids = query_ids(request, "artifactId", most=MAX_BATCH)
     principal.require_presence_read(artifact_ids)
-    counts = await app[PRESENCE].online(artifact_ids)
+    counts = await app[LIMITER].guard(
+        principal, RouteClass.READ, lambda: app[PRESENCE].online(artifact_ids)
+    )
     # The store's Counts encode as OnlineCounts do: no copy of 1 000 of them into the
     # documented BatchOnline; the same JSON (or msgpack).
     return respond(request, {"counts": counts})
@@ -107,5 +118,6 @@ async def presence_list(request: web.Request) -> web.Response:
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
     limit = query_int(request, "limit", default=100, low=1, high=500)
+    await app[LIMITER].check(principal, RouteClass.READ)
     page = await app[PRESENCE].page(artifact_id, limit, request.query.get("cursor") or None)
     return respond(request, await presence_out(app[USERS], page))

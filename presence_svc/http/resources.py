@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from presence_svc.auth import TokenCodec
 from presence_svc.database import Database, database_for
+from presence_svc.http.limiter import Limiter
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.events import PresenceHub
 from presence_svc.live.store import PresenceStore
@@ -26,6 +27,7 @@ __all__ = [
     "DATABASE",
     "HUB",
     "LEDGER",
+    "LIMITER",
     "PRESENCE",
     "REDIS",
     "SETTINGS",
@@ -50,6 +52,7 @@ DATABASE: Final = web.AppKey("database", Database)
 LEDGER: Final = web.AppKey[LedgerStore]("ledger")
 USERS: Final = web.AppKey[UsersDirectory]("users")
 HUB: Final = web.AppKey("hub", PresenceHub)
+LIMITER: Final = web.AppKey("limiter", Limiter)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -65,6 +68,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[PRESENCE] = PresenceStore(redis, settings)
     app[VIEWS] = ViewStore(redis, settings)
+    app[LIMITER] = Limiter(redis, app[PRESENCE].keys, settings.rate_limits)
     yield
     await redis.aclose()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence_svc.http.params import path_id, query_int
-from presence_svc.http.resources import TOKENS, USERS, VIEWS
+from presence_svc.http.resources import LIMITER, TOKENS, USERS, VIEWS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import profiles_or_none
+from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import (
     RecentItemOut,
     RecentOut,
@@ -33,8 +34,12 @@ async def record_view(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     body = await _VIEW.read(request)
     principal.require_write(body.artifact_id)
-    view = await app[VIEWS].record(
-        body.artifact_id, body.version_id, principal.user_id, body.session_id
+    view = await app[LIMITER].guard(
+        principal,
+        RouteClass.VIEW,
+        lambda: app[VIEWS].record(
+            body.artifact_id, body.version_id, principal.user_id, body.session_id
+        ),
     )
     return respond(
         request, ViewOut(counted=view.counted, views=view.views, unique_viewers=view.unique_viewers)
@@ -43,9 +48,12 @@ async def record_view(request: web.Request) -> web.Response:
 
 @routes.get("/v1/artifacts/{artifactId}/stats")
 async def stats(request: web.Request) -> web.Response:
-    request.app[TOKENS].from_request(request).require_dashboard()
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    principal.require_dashboard()
     artifact_id = path_id(request, "artifactId")
-    found = await request.app[VIEWS].stats(artifact_id)
+    await app[LIMITER].check(principal, RouteClass.READ)
+    found = await app[VIEWS].stats(artifact_id)
     out = StatsOut(
         artifact_id=artifact_id,
         views=found.views,
@@ -67,10 +75,12 @@ async def stats(request: web.Request) -> web.Response:
 @routes.get("/v1/artifacts/{artifactId}/versions/{versionId}/viewers")
 async def viewers(request: web.Request) -> web.Response:
     app = request.app
-    app[TOKENS].from_request(request).require_dashboard()
+    principal = app[TOKENS].from_request(request)
+    principal.require_dashboard()
     artifact_id = path_id(request, "artifactId")
     version_id = path_id(request, "versionId")
     limit = query_int(request, "limit", default=100, low=1, high=500)
+    await app[LIMITER].check(principal, RouteClass.READ)
     page = await app[VIEWS].viewers(
         artifact_id, version_id, limit, request.query.get("cursor") or None
     )
@@ -100,6 +110,7 @@ async def recent(request: web.Request) -> web.Response:
     user_id = path_id(request, "userId")
     principal.require_user_read(user_id)
     limit = query_int(request, "limit", default=50, low=1, high=RECENT_KEEP)
+    await app[LIMITER].check(principal, RouteClass.READ)
     items = await app[VIEWS].recent(user_id, limit)
     return respond(
         request,

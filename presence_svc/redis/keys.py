@@ -168,3 +168,8 @@ class Keyspace:
     def user_recent_versions(self, user_id: str) -> str:
         """hash: artifact id -> version last viewed, beside ``user_recent``."""
         return f"rc:{{{self.tag_of(user_id)}}}:{user_id}:v"
+
+    def rate_bucket(self, user_id: str, route_class: str) -> str:
+        """string: when the user's next token of ``route_class`` is free (ms); on the
+        user's slot, so every process and host shares one bucket per user and class."""
+        return f"rl:{{{self.tag_of(user_id)}}}:{user_id}/{route_class}"

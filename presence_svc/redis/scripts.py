@@ -27,6 +27,7 @@ __all__ = [
     "ScriptArg",
     "ScriptCall",
     "Scripts",
+    "TakeTokenScript",
     "lua_source",
 ]
 
@@ -302,6 +303,13 @@ class ViewersScript(Script):
         return ScriptCall(self, script_keys, (limit, seen, user))
 
 
+class TakeTokenScript(Script):
+    PATH = "limits/take"
+
+    def call(self, bucket_key: str, interval_ms: float, burst: int, lease: int) -> ScriptCall:
+        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst, lease))
+
+
 class TrimStreamScript(Script):
     PATH = "ledger/trim_stream"
 
@@ -325,6 +333,7 @@ class Scripts:
         self.recent = RecentScript()
         self.viewers = ViewersScript()
         self.trim_stream = TrimStreamScript()
+        self.take_token = TakeTokenScript()
 
     @property
     def all(self) -> tuple[Script, ...]:

@@ -87,3 +87,35 @@ def test_bench_refuses_bad_numbers() -> None:
     )
     assert run.returncode == 2
     assert "--connections must be positive" in run.stderr
+
+
+@pytest.mark.timeout(240)
+def test_compare_limits_measures_both_services_alternately(tmp_path: Path) -> None:
+    args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
+    args += ["--users", "200", "--artifacts", "20", "--scenario", "heartbeat"] * 2
+    run = subprocess.run(
+        [CLI, "bench", "--spawn", "--compare-limits", "--json", "--no-baseline", *args],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["scenario"] for line in lines] == [
+        "heartbeat",
+        "heartbeat/limits-off",
+        "heartbeat/limits-off",  # the repeat goes the other way round
+        "heartbeat",
+    ]
+    for line in lines:
+        assert line["errors"] == 0, line
+        assert line["server_cpu_us"] > 0, line  # the spawned service's CPU per request
+    refused = subprocess.run(
+        [CLI, "bench", "--compare-limits", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--compare-limits goes with --spawn" in refused.stderr

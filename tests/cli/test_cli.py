@@ -273,3 +273,33 @@ def test_token_command_signs_with_the_configured_secret(tmp_path: Path) -> None:
     principal = TokenCodec(secret).verify(result.stdout.strip())
     assert (principal.user_id, principal.scope) == ("bob", Scope.DASHBOARD)
     assert principal.artifacts == frozenset({"a1", "a2"})
+
+
+def test_token_command_writes_the_configured_audience_issuer_and_claim_names(
+    tmp_path: Path,
+) -> None:
+    import jwt
+
+    from presence_svc.auth import Scope, token_codec
+    from presence_svc.settings import Settings
+
+    env = {
+        "PRESENCE_JWT_SECRET": "cli-secret-long-enough-for-hs256-0123456789",
+        "PRESENCE_JWT_AUDIENCE": "presence",
+        "PRESENCE_JWT_ISSUER": "https://sso.example.com/realms/acme",
+        "PRESENCE_JWT_SCOPE_CLAIM": "realm_access.roles",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "presence_svc", "token", "--user", "ops", "--scope", "admin"],
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    token = result.stdout.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["aud"], claims["iss"]) == ("presence", "https://sso.example.com/realms/acme")
+    assert claims["realm_access"] == {"roles": "admin"}
+    settings = Settings.from_env(env)
+    assert token_codec(settings, env["PRESENCE_JWT_SECRET"]).verify(token).scope is Scope.ADMIN

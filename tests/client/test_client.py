@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.client import PresenceClient, PresenceClientError, PresencePage, Stats
 from presence_svc.http.app import create_app
+from presence_svc.ratelimits import parse_rate_limits
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 from tests.conftest import free_port
@@ -116,7 +117,7 @@ async def test_401_asks_the_provider_once_then_raises(serve: Serve, tokens: Toke
         asked.append(1)
         return _token(tokens, "alice")
 
-    expired = _token(tokens, "alice", ttl_s=-10)
+    expired = _token(tokens, "alice", ttl_s=-60)
     async with PresenceClient(url, expired, token_provider=fresh) as client:
         result = await client.heartbeat("doc-1", session_id="tab-aaaa0001")
         assert result.online == 1
@@ -205,3 +206,16 @@ async def test_network_errors_raise_after_the_attempts(tokens: TokenCodec) -> No
             await client.online("doc-1")
     assert caught.value.status == 0
     assert caught.value.transient
+
+
+async def test_a_rate_limited_call_waits_retry_after_and_succeeds(
+    serve: Serve, tokens: TokenCodec
+) -> None:
+    """The real limiter's 429 (one read every 2 s here): the SDK waits its Retry-After."""
+    url = await serve(rate_limits=parse_rate_limits("read=30/m:burst=1"))
+    async with PresenceClient(url, _token(tokens, "alice"), max_backoff_s=5.0) as client:
+        await client.online("doc-1")
+        started = time.monotonic()
+        counts = await client.online("doc-1")  # refused once (Retry-After: 2), then answered
+    assert counts.online == 0
+    assert time.monotonic() - started >= 1.5

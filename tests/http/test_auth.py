@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from presence_svc.auth import TokenCodec
-from tests.conftest import SECRET, AppClient
+from tests.conftest import SECRET, AppClient, MakeClient
 
 Auth = Callable[..., dict[str, str]]
 BODY = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
@@ -26,7 +26,7 @@ def _bad_tokens() -> dict[str, str]:
     future = int(time.time()) + 600
     return {
         "garbled": "not.a.token",
-        "expired": TokenCodec(SECRET).issue("alice", ttl_s=-10),
+        "expired": TokenCodec(SECRET).issue("alice", ttl_s=-60),  # beyond the 30 s leeway
         "other-secret": TokenCodec("another-secret-of-plenty-length-0123456789").issue("alice"),
         "alg-none": ".".join(
             [_b64({"alg": "none", "typ": "JWT"}), _b64({"sub": "alice", "exp": future}), ""]
@@ -35,9 +35,7 @@ def _bad_tokens() -> dict[str, str]:
         "no-exp": jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
         "no-sub": jwt.encode({"exp": future}, SECRET, algorithm="HS256"),
         "bad-sub": jwt.encode({"sub": "a b", "exp": future}, SECRET, algorithm="HS256"),
-        "bad-scope": jwt.encode(
-            {"sub": "a", "exp": future, "scope": "root"}, SECRET, algorithm="HS256"
-        ),
+        "bad-scope": jwt.encode({"sub": "a", "exp": future, "scope": 7}, SECRET, algorithm="HS256"),
     }
 
 
@@ -103,7 +101,8 @@ async def test_beacon_leave_may_carry_its_token_in_the_body(
     assert response.status == 401
 
 
-async def test_a_cached_token_still_expires(client: AppClient) -> None:
+async def test_a_cached_token_still_expires(make_client: MakeClient) -> None:
+    client = await make_client(jwt_leeway_s=0)
     token = TokenCodec(SECRET).issue("alice", ttl_s=1)
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.post("/v1/heartbeat", json=BODY, headers=headers)).status == 200

@@ -8,8 +8,11 @@ from collections.abc import Callable
 import redis
 
 from presence_svc import metrics
+from presence_svc.ratelimits import RateLimits
 from presence_svc.redis.keys import Keyspace
-from tests.conftest import AppClient
+from tests.conftest import AppClient, MakeClient
+
+NO_LIMITS = RateLimits(buckets=())
 
 Auth = Callable[..., dict[str, str]]
 
@@ -67,8 +70,9 @@ async def test_versions_and_users_are_counted_separately(client: AppClient, auth
 
 
 async def test_two_hundred_concurrent_identical_views_count_once(
-    client: AppClient, auth: Auth, sync_redis: redis.Redis
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis
 ) -> None:
+    client = await make_client(rate_limits=NO_LIMITS)  # 200 at once: over the view limit
     results = await asyncio.gather(*(view(client, auth, "spammer") for _ in range(200)))
     assert sum(1 for r in results if r["counted"]) == 1
     assert all(r["views"] == 1 for r in results)
@@ -120,7 +124,10 @@ async def test_recent_list_most_recent_first_for_the_user_only(
     assert (await client.get("/v1/users/alice/recent?limit=1", headers=dashboard)).status == 200
 
 
-async def test_recent_list_keeps_only_the_latest_two_hundred(client: AppClient, auth: Auth) -> None:
+async def test_recent_list_keeps_only_the_latest_two_hundred(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(rate_limits=NO_LIMITS)  # 205 at once: over the view limit
     await asyncio.gather(*(view(client, auth, "alice", artifact=f"doc-{i}") for i in range(205)))
     response = await client.get("/v1/users/alice/recent?limit=200", headers=auth("alice"))
     assert len((await response.json())["items"]) == 200

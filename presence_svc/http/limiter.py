@@ -1,0 +1,169 @@
+"""Per-user rate limits, checked after the token: one token bucket per user and route
+class in Redis (``lua/limits/take.lua``, on the user's slot), shared by every process
+and host. Admin tokens are never limited.
+
+A user found over a limit is remembered here until its bucket has a token again, so a
+flood from one client is refused without asking Redis each time (the bucket cannot
+refill sooner: other processes can only take from it). When Redis answers the check
+with an error (out of memory, a replica, ...), the request goes through: a limiter
+that fails open never stops a well-behaved user. When Redis is unreachable, the
+request's own operation would fail the same way, so it is a 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from redis.exceptions import ResponseError
+
+from presence_svc import metrics
+from presence_svc.errors import RateLimited
+from presence_svc.principal import Principal, Scope
+from presence_svc.ratelimits import Bucket, RateLimits, RouteClass
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.keys import Keyspace
+
+__all__ = ["DRAFT", "Limiter"]
+
+log = logging.getLogger(__name__)
+
+DRAFT = "draft-ietf-httpapi-ratelimit-headers-10"
+"""The version of the RateLimit header fields' draft these headers follow."""
+
+_REMEMBERED = 65_536
+"""Users (and their last answers) remembered per process; past it the memory starts over."""
+
+_LEASE_KEPT_S = 30.0
+"""Spare tokens older than this are dropped (never spent late in a burst of their own)."""
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Known:
+    """What this process knows of one user's bucket for one route class."""
+
+    left: float
+    """Tokens the bucket held after the last answer, less those taken since."""
+    at: float
+    """When ``left`` was true (monotonic)."""
+    spare: int = 0
+    """Tokens taken from Redis and not spent yet: requests admitted without asking."""
+
+
+class Limiter:
+    def __init__(self, redis: RedisConnection, keys: Keyspace, limits: RateLimits) -> None:
+        self._redis = redis
+        self._script = redis.scripts.take_token
+        self._keys = keys
+        self._buckets = dict(limits.buckets)
+        self._refused_until: dict[tuple[str, RouteClass], float] = {}
+        self._known: dict[tuple[str, RouteClass], _Known] = {}
+        self._taking: set[asyncio.Future[None]] = set()
+        """Leases taken beside an operation, kept until they are answered."""
+
+    async def check(self, principal: Principal, route_class: RouteClass) -> None:
+        """Take one token of ``route_class`` for the caller, or raise ``RateLimited``."""
+        await self.guard(principal, route_class, _nothing)
+
+    async def guard(
+        self, principal: Principal, route_class: RouteClass, operation: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``operation()`` once the caller has a token of ``route_class`` (else
+        ``RateLimited``, and ``operation`` never runs).
+
+        Tokens come from Redis a lease at a time (``Bucket.lease``, only while the bucket
+        stays at least half full), and the spare ones are spent here without asking. When
+        none is spare but the last answer left at least half the burst, the next lease is
+        taken in the same Redis pipeline as the operation instead of a round trip before
+        it. So a user gets at most the limit, plus, per process, what others took from
+        the bucket since its last answer (at most half a burst).
+        """
+        bucket = self._buckets.get(route_class)
+        if bucket is None or principal.scope is Scope.ADMIN:
+            return await operation()
+        key, now = (principal.user_id, route_class), time.monotonic()
+        until = self._refused_until.get(key)
+        if until is not None:
+            if now < until:
+                raise _refused(route_class, bucket, until - now)
+            del self._refused_until[key]
+        known = self._known.get(key)
+        if known is not None and now - known.at > _LEASE_KEPT_S:
+            del self._known[key]  # an old lease: dropped, and the bucket asked again
+            known = None
+        if known is not None and known.spare > 0:
+            known.spare -= 1
+            return await operation()
+        if known is None or _estimate(known, bucket, now) - bucket.lease < bucket.burst / 2:
+            await self._take(key, bucket, admitted=False)
+            return await operation()
+        known.left -= bucket.lease  # what the lease will take, until the answer says
+        # Scheduled before the operation makes its call, so both join one pipeline.
+        # Admitted already: its answer only tells the next requests (a refusal included).
+        taking = asyncio.ensure_future(self._take(key, bucket, admitted=True))
+        self._taking.add(taking)
+        taking.add_done_callback(self._took)
+        return await operation()
+
+    def _took(self, task: asyncio.Future[None]) -> None:
+        self._taking.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("rate limit lease not taken", extra={"error": repr(task.exception())})
+
+    async def _take(self, key: tuple[str, RouteClass], bucket: Bucket, *, admitted: bool) -> None:
+        user, route_class = key
+        call = self._script.call(
+            self._keys.rate_bucket(user, route_class),
+            bucket.interval_ms,
+            bucket.burst,
+            bucket.lease,
+        )
+        try:
+            taken, left, wait_ms = await self._redis.run(call)
+        except ResponseError as exc:
+            metrics.RATE_LIMITER_ERRORS.inc()
+            log.warning("rate limit not checked: redis refused", extra={"error": str(exc)})
+            return
+        now = time.monotonic()
+        if len(self._known) >= _REMEMBERED:
+            self._known.clear()
+        known = self._known.get(key)
+        spare = (known.spare if known is not None else 0) + max(0, int(taken) - 1)
+        self._known[key] = _Known(left=float(left), at=now, spare=spare)
+        if taken:
+            return
+        wait_s = int(wait_ms) / 1000
+        if len(self._refused_until) >= _REMEMBERED:
+            self._refused_until.clear()
+        self._refused_until[key] = now + wait_s
+        if not admitted:
+            raise _refused(route_class, bucket, wait_s)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _estimate(known: _Known, bucket: Bucket, now: float) -> float:
+    """Tokens the bucket holds now, if no other process took any since the last answer."""
+    return min(float(bucket.burst), known.left + (now - known.at) * bucket.rate)
+
+
+def _refused(route_class: RouteClass, bucket: Bucket, wait_s: float) -> RateLimited:
+    retry_after = max(1, math.ceil(wait_s))
+    return RateLimited(
+        f"too many {route_class} requests for this user: at most {bucket.burst} at once, "
+        f"then {bucket.rate:g} a second; retry in {retry_after} s",
+        headers={
+            "Retry-After": str(retry_after),
+            "RateLimit-Policy": f'"{route_class}";q={bucket.burst};w={bucket.window_s}',
+            "RateLimit": f'"{route_class}";r=0;t={retry_after}',
+        },
+    )
