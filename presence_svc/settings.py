@@ -52,6 +52,10 @@ class Settings:
     """Apply pending schema migrations at start (under a lock: many processes, one run)."""
     ledger_retention_days: int | None = None
     """Keep ledger rows this many days (whole months dropped on PostgreSQL); None: forever."""
+    max_inflight: int = 256
+    """Requests one process answers at once; more get a 503 at once (not a queue)."""
+    max_streams: int = 5000
+    """Event streams one process holds open; more get a 503."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -97,6 +101,10 @@ class Settings:
             self.ledger_retention_days is None or self.ledger_retention_days >= 1,
             "PRESENCE_LEDGER_RETENTION_DAYS must be at least 1",
         )
+        _check(
+            1 <= self.max_inflight <= 1_000_000, "PRESENCE_MAX_INFLIGHT must be within 1..1000000"
+        )
+        _check(1 <= self.max_streams <= 1_000_000, "PRESENCE_MAX_STREAMS must be within 1..1000000")
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
 
@@ -193,5 +201,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_DB_POOL_SIZE", "db_pool_size", int),
     ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),
     ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
+    ("PRESENCE_MAX_INFLIGHT", "max_inflight", int),
+    ("PRESENCE_MAX_STREAMS", "max_streams", int),
 )
 """Each setting's environment variable, field and parser."""

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.http import dashboard, events, ledger, ops, presence, users, views
+from presence_svc.http.admission import Gate
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
 from presence_svc.http.resources import (
@@ -43,13 +44,17 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_event_streams)
     if settings.run_worker:
         app.cleanup_ctx.append(worker_ctx)
-    add_routes(app, presence.routes)
-    add_routes(app, events.routes)
-    add_routes(app, views.routes)
-    add_routes(app, ledger.routes)
-    add_routes(app, users.routes)
+    # Per process: every route but the operations ones (probes and scrapes must work under
+    # overload) is behind a cap; a stream is long-lived, so streams have a cap of their own.
+    requests = Gate("requests", settings.max_inflight, "requests in flight")
+    streams = Gate("streams", settings.max_streams, "open event streams")
+    add_routes(app, presence.routes, requests)
+    add_routes(app, events.routes, streams)
+    add_routes(app, views.routes, requests)
+    add_routes(app, ledger.routes, requests)
+    add_routes(app, users.routes, requests)
     add_routes(app, ops.routes)
-    add_routes(app, dashboard.routes)
+    add_routes(app, dashboard.routes, requests)
     add_fallback(app)  # last: 404, 405 and CORS preflights, as problem+json
     setup_cors(app)
     return app

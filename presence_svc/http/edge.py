@@ -1,5 +1,6 @@
-"""What every request goes through: problem+json for any failure, a count and a timing per
-route template (never per artifact or user), CORS preflights, and 404/405 in the same shape.
+"""What every request goes through: the overload caps (``admission``), problem+json for any
+failure, a count and a timing per route template (never per artifact or user), CORS
+preflights, and 404/405 in the same shape.
 
 Each handler is wrapped once, when its route is added, rather than by a middleware: a
 middleware chain adds coroutines and lookups to every request, about as much as the
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from presence_svc import metrics
 from presence_svc.errors import problem_for
+from presence_svc.http.admission import Gate
 from presence_svc.http.cors import preflight
 
 __all__ = ["Handler", "add_fallback", "add_routes", "endpoint"]
@@ -26,9 +28,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PATTERN = re.compile(r"\{(\w+):[^}]*\}")
 
 
-def endpoint(handler: Handler, route: str) -> Handler:
+def endpoint(handler: Handler, route: str, gate: Gate | None = None) -> Handler:
     """``handler``, answering problem+json for whatever it raises, and counted and timed
-    under ``route`` (a path template)."""
+    under ``route`` (a path template); with a ``gate``, refused with a 503 at once while
+    the gate is full (health and metrics have none, so probes and scrapes still work)."""
     perf_counter = time.perf_counter
     observe = metrics.observe_request
 
@@ -41,19 +44,39 @@ def endpoint(handler: Handler, route: str) -> Handler:
         observe(route, request.method, response.status, perf_counter() - started)
         return response
 
-    answer.__name__ = handler.__name__
-    answer.__qualname__ = handler.__qualname__
-    answer.__doc__ = handler.__doc__
-    return answer
+    async def admit(request: web.Request) -> web.StreamResponse:
+        assert gate is not None
+        started = perf_counter()
+        if gate.open >= gate.limit:
+            response: web.StreamResponse = gate.refuse()
+        else:
+            gate.open += 1
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = problem_for(request, exc)
+            finally:
+                gate.open -= 1
+        observe(route, request.method, response.status, perf_counter() - started)
+        return response
+
+    wrapped = answer if gate is None else admit
+    wrapped.__name__ = handler.__name__
+    wrapped.__qualname__ = handler.__qualname__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
 
 
-def add_routes(app: web.Application, table: Iterable[web.AbstractRouteDef]) -> None:
-    """Add a module's ``RouteTableDef``, each handler wrapped by :func:`endpoint`."""
+def add_routes(
+    app: web.Application, table: Iterable[web.AbstractRouteDef], gate: Gate | None = None
+) -> None:
+    """Add a module's ``RouteTableDef``, each handler wrapped by :func:`endpoint` (behind
+    ``gate``, if any)."""
     for definition in table:
         if not isinstance(definition, web.RouteDef):
             raise TypeError(f"only handler routes are supported, not {definition!r}")
         template = _PATTERN.sub(r"{\1}", definition.path)  # as aiohttp's ``canonical``
-        wrapped = endpoint(definition.handler, template)
+        wrapped = endpoint(definition.handler, template, gate)
         web.RouteDef(definition.method, definition.path, wrapped, definition.kwargs).register(
             app.router
         )

@@ -253,7 +253,11 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         (400, "Invalid input"),
         (401, "No valid token"),
         (403, "Not allowed for this token"),
-        (503, "Redis unreachable, or the database for ledger and users endpoints"),
+        (
+            503,
+            "Redis unreachable, the database for ledger and users endpoints, or the process"
+            " at its cap of requests in flight or event streams (overloaded)",
+        ),
     ):
         if endpoint.who != "anyone" or status == 503:
             op["responses"][str(status)] = {"description": text, **problem}
