@@ -2,7 +2,8 @@
 # What the test suite needs from the system beyond Python: Debian's chromium (the browser
 # tests drive it; no browser is ever downloaded), node/npm (the browser tests build their
 # page from the SDK sources with esbuild, `npm ci` in clients/js on first use) and
-# PostgreSQL's server binaries (the suite runs its own server with initdb/pg_ctl). Installs
+# PostgreSQL's server binaries (the suite runs its own server with initdb/pg_ctl) and
+# libfaketime (tests/test_model.py moves its redis-server's clock forward). Installs
 # only what is missing, so it is instant on a machine that has them.
 set -euo pipefail
 
@@ -12,9 +13,10 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || missing+=(postgresql)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-echo "installing ${missing[*]} (apt-get) for the browser tests" >&2
+echo "installing ${missing[*]} (apt-get) for the test suite" >&2
 as_root apt-get update -qq
 as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
