@@ -7,7 +7,7 @@ from aiohttp import web
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.http import dashboard, events, ledger, ops, presence, users, views
-from presence_svc.http.admission import Gate
+from presence_svc.http.admission import Gate, watch_lag
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
 from presence_svc.http.resources import (
@@ -48,6 +48,8 @@ def create_app(settings: Settings) -> web.Application:
     # overload) is behind a cap; a stream is long-lived, so streams have a cap of their own.
     requests = Gate("requests", settings.max_inflight, "requests in flight")
     streams = Gate("streams", settings.max_streams, "open event streams")
+    if settings.max_loop_lag_ms:
+        app.cleanup_ctx.append(watch_lag(requests, settings.max_loop_lag_ms / 1000))
     add_routes(app, presence.routes, requests)
     add_routes(app, events.routes, streams)
     add_routes(app, views.routes, requests)

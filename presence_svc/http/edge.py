@@ -47,7 +47,7 @@ def endpoint(handler: Handler, route: str, gate: Gate | None = None) -> Handler:
     async def admit(request: web.Request) -> web.StreamResponse:
         assert gate is not None
         started = perf_counter()
-        if gate.open >= gate.limit:
+        if gate.open >= gate.limit or gate.shedding:
             response: web.StreamResponse = gate.refuse()
         else:
             gate.open += 1

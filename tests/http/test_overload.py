@@ -231,10 +231,50 @@ def _last_n(stream: EventStream) -> int:
     return int(states[-1].data["state"]["n"]) if states else 0
 
 
-@pytest.mark.parametrize("variable", ["PRESENCE_MAX_INFLIGHT", "PRESENCE_MAX_STREAMS"])
+@pytest.mark.parametrize(
+    "variable", ["PRESENCE_MAX_INFLIGHT", "PRESENCE_MAX_STREAMS", "PRESENCE_MAX_LOOP_LAG_MS"]
+)
 def test_caps_are_read_and_a_bad_one_is_named(variable: str) -> None:
     field = variable.removeprefix("PRESENCE_").lower()
     assert getattr(Settings.from_env({variable: "64"}), field) == 64
-    for bad in ("0", "-5", "many"):
+    for bad in ("-5", "many", "0" if variable != "PRESENCE_MAX_LOOP_LAG_MS" else "70000"):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: bad})
+
+
+async def test_requests_are_shed_while_the_event_loop_runs_late(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(max_loop_lag_ms=20)
+    loop = asyncio.get_running_loop()
+    blocker: asyncio.TimerHandle | None = None
+
+    def block() -> None:  # CPU-bound work hogging the loop, as a flood of requests does
+        nonlocal blocker
+        time.sleep(0.05)
+        blocker = loop.call_later(0.001, block)
+
+    body = {"artifactId": "doc-1", "sessionId": "tab-alice-0001"}
+    assert (await client.post("/v1/heartbeat", json=body, headers=auth("alice"))).status == 200
+    before = await scrape(client, 'presence_overload_rejected_total{reason="lag"}')
+    block()
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            response := await client.post("/v1/heartbeat", json=body, headers=auth("alice"))
+        ).status == 200:
+            assert time.monotonic() < deadline, "never shed while the loop ran late"
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        problem = await response.json()
+        assert problem["type"] == "urn:presence-svc:problem:overloaded"
+        assert "behind on its work" in problem["detail"]
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        assert blocker is not None
+        blocker.cancel()
+    assert await scrape(client, 'presence_overload_rejected_total{reason="lag"}') >= before + 1
+    deadline = time.monotonic() + 20
+    while (await client.post("/v1/heartbeat", json=body, headers=auth("alice"))).status != 200:
+        assert time.monotonic() < deadline, "still shedding after the loop caught up"
+        await asyncio.sleep(0.05)
