@@ -1,6 +1,7 @@
 """Overload: what a process does when offered three times the load it can carry.
 
     .venv/bin/python benchmarks/overload.py [--seconds 10] [--factor 3] [--max-inflight N]
+        [--max-loop-lag-ms MS]
 
 Starts the real ``presence-svc serve`` (its own process, embedded Redis, in-process
 worker), then, with heartbeats of 5 000 users over raw HTTP/1.1 keep-alive connections:
@@ -25,7 +26,6 @@ import array
 import asyncio
 import contextlib
 import json
-import os
 import random
 import tempfile
 import time
@@ -226,7 +226,9 @@ async def sample_rss(pid: int, samples: list[tuple[float, str, float]], phase: l
         await asyncio.sleep(0.25)
 
 
-async def run(port: int, pid: int, seconds: float, factor: float) -> dict[str, Any]:
+async def run(
+    port: int, pid: int, seconds: float, factor: float, settings: dict[str, str]
+) -> dict[str, Any]:
     requests = heartbeat_requests(port)
     samples: list[tuple[float, str, float]] = []
     phase = ["warmup"]
@@ -249,7 +251,7 @@ async def run(port: int, pid: int, seconds: float, factor: float) -> dict[str, A
     accepted_p99 = percentile_ms(accepted, 0.99)
     return {
         "benchmark": "overload",
-        "max_inflight": os.environ.get("PRESENCE_MAX_INFLIGHT", "default"),
+        "settings": settings,
         "capacity_rps": round(capacity_rps),
         "capacity_p50_ms": percentile_ms(ok, 0.5),
         "capacity_p99_ms": normal_p99,
@@ -280,10 +282,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
     parser.add_argument("--factor", type=float, default=3.0, help="overload / capacity")
     parser.add_argument("--max-inflight", type=int, help="PRESENCE_MAX_INFLIGHT of serve")
+    parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
     args = parser.parse_args()
-    extra = {} if args.max_inflight is None else {"PRESENCE_MAX_INFLIGHT": str(args.max_inflight)}
+    extra = {}
     if args.max_inflight is not None:
-        os.environ["PRESENCE_MAX_INFLIGHT"] = str(args.max_inflight)
+        extra["PRESENCE_MAX_INFLIGHT"] = str(args.max_inflight)
+    if args.max_loop_lag_ms is not None:
+        extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
         port = free_port()
         env = child_env(
@@ -299,7 +304,7 @@ def main() -> None:
                 import uvloop
 
                 uvloop.install()
-            result = asyncio.run(run(port, server.pid, args.seconds, args.factor))
+            result = asyncio.run(run(port, server.pid, args.seconds, args.factor, extra))
     print(json.dumps(result))
 
 
