@@ -11,11 +11,13 @@ __all__ = [
     "LEDGER_LAG_SECONDS",
     "LEDGER_ROWS",
     "LEDGER_WRITE_LAG_SECONDS",
+    "OVERLOAD_REJECTED",
     "RATE_LIMITER_ERRORS",
     "REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
     "SCRIPT_SECONDS",
+    "SSE_DROPPED",
     "SSE_LISTENERS",
     "SWEPT_SESSIONS",
     "VIEWS",
@@ -64,6 +66,15 @@ REFUSALS = Counter(
     ["dependency", "cause"],
 )
 SSE_LISTENERS = Gauge("presence_sse_listeners", "Open event-stream connections")
+SSE_DROPPED = Counter(
+    "presence_sse_dropped_total",
+    "Event streams ended because the client read too slowly (its backlog overflowed)",
+)
+OVERLOAD_REJECTED = Counter(
+    "presence_overload_rejected_total",
+    "Requests answered 503 at once because the process was at a cap (requests or streams)",
+    ["reason"],
+)
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
 )

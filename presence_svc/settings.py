@@ -77,6 +77,12 @@ class Settings:
     metrics_addr: tuple[str, int] | None = None
     """Serve ``/metrics`` only on this ``(host, port)``, not on the API's port; None: on
     the API's port."""
+    max_inflight: int = 256
+    """Requests one process answers at once; more get a 503 at once (not a queue)."""
+    max_streams: int = 5000
+    """Event streams one process holds open; more get a 503."""
+    max_loop_lag_ms: int = 0
+    """Requests get a 503 while the event loop runs this late (0: never)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -132,6 +138,13 @@ class Settings:
                 self.metrics_addr != (self.host, self.port),
                 "PRESENCE_METRICS_ADDR must differ from the API's host and port",
             )
+        _check(
+            1 <= self.max_inflight <= 1_000_000, "PRESENCE_MAX_INFLIGHT must be within 1..1000000"
+        )
+        _check(1 <= self.max_streams <= 1_000_000, "PRESENCE_MAX_STREAMS must be within 1..1000000")
+        _check(
+            0 <= self.max_loop_lag_ms <= 60_000, "PRESENCE_MAX_LOOP_LAG_MS must be within 0..60000"
+        )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -268,5 +281,8 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
     ("PRESENCE_OTEL", "otel", _parse_bool),
     ("PRESENCE_METRICS_ADDR", "metrics_addr", parse_addr),
+    ("PRESENCE_MAX_INFLIGHT", "max_inflight", int),
+    ("PRESENCE_MAX_STREAMS", "max_streams", int),
+    ("PRESENCE_MAX_LOOP_LAG_MS", "max_loop_lag_ms", int),
 )
 """Each setting's environment variable, field and parser."""

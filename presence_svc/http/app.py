@@ -11,6 +11,7 @@ from aiohttp import web
 
 from presence_svc.auth import load_or_create_secret, token_codec
 from presence_svc.http import assets, dashboard, events, ledger, ops, presence, users, views
+from presence_svc.http.admission import Gate, watch_lag
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
 from presence_svc.http.resources import (
@@ -53,15 +54,21 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_event_streams)
     if settings.run_worker:
         app.cleanup_ctx.append(worker_ctx)
-    add_routes(app, presence.routes)
-    add_routes(app, events.routes)
-    add_routes(app, views.routes)
-    add_routes(app, ledger.routes)
-    add_routes(app, users.routes)
+    # Per process: every route but the operations ones (probes and scrapes must work under
+    # overload) is behind a cap; a stream is long-lived, so streams have a cap of their own.
+    requests = Gate("requests", settings.max_inflight, "requests in flight")
+    streams = Gate("streams", settings.max_streams, "open event streams")
+    if settings.max_loop_lag_ms:
+        app.cleanup_ctx.append(watch_lag(requests, settings.max_loop_lag_ms / 1000))
+    add_routes(app, presence.routes, requests)
+    add_routes(app, events.routes, streams)
+    add_routes(app, views.routes, requests)
+    add_routes(app, ledger.routes, requests)
+    add_routes(app, users.routes, requests)
     add_routes(app, ops.routes)
     if settings.metrics_addr is None:  # else only on its own listener (create_metrics_app)
         add_routes(app, ops.metrics_routes)
-    add_routes(app, dashboard.routes)
+    add_routes(app, dashboard.routes, requests)
     add_routes(app, assets.routes)
     add_fallback(app)  # last: 404, 405 and CORS preflights, as problem+json
     setup_cors(app)

@@ -1,5 +1,6 @@
-"""What every request goes through: problem+json for any failure, a count and a timing per
-route template (never per artifact or user), CORS preflights, and 404/405 in the same shape.
+"""What every request goes through: the overload caps (``admission``), problem+json for any
+failure, a count and a timing per route template (never per artifact or user), CORS
+preflights, and 404/405 in the same shape.
 
 Each handler is wrapped once, when its route is added, rather than by a middleware: a
 middleware chain adds coroutines and lookups to every request, about as much as the
@@ -18,6 +19,7 @@ from aiohttp import web
 from presence_svc import metrics
 from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.errors import problem_for
+from presence_svc.http.admission import Gate
 from presence_svc.http.cors import preflight
 from presence_svc.http.resources import SETTINGS
 
@@ -28,9 +30,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PATTERN = re.compile(r"\{(\w+):[^}]*\}")
 
 
-def endpoint(handler: Handler, route: str, db_budget_s: float | None = None) -> Handler:
+def endpoint(
+    handler: Handler, route: str, db_budget_s: float | None = None, gate: Gate | None = None
+) -> Handler:
     """``handler``, answering problem+json for whatever it raises, and counted and timed
-    under ``route`` (a path template); its database calls each bounded by ``db_budget_s``."""
+    under ``route`` (a path template); its database calls each bounded by ``db_budget_s``;
+    with a ``gate``, refused with a 503 at once while the gate is full (health and metrics
+    have none, so probes and scrapes still work)."""
     perf_counter = time.perf_counter
     observe = metrics.observe_request
     budget = REQUEST_BUDGET_S
@@ -45,20 +51,52 @@ def endpoint(handler: Handler, route: str, db_budget_s: float | None = None) -> 
         observe(route, request.method, response.status, perf_counter() - started)
         return response
 
-    answer.__name__ = handler.__name__
-    answer.__qualname__ = handler.__qualname__
-    answer.__doc__ = handler.__doc__
-    return answer
+    wrapped = answer if gate is None else _admitting(handler, route, gate, db_budget_s)
+    wrapped.__name__ = handler.__name__
+    wrapped.__qualname__ = handler.__qualname__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
 
 
-def add_routes(app: web.Application, table: Iterable[web.AbstractRouteDef]) -> None:
-    """Add a module's ``RouteTableDef``, each handler wrapped by :func:`endpoint`."""
+def _admitting(
+    handler: Handler, route: str, gate: Gate, db_budget_s: float | None
+) -> Handler:
+    """:func:`endpoint`'s wrapper behind a gate: the decision comes first, before the body
+    is read or Redis is asked anything."""
+    perf_counter = time.perf_counter
+    observe = metrics.observe_request
+    budget = REQUEST_BUDGET_S
+
+    async def admit(request: web.Request) -> web.StreamResponse:
+        started = perf_counter()
+        if gate.open >= gate.limit or gate.shedding:
+            response: web.StreamResponse = gate.refuse()
+        else:
+            gate.open += 1
+            budget.set(db_budget_s)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = problem_for(request, exc)
+            finally:
+                gate.open -= 1
+        observe(route, request.method, response.status, perf_counter() - started)
+        return response
+
+    return admit
+
+
+def add_routes(
+    app: web.Application, table: Iterable[web.AbstractRouteDef], gate: Gate | None = None
+) -> None:
+    """Add a module's ``RouteTableDef``, each handler wrapped by :func:`endpoint` (behind
+    ``gate``, if any)."""
     budget_s = app[SETTINGS].db_request_timeout_s if SETTINGS in app else None
     for definition in table:
         if not isinstance(definition, web.RouteDef):
             raise TypeError(f"only handler routes are supported, not {definition!r}")
         template = _PATTERN.sub(r"{\1}", definition.path)  # as aiohttp's ``canonical``
-        wrapped = _traced(app, endpoint(definition.handler, template, budget_s), template)
+        wrapped = _traced(app, endpoint(definition.handler, template, budget_s, gate), template)
         web.RouteDef(definition.method, definition.path, wrapped, definition.kwargs).register(
             app.router
         )

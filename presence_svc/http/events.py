@@ -8,11 +8,13 @@ headers, so this endpoint alone also takes the token as ``?access_token=``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from presence_svc import metrics
 from presence_svc.errors import ServiceUnavailable
 from presence_svc.http.params import path_id, query_int
 from presence_svc.http.resources import HUB, LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
@@ -75,6 +77,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise ServiceUnavailable("the server is shutting down") from exc
     except (RedisError, OSError, TimeoutError) as exc:
         raise ServiceUnavailable("cannot subscribe to presence events; retry shortly") from exc
+    listener.on_overflow = _dropper(request)
     try:
         # Reads that can fail happen before the answer starts, so a failure is a 503.
         first = await listener.wait(0)
@@ -95,6 +98,21 @@ async def events(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         await hub.detach(listener)
+
+
+def _dropper(request: web.Request) -> Callable[[], None]:
+    """Ends the connection of a listener that fell too far behind. Its writer is likely
+    stuck in a write (a client that stopped reading fills the socket buffers); the abort
+    wakes it with a ``ConnectionError``. Other listeners never wait on it: the fan-out only
+    queues frames, and each stream writes from its own handler."""
+    transport = request.transport
+
+    def drop() -> None:
+        metrics.SSE_DROPPED.inc()
+        if transport is not None:
+            transport.abort()
+
+    return drop
 
 
 async def _stream(

@@ -291,7 +291,11 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         (400, "Invalid input"),
         (401, "No valid token"),
         (403, "Not allowed for this token"),
-        (503, "Redis or the database cannot serve now; `detail` names the cause, with Retry-After"),
+        (
+            503,
+            "Redis or the database cannot serve now (`detail` names the cause), or the process"
+            " is at its cap of requests in flight or event streams (overloaded); with Retry-After",
+        ),
     ):
         if endpoint.who != "anyone" or status == 503:
             op["responses"][str(status)] = {"description": text, **problem}

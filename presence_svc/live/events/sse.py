@@ -39,6 +39,7 @@ class Listener:
         "alive",
         "closed",
         "number",
+        "on_overflow",
         "sync_id",
         "sync_needed",
         "topic",
@@ -55,6 +56,9 @@ class Listener:
         self.sync_needed = True
         self.sync_id = topic.last_id
         self.closed = False
+        self.on_overflow: Callable[[], None] | None = None
+        """Called when the backlog overflows: the writer may be stuck on a client that does
+        not read, so the stream's owner ends the connection itself."""
 
     def push(self, frame: bytes) -> None:
         if self.closed:
@@ -62,6 +66,8 @@ class Listener:
         self._frames.append(frame)
         if len(self._frames) > LISTENER_BACKLOG:
             self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
         self._wake.set()
 
     def resync(self, sync_id: str) -> None:

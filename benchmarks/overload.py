@@ -1,0 +1,312 @@
+"""Overload: what a process does when offered three times the load it can carry.
+
+    .venv/bin/python benchmarks/overload.py [--seconds 10] [--factor 3] [--max-inflight N]
+        [--max-loop-lag-ms MS]
+
+Starts the real ``presence-svc serve`` (its own process, embedded Redis, in-process
+worker), then, with heartbeats of 5 000 users over raw HTTP/1.1 keep-alive connections:
+
+1. **capacity**: a closed loop at normal concurrency (64 connections, each sending its next
+   heartbeat when the answer comes): the rate the process carries and its p50/p99;
+2. **overload**: an open loop offering ``--factor`` times that rate (arrivals on a fixed
+   schedule, whatever the answers; each on a free connection of a pool of 2 000, so up to
+   2 000 requests can be outstanding, far beyond the cap): the rate of accepted (200)
+   answers, their p99 against the capacity p99, the share answered 503, and arrivals that
+   found every connection busy (``unsent``: the server had that many outstanding).
+
+The serve process's resident memory (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
+0.25 s throughout. Prints one JSON object. The load generator runs on the same machine:
+both phases share the cores with it alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import contextlib
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from presence_svc.auth import TokenCodec
+from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
+
+SECRET = "overload-benchmark-secret-0123456789abcdef0123"
+USERS = 5000
+ARTIFACTS = 500
+NORMAL_CONNECTIONS = 64
+POOL = 2000
+
+
+def heartbeat_requests(port: int) -> list[bytes]:
+    codec = TokenCodec(SECRET)
+    requests = []
+    for n in range(USERS):
+        token = codec.issue(f"user-{n:07d}", ttl_s=3600)
+        body = json.dumps(
+            {
+                "artifactId": f"doc-{n % ARTIFACTS:07d}",
+                "sessionId": f"tab-{n:08d}",
+                "state": {"page": 1},
+            }
+        ).encode()
+        head = (
+            f"POST /v1/heartbeat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    random.Random(17).shuffle(requests)
+    return requests
+
+
+@dataclass
+class Tally:
+    latencies: dict[int, array.array[float]] = field(default_factory=dict)
+    failed: int = 0
+    unsent: int = 0
+
+    def add(self, status: int, seconds: float) -> None:
+        self.latencies.setdefault(status, array.array("d")).append(seconds)
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection, one request at a time; parses only the status line and
+    Content-Length of each answer."""
+
+    def __init__(self, on_free: Any) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.sent_at = 0.0
+        self.tally: Tally | None = None
+        self.on_free = on_free
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes, tally: Tally) -> None:
+        assert self.transport is not None
+        self.tally = tally
+        self.sent_at = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        at = head.find(b"content-length:")
+        stop = head.find(b"\r\n", at)
+        length = int(head[at + 15 : stop if stop >= 0 else len(head)])
+        if len(self.buffer) < end + 4 + length:
+            return
+        status = int(self.buffer[9:12])
+        del self.buffer[: end + 4 + length]
+        tally, self.tally = self.tally, None
+        if tally is not None:
+            tally.add(status, time.perf_counter() - self.sent_at)
+        self.on_free(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.tally is not None:
+            self.tally.failed += 1
+            self.tally = None
+
+
+async def connect(port: int, count: int, on_free: Any) -> list[Connection]:
+    loop = asyncio.get_running_loop()
+    out: list[Connection] = []
+    for start in range(0, count, 200):
+        made = await asyncio.gather(
+            *(
+                loop.create_connection(lambda: Connection(on_free), "127.0.0.1", port)
+                for _ in range(min(200, count - start))
+            )
+        )
+        out.extend(protocol for _, protocol in made)
+    return out
+
+
+async def closed_loop(port: int, requests: list[bytes], seconds: float) -> tuple[Tally, float]:
+    """Each of ``NORMAL_CONNECTIONS`` sends its next request as soon as it is answered."""
+    tally = Tally()
+    cycle = iter(range(1 << 62))
+    stop_at = 0.0
+    done: set[Connection] = set()
+    all_done = asyncio.Event()
+
+    def free(conn: Connection) -> None:
+        if time.perf_counter() < stop_at and not conn.lost:
+            conn.send(requests[next(cycle) % len(requests)], tally)
+        else:
+            done.add(conn)
+            if len(done) == NORMAL_CONNECTIONS:
+                all_done.set()
+
+    conns = await connect(port, NORMAL_CONNECTIONS, free)
+    started = time.perf_counter()
+    stop_at = started + seconds
+    for conn in conns:
+        conn.send(requests[next(cycle) % len(requests)], tally)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_done.wait(), seconds + 30)
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    return tally, elapsed
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> Tally:
+    """Arrivals at ``rate`` per second on a fixed schedule, each on a free connection."""
+    tally = Tally()
+    idle: list[Connection] = []
+    ending = False
+    drained = asyncio.Event()
+
+    def free(conn: Connection) -> None:
+        idle.append(conn)
+        if ending and len(idle) == len(conns):
+            drained.set()
+
+    conns = await connect(port, POOL, free)
+    idle.extend(conns)
+    started = time.perf_counter()
+    sent = 0
+    n = 0
+    while (now := time.perf_counter()) < started + seconds:
+        due = int((now - started) * rate) - sent
+        for _ in range(due):
+            sent += 1
+            while idle and idle[-1].lost:
+                idle.pop()
+            if not idle:
+                tally.unsent += 1
+                continue
+            idle.pop().send(requests[n % len(requests)], tally)
+            n += 1
+        await asyncio.sleep(0.001)
+    ending = True  # let the outstanding ones finish (measured too)
+    if len(idle) < len(conns):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), 30)
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    return tally
+
+
+def percentile_ms(values: array.array[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def sample_rss(pid: int, samples: list[tuple[float, str, float]], phase: list[str]) -> None:
+    started = time.perf_counter()
+    while True:
+        with contextlib.suppress(OSError):
+            samples.append((round(time.perf_counter() - started, 2), phase[0], rss_mib(pid)))
+        await asyncio.sleep(0.25)
+
+
+async def run(
+    port: int, pid: int, seconds: float, factor: float, settings: dict[str, str]
+) -> dict[str, Any]:
+    requests = heartbeat_requests(port)
+    samples: list[tuple[float, str, float]] = []
+    phase = ["warmup"]
+    sampler = asyncio.create_task(sample_rss(pid, samples, phase))
+    await closed_loop(port, requests, 3)  # every user's session exists, caches are warm
+    phase[0] = "capacity"
+    normal, elapsed = await closed_loop(port, requests, seconds)
+    ok = normal.latencies.get(200, array.array("d"))
+    capacity_rps = len(ok) / elapsed
+    phase[0] = "overload"
+    over = await open_loop(port, requests, capacity_rps * factor, seconds)
+    phase[0] = "after"
+    await asyncio.sleep(1)
+    sampler.cancel()
+    accepted = over.latencies.get(200, array.array("d"))
+    answered = sum(len(v) for v in over.latencies.values())
+    offered = answered + over.failed + over.unsent
+    rss = {p: [s[2] for s in samples if s[1] == p] for p in ("capacity", "overload")}
+    normal_p99 = percentile_ms(ok, 0.99)
+    accepted_p99 = percentile_ms(accepted, 0.99)
+    return {
+        "benchmark": "overload",
+        "settings": settings,
+        "capacity_rps": round(capacity_rps),
+        "capacity_p50_ms": percentile_ms(ok, 0.5),
+        "capacity_p99_ms": normal_p99,
+        "capacity_errors": sum(len(v) for s, v in normal.latencies.items() if s != 200),
+        "offered_rps": round(offered / seconds),
+        "accepted_rps": round(len(accepted) / seconds),
+        "accepted_p50_ms": percentile_ms(accepted, 0.5),
+        "accepted_p99_ms": accepted_p99,
+        "accepted_p99_vs_capacity_p99": (
+            round(accepted_p99 / normal_p99, 2) if accepted_p99 and normal_p99 else None
+        ),
+        "rejected_503_share": round(len(over.latencies.get(503, [])) / max(1, offered), 3),
+        "rejected_p99_ms": percentile_ms(over.latencies.get(503, array.array("d")), 0.99),
+        "other_statuses": {
+            str(s): len(v) for s, v in over.latencies.items() if s not in (200, 503)
+        },
+        "failed_connections": over.failed,
+        "unsent_share": round(over.unsent / max(1, offered), 3),
+        "rss_mib_capacity_end": rss["capacity"][-1] if rss["capacity"] else None,
+        "rss_mib_overload_max": max(rss["overload"], default=None),
+        "rss_mib_overload_end": rss["overload"][-1] if rss["overload"] else None,
+        "rss_mib_samples": [s[2] for s in samples if s[1] in ("capacity", "overload")][::4],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
+    parser.add_argument("--factor", type=float, default=3.0, help="overload / capacity")
+    parser.add_argument("--max-inflight", type=int, help="PRESENCE_MAX_INFLIGHT of serve")
+    parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
+    args = parser.parse_args()
+    extra = {}
+    if args.max_inflight is not None:
+        extra["PRESENCE_MAX_INFLIGHT"] = str(args.max_inflight)
+    if args.max_loop_lag_ms is not None:
+        extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
+    with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
+        port = free_port()
+        env = child_env(
+            PRESENCE_DATA_DIR=str(Path(tmp) / "data"),
+            PRESENCE_JWT_SECRET=SECRET,
+            PRESENCE_ONLINE_TIMEOUT_S="600",
+            PRESENCE_LOG_LEVEL="warning",
+            **extra,
+        )
+        argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
+        with started_process(argv, port=port, ready_path="/readyz", env=env) as server:
+            with contextlib.suppress(ImportError):
+                import uvloop
+
+                uvloop.install()
+            result = asyncio.run(run(port, server.pid, args.seconds, args.factor, extra))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

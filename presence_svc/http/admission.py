@@ -1,0 +1,108 @@
+"""Overload without collapse: a per-process cap on requests in flight and on open event
+streams, checked by ``edge.endpoint`` before a handler runs (so before any body is read or
+Redis is asked anything).
+
+Past a cap the answer is an immediate 503 with ``Retry-After``: queues (requests waiting
+on the event loop and in the Redis pipeline) and memory stay bounded, and the requests that
+are let in keep their latency. The check is a few attribute reads and comparisons, as cheap
+as the heartbeat path allows.
+
+A count alone does not keep latency: when more arrives than the CPU can parse and answer,
+requests wait in front of the handlers (socket buffers, the event loop's turn), where no
+count sees them. So the requests gate also sheds while the event loop runs late
+(``watch_lag``): refusals are several times cheaper than answers, the loop catches up, and
+what is let in waits no longer than the lag allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from presence_svc import metrics
+from presence_svc.errors import problem_response
+
+__all__ = ["LAG_PROBE_S", "OVERLOAD_RETRY_AFTER_S", "Gate", "watch_lag"]
+
+OVERLOAD_RETRY_AFTER_S = 1
+"""A second is long enough for a burst to drain, short enough for a tab to retry soon."""
+LAG_PROBE_S = 0.01
+"""How often the event loop's lateness is probed (a timer: nothing on the request path)."""
+
+
+class Gate:
+    """How many requests of one kind this process is answering, and how many it may."""
+
+    __slots__ = (
+        "_detail",
+        "_headers",
+        "_lag_detail",
+        "_rejected",
+        "_rejected_lag",
+        "limit",
+        "open",
+        "shedding",
+    )
+
+    def __init__(self, reason: str, limit: int, what: str) -> None:
+        self.open = 0
+        self.limit = limit
+        self.shedding = False
+        """Set by ``watch_lag`` while the event loop runs late: everything is refused."""
+        self._rejected = metrics.OVERLOAD_REJECTED.labels(reason)
+        self._rejected_lag = metrics.OVERLOAD_REJECTED.labels("lag")
+        self._lag_detail = f"the server is behind on its work; retry in {OVERLOAD_RETRY_AFTER_S} s"
+        self._detail = (
+            f"the server is at its limit of {limit} {what} per process; "
+            f"retry in {OVERLOAD_RETRY_AFTER_S} s"
+        )
+        self._headers = {"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
+
+    def refuse(self) -> web.Response:
+        """The 503 for one request over the cap (or while shedding), counted by reason."""
+        if self.open >= self.limit:
+            detail = self._detail
+            self._rejected.inc()
+        else:
+            detail = self._lag_detail
+            self._rejected_lag.inc()
+        return problem_response(
+            503, "Service Unavailable", detail, slug="overloaded", headers=self._headers
+        )
+
+
+def watch_lag(gate: Gate, max_lag_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context probing the event loop's lateness every ``LAG_PROBE_S``: ``gate``
+    sheds once two probes in a row ran more than ``max_lag_s`` late (one late probe is a
+    hiccup: a garbage collection, a busy neighbour), and stops at the first probe less than
+    half as late."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_probe(gate, max_lag_s), name="admission:lag")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gate.shedding = False
+
+    return context
+
+
+async def _probe(gate: Gate, max_lag_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    late_before = False
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(LAG_PROBE_S)
+        lag = loop.time() - asked - LAG_PROBE_S
+        late = lag > max_lag_s
+        if late and late_before:
+            gate.shedding = True
+        elif lag < max_lag_s / 2:
+            gate.shedding = False
+        late_before = late
