@@ -58,9 +58,7 @@ def endpoint(
     return wrapped
 
 
-def _admitting(
-    handler: Handler, route: str, gate: Gate, db_budget_s: float | None
-) -> Handler:
+def _admitting(handler: Handler, route: str, gate: Gate, db_budget_s: float | None) -> Handler:
     """:func:`endpoint`'s wrapper behind a gate: the decision comes first, before the body
     is read or Redis is asked anything."""
     perf_counter = time.perf_counter

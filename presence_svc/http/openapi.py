@@ -219,16 +219,8 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
-def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": endpoint.summary,
-        "description": f"Who may call: {endpoint.who}.{endpoint.notes}",
-        "responses": {},
-    }
-    if endpoint.who != "anyone":
-        op["security"] = [{"bearer": []}]
-        if "access_token" in endpoint.query:
-            op["security"].append({"accessToken": []})
+def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    """The path and query parameters of ``endpoint``."""
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _ID_PARAM}
         for name in ("artifactId", "versionId", "userId")
@@ -247,6 +239,30 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         }
         for name, text in endpoint.query.items()
     ]
+    return params
+
+
+def _conditional(op: dict[str, Any], ok: dict[str, Any], content_type: str) -> None:
+    """A file answered with ``ETag`` and long caching, 304 on ``If-None-Match``."""
+    ok["content"] = {content_type: {"schema": {"type": "string"}}}
+    ok["headers"] = {h: {"schema": {"type": "string"}} for h in ("ETag", "Cache-Control")}
+    op["parameters"] = [
+        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+    ]
+    op["responses"]["304"] = {"description": "Not Modified: the If-None-Match ETag matches"}
+
+
+def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": endpoint.summary,
+        "description": f"Who may call: {endpoint.who}.{endpoint.notes}",
+        "responses": {},
+    }
+    if endpoint.who != "anyone":
+        op["security"] = [{"bearer": []}]
+        if "access_token" in endpoint.query:
+            op["security"].append({"accessToken": []})
+    params = _parameters(endpoint)
     if params:
         op["parameters"] = params
     if endpoint.body is not None:
@@ -275,17 +291,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         ok["x-events"] = {name: refs[schema] for name, schema in endpoint.events.items()}
     op["responses"][str(endpoint.status)] = ok
     if endpoint.conditional:
-        ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
-        ok["headers"] = {h: {"schema": {"type": "string"}} for h in ("ETag", "Cache-Control")}
-        op["parameters"] = [
-            {
-                "name": "If-None-Match",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string"},
-            }
-        ]
-        op["responses"]["304"] = {"description": "Not Modified: the If-None-Match ETag matches"}
+        _conditional(op, ok, endpoint.content_type)
     problem = {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
     for status, text in (
         (400, "Invalid input"),

@@ -57,7 +57,8 @@ def _exporter(name: str) -> SpanExporter | None:
                 "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: "
                 "pip install 'presence-svc[otel]'"
             ) from exc
-        return OTLPSpanExporter()
+        exporter: SpanExporter = OTLPSpanExporter()
+        return exporter
     raise ConfigError(f"OTEL_TRACES_EXPORTER={name!r}: presence-svc knows otlp, console and none")
 
 

@@ -66,9 +66,9 @@ class TracedConnection(RedisConnection):
         return results
 
     async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int
+        self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
     ) -> list[StreamRead]:
-        return await self.inner.read_group(group, consumer, streams, count)
+        return await self.inner.read_group(group, consumer, streams, count, own=own)
 
     async def ack(self, group: str, done: dict[str, list[bytes]]) -> None:
         await self.inner.ack(group, done)
