@@ -16,6 +16,7 @@ import pytest
 
 from presence_svc.http.resources import HUB
 from presence_svc.live.events import sse
+from presence_svc.ratelimits import RateLimits
 from presence_svc.settings import ConfigError, Settings
 from tests.conftest import AppClient, MakeClient
 from tests.sse import EventStream
@@ -165,7 +166,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_up(
 ) -> None:
     # A small backlog keeps the test short; the socket buffers in front of it are real.
     monkeypatch.setattr(sse, "LISTENER_BACKLOG", 64)
-    client = await make_client()
+    client = await make_client(rate_limits=RateLimits(buckets=()))  # one user, many beats
     hub = client.app[HUB]
     board = auth("board", scope="dashboard")
     assert client.server.host is not None
