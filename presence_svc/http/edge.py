@@ -102,7 +102,7 @@ def add_routes(
 
 def _traced(app: web.Application, handler: Handler, route: str) -> Handler:
     """With ``PRESENCE_OTEL=1``, ``handler`` in a span; else ``handler`` itself."""
-    if not app[SETTINGS].otel:
+    if SETTINGS not in app or not app[SETTINGS].otel:  # the metrics listener has none
         return handler
     from presence_svc.http.tracing import traced  # the optional extra, imported only then
 

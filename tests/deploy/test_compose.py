@@ -20,7 +20,6 @@ COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 SETTINGS = {name for name, _, _ in ENV_VARS}
 # Settings another branch adds (issue 18: the metrics port, cli-frictions); once merged they
 # are in ENV_VARS and this set may be emptied.
-COMING = {"PRESENCE_METRICS_ADDR"}
 # ``${NAME:?message}`` and ``${NAME:-default}``: compose fills these from deploy/.env.
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::[?-][^}]*)?\}")
 DOTENV = {
@@ -44,7 +43,7 @@ def environment_problems(service: str, environment: dict[str, Any]) -> list[str]
     problems = [
         f"{service}: {name} is not a setting (presence_svc/settings.py ENV_VARS)"
         for name in sorted(environment)
-        if name.startswith("PRESENCE_") and name not in SETTINGS | COMING
+        if name.startswith("PRESENCE_") and name not in SETTINGS
     ]
     problems += [
         f"{service}: {name} is not a PRESENCE_ name"
