@@ -18,8 +18,6 @@ from presence_svc.settings import ENV_VARS, ConfigError, Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 SETTINGS = {name for name, _, _ in ENV_VARS}
-# Settings another branch adds (issue 18: the metrics port, cli-frictions); once merged they
-# are in ENV_VARS and this set may be emptied.
 # ``${NAME:?message}`` and ``${NAME:-default}``: compose fills these from deploy/.env.
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::[?-][^}]*)?\}")
 DOTENV = {
