@@ -29,12 +29,9 @@ from presence_svc.ratelimits import Bucket, RateLimits, RouteClass
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
 
-__all__ = ["DRAFT", "Limiter"]
+__all__ = ["Limiter"]
 
 log = logging.getLogger(__name__)
-
-DRAFT = "draft-ietf-httpapi-ratelimit-headers-10"
-"""The version of the RateLimit header fields' draft these headers follow."""
 
 _REMEMBERED = 65_536
 """Users (and their last answers) remembered per process; past it the memory starts over."""
@@ -157,6 +154,7 @@ def _estimate(known: _Known, bucket: Bucket, now: float) -> float:
 
 
 def _refused(route_class: RouteClass, bucket: Bucket, wait_s: float) -> RateLimited:
+    """The 429; its RateLimit fields as draft-ietf-httpapi-ratelimit-headers-10 writes them."""
     retry_after = max(1, math.ceil(wait_s))
     return RateLimited(
         f"too many {route_class} requests for this user: at most {bucket.burst} at once, "
