@@ -69,3 +69,15 @@ def test_the_lists_are_capped_and_more_says_so_then_the_batch_starts_over() -> N
     assert [u for u, _ in taken.left] == ["old-0", "old-1", "old-2"]
     assert taken.more is True
     assert batch.take(3).more is False
+
+
+def test_the_message_decoder_takes_active_and_away_when_the_scripts_send_them() -> None:
+    import msgspec
+
+    from presence_svc.live.events.message import Counts, decode_message
+
+    plain = decode_message(msgspec.msgpack.encode([3, 4, [["leave", "ann", "left"]]]))
+    assert plain.counts == Counts(3, 4)
+    assert plain.events == [["leave", "ann", "left"]]
+    counted = decode_message(msgspec.msgpack.encode([5, 6, [], 2, "later"]))
+    assert (counted.counts.active, counted.counts.away) == (2, 3)

@@ -1,9 +1,9 @@
 """The one decoder of the presence scripts' pub/sub message (``lua/lib/presence.lua``).
 
-A message is msgpack ``[online, sessions, events, ...]``: the artifact's counts right after
-the change, then the change's events. Elements after the events are further counts (active
-and away users, in that order, when the scripts send them); a decoder that ignores what it
-does not know lets the scripts grow without breaking older API processes.
+A message is msgpack ``[online, sessions, events, active, ...]``: the artifact's counts
+right after the change, then the change's events, then the users with an active session
+(when the scripts count away sessions: the others are away). A decoder that ignores what
+it does not know lets the scripts grow without breaking older API processes.
 """
 
 from __future__ import annotations
@@ -48,4 +48,6 @@ def decode_message(data: bytes) -> Message:
     if online is None or sessions is None:
         raise TypeError("a presence message starts with two counts")
     events = [e for e in items[2] if isinstance(e, list) and e]
-    return Message(Counts(online, sessions, _count(items, 3), _count(items, 4)), events)
+    active = _count(items, 3)
+    away = None if active is None else max(0, online - active)
+    return Message(Counts(online, sessions, active, away), events)
