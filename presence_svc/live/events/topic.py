@@ -202,8 +202,9 @@ class Topic:
             if self.mode == "interval":
                 wait_s = self._next_interval - loop.time()
                 if wait_s <= 0:
-                    self._next_interval = loop.time() + self._rooms.interval_s
                     await self._flush_interval()
+                    # from the end of this one: never two events closer than the interval
+                    self._next_interval = loop.time() + self._rooms.interval_s
                     continue
                 try:
                     data = await asyncio.wait_for(self._inbox.get(), wait_s)
