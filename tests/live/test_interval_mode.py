@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
+from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import ConfigError, Settings
 from tests.conftest import AppClient, MakeClient
 from tests.live.heartbeats import beat
@@ -253,3 +255,30 @@ def test_large_room_settings_are_read() -> None:
         {"PRESENCE_LARGE_ROOM_USERS": "20", "PRESENCE_LARGE_ROOM_INTERVAL_S": "0.5"}
     )
     assert (settings.large_room_users, settings.large_room_interval_s) == (20, 0.5)
+
+
+async def test_a_redis_restart_in_interval_mode_resyncs_in_interval_mode(
+    make_client: MakeClient, auth: Auth, streams: list[EventStream], tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    url = server.start()
+    try:
+        client = await make_client(
+            redis_url=url, large_room_users=ROOM, large_room_interval_s=0.3, **LONG_LIVED
+        )
+        await join(client, auth, *users(ROOM + 2))
+        stream = await open_stream(client, auth, streams)
+        first = await stream.next()
+        assert (first.event, first.data["mode"]) == ("sync", "interval")
+        server.stop()
+        server.start()
+        resync = await stream.next_of("sync", within_s=20)
+        assert resync.id != first.id
+        assert (resync.data["mode"], resync.data["online"]) == ("interval", ROOM + 2)
+        await join(client, auth, "user-700")
+        after = await stream.next()
+        assert after.event == "interval", after
+        assert [u["userId"] for u in after.data["joined"]] == ["user-700"]
+        assert after.data["online"] == ROOM + 3
+    finally:
+        server.stop()

@@ -177,7 +177,7 @@ class Topic:
         self._ring.clear()
         self._sent = None
         self._batch = IntervalBatch()
-        self._interval_sent = None
+        self._counts = self._interval_sent = None  # known again with the next message
         for listener in self.listeners:
             listener.resync(self.last_id)
 
@@ -290,6 +290,7 @@ class Topic:
         if counts is None or (not self._batch and counts == self._interval_sent):
             return
         batch = self._batch.take(self._rooms.list_cap)
+        epoch = self._epoch
         profiles: dict[str, Profile] = {}
         names_joined = True
         if batch.joined:
@@ -298,7 +299,7 @@ class Topic:
             except Exception as exc:  # the event still goes out, without names
                 log.warning("profile lookup failed", extra={"error": repr(exc)})
                 names_joined = False
-        if self.mode != "interval":  # switched while the names were read: a sync follows
+        if self.mode != "interval" or self._epoch != epoch:  # a sync follows: it has all this
             return
         event = IntervalEvent(
             online=counts.online,
