@@ -53,6 +53,9 @@ class SyncEvent(_Model, frozen=True, kw_only=True):
     names_joined: bool = True
     mode: Mode = "exact"
     """``interval``: a large room, whose changes come as ``IntervalEvent``s."""
+    active: int | None = None
+    """Users with an active session, from a service that tracks away sessions."""
+    away: int | None = None
 
 
 class JoinEvent(PresenceUser, frozen=True, kw_only=True):
@@ -84,6 +87,8 @@ class SessionsEvent(_Model, frozen=True, kw_only=True):
 
 class CountEvent(OnlineCounts, frozen=True, kw_only=True):
     kind: ClassVar[str] = "count"
+    active: int | None = None
+    away: int | None = None
 
 
 class IntervalEvent(OnlineCounts, frozen=True, kw_only=True):

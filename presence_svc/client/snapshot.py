@@ -28,8 +28,8 @@ class LivePresence:
     """``apply`` each event of ``client.events(...)``. ``online`` and ``sessions`` are the
     service's counts (``join``/``leave`` adjust them until the next ``count``); ``users``
     holds the ``sync``'s page and the changes since. In interval mode (``mode``) that is
-    a sample once an interval said ``more``; ``active``/``away`` come with intervals from a
-    service that counts them."""
+    a sample once an interval said ``more``; ``active``/``away`` (users) come from a
+    service that counts away sessions (None otherwise)."""
 
     def __init__(self) -> None:
         self.online = 0
@@ -56,7 +56,7 @@ class LivePresence:
     def _sync(self, event: SyncEvent) -> None:
         self.users = {u.user_id: u for u in event.users}
         self.online, self.sessions, self.mode = event.online, event.sessions, event.mode
-        self.active = self.away = None
+        self.active, self.away = event.active, event.away
         self.syncs += 1
 
     def _join(self, event: JoinEvent) -> None:
@@ -87,6 +87,8 @@ class LivePresence:
 
     def _count(self, event: CountEvent) -> None:
         self.online, self.sessions = event.online, event.sessions
+        if event.active is not None:
+            self.active, self.away = event.active, event.away
 
     def _interval(self, event: IntervalEvent) -> None:
         for user in event.joined:
