@@ -138,6 +138,16 @@ class Driver:
         return time.perf_counter() - started
 
 
+def _most_within(times: list[float], window: float) -> int:
+    """The most of ``times`` (sorted) inside any window of that length."""
+    most, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 async def main(base: str, args: argparse.Namespace) -> dict[str, Any]:
     codec = TokenCodec(SECRET)
     board = codec.issue("board", scope=Scope.DASHBOARD)
@@ -167,10 +177,7 @@ async def main(base: str, args: argparse.Namespace) -> dict[str, Any]:
     during = [[t for t, _ in g.frames if started <= t <= ended] for g in group]
     rates = [len(times) / elapsed for times in during]
     window = INTERVAL_S * 0.9  # a little under the interval: delivery jitter aside
-    burst = max(
-        max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
-        for times in during
-    )
+    burst = max(_most_within(times, window) for times in during)
     per_user = sum(1 for g in group for t, name in g.frames if t >= started and name != "interval")
     intervals = [data for g in group for t, data in g.intervals if t >= started]
     exact = [(d["online"], d["sessions"]) in driver.answered for d in intervals]
