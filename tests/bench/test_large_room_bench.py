@@ -31,7 +31,7 @@ def test_large_room_benchmark_reports_one_message_per_interval_and_exact_counts(
     assert result["mode"] == "interval"
     assert result["other_events_during_churn"] == 0  # no join/leave/count in interval mode
     assert result["intervals_received"] >= 5  # 5 listeners, at least one interval each
-    assert result["most_messages_within_0_9_interval"] == 1
+    assert result["most_messages_per_listener"] <= result["intervals_in_window"]
     exact, received = map(int, result["intervals_counts_exact"].split("/"))
     assert exact == received
     assert result["last_interval_equals_online"] is True
