@@ -35,7 +35,8 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
   /** Input (or the tab shown): idle again in idleMs_; back from idle, a heartbeat says active. */
   function onInput(): void {
     idleTimer = ctx.clearTimer_(idleTimer);
-    if (ctx.idleMs_ > 0) {
+    if (ctx.idleMs_ > 0 && ctx.window_) {
+      // (no window: no input to see, so never idle)
       idleTimer = ctx.setTimeout_(() => {
         ctx.idle_ = true;
         if (!ctx.hidden_) hb.now_(); // a hidden tab already said away

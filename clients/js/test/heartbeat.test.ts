@@ -154,6 +154,14 @@ describe('heartbeats', () => {
     assert.equal(env.window.listenerCount(), 0, 'input listeners removed');
   });
 
+  test('without a window (no input to see) the tab never goes idle', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off', idleAfterS: 30, window: null }));
+    await env.clock.advance(600_000);
+    assert.ok(env.server.heartbeats.length > 50);
+    assert.ok(env.server.heartbeats.every((c) => c.body.status === 'active'));
+  });
+
   test('idleAfterS: 0 never goes idle', async () => {
     const env = makeEnv();
     current = createPresence(env.options({ live: 'off', idleAfterS: 0 }));
