@@ -251,3 +251,13 @@ def test_live_presence_applies_both_shapes_and_the_counts_a_newer_service_sends(
     here.apply(decode(IntervalEvent, {**interval, "left": [{"userId": "ann", "reason": "left"}]}))
     assert (list(here.users), here.online, here.sessions) == (["bob"], 901, 951)
     assert (here.active, here.away) == (None, None)  # this interval came without them
+
+
+async def test_a_bad_limit_is_raised_with_the_field_named(serve: Serve, tokens: TokenCodec) -> None:
+    url = await serve()
+    async with PresenceClient(url, _token(tokens, "board", "dashboard")) as board:
+        with pytest.raises(PresenceClientError) as caught:
+            async for _ in board.events("doc-1", limit=0):
+                pass
+    assert caught.value.status == 400
+    assert "limit" in str(caught.value.problem)
