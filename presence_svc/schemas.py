@@ -18,6 +18,7 @@ __all__ = [
     "BatchOnline",
     "HeartbeatIn",
     "HeartbeatOut",
+    "IntervalEvent",
     "JoinEvent",
     "LeaveEvent",
     "LeaveIn",
@@ -34,6 +35,7 @@ __all__ = [
     "SessionId",
     "StateEvent",
     "StatsOut",
+    "SyncEvent",
     "UserId",
     "VersionId",
     "VersionStatsOut",
@@ -159,6 +161,37 @@ class PresenceOut(_Out, kw_only=True):
     users: list[PresenceUser]
     next_cursor: str | None
     names_joined: NamesJoined
+
+
+StreamMode = Annotated[
+    Literal["exact", "interval"],
+    Meta(
+        description="exact: one event per user change; interval: one `interval` event per"
+        " PRESENCE_LARGE_ROOM_INTERVAL_S (a large room)"
+    ),
+]
+
+
+class SyncEvent(PresenceOut, kw_only=True):
+    """The ``sync`` event: the first page of the presence list, and the stream's mode."""
+
+    mode: StreamMode
+
+
+class IntervalEvent(_Out, kw_only=True, omit_defaults=True):
+    """The ``interval`` event of a large room: the counts now, and who came and went since
+    the last one (each list capped; ``more`` when some were left out)."""
+
+    online: int
+    sessions: int
+    joined: list[PresenceUser]
+    left: list[LeaveEvent]
+    more: bool
+    names_joined: NamesJoined
+    active: int | None = None
+    """Users with an active session, once the service counts away sessions."""
+    away: int | None = None
+    """Users online with only away sessions, once the service counts them."""
 
 
 class JoinEvent(PresenceUser, kw_only=True):

@@ -63,6 +63,11 @@ class Settings:
     redis_timeout_s: float = 0.9
     ledger_reclaim_idle_s: float = 30.0
     events_keepalive_s: float = 15.0
+    large_room_users: int = 500
+    """Online users at which an artifact's event streams switch to interval mode; they
+    switch back below 80% of it (see docs/events.md)."""
+    large_room_interval_s: float = 2.0
+    """How often an artifact in interval mode sends its one ``interval`` event."""
     cors_origins: tuple[str, ...] = ()
     db_pool_size: int = 10
     """Connections per process to a PostgreSQL database (SQLite has one)."""
@@ -107,6 +112,14 @@ class Settings:
         _check(
             0 < self.db_request_timeout_s <= 30,
             "PRESENCE_DB_REQUEST_TIMEOUT_S must be within (0, 30]",
+        )
+        _check(
+            2 <= self.large_room_users <= 100_000_000,
+            "PRESENCE_LARGE_ROOM_USERS must be within 2..100000000",
+        )
+        _check(
+            0.1 <= self.large_room_interval_s <= 60,
+            "PRESENCE_LARGE_ROOM_INTERVAL_S must be within 0.1..60",
         )
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
@@ -274,6 +287,8 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_REDIS_TIMEOUT_S", "redis_timeout_s", _parse_seconds),
     ("PRESENCE_LEDGER_RECLAIM_IDLE_S", "ledger_reclaim_idle_s", _parse_seconds),
     ("PRESENCE_EVENTS_KEEPALIVE_S", "events_keepalive_s", _parse_seconds),
+    ("PRESENCE_LARGE_ROOM_USERS", "large_room_users", int),
+    ("PRESENCE_LARGE_ROOM_INTERVAL_S", "large_room_interval_s", _parse_seconds),
     ("PRESENCE_CORS_ORIGINS", "cors_origins", _parse_origins),
     ("PRESENCE_DB_POOL_SIZE", "db_pool_size", int),
     ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),

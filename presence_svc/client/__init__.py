@@ -4,11 +4,26 @@
 async with PresenceClient("http://127.0.0.1:8080", token) as client:
     live = await client.join("doc-1", version_id="v3")   # heartbeats until the block ends
     print(live.counts.online, (await client.presence("doc-1")).users)
+    here = LivePresence()
+    async for event in client.events("doc-1"):              # typed, resumes after drops
+        here.apply(event)                                    # exact or interval mode
+        print(here.mode, here.online, sorted(here.users))
 ```
 """
 
 from presence_svc.client.client import PresenceClient, TokenProvider, new_session_id
 from presence_svc.client.errors import PresenceClientError
+from presence_svc.client.events import (
+    CountEvent,
+    EventStream,
+    IntervalEvent,
+    JoinEvent,
+    LeaveEvent,
+    PresenceEvent,
+    SessionsEvent,
+    StateEvent,
+    SyncEvent,
+)
 from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
@@ -26,21 +41,32 @@ from presence_svc.client.models import (
     ViewersPage,
     ViewResult,
 )
+from presence_svc.client.snapshot import LivePresence
 
 __all__ = [
     "ArtifactOnline",
+    "CountEvent",
+    "EventStream",
     "HeartbeatResult",
+    "IntervalEvent",
+    "JoinEvent",
+    "LeaveEvent",
     "LedgerItem",
     "LedgerPage",
+    "LivePresence",
     "LiveSession",
     "OnlineCounts",
     "PresenceClient",
     "PresenceClientError",
+    "PresenceEvent",
     "PresencePage",
     "PresenceUser",
     "RecentItem",
     "RecentList",
+    "SessionsEvent",
+    "StateEvent",
     "Stats",
+    "SyncEvent",
     "TokenProvider",
     "VersionStats",
     "ViewResult",

@@ -18,6 +18,7 @@ import aiohttp
 import msgspec
 
 from presence_svc.client.errors import PresenceClientError
+from presence_svc.client.events import EventStream
 from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
@@ -174,6 +175,28 @@ class PresenceClient:
         params = _params(limit=limit, cursor=cursor)
         path = f"/v1/artifacts/{artifact_id}/presence"
         return await self._call("GET", path, PresencePage, params=params)
+
+    def events(
+        self,
+        artifact_id: str,
+        *,
+        limit: int = 100,
+        last_event_id: str | None = None,
+        idle_timeout_s: float = 45.0,
+    ) -> EventStream:
+        """The artifact's live events: ``async for event in client.events("doc-1")``.
+
+        Reconnects with backoff (resuming after ``last_event_id``) until ``aclose()`` or the
+        loop ends; raises ``PresenceClientError`` on 401 (after a fresh token), 403 and
+        other 4xx. A stream silent for ``idle_timeout_s`` (the service sends keep-alives
+        every 15 s) counts as dropped."""
+        return EventStream(
+            self,
+            artifact_id,
+            limit=limit,
+            last_event_id=last_event_id,
+            idle_timeout_s=idle_timeout_s,
+        )
 
     async def stats(self, artifact_id: str) -> Stats:
         return await self._call("GET", f"/v1/artifacts/{artifact_id}/stats", Stats)

@@ -54,6 +54,8 @@ class PresenceUser(_Model, frozen=True, kw_only=True):
     last_seen: datetime
     sessions: int
     state: dict[str, Any] | None = None
+    status: str | None = None
+    """``active`` or ``away``, from a service that tracks it (None otherwise)."""
 
 
 class PresencePage(OnlineCounts, frozen=True, kw_only=True):

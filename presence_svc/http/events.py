@@ -1,6 +1,7 @@
 """The live events of an artifact as server-sent events (``text/event-stream``).
 
-``sync`` (the presence list) first, then ``join``, ``leave``, ``state`` and ``count``; a
+``sync`` (the presence list and the stream's mode) first, then ``join``, ``leave``,
+``state`` and ``count``, or in a large room one ``interval`` event per interval; a
 keep-alive comment when nothing happened for a while. Browsers' ``EventSource`` cannot set
 headers, so this endpoint alone also takes the token as ``?access_token=``.
 """
@@ -21,7 +22,7 @@ from presence_svc.http.resources import HUB, LIMITER, PRESENCE, SETTINGS, TOKENS
 from presence_svc.live.events import Listener, StreamClosed, sse_frame
 from presence_svc.live.rows import presence_out
 from presence_svc.ratelimits import RouteClass
-from presence_svc.schemas import OnlineCounts
+from presence_svc.schemas import OnlineCounts, SyncEvent
 
 __all__ = ["routes"]
 
@@ -37,12 +38,16 @@ async def _sync(request: web.Request, artifact_id: str, limit: int, listener: Li
     """The ``sync`` frame, read after the listener was attached so nothing falls between."""
     listener.sync_needed = False
     sync_id = listener.sync_id
+    topic = listener.topic
 
     async def read() -> bytes:
+        mode = topic.mode  # a switch after this resyncs the listeners again
         page = await request.app[PRESENCE].page(artifact_id, limit, None)
-        return _JSON.encode(await presence_out(request.app[USERS], page))
+        out = await presence_out(request.app[USERS], page)
+        return _JSON.encode(SyncEvent(**msgspec.structs.asdict(out), mode=mode))
 
-    data = await listener.topic.shared_read(("sync", limit), listener, read)
+    # keyed by epoch: a read begun before a resync (a mode switch) is not good after it
+    data = await topic.shared_read(("sync", limit, topic.epoch), listener, read)
     return sse_frame("sync", data, sync_id)
 
 

@@ -89,19 +89,23 @@ ENDPOINTS: list[Endpoint] = [
         },
         content_type="text/event-stream",
         events={
-            "sync": schemas.PresenceOut,
+            "sync": schemas.SyncEvent,
             "join": schemas.JoinEvent,
             "leave": schemas.LeaveEvent,
             "state": schemas.StateEvent,
             "sessions": schemas.SessionsEvent,
             "count": schemas.OnlineCounts,
+            "interval": schemas.IntervalEvent,
         },
         notes=" A `sync` (the presence list) comes first, then `join` (a user's first session"
         " appeared), `leave` (their last one went; `reason` `left` or `timeout`), `state`"
         " (a session's state or version changed), `sessions` (an online user's number of"
         " sessions changed: a second tab opened or one of several closed) and `count`"
         " (`{online, sessions}`, at most"
-        " a few per second). Events carry ids: reconnecting with `Last-Event-ID` resumes"
+        " a few per second). A large room (PRESENCE_LARGE_ROOM_USERS online) sends instead one"
+        " `interval` event every PRESENCE_LARGE_ROOM_INTERVAL_S: the counts and who joined"
+        " and left since the last one; the `sync`'s `mode` says which. Events carry ids:"
+        " reconnecting with `Last-Event-ID` resumes"
         " after it (then a `count` without id) or, when it is too old, starts with a fresh"
         " `sync`. A `: keep-alive` comment is sent every PRESENCE_EVENTS_KEEPALIVE_S (15 s)"
         " of silence.",

@@ -15,7 +15,7 @@ from presence_svc.auth import TokenCodec
 from presence_svc.database import Database, database_for
 from presence_svc.http.limiter import Limiter
 from presence_svc.ledger.store import LedgerStore
-from presence_svc.live.events import PresenceHub
+from presence_svc.live.events import LargeRooms, PresenceHub
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
@@ -87,7 +87,18 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """The live-events hub (after Redis and the database: it uses both, and closes first)."""
-    hub = PresenceHub(app[REDIS], app[PRESENCE].keys, app[USERS].get_profiles)
+    settings, presence = app[SETTINGS], app[PRESENCE]
+
+    async def online(artifact_id: str) -> int:
+        return (await presence.online([artifact_id]))[artifact_id].online
+
+    hub = PresenceHub(
+        app[REDIS],
+        presence.keys,
+        app[USERS].get_profiles,
+        large_rooms=LargeRooms(settings.large_room_users, settings.large_room_interval_s),
+        online=online,
+    )
     app[HUB] = hub
     yield
     await hub.aclose()

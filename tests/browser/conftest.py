@@ -99,9 +99,16 @@ class Stack:
     def token(self, user: str, scope: str = "client") -> str:
         return self.tokens.issue(user, scope=Scope(scope), ttl_s=600)
 
-    def page_url(self, user: str, artifact: str = "doc-1", version: str | None = None) -> str:
+    def page_url(
+        self,
+        user: str,
+        artifact: str = "doc-1",
+        version: str | None = None,
+        idle_s: float | None = None,
+    ) -> str:
         url = f"{self.pages}/?api={self.api}&artifact={artifact}&token={self.token(user)}"
-        return url + (f"&version={version}" if version else "")
+        url += f"&version={version}" if version else ""
+        return url + (f"&idle={idle_s}" if idle_s is not None else "")
 
     def served_sdk_page_url(self, user: str, artifact: str = "doc-1") -> str:
         """A page that imports the SDK from the service (/sdk/v1/presence.js), no bundler."""
@@ -172,10 +179,15 @@ async def open_tab(browser: Browser, stack: Stack) -> AsyncIterator[OpenTab]:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
 
     async def open_(
-        user: str, artifact: str = "doc-1", version: str | None = None, *, served: bool = False
+        user: str,
+        artifact: str = "doc-1",
+        version: str | None = None,
+        idle_s: float | None = None,
+        *,
+        served: bool = False,
     ) -> Page:
         page = await context.new_page()
-        url = stack.page_url(user, artifact, version)
+        url = stack.page_url(user, artifact, version, idle_s)
         await page.goto(stack.served_sdk_page_url(user, artifact) if served else url)
         await page.wait_for_function("window.__presence && window.__presence.status === 'active'")
         return page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -112,28 +113,56 @@ async def test_reload_shows_no_leave_no_join_and_counts_one_view(
     assert stats["views"] == 1, "the reload counted a second view"
 
 
-async def test_hidden_tab_stops_heartbeating_and_times_out(open_tab: OpenTab) -> None:
-    observer = await open_tab("carol")
-    alice = await open_tab("alice")
-    await _wait_user(observer, "alice", present=True)
-    beats: list[float] = []
+Beats = list[tuple[float, str]]
+
+
+def _record_heartbeats(page: Page) -> Beats:
+    """When each heartbeat of ``page`` went out, and the status its body said."""
+    beats: Beats = []
 
     def on_request(request: Request) -> None:
         if request.url.endswith("/v1/heartbeat") and request.method == "POST":
-            beats.append(time.monotonic())
+            beats.append((time.monotonic(), request.post_data_json.get("status")))
 
-    alice.on("request", on_request)
-    await alice.wait_for_timeout(INTERVAL_S * 1500)
-    assert beats, "a visible tab heartbeats every interval"
+    page.on("request", on_request)
+    return beats
+
+
+async def _until(check: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_hidden_tab_says_away_then_rarely_and_active_again_when_shown(
+    open_tab: OpenTab,
+) -> None:
+    alice = await open_tab("alice")
+    beats = _record_heartbeats(alice)
+    await _until(lambda: len(beats) >= 1)
+    assert {status for _, status in beats} == {"active"}, "a visible tab is active"
     await _set_visibility(alice, "hidden")
-    hidden_at = time.monotonic()
-    await _wait_user(observer, "alice", present=False, timeout_s=TIMEOUT_S + 5)
-    assert not [t for t in beats if t > hidden_at + 0.5], "the hidden tab kept heartbeating"
+    await _until(lambda: any(status == "away" for _, status in beats))
     assert (await seen(alice))["status"] == "hidden"
+    await alice.wait_for_timeout(INTERVAL_S * 3000)  # three intervals: still one away beat
+    statuses = [status for _, status in beats]
+    while_hidden = statuses[statuses.index("away") :]
+    assert while_hidden == ["away"], f"a hidden tab heartbeats once a minute: {while_hidden}"
     shown_at = time.monotonic()
     await _set_visibility(alice, "visible")
-    await _wait_user(observer, "alice", present=True)
-    assert [t for t in beats if t >= shown_at], "no heartbeat when the tab became visible"
+    await _until(lambda: any(t >= shown_at and status == "active" for t, status in beats))
+    assert (await seen(alice))["status"] == "active"
+
+
+async def test_an_idle_tab_says_away_and_input_brings_it_back(open_tab: OpenTab) -> None:
+    alice = await open_tab("alice", idle_s=2)
+    beats = _record_heartbeats(alice)
+    await _until(lambda: any(status == "away" for _, status in beats), timeout_s=15)
+    went_away = time.monotonic()
+    await alice.mouse.move(200, 200)
+    await alice.mouse.move(300, 260)
+    await _until(lambda: any(t > went_away and status == "active" for t, status in beats))
 
 
 async def _set_visibility(page: Page, state: str) -> None:

@@ -38,6 +38,8 @@ export interface Context {
   readonly usersLimit_: number;
   readonly maxBackoffMs_: number;
   readonly maxEventSourceFailures_: number;
+  /** Input-less time before the tab counts as away (0: never). */
+  readonly idleMs_: number;
   /** Takes a new session id for this tab (stored for reloads) and returns it. */
   readonly newSessionId_: () => string;
 
@@ -72,6 +74,8 @@ export interface Context {
   hidden_: boolean;
   /** Between pagehide and pageshow. */
   pageHidden_: boolean;
+  /** No input for idleMs_. */
+  idle_: boolean;
 
   /* the bearer token (http.ts): requests, the event stream's URL and the pagehide beacon use it */
   /** The last token getToken() returned; null until one did. */
@@ -122,6 +126,7 @@ export function createContext(options: PresenceOptions): Context {
     usersLimit_: options.usersLimit ?? 100,
     maxBackoffMs_: options.maxBackoffMs ?? 30_000,
     maxEventSourceFailures_: Math.max(1, options.maxEventSourceFailures ?? 3),
+    idleMs_: (options.idleAfterS ?? 300) * 1000,
     newSessionId_: () => storeSessionId(storage, sessionKey, generateSessionId()),
 
     fetch_: (input, init) => fetchFn(input, init),
@@ -149,6 +154,7 @@ export function createContext(options: PresenceOptions): Context {
     stopped_: false,
     hidden_: false,
     pageHidden_: false,
+    idle_: false,
 
     token_: null,
     tokenPromise_: null,

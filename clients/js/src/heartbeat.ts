@@ -6,8 +6,10 @@ import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
 
 export const MIN_INTERVAL_MS = 1_000;
 const MAX_INTERVAL_MS = 3_600_000;
+/** Heartbeats of an away tab (hidden or idle): browsers throttle hidden tabs' timers to about this. */
+const AWAY_INTERVAL_MS = 60_000;
 
-/** Heartbeats (and views) are sent only while started, not stopped, and visible. */
+/** Views are recorded only while started, not stopped, and visible (heartbeats: see canSend). */
 export function canBeat(ctx: Context): boolean {
   return ctx.started_ && !ctx.stopped_ && !ctx.hidden_ && !ctx.pageHidden_;
 }
@@ -53,8 +55,13 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
     beat();
   }
 
+  /** A hidden tab heartbeats (as away) only once it joined: a tab opened in the background is not there. */
+  function canSend(): boolean {
+    return ctx.started_ && !ctx.stopped_ && !ctx.pageHidden_ && (joined || !ctx.hidden_);
+  }
+
   function beat(): void {
-    if (!canBeat(ctx)) return;
+    if (!canSend()) return;
     if (inFlight) {
       pending = true; // send again (with the latest state) once the current one is answered
       return;
@@ -63,7 +70,7 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
     inFlight = send();
     void inFlight.then((next) => {
       inFlight = null; // this one: beat() sends no other while one is in flight
-      if (!canBeat(ctx)) return;
+      if (!canSend()) return;
       if (pending) now();
       else if (next != null) schedule(next);
     });
@@ -71,12 +78,14 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
 
   /** Sends one heartbeat; resolves to the delay before the next one (null: none). Never rejects. */
   async function send(): Promise<number | null> {
+    const away = ctx.hidden_ || ctx.idle_;
     try {
       const data = await request<Partial<HeartbeatResponse>>(ctx, 'heartbeat', 'POST', '/v1/heartbeat', {
         artifactId: ctx.artifactId_,
         versionId: ctx.versionId_,
         sessionId: ctx.sessionId_,
         state: ctx.state_,
+        status: away ? 'away' : 'active',
       });
       if (ctx.stopped_) return null;
       joined = true;
@@ -89,7 +98,7 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
         status: ctx.hidden_ ? 'hidden' : 'active',
       });
       clearError(ctx, 'heartbeat');
-      return jitter(ctx, ctx.intervalMs_);
+      return jitter(ctx, away ? Math.max(AWAY_INTERVAL_MS, ctx.intervalMs_) : ctx.intervalMs_);
     } catch (e) {
       if (ctx.stopped_) return null;
       const err = toPresenceError(e, 'heartbeat');

@@ -12,6 +12,7 @@ export type {
   NavigatorLike,
   Presence,
   PresenceListener,
+  PresenceMode,
   PresenceOptions,
   PresencePage,
   PresenceSnapshot,

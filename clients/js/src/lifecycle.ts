@@ -4,7 +4,7 @@ import type { Heartbeat } from './heartbeat.js';
 import { toPresenceError } from './http.js';
 import type { Live } from './live.js';
 import { report, update } from './snapshot.js';
-import type { LeaveResponse } from './types.js';
+import type { LeaveResponse, TimerHandle } from './types.js';
 import type { Views } from './views.js';
 
 /**
@@ -22,9 +22,30 @@ export interface Lifecycle {
   fail_(err: PresenceError): void;
 }
 
+/** Input that shows someone is at the tab. */
+const INPUT = ['pointerdown', 'pointermove', 'keydown', 'wheel'];
+
 export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live: Live): Lifecycle {
+  let idleTimer: TimerHandle | null = null;
+
   function isHidden(): boolean {
     return ctx.document_?.visibilityState === 'hidden';
+  }
+
+  /** Input (or the tab shown): idle again in idleMs_; back from idle, a heartbeat says active. */
+  function onInput(): void {
+    idleTimer = ctx.clearTimer_(idleTimer);
+    if (ctx.idleMs_ > 0 && ctx.window_) {
+      // (no window: no input to see, so never idle)
+      idleTimer = ctx.setTimeout_(() => {
+        ctx.idle_ = true;
+        if (!ctx.hidden_) hb.now_(); // a hidden tab already said away
+      }, ctx.idleMs_);
+    }
+    if (ctx.idle_ && !ctx.hidden_) {
+      ctx.idle_ = false;
+      hb.now_();
+    }
   }
 
   function onVisibilityChange(): void {
@@ -33,12 +54,14 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     if (hidden === ctx.hidden_) return;
     ctx.hidden_ = hidden;
     if (hidden) {
-      hb.pause_();
+      hb.now_(); // away, then every minute or so
       live.hide_();
       update(ctx, { status: 'hidden' });
       return;
     }
     update(ctx, { status: hb.joined_ ? 'active' : 'connecting' });
+    ctx.idle_ = false;
+    onInput();
     hb.now_();
     views.record_();
     live.show_();
@@ -65,12 +88,14 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     ctx.document_?.[method]('visibilitychange', onVisibilityChange);
     ctx.window_?.[method]('pagehide', onPageHide);
     ctx.window_?.[method]('pageshow', onPageShow);
+    for (const type of INPUT) ctx.window_?.[method](type, onInput);
   }
 
   function halt(error: PresenceError | null): void {
     ctx.stopped_ = true;
     running.delete(ctx);
     hb.pause_();
+    idleTimer = ctx.clearTimer_(idleTimer);
     views.stop_();
     live.stop_();
     if (ctx.started_) listen(false);
@@ -85,6 +110,7 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
       listen(true);
       ctx.hidden_ = isHidden();
       if (ctx.hidden_) update(ctx, { status: 'hidden' });
+      onInput();
       hb.now_(); // at once (deferred to the first visibility if the tab starts hidden)
       views.record_();
       live.start_();

@@ -4,7 +4,7 @@ import { backoff, currentToken, freshTokenAfter, jitter, request, toPresenceErro
 import { clearError, eventApplier, report, update, type EventData } from './snapshot.js';
 import type { EventSourceLike, PresencePage, TimerHandle } from './types.js';
 
-const EVENT_TYPES = ['sync', 'join', 'leave', 'state', 'sessions', 'count'] as const;
+const EVENT_TYPES = ['sync', 'join', 'leave', 'state', 'sessions', 'count', 'interval'] as const;
 const ES_CLOSED = 2;
 
 /** Live updates of the users list: an EventSource, falling back to polling the presence page. */

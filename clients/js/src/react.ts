@@ -4,6 +4,7 @@ import { EMPTY_SNAPSHOT, createPresence } from './presence.js';
 import type {
   LeaveResponse,
   Presence,
+  PresenceMode,
   PresenceOptions,
   PresenceSnapshot,
   PresenceState,
@@ -22,6 +23,8 @@ export interface UsePresenceResult {
   uniqueViewers: number | null;
   status: PresenceStatus;
   transport: PresenceTransport;
+  /** `interval` in a large room (counts exact, `users` a sample), else `exact`. */
+  mode: PresenceMode;
   error: PresenceError | null;
   /** This tab's session id, once the instance exists. */
   sessionId: string | null;
@@ -97,6 +100,7 @@ export function usePresence(artifactId: string | null | undefined, options: UseP
     uniqueViewers: snapshot.uniqueViewers,
     status: snapshot.status,
     transport: snapshot.transport,
+    mode: snapshot.mode,
     error: snapshot.error,
     sessionId: presence ? presence.sessionId : null,
     ...actions,

@@ -14,6 +14,7 @@ export const EMPTY_SNAPSHOT: PresenceSnapshot = Object.freeze({
   uniqueViewers: null,
   status: 'connecting',
   transport: 'off',
+  mode: 'exact',
   error: null,
 });
 
@@ -73,18 +74,25 @@ export function eventApplier(ctx: Context): (type: string, data: EventData) => v
     update(ctx, { ...extra, users: Object.freeze(Array.from(usersById.values())) });
   }
 
+  /** Adds or replaces the rows of a sync's `users` or an interval's `joined`. */
+  function put(rows: unknown): void {
+    if (Array.isArray(rows)) for (const u of rows) if (u && typeof u.userId === 'string') usersById.set(u.userId, { ...u });
+  }
+
   return (type, data) => {
     const snapshot = ctx.snapshot_;
     switch (type) {
-      case 'sync': {
-        const next = new Map<string, PresenceUser>();
-        if (Array.isArray(data.users)) {
-          for (const u of data.users) if (u && typeof u.userId === 'string') next.set(u.userId, { ...u });
-        }
-        usersById = next;
+      case 'sync':
+        usersById = new Map();
+        put(data.users);
+        publish({ ...counts(ctx, data), mode: data.mode === 'interval' ? 'interval' : 'exact' });
+        return;
+      case 'interval':
+        // A large room: the counts now and who came and went since the last interval.
+        put(data.joined);
+        if (Array.isArray(data.left)) for (const u of data.left) usersById.delete(u?.userId);
         publish(counts(ctx, data));
         return;
-      }
       case 'join': {
         if (typeof data.userId !== 'string') return;
         const prev = usersById.get(data.userId);
@@ -110,10 +118,7 @@ export function eventApplier(ctx: Context): (type: string, data: EventData) => v
         if (typeof data.userId !== 'string') return;
         const prev = usersById.get(data.userId);
         if (!prev) return; // unknown user (beyond the page limit): the next sync brings it
-        const row: PresenceUser = { ...prev };
-        if ('versionId' in data) row.versionId = data.versionId;
-        if ('state' in data) row.state = data.state;
-        usersById.set(data.userId, row);
+        usersById.set(data.userId, { ...prev, ...data }); // versionId, state and status
         publish();
         return;
       }

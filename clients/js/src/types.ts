@@ -12,6 +12,8 @@ export interface PresenceUser {
   /** Number of sessions (tabs) of this user that are online. */
   sessions?: number;
   state?: PresenceState | null;
+  /** `away` when every session of the user is hidden or idle (a service that tracks it). */
+  status?: 'active' | 'away';
 }
 
 /** What the instance is doing right now. */
@@ -30,6 +32,13 @@ export type PresenceStatus =
 /** How live updates of `users` arrive. */
 export type PresenceTransport = 'connecting' | 'events' | 'polling' | 'off';
 
+/**
+ * How the service streams the artifact: `exact` (an event per change) or `interval` (a large
+ * room: the counts and who came and went, every couple of seconds; `users` is then the first
+ * page plus those changes, a sample of who is there).
+ */
+export type PresenceMode = 'exact' | 'interval';
+
 /** Immutable snapshot of the presence state; a new object on every change. */
 export interface PresenceSnapshot {
   /** Unique users online. */
@@ -42,6 +51,7 @@ export interface PresenceSnapshot {
   readonly uniqueViewers: number | null;
   readonly status: PresenceStatus;
   readonly transport: PresenceTransport;
+  readonly mode: PresenceMode;
   /** Last error; cleared when the failing operation succeeds again. */
   readonly error: import('./errors.js').PresenceError | null;
 }
@@ -102,6 +112,8 @@ export interface PresenceOptions {
   usersLimit?: number;
   /** Heartbeat interval before the server answered one, in seconds. Default 15. */
   defaultIntervalS?: number;
+  /** Seconds without input (pointer, keys, wheel) after which heartbeats say `away`; 0: never. Default 300. */
+  idleAfterS?: number;
   /** Backoff cap for transient errors, in ms. Default 30000. */
   maxBackoffMs?: number;
   /** Consecutive EventSource failures (without an event in between) before polling. Default 3. */

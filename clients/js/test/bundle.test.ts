@@ -43,14 +43,30 @@ describe('dist/presence.min.js', () => {
     assert.equal(hbs.length, 1);
     assert.equal(hbs[0]!.url, `${BASE}/v1/heartbeat`);
     assert.equal(hbs[0]!.headers['authorization'], 'Bearer t1');
-    assert.deepEqual(hbs[0]!.body, { artifactId: 'art-1', versionId: 'v1', sessionId: current.sessionId, state: { typing: false } });
+    assert.deepEqual(hbs[0]!.body, {
+      artifactId: 'art-1',
+      versionId: 'v1',
+      sessionId: current.sessionId,
+      state: { typing: false },
+      status: 'active',
+    });
     assert.match(current.sessionId, source.SESSION_ID_PATTERN);
     assert.equal(env.storage.getItem(source.DEFAULT_SESSION_KEY), current.sessionId);
     assert.deepEqual(env.server.to('/v1/views')[0]!.body, { artifactId: 'art-1', versionId: 'v1', sessionId: current.sessionId });
     assert.equal(env.server.to('/presence')[0]!.url, `${BASE}/v1/artifacts/art-1/presence?limit=100`);
     assert.deepEqual(
       { ...current.getSnapshot(), users: current.users.map((u) => u.userId) },
-      { online: 2, sessions: 3, users: ['u1', 'u2'], views: 7, uniqueViewers: 3, status: 'active', transport: 'polling', error: null },
+      {
+        online: 2,
+        sessions: 3,
+        users: ['u1', 'u2'],
+        views: 7,
+        uniqueViewers: 3,
+        status: 'active',
+        transport: 'polling',
+        mode: 'exact',
+        error: null,
+      },
     );
     assert.ok(seen.length > 0 && seen.at(-1) === current.getSnapshot(), 'listeners get each snapshot');
 
@@ -63,11 +79,14 @@ describe('dist/presence.min.js', () => {
 
     env.document.setVisibility('hidden');
     assert.equal(current.status, 'hidden');
+    await flush();
+    assert.equal(env.server.heartbeats[3]!.body.status, 'away', 'away at once');
     await env.clock.advance(60_000);
-    assert.equal(env.server.heartbeats.length, 3, 'no heartbeats while hidden');
+    assert.equal(env.server.heartbeats.length, 5, 'then once a minute while hidden');
     env.document.setVisibility('visible');
     await flush();
-    assert.equal(env.server.heartbeats.length, 4);
+    assert.equal(env.server.heartbeats.length, 6);
+    assert.equal(env.server.heartbeats[5]!.body.status, 'active');
     assert.equal(current.status, 'active');
 
     assert.deepEqual(await current.leave(), { online: 0, sessions: 0 });

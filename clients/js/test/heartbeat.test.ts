@@ -26,6 +26,7 @@ describe('heartbeats', () => {
       versionId: 'v1',
       sessionId: current.sessionId,
       state: { typing: false },
+      status: 'active',
     });
     assert.equal(current.online, 1);
     assert.equal(current.sessions, 1);
@@ -87,7 +88,7 @@ describe('heartbeats', () => {
     assert.equal(env.server.heartbeats.length, 2);
   });
 
-  test('hidden tab stops heartbeats; visible sends one at once and resumes', async () => {
+  test('hidden tab says away at once, then heartbeats once a minute; visible says active and resumes', async () => {
     const env = makeEnv();
     current = createPresence(env.options({ live: 'off' }));
     await env.clock.advance(1_000);
@@ -95,17 +96,78 @@ describe('heartbeats', () => {
 
     env.document.setVisibility('hidden');
     assert.equal(current.status, 'hidden');
+    await flush();
+    assert.deepEqual(
+      env.server.heartbeats.map((c) => [c.at, c.body.status]),
+      [
+        [0, 'active'],
+        [1_000, 'away'],
+      ],
+    );
     await env.clock.advance(120_000);
-    assert.equal(env.server.heartbeats.length, 1, 'no heartbeat while hidden');
-    assert.deepEqual(env.clock.pending(), [], 'no timer left while hidden');
+    const away = env.server.heartbeats.slice(1);
+    assert.deepEqual(
+      away.map((c) => [c.at, c.body.status]),
+      [
+        [1_000, 'away'],
+        [61_000, 'away'],
+        [121_000, 'away'],
+      ],
+      'every 60 s while hidden (not every intervalS = 10 s)',
+    );
+    assert.equal(current.status, 'hidden');
 
     env.document.setVisibility('visible');
     await flush();
-    assert.equal(env.server.heartbeats.length, 2);
-    assert.equal(env.server.heartbeats[1]!.at, 121_000);
+    assert.equal(env.server.heartbeats.length, 5);
+    assert.deepEqual([env.server.heartbeats[4]!.at, env.server.heartbeats[4]!.body.status], [121_000, 'active']);
     assert.equal(current.status, 'active');
     await env.clock.advance(10_000);
-    assert.equal(env.server.heartbeats.length, 3, 'schedule resumed');
+    assert.equal(env.server.heartbeats.length, 6, 'schedule resumed at intervalS');
+  });
+
+  test('idle for idleAfterS says away; input says active again at once', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off', idleAfterS: 30 }));
+    await env.clock.advance(25_000);
+    env.window.dispatch('pointermove'); // input: idle again only 30 s from here
+    await env.clock.advance(29_000);
+    assert.ok(env.server.heartbeats.every((c) => c.body.status === 'active'));
+    await env.clock.advance(1_000);
+    const idle = env.server.heartbeats.at(-1)!;
+    assert.deepEqual([idle.at, idle.body.status], [55_000, 'away']);
+    await env.clock.advance(59_000);
+    assert.equal(env.server.heartbeats.at(-1), idle, 'no heartbeat sooner than a minute while away');
+    await env.clock.advance(1_000);
+    assert.deepEqual(env.server.heartbeats.at(-1)!.body.status, 'away');
+
+    env.window.dispatch('keydown');
+    await flush();
+    const back = env.server.heartbeats.at(-1)!;
+    assert.deepEqual([back.at, back.body.status], [115_000, 'active']);
+    await env.clock.advance(10_000);
+    assert.deepEqual(env.server.heartbeats.at(-1)!.body.status, 'active');
+    assert.equal(env.server.heartbeats.at(-1)!.at, 125_000, 'back to intervalS');
+
+    current.destroy();
+    current = null;
+    assert.equal(env.window.listenerCount(), 0, 'input listeners removed');
+  });
+
+  test('without a window (no input to see) the tab never goes idle', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off', idleAfterS: 30, window: null }));
+    await env.clock.advance(600_000);
+    assert.ok(env.server.heartbeats.length > 50);
+    assert.ok(env.server.heartbeats.every((c) => c.body.status === 'active'));
+  });
+
+  test('idleAfterS: 0 never goes idle', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options({ live: 'off', idleAfterS: 0 }));
+    await env.clock.advance(3_600_000);
+    assert.ok(env.server.heartbeats.length > 300);
+    assert.ok(env.server.heartbeats.every((c) => c.body.status === 'active'));
   });
 
   test('a tab that starts hidden sends nothing until it becomes visible', async () => {

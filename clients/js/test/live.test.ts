@@ -77,6 +77,54 @@ describe('live updates', () => {
     assert.equal(current.users.length, 1, 'malformed data ignored');
   });
 
+  test('a large room: the sync says interval mode and interval events patch the list and set the counts', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options());
+    await flush();
+    const es = env.eventSources[0]!;
+    es.open();
+    es.emit('sync', { online: 2, sessions: 3, users: [ann, bob] }, '1');
+    assert.equal(current.getSnapshot().mode, 'exact');
+
+    es.emit('sync', { online: 20_000, sessions: 21_000, users: [ann, bob], mode: 'interval' }, 'e2-0');
+    assert.equal(current.getSnapshot().mode, 'interval');
+    assert.equal(current.online, 20_000);
+
+    const cy = { userId: 'u3', name: 'Cy', avatarUrl: null, versionId: 'v2', lastSeen: 't3', sessions: 1, state: null };
+    const bobAgain = { ...bob, state: { typing: true } };
+    es.emit(
+      'interval',
+      { online: 20_001, sessions: 21_004, joined: [cy, bobAgain], left: [{ userId: 'u1', reason: 'timeout' }], more: true, namesJoined: true },
+      'e2-1',
+    );
+    assert.deepEqual(current.users.map((u) => u.userId), ['u2', 'u3']);
+    assert.deepEqual(current.users[0]!.state, { typing: true }, 'a listed user is replaced by the fresh row');
+    assert.equal(current.online, 20_001, 'counts come from the interval, not from the lists');
+    assert.equal(current.sessions, 21_004);
+
+    es.emit('interval', { online: 19_999, sessions: 21_000, joined: [], left: [{ userId: 'nobody', reason: 'left' }], more: false }, 'e2-2');
+    assert.equal(current.online, 19_999);
+    assert.equal(current.users.length, 2, 'an unknown user leaving changes no row');
+    es.emit('interval', { online: 'many', joined: 'x', left: [null] }, 'e2-3');
+    assert.equal(current.online, 19_999, 'malformed fields ignored');
+
+    es.emit('sync', { online: 300, sessions: 310, users: [ann], mode: 'exact' }, 'e3-0');
+    assert.equal(current.getSnapshot().mode, 'exact', 'back to exact with the next sync');
+    assert.deepEqual(current.users.map((u) => u.userId), ['u1']);
+  });
+
+  test('a state event carries the status of a user who went away', async () => {
+    const env = makeEnv();
+    current = createPresence(env.options());
+    await flush();
+    const es = env.eventSources[0]!;
+    es.open();
+    es.emit('sync', { online: 2, sessions: 3, users: [ann, bob] }, '1');
+    es.emit('state', { userId: 'u1', versionId: 'v1', state: null, status: 'away' }, '2');
+    assert.equal(current.users[0]!.status, 'away');
+    assert.equal(current.users[0]!.name, 'Ann');
+  });
+
   test('falls back to polling when EventSource keeps failing', async () => {
     const env = makeEnv();
     current = createPresence(env.options());

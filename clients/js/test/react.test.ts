@@ -48,6 +48,17 @@ describe('usePresence (React)', () => {
     });
     assert.equal(last().online, 2);
     assert.deepEqual(last().users.map((u) => u.userId), ['u1', 'u2']);
+    assert.equal(last().mode, 'exact');
+    await act(async () => {
+      env.eventSources[0]!.emit('sync', { online: 900, sessions: 901, users: [{ userId: 'u1' }], mode: 'interval' });
+      env.eventSources[0]!.emit('interval', { online: 901, sessions: 902, joined: [{ userId: 'u9' }], left: [], more: false });
+    });
+    assert.equal(last().mode, 'interval');
+    assert.equal(last().online, 901);
+    assert.deepEqual(last().users.map((u) => u.userId), ['u1', 'u9']);
+    await act(async () => {
+      env.eventSources[0]!.emit('sync', { online: 2, sessions: 2, users: [{ userId: 'u1' }, { userId: 'u2' }] });
+    });
 
     // a re-render with new option objects but the same values sends nothing
     act(() => renderer.update(element('art-1', hookOptions(env, { versionId: 'v1' }))));

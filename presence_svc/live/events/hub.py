@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from presence_svc import metrics
+from presence_svc.live.events.interval import LargeRooms
 from presence_svc.live.events.sse import Listener, StreamClosed
 from presence_svc.live.events.topic import COUNT_WINDOW_S, Topic
 from presence_svc.redis.connection import RedisConnection
@@ -54,13 +55,20 @@ class PresenceHub:
         count_window_s: float = COUNT_WINDOW_S,
         probe_after_s: float = PROBE_AFTER_S,
         probe_timeout_s: float = 2.0,
+        large_rooms: LargeRooms | None = None,
+        online: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
+        """``online(artifact)``: its online users, read once when a topic opens so that a
+        large room starts in interval mode (without it a topic starts exact and switches
+        on the first message)."""
         self._redis = redis
         self._keys = keys
         self._profiles = profiles
         self._window_s = count_window_s
         self._probe_after_s = probe_after_s
         self._probe_timeout_s = probe_timeout_s
+        self._large_rooms = large_rooms or LargeRooms()
+        self._online = online
         self._pubsub: PubSub = redis.pubsub()
         self._topics: dict[bytes, Topic] = {}
         self._connected = asyncio.Event()
@@ -89,7 +97,7 @@ class PresenceHub:
         channel = self._keys.artifact(artifact_id).channel.encode()
         topic = self._topics.get(channel)
         if topic is None:
-            topic = Topic(artifact_id, channel, self._profiles, self._window_s)
+            topic = Topic(artifact_id, channel, self._profiles, self._window_s, self._large_rooms)
             self._topics[channel] = topic
             topic.subscribed = asyncio.ensure_future(self._subscribe(topic))
         assert topic.subscribed is not None
@@ -130,6 +138,8 @@ class PresenceHub:
             await self._pubsub.subscribe(topic.channel)
         self._connected.set()
         await asyncio.wait_for(topic.ready.wait(), SUBSCRIBE_TIMEOUT_S)
+        if self._online is not None:  # after subscribing: a change meanwhile is heard too
+            topic.seed(await self._online(topic.artifact_id))
 
     async def _release(self, topic: Topic) -> None:
         """Drop the topic and its subscription once nobody listens or waits for it."""

@@ -1,9 +1,11 @@
-"""One streamed artifact in this process: its listeners, a ring of recent frames, and
-``count`` coalescing.
+"""One streamed artifact in this process: its listeners, a ring of recent frames, ``count``
+coalescing, and interval mode.
 
 Messages from the artifact's channel are turned into frames once, whatever the number of
 listeners; the ring lets a client that reconnects with ``Last-Event-ID`` resume; ``count``
-events are coalesced to a few per second.
+events are coalesced to a few per second. A large room sends one ``interval`` event per
+interval instead of an event per user (``interval.py``); switching mode resyncs every
+listener, so a client always knows which shape the events it gets have.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ from typing import Any
 import msgspec
 
 from presence_svc import metrics
+from presence_svc.live.events.interval import IntervalBatch, LargeRooms, Mode
+from presence_svc.live.events.message import Counts, decode_message
 from presence_svc.live.events.sse import Listener, sse_frame
-from presence_svc.live.rows import join_event
+from presence_svc.live.rows import join_event, presence_user
 from presence_svc.live.store import PresenceRow, decode_state
-from presence_svc.schemas import LeaveEvent, OnlineCounts, SessionsEvent, StateEvent
+from presence_svc.schemas import (
+    IntervalEvent,
+    LeaveEvent,
+    OnlineCounts,
+    SessionsEvent,
+    StateEvent,
+)
 from presence_svc.users.directory import Profile, ProfileLookup
 
 __all__ = ["COUNT_WINDOW_S", "Topic"]
@@ -38,8 +48,6 @@ SHARED_READ_GATHER_S = 0.01
 """How long a sync read waits for more listeners to share it."""
 
 _JSON = msgspec.json.Encoder()
-_MESSAGE = msgspec.msgpack.Decoder(tuple[int, int, list[list[Any]]])
-"""A message of ``lua/lib/presence.lua``: online, sessions, and the events."""
 
 
 class _SharedRead:
@@ -56,7 +64,12 @@ class Topic:
     """One streamed artifact in this process: its listeners, ring and count coalescing."""
 
     def __init__(
-        self, artifact_id: str, channel: bytes, profiles: ProfileLookup, window_s: float
+        self,
+        artifact_id: str,
+        channel: bytes,
+        profiles: ProfileLookup,
+        window_s: float,
+        large_rooms: LargeRooms | None = None,
     ) -> None:
         self.artifact_id = artifact_id
         self.channel = channel
@@ -78,10 +91,26 @@ class Topic:
         self._sent: tuple[int, int] | None = None
         self._sent_at = 0.0
         self._count_timer: asyncio.TimerHandle | None = None
+        self._rooms = large_rooms or LargeRooms()
+        self.mode: Mode = "exact"
+        self._heard = False
+        self._counts: Counts | None = None
+        self._batch = IntervalBatch()
+        self._interval_sent: Counts | None = None
+        self._next_interval = 0.0
 
     @property
     def last_id(self) -> str:
         return f"{self._epoch}-{self._seq}"
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    def seed(self, online: int) -> None:
+        """The room's size when the topic opened, before any listener: its first mode."""
+        if not self._heard and not self.listeners:
+            self._set_mode(self._rooms.first_mode(online))
 
     def attach(self, alive: Callable[[], bool], last_event_id: str | None) -> Listener:
         """A new listener; resumes after ``last_event_id`` when the ring still covers it."""
@@ -141,13 +170,24 @@ class Topic:
         self._inbox.put_nowait(data)
 
     def restart(self) -> None:
-        """Messages may have been lost: new ids, empty ring, every listener resyncs."""
+        """Messages may have been lost (or the mode changed): new ids, empty ring, every
+        listener resyncs."""
         self._epoch = secrets.token_hex(4)
         self._seq = 0
         self._ring.clear()
         self._sent = None
+        self._batch = IntervalBatch()
+        self._counts = self._interval_sent = None  # known again with the next message
         for listener in self.listeners:
             listener.resync(self.last_id)
+
+    def _set_mode(self, mode: Mode) -> None:
+        self.mode = mode
+        if mode == "interval":
+            self._next_interval = asyncio.get_running_loop().time() + self._rooms.interval_s
+        elif self._count_timer is not None:
+            self._count_timer.cancel()
+            self._count_timer = None
 
     def close(self) -> None:
         self._pump.cancel()
@@ -157,15 +197,45 @@ class Topic:
             listener.close()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            data = await self._inbox.get()
+            if self.mode == "interval":
+                wait_s = self._next_interval - loop.time()
+                if wait_s <= 0:
+                    await self._flush_interval()
+                    # from the end of this one: never two events closer than the interval
+                    self._next_interval = loop.time() + self._rooms.interval_s
+                    continue
+                try:
+                    data = await asyncio.wait_for(self._inbox.get(), wait_s)
+                except TimeoutError:
+                    continue
+            else:
+                data = await self._inbox.get()
             try:
                 await self._handle(data)
             except (msgspec.DecodeError, ValueError, TypeError, IndexError) as exc:
                 log.warning("unreadable presence event", extra={"error": repr(exc)})
 
     async def _handle(self, data: bytes) -> None:
-        online, sessions, events = _MESSAGE.decode(data)
+        message = decode_message(data)
+        self._heard = True
+        self._counts = message.counts
+        mode = self._rooms.next_mode(self.mode, message.counts.online)
+        if mode != self.mode:
+            # the fresh sync every listener now gets already holds this message's changes
+            log.info(
+                "event stream mode changed",
+                extra={"artifact": self.artifact_id, "mode": mode},
+            )
+            self._set_mode(mode)
+            self.restart()
+            return
+        if self.mode == "interval":
+            self._collect(message.events)
+            return
+        events = message.events
+        online, sessions = message.counts.online, message.counts.sessions
         joined = [str(e[1]) for e in events if e and e[0] == "join"]
         profiles: dict[str, Profile] = {}
         names_joined = True
@@ -195,6 +265,55 @@ class Topic:
                 self._emit("sessions", _JSON.encode(moved))
         self._count(int(online), int(sessions))
 
+    def _collect(self, events: list[list[Any]]) -> None:
+        """Interval mode: the changes wait for the next ``interval`` event."""
+        for event in events:
+            kind = event[0]
+            if kind == "join":
+                _, user, version, state, now = event[:5]
+                row = PresenceRow(str(user), str(version) or None, decode_state(state), now, 1)
+                self._batch.join(row)
+            elif kind == "leave":
+                self._batch.leave(str(event[1]), str(event[2]))
+            elif kind == "state":
+                _, user, version, state = event[:4]
+                self._batch.update(
+                    str(user), version_id=str(version) or None, state=decode_state(state)
+                )
+            elif kind == "sessions":
+                self._batch.update(str(event[1]), sessions=int(event[2]))
+
+    async def _flush_interval(self) -> None:
+        """One ``interval`` event: the counts now and the interval's net changes; none when
+        nothing changed since the last one."""
+        counts = self._counts
+        if counts is None or (not self._batch and counts == self._interval_sent):
+            return
+        batch = self._batch.take(self._rooms.list_cap)
+        epoch = self._epoch
+        profiles: dict[str, Profile] = {}
+        names_joined = True
+        if batch.joined:
+            try:
+                profiles = await self._profiles([row.user_id for row in batch.joined])
+            except Exception as exc:  # the event still goes out, without names
+                log.warning("profile lookup failed", extra={"error": repr(exc)})
+                names_joined = False
+        if self.mode != "interval" or self._epoch != epoch:  # a sync follows: it has all this
+            return
+        event = IntervalEvent(
+            online=counts.online,
+            sessions=counts.sessions,
+            active=counts.active,
+            away=counts.away,
+            joined=[presence_user(row, profiles.get(row.user_id)) for row in batch.joined],
+            left=[LeaveEvent(user_id=user, reason=reason) for user, reason in batch.left],  # type: ignore[arg-type]
+            more=batch.more,
+            names_joined=names_joined,
+        )
+        self._interval_sent = counts
+        self._emit("interval", _JSON.encode(event))
+
     def _emit(self, event: str, data: bytes) -> None:
         self._seq += 1
         frame = sse_frame(event, data, self.last_id)
@@ -217,7 +336,7 @@ class Topic:
 
     def _flush_count(self) -> None:
         self._count_timer = None
-        if self._latest is None or self._latest == self._sent:
+        if self.mode != "exact" or self._latest is None or self._latest == self._sent:
             return
         self._sent = self._latest
         self._sent_at = asyncio.get_running_loop().time()

@@ -5,13 +5,14 @@ import { createRoot } from 'react-dom/client';
 import { usePresence } from '../../../clients/js/src/react';
 
 type Row = { userId: string; sessions: number };
-type Seen = { t: number; online: number; sessions: number; users: Row[]; status: string; transport: string };
+type Seen = { t: number; online: number; sessions: number; users: Row[]; status: string; transport: string; mode: string };
 
 const q = new URLSearchParams(location.search);
 const api = q.get('api') ?? location.origin;
 const artifactId = q.get('artifact') ?? 'doc-1';
 const token = q.get('token') ?? '';
 const versionId = q.get('version') ?? undefined;
+const idle = q.get('idle');
 const w = window as unknown as { __presence?: Seen; __history: Seen[]; __errors: string[] };
 w.__history = [];
 w.__errors = [];
@@ -21,6 +22,7 @@ function App() {
     baseUrl: api,
     getToken: () => token,
     versionId,
+    ...(idle != null ? { idleAfterS: Number(idle) } : {}),
     onError: (err) => w.__errors.push(`${err.status} ${err.operation} ${err.message}`),
   });
   useEffect(() => {
@@ -31,10 +33,11 @@ function App() {
       users: p.users.map((u) => ({ userId: u.userId, sessions: u.sessions })),
       status: p.status,
       transport: p.transport,
+      mode: p.mode,
     };
     w.__presence = seen;
     w.__history.push(seen);
-  }, [p.online, p.sessions, p.users, p.status, p.transport]);
+  }, [p.online, p.sessions, p.users, p.status, p.transport, p.mode]);
   return h(
     'main',
     { id: 'presence', 'data-online': p.online, 'data-sessions': p.sessions, 'data-transport': p.transport },

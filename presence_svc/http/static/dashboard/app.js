@@ -307,7 +307,7 @@ function openEvents(id) {
     if (Array.isArray(data.users)) renderPresence(data);
     else refreshPresence().catch(reportError);
   });
-  for (const type of ['join', 'leave', 'state', 'sessions', 'count']) {
+  for (const type of ['join', 'leave', 'state', 'sessions', 'count', 'interval']) {
     source.addEventListener(type, () => {
       // Patch by re-reading the list once a burst of events is over.
       clearTimeout(refetch);
