@@ -41,6 +41,8 @@ export interface PresenceUser {
 	/** Number of sessions (tabs) of this user that are online. */
 	sessions?: number;
 	state?: PresenceState | null;
+	/** `away` when every session of the user is hidden or idle (a service that tracks it). */
+	status?: "active" | "away";
 }
 /** What the instance is doing right now. */
 export type PresenceStatus = 
@@ -56,6 +58,12 @@ export type PresenceStatus =
  | "stopped";
 /** How live updates of `users` arrive. */
 export type PresenceTransport = "connecting" | "events" | "polling" | "off";
+/**
+ * How the service streams the artifact: `exact` (an event per change) or `interval` (a large
+ * room: the counts and who came and went, every couple of seconds; `users` is then the first
+ * page plus those changes, a sample of who is there).
+ */
+export type PresenceMode = "exact" | "interval";
 /** Immutable snapshot of the presence state; a new object on every change. */
 export interface PresenceSnapshot {
 	/** Unique users online. */
@@ -68,6 +76,7 @@ export interface PresenceSnapshot {
 	readonly uniqueViewers: number | null;
 	readonly status: PresenceStatus;
 	readonly transport: PresenceTransport;
+	readonly mode: PresenceMode;
 	/** Last error; cleared when the failing operation succeeds again. */
 	readonly error: PresenceError | null;
 }
@@ -116,6 +125,8 @@ export interface PresenceOptions {
 	usersLimit?: number;
 	/** Heartbeat interval before the server answered one, in seconds. Default 15. */
 	defaultIntervalS?: number;
+	/** Seconds without input (pointer, keys, wheel) after which heartbeats say `away`; 0: never. Default 300. */
+	idleAfterS?: number;
 	/** Backoff cap for transient errors, in ms. Default 30000. */
 	maxBackoffMs?: number;
 	/** Consecutive EventSource failures (without an event in between) before polling. Default 3. */
