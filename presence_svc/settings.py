@@ -33,6 +33,8 @@ class Settings:
     jwt_secret: str | None = None
     heartbeat_interval_s: float = 15.0
     online_timeout_s: float = 45.0
+    away_timeout_s: float = 600.0
+    """An away session (its heartbeat said ``"status": "away"``) stays online this long."""
     retention_s: float = 3600.0
     view_debounce_s: float = 300.0
     partitions: int = 64
@@ -58,6 +60,10 @@ class Settings:
         _check(
             self.online_timeout_s > self.heartbeat_interval_s,
             "PRESENCE_ONLINE_TIMEOUT_S must be greater than PRESENCE_HEARTBEAT_INTERVAL_S",
+        )
+        _check(
+            self.away_timeout_s >= self.online_timeout_s,
+            "PRESENCE_AWAY_TIMEOUT_S must be >= PRESENCE_ONLINE_TIMEOUT_S",
         )
         _check(
             self.retention_s >= self.online_timeout_s,
@@ -111,6 +117,10 @@ class Settings:
     @property
     def online_timeout_ms(self) -> int:
         return int(self.online_timeout_s * 1000)
+
+    @property
+    def away_timeout_ms(self) -> int:
+        return int(self.away_timeout_s * 1000)
 
     @property
     def retention_ms(self) -> int:
@@ -180,6 +190,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_JWT_SECRET", "jwt_secret", str),
     ("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds),
     ("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds),
+    ("PRESENCE_AWAY_TIMEOUT_S", "away_timeout_s", _parse_seconds),
     ("PRESENCE_RETENTION_S", "retention_s", _parse_seconds),
     ("PRESENCE_VIEW_DEBOUNCE_S", "view_debounce_s", _parse_seconds),
     ("PRESENCE_PARTITIONS", "partitions", int),

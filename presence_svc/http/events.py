@@ -18,7 +18,6 @@ from presence_svc.http.params import path_id, query_int
 from presence_svc.http.resources import HUB, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.live.events import Listener, StreamClosed, sse_frame
 from presence_svc.live.rows import presence_out
-from presence_svc.schemas import OnlineCounts
 
 __all__ = ["routes"]
 
@@ -48,7 +47,7 @@ async def _counts(request: web.Request, artifact_id: str, listener: Listener) ->
 
     async def read() -> bytes:
         counts = (await request.app[PRESENCE].online([artifact_id]))[artifact_id]
-        return _JSON.encode(OnlineCounts(online=counts.online, sessions=counts.sessions))
+        return _JSON.encode(counts)  # the store's Counts encode as OnlineCounts
 
     return sse_frame("count", await listener.topic.shared_read("count", listener, read))
 

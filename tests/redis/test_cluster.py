@@ -153,7 +153,7 @@ async def test_presence_views_and_ledger_on_a_cluster(
     counts = (
         await (await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))).json()
     )["counts"]
-    assert counts["doc-2"] == {"online": 2, "sessions": 2}
+    assert counts["doc-2"] == {"online": 2, "sessions": 2, "active": 2, "away": 0}
 
     database = open_database(f"sqlite:///{ledger}")
     await database.open()

@@ -20,8 +20,8 @@ import msgspec
 from presence_svc import metrics
 from presence_svc.live.events.sse import Listener, sse_frame
 from presence_svc.live.rows import join_event
-from presence_svc.live.store import PresenceRow, decode_state
-from presence_svc.schemas import LeaveEvent, OnlineCounts, SessionsEvent, StateEvent
+from presence_svc.live.store import Counts, PresenceRow, decode_state, status_of
+from presence_svc.schemas import LeaveEvent, SessionsEvent, StateEvent
 from presence_svc.users.directory import Profile, ProfileLookup
 
 __all__ = ["COUNT_WINDOW_S", "Topic"]
@@ -38,8 +38,9 @@ SHARED_READ_GATHER_S = 0.01
 """How long a sync read waits for more listeners to share it."""
 
 _JSON = msgspec.json.Encoder()
-_MESSAGE = msgspec.msgpack.Decoder(tuple[int, int, list[list[Any]]])
-"""A message of ``lua/lib/presence.lua``: online, sessions, and the events."""
+_MESSAGE = msgspec.msgpack.Decoder(list[Any])
+"""A message of ``lua/lib/presence.lua``: online, sessions, the events, active users (a
+message without the last, from scripts older than it, counts everyone active)."""
 
 
 class _SharedRead:
@@ -74,8 +75,8 @@ class Topic:
         self._epoch = secrets.token_hex(4)
         self._seq = 0
         self._ring: deque[tuple[int, bytes]] = deque(maxlen=RING_SIZE)
-        self._latest: tuple[int, int] | None = None
-        self._sent: tuple[int, int] | None = None
+        self._latest: Counts | None = None
+        self._sent: Counts | None = None
         self._sent_at = 0.0
         self._count_timer: asyncio.TimerHandle | None = None
 
@@ -165,7 +166,10 @@ class Topic:
                 log.warning("unreadable presence event", extra={"error": repr(exc)})
 
     async def _handle(self, data: bytes) -> None:
-        online, sessions, events = _MESSAGE.decode(data)
+        message = _MESSAGE.decode(data)
+        online, sessions = int(message[0]), int(message[1])
+        events: list[list[Any]] = message[2]
+        active = int(message[3]) if len(message) > 3 else online
         joined = [str(e[1]) for e in events if e and e[0] == "join"]
         profiles: dict[str, Profile] = {}
         names_joined = True
@@ -178,22 +182,27 @@ class Topic:
         for event in events:
             kind = event[0]
             if kind == "join":
-                _, user, version, state, now = event[:5]
-                row = PresenceRow(str(user), str(version) or None, decode_state(state), now, 1)
+                _, user, version, state, now, status = event[:6]
+                row = PresenceRow(
+                    str(user), str(version) or None, decode_state(state), now, 1, status_of(status)
+                )
                 joining = join_event(row, profiles.get(row.user_id), names_joined)
                 self._emit("join", _JSON.encode(joining))
             elif kind == "leave":
                 self._emit("leave", _JSON.encode(LeaveEvent(user_id=event[1], reason=event[2])))
             elif kind == "state":
-                _, user, version, state = event[:4]
+                _, user, version, state, status = event[:5]
                 payload = StateEvent(
-                    user_id=str(user), version_id=str(version) or None, state=decode_state(state)
+                    user_id=str(user),
+                    version_id=str(version) or None,
+                    state=decode_state(state),
+                    status=status_of(status),
                 )
                 self._emit("state", _JSON.encode(payload))
             elif kind == "sessions":
                 moved = SessionsEvent(user_id=str(event[1]), sessions=int(event[2]))
                 self._emit("sessions", _JSON.encode(moved))
-        self._count(int(online), int(sessions))
+        self._count(Counts.of(online, sessions, active))
 
     def _emit(self, event: str, data: bytes) -> None:
         self._seq += 1
@@ -203,9 +212,9 @@ class Topic:
             listener.push(frame)
         metrics.EVENTS_SENT.labels(event).inc(len(self.listeners))
 
-    def _count(self, online: int, sessions: int) -> None:
+    def _count(self, counts: Counts) -> None:
         """Leading edge at once, then at most one ``count`` per window, with the latest."""
-        self._latest = (online, sessions)
+        self._latest = counts
         if self._latest == self._sent or self._count_timer is not None:
             return
         loop = asyncio.get_running_loop()
@@ -221,5 +230,4 @@ class Topic:
             return
         self._sent = self._latest
         self._sent_at = asyncio.get_running_loop().time()
-        online, sessions = self._latest
-        self._emit("count", _JSON.encode(OnlineCounts(online=online, sessions=sessions)))
+        self._emit("count", _JSON.encode(self._latest))  # encodes as OnlineCounts
