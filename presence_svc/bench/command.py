@@ -36,6 +36,7 @@ from presence_svc.bench.scenarios import (
     profile_requests,
     seed_requests,
 )
+from presence_svc.bench.slowlog import slowest_command
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
@@ -230,15 +231,17 @@ def run_bench(config: BenchConfig) -> int:
                     config.options,
                     progress=_reporter(progress, f"{name} baseline"),
                 )
-            service = measure(
-                target.host,
-                target.port,
-                scenario.requests,
-                config.options,
-                progress=_reporter(progress, f"{name} service"),
-            )
+            with slowest_command(target.settings.redis_url) as slowlog:
+                service = measure(
+                    target.host,
+                    target.port,
+                    scenario.requests,
+                    config.options,
+                    progress=_reporter(progress, f"{name} service"),
+                )
             progress.clear()
             row = _row(name, config, service, baseline, len(body), ceiling, redis_identity)
+            row = replace(row, slowest_redis_us=slowlog.slowest_us)
             rows.append(row)
             if config.json:
                 print_json(row)

@@ -29,6 +29,9 @@ class Row:
     sessions_stored: int
     redis: str = ""
     """The Redis the service ran on, ``<version> <allocator>``: it moves the figures."""
+    slowest_redis_us: int | None = None
+    """The slowest single Redis command while the service was measured (SLOWLOG; 0: none
+    took 100 us or more; None: Redis not reachable from the bench)."""
 
     @property
     def ratio(self) -> float | None:
@@ -55,6 +58,7 @@ class Row:
             ),
             "sessions_stored": self.sessions_stored,
             "redis": self.redis,
+            "slowest_redis_us": self.slowest_redis_us,
         }
 
 
