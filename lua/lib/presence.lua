@@ -1,26 +1,33 @@
 -- lib/presence.lua: helpers shared by the presence writers (through lib/writer.lua).
 --
--- Data model of one artifact (see docs/data-model.md), three keys:
+-- Data model of one artifact (see docs/data-model.md):
 --   Z  zset  session id -> deadline (ms): when the session goes offline unless it beats
 --            again (last heartbeat + the online or the away timeout; sooner while a grace
 --            leave runs)
 --   I  hash  session id -> msgpack {userId, versionId, stateJson[, flags]}; flags: 1 a
 --            grace leave runs, 2 away (absent: active, not leaving)
---            userId -> msgpack {active, sids}: how many of the user's counted sessions
---                      are active, and their packed ids (9 bytes each, in join order)
+--            userId -> msgpack {n, active, join[, sids]}: the user's counted sessions,
+--                      how many of them are active, the user's join number, and (in a
+--                      large room only) their packed ids, 9 bytes each
 --            '~n' users counted, '~a' of them active, '~j' the last join number
 --            '~w' the watermark: sessions whose deadline is <= it were taken out of the
 --                 counts ("settled")
---   U  zset  userId -> join number: the users counted, in the order they came
+--            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
+--   U  zset  userId -> join number: the counted users in the order they came; kept in a
+--            large room only: a small room's page reads its whole (compact) hash instead
 --   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
 -- A session is counted from its join until it is settled; it is online while its
 -- deadline is in the future. Session ids come packed by the service: '#' + an 8-byte
 -- digest. User ids never start with '#' or '~', so no two kinds of field collide.
+--! include lib/rooms.lua
 
 local WATERMARK = '~w'
-local SETTLE_STEP = 200
--- Sessions settled per script run at most (plus those sharing the last one's deadline):
--- a room of 20 000 timing out at once is settled in steps of about a millisecond.
+local SETTLE_STEP = 64
+-- Sessions settled (or deleted, or scanned by an erase) per script run at most, plus those
+-- sharing the last one's deadline: a room of 20 000 timing out at once is settled in
+-- steps of well under a millisecond each.
+local LARGE_FIELDS = 128
+local SMALL_FIELDS = 64
 
 local function is_away(info) return info[4] ~= nil and info[4] >= 2 end
 local function is_leaving(info) return info[4] == 1 or info[4] == 3 end
@@ -37,25 +44,27 @@ local function user_entry(I, user)
   return cmsgpack.unpack(raw)
 end
 
+local function drop_count(I, field)
+  if redis.call('HINCRBY', I, field, -1) <= 0 then redis.call('HDEL', I, field) end
+end
+
 -- A new counted session `sid` of `user`. Returns how many the user has now and whether
 -- the user's status changed ('join' on the first one).
 local function user_joined(I, U, user, sid, away)
-  local entry = user_entry(I, user) or {0, ''}
-  entry[2] = entry[2] .. sid
-  local was_active = entry[1] > 0
-  if not away then entry[1] = entry[1] + 1 end
-  redis.call('HSET', I, user, cmsgpack.pack(entry))
-  local mine = #entry[2] / 9
-  if mine == 1 then
+  local entry = user_entry(I, user)
+  local large = redis.call('HEXISTS', I, '~L') == 1
+  if not entry then
+    entry = {0, 0, redis.call('HINCRBY', I, '~j', 1)}
     redis.call('HINCRBY', I, '~n', 1)
-    redis.call('ZADD', U, redis.call('HINCRBY', I, '~j', 1), user)
+    if large then entry[4] = ''; redis.call('ZADD', U, entry[3], user) end
   end
+  local was_active = entry[2] > 0
+  entry[1] = entry[1] + 1
+  if not away then entry[2] = entry[2] + 1 end
+  if large then entry[4] = (entry[4] or '') .. sid end
+  redis.call('HSET', I, user, cmsgpack.pack(entry))
   if not away and not was_active then redis.call('HINCRBY', I, '~a', 1) end
-  return mine, (mine > 1) and (was_active ~= (entry[1] > 0))
-end
-
-local function drop_count(I, field)
-  if redis.call('HINCRBY', I, field, -1) <= 0 then redis.call('HDEL', I, field) end
+  return entry[1], (entry[1] > 1) and (was_active ~= (entry[2] > 0))
 end
 
 -- Counted session `sid` of `user` goes (left, timed out, erased). Returns how many the
@@ -63,27 +72,28 @@ end
 local function user_left(I, U, user, sid, away)
   local entry = user_entry(I, user)
   if not entry then return 0, false end
-  local sids = entry[2]
-  for i = 1, #sids, 9 do
-    if string.sub(sids, i, i + 8) == sid then
-      sids = string.sub(sids, 1, i - 1) .. string.sub(sids, i + 9)
-      break
-    end
-  end
-  local was_active = entry[1] > 0
-  if not away and entry[1] > 0 then entry[1] = entry[1] - 1 end
-  local mine = #sids / 9
-  if mine == 0 then
+  local was_active = entry[2] > 0
+  entry[1] = entry[1] - 1
+  if not away and entry[2] > 0 then entry[2] = entry[2] - 1 end
+  if entry[1] <= 0 then
     redis.call('HDEL', I, user)
     redis.call('ZREM', U, user)
     drop_count(I, '~n')
     if was_active then drop_count(I, '~a') end
     return 0, false
   end
-  entry[2] = sids
+  local sids = entry[4]
+  if sids then
+    for i = 1, #sids, 9 do
+      if string.sub(sids, i, i + 8) == sid then
+        entry[4] = string.sub(sids, 1, i - 1) .. string.sub(sids, i + 9)
+        break
+      end
+    end
+  end
   redis.call('HSET', I, user, cmsgpack.pack(entry))
-  if was_active and entry[1] == 0 then drop_count(I, '~a') end
-  return mine, was_active and entry[1] == 0
+  if was_active and entry[2] == 0 then drop_count(I, '~a') end
+  return entry[1], was_active and entry[2] == 0
 end
 
 -- A counted session changes status (a heartbeat said active or away). Returns whether the
@@ -91,24 +101,62 @@ end
 local function user_status(I, user, away)
   local entry = user_entry(I, user)
   if not entry then return false end
-  local was_active = entry[1] > 0
-  if away then entry[1] = math.max(0, entry[1] - 1) else entry[1] = entry[1] + 1 end
+  local was_active = entry[2] > 0
+  if away then entry[2] = math.max(0, entry[2] - 1) else entry[2] = entry[2] + 1 end
   redis.call('HSET', I, user, cmsgpack.pack(entry))
-  local active = entry[1] > 0
+  local active = entry[2] > 0
   if active and not was_active then redis.call('HINCRBY', I, '~a', 1) end
   if was_active and not active then drop_count(I, '~a') end
   return active ~= was_active
 end
 
--- The info of one of `user`'s remaining sessions, for a status event without a session.
-local function some_session(I, user)
+-- Keep the room's mode: over LARGE_FIELDS hash fields a room gets U and each user's list
+-- of sessions (built from its hash, still under 2 x LARGE_FIELDS fields: bounded); under
+-- SMALL_FIELDS it drops them again. The gap keeps a room at the border from flapping.
+local function fit(Z, I, U)
+  local fields = redis.call('HLEN', I)
+  local large = redis.call('HEXISTS', I, '~L') == 1
+  if not large and fields > LARGE_FIELDS then
+    redis.call('HSET', I, '~L', 1)
+    local room = small_room(Z, I)
+    local by_user, all = room.sessions, room.all
+    for i = 1, #all, 2 do
+      local field = all[i]
+      local first = string.byte(field)
+      if first ~= 35 and first ~= 126 then  -- a user ('#' sessions, '~' counters)
+        local entry = cmsgpack.unpack(all[i + 1])
+        entry[4] = table.concat(by_user[field] or {})
+        redis.call('HSET', I, field, cmsgpack.pack(entry))
+        redis.call('ZADD', U, entry[3], field)
+      end
+    end
+  elseif large and fields < SMALL_FIELDS then
+    for _, user in ipairs(redis.call('ZRANGE', U, 0, -1)) do
+      local entry = user_entry(I, user)
+      if entry then
+        entry[4] = nil
+        redis.call('HSET', I, user, cmsgpack.pack(entry))
+      end
+    end
+    redis.call('DEL', U)
+    redis.call('HDEL', I, '~L')
+  end
+end
+
+-- The info of one of `user`'s remaining counted sessions, for a status event.
+local function some_session(Z, I, U, user)
   local entry = user_entry(I, user)
-  local raw = entry and redis.call('HGET', I, string.sub(entry[2], 1, 9))
+  local sid = entry and entry[4] and string.sub(entry[4], 1, 9)
+  if entry and not sid then
+    local list = small_room(Z, I).sessions[user]
+    sid = list and list[1]
+  end
+  local raw = sid and redis.call('HGET', I, sid)
   return raw and cmsgpack.unpack(raw) or {user, '', ''}
 end
 
 -- Events for a counted session `sid` (`info`) that went: leave, sessions, or state.
-local function session_gone(I, U, sid, info, reason, events)
+local function session_gone(Z, I, U, sid, info, reason, events)
   local user = info[1]
   local mine, changed = user_left(I, U, user, sid, is_away(info))
   if mine == 0 then
@@ -116,7 +164,7 @@ local function session_gone(I, U, sid, info, reason, events)
   else
     events[#events + 1] = {'sessions', user, mine}
     if changed then
-      local other = some_session(I, user)
+      local other = some_session(Z, I, U, user)
       events[#events + 1] = {'state', user, other[2], other[3], 'away'}
     end
   end
@@ -154,7 +202,7 @@ local function settle(Z, I, U, now, events)
     local raw = redis.call('HGET', I, sid)
     if raw then
       local info = cmsgpack.unpack(raw)
-      session_gone(I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events)
+      session_gone(Z, I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events)
     end
   end
   if #expired > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
@@ -186,6 +234,7 @@ local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, re
     redis.call('ZREM', D, artifact)
     return
   end
+  fit(Z, I, U)
   local score = tonumber(oldest[2])
   local due
   if not settled then

@@ -33,10 +33,10 @@ local function unsettled_changes(Z, I, now, mark)
     local raw = redis.call('HGET', I, user)
     if raw then
       local entry = cmsgpack.unpack(raw)
-      if seen[1] >= #entry[2] / 9 then
+      if seen[1] >= entry[1] then
         gone = gone + 1
-        if entry[1] > 0 then inactive = inactive + 1 end
-      elseif entry[1] > 0 and seen[2] >= entry[1] then
+        if entry[2] > 0 then inactive = inactive + 1 end
+      elseif entry[2] > 0 and seen[2] >= entry[2] then
         inactive = inactive + 1
       end
     end

@@ -22,7 +22,7 @@ if #sids > 0 then
         local score = tonumber(redis.call('ZSCORE', Z, sids[n]) or '0')
         redis.call('ZREM', Z, sids[n])
         redis.call('HDEL', I, sids[n])
-        if score > mark then session_gone(I, U, sids[n], info, 'left', events) end
+        if score > mark then session_gone(Z, I, U, sids[n], info, 'left', events) end
         removed = removed + 1
       end
     end

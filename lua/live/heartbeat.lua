@@ -82,7 +82,7 @@ else
   if moved or changed then
     local entry = user_entry(I, user)
     events[#events + 1] = {'state', user, info[2], info[3],
-      entry and entry[1] > 0 and 'active' or 'away'}
+      entry and entry[2] > 0 and 'active' or 'away'}
   end
 end
 

@@ -25,7 +25,7 @@ if raw then
     else
       redis.call('ZREM', Z, sid)
       redis.call('HDEL', I, sid)
-      session_gone(I, U, sid, info, score > now and 'left' or 'timeout', events)
+      session_gone(Z, I, U, sid, info, score > now and 'left' or 'timeout', events)
     end
   else
     redis.call('ZREM', Z, sid)

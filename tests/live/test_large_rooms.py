@@ -25,8 +25,12 @@ from tests.sse import EventStream
 Auth = Callable[..., dict[str, str]]
 ROOM = 20_000
 SLOW_US = 20_000
-"""SLOWLOG threshold of the room tests: 20 ms, far above a bounded step (about 1 ms even on
-a loaded machine) and far below what reading the whole room took (50+ ms for 5 000)."""
+"""SLOWLOG threshold of the room tests: 20 ms, far above a bounded step (under 1 ms) and
+far below what reading the whole room took before issue 13 (50+ ms for 5 000 sessions,
+200+ ms for 20 000: every page and sweep of this room would be logged). SLOWLOG times
+include Redis being descheduled, and a machine under heavy load has shown single commands
+(a plain HMGET, a ZADD) taking 5-450 ms: the tests allow a few such entries among hundreds
+of runs, and assert the work each run does, which load cannot change."""
 
 
 @pytest.fixture
@@ -118,12 +122,15 @@ async def _fill_room(store: PresenceStore, times: Lifetimes, users: int) -> None
         assert not any(isinstance(r, Exception) for r in results)
 
 
-def _slow_entries(sync_redis: redis.Redis) -> list[dict[str, Any]]:
-    return [
+def _few_slow(sync_redis: redis.Redis, runs: int) -> bool:
+    """At most one script run in 20 (and 3) was logged over ``SLOW_US``: a stall of the
+    machine, not a script that reads the room (which would be logged every time)."""
+    slow = [
         e
         for e in sync_redis.slowlog_get(128)
-        if e["duration"] >= SLOW_US and b"SLOWLOG" not in e["command"]
+        if e["duration"] >= SLOW_US and e["command"].startswith(b"EVALSHA")
     ]
+    return len(slow) <= max(3, runs // 20)
 
 
 @pytest.fixture
@@ -156,21 +163,27 @@ async def test_a_room_of_20000_is_paged_and_swept_in_bounded_steps(
     assert first.next_cursor is not None
     assert calls["evalsha"] == 1
     assert sum(calls.values()) < 20, calls
-    # and every page after it, to the end: each user once
+    # and every page after it, to the end: each user once, each page a few commands
     seen = [r.user_id for r in first.rows]
     cursor = first.next_cursor
+    sync_redis.config_resetstat()
+    pages = 0
     while cursor is not None:
-        page = await store.page("doc-1", 500, cursor)
+        page = await store.page("doc-1", 250, cursor)
         seen += [r.user_id for r in page.rows]
         cursor = page.next_cursor
+        pages += 1
     assert len(seen) == ROOM == len(set(seen))
+    stats = sync_redis.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == pages
+    assert sum(v["calls"] for v in stats.values()) / pages < 20
 
     # the whole room times out at once: the sweeper settles it in steps of ~200 sessions
     now_ms = int(sync_redis.time()[0]) * 1000
     k = store.keys.artifact("doc-1")
     members = sync_redis.zrange(k.sessions, 0, -1)
     # deadlines all within the last millisecond, distinct as the heartbeats that set them
-    deadlines = {m: now_ms - 5 - n / ROOM for n, m in enumerate(members)}
+    deadlines = {m: now_ms - 5 - n / 8192 for n, m in enumerate(members)}
     sync_redis.zadd(k.sessions, deadlines, xx=True)
     sync_redis.zadd(k.due, {"doc-1": now_ms - 5})
     sync_redis.slowlog_reset()  # (that ZADD of 20 000 is the test's, not the service's)
@@ -178,23 +191,31 @@ async def test_a_room_of_20000_is_paged_and_swept_in_bounded_steps(
     sweeper = Sweeper(redis_conn, settings)
     await sweeper.sweep_once(list(store.keys.tags))
     await sweeper.release()
-    steps = sync_redis.info("commandstats")["cmdstat_evalsha"]["calls"]
-    assert steps >= ROOM // 250  # many bounded steps, not one long one
+    stats = sync_redis.info("commandstats")
+    steps = stats["cmdstat_evalsha"]["calls"]
+    assert steps >= ROOM // 100  # many bounded steps, not one long one
+    commands = sum(v["calls"] for v in stats.values())
+    assert commands / steps < 1000  # each step a bounded amount of work
     counts = (await store.online(["doc-1"]))["doc-1"]
     assert (counts.online, counts.sessions, counts.active, counts.away) == (0, 0, 0, 0)
     assert (await store.page("doc-1", 100, None)).rows == []
     assert sync_redis.zcard(k.users) == 0
-    # no script ran long: nothing in SLOWLOG at 20 ms (reading the room took 200+ ms)
-    assert _slow_entries(sync_redis) == []
+    # no script ran long: nothing in SLOWLOG at 50 ms (reading the room took 200+ ms)
+    assert _few_slow(sync_redis, steps)
 
     # erasing a user from a big room is bounded steps as well
     await _fill_room(store, times, 3000)
     sync_redis.slowlog_reset()
+    sync_redis.config_resetstat()
     assert await store.erase_user("user-00007") == 1
+    stats = sync_redis.info("commandstats")
+    steps = stats["cmdstat_evalsha"]["calls"]
+    assert steps >= ROOM // 100  # a scan in steps
+    assert sum(v["calls"] for v in stats.values()) / steps < 100
     assert [r.user_id for r in (await store.page("doc-1", 10, None)).rows][:8] == [
         f"user-{u:05d}" for u in (0, 1, 2, 3, 4, 5, 6, 8)
     ]
-    assert _slow_entries(sync_redis) == []
+    assert _few_slow(sync_redis, steps)
 
 
 # Away ---------------------------------------------------------------------------------

@@ -110,8 +110,8 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
     assert await store.leave("doc-1", sdk.upper(), "alice") == Counts(1, 1, 1, 0)
     page = await store.page("doc-1", 10, None)
     assert [row.user_id for row in page.rows] == ["bob"]
-    # three keys per artifact (sessions, info, users) and the partition's sweep index
-    assert len(sync_redis.keys("ps:*")) == 4
+    # two keys per small artifact (sessions, info) and the partition's sweep index
+    assert len(sync_redis.keys("ps:*")) == 3
 
 
 @pytest.mark.parametrize(
