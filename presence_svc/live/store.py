@@ -240,17 +240,13 @@ def status_of(away: object) -> Status:
     return "away" if away in (1, "away", b"away") else "active"
 
 
-def _status(away: int) -> Status:
-    return "away" if away else "active"
-
-
 def _row(raw: list[Any], listing: bool) -> PresenceRow:
     """A row of ``lua/live/presence.lua``."""
     user, version, state, seen, count, away = raw[:6]
     metas = None
     if listing:
         metas = [
-            SessionMeta(as_text(v) or None, decode_state(st), int(at), _status(aw))
+            SessionMeta(as_text(v) or None, decode_state(st), int(at), status_of(aw))
             for v, st, at, aw in (raw[7] if len(raw) > 7 else [])
         ]
     return PresenceRow(
@@ -259,6 +255,6 @@ def _row(raw: list[Any], listing: bool) -> PresenceRow:
         state=decode_state(state),
         last_seen_ms=int(seen),
         sessions=int(count),
-        status=_status(away),
+        status=status_of(away),
         metas=metas,
     )
