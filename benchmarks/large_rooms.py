@@ -5,7 +5,9 @@ against a room of 10, and the slowest Redis command meanwhile.
         [any other ``presence-svc bench`` option, e.g. --duration 5 --connections 64]
 
 Runs ``presence-svc bench --spawn --json`` with ``--artifacts 1`` (everybody in one room):
-``presence-list`` (``GET .../presence?limit=100``) and ``heartbeat``, with ``--users`` the
+``presence-list`` (``GET .../presence?limit=100``: 100 rows in the big room, 10 in the
+small one), ``presence-page10`` (``?limit=10``: 10 rows in both, so what differs is the
+room's size alone) and ``heartbeat``, with ``--users`` the
 small and the big room, ``--rounds`` times (the order flips every round, so a noisy
 neighbour hurts both alike). The big room runs without the baseline (the small one has
 it). Prints each run's JSON line (with ``"room"``), then a summary: big over small rps per
@@ -21,6 +23,9 @@ import statistics
 import subprocess
 import sys
 from typing import Any
+
+
+SCENARIOS = ("presence-list", "presence-page10", "heartbeat")
 
 
 def run_bench(scenario: str, users: int, extra: list[str], baseline: bool) -> dict[str, Any]:
@@ -39,7 +44,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> None:
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rooms = {"small": args.small, "big": args.big}
     for n in range(args.rounds):
-        for scenario in ("presence-list", "heartbeat"):
+        for scenario in SCENARIOS:
             order = ("small", "big") if n % 2 == 0 else ("big", "small")
             for room in order:
                 result = run_bench(scenario, rooms[room], extra, baseline=room == "small")
@@ -47,7 +52,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> None:
                 runs.setdefault((scenario, room), []).append(result)
                 print(json.dumps(result), flush=True)
     summary: dict[str, Any] = {}
-    for scenario in ("presence-list", "heartbeat"):
+    for scenario in SCENARIOS:
         small, big = runs[(scenario, "small")], runs[(scenario, "big")]
         ratios = [b["rps"] / s["rps"] for s, b in zip(small, big, strict=True) if s["rps"]]
         summary[scenario] = {
