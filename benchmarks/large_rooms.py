@@ -24,7 +24,6 @@ import subprocess
 import sys
 from typing import Any
 
-
 SCENARIOS = ("presence-list", "presence-page10", "heartbeat")
 
 
