@@ -142,6 +142,7 @@ def slowlog(sync_redis: redis.Redis) -> Any:
     sync_redis.config_set("slowlog-log-slower-than", old)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_a_room_of_20000_is_paged_and_swept_in_bounded_steps(
     redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis, slowlog: Any
