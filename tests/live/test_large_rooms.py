@@ -367,3 +367,48 @@ async def test_a_cursor_of_another_artifact_or_order_is_a_400_naming_it(
         f"/v1/artifacts/doc-2/presence?cursor={other}", headers=auth("viewer")
     )
     assert [u["userId"] for u in (await response.json())["users"]] == ["u2", "u3"]
+
+
+async def test_a_room_keeps_its_order_as_it_grows_large_and_shrinks_small(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """Past 128 hash fields a room gets its users index and per-user session lists; under
+    64 it drops them again. Pages, counts and every session list stay right across both."""
+    store = PresenceStore(redis_conn, settings.replace(online_timeout_s=30.0, retention_s=60.0))
+    k = store.keys.artifact("doc-1")
+
+    async def users() -> list[str]:
+        out: list[str] = []
+        cursor = None
+        while True:
+            page = await store.page("doc-1", 7, cursor, sessions=True)
+            out += [r.user_id for r in page.rows]
+            assert all(r.metas is not None and len(r.metas) == r.sessions for r in page.rows)
+            cursor = page.next_cursor
+            if cursor is None:
+                return out
+
+    names = [f"u-{n:03d}" for n in range(80)]
+    for name in names:
+        await store.heartbeat("doc-1", f"tab-{name}-a", name, "v1", None)
+        if name.endswith("0"):
+            await store.heartbeat("doc-1", f"tab-{name}-b", name, "v2", None, away=True)
+    assert sync_redis.hexists(k.info, "~L")  # 80 users, 88 sessions: large
+    assert sync_redis.zcard(k.users) == 80
+    assert await users() == names
+    for name in names[:70]:  # most leave: small again
+        await store.leave("doc-1", f"tab-{name}-a", name)
+    assert not sync_redis.hexists(k.info, "~L")
+    assert not sync_redis.exists(k.users)
+    left = names[70:]
+    assert await users() == [n for n in names[:70] if n.endswith("0")] + left
+    counts = (await store.online(["doc-1"]))["doc-1"]
+    assert (counts.online, counts.active, counts.away) == (17, 10, 7)
+    for name in names[:10]:  # and large again, the order kept
+        await store.heartbeat("doc-1", f"tab-{name}-c", f"{name}-again", "v1", None)
+    for name in names[10:70]:
+        await store.heartbeat("doc-1", f"tab-{name}-a", name, "v1", None)
+    assert sync_redis.hexists(k.info, "~L")
+    page = await users()
+    assert page[:17] == [n for n in names[:70] if n.endswith("0")] + left
+    assert len(page) == len(set(page)) == 17 + 10 + 54  # 6 of the 60 never left
