@@ -2,8 +2,9 @@
 -- fields, see LARGE_FIELDS in lib/presence.lua), for its presence page and its mode switch.
 
 -- Everything about a small room in one HGETALL and one ZMSCORE: `all` the hash as Redis
--- gives it, `infos` session id -> packed info, `scores` session id -> deadline, `sessions`
--- user -> its counted session ids, `users` {user, packed entry} of each counted user.
+-- gives it, `infos` counted session id -> unpacked info, `scores` counted session id ->
+-- deadline, `sessions` user -> its counted session ids, `users` {user, packed entry} of
+-- each counted user.
 local function small_room(Z, I)
   local all = redis.call('HGETALL', I)
   local mark = -1
@@ -26,7 +27,9 @@ local function small_room(Z, I)
       local score = tonumber(got[n])
       if score and score > mark then
         scores[sid] = score
-        local user = cmsgpack.unpack(infos[sid])[1]
+        local info = cmsgpack.unpack(infos[sid])
+        infos[sid] = info
+        local user = info[1]
         local list = sessions[user] or {}
         list[#list + 1] = sid
         sessions[user] = list

@@ -26,13 +26,14 @@ local after = ARGV[4] == '' and -1 or tonumber(ARGV[4])
 local listing = ARGV[5] == '1'
 local now = NOW
 
--- The row of one user from their counted sessions `sids` (nil if none is online now).
+-- The row of one user from their counted sessions `sids`, their deadlines and unpacked
+-- infos (nil if none is online now).
 local function row_of(sids, scores, infos, counted, join)
   local row
-  for n, sid in ipairs(sids) do
+  for n, _ in ipairs(sids) do
     local score = scores[n]
-    if score and score > now and infos[n] then
-      local info = cmsgpack.unpack(infos[n])
+    local info = infos[n]
+    if score and score > now and info then
       local away = info[4] ~= nil and info[4] >= 2
       local seen = score - (away and away_timeout or timeout)
       if not row then
@@ -118,7 +119,8 @@ else
     for n, sid in ipairs(sids) do
       local mine = per_user[owner[n]] or {{}, {}, {}}
       local i = #mine[1] + 1
-      mine[1][i], mine[2][i], mine[3][i] = sid, tonumber(scores[n]), infos[n]
+      mine[1][i], mine[2][i] = sid, tonumber(scores[n])
+      mine[3][i] = infos[n] and cmsgpack.unpack(infos[n])
       per_user[owner[n]] = mine
     end
     for k = 1, #found do
