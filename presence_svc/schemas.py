@@ -33,8 +33,10 @@ __all__ = [
     "RecentItemOut",
     "RecentOut",
     "SessionId",
+    "SessionMetaOut",
     "StateEvent",
     "StatsOut",
+    "Status",
     "SyncEvent",
     "UserId",
     "VersionId",
@@ -79,6 +81,17 @@ NamesJoined = Annotated[
 ]
 
 
+Status = Annotated[
+    Literal["active", "away"],
+    Meta(
+        description="active: someone is there; away: the tab is hidden or the user idle. "
+        "A user is active when any of their online sessions is"
+    ),
+]
+_COUNT_ACTIVE = Meta(description="users online with at least one active session")
+_COUNT_AWAY = Meta(description="users online whose every online session is away")
+
+
 class _Body(Struct, rename="camel", forbid_unknown_fields=False):
     """Request bodies ignore unknown fields (a client's ``userId`` is never trusted)."""
 
@@ -88,6 +101,14 @@ class HeartbeatIn(_Body, kw_only=True):
     session_id: SessionId
     version_id: VersionId | None = None
     state: State | None = None
+    status: Annotated[
+        Literal["active", "away"],
+        Meta(
+            description="away keeps the session online for PRESENCE_AWAY_TIMEOUT_S after "
+            "this heartbeat (default 600 s) instead of PRESENCE_ONLINE_TIMEOUT_S (45 s): "
+            "for hidden tabs, whose timers browsers throttle to about once a minute"
+        ),
+    ] = "active"
 
 
 class LeaveIn(_Body, kw_only=True):
@@ -127,25 +148,40 @@ class _Out(Struct, rename="camel"):
 class HeartbeatOut(_Out, kw_only=True):
     online: int
     sessions: int
+    active: Annotated[int, _COUNT_ACTIVE]
+    away: Annotated[int, _COUNT_AWAY]
     interval_s: float
 
 
 class OnlineCounts(_Out, kw_only=True):
     online: int
     sessions: int
+    active: Annotated[int, _COUNT_ACTIVE]
+    away: Annotated[int, _COUNT_AWAY]
 
 
 class OnlineOut(_Out, kw_only=True):
     artifact_id: str
     online: int
     sessions: int
+    active: Annotated[int, _COUNT_ACTIVE]
+    away: Annotated[int, _COUNT_AWAY]
 
 
 class BatchOnline(_Out, kw_only=True):
     counts: dict[str, OnlineCounts]
 
 
-class PresenceUser(_Out, kw_only=True):
+class SessionMetaOut(_Out, kw_only=True):
+    """One online session of a user (``?include=sessions``); never its id."""
+
+    version_id: str | None
+    state: dict[str, Any] | None
+    last_seen: Time
+    status: Status
+
+
+class PresenceUser(_Out, kw_only=True, omit_defaults=True):
     user_id: str
     name: str | None
     avatar_url: str | None
@@ -153,11 +189,21 @@ class PresenceUser(_Out, kw_only=True):
     last_seen: Time
     sessions: int
     state: dict[str, Any] | None
+    status: Status
+    session_list: Annotated[
+        list[SessionMetaOut] | None,
+        Meta(
+            description="with ?include=sessions: each online session of the user, oldest "
+            "first, at most 32 (no session ids); absent otherwise"
+        ),
+    ] = None
 
 
 class PresenceOut(_Out, kw_only=True):
     online: int
     sessions: int
+    active: Annotated[int, _COUNT_ACTIVE]
+    away: Annotated[int, _COUNT_AWAY]
     users: list[PresenceUser]
     next_cursor: str | None
     names_joined: NamesJoined
@@ -215,11 +261,13 @@ class SessionsEvent(_Out, kw_only=True):
 
 
 class StateEvent(_Out, kw_only=True):
-    """The ``state`` event: a session of an online user changed its state or version."""
+    """The ``state`` event: a session of an online user changed its state or version, or
+    the user's status changed (active/away)."""
 
     user_id: str
     version_id: str | None
     state: dict[str, Any] | None
+    status: Status
 
 
 class ViewOut(_Out, kw_only=True):

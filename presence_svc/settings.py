@@ -49,6 +49,8 @@ class Settings:
     """Per-user token buckets by route class (admin tokens are never limited)."""
     heartbeat_interval_s: float = 15.0
     online_timeout_s: float = 45.0
+    away_timeout_s: float = 600.0
+    """An away session (its heartbeat said ``"status": "away"``) stays online this long."""
     retention_s: float = 3600.0
     view_debounce_s: float = 300.0
     partitions: int = 64
@@ -94,6 +96,10 @@ class Settings:
         _check(
             self.online_timeout_s > self.heartbeat_interval_s,
             "PRESENCE_ONLINE_TIMEOUT_S must be greater than PRESENCE_HEARTBEAT_INTERVAL_S",
+        )
+        _check(
+            self.away_timeout_s >= self.online_timeout_s,
+            "PRESENCE_AWAY_TIMEOUT_S must be >= PRESENCE_ONLINE_TIMEOUT_S",
         )
         _check(
             self.retention_s >= self.online_timeout_s,
@@ -197,6 +203,10 @@ class Settings:
         return int(self.online_timeout_s * 1000)
 
     @property
+    def away_timeout_ms(self) -> int:
+        return int(self.away_timeout_s * 1000)
+
+    @property
     def retention_ms(self) -> int:
         return int(self.retention_s * 1000)
 
@@ -277,6 +287,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_RATE_LIMITS", "rate_limits", parse_rate_limits),
     ("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds),
     ("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds),
+    ("PRESENCE_AWAY_TIMEOUT_S", "away_timeout_s", _parse_seconds),
     ("PRESENCE_RETENTION_S", "retention_s", _parse_seconds),
     ("PRESENCE_VIEW_DEBOUNCE_S", "view_debounce_s", _parse_seconds),
     ("PRESENCE_PARTITIONS", "partitions", int),

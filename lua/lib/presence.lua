@@ -1,104 +1,257 @@
 -- lib/presence.lua: helpers shared by the presence writers (through lib/writer.lua).
 --
--- Data model of one artifact (see docs/data-model.md), two keys:
---   Z  zset  session id -> last heartbeat (ms)
---   I  hash  session id -> msgpack {userId, versionId, stateJson[, 1 if leaving]}
---            userId -> number of that user's online sessions
---            '~n' -> number of users online (the count of user fields)
---            '~w' -> the watermark: sessions scored <= it were already taken out of
---                    the online counts ("settled")
+-- Data model of one artifact (see docs/data-model.md):
+--   Z  zset  session id -> deadline (ms): when the session goes offline unless it beats
+--            again (last heartbeat + the online or the away timeout; sooner while a grace
+--            leave runs)
+--   I  hash  session id -> msgpack {userId, versionId, stateJson[, flags]}; flags: 1 a
+--            grace leave runs, 2 away (absent: active, not leaving)
+--            userId -> msgpack {n, active, join[, sids]}: the user's counted sessions,
+--                      how many of them are active, the user's join number, and (in a
+--                      large room only) their packed ids, 9 bytes each
+--            '~n' users counted, '~a' of them active, '~j' the last join number
+--            '~w' the watermark: sessions whose deadline is <= it were taken out of the
+--                 counts ("settled")
+--            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
+--   U  zset  userId -> join number: the counted users in the order they came; kept in a
+--            large room only: a small room's page reads its whole (compact) hash instead
 --   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
--- Session ids come packed by the service: '#' + an 8-byte digest of the id. User ids
--- never start with '#' or '~', so session, user and '~' fields cannot collide.
--- A session is online while now - lastSeen < timeout.
+-- A session is counted from its join until it is settled; it is online while its
+-- deadline is in the future. Session ids come packed by the service: '#' + an 8-byte
+-- digest. User ids never start with '#' or '~', so no two kinds of field collide.
+--! include lib/rooms.lua
 
 local WATERMARK = '~w'
+local SETTLE_STEP = 64
+-- Sessions settled (or deleted, or scanned by an erase) per script run at most, plus those
+-- sharing the last one's deadline: a room of 20 000 timing out at once is settled in
+-- steps of well under a millisecond each.
+local LARGE_FIELDS = 128
+local SMALL_FIELDS = 64
 
--- One more online session of `user`; returns how many the user has now.
-local function user_joined(I, user)
-  local mine = redis.call('HINCRBY', I, user, 1)
-  if mine == 1 then redis.call('HINCRBY', I, '~n', 1) end
-  return mine
+local function is_away(info) return info[4] ~= nil and info[4] >= 2 end
+local function is_leaving(info) return info[4] == 1 or info[4] == 3 end
+
+-- info[4] from the two flags (nil when both are off: one msgpack byte less).
+local function set_flags(info, away, leaving)
+  local flags = (away and 2 or 0) + (leaving and 1 or 0)
+  if flags == 0 then info[4] = nil else info[4] = flags end
 end
 
--- One online session of `user` fewer; returns how many the user has left (0: offline).
-local function user_left(I, user)
-  local mine = redis.call('HINCRBY', I, user, -1)
-  if mine <= 0 then
-    redis.call('HDEL', I, user)
-    if redis.call('HINCRBY', I, '~n', -1) <= 0 then redis.call('HDEL', I, '~n') end
-    return 0
+local function user_entry(I, user)
+  local raw = redis.call('HGET', I, user)
+  if not raw then return nil end
+  return cmsgpack.unpack(raw)
+end
+
+local function drop_count(I, field)
+  if redis.call('HINCRBY', I, field, -1) <= 0 then redis.call('HDEL', I, field) end
+end
+
+-- A new counted session `sid` of `user`. Returns how many the user has now and whether
+-- the user's status changed ('join' on the first one).
+local function user_joined(I, U, user, sid, away)
+  local entry = user_entry(I, user)
+  local large = redis.call('HEXISTS', I, '~L') == 1
+  if not entry then
+    entry = {0, 0, redis.call('HINCRBY', I, '~j', 1)}
+    redis.call('HINCRBY', I, '~n', 1)
+    if large then entry[4] = ''; redis.call('ZADD', U, entry[3], user) end
   end
-  return mine
+  local was_active = entry[2] > 0
+  entry[1] = entry[1] + 1
+  if not away then entry[2] = entry[2] + 1 end
+  if large then entry[4] = (entry[4] or '') .. sid end
+  redis.call('HSET', I, user, cmsgpack.pack(entry))
+  if not away and not was_active then redis.call('HINCRBY', I, '~a', 1) end
+  return entry[1], (entry[1] > 1) and (was_active ~= (entry[2] > 0))
 end
 
--- Take sessions whose last heartbeat is <= limit out of the online counts, once each.
--- Appends a leave event for every user whose last online session went.
-local function settle(Z, I, limit, events)
+-- Counted session `sid` of `user` goes (left, timed out, erased). Returns how many the
+-- user has left (0: offline) and whether the user's status changed while staying online.
+local function user_left(I, U, user, sid, away)
+  local entry = user_entry(I, user)
+  if not entry then return 0, false end
+  local was_active = entry[2] > 0
+  entry[1] = entry[1] - 1
+  if not away and entry[2] > 0 then entry[2] = entry[2] - 1 end
+  if entry[1] <= 0 then
+    redis.call('HDEL', I, user)
+    redis.call('ZREM', U, user)
+    drop_count(I, '~n')
+    if was_active then drop_count(I, '~a') end
+    return 0, false
+  end
+  local sids = entry[4]
+  if sids then
+    for i = 1, #sids, 9 do
+      if string.sub(sids, i, i + 8) == sid then
+        entry[4] = string.sub(sids, 1, i - 1) .. string.sub(sids, i + 9)
+        break
+      end
+    end
+  end
+  redis.call('HSET', I, user, cmsgpack.pack(entry))
+  if was_active and entry[2] == 0 then drop_count(I, '~a') end
+  return entry[1], was_active and entry[2] == 0
+end
+
+-- A counted session changes status (a heartbeat said active or away). Returns whether the
+-- user's status changed.
+local function user_status(I, user, away)
+  local entry = user_entry(I, user)
+  if not entry then return false end
+  local was_active = entry[2] > 0
+  if away then entry[2] = math.max(0, entry[2] - 1) else entry[2] = entry[2] + 1 end
+  redis.call('HSET', I, user, cmsgpack.pack(entry))
+  local active = entry[2] > 0
+  if active and not was_active then redis.call('HINCRBY', I, '~a', 1) end
+  if was_active and not active then drop_count(I, '~a') end
+  return active ~= was_active
+end
+
+-- Keep the room's mode: over LARGE_FIELDS hash fields a room gets U and each user's list
+-- of sessions (built from its hash, still under 2 x LARGE_FIELDS fields: bounded); under
+-- SMALL_FIELDS it drops them again. The gap keeps a room at the border from flapping.
+local function fit(Z, I, U)
+  local fields = redis.call('HLEN', I)
+  local large = redis.call('HEXISTS', I, '~L') == 1
+  if not large and fields > LARGE_FIELDS then
+    redis.call('HSET', I, '~L', 1)
+    local room = small_room(Z, I)
+    local by_user, all = room.sessions, room.all
+    for i = 1, #all, 2 do
+      local field = all[i]
+      local first = string.byte(field)
+      if first ~= 35 and first ~= 126 then  -- a user ('#' sessions, '~' counters)
+        local entry = cmsgpack.unpack(all[i + 1])
+        entry[4] = table.concat(by_user[field] or {})
+        redis.call('HSET', I, field, cmsgpack.pack(entry))
+        redis.call('ZADD', U, entry[3], field)
+      end
+    end
+  elseif large and fields < SMALL_FIELDS then
+    for _, user in ipairs(redis.call('ZRANGE', U, 0, -1)) do
+      local entry = user_entry(I, user)
+      if entry then
+        entry[4] = nil
+        redis.call('HSET', I, user, cmsgpack.pack(entry))
+      end
+    end
+    redis.call('DEL', U)
+    redis.call('HDEL', I, '~L')
+  end
+end
+
+-- The info of one of `user`'s remaining counted sessions, for a status event.
+local function some_session(Z, I, U, user)
+  local entry = user_entry(I, user)
+  local sid = entry and entry[4] and string.sub(entry[4], 1, 9)
+  if entry and not sid then
+    local list = small_room(Z, I).sessions[user]
+    sid = list and list[1]
+  end
+  local raw = sid and redis.call('HGET', I, sid)
+  return raw and cmsgpack.unpack(raw) or {user, '', ''}
+end
+
+-- Events for a counted session `sid` (`info`) that went: leave, sessions, or state.
+local function session_gone(Z, I, U, sid, info, reason, events)
+  local user = info[1]
+  local mine, changed = user_left(I, U, user, sid, is_away(info))
+  if mine == 0 then
+    events[#events + 1] = {'leave', user, reason}
+  else
+    events[#events + 1] = {'sessions', user, mine}
+    if changed then
+      local other = some_session(Z, I, U, user)
+      events[#events + 1] = {'state', user, other[2], other[3], 'away'}
+    end
+  end
+end
+
+-- Settle the sessions whose deadline passed (<= now) since the watermark, at most about
+-- SETTLE_STEP of them; appends their events. Returns true when none is left to settle.
+local function settle(Z, I, U, now, events)
   local mark = redis.call('HGET', I, WATERMARK)
   local low = '-inf'
   if mark then
-    if tonumber(mark) >= limit then return end
+    if tonumber(mark) >= now then return true end
     low = '(' .. mark
   end
-  local expired = redis.call('ZRANGEBYSCORE', Z, low, limit)
-  if #expired == 0 then return end
+  local expired = redis.call('ZRANGEBYSCORE', Z, low, now, 'WITHSCORES', 'LIMIT', 0, SETTLE_STEP)
+  local done = #expired < 2 * SETTLE_STEP
+  local upto = now
+  if not done then
+    -- Stop at the last deadline, taking every session that shares it, so the watermark
+    -- can move there (as many as Redis can write in one millisecond, at most).
+    upto = tonumber(expired[#expired])
+    local ties = redis.call('ZRANGEBYSCORE', Z, upto, upto)
+    local n = 0
+    for i = 1, #expired, 2 do if tonumber(expired[i + 1]) < upto then n = i + 1 end end
+    local list = {}
+    for i = 1, n, 2 do list[#list + 1] = expired[i] end
+    for _, sid in ipairs(ties) do list[#list + 1] = sid end
+    expired = list
+  else
+    local list = {}
+    for i = 1, #expired, 2 do list[#list + 1] = expired[i] end
+    expired = list
+  end
   for _, sid in ipairs(expired) do
     local raw = redis.call('HGET', I, sid)
     if raw then
       local info = cmsgpack.unpack(raw)
-      local user = info[1]
-      local mine = user_left(I, user)
-      if mine == 0 then
-        local reason = 'timeout'
-        if info[4] == 1 then reason = 'left' end
-        events[#events + 1] = {'leave', user, reason}
-      else
-        events[#events + 1] = {'sessions', user, mine}
-      end
+      session_gone(Z, I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events)
     end
   end
-  redis.call('HSET', I, WATERMARK, limit)
+  if #expired > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
+  return done
 end
 
 -- How long every key of an artifact (and the partition's index) lives after `schedule`
--- last rewrote the artifact's due: retention + 2 x timeout. A heartbeat rewrites the due
--- at the latest when it is less than `margin` away, and the stored due is at most one
--- timeout after that write while a session is online, so the keys always outlive the
--- last heartbeat by retention + timeout (what a TTL renewed by every heartbeat gave).
-local function key_ttl(timeout, retention)
-  return retention + 2 * timeout
+-- last rewrote the artifact's due: retention + 2 x the longer timeout. A heartbeat
+-- rewrites the due at the latest when it is less than timeout / 3 away, and the stored due
+-- is at most one timeout after that write while a session is online, so the keys always
+-- outlive the last heartbeat by retention + timeout.
+local function key_ttl(longest, retention)
+  return retention + 2 * longest
 end
 
 local function touch(ttl, ...)
   for _, key in ipairs({...}) do redis.call('PEXPIRE', key, ttl) end
 end
 
--- Point the partition's sweep index at the artifact's next deadline: when its oldest
--- online session times out, or its oldest stale session passes retention; and renew the
--- TTL of the artifact's keys and of the index. An artifact without sessions has no keys.
-local function schedule(Z, I, D, artifact, limit, timeout, retention)
+-- Point the partition's sweep index at the artifact's next deadline: its first online
+-- session's deadline, or its oldest stale session's end of retention (retention - timeout
+-- after its deadline: retention after the last heartbeat of an active session), or now while
+-- sessions are left to settle; and renew the TTL of the artifact's keys and of the index.
+-- An artifact without sessions has no keys.
+local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
   local oldest = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
   if #oldest == 0 then
-    redis.call('DEL', I)
+    redis.call('DEL', I, U)
     redis.call('ZREM', D, artifact)
     return
   end
+  fit(Z, I, U)
   local score = tonumber(oldest[2])
   local due
-  if score > limit then
-    due = score + timeout
+  if not settled then
+    due = now
+  elseif score > now then
+    due = score
   else
-    due = score + retention
-    local online = redis.call('ZRANGEBYSCORE', Z, '(' .. limit, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #online > 0 then due = math.min(due, tonumber(online[2]) + timeout) end
+    due = score + retention - timeout
+    local online = redis.call('ZRANGEBYSCORE', Z, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #online > 0 then due = math.min(due, tonumber(online[2])) end
   end
   redis.call('ZADD', D, due, artifact)
-  touch(key_ttl(timeout, retention), Z, I, D)
+  touch(key_ttl(longest, retention), Z, I, U, D)
 end
 
 -- Whether a heartbeat that only refreshed an online session must rewrite the due. A
--- refresh only moves a session later, so the stored due can only be earlier than needed
+-- refresh only moves a deadline later, so the stored due can only be earlier than needed
 -- (the sweeper would look once for nothing): rewrite it only when it is near, so the
 -- sweeper is not woken for a session that is still beating, and the TTLs get renewed.
 local function due_soon(D, artifact, now, timeout)
@@ -106,12 +259,16 @@ local function due_soon(D, artifact, now, timeout)
   return not due or tonumber(due) < now + math.floor(timeout / 3)
 end
 
-local function counts(Z, I, limit)
-  return tonumber(redis.call('HGET', I, '~n') or '0'), redis.call('ZCOUNT', Z, '(' .. limit, '+inf')
+-- {users, sessions, active users} once everything due is settled.
+local function counts(Z, I, now)
+  local meta = redis.call('HMGET', I, '~n', '~a')
+  return tonumber(meta[1] or '0'), redis.call('ZCOUNT', Z, '(' .. now, '+inf'),
+    tonumber(meta[2] or '0')
 end
 
--- One message per script run that changed who is online: {online, sessions, events...}.
-local function publish(channel, events, online, sessions)
+-- One message per script run that changed who is online: {online, sessions, events,
+-- active}.
+local function publish(channel, events, online, sessions, active)
   if #events == 0 then return end
-  redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events}))
+  redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
 end

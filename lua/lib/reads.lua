@@ -1,36 +1,56 @@
 -- lib/reads.lua: read-only helpers for the read scripts.
--- Reads never write: sessions that timed out but were not settled yet are left out by
--- looking at them, so a read is exact even between two sweeps.
+-- Reads never write: sessions whose deadline passed but which are not settled yet are
+-- left out by looking at them, so a read is exact between two sweeps. A read looks at
+-- LOOK_UNSETTLED of them at most: only a mass timeout being settled in steps by the
+-- sweeper leaves more, for the fraction of a second that takes.
 
--- Users whose every counted session has timed out but is not settled yet; `mark` is the
--- artifact's watermark (field '~w' of I, false if none).
-local function unsettled_offline_users(Z, I, limit, mark)
+local LOOK_UNSETTLED = 256
+
+-- Users whose every counted session passed its deadline but is not settled yet, and
+-- users whose every counted active session did (they are away, or gone, now); `mark` is
+-- the artifact's watermark (field '~w' of I, false if none).
+local function unsettled_changes(Z, I, now, mark)
   local low = '-inf'
   if mark then
-    if tonumber(mark) >= limit then return 0 end
+    if tonumber(mark) >= now then return 0, 0 end
     low = '(' .. mark
   end
-  local expired = redis.call('ZRANGEBYSCORE', Z, low, limit)
-  if #expired == 0 then return 0 end
+  local expired = redis.call('ZRANGEBYSCORE', Z, low, now, 'LIMIT', 0, LOOK_UNSETTLED)
+  if #expired == 0 then return 0, 0 end
   local per_user = {}
-  for _, sid in ipairs(expired) do
-    local raw = redis.call('HGET', I, sid)
+  local infos = redis.call('HMGET', I, unpack(expired))
+  for _, raw in ipairs(infos) do
     if raw then
-      local user = cmsgpack.unpack(raw)[1]
-      per_user[user] = (per_user[user] or 0) + 1
+      local info = cmsgpack.unpack(raw)
+      local seen = per_user[info[1]] or {0, 0}
+      seen[1] = seen[1] + 1
+      if not (info[4] ~= nil and info[4] >= 2) then seen[2] = seen[2] + 1 end
+      per_user[info[1]] = seen
     end
   end
-  local gone = 0
-  for user, n in pairs(per_user) do
-    if n >= tonumber(redis.call('HGET', I, user) or '0') then gone = gone + 1 end
+  local gone, inactive = 0, 0
+  for user, seen in pairs(per_user) do
+    local raw = redis.call('HGET', I, user)
+    if raw then
+      local entry = cmsgpack.unpack(raw)
+      if seen[1] >= entry[1] then
+        gone = gone + 1
+        if entry[2] > 0 then inactive = inactive + 1 end
+      elseif entry[2] > 0 and seen[2] >= entry[2] then
+        inactive = inactive + 1
+      end
+    end
   end
-  return gone
+  return gone, inactive
 end
 
--- Unique users online on one artifact (Z sessions, I info hash) at `limit`.
-local function online_users(Z, I, limit)
-  local meta = redis.call('HMGET', I, '~n', '~w')
-  local users = tonumber(meta[1] or '0')
-  if users > 0 then users = users - unsettled_offline_users(Z, I, limit, meta[2]) end
-  return users
+-- {users online, active users} of one artifact (Z sessions, I info hash) now.
+local function online_users(Z, I, now)
+  local meta = redis.call('HMGET', I, '~n', '~w', '~a')
+  local users, active = tonumber(meta[1] or '0'), tonumber(meta[3] or '0')
+  if users > 0 then
+    local gone, inactive = unsettled_changes(Z, I, now, meta[2])
+    users, active = users - gone, active - inactive
+  end
+  return users, active
 end

@@ -1,17 +1,20 @@
 -- lib/writer.lua: the opening every presence writer shares (heartbeat, leave, sweep,
--- erase_user): the artifact's keys and arguments, the clock, and settling the sessions
--- that timed out since the last look. Defines Z, I, D, artifact, channel, timeout,
--- retention, now, limit and events (the events the script publishes at its end).
--- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user count hash
--- KEYS[3] D partition sweep index
--- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout (ms)
--- ARGV[4] retention (ms); each script's own arguments follow from ARGV[5]
+-- erase_user): the artifact's keys and arguments, the clock, and settling (in a bounded
+-- step) the sessions whose deadline passed since the last look. Defines Z, I, U, D,
+-- artifact, channel, timeout, away_timeout, retention, longest, now, settled (false while
+-- sessions are left to settle) and events (the events the script publishes at its end).
+-- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user hash  KEYS[3] U users zset
+-- KEYS[4] D partition sweep index
+-- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout of an active session
+-- (ms)  ARGV[4] retention (ms)  ARGV[5] online timeout of an away session (ms); each
+-- script's own arguments follow from ARGV[6]
 --! include lib/presence.lua
 
-local Z, I, D = KEYS[1], KEYS[2], KEYS[3]
+local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local artifact, channel = ARGV[1], ARGV[2]
 local timeout, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
+local away_timeout = tonumber(ARGV[5])
+local longest = math.max(timeout, away_timeout)
 local now = NOW
-local limit = now - timeout
 local events = {}
-settle(Z, I, limit, events)
+local settled = settle(Z, I, U, now, events)

@@ -1,30 +1,34 @@
--- erase_user.lua: remove every session (online or stale) of one user from one artifact.
--- KEYS and ARGV[1..4] as in lib/writer.lua (artifact, channel, timeout, retention), then
--- ARGV[5] user id
--- returns the number of sessions removed. Cost is the artifact's session count: this is
--- the rare erase path (DELETE /v1/users/{id}), never the hot one.
+-- erase_user.lua: remove the sessions (online or stale) of one user from one artifact,
+-- one bounded step of a scan of the artifact's sessions.
+-- KEYS and ARGV[1..5] as in lib/writer.lua, then
+-- ARGV[6] user id  ARGV[7] ZSCAN cursor ('0' to start)
+-- returns {sessions removed, next cursor ('0': done)}. The caller repeats until the
+-- cursor is '0': every session present throughout is visited (ZSCAN's guarantee).
 --! include lib/now.lua
 --! include lib/writer.lua
-local user = ARGV[5]
+local user, cursor = ARGV[6], ARGV[7]
 
 local removed = 0
-local sids = redis.call('ZRANGE', Z, 0, -1)
-for i = 1, #sids, 500 do
-  local chunk = {unpack(sids, i, math.min(i + 499, #sids))}
-  local infos = redis.call('HMGET', I, unpack(chunk))
+local scan = redis.call('ZSCAN', Z, cursor, 'COUNT', SETTLE_STEP)
+local mark = tonumber(redis.call('HGET', I, '~w') or '-1')
+local sids = {}
+for i = 1, #scan[2], 2 do sids[#sids + 1] = scan[2][i] end
+if #sids > 0 then
+  local infos = redis.call('HMGET', I, unpack(sids))
   for n, raw in ipairs(infos) do
-    if raw and cmsgpack.unpack(raw)[1] == user then
-      redis.call('ZREM', Z, chunk[n])
-      redis.call('HDEL', I, chunk[n])
-      removed = removed + 1
+    if raw then
+      local info = cmsgpack.unpack(raw)
+      if info[1] == user then
+        local score = tonumber(redis.call('ZSCORE', Z, sids[n]) or '0')
+        redis.call('ZREM', Z, sids[n])
+        redis.call('HDEL', I, sids[n])
+        if score > mark then session_gone(Z, I, U, sids[n], info, 'left', events) end
+        removed = removed + 1
+      end
     end
   end
 end
-if redis.call('HDEL', I, user) == 1 then
-  if redis.call('HINCRBY', I, '~n', -1) <= 0 then redis.call('HDEL', I, '~n') end
-  events[#events + 1] = {'leave', user, 'left'}
-end
-schedule(Z, I, D, artifact, limit, timeout, retention)
-local online, sessions = counts(Z, I, limit)
-publish(channel, events, online, sessions)
-return removed
+schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
+local online, sessions, active = counts(Z, I, now)
+publish(channel, events, online, sessions, active)
+return {removed, scan[1]}

@@ -1,84 +1,97 @@
 -- heartbeat.lua: upsert one session and return the artifact's online counts.
--- KEYS and ARGV[1..4] as in lib/writer.lua (artifact, channel, timeout, retention), then
--- ARGV[5] session id (packed)  ARGV[6] user id  ARGV[7] version id ('' keeps the current
--- one)  ARGV[8] state as JSON text ('' keeps it)
--- returns {online_users, online_sessions}, or {-1} if the session belongs to another user
+-- KEYS and ARGV[1..5] as in lib/writer.lua, then
+-- ARGV[6] session id (packed)  ARGV[7] user id  ARGV[8] version id ('' keeps the current
+-- one)  ARGV[9] state as JSON text ('' keeps it)  ARGV[10] '1' away, '' active
+-- returns {online_users, online_sessions, active_users}, or {-1} if the session belongs
+-- to another user. The session's deadline becomes now + the timeout of its status.
 -- A heartbeat that only refreshes an online session publishes nothing, and writes
--- nothing but the session's score unless the artifact's due draws near.
+-- nothing but the session's deadline unless the artifact's due draws near.
 
 -- The fast path, almost every heartbeat: an online session of this user beats again with
--- nothing new, no session to settle, and the artifact's due still far. It runs before the
--- helpers below are defined (defining them costs Redis an allocation each, every call)
--- and writes only the score; anything else falls through to the full path, which looks
--- at everything again (nothing has been written yet).
+-- nothing new (status included), no session to settle, and the artifact's due still
+-- far. It runs before the helpers below are defined (defining them costs Redis an
+-- allocation each, every call) and writes only the score; anything else falls through to
+-- the full path, which looks at everything again (nothing has been written yet).
 --! include lib/now.lua
 do
-  local Z, I, D = KEYS[1], KEYS[2], KEYS[3]
-  local sid, user, version, state = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local Z, I, D = KEYS[1], KEYS[2], KEYS[4]
+  local sid, user, version, state = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
   local timeout = tonumber(ARGV[3])
+  local away = ARGV[10] == '1'
   local now = NOW
-  local limit = now - timeout
   local mark = redis.call('HGET', I, '~w')
-  local settled = mark and tonumber(mark) >= limit
+  local settled = mark and tonumber(mark) >= now
   if not settled then
     local low = mark and ('(' .. mark) or '-inf'
-    settled = #redis.call('ZRANGEBYSCORE', Z, low, limit, 'LIMIT', 0, 1) == 0
+    settled = #redis.call('ZRANGEBYSCORE', Z, low, now, 'LIMIT', 0, 1) == 0
   end
   local raw = settled and redis.call('HGET', I, sid)
   if raw then
     local info = cmsgpack.unpack(raw)
     local score = redis.call('ZSCORE', Z, sid)
     local due = redis.call('ZSCORE', D, ARGV[1])
-    if info[1] == user and info[4] == nil
+    if info[1] == user and (info[4] == nil and not away or info[4] == 2 and away)
       and (version == '' or version == info[2]) and (state == '' or state == info[3])
-      and score and tonumber(score) > limit
+      and score and tonumber(score) > now
       and due and tonumber(due) >= now + math.floor(timeout / 3) then
-      redis.call('ZADD', Z, now, sid)
-      return {tonumber(redis.call('HGET', I, '~n') or '0'), redis.call('ZCOUNT', Z, '(' .. limit, '+inf')}
+      redis.call('ZADD', Z, now + (away and tonumber(ARGV[5]) or timeout), sid)
+      local meta = redis.call('HMGET', I, '~n', '~a')
+      return {tonumber(meta[1] or '0'), redis.call('ZCOUNT', Z, '(' .. now, '+inf'),
+        tonumber(meta[2] or '0')}
     end
   end
 end
 
 --! include lib/writer.lua
-local sid, user, version, state = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local sid, user, version, state = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local away = ARGV[10] == '1'
 
 local raw = redis.call('HGET', I, sid)
 local info
-local was_online = false
+local counted = false
 if raw then
   info = cmsgpack.unpack(raw)
   if info[1] ~= user then return {-1} end
   local score = redis.call('ZSCORE', Z, sid)
-  was_online = score ~= false and tonumber(score) > limit
+  local mark = redis.call('HGET', I, '~w')
+  counted = score ~= false and (not mark or tonumber(score) > tonumber(mark))
 else
   info = {user, '', ''}
 end
 
 -- A heartbeat inside a grace leave (a reload) clears the flag silently.
-local dirty = not raw or info[4] == 1
+local was_away = raw ~= nil and raw ~= false and is_away(info)
+local dirty = not raw or is_leaving(info) or was_away ~= away
 local moved = false
 if version ~= '' and version ~= info[2] then info[2] = version; moved = true end
 if state ~= '' and state ~= info[3] then info[3] = state; moved = true end
-info[4] = nil
+set_flags(info, away, false)
 if dirty or moved then redis.call('HSET', I, sid, cmsgpack.pack(info)) end
 
-if not was_online then
-  local mine = user_joined(I, user)
+local status = away and 'away' or 'active'
+if not counted then
+  local mine, changed = user_joined(I, U, user, sid, away)
   if mine == 1 then
-    events[#events + 1] = {'join', user, info[2], info[3], now}
+    events[#events + 1] = {'join', user, info[2], info[3], now, status}
   else
     events[#events + 1] = {'sessions', user, mine}
+    if changed then events[#events + 1] = {'state', user, info[2], info[3], status} end
   end
-elseif moved then
-  events[#events + 1] = {'state', user, info[2], info[3]}
+else
+  local changed = was_away ~= away and user_status(I, user, away)
+  if moved or changed then
+    local entry = user_entry(I, user)
+    events[#events + 1] = {'state', user, info[2], info[3],
+      entry and entry[2] > 0 and 'active' or 'away'}
+  end
 end
 
-redis.call('ZADD', Z, now, sid)
+redis.call('ZADD', Z, now + (away and away_timeout or timeout), sid)
 -- A session (re)joining can make the artifact due sooner and may have created keys (so
 -- they need their TTL); a refresh only rewrites the due when it draws near.
-if not was_online or due_soon(D, artifact, now, timeout) then
-  schedule(Z, I, D, artifact, limit, timeout, retention)
+if not counted or not settled or due_soon(D, artifact, now, timeout) then
+  schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
 end
-local online, sessions = counts(Z, I, limit)
-publish(channel, events, online, sessions)
-return {online, sessions}
+local online, sessions, active = counts(Z, I, now)
+publish(channel, events, online, sessions, active)
+return {online, sessions, active}

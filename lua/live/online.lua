@@ -1,17 +1,17 @@
 -- online.lua: online counts of several artifacts of one partition in one call.
--- KEYS[2i-1] Z sessions zset, KEYS[2i] I session info and per-user count hash of the
--- i-th artifact (all in one hash slot)
--- ARGV[1] online timeout (ms)
--- returns {users_1, sessions_1, users_2, sessions_2, ...}; read-only
+-- KEYS[2i-1] Z sessions zset, KEYS[2i] I session info and per-user hash of the i-th
+-- artifact (all in one hash slot)
+-- returns {users_1, sessions_1, active_1, users_2, ...}; read-only
 --! include lib/now.lua
 --! include lib/reads.lua
 
-local limit = NOW - tonumber(ARGV[1])
-local since = '(' .. limit
+local since = '(' .. NOW
 local out = {}
 for i = 1, #KEYS, 2 do
   local Z, I = KEYS[i], KEYS[i + 1]
-  out[#out + 1] = online_users(Z, I, limit)
+  local users, active = online_users(Z, I, NOW)
+  out[#out + 1] = users
   out[#out + 1] = redis.call('ZCOUNT', Z, since, '+inf')
+  out[#out + 1] = active
 end
 return out

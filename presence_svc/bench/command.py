@@ -37,6 +37,7 @@ from presence_svc.bench.scenarios import (
     profile_requests,
     seed_requests,
 )
+from presence_svc.bench.slowlog import slowest_command
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
@@ -267,13 +268,14 @@ def run_bench(config: BenchConfig) -> int:
                 order.reverse()  # a scenario repeated alternates which service goes first
             for suffix, each in order:
                 cpu_before = cpu_seconds(each.pid) if each.pid else None
-                service = measure(
-                    each.host,
-                    each.port,
-                    scenario.requests,
-                    config.options,
-                    progress=_reporter(progress, f"{name}{suffix} service"),
-                )
+                with slowest_command(each.settings.redis_url) as slowlog:
+                    service = measure(
+                        each.host,
+                        each.port,
+                        scenario.requests,
+                        config.options,
+                        progress=_reporter(progress, f"{name}{suffix} service"),
+                    )
                 progress.clear()
                 cpu_after = cpu_seconds(each.pid) if each.pid else None
                 cpu = cpu_after - cpu_before if cpu_after and cpu_before else None
@@ -287,6 +289,7 @@ def run_bench(config: BenchConfig) -> int:
                     redis_identity,
                     cpu,
                 )
+                row = replace(row, slowest_redis_us=slowlog.slowest_us)
                 rows.append(row)
                 if config.json:
                     print_json(row)

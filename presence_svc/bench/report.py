@@ -32,6 +32,9 @@ class Row:
     server_cpu_us: float | None = None
     """CPU µs per request of a spawned service (its processes and its embedded Redis):
     unlike req/s, hardly moved by other load on a shared machine."""
+    slowest_redis_us: int | None = None
+    """The slowest single Redis command while the service was measured (SLOWLOG; 0: none
+    took 100 us or more; None: Redis not reachable from the bench)."""
 
     @property
     def ratio(self) -> float | None:
@@ -61,6 +64,7 @@ class Row:
             "server_cpu_us": (
                 round(self.server_cpu_us, 1) if self.server_cpu_us is not None else None
             ),
+            "slowest_redis_us": self.slowest_redis_us,
         }
 
 

@@ -135,9 +135,10 @@ class _Builder:
         query = urlencode([("artifactId", artifact_id(i)) for i in ids])
         return _request("GET", f"/v1/online?{query}", self.reader)
 
-    def presence(self, user: int) -> bytes:
+    def presence(self, user: int, limit: int = 100) -> bytes:
         artifact = artifact_id(self.population.artifact_of(user))
-        return _request("GET", f"/v1/artifacts/{artifact}/presence?limit=100", self.token(user))
+        path = f"/v1/artifacts/{artifact}/presence?limit={limit}"
+        return _request("GET", path, self.token(user))
 
 
 def _heartbeat(b: _Builder) -> list[bytes]:
@@ -154,6 +155,12 @@ def _online_batch(b: _Builder) -> list[bytes]:
 
 def _presence_list(b: _Builder) -> list[bytes]:
     return [b.presence(u) for u in b.users(min(b.population.users, 5_000))]
+
+
+def _presence_page10(b: _Builder) -> list[bytes]:
+    """Pages of 10 users: the same rows whatever the room size, so a large room and a room
+    of 10 compare what the room's size costs, not the length of the answer."""
+    return [b.presence(u, limit=10) for u in b.users(min(b.population.users, 5_000))]
 
 
 def _mixed(b: _Builder) -> list[bytes]:
@@ -175,6 +182,7 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "views": _views,
     "online-batch": _online_batch,
     "presence-list": _presence_list,
+    "presence-page10": _presence_page10,
     "mixed": _mixed,
 }
 

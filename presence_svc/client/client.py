@@ -28,6 +28,7 @@ from presence_svc.client.models import (
     PresencePage,
     RecentList,
     Stats,
+    Status,
     ViewersPage,
     ViewResult,
     _BatchOnline,
@@ -115,12 +116,17 @@ class PresenceClient:
         session_id: str,
         version_id: str | None = None,
         state: dict[str, Any] | None = None,
+        status: Status = "active",
     ) -> HeartbeatResult:
+        """``status="away"`` (a hidden tab, an idle user) keeps the session online for the
+        service's away timeout (10 min by default) instead of its online timeout."""
         body: dict[str, Any] = {"artifactId": artifact_id, "sessionId": session_id}
         if version_id is not None:
             body["versionId"] = version_id
         if state is not None:
             body["state"] = state
+        if status != "active":
+            body["status"] = status
         return await self._call("POST", "/v1/heartbeat", HeartbeatResult, body=body)
 
     async def leave(
@@ -170,9 +176,17 @@ class PresenceClient:
         return (await self._call("GET", "/v1/online", _BatchOnline, params=params)).counts
 
     async def presence(
-        self, artifact_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        artifact_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        include_sessions: bool = False,
     ) -> PresencePage:
-        params = _params(limit=limit, cursor=cursor)
+        """One page of the users online, in the order they came; follow ``next_cursor``
+        until None (a page may be short and still have one)."""
+        include = "sessions" if include_sessions else None
+        params = _params(limit=limit, cursor=cursor, include=include)
         path = f"/v1/artifacts/{artifact_id}/presence"
         return await self._call("GET", path, PresencePage, params=params)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from presence_svc.client.errors import PresenceClientError
-from presence_svc.client.models import HeartbeatResult
+from presence_svc.client.models import HeartbeatResult, Status
 from presence_svc.client.retry import backoff_s
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class LiveSession:
         self.session_id = session_id
         self.version_id = version_id
         self.state = state
+        self.status: Status = "active"
         self.counts: HeartbeatResult | None = None
         self.error: PresenceClientError | None = None
         self.heartbeats = 0
@@ -59,6 +60,11 @@ class LiveSession:
     def set_state(self, state: dict[str, Any] | None) -> None:
         """Send ``state`` with an immediate heartbeat."""
         self.state = state
+        self._wake.set()
+
+    def set_status(self, status: Status) -> None:
+        """``"away"`` (nobody looking) or ``"active"`` again, with an immediate heartbeat."""
+        self.status = status
         self._wake.set()
 
     def set_version(self, version_id: str) -> None:
@@ -93,6 +99,8 @@ class LiveSession:
             body["versionId"] = self.version_id
         if self.state is not None:
             body["state"] = self.state
+        if self.status != "active":
+            body["status"] = self.status
         result = await self._client._call(
             "POST", "/v1/heartbeat", HeartbeatResult, body=body, attempts=attempts
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -17,7 +17,9 @@ __all__ = [
     "PresenceUser",
     "RecentItem",
     "RecentList",
+    "SessionMeta",
     "Stats",
+    "Status",
     "VersionStats",
     "ViewResult",
     "Viewer",
@@ -29,9 +31,16 @@ class _Model(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
     """Unknown fields are ignored, so a newer service does not break an older client."""
 
 
+Status = Literal["active", "away"]
+
+
 class OnlineCounts(_Model, frozen=True, kw_only=True):
     online: int
     sessions: int
+    active: int = 0
+    """Users online with an active session (0 from a service older than the field)."""
+    away: int = 0
+    """Users online whose every session is away."""
 
 
 class HeartbeatResult(OnlineCounts, frozen=True, kw_only=True):
@@ -46,6 +55,15 @@ class _BatchOnline(_Model, frozen=True, kw_only=True):
     counts: dict[str, OnlineCounts]
 
 
+class SessionMeta(_Model, frozen=True, kw_only=True):
+    """One online session of a user (never its id)."""
+
+    version_id: str | None = None
+    state: dict[str, Any] | None = None
+    last_seen: datetime
+    status: Status = "active"
+
+
 class PresenceUser(_Model, frozen=True, kw_only=True):
     user_id: str
     name: str | None = None
@@ -54,8 +72,9 @@ class PresenceUser(_Model, frozen=True, kw_only=True):
     last_seen: datetime
     sessions: int
     state: dict[str, Any] | None = None
-    status: str | None = None
-    """``active`` or ``away``, from a service that tracks it (None otherwise)."""
+    status: Status = "active"
+    session_list: list[SessionMeta] | None = None
+    """Each online session of the user, with ``include_sessions=True``."""
 
 
 class PresencePage(OnlineCounts, frozen=True, kw_only=True):

@@ -72,10 +72,14 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "GET",
         "/v1/artifacts/{artifactId}/presence",
-        "Online users, most recent first, one row per user",
+        "Online users in the order they came (a stable order for paging), one row per user",
         "client, dashboard",
         answer=schemas.PresenceOut,
-        query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+        query={
+            "limit": "1-500, default 100",
+            "cursor": "nextCursor of the previous page of this artifact's list",
+            "include": "comma list of extras: sessions (each row's sessionList)",
+        },
     ),
     Endpoint(
         "GET",

@@ -10,7 +10,15 @@ from presence_svc.errors import BadRequest, FieldError
 from presence_svc.schemas import ID_PATTERN
 from presence_svc.timefmt import from_iso
 
-__all__ = ["path_id", "query_choice", "query_id", "query_ids", "query_int", "query_time"]
+__all__ = [
+    "path_id",
+    "query_choice",
+    "query_id",
+    "query_ids",
+    "query_int",
+    "query_set",
+    "query_time",
+]
 
 _ID = re.compile(ID_PATTERN)
 _ID_CHARS = ID_PATTERN.removeprefix("^").removesuffix("$")
@@ -75,6 +83,20 @@ def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> s
             f"{name} is invalid", errors=[FieldError(name, f"must be one of {', '.join(choices)}")]
         )
     return value
+
+
+def query_set(request: web.Request, name: str, known: tuple[str, ...]) -> frozenset[str]:
+    """A comma list of values out of ``known`` (repeating the parameter works too); empty
+    when absent. An unknown value is a 400 naming ``name``."""
+    values = {v.strip() for raw in request.query.getall(name, []) for v in raw.split(",")}
+    values.discard("")
+    unknown = sorted(values.difference(known))
+    if unknown:
+        raise BadRequest(
+            f"{name} has unknown values: {', '.join(unknown)}",
+            errors=[FieldError(name, f"a comma list of {', '.join(known)}")],
+        )
+    return frozenset(values)
 
 
 def query_time(request: web.Request, name: str) -> int | None:

@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
-from presence_svc.http.params import path_id, query_ids, query_int
+from presence_svc.http.params import path_id, query_ids, query_int, query_set
 from presence_svc.http.resources import LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import presence_out
@@ -19,12 +19,14 @@ from presence_svc.schemas import (
     OnlineOut,
 )
 
-__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "routes"]
+__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "PRESENCE_INCLUDES", "routes"]
 
 routes = web.RouteTableDef()
 
 MAX_STATE_BYTES = 1024
 MAX_BATCH = 1000
+PRESENCE_INCLUDES = ("sessions",)
+"""What ``?include=`` may ask the presence list for (a comma list)."""
 _HEARTBEAT = Body(HeartbeatIn)
 _LEAVE = Body(LeaveIn, allow_text=True)
 _JSON = msgspec.json.Encoder()
@@ -55,12 +57,19 @@ async def heartbeat(request: web.Request) -> web.Response:
         principal,
         RouteClass.HEARTBEAT,
         lambda: app[PRESENCE].heartbeat(
-            body.artifact_id, body.session_id, principal.user_id, body.version_id, state
+            body.artifact_id,
+            body.session_id,
+            principal.user_id,
+            body.version_id,
+            state,
+            body.status == "away",
         ),
     )
     out = HeartbeatOut(
         online=counts.online,
         sessions=counts.sessions,
+        active=counts.active,
+        away=counts.away,
         interval_s=app[SETTINGS].heartbeat_interval_s,
     )
     return respond(request, out)
@@ -79,7 +88,12 @@ async def leave(request: web.Request) -> web.Response:
             body.artifact_id, body.session_id, principal.user_id, grace=body.grace
         ),
     )
-    return respond(request, OnlineCounts(online=counts.online, sessions=counts.sessions))
+    return respond(
+        request,
+        OnlineCounts(
+            online=counts.online, sessions=counts.sessions, active=counts.active, away=counts.away
+        ),
+    )
 
 
 @routes.get("/v1/artifacts/{artifactId}/online")
@@ -92,9 +106,14 @@ async def artifact_online(request: web.Request) -> web.Response:
         principal, RouteClass.READ, lambda: app[PRESENCE].online([artifact_id])
     )
     counts = found[artifact_id]
-    return respond(
-        request, OnlineOut(artifact_id=artifact_id, online=counts.online, sessions=counts.sessions)
+    out = OnlineOut(
+        artifact_id=artifact_id,
+        online=counts.online,
+        sessions=counts.sessions,
+        active=counts.active,
+        away=counts.away,
     )
+    return respond(request, out)
 
 
 @routes.get("/v1/online")
@@ -118,6 +137,8 @@ async def presence_list(request: web.Request) -> web.Response:
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
     limit = query_int(request, "limit", default=100, low=1, high=500)
+    include = query_set(request, "include", PRESENCE_INCLUDES)
+    cursor = request.query.get("cursor") or None
     await app[LIMITER].check(principal, RouteClass.READ)
-    page = await app[PRESENCE].page(artifact_id, limit, request.query.get("cursor") or None)
+    page = await app[PRESENCE].page(artifact_id, limit, cursor, sessions="sessions" in include)
     return respond(request, await presence_out(app[USERS], page))

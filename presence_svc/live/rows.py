@@ -13,8 +13,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from presence_svc.live.store import PresencePage, PresenceRow
-from presence_svc.schemas import JoinEvent, PresenceOut, PresenceUser
+from presence_svc.live.store import PresencePage, PresenceRow, SessionMeta
+from presence_svc.schemas import JoinEvent, PresenceOut, PresenceUser, SessionMetaOut
 from presence_svc.timefmt import to_iso
 from presence_svc.users.directory import (
     DatabaseUnavailable,
@@ -41,7 +41,18 @@ def _row_out(kind: type[_User], row: PresenceRow, profile: Profile | None, **mor
         last_seen=to_iso(row.last_seen_ms),
         sessions=row.sessions,
         state=row.state,
+        status=row.status,
+        session_list=None if row.metas is None else [_meta_out(m) for m in row.metas],
         **more,
+    )
+
+
+def _meta_out(meta: SessionMeta) -> SessionMetaOut:
+    return SessionMetaOut(
+        version_id=meta.version_id,
+        state=meta.state,
+        last_seen=to_iso(meta.last_seen_ms),
+        status=meta.status,
     )
 
 
@@ -78,6 +89,8 @@ async def presence_out(users: UsersDirectory, page: PresencePage) -> PresenceOut
     return PresenceOut(
         online=page.counts.online,
         sessions=page.counts.sessions,
+        active=page.counts.active,
+        away=page.counts.away,
         users=rows,
         next_cursor=page.next_cursor,
         names_joined=joined,

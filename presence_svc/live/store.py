@@ -10,34 +10,61 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from presence_svc.cursors import decode_cursor, encode_cursor
+from presence_svc.cursors import decode_scoped, encode_scoped
 from presence_svc.errors import Conflict
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
-from presence_svc.redis.scripts import ScriptCall
+from presence_svc.redis.scripts import Lifetimes, ScriptCall
 from presence_svc.settings import Settings
 
 __all__ = [
+    "PAGE_ORDER",
     "Counts",
     "PresencePage",
     "PresenceRow",
     "PresenceStore",
+    "SessionMeta",
+    "Status",
     "decode_state",
     "pack_session_id",
+    "status_of",
 ]
 
 
+Status = Literal["active", "away"]
+
+PAGE_ORDER = "joined"
+"""The presence list's order: when the user's presence began (see lua/live/presence.lua)."""
+
+
 class Counts(msgspec.Struct, frozen=True, gc=False):
-    """Online users and sessions of one artifact. A Struct, not a dataclass: a batch read
-    makes 1 000 of them, and it encodes as is (``{"online", "sessions"}``, the shape of
-    ``schemas.OnlineCounts``)."""
+    """Online users and sessions of one artifact, and how many users are active or away.
+    A Struct, not a dataclass: a batch read makes 1 000 of them, and it encodes as is
+    (``{"online", "sessions", "active", "away"}``, the shape of ``schemas.OnlineCounts``)."""
 
     online: int
     sessions: int
+    active: int
+    away: int
+
+    @classmethod
+    def of(cls, online: int, sessions: int, active: int) -> Counts:
+        active = max(0, min(int(active), int(online)))
+        return cls(int(online), int(sessions), active, int(online) - active)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """One online session of a user, without its id."""
+
+    version_id: str | None
+    state: dict[str, Any] | None
+    last_seen_ms: int
+    status: Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +74,8 @@ class PresenceRow:
     state: dict[str, Any] | None
     last_seen_ms: int
     sessions: int
+    status: Status = "active"
+    metas: list[SessionMeta] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +113,9 @@ class PresenceStore:
         self.redis = redis
         self.keys = Keyspace(settings.partitions)
         self._scripts = redis.scripts
-        self._timeout = settings.online_timeout_ms
-        self._retention = settings.retention_ms
+        self._times = Lifetimes(
+            settings.online_timeout_ms, settings.retention_ms, settings.away_timeout_ms
+        )
         self._grace = int(settings.leave_grace_s * 1000)
 
     def heartbeat_call(
@@ -95,16 +125,17 @@ class PresenceStore:
         user_id: str,
         version_id: str | None,
         state_blob: bytes | None,
+        away: bool = False,
     ) -> ScriptCall:
         """The heartbeat script call, for ``heartbeat`` and for pipelines of many."""
         return self._scripts.heartbeat.call(
             self.keys.artifact(artifact_id),
-            self._timeout,
-            self._retention,
+            self._times,
             pack_session_id(session_id),
             user_id,
             version_id or "",
             state_blob or b"",
+            away,
         )
 
     async def heartbeat(
@@ -114,8 +145,9 @@ class PresenceStore:
         user_id: str,
         version_id: str | None,
         state_blob: bytes | None,
+        away: bool = False,
     ) -> Counts:
-        call = self.heartbeat_call(artifact_id, session_id, user_id, version_id, state_blob)
+        call = self.heartbeat_call(artifact_id, session_id, user_id, version_id, state_blob, away)
         return _counts(await self.redis.run(call))
 
     async def leave(
@@ -123,8 +155,7 @@ class PresenceStore:
     ) -> Counts:
         call = self._scripts.leave.call(
             self.keys.artifact(artifact_id),
-            self._timeout,
-            self._retention,
+            self._times,
             pack_session_id(session_id),
             user_id,
             self._grace if grace else 0,
@@ -138,37 +169,33 @@ class PresenceStore:
             k = self.keys.artifact(artifact_id)
             by_tag[k.tag].append(k)
         online = self._scripts.online
-        calls = [online.call(artifacts, self._timeout) for artifacts in by_tag.values()]
+        calls = [online.call(artifacts) for artifacts in by_tag.values()]
         results = await self.redis.run_many(calls)
         out: dict[str, Counts] = {}
         for artifacts, result in zip(by_tag.values(), results, strict=True):
             if isinstance(result, Exception):
                 raise result
-            pairs = iter(result)  # online, sessions, online, sessions... (Lua integers)
-            for k, users, sessions in zip(artifacts, pairs, pairs, strict=True):
-                out[k.artifact_id] = Counts(users, sessions)
+            each = iter(result)  # online, sessions, active, online... (Lua integers)
+            for k, users, sessions, active in zip(artifacts, each, each, each, strict=True):
+                out[k.artifact_id] = Counts.of(users, sessions, active)
         return out
 
-    async def page(self, artifact_id: str, limit: int, cursor: str | None) -> PresencePage:
-        after = decode_cursor(cursor) if cursor else None
+    async def page(
+        self, artifact_id: str, limit: int, cursor: str | None, *, sessions: bool = False
+    ) -> PresencePage:
+        """One page of the artifact's online users in join order (``sessions``: with each
+        user's sessions listed). A page may be short and still have a next cursor."""
+        after = decode_scoped(cursor, PAGE_ORDER, artifact_id) if cursor else None
+        times = self._times
         call = self._scripts.presence.call(
-            self.keys.artifact(artifact_id), self._timeout, limit, after
+            self.keys.artifact(artifact_id), times, limit, after, sessions
         )
-        online, sessions, page, has_more = msgspec.msgpack.decode(await self.redis.run(call))
-        rows = [
-            PresenceRow(
-                user_id=as_text(user),
-                version_id=as_text(version) or None,
-                state=decode_state(state),
-                last_seen_ms=int(seen),
-                sessions=int(count),
-            )
-            for user, version, state, seen, count in (page or [])
-        ]
+        online, count, active, page, next_after = msgspec.msgpack.decode(await self.redis.run(call))
+        rows = [_row(raw, sessions) for raw in (page or [])]
         next_cursor = None
-        if has_more and rows:
-            next_cursor = encode_cursor(rows[-1].last_seen_ms, rows[-1].user_id)
-        return PresencePage(Counts(int(online), int(sessions)), rows, next_cursor)
+        if next_after >= 0:
+            next_cursor = encode_scoped(PAGE_ORDER, artifact_id, int(next_after))
+        return PresencePage(Counts.of(online, count, active), rows, next_cursor)
 
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
@@ -182,18 +209,52 @@ class PresenceStore:
             members = await self.redis.client.zrange(self.keys.due(tag), 0, -1)
             artifact_ids = [as_text(m) for m in members if isinstance(m, str | bytes)]
             for start in range(0, len(artifact_ids), 500):
-                calls = [
-                    erase.call(self.keys.artifact(a), self._timeout, self._retention, user_id)
-                    for a in artifact_ids[start : start + 500]
-                ]
-                for result in await self.redis.run_many(calls):
-                    if isinstance(result, Exception):
-                        raise result
-                    removed += int(result)
+                # each artifact in bounded steps (a scan of its sessions), batch by batch
+                pending = {a: "0" for a in artifact_ids[start : start + 500]}
+                while pending:
+                    ids = list(pending)
+                    calls = [
+                        erase.call(self.keys.artifact(a), self._times, user_id, pending[a])
+                        for a in ids
+                    ]
+                    for a, result in zip(ids, await self.redis.run_many(calls), strict=True):
+                        if isinstance(result, Exception):
+                            raise result
+                        removed += int(result[0])
+                        cursor = as_text(result[1])
+                        if cursor == "0":
+                            del pending[a]
+                        else:
+                            pending[a] = cursor
         return removed
 
 
 def _counts(result: list[int]) -> Counts:
     if result[0] == -1:
         raise Conflict("this sessionId belongs to another user; use a session id of your own")
-    return Counts(int(result[0]), int(result[1]))
+    return Counts.of(result[0], result[1], result[2])
+
+
+def status_of(away: object) -> Status:
+    """``away`` as the Lua scripts give it (1 or 'away'; 0 or 'active')."""
+    return "away" if away in (1, "away", b"away") else "active"
+
+
+def _row(raw: list[Any], listing: bool) -> PresenceRow:
+    """A row of ``lua/live/presence.lua``."""
+    user, version, state, seen, count, away = raw[:6]
+    metas = None
+    if listing:
+        metas = [
+            SessionMeta(as_text(v) or None, decode_state(st), int(at), status_of(aw))
+            for v, st, at, aw in (raw[7] if len(raw) > 7 else [])
+        ]
+    return PresenceRow(
+        user_id=as_text(user),
+        version_id=as_text(version) or None,
+        state=decode_state(state),
+        last_seen_ms=int(seen),
+        sessions=int(count),
+        status=status_of(away),
+        metas=metas,
+    )

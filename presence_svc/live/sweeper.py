@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.scripts import Lifetimes
 from presence_svc.settings import Settings
 
 __all__ = ["SweepResult", "Sweeper", "owner_of"]
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 BATCH = 500
 MAX_BATCHES = 20
 """Batches per partition per round; what is left waits for the next round."""
+MAX_STEPS = 500
+"""Sweep steps of one artifact per round: a step settles or deletes at most 64 sessions
+(well under a millisecond of Redis), so a room of 20 000 timing out at once takes some 320
+steps; what is left stays due now and waits for the next round."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +65,9 @@ class Sweeper:
         self.lease_ms = int(settings.sweep_interval_s * 3000)
         self._registered = False
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._timeout = settings.online_timeout_ms
-        self._retention = settings.retention_ms
+        self._times = Lifetimes(
+            settings.online_timeout_ms, settings.retention_ms, settings.away_timeout_ms
+        )
 
     async def run(self, stopping: asyncio.Event) -> None:
         try:
@@ -125,17 +131,23 @@ class Sweeper:
         return list(await pipe.execute())
 
     async def _sweep(self, members: list[str | bytes]) -> tuple[int, int]:
-        """Sweep these artifacts; returns how many were swept and sessions deleted."""
+        """Sweep these artifacts, each in bounded steps until it has nothing left to do
+        (at most ``MAX_STEPS``); returns how many were swept and sessions deleted."""
         sweep = self._scripts.sweep
-        calls = [
-            sweep.call(self.keys.artifact(as_text(member)), self._timeout, self._retention)
-            for member in members
-        ]
-        swept = deleted = 0
-        for result in await self.redis.run_many(calls):
-            if isinstance(result, Exception):
-                log.warning("sweeping an artifact failed", extra={"error": repr(result)})
-                continue
-            swept += 1
-            deleted += int(result[2])
+        pending = [as_text(member) for member in members]
+        swept = len(pending)
+        deleted = 0
+        for _ in range(MAX_STEPS):
+            if not pending:
+                break
+            calls = [sweep.call(self.keys.artifact(a), self._times) for a in pending]
+            more = []
+            for artifact, result in zip(pending, await self.redis.run_many(calls), strict=True):
+                if isinstance(result, Exception):
+                    log.warning("sweeping an artifact failed", extra={"error": repr(result)})
+                    continue
+                deleted += int(result[2])
+                if int(result[3]):
+                    more.append(artifact)
+            pending = more
         return swept, deleted

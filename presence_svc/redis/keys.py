@@ -58,10 +58,13 @@ class ArtifactKeys:
     artifact_id: str
     tag: str
     sessions: str
-    """zset: session id -> last heartbeat (ms)."""
+    """zset: session id -> deadline (ms): when it goes offline unless it beats again."""
     info: str
-    """hash: packed session id -> msgpack [userId, versionId, state(, leaving)]; user id
-    -> that user's online sessions; ``~n``: users online; ``~w``: the watermark."""
+    """hash: packed session id -> msgpack [userId, versionId, state(, flags)]; user id
+    -> msgpack [active sessions, packed ids of the counted sessions]; ``~n``: users
+    counted, ``~a``: of them active, ``~j``: last join number, ``~w``: the watermark."""
+    users: str
+    """zset: user id -> join number; the counted users in the order they came (pages)."""
     channel: str
     """pub/sub channel of the artifact's presence events."""
     due: str
@@ -102,8 +105,9 @@ class Keyspace:
             keys = self._artifacts[artifact_id] = ArtifactKeys(
                 artifact_id=artifact_id,
                 tag=tag,
-                sessions=f"{base}:z",
-                info=f"{base}:i",
+                sessions=f"{base}:s",
+                info=f"{base}:h",
+                users=f"{base}:u",
                 channel=f"{base}:ev",
                 due=self.due(tag),
             )

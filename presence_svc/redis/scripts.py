@@ -3,7 +3,7 @@
 Each object owns its script's KEYS and ARGV order: callers pass named values and get a
 ``ScriptCall`` back, which a ``RedisConnection`` runs. No module outside this package knows
 how a call is laid out or packed. The presence writers share the opening of
-``lua/lib/writer.lua`` (artifact, channel, timeout, retention), which is the same for every
+``lua/lib/writer.lua`` (artifact, channel, timeouts, retention), which is the same for every
 call on an artifact: ``PresenceWriter`` packs it once per artifact and keeps it.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, NamedTuple, TypeAlias
 
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.resp import evalsha_head, pack_bulks, pack_evalsha
@@ -23,6 +23,7 @@ from presence_svc.redis.resp import evalsha_head, pack_bulks, pack_evalsha
 __all__ = [
     "HeartbeatScript",
     "LeaveScript",
+    "Lifetimes",
     "Script",
     "ScriptArg",
     "ScriptCall",
@@ -114,15 +115,27 @@ class Script:
         return f"<Script {self.name} {self.sha[:8]}>"
 
 
-_FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
-_Shared: TypeAlias = "tuple[tuple[str, str, str], tuple[ScriptArg, ...], bytes]"
+_FIVE_BULKS = b"$%d\r\n%b\r\n" * 5
+_Shared: TypeAlias = "tuple[tuple[str, str, str, str], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
 
 
+class Lifetimes(NamedTuple):
+    """How long sessions live, as every presence writer is told (ms)."""
+
+    online_ms: int
+    """An active session goes offline this long after its last heartbeat."""
+    retention_ms: int
+    """A session offline this long is deleted."""
+    away_ms: int
+    """An away session goes offline this long after its last heartbeat."""
+
+
 class PresenceWriter(Script):
-    """A script opening with ``lib/writer.lua``: KEYS Z, I, D of one artifact, ARGV its id,
-    channel, the online timeout and the retention, then the script's own arguments."""
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D of one artifact, ARGV its
+    id, channel, the online timeout, the retention and the away timeout, then the script's
+    own arguments."""
 
     OWN_ARGS: ClassVar[int]
     """How many arguments of its own the script takes after the writer's."""
@@ -131,45 +144,44 @@ class PresenceWriter(Script):
         super().__init__()
         self._shared_by_artifact: dict[str, _Shared] = {}
 
-    def _call(
-        self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, own: tuple[ScriptArg, ...]
-    ) -> ScriptCall:
+    def _call(self, k: ArtifactKeys, times: Lifetimes, own: tuple[ScriptArg, ...]) -> ScriptCall:
         shared = self._shared_by_artifact.get(k.sessions)
         # Every store of a process has the same timeouts; another's (a test) replaces it.
-        if shared is None or shared[1][2] != timeout_ms or shared[1][3] != retention_ms:
+        if shared is None or shared[1][2:] != times:
             if len(self._shared_by_artifact) >= _CACHED_HEADS:
                 self._shared_by_artifact.clear()
-            shared = self._shared(k, timeout_ms, retention_ms)
+            shared = self._shared(k, times)
             self._shared_by_artifact[k.sessions] = shared
         keys, args, head = shared
         return ScriptCall(self, keys, args, own, head)
 
-    def _shared(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> _Shared:
-        keys = (k.sessions, k.info, k.due)
-        args = (k.artifact_id, k.channel, timeout_ms, retention_ms)
+    def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
+        keys = (k.sessions, k.info, k.users, k.due)
+        args = (k.artifact_id, k.channel, *times)
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
 
 
 class HeartbeatScript(PresenceWriter):
     PATH = "live/heartbeat"
-    OWN_ARGS = 4
+    OWN_ARGS = 5
 
     def call(
         self,
         k: ArtifactKeys,
-        timeout_ms: int,
-        retention_ms: int,
+        times: Lifetimes,
         session: bytes,
         user_id: str,
         version_id: str,
         state: bytes,
+        away: bool = False,
     ) -> ScriptCall:
         """``version_id`` and ``state`` empty keep what the session has."""
         user, version = user_id.encode(), version_id.encode()
-        call = self._call(k, timeout_ms, retention_ms, (session, user, version, state))
-        # The hot path: the four arguments packed in one formatting pass.
-        call.tail = _FOUR_BULKS % (
+        status = b"1" if away else b""
+        call = self._call(k, times, (session, user, version, state, status))
+        # The hot path: the five arguments packed in one formatting pass.
+        call.tail = _FIVE_BULKS % (
             len(session),
             session,
             len(user),
@@ -178,6 +190,8 @@ class HeartbeatScript(PresenceWriter):
             version,
             len(state),
             state,
+            len(status),
+            status,
         )
         return call
 
@@ -187,50 +201,45 @@ class LeaveScript(PresenceWriter):
     OWN_ARGS = 3
 
     def call(
-        self,
-        k: ArtifactKeys,
-        timeout_ms: int,
-        retention_ms: int,
-        session: bytes,
-        user_id: str,
-        grace_ms: int,
+        self, k: ArtifactKeys, times: Lifetimes, session: bytes, user_id: str, grace_ms: int
     ) -> ScriptCall:
-        return self._call(k, timeout_ms, retention_ms, (session, user_id, grace_ms))
+        return self._call(k, times, (session, user_id, grace_ms))
 
 
 class SweepScript(PresenceWriter):
     PATH = "live/sweep"
     OWN_ARGS = 0
 
-    def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> ScriptCall:
-        return self._call(k, timeout_ms, retention_ms, ())
+    def call(self, k: ArtifactKeys, times: Lifetimes) -> ScriptCall:
+        return self._call(k, times, ())
 
 
 class EraseUserScript(PresenceWriter):
     PATH = "live/erase_user"
-    OWN_ARGS = 1
+    OWN_ARGS = 2
 
-    def call(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, user_id: str) -> ScriptCall:
-        return self._call(k, timeout_ms, retention_ms, (user_id,))
+    def call(self, k: ArtifactKeys, times: Lifetimes, user_id: str, cursor: str) -> ScriptCall:
+        return self._call(k, times, (user_id, cursor))
 
 
 class OnlineScript(Script):
     PATH = "live/online"
 
-    def call(self, artifacts: Sequence[ArtifactKeys], timeout_ms: int) -> ScriptCall:
+    def call(self, artifacts: Sequence[ArtifactKeys]) -> ScriptCall:
         """Counts of ``artifacts``, all of one partition, in one call."""
         keys = [name for k in artifacts for name in (k.sessions, k.info)]
-        return ScriptCall(self, keys, (timeout_ms,))
+        return ScriptCall(self, keys, ())
 
 
 class PresencePageScript(Script):
     PATH = "live/presence"
 
     def call(
-        self, k: ArtifactKeys, timeout_ms: int, limit: int, after: tuple[int, str] | None
+        self, k: ArtifactKeys, times: Lifetimes, limit: int, after: int | None, listing: bool
     ) -> ScriptCall:
-        seen, user = after if after else ("", "")
-        return ScriptCall(self, (k.sessions, k.info), (timeout_ms, limit, seen, user))
+        """A page of ``limit`` users who came after join number ``after``."""
+        args = (times.online_ms, times.away_ms, limit, "" if after is None else after)
+        return ScriptCall(self, (k.sessions, k.info, k.users), (*args, "1" if listing else ""))
 
 
 class WorkersScript(Script):

@@ -111,6 +111,8 @@ async def test_serve_with_embedded_redis_end_to_end(tmp_path: Path, servers: lis
     assert await _heartbeat(server, token, "tab-aaaa1") == {
         "online": 1,
         "sessions": 1,
+        "active": 1,
+        "away": 0,
         "intervalS": 15.0,
     }
     redis_pid = server.redis_pid()
@@ -154,6 +156,8 @@ async def test_restart_after_kill_9_cleans_up_and_keeps_the_data(
     assert await _heartbeat(second, token, "tab-aaaa2") == {
         "online": 1,
         "sessions": 2,
+        "active": 1,
+        "away": 0,
         "intervalS": 15.0,
     }
 

@@ -219,3 +219,40 @@ async def test_a_rate_limited_call_waits_retry_after_and_succeeds(
         counts = await client.online("doc-1")  # refused once (Retry-After: 2), then answered
     assert counts.online == 0
     assert time.monotonic() - started >= 1.5
+
+
+async def test_away_status_and_every_session_through_the_sdk(
+    serve: Serve, tokens: TokenCodec
+) -> None:
+    url = await serve(away_timeout_s=30.0)  # interval 0.5 s, timeout 1 s, away 30 s
+    async with (
+        PresenceClient(url, _token(tokens, "carol")) as carol,
+        PresenceClient(url, _token(tokens, "board", "dashboard")) as board,
+    ):
+        answer = await carol.heartbeat(
+            "doc-1", session_id="tab-carol-0001", version_id="v1", status="away"
+        )
+        assert (answer.online, answer.active, answer.away) == (1, 0, 1)
+        live = await carol.join("doc-1", session_id="tab-carol-0002", version_id="v2")
+        assert live.counts is not None
+        assert (live.counts.active, live.counts.away) == (1, 0)
+        page = await board.presence("doc-1", include_sessions=True)
+        (row,) = page.users
+        assert (row.status, row.sessions, page.active, page.away) == ("active", 2, 1, 0)
+        assert row.session_list is not None
+        assert [(m.version_id, m.status) for m in row.session_list] == [
+            ("v1", "away"),
+            ("v2", "active"),
+        ]
+        assert all(isinstance(m.last_seen, datetime) for m in row.session_list)
+        assert (await board.presence("doc-1")).users[0].session_list is None
+        live.set_status("away")  # the tab is hidden
+
+        async def all_away() -> bool:
+            counts = await board.online("doc-1")
+            return (counts.active, counts.away) == (0, 1)
+
+        await _until(all_away)
+        await asyncio.sleep(1.5)  # past the 1 s online timeout: away sessions stay
+        assert (await board.online("doc-1")).online == 1
+        await live.stop()

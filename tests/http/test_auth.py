@@ -95,7 +95,7 @@ async def test_beacon_leave_may_carry_its_token_in_the_body(
         "/v1/leave", data=body, headers={"Content-Type": "text/plain;charset=UTF-8"}
     )
     assert response.status == 200
-    assert await response.json() == {"online": 0, "sessions": 0}
+    assert await response.json() == {"online": 0, "sessions": 0, "active": 0, "away": 0}
     forged = json.dumps({**BODY, "token": "x.y.z"})
     response = await client.post("/v1/leave", data=forged, headers={"Content-Type": "text/plain"})
     assert response.status == 401

@@ -101,7 +101,7 @@ async def test_postgres_down_redis_tiers_keep_working_and_everything_recovers(
     assert response.status == 200
     assert (await response.json())["counted"] is True
     counts = await _json(client, "/v1/artifacts/doc-1/online", auth("alice"))
-    assert counts == {"artifactId": "doc-1", "online": 2, "sessions": 2}
+    assert counts == {"artifactId": "doc-1", "online": 2, "sessions": 2, "active": 2, "away": 0}
 
     page = await _json(client, "/v1/artifacts/doc-1/presence", auth("alice"))
     assert page["namesJoined"] is False

@@ -40,7 +40,12 @@ async def test_heartbeat_survives_a_script_flush(
     query = "/v1/online?artifactId=doc-1&artifactId=doc-2"
     sync_redis.script_flush()
     response = await client.get(query, headers=auth("d", scope="dashboard"))
-    assert (await response.json())["counts"]["doc-1"] == {"online": 1, "sessions": 1}
+    assert (await response.json())["counts"]["doc-1"] == {
+        "online": 1,
+        "sessions": 1,
+        "active": 1,
+        "away": 0,
+    }
 
 
 async def test_metrics_count_requests_by_route_without_ids(client: AppClient, auth: Auth) -> None:

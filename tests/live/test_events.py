@@ -97,27 +97,42 @@ async def test_join_state_count_and_leave_as_they_happen(
     assert join.data["versionId"] == "v1"
     assert join.data["state"] == {"typing": False}
     assert join.data["sessions"] == 1
-    assert (await stream.next_of("count")).data == {"online": 1, "sessions": 1}
+    assert (await stream.next_of("count")).data == {
+        "online": 1,
+        "sessions": 1,
+        "active": 1,
+        "away": 0,
+    }
 
     await beat(client, auth, "bob", "tab-bob-0001", state={"typing": True})
     state = await stream.next()
     assert (state.event, state.data) == (
         "state",
-        {"userId": "bob", "versionId": "v1", "state": {"typing": True}},
+        {"userId": "bob", "versionId": "v1", "state": {"typing": True}, "status": "active"},
     )
 
     await beat(client, auth, "bob", "tab-bob-0002")  # a second tab: no join
     second = await stream.next()
     assert (second.event, second.data) == ("sessions", {"userId": "bob", "sessions": 2})
-    assert (await stream.next_of("count")).data == {"online": 1, "sessions": 2}
+    assert (await stream.next_of("count")).data == {
+        "online": 1,
+        "sessions": 2,
+        "active": 1,
+        "away": 0,
+    }
     await leave(client, auth, "bob", "tab-bob-0002")
     closed = await stream.next()
     assert (closed.event, closed.data) == ("sessions", {"userId": "bob", "sessions": 1})
-    assert (await stream.next_of("count")).data == {"online": 1, "sessions": 1}
+    assert (await stream.next_of("count")).data == {
+        "online": 1,
+        "sessions": 1,
+        "active": 1,
+        "away": 0,
+    }
     await leave(client, auth, "bob", "tab-bob-0001")
     gone = await stream.next()
     assert (gone.event, gone.data) == ("leave", {"userId": "bob", "reason": "left"})
-    assert (await stream.next()).data == {"online": 0, "sessions": 0}
+    assert (await stream.next()).data == {"online": 0, "sessions": 0, "active": 0, "away": 0}
     ids = [e.id for e in stream.events]
     assert all(ids)
     seqs = [int(str(i).rsplit("-", 1)[1]) for i in ids]
@@ -157,7 +172,12 @@ async def test_a_timeout_becomes_one_leave_from_the_sweeper(
     assert [u["userId"] for u in (await stream.next()).data["users"]] == ["dave"]
     gone = await stream.next_of("leave")
     assert gone.data == {"userId": "dave", "reason": "timeout"}
-    assert (await stream.next_of("count")).data == {"online": 0, "sessions": 0}
+    assert (await stream.next_of("count")).data == {
+        "online": 0,
+        "sessions": 0,
+        "active": 0,
+        "away": 0,
+    }
     await asyncio.sleep(0.5)
     assert [e.event for e in stream.pending()] == []
 
@@ -197,14 +217,16 @@ async def test_counts_are_coalesced_under_a_burst_of_heartbeats(
             *(beat(client, auth, "erin", f"tab-erin-{i:04d}") for i in range(batch, batch + 50))
         )
     await stream.wait_until(
-        lambda: any(e.data == {"online": 1, "sessions": tabs} for e in stream.events)
+        lambda: any(
+            e.data == {"online": 1, "sessions": tabs, "active": 1, "away": 0} for e in stream.events
+        )
     )
     elapsed = time.monotonic() - started
     counts = [e for e in stream.events if e.event == "count"]
     assert [e.event for e in stream.events].count("join") == 1
     assert len(counts) <= elapsed / COUNT_WINDOW_S + 2
     assert len(counts) < tabs / 5
-    assert counts[-1].data == {"online": 1, "sessions": tabs}
+    assert counts[-1].data == {"online": 1, "sessions": tabs, "active": 1, "away": 0}
 
 
 async def test_tokens_apply_as_for_the_presence_list(
@@ -258,7 +280,11 @@ async def test_reconnecting_with_last_event_id_resumes_or_resyncs(
         int(str(e.id).rsplit("-", 1)[1]) > int(str(join.id).rsplit("-", 1)[1]) for e in missed
     )
     now = resumed.events[-1]  # then the current counts, without an id
-    assert (now.event, now.id, now.data) == ("count", None, {"online": 0, "sessions": 0})
+    assert (now.event, now.id, now.data) == (
+        "count",
+        None,
+        {"online": 0, "sessions": 0, "active": 0, "away": 0},
+    )
 
     unknown = await open_stream(
         client, streams, headers={**board(auth), "Last-Event-ID": "0000-99"}

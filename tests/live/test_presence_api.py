@@ -18,12 +18,18 @@ async def test_one_user_with_three_tabs_is_one_user_and_three_sessions(
 ) -> None:
     for tab in ("tab-aaaa1", "tab-aaaa2", "tab-aaaa3"):
         body = await beat(client, auth, "alice", tab)
-    assert body == {"online": 1, "sessions": 3, "intervalS": 0.5}
+    assert body == {"online": 1, "sessions": 3, "active": 1, "away": 0, "intervalS": 0.5}
     body = await beat(client, auth, "bob", "tab-bbbb1")
     assert (body["online"], body["sessions"]) == (2, 4)
 
     response = await client.get("/v1/artifacts/doc-1/online", headers=auth("carol"))
-    assert await response.json() == {"artifactId": "doc-1", "online": 2, "sessions": 4}
+    assert await response.json() == {
+        "artifactId": "doc-1",
+        "online": 2,
+        "sessions": 4,
+        "active": 2,
+        "away": 0,
+    }
 
 
 async def test_repeated_heartbeats_of_one_session_count_once(client: AppClient, auth: Auth) -> None:
@@ -43,7 +49,13 @@ async def test_session_goes_offline_after_the_timeout_without_any_sweep(
     body = await beat(client, auth, "bob", "tab-bbbb1")  # bob's answer knows
     assert (body["online"], body["sessions"]) == (1, 1)
     response = await client.get("/v1/artifacts/doc-1/online", headers=auth("carol"))
-    assert await response.json() == {"artifactId": "doc-1", "online": 1, "sessions": 1}
+    assert await response.json() == {
+        "artifactId": "doc-1",
+        "online": 1,
+        "sessions": 1,
+        "active": 1,
+        "away": 0,
+    }
     page = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("c"))).json()
     assert [u["userId"] for u in page["users"]] == ["bob"]
     # alice comes back: counted again
@@ -57,16 +69,16 @@ async def test_leave_takes_the_session_offline_at_once(client: AppClient, auth: 
     response = await client.post(
         "/v1/leave", json={"artifactId": "doc-1", "sessionId": "tab-aaaa1"}, headers=auth("alice")
     )
-    assert await response.json() == {"online": 1, "sessions": 1}
+    assert await response.json() == {"online": 1, "sessions": 1, "active": 1, "away": 0}
     response = await client.post(
         "/v1/leave", json={"artifactId": "doc-1", "sessionId": "tab-aaaa2"}, headers=auth("alice")
     )
-    assert await response.json() == {"online": 0, "sessions": 0}
+    assert await response.json() == {"online": 0, "sessions": 0, "active": 0, "away": 0}
     # leaving again is harmless
     response = await client.post(
         "/v1/leave", json={"artifactId": "doc-1", "sessionId": "tab-aaaa2"}, headers=auth("alice")
     )
-    assert await response.json() == {"online": 0, "sessions": 0}
+    assert await response.json() == {"online": 0, "sessions": 0, "active": 0, "away": 0}
 
 
 async def test_heartbeat_moves_version_and_changes_state(client: AppClient, auth: Auth) -> None:
@@ -83,14 +95,14 @@ async def test_heartbeat_moves_version_and_changes_state(client: AppClient, auth
     assert len(row["lastSeen"]) == 24
 
 
-async def test_presence_list_is_one_row_per_user_most_recent_first_with_pages(
+async def test_presence_list_is_one_row_per_user_in_join_order_with_pages(
     client: AppClient, auth: Auth
 ) -> None:
     users = [f"user-{i:02d}" for i in range(7)]
     for user in users:
         await beat(client, auth, user, f"{user}-tab1")
         await asyncio.sleep(0.003)
-    await beat(client, auth, "user-02", "user-02-tab2")  # second tab, now most recent
+    await beat(client, auth, "user-02", "user-02-tab2")  # a second tab moves nobody
     seen: list[str] = []
     cursor = None
     pages = 0
@@ -104,7 +116,7 @@ async def test_presence_list_is_one_row_per_user_most_recent_first_with_pages(
         if cursor is None:
             break
     assert pages == 3
-    assert seen == ["user-02", "user-06", "user-05", "user-04", "user-03", "user-01", "user-00"]
+    assert seen == users
 
 
 async def test_presence_rows_carry_names_from_the_users_directory(
@@ -138,10 +150,10 @@ async def test_batch_online_counts_many_artifacts_in_one_request(
     query = "&".join(f"artifactId={a}" for a in ids)
     response = await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))
     counts = (await response.json())["counts"]
-    assert counts["doc-4"] == {"online": 1, "sessions": 1}
-    assert counts["doc-5"] == {"online": 2, "sessions": 2}
-    assert counts["doc-3"] == {"online": 0, "sessions": 0}
-    assert counts["never-seen"] == {"online": 0, "sessions": 0}
+    assert counts["doc-4"] == {"online": 1, "sessions": 1, "active": 1, "away": 0}
+    assert counts["doc-5"] == {"online": 2, "sessions": 2, "active": 2, "away": 0}
+    assert counts["doc-3"] == {"online": 0, "sessions": 0, "active": 0, "away": 0}
+    assert counts["never-seen"] == {"online": 0, "sessions": 0, "active": 0, "away": 0}
     assert len(counts) == 31
 
 
@@ -151,7 +163,7 @@ async def test_batch_online_of_a_thousand_ids_is_answered(client: AppClient, aut
     response = await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))
     counts = (await response.json())["counts"]
     assert len(counts) == 1000
-    assert counts["doc-999"] == {"online": 1, "sessions": 1}
+    assert counts["doc-999"] == {"online": 1, "sessions": 1, "active": 1, "away": 0}
 
 
 async def test_a_session_id_of_another_user_is_refused(client: AppClient, auth: Auth) -> None:
@@ -191,6 +203,8 @@ async def test_msgpack_in_and_out(client: AppClient, auth: Auth) -> None:
     assert msgspec.msgpack.decode(await response.read()) == {
         "online": 1,
         "sessions": 1,
+        "active": 1,
+        "away": 0,
         "intervalS": 0.5,
     }
 

@@ -101,16 +101,16 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
     store: PresenceStore, sync_redis: redis.Redis
 ) -> None:
     sdk = "9f86d081884c7d659a2feaa0c55ad015"
-    assert await store.heartbeat("doc-1", sdk, "alice", "v1", None) == Counts(1, 1)
-    assert await store.heartbeat("doc-1", sdk.upper(), "alice", "v1", None) == Counts(1, 2)
-    assert await store.heartbeat("doc-1", "tab-bob-0001", "bob", "v1", None) == Counts(2, 3)
+    assert await store.heartbeat("doc-1", sdk, "alice", "v1", None) == Counts(1, 1, 1, 0)
+    assert await store.heartbeat("doc-1", sdk.upper(), "alice", "v1", None) == Counts(1, 2, 1, 0)
+    assert await store.heartbeat("doc-1", "tab-bob-0001", "bob", "v1", None) == Counts(2, 3, 2, 0)
     with pytest.raises(Conflict):
         await store.heartbeat("doc-1", sdk, "bob", "v1", None)
-    assert await store.leave("doc-1", sdk, "alice") == Counts(2, 2)
-    assert await store.leave("doc-1", sdk.upper(), "alice") == Counts(1, 1)
+    assert await store.leave("doc-1", sdk, "alice") == Counts(2, 2, 2, 0)
+    assert await store.leave("doc-1", sdk.upper(), "alice") == Counts(1, 1, 1, 0)
     page = await store.page("doc-1", 10, None)
     assert [row.user_id for row in page.rows] == ["bob"]
-    # two keys per artifact (sessions, info) and the partition's sweep index
+    # two keys per small artifact (sessions, info) and the partition's sweep index
     assert len(sync_redis.keys("ps:*")) == 3
 
 

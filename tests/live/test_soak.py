@@ -171,7 +171,7 @@ async def test_soak_nothing_grows_and_every_departure_is_one_leave(
     assert joins == Counter((b.artifact, b.user) for b in browsers)
     for artifact, stream in listeners.items():
         counts = [e.data for e in stream.events if e.event == "count"]
-        assert counts[-1] == {"online": 0, "sessions": 0}, artifact
+        assert counts[-1] == {"online": 0, "sessions": 0, "active": 0, "away": 0}, artifact
 
     assert peak_keys > len(before) + CLIENTS / 10
     print(

@@ -132,7 +132,8 @@ async def test_presence_views_and_ledger_on_a_cluster(
         await (await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))).json()
     )["counts"]
     assert all(
-        counts[a] == {"online": 1 + i % 3, "sessions": 1 + i % 3} for i, a in enumerate(artifacts)
+        counts[a] == {"online": 1 + i % 3, "sessions": 1 + i % 3, "active": 1 + i % 3, "away": 0}
+        for i, a in enumerate(artifacts)
     )
     page = await (await client.get("/v1/artifacts/doc-2/presence", headers=auth("x"))).json()
     assert sorted(u["userId"] for u in page["users"]) == ["user-0", "user-1", "user-2"]
@@ -153,7 +154,7 @@ async def test_presence_views_and_ledger_on_a_cluster(
     counts = (
         await (await client.get(f"/v1/online?{query}", headers=auth("d", scope="dashboard"))).json()
     )["counts"]
-    assert counts["doc-2"] == {"online": 2, "sessions": 2}
+    assert counts["doc-2"] == {"online": 2, "sessions": 2, "active": 2, "away": 0}
 
     database = open_database(f"sqlite:///{ledger}")
     await database.open()

@@ -226,7 +226,7 @@ async def test_a_burst_of_script_calls_in_several_eager_batches_is_answered_in_o
         )
         assert sorted(c.sessions for c in counts) == list(range(1, 51))
         assert [c.online for c in counts] == [c.sessions for c in counts]  # in call order
-        assert counts[-1] == Counts(50, 50)
+        assert counts[-1] == Counts(50, 50, 50, 0)
     finally:
         await redis_conn.aclose()
 

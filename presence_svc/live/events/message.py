@@ -2,7 +2,7 @@
 
 A message is msgpack ``[online, sessions, events, active, ...]``: the artifact's counts
 right after the change, then the change's events, then the users with an active session
-(when the scripts count away sessions: the others are away). A decoder that ignores what
+(the others are away; a message without it counts everyone active). A decoder that ignores what
 it does not know lets the scripts grow without breaking older API processes.
 """
 
@@ -13,19 +13,11 @@ from typing import Any
 
 import msgspec
 
+from presence_svc.live.store import Counts
+
 __all__ = ["Counts", "Message", "decode_message"]
 
 _DECODER = msgspec.msgpack.Decoder(list[Any])
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """An artifact's counts as a message carries them; ``active``/``away`` None when absent."""
-
-    online: int
-    sessions: int
-    active: int | None = None
-    away: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +40,5 @@ def decode_message(data: bytes) -> Message:
     if online is None or sessions is None:
         raise TypeError("a presence message starts with two counts")
     events = [e for e in items[2] if isinstance(e, list) and e]
-    active = _count(items, 3)
-    away = None if active is None else max(0, online - active)
-    return Message(Counts(online, sessions, active, away), events)
+    active = _count(items, 3)  # absent from older scripts' messages: everyone is active
+    return Message(Counts.of(online, sessions, online if active is None else active), events)

@@ -21,14 +21,13 @@ import msgspec
 
 from presence_svc import metrics
 from presence_svc.live.events.interval import IntervalBatch, LargeRooms, Mode
-from presence_svc.live.events.message import Counts, decode_message
+from presence_svc.live.events.message import decode_message
 from presence_svc.live.events.sse import Listener, sse_frame
 from presence_svc.live.rows import join_event, presence_user
-from presence_svc.live.store import PresenceRow, decode_state
+from presence_svc.live.store import Counts, PresenceRow, decode_state, status_of
 from presence_svc.schemas import (
     IntervalEvent,
     LeaveEvent,
-    OnlineCounts,
     SessionsEvent,
     StateEvent,
 )
@@ -87,8 +86,8 @@ class Topic:
         self._epoch = secrets.token_hex(4)
         self._seq = 0
         self._ring: deque[tuple[int, bytes]] = deque(maxlen=RING_SIZE)
-        self._latest: tuple[int, int] | None = None
-        self._sent: tuple[int, int] | None = None
+        self._latest: Counts | None = None
+        self._sent: Counts | None = None
         self._sent_at = 0.0
         self._count_timer: asyncio.TimerHandle | None = None
         self._rooms = large_rooms or LargeRooms()
@@ -235,7 +234,6 @@ class Topic:
             self._collect(message.events)
             return
         events = message.events
-        online, sessions = message.counts.online, message.counts.sessions
         joined = [str(e[1]) for e in events if e and e[0] == "join"]
         profiles: dict[str, Profile] = {}
         names_joined = True
@@ -248,37 +246,47 @@ class Topic:
         for event in events:
             kind = event[0]
             if kind == "join":
-                _, user, version, state, now = event[:5]
-                row = PresenceRow(str(user), str(version) or None, decode_state(state), now, 1)
+                _, user, version, state, now, status = event[:6]
+                row = PresenceRow(
+                    str(user), str(version) or None, decode_state(state), now, 1, status_of(status)
+                )
                 joining = join_event(row, profiles.get(row.user_id), names_joined)
                 self._emit("join", _JSON.encode(joining))
             elif kind == "leave":
                 self._emit("leave", _JSON.encode(LeaveEvent(user_id=event[1], reason=event[2])))
             elif kind == "state":
-                _, user, version, state = event[:4]
+                _, user, version, state, status = event[:5]
                 payload = StateEvent(
-                    user_id=str(user), version_id=str(version) or None, state=decode_state(state)
+                    user_id=str(user),
+                    version_id=str(version) or None,
+                    state=decode_state(state),
+                    status=status_of(status),
                 )
                 self._emit("state", _JSON.encode(payload))
             elif kind == "sessions":
                 moved = SessionsEvent(user_id=str(event[1]), sessions=int(event[2]))
                 self._emit("sessions", _JSON.encode(moved))
-        self._count(int(online), int(sessions))
+        self._count(message.counts)
 
     def _collect(self, events: list[list[Any]]) -> None:
         """Interval mode: the changes wait for the next ``interval`` event."""
         for event in events:
             kind = event[0]
             if kind == "join":
-                _, user, version, state, now = event[:5]
-                row = PresenceRow(str(user), str(version) or None, decode_state(state), now, 1)
+                _, user, version, state, now, status = event[:6]
+                row = PresenceRow(
+                    str(user), str(version) or None, decode_state(state), now, 1, status_of(status)
+                )
                 self._batch.join(row)
             elif kind == "leave":
                 self._batch.leave(str(event[1]), str(event[2]))
             elif kind == "state":
-                _, user, version, state = event[:4]
+                _, user, version, state, status = event[:5]
                 self._batch.update(
-                    str(user), version_id=str(version) or None, state=decode_state(state)
+                    str(user),
+                    version_id=str(version) or None,
+                    state=decode_state(state),
+                    status=status_of(status),
                 )
             elif kind == "sessions":
                 self._batch.update(str(event[1]), sessions=int(event[2]))
@@ -322,9 +330,9 @@ class Topic:
             listener.push(frame)
         metrics.EVENTS_SENT.labels(event).inc(len(self.listeners))
 
-    def _count(self, online: int, sessions: int) -> None:
+    def _count(self, counts: Counts) -> None:
         """Leading edge at once, then at most one ``count`` per window, with the latest."""
-        self._latest = (online, sessions)
+        self._latest = counts
         if self._latest == self._sent or self._count_timer is not None:
             return
         loop = asyncio.get_running_loop()
@@ -340,5 +348,4 @@ class Topic:
             return
         self._sent = self._latest
         self._sent_at = asyncio.get_running_loop().time()
-        online, sessions = self._latest
-        self._emit("count", _JSON.encode(OnlineCounts(online=online, sessions=sessions)))
+        self._emit("count", _JSON.encode(self._latest))  # encodes as OnlineCounts
