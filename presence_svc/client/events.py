@@ -53,9 +53,10 @@ class SyncEvent(_Model, frozen=True, kw_only=True):
     names_joined: bool = True
     mode: Mode = "exact"
     """``interval``: a large room, whose changes come as ``IntervalEvent``s."""
-    active: int | None = None
-    """Users with an active session, from a service that tracks away sessions."""
-    away: int | None = None
+    active: int = 0
+    """Users online with an active session."""
+    away: int = 0
+    """Users online whose every session is away."""
 
 
 class JoinEvent(PresenceUser, frozen=True, kw_only=True):
@@ -87,8 +88,6 @@ class SessionsEvent(_Model, frozen=True, kw_only=True):
 
 class CountEvent(OnlineCounts, frozen=True, kw_only=True):
     kind: ClassVar[str] = "count"
-    active: int | None = None
-    away: int | None = None
 
 
 class IntervalEvent(OnlineCounts, frozen=True, kw_only=True):
@@ -99,8 +98,6 @@ class IntervalEvent(OnlineCounts, frozen=True, kw_only=True):
     left: list[LeaveEvent]
     more: bool = False
     names_joined: bool = True
-    active: int | None = None
-    away: int | None = None
 
 
 PresenceEvent = (

@@ -28,14 +28,13 @@ class LivePresence:
     """``apply`` each event of ``client.events(...)``. ``online`` and ``sessions`` are the
     service's counts (``join``/``leave`` adjust them until the next ``count``); ``users``
     holds the ``sync``'s page and the changes since. In interval mode (``mode``) that is
-    a sample once an interval said ``more``; ``active``/``away`` (users) come from a
-    service that counts away sessions (None otherwise)."""
+    a sample once an interval said ``more``; ``active``/``away`` count users."""
 
     def __init__(self) -> None:
         self.online = 0
         self.sessions = 0
-        self.active: int | None = None
-        self.away: int | None = None
+        self.active = 0
+        self.away = 0
         self.mode: Mode = "exact"
         self.users: dict[str, PresenceUser] = {}
         self.syncs = 0
@@ -87,8 +86,7 @@ class LivePresence:
 
     def _count(self, event: CountEvent) -> None:
         self.online, self.sessions = event.online, event.sessions
-        if event.active is not None:
-            self.active, self.away = event.active, event.away
+        self.active, self.away = event.active, event.away
 
     def _interval(self, event: IntervalEvent) -> None:
         for user in event.joined:

@@ -22,7 +22,7 @@ from presence_svc.http.resources import HUB, LIMITER, PRESENCE, SETTINGS, TOKENS
 from presence_svc.live.events import Listener, StreamClosed, sse_frame
 from presence_svc.live.rows import presence_out
 from presence_svc.ratelimits import RouteClass
-from presence_svc.schemas import OnlineCounts, SyncEvent
+from presence_svc.schemas import SyncEvent
 
 __all__ = ["routes"]
 
