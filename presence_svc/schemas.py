@@ -234,10 +234,10 @@ class IntervalEvent(_Out, kw_only=True, omit_defaults=True):
     left: list[LeaveEvent]
     more: bool
     names_joined: NamesJoined
-    active: int | None = None
-    """Users with an active session, once the service counts away sessions."""
-    away: int | None = None
-    """Users online with only away sessions, once the service counts them."""
+    active: int
+    """Users online with an active session."""
+    away: int
+    """Users online whose every session is away."""
 
 
 class JoinEvent(PresenceUser, kw_only=True):
