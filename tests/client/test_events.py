@@ -201,7 +201,7 @@ async def test_a_redis_restart_brings_a_fresh_sync_and_the_events_go_on(
 
 async def test_a_rejected_token_is_raised_not_retried(serve: Serve, tokens: TokenCodec) -> None:
     url = await serve()
-    expired = tokens.issue("board", scope=Scope("dashboard"), ttl_s=-10)
+    expired = tokens.issue("board", scope=Scope("dashboard"), ttl_s=-120)  # past the 30 s leeway
     async with PresenceClient(url, expired) as board:
         with pytest.raises(PresenceClientError) as caught:
             async for _ in board.events("doc-1"):
@@ -212,7 +212,7 @@ async def test_a_rejected_token_is_raised_not_retried(serve: Serve, tokens: Toke
 
 async def test_a_fresh_token_is_asked_once_after_a_401(serve: Serve, tokens: TokenCodec) -> None:
     url = await serve()
-    expired = tokens.issue("board", scope=Scope("dashboard"), ttl_s=-10)
+    expired = tokens.issue("board", scope=Scope("dashboard"), ttl_s=-120)  # past the 30 s leeway
     asked: list[int] = []
 
     def fresh() -> str:
