@@ -208,4 +208,6 @@ async def test_tokens_leased_one_by_one_cannot_be_saved_up_past_half_a_burst(
     refilled = (time.monotonic() - started) * bucket.rate
     admitted = sum(r.status == 200 for r in flood)
     assert {r.status for r in flood} == {200, 429}
-    assert admitted <= bucket.burst * 1.5 + refilled + 2, (admitted, refilled)
+    # Slack of a quarter burst: a lease's hold counts from its answer, late on a busy
+    # machine. Saved-up leases would add up to 6 x 9 = 54 here.
+    assert admitted <= bucket.burst * 1.5 + refilled + bucket.burst / 4, (admitted, refilled)
