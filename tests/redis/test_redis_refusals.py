@@ -309,3 +309,21 @@ def test_each_shape_of_a_refusal_is_named_by_its_code(error: Exception, code: st
 )
 def test_a_bug_is_no_refusal(error: Exception) -> None:
     assert refusal(error) is None
+
+
+async def test_too_few_replicas_is_a_503_naming_noreplicas(
+    service: AppClient, admin: redis.Redis, auth: Auth
+) -> None:
+    """A primary set to refuse writes without enough replicas (``min-replicas-to-write``,
+    as operators set to bound the data lost at a failover) answers NOREPLICAS: a 503."""
+    admin.config_set("min-replicas-to-write", 1)
+    try:
+        body = await _refused(
+            await service.post("/v1/heartbeat", json=BEAT, headers=auth("a")), "NOREPLICAS"
+        )
+        assert "replicas" in body["detail"]
+        await _refused(await service.post("/v1/views", json=VIEW, headers=auth("a")), "NOREPLICAS")
+        await _ready_says(service, "unavailable: NOREPLICAS")
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
