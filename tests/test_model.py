@@ -210,7 +210,8 @@ class PresenceModel(RuleBasedStateMachine):
 
     def counts(self, artifact: str) -> dict[str, int]:
         live = [s for (a, _), s in self.sessions.items() if a == artifact and self.online(s)]
-        return {"online": len({s.user for s in live}), "sessions": len(live)}
+        online = len({s.user for s in live})  # every heartbeat here is active
+        return {"online": online, "sessions": len(live), "active": online, "away": 0}
 
     def presence_rows(self, artifact: str) -> list[tuple[Any, ...]]:
         latest: dict[str, Session] = {}
@@ -354,9 +355,8 @@ class PresenceModel(RuleBasedStateMachine):
                 for r in answer["users"]
             )
             assert rows == self.presence_rows(artifact), artifact
-            assert {"online": answer["online"], "sessions": answer["sessions"]} == self.counts(
-                artifact
-            )
+            counts = {k: answer[k] for k in ("online", "sessions", "active", "away")}
+            assert counts == self.counts(artifact)
 
     @invariant()
     def stats_match(self) -> None:
