@@ -47,8 +47,10 @@ __all__ = [
     "ViewersOut",
 ]
 
-ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
-SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$(?!\n)"
+"""``(?!\n)``: Python's ``$`` also matches before a final newline (``"doc-1\n"``);
+harmless in the ECMA dialect of JSON Schema, where ``$`` is the end."""
+SESSION_PATTERN = r"^[A-Za-z0-9_-]{8,64}$(?!\n)"
 
 _ID_META = Meta(
     min_length=1,
@@ -138,7 +140,7 @@ class ViewIn(_Body, kw_only=True):
 
 class ProfileIn(_Body, kw_only=True):
     name: Annotated[str, Meta(min_length=1, max_length=200)]
-    avatar_url: Annotated[str, Meta(max_length=2048, pattern=r"^https?://\S+$")] | None = None
+    avatar_url: Annotated[str, Meta(max_length=2048, pattern=r"^https?://\S+$(?!\n)")] | None = None
 
 
 class _Out(Struct, rename="camel"):

@@ -36,6 +36,7 @@ BAD_HEARTBEATS: list[tuple[str, Any, int, str | None]] = [
     ("artifactId with space", {**GOOD, "artifactId": "doc 1"}, 400, "artifactId"),
     ("artifactId too long", {**GOOD, "artifactId": "a" * 129}, 400, "artifactId"),
     ("artifactId empty", {**GOOD, "artifactId": ""}, 400, "artifactId"),
+    ("artifactId ending in a newline", {**GOOD, "artifactId": "doc-1\n"}, 400, "artifactId"),
     ("sessionId too short", {**GOOD, "sessionId": "abc"}, 400, "sessionId"),
     ("sessionId too long", {**GOOD, "sessionId": "a" * 65}, 400, "sessionId"),
     ("sessionId with colon", {**GOOD, "sessionId": "tab:aaaa1"}, 400, "sessionId"),
@@ -111,6 +112,7 @@ async def test_a_user_id_in_the_body_is_ignored(client: AppClient, auth: Auth) -
         ("/v1/artifacts/d%20oc/online", 400, "artifactId"),
         ("/v1/online", 400, "artifactId"),
         ("/v1/online?artifactId=a%2Fb", 400, "artifactId"),
+        ("/v1/online?artifactId=doc-1%0A", 400, "artifactId"),
         ("/v1/online?" + "&".join(f"artifactId=a{i}" for i in range(1001)), 400, "artifactId"),
     ],
     ids=[
@@ -122,6 +124,7 @@ async def test_a_user_id_in_the_body_is_ignored(client: AppClient, auth: Auth) -
         "path-id",
         "batch-none",
         "batch-bad-id",
+        "batch-id-newline",
         "batch-1001",
     ],
 )
