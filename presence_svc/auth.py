@@ -148,7 +148,8 @@ class TokenCodec:
                 return cached[1]
             del self._verified[token]
         claims = self._decode(token)
-        principal = principal_from_claims(claims, self._rules.claims)
+        from_idp = self._keys is not None and jwt.get_unverified_header(token)["alg"] != _HS256
+        principal = principal_from_claims(claims, self._rules.claims, from_idp=from_idp)
         expires = claims["exp"]
         if isinstance(expires, int | float):
             self._verified[token] = (float(expires) + self._rules.leeway_s, principal)

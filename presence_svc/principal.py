@@ -33,6 +33,9 @@ _WORDS = {
 }
 """The scope words a token may carry: ``admin`` or, namespaced among an IdP's others,
 ``presence:admin``."""
+_NAMESPACED = {word: scope for word, scope in _WORDS.items() if word.startswith("presence:")}
+"""The words an identity provider's token may carry: only namespaced ones, so an IdP role
+that happens to be called ``admin`` grants nothing here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +112,11 @@ def _words(value: object, what: str) -> list[str]:
     raise Unauthorized(f"the token's {what} claim must be a string or a list of strings")
 
 
-def _scope(value: object, name: str) -> Scope:
+def _scope(value: object, name: str, words: dict[str, Scope]) -> Scope:
     """The highest presence scope among the claim's words; none of them: client."""
     if value is None:
         return Scope.CLIENT
-    found = [_WORDS[w] for w in _words(value, name) if w in _WORDS]
+    found = [words[w] for w in _words(value, name) if w in words]
     return max(found, key=_RANK.__getitem__, default=Scope.CLIENT)
 
 
@@ -125,10 +128,15 @@ def _user_id(value: object, name: str) -> str:
     return user_id
 
 
-def principal_from_claims(claims: dict[str, object], rules: ClaimRules) -> Principal:
-    """The caller a verified token's claims name; 401 for claims of the wrong shape."""
+def principal_from_claims(
+    claims: dict[str, object], rules: ClaimRules, *, from_idp: bool = False
+) -> Principal:
+    """The caller a verified token's claims name; 401 for claims of the wrong shape. A
+    token of an identity provider (``from_idp``) grants a scope only by its namespaced
+    word (``presence:admin``), never by a bare ``admin`` among the IdP's own roles."""
     user_id = _user_id(claim(claims, rules.user), rules.user)
-    scope = _scope(claim(claims, rules.scope), rules.scope)
+    words = _NAMESPACED if from_idp else _WORDS
+    scope = _scope(claim(claims, rules.scope), rules.scope, words)
     raw_artifacts = claim(claims, rules.artifacts)
     artifacts = None
     if raw_artifacts is not None:

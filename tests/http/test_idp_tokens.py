@@ -203,6 +203,8 @@ async def test_a_keycloak_eddsa_token_with_realm_roles_is_accepted(
     response = await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
     assert response.status == 200, await response.text()
     client_only = token(["offline_access", "root"])  # no presence role: a client
+    realm_admin = token(["offline_access", "admin"])  # the realm's admin role: not ours
+    assert (await client.put("/v1/users/a", json={"name": "A"}, headers=realm_admin)).status == 403
     assert (await client.put("/v1/users/a", json={"name": "A"}, headers=client_only)).status == 403
     assert (await client.post("/v1/heartbeat", json=BODY, headers=client_only)).status == 200
 
