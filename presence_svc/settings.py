@@ -52,6 +52,10 @@ class Settings:
     """Apply pending schema migrations at start (under a lock: many processes, one run)."""
     ledger_retention_days: int | None = None
     """Keep ledger rows this many days (whole months dropped on PostgreSQL); None: forever."""
+    recent_s: float = 86400.0
+    """How long a user who went offline stays in an artifact's recently-here list."""
+    recent_max: int = 1000
+    """Users kept at most in one artifact's recently-here list (the oldest go first)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -97,6 +101,11 @@ class Settings:
             self.ledger_retention_days is None or self.ledger_retention_days >= 1,
             "PRESENCE_LEDGER_RETENTION_DAYS must be at least 1",
         )
+        _check(
+            self.online_timeout_s <= self.recent_s <= 90 * 86400,
+            "PRESENCE_RECENT_S must be within PRESENCE_ONLINE_TIMEOUT_S..7776000 (90 days)",
+        )
+        _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
 
@@ -115,6 +124,10 @@ class Settings:
     @property
     def retention_ms(self) -> int:
         return int(self.retention_s * 1000)
+
+    @property
+    def recent_ms(self) -> int:
+        return int(self.recent_s * 1000)
 
     @property
     def view_debounce_ms(self) -> int:
@@ -193,5 +206,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_DB_POOL_SIZE", "db_pool_size", int),
     ("PRESENCE_DB_AUTO_MIGRATE", "db_auto_migrate", _parse_bool),
     ("PRESENCE_LEDGER_RETENTION_DAYS", "ledger_retention_days", int),
+    ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
+    ("PRESENCE_RECENT_MAX", "recent_max", int),
 )
 """Each setting's environment variable, field and parser."""

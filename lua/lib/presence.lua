@@ -11,13 +11,17 @@
 -- Session ids come packed by the service: '#' + an 8-byte digest of the id. User ids
 -- never start with '#' or '~', so session, user and '~' fields cannot collide.
 -- A session is online while now - lastSeen < timeout.
+--! include lib/recent.lua
 
 local WATERMARK = '~w'
 
 -- One more online session of `user`; returns how many the user has now.
 local function user_joined(I, user)
   local mine = redis.call('HINCRBY', I, user, 1)
-  if mine == 1 then redis.call('HINCRBY', I, '~n', 1) end
+  if mine == 1 then
+    redis.call('HINCRBY', I, '~n', 1)
+    recent_back(user) -- where-now/last-seen hook (lib/recent.lua)
+  end
   return mine
 end
 
@@ -53,6 +57,7 @@ local function settle(Z, I, limit, events)
         local reason = 'timeout'
         if info[4] == 1 then reason = 'left' end
         events[#events + 1] = {'leave', user, reason}
+        recent_left(user, tonumber(redis.call('ZSCORE', Z, sid)), reason) -- lib/recent.lua
       else
         events[#events + 1] = {'sessions', user, mine}
       end

@@ -6,6 +6,8 @@
 -- KEYS[3] D partition sweep index
 -- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout (ms)
 -- ARGV[4] retention (ms); each script's own arguments follow from ARGV[5]
+-- then, LAST after each script's own keys and arguments: the recent zset and its
+-- partition index (KEYS), the recent keep time and cap (ARGV); see lib/recent.lua
 --! include lib/presence.lua
 
 local Z, I, D = KEYS[1], KEYS[2], KEYS[3]

@@ -1,4 +1,5 @@
--- erase_user.lua: remove every session (online or stale) of one user from one artifact.
+-- erase_user.lua: remove every session (online or stale) of one user from one artifact,
+-- and the user from its recently-here list.
 -- KEYS and ARGV[1..4] as in lib/writer.lua (artifact, channel, timeout, retention), then
 -- ARGV[5] user id
 -- returns the number of sessions removed. Cost is the artifact's session count: this is
@@ -24,6 +25,7 @@ if redis.call('HDEL', I, user) == 1 then
   if redis.call('HINCRBY', I, '~n', -1) <= 0 then redis.call('HDEL', I, '~n') end
   events[#events + 1] = {'leave', user, 'left'}
 end
+recent_back(user) -- and out of the artifact's recently-here list (lib/recent.lua)
 schedule(Z, I, D, artifact, limit, timeout, retention)
 local online, sessions = counts(Z, I, limit)
 publish(channel, events, online, sessions)

@@ -2,7 +2,8 @@
 -- KEYS and ARGV[1..4] as in lib/writer.lua (artifact, channel, timeout, retention), then
 -- ARGV[5] session id (packed)  ARGV[6] user id  ARGV[7] version id ('' keeps the current
 -- one)  ARGV[8] state as JSON text ('' keeps it)
--- returns {online_users, online_sessions}, or {-1} if the session belongs to another user
+-- returns {online_users, online_sessions[, 1 if the session (re)joined]}, or {-1} if the
+-- session belongs to another user (the flag tells the service to write the where-now index)
 -- A heartbeat that only refreshes an online session publishes nothing, and writes
 -- nothing but the session's score unless the artifact's due draws near.
 
@@ -81,4 +82,5 @@ if not was_online or due_soon(D, artifact, now, timeout) then
 end
 local online, sessions = counts(Z, I, limit)
 publish(channel, events, online, sessions)
+if not was_online then return {online, sessions, 1} end
 return {online, sessions}

@@ -27,6 +27,7 @@ if raw then
       local mine = user_left(I, user)
       if mine == 0 then
         events[#events + 1] = {'leave', user, 'left'}
+        recent_left(user, now, 'left') -- lib/recent.lua
       else
         events[#events + 1] = {'sessions', user, mine}
       end

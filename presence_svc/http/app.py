@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
-from presence_svc.http import dashboard, events, ledger, ops, presence, users, views
+from presence_svc.http import dashboard, events, ledger, ops, presence, users, views, where
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
 from presence_svc.http.resources import (
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, views.routes)
     add_routes(app, ledger.routes)
     add_routes(app, users.routes)
+    add_routes(app, where.routes)
     add_routes(app, ops.routes)
     add_routes(app, dashboard.routes)
     add_fallback(app)  # last: 404, 405 and CORS preflights, as problem+json

@@ -72,8 +72,14 @@ ENDPOINTS: list[Endpoint] = [
         "/v1/artifacts/{artifactId}/presence",
         "Online users, most recent first, one row per user",
         "client, dashboard",
-        answer=schemas.PresenceOut,
-        query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+        answer=schemas.PresenceListOut,
+        query={
+            "limit": "1-500, default 100",
+            "cursor": "nextCursor of the previous page",
+            "include": "comma-separated: recent (users recently here, offline now)",
+            "recentLimit": "with include=recent: 1-500, default 100",
+            "recentCursor": "with include=recent: recentNextCursor of the previous page",
+        },
     ),
     Endpoint(
         "GET",
@@ -126,6 +132,13 @@ ENDPOINTS: list[Endpoint] = [
         "dashboard",
         answer=schemas.ViewersOut,
         query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{userId}/presence",
+        "Where the user is online now, and where they were recently",
+        "that user, dashboard",
+        answer=schemas.WhereNowOut,
     ),
     Endpoint(
         "GET",

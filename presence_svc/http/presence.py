@@ -6,10 +6,11 @@ import msgspec
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
-from presence_svc.http.params import path_id, query_ids, query_int
+from presence_svc.http.params import path_id, query_ids, query_include, query_int
 from presence_svc.http.resources import PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
-from presence_svc.live.rows import presence_out
+from presence_svc.live.recent import is_recent_cursor
+from presence_svc.live.rows import presence_out, with_recent
 from presence_svc.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -18,12 +19,14 @@ from presence_svc.schemas import (
     OnlineOut,
 )
 
-__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "routes"]
+__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "PRESENCE_INCLUDE", "routes"]
 
 routes = web.RouteTableDef()
 
 MAX_STATE_BYTES = 1024
 MAX_BATCH = 1000
+PRESENCE_INCLUDE = ("recent",)
+"""Values of the presence list's ``include`` (a comma list, ``http.params.query_include``)."""
 _HEARTBEAT = Body(HeartbeatIn)
 _LEAVE = Body(LeaveIn, allow_text=True)
 _JSON = msgspec.json.Encoder()
@@ -100,6 +103,20 @@ async def batch_online(request: web.Request) -> web.Response:
     return respond(request, {"counts": counts})
 
 
+def _online_cursor(cursor: str) -> None:
+    """A 400 naming ``cursor`` for a cursor this list did not issue (a recentCursor)."""
+    problem = BadRequest(
+        "cursor is not a nextCursor of the presence list",
+        errors=[FieldError("cursor", "must be the nextCursor of the previous page")],
+    )
+    try:
+        recent = is_recent_cursor(cursor)
+    except BadRequest as exc:
+        raise problem from exc
+    if recent:
+        raise problem
+
+
 @routes.get("/v1/artifacts/{artifactId}/presence")
 async def presence_list(request: web.Request) -> web.Response:
     app = request.app
@@ -107,5 +124,15 @@ async def presence_list(request: web.Request) -> web.Response:
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
     limit = query_int(request, "limit", default=100, low=1, high=500)
-    page = await app[PRESENCE].page(artifact_id, limit, request.query.get("cursor") or None)
-    return respond(request, await presence_out(app[USERS], page))
+    include = query_include(request, "include", PRESENCE_INCLUDE)
+    cursor = request.query.get("cursor") or None
+    if cursor:
+        _online_cursor(cursor)
+    store = app[PRESENCE]
+    out = await presence_out(app[USERS], await store.page(artifact_id, limit, cursor))
+    if "recent" in include:
+        recent_limit = query_int(request, "recentLimit", default=100, low=1, high=500)
+        recent_cursor = request.query.get("recentCursor") or None
+        recent = await store.recent.page(artifact_id, recent_limit, recent_cursor)
+        out = await with_recent(app[USERS], out, recent)
+    return respond(request, out)

@@ -120,12 +120,15 @@ def connect(
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        return ClusterConnection(cluster, deadline_s)
-    client = Redis.from_url(
-        target,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=0,
-    )
-    return SingleConnection(client, deadline_s, pipelined=pipelined)
+        connection: RedisConnection = ClusterConnection(cluster, deadline_s)
+    else:
+        client = Redis.from_url(
+            target,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=0,
+        )
+        connection = SingleConnection(client, deadline_s, pipelined=pipelined)
+    connection.scripts.configure_recent(settings.recent_ms, settings.recent_max)
+    return connection

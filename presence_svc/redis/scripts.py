@@ -114,7 +114,7 @@ class Script:
 
 
 _FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
-_Shared: TypeAlias = "tuple[tuple[str, str, str], tuple[ScriptArg, ...], bytes]"
+_Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
 
@@ -126,9 +126,20 @@ class PresenceWriter(Script):
     OWN_ARGS: ClassVar[int]
     """How many arguments of its own the script takes after the writer's."""
 
+    RECENT_TRAIL = 2
+    """Arguments after the script's own: the recently-here keep time (ms) and cap
+    (``lua/lib/recent.lua``); its two keys come last among the keys the same way."""
+
     def __init__(self) -> None:
         super().__init__()
         self._shared_by_artifact: dict[str, _Shared] = {}
+        self.recent_args: tuple[int, int] = (86_400_000, 1000)
+        self.recent_tail = pack_bulks(self.recent_args)
+
+    def configure_recent(self, keep_ms: int, cap: int) -> None:
+        """The recently-here keep time and cap every call of this writer carries last."""
+        self.recent_args = (keep_ms, cap)
+        self.recent_tail = pack_bulks(self.recent_args)
 
     def _call(
         self, k: ArtifactKeys, timeout_ms: int, retention_ms: int, own: tuple[ScriptArg, ...]
@@ -141,12 +152,12 @@ class PresenceWriter(Script):
             shared = self._shared(k, timeout_ms, retention_ms)
             self._shared_by_artifact[k.sessions] = shared
         keys, args, head = shared
-        return ScriptCall(self, keys, args, own, head)
+        return ScriptCall(self, keys, args, own + self.recent_args, head)
 
     def _shared(self, k: ArtifactKeys, timeout_ms: int, retention_ms: int) -> _Shared:
-        keys = (k.sessions, k.info, k.due)
+        keys = (k.sessions, k.info, k.due, k.recent, k.recent_due)
         args = (k.artifact_id, k.channel, timeout_ms, retention_ms)
-        head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
+        head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS + self.RECENT_TRAIL)
         return keys, args, head + pack_bulks((*keys, *args))
 
 
@@ -168,15 +179,19 @@ class HeartbeatScript(PresenceWriter):
         user, version = user_id.encode(), version_id.encode()
         call = self._call(k, timeout_ms, retention_ms, (session, user, version, state))
         # The hot path: the four arguments packed in one formatting pass.
-        call.tail = _FOUR_BULKS % (
-            len(session),
-            session,
-            len(user),
-            user,
-            len(version),
-            version,
-            len(state),
-            state,
+        call.tail = (
+            _FOUR_BULKS
+            % (
+                len(session),
+                session,
+                len(user),
+                user,
+                len(version),
+                version,
+                len(state),
+                state,
+            )
+            + self.recent_tail
         )
         return call
 
@@ -230,6 +245,50 @@ class PresencePageScript(Script):
     ) -> ScriptCall:
         seen, user = after if after else ("", "")
         return ScriptCall(self, (k.sessions, k.info), (timeout_ms, limit, seen, user))
+
+
+class WhereNowScript(Script):
+    PATH = "live/where_now"
+
+    def call(
+        self,
+        artifacts: Sequence[tuple[ArtifactKeys, Sequence[bytes]]],
+        timeout_ms: int,
+        recent_ms: int,
+        user_id: str,
+    ) -> ScriptCall:
+        """Check ``user_id``'s candidate sessions on ``artifacts`` (one partition)."""
+        keys = [name for k, _ in artifacts for name in (k.sessions, k.info, k.recent)]
+        args: list[ScriptArg] = [timeout_ms, recent_ms, user_id]
+        for _, sessions in artifacts:
+            args.append(len(sessions))
+            args.extend(sessions)
+        return ScriptCall(self, keys, tuple(args))
+
+
+class WhereNowAddScript(Script):
+    PATH = "live/where_now_add"
+
+    def call(self, index: str, member: str, lifetime_ms: int, keep: int) -> ScriptCall:
+        return ScriptCall(self, (index,), (member, lifetime_ms, keep))
+
+
+class WhereNowPruneScript(Script):
+    PATH = "live/where_now_prune"
+
+    def call(self, index: str, entries: Sequence[tuple[str, int]]) -> ScriptCall:
+        """Drop each ``(member, score)`` still scored as read."""
+        return ScriptCall(self, (index,), tuple(v for entry in entries for v in entry))
+
+
+class RecentPageScript(Script):
+    PATH = "live/recent_page"
+
+    def call(
+        self, k: ArtifactKeys, recent_ms: int, limit: int, after: tuple[int, str] | None
+    ) -> ScriptCall:
+        score, user = after if after else ("", "")
+        return ScriptCall(self, (k.recent,), (recent_ms, limit, score, user))
 
 
 class WorkersScript(Script):
@@ -321,10 +380,20 @@ class Scripts:
         self.online = OnlineScript()
         self.presence = PresencePageScript()
         self.workers = WorkersScript()
+        self.where_now = WhereNowScript()
+        self.where_now_add = WhereNowAddScript()
+        self.where_now_prune = WhereNowPruneScript()
+        self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
         self.recent = RecentScript()
         self.viewers = ViewersScript()
         self.trim_stream = TrimStreamScript()
+
+    def configure_recent(self, keep_ms: int, cap: int) -> None:
+        """Set the recently-here keep time and cap (PRESENCE_RECENT_S, _MAX) on the writers."""
+        for script in self.all:
+            if isinstance(script, PresenceWriter):
+                script.configure_recent(keep_ms, cap)
 
     @property
     def all(self) -> tuple[Script, ...]:
