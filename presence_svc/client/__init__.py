@@ -20,11 +20,15 @@ from presence_svc.client.models import (
     PresenceUser,
     RecentItem,
     RecentList,
+    RecentUser,
     Stats,
     VersionStats,
     Viewer,
     ViewersPage,
     ViewResult,
+    WhereNow,
+    WhereOnline,
+    WhereRecent,
 )
 
 __all__ = [
@@ -40,11 +44,15 @@ __all__ = [
     "PresenceUser",
     "RecentItem",
     "RecentList",
+    "RecentUser",
     "Stats",
     "TokenProvider",
     "VersionStats",
     "ViewResult",
     "Viewer",
     "ViewersPage",
+    "WhereNow",
+    "WhereOnline",
+    "WhereRecent",
     "new_session_id",
 ]

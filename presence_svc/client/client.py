@@ -29,6 +29,7 @@ from presence_svc.client.models import (
     Stats,
     ViewersPage,
     ViewResult,
+    WhereNow,
     _BatchOnline,
 )
 from presence_svc.client.retry import backoff_s, parse_retry_after
@@ -169,11 +170,31 @@ class PresenceClient:
         return (await self._call("GET", "/v1/online", _BatchOnline, params=params)).counts
 
     async def presence(
-        self, artifact_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        artifact_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        include: Sequence[str] = (),
+        recent_limit: int | None = None,
+        recent_cursor: str | None = None,
     ) -> PresencePage:
-        params = _params(limit=limit, cursor=cursor)
+        """A page of online users; ``include=["recent"]`` adds who was here recently
+        (``page.recent``, paged with ``recent_cursor=page.recent_next_cursor``)."""
+        params = _params(
+            limit=limit,
+            cursor=cursor,
+            include=",".join(include) or None,
+            recentLimit=recent_limit,
+            recentCursor=recent_cursor,
+        )
         path = f"/v1/artifacts/{artifact_id}/presence"
         return await self._call("GET", path, PresencePage, params=params)
+
+    async def where_now(self, user_id: str) -> WhereNow:
+        """Where ``user_id`` is online now, and where they were recently (their own token,
+        or a dashboard's)."""
+        return await self._call("GET", f"/v1/users/{user_id}/presence", WhereNow)
 
     async def stats(self, artifact_id: str) -> Stats:
         return await self._call("GET", f"/v1/artifacts/{artifact_id}/stats", Stats)
