@@ -11,27 +11,26 @@
 --   was here within the keep time; lastSeen -1 if neither. prune: positions (1-based) of
 --   the candidates the index may drop (gone, another user's, or no longer needed).
 -- Cost: one ZSCORE and one HGET per candidate, one ZSCORE of R per artifact offline.
---! include lib/now.lua
-
+-- Redis's clock without lib/now.lua: a read-only script needs no replicate_commands(),
+-- which costs more than the rest of a small call (about 3 us of Redis 6.2's time).
+local clock = redis.call('TIME')
+local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local limit = NOW - tonumber(ARGV[1])
 local since = NOW - tonumber(ARGV[2])
 local user = ARGV[3]
 
--- The session's status: rooms-core's away work stores it in the session info; until
--- then every online session is active.
-local function status_of(info)
-  if info[5] == 'away' then return 'away' end
-  return 'active'
-end
-
+-- No function is defined here: each would be an allocation per call (see heartbeat.lua).
+-- A session's status: rooms-core's away work stores it in the session info (element 5
+-- here, to adjust at the merge); until then every online session is active.
 local out = {}
 local a = 4
 for k = 1, #KEYS, 3 do
-  local Z, I, R = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local Z, I = KEYS[k], KEYS[k + 1]
   local n = tonumber(ARGV[a])
-  local online, stale = {}, {}
-  local best, best_info, stale_best, stale_info = -1, nil, -1, nil
-  local status = 'away'
+  local online, best, best_info, stale_best, stale_info = 0, -1, nil, -1, nil
+  local active = false
+  local prune = {}
+  local keep = {}
   for j = 1, n do
     local sid = ARGV[a + j]
     local score = redis.call('ZSCORE', Z, sid)
@@ -40,29 +39,23 @@ for k = 1, #KEYS, 3 do
     if info and info[1] == user then
       score = tonumber(score)
       if score > limit then
-        online[#online + 1] = j
+        online = online + 1
+        keep[j] = true
         if score > best then best, best_info = score, info end
-        if status_of(info) == 'active' then status = 'active' end
-      else
-        stale[#stale + 1] = j
-        if score > stale_best then stale_best, stale_info = score, info end
+        if info[5] ~= 'away' then active = true end
+      elseif score > stale_best then
+        stale_best, stale_info = score, info
       end
     end
   end
-  local prune = {}
-  local function prune_all_but(keep)
-    local online_at = {}
-    for _, j in ipairs(keep) do online_at[j] = true end
+  if online > 0 then
     for j = 1, n do
-      if not online_at[j] then prune[#prune + 1] = j end
+      if not keep[j] then prune[#prune + 1] = j end
     end
-  end
-  if #online > 0 then
-    prune_all_but(online)
-    out[#out + 1] = {1, best, best_info[2], status, #online, '', prune}
+    out[#out + 1] = {1, best, best_info[2], active and 'active' or 'away', online, '', prune}
   else
     local seen, reason = -1, ''
-    local left = redis.call('ZSCORE', R, user)
+    local left = redis.call('ZSCORE', KEYS[k + 2], user)
     if left then
       left = tonumber(left)
       seen = math.floor(left / 4)
@@ -73,12 +66,10 @@ for k = 1, #KEYS, 3 do
       seen = stale_best
       reason = stale_info[4] == 1 and 'left' or 'timeout'
     end
-    if seen >= since then
-      prune_all_but({1})
-    else
-      seen, reason = -1, ''
-      prune_all_but({})
-    end
+    -- a recently-left artifact keeps one candidate (the newest); otherwise none is kept
+    local first = 2
+    if seen < since then seen, reason, first = -1, '', 1 end
+    for j = first, n do prune[#prune + 1] = j end
     out[#out + 1] = {0, seen, '', '', 0, reason, prune}
   end
   a = a + n + 1

@@ -34,6 +34,7 @@ from presence_svc.bench.scenarios import (
     Tokens,
     build_scenario,
     profile_requests,
+    scenario_seed,
     seed_requests,
 )
 from presence_svc.redis.embedded import EmbeddedRedis
@@ -159,6 +160,20 @@ def _reporter(progress: Progress, label: str) -> Callable[[int, float], None]:
     return lambda done, elapsed: progress.update(label, done, elapsed)
 
 
+def _seed(config: BenchConfig, target: _Target, tokens: Tokens) -> list[bytes]:
+    """The unmeasured requests first: a heartbeat per user, what the scenarios need, and
+    the profiles; returns the first (the load generator's ceiling is measured on it)."""
+    seed = seed_requests(tokens, config.population)
+    seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
+    measure(target.host, target.port, seed, seeding)
+    more = [r for name in config.scenarios for r in scenario_seed(name, tokens, config.population)]
+    if config.profiles:
+        more += profile_requests(tokens, config.population)
+    if more:
+        measure(target.host, target.port, more, replace(seeding, max_requests=len(more)))
+    return seed
+
+
 def run_bench(config: BenchConfig) -> int:
     """Run every configured scenario; 0 when no request failed, else 1."""
     progress = Progress()
@@ -183,14 +198,7 @@ def run_bench(config: BenchConfig) -> int:
                 )
             )
         tokens = Tokens(codec)
-        seed = seed_requests(tokens, config.population)
-        seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
-        measure(target.host, target.port, seed, seeding)
-        if config.profiles:
-            profiles = profile_requests(tokens, config.population)
-            measure(
-                target.host, target.port, profiles, replace(seeding, max_requests=len(profiles))
-            )
+        seed = _seed(config, target, tokens)
 
         baseline_port = ceiling_port = 0
         if config.baseline:

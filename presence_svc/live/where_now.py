@@ -34,6 +34,9 @@ are rewritten at least every refresh, so past the cap the oldest, left ones go f
 REFRESH_TIMEOUTS = 10
 """An online session's entry is rewritten every this many online timeouts (7.5 min with
 the default 45 s) by each process that serves its heartbeats."""
+_Answer = tuple[int, int, str, str, int, str, list[int]]
+"""One artifact's answer from ``lua/live/where_now.lua``."""
+_DECODE = msgspec.msgpack.Decoder(list[_Answer]).decode
 _MEMO_SIZE = 131_072
 """Entries whose last write this process remembers (~100 B each); past it the memo starts
 over and each session's next heartbeat writes once more."""
@@ -116,66 +119,56 @@ class WhereNowIndex:
 
     async def read(self, user_id: str) -> WhereNow:
         index = self.keys.where_now(user_id)
-        entries = await self.redis.client.zrevrange(index, 0, WHERE_NOW_KEEP - 1, withscores=True)
-        candidates: dict[str, list[tuple[str, bytes, int]]] = defaultdict(list)
-        for entry in entries:
-            if not isinstance(entry, tuple | list):
-                continue
-            raw, score = entry
+        read_at, *members = await self.redis.run(
+            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP)
+        )
+        candidates: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        for raw in members:
             member = as_text(raw)
             artifact_id, _, digest = member.rpartition("/")
             try:
-                session = b"#" + bytes.fromhex(digest)
+                candidates[artifact_id].append((member, b"#" + bytes.fromhex(digest)))
             except ValueError:
                 continue
-            candidates[artifact_id].append((member, session, int(score)))
-        by_tag: dict[str, list[tuple[ArtifactKeys, list[tuple[str, bytes, int]]]]]
+        by_tag: dict[str, list[tuple[ArtifactKeys, list[tuple[str, bytes]]]]]
         by_tag = defaultdict(list)
         for artifact_id, found in candidates.items():
             k = self.keys.artifact(artifact_id)
             by_tag[k.tag].append((k, found))
+        check = self._scripts.where_now.call
         calls = [
-            self._scripts.where_now.call(
-                [(k, [s for _, s, _ in found]) for k, found in group],
-                self._timeout,
-                self._recent,
-                user_id,
-            )
+            check([(k, [s for _, s in found]) for k, found in group], *self._check_args(user_id))
             for group in by_tag.values()
         ]
         results = await self.redis.run_many(calls)
         online: list[WhereOnline] = []
         recent: list[WhereRecent] = []
-        stale: list[tuple[str, int]] = []
+        stale: list[str] = []
         for group, result in zip(by_tag.values(), results, strict=True):
             if isinstance(result, Exception):
                 raise result
-            answers = msgspec.msgpack.decode(result)
-            for (k, found), answer in zip(group, answers, strict=True):
+            for (k, found), answer in zip(group, _DECODE(result), strict=True):
                 is_online, seen, version, status, sessions, reason, prune = answer
-                stale.extend((found[j - 1][0], found[j - 1][2]) for j in prune)
+                stale.extend(found[j - 1][0] for j in prune)
                 if is_online:
                     online.append(
-                        WhereOnline(
-                            artifact_id=k.artifact_id,
-                            version_id=as_text(version) or None,
-                            status=as_text(status),
-                            last_seen_ms=int(seen),
-                            sessions=int(sessions),
-                        )
+                        WhereOnline(k.artifact_id, version or None, status, seen, sessions)
                     )
                 elif seen >= 0:
-                    recent.append(WhereRecent(k.artifact_id, int(seen), as_text(reason) or None))
+                    recent.append(WhereRecent(k.artifact_id, seen, reason or None))
         if stale:
-            await self._prune(index, stale)
+            await self._prune(index, int(read_at), stale)
         online.sort(key=lambda w: (-w.last_seen_ms, w.artifact_id))
         recent.sort(key=lambda w: (-w.last_seen_ms, w.artifact_id))
         return WhereNow(online, recent)
 
-    async def _prune(self, index: str, stale: list[tuple[str, int]]) -> None:
+    def _check_args(self, user_id: str) -> tuple[int, int, str]:
+        return self._timeout, self._recent, user_id
+
+    async def _prune(self, index: str, read_at: int, stale: list[str]) -> None:
         """Best effort: an entry left behind is checked (and offered for pruning) again."""
         try:
-            await self.redis.run(self._scripts.where_now_prune.call(index, stale))
+            await self.redis.run(self._scripts.where_now_prune.call(index, read_at, stale))
         except RedisError as exc:
             log.warning("where-now index not pruned", extra={"error": repr(exc)})
 

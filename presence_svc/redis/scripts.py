@@ -273,12 +273,19 @@ class WhereNowAddScript(Script):
         return ScriptCall(self, (index,), (member, lifetime_ms, keep))
 
 
+class WhereNowReadScript(Script):
+    PATH = "live/where_now_read"
+
+    def call(self, index: str, most: int) -> ScriptCall:
+        return ScriptCall(self, (index,), (most,))
+
+
 class WhereNowPruneScript(Script):
     PATH = "live/where_now_prune"
 
-    def call(self, index: str, entries: Sequence[tuple[str, int]]) -> ScriptCall:
-        """Drop each ``(member, score)`` still scored as read."""
-        return ScriptCall(self, (index,), tuple(v for entry in entries for v in entry))
+    def call(self, index: str, read_at_ms: int, members: Sequence[str]) -> ScriptCall:
+        """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
+        return ScriptCall(self, (index,), (read_at_ms, *members))
 
 
 class RecentPageScript(Script):
@@ -382,6 +389,7 @@ class Scripts:
         self.workers = WorkersScript()
         self.where_now = WhereNowScript()
         self.where_now_add = WhereNowAddScript()
+        self.where_now_read = WhereNowReadScript()
         self.where_now_prune = WhereNowPruneScript()
         self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
