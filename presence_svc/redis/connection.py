@@ -59,6 +59,11 @@ class RedisConnection(ABC):
         """Several script calls at once, results in order; a script error in one call is
         returned in its place, not raised, so one bad call does not hide the others."""
 
+    async def run_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """As ``run_many``, for calls a request makes together that other requests of the
+        moment may join (one server: the loop turn's batch on the pipelined connection)."""
+        return await self.run_many(calls)
+
     @abstractmethod
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int

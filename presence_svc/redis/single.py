@@ -72,6 +72,22 @@ class SingleConnection(RedisConnection):
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
             return await self._run_packed([(call.script, call.resp()) for call in calls])
 
+    async def run_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Each call joins this loop turn's batch (no task per call, no pooled connection
+        per request, unlike ``run_many``); a script Redis lost is loaded and run again."""
+        if self._pipe is None:
+            return await self.run_many(calls)
+        async with asyncio.timeout(self.deadline_s):
+            futures = [self._coalesced(call.script, call.resp()) for call in calls]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        for i, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                try:
+                    results[i] = await self.run(calls[i])
+                except ResponseError as exc:
+                    results[i] = exc
+        return results
+
     async def _load(self, script: Script) -> None:
         """Load ``script`` once for everyone who found it missing at the same time (after
         a restart, every caller of the moment does), not once per caller."""

@@ -290,3 +290,13 @@ async def test_bad_include_cursor_and_limit_are_400s_naming_the_field(
         headers=auth("v"),
     )
     assert good.status == 200
+
+
+async def test_where_now_survives_redis_forgetting_its_scripts(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis
+) -> None:
+    for i in range(12):
+        await beat(client, auth, "alice", "tab-aaaa1", f"doc-{i}")
+    sync_redis.script_flush()  # as after a Redis restart or failover
+    body = await where(client, auth, "alice")
+    assert sorted(o["artifactId"] for o in body["online"]) == sorted(f"doc-{i}" for i in range(12))
