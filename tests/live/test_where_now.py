@@ -300,3 +300,26 @@ async def test_where_now_survives_redis_forgetting_its_scripts(
     sync_redis.script_flush()  # as after a Redis restart or failover
     body = await where(client, auth, "alice")
     assert sorted(o["artifactId"] for o in body["online"]) == sorted(f"doc-{i}" for i in range(12))
+
+
+async def test_recent_pages_split_rows_with_the_same_time_without_loss(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    """Users who left in the same millisecond (a mass timeout) page by user id."""
+    await beat(client, auth, "zoe", "tab-zoe-0001", "doc-1")
+    k = Keyspace(settings.partitions).artifact("doc-1")
+    seconds, micros = sync_redis.time()
+    score = (seconds * 1000 + micros // 1000 - 5_000) * 4 + 2  # 5 s ago, a timeout
+    users = [f"user-{i}" for i in range(7)]
+    sync_redis.zadd(k.recent, dict.fromkeys(users, score))
+    sync_redis.zadd(k.recent, {"early": score - 400})
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(6):
+        body = await recent_page(client, auth, "doc-1", f"&recentLimit=3{cursor}")
+        seen += [u["userId"] for u in body["recent"]]
+        assert all(u["reason"] == "timeout" for u in body["recent"])
+        if body["recentNextCursor"] is None:
+            break
+        cursor = f"&recentCursor={body['recentNextCursor']}"
+    assert seen == [*sorted(users, reverse=True), "early"]
