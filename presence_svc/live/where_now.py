@@ -110,7 +110,7 @@ class WhereNowIndex:
         )
         try:
             await self.redis.run(call)
-        except RedisError as exc:
+        except (RedisError, TimeoutError, OSError) as exc:  # a node down or too slow
             log.warning("where-now index not updated", extra={"error": repr(exc)})
             return
         if len(self._written) >= _MEMO_SIZE:
@@ -173,7 +173,7 @@ class WhereNowIndex:
         """Best effort: an entry left behind is checked (and offered for pruning) again."""
         try:
             await self.redis.run(self._scripts.where_now_prune.call(index, read_at, stale))
-        except RedisError as exc:
+        except (RedisError, TimeoutError, OSError) as exc:  # a node down or too slow
             log.warning("where-now index not pruned", extra={"error": repr(exc)})
 
     async def erase(self, user_id: str) -> None:

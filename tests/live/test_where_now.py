@@ -323,3 +323,26 @@ async def test_recent_pages_split_rows_with_the_same_time_without_loss(
             break
         cursor = f"&recentCursor={body['recentNextCursor']}"
     assert seen == [*sorted(users, reverse=True), "early"]
+
+
+async def test_an_unreachable_index_never_fails_the_heartbeat_it_follows(
+    settings: Any, caplog: Any
+) -> None:
+    """The index is best effort: a heartbeat already counted answers 200 even when the
+    user's index (on another Cluster node) cannot be written; the next heartbeat retries."""
+    from presence_svc.live.store import pack_session_id
+    from presence_svc.live.where_now import WhereNowIndex
+    from presence_svc.redis.connection import connect
+    from tests.conftest import free_port
+
+    down = connect(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}"), deadline_s=1.0)
+    index = WhereNowIndex(down, Keyspace(settings.partitions), settings, pack_session_id)
+    try:
+        await index.noted("alice", "doc-1", "tab-aaaa1", joined=True)  # does not raise
+        assert "where-now index not updated" in caplog.text
+        # nothing remembered as written: the next heartbeat of the session tries again
+        caplog.clear()
+        await index.noted("alice", "doc-1", "tab-aaaa1", joined=False)
+        assert "where-now index not updated" in caplog.text
+    finally:
+        await down.aclose()
