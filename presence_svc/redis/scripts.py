@@ -19,6 +19,7 @@ from typing import ClassVar, NamedTuple, TypeAlias
 
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.resp import evalsha_head, pack_bulks, pack_evalsha
+from presence_svc.settings import Settings
 
 __all__ = [
     "HeartbeatScript",
@@ -116,13 +117,13 @@ class Script:
 
 
 _FIVE_BULKS = b"$%d\r\n%b\r\n" * 5
-_Shared: TypeAlias = "tuple[tuple[str, str, str, str], tuple[ScriptArg, ...], bytes]"
+_Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
 
 
 class Lifetimes(NamedTuple):
-    """How long sessions live, as every presence writer is told (ms)."""
+    """How long sessions (and their traces) live, as every presence writer is told."""
 
     online_ms: int
     """An active session goes offline this long after its last heartbeat."""
@@ -130,12 +131,26 @@ class Lifetimes(NamedTuple):
     """A session offline this long is deleted."""
     away_ms: int
     """An away session goes offline this long after its last heartbeat."""
+    recent_ms: int = 86_400_000
+    """A user whose last session went stays in the recently-here list this long."""
+    recent_max: int = 1000
+    """Users one artifact's recently-here list keeps at most."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Lifetimes:
+        return cls(
+            settings.online_timeout_ms,
+            settings.retention_ms,
+            settings.away_timeout_ms,
+            settings.recent_ms,
+            settings.recent_max,
+        )
 
 
 class PresenceWriter(Script):
-    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D of one artifact, ARGV its
-    id, channel, the online timeout, the retention and the away timeout, then the script's
-    own arguments."""
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D, R, RD of one artifact,
+    ARGV its id, channel and ``Lifetimes`` (online timeout, retention, away timeout,
+    recently-here keep time and cap), then the script's own arguments."""
 
     OWN_ARGS: ClassVar[int]
     """How many arguments of its own the script takes after the writer's."""
@@ -156,7 +171,7 @@ class PresenceWriter(Script):
         return ScriptCall(self, keys, args, own, head)
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
-        keys = (k.sessions, k.info, k.users, k.due)
+        keys = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due)
         args = (k.artifact_id, k.channel, *times)
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
@@ -240,6 +255,38 @@ class PresencePageScript(Script):
         """A page of ``limit`` users who came after join number ``after``."""
         args = (times.online_ms, times.away_ms, limit, "" if after is None else after)
         return ScriptCall(self, (k.sessions, k.info, k.users), (*args, "1" if listing else ""))
+
+
+class WhereNowAddScript(Script):
+    PATH = "live/where_now_add"
+
+    def call(self, index: str, member: str, lifetime_ms: int, keep: int) -> ScriptCall:
+        return ScriptCall(self, (index,), (member, lifetime_ms, keep))
+
+
+class WhereNowReadScript(Script):
+    PATH = "live/where_now_read"
+
+    def call(self, index: str, most: int) -> ScriptCall:
+        return ScriptCall(self, (index,), (most,))
+
+
+class WhereNowPruneScript(Script):
+    PATH = "live/where_now_prune"
+
+    def call(self, index: str, read_at_ms: int, members: Sequence[str]) -> ScriptCall:
+        """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
+        return ScriptCall(self, (index,), (read_at_ms, *members))
+
+
+class RecentPageScript(Script):
+    PATH = "live/recent_page"
+
+    def call(
+        self, k: ArtifactKeys, recent_ms: int, limit: int, after: tuple[int, str] | None
+    ) -> ScriptCall:
+        score, user = after if after else ("", "")
+        return ScriptCall(self, (k.recent,), (recent_ms, limit, score, user))
 
 
 class WorkersScript(Script):
@@ -338,6 +385,10 @@ class Scripts:
         self.online = OnlineScript()
         self.presence = PresencePageScript()
         self.workers = WorkersScript()
+        self.where_now_add = WhereNowAddScript()
+        self.where_now_read = WhereNowReadScript()
+        self.where_now_prune = WhereNowPruneScript()
+        self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
         self.recent = RecentScript()
         self.viewers = ViewersScript()

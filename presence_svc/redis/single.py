@@ -24,8 +24,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, StreamRead
 from presence_svc.redis.pipe import RedisPipe
-from presence_svc.redis.resp import Packed, pack_commands, run_pipeline
-from presence_svc.redis.scripts import Script, ScriptCall
+from presence_svc.redis.resp import Packed, pack_command, pack_commands, run_pipeline
+from presence_svc.redis.scripts import Script, ScriptArg, ScriptCall
 
 __all__ = ["EAGER_BATCH", "SingleConnection"]
 
@@ -71,6 +71,20 @@ class SingleConnection(RedisConnection):
             return []
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
             return await self._run_packed([(call.script, call.resp()) for call in calls])
+
+    async def read_commands(self, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:
+        """Written at once on the pipelined connection (one write, no pooled connection per
+        request), or as one pipeline on a pooled connection without one."""
+        if not commands:
+            return []
+        if self._pipe is None:
+            async with asyncio.timeout(self.deadline_s):
+                return await run_pipeline(self.client, pack_commands(commands))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        self._pipe.send([(pack_command(c), f) for c, f in zip(commands, futures, strict=True)])
+        async with asyncio.timeout(self.deadline_s):
+            return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def _load(self, script: Script) -> None:
         """Load ``script`` once for everyone who found it missing at the same time (after
