@@ -26,8 +26,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from presence_svc.redis.connection import RedisConnection, as_text
-from presence_svc.redis.keys import ArtifactKeys, Keyspace
-from presence_svc.redis.scripts import ScriptArg
+from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 
 __all__ = ["WHERE_NOW_KEEP", "WhereNow", "WhereNowIndex", "WhereOnline", "WhereRecent"]
@@ -140,18 +139,12 @@ class WhereNowIndex:
                 candidates[artifact_id].append((member, b"#" + bytes.fromhex(digest)))
             except ValueError:
                 continue
-        looked: list[tuple[ArtifactKeys, list[tuple[str, bytes]]]] = []
-        commands: list[tuple[ScriptArg, ...]] = []
-        for artifact_id, found in candidates.items():
-            k = self.keys.artifact(artifact_id)
-            sids = [sid for _, sid in found]
-            looked.append((k, found))
-            commands += [
-                ("ZMSCORE", k.sessions, *sids),
-                ("HMGET", k.info, *sids),
-                ("ZSCORE", k.recent, user_id),
-            ]
-        replies = await self.redis.read_commands(commands)
+        artifact = self.keys.artifact
+        looked = [(artifact(a), found) for a, found in candidates.items()]
+        commands, packed = self._scripts.session_checks.build(
+            user_id, [(k, [sid for _, sid in found]) for k, found in looked]
+        )
+        replies = await self.redis.read_commands(commands, packed)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

@@ -38,7 +38,9 @@ class ClusterConnection(RedisConnection):
                 await asyncio.gather(*(self._run(call) for call in calls), return_exceptions=True)
             )
 
-    async def read_commands(self, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:
+    async def read_commands(
+        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
+    ) -> list[Any]:
         """A cluster pipeline: redis-py groups the commands by node, one round trip each."""
         if not commands:
             return []

@@ -61,11 +61,14 @@ class RedisConnection(ABC):
         returned in its place, not raised, so one bad call does not hide the others."""
 
     @abstractmethod
-    async def read_commands(self, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:
+    async def read_commands(
+        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
+    ) -> list[Any]:
         """Plain read-only commands, each ``(name, key, *args)`` (one key each), sent
         together (one round trip on a single server, one per node on a Cluster); the
         answers in order, as Redis sent them, an error answer in its place. Not bound by
-        the one-slot rule of scripts: each command touches its own key."""
+        the one-slot rule of scripts: each command touches its own key. ``packed``: the
+        same commands in RESP already (``Scripts.session_checks``), used where it helps."""
 
     @abstractmethod
     async def read_group(

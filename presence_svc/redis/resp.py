@@ -86,7 +86,7 @@ def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[str | bytes | int
 
 def pack_command(command: Sequence[str | bytes | int | float]) -> bytes:
     """One command, ``(name, *args)``, in RESP."""
-    return b"*%d\r\n%b" % (len(command), b"".join(map(bulk, command)))
+    return b"*%d\r\n%b" % (len(command), pack_bulks(command))
 
 
 def pack_commands(commands: Sequence[Sequence[str | bytes | int | float]]) -> Packed:

@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, StreamRead
 from presence_svc.redis.pipe import RedisPipe
-from presence_svc.redis.resp import Packed, pack_command, pack_commands, run_pipeline
+from presence_svc.redis.resp import Packed, pack_commands, run_pipeline
 from presence_svc.redis.scripts import Script, ScriptArg, ScriptCall
 
 __all__ = ["EAGER_BATCH", "SingleConnection"]
@@ -72,19 +72,22 @@ class SingleConnection(RedisConnection):
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
             return await self._run_packed([(call.script, call.resp()) for call in calls])
 
-    async def read_commands(self, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:
-        """Written at once on the pipelined connection (one write, no pooled connection per
-        request), or as one pipeline on a pooled connection without one."""
+    async def read_commands(
+        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
+    ) -> list[Any]:
+        """Written at once on the pipelined connection as one call (one write, one future,
+        no pooled connection per request), or as one pipeline on a pooled connection
+        without one."""
         if not commands:
             return []
+        resp = (packed, len(commands)) if packed is not None else pack_commands(commands)
         if self._pipe is None:
             async with asyncio.timeout(self.deadline_s):
-                return await run_pipeline(self.client, pack_commands(commands))
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
-        self._pipe.send([(pack_command(c), f) for c, f in zip(commands, futures, strict=True)])
+                return await run_pipeline(self.client, resp)
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pipe.send_commands(resp[0], resp[1], future)
         async with asyncio.timeout(self.deadline_s):
-            return list(await asyncio.gather(*futures, return_exceptions=True))
+            return await future
 
     async def _load(self, script: Script) -> None:
         """Load ``script`` once for everyone who found it missing at the same time (after

@@ -65,8 +65,10 @@ class TracedConnection(RedisConnection):
             span.end()
         return results
 
-    async def read_commands(self, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:
-        return await self.inner.read_commands(commands)
+    async def read_commands(
+        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
+    ) -> list[Any]:
+        return await self.inner.read_commands(commands, packed)
 
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
