@@ -26,7 +26,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from presence_svc.redis.connection import RedisConnection, as_text
-from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.settings import Settings
 
 __all__ = ["WHERE_NOW_KEEP", "WhereNow", "WhereNowIndex", "WhereOnline", "WhereRecent"]
@@ -131,37 +131,44 @@ class WhereNowIndex:
             self._scripts.where_now_read.call(index, WHERE_NOW_KEEP)
         )
         now = int(read_at)
-        candidates: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        candidates: dict[str, list[str]] = defaultdict(list)
         for raw in members:
             member = as_text(raw)
-            artifact_id, _, digest = member.rpartition("/")
-            try:
-                candidates[artifact_id].append((member, b"#" + bytes.fromhex(digest)))
-            except ValueError:
-                continue
+            candidates[member.rpartition("/")[0]].append(member)
         artifact = self.keys.artifact
-        looked = [(artifact(a), found) for a, found in candidates.items()]
-        commands, packed = self._scripts.session_checks.build(
-            user_id, [(k, [sid for _, sid in found]) for k, found in looked]
+        looked: list[tuple[ArtifactKeys, list[str]]] = []
+        checks: list[tuple[ArtifactKeys, list[bytes]]] = []
+        for artifact_id, found in candidates.items():
+            try:
+                sids = [b"#" + bytes.fromhex(m.rpartition("/")[2]) for m in found]
+            except ValueError:  # not an entry this service wrote
+                continue
+            if any(len(sid) != 9 for sid in sids):  # ditto (session_checks packs 9 bytes)
+                continue
+            k = artifact(artifact_id)
+            looked.append((k, found))
+            checks.append((k, sids))
+        replies = await self.redis.read_commands(
+            self._scripts.session_checks.build(user_id, checks)
         )
-        replies = await self.redis.read_commands(commands, packed)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
         online: list[WhereOnline] = []
         recent: list[WhereRecent] = []
         stale: list[str] = []
         for n, (k, found) in enumerate(looked):
             scores, infos, left = replies[3 * n : 3 * n + 3]
+            for reply in (scores, infos, left):
+                if isinstance(reply, Exception):
+                    raise reply
             place, online_at = self._check(k.artifact_id, user_id, now, scores, infos, left)
             if isinstance(place, WhereOnline):
                 online.append(place)
-                stale += [m for (m, _), on in zip(found, online_at, strict=True) if not on]
+                if place.sessions < len(found):
+                    stale += [m for m, on in zip(found, online_at, strict=True) if not on]
             else:
                 if place is not None:
                     recent.append(place)
                 # a recently-left artifact keeps its newest candidate; otherwise none is kept
-                stale += [m for m, _ in found[1 if place is not None else 0 :]]
+                stale += found[1 if place is not None else 0 :]
         if stale:
             await self._prune(index, now, stale)
         online.sort(key=lambda w: (-w.last_seen_ms, w.artifact_id))
@@ -201,10 +208,12 @@ class WhereNowIndex:
                 active = active or not away
                 if seen > best:
                     best, version = seen, info[1]
-            elif flags in (1, 3) and deadline > stale_seen:
-                stale_seen, stale_reason = deadline, "left"
-            elif seen > stale_seen:
-                stale_seen, stale_reason = seen, "timeout"
+                continue
+            leaving = flags in (1, 3)
+            if leaving:
+                seen = deadline  # the grace ran out then
+            if seen > stale_seen:
+                stale_seen, stale_reason = seen, "left" if leaving else "timeout"
         if sessions:
             status = "active" if active else "away"
             return WhereOnline(artifact_id, version or None, status, best, sessions), online_at

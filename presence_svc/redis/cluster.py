@@ -18,7 +18,8 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, StreamEntry, StreamRead
-from presence_svc.redis.scripts import ScriptArg, ScriptCall
+from presence_svc.redis.resp import Commands
+from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["ClusterConnection"]
 
@@ -38,14 +39,12 @@ class ClusterConnection(RedisConnection):
                 await asyncio.gather(*(self._run(call) for call in calls), return_exceptions=True)
             )
 
-    async def read_commands(
-        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
-    ) -> list[Any]:
+    async def read_commands(self, commands: Commands) -> list[Any]:
         """A cluster pipeline: redis-py groups the commands by node, one round trip each."""
-        if not commands:
+        if not commands.count:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for command in commands:
+        for command in commands.tuples():
             pipe.execute_command(*command)
         async with asyncio.timeout(self.deadline_s):
             return list(await pipe.execute(raise_on_error=False))

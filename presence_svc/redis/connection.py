@@ -24,7 +24,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.scripts import ScriptArg, ScriptCall, Scripts
+from presence_svc.redis.resp import Commands
+from presence_svc.redis.scripts import ScriptCall, Scripts
 from presence_svc.settings import Settings
 
 __all__ = ["RedisClient", "RedisConnection", "StreamEntry", "StreamRead", "as_text", "connect"]
@@ -61,14 +62,11 @@ class RedisConnection(ABC):
         returned in its place, not raised, so one bad call does not hide the others."""
 
     @abstractmethod
-    async def read_commands(
-        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
-    ) -> list[Any]:
-        """Plain read-only commands, each ``(name, key, *args)`` (one key each), sent
-        together (one round trip on a single server, one per node on a Cluster); the
-        answers in order, as Redis sent them, an error answer in its place. Not bound by
-        the one-slot rule of scripts: each command touches its own key. ``packed``: the
-        same commands in RESP already (``Scripts.session_checks``), used where it helps."""
+    async def read_commands(self, commands: Commands) -> list[Any]:
+        """Plain read-only commands (one key each) sent together: one round trip on a
+        single server, one per node on a Cluster; the answers in order, as Redis sent
+        them, an error answer in its place. Not bound by the one-slot rule of scripts:
+        each command touches its own key."""
 
     @abstractmethod
     async def read_group(

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple, TypeAlias
 
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
-from presence_svc.redis.resp import bulk, evalsha_head, pack_bulks, pack_evalsha
+from presence_svc.redis.resp import (
+    Command,
+    Commands,
+    bulk,
+    evalsha_head,
+    pack_bulks,
+    pack_evalsha,
+)
 from presence_svc.settings import Settings
 
 __all__ = [
@@ -257,6 +264,10 @@ class PresencePageScript(Script):
         return ScriptCall(self, (k.sessions, k.info, k.users), (*args, "1" if listing else ""))
 
 
+_SID_BULK = b"$9\r\n%b\r\n"
+"""A packed session id (``live.store.pack_session_id``: ``#`` + 8 bytes) as a bulk string."""
+
+
 class SessionChecks:
     """The plain read commands that check a user's candidate sessions on artifacts (see
     ``live/where_now.py``): per artifact ``ZMSCORE`` of the sessions, ``HMGET`` of their
@@ -281,22 +292,28 @@ class SessionChecks:
 
     def build(
         self, user_id: str, artifacts: Sequence[tuple[ArtifactKeys, Sequence[bytes]]]
-    ) -> tuple[list[tuple[ScriptArg, ...]], bytes]:
-        """The commands for ``artifacts`` (each with its packed session ids), 3 apiece."""
-        commands: list[tuple[ScriptArg, ...]] = []
+    ) -> Commands:
+        """The commands for ``artifacts`` (each with its packed session ids, which MUST be
+        9 bytes each: they are packed as such), 3 apiece."""
         parts: list[bytes] = []
         user = bulk(user_id)
         for k, sids in artifacts:
             zmscore, hmget, zscore = self._heads_of(k)
-            packed_sids = pack_bulks(sids)
+            packed_sids = _SID_BULK * len(sids) % tuple(sids)
             head = b"*%d\r\n" % (2 + len(sids))
             parts += (head, zmscore, packed_sids, head, hmget, packed_sids, b"*3\r\n", zscore, user)
-            commands += (
-                ("ZMSCORE", k.sessions, *sids),
-                ("HMGET", k.info, *sids),
-                ("ZSCORE", k.recent, user_id),
-            )
-        return commands, b"".join(parts)
+
+        def tuples() -> list[Command]:
+            out: list[Command] = []
+            for k, sids in artifacts:
+                out += (
+                    ("ZMSCORE", k.sessions, *sids),
+                    ("HMGET", k.info, *sids),
+                    ("ZSCORE", k.recent, user_id),
+                )
+            return out
+
+        return Commands(b"".join(parts), 3 * len(artifacts), tuples)
 
 
 class WhereNowAddScript(Script):

@@ -15,7 +15,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from redis.asyncio.client import PubSub
 
 from presence_svc.redis.connection import RedisConnection, StreamRead
-from presence_svc.redis.scripts import ScriptArg, ScriptCall
+from presence_svc.redis.resp import Commands
+from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["TracedConnection"]
 
@@ -65,10 +66,8 @@ class TracedConnection(RedisConnection):
             span.end()
         return results
 
-    async def read_commands(
-        self, commands: Sequence[Sequence[ScriptArg]], packed: bytes | None = None
-    ) -> list[Any]:
-        return await self.inner.read_commands(commands, packed)
+    async def read_commands(self, commands: Commands) -> list[Any]:
+        return await self.inner.read_commands(commands)
 
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
