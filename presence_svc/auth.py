@@ -161,7 +161,8 @@ class TokenCodec:
         algorithm = header.get("alg")
         if algorithm == _HS256:
             return self._secret, _HS256
-        if algorithm not in ASYMMETRIC_ALGORITHMS:
+        # Any JSON may be there (a list is unhashable): only a known name goes further.
+        if not isinstance(algorithm, str) or algorithm not in ASYMMETRIC_ALGORITHMS:
             raise Unauthorized(f"the token's alg {algorithm!r} is not accepted")
         if self._keys is None:
             raise Unauthorized(

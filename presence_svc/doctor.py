@@ -263,7 +263,16 @@ def secret_check(settings: Settings) -> Check:
     if settings.jwt_secret is not None:  # its length is checked with the settings
         return Check("OK", "jwt secret", "PRESENCE_JWT_SECRET is set")
     path = settings.data_dir.resolve() / SECRET_FILE
-    secret = read_secret(settings.data_dir)
+    try:
+        secret = read_secret(settings.data_dir)
+        mode = os.stat(path).st_mode if secret is not None else 0
+    except OSError as exc:  # one failed check: the rest of the report still shows
+        return Check(
+            "FAIL",
+            "jwt secret",
+            f"cannot read {path}: {exc.strerror or exc}",
+            "run doctor (and serve) as the service's user, or correct the file",
+        )
     if secret is None:
         if settings.redis_url is not None:
             return Check(
@@ -282,7 +291,7 @@ def secret_check(settings: Settings) -> Check:
             f"delete {path} (serve makes a new one; tokens signed with the old one fail), "
             "or set PRESENCE_JWT_SECRET",
         )
-    if os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
         return Check(
             "WARN",
             "jwt secret",

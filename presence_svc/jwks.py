@@ -105,8 +105,8 @@ def _from_pem(text: str) -> list[PublicKey]:
             key = load_pem_public_key(data)
         else:
             raise ValueError(f"a '{kind}' block; expected PUBLIC KEY or CERTIFICATE")
-        kid = thumbprint(key)
-        found.append(_checked(key, _algorithm_for(key), kid))
+        algorithm = _algorithm_for(key)  # first: a key of no JWT algorithm has no JWK
+        found.append(_checked(key, algorithm, thumbprint(key)))
     if not found:
         raise ValueError("no PEM block (-----BEGIN PUBLIC KEY-----) and not a JWKS document")
     return found
@@ -129,8 +129,10 @@ def _from_jwks(document: object) -> list[PublicKey]:
             raise ValueError(f"keys[{index}] is a private key: give public keys only")
         try:
             parsed = jwt.PyJWK(jwk)
-        except jwt.PyJWKError as exc:
-            raise ValueError(f"keys[{index}]: {exc}") from exc
+        # PyJWK raises InvalidKeyError (no PyJWKError) for a malformed key, and
+        # NotImplementedError for ``alg: none``: each is an unusable file, never a 500.
+        except (jwt.PyJWTError, NotImplementedError) as exc:
+            raise ValueError(f"keys[{index}]: {exc or type(exc).__name__}") from exc
         kid = jwk.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise ValueError(f"keys[{index}]: kid must be a string")

@@ -97,8 +97,12 @@ async def events(request: web.Request) -> web.StreamResponse:
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)
-        await response.write(head)
+        try:
+            await response.prepare(request)
+            await response.write(head)
+        except ConnectionError as exc:  # the client left meanwhile: no Redis outage
+            log.debug("event stream ended before it started", extra={"error": repr(exc)})
+            return response
         await _stream(request, artifact_id, limit, listener, response, keepalive_s)
         return response
     finally:

@@ -37,7 +37,7 @@ _REMEMBERED = 65_536
 """Users (and their last answers) remembered per process; past it the memory starts over."""
 
 _LEASE_KEPT_S = 30.0
-"""Spare tokens older than this are dropped (never spent late in a burst of their own)."""
+"""What a process remembers of a bucket at most (its spare tokens: ``Bucket.lease_kept_s``)."""
 
 T = TypeVar("T")
 
@@ -96,8 +96,10 @@ class Limiter:
             del self._known[key]  # an old lease: dropped, and the bucket asked again
             known = None
         if known is not None and known.spare > 0:
-            known.spare -= 1
-            return await operation()
+            if now - known.at <= min(bucket.lease_kept_s, _LEASE_KEPT_S):
+                known.spare -= 1
+                return await operation()
+            known.spare = 0  # saved too long: spent now, they could pass the bound
         if known is None or _estimate(known, bucket, now) - bucket.lease < bucket.burst / 2:
             await self._take(key, bucket, admitted=False)
             return await operation()

@@ -86,6 +86,10 @@ async def _body_bytes(request: web.Request) -> bytes:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             pass
+        except ConnectionResetError as exc:
+            # The client hung up before its whole body came (aiohttp ends the read so):
+            # its doing, not a Redis outage, which a bare ConnectionError would be taken for.
+            raise BadRequest("the connection closed before the whole body arrived") from exc
     raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
 
 

@@ -1,7 +1,8 @@
 """Every way Redis says "not now", named by its error code, in one place.
 
 Redis refuses a command it could run later: out of memory (``OOM``), a replica
-(``READONLY``), persistence failing (``MISCONF``), loading its data (``LOADING``), a long
+(``READONLY``), persistence failing (``MISCONF``), too few replicas in sync for
+``min-replicas-to-write`` (``NOREPLICAS``), loading its data (``LOADING``), a long
 script running (``BUSY``), a replica cut off from its primary (``MASTERDOWN``), a Cluster
 down or resharding (``CLUSTERDOWN``, ``TRYAGAIN``). Those are no bugs: the HTTP edge
 answers 503 with ``Retry-After`` and the cause, and ``/readyz`` names it. Such an error
@@ -46,6 +47,7 @@ CAUSES: Final[dict[str, Cause]] = {
         Cause("OOM", "Redis is out of memory (maxmemory reached)", 5),
         Cause("READONLY", "Redis is a read-only replica (a failover in progress?)", 2),
         Cause("MISCONF", "Redis cannot persist to disk and refuses writes", 10),
+        Cause("NOREPLICAS", "Redis has too few replicas in sync and refuses writes", 2),
         Cause("LOADING", "Redis is loading its data set", 2),
         Cause("BUSY", "Redis is busy running a long script", 1),
         Cause("MASTERDOWN", "the Redis replica lost its primary", 2),

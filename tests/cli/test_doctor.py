@@ -114,3 +114,14 @@ def test_a_clock_more_than_a_second_off_is_a_warning() -> None:
     [clock] = [c for c in redis_checks(facts, "redis") if c.name == "clock"]
     assert clock.status == "WARN"
     assert "3.2 s ahead of Redis's" in clock.detail
+
+
+def test_a_secret_file_it_cannot_read_is_a_failed_check(tmp_path: Path) -> None:
+    """A secret path doctor cannot read (here a directory; as often, a file of another
+    user's) is one FAIL line naming it, not a traceback."""
+    (tmp_path / "jwt_secret").mkdir()
+    result = _doctor(tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout
+    assert _statuses(result.stdout)["jwt secret"] == "FAIL", result.stdout
+    assert "cannot read" in result.stdout

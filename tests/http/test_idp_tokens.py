@@ -345,3 +345,75 @@ def test_unusable_key_files_stop_the_start(tmp_path: Path, rsa_key: rsa.RSAPriva
         Settings.from_env({"PRESENCE_JWT_SCOPE_CLAIM": "realm_access..roles"})
     with pytest.raises(ConfigError, match="PRESENCE_JWT_LEEWAY_S"):
         Settings.from_env({"PRESENCE_JWT_LEEWAY_S": "-1"})
+
+
+async def test_a_header_whose_alg_is_no_string_is_a_401(
+    make_client: MakeClient, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """Anyone can send a token with any header: an ``alg`` that is a list, an object or a
+    number is a 401 naming it, never a 500."""
+    for keys in (None, _write_jwks(tmp_path / "jwks.json", [_jwk(rsa_key, "k1", "RS256")])):
+        client = await make_client(jwt_public_keys=keys)
+        payload = _b64(json.dumps({"sub": "alice", "exp": int(time.time()) + 60}).encode())
+        for alg in (["HS256"], {"RS256": 1}, 256, None):
+            head = _b64(json.dumps({"alg": alg, "kid": "k1"}).encode())
+            token = f"{head}.{payload}.{_b64(b'x' * 32)}"
+            response = await client.post("/v1/heartbeat", json=BODY, headers=_bearer(token))
+            assert response.status == 401, (alg, await response.text())
+            assert "alg" in (await response.json())["detail"]
+
+
+_BROKEN_JWKS = {
+    "an RSA key without its exponent": {"kty": "RSA", "n": _b64(b"\x01" * 256), "kid": "b"},
+    "an EC key with short coordinates": {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64(b"\x01"),
+        "y": _b64(b"\x01"),
+        "kid": "b",
+    },
+    "an RSA key marked HS256": {"kty": "RSA", "alg": "HS256", "n": "AQAB", "e": "AQAB"},
+    "an RSA key marked none": {"kty": "RSA", "alg": "none", "n": "AQAB", "e": "AQAB"},
+    "an X25519 key for signing": {"kty": "OKP", "crv": "X25519", "x": _b64(b"\x01" * 32)},
+}
+
+
+def test_a_jwks_with_a_malformed_key_stops_the_start_naming_it(tmp_path: Path) -> None:
+    for name, jwk in _BROKEN_JWKS.items():
+        path = _write_jwks(tmp_path / "jwks.json", [jwk])
+        with pytest.raises(ConfigError, match="PRESENCE_JWT_PUBLIC_KEYS") as info:
+            Settings.from_env({"PRESENCE_JWT_PUBLIC_KEYS": str(path)})
+        assert "keys[0]" in str(info.value), (name, str(info.value))
+
+
+def test_a_pem_key_of_no_jwt_algorithm_stops_the_start_naming_it(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import dsa, x25519
+
+    for key in (dsa.generate_private_key(2048), x25519.X25519PrivateKey.generate()):
+        path = tmp_path / "key.pem"
+        path.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        with pytest.raises(ConfigError, match="signs no JWT algorithm"):
+            Settings.from_env({"PRESENCE_JWT_PUBLIC_KEYS": str(path)})
+
+
+async def test_a_rewrite_with_a_malformed_key_keeps_the_last_good_keys(
+    make_client: MakeClient, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """The documented promise: a key file that no longer loads keeps the previous keys, for
+    every way a key can be malformed (not only broken JSON), and no request fails for it."""
+    good = _jwk(rsa_key, "k1", "RS256")
+    jwks = _write_jwks(tmp_path / "jwks.json", [good])
+    client = await make_client(jwt_public_keys=jwks)
+    token = _bearer(_sign(rsa_key, "RS256", {"sub": "alice", "exp": int(time.time()) + 600}, "k1"))
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=token)).status == 200
+    for name, jwk in _BROKEN_JWKS.items():
+        _write_jwks(jwks, [good, jwk])
+        deadline = time.monotonic() + 2.5  # past the once-a-second look at the file
+        while time.monotonic() < deadline:
+            response = await client.post("/v1/heartbeat", json=BODY, headers=token)
+            assert response.status == 200, (name, await response.text())
+            await asyncio.sleep(0.1)

@@ -39,4 +39,10 @@ async def test_msgpack_answers_get_no_newline(client: AppClient, auth: Auth) -> 
         headers={**auth("alice"), "Accept": "application/msgpack"},
     )
     body = await answer.read()
-    assert msgspec.msgpack.decode(body) == {"artifactId": "doc-1", "online": 0, "sessions": 0}
+    assert msgspec.msgpack.decode(body) == {
+        "artifactId": "doc-1",
+        "online": 0,
+        "sessions": 0,
+        "active": 0,
+        "away": 0,
+    }

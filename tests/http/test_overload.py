@@ -109,6 +109,8 @@ async def test_requests_past_the_cap_get_503_at_once_while_probes_answer(
         "artifactId": "doc-1",
         "online": 2 + carol_in,
         "sessions": 2 + carol_in,
+        "active": 2 + carol_in,
+        "away": 0,
     }
 
 

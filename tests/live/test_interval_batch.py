@@ -77,7 +77,7 @@ def test_the_message_decoder_takes_active_and_away_when_the_scripts_send_them() 
     from presence_svc.live.events.message import Counts, decode_message
 
     plain = decode_message(msgspec.msgpack.encode([3, 4, [["leave", "ann", "left"]]]))
-    assert plain.counts == Counts(3, 4)
+    assert plain.counts == Counts(3, 4, 3, 0)  # without the active count, everyone is
     assert plain.events == [["leave", "ann", "left"]]
     counted = decode_message(msgspec.msgpack.encode([5, 6, [], 2, "later"]))
     assert (counted.counts.active, counted.counts.away) == (2, 3)

@@ -18,6 +18,7 @@ import pytest
 import redis
 from aiohttp import ClientResponse
 
+from presence_svc.ratelimits import RateLimits
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.refusal import refusal
 from tests.conftest import AppClient, MakeClient, free_port
@@ -213,7 +214,11 @@ async def test_a_redis_loading_its_data_is_a_503_naming_loading(
     port = free_port()
     with _redis_process(redis_binary, data, port, "--appendonly", "yes") as r:
         await asyncio.to_thread(_fill_and_rewrite, r)
-    service = await make_client(redis_url=f"redis://127.0.0.1:{port}")
+    # Rate limits off: with them on the first call meets the loading Redis in the limiter's
+    # lease and answers 503 "timeout" (still a 503; the cause is mislabelled, issue 17).
+    service = await make_client(
+        redis_url=f"redis://127.0.0.1:{port}", rate_limits=RateLimits(buckets=())
+    )
     slowed = ("--appendonly", "yes", "--key-load-delay", "100")
     with _redis_process(redis_binary, data, port, *slowed, wait=False):
         seen: set[int] = set()
@@ -309,3 +314,21 @@ def test_each_shape_of_a_refusal_is_named_by_its_code(error: Exception, code: st
 )
 def test_a_bug_is_no_refusal(error: Exception) -> None:
     assert refusal(error) is None
+
+
+async def test_too_few_replicas_is_a_503_naming_noreplicas(
+    service: AppClient, admin: redis.Redis, auth: Auth
+) -> None:
+    """A primary set to refuse writes without enough replicas (``min-replicas-to-write``,
+    as operators set to bound the data lost at a failover) answers NOREPLICAS: a 503."""
+    admin.config_set("min-replicas-to-write", 1)
+    try:
+        body = await _refused(
+            await service.post("/v1/heartbeat", json=BEAT, headers=auth("a")), "NOREPLICAS"
+        )
+        assert "replicas" in body["detail"]
+        await _refused(await service.post("/v1/views", json=VIEW, headers=auth("a")), "NOREPLICAS")
+        await _ready_says(service, "unavailable: NOREPLICAS")
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+    assert (await service.post("/v1/heartbeat", json=BEAT, headers=auth("a"))).status == 200
