@@ -82,7 +82,7 @@ class PresenceUser(_Model, frozen=True, kw_only=True):
 
 
 class RecentUser(_Model, frozen=True, kw_only=True):
-    """A user recently on the artifact and offline now (``include=["recent"]``)."""
+    """A user recently on the artifact and offline now (``include_recent=True``)."""
 
     user_id: str
     name: str | None = None
@@ -97,7 +97,7 @@ class PresencePage(OnlineCounts, frozen=True, kw_only=True):
     names_joined: bool = True
     """False when the service could not read the users directory: names are None."""
     recent: list[RecentUser] | None = None
-    """Only with ``include=["recent"]``: who was here recently, newest first."""
+    """Only with ``include_recent=True``: who was here recently, newest first."""
     recent_next_cursor: str | None = None
 
 
