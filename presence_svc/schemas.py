@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 __all__ = [
     "ID_PATTERN",
@@ -26,12 +26,14 @@ __all__ = [
     "LedgerOut",
     "OnlineCounts",
     "OnlineOut",
+    "PresenceListOut",
     "PresenceOut",
     "PresenceUser",
     "ProfileIn",
     "ProfileOut",
     "RecentItemOut",
     "RecentOut",
+    "RecentUserOut",
     "SessionId",
     "SessionMetaOut",
     "StateEvent",
@@ -45,6 +47,9 @@ __all__ = [
     "ViewOut",
     "ViewerOut",
     "ViewersOut",
+    "WhereNowOut",
+    "WhereOnlineOut",
+    "WhereRecentOut",
 ]
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$(?!\n)"
@@ -201,6 +206,19 @@ class PresenceUser(_Out, kw_only=True, omit_defaults=True):
     ] = None
 
 
+class RecentUserOut(_Out, kw_only=True):
+    """A user recently on the artifact and offline now."""
+
+    user_id: str
+    name: str | None
+    avatar_url: str | None
+    last_seen: Time
+    reason: Annotated[
+        Literal["left", "timeout"] | None,
+        Meta(description="how their last session went: a leave, or a timeout; null if unknown"),
+    ]
+
+
 class PresenceOut(_Out, kw_only=True):
     online: int
     sessions: int
@@ -240,6 +258,48 @@ class IntervalEvent(_Out, kw_only=True, omit_defaults=True):
     """Users online with an active session."""
     away: int
     """Users online whose every session is away."""
+
+
+class PresenceListOut(PresenceOut, kw_only=True):
+    """The presence list: a page of online users, and with ``include`` more."""
+
+    recent: Annotated[
+        list[RecentUserOut] | UnsetType,
+        Meta(
+            description="with include=recent: users seen in the last PRESENCE_RECENT_S "
+            "who are offline now, most recent first"
+        ),
+    ] = UNSET
+    recent_next_cursor: Annotated[
+        str | UnsetType | None,
+        Meta(description="with include=recent: recentCursor of the next page"),
+    ] = UNSET
+
+
+class WhereOnlineOut(_Out, kw_only=True):
+    """An artifact the user is online on."""
+
+    artifact_id: str
+    version_id: str | None
+    status: Annotated[
+        Literal["active", "away"], Meta(description="active when any of the user's sessions is")
+    ]
+    last_seen: Time
+    sessions: int
+
+
+class WhereRecentOut(_Out, kw_only=True):
+    """An artifact the user left within PRESENCE_RECENT_S."""
+
+    artifact_id: str
+    last_seen: Time
+    reason: Literal["left", "timeout"] | None
+
+
+class WhereNowOut(_Out, kw_only=True):
+    user_id: str
+    online: list[WhereOnlineOut]
+    recent: list[WhereRecentOut]
 
 
 class JoinEvent(PresenceUser, kw_only=True):

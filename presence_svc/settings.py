@@ -90,6 +90,10 @@ class Settings:
     """Event streams one process holds open; more get a 503."""
     max_loop_lag_ms: int = 0
     """Requests get a 503 while the event loop runs this late (0: never)."""
+    recent_s: float = 86400.0
+    """How long a user who went offline stays in an artifact's recently-here list."""
+    recent_max: int = 1000
+    """Users kept at most in one artifact's recently-here list (the oldest go first)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -164,6 +168,11 @@ class Settings:
         _check(
             0 <= self.max_loop_lag_ms <= 60_000, "PRESENCE_MAX_LOOP_LAG_MS must be within 0..60000"
         )
+        _check(
+            self.online_timeout_s <= self.recent_s <= 90 * 86400,
+            "PRESENCE_RECENT_S must be within PRESENCE_ONLINE_TIMEOUT_S..7776000 (90 days)",
+        )
+        _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -209,6 +218,10 @@ class Settings:
     @property
     def retention_ms(self) -> int:
         return int(self.retention_s * 1000)
+
+    @property
+    def recent_ms(self) -> int:
+        return int(self.recent_s * 1000)
 
     @property
     def view_debounce_ms(self) -> int:
@@ -310,5 +323,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_MAX_INFLIGHT", "max_inflight", int),
     ("PRESENCE_MAX_STREAMS", "max_streams", int),
     ("PRESENCE_MAX_LOOP_LAG_MS", "max_loop_lag_ms", int),
+    ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
+    ("PRESENCE_RECENT_MAX", "recent_max", int),
 )
 """Each setting's environment variable, field and parser."""

@@ -9,12 +9,22 @@ __all__ = ["from_iso", "to_iso"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_STAMPS: dict[int, str] = {}
+"""Second -> its formatted date and time: the times of one answer (50 rows of a where-now,
+100 of a presence page) mostly share a few seconds, and formatting one took ~2 us."""
+_STAMPS_KEPT = 4096
 
 
 def to_iso(ms: int | float) -> str:
     ms = int(ms)
     seconds, millis = divmod(ms, 1000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = _STAMPS.get(seconds)
+    if stamp is None:
+        if len(_STAMPS) >= _STAMPS_KEPT:
+            _STAMPS.clear()
+        stamp = _STAMPS[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
     return f"{stamp}.{millis:03d}Z"
 
 

@@ -16,10 +16,12 @@
 --   U  zset  userId -> join number: the counted users in the order they came; kept in a
 --            large room only: a small room's page reads its whole (compact) hash instead
 --   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
+--   R  zset  user id -> lastSeen * 4 + reason: who was here recently (lib/recent.lua)
 -- A session is counted from its join until it is settled; it is online while its
 -- deadline is in the future. Session ids come packed by the service: '#' + an 8-byte
 -- digest. User ids never start with '#' or '~', so no two kinds of field collide.
 --! include lib/rooms.lua
+--! include lib/recent.lua
 
 local WATERMARK = '~w'
 local SETTLE_STEP = 64
@@ -56,6 +58,7 @@ local function user_joined(I, U, user, sid, away)
   if not entry then
     entry = {0, 0, redis.call('HINCRBY', I, '~j', 1)}
     redis.call('HINCRBY', I, '~n', 1)
+    recent_back(user) -- online again: not "recently here" (lib/recent.lua)
     if large then entry[4] = ''; redis.call('ZADD', U, entry[3], user) end
   end
   local was_active = entry[2] > 0
@@ -155,12 +158,24 @@ local function some_session(Z, I, U, user)
   return raw and cmsgpack.unpack(raw) or {user, '', ''}
 end
 
--- Events for a counted session `sid` (`info`) that went: leave, sessions, or state.
-local function session_gone(Z, I, U, sid, info, reason, events)
+-- When a counted session going at `now` with deadline `deadline` was last seen: now for a
+-- leave, when its grace ran out for a grace leave, else at its last heartbeat (its
+-- deadline less its status's timeout, as the presence rows say).
+local function last_seen(info, deadline, now, timeout, away_timeout)
+  if deadline > now then return now end
+  if is_leaving(info) then return deadline end
+  return deadline - (is_away(info) and away_timeout or timeout)
+end
+
+-- Events for a counted session `sid` (`info`) that went: leave, sessions, or state. The
+-- user's last one puts them in the recently-here list as last seen at `seen` (nil: an
+-- erasure, not kept).
+local function session_gone(Z, I, U, sid, info, reason, events, seen)
   local user = info[1]
   local mine, changed = user_left(I, U, user, sid, is_away(info))
   if mine == 0 then
     events[#events + 1] = {'leave', user, reason}
+    if seen then recent_left(user, seen, reason) end
   else
     events[#events + 1] = {'sessions', user, mine}
     if changed then
@@ -172,7 +187,7 @@ end
 
 -- Settle the sessions whose deadline passed (<= now) since the watermark, at most about
 -- SETTLE_STEP of them; appends their events. Returns true when none is left to settle.
-local function settle(Z, I, U, now, events)
+local function settle(Z, I, U, now, events, timeout, away_timeout)
   local mark = redis.call('HGET', I, WATERMARK)
   local low = '-inf'
   if mark then
@@ -182,30 +197,34 @@ local function settle(Z, I, U, now, events)
   local expired = redis.call('ZRANGEBYSCORE', Z, low, now, 'WITHSCORES', 'LIMIT', 0, SETTLE_STEP)
   local done = #expired < 2 * SETTLE_STEP
   local upto = now
+  local sids, deadlines = {}, {}
   if not done then
     -- Stop at the last deadline, taking every session that shares it, so the watermark
     -- can move there (as many as Redis can write in one millisecond, at most).
     upto = tonumber(expired[#expired])
-    local ties = redis.call('ZRANGEBYSCORE', Z, upto, upto)
-    local n = 0
-    for i = 1, #expired, 2 do if tonumber(expired[i + 1]) < upto then n = i + 1 end end
-    local list = {}
-    for i = 1, n, 2 do list[#list + 1] = expired[i] end
-    for _, sid in ipairs(ties) do list[#list + 1] = sid end
-    expired = list
-  else
-    local list = {}
-    for i = 1, #expired, 2 do list[#list + 1] = expired[i] end
-    expired = list
   end
-  for _, sid in ipairs(expired) do
+  for i = 1, #expired, 2 do
+    local deadline = tonumber(expired[i + 1])
+    if done or deadline < upto then
+      sids[#sids + 1] = expired[i]
+      deadlines[#sids] = deadline
+    end
+  end
+  if not done then
+    for _, sid in ipairs(redis.call('ZRANGEBYSCORE', Z, upto, upto)) do
+      sids[#sids + 1] = sid
+      deadlines[#sids] = upto
+    end
+  end
+  for n, sid in ipairs(sids) do
     local raw = redis.call('HGET', I, sid)
     if raw then
       local info = cmsgpack.unpack(raw)
-      session_gone(Z, I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events)
+      local seen = last_seen(info, deadlines[n], now, timeout, away_timeout)
+      session_gone(Z, I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events, seen)
     end
   end
-  if #expired > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
+  if #sids > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
   return done
 end
 

@@ -4,10 +4,12 @@
 -- artifact, channel, timeout, away_timeout, retention, longest, now, settled (false while
 -- sessions are left to settle) and events (the events the script publishes at its end).
 -- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user hash  KEYS[3] U users zset
--- KEYS[4] D partition sweep index
+-- KEYS[4] D partition sweep index  KEYS[5] R recently-here zset  KEYS[6] RD partition
+-- index of the R zsets (see lib/recent.lua)
 -- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout of an active session
--- (ms)  ARGV[4] retention (ms)  ARGV[5] online timeout of an away session (ms); each
--- script's own arguments follow from ARGV[6]
+-- (ms)  ARGV[4] retention (ms)  ARGV[5] online timeout of an away session (ms)
+-- ARGV[6] how long R keeps a user (ms)  ARGV[7] users R keeps at most; each script's own
+-- arguments follow from ARGV[8]
 --! include lib/presence.lua
 
 local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -17,4 +19,4 @@ local away_timeout = tonumber(ARGV[5])
 local longest = math.max(timeout, away_timeout)
 local now = NOW
 local events = {}
-local settled = settle(Z, I, U, now, events)
+local settled = settle(Z, I, U, now, events, timeout, away_timeout)

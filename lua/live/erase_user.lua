@@ -1,12 +1,13 @@
 -- erase_user.lua: remove the sessions (online or stale) of one user from one artifact,
--- one bounded step of a scan of the artifact's sessions.
--- KEYS and ARGV[1..5] as in lib/writer.lua, then
--- ARGV[6] user id  ARGV[7] ZSCAN cursor ('0' to start)
+-- one bounded step of a scan of the artifact's sessions, and the user from its
+-- recently-here list.
+-- KEYS and ARGV[1..7] as in lib/writer.lua, then
+-- ARGV[8] user id  ARGV[9] ZSCAN cursor ('0' to start)
 -- returns {sessions removed, next cursor ('0': done)}. The caller repeats until the
 -- cursor is '0': every session present throughout is visited (ZSCAN's guarantee).
 --! include lib/now.lua
 --! include lib/writer.lua
-local user, cursor = ARGV[6], ARGV[7]
+local user, cursor = ARGV[8], ARGV[9]
 
 local removed = 0
 local scan = redis.call('ZSCAN', Z, cursor, 'COUNT', SETTLE_STEP)
@@ -28,6 +29,7 @@ if #sids > 0 then
     end
   end
 end
+recent_back(user) -- and out of the artifact's recently-here list (lib/recent.lua)
 schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
 local online, sessions, active = counts(Z, I, now)
 publish(channel, events, online, sessions, active)

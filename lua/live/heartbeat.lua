@@ -1,9 +1,11 @@
 -- heartbeat.lua: upsert one session and return the artifact's online counts.
--- KEYS and ARGV[1..5] as in lib/writer.lua, then
--- ARGV[6] session id (packed)  ARGV[7] user id  ARGV[8] version id ('' keeps the current
--- one)  ARGV[9] state as JSON text ('' keeps it)  ARGV[10] '1' away, '' active
--- returns {online_users, online_sessions, active_users}, or {-1} if the session belongs
--- to another user. The session's deadline becomes now + the timeout of its status.
+-- KEYS and ARGV[1..7] as in lib/writer.lua, then
+-- ARGV[8] session id (packed)  ARGV[9] user id  ARGV[10] version id ('' keeps the current
+-- one)  ARGV[11] state as JSON text ('' keeps it)  ARGV[12] '1' away, '' active
+-- returns {online_users, online_sessions, active_users[, 1 if the session (re)joined]},
+-- or {-1} if the session belongs to another user (the flag tells the service to note
+-- the session in the user's where-now index). The session's deadline becomes now + the
+-- timeout of its status.
 -- A heartbeat that only refreshes an online session publishes nothing, and writes
 -- nothing but the session's deadline unless the artifact's due draws near.
 
@@ -15,9 +17,9 @@
 --! include lib/now.lua
 do
   local Z, I, D = KEYS[1], KEYS[2], KEYS[4]
-  local sid, user, version, state = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  local sid, user, version, state = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
   local timeout = tonumber(ARGV[3])
-  local away = ARGV[10] == '1'
+  local away = ARGV[12] == '1'
   local now = NOW
   local mark = redis.call('HGET', I, '~w')
   local settled = mark and tonumber(mark) >= now
@@ -43,8 +45,8 @@ do
 end
 
 --! include lib/writer.lua
-local sid, user, version, state = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local away = ARGV[10] == '1'
+local sid, user, version, state = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local away = ARGV[12] == '1'
 
 local raw = redis.call('HGET', I, sid)
 local info
@@ -94,4 +96,5 @@ if not counted or not settled or due_soon(D, artifact, now, timeout) then
 end
 local online, sessions, active = counts(Z, I, now)
 publish(channel, events, online, sessions, active)
+if not counted then return {online, sessions, active, 1} end
 return {online, sessions, active}

@@ -1,13 +1,13 @@
 -- leave.lua: take one session offline and return the artifact's online counts.
--- KEYS and ARGV[1..5] as in lib/writer.lua, then
--- ARGV[6] session id (packed)  ARGV[7] user id  ARGV[8] grace (ms): 0 leaves at once;
+-- KEYS and ARGV[1..7] as in lib/writer.lua, then
+-- ARGV[8] session id (packed)  ARGV[9] user id  ARGV[10] grace (ms): 0 leaves at once;
 --         > 0 marks the session leaving so it goes offline after the grace unless a
 --         heartbeat of the same session arrives first (a reload)
 -- returns {online_users, online_sessions, active_users}, or {-1} if the session belongs
 -- to another user. Leaving an unknown or already offline session changes nothing.
 --! include lib/now.lua
 --! include lib/writer.lua
-local sid, user, grace = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local sid, user, grace = ARGV[8], ARGV[9], tonumber(ARGV[10])
 
 local raw = redis.call('HGET', I, sid)
 if raw then
@@ -25,7 +25,8 @@ if raw then
     else
       redis.call('ZREM', Z, sid)
       redis.call('HDEL', I, sid)
-      session_gone(Z, I, U, sid, info, score > now and 'left' or 'timeout', events)
+      local seen = last_seen(info, score, now, timeout, away_timeout)
+      session_gone(Z, I, U, sid, info, score > now and 'left' or 'timeout', events, seen)
     end
   else
     redis.call('ZREM', Z, sid)

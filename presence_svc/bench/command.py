@@ -35,6 +35,7 @@ from presence_svc.bench.scenarios import (
     Tokens,
     build_scenario,
     profile_requests,
+    scenario_seed,
     seed_requests,
 )
 from presence_svc.bench.slowlog import slowest_command
@@ -193,9 +194,12 @@ def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Pro
     seed = seed_requests(tokens, config.population)
     seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
     measure(target.host, target.port, seed, seeding)
+    # what the scenarios need stored first (where-now's roaming tabs), and the profiles
+    more = [r for name in config.scenarios for r in scenario_seed(name, tokens, config.population)]
     if config.profiles:
-        profiles = profile_requests(tokens, config.population)
-        measure(target.host, target.port, profiles, replace(seeding, max_requests=len(profiles)))
+        more += profile_requests(tokens, config.population)
+    if more:
+        measure(target.host, target.port, more, replace(seeding, max_requests=len(more)))
 
 
 def _targets(config: BenchConfig, stack: ExitStack) -> dict[str, _Target]:

@@ -23,6 +23,7 @@ __all__ = [
     "artifact_id",
     "build_scenario",
     "profile_requests",
+    "scenario_seed",
     "session_id",
     "user_id",
 ]
@@ -30,6 +31,10 @@ __all__ = [
 _JSON = msgspec.json.Encoder()
 BATCH = 1000
 """Artifacts per ``online-batch`` request."""
+ROAMERS = 100
+"""Users the ``where-now`` scenario asks about (users 0..99), each online on ``ROAMING``
+artifacts."""
+ROAMING = 50
 
 
 def artifact_id(i: int) -> str:
@@ -135,6 +140,19 @@ class _Builder:
         query = urlencode([("artifactId", artifact_id(i)) for i in ids])
         return _request("GET", f"/v1/online?{query}", self.reader)
 
+    def roaming_heartbeat(self, user: int, k: int) -> bytes:
+        """User ``user``'s ``k``-th extra tab, on another artifact (where-now seeding)."""
+        artifacts = self.population.artifacts
+        body = {
+            "artifactId": artifact_id((self.population.artifact_of(user) + 7 * k) % artifacts),
+            "versionId": "v1",
+            "sessionId": session_id(self.population.users * k + user),
+        }
+        return _request("POST", "/v1/heartbeat", self.token(user), _JSON.encode(body))
+
+    def where_now(self, user: int) -> bytes:
+        return _request("GET", f"/v1/users/{user_id(user)}/presence", self.token(user))
+
     def presence(self, user: int, limit: int = 100) -> bytes:
         artifact = artifact_id(self.population.artifact_of(user))
         path = f"/v1/artifacts/{artifact}/presence?limit={limit}"
@@ -163,6 +181,26 @@ def _presence_page10(b: _Builder) -> list[bytes]:
     return [b.presence(u, limit=10) for u in b.users(min(b.population.users, 5_000))]
 
 
+def _online_one(b: _Builder) -> list[bytes]:
+    """``GET /v1/artifacts/{id}/online`` of the user's artifact: the where-now yardstick."""
+    return [b.online_one(u) for u in b.users(min(b.population.users, 5_000))]
+
+
+def _roamers(b: _Builder) -> int:
+    return min(ROAMERS, b.population.users)
+
+
+def _where_now(b: _Builder) -> list[bytes]:
+    """``GET /v1/users/{id}/presence`` of users online on ``ROAMING`` artifacts each."""
+    roamers = _roamers(b)
+    return [b.where_now(b.rng.randrange(roamers)) for _ in range(5_000)]
+
+
+def _where_now_seed(b: _Builder) -> list[bytes]:
+    roaming = min(ROAMING, b.population.artifacts)
+    return [b.roaming_heartbeat(u, k) for u in range(_roamers(b)) for k in range(1, roaming)]
+
+
 def _mixed(b: _Builder) -> list[bytes]:
     """95% heartbeats, 4% online polls of one artifact, 1% views: the traffic of open tabs."""
     out = []
@@ -184,7 +222,11 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "presence-list": _presence_list,
     "presence-page10": _presence_page10,
     "mixed": _mixed,
+    "online-one": _online_one,
+    "where-now": _where_now,
 }
+SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {"where-now": _where_now_seed}
+"""Unmeasured requests a scenario needs first, besides every user's one heartbeat."""
 
 
 def build_scenario(name: str, tokens: Tokens, population: Population) -> Scenario:
@@ -196,6 +238,12 @@ def seed_requests(tokens: Tokens, population: Population) -> list[bytes]:
     """One heartbeat per user: the sessions the read scenarios find (not measured)."""
     builder = _Builder(tokens, population)
     return [builder.heartbeat(u) for u in range(population.users)]
+
+
+def scenario_seed(name: str, tokens: Tokens, population: Population) -> list[bytes]:
+    """What ``name`` needs stored before it is measured (often nothing)."""
+    seed = SEEDS.get(name)
+    return seed(_Builder(tokens, population)) if seed else []
 
 
 def profile_requests(tokens: Tokens, population: Population) -> list[bytes]:

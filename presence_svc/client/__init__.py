@@ -35,11 +35,15 @@ from presence_svc.client.models import (
     PresenceUser,
     RecentItem,
     RecentList,
+    RecentUser,
     Stats,
     VersionStats,
     Viewer,
     ViewersPage,
     ViewResult,
+    WhereNow,
+    WhereOnline,
+    WhereRecent,
 )
 from presence_svc.client.snapshot import LivePresence
 
@@ -63,6 +67,7 @@ __all__ = [
     "PresenceUser",
     "RecentItem",
     "RecentList",
+    "RecentUser",
     "SessionsEvent",
     "StateEvent",
     "Stats",
@@ -72,5 +77,8 @@ __all__ = [
     "ViewResult",
     "Viewer",
     "ViewersPage",
+    "WhereNow",
+    "WhereOnline",
+    "WhereRecent",
     "new_session_id",
 ]

@@ -31,6 +31,7 @@ from presence_svc.client.models import (
     Status,
     ViewersPage,
     ViewResult,
+    WhereNow,
     _BatchOnline,
 )
 from presence_svc.client.retry import backoff_s, parse_retry_after
@@ -182,11 +183,23 @@ class PresenceClient:
         limit: int = 100,
         cursor: str | None = None,
         include_sessions: bool = False,
+        include_recent: bool = False,
+        recent_limit: int | None = None,
+        recent_cursor: str | None = None,
     ) -> PresencePage:
         """One page of the users online, in the order they came; follow ``next_cursor``
-        until None (a page may be short and still have one)."""
-        include = "sessions" if include_sessions else None
-        params = _params(limit=limit, cursor=cursor, include=include)
+        until None (a page may be short and still have one). ``include_sessions`` lists
+        each user's sessions; ``include_recent`` adds who was here recently and is offline
+        now (``page.recent``, paged with ``recent_cursor=page.recent_next_cursor``)."""
+        wanted = (("sessions", include_sessions), ("recent", include_recent))
+        include = ",".join(name for name, on in wanted if on) or None
+        params = _params(
+            limit=limit,
+            cursor=cursor,
+            include=include,
+            recentLimit=recent_limit,
+            recentCursor=recent_cursor,
+        )
         path = f"/v1/artifacts/{artifact_id}/presence"
         return await self._call("GET", path, PresencePage, params=params)
 
@@ -211,6 +224,11 @@ class PresenceClient:
             last_event_id=last_event_id,
             idle_timeout_s=idle_timeout_s,
         )
+
+    async def where_now(self, user_id: str) -> WhereNow:
+        """Where ``user_id`` is online now, and where they were recently (their own token,
+        or a dashboard's)."""
+        return await self._call("GET", f"/v1/users/{user_id}/presence", WhereNow)
 
     async def stats(self, artifact_id: str) -> Stats:
         return await self._call("GET", f"/v1/artifacts/{artifact_id}/stats", Stats)

@@ -17,6 +17,7 @@ __all__ = [
     "PresenceUser",
     "RecentItem",
     "RecentList",
+    "RecentUser",
     "SessionMeta",
     "Stats",
     "Status",
@@ -24,6 +25,9 @@ __all__ = [
     "ViewResult",
     "Viewer",
     "ViewersPage",
+    "WhereNow",
+    "WhereOnline",
+    "WhereRecent",
 ]
 
 
@@ -77,11 +81,24 @@ class PresenceUser(_Model, frozen=True, kw_only=True):
     """Each online session of the user, with ``include_sessions=True``."""
 
 
+class RecentUser(_Model, frozen=True, kw_only=True):
+    """A user recently on the artifact and offline now (``include_recent=True``)."""
+
+    user_id: str
+    name: str | None = None
+    avatar_url: str | None = None
+    last_seen: datetime
+    reason: str | None = None
+
+
 class PresencePage(OnlineCounts, frozen=True, kw_only=True):
     users: list[PresenceUser]
     next_cursor: str | None = None
     names_joined: bool = True
     """False when the service could not read the users directory: names are None."""
+    recent: list[RecentUser] | None = None
+    """Only with ``include_recent=True``: who was here recently, newest first."""
+    recent_next_cursor: str | None = None
 
 
 class ViewResult(_Model, frozen=True, kw_only=True):
@@ -143,3 +160,25 @@ class LedgerItem(_Model, frozen=True, kw_only=True):
 class LedgerPage(_Model, frozen=True, kw_only=True):
     items: list[LedgerItem]
     next_cursor: str | None = None
+
+
+class WhereOnline(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    version_id: str | None = None
+    status: str = "active"
+    last_seen: datetime
+    sessions: int
+
+
+class WhereRecent(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    last_seen: datetime
+    reason: str | None = None
+
+
+class WhereNow(_Model, frozen=True, kw_only=True):
+    """Where a user is online now, and the artifacts they left recently."""
+
+    user_id: str
+    online: list[WhereOnline]
+    recent: list[WhereRecent]

@@ -10,7 +10,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 
 from presence_svc.auth import load_or_create_secret, token_codec
-from presence_svc.http import assets, dashboard, events, ledger, ops, presence, users, views
+from presence_svc.http import (
+    assets,
+    dashboard,
+    events,
+    ledger,
+    ops,
+    presence,
+    users,
+    views,
+    where,
+)
 from presence_svc.http.admission import Gate, watch_lag
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
@@ -65,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, views.routes, requests)
     add_routes(app, ledger.routes, requests)
     add_routes(app, users.routes, requests)
+    add_routes(app, where.routes, requests)
     add_routes(app, ops.routes)
     if settings.metrics_addr is None:  # else only on its own listener (create_metrics_app)
         add_routes(app, ops.metrics_routes)

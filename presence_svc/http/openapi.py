@@ -74,11 +74,14 @@ ENDPOINTS: list[Endpoint] = [
         "/v1/artifacts/{artifactId}/presence",
         "Online users in the order they came (a stable order for paging), one row per user",
         "client, dashboard",
-        answer=schemas.PresenceOut,
+        answer=schemas.PresenceListOut,
         query={
             "limit": "1-500, default 100",
             "cursor": "nextCursor of the previous page of this artifact's list",
-            "include": "comma list of extras: sessions (each row's sessionList)",
+            "include": "comma list of extras: sessions (each row's sessionList), recent "
+            "(users recently here, offline now)",
+            "recentLimit": "with include=recent: 1-500, default 100",
+            "recentCursor": "with include=recent: recentNextCursor of the previous page",
         },
     ),
     Endpoint(
@@ -136,6 +139,13 @@ ENDPOINTS: list[Endpoint] = [
         "dashboard",
         answer=schemas.ViewersOut,
         query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{userId}/presence",
+        "Where the user is online now, and where they were recently",
+        "that user, dashboard",
+        answer=schemas.WhereNowOut,
     ),
     Endpoint(
         "GET",

@@ -9,7 +9,7 @@ from presence_svc.errors import BadRequest, FieldError
 from presence_svc.http.params import path_id, query_ids, query_int, query_set
 from presence_svc.http.resources import LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
-from presence_svc.live.rows import presence_out
+from presence_svc.live.rows import presence_out, with_recent
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import (
     HeartbeatIn,
@@ -25,8 +25,9 @@ routes = web.RouteTableDef()
 
 MAX_STATE_BYTES = 1024
 MAX_BATCH = 1000
-PRESENCE_INCLUDES = ("sessions",)
-"""What ``?include=`` may ask the presence list for (a comma list)."""
+PRESENCE_INCLUDES = ("sessions", "recent")
+"""What ``?include=`` may ask the presence list for (a comma list): each row's sessions,
+and the users recently here who are offline now."""
 _HEARTBEAT = Body(HeartbeatIn)
 _LEAVE = Body(LeaveIn, allow_text=True)
 _JSON = msgspec.json.Encoder()
@@ -139,6 +140,15 @@ async def presence_list(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=100, low=1, high=500)
     include = query_set(request, "include", PRESENCE_INCLUDES)
     cursor = request.query.get("cursor") or None
+    recent_limit = recent_cursor = None
+    if "recent" in include:
+        recent_limit = query_int(request, "recentLimit", default=100, low=1, high=500)
+        recent_cursor = request.query.get("recentCursor") or None
     await app[LIMITER].check(principal, RouteClass.READ)
-    page = await app[PRESENCE].page(artifact_id, limit, cursor, sessions="sessions" in include)
-    return respond(request, await presence_out(app[USERS], page))
+    store = app[PRESENCE]
+    page = await store.page(artifact_id, limit, cursor, sessions="sessions" in include)
+    out = await presence_out(app[USERS], page)
+    if recent_limit is not None:
+        recent = await store.recent.page(artifact_id, recent_limit, recent_cursor)
+        return respond(request, await with_recent(app[USERS], out, recent))
+    return respond(request, out)

@@ -13,8 +13,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
+from presence_svc.live.recent import RecentPage
 from presence_svc.live.store import PresencePage, PresenceRow, SessionMeta
-from presence_svc.schemas import JoinEvent, PresenceOut, PresenceUser, SessionMetaOut
+from presence_svc.schemas import (
+    JoinEvent,
+    PresenceListOut,
+    PresenceOut,
+    PresenceUser,
+    RecentUserOut,
+    SessionMetaOut,
+)
 from presence_svc.timefmt import to_iso
 from presence_svc.users.directory import (
     DatabaseUnavailable,
@@ -23,7 +31,14 @@ from presence_svc.users.directory import (
     UsersDirectory,
 )
 
-__all__ = ["join_event", "presence_out", "presence_user", "presence_users", "profiles_or_none"]
+__all__ = [
+    "join_event",
+    "presence_out",
+    "presence_user",
+    "presence_users",
+    "profiles_or_none",
+    "with_recent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,4 +109,32 @@ async def presence_out(users: UsersDirectory, page: PresencePage) -> PresenceOut
         users=rows,
         next_cursor=page.next_cursor,
         names_joined=joined,
+    )
+
+
+async def with_recent(users: UsersDirectory, out: PresenceOut, page: RecentPage) -> PresenceListOut:
+    """``out`` with the recently-here page (``?include=recent``), names joined the same way."""
+    profiles = await profiles_or_none(users.get_profiles, (row.user_id for row in page.rows))
+    found = profiles or {}
+    recent = [
+        RecentUserOut(
+            user_id=row.user_id,
+            name=profile.name if profile else None,
+            avatar_url=profile.avatar_url if profile else None,
+            last_seen=to_iso(row.last_seen_ms),
+            reason=row.reason,  # type: ignore[arg-type]  # "left" | "timeout" | None
+        )
+        for row in page.rows
+        for profile in (found.get(row.user_id),)
+    ]
+    return PresenceListOut(
+        online=out.online,
+        sessions=out.sessions,
+        active=out.active,
+        away=out.away,
+        users=out.users,
+        next_cursor=out.next_cursor,
+        names_joined=out.names_joined and profiles is not None,
+        recent=recent,
+        recent_next_cursor=page.next_cursor,
     )

@@ -16,6 +16,8 @@ import msgspec
 
 from presence_svc.cursors import decode_scoped, encode_scoped
 from presence_svc.errors import Conflict
+from presence_svc.live.recent import RecentList
+from presence_svc.live.where_now import WhereNowIndex
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.scripts import Lifetimes, ScriptCall
@@ -113,10 +115,10 @@ class PresenceStore:
         self.redis = redis
         self.keys = Keyspace(settings.partitions)
         self._scripts = redis.scripts
-        self._times = Lifetimes(
-            settings.online_timeout_ms, settings.retention_ms, settings.away_timeout_ms
-        )
+        self._times = Lifetimes.of(settings)
         self._grace = int(settings.leave_grace_s * 1000)
+        self.where_now = WhereNowIndex(redis, self.keys, settings, pack_session_id)
+        self.recent = RecentList(redis, self.keys, settings)
 
     def heartbeat_call(
         self,
@@ -148,7 +150,11 @@ class PresenceStore:
         away: bool = False,
     ) -> Counts:
         call = self.heartbeat_call(artifact_id, session_id, user_id, version_id, state_blob, away)
-        return _counts(await self.redis.run(call))
+        result = await self.redis.run(call)
+        counts = _counts(result)
+        # where-now: a fourth element says the session (re)joined (lua/live/heartbeat.lua)
+        await self.where_now.noted(user_id, artifact_id, session_id, len(result) > 3)
+        return counts
 
     async def leave(
         self, artifact_id: str, session_id: str, user_id: str, *, grace: bool = False
@@ -200,14 +206,21 @@ class PresenceStore:
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
 
-        Visits each partition's sweep index (the artifacts holding any session), so it
-        costs in proportion to what is stored: fine for an erase, never on a hot path.
+        Visits each partition's sweep index (the artifacts holding any session) and its
+        recently-here index (artifacts whose recent list is still kept), so it costs in
+        proportion to what is stored: fine for an erase, never on a hot path. Also takes
+        the user out of those recent lists and deletes their where-now index.
         """
         removed = 0
         erase = self._scripts.erase_user
         for tag in self.keys.tags:
-            members = await self.redis.client.zrange(self.keys.due(tag), 0, -1)
-            artifact_ids = [as_text(m) for m in members if isinstance(m, str | bytes)]
+            # artifacts with sessions, and those whose recently-here list is still kept
+            pipe = self.redis.client.pipeline(transaction=False)
+            pipe.zrange(self.keys.due(tag), 0, -1)
+            pipe.zrange(self.keys.recent_due(tag), 0, -1)
+            members = [m for found in await pipe.execute() for m in found]
+            texts = (as_text(m) for m in members if isinstance(m, str | bytes))
+            artifact_ids = list(dict.fromkeys(texts))
             for start in range(0, len(artifact_ids), 500):
                 # each artifact in bounded steps (a scan of its sessions), batch by batch
                 pending = {a: "0" for a in artifact_ids[start : start + 500]}
@@ -226,6 +239,7 @@ class PresenceStore:
                             del pending[a]
                         else:
                             pending[a] = cursor
+        await self.where_now.erase(user_id)
         return removed
 
 

@@ -65,9 +65,7 @@ class Sweeper:
         self.lease_ms = int(settings.sweep_interval_s * 3000)
         self._registered = False
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._times = Lifetimes(
-            settings.online_timeout_ms, settings.retention_ms, settings.away_timeout_ms
-        )
+        self._times = Lifetimes.of(settings)
 
     async def run(self, stopping: asyncio.Event) -> None:
         try:

@@ -18,6 +18,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, StreamEntry, StreamRead
+from presence_svc.redis.resp import Commands
 from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["ClusterConnection"]
@@ -37,6 +38,16 @@ class ClusterConnection(RedisConnection):
             return list(
                 await asyncio.gather(*(self._run(call) for call in calls), return_exceptions=True)
             )
+
+    async def read_commands(self, commands: Commands) -> list[Any]:
+        """A cluster pipeline: redis-py groups the commands by node, one round trip each."""
+        if not commands.count:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands.tuples():
+            pipe.execute_command(*command)
+        async with asyncio.timeout(self.deadline_s):
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _run(self, call: ScriptCall) -> Any:
         script = call.script

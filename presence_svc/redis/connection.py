@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.resp import Commands
 from presence_svc.redis.scripts import ScriptCall, Scripts
 from presence_svc.settings import Settings
 
@@ -59,6 +60,13 @@ class RedisConnection(ABC):
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several script calls at once, results in order; a script error in one call is
         returned in its place, not raised, so one bad call does not hide the others."""
+
+    @abstractmethod
+    async def read_commands(self, commands: Commands) -> list[Any]:
+        """Plain read-only commands (one key each) sent together: one round trip on a
+        single server, one per node on a Cluster; the answers in order, as Redis sent
+        them, an error answer in its place. Not bound by the one-slot rule of scripts:
+        each command touches its own key."""
 
     @abstractmethod
     async def read_group(

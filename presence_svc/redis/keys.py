@@ -69,6 +69,11 @@ class ArtifactKeys:
     """pub/sub channel of the artifact's presence events."""
     due: str
     """zset (per partition): artifact id -> when the sweeper should next look at it (ms)."""
+    recent: str
+    """zset: user id -> lastSeen (ms) * 4 + reason code, the users recently here and
+    offline now (``?include=recent``); see lua/lib/recent.lua."""
+    recent_due: str
+    """zset (per partition): artifact id -> when its ``recent`` zset expires (ms)."""
 
 
 class Keyspace:
@@ -110,6 +115,8 @@ class Keyspace:
                 users=f"{base}:u",
                 channel=f"{base}:ev",
                 due=self.due(tag),
+                recent=f"{base}:r",
+                recent_due=self.recent_due(tag),
             )
         return keys
 
@@ -121,6 +128,16 @@ class Keyspace:
     def ready_probe() -> str:
         """string, short-lived: what ``/readyz`` writes to learn whether Redis takes writes."""
         return "ps:ready"
+
+    @staticmethod
+    def recent_due(tag: str) -> str:
+        """zset (per partition): artifact id -> when its recently-here zset expires (ms)."""
+        return f"ps:{{{tag}}}:rdue"
+
+    def where_now(self, user_id: str) -> str:
+        """zset on the USER's slot: ``<artifact>/<session digest hex>`` -> when written (ms);
+        a superset of where the user's sessions are, checked against each artifact on read."""
+        return f"wn:{{{self.tag_of(user_id)}}}:{user_id}:z"
 
     @staticmethod
     def workers() -> str:

@@ -62,6 +62,8 @@ class _Call:
     tries: int = 0
     written: float = 0.0  # loop time it was last written on a connection
     on_answer: Callable[[], None] | None = None  # the batch's last call: its answer is in
+    count: int = 1  # answers it takes: more than one for ``send_commands``
+    answers: list[Any] | None = None  # those collected so far (when count > 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class _Protocol(asyncio.Protocol):
         for call in calls:
             call.tries += 1
             call.written = now
+            if call.count > 1:
+                call.answers = []  # a call sent again collects its answers afresh
         self.inflight.extend(calls)
         self.transport.write(b"".join([call.packed for call in calls]))
 
@@ -130,7 +134,14 @@ class _Protocol(asyncio.Protocol):
             while (reply := reader.gets()) is not False:
                 if not inflight:  # an answer nobody asked for: the stream is out of step
                     raise hiredis.ProtocolError("an answer to no call")
-                call = inflight.popleft()
+                call = inflight[0]
+                answers = call.answers
+                if answers is not None:  # one of several commands: all answers, errors too
+                    answers.append(reply)
+                    if len(answers) < call.count:
+                        continue
+                    reply = answers
+                inflight.popleft()
                 future = call.future
                 if not future.done():  # else its caller went away (cancelled, timed out)
                     if isinstance(reply, Exception):
@@ -198,6 +209,25 @@ class RedisPipe:
             self._connect(loop)
         else:
             self._protocol.write(batch, now)
+        if self._watchdog is None:
+            self._arm(due)
+
+    def send_commands(self, packed: bytes, count: int, future: asyncio.Future[Any]) -> None:
+        """Write ``count`` packed commands now (or once connected) as one call: ``future``
+        gets the list of their answers, an error answer in its place (one future, not one
+        per command: a where-now check sends some 150 commands)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = now + self._deadline_s
+        call = _Call(packed, future, due, count=count)
+        if self._closed:
+            self._fail([call], RedisConnectionError("the Redis pipe is closed"))
+            return
+        if self._protocol is None:
+            self._waiting.append(call)
+            self._connect(loop)
+        else:
+            self._protocol.write([call], now)
         if self._watchdog is None:
             self._arm(due)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from presence_svc.redis.refusal import refusal
 
 __all__ = [
+    "Commands",
     "Packed",
     "bulk",
     "evalsha_head",
@@ -86,13 +87,37 @@ def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[str | bytes | int
 
 def pack_command(command: Sequence[str | bytes | int | float]) -> bytes:
     """One command, ``(name, *args)``, in RESP."""
-    return b"*%d\r\n%b" % (len(command), b"".join(map(bulk, command)))
+    return b"*%d\r\n%b" % (len(command), pack_bulks(command))
 
 
 def pack_commands(commands: Sequence[Sequence[str | bytes | int | float]]) -> Packed:
     """Any commands, each ``(name, *args)``; their answers come back as Redis sent them,
     without redis-py's per-command reply parsing."""
     return b"".join(map(pack_command, commands)), len(commands)
+
+
+Command: TypeAlias = "tuple[str | bytes | int | float, ...]"
+
+
+class Commands:
+    """Plain commands for ``RedisConnection.read_commands``: packed in RESP (what a single
+    server's connection writes) and, made only when asked, as ``(name, key, *args)``
+    tuples (what a Cluster routes by key)."""
+
+    __slots__ = ("_make", "count", "packed")
+
+    def __init__(self, packed: bytes, count: int, make: Callable[[], list[Command]]) -> None:
+        self.packed = packed
+        self.count = count
+        self._make = make
+
+    @classmethod
+    def of(cls, commands: Sequence[Command]) -> Commands:
+        packed, count = pack_commands(commands)
+        return cls(packed, count, lambda: list(commands))
+
+    def tuples(self) -> list[Command]:
+        return self._make()
 
 
 async def run_pipeline(redis: Redis, packed: Packed) -> list[Any]:

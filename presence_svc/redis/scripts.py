@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple, TypeAlias
 
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
-from presence_svc.redis.resp import evalsha_head, pack_bulks, pack_evalsha
+from presence_svc.redis.resp import (
+    Command,
+    Commands,
+    bulk,
+    evalsha_head,
+    pack_bulks,
+    pack_evalsha,
+)
+from presence_svc.settings import Settings
 
 __all__ = [
     "HeartbeatScript",
@@ -116,13 +124,13 @@ class Script:
 
 
 _FIVE_BULKS = b"$%d\r\n%b\r\n" * 5
-_Shared: TypeAlias = "tuple[tuple[str, str, str, str], tuple[ScriptArg, ...], bytes]"
+_Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
 
 
 class Lifetimes(NamedTuple):
-    """How long sessions live, as every presence writer is told (ms)."""
+    """How long sessions (and their traces) live, as every presence writer is told."""
 
     online_ms: int
     """An active session goes offline this long after its last heartbeat."""
@@ -130,12 +138,26 @@ class Lifetimes(NamedTuple):
     """A session offline this long is deleted."""
     away_ms: int
     """An away session goes offline this long after its last heartbeat."""
+    recent_ms: int = 86_400_000
+    """A user whose last session went stays in the recently-here list this long."""
+    recent_max: int = 1000
+    """Users one artifact's recently-here list keeps at most."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Lifetimes:
+        return cls(
+            settings.online_timeout_ms,
+            settings.retention_ms,
+            settings.away_timeout_ms,
+            settings.recent_ms,
+            settings.recent_max,
+        )
 
 
 class PresenceWriter(Script):
-    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D of one artifact, ARGV its
-    id, channel, the online timeout, the retention and the away timeout, then the script's
-    own arguments."""
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D, R, RD of one artifact,
+    ARGV its id, channel and ``Lifetimes`` (online timeout, retention, away timeout,
+    recently-here keep time and cap), then the script's own arguments."""
 
     OWN_ARGS: ClassVar[int]
     """How many arguments of its own the script takes after the writer's."""
@@ -156,7 +178,7 @@ class PresenceWriter(Script):
         return ScriptCall(self, keys, args, own, head)
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
-        keys = (k.sessions, k.info, k.users, k.due)
+        keys = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due)
         args = (k.artifact_id, k.channel, *times)
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
@@ -240,6 +262,90 @@ class PresencePageScript(Script):
         """A page of ``limit`` users who came after join number ``after``."""
         args = (times.online_ms, times.away_ms, limit, "" if after is None else after)
         return ScriptCall(self, (k.sessions, k.info, k.users), (*args, "1" if listing else ""))
+
+
+_SID_BULK = b"$9\r\n%b\r\n"
+"""A packed session id (``live.store.pack_session_id``: ``#`` + 8 bytes) as a bulk string."""
+
+
+class SessionChecks:
+    """The plain read commands that check a user's candidate sessions on artifacts (see
+    ``live/where_now.py``): per artifact ``ZMSCORE`` of the sessions, ``HMGET`` of their
+    info and ``ZSCORE`` of the user in the recently-here list; as tuples (a Cluster routes
+    those) and packed in RESP (a single server's pipe sends those), the artifacts' keys
+    packed once and kept: a check packs some 150 commands."""
+
+    def __init__(self) -> None:
+        self._heads: dict[str, tuple[bytes, bytes, bytes]] = {}
+
+    def _heads_of(self, k: ArtifactKeys) -> tuple[bytes, bytes, bytes]:
+        heads = self._heads.get(k.sessions)
+        if heads is None:
+            if len(self._heads) >= _CACHED_HEADS:
+                self._heads.clear()
+            heads = self._heads[k.sessions] = (
+                b"$7\r\nZMSCORE\r\n" + bulk(k.sessions),
+                b"$5\r\nHMGET\r\n" + bulk(k.info),
+                b"$6\r\nZSCORE\r\n" + bulk(k.recent),
+            )
+        return heads
+
+    def build(
+        self, user_id: str, artifacts: Sequence[tuple[ArtifactKeys, Sequence[bytes]]]
+    ) -> Commands:
+        """The commands for ``artifacts`` (each with its packed session ids, which MUST be
+        9 bytes each: they are packed as such), 3 apiece."""
+        parts: list[bytes] = []
+        user = bulk(user_id)
+        for k, sids in artifacts:
+            zmscore, hmget, zscore = self._heads_of(k)
+            packed_sids = _SID_BULK * len(sids) % tuple(sids)
+            head = b"*%d\r\n" % (2 + len(sids))
+            parts += (head, zmscore, packed_sids, head, hmget, packed_sids, b"*3\r\n", zscore, user)
+
+        def tuples() -> list[Command]:
+            out: list[Command] = []
+            for k, sids in artifacts:
+                out += (
+                    ("ZMSCORE", k.sessions, *sids),
+                    ("HMGET", k.info, *sids),
+                    ("ZSCORE", k.recent, user_id),
+                )
+            return out
+
+        return Commands(b"".join(parts), 3 * len(artifacts), tuples)
+
+
+class WhereNowAddScript(Script):
+    PATH = "live/where_now_add"
+
+    def call(self, index: str, member: str, lifetime_ms: int, keep: int) -> ScriptCall:
+        return ScriptCall(self, (index,), (member, lifetime_ms, keep))
+
+
+class WhereNowReadScript(Script):
+    PATH = "live/where_now_read"
+
+    def call(self, index: str, most: int) -> ScriptCall:
+        return ScriptCall(self, (index,), (most,))
+
+
+class WhereNowPruneScript(Script):
+    PATH = "live/where_now_prune"
+
+    def call(self, index: str, read_at_ms: int, members: Sequence[str]) -> ScriptCall:
+        """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
+        return ScriptCall(self, (index,), (read_at_ms, *members))
+
+
+class RecentPageScript(Script):
+    PATH = "live/recent_page"
+
+    def call(
+        self, k: ArtifactKeys, recent_ms: int, limit: int, after: tuple[int, str] | None
+    ) -> ScriptCall:
+        score, user = after if after else ("", "")
+        return ScriptCall(self, (k.recent,), (recent_ms, limit, score, user))
 
 
 class WorkersScript(Script):
@@ -338,6 +444,11 @@ class Scripts:
         self.online = OnlineScript()
         self.presence = PresencePageScript()
         self.workers = WorkersScript()
+        self.session_checks = SessionChecks()
+        self.where_now_add = WhereNowAddScript()
+        self.where_now_read = WhereNowReadScript()
+        self.where_now_prune = WhereNowPruneScript()
+        self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
         self.recent = RecentScript()
         self.viewers = ViewersScript()

@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, StreamRead
 from presence_svc.redis.pipe import RedisPipe
-from presence_svc.redis.resp import Packed, pack_commands, run_pipeline
+from presence_svc.redis.resp import Commands, Packed, pack_commands, run_pipeline
 from presence_svc.redis.scripts import Script, ScriptCall
 
 __all__ = ["EAGER_BATCH", "SingleConnection"]
@@ -71,6 +71,20 @@ class SingleConnection(RedisConnection):
             return []
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
             return await self._run_packed([(call.script, call.resp()) for call in calls])
+
+    async def read_commands(self, commands: Commands) -> list[Any]:
+        """Written at once on the pipelined connection as one call (one write, one future,
+        no pooled connection per request), or as one pipeline on a pooled connection
+        without one."""
+        if not commands.count:
+            return []
+        if self._pipe is None:
+            async with asyncio.timeout(self.deadline_s):
+                return await run_pipeline(self.client, (commands.packed, commands.count))
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pipe.send_commands(commands.packed, commands.count, future)
+        async with asyncio.timeout(self.deadline_s):
+            return await future
 
     async def _load(self, script: Script) -> None:
         """Load ``script`` once for everyone who found it missing at the same time (after

@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from redis.asyncio.client import PubSub
 
 from presence_svc.redis.connection import RedisConnection, StreamRead
+from presence_svc.redis.resp import Commands
 from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["TracedConnection"]
@@ -64,6 +65,9 @@ class TracedConnection(RedisConnection):
                 span.set_status(Status(StatusCode.ERROR, type(result).__name__))
             span.end()
         return results
+
+    async def read_commands(self, commands: Commands) -> list[Any]:
+        return await self.inner.read_commands(commands)
 
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False

@@ -71,7 +71,9 @@ def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path
         assert line["requests"] == 300, line
         assert line["rps"] > 0
         assert 0 < line["p50_ms"] <= line["p99_ms"]
-        assert line["ratio"] == pytest.approx(line["rps"] / line["baseline_rps"], rel=0.01)
+        # the ratio is rounded to 3 decimals: a small one (where-now: ~0.02) is off by up to 2%
+        expected = line["rps"] / line["baseline_rps"]
+        assert line["ratio"] == pytest.approx(expected, rel=0.01, abs=0.0005)
         assert line["sessions_stored"] == 500
         # the embedded Redis it ran on, e.g. "6.2.14 libc"
         version, allocator = line["redis"].split(" ")

@@ -15,7 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from presence_svc.auth import Scope, TokenCodec
-from presence_svc.client import PresenceClient, PresenceClientError, PresencePage, Stats
+from presence_svc.client import (
+    PresenceClient,
+    PresenceClientError,
+    PresencePage,
+    Stats,
+    WhereNow,
+)
 from presence_svc.http.app import create_app
 from presence_svc.ratelimits import parse_rate_limits
 from presence_svc.redis.embedded import EmbeddedRedis
@@ -256,3 +262,32 @@ async def test_away_status_and_every_session_through_the_sdk(
         await asyncio.sleep(1.5)  # past the 1 s online timeout: away sessions stay
         assert (await board.online("doc-1")).online == 1
         await live.stop()
+
+
+async def test_where_now_and_the_recent_list_are_typed(serve: Serve, tokens: TokenCodec) -> None:
+    url = await serve()
+    async with (
+        PresenceClient(url, _token(tokens, "alice")) as alice,
+        PresenceClient(url, _token(tokens, "bob")) as bob,
+        PresenceClient(url, _token(tokens, "board", "dashboard")) as board,
+    ):
+        live = await alice.join("doc-1", version_id="v2")
+        await alice.heartbeat("doc-2", session_id="tab-alice-0002")
+        await alice.leave("doc-2", session_id="tab-alice-0002")
+        where = await alice.where_now("alice")
+        assert isinstance(where, WhereNow)
+        assert [(o.artifact_id, o.version_id, o.status) for o in where.online] == [
+            ("doc-1", "v2", "active")
+        ]
+        assert [(r.artifact_id, r.reason) for r in where.recent] == [("doc-2", "left")]
+        assert isinstance(where.recent[0].last_seen, datetime)
+        assert (await board.where_now("alice")).online == where.online
+        with pytest.raises(PresenceClientError) as refused:
+            await bob.where_now("alice")
+        assert refused.value.status == 403
+        await live.stop()
+        page = await board.presence("doc-1", include_recent=True, recent_limit=1)
+        assert page.recent is not None
+        assert [(u.user_id, u.reason) for u in page.recent] == [("alice", "left")]
+        assert page.recent_next_cursor is None
+        assert (await board.presence("doc-1")).recent is None

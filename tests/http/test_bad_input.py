@@ -114,6 +114,10 @@ async def test_a_user_id_in_the_body_is_ignored(client: AppClient, auth: Auth) -
         ("/v1/online?artifactId=a%2Fb", 400, "artifactId"),
         ("/v1/online?artifactId=doc-1%0A", 400, "artifactId"),
         ("/v1/online?" + "&".join(f"artifactId=a{i}" for i in range(1001)), 400, "artifactId"),
+        ("/v1/artifacts/doc-1/presence?include=everything", 400, "include"),
+        ("/v1/artifacts/doc-1/presence?include=recent&recentLimit=0", 400, "recentLimit"),
+        ("/v1/artifacts/doc-1/presence?include=recent&recentCursor=bm9wZQ", 400, "recentCursor"),
+        ("/v1/users/a%2Fb/presence", 400, "userId"),
     ],
     ids=[
         "limit-0",
@@ -126,6 +130,10 @@ async def test_a_user_id_in_the_body_is_ignored(client: AppClient, auth: Auth) -
         "batch-bad-id",
         "batch-id-newline",
         "batch-1001",
+        "include-unknown",
+        "recent-limit-0",
+        "recent-cursor-not-ours",
+        "where-now-bad-user",
     ],
 )
 async def test_bad_query_is_refused(

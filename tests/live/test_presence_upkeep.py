@@ -66,7 +66,11 @@ async def test_every_key_outlives_the_last_heartbeat_by_retention_and_timeout(
         await asyncio.sleep(settings.online_timeout_s / 4)
         await beat("tab-alice-01", "alice")
     await store.leave("doc-1", "tab-alice-01", "alice")
-    assert sync_redis.keys("ps:*") == []  # the last session gone: no key left
+    # the last session gone: no key left but the recently-here list (and its partition
+    # index), which live PRESENCE_RECENT_S after the leave
+    k = store.keys.artifact("doc-1")
+    assert sorted(sync_redis.keys("ps:*")) == sorted([k.recent.encode(), k.recent_due.encode()])
+    assert 0 < sync_redis.pttl(k.recent) <= settings.recent_ms
     await beat("tab-alice-02", "alice")  # keys created again get their TTL
     await beat("tab-bob-0001", "bob")
     await store.leave("doc-1", "tab-alice-02", "alice", grace=True)
@@ -110,8 +114,9 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
     assert await store.leave("doc-1", sdk.upper(), "alice") == Counts(1, 1, 1, 0)
     page = await store.page("doc-1", 10, None)
     assert [row.user_id for row in page.rows] == ["bob"]
-    # two keys per small artifact (sessions, info) and the partition's sweep index
-    assert len(sync_redis.keys("ps:*")) == 3
+    # two keys per small artifact (sessions, info) and the partition's sweep index; alice left,
+    # so the artifact's recently-here list and its partition index too
+    assert len(sync_redis.keys("ps:*")) == 5
 
 
 @pytest.mark.parametrize(

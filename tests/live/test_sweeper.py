@@ -37,7 +37,14 @@ async def test_sweeps_leave_no_key_behind_after_retention(
     second = await sweeper.sweep_once()
     assert second.sessions_deleted == 6
     await sweeper.release()
-    assert sync_redis.keys("*") == []
+    # what is left: who was here recently (per artifact, and its partition index) and the
+    # users' where-now indexes, each with a TTL of its own
+    left = sorted(k.decode() for k in sync_redis.keys("*"))
+    recent = [store.keys.artifact(a).recent for a in ("doc-1", "doc-2", "doc-3")]
+    indexes = [store.keys.where_now(u) for u in ("alice", "bob")]
+    dues = {store.keys.artifact(a).recent_due for a in ("doc-1", "doc-2", "doc-3")}
+    assert left == sorted([*recent, *indexes, *dues])
+    assert all(0 < sync_redis.pttl(key) <= settings.recent_ms for key in [*recent, *dues])
 
 
 async def test_a_sweep_visits_only_what_is_due(

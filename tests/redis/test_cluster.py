@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -203,3 +204,84 @@ async def test_event_streams_on_a_cluster(
     finally:
         for stream in streams:
             await stream.close()
+
+
+@pytest.mark.timeout(60)
+async def test_where_now_and_last_seen_on_a_cluster(
+    cluster: list[int], make_client: MakeClient, auth: Auth
+) -> None:
+    """The user's index on the user's slot, the sessions on the artifacts' slots (on other
+    nodes): where-now is right after joins, a leave, a timeout and an erasure."""
+    from redis.crc import key_slot
+
+    from presence_svc.ratelimits import RateLimits
+    from presence_svc.redis.keys import Keyspace
+
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}",
+        redis_cluster=True,
+        partitions=64,
+        run_worker=True,
+        rate_limits=RateLimits(buckets=()),  # one user beating on 30 artifacts at once
+    )
+    keys = Keyspace(64)
+
+    def node_of(key: str) -> int:
+        return key_slot(key.encode()) * len(cluster) // 16384
+
+    index_slot = key_slot(keys.where_now("alice").encode())
+    artifacts = [f"wn-{i}" for i in range(30)]
+    assert all(key_slot(keys.artifact(a).sessions.encode()) != index_slot for a in artifacts)
+    assert len({node_of(keys.artifact(a).sessions) for a in artifacts}) == len(cluster)
+    for artifact in artifacts:
+        response = await client.post(
+            "/v1/heartbeat",
+            json={"artifactId": artifact, "sessionId": "tab-alice-01"},
+            headers=auth("alice"),
+        )
+        assert response.status == 200
+
+    async def where() -> dict[str, Any]:
+        response = await client.get("/v1/users/alice/presence", headers=auth("alice"))
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+    assert sorted(o["artifactId"] for o in (await where())["online"]) == sorted(artifacts)
+    response = await client.post(
+        "/v1/leave", json={"artifactId": "wn-0", "sessionId": "tab-alice-01"}, headers=auth("alice")
+    )
+    assert response.status == 200
+    # wn-1 times out: every other artifact keeps beating past the 1 s timeout
+    started = time.monotonic()
+    while time.monotonic() - started < 1.4:
+        for artifact in artifacts[2:]:
+            response = await client.post(
+                "/v1/heartbeat",
+                json={"artifactId": artifact, "sessionId": "tab-alice-01"},
+                headers=auth("alice"),
+            )
+            assert response.status == 200
+        await asyncio.sleep(0.2)
+    body = await where()
+    assert sorted(o["artifactId"] for o in body["online"]) == sorted(artifacts[2:])
+    assert sorted((r["artifactId"], r["reason"]) for r in body["recent"]) == [
+        ("wn-0", "left"),
+        ("wn-1", "timeout"),
+    ]
+    page = await (
+        await client.get(
+            "/v1/artifacts/wn-0/presence?include=recent", headers=auth("d", scope="dashboard")
+        )
+    ).json()
+    assert [u["userId"] for u in page["recent"]] == ["alice"]
+
+    response = await client.delete("/v1/users/alice", headers=auth("root", scope="admin"))
+    assert response.status == 204
+    assert await where() == {"userId": "alice", "online": [], "recent": []}
+    page = await (
+        await client.get(
+            "/v1/artifacts/wn-0/presence?include=recent", headers=auth("d", scope="dashboard")
+        )
+    ).json()
+    assert page["recent"] == []

@@ -1,0 +1,49 @@
+"""Where now: the artifacts a user is online on, and the ones they left recently."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from presence_svc.http.params import path_id
+from presence_svc.http.resources import LIMITER, PRESENCE, TOKENS
+from presence_svc.http.wire import respond
+from presence_svc.ratelimits import RouteClass
+from presence_svc.schemas import WhereNowOut, WhereOnlineOut, WhereRecentOut
+from presence_svc.timefmt import to_iso
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/users/{userId}/presence")
+async def where_now(request: web.Request) -> web.Response:
+    """The user's own token, or a dashboard or admin token (as ``/recent``)."""
+    app = request.app
+    principal = app[TOKENS].from_request(request)
+    user_id = path_id(request, "userId")
+    principal.require_user_read(user_id)
+    await app[LIMITER].check(principal, RouteClass.READ)
+    found = await app[PRESENCE].where_now.read(user_id)
+    out = WhereNowOut(
+        user_id=user_id,
+        online=[
+            WhereOnlineOut(
+                artifact_id=w.artifact_id,
+                version_id=w.version_id,
+                status="away" if w.status == "away" else "active",
+                last_seen=to_iso(w.last_seen_ms),
+                sessions=w.sessions,
+            )
+            for w in found.online
+        ],
+        recent=[
+            WhereRecentOut(
+                artifact_id=w.artifact_id,
+                last_seen=to_iso(w.last_seen_ms),
+                reason="left" if w.reason == "left" else "timeout" if w.reason else None,
+            )
+            for w in found.recent
+        ],
+    )
+    return respond(request, out)

@@ -1,0 +1,349 @@
+"""Where now (``GET /v1/users/{id}/presence``) and last seen (``?include=recent``), over
+real HTTP on the real Redis: joins, timeouts, leaves, erasure and who may ask."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from presence_svc.redis.keys import Keyspace
+from tests.conftest import AppClient, MakeClient
+from tests.live.heartbeats import beat
+
+Auth = Callable[..., dict[str, str]]
+
+
+async def where(client: AppClient, auth: Auth, user: str, **headers_of: Any) -> dict[str, Any]:
+    response = await client.get(f"/v1/users/{user}/presence", headers=auth(user, **headers_of))
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def leave(client: AppClient, auth: Auth, user: str, session: str, artifact: str) -> None:
+    response = await client.post(
+        "/v1/leave", json={"artifactId": artifact, "sessionId": session}, headers=auth(user)
+    )
+    assert response.status == 200, await response.text()
+
+
+async def recent_page(
+    client: AppClient, auth: Auth, artifact: str, query: str = ""
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/v1/artifacts/{artifact}/presence?include=recent{query}", headers=auth("viewer")
+    )
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def poll(check: Callable[[], Any], seconds: float = 10.0) -> Any:
+    """Call ``check`` (a coroutine function) until it returns something truthy."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def test_where_now_lists_the_artifacts_a_user_is_online_on(
+    client: AppClient, auth: Auth
+) -> None:
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1", versionId="v3")
+    await beat(client, auth, "alice", "tab-aaaa2", "doc-1")
+    await asyncio.sleep(0.005)  # lastSeen is in ms: doc-2 comes strictly later
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    await beat(client, auth, "bob", "tab-bbbb1", "doc-3")
+    body = await where(client, auth, "alice")
+    assert body["userId"] == "alice"
+    assert body["recent"] == []
+    online = {o["artifactId"]: o for o in body["online"]}
+    assert set(online) == {"doc-1", "doc-2"}
+    assert online["doc-1"]["sessions"] == 2
+    assert online["doc-1"]["status"] == "active"
+    assert online["doc-2"]["versionId"] is None
+    assert online["doc-1"]["lastSeen"].endswith("Z")
+    # most recent first
+    assert [o["artifactId"] for o in body["online"]] == ["doc-2", "doc-1"]
+
+
+async def test_where_now_after_a_timeout_says_when_the_user_was_last_seen(
+    client: AppClient, auth: Auth
+) -> None:
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    started = time.monotonic()
+    while time.monotonic() - started < 1.3:  # doc-2 keeps beating, doc-1 times out (1 s)
+        await asyncio.sleep(0.25)
+        await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    body = await where(client, auth, "alice")
+    assert [o["artifactId"] for o in body["online"]] == ["doc-2"]
+    # not settled yet: the stale session itself says when and why
+    assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "timeout")]
+    first_seen = body["recent"][0]["lastSeen"]
+    # settled (bob's heartbeat on doc-1 settles it): the same answer, now from the recent list
+    await beat(client, auth, "bob", "tab-bbbb1", "doc-1")
+    body = await where(client, auth, "alice")
+    assert [(r["artifactId"], r["reason"], r["lastSeen"]) for r in body["recent"]] == [
+        ("doc-1", "timeout", first_seen)
+    ]
+    page = await recent_page(client, auth, "doc-1")
+    assert [(u["userId"], u["reason"], u["lastSeen"]) for u in page["recent"]] == [
+        ("alice", "timeout", first_seen)
+    ]
+    assert [u["userId"] for u in page["users"]] == ["bob"]
+    # back online: out of the recent list, online again in where-now
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    assert (await recent_page(client, auth, "doc-1"))["recent"] == []
+    body = await where(client, auth, "alice")
+    assert sorted(o["artifactId"] for o in body["online"]) == ["doc-1", "doc-2"]
+    assert body["recent"] == []
+
+
+async def test_where_now_after_a_leave_and_a_grace_leave(client: AppClient, auth: Auth) -> None:
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await beat(client, auth, "alice", "tab-aaaa2", "doc-1")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-1")
+    body = await where(client, auth, "alice")  # one tab of two left: still online there
+    online = {o["artifactId"]: o["sessions"] for o in body["online"]}
+    assert online == {"doc-1": 1, "doc-2": 1}
+    await leave(client, auth, "alice", "tab-aaaa2", "doc-1")
+    body = await where(client, auth, "alice")
+    assert [o["artifactId"] for o in body["online"]] == ["doc-2"]
+    assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "left")]
+    page = await recent_page(client, auth, "doc-1")
+    assert [(u["userId"], u["reason"]) for u in page["recent"]] == [("alice", "left")]
+    assert page["online"] == 0
+    # a grace leave (page close) that runs out is a 'left' too
+    response = await client.post(
+        "/v1/leave",
+        json={"artifactId": "doc-2", "sessionId": "tab-aaaa1", "grace": True},
+        headers=auth("alice"),
+    )
+    assert response.status == 200
+
+    async def both_left() -> dict[str, Any] | None:
+        found = await where(client, auth, "alice")
+        return found if not found["online"] else None
+
+    body = await poll(both_left)
+    assert sorted((r["artifactId"], r["reason"]) for r in body["recent"]) == [
+        ("doc-1", "left"),
+        ("doc-2", "left"),
+    ]
+
+
+async def test_erasure_empties_where_now_and_the_recent_lists(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    keys = Keyspace(settings.partitions)
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    await beat(client, auth, "bob", "tab-bbbb1", "doc-1")
+    # alice alone on doc-2 leaves: doc-2 has no session (no key but its recent list) left
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-2")
+    assert not sync_redis.exists(keys.artifact("doc-2").sessions)
+    assert sync_redis.zscore(keys.artifact("doc-2").recent, "alice") is not None
+    body = await where(client, auth, "alice")
+    assert ([o["artifactId"] for o in body["online"]], len(body["recent"])) == (["doc-1"], 1)
+
+    response = await client.delete("/v1/users/alice", headers=auth("root", scope="admin"))
+    assert response.status == 204
+    assert await where(client, auth, "alice") == {"userId": "alice", "online": [], "recent": []}
+    assert (await recent_page(client, auth, "doc-2"))["recent"] == []
+    page = await recent_page(client, auth, "doc-1")
+    assert ([u["userId"] for u in page["users"]], page["recent"]) == (["bob"], [])
+    assert not sync_redis.exists(keys.where_now("alice"))
+    assert sync_redis.zscore(keys.artifact("doc-2").recent, "alice") is None
+    # bob is untouched
+    assert [o["artifactId"] for o in (await where(client, auth, "bob"))["online"]] == ["doc-1"]
+
+
+async def test_who_may_ask_where_a_user_is(client: AppClient, auth: Auth) -> None:
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    own = await client.get("/v1/users/alice/presence", headers=auth("alice"))
+    assert own.status == 200
+    other = await client.get("/v1/users/alice/presence", headers=auth("bob"))
+    assert other.status == 403
+    assert (await other.json())["type"].endswith(":forbidden")
+    for scope in ("dashboard", "admin"):
+        response = await client.get("/v1/users/alice/presence", headers=auth("d", scope=scope))
+        assert response.status == 200
+        assert [o["artifactId"] for o in (await response.json())["online"]] == ["doc-1"]
+    assert (await client.get("/v1/users/alice/presence")).status == 401
+    bad = await client.get("/v1/users/al%20ice/presence", headers=auth("d", scope="dashboard"))
+    assert bad.status == 400
+    assert (await bad.json())["errors"][0]["field"] == "userId"
+
+
+async def test_stale_index_entries_are_dropped_when_read(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    client = await make_client(recent_s=1.0)
+    index = Keyspace(settings.partitions).where_now("alice")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await beat(client, auth, "alice", "tab-aaaa2", "doc-1")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    assert sync_redis.zcard(index) == 3
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await where(client, auth, "alice")  # doc-1's left tab goes, the other is online
+    assert sync_redis.zcard(index) == 2
+    await leave(client, auth, "alice", "tab-aaaa2", "doc-1")
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-2")
+    body = await where(client, auth, "alice")
+    assert len(body["recent"]) == 2  # both left within PRESENCE_RECENT_S (1 s here)
+    await asyncio.sleep(1.1)
+    assert await where(client, auth, "alice") == {"userId": "alice", "online": [], "recent": []}
+    assert sync_redis.zcard(index) == 0  # nothing left to follow
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")  # and a new join is noted again
+    assert [o["artifactId"] for o in (await where(client, auth, "alice"))["online"]] == ["doc-1"]
+
+
+async def test_recent_list_is_newest_first_paged_and_capped(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(recent_max=4)
+    users = [f"user-{i}" for i in range(6)]
+    for user in users:
+        await beat(client, auth, user, f"tab-{user}-0001", "doc-1")
+    await beat(client, auth, "zoe", "tab-zoe-01", "doc-1")
+    for user in users:  # leave one by one, each a few ms after the last
+        await asyncio.sleep(0.005)
+        await leave(client, auth, user, f"tab-{user}-0001", "doc-1")
+    page = await recent_page(client, auth, "doc-1")
+    # the cap keeps the 4 most recently gone, newest first; zoe is online, not recent
+    assert [u["userId"] for u in page["recent"]] == users[::-1][:4]
+    assert page["recentNextCursor"] is None
+    assert [u["userId"] for u in page["users"]] == ["zoe"]
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(3):
+        body = await recent_page(client, auth, "doc-1", f"&recentLimit=3{cursor}")
+        seen += [u["userId"] for u in body["recent"]]
+        if body["recentNextCursor"] is None:
+            break
+        cursor = f"&recentCursor={body['recentNextCursor']}"
+    assert seen == users[::-1][:4]  # no row skipped or repeated across pages
+    # the plain list has no recent fields
+    plain = await (await client.get("/v1/artifacts/doc-1/presence", headers=auth("v"))).json()
+    assert "recent" not in plain
+    assert "recentNextCursor" not in plain
+
+
+async def test_rows_of_the_recent_list_carry_names(client: AppClient, auth: Auth) -> None:
+    admin = auth("root", scope="admin")
+    response = await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    assert response.status == 200
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-1")
+    row = (await recent_page(client, auth, "doc-1"))["recent"][0]
+    assert (row["userId"], row["name"], row["avatarUrl"]) == ("alice", "Alice", None)
+
+
+async def test_bad_include_cursor_and_limit_are_400s_naming_the_field(
+    client: AppClient, auth: Auth
+) -> None:
+    for user in ("alice", "bob", "carol"):
+        await beat(client, auth, user, f"tab-{user}-0001", "doc-1")
+        await beat(client, auth, user, f"tab-{user}-0001", "doc-2")
+    await leave(client, auth, "alice", "tab-alice-0001", "doc-1")
+    await leave(client, auth, "bob", "tab-bob-0001", "doc-1")
+    await leave(client, auth, "alice", "tab-alice-0001", "doc-2")
+    await leave(client, auth, "bob", "tab-bob-0001", "doc-2")
+    base = "/v1/artifacts/doc-1/presence"
+    recent_cursor = (await recent_page(client, auth, "doc-1", "&recentLimit=1"))["recentNextCursor"]
+    other_cursor = (await recent_page(client, auth, "doc-2", "&recentLimit=1"))["recentNextCursor"]
+    await beat(client, auth, "dave", "tab-dave-0001", "doc-1")
+    online_cursor = (await (await client.get(f"{base}?limit=1", headers=auth("v"))).json())[
+        "nextCursor"
+    ]
+    assert all((recent_cursor, other_cursor, online_cursor))
+    cases = {
+        "include=bogus": "include",
+        "include=recent,sessionz": "include",
+        f"cursor={recent_cursor}": "cursor",
+        "cursor=%21%21not-a-cursor": "cursor",
+        f"include=recent&recentCursor={online_cursor}": "recentCursor",
+        f"include=recent&recentCursor={other_cursor}": "recentCursor",
+        "include=recent&recentCursor=zz": "recentCursor",
+        "include=recent&recentLimit=0": "recentLimit",
+        "include=recent&recentLimit=501": "recentLimit",
+        "include=recent&recentLimit=x": "recentLimit",
+    }
+    for query, field in cases.items():
+        response = await client.get(f"{base}?{query}", headers=auth("v"))
+        assert response.status == 400, query
+        assert response.content_type == "application/problem+json"
+        assert [e["field"] for e in (await response.json())["errors"]] == [field], query
+    # repeated and comma-separated values, and the good cursors, are fine
+    for query in ("include=recent&include=recent", "include=,recent,", "include="):
+        assert (await client.get(f"{base}?{query}", headers=auth("v"))).status == 200, query
+    good = await client.get(
+        f"{base}?include=recent&recentCursor={recent_cursor}&cursor={online_cursor}",
+        headers=auth("v"),
+    )
+    assert good.status == 200
+
+
+async def test_where_now_survives_redis_forgetting_its_scripts(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis
+) -> None:
+    for i in range(12):
+        await beat(client, auth, "alice", "tab-aaaa1", f"doc-{i}")
+    sync_redis.script_flush()  # as after a Redis restart or failover
+    body = await where(client, auth, "alice")
+    assert sorted(o["artifactId"] for o in body["online"]) == sorted(f"doc-{i}" for i in range(12))
+
+
+async def test_recent_pages_split_rows_with_the_same_time_without_loss(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    """Users who left in the same millisecond (a mass timeout) page by user id."""
+    await beat(client, auth, "zoe", "tab-zoe-0001", "doc-1")
+    k = Keyspace(settings.partitions).artifact("doc-1")
+    seconds, micros = sync_redis.time()
+    score = (seconds * 1000 + micros // 1000 - 5_000) * 4 + 2  # 5 s ago, a timeout
+    users = [f"user-{i}" for i in range(7)]
+    sync_redis.zadd(k.recent, dict.fromkeys(users, score))
+    sync_redis.zadd(k.recent, {"early": score - 400})
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(6):
+        body = await recent_page(client, auth, "doc-1", f"&recentLimit=3{cursor}")
+        seen += [u["userId"] for u in body["recent"]]
+        assert all(u["reason"] == "timeout" for u in body["recent"])
+        if body["recentNextCursor"] is None:
+            break
+        cursor = f"&recentCursor={body['recentNextCursor']}"
+    assert seen == [*sorted(users, reverse=True), "early"]
+
+
+async def test_an_unreachable_index_never_fails_the_heartbeat_it_follows(
+    settings: Any, caplog: Any
+) -> None:
+    """The index is best effort: a heartbeat already counted answers 200 even when the
+    user's index (on another Cluster node) cannot be written; the next heartbeat retries."""
+    from presence_svc.live.store import pack_session_id
+    from presence_svc.live.where_now import WhereNowIndex
+    from presence_svc.redis.connection import connect
+    from tests.conftest import free_port
+
+    down = connect(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}"), deadline_s=1.0)
+    index = WhereNowIndex(down, Keyspace(settings.partitions), settings, pack_session_id)
+    try:
+        await index.noted("alice", "doc-1", "tab-aaaa1", joined=True)  # does not raise
+        assert "where-now index not updated" in caplog.text
+        # nothing remembered as written: the next heartbeat of the session tries again
+        caplog.clear()
+        await index.noted("alice", "doc-1", "tab-aaaa1", joined=False)
+        assert "where-now index not updated" in caplog.text
+    finally:
+        await down.aclose()
