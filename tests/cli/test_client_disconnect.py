@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.cli.served import get, mint_token, stop, until_up
 from tests.cli.test_cli import CLI, _env
-from tests.cli.test_metrics_addr import _stop, _until_up
-from tests.cli.test_multiproc import _get
 from tests.conftest import free_port
 
 
@@ -40,15 +39,8 @@ def test_a_body_cut_short_by_the_client_is_not_counted_as_redis_unreachable(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _until_up(f"{base}/readyz", process)
-        token = subprocess.run(
-            [CLI, "token", "--user", "alice"],
-            env=_env(data),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
+        until_up(f"{base}/readyz", process)
+        token = mint_token(data)
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(
@@ -60,13 +52,13 @@ def test_a_body_cut_short_by_the_client_is_not_counted_as_redis_unreachable(
                 time.sleep(0.1)  # the handler waits for the rest of the body
         heartbeats = 'presence_http_requests_total{method="POST",route="/v1/heartbeat"'
         deadline = time.monotonic() + 30
-        while _sum(text := _get(f"{base}/metrics")[1], heartbeats) < 3:  # all answered
+        while _sum(text := get(f"{base}/metrics")[1], heartbeats) < 3:  # all answered
             assert time.monotonic() < deadline, "the cut requests were never answered"
             time.sleep(0.1)
         assert _sum(text, 'presence_refusals_total{cause="unreachable",dependency="redis"}') == 0
         assert _sum(text, heartbeats + ',status="503"}') == 0
     finally:
-        _stop(process)
+        stop(process)
 
 
 @pytest.mark.timeout(120)
@@ -85,15 +77,8 @@ def test_an_event_stream_whose_client_left_before_it_started_is_no_redis_refusal
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _until_up(f"{base}/readyz", process)
-        token = subprocess.run(
-            [CLI, "token", "--user", "alice"],
-            env=_env(data),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
+        until_up(f"{base}/readyz", process)
+        token = mint_token(data)
         with redis.Redis.from_url(shared_redis) as admin:
             for _ in range(3):
                 with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -108,9 +93,9 @@ def test_an_event_stream_whose_client_left_before_it_started_is_no_redis_refusal
             'presence_http_requests_total{method="GET",route="/v1/artifacts/{artifactId}/events"'
         )
         deadline = time.monotonic() + 30
-        while _sum(text := _get(f"{base}/metrics")[1], streams) < 3:  # all ended
+        while _sum(text := get(f"{base}/metrics")[1], streams) < 3:  # all ended
             assert time.monotonic() < deadline, "the streams never ended"
             time.sleep(0.1)
         assert _sum(text, 'presence_refusals_total{cause="unreachable",dependency="redis"}') == 0
     finally:
-        _stop(process)
+        stop(process)

@@ -3,17 +3,14 @@ worker, and /metrics that sums every process."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.cli.served import get, mint_token, post_json, until_up
 from tests.cli.test_cli import CLI, _env
 from tests.conftest import free_port
 
@@ -31,26 +28,6 @@ def _children(pid: int) -> list[str]:
     return found
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-
-
-def _post_json(url: str, body: dict[str, str], token: str) -> dict[str, object]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # a new connection each
-        assert response.status == 200
-        answer: dict[str, object] = json.loads(response.read())
-        return answer
-
-
 @pytest.mark.timeout(90)
 def test_several_processes_share_the_port_and_sum_their_metrics(tmp_path: Path) -> None:
     port = free_port()
@@ -63,36 +40,20 @@ def test_several_processes_share_the_port_and_sum_their_metrics(tmp_path: Path) 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 40
-        while True:
-            assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
-            try:
-                if _get(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "not ready"
-            time.sleep(0.1)
+        until_up(f"{base}/readyz", process)
         servers = [c for c in _children(process.pid) if "serve" in c and "--listen-fd" in c]
         assert len(servers) == 2, _children(process.pid)
 
-        token = subprocess.run(
-            [CLI, "token", "--user", "alice"],
-            env=_env(data),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
+        token = mint_token(data)
         body = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
         for _ in range(30):  # the kernel spreads new connections over the processes
-            assert _post_json(f"{base}/v1/heartbeat", body, token)["sessions"] == 1
+            assert post_json(f"{base}/v1/heartbeat", body, token)["sessions"] == 1
         pattern = re.compile(
             r'presence_http_requests_total\{method="POST",route="/v1/heartbeat",status="200"\}'
             r" (\S+)"
         )
         for _ in range(4):  # whichever process answers, it reports every process's count
-            match = pattern.search(_get(f"{base}/metrics")[1])
+            match = pattern.search(get(f"{base}/metrics")[1])
             assert match is not None
             assert float(match.group(1)) == 30
     finally:

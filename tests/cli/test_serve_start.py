@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.served import get
 from tests.cli.test_cli import CLI, _env
-from tests.cli.test_multiproc import _get
 from tests.conftest import free_port
 
 
@@ -28,7 +28,7 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 
     while True:
         assert process.poll() is None, "serve exited"
         try:
-            if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+            if get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
                 return
         except OSError:
             pass
