@@ -4,7 +4,8 @@
 --         > 0 marks the session leaving so it goes offline after the grace unless a
 --         heartbeat of the same session arrives first (a reload)
 -- returns {online_users, online_sessions, active_users}, or {-1} if the session belongs
--- to another user. Leaving an unknown or already offline session changes nothing.
+-- to another user. Leaving an unknown or already offline session changes no count and
+-- publishes nothing; an offline one's stale record (version, state) is deleted.
 --! include lib/now.lua
 --! include lib/writer.lua
 local sid, user, grace = ARGV[8], ARGV[9], tonumber(ARGV[10])
