@@ -111,17 +111,3 @@ def query_time(request: web.Request, name: str) -> int | None:
             f"{name} is not a time",
             errors=[FieldError(name, "must be ISO 8601 with a zone, e.g. 2026-11-25T10:00:00Z")],
         ) from exc
-
-
-def query_include(request: web.Request, name: str, known: tuple[str, ...]) -> frozenset[str]:
-    """A comma-separated list of ``known`` values (``?include=recent,sessions``; the
-    parameter may also repeat); empty when absent. An unknown value is a 400 naming it."""
-    values = {v.strip() for raw in request.query.getall(name, []) for v in raw.split(",")}
-    values.discard("")
-    unknown = sorted(values.difference(known))
-    if unknown:
-        raise BadRequest(
-            f"{name} has an unknown value {unknown[0]!r}",
-            errors=[FieldError(name, f"a comma-separated list of {', '.join(known)}")],
-        )
-    return frozenset(values)
