@@ -14,25 +14,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from presence_svc import metrics
 from presence_svc.db.errors import DatabaseUnavailable, is_unavailable, unavailable_as_one
 from presence_svc.db.migrations import SchemaBehind
 from presence_svc.http.resources import USERS
 from tests.conftest import AppClient, MakeClient
 from tests.postgres import PostgresServer
+from tests.refusals import refusals
 from tests.sse import EventStream
 
 Auth = Callable[..., dict[str, str]]
-
-
-def _refusals(dependency: str) -> float:
-    """503s counted for ``dependency``, whatever the cause (what the 503 alert's panel sums)."""
-    return sum(
-        sample.value
-        for family in metrics.REFUSALS.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels["dependency"] == dependency
-    )
 
 
 async def _until(check: Callable[[], Awaitable[bool]], within_s: float = 15) -> None:
@@ -62,10 +52,10 @@ async def _sync_event(client: AppClient, headers: dict[str, str]) -> dict[str, A
 
 
 async def _assert_database_503(client: AppClient, method: str, path: str, **kw: Any) -> None:
-    counted = _refusals("database")
+    counted = refusals("database")
     response = await client.request(method, path, **kw)
     assert response.status == 503, await response.text()
-    assert _refusals("database") == counted + 1
+    assert refusals("database") == counted + 1
     assert response.content_type == "application/problem+json"
     assert response.headers["Retry-After"] == "5"
     assert "database" in (await response.json())["detail"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aiohttp import ClientResponse
 
-from presence_svc import metrics
 from presence_svc.redis.embedded import EmbeddedRedis
 from tests.conftest import MakeClient
+from tests.refusals import refusals
 
 Auth = Callable[..., dict[str, str]]
 BODY = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
@@ -73,26 +73,16 @@ async def test_a_hung_redis_answers_503_within_two_seconds_and_recovers(
         server.stop()
 
 
-def _refusals(dependency: str) -> float:
-    """503s counted for ``dependency``, whatever the cause (what the 503 alert's panel sums)."""
-    return sum(
-        sample.value
-        for family in metrics.REFUSALS.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels["dependency"] == dependency
-    )
-
-
 async def _all_503_within(
     seconds: float, *requests: Callable[[], Awaitable[ClientResponse]]
 ) -> None:
     """Each request answers 503 problem+json with a Retry-After, within ``seconds``."""
     for request in requests:
-        counted = _refusals("redis")
+        counted = refusals("redis")
         started = time.monotonic()
         response = await request()
         assert time.monotonic() - started < seconds
         assert response.status == 503
         assert response.content_type == "application/problem+json"
         assert int(response.headers["Retry-After"]) >= 1
-        assert _refusals("redis") == counted + 1  # what the 503 alert's panel shows
+        assert refusals("redis") == counted + 1  # what the 503 alert's panel shows
