@@ -286,8 +286,14 @@ local function counts(Z, I, now)
 end
 
 -- One message per script run that changed who is online: {online, sessions, events,
--- active}.
+-- active}. While the partition's outbox stream exists (the webhook dispatcher creates it
+-- when an endpoint exists), the same change is appended there too, durably:
+-- field 'm' = msgpack {artifact, online, sessions, events, active, now}.
 local function publish(channel, events, online, sessions, active)
   if #events == 0 then return end
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
+  if redis.call('EXISTS', KEYS[7]) == 1 then
+    redis.call('XADD', KEYS[7], '*', 'm',
+      cmsgpack.pack({ARGV[1], online, sessions, events, active, NOW}))
+  end
 end

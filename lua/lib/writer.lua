@@ -5,11 +5,13 @@
 -- sessions are left to settle) and events (the events the script publishes at its end).
 -- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user hash  KEYS[3] U users zset
 -- KEYS[4] D partition sweep index  KEYS[5] R recently-here zset  KEYS[6] RD partition
--- index of the R zsets (see lib/recent.lua)
+-- index of the R zsets (see lib/recent.lua)  KEYS[7] OB partition outbox stream (webhooks;
+-- written only while it exists)  KEYS[8] TL the artifact's timeline hash
 -- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout of an active session
 -- (ms)  ARGV[4] retention (ms)  ARGV[5] online timeout of an away session (ms)
--- ARGV[6] how long R keeps a user (ms)  ARGV[7] users R keeps at most; each script's own
--- arguments follow from ARGV[8]
+-- ARGV[6] how long R keeps a user (ms)  ARGV[7] users R keeps at most  ARGV[8] how long
+-- the timeline keeps a minute (ms; 0: no timeline); each script's own arguments follow
+-- from ARGV[9]
 --! include lib/presence.lua
 
 local Z, I, U, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

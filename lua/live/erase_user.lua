@@ -1,13 +1,13 @@
 -- erase_user.lua: remove the sessions (online or stale) of one user from one artifact,
 -- one bounded step of a scan of the artifact's sessions, and the user from its
 -- recently-here list.
--- KEYS and ARGV[1..7] as in lib/writer.lua, then
--- ARGV[8] user id  ARGV[9] ZSCAN cursor ('0' to start)
+-- KEYS and ARGV[1..8] as in lib/writer.lua, then
+-- ARGV[9] user id  ARGV[10] ZSCAN cursor ('0' to start)
 -- returns {sessions removed, next cursor ('0': done)}. The caller repeats until the
 -- cursor is '0': every session present throughout is visited (ZSCAN's guarantee).
 --! include lib/now.lua
 --! include lib/writer.lua
-local user, cursor = ARGV[8], ARGV[9]
+local user, cursor = ARGV[9], ARGV[10]
 
 local removed = 0
 local scan = redis.call('ZSCAN', Z, cursor, 'COUNT', SETTLE_STEP)

@@ -1,7 +1,7 @@
 -- heartbeat.lua: upsert one session and return the artifact's online counts.
--- KEYS and ARGV[1..7] as in lib/writer.lua, then
--- ARGV[8] session id (packed)  ARGV[9] user id  ARGV[10] version id ('' keeps the current
--- one)  ARGV[11] state as JSON text ('' keeps it)  ARGV[12] '1' away, '' active
+-- KEYS and ARGV[1..8] as in lib/writer.lua, then
+-- ARGV[9] session id (packed)  ARGV[10] user id  ARGV[11] version id ('' keeps the current
+-- one)  ARGV[12] state as JSON text ('' keeps it)  ARGV[13] '1' away, '' active
 -- returns {online_users, online_sessions, active_users[, 1 if the session (re)joined]},
 -- or {-1} if the session belongs to another user (the flag tells the service to note
 -- the session in the user's where-now index). The session's deadline becomes now + the
@@ -17,9 +17,9 @@
 --! include lib/now.lua
 do
   local Z, I, D = KEYS[1], KEYS[2], KEYS[4]
-  local sid, user, version, state = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+  local sid, user, version, state = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
   local timeout = tonumber(ARGV[3])
-  local away = ARGV[12] == '1'
+  local away = ARGV[13] == '1'
   local now = NOW
   local mark = redis.call('HGET', I, '~w')
   local settled = mark and tonumber(mark) >= now
@@ -45,8 +45,8 @@ do
 end
 
 --! include lib/writer.lua
-local sid, user, version, state = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local away = ARGV[12] == '1'
+local sid, user, version, state = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local away = ARGV[13] == '1'
 
 local raw = redis.call('HGET', I, sid)
 local info

@@ -1,6 +1,6 @@
 -- leave.lua: take one session offline and return the artifact's online counts.
--- KEYS and ARGV[1..7] as in lib/writer.lua, then
--- ARGV[8] session id (packed)  ARGV[9] user id  ARGV[10] grace (ms): 0 leaves at once;
+-- KEYS and ARGV[1..8] as in lib/writer.lua, then
+-- ARGV[9] session id (packed)  ARGV[10] user id  ARGV[11] grace (ms): 0 leaves at once;
 --         > 0 marks the session leaving so it goes offline after the grace unless a
 --         heartbeat of the same session arrives first (a reload)
 -- returns {online_users, online_sessions, active_users}, or {-1} if the session belongs
@@ -8,7 +8,7 @@
 -- publishes nothing; an offline one's stale record (version, state) is deleted.
 --! include lib/now.lua
 --! include lib/writer.lua
-local sid, user, grace = ARGV[8], ARGV[9], tonumber(ARGV[10])
+local sid, user, grace = ARGV[9], ARGV[10], tonumber(ARGV[11])
 
 local raw = redis.call('HGET', I, sid)
 if raw then

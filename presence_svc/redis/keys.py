@@ -74,6 +74,11 @@ class ArtifactKeys:
     offline now (``?include=recent``); see lua/lib/recent.lua."""
     recent_due: str
     """zset (per partition): artifact id -> when its ``recent`` zset expires (ms)."""
+    outbox: str
+    """stream (per partition): the presence changes for webhooks; the writers append to it
+    only while it exists (the dispatcher creates it when a webhook endpoint exists)."""
+    timeline: str
+    """hash: the artifact's online users and sessions per minute (peak timeline)."""
 
 
 class Keyspace:
@@ -117,6 +122,8 @@ class Keyspace:
                 due=self.due(tag),
                 recent=f"{base}:r",
                 recent_due=self.recent_due(tag),
+                outbox=self.outbox(tag),
+                timeline=f"{base}:tl",
             )
         return keys
 
@@ -133,6 +140,11 @@ class Keyspace:
     def recent_due(tag: str) -> str:
         """zset (per partition): artifact id -> when its recently-here zset expires (ms)."""
         return f"ps:{{{tag}}}:rdue"
+
+    @staticmethod
+    def outbox(tag: str) -> str:
+        """stream (per partition): presence changes appended by the writers for webhooks."""
+        return f"ps:{{{tag}}}:ob"
 
     def where_now(self, user_id: str) -> str:
         """zset on the USER's slot: ``<artifact>/<session digest hex>`` -> when written (ms);

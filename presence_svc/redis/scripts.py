@@ -142,6 +142,8 @@ class Lifetimes(NamedTuple):
     """A user whose last session went stays in the recently-here list this long."""
     recent_max: int = 1000
     """Users one artifact's recently-here list keeps at most."""
+    timeline_ms: int = 0
+    """How long the artifact's per-minute timeline keeps a minute (0: no timeline)."""
 
     @classmethod
     def of(cls, settings: Settings) -> Lifetimes:
@@ -155,9 +157,10 @@ class Lifetimes(NamedTuple):
 
 
 class PresenceWriter(Script):
-    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D, R, RD of one artifact,
-    ARGV its id, channel and ``Lifetimes`` (online timeout, retention, away timeout,
-    recently-here keep time and cap), then the script's own arguments."""
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D, R, RD, OB, TL of one
+    artifact, ARGV its id, channel and ``Lifetimes`` (online timeout, retention, away
+    timeout, recently-here keep time and cap, timeline keep time), then the script's own
+    arguments."""
 
     OWN_ARGS: ClassVar[int]
     """How many arguments of its own the script takes after the writer's."""
@@ -178,7 +181,7 @@ class PresenceWriter(Script):
         return ScriptCall(self, keys, args, own, head)
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
-        keys = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due)
+        keys = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due, k.outbox, k.timeline)
         args = (k.artifact_id, k.channel, *times)
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))

@@ -1,0 +1,34 @@
+"""The partition outbox: while it exists, every presence change the writers publish is
+appended to it too (what webhooks deliver); while it does not, the writers create nothing."""
+
+from __future__ import annotations
+
+import msgpack
+import redis
+
+from presence_svc.live.store import PresenceStore
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.settings import Settings
+
+
+async def test_writers_append_their_changes_only_while_the_outbox_exists(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    store = PresenceStore(redis_conn, settings)
+    outbox = store.keys.artifact("doc-ob").outbox
+    await store.heartbeat("doc-ob", "tab-alice-01", "alice", "v1", None)
+    assert not sync_redis.exists(outbox)
+
+    sync_redis.xgroup_create(outbox, "webhooks", id="$", mkstream=True)
+    await store.heartbeat("doc-ob", "tab-bob-0001", "bob", "v2", b'{"x":1}')
+    await store.heartbeat("doc-ob", "tab-bob-0001", "bob", "", None)  # a refresh: nothing new
+    await store.leave("doc-ob", "tab-alice-01", "alice")
+    entries = sync_redis.xrange(outbox)
+    messages = [msgpack.unpackb(fields[b"m"], raw=False) for _, fields in entries]
+    assert [(m[0], m[1], m[2], [e[0] for e in m[3]]) for m in messages] == [
+        ("doc-ob", 2, 2, ["join"]),
+        ("doc-ob", 1, 1, ["leave"]),
+    ]
+    assert messages[0][3][0][1:3] == ["bob", "v2"]
+    assert messages[1][3][0][1:] == ["alice", "left"]
+    assert all(isinstance(m[5], int) and m[5] > 0 for m in messages)
