@@ -94,6 +94,8 @@ class Settings:
     """How long a user who went offline stays in an artifact's recently-here list."""
     recent_max: int = 1000
     """Users kept at most in one artifact's recently-here list (the oldest go first)."""
+    read_after_s: float = 30.0
+    """A viewer whose engaged time on a version reaches this has read it (``readers``)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -173,6 +175,7 @@ class Settings:
             "PRESENCE_RECENT_S must be within PRESENCE_ONLINE_TIMEOUT_S..7776000 (90 days)",
         )
         _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
+        _check(0 < self.read_after_s <= 86400, "PRESENCE_READ_AFTER_S must be within 0..86400")
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -222,6 +225,10 @@ class Settings:
     @property
     def recent_ms(self) -> int:
         return int(self.recent_s * 1000)
+
+    @property
+    def read_after_ms(self) -> int:
+        return int(self.read_after_s * 1000)
 
     @property
     def view_debounce_ms(self) -> int:
@@ -325,5 +332,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_MAX_LOOP_LAG_MS", "max_loop_lag_ms", int),
     ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
     ("PRESENCE_RECENT_MAX", "recent_max", int),
+    ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),
 )
 """Each setting's environment variable, field and parser."""
