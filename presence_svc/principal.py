@@ -23,10 +23,12 @@ _ID = re.compile(ID_PATTERN)
 class Scope(StrEnum):
     CLIENT = "client"
     DASHBOARD = "dashboard"
+    PUBLISHER = "publisher"
+    """A dashboard's reads, plus marking an artifact's latest version (an app's backend)."""
     ADMIN = "admin"
 
 
-_RANK = {Scope.CLIENT: 0, Scope.DASHBOARD: 1, Scope.ADMIN: 2}
+_RANK = {Scope.CLIENT: 0, Scope.DASHBOARD: 1, Scope.PUBLISHER: 2, Scope.ADMIN: 3}
 _WORDS = {
     **{str(scope): scope for scope in Scope},
     **{f"presence:{scope}": scope for scope in Scope},
@@ -52,8 +54,8 @@ class Principal:
 
     def require_write(self, artifact_id: str) -> None:
         """Heartbeat, leave, record a view: a client on its artifacts, or an admin."""
-        if self.scope is Scope.DASHBOARD:
-            raise Forbidden("a dashboard token cannot write")
+        if self.scope is Scope.DASHBOARD or self.scope is Scope.PUBLISHER:
+            raise Forbidden(f"a {self.scope} token cannot write presence or views")
         if not self._artifact_allowed(artifact_id):
             raise Forbidden(f"this token is not valid for artifact {artifact_id!r}")
 
@@ -74,6 +76,13 @@ class Principal:
         """A user's own data, or any user's for dashboards and admins."""
         if self.scope is Scope.CLIENT and user_id != self.user_id:
             raise Forbidden("a client token can only read its own user's data")
+
+    def require_publish(self, artifact_id: str) -> None:
+        """Mark an artifact's latest version: a publisher or an admin, on its artifacts."""
+        if self.scope is not Scope.PUBLISHER and self.scope is not Scope.ADMIN:
+            raise Forbidden("this needs a publisher or admin token")
+        if not self._artifact_allowed(artifact_id):
+            raise Forbidden(f"this token is not valid for artifact {artifact_id!r}")
 
     def require_admin(self) -> None:
         if self.scope is not Scope.ADMIN:

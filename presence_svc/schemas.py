@@ -13,6 +13,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_AUDIENCE",
     "SESSION_PATTERN",
     "ArtifactId",
     "BatchOnline",
@@ -20,6 +21,8 @@ __all__ = [
     "HeartbeatOut",
     "IntervalEvent",
     "JoinEvent",
+    "LatestIn",
+    "LatestOut",
     "LeaveEvent",
     "LeaveIn",
     "LedgerItemOut",
@@ -34,12 +37,18 @@ __all__ = [
     "RecentItemOut",
     "RecentOut",
     "RecentUserOut",
+    "SeenCheckIn",
+    "SeenCheckOut",
+    "SeenOut",
+    "SeenViewerOut",
     "SessionId",
     "SessionMetaOut",
     "StateEvent",
     "StatsOut",
     "Status",
     "SyncEvent",
+    "UnseenItemOut",
+    "UnseenOut",
     "UserId",
     "VersionId",
     "VersionStatsOut",
@@ -366,6 +375,80 @@ class ViewersOut(_Out, kw_only=True):
     viewers: list[ViewerOut]
     next_cursor: str | None
     names_joined: NamesJoined
+
+
+MAX_AUDIENCE = 1000
+"""User ids one ``seen/check`` takes."""
+
+
+class LatestIn(_Body, kw_only=True):
+    version_id: Annotated[
+        VersionId,
+        Meta(description="The version people are expected to read; it need not have views yet"),
+    ]
+
+
+class LatestOut(_Out, kw_only=True):
+    artifact_id: str
+    version_id: str
+    set_at: Time
+
+
+_ENGAGED = Meta(description="engaged milliseconds on the version (0 until measured)")
+_READ = Meta(description="engaged time reached PRESENCE_READ_AFTER_S")
+_HIDDEN = Meta(description="viewers who hid their view history: counted, never listed")
+
+
+class SeenViewerOut(_Out, kw_only=True):
+    user_id: str
+    name: str | None
+    avatar_url: str | None
+    views: int
+    first_viewed_at: Time
+    last_viewed_at: Time
+    engaged_ms: Annotated[int, _ENGAGED]
+    read: Annotated[bool, _READ]
+
+
+class SeenOut(_Out, kw_only=True):
+    artifact_id: str
+    version_id: str
+    seen: Annotated[int, Meta(description="users who viewed the version")]
+    read: Annotated[
+        int, Meta(description="of them, those whose engaged time reached PRESENCE_READ_AFTER_S")
+    ]
+    hidden_viewers: Annotated[int, _HIDDEN]
+    viewers: list[SeenViewerOut]
+    next_cursor: str | None
+    names_joined: NamesJoined
+
+
+class SeenCheckIn(_Body, kw_only=True):
+    user_ids: Annotated[
+        list[UserId],
+        Meta(min_length=1, max_length=MAX_AUDIENCE, description="the audience, 1-1000 ids"),
+    ]
+    version_id: Annotated[
+        VersionId | None, Meta(description="default: the artifact's latest version")
+    ] = None
+
+
+class SeenCheckOut(_Out, kw_only=True):
+    version_id: str
+    seen: Annotated[list[str], Meta(description="the ids that viewed the version")]
+    read: Annotated[list[str], Meta(description="of them, those who read it")]
+    not_seen: Annotated[list[str], Meta(description="the ids that did not view it")]
+    hidden_viewers: Annotated[int, _HIDDEN]
+
+
+class UnseenItemOut(_Out, kw_only=True):
+    artifact_id: str
+    version_id: Annotated[str, Meta(description="the latest version, not viewed by the user")]
+    set_at: Time
+
+
+class UnseenOut(_Out, kw_only=True):
+    artifacts: list[UnseenItemOut]
 
 
 class RecentItemOut(_Out, kw_only=True):

@@ -17,6 +17,7 @@ from presence_svc.http import (
     ledger,
     ops,
     presence,
+    seen,
     users,
     views,
     where,
@@ -33,7 +34,7 @@ from presence_svc.http.resources import (
     redis_ctx,
     worker_ctx,
 )
-from presence_svc.http.wire import MAX_BODY_BYTES
+from presence_svc.http.wire import MAX_LARGE_BODY_BYTES
 from presence_svc.settings import Settings
 
 __all__ = ["create_app", "create_metrics_app", "metrics_ctx", "metrics_listener"]
@@ -46,7 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     """The whole HTTP API for ``settings`` (its Redis URL must be set: the embedded Redis,
     if any, is started by the caller so several server processes can share it)."""
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
+        client_max_size=MAX_LARGE_BODY_BYTES,
         # GET /v1/online takes up to 1000 ids of up to 128 characters in its query.
         handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},
     )
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, presence.routes, requests)
     add_routes(app, events.routes, streams)
     add_routes(app, views.routes, requests)
+    add_routes(app, seen.routes, requests)
     add_routes(app, ledger.routes, requests)
     add_routes(app, users.routes, requests)
     add_routes(app, where.routes, requests)

@@ -33,6 +33,8 @@ class Endpoint:
     notes: str = ""
     conditional: bool = False
     """A static file: ``If-None-Match`` with its ``ETag`` answers 304 Not Modified."""
+    not_found: str = ""
+    """When the endpoint answers 404, beside an unknown path."""
 
 
 _ID_PARAM = {"type": "string", "pattern": schemas.ID_PATTERN}
@@ -139,6 +141,52 @@ ENDPOINTS: list[Endpoint] = [
         "dashboard",
         answer=schemas.ViewersOut,
         query={"limit": "1-500, default 100", "cursor": "nextCursor of the previous page"},
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/artifacts/{artifactId}/latest",
+        "Mark the version people are expected to read (it need not have views yet)",
+        "publisher, admin",
+        schemas.LatestIn,
+        schemas.LatestOut,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/artifacts/{artifactId}/latest",
+        "The artifact's latest version, as last marked",
+        "client, dashboard",
+        answer=schemas.LatestOut,
+        not_found="No latest version is set",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/artifacts/{artifactId}/seen",
+        "Who has seen and read the latest version (or versionId), most recent view first",
+        "dashboard",
+        answer=schemas.SeenOut,
+        not_found="No versionId given and no latest version set",
+        query={
+            "versionId": "default: the latest version (404 when none is set)",
+            "limit": "1-500, default 100",
+            "cursor": "nextCursor of the previous page",
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/v1/artifacts/{artifactId}/seen/check",
+        "Which of up to 1000 users have seen and read the latest version (or versionId)",
+        "dashboard",
+        schemas.SeenCheckIn,
+        schemas.SeenCheckOut,
+        not_found="No versionId given and no latest version set",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{userId}/unseen",
+        "Which of up to 1000 artifacts have a latest version the user has not viewed",
+        "that user, dashboard",
+        answer=schemas.UnseenOut,
+        query={"artifactId": "repeat up to 1000 times"},
     ),
     Endpoint(
         "GET",
@@ -310,7 +358,14 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     op["responses"][str(endpoint.status)] = ok
     if endpoint.conditional:
         _conditional(op, ok, endpoint.content_type)
-    problem = {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
+    _problems(
+        op, endpoint, {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
+    )
+    return op
+
+
+def _problems(op: dict[str, Any], endpoint: Endpoint, problem: dict[str, Any]) -> None:
+    """The error answers of ``endpoint``, each a problem+json."""
     for status, text in (
         (400, "Invalid input"),
         (401, "No valid token"),
@@ -323,13 +378,14 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     ):
         if endpoint.who != "anyone" or status == 503:
             op["responses"][str(status)] = {"description": text, **problem}
+    if endpoint.not_found:
+        op["responses"]["404"] = {"description": endpoint.not_found, **problem}
     if endpoint.who not in ("anyone", "admin"):
         op["responses"]["429"] = {
             "description": "Over the caller's rate limit (Retry-After, RateLimit-Policy, "
             "RateLimit)",
             **problem,
         }
-    return op
 
 
 def openapi_document(app: web.Application | None = None) -> dict[str, Any]:

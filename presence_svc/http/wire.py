@@ -14,9 +14,12 @@ from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["MAX_BODY_BYTES", "Body", "field_errors", "respond"]
+__all__ = ["MAX_BODY_BYTES", "MAX_LARGE_BODY_BYTES", "Body", "field_errors", "respond"]
 
 MAX_BODY_BYTES = 16 * 1024
+MAX_LARGE_BODY_BYTES = 160 * 1024
+"""What a body that carries up to 1 000 ids may weigh (``seen/check``: 1 000 ids of 128
+characters as JSON are some 131 KiB); the app reads no larger body."""
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 _MSGPACK_TYPES = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
@@ -46,9 +49,12 @@ def field_errors(exc: msgspec.ValidationError) -> list[FieldError]:
 class Body(Generic[T]):
     """Decoders for one request body type, built once at import time."""
 
-    def __init__(self, kind: type[T], *, allow_text: bool = False) -> None:
+    def __init__(
+        self, kind: type[T], *, allow_text: bool = False, max_bytes: int = MAX_BODY_BYTES
+    ) -> None:
         self.kind = kind
         self.allow_text = allow_text
+        self.max_bytes = max_bytes
         self._json = msgspec.json.Decoder(kind)
         self._msgpack = msgspec.msgpack.Decoder(kind)
 
@@ -59,7 +65,7 @@ class Body(Generic[T]):
             raise UnsupportedMediaType(
                 f"send the body as {JSON} or {MSGPACK}, not {content_type or 'nothing'}"
             )
-        raw = await _body_bytes(request)
+        raw = await _body_bytes(request, self.max_bytes)
         if not raw:
             raise BadRequest("the request has no body")
         decoder: Any = self._msgpack if content_type in _MSGPACK_TYPES else self._json
@@ -73,24 +79,27 @@ class Body(Generic[T]):
         return value
 
 
-async def _body_bytes(request: web.Request) -> bytes:
-    """The whole body. A small body arrives with its headers, and then it is taken from
-    the buffer as it is, without ``request.read()``'s chunk loop and copies."""
+async def _body_bytes(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes. A small body arrives with its headers, and
+    then it is taken from the buffer as it is, without ``request.read()``'s chunk loop and
+    copies."""
     content = request.content
     if content.is_eof():
         raw = content.read_nowait()
-        if len(raw) <= MAX_BODY_BYTES:
+        if len(raw) <= limit:
             return raw
     else:
         try:
-            return await request.read()
+            raw = await request.read()
+            if len(raw) <= limit:
+                return raw
         except web.HTTPRequestEntityTooLarge:
             pass
         except ConnectionResetError as exc:
             # The client hung up before its whole body came (aiohttp ends the read so):
             # its doing, not a Redis outage, which a bare ConnectionError would be taken for.
             raise BadRequest("the connection closed before the whole body arrived") from exc
-    raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
 
 
 _JSON_ENCODER = msgspec.json.Encoder()

@@ -179,12 +179,17 @@ class Keyspace:
         return f"vw:{{{self.tag_of(artifact_id)}}}:v:{artifact_id}/{version_id}"
 
     def version_viewers(self, artifact_id: str, version_id: str) -> str:
-        """hash: user id -> msgpack [views, firstViewedAt, lastViewedAt] on the version."""
+        """hash: user id -> msgpack [views, firstViewedAt, lastViewedAt, engagedMs?, hidden?]
+        on the version (engaged ms absent: 0; hidden truthy: the viewer hid their history)."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:vu:{artifact_id}/{version_id}"
 
     def version_viewers_by_time(self, artifact_id: str, version_id: str) -> str:
         """zset: user id -> last view (ms), for paging viewers most recent first."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:vz:{artifact_id}/{version_id}"
+
+    def artifact_latest(self, artifact_id: str) -> str:
+        """hash: ``v`` the version people are expected to read, ``at`` when it was set (ms)."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:lv:{artifact_id}"
 
     @staticmethod
     def views_stream(tag: str) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "ScriptArg",
     "ScriptCall",
     "Scripts",
+    "SetLatestScript",
     "TakeTokenScript",
     "lua_source",
 ]
@@ -421,6 +422,13 @@ class ViewersScript(Script):
         return ScriptCall(self, script_keys, (limit, seen, user))
 
 
+class SetLatestScript(Script):
+    PATH = "stats/set_latest"
+
+    def call(self, keys: Keyspace, artifact_id: str, version_id: str) -> ScriptCall:
+        return ScriptCall(self, (keys.artifact_latest(artifact_id),), (version_id,))
+
+
 class TakeTokenScript(Script):
     PATH = "limits/take"
 
@@ -455,6 +463,7 @@ class Scripts:
         self.record_view = RecordViewScript()
         self.recent = RecentScript()
         self.viewers = ViewersScript()
+        self.set_latest = SetLatestScript()
         self.trim_stream = TrimStreamScript()
         self.take_token = TakeTokenScript()
 

@@ -1,0 +1,191 @@
+"""Tier 2: the version an artifact's audience is expected to read, and who has seen it.
+
+The latest version is a small hash on the artifact's slot (``lua/stats/set_latest.lua``).
+Who has seen a version is read from the version's viewers hash that ``record_view.lua``
+keeps: an entry is msgpack ``[views, firstViewedAt, lastViewedAt, engagedMs?, hidden?]``
+(engaged time is added by the engagement work, ``hidden`` by the privacy work: a viewer who
+hid their view history is counted, never listed, and kept out of the by-time zset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from presence_svc.cursors import decode_cursor, encode_cursor
+from presence_svc.redis.connection import RedisConnection, as_text
+from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.resp import Command, Commands
+from presence_svc.settings import Settings
+
+__all__ = ["Latest", "SeenCheck", "SeenPage", "SeenStore", "SeenViewer", "ViewerEntry"]
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    version_id: str
+    set_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerEntry:
+    """One entry of a version's viewers hash, decoded."""
+
+    views: int
+    first_viewed_at_ms: int
+    last_viewed_at_ms: int
+    engaged_ms: int
+    hidden: bool
+
+    @classmethod
+    def decode(cls, raw: bytes | list[Any]) -> ViewerEntry:
+        values = msgspec.msgpack.decode(raw) if isinstance(raw, bytes) else raw
+        engaged = values[3] if len(values) > 3 else 0
+        hidden = bool(values[4]) if len(values) > 4 else False
+        return cls(int(values[0]), int(values[1]), int(values[2]), int(engaged or 0), hidden)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenViewer:
+    user_id: str
+    entry: ViewerEntry
+    read: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SeenPage:
+    version_id: str
+    seen: int
+    read: int
+    hidden: int
+    viewers: list[SeenViewer]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeenCheck:
+    version_id: str
+    seen: list[str]
+    read: list[str]
+    not_seen: list[str]
+    hidden: int
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, bytes | str | int) and value != b"" else 0
+
+
+class SeenStore:
+    def __init__(self, redis: RedisConnection, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keyspace(settings.partitions)
+        self.read_after_ms = settings.read_after_ms
+
+    async def set_latest(self, artifact_id: str, version_id: str) -> Latest:
+        call = self.redis.scripts.set_latest.call(self.keys, artifact_id, version_id)
+        return Latest(version_id, int(await self.redis.run(call)))
+
+    async def latest(self, artifact_ids: Sequence[str]) -> dict[str, Latest]:
+        """The latest version of each artifact that has one: one ``HMGET`` apiece, all in
+        one round trip (one per node on a Cluster)."""
+        ids = list(dict.fromkeys(artifact_ids))
+        commands = Commands.of([("HMGET", self.keys.artifact_latest(a), "v", "at") for a in ids])
+        found: dict[str, Latest] = {}
+        for artifact_id, answer in zip(ids, await self.redis.read_commands(commands), strict=True):
+            if isinstance(answer, Exception):
+                raise answer
+            version, at = answer
+            if version is not None:
+                found[artifact_id] = Latest(as_text(version), _int(at))
+        return found
+
+    async def page(
+        self, artifact_id: str, version_id: str, limit: int, cursor: str | None
+    ) -> SeenPage:
+        """Counts of the version's viewers and one page of them, most recent view first."""
+        after = decode_cursor(cursor) if cursor else None
+        k = self.keys
+        counts = Commands.of(
+            [
+                ("HLEN", k.version_viewers(artifact_id, version_id)),
+                ("ZCARD", k.version_viewers_by_time(artifact_id, version_id)),
+                ("HGET", k.version_stats(artifact_id, version_id), "readers"),
+            ]
+        )
+        call = self.redis.scripts.viewers.call(k, artifact_id, version_id, limit, after)
+        raw = await self.redis.run(call)
+        answers = await self.redis.read_commands(counts)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        seen, listed, readers = answers
+        rows, has_more = msgspec.msgpack.decode(raw)
+        entries = [(as_text(user), ViewerEntry.decode(info)) for user, info in (rows or [])]
+        viewers = [
+            SeenViewer(user, entry, entry.engaged_ms >= self.read_after_ms)
+            for user, entry in entries
+            if not entry.hidden  # the privacy work keeps them out of the zset; twice safe
+        ]
+        next_cursor = None
+        if has_more and entries:
+            user, last = entries[-1]
+            next_cursor = encode_cursor(last.last_viewed_at_ms, user)
+        return SeenPage(
+            version_id=version_id,
+            seen=int(seen),
+            read=_int(readers),
+            hidden=max(0, int(seen) - int(listed)),
+            viewers=viewers,
+            next_cursor=next_cursor,
+        )
+
+    async def check(self, artifact_id: str, version_id: str, user_ids: Sequence[str]) -> SeenCheck:
+        """Which of ``user_ids`` have seen and read the version: one ``HMGET``."""
+        ids = list(dict.fromkeys(user_ids))
+        command: Command = ("HMGET", self.keys.version_viewers(artifact_id, version_id), *ids)
+        (answer,) = await self.redis.read_commands(Commands.of([command]))
+        if isinstance(answer, Exception):
+            raise answer
+        seen: list[str] = []
+        read: list[str] = []
+        not_seen: list[str] = []
+        hidden = 0
+        threshold = self.read_after_ms
+        for user_id, raw in zip(ids, answer, strict=True):
+            if raw is None:
+                not_seen.append(user_id)
+                continue
+            entry = ViewerEntry.decode(raw)
+            if entry.hidden:
+                hidden += 1
+                continue
+            seen.append(user_id)
+            if entry.engaged_ms >= threshold:
+                read.append(user_id)
+        return SeenCheck(version_id, seen, read, not_seen, hidden)
+
+    async def unseen(self, user_id: str, artifact_ids: Sequence[str]) -> list[tuple[str, Latest]]:
+        """The artifacts of ``artifact_ids`` with a latest version ``user_id`` has not
+        viewed, in the order given: two round trips (latest versions, then one ``HEXISTS``
+        per artifact that has one), whatever the number of partitions."""
+        latest = await self.latest(artifact_ids)
+        pending = list(latest.items())
+        if not pending:
+            return []
+        commands = Commands.of(
+            [
+                ("HEXISTS", self.keys.version_viewers(a, found.version_id), user_id)
+                for a, found in pending
+            ]
+        )
+        answers = await self.redis.read_commands(commands)
+        out: list[tuple[str, Latest]] = []
+        for (artifact_id, found), answer in zip(pending, answers, strict=True):
+            if isinstance(answer, Exception):
+                raise answer
+            if not int(answer):
+                out.append((artifact_id, found))
+        return out
