@@ -62,8 +62,9 @@ class _Call:
     tries: int = 0
     written: float = 0.0  # loop time it was last written on a connection
     on_answer: Callable[[], None] | None = None  # the batch's last call: its answer is in
-    count: int = 1  # answers it takes: more than one for ``send_commands``
-    answers: list[Any] | None = None  # those collected so far (when count > 1)
+    count: int = 1  # answers it takes: any number for ``send_commands``
+    listed: bool = False  # ``send_commands``: the answers as a list, even just one
+    answers: list[Any] | None = None  # those collected so far (when listed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ class _Protocol(asyncio.Protocol):
         for call in calls:
             call.tries += 1
             call.written = now
-            if call.count > 1:
+            if call.listed:
                 call.answers = []  # a call sent again collects its answers afresh
         self.inflight.extend(calls)
         self.transport.write(b"".join([call.packed for call in calls]))
@@ -219,7 +220,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         now = loop.time()
         due = now + self._deadline_s
-        call = _Call(packed, future, due, count=count)
+        call = _Call(packed, future, due, count=count, listed=True)
         if self._closed:
             self._fail([call], RedisConnectionError("the Redis pipe is closed"))
             return

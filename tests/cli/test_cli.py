@@ -279,6 +279,25 @@ def test_token_command_signs_with_the_configured_secret(tmp_path: Path) -> None:
     assert principal.artifacts == frozenset({"a1", "a2"})
 
 
+def test_token_command_mints_a_publisher_token(tmp_path: Path) -> None:
+    from presence_svc.auth import Scope, TokenCodec
+
+    secret = "cli-secret-long-enough-for-hs256-0123456789"
+    command = ["token", "--user", "cms", "--scope", "publisher", "--artifact", "doc-1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "presence_svc", *command],
+        env=_env(tmp_path, PRESENCE_JWT_SECRET=secret),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    principal = TokenCodec(secret).verify(result.stdout.strip())
+    assert (principal.user_id, principal.scope) == ("cms", Scope.PUBLISHER)
+    principal.require_publish("doc-1")
+    principal.require_dashboard()
+
+
 def test_token_command_writes_the_configured_audience_issuer_and_claim_names(
     tmp_path: Path,
 ) -> None:
