@@ -23,16 +23,21 @@ from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
     HeartbeatResult,
+    Latest,
     LedgerPage,
     OnlineCounts,
     PresencePage,
     RecentList,
+    SeenCheck,
+    SeenPage,
     Stats,
     Status,
+    UnseenItem,
     ViewersPage,
     ViewResult,
     WhereNow,
     _BatchOnline,
+    _Unseen,
 )
 from presence_svc.client.retry import backoff_s, parse_retry_after
 
@@ -240,6 +245,49 @@ class PresenceClient:
         return await self._call(
             "GET", path, ViewersPage, params=_params(limit=limit, cursor=cursor)
         )
+
+    async def set_latest(self, artifact_id: str, version_id: str) -> Latest:
+        """Mark the version people are expected to read (a publisher or admin token); it
+        need not have views yet."""
+        path = f"/v1/artifacts/{artifact_id}/latest"
+        return await self._call("PUT", path, Latest, body={"versionId": version_id})
+
+    async def latest(self, artifact_id: str) -> Latest | None:
+        """The artifact's latest version; None when none was ever set."""
+        try:
+            return await self._call("GET", f"/v1/artifacts/{artifact_id}/latest", Latest)
+        except PresenceClientError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def seen(
+        self,
+        artifact_id: str,
+        *,
+        version_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SeenPage:
+        """Who has seen the latest version (or ``version_id``), most recent view first."""
+        params = _params(versionId=version_id, limit=limit, cursor=cursor)
+        return await self._call("GET", f"/v1/artifacts/{artifact_id}/seen", SeenPage, params=params)
+
+    async def seen_check(
+        self, artifact_id: str, user_ids: Sequence[str], *, version_id: str | None = None
+    ) -> SeenCheck:
+        """Which of up to 1000 users have seen and read the latest version, in one call."""
+        body: dict[str, Any] = {"userIds": list(user_ids)}
+        if version_id is not None:
+            body["versionId"] = version_id
+        path = f"/v1/artifacts/{artifact_id}/seen/check"
+        return await self._call("POST", path, SeenCheck, body=body)
+
+    async def unseen(self, user_id: str, artifact_ids: Sequence[str]) -> list[UnseenItem]:
+        """Of up to 1000 artifacts, those whose latest version ``user_id`` has not viewed."""
+        params = [("artifactId", a) for a in artifact_ids]
+        path = f"/v1/users/{user_id}/unseen"
+        return (await self._call("GET", path, _Unseen, params=params)).artifacts
 
     async def recent(self, user_id: str, *, limit: int | None = None) -> RecentList:
         path = f"/v1/users/{user_id}/recent"

@@ -138,6 +138,58 @@ class ViewersPage(_Model, frozen=True, kw_only=True):
     """False when the service could not read the users directory: names are None."""
 
 
+class Latest(_Model, frozen=True, kw_only=True):
+    """The version of an artifact people are expected to read."""
+
+    artifact_id: str
+    version_id: str
+    set_at: datetime
+
+
+class SeenViewer(_Model, frozen=True, kw_only=True):
+    user_id: str
+    name: str | None = None
+    avatar_url: str | None = None
+    views: int
+    first_viewed_at: datetime
+    last_viewed_at: datetime
+    engaged_ms: int = 0
+    read: bool = False
+
+
+class SeenPage(_Model, frozen=True, kw_only=True):
+    """Who has seen a version: counts (hidden viewers included) and one page of names."""
+
+    artifact_id: str
+    version_id: str
+    seen: int
+    read: int
+    hidden_viewers: int = 0
+    viewers: list[SeenViewer]
+    next_cursor: str | None = None
+    names_joined: bool = True
+
+
+class SeenCheck(_Model, frozen=True, kw_only=True):
+    """Which of an audience saw (and read) a version; hidden viewers are in no list."""
+
+    version_id: str
+    seen: list[str]
+    read: list[str]
+    not_seen: list[str]
+    hidden_viewers: int = 0
+
+
+class UnseenItem(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    version_id: str
+    set_at: datetime
+
+
+class _Unseen(_Model, frozen=True, kw_only=True):
+    artifacts: list[UnseenItem]
+
+
 class RecentItem(_Model, frozen=True, kw_only=True):
     artifact_id: str
     version_id: str | None = None

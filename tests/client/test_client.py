@@ -291,3 +291,33 @@ async def test_where_now_and_the_recent_list_are_typed(serve: Serve, tokens: Tok
         assert [(u.user_id, u.reason) for u in page.recent] == [("alice", "left")]
         assert page.recent_next_cursor is None
         assert (await board.presence("doc-1")).recent is None
+
+
+async def test_latest_version_seen_check_and_unseen_through_the_sdk(
+    serve: Serve, tokens: TokenCodec
+) -> None:
+    url = await serve()
+    async with (
+        PresenceClient(url, _token(tokens, "alice")) as alice,
+        PresenceClient(url, _token(tokens, "cms", "publisher")) as cms,
+    ):
+        assert await cms.latest("doc-1") is None
+        with pytest.raises(PresenceClientError) as refused:
+            await alice.set_latest("doc-1", "v1")
+        assert refused.value.status == 403
+        latest = await cms.set_latest("doc-1", "v2")
+        assert (latest.version_id, await cms.latest("doc-1")) == ("v2", latest)
+        assert isinstance(latest.set_at, datetime)
+        assert [u.version_id for u in await alice.unseen("alice", ["doc-1", "doc-2"])] == ["v2"]
+        await alice.record_view("doc-1", "v2")
+        assert await alice.unseen("alice", ["doc-1", "doc-2"]) == []
+        seen = await cms.seen("doc-1")
+        assert (seen.version_id, seen.seen, seen.read, seen.hidden_viewers) == ("v2", 1, 0, 0)
+        assert [(v.user_id, v.engaged_ms, v.read) for v in seen.viewers] == [("alice", 0, False)]
+        found = await cms.seen_check("doc-1", ["alice", "bob"])
+        assert (found.seen, found.read, found.not_seen) == (["alice"], [], ["bob"])
+        older = await cms.seen_check("doc-1", ["alice"], version_id="v1")
+        assert older.not_seen == ["alice"]
+        with pytest.raises(PresenceClientError) as too_many:
+            await cms.seen_check("doc-1", [f"u{i}" for i in range(1001)])
+        assert too_many.value.status == 400
