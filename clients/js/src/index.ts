@@ -8,6 +8,7 @@ export type {
   EventSourceLike,
   FetchLike,
   HeartbeatResponse,
+  LatestVersion,
   LeaveResponse,
   NavigatorLike,
   Presence,

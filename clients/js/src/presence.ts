@@ -3,7 +3,8 @@ import { createHeartbeat } from './heartbeat.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
 import type { PresenceError } from './errors.js';
-import type { Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
+import { request } from './http.js';
+import type { LatestVersion, Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
@@ -71,6 +72,18 @@ export function createPresence(options: PresenceOptions): Presence {
       hb.now_();
       views.record_();
     },
+    latest: () =>
+      request<LatestVersion>(ctx, 'seen', 'GET', ctx.artifactPath_ + '/latest').catch((e: PresenceError) => {
+        if (e.status === 404) return null;
+        throw e;
+      }),
+    unseen: (userId: string, ids: readonly string[]) =>
+      request<{ artifacts: LatestVersion[] }>(
+        ctx,
+        'seen',
+        'GET',
+        `/v1/users/${encodeURIComponent(userId)}/unseen?` + ids.map((a) => 'artifactId=' + encodeURIComponent(a)).join('&'),
+      ).then((r) => r.artifacts),
     leave: lifecycle.leave_,
     destroy: lifecycle.destroy_,
   };

@@ -165,6 +165,14 @@ export interface PresencePage {
   namesJoined?: boolean;
 }
 
+/** An artifact's latest version: the one its audience is expected to read. */
+export interface LatestVersion {
+  artifactId: string;
+  versionId: string;
+  /** ISO 8601, when it was marked latest. */
+  setAt: string;
+}
+
 export interface Presence {
   readonly online: number;
   readonly sessions: number;
@@ -185,6 +193,10 @@ export interface Presence {
   setState(state: PresenceState | undefined): void;
   /** Switches version: heartbeat at once and records a view of the new version. */
   setVersion(versionId: string): void;
+  /** This artifact's latest version (`GET .../latest`); null when none is set. */
+  latest(): Promise<LatestVersion | null>;
+  /** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
+  unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
   /** Explicit leave (no grace) and stop everything. */
   leave(): Promise<LeaveResponse | null>;
   /** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */

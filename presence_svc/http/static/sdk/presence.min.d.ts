@@ -7,7 +7,7 @@ export interface ProblemDetails {
 	errors?: unknown;
 	[key: string]: unknown;
 }
-export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events";
+export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events" | "seen";
 export declare class PresenceError extends Error {
 	/** HTTP status; 0 for network errors and getToken failures. */
 	readonly status: number;
@@ -171,6 +171,13 @@ export interface PresencePage {
 	/** False when the service could not read the users directory: names are null. */
 	namesJoined?: boolean;
 }
+/** An artifact's latest version: the one its audience is expected to read. */
+export interface LatestVersion {
+	artifactId: string;
+	versionId: string;
+	/** ISO 8601, when it was marked latest. */
+	setAt: string;
+}
 export interface Presence {
 	readonly online: number;
 	readonly sessions: number;
@@ -191,6 +198,10 @@ export interface Presence {
 	setState(state: PresenceState | undefined): void;
 	/** Switches version: heartbeat at once and records a view of the new version. */
 	setVersion(versionId: string): void;
+	/** This artifact's latest version (`GET .../latest`); null when none is set. */
+	latest(): Promise<LatestVersion | null>;
+	/** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
+	unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
 	/** Explicit leave (no grace) and stop everything. */
 	leave(): Promise<LeaveResponse | null>;
 	/** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */
