@@ -178,7 +178,7 @@ class ViewStore:
         page, has_more = msgspec.msgpack.decode(raw)
         viewers = [
             Viewer(as_text(user), int(views), int(first), int(last))
-            for user, (views, first, last) in (page or [])
+            for user, (views, first, last, *_) in (page or [])
         ]
         next_cursor = None
         if has_more and viewers:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import aiohttp
+import msgspec
 import pytest
+import redis
 from playwright.async_api import Browser, expect
 
 from presence_svc.client import PresenceClient
+from presence_svc.redis.keys import Keyspace
+from presence_svc.settings import Settings
 from tests.browser.conftest import SCREENSHOTS, Stack
 
 pytestmark = pytest.mark.slow
@@ -92,3 +96,51 @@ async def test_dashboard_says_when_the_token_is_not_a_dashboard_token(
     page = await browser.new_page()
     await page.goto(f"{stack.api}/dashboard#token={stack.token('alice')}")
     await expect(page.locator("#status")).to_contain_text("not a dashboard token")
+
+
+async def test_dashboard_shows_who_has_seen_the_latest_version(
+    browser: Browser, stack: Stack, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    clients = await _seed(stack)
+    try:
+        publisher = PresenceClient(stack.api, stack.token("cms", "publisher"))
+        clients.append(publisher)
+        await publisher.set_latest("design-doc", "v4")  # published, nobody opened it yet
+        await clients[0].record_view("design-doc", "v4")
+        # engaged time as the engagement work records it: alice read v4 for 95 s
+        keys = Keyspace(settings.partitions)
+        viewers = keys.version_viewers("design-doc", "v4")
+        entry = msgspec.msgpack.decode(sync_redis.hget(viewers, "alice"))
+        sync_redis.hset(viewers, "alice", msgspec.msgpack.encode([*entry[:3], 95_000]))
+        sync_redis.hset(keys.version_stats("design-doc", "v4"), "readers", 1)
+
+        page = await browser.new_page(viewport={"width": 1366, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        board = stack.token("board", "dashboard")
+        await page.goto(f"{stack.api}/dashboard#token={board}&artifact=design-doc")
+        await expect(page.locator("#latest-version")).to_have_text("v4")
+        await expect(page.locator("#l-seen")).to_have_text("1")
+        await expect(page.locator("#l-read")).to_have_text("1")
+        await expect(page.locator("#l-not-seen")).to_have_text("3")  # bob, carol, dan
+        seen_rows = page.locator("#seen tbody tr")
+        await expect(seen_rows).to_have_count(1)
+        await expect(seen_rows.first).to_contain_text("Alice Martin")
+        await expect(seen_rows.first).to_contain_text("1 min 35 s")
+        await expect(seen_rows.first).to_contain_text("read")
+        not_seen = page.locator("#not-seen tbody tr")
+        await expect(not_seen).to_have_count(3)
+        await expect(page.locator("#not-seen")).to_contain_text("Bob Chen")
+        await expect(page.locator("#not-seen")).to_contain_text("v3")
+        # the newest version first, marked latest (its readers and engaged time show once
+        # the stats carry them)
+        await expect(page.locator("#versions tbody tr").first).to_contain_text("v4latest")
+        # the timeline: a chart where the server has one, else a note saying it has none
+        await expect(page.locator("#timeline")).not_to_be_empty()
+        await expect(page.locator("#status")).to_have_text("connected")
+        assert not errors
+        SCREENSHOTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "dashboard-seen.png"), full_page=True)
+    finally:
+        for client in clients:
+            await client.close()

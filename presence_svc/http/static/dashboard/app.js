@@ -15,6 +15,8 @@ const state = {
   counts: {},             // id -> {online, sessions}
   selected: null,
   versions: [],
+  versionStats: [],
+  latest: null,           // the selected artifact's latest version id
   viewersVersion: null,
   events: null,           // EventSource of the selected artifact, if the service has events
   live: 'polling',
@@ -50,9 +52,16 @@ class ApiError extends Error {
   }
 }
 
-async function api(path) {
+async function api(path, body) {
   if (!state.token) throw new ApiError(401, 'no token');
-  const res = await fetch(path, { headers: { Authorization: `Bearer ${state.token}`, Accept: 'application/json' } });
+  const headers = { Authorization: `Bearer ${state.token}`, Accept: 'application/json' };
+  const init = { headers };
+  if (body !== undefined) {
+    init.method = 'POST';
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
   if (!res.ok) {
     let detail = res.statusText;
     try {
@@ -234,13 +243,44 @@ function renderChart(versions) {
   box.appendChild(root);
 }
 
+function duration(ms) {
+  const s = Math.round((ms || 0) / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+function renderVersions(versions) {
+  // engagedMs and readers come with engaged time; a server without it shows 0.
+  fillTable(
+    'versions',
+    [...versions].reverse(),
+    (tr, v) => {
+      const name = cell(tr, v.versionId);
+      if (v.versionId === state.latest) {
+        const mark = document.createElement('span');
+        mark.className = 'latest-mark';
+        mark.textContent = 'latest';
+        name.appendChild(mark);
+      }
+      cell(tr, v.uniqueViewers, 'num');
+      cell(tr, v.readers ?? 0, 'num');
+      cell(tr, duration(v.engagedMs ?? 0), 'num');
+      cell(tr, duration(v.uniqueViewers ? (v.engagedMs ?? 0) / v.uniqueViewers : 0), 'num');
+    },
+    'no views yet',
+  );
+}
+
 async function refreshStats() {
   const stats = await api(`/v1/artifacts/${enc(state.selected)}/stats`);
   $('d-views').textContent = stats.views;
   $('d-unique').textContent = stats.uniqueViewers;
   const versions = [...stats.versions].sort((a, b) => (a.lastViewedAt < b.lastViewedAt ? -1 : 1));
   state.versions = versions.map((v) => v.versionId);
+  state.versionStats = versions;
   renderChart(versions);
+  renderVersions(versions);
   const select = $('version');
   if (!state.versions.includes(state.viewersVersion)) state.viewersVersion = state.versions.at(-1) ?? null;
   select.replaceChildren(...state.versions.map((v) => new Option(v, v, false, v === state.viewersVersion)));
@@ -276,10 +316,130 @@ async function refreshLedger() {
   );
 }
 
+/* ---------------------------------------------------------------- latest version: seen / not seen */
+
+function renderSeen(latest, seen, notSeen) {
+  $('latest-version').textContent = latest ? latest.versionId : 'none set';
+  $('latest-set').textContent = latest ? `marked ${when(latest.setAt)}` : '(PUT /v1/artifacts/{id}/latest with a publisher token)';
+  $('l-seen').textContent = seen ? seen.seen : 0;
+  $('l-read').textContent = seen ? seen.read : 0;
+  $('l-hidden').textContent = seen && seen.hiddenViewers ? `(${seen.hiddenViewers} hidden)` : '';
+  $('l-not-seen').textContent = notSeen.length;
+  fillTable(
+    'seen',
+    seen ? seen.viewers : [],
+    (tr, v) => {
+      cell(tr, who(v));
+      cell(tr, duration(v.engagedMs ?? 0), 'num');
+      cell(tr, v.read ? 'read' : '', v.read ? 'read-yes' : '');
+      cell(tr, when(v.lastViewedAt));
+    },
+    latest ? 'nobody has seen it yet' : 'no latest version',
+  );
+  fillTable(
+    'not-seen',
+    notSeen,
+    (tr, v) => {
+      cell(tr, who(v));
+      cell(tr, v.versionId);
+      cell(tr, when(v.lastViewedAt));
+    },
+    latest ? 'everyone who viewed an earlier version has seen it' : 'no latest version',
+  );
+}
+
+async function refreshSeen() {
+  const id = state.selected;
+  let latest;
+  try {
+    latest = await api(`/v1/artifacts/${enc(id)}/latest`);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 404) throw err;
+    state.latest = null;
+    renderVersions(state.versionStats || []);
+    return renderSeen(null, null, []);
+  }
+  state.latest = latest.versionId;
+  renderVersions(state.versionStats || []);
+  const seen = await api(`/v1/artifacts/${enc(id)}/seen?versionId=${enc(latest.versionId)}&limit=100`);
+  // The audience the dashboard knows: who viewed one of the last ten earlier versions.
+  const others = state.versions.filter((v) => v !== latest.versionId).slice(-10);
+  const pages = await Promise.all(others.map((v) => api(`/v1/artifacts/${enc(id)}/versions/${enc(v)}/viewers?limit=100`)));
+  const earlier = new Map();
+  pages.forEach((page, i) => {
+    for (const v of page.viewers) {
+      const had = earlier.get(v.userId);
+      if (!had || had.lastViewedAt < v.lastViewedAt) earlier.set(v.userId, { ...v, versionId: others[i] });
+    }
+  });
+  let notSeen = [];
+  if (earlier.size) {
+    const userIds = [...earlier.keys()].slice(0, 1000);
+    const check = await api(`/v1/artifacts/${enc(id)}/seen/check`, { versionId: latest.versionId, userIds });
+    notSeen = check.notSeen.map((u) => earlier.get(u)).sort((a, b) => (a.lastViewedAt < b.lastViewedAt ? 1 : -1));
+  }
+  if (state.selected === id) renderSeen(latest, seen, notSeen);
+}
+
+/* ---------------------------------------------------------------- timeline and its peak */
+
+function renderTimeline(data) {
+  const box = $('timeline');
+  box.replaceChildren();
+  if (!data) {
+    $('peak').textContent = '';
+    box.textContent = 'no timeline on this server';
+    return;
+  }
+  const points = data.points || [];
+  const peak = data.peak || { online: 0, at: null };
+  $('peak').textContent = peak.at ? `peak ${peak.online} at ${new Date(peak.at).toLocaleTimeString()}` : 'no peak yet';
+  if (!points.length) {
+    box.textContent = 'nobody online in this hour';
+    return;
+  }
+  const w = 420;
+  const h = 170;
+  const pad = { l: 34, r: 8, t: 14, b: 26 };
+  const t0 = Date.parse(points[0].t);
+  const t1 = Math.max(t0 + 60_000, Date.parse(points.at(-1).t));
+  const max = Math.max(1, ...points.map((p) => Math.max(p.online, p.sessions)));
+  const x = (t) => pad.l + ((w - pad.l - pad.r) * (Date.parse(t) - t0)) / (t1 - t0);
+  const y = (n) => pad.t + (h - pad.t - pad.b) * (1 - n / max);
+  const root = svg('svg', { viewBox: `0 0 ${w} ${h}`, role: 'img', 'aria-label': 'users online and sessions per minute' });
+  root.appendChild(svg('line', { x1: pad.l, x2: w - pad.r, y1: y(0), y2: y(0), stroke: '#c4c9d4' }));
+  root.appendChild(svg('text', { x: pad.l - 4, y: y(max) + 4, 'text-anchor': 'end' }, max));
+  root.appendChild(svg('text', { x: pad.l - 4, y: y(0) + 4, 'text-anchor': 'end' }, 0));
+  const path = (key) => points.map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ');
+  root.appendChild(svg('polyline', { class: 'line-sessions', points: path('sessions') }));
+  root.appendChild(svg('polyline', { class: 'line-online', points: path('online') }));
+  if (peak.at) {
+    const px = Math.min(w - pad.r, Math.max(pad.l, x(peak.at)));
+    const dot = svg('circle', { class: 'peak-dot', cx: px, cy: y(peak.online), r: 4 });
+    dot.appendChild(svg('title', {}, `peak: ${peak.online} online`));
+    root.appendChild(dot);
+  }
+  root.appendChild(svg('text', { x: pad.l, y: h - 6 }, new Date(t0).toLocaleTimeString()));
+  root.appendChild(svg('text', { x: w - pad.r, y: h - 6, 'text-anchor': 'end' }, new Date(t1).toLocaleTimeString()));
+  box.appendChild(root);
+}
+
+async function refreshTimeline() {
+  const id = state.selected;
+  let data = null;
+  try {
+    data = await api(`/v1/artifacts/${enc(id)}/timeline?step=1m`);
+  } catch (err) {
+    // A server without the timeline answers 404 (no such path): say so, no error.
+    if (!(err instanceof ApiError) || err.status !== 404) throw err;
+  }
+  if (state.selected === id) renderTimeline(data);
+}
+
 async function refreshDetail() {
   if (!state.selected) return;
   await refreshStats();
-  await Promise.all([refreshViewers(), refreshLedger()]);
+  await Promise.all([refreshViewers(), refreshLedger(), refreshSeen(), refreshTimeline()]);
 }
 
 /* ---------------------------------------------------------------- live presence of the selected artifact */
@@ -329,6 +489,7 @@ function select(id) {
   $('detail').hidden = false;
   $('detail-title').textContent = id;
   state.viewersVersion = null;
+  state.latest = null;
   renderArtifacts();
   openEvents(id);
   refreshPresence().catch(reportError);
