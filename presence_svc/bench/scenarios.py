@@ -35,6 +35,10 @@ ROAMERS = 100
 """Users the ``where-now`` scenario asks about (users 0..99), each online on ``ROAMING``
 artifacts."""
 ROAMING = 50
+AUDIENCE_ARTIFACTS = 4
+"""Artifacts the ``seen-check`` scenario asks about (artifacts 0..3, latest version ``v1``),
+each viewed by ``AUDIENCE_VIEWERS`` users; an audience of ``BATCH`` ids is half viewers."""
+AUDIENCE_VIEWERS = 500
 
 
 def artifact_id(i: int) -> str:
@@ -150,6 +154,25 @@ class _Builder:
         }
         return _request("POST", "/v1/heartbeat", self.token(user), _JSON.encode(body))
 
+    def latest(self, artifact: int) -> bytes:
+        body = _JSON.encode({"versionId": "v1"})
+        path = f"/v1/artifacts/{artifact_id(artifact)}/latest"
+        return _request("PUT", path, self.reader, body)
+
+    def view_of(self, user: int, artifact: int) -> bytes:
+        body = {"artifactId": artifact_id(artifact), "versionId": "v1"}
+        return _request("POST", "/v1/views", self.token(user), _JSON.encode(body))
+
+    def seen_check(self) -> bytes:
+        """1 000 user ids of whom half viewed the artifact's latest version (the default
+        version: the answer includes looking it up)."""
+        artifact = self.rng.randrange(AUDIENCE_ARTIFACTS)
+        pool = 2 * AUDIENCE_ARTIFACTS * AUDIENCE_VIEWERS
+        ids = self.rng.sample(range(pool), min(BATCH, pool))
+        body = _JSON.encode({"userIds": [user_id(i) for i in ids]})
+        path = f"/v1/artifacts/{artifact_id(artifact)}/seen/check"
+        return _request("POST", path, self.reader, body)
+
     def where_now(self, user: int) -> bytes:
         return _request("GET", f"/v1/users/{user_id(user)}/presence", self.token(user))
 
@@ -184,6 +207,21 @@ def _presence_page10(b: _Builder) -> list[bytes]:
 def _online_one(b: _Builder) -> list[bytes]:
     """``GET /v1/artifacts/{id}/online`` of the user's artifact: the where-now yardstick."""
     return [b.online_one(u) for u in b.users(min(b.population.users, 5_000))]
+
+
+def _seen_check(b: _Builder) -> list[bytes]:
+    """``POST /v1/artifacts/{id}/seen/check`` of 1 000 ids: compare with ``online-batch``."""
+    return [b.seen_check() for _ in range(64)]
+
+
+def _seen_check_seed(b: _Builder) -> list[bytes]:
+    """The latest version of the audience artifacts, and their viewers' views of it."""
+    artifacts = min(AUDIENCE_ARTIFACTS, b.population.artifacts)
+    viewers = [
+        b.view_of(u, u % artifacts)
+        for u in range(min(b.population.users, artifacts * AUDIENCE_VIEWERS))
+    ]
+    return [b.latest(a) for a in range(artifacts)] + viewers
 
 
 def _roamers(b: _Builder) -> int:
@@ -224,8 +262,12 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "mixed": _mixed,
     "online-one": _online_one,
     "where-now": _where_now,
+    "seen-check": _seen_check,
 }
-SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {"where-now": _where_now_seed}
+SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {
+    "where-now": _where_now_seed,
+    "seen-check": _seen_check_seed,
+}
 """Unmeasured requests a scenario needs first, besides every user's one heartbeat."""
 
 

@@ -285,3 +285,36 @@ async def test_where_now_and_last_seen_on_a_cluster(
         )
     ).json()
     assert page["recent"] == []
+
+
+@pytest.mark.timeout(60)
+async def test_latest_versions_seen_and_unseen_on_a_cluster(
+    cluster: list[int], make_client: MakeClient, auth: Auth
+) -> None:
+    """The latest versions live on their artifacts' slots, on every node: one unseen read
+    spans them all, and seen/check reads the version's viewers on its node."""
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}", redis_cluster=True, partitions=64
+    )
+    publisher = auth("cms", scope="publisher")
+    artifacts = [f"news-{i}" for i in range(30)]
+    for i, artifact in enumerate(artifacts):
+        response = await client.put(
+            f"/v1/artifacts/{artifact}/latest", json={"versionId": "v2"}, headers=publisher
+        )
+        assert response.status == 200, await response.text()
+        if i % 3 == 0:
+            body = {"artifactId": artifact, "versionId": "v2"}
+            assert (await client.post("/v1/views", json=body, headers=auth("bob"))).status == 200
+    query = "&".join(f"artifactId={a}" for a in [*artifacts, "never-published"])
+    response = await client.get(f"/v1/users/bob/unseen?{query}", headers=auth("bob"))
+    assert response.status == 200, await response.text()
+    unseen = [a["artifactId"] for a in (await response.json())["artifacts"]]
+    assert unseen == [a for i, a in enumerate(artifacts) if i % 3]
+    response = await client.post(
+        "/v1/artifacts/news-3/seen/check", json={"userIds": ["bob", "eve"]}, headers=publisher
+    )
+    found = await response.json()
+    assert (found["versionId"], found["seen"], found["notSeen"]) == ("v2", ["bob"], ["eve"])
+    response = await client.get("/v1/artifacts/news-3/seen", headers=publisher)
+    assert [v["userId"] for v in (await response.json())["viewers"]] == ["bob"]

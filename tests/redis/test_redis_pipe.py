@@ -90,6 +90,9 @@ async def test_several_commands_sent_as_one_call_get_every_answer_in_one_list(
         assert (scores, infos) == ([b"1", None], [b"x", None])
         assert isinstance(wrong, ResponseError)  # WRONGTYPE, in its place, not raised
         assert (await before, await after) == ([1], [2])
+        one: asyncio.Future[Any] = loop.create_future()
+        pipe.send_commands(pack_commands([("HMGET", "h", "a")])[0], 1, one)
+        assert await one == [[b"x"]]  # a list of one answer, like any other count
 
         # a call cut off after some of its answers: sent again whole, answered whole
         direct.delete("queue")
