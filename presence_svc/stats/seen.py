@@ -18,7 +18,7 @@ import msgspec
 from presence_svc.cursors import decode_cursor, encode_cursor
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.resp import Command, Commands
+from presence_svc.redis.seen_reads import SeenReads
 from presence_svc.settings import Settings
 
 __all__ = ["Latest", "SeenCheck", "SeenPage", "SeenStore", "SeenViewer", "ViewerEntry"]
@@ -82,6 +82,7 @@ class SeenStore:
     def __init__(self, redis: RedisConnection, settings: Settings) -> None:
         self.redis = redis
         self.keys = Keyspace(settings.partitions)
+        self.reads = SeenReads(self.keys)
         self.read_after_ms = settings.read_after_ms
 
     async def set_latest(self, artifact_id: str, version_id: str) -> Latest:
@@ -92,7 +93,7 @@ class SeenStore:
         """The latest version of each artifact that has one: one ``HMGET`` apiece, all in
         one round trip (one per node on a Cluster)."""
         ids = list(dict.fromkeys(artifact_ids))
-        commands = Commands.of([("HMGET", self.keys.artifact_latest(a), "v", "at") for a in ids])
+        commands = self.reads.latest(ids)
         found: dict[str, Latest] = {}
         for artifact_id, answer in zip(ids, await self.redis.read_commands(commands), strict=True):
             if isinstance(answer, Exception):
@@ -107,15 +108,8 @@ class SeenStore:
     ) -> SeenPage:
         """Counts of the version's viewers and one page of them, most recent view first."""
         after = decode_cursor(cursor) if cursor else None
-        k = self.keys
-        counts = Commands.of(
-            [
-                ("HLEN", k.version_viewers(artifact_id, version_id)),
-                ("ZCARD", k.version_viewers_by_time(artifact_id, version_id)),
-                ("HGET", k.version_stats(artifact_id, version_id), "readers"),
-            ]
-        )
-        call = self.redis.scripts.viewers.call(k, artifact_id, version_id, limit, after)
+        counts = self.reads.counts(artifact_id, version_id)
+        call = self.redis.scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
         raw = await self.redis.run(call)
         answers = await self.redis.read_commands(counts)
         for answer in answers:
@@ -145,8 +139,7 @@ class SeenStore:
     async def check(self, artifact_id: str, version_id: str, user_ids: Sequence[str]) -> SeenCheck:
         """Which of ``user_ids`` have seen and read the version: one ``HMGET``."""
         ids = list(dict.fromkeys(user_ids))
-        command: Command = ("HMGET", self.keys.version_viewers(artifact_id, version_id), *ids)
-        (answer,) = await self.redis.read_commands(Commands.of([command]))
+        (answer,) = await self.redis.read_commands(self.reads.entries(artifact_id, version_id, ids))
         if isinstance(answer, Exception):
             raise answer
         seen: list[str] = []
@@ -175,13 +168,8 @@ class SeenStore:
         pending = list(latest.items())
         if not pending:
             return []
-        commands = Commands.of(
-            [
-                ("HEXISTS", self.keys.version_viewers(a, found.version_id), user_id)
-                for a, found in pending
-            ]
-        )
-        answers = await self.redis.read_commands(commands)
+        versions = [(a, found.version_id) for a, found in pending]
+        answers = await self.redis.read_commands(self.reads.viewed(versions, user_id))
         out: list[tuple[str, Latest]] = []
         for (artifact_id, found), answer in zip(pending, answers, strict=True):
             if isinstance(answer, Exception):
