@@ -423,9 +423,13 @@ class SeenOut(_Out, kw_only=True):
     names_joined: NamesJoined
 
 
+_LooseId = Annotated[str, Meta(min_length=1, max_length=128, description=_ID_META.description)]
+"""An id whose characters the handler checks, all ids of a body in one pass."""
+
+
 class SeenCheckIn(_Body, kw_only=True):
     user_ids: Annotated[
-        list[UserId],
+        list[_LooseId],
         Meta(min_length=1, max_length=MAX_AUDIENCE, description="the audience, 1-1000 ids"),
     ]
     version_id: Annotated[

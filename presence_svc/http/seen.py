@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence_svc.errors import NotFound
-from presence_svc.http.params import path_id, query_id, query_ids, query_int
+from presence_svc.http.params import checked_ids, path_id, query_id, query_ids, query_int
 from presence_svc.http.resources import LIMITER, SEEN, TOKENS, USERS
 from presence_svc.http.wire import MAX_LARGE_BODY_BYTES, Body, respond
 from presence_svc.live.rows import profiles_or_none
@@ -126,10 +126,11 @@ async def seen_check(request: web.Request) -> web.Response:
     principal.require_dashboard()
     artifact_id = path_id(request, "artifactId")
     body = await _CHECK.read(request)
+    user_ids = checked_ids("userIds", body.user_ids)
     await app[LIMITER].check(principal, RouteClass.READ)
     store = app[SEEN]
     version_id = await _version(store, artifact_id, body.version_id)
-    found = await store.check(artifact_id, version_id, body.user_ids)
+    found = await store.check(artifact_id, version_id, user_ids)
     out = SeenCheckOut(
         version_id=found.version_id,
         seen=found.seen,
