@@ -83,7 +83,7 @@ def token_codec(settings: Settings, secret: str) -> TokenCodec:
         ),
     )
     keys = KeyFile(settings.jwt_public_keys) if settings.jwt_public_keys else None
-    return TokenCodec(secret, public_keys=keys, rules=rules)
+    return TokenCodec(secret, settings.token_cache_size, public_keys=keys, rules=rules)
 
 
 class TokenCodec:
