@@ -183,7 +183,10 @@ class PresenceStore:
                 raise result
             each = iter(result)  # online, sessions, active, online... (Lua integers)
             for k, users, sessions, active in zip(artifacts, each, each, each, strict=True):
-                out[k.artifact_id] = Counts.of(users, sessions, active)
+                if 0 <= active <= users:  # as always: no clamping, no conversions
+                    out[k.artifact_id] = Counts(users, sessions, active, users - active)
+                else:
+                    out[k.artifact_id] = Counts.of(users, sessions, active)
         return out
 
     async def page(

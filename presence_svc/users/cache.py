@@ -6,7 +6,8 @@ more than the rest of the page. Profiles (and the absence of one) are kept for
 ``PRESENCE_PROFILE_CACHE_S``. A rename or erasure through this process updates its cache
 at once; another process (``serve --processes N``, another host) sees it when its entry
 expires, so names there may be that many seconds old. Erasure also removes the user from
-presence and view data, where the rows that would show the name come from.
+presence and view data, where the rows that would show the name come from. Once a lookup
+finds the database down, lookups bypass the cache until one succeeds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 
-from presence_svc.users.directory import Profile, UsersDirectory
+from presence_svc.users.directory import DatabaseUnavailable, Profile, UsersDirectory
 
 __all__ = ["MAX_ENTRIES", "CachedUsers"]
 
@@ -30,6 +31,10 @@ class CachedUsers:
         self._ttl_s = ttl_s
         self._max = max_entries
         self._entries: dict[str, tuple[float, Profile | None]] = {}
+        self._down = False
+        """Set by a lookup the database refused, cleared by one it answered: meanwhile
+        every lookup asks the database, so an outage shows (``namesJoined: false``) as it
+        did without a cache, not only for the users who happen not to be cached."""
         self._writes = 0
         """Counts this process's writes: a lookup that overlapped one stores nothing, so an
         answer read before a rename cannot overwrite the renamed entry."""
@@ -44,6 +49,11 @@ class CachedUsers:
     async def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]:
         if self._ttl_s <= 0:
             return await self._inner.get_profiles(user_ids)
+        if self._down:
+            ids, writes = list(user_ids), self._writes
+            answered = await self._lookup(ids)
+            self._store(ids, answered, writes)
+            return answered
         now = time.monotonic()
         entries = self._entries
         found: dict[str, Profile] = {}
@@ -58,14 +68,29 @@ class CachedUsers:
         if not missing:
             return found
         writes = self._writes
-        fetched = await self._inner.get_profiles(missing)
+        fetched = await self._lookup(missing)
         found.update(fetched)
-        if writes == self._writes:
-            self._make_room(len(missing))
-            expires = time.monotonic() + self._ttl_s
-            for user_id in missing:
-                entries[user_id] = (expires, fetched.get(user_id))
+        self._store(missing, fetched, writes)
         return found
+
+    async def _lookup(self, user_ids: list[str]) -> dict[str, Profile]:
+        try:
+            found = await self._inner.get_profiles(user_ids)
+        except DatabaseUnavailable:
+            self._down = True
+            raise
+        self._down = False
+        return found
+
+    def _store(self, user_ids: list[str], fetched: dict[str, Profile], writes: int) -> None:
+        """Keep what a lookup found, unless a write of this process overlapped it."""
+        if writes != self._writes:
+            return
+        self._make_room(len(user_ids))
+        expires = time.monotonic() + self._ttl_s
+        entries = self._entries
+        for user_id in user_ids:
+            entries[user_id] = (expires, fetched.get(user_id))
 
     def _make_room(self, wanted: int) -> None:
         entries = self._entries
