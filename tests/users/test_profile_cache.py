@@ -9,6 +9,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pytest
+
+from presence_svc.settings import ConfigError, Settings
 from presence_svc.users.cache import CachedUsers
 from presence_svc.users.directory import Profile, UsersDirectory
 from tests.conftest import AppClient, MakeClient, opened_database
@@ -118,3 +121,38 @@ async def test_a_rename_through_another_process_shows_within_the_cache_time(
     while await name_in(two) != "Alicia":
         assert time.monotonic() < deadline, "the other process kept the old name"
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("env", "var"),
+    [
+        ({"PRESENCE_PROFILE_CACHE_S": "-1"}, "PRESENCE_PROFILE_CACHE_S"),
+        ({"PRESENCE_PROFILE_CACHE_S": "61"}, "PRESENCE_PROFILE_CACHE_S"),
+        ({"PRESENCE_PROFILE_CACHE_S": "soon"}, "PRESENCE_PROFILE_CACHE_S"),
+        ({"PRESENCE_TOKEN_CACHE_SIZE": "-5"}, "PRESENCE_TOKEN_CACHE_SIZE"),
+        ({"PRESENCE_TOKEN_CACHE_SIZE": "lots"}, "PRESENCE_TOKEN_CACHE_SIZE"),
+    ],
+)
+def test_bad_cache_settings_are_rejected_by_name(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env(env)
+
+
+def test_cache_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {"PRESENCE_PROFILE_CACHE_S": "0", "PRESENCE_TOKEN_CACHE_SIZE": "100000"}
+    )
+    assert (settings.profile_cache_s, settings.token_cache_size) == (0.0, 100_000)
+    assert (Settings().profile_cache_s, Settings().token_cache_size) == (2.0, 65_536)
+
+
+async def test_without_the_cache_every_lookup_reads_the_database(tmp_path: Path) -> None:
+    """``PRESENCE_PROFILE_CACHE_S=0``: as before the cache, a rename through another
+    process shows at once."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        users = CachedUsers(database.users, ttl_s=0)
+        other = CachedUsers(database.users, ttl_s=0)
+        await users.put_profile("alice", "Alice", None)
+        assert (await users.get_profile("alice")).name == "Alice"  # type: ignore[union-attr]
+        await other.put_profile("alice", "Alicia", None)
+        assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
