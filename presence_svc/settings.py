@@ -100,7 +100,7 @@ class Settings:
     """Each process keeps the profiles it joined into rows this long (0: no cache); a
     rename through another process shows here within it."""
     token_cache_size: int = 65_536
-    """Verified tokens each process keeps (one per active tab; ~1 KB each at most)."""
+    """Verified tokens each process keeps (one per active tab, ~0.5 KB each)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
