@@ -147,7 +147,7 @@ class SingleConnection(RedisConnection):
                 future.set_result(result)
 
     async def _run_packed(self, calls: Sequence[tuple[Script, bytes]]) -> list[Any]:
-        """One pipeline of packed calls on a pooled connection; the scripts Redis did not
+        """One pipeline of packed calls (see ``_pipeline``); the scripts Redis did not
         know are loaded and their calls sent once more. Observed once per script."""
         started = time.perf_counter()
         results = await self._pipeline(_joined(calls))
