@@ -96,6 +96,11 @@ class Settings:
     """Users kept at most in one artifact's recently-here list (the oldest go first)."""
     read_after_s: float = 30.0
     """A viewer whose engaged time on a version reaches this has read it (``readers``)."""
+    profile_cache_s: float = 2.0
+    """Each process keeps the profiles it joined into rows this long (0: no cache); a
+    rename through another process shows here within it."""
+    token_cache_size: int = 65_536
+    """Verified tokens each process keeps (one per active tab, ~0.5 KB each)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -132,6 +137,11 @@ class Settings:
         _check(
             0.1 <= self.large_room_interval_s <= 60,
             "PRESENCE_LARGE_ROOM_INTERVAL_S must be within 0.1..60",
+        )
+        _check(0 <= self.profile_cache_s <= 60, "PRESENCE_PROFILE_CACHE_S must be within 0..60")
+        _check(
+            0 <= self.token_cache_size <= 10_000_000,
+            "PRESENCE_TOKEN_CACHE_SIZE must be within 0..10000000",
         )
         if self.redis_url is not None:
             scheme = urlsplit(self.redis_url).scheme
@@ -333,5 +343,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
     ("PRESENCE_RECENT_MAX", "recent_max", int),
     ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),
+    ("PRESENCE_PROFILE_CACHE_S", "profile_cache_s", _parse_seconds),
+    ("PRESENCE_TOKEN_CACHE_SIZE", "token_cache_size", int),
 )
 """Each setting's environment variable, field and parser."""

@@ -21,6 +21,7 @@ from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.stats.seen import SeenStore
 from presence_svc.stats.views import ViewStore
+from presence_svc.users.cache import CachedUsers
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.worker import Worker
 
@@ -84,7 +85,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await database.start()
     app[DATABASE] = database
     app[LEDGER] = database.ledger
-    app[USERS] = database.users
+    # Names are joined into every presence page and event: a short per-process cache.
+    app[USERS] = CachedUsers(database.users, app[SETTINGS].profile_cache_s)
     yield
     await database.close()
 

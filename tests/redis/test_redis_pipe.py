@@ -418,3 +418,31 @@ def _script_loads(r: redis.Redis) -> int:
     ``SCRIPT`` together."""
     stats = r.info("commandstats")
     return int(stats.get("cmdstat_script|load", stats.get("cmdstat_script", {})).get("calls", 0))
+
+
+async def test_an_online_batch_on_the_pipe_reloads_a_flushed_script_and_answers_exactly(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """A batch of script calls (one per partition) goes out on the pipelined connection as
+    one call; a script Redis lost (restart, flush) is loaded and its calls sent again."""
+    settings = Settings(redis_url=redis_url, partitions=16)
+    redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
+    store = PresenceStore(redis_conn, settings)
+    try:
+        for n in range(60):
+            for tab in range(n % 3):
+                await store.heartbeat(f"doc-{n}", f"tab-{n}-{tab}", f"user-{tab}", None, None)
+        ids = [f"doc-{n}" for n in range(60)]
+        first = await store.online(ids)
+        assert len({store.keys.artifact(a).tag for a in ids}) > 2  # many calls in the batch
+        assert {a: (c.online, c.sessions) for a, c in first.items()} == {
+            f"doc-{n}": (n % 3, n % 3) for n in range(60)
+        }
+        sync_redis.script_flush()
+        assert await store.online(ids) == first
+        assert await store.online([*ids, "doc-nobody"]) == {
+            **first,
+            "doc-nobody": Counts(0, 0, 0, 0),
+        }
+    finally:
+        await redis_conn.aclose()

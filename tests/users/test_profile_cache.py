@@ -1,0 +1,158 @@
+"""The per-process profile cache (``PRESENCE_PROFILE_CACHE_S``): names joined into
+presence rows without a database query per page, and never older than this process's own
+writes, nor than the cache time after another process's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from presence_svc.settings import ConfigError, Settings
+from presence_svc.users.cache import CachedUsers
+from presence_svc.users.directory import Profile, UsersDirectory
+from tests.conftest import AppClient, MakeClient, opened_database
+
+Auth = Callable[..., dict[str, str]]
+
+
+class _Counting:
+    """A real directory that counts the lookups that reach it (and can hold one open)."""
+
+    def __init__(self, inner: UsersDirectory) -> None:
+        self.inner = inner
+        self.lookups = 0
+        self.hold: asyncio.Event | None = None
+        self.read = asyncio.Event()
+
+    async def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+        self.lookups += 1
+        found = await self.inner.get_profiles(user_ids)
+        self.read.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        return found
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_lookups_are_cached_and_writes_show_at_once(tmp_path: Path) -> None:
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        counting = _Counting(database.users)
+        users = CachedUsers(counting, ttl_s=60)  # type: ignore[arg-type]
+        await users.put_profile("alice", "Alice", None)
+        assert {p.name for p in (await users.get_profiles(["alice", "bob"])).values()} == {"Alice"}
+        assert counting.lookups == 1
+        # within the cache time: no query, and bob's absence is remembered too
+        for _ in range(5):
+            assert set(await users.get_profiles(["bob", "alice"])) == {"alice"}
+        assert counting.lookups == 1
+        await users.put_profile("alice", "Alicia", "https://x.org/a.png")
+        assert (await users.get_profile("alice")) == await database.users.get_profile("alice")
+        assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
+        await users.put_profile("bob", "Bob", None)
+        assert (await users.get_profile("bob")).name == "Bob"  # type: ignore[union-attr]
+        assert await users.delete_profile("alice")
+        assert await users.get_profile("alice") is None
+        await users.merge_profiles([Profile("carol", "Carol", None, 1)])
+        assert (await users.get_profile("carol")).name == "Carol"  # type: ignore[union-attr]
+
+
+async def test_a_lookup_overlapping_a_rename_does_not_keep_the_old_name(tmp_path: Path) -> None:
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        counting = _Counting(database.users)
+        users = CachedUsers(counting, ttl_s=60)  # type: ignore[arg-type]
+        await users.put_profile("alice", "Alice", None)
+        held = counting.hold = asyncio.Event()
+        slow = asyncio.create_task(users.get_profiles(["alice"]))
+        await counting.read.wait()  # it has read "Alice" and waits
+        counting.hold = None
+        await users.put_profile("alice", "Alicia", None)
+        assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
+        held.set()
+        assert (await slow)["alice"].name == "Alice"  # it answers what it read...
+        lookups = counting.lookups
+        # ...and stored nothing over the renamed entry
+        assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
+        assert counting.lookups == lookups
+
+
+async def test_the_cache_is_bounded(tmp_path: Path) -> None:
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        users = CachedUsers(database.users, ttl_s=60, max_entries=100)
+        for n in range(10):
+            await users.get_profiles(f"user-{n}-{i}" for i in range(40))
+            assert len(users._entries) <= 100
+        await users.put_profile("late", "Late", None)
+        assert (await users.get_profile("late")).name == "Late"  # type: ignore[union-attr]
+
+
+async def test_a_rename_through_another_process_shows_within_the_cache_time(
+    make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    """Two service processes on one database (as ``serve --processes 2``): a rename through
+    one shows at once there, and in the other's presence list within the cache time."""
+    ledger = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    one: AppClient = await make_client(ledger_url=ledger, profile_cache_s=0.5)
+    two: AppClient = await make_client(ledger_url=ledger, profile_cache_s=0.5)
+    admin = auth("root", scope="admin")
+    await one.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    beat = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
+    assert (await one.post("/v1/heartbeat", json=beat, headers=auth("alice"))).status == 200
+
+    async def name_in(client: AppClient) -> str | None:
+        response = await client.get("/v1/artifacts/doc-1/presence", headers=auth("bob"))
+        assert response.status == 200
+        body = await response.json()
+        assert body["namesJoined"] is True
+        [row] = body["users"]
+        name: str | None = row["name"]
+        return name
+
+    assert await name_in(one) == "Alice"
+    assert await name_in(two) == "Alice"
+    await one.put("/v1/users/alice", json={"name": "Alicia"}, headers=admin)
+    assert await name_in(one) == "Alicia"
+    deadline = time.monotonic() + 10
+    while await name_in(two) != "Alicia":
+        assert time.monotonic() < deadline, "the other process kept the old name"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("env", "var"),
+    [
+        ({"PRESENCE_PROFILE_CACHE_S": "-1"}, "PRESENCE_PROFILE_CACHE_S"),
+        ({"PRESENCE_PROFILE_CACHE_S": "61"}, "PRESENCE_PROFILE_CACHE_S"),
+        ({"PRESENCE_PROFILE_CACHE_S": "soon"}, "PRESENCE_PROFILE_CACHE_S"),
+        ({"PRESENCE_TOKEN_CACHE_SIZE": "-5"}, "PRESENCE_TOKEN_CACHE_SIZE"),
+        ({"PRESENCE_TOKEN_CACHE_SIZE": "lots"}, "PRESENCE_TOKEN_CACHE_SIZE"),
+    ],
+)
+def test_bad_cache_settings_are_rejected_by_name(env: dict[str, str], var: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env(env)
+
+
+def test_cache_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {"PRESENCE_PROFILE_CACHE_S": "0", "PRESENCE_TOKEN_CACHE_SIZE": "100000"}
+    )
+    assert (settings.profile_cache_s, settings.token_cache_size) == (0.0, 100_000)
+    assert (Settings().profile_cache_s, Settings().token_cache_size) == (2.0, 65_536)
+
+
+async def test_without_the_cache_every_lookup_reads_the_database(tmp_path: Path) -> None:
+    """``PRESENCE_PROFILE_CACHE_S=0``: as before the cache, a rename through another
+    process shows at once."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        users = CachedUsers(database.users, ttl_s=0)
+        other = CachedUsers(database.users, ttl_s=0)
+        await users.put_profile("alice", "Alice", None)
+        assert (await users.get_profile("alice")).name == "Alice"  # type: ignore[union-attr]
+        await other.put_profile("alice", "Alicia", None)
+        assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
