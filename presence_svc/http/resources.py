@@ -20,6 +20,8 @@ from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
+from presence_svc.timeline.query import Timeline
+from presence_svc.timeline.store import timeline_store
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.worker import Worker
 
@@ -31,6 +33,7 @@ __all__ = [
     "PRESENCE",
     "REDIS",
     "SETTINGS",
+    "TIMELINE",
     "TOKENS",
     "USERS",
     "VIEWS",
@@ -53,6 +56,7 @@ LEDGER: Final = web.AppKey[LedgerStore]("ledger")
 USERS: Final = web.AppKey[UsersDirectory]("users")
 HUB: Final = web.AppKey("hub", PresenceHub)
 LIMITER: Final = web.AppKey("limiter", Limiter)
+TIMELINE: Final = web.AppKey("timeline", Timeline)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,6 +85,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     app[LEDGER] = database.ledger
     app[USERS] = database.users
+    app[TIMELINE] = Timeline(app[REDIS], timeline_store(database.connection), app[SETTINGS])
     yield
     await database.close()
 
