@@ -3,7 +3,8 @@ import { createHeartbeat } from './heartbeat.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
 import type { PresenceError } from './errors.js';
-import type { Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
+import { request } from './http.js';
+import type { Presence, PresenceListener, PresenceOptions, PresenceState, TimelineQuery, TimelineResponse } from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
@@ -70,6 +71,15 @@ export function createPresence(options: PresenceOptions): Presence {
       ctx.versionId_ = next;
       hb.now_();
       views.record_();
+    },
+    timeline(query: TimelineQuery = {}) {
+      const q = new URLSearchParams();
+      for (const k of ['since', 'until', 'step'] as const) {
+        const v = query[k];
+        if (v != null) q.set(k, v instanceof Date ? v.toISOString() : v);
+      }
+      const path = `/v1/artifacts/${encodeURIComponent(ctx.artifactId_)}/timeline?${q}`;
+      return request<TimelineResponse>(ctx, 'timeline', 'GET', path);
     },
     leave: lifecycle.leave_,
     destroy: lifecycle.destroy_,

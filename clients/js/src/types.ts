@@ -156,6 +156,29 @@ export interface ViewResponse {
   uniqueViewers: number;
 }
 
+/** `presence.timeline()`'s range: `until` defaults to now, `since` to an hour before it. */
+export interface TimelineQuery {
+  since?: string | Date;
+  until?: string | Date;
+  step?: '1m' | '1h' | '1d';
+}
+
+export interface TimelinePoint {
+  /** The step's start (ISO 8601). */
+  t: string;
+  /** The most users online at once in the step. */
+  online: number;
+  sessions: number;
+}
+
+export interface TimelineResponse {
+  artifactId: string;
+  step: '1m' | '1h' | '1d';
+  points: TimelinePoint[];
+  /** The most users of the range, and the start of the first step that had them. */
+  peak: { online: number; at: string | null };
+}
+
 export interface PresencePage {
   online: number;
   sessions: number;
@@ -185,6 +208,8 @@ export interface Presence {
   setState(state: PresenceState | undefined): void;
   /** Switches version: heartbeat at once and records a view of the new version. */
   setVersion(versionId: string): void;
+  /** The artifact's most users and sessions online at once per step (needs a dashboard token). */
+  timeline(query?: TimelineQuery): Promise<TimelineResponse>;
   /** Explicit leave (no grace) and stop everything. */
   leave(): Promise<LeaveResponse | null>;
   /** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */
