@@ -12,15 +12,17 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import msgspec
 from redis import Redis
 
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisClient, connect
+from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
 
-__all__ = ["preload_sessions", "redis_build"]
+__all__ = ["preload_sessions", "preload_timeline", "redis_build"]
 
 _STATE = b'{"page":1,"mode":"view"}'
 
@@ -95,3 +97,39 @@ async def preload_sessions(
     finally:
         await redis.aclose()
     return stored
+
+
+def preload_timeline(settings: Settings, artifacts: int, minutes: int) -> int:
+    """Give artifacts ``0 .. artifacts-1`` a timeline with a change in each of the last
+    ``minutes`` minutes (the fields ``lua/lib/timeline.lua`` writes): the largest a
+    timeline gets, for the ``timeline`` scenario. Returns the fields written."""
+    keys = Keyspace(settings.partitions)
+    now_minute = int(time.time() * 1000) // 60_000
+    first = now_minute - minutes + 1
+    written = 0
+    with Redis.from_url(settings.redis_url or "", socket_timeout=30) as client:
+        for n in range(artifacts):
+            k = keys.artifact(artifact_id(n))
+            fields: dict[str | int, bytes | int] = {}
+            users = 5
+            for minute in range(first, now_minute + 1):
+                before = users
+                users = 5 + (minute * 7 + n) % 40
+                fields[minute] = msgspec.msgpack.encode(
+                    (
+                        max(before, users),
+                        max(before, users) + 2,
+                        users,
+                        users + 2,
+                        before,
+                        before + 2,
+                    )
+                )
+            fields["~"] = now_minute
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(k.timeline)
+            pipe.hset(k.timeline, mapping=fields)
+            pipe.pexpire(k.timeline, settings.timeline_ms or 86_400_000)
+            pipe.execute()
+            written += len(fields) - 1
+    return written
