@@ -402,7 +402,9 @@ class ProfileOut(_Out, kw_only=True):
     updated_at: Time
 
 
-class TimelinePoint(_Out, kw_only=True, gc=False):
+class TimelinePoint(_Out, gc=False):
+    """Positional (not keyword-only): a 10 000-point answer makes them with ``map``."""
+
     t: Time
     """The step's start."""
     online: int

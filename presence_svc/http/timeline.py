@@ -12,7 +12,7 @@ from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
 from presence_svc.timefmt import to_iso
 from presence_svc.timeline.query import points_between
-from presence_svc.timeline.series import MAX_POINTS, STEPS, stamp
+from presence_svc.timeline.series import MAX_POINTS, STEPS, stamps
 
 __all__ = ["routes"]
 
@@ -47,11 +47,8 @@ async def timeline(request: web.Request) -> web.Response:
         )
     await app[LIMITER].check(principal, RouteClass.READ)
     series = await app[TIMELINE].read(artifact_id, since, until, step)
-    first, size = series.first_ms, series.step_ms
-    points = [
-        TimelinePoint(t=stamp(first + i * size), online=online, sessions=sessions)
-        for i, (online, sessions) in enumerate(zip(series.online, series.sessions, strict=True))
-    ]
+    times = stamps(series.first_ms, series.step_ms, len(series.online))
+    points = list(map(TimelinePoint, times, series.online, series.sessions))
     peak = series.peak()
     out = TimelineOut(
         artifact_id=artifact_id,

@@ -444,11 +444,12 @@ class TimelineReadScript(Script):
     PATH = "live/timeline_read"
 
     def call(
-        self, k: ArtifactKeys, first_minute: int, end_minute: int, mode: str = ""
+        self, k: ArtifactKeys, first_minute: int, end_minute: int, back_hours: int, mode: str = ""
     ) -> ScriptCall:
         """The records of minutes ``first_minute`` .. ``end_minute - 1`` (``mode`` ``p``:
-        only those of hours not rolled up yet)."""
-        args = (k.artifact_id, first_minute, end_minute, mode)
+        only those of hours not rolled up yet), looking ``back_hours`` for the values the
+        range starts with."""
+        args = (k.artifact_id, first_minute, end_minute, mode, back_hours)
         return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 
@@ -464,12 +465,18 @@ class TimelineDueScript(Script):
 class TimelineDoneScript(Script):
     PATH = "live/timeline_done"
 
-    def call(self, k: ArtifactKeys, from_hour: int, to_hour: int, keep_ms: int) -> ScriptCall:
-        """Hours ``from_hour`` .. ``to_hour - 1`` are in the database; prune what is older
-        than ``keep_ms``."""
-        return ScriptCall(
-            self, (k.timeline, k.timeline_index), (k.artifact_id, from_hour, to_hour, keep_ms)
-        )
+    def call(
+        self,
+        k: ArtifactKeys,
+        from_hour: int,
+        to_hour: int,
+        keep_ms: int,
+        hours: Sequence[tuple[int, bytes]],
+    ) -> ScriptCall:
+        """Hours ``from_hour`` .. ``to_hour - 1`` are in the database: replace their minutes
+        by ``hours`` (hour, packed record), prune what is older than ``keep_ms``."""
+        args = (k.artifact_id, from_hour, to_hour, keep_ms, *(v for pair in hours for v in pair))
+        return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 
 class Scripts:

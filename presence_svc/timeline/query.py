@@ -37,7 +37,7 @@ def points_between(since_ms: int, until_ms: int, step: str) -> int:
 
 class Timeline:
     def __init__(self, redis: RedisConnection, store: TimelineStore, settings: Settings) -> None:
-        self.records = TimelineRecords(redis, Keyspace(settings.partitions))
+        self.records = TimelineRecords(redis, Keyspace(settings.partitions), settings.timeline_ms)
         self.store = store
 
     @staticmethod
@@ -59,12 +59,13 @@ class Timeline:
         if carry is None:  # nothing in Redis before: the rollup's last hour before
             before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
             carry = Counts(before.last_online, before.last_sessions) if before else Counts(0, 0)
-        return minute_series(first, end, got.records, carry)
+        split = None if got.pending_hour is None else got.pending_hour * 60
+        return minute_series(first, end, carry, got.records, got.hours, split)
 
     async def _hours(self, artifact_id: str, first: int, end: int, per: int) -> Series:
         got = await self.records.minutes(artifact_id, first * 60, end * 60, unrolled_only=True)
-        # Hours before Redis's first one read come from the database.
-        split = got.first // 60 if got.pending_hour is not None else end
+        # Hours before the first one not rolled up come from the database.
+        split = end if got.pending_hour is None else max(first, got.pending_hour)
         before, rows = await self.store.hours(artifact_id, first * HOUR_MS, split * HOUR_MS)
         hours: dict[int, HourValues] = hour_values(rows)
         hours.update(hours_from_minutes(got.records))

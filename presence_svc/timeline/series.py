@@ -9,17 +9,20 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 __all__ = [
+    "HOUR_MS",
     "MAX_POINTS",
     "MINUTE_MS",
     "STEPS",
     "Counts",
     "HourValues",
+    "MinuteRecord",
     "Peak",
     "Series",
     "hour_values",
     "hours_from_minutes",
     "minute_series",
     "stamp",
+    "stamps",
     "step_series",
 ]
 
@@ -73,6 +76,8 @@ class Series:
     step_ms: int
     online: list[int]
     sessions: list[int]
+    last: Counts
+    """The values the last step ended with."""
 
     def peak(self) -> Peak:
         if not self.online:
@@ -82,24 +87,49 @@ class Series:
 
 
 def minute_series(
-    first: int, end: int, records: Mapping[int, MinuteRecord], carry: Counts
+    first: int,
+    end: int,
+    carry: Counts,
+    records: Mapping[int, MinuteRecord],
+    hours: Mapping[int, list[int]] | None = None,
+    split: int | None = None,
 ) -> Series:
     """Minutes ``first`` .. ``end - 1`` (ms / 60 000): a minute with a record has its peak,
-    one without has the values the last change left (``carry`` before the first record)."""
+    one without has the values the last change left (``carry`` before the first). Minutes
+    before ``split`` (a whole hour; None: all) come from ``hours``, the rolled-up hours'
+    records, 60 values at a time; the others from ``records``."""
     online: list[int] = []
     sessions: list[int] = []
     last_online, last_sessions = carry
     get = records.get
-    for minute in range(first, end):
-        record = get(minute)
-        if record is None:
-            online.append(last_online)
-            sessions.append(last_sessions)
+    minute = first
+    while minute < end:
+        hour = minute // 60
+        stop = min(end, (hour + 1) * 60)
+        if hours is not None and (split is None or minute < split):
+            lo, hi = minute - hour * 60, stop - hour * 60
+            values = hours.get(hour)
+            if values is None:
+                online += [last_online] * (hi - lo)
+                sessions += [last_sessions] * (hi - lo)
+            else:
+                online += values[2 + 2 * lo : 2 + 2 * hi : 2]
+                sessions += values[3 + 2 * lo : 3 + 2 * hi : 2]
+                last_online, last_sessions = values[0], values[1]
         else:
-            online.append(record.peak_online)
-            sessions.append(record.peak_sessions)
-            last_online, last_sessions = record.last_online, record.last_sessions
-    return Series(first * MINUTE_MS, MINUTE_MS, online, sessions)
+            for m in range(minute, stop):
+                record = get(m)
+                if record is None:
+                    online.append(last_online)
+                    sessions.append(last_sessions)
+                else:
+                    online.append(record.peak_online)
+                    sessions.append(record.peak_sessions)
+                    last_online, last_sessions = record.last_online, record.last_sessions
+        minute = stop
+    return Series(
+        first * MINUTE_MS, MINUTE_MS, online, sessions, Counts(last_online, last_sessions)
+    )
 
 
 def hours_from_minutes(records: Mapping[int, MinuteRecord]) -> dict[int, HourValues]:
@@ -145,7 +175,13 @@ def step_series(
                 last_online, last_sessions = values.last_online, values.last_sessions
         online.append(peak_online)
         sessions.append(peak_sessions)
-    return Series(first_hour * HOUR_MS, hours_per_step * HOUR_MS, online, sessions)
+    return Series(
+        first_hour * HOUR_MS,
+        hours_per_step * HOUR_MS,
+        online,
+        sessions,
+        Counts(last_online, last_sessions),
+    )
 
 
 def hour_values(rows: Iterable[tuple[int, HourValues]]) -> dict[int, HourValues]:
@@ -157,6 +193,23 @@ _DAYS: dict[int, str] = {}
 _CLOCK = [f"T{h:02d}:{m:02d}:00.000Z" for h in range(24) for m in range(60)]
 """Each minute of a day as its ISO 8601 tail: a 10 000-point answer formats its times in
 a table lookup each (``timefmt.to_iso`` costs ~2 us per new second)."""
+
+
+def stamps(first_ms: int, step_ms: int, count: int) -> list[str]:
+    """The times of ``count`` steps from ``first_ms`` (a whole minute), as ``stamp``; a day
+    of minutes in one slice of the table."""
+    if step_ms != MINUTE_MS:
+        return [stamp(first_ms + i * step_ms) for i in range(count)]
+    out: list[str] = []
+    ms, end = first_ms, first_ms + count * MINUTE_MS
+    while ms < end:
+        day, rest = divmod(ms, DAY_MS)
+        lo = rest // MINUTE_MS
+        hi = min(1440, lo + (end - ms) // MINUTE_MS)
+        date = stamp(day * DAY_MS)[:10]
+        out += [date + clock for clock in _CLOCK[lo:hi]]
+        ms += (hi - lo) * MINUTE_MS
+    return out
 
 
 def stamp(ms: int) -> str:
