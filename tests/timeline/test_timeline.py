@@ -246,6 +246,11 @@ async def test_the_rollup_prunes_minutes_older_than_the_keep_time(
         fields = r.hkeys(Keyspace(4).artifact(DOC).timeline)
     # the crowd's hour is gone, dave's is kept as one record
     assert sorted(f for f in fields if not f.startswith(b"~")) == [f"h{later // HOUR}".encode()]
+    # dave is still here: the quiet minutes after his hour carry him from its record
+    since = later // HOUR * HOUR + HOUR
+    status, body = await _read(app, auth, since=to_iso(since), until=to_iso(since + 2 * MINUTE))
+    assert status == 200
+    assert _points(body) == _expect(since, MINUTE, [(1, 1), (1, 1)])
     # The day the minutes were pruned from is still there, by the hour.
     status, body = await _read(app, auth, since=to_iso(T0), until=to_iso(T0 + HOUR), step="1h")
     assert status == 200
