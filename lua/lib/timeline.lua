@@ -14,9 +14,9 @@ local function timeline_note(online, sessions)
   if not keep or keep <= 0 then return end
   local TL = KEYS[8]
   local minute = math.floor(NOW / 60000)
-  local got = redis.call('HMGET', TL, minute, '~')
-  if got[1] then
-    local r = cmsgpack.unpack(got[1])
+  local raw = redis.call('HGET', TL, minute)
+  if raw then
+    local r = cmsgpack.unpack(raw)
     if r[3] == online and r[4] == sessions then return end
     if online > r[1] then r[1] = online end
     if sessions > r[2] then r[2] = sessions end
@@ -26,7 +26,7 @@ local function timeline_note(online, sessions)
   end
   -- The first change of this minute: it starts from the last values written.
   local users0, sessions0 = 0, 0
-  local latest = tonumber(got[2])
+  local latest = tonumber(redis.call('HGET', TL, '~'))
   if latest then
     local prev = redis.call('HGET', TL, latest)
     if prev then
