@@ -55,12 +55,13 @@ class Timeline:
 
     async def _minutes(self, artifact_id: str, first: int, end: int) -> Series:
         got = await self.records.minutes(artifact_id, first, end)
-        carry = got.carry
-        if carry is None:  # nothing in Redis before: the rollup's last hour before
-            before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
-            carry = Counts(before.last_online, before.last_sessions) if before else Counts(0, 0)
         split = None if got.pending_hour is None else got.pending_hour * 60
-        return minute_series(first, end, carry, got.records, got.hours, split)
+        carry = got.carry
+        covered = first // 60 in got.hours and (split is None or first < split)
+        if carry is None and not covered:  # Redis knows nothing before: the rollup's last hour
+            before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
+            carry = Counts(before.last_online, before.last_sessions) if before else None
+        return minute_series(first, end, carry or Counts(0, 0), got.records, got.hours, split)
 
     async def _hours(self, artifact_id: str, first: int, end: int, per: int) -> Series:
         got = await self.records.minutes(artifact_id, first * 60, end * 60, unrolled_only=True)

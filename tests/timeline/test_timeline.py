@@ -222,11 +222,12 @@ async def app_client_for(app: web.Application) -> AppClient:
     return client
 
 
-async def test_the_rollup_prunes_minutes_older_than_the_keep_time(
+async def test_the_rollup_prunes_hours_older_than_the_keep_time(
     app: AppClient, auth: Auth, clock: Clock, tmp_path: Path
 ) -> None:
     crowd = Crowd(app, auth, clock)
     await _scripted(crowd)
+    await crowd.at(7, 0, ("join", "erin", "t1"))  # and stays
     later = T0 + 86_400_000 + 2 * HOUR  # a day on: over the keep time of one day
     clock.set(later)
     await crowd.at((later - T0) // MINUTE, 0, ("join", "dave", "t1"))
@@ -246,10 +247,15 @@ async def test_the_rollup_prunes_minutes_older_than_the_keep_time(
         fields = r.hkeys(Keyspace(4).artifact(DOC).timeline)
     # the crowd's hour is gone, dave's is kept as one record
     assert sorted(f for f in fields if not f.startswith(b"~")) == [f"h{later // HOUR}".encode()]
-    # dave is still here: the quiet minutes after his hour carry him from its record
+    # dave is still here (erin's timeout was settled when he came, no sweeper runs here):
+    # the quiet minutes after his hour carry him from its record; those after the crowd's
+    # hour, whose record is gone, carry erin from the database's row
     since = later // HOUR * HOUR + HOUR
     status, body = await _read(app, auth, since=to_iso(since), until=to_iso(since + 2 * MINUTE))
     assert status == 200
+    assert _points(body) == _expect(since, MINUTE, [(1, 1), (1, 1)])
+    since = T0 + 2 * HOUR
+    status, body = await _read(app, auth, since=to_iso(since), until=to_iso(since + 2 * MINUTE))
     assert _points(body) == _expect(since, MINUTE, [(1, 1), (1, 1)])
     # The day the minutes were pruned from is still there, by the hour.
     status, body = await _read(app, auth, since=to_iso(T0), until=to_iso(T0 + HOUR), step="1h")
