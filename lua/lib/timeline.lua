@@ -24,7 +24,8 @@ local function timeline_note(online, sessions)
     redis.call('HSET', TL, minute, cmsgpack.pack(r))
     return
   end
-  -- The first change of this minute: it starts from the last values written.
+  -- The first change of this minute: it starts from the last values written, in the
+  -- latest minute's field or, once the worker rolled its hour up, in the hour's record.
   local users0, sessions0 = 0, 0
   local latest = tonumber(redis.call('HGET', TL, '~'))
   if latest then
@@ -32,6 +33,12 @@ local function timeline_note(online, sessions)
     if prev then
       local p = cmsgpack.unpack(prev)
       users0, sessions0 = p[3], p[4]
+    else
+      local hour = redis.call('HGET', TL, 'h' .. math.floor(latest / 60))
+      if hour then
+        local h = cmsgpack.unpack(hour)
+        users0, sessions0 = h[1], h[2]
+      end
     end
   end
   redis.call('HSET', TL, minute, cmsgpack.pack({math.max(users0, online),

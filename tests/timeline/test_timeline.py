@@ -263,6 +263,32 @@ async def test_the_rollup_prunes_hours_older_than_the_keep_time(
     assert _points(body) == [(to_iso(T0), 3, 4)]
 
 
+async def test_a_minute_after_a_rolled_up_hour_starts_from_its_record(
+    app: AppClient, auth: Auth, clock: Clock, tmp_path: Path
+) -> None:
+    crowd = Crowd(app, auth, clock)
+    await crowd.at(0, 5, ("join", "alice", "t1"), ("join", "bob", "t1"))
+    await crowd.at(50, 0, ("join", "alice", "t1"), ("join", "bob", "t1"))  # refreshes
+    settings = _settings(clock.url, tmp_path)
+    database = open_database(settings.resolved_ledger_url)
+    await database.open()
+    redis_conn = connect(settings)
+    await redis_conn.load_scripts()
+    try:
+        clock.set(T0 + HOUR + MINUTE)
+        rollup = TimelineRollup(redis_conn, timeline_store(database.connection), settings)
+        assert await rollup.run_once(T0 + HOUR + MINUTE) == 1
+    finally:
+        await redis_conn.aclose()
+        await database.close()
+    # bob leaves in the next hour: that minute had both of them at its start
+    await crowd.at(65, 0, ("leave", "bob", "t1"))
+    since = T0 + 64 * MINUTE
+    status, body = await _read(app, auth, since=to_iso(since), until=to_iso(since + 3 * MINUTE))
+    assert status == 200
+    assert _points(body) == _expect(since, MINUTE, [(2, 2), (2, 2), (1, 1)])
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
