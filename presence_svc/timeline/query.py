@@ -57,7 +57,8 @@ class Timeline:
         got = await self.records.minutes(artifact_id, first, end)
         split = None if got.pending_hour is None else got.pending_hour * 60
         carry = got.carry
-        covered = first // 60 in got.hours and (split is None or first < split)
+        rolled_up = split is None or first < split
+        covered = first // 60 in got.hours if rolled_up else first in got.records
         if carry is None and not covered:  # Redis knows nothing before: the rollup's last hour
             before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
             carry = Counts(before.last_online, before.last_sessions) if before else None

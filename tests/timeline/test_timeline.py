@@ -22,7 +22,7 @@ from presence_svc.settings import Settings
 from presence_svc.timefmt import to_iso
 from presence_svc.timeline.rollup import TimelineRollup
 from presence_svc.timeline.store import timeline_store
-from tests.conftest import SECRET
+from tests.conftest import SECRET, free_port
 from tests.timeline.conftest import Clock
 
 AppClient = TestClient[web.Request, web.Application]
@@ -317,3 +317,27 @@ async def test_the_timeline_is_a_dashboard_read(app: AppClient, auth: Auth) -> N
     status, body = await _read(app, auth)  # the last hour by default
     assert status == 200
     assert len(body["points"]) in (60, 61)
+
+
+async def test_a_dependency_down_is_a_503_with_retry_after(
+    clock: Clock, tmp_path: Path, auth: Auth, aiohttp_client: Callable[..., Awaitable[AppClient]]
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}"
+    no_redis = await aiohttp_client(create_app(_settings(nowhere, tmp_path / "a")))
+    status, body = await _read(no_redis, auth)
+    assert status == 503, body
+    no_db_url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    no_db = await aiohttp_client(create_app(_settings(clock.url, tmp_path, ledger_url=no_db_url)))
+    await Crowd(no_db, auth, clock).at(0, 5, ("join", "alice", "t1"))
+    # minutes Redis holds come from Redis alone
+    status, body = await _read(no_db, auth, since=to_iso(T0), until=to_iso(T0 + 2 * MINUTE))
+    assert status == 200, body
+    assert _points(body) == _expect(T0, MINUTE, [(1, 1), (1, 1)])
+    resp = await no_db.get(
+        f"/v1/artifacts/{DOC}/timeline",
+        params={"step": "1h"},
+        headers=auth("board", scope="dashboard"),
+    )
+    assert resp.status == 503, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    assert int(resp.headers["Retry-After"]) >= 1
