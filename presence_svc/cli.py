@@ -199,6 +199,11 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --spawn: also measure each scenario on a service with rate limits off",
     )
+    bench.add_argument(
+        "--compare-timeline",
+        action="store_true",
+        help="with --spawn: also measure each scenario on a service keeping no timeline",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON object per scenario")
 
 
@@ -556,6 +561,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("presence-svc bench: --ledger-url goes with --spawn")
     if args.compare_limits and not args.spawn:
         raise UsageError("presence-svc bench: --compare-limits goes with --spawn")
+    if args.compare_timeline and not args.spawn:
+        raise UsageError("presence-svc bench: --compare-timeline goes with --spawn")
     if args.redis_server is not None and shutil.which(args.redis_server) is None:
         raise UsageError(f"presence-svc bench: --redis-server {args.redis_server}: not executable")
     config = BenchConfig(
@@ -579,6 +586,7 @@ def _bench(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         json=args.json,
         compare_limits=args.compare_limits,
+        compare_timeline=args.compare_timeline,
     )
     try:
         return run_bench(config)

@@ -47,6 +47,9 @@ __all__ = [
     "StatsOut",
     "Status",
     "SyncEvent",
+    "TimelineOut",
+    "TimelinePeak",
+    "TimelinePoint",
     "UnseenItemOut",
     "UnseenOut",
     "UserId",
@@ -484,6 +487,30 @@ class ProfileOut(_Out, kw_only=True):
     name: str
     avatar_url: str | None
     updated_at: Time
+
+
+class TimelinePoint(_Out, gc=False):
+    """Positional (not keyword-only): a 10 000-point answer makes them with ``map``."""
+
+    t: Time
+    """The step's start."""
+    online: int
+    """The most users online at once in the step."""
+    sessions: int
+    """The most sessions online at once in the step."""
+
+
+class TimelinePeak(_Out, kw_only=True):
+    online: int
+    at: Time | None
+    """The start of the first step with that many users; null without points."""
+
+
+class TimelineOut(_Out, kw_only=True):
+    artifact_id: str
+    step: Literal["1m", "1h", "1d"]
+    points: list[TimelinePoint]
+    peak: TimelinePeak
 
 
 def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:

@@ -101,6 +101,8 @@ class Settings:
     rename through another process shows here within it."""
     token_cache_size: int = 65_536
     """Verified tokens each process keeps (one per active tab, ~0.5 KB each)."""
+    timeline_days: int = 7
+    """How long Redis keeps an artifact's per-minute timeline (0: no timeline is kept)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -186,6 +188,7 @@ class Settings:
         )
         _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
         _check(0 < self.read_after_s <= 86400, "PRESENCE_READ_AFTER_S must be within 0..86400")
+        _check(0 <= self.timeline_days <= 90, "PRESENCE_TIMELINE_DAYS must be within 0..90")
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -239,6 +242,10 @@ class Settings:
     @property
     def read_after_ms(self) -> int:
         return int(self.read_after_s * 1000)
+
+    @property
+    def timeline_ms(self) -> int:
+        return self.timeline_days * 86_400_000
 
     @property
     def view_debounce_ms(self) -> int:
@@ -345,5 +352,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),
     ("PRESENCE_PROFILE_CACHE_S", "profile_cache_s", _parse_seconds),
     ("PRESENCE_TOKEN_CACHE_SIZE", "token_cache_size", int),
+    ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
 )
 """Each setting's environment variable, field and parser."""

@@ -1,4 +1,5 @@
-"""Background chores: the presence sweeper, the ledger drain and the ledger's upkeep.
+"""Background chores: the presence sweeper, the ledger drain, the ledger's upkeep and the
+timeline's hourly rollup.
 
 ``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
 when it owns an embedded Redis. Any number of workers may run at once.
@@ -25,6 +26,8 @@ from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
+from presence_svc.timeline.rollup import TimelineRollup
+from presence_svc.timeline.store import timeline_store
 
 __all__ = [
     "UPKEEP_INTERVAL_S",
@@ -118,6 +121,7 @@ class Worker:
         self.sweeper = Sweeper(redis, settings, owner=self.id)
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
+        self.timeline = TimelineRollup(redis, timeline_store(database.connection), settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -130,6 +134,7 @@ class Worker:
                 self.sweeper.run(self._stopping),
                 self.drain.run(self._stopping),
                 self.upkeep.run(self._stopping),
+                self.timeline.run(self._stopping),
             )
         finally:
             self.identity.release()

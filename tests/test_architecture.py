@@ -72,6 +72,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "presence_svc.users",
         "presence_svc.database",
     ),
+    "presence_svc.timeline": (
+        "presence_svc.http",
+        "presence_svc.live",
+        "presence_svc.stats",
+        "presence_svc.ledger",
+        "presence_svc.users",
+        "presence_svc.database",
+    ),
     "presence_svc.worker": ("presence_svc.http",),
     "presence_svc.client": ("presence_svc.",),
 }

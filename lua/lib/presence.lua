@@ -22,6 +22,7 @@
 -- digest. User ids never start with '#' or '~', so no two kinds of field collide.
 --! include lib/rooms.lua
 --! include lib/recent.lua
+--! include lib/timeline.lua
 
 local WATERMARK = '~w'
 local SETTLE_STEP = 64
@@ -291,6 +292,7 @@ end
 -- field 'm' = msgpack {artifact, online, sessions, events, active, now}.
 local function publish(channel, events, online, sessions, active)
   if #events == 0 then return end
+  timeline_note(online, sessions) -- lib/timeline.lua
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
   if redis.call('EXISTS', KEYS[7]) == 1 then
     redis.call('XADD', KEYS[7], '*', 'm',

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import redis
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
-from presence_svc.bench.preload import preload_sessions, redis_build
+from presence_svc.bench.preload import preload_sessions, preload_timeline, redis_build
 from presence_svc.bench.report import Progress, Row, print_json, print_table
 from presence_svc.bench.runner import (
     Measurement,
@@ -31,6 +31,8 @@ from presence_svc.bench.runner import (
 )
 from presence_svc.bench.scenarios import (
     SCENARIOS,
+    TIMELINE_ARTIFACTS,
+    TIMELINE_MINUTES,
     Population,
     Tokens,
     build_scenario,
@@ -68,6 +70,9 @@ class BenchConfig:
     compare_limits: bool = False
     """With ``spawn``: also spawn a service with ``PRESENCE_RATE_LIMITS=off`` and measure
     every scenario on both, one after the other, in the same run."""
+    compare_timeline: bool = False
+    """With ``spawn``: also spawn a service with ``PRESENCE_TIMELINE_DAYS=0`` (the writers
+    keep no timeline) and measure every scenario on both, in the same run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +88,17 @@ class _Target:
 
 LIMITS_OFF = "/limits-off"
 """Suffix of the scenario names measured on the service spawned with rate limits off."""
+TIMELINE_OFF = "/timeline-off"
+"""Suffix of the scenario names measured on the service spawned without a timeline."""
 
 
 @contextmanager
 def _spawned(
-    config: BenchConfig, stack: ExitStack, secret: str, rate_limits: str | None = None
+    config: BenchConfig,
+    stack: ExitStack,
+    secret: str,
+    rate_limits: str | None = None,
+    timeline_days: str | None = None,
 ) -> Iterator[_Target]:
     """``presence-svc serve`` with an embedded Redis in a temporary data dir (and its
     default rate limits, or ``rate_limits``)."""
@@ -106,6 +117,7 @@ def _spawned(
         **({"PRESENCE_REDIS_SERVER": config.redis_server} if config.redis_server else {}),
         **({"PRESENCE_LEDGER_URL": config.ledger_url} if config.ledger_url else {}),
         **({"PRESENCE_RATE_LIMITS": rate_limits} if rate_limits else {}),
+        **({"PRESENCE_TIMELINE_DAYS": timeline_days} if timeline_days else {}),
     )
     argv = python_argv("-m", "presence_svc", "serve", "--port", str(port))
     if config.server_processes > 1:
@@ -191,6 +203,9 @@ def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Pro
                 progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
             )
         )
+    if "timeline" in config.scenarios:
+        progress.note("writing 7 days of timelines")
+        preload_timeline(target.settings, TIMELINE_ARTIFACTS, TIMELINE_MINUTES + 10)
     seed = seed_requests(tokens, config.population)
     seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
     measure(target.host, target.port, seed, seeding)
@@ -211,6 +226,10 @@ def _targets(config: BenchConfig, stack: ExitStack) -> dict[str, _Target]:
     if config.compare_limits:
         targets[LIMITS_OFF] = stack.enter_context(
             _spawned(config, stack, secret, rate_limits="off")
+        )
+    if config.compare_timeline:
+        targets[TIMELINE_OFF] = stack.enter_context(
+            _spawned(config, stack, secret, timeline_days="0")
         )
     return targets
 

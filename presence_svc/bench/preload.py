@@ -12,15 +12,19 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import msgspec
 from redis import Redis
 
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisClient, connect
+from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
+from presence_svc.timeline.records import hour_record
+from presence_svc.timeline.series import Counts
 
-__all__ = ["preload_sessions", "redis_build"]
+__all__ = ["preload_sessions", "preload_timeline", "redis_build"]
 
 _STATE = b'{"page":1,"mode":"view"}'
 
@@ -95,3 +99,45 @@ async def preload_sessions(
     finally:
         await redis.aclose()
     return stored
+
+
+def preload_timeline(settings: Settings, artifacts: int, minutes: int) -> int:
+    """Give artifacts ``0 .. artifacts-1`` a timeline with a change in each of the last
+    ``minutes`` minutes, as Redis keeps it once the worker has rolled the hours that ended
+    up (a record per hour, lua/live/timeline_done.lua) and the current hour's minutes
+    (lib/timeline.lua): the largest a timeline gets, for the ``timeline`` scenario.
+    Returns the minutes written."""
+    keys = Keyspace(settings.partitions)
+    now_minute = int(time.time() * 1000) // 60_000
+    first = now_minute - minutes + 1
+    current_hour = now_minute // 60
+    with Redis.from_url(settings.redis_url or "", socket_timeout=30) as client:
+        for n in range(artifacts):
+            k = keys.artifact(artifact_id(n))
+            fields: dict[str | int, bytes | int] = {}
+            hours: dict[int, tuple[list[int], list[int], Counts]] = {}
+            users = 5
+            for minute in range(first, now_minute + 1):
+                before = users
+                users = 5 + (minute * 7 + n) % 40
+                peak = max(before, users)
+                if minute // 60 < current_hour:
+                    online, sessions, _ = hours.setdefault(minute // 60, ([], [], Counts(0, 0)))
+                    online.append(peak)
+                    sessions.append(peak + 2)
+                    hours[minute // 60] = (online, sessions, Counts(users, users + 2))
+                else:
+                    record = (peak, peak + 2, users, users + 2, before, before + 2)
+                    fields[minute] = msgspec.msgpack.encode(record)
+            for hour, (online, sessions, last) in hours.items():
+                pad = 60 - len(online)  # the first hour, partly before `first`
+                online[:0], sessions[:0] = [5] * pad, [7] * pad
+                fields[f"h{hour}"] = hour_record(last, online, sessions)
+            fields["~"] = now_minute
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(k.timeline)
+            pipe.hset(k.timeline, mapping=fields)
+            pipe.pexpire(k.timeline, settings.timeline_ms or 86_400_000)
+            pipe.zadd(k.timeline_index, {k.artifact_id: current_hour})
+            pipe.execute()
+    return artifacts * minutes

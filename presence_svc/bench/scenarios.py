@@ -7,8 +7,10 @@ state), and every request carries a token signed with the configured secret for 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import msgspec
@@ -17,6 +19,8 @@ from presence_svc.auth import Scope, TokenCodec
 
 __all__ = [
     "SCENARIOS",
+    "TIMELINE_ARTIFACTS",
+    "TIMELINE_MINUTES",
     "Population",
     "Scenario",
     "Tokens",
@@ -39,6 +43,12 @@ AUDIENCE_ARTIFACTS = 4
 """Artifacts the ``seen-check`` scenario asks about (artifacts 0..3, latest version ``v1``),
 each viewed by ``AUDIENCE_VIEWERS`` users; an audience of ``BATCH`` ids is half viewers."""
 AUDIENCE_VIEWERS = 500
+TIMELINE_ARTIFACTS = 20
+"""Artifacts (0..19) whose 7-day timeline the ``timeline`` scenario reads: each has a change
+in every minute (``timeline_history``), the most a timeline can hold."""
+TIMELINE_MINUTES = 9_995
+"""Minutes one ``timeline`` read asks for: the 10 000 points a read may have at most (some
+6.9 days), less a few for the minutes the run takes."""
 
 
 def artifact_id(i: int) -> str:
@@ -173,6 +183,18 @@ class _Builder:
         path = f"/v1/artifacts/{artifact_id(artifact)}/seen/check"
         return _request("POST", path, self.reader, body)
 
+    def leave(self, user: int) -> bytes:
+        body = {
+            "artifactId": artifact_id(self.population.artifact_of(user)),
+            "sessionId": session_id(user),
+        }
+        return _request("POST", "/v1/leave", self.token(user), _JSON.encode(body))
+
+    def timeline(self, i: int, since: str) -> bytes:
+        artifact = artifact_id(i % min(TIMELINE_ARTIFACTS, self.population.artifacts))
+        path = f"/v1/artifacts/{artifact}/timeline?{urlencode({'since': since, 'step': '1m'})}"
+        return _request("GET", path, self.reader)
+
     def where_now(self, user: int) -> bytes:
         return _request("GET", f"/v1/users/{user_id(user)}/presence", self.token(user))
 
@@ -253,6 +275,20 @@ def _mixed(b: _Builder) -> list[bytes]:
     return out
 
 
+def _churn(b: _Builder) -> list[bytes]:
+    """Every user's tab leaves, then every one joins again (shuffled, the same order): each
+    request changes the counts, so each writes the artifact's timeline."""
+    order = b.users(b.population.users)
+    return [b.leave(u) for u in order] + [b.heartbeat(u) for u in order]
+
+
+def _timeline(b: _Builder) -> list[bytes]:
+    """``GET /v1/artifacts/{id}/timeline`` of the last ``TIMELINE_MINUTES`` at ``1m``."""
+    since_ms = (int(time.time() * 1000) // 60_000 - TIMELINE_MINUTES + 1) * 60_000
+    since = datetime.fromtimestamp(since_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [b.timeline(i, since) for i in range(TIMELINE_ARTIFACTS * 10)]
+
+
 SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "heartbeat": _heartbeat,
     "views": _views,
@@ -267,6 +303,8 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
 SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "where-now": _where_now_seed,
     "seen-check": _seen_check_seed,
+    "churn": _churn,
+    "timeline": _timeline,
 }
 """Unmeasured requests a scenario needs first, besides every user's one heartbeat."""
 

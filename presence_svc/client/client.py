@@ -32,6 +32,7 @@ from presence_svc.client.models import (
     SeenPage,
     Stats,
     Status,
+    Timeline,
     UnseenItem,
     ViewersPage,
     ViewResult,
@@ -237,6 +238,21 @@ class PresenceClient:
 
     async def stats(self, artifact_id: str) -> Stats:
         return await self._call("GET", f"/v1/artifacts/{artifact_id}/stats", Stats)
+
+    async def timeline(
+        self,
+        artifact_id: str,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        step: Literal["1m", "1h", "1d"] = "1m",
+    ) -> Timeline:
+        """The most users and sessions online at once per step, and the peak (a dashboard
+        token); ``until`` defaults to now, ``since`` to an hour before it."""
+        params = _params(since=_iso(since), until=_iso(until), step=step)
+        return await self._call(
+            "GET", f"/v1/artifacts/{artifact_id}/timeline", Timeline, params=params
+        )
 
     async def viewers(
         self, artifact_id: str, version_id: str, *, limit: int = 100, cursor: str | None = None

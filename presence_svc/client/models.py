@@ -21,6 +21,9 @@ __all__ = [
     "SessionMeta",
     "Stats",
     "Status",
+    "Timeline",
+    "TimelinePeak",
+    "TimelinePoint",
     "VersionStats",
     "ViewResult",
     "Viewer",
@@ -120,6 +123,26 @@ class Stats(_Model, frozen=True, kw_only=True):
     unique_viewers: int
     last_viewed_at: datetime | None = None
     versions: list[VersionStats]
+
+
+class TimelinePoint(_Model, frozen=True, kw_only=True):
+    t: datetime
+    """The step's start."""
+    online: int
+    """The most users online at once in the step."""
+    sessions: int
+
+
+class TimelinePeak(_Model, frozen=True, kw_only=True):
+    online: int
+    at: datetime | None = None
+
+
+class Timeline(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    step: Literal["1m", "1h", "1d"]
+    points: list[TimelinePoint]
+    peak: TimelinePeak
 
 
 class Viewer(_Model, frozen=True, kw_only=True):

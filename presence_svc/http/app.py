@@ -18,6 +18,7 @@ from presence_svc.http import (
     ops,
     presence,
     seen,
+    timeline,
     users,
     views,
     where,
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, ledger.routes, requests)
     add_routes(app, users.routes, requests)
     add_routes(app, where.routes, requests)
+    add_routes(app, timeline.routes, requests)
     add_routes(app, ops.routes)
     if settings.metrics_addr is None:  # else only on its own listener (create_metrics_app)
         add_routes(app, ops.metrics_routes)

@@ -136,6 +136,19 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint(
         "GET",
+        "/v1/artifacts/{artifactId}/timeline",
+        "The most users and sessions online at once, per minute, hour or day, and the peak",
+        "dashboard",
+        answer=schemas.TimelineOut,
+        query={
+            "since": "ISO 8601, default one hour before until; the step it falls in is the "
+            "first point",
+            "until": "ISO 8601, exclusive, default now (later is taken as now)",
+            "step": "1m (default), 1h or 1d; at most 10000 points",
+        },
+    ),
+    Endpoint(
+        "GET",
         "/v1/artifacts/{artifactId}/versions/{versionId}/viewers",
         "Who viewed a version, most recent first",
         "dashboard",

@@ -21,6 +21,8 @@ from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.stats.seen import SeenStore
 from presence_svc.stats.views import ViewStore
+from presence_svc.timeline.query import Timeline
+from presence_svc.timeline.store import timeline_store
 from presence_svc.users.cache import CachedUsers
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.worker import Worker
@@ -34,6 +36,7 @@ __all__ = [
     "REDIS",
     "SEEN",
     "SETTINGS",
+    "TIMELINE",
     "TOKENS",
     "USERS",
     "VIEWS",
@@ -57,6 +60,7 @@ LEDGER: Final = web.AppKey[LedgerStore]("ledger")
 USERS: Final = web.AppKey[UsersDirectory]("users")
 HUB: Final = web.AppKey("hub", PresenceHub)
 LIMITER: Final = web.AppKey("limiter", Limiter)
+TIMELINE: Final = web.AppKey("timeline", Timeline)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -87,6 +91,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LEDGER] = database.ledger
     # Names are joined into every presence page and event: a short per-process cache.
     app[USERS] = CachedUsers(database.users, app[SETTINGS].profile_cache_s)
+    app[TIMELINE] = Timeline(app[REDIS], timeline_store(database.connection), app[SETTINGS])
     yield
     await database.close()
 

@@ -79,6 +79,9 @@ class ArtifactKeys:
     only while it exists (the dispatcher creates it when a webhook endpoint exists)."""
     timeline: str
     """hash: the artifact's online users and sessions per minute (peak timeline)."""
+    timeline_index: str
+    """zset (per partition): artifact id -> its oldest hour not rolled up into the
+    database yet (see lua/lib/timeline.lua)."""
 
 
 class Keyspace:
@@ -124,6 +127,7 @@ class Keyspace:
                 recent_due=self.recent_due(tag),
                 outbox=self.outbox(tag),
                 timeline=f"{base}:tl",
+                timeline_index=self.timeline_index(tag),
             )
         return keys
 
@@ -145,6 +149,12 @@ class Keyspace:
     def outbox(tag: str) -> str:
         """stream (per partition): presence changes appended by the writers for webhooks."""
         return f"ps:{{{tag}}}:ob"
+
+    @staticmethod
+    def timeline_index(tag: str) -> str:
+        """zset (per partition): artifact id -> its oldest hour (ms / 3 600 000) whose
+        timeline the worker has not rolled up into the database yet."""
+        return f"ps:{{{tag}}}:tli"
 
     def where_now(self, user_id: str) -> str:
         """zset on the USER's slot: ``<artifact>/<session digest hex>`` -> when written (ms);

@@ -38,6 +38,9 @@ __all__ = [
     "Scripts",
     "SetLatestScript",
     "TakeTokenScript",
+    "TimelineDoneScript",
+    "TimelineDueScript",
+    "TimelineReadScript",
     "lua_source",
 ]
 
@@ -154,11 +157,12 @@ class Lifetimes(NamedTuple):
             settings.away_timeout_ms,
             settings.recent_ms,
             settings.recent_max,
+            settings.timeline_ms,
         )
 
 
 class PresenceWriter(Script):
-    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D, R, RD, OB, TL of one
+    """A script opening with ``lib/writer.lua``: KEYS Z, I, U, D, R, RD, OB, TL, TI of one
     artifact, ARGV its id, channel and ``Lifetimes`` (online timeout, retention, away
     timeout, recently-here keep time and cap, timeline keep time), then the script's own
     arguments."""
@@ -182,7 +186,8 @@ class PresenceWriter(Script):
         return ScriptCall(self, keys, args, own, head)
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
-        keys = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due, k.outbox, k.timeline)
+        keys: tuple[str, ...] = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due)
+        keys += (k.outbox, k.timeline, k.timeline_index)  # KEYS[9]: lib/timeline.lua
         args = (k.artifact_id, k.channel, *times)
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
@@ -459,6 +464,45 @@ class TrimStreamScript(Script):
         return ScriptCall(self, (stream,), ())
 
 
+class TimelineReadScript(Script):
+    PATH = "live/timeline_read"
+
+    def call(
+        self, k: ArtifactKeys, first_minute: int, end_minute: int, back_hours: int, mode: str = ""
+    ) -> ScriptCall:
+        """The records of minutes ``first_minute`` .. ``end_minute - 1`` (``mode`` ``p``:
+        only those of hours not rolled up yet), looking ``back_hours`` for the values the
+        range starts with."""
+        args = (k.artifact_id, first_minute, end_minute, mode, back_hours)
+        return ScriptCall(self, (k.timeline, k.timeline_index), args)
+
+
+class TimelineDueScript(Script):
+    PATH = "live/timeline_due"
+
+    def call(self, index: str, before_hour: int, limit: int) -> ScriptCall:
+        """Up to ``limit`` artifacts of one partition with an hour before ``before_hour``
+        not rolled up yet."""
+        return ScriptCall(self, (index,), (before_hour, limit))
+
+
+class TimelineDoneScript(Script):
+    PATH = "live/timeline_done"
+
+    def call(
+        self,
+        k: ArtifactKeys,
+        from_hour: int,
+        to_hour: int,
+        keep_ms: int,
+        hours: Sequence[tuple[int, bytes]],
+    ) -> ScriptCall:
+        """Hours ``from_hour`` .. ``to_hour - 1`` are in the database: replace their minutes
+        by ``hours`` (hour, packed record), prune what is older than ``keep_ms``."""
+        args = (k.artifact_id, from_hour, to_hour, keep_ms, *(v for pair in hours for v in pair))
+        return ScriptCall(self, (k.timeline, k.timeline_index), args)
+
+
 class Scripts:
     """Every script of the service. One set per connection: the writers' packed heads are
     cached here."""
@@ -482,6 +526,9 @@ class Scripts:
         self.set_latest = SetLatestScript()
         self.trim_stream = TrimStreamScript()
         self.take_token = TakeTokenScript()
+        self.timeline_read = TimelineReadScript()
+        self.timeline_due = TimelineDueScript()
+        self.timeline_done = TimelineDoneScript()
 
     @property
     def all(self) -> tuple[Script, ...]:

@@ -28,7 +28,7 @@ FIELDS = {
 }
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path) -> None:
     run = subprocess.run(
         [
@@ -57,7 +57,7 @@ def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path
         ],
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=340,
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -121,3 +121,28 @@ def test_compare_limits_measures_both_services_alternately(tmp_path: Path) -> No
     )
     assert refused.returncode == 2
     assert "--compare-limits goes with --spawn" in refused.stderr
+
+
+@pytest.mark.timeout(240)
+def test_compare_timeline_measures_a_service_keeping_none(tmp_path: Path) -> None:
+    args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
+    args += ["--users", "200", "--artifacts", "20", "--scenario", "churn"]
+    run = subprocess.run(
+        [CLI, "bench", "--spawn", "--compare-timeline", "--json", "--no-baseline", *args],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["scenario"] for line in lines] == ["churn", "churn/timeline-off"]
+    assert all(line["errors"] == 0 for line in lines), lines
+    refused = subprocess.run(
+        [CLI, "bench", "--compare-timeline", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--compare-timeline goes with --spawn" in refused.stderr

@@ -104,6 +104,15 @@ async def test_views_and_every_read_are_typed(serve: Serve, tokens: TokenCodec) 
         counts = await board.online_many(["doc-1", "doc-2"])
         assert (counts["doc-1"].online, counts["doc-2"].online) == (1, 0)
         assert (await board.online("doc-1")).artifact_id == "doc-1"
+        timeline = await board.timeline("doc-1")
+        assert (timeline.step, timeline.points[-1].online, timeline.peak.online) == ("1m", 1, 1)
+        assert timeline.peak.at == next(p.t for p in timeline.points if p.online == 1)
+        assert isinstance(timeline.peak.at, datetime)
+        hours = await board.timeline("doc-1", since=timeline.points[0].t, step="1h")
+        assert [p.online for p in hours.points][-1] == 1
+        with pytest.raises(PresenceClientError) as bad:
+            await board.timeline("doc-1", since="2000-01-01T00:00:00Z")
+        assert bad.value.status == 400
 
         async def drained() -> bool:
             return len((await board.ledger(artifact_id="doc-1")).items) == 2

@@ -67,10 +67,13 @@ async def test_every_key_outlives_the_last_heartbeat_by_retention_and_timeout(
         await beat("tab-alice-01", "alice")
     await store.leave("doc-1", "tab-alice-01", "alice")
     # the last session gone: no key left but the recently-here list (and its partition
-    # index), which live PRESENCE_RECENT_S after the leave
+    # index), which live PRESENCE_RECENT_S after the leave, and the timeline (and its
+    # rollup index), which live PRESENCE_TIMELINE_DAYS
     k = store.keys.artifact("doc-1")
-    assert sorted(sync_redis.keys("ps:*")) == sorted([k.recent.encode(), k.recent_due.encode()])
+    kept = [k.recent, k.recent_due, k.timeline, k.timeline_index]
+    assert sorted(sync_redis.keys("ps:*")) == sorted(key.encode() for key in kept)
     assert 0 < sync_redis.pttl(k.recent) <= settings.recent_ms
+    assert 0 < sync_redis.pttl(k.timeline) <= settings.timeline_ms
     await beat("tab-alice-02", "alice")  # keys created again get their TTL
     await beat("tab-bob-0001", "bob")
     await store.leave("doc-1", "tab-alice-02", "alice", grace=True)
@@ -115,8 +118,9 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
     page = await store.page("doc-1", 10, None)
     assert [row.user_id for row in page.rows] == ["bob"]
     # two keys per small artifact (sessions, info) and the partition's sweep index; alice left,
-    # so the artifact's recently-here list and its partition index too
-    assert len(sync_redis.keys("ps:*")) == 5
+    # so the artifact's recently-here list and its partition index too; and the timeline
+    # with its partition's rollup index
+    assert len(sync_redis.keys("ps:*")) == 7
 
 
 @pytest.mark.parametrize(

@@ -37,14 +37,18 @@ async def test_sweeps_leave_no_key_behind_after_retention(
     second = await sweeper.sweep_once()
     assert second.sessions_deleted == 6
     await sweeper.release()
-    # what is left: who was here recently (per artifact, and its partition index) and the
-    # users' where-now indexes, each with a TTL of its own
+    # what is left: who was here recently (per artifact, and its partition index), the
+    # users' where-now indexes, and the timelines (per artifact, and their partitions'
+    # rollup indexes), each with a TTL of its own
     left = sorted(k.decode() for k in sync_redis.keys("*"))
     recent = [store.keys.artifact(a).recent for a in ("doc-1", "doc-2", "doc-3")]
     indexes = [store.keys.where_now(u) for u in ("alice", "bob")]
     dues = {store.keys.artifact(a).recent_due for a in ("doc-1", "doc-2", "doc-3")}
-    assert left == sorted([*recent, *indexes, *dues])
+    timelines = [store.keys.artifact(a).timeline for a in ("doc-1", "doc-2", "doc-3")]
+    rollups = {store.keys.artifact(a).timeline_index for a in ("doc-1", "doc-2", "doc-3")}
+    assert left == sorted([*recent, *indexes, *dues, *timelines, *rollups])
     assert all(0 < sync_redis.pttl(key) <= settings.recent_ms for key in [*recent, *dues])
+    assert all(0 < sync_redis.pttl(key) <= settings.timeline_ms for key in [*timelines, *rollups])
 
 
 async def test_a_sweep_visits_only_what_is_due(

@@ -22,6 +22,9 @@ export type {
   PresenceTransport,
   PresenceUser,
   StorageLike,
+  TimelinePoint,
+  TimelineQuery,
+  TimelineResponse,
   ViewResponse,
   WindowLike,
 } from './types.js';

@@ -5,6 +5,7 @@ import { createLive } from './live.js';
 import type { PresenceError } from './errors.js';
 import { request } from './http.js';
 import type { LatestVersion, Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
+import type { Presence, PresenceListener, PresenceOptions, PresenceState, TimelineQuery, TimelineResponse } from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
@@ -84,6 +85,15 @@ export function createPresence(options: PresenceOptions): Presence {
         'GET',
         `/v1/users/${encodeURIComponent(userId)}/unseen?` + ids.map((a) => 'artifactId=' + encodeURIComponent(a)).join('&'),
       ).then((r) => r.artifacts),
+    timeline(query: TimelineQuery = {}) {
+      const q = new URLSearchParams();
+      for (const k of ['since', 'until', 'step'] as const) {
+        const v = query[k];
+        if (v != null) q.set(k, v instanceof Date ? v.toISOString() : v);
+      }
+      const path = `/v1/artifacts/${encodeURIComponent(ctx.artifactId_)}/timeline?${q}`;
+      return request<TimelineResponse>(ctx, 'timeline', 'GET', path);
+    },
     leave: lifecycle.leave_,
     destroy: lifecycle.destroy_,
   };

@@ -8,6 +8,7 @@ export interface ProblemDetails {
 	[key: string]: unknown;
 }
 export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events" | "seen";
+export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events" | "timeline";
 export declare class PresenceError extends Error {
 	/** HTTP status; 0 for network errors and getToken failures. */
 	readonly status: number;
@@ -163,6 +164,29 @@ export interface ViewResponse {
 	views: number;
 	uniqueViewers: number;
 }
+/** `presence.timeline()`'s range: `until` defaults to now, `since` to an hour before it. */
+export interface TimelineQuery {
+	since?: string | Date;
+	until?: string | Date;
+	step?: "1m" | "1h" | "1d";
+}
+export interface TimelinePoint {
+	/** The step's start (ISO 8601). */
+	t: string;
+	/** The most users online at once in the step. */
+	online: number;
+	sessions: number;
+}
+export interface TimelineResponse {
+	artifactId: string;
+	step: "1m" | "1h" | "1d";
+	points: TimelinePoint[];
+	/** The most users of the range, and the start of the first step that had them. */
+	peak: {
+		online: number;
+		at: string | null;
+	};
+}
 export interface PresencePage {
 	online: number;
 	sessions: number;
@@ -202,6 +226,8 @@ export interface Presence {
 	latest(): Promise<LatestVersion | null>;
 	/** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
 	unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
+	/** The artifact's most users and sessions online at once per step (needs a dashboard token). */
+	timeline(query?: TimelineQuery): Promise<TimelineResponse>;
 	/** Explicit leave (no grace) and stop everything. */
 	leave(): Promise<LeaveResponse | null>;
 	/** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */

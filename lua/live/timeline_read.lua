@@ -1,0 +1,96 @@
+-- timeline_read.lua: what one artifact's timeline holds for a range of minutes.
+-- KEYS[1] TL the artifact's timeline hash  KEYS[2] TI the partition's rollup index
+-- ARGV[1] artifact id  ARGV[2] first minute  ARGV[3] end minute (excluded), minutes being
+-- ms / 60000  ARGV[4] 'p': only the minutes not rolled up yet (nothing when all are)
+-- ARGV[5] hours to look back for the values the range starts with
+-- returns {oldest hour not rolled up (-1: none), users, sessions at the first minute
+-- before any change in it (-1, -1: unknown), number of hours n, hour, hour record, ... (n
+-- pairs), minute, minute record, ...}: hour records (the rolled-up hours, 'h<hour>': see
+-- timeline_done.lua) for the range's hours before the oldest not rolled up, minute records
+-- (lib/timeline.lua) from it on. Read-only; bounded by the range's hours (one HMGET) and
+-- the minutes not rolled up (normally the current hour).
+
+local TL = KEYS[1]
+local first, stop = tonumber(ARGV[2]), tonumber(ARGV[3])
+local back = tonumber(ARGV[5])
+local pending = redis.call('ZSCORE', KEYS[2], ARGV[1])
+pending = pending and tonumber(pending)
+local split = pending and pending * 60 or math.huge -- minute fields from here on
+if ARGV[4] == 'p' then
+  if not pending then return {-1, -1, -1, 0} end
+  first = math.max(first, split)
+end
+local out = {pending or -1, -1, -1, 0}
+if first >= stop then return out end
+
+local function hmget(names)
+  local values = {}
+  for i = 1, #names, 1000 do
+    local got = redis.call('HMGET', TL, unpack(names, i, math.min(#names, i + 999)))
+    for j = 1, #got do values[i + j - 1] = got[j] end
+  end
+  return values
+end
+
+-- The last values of the latest hour record before `hour` (looking `back` hours).
+local function carry_before(hour)
+  local names = {}
+  for h = hour - 1, hour - back, -1 do names[#names + 1] = 'h' .. h end
+  local values = hmget(names)
+  for i = 1, #names do
+    if values[i] then
+      local r = cmsgpack.unpack(values[i])
+      out[2], out[3] = r[1], r[2]
+      return
+    end
+  end
+end
+
+-- Rolled-up hours in range.
+local h_first = math.floor(first / 60)
+local h_stop = math.min(math.floor((stop - 1) / 60) + 1, math.floor(split / 60))
+local first_hour_found = false
+if h_first < h_stop then
+  local names = {}
+  for h = h_first, h_stop - 1 do names[#names + 1] = 'h' .. h end
+  local values = hmget(names)
+  for i = 1, #names do
+    if values[i] then
+      out[#out + 1] = h_first + i - 1
+      out[#out + 1] = values[i]
+      out[4] = out[4] + 1
+      if i == 1 then first_hour_found = true end
+    end
+  end
+end
+
+-- Minutes not rolled up: read from the split, so the latest change before `first` is known.
+local latest_before = nil
+if stop > split then
+  local names = {}
+  for m = split, stop - 1 do names[#names + 1] = m end
+  local values = hmget(names)
+  for i = 1, #names do
+    local raw = values[i]
+    if raw then
+      if names[i] < first then
+        latest_before = raw
+      else
+        out[#out + 1] = names[i]
+        out[#out + 1] = raw
+      end
+    end
+  end
+end
+
+if first >= split then
+  if latest_before then
+    local r = cmsgpack.unpack(latest_before)
+    out[2], out[3] = r[3], r[4]
+  else
+    carry_before(math.floor(split / 60))
+  end
+elseif not first_hour_found then
+  carry_before(h_first)
+end
+return out

@@ -1,0 +1,95 @@
+"""The timeline's Redis side: reading minute records (``lua/live/timeline_read.lua``), and
+for the worker the artifacts due for rollup and marking hours rolled up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from presence_svc.redis.connection import RedisConnection, as_text
+from presence_svc.redis.keys import Keyspace
+from presence_svc.timeline.series import Counts, MinuteRecord
+
+__all__ = ["MinuteRecords", "TimelineRecords", "hour_record"]
+
+_RECORD = msgspec.msgpack.Decoder(tuple[int, int, int, int, int, int])
+_HOUR = msgspec.msgpack.Decoder(list[int])
+_HOUR_RECORD = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteRecords:
+    pending_hour: int | None
+    """The artifact's oldest hour not rolled up into the database yet; None: none. Hours
+    before it are kept as hour records, from it on as minute records."""
+    carry: Counts | None
+    """The values at the first minute asked for, before any change in it (None: Redis
+    does not know them)."""
+    hours: dict[int, list[int]]
+    """Rolled-up hour -> [last users, last sessions, then users and sessions of each of
+    its 60 minutes], for the hours asked for that had a change."""
+    records: dict[int, MinuteRecord]
+    """Minute -> its record, for the minutes not rolled up that saw a change."""
+
+
+def hour_record(last: Counts, online: list[int], sessions: list[int]) -> bytes:
+    """What ``timeline_done.lua`` keeps of a rolled-up hour (60 values each)."""
+    values = [last.online, last.sessions]
+    for pair in zip(online, sessions, strict=True):
+        values += pair
+    return _HOUR_RECORD.encode(values)
+
+
+class TimelineRecords:
+    def __init__(self, redis: RedisConnection, keys: Keyspace, keep_ms: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.back_hours = keep_ms // 3_600_000 + 1
+
+    async def minutes(
+        self, artifact_id: str, first: int, end: int, *, unrolled_only: bool = False
+    ) -> MinuteRecords:
+        """What Redis holds of minutes ``first`` .. ``end - 1``; with ``unrolled_only``,
+        only of those not rolled up yet (nothing when all are)."""
+        scripts = self.redis.scripts
+        mode = "p" if unrolled_only else ""
+        k = self.keys.artifact(artifact_id)
+        raw = await self.redis.run(scripts.timeline_read.call(k, first, end, self.back_hours, mode))
+        pending, users, sessions, count = (int(v) for v in raw[:4])
+        split = 4 + 2 * count
+        decode, decode_hour = _RECORD.decode, _HOUR.decode
+        hours = {int(raw[i]): decode_hour(raw[i + 1]) for i in range(4, split, 2)}
+        records = {
+            int(raw[i]): MinuteRecord(*decode(raw[i + 1])) for i in range(split, len(raw), 2)
+        }
+        return MinuteRecords(
+            pending if pending >= 0 else None,
+            Counts(users, sessions) if users >= 0 else None,
+            hours,
+            records,
+        )
+
+    async def due(self, tag: str, before_hour: int, limit: int) -> list[tuple[str, int]]:
+        """Artifacts of partition ``tag`` with an hour before ``before_hour`` not rolled
+        up, and their oldest such hour."""
+        call = self.redis.scripts.timeline_due.call(
+            self.keys.timeline_index(tag), before_hour, limit
+        )
+        raw = await self.redis.run(call)
+        return [(as_text(raw[i]), int(float(raw[i + 1]))) for i in range(0, len(raw), 2)]
+
+    async def done(
+        self,
+        artifact_id: str,
+        from_hour: int,
+        to_hour: int,
+        keep_ms: int,
+        hours: list[tuple[int, bytes]],
+    ) -> bool:
+        """Hours ``from_hour`` .. ``to_hour - 1`` are in the database: keep ``hours`` (hour,
+        ``hour_record``) instead of their minutes. False if another worker did it first."""
+        call = self.redis.scripts.timeline_done.call(
+            self.keys.artifact(artifact_id), from_hour, to_hour, keep_ms, hours
+        )
+        return int(await self.redis.run(call)) >= 0
