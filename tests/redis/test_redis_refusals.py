@@ -18,9 +18,14 @@ import pytest
 import redis
 from aiohttp import ClientResponse
 
-from presence_svc.ratelimits import RateLimits
+from presence_svc.http.limiter import Limiter
+from presence_svc.principal import Principal, Scope
+from presence_svc.ratelimits import DEFAULT_RATE_LIMITS, RateLimits, RouteClass
+from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis
-from presence_svc.redis.refusal import refusal
+from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.refusal import RedisRefused, refusal
+from presence_svc.settings import Settings
 from tests.conftest import AppClient, MakeClient, free_port
 
 Auth = Callable[..., dict[str, str]]
@@ -204,23 +209,33 @@ async def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_redis_loading_its_data_is_a_503_naming_loading(
-    make_client: MakeClient, tmp_path: Path, auth: Auth, redis_binary: str
-) -> None:
-    """A restarted Redis answers LOADING until its data is in; slowed down here (a delay
-    per key) so requests meet it."""
+@contextlib.contextmanager
+def _loading_redis(binary: str, tmp_path: Path) -> Iterator[int]:
+    """The port of a redis-server restarted on 20 MB of data and loading it slowly (a delay
+    per key): it answers LOADING, at each loading step (every 2 MB read, so every few
+    tenths of a second), for some seconds. Values stored uncompressed: compressed, the
+    whole file is one step and Redis answers nothing until it has loaded all of it."""
     data = tmp_path / "loading-redis"
     data.mkdir()
     port = free_port()
-    with _redis_process(redis_binary, data, port, "--appendonly", "yes") as r:
-        await asyncio.to_thread(_fill_and_rewrite, r)
-    # Rate limits off: with them on the first call meets the loading Redis in the limiter's
-    # lease and answers 503 "timeout" (still a 503; the cause is mislabelled, issue 17).
-    service = await make_client(
-        redis_url=f"redis://127.0.0.1:{port}", rate_limits=RateLimits(buckets=())
-    )
-    slowed = ("--appendonly", "yes", "--key-load-delay", "100")
-    with _redis_process(redis_binary, data, port, *slowed, wait=False):
+    persisted = ("--appendonly", "yes", "--rdbcompression", "no")
+    with _redis_process(binary, data, port, *persisted) as r:
+        _fill_and_rewrite(r)
+    with _redis_process(binary, data, port, *persisted, "--key-load-delay", "200", wait=False):
+        yield port
+
+
+@pytest.mark.parametrize("limits", ["on", "off"])
+async def test_a_redis_loading_its_data_is_a_503_naming_loading(
+    make_client: MakeClient, tmp_path: Path, auth: Auth, redis_binary: str, limits: str
+) -> None:
+    """A restarted Redis answers LOADING until its data is in. With rate limits on too,
+    where the limiter's token lease meets the loading Redis first."""
+    with _loading_redis(redis_binary, tmp_path) as port:
+        changes: dict[str, Any] = {"redis_url": f"redis://127.0.0.1:{port}"}
+        if limits == "off":
+            changes["rate_limits"] = RateLimits(buckets=())
+        service = await make_client(**changes)
         seen: set[int] = set()
         deadline = time.monotonic() + 60
         while 200 not in seen:
@@ -234,10 +249,39 @@ async def test_a_redis_loading_its_data_is_a_503_naming_loading(
         assert 500 not in seen
 
 
+async def test_the_limiter_passes_on_loading_instead_of_letting_the_request_wait_again(
+    settings: Settings, tmp_path: Path, redis_binary: str
+) -> None:
+    """The limiter fails open when Redis refuses writes only (OOM, a replica), but a loading
+    Redis serves nothing: the request's own call would wait for the next loading step and
+    could run past the deadline (a 503 "timeout"). Its check raises the LOADING refusal."""
+    with _loading_redis(redis_binary, tmp_path) as port:
+        url = f"redis://127.0.0.1:{port}"
+        redis_conn = connect(settings.replace(redis_url=url), pipelined=True)  # as the app
+        limiter = Limiter(redis_conn, Keyspace(16), DEFAULT_RATE_LIMITS)
+        alice = Principal("alice", Scope.CLIENT, None)
+        try:
+            deadline, code = time.monotonic() + 30, None
+            while code is None:
+                assert time.monotonic() < deadline
+                try:
+                    await limiter.check(alice, RouteClass.HEARTBEAT)
+                except redis.ConnectionError:  # not listening yet
+                    await asyncio.sleep(0.02)
+                    continue
+                except RedisRefused as exc:
+                    code = exc.cause.code
+                    continue
+                raise AssertionError("the limiter let a request through to a loading Redis")
+            assert code == "LOADING"
+        finally:
+            await redis_conn.aclose()
+
+
 def _fill_and_rewrite(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=False)
-    for i in range(20_000):
-        pipe.set(f"filler:{i}", b"x" * 500)
+    for i in range(10_000):
+        pipe.set(f"filler:{i}", b"x" * 2000)
     pipe.execute()
     r.bgrewriteaof()  # the AOF as a snapshot: loaded key by key, with the delay set
     deadline = time.monotonic() + 30
