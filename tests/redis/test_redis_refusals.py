@@ -28,6 +28,8 @@ from presence_svc.redis.refusal import RedisRefused, refusal
 from presence_svc.settings import Settings
 from tests.conftest import AppClient, MakeClient, free_port
 
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
+
 Auth = Callable[..., dict[str, str]]
 BEAT = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
 VIEW = {"artifactId": "doc-1", "versionId": "v1"}
