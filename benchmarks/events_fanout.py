@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.bench.machine import machine
 from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
 
 SECRET = "events-fanout-benchmark-secret-0123456789abcdef"
@@ -126,6 +127,7 @@ async def main(base: str, listeners: int, seconds: float, concurrency: int) -> N
                 "events_delivered_per_s": round(delivered / elapsed),
                 "events_published_per_s": round(published / seconds),
                 "every_listener_got_every_event": complete,
+                "machine": machine(),
             }
         )
     )

@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.bench.machine import machine
 from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
 
 SECRET = "large-room-benchmark-secret-0123456789abcdef"
@@ -260,4 +261,5 @@ if __name__ == "__main__":
     with started_process(
         argv, port=port, ready_path="/readyz", env=env, log_path=workdir / "server.log"
     ):
-        print(json.dumps(asyncio.run(main(f"http://127.0.0.1:{port}", args))))
+        result = asyncio.run(main(f"http://127.0.0.1:{port}", args))
+        print(json.dumps({**result, "machine": machine()}))

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from typing import Any
 
+from presence_svc.bench.machine import machine
+
 SCENARIOS = ("presence-list", "presence-page10", "heartbeat")
 
 
@@ -63,7 +65,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> None:
             "slowest_redis_us_small": max((r.get("slowest_redis_us") or 0) for r in small),
             "slowest_redis_us_big": max((r.get("slowest_redis_us") or 0) for r in big),
         }
-    print(json.dumps({"summary": summary}), flush=True)
+    print(json.dumps({"summary": summary, "machine": machine()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from presence_svc.bench.machine import machine
 from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 from presence_svc.db.migrations import migrations, statements
 from presence_svc.db.postgres import PostgresPool, rows_affected
@@ -424,7 +425,7 @@ async def main(args: argparse.Namespace) -> None:
             print(json.dumps({"postgres": postgres.version(), **postgres.settings()}), flush=True)
             backend = _Postgres(postgres)
         result, rows = await drain_rate(settings, backend, args.views, args.rounds)
-        print(json.dumps(result), flush=True)
+        print(json.dumps({**result, "machine": machine()}), flush=True)
         if args.seconds > 0:
             result = await view_to_ledger(settings, backend, args.rate, args.seconds)
             print(json.dumps(result), flush=True)

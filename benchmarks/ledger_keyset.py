@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 
 from presence_svc.auth import Scope, TokenCodec
+from presence_svc.bench.machine import machine
 from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
 from presence_svc.cursors import encode_cursor
@@ -292,6 +293,7 @@ async def measure(server: PostgresServer, args: argparse.Namespace, size: int) -
             "hot_rows": loaded["hot_rows"],
             "depth": args.depth,
             "offset_page_ms": offset_ms,
+            "machine": machine(),
         }
         result = await measure_query_path(pool, cursors, args.samples)
         print(json.dumps({**common, **result}), flush=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from presence_svc.bench.machine import machine
 from presence_svc.bench.preload import preload_sessions, redis_build
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
@@ -51,6 +52,7 @@ def measure(sessions: int, artifacts: int, binary: str | None = None) -> dict[st
         "sessions_per_s": round(stored / seconds),
         "redis_version": version,
         "allocator": allocator,
+        "machine": machine(),
     }
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from presence_svc.auth import TokenCodec
+from presence_svc.bench.machine import machine
 from presence_svc.bench.runner import child_env, free_port, python_argv, started_process
 
 SECRET = "overload-benchmark-secret-0123456789abcdef0123"
@@ -251,6 +252,7 @@ async def run(
     accepted_p99 = percentile_ms(accepted, 0.99)
     return {
         "benchmark": "overload",
+        "machine": machine(),
         "settings": settings,
         "capacity_rps": round(capacity_rps),
         "capacity_p50_ms": percentile_ms(ok, 0.5),

@@ -26,6 +26,7 @@ import subprocess
 import sys
 from typing import Any
 
+from presence_svc.bench.machine import machine
 from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 
 
@@ -77,6 +78,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> None:
         statistics.median(p["ratio"] / s["ratio"] for p, s in pairs), 3
     )
     summary["pairwise_rps"] = [round(p["rps"] / s["rps"], 3) for p, s in pairs]
+    summary["machine"] = machine()
     print(json.dumps(summary), flush=True)
 
 

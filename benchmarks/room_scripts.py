@@ -27,6 +27,7 @@ from typing import Any
 
 from redis import Redis
 
+from presence_svc.bench.machine import machine
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis
@@ -106,6 +107,7 @@ async def run(url: str, workdir: Path, rooms: list[int], calls: int) -> None:
             ("heartbeat", _beat(store, artifact, size)),
         ):
             result = {"room": size, "what": name, **await _measure(client, calls, one)}
+            result["machine"] = machine()
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
     client.close()

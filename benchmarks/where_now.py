@@ -20,6 +20,8 @@ import subprocess
 import sys
 from typing import Any
 
+from presence_svc.bench.machine import machine
+
 
 def run_bench(order: list[str], extra: list[str]) -> dict[str, dict[str, Any]]:
     argv = [sys.executable, "-m", "presence_svc", "bench", "--spawn", "--json"]
@@ -53,6 +55,7 @@ def main() -> None:
             {
                 "median_p99_ratio": round(statistics.median(p99s), 2),
                 "median_p50_ratio": round(statistics.median(p50s), 2),
+                "machine": machine(),
             }
         )
     )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import redis
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
+from presence_svc.bench.machine import machine
 from presence_svc.bench.preload import preload_sessions, preload_timeline, redis_build
 from presence_svc.bench.report import Progress, Row, print_json, print_table
 from presence_svc.bench.runner import (
@@ -312,7 +313,7 @@ def run_bench(config: BenchConfig) -> int:
                     redis_identity,
                     cpu,
                 )
-                row = replace(row, slowest_redis_us=slowlog.slowest_us)
+                row = replace(row, slowest_redis_us=slowlog.slowest_us, machine=machine())
                 rows.append(row)
                 if config.json:
                     print_json(row)

@@ -9,15 +9,18 @@ heartbeats land on artifacts that already hold preloaded sessions.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
 import msgspec
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
 from presence_svc.live.store import PresenceStore
-from presence_svc.redis.connection import RedisClient, connect
+from presence_svc.redis.connection import RedisClient, RedisConnection, connect
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
@@ -25,6 +28,8 @@ from presence_svc.timeline.records import hour_record
 from presence_svc.timeline.series import Counts
 
 __all__ = ["preload_sessions", "preload_timeline", "redis_build"]
+
+log = logging.getLogger(__name__)
 
 _STATE = b'{"page":1,"mode":"view"}'
 
@@ -49,6 +54,36 @@ async def _settled(client: RedisClient, wait_s: float = 120.0) -> None:
         await asyncio.sleep(0.2)
 
 
+_BULK_TIMEOUT_S = 30.0
+"""The preload's own socket timeout: its pipelines hold thousands of calls, so the
+service's ``PRESENCE_REDIS_TIMEOUT_S`` (0.9 s, for one request's call) does not apply."""
+_MAX_TIMEOUT_S = 600.0
+_MIN_BATCH = 50
+
+
+class _Pace:
+    """The batch size and timeout, adapted to the machine: a batch that timed out is sent
+    again in halves (a heartbeat stored twice is stored once), and once batches are as
+    small as they go, the timeout doubles instead. A slow machine makes the preload slower,
+    never fail."""
+
+    def __init__(self, batch: int, timeout_s: float) -> None:
+        self.batch = max(1, batch)
+        self.timeout_s = timeout_s
+        self.slowdowns = 0
+
+    def slowed(self) -> bool:
+        """After a timeout: True if the timeout grew (the connection must be remade)."""
+        self.slowdowns += 1
+        if self.batch > _MIN_BATCH:
+            self.batch = max(_MIN_BATCH, self.batch // 2)
+            return False
+        if self.timeout_s >= _MAX_TIMEOUT_S:
+            raise TimeoutError(f"Redis answered no batch of {self.batch} in {_MAX_TIMEOUT_S} s")
+        self.timeout_s = min(_MAX_TIMEOUT_S, self.timeout_s * 2)
+        return True
+
+
 async def preload_sessions(
     settings: Settings,
     sessions: int,
@@ -57,48 +92,87 @@ async def preload_sessions(
     first: int = 0,
     batch: int = 2000,
     lanes: int = 4,
+    timeout_s: float = _BULK_TIMEOUT_S,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Heartbeat sessions ``first .. first+sessions-1``; returns how many were stored.
 
-    ``lanes`` pipelines are in flight at once so Redis never waits for Python.
+    ``lanes`` pipelines are in flight at once so Redis never waits for Python. ``batch``
+    and ``timeout_s`` are where it starts: both adapt to the machine (``_Pace``).
     """
-    redis = connect(settings)
-    store = PresenceStore(redis, settings)
-    stored = 0
-    cursor = first
-    end = first + sessions
+    preload = _Preload(settings, artifacts, range(first, first + sessions), batch, timeout_s)
+    try:
+        await preload.redis.load_scripts()
+        await asyncio.gather(*(preload.lane(progress) for _ in range(lanes)))
+        await _settled(preload.redis.client)
+    finally:
+        await preload.aclose()
+    return preload.stored
 
-    def calls() -> list[ScriptCall] | None:
-        nonlocal cursor
-        if cursor >= end:
+
+class _Preload:
+    """The sessions still to store, cut into batches, and the connection they go out on."""
+
+    def __init__(
+        self, settings: Settings, artifacts: int, ids: range, batch: int, timeout_s: float
+    ) -> None:
+        self.settings = settings
+        self.artifacts = artifacts
+        self.pace = _Pace(batch, timeout_s)
+        self.redis = connect(settings, timeout_s=timeout_s)
+        self.store = PresenceStore(self.redis, settings)
+        self.cursor, self.end = ids.start, ids.stop
+        self.retries: list[range] = []
+        self.retired: list[RedisConnection] = []
+        self.stored = 0
+
+    def _next(self) -> range | None:
+        if self.retries:
+            return self.retries.pop()
+        if self.cursor >= self.end:
             return None
-        chunk = range(cursor, min(end, cursor + batch))
-        cursor = chunk.stop
+        chunk = range(self.cursor, min(self.end, self.cursor + self.pace.batch))
+        self.cursor = chunk.stop
+        return chunk
+
+    def _calls(self, chunk: range) -> list[ScriptCall]:
+        heartbeat, artifacts = self.store.heartbeat_call, self.artifacts
         return [
-            store.heartbeat_call(
-                artifact_id(i % artifacts), session_id(i), user_id(i), "v1", _STATE
-            )
+            heartbeat(artifact_id(i % artifacts), session_id(i), user_id(i), "v1", _STATE)
             for i in chunk
         ]
 
-    async def lane() -> None:
-        nonlocal stored
-        while (pending := calls()) is not None:
-            for result in await redis.run_many(pending):
+    async def lane(self, progress: Callable[[int], None] | None) -> None:
+        while (chunk := self._next()) is not None:
+            try:
+                results = await self.redis.run_many(self._calls(chunk))
+            except (RedisTimeoutError, TimeoutError, RedisConnectionError) as exc:
+                if isinstance(exc, RedisConnectionError) and "Timeout" not in str(exc):
+                    raise  # refused, reset: no slowness
+                self._slowed(chunk)  # redis-py's retry says a timeout as a ConnectionError
+                continue
+            for result in results:
                 if isinstance(result, Exception):
                     raise result
-            stored += len(pending)
+            self.stored += len(chunk)
             if progress is not None:
-                progress(stored)
+                progress(self.stored)
 
-    try:
-        await redis.load_scripts()
-        await asyncio.gather(*(lane() for _ in range(lanes)))
-        await _settled(redis.client)
-    finally:
-        await redis.aclose()
-    return stored
+    def _slowed(self, chunk: range) -> None:
+        """``chunk`` timed out: sent again in halves, at a slower pace."""
+        half = max(1, len(chunk) // 2)
+        self.retries += [chunk[half:], chunk[:half]] if len(chunk) > 1 else [chunk]
+        if self.pace.slowed():  # a longer timeout: a new connection (the old one retires
+            self.retired.append(self.redis)  # once the other lanes' calls on it are done)
+            self.redis = connect(self.settings, timeout_s=self.pace.timeout_s)
+        log.info(
+            "preload batch timed out; going slower",
+            extra={"batch": self.pace.batch, "timeout_s": self.pace.timeout_s},
+        )
+
+    async def aclose(self) -> None:
+        for connection in (*self.retired, self.redis):
+            await connection.aclose()
 
 
 def preload_timeline(settings: Settings, artifacts: int, minutes: int) -> int:

@@ -9,6 +9,8 @@ from typing import Any, TextIO
 
 import msgspec
 
+from presence_svc.bench.machine import machine_line
+
 __all__ = ["Progress", "Row", "print_json", "print_table"]
 
 
@@ -35,6 +37,8 @@ class Row:
     slowest_redis_us: int | None = None
     """The slowest single Redis command while the service was measured (SLOWLOG; 0: none
     took 100 us or more; None: Redis not reachable from the bench)."""
+    machine: dict[str, Any] | None = None
+    """The machine, as the scenario ended (``bench.machine``): cores, CPU, load average."""
 
     @property
     def ratio(self) -> float | None:
@@ -65,6 +69,7 @@ class Row:
                 round(self.server_cpu_us, 1) if self.server_cpu_us is not None else None
             ),
             "slowest_redis_us": self.slowest_redis_us,
+            "machine": self.machine,
         }
 
 
@@ -125,6 +130,7 @@ def print_table(rows: list[Row], out: TextIO = sys.stdout) -> None:
         )
     if rows and rows[0].redis:
         out.write(f"redis: {rows[0].redis}\n")
+    out.write(machine_line() + "\n")
     out.flush()
 
 

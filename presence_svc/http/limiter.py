@@ -5,9 +5,13 @@ and host. Admin tokens are never limited.
 A user found over a limit is remembered here until its bucket has a token again, so a
 flood from one client is refused without asking Redis each time (the bucket cannot
 refill sooner: other processes can only take from it). When Redis answers the check
-with an error (out of memory, a replica, ...), the request goes through: a limiter
-that fails open never stops a well-behaved user. When Redis is unreachable, the
-request's own operation would fail the same way, so it is a 503 at once.
+with an error that refuses writes only (out of memory, a replica, ...), the request
+goes through: a limiter that fails open never stops a well-behaved user. When Redis
+refuses every command (loading its data, a long script, a Cluster down) or is
+unreachable, the request's own operation would fail the same way, so it is a 503 at once,
+naming that cause: letting it through would only make it wait on Redis a second time
+(a loading Redis answers once per loading step, so the second wait could outlast the
+deadline and the 503 would say "timeout" instead of LOADING).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from presence_svc.principal import Principal, Scope
 from presence_svc.ratelimits import Bucket, RateLimits, RouteClass
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.refusal import refusal
 
 __all__ = ["Limiter"]
 
@@ -35,6 +40,10 @@ log = logging.getLogger(__name__)
 
 _REMEMBERED = 65_536
 """Users (and their last answers) remembered per process; past it the memory starts over."""
+
+_REFUSING_ALL = frozenset({"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN"})
+"""Refusal codes of a Redis that serves no command now, reads included: the request's own
+operation would be refused too, so the limiter does not let it through."""
 
 _LEASE_KEPT_S = 30.0
 """What a process remembers of a bucket at most (its spare tokens: ``Bucket.lease_kept_s``)."""
@@ -127,6 +136,9 @@ class Limiter:
         try:
             taken, left, wait_ms = await self._redis.run(call)
         except ResponseError as exc:
+            refused = refusal(exc)
+            if refused is not None and refused.cause.code in _REFUSING_ALL:
+                raise refused from exc
             metrics.RATE_LIMITER_ERRORS.inc()
             log.warning("rate limit not checked: redis refused", extra={"error": str(exc)})
             return

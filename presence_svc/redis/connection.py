@@ -116,11 +116,14 @@ def connect(
     *,
     deadline_s: float | None = None,
     pipelined: bool = False,
+    timeout_s: float | None = None,
 ) -> RedisConnection:
     """A connection to ``url`` (default: the configured URL); connects lazily on first use.
 
     ``pipelined``: on a single server, script calls go out on one long-lived pipelined
     connection (what a server process wants); otherwise each batch borrows a pooled one.
+    ``timeout_s``: the socket timeout instead of ``PRESENCE_REDIS_TIMEOUT_S``, for bulk
+    tools (a benchmark's preload) whose pipelines are far bigger than a request's.
     """
     from presence_svc.redis.cluster import ClusterConnection
     from presence_svc.redis.single import SingleConnection
@@ -128,7 +131,7 @@ def connect(
     target = url or settings.redis_url
     if target is None:
         raise ValueError("no Redis URL: start the embedded Redis first")
-    timeout = settings.redis_timeout_s
+    timeout = settings.redis_timeout_s if timeout_s is None else timeout_s
     if settings.redis_cluster:
         cluster = RedisCluster.from_url(
             target,

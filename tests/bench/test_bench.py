@@ -25,6 +25,7 @@ FIELDS = {
     "p99_ms": float,
     "baseline_rps": float,
     "ratio": float,
+    "machine": dict,
 }
 
 

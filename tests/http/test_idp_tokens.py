@@ -402,8 +402,16 @@ def test_a_pem_key_of_no_jwt_algorithm_stops_the_start_naming_it(tmp_path: Path)
             Settings.from_env({"PRESENCE_JWT_PUBLIC_KEYS": str(path)})
 
 
+def _not_reloaded(caplog: pytest.LogCaptureFixture) -> int:
+    """How many times a rewritten key file was read and refused (each look logs it)."""
+    return sum(r.getMessage().startswith("public keys not reloaded") for r in caplog.records)
+
+
 async def test_a_rewrite_with_a_malformed_key_keeps_the_last_good_keys(
-    make_client: MakeClient, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+    make_client: MakeClient,
+    rsa_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The documented promise: a key file that no longer loads keeps the previous keys, for
     every way a key can be malformed (not only broken JSON), and no request fails for it."""
@@ -414,8 +422,12 @@ async def test_a_rewrite_with_a_malformed_key_keeps_the_last_good_keys(
     assert (await client.post("/v1/heartbeat", json=BODY, headers=token)).status == 200
     for name, jwk in _BROKEN_JWKS.items():
         _write_jwks(jwks, [good, jwk])
-        deadline = time.monotonic() + 2.5  # past the once-a-second look at the file
-        while time.monotonic() < deadline:
+        looked = _not_reloaded(caplog)
+        deadline = time.monotonic() + 10  # the file is looked at once a second
+        while _not_reloaded(caplog) == looked:  # until this very file was read and refused
+            assert time.monotonic() < deadline, f"{name}: the rewrite was never looked at"
             response = await client.post("/v1/heartbeat", json=BODY, headers=token)
             assert response.status == 200, (name, await response.text())
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
+        response = await client.post("/v1/heartbeat", json=BODY, headers=token)
+        assert response.status == 200, (name, await response.text())

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -176,7 +177,9 @@ async def test_export_writes_jsonl_and_csv_oldest_first(
 
 
 def test_export_refuses_bad_arguments_with_status_2(settings: Settings) -> None:
-    for args in (["--since", "soon"], ["--format", "xml"], ["--user", "a b"]):
-        result = _export(settings, *args)
-        assert result.returncode == 2
-        assert len(result.stderr.strip().splitlines()) == 1
+    bad = (["--since", "soon"], ["--format", "xml"], ["--user", "a b"])
+    with ThreadPoolExecutor(len(bad)) as pool:  # side by side: each start costs a second
+        results = list(pool.map(lambda args: _export(settings, *args), bad))
+    for args, result in zip(bad, results, strict=True):
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)

@@ -55,6 +55,7 @@ def board(auth: Auth) -> dict[str, str]:
     return auth("board", scope="dashboard")
 
 
+@pytest.mark.every_redis
 async def test_sync_on_connect_lists_who_is_here_with_names(
     client: AppClient, auth: Auth, streams: list[EventStream]
 ) -> None:
@@ -82,6 +83,7 @@ async def test_sync_on_connect_lists_who_is_here_with_names(
     assert rows["bob"]["name"] is None
 
 
+@pytest.mark.every_redis
 async def test_join_state_count_and_leave_as_they_happen(
     client: AppClient, auth: Auth, streams: list[EventStream]
 ) -> None:
@@ -163,6 +165,7 @@ async def test_keep_alive_comments_while_nothing_happens(
     assert set(stream.comments) == {"keep-alive"}
 
 
+@pytest.mark.every_redis
 async def test_a_timeout_becomes_one_leave_from_the_sweeper(
     make_client: MakeClient, auth: Auth, streams: list[EventStream]
 ) -> None:

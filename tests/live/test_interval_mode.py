@@ -80,6 +80,7 @@ class Model:
         self.online -= {u["userId"] for u in event.data["left"]}
 
 
+@pytest.mark.every_redis
 async def test_a_room_switches_to_interval_mode_at_the_threshold_and_back_below_80_percent(
     room: AppClient, auth: Auth, streams: list[EventStream]
 ) -> None:

@@ -68,6 +68,7 @@ async def _leave(client: AppClient, auth: Auth, user: str, session: str) -> None
 # Pagination under churn ----------------------------------------------------------------
 
 
+@pytest.mark.every_redis
 async def test_pages_neither_skip_nor_repeat_anyone_while_others_come_and_go(
     make_client: MakeClient, auth: Auth
 ) -> None:
@@ -250,6 +251,7 @@ async def test_an_away_tab_survives_minute_long_heartbeats_an_active_one_does_no
     assert time.monotonic() - shown < 5  # gone after 0.75 s, not after the away 10 s
 
 
+@pytest.mark.every_redis
 async def test_status_changes_are_state_events_and_counts_say_active_and_away(
     make_client: MakeClient, auth: Auth, streams: list[EventStream]
 ) -> None:
@@ -290,6 +292,7 @@ async def test_status_changes_are_state_events_and_counts_say_active_and_away(
 # Every session -------------------------------------------------------------------------
 
 
+@pytest.mark.every_redis
 async def test_include_sessions_lists_each_session_without_its_id(
     client: AppClient, auth: Auth
 ) -> None:

@@ -4,11 +4,14 @@ appended to it too (what webhooks deliver); while it does not, the writers creat
 from __future__ import annotations
 
 import msgpack
+import pytest
 import redis
 
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.settings import Settings
+
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
 
 
 async def test_writers_append_their_changes_only_while_the_outbox_exists(

@@ -6,9 +6,12 @@ import asyncio
 from collections.abc import Callable
 
 import msgspec
+import pytest
 
 from tests.conftest import AppClient
 from tests.live.heartbeats import beat
+
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
 
 Auth = Callable[..., dict[str, str]]
 

@@ -18,6 +18,8 @@ from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.resp import pack_evalsha
 from presence_svc.settings import Settings
 
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
+
 
 @pytest.fixture
 def store(redis_conn: RedisConnection, settings: Settings) -> PresenceStore:

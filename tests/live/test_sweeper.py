@@ -12,7 +12,7 @@ import redis
 
 from presence_svc.live.store import PresenceStore, pack_session_id
 from presence_svc.live.sweeper import Sweeper, owner_of
-from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.redis.scripts import Lifetimes, ScriptCall
 from presence_svc.settings import Settings
 
@@ -51,6 +51,7 @@ async def test_sweeps_leave_no_key_behind_after_retention(
     assert all(0 < sync_redis.pttl(key) <= settings.timeline_ms for key in [*timelines, *rollups])
 
 
+@pytest.mark.every_redis
 async def test_a_sweep_visits_only_what_is_due(
     redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
@@ -63,6 +64,7 @@ async def test_a_sweep_visits_only_what_is_due(
     assert result.artifacts == 1
 
 
+@pytest.mark.every_redis
 async def test_workers_split_the_partitions_and_take_over_from_a_dead_one(
     redis_conn: RedisConnection, settings: Settings
 ) -> None:
@@ -90,8 +92,12 @@ def test_rendezvous_moves_only_the_leaving_workers_partitions() -> None:
     assert owner_of("t1", []) is None
 
 
-async def _fill(store: PresenceStore, artifacts: int, per_artifact: int) -> None:
-    """``artifacts x per_artifact`` live sessions through the real heartbeat script."""
+async def _fill(
+    store: PresenceStore, settings: Settings, artifacts: int, per_artifact: int
+) -> None:
+    """``artifacts x per_artifact`` live sessions through the real heartbeat script, on a
+    connection of its own with a generous timeout: a pipeline of thousands of calls can
+    outlast the service's 0.9 s on a busy machine (the test is about the sweep)."""
     calls: list[ScriptCall] = []
     heartbeat = store.redis.scripts.heartbeat
     for a in range(artifacts):
@@ -103,9 +109,13 @@ async def _fill(store: PresenceStore, artifacts: int, per_artifact: int) -> None
                     k, Lifetimes(30_000, 60_000, 30_000), session, f"user-{s}", "v1", b""
                 )
             )
-    for start in range(0, len(calls), 5000):
-        results = await store.redis.run_many(calls[start : start + 5000])
-        assert not any(isinstance(r, Exception) for r in results)
+    filler = connect(settings, timeout_s=60.0)
+    try:
+        for start in range(0, len(calls), 5000):
+            results = await filler.run_many(calls[start : start + 5000])
+            assert not any(isinstance(r, Exception) for r in results)
+    finally:
+        await filler.aclose()
 
 
 def _age(sync_redis: redis.Redis, store: PresenceStore, artifact: str, session: str) -> None:
@@ -129,7 +139,7 @@ async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
 ) -> None:
     settings = settings.replace(online_timeout_s=30.0, retention_s=60.0)
     store = PresenceStore(redis_conn, settings)
-    await _fill(store, artifacts=1000, per_artifact=100)
+    await _fill(store, settings, artifacts=1000, per_artifact=100)
     assert sync_redis.zcard(store.keys.artifact("big-7").sessions) == 100
     stale = [f"big-{a}" for a in range(0, 1000, 100)]
     for artifact in stale:

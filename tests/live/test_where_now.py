@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from presence_svc.redis.keys import Keyspace
@@ -53,6 +54,7 @@ async def poll(check: Callable[[], Any], seconds: float = 10.0) -> Any:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.every_redis
 async def test_where_now_lists_the_artifacts_a_user_is_online_on(
     client: AppClient, auth: Auth
 ) -> None:
@@ -141,6 +143,7 @@ async def test_where_now_after_a_leave_and_a_grace_leave(client: AppClient, auth
     ]
 
 
+@pytest.mark.every_redis
 async def test_erasure_empties_where_now_and_the_recent_lists(
     client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
 ) -> None:
@@ -184,6 +187,7 @@ async def test_who_may_ask_where_a_user_is(client: AppClient, auth: Auth) -> Non
     assert (await bad.json())["errors"][0]["field"] == "userId"
 
 
+@pytest.mark.every_redis
 async def test_stale_index_entries_are_dropped_when_read(
     make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Any
 ) -> None:
@@ -303,6 +307,7 @@ async def test_where_now_survives_redis_forgetting_its_scripts(
     assert sorted(o["artifactId"] for o in body["online"]) == sorted(f"doc-{i}" for i in range(12))
 
 
+@pytest.mark.every_redis
 async def test_recent_pages_split_rows_with_the_same_time_without_loss(
     client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
 ) -> None:

@@ -28,6 +28,8 @@ from presence_svc.redis.refusal import refusal
 from presence_svc.redis.resp import pack_command, pack_commands
 from presence_svc.settings import Settings
 
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
+
 
 async def _send(pipe: RedisPipe, *commands: tuple[str | bytes | int, ...]) -> list[Any]:
     loop = asyncio.get_running_loop()

@@ -18,10 +18,17 @@ import pytest
 import redis
 from aiohttp import ClientResponse
 
-from presence_svc.ratelimits import RateLimits
+from presence_svc.http.limiter import Limiter
+from presence_svc.principal import Principal, Scope
+from presence_svc.ratelimits import DEFAULT_RATE_LIMITS, RouteClass
+from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis
-from presence_svc.redis.refusal import refusal
+from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.refusal import RedisRefused, refusal
+from presence_svc.settings import Settings
 from tests.conftest import AppClient, MakeClient, free_port
+
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
 
 Auth = Callable[..., dict[str, str]]
 BEAT = {"artifactId": "doc-1", "sessionId": "tab-aaaa1"}
@@ -204,23 +211,34 @@ async def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_redis_loading_its_data_is_a_503_naming_loading(
-    make_client: MakeClient, tmp_path: Path, auth: Auth, redis_binary: str
-) -> None:
-    """A restarted Redis answers LOADING until its data is in; slowed down here (a delay
-    per key) so requests meet it."""
+@contextlib.contextmanager
+def _loading_redis(binary: str, tmp_path: Path) -> Iterator[int]:
+    """The port of a redis-server restarted on 20 MB of data and loading it slowly (a delay
+    per key): it answers LOADING, at each loading step (every 2 MB read, so every few
+    tenths of a second), for some seconds. Values stored uncompressed: compressed, the
+    whole file is one step and Redis answers nothing until it has loaded all of it."""
     data = tmp_path / "loading-redis"
     data.mkdir()
     port = free_port()
-    with _redis_process(redis_binary, data, port, "--appendonly", "yes") as r:
-        await asyncio.to_thread(_fill_and_rewrite, r)
-    # Rate limits off: with them on the first call meets the loading Redis in the limiter's
-    # lease and answers 503 "timeout" (still a 503; the cause is mislabelled, issue 17).
-    service = await make_client(
-        redis_url=f"redis://127.0.0.1:{port}", rate_limits=RateLimits(buckets=())
-    )
-    slowed = ("--appendonly", "yes", "--key-load-delay", "100")
-    with _redis_process(redis_binary, data, port, *slowed, wait=False):
+    persisted = ("--appendonly", "yes", "--rdbcompression", "no")
+    with _redis_process(binary, data, port, *persisted) as r:
+        _fill_and_rewrite(r)
+    with _redis_process(binary, data, port, *persisted, "--key-load-delay", "400", wait=False):
+        yield port
+
+
+async def test_a_redis_loading_its_data_is_a_503_naming_loading(
+    make_client: MakeClient, settings: Settings, tmp_path: Path, auth: Auth, redis_binary: str
+) -> None:
+    """A restarted Redis answers LOADING until its data is in: a 503 naming it, with the
+    rate limits on (the default), so the limiter meets the loading Redis first. The limiter
+    fails open when Redis refuses writes only (OOM, a replica), but a loading Redis serves
+    nothing: a request let through waited again for the next loading step, and could run
+    past the deadline (a 503 "timeout"). So the limiter's check raises LOADING itself."""
+    with _loading_redis(redis_binary, tmp_path) as port:
+        url = f"redis://127.0.0.1:{port}"
+        assert await _limiter_refusal(settings.replace(redis_url=url)) == "LOADING"
+        service = await make_client(redis_url=url)
         seen: set[int] = set()
         deadline = time.monotonic() + 60
         while 200 not in seen:
@@ -234,10 +252,34 @@ async def test_a_redis_loading_its_data_is_a_503_naming_loading(
         assert 500 not in seen
 
 
+async def _limiter_refusal(settings: Settings) -> str:
+    """The refusal code the limiter's check raises on the Redis at ``settings``, once it
+    listens; fails if the check lets the request through."""
+    # Pipelined as the app's; a long deadline: on a busy machine a loading step (when Redis
+    # answers) can take longer than the app's 1.8 s, and this is about what the answer is.
+    redis_conn = connect(settings, deadline_s=30.0, pipelined=True)
+    limiter = Limiter(redis_conn, Keyspace(16), DEFAULT_RATE_LIMITS)
+    alice = Principal("alice", Scope.CLIENT, None)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline
+            try:
+                await limiter.check(alice, RouteClass.HEARTBEAT)
+            except redis.ConnectionError:  # not listening yet
+                await asyncio.sleep(0.02)
+                continue
+            except RedisRefused as exc:
+                return exc.cause.code
+            raise AssertionError("the limiter let a request through to a refusing Redis")
+    finally:
+        await redis_conn.aclose()
+
+
 def _fill_and_rewrite(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=False)
-    for i in range(20_000):
-        pipe.set(f"filler:{i}", b"x" * 500)
+    for i in range(10_000):
+        pipe.set(f"filler:{i}", b"x" * 2000)
     pipe.execute()
     r.bgrewriteaof()  # the AOF as a snapshot: loaded key by key, with the delay set
     deadline = time.monotonic() + 30

@@ -8,6 +8,8 @@ import redis
 
 from presence_svc.redis.embedded import EmbeddedRedis
 
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
+
 
 def test_the_redis_under_test_is_the_version_named(
     request: pytest.FixtureRequest, sync_redis: redis.Redis, redis_server: EmbeddedRedis

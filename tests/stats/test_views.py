@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 import redis
 
 from presence_svc import metrics
 from presence_svc.ratelimits import RateLimits
 from presence_svc.redis.keys import Keyspace
 from tests.conftest import AppClient, MakeClient
+
+pytestmark = pytest.mark.every_redis  # see tests/conftest.py
 
 NO_LIMITS = RateLimits(buckets=())
 

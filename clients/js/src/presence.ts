@@ -2,6 +2,7 @@ import { createContext } from './context.js';
 import { createHeartbeat } from './heartbeat.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
+import { fetchPage, whereNow } from './queries.js';
 import type { PresenceError } from './errors.js';
 import { request } from './http.js';
 import type { LatestVersion, Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
@@ -96,6 +97,8 @@ export function createPresence(options: PresenceOptions): Presence {
     },
     leave: lifecycle.leave_,
     destroy: lifecycle.destroy_,
+    fetchPresence: (o) => fetchPage(ctx, o),
+    whereNow: (userId) => whereNow(ctx, userId),
   };
 
   if (options.autoStart !== false) lifecycle.start_();

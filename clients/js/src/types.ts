@@ -14,6 +14,67 @@ export interface PresenceUser {
   state?: PresenceState | null;
   /** `away` when every session of the user is hidden or idle (a service that tracks it). */
   status?: 'active' | 'away';
+  /** Each online session of the user (never its id), with `includeSessions`. */
+  sessionList?: SessionMeta[];
+}
+
+/** One online session of a user, as `sessionList` lists it. */
+export interface SessionMeta {
+  versionId?: string | null;
+  state?: PresenceState | null;
+  lastSeen: string;
+  status?: 'active' | 'away';
+}
+
+/** A user seen on the artifact recently and offline now (`includeRecent`), newest first. */
+export interface RecentUser {
+  userId: string;
+  name?: string | null;
+  avatarUrl?: string | null;
+  lastSeen: string;
+  /** How their last session went: `left`, `timeout`, or null. */
+  reason?: 'left' | 'timeout' | null;
+}
+
+/** What `fetchPresence()` asks for; every field is optional. */
+export interface PageOptions {
+  /** Users per page, 1-500. Default: `usersLimit`. */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  /** Adds `sessionList` to each row. */
+  includeSessions?: boolean;
+  /** Adds `recent` (who was here recently, offline now) and `recentNextCursor`. */
+  includeRecent?: boolean;
+  /** Recent users per page, 1-500 (with `includeRecent`). */
+  recentLimit?: number;
+  /** `recentNextCursor` of the previous page (with `includeRecent`). */
+  recentCursor?: string;
+}
+
+/** An artifact the user is online on (`whereNow`). */
+export interface WhereOnline {
+  artifactId: string;
+  /** Of the user's most recent session there. */
+  versionId?: string | null;
+  /** `away` when every session of theirs there is away. */
+  status: 'active' | 'away';
+  lastSeen: string;
+  sessions: number;
+}
+
+/** An artifact the user left recently (`whereNow`). */
+export interface WhereRecent {
+  artifactId: string;
+  lastSeen: string;
+  reason?: 'left' | 'timeout' | null;
+}
+
+/** `GET /v1/users/{userId}/presence`: where the user is now, most recent first. */
+export interface WhereNow {
+  userId: string;
+  online: WhereOnline[];
+  recent: WhereRecent[];
 }
 
 /** What the instance is doing right now. */
@@ -182,10 +243,16 @@ export interface TimelineResponse {
 export interface PresencePage {
   online: number;
   sessions: number;
+  /** Users active and away (a service that tracks it). */
+  active?: number;
+  away?: number;
   users: PresenceUser[];
   nextCursor?: string | null;
   /** False when the service could not read the users directory: names are null. */
   namesJoined?: boolean;
+  /** Only with `includeRecent`: who was here recently and is offline now, newest first. */
+  recent?: RecentUser[] | null;
+  recentNextCursor?: string | null;
 }
 
 /** An artifact's latest version: the one its audience is expected to read. */
@@ -226,4 +293,8 @@ export interface Presence {
   leave(): Promise<LeaveResponse | null>;
   /** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */
   destroy(): void;
+  /** One page of this artifact's presence list (`GET .../presence`), e.g. with `includeRecent`. */
+  fetchPresence(options?: PageOptions): Promise<PresencePage>;
+  /** Where `userId` is online now and was recently (the user's own token, or a dashboard's). */
+  whereNow(userId: string): Promise<WhereNow>;
 }
