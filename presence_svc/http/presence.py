@@ -6,6 +6,7 @@ import msgspec
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
+from presence_svc.http.engaged import with_engagement
 from presence_svc.http.params import path_id, query_ids, query_int, query_set
 from presence_svc.http.resources import LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
@@ -57,13 +58,18 @@ async def heartbeat(request: web.Request) -> web.Response:
     counts = await app[LIMITER].guard(
         principal,
         RouteClass.HEARTBEAT,
-        lambda: app[PRESENCE].heartbeat(
-            body.artifact_id,
-            body.session_id,
+        lambda: with_engagement(
+            app,
+            body,
             principal.user_id,
-            body.version_id,
-            state,
-            body.status == "away",
+            lambda: app[PRESENCE].heartbeat(
+                body.artifact_id,
+                body.session_id,
+                principal.user_id,
+                body.version_id,
+                state,
+                body.status == "away",
+            ),
         ),
     )
     out = HeartbeatOut(
@@ -85,8 +91,13 @@ async def leave(request: web.Request) -> web.Response:
     counts = await app[LIMITER].guard(
         principal,
         RouteClass.HEARTBEAT,
-        lambda: app[PRESENCE].leave(
-            body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+        lambda: with_engagement(
+            app,
+            body,
+            principal.user_id,
+            lambda: app[PRESENCE].leave(
+                body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+            ),
         ),
     )
     return respond(

@@ -179,12 +179,37 @@ class Keyspace:
         return f"vw:{{{self.tag_of(artifact_id)}}}:v:{artifact_id}/{version_id}"
 
     def version_viewers(self, artifact_id: str, version_id: str) -> str:
-        """hash: user id -> msgpack [views, firstViewedAt, lastViewedAt] on the version."""
+        """hash: user id -> msgpack [views, firstViewedAt, lastViewedAt, engagedMs, ...] on
+        the version (engagedMs absent: 0; later elements belong to other features and are
+        kept by every script rewriting an entry)."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:vu:{artifact_id}/{version_id}"
 
     def version_viewers_by_time(self, artifact_id: str, version_id: str) -> str:
         """zset: user id -> last view (ms), for paging viewers most recent first."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:vz:{artifact_id}/{version_id}"
+
+    def views_prefix(self, artifact_id: str) -> str:
+        """``vw:{T}:``, the artifact's views keys' start: lua/stats/engage.lua appends
+        ``vu:``/``v:<artifact>/<version>`` (``version_viewers``/``version_stats``) itself,
+        the version being the session's, known only there."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:"
+
+    def engage_reports(self, artifact_id: str) -> str:
+        """hash: packed session id -> the session's last engaged-time report (ms), kept a
+        short while (``stats.engagement.REPORTS_KEEP_MS``): the clamp's start."""
+        return f"vw:{{{self.tag_of(artifact_id)}}}:er:{artifact_id}"
+
+    @staticmethod
+    def engage_day(tag: str, day: str) -> str:
+        """hash (per partition and UTC day ``YYYY-MM-DD``): ``<artifact>/<version>/<user>``
+        -> engaged ms that day; the worker copies it into the database (absolute values)."""
+        return f"vw:{{{tag}}}:ed:{day}"
+
+    @staticmethod
+    def engage_dirty(tag: str) -> str:
+        """zset (per partition): ``<day>/<artifact>/<version>/<user>`` -> its engaged ms
+        that day, for each total changed since the worker last wrote it to the database."""
+        return f"vw:{{{tag}}}:edirty"
 
     @staticmethod
     def views_stream(tag: str) -> str:

@@ -385,6 +385,60 @@ class RecordViewScript(Script):
         return ScriptCall(self, script_keys, args)
 
 
+class EngageScript(Script):
+    PATH = "stats/engage"
+
+    def call(
+        self,
+        keys: Keyspace,
+        times: Lifetimes,
+        artifact_id: str,
+        session: bytes,
+        user_id: str,
+        version_id: str,
+        engaged_ms: int,
+        rules: tuple[int, int, int, str, str, int, int],
+    ) -> ScriptCall:
+        """``rules``: slack, ceiling, read-after (ms), bucket floors (s, comma list), the
+        UTC day, and the lifetimes (ms) of the report hash and of the day hash."""
+        slack, ceiling, read_after, floors, day, reports_ms, day_ms = rules
+        k = keys.artifact(artifact_id)
+        script_keys = (
+            k.sessions,
+            k.info,
+            keys.engage_reports(artifact_id),
+            keys.engage_day(k.tag, day),
+            keys.engage_dirty(k.tag),
+        )
+        args = (
+            artifact_id,
+            session,
+            user_id,
+            version_id,
+            engaged_ms,
+            slack,
+            ceiling,
+            times.online_ms,
+            times.away_ms,
+            read_after,
+            floors,
+            keys.views_prefix(artifact_id),
+            day,
+            reports_ms,
+            day_ms,
+        )
+        return ScriptCall(self, script_keys, args)
+
+
+class EngageDoneScript(Script):
+    PATH = "stats/engage_done"
+
+    def call(self, dirty: str, read: Sequence[tuple[str, int]]) -> ScriptCall:
+        """Take each of ``read`` (member, score when read) out of the dirty zset unless it
+        changed since."""
+        return ScriptCall(self, (dirty,), tuple(x for pair in read for x in pair))
+
+
 class RecentScript(Script):
     PATH = "stats/recent"
 
@@ -454,6 +508,8 @@ class Scripts:
         self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
         self.recent = RecentScript()
+        self.engage = EngageScript()
+        self.engage_done = EngageDoneScript()
         self.viewers = ViewersScript()
         self.trim_stream = TrimStreamScript()
         self.take_token = TakeTokenScript()
