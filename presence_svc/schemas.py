@@ -17,6 +17,8 @@ __all__ = [
     "SESSION_PATTERN",
     "ArtifactId",
     "BatchOnline",
+    "EngagementItemOut",
+    "EngagementOut",
     "HeartbeatIn",
     "HeartbeatOut",
     "HistogramBucketOut",
@@ -429,6 +431,20 @@ class LedgerItemOut(_Out, kw_only=True):
 
 class LedgerOut(_Out, kw_only=True):
     items: list[LedgerItemOut]
+    next_cursor: str | None
+
+
+class EngagementItemOut(_Out, kw_only=True):
+    artifact_id: str
+    version_id: str
+    user_id: str
+    day: Annotated[str, Meta(description="the UTC day, YYYY-MM-DD")]
+    engaged_ms: Annotated[int, Meta(description="the user's engaged milliseconds that day")]
+    updated_at: Annotated[Time, Meta(description="when the worker last raised the total")]
+
+
+class EngagementOut(_Out, kw_only=True):
+    items: list[EngagementItemOut]
     next_cursor: str | None
 
 

@@ -1,4 +1,5 @@
-"""Background chores: the presence sweeper, the ledger drain and the ledger's upkeep.
+"""Background chores: the presence sweeper, the ledger drain, the ledger's upkeep and
+the engaged-time flush.
 
 ``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
 when it owns an embedded Redis. Any number of workers may run at once.
@@ -21,6 +22,7 @@ from typing import IO
 
 from presence_svc.database import Database, database_for
 from presence_svc.ledger.drain import LedgerDrain
+from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
@@ -118,6 +120,7 @@ class Worker:
         self.sweeper = Sweeper(redis, settings, owner=self.id)
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
+        self.engagement = EngagementFlush(redis, database.engagement, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -130,6 +133,7 @@ class Worker:
                 self.sweeper.run(self._stopping),
                 self.drain.run(self._stopping),
                 self.upkeep.run(self._stopping),
+                self.engagement.run(self._stopping),
             )
         finally:
             self.identity.release()
