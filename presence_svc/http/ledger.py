@@ -3,8 +3,6 @@ and audits."""
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
 from presence_svc.cursors import decode_cursor, encode_cursor
@@ -12,7 +10,7 @@ from presence_svc.errors import BadRequest, FieldError
 from presence_svc.http.params import query_choice, query_id, query_int, query_time
 from presence_svc.http.resources import DATABASE, LEDGER, LIMITER, TOKENS
 from presence_svc.http.wire import respond
-from presence_svc.ledger.engagement import EngagementQuery
+from presence_svc.ledger.engagement import EngagementQuery, day_range
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import EngagementItemOut, EngagementOut, LedgerItemOut, LedgerOut
@@ -57,10 +55,6 @@ async def ledger(request: web.Request) -> web.Response:
     return respond(request, LedgerOut(items=items, next_cursor=next_cursor))
 
 
-def _day(ms: int | None) -> str | None:
-    return None if ms is None else time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
-
-
 def _engagement_after(cursor: str) -> tuple[str, str, str, str]:
     day, rest = decode_cursor(cursor)
     parts = rest.split("/")
@@ -81,13 +75,13 @@ async def engagement(request: web.Request) -> web.Response:
     principal.require_dashboard()
     limit = query_int(request, "limit", default=100, low=1, high=1000)
     cursor = request.query.get("cursor")
-    until_ms = query_time(request, "until")
+    since_day, until_day = day_range(query_time(request, "since"), query_time(request, "until"))
     query = EngagementQuery(
         artifact_id=query_id(request, "artifactId"),
         version_id=query_id(request, "versionId"),
         user_id=query_id(request, "userId"),
-        since_day=_day(query_time(request, "since")),
-        until_day=_day(None if until_ms is None else until_ms - 1),
+        since_day=since_day,
+        until_day=until_day,
         after=_engagement_after(cursor) if cursor else None,
     )
     await app[LIMITER].check(principal, RouteClass.READ)

@@ -9,6 +9,7 @@ second worker, a flush cut short by a crash) changes nothing. Reads are keyset p
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -19,6 +20,7 @@ __all__ = [
     "EngagementQuery",
     "EngagementRow",
     "EngagementTotal",
+    "day_range",
     "iter_engagement_pages",
     "select_engagement",
 ]
@@ -73,6 +75,16 @@ class EngagementLedger(Protocol):
 
     async def erase_user(self, user_id: str, tombstone: str) -> int:
         """Replace ``user_id`` by ``tombstone`` in every row; returns how many."""
+
+
+def day_range(since_ms: int | None, until_ms: int | None) -> tuple[str | None, str | None]:
+    """The UTC days of a time range [since, until): the day holding ``since`` and the one
+    holding the instant before ``until``."""
+
+    def day(ms: int | None) -> str | None:
+        return None if ms is None else time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
+
+    return day(since_ms), day(None if until_ms is None else until_ms - 1)
 
 
 def select_engagement(
