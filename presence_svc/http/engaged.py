@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -25,13 +25,25 @@ async def with_engagement(
     write: Callable[[], Awaitable[T]],
 ) -> T:
     """``write()``'s result; with ``engagedMs``, the engage script joins the same loop turn
-    (one pipeline on a single server), created first so it is sent first: it reads the
-    session as its previous heartbeat left it."""
+    (one pipeline on a single server; its result matters to no one but a failure)."""
     if not body.engaged_ms:
         return await write()
     version = body.version_id if isinstance(body, HeartbeatIn) else None
-    report = app[ENGAGEMENT].report(
-        body.artifact_id, pack_session_id(body.session_id), user_id, version, body.engaged_ms
+    report = asyncio.ensure_future(
+        app[ENGAGEMENT].report(
+            body.artifact_id, pack_session_id(body.session_id), user_id, version, body.engaged_ms
+        )
     )
-    _, result = await asyncio.gather(report, write())
+    try:
+        result = await write()
+    except BaseException:
+        report.add_done_callback(_retrieved)
+        raise
+    await report
     return result
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """The write failed and said so: the report's own failure is no news."""
+    if not task.cancelled():
+        task.exception()

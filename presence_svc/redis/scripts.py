@@ -388,46 +388,44 @@ class RecordViewScript(Script):
 class EngageScript(Script):
     PATH = "stats/engage"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._heads: dict[str, tuple[tuple[ScriptArg, ...], _Shared]] = {}
+
     def call(
         self,
         keys: Keyspace,
-        times: Lifetimes,
         artifact_id: str,
+        rules: tuple[int, int, int, str, str, int, int],
         session: bytes,
         user_id: str,
         version_id: str,
         engaged_ms: int,
-        rules: tuple[int, int, int, str, str, int, int],
     ) -> ScriptCall:
         """``rules``: slack, ceiling, read-after (ms), bucket floors (s, comma list), the
-        UTC day, and the lifetimes (ms) of the report hash and of the day hash."""
-        slack, ceiling, read_after, floors, day, reports_ms, day_ms = rules
-        k = keys.artifact(artifact_id)
-        script_keys = (
-            k.sessions,
-            k.info,
-            keys.engage_reports(artifact_id),
-            keys.engage_day(k.tag, day),
-            keys.engage_dirty(k.tag),
-        )
-        args = (
-            artifact_id,
-            session,
-            user_id,
-            version_id,
-            engaged_ms,
-            slack,
-            ceiling,
-            times.online_ms,
-            times.away_ms,
-            read_after,
-            floors,
-            keys.views_prefix(artifact_id),
-            day,
-            reports_ms,
-            day_ms,
-        )
-        return ScriptCall(self, script_keys, args)
+        UTC day, and the lifetimes (ms) of the report hash and of the day hash. The keys
+        and those arguments are packed once per artifact and day (the heartbeat's hot
+        path)."""
+        cached = self._heads.get(artifact_id)
+        if cached is None or cached[0] != rules:
+            if len(self._heads) >= _CACHED_HEADS:
+                self._heads.clear()
+            slack, ceiling, read_after, floors, day, reports_ms, day_ms = rules
+            k = keys.artifact(artifact_id)
+            script_keys: tuple[str, ...] = (
+                k.info,
+                keys.engage_reports(artifact_id),
+                keys.engage_day(k.tag, day),
+                keys.engage_dirty(k.tag),
+            )
+            args: tuple[ScriptArg, ...] = (artifact_id, slack, ceiling, read_after, floors)
+            args += (keys.views_prefix(artifact_id), day, reports_ms, day_ms)
+            head = evalsha_head(self.sha, len(script_keys), len(args) + 4)
+            cached = (rules, (script_keys, args, head + pack_bulks((*script_keys, *args))))
+            self._heads[artifact_id] = cached
+        script_keys, args, head = cached[1]
+        own = (session, user_id, version_id, engaged_ms)
+        return ScriptCall(self, script_keys, args, own, head)
 
 
 class EngageDoneScript(Script):

@@ -1,7 +1,7 @@
 """Tier 2, engaged time: crediting what a session reports, within what could have happened.
 
 A heartbeat or a page-close beacon carrying ``engagedMs`` runs ``lua/stats/engage.lua``
-on the artifact's slot, in the same pipeline as the presence writer and sent before it.
+on the artifact's slot, in the same pipeline as the presence writer (in either order).
 The script clamps the delta (see ``SLACK_MS`` and the ceiling), credits the viewer of the
 version (only one with a view record of it), keeps the version's total, readers and
 histogram, and marks the day's total dirty for the worker (``ledger/engagement_flush``).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.scripts import Lifetimes, ScriptCall
+from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
 
 __all__ = [
@@ -57,13 +57,19 @@ class EngagementStore:
     def __init__(self, redis: RedisConnection, settings: Settings) -> None:
         self.redis = redis
         self.keys = Keyspace(settings.partitions)
-        self._times = Lifetimes.of(settings)
         self.ceiling_ms = settings.online_timeout_ms
         """One report credits at most the online timeout: a longer gap between two
         heartbeats would have taken the session offline."""
         self._floors = ",".join(str(f) for f in BUCKETS_S)
         self._read_after = settings.read_after_ms
         self._reports_keep = settings.away_timeout_ms + settings.online_timeout_ms
+        self._day = -1
+        self._rules: tuple[int, int, int, str, str, int, int] = self._rules_of(0)
+
+    def _rules_of(self, day: int) -> tuple[int, int, int, str, str, int, int]:
+        floors, read_after = self._floors, self._read_after
+        today = utc_day(day * 86_400)
+        return SLACK_MS, self.ceiling_ms, read_after, floors, today, self._reports_keep, DAY_KEEP_MS
 
     def report_call(
         self,
@@ -74,24 +80,11 @@ class EngagementStore:
         engaged_ms: int,
     ) -> ScriptCall:
         """``session`` packed as the presence store packs it (``live.store.pack_session_id``)."""
-        rules = (
-            SLACK_MS,
-            self.ceiling_ms,
-            self._read_after,
-            self._floors,
-            utc_day(),
-            self._reports_keep,
-            DAY_KEEP_MS,
-        )
+        day = int(time.time() // 86_400)
+        if day != self._day:  # the script's arguments but the session's, once a day
+            self._day, self._rules = day, self._rules_of(day)
         return self.redis.scripts.engage.call(
-            self.keys,
-            self._times,
-            artifact_id,
-            session,
-            user_id,
-            version_id or "",
-            engaged_ms,
-            rules,
+            self.keys, artifact_id, self._rules, session, user_id, version_id or "", engaged_ms
         )
 
     async def report(
