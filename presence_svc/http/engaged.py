@@ -29,11 +29,14 @@ async def with_engagement(
     if not body.engaged_ms:
         return await write()
     version = body.version_id if isinstance(body, HeartbeatIn) else None
-    report = asyncio.ensure_future(
-        app[ENGAGEMENT].report(
-            body.artifact_id, pack_session_id(body.session_id), user_id, version, body.engaged_ms
-        )
+    coro = app[ENGAGEMENT].report(
+        body.artifact_id, pack_session_id(body.session_id), user_id, version, body.engaged_ms
     )
+    if version is None:
+        # The report reads the session's version, which a leave may delete: sent first.
+        _, left = await asyncio.gather(coro, write())
+        return left
+    report = asyncio.ensure_future(coro)
     try:
         result = await write()
     except BaseException:
