@@ -6,9 +6,8 @@ import msgspec
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
-from presence_svc.http.engaged import with_engagement
 from presence_svc.http.params import path_id, query_ids, query_int, query_set
-from presence_svc.http.resources import LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.resources import ENGAGEMENT, LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import presence_out, with_recent
 from presence_svc.ratelimits import RouteClass
@@ -58,18 +57,14 @@ async def heartbeat(request: web.Request) -> web.Response:
     counts = await app[LIMITER].guard(
         principal,
         RouteClass.HEARTBEAT,
-        lambda: with_engagement(
-            app,
-            body,
+        lambda: app[PRESENCE].heartbeat(
+            body.artifact_id,
+            body.session_id,
             principal.user_id,
-            lambda: app[PRESENCE].heartbeat(
-                body.artifact_id,
-                body.session_id,
-                principal.user_id,
-                body.version_id,
-                state,
-                body.status == "away",
-            ),
+            body.version_id,
+            state,
+            body.status == "away",
+            app[ENGAGEMENT].engagement(body.engaged_ms),
         ),
     )
     out = HeartbeatOut(
@@ -91,13 +86,12 @@ async def leave(request: web.Request) -> web.Response:
     counts = await app[LIMITER].guard(
         principal,
         RouteClass.HEARTBEAT,
-        lambda: with_engagement(
-            app,
-            body,
+        lambda: app[PRESENCE].leave(
+            body.artifact_id,
+            body.session_id,
             principal.user_id,
-            lambda: app[PRESENCE].leave(
-                body.artifact_id, body.session_id, principal.user_id, grace=body.grace
-            ),
+            grace=body.grace,
+            engaged=app[ENGAGEMENT].engagement(body.engaged_ms),
         ),
     )
     return respond(

@@ -19,7 +19,7 @@ from presence_svc.live.events import LargeRooms, PresenceHub
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
-from presence_svc.stats.engagement import EngagementStore
+from presence_svc.stats.engagement import EngagementRules
 from presence_svc.stats.views import ViewStore
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.worker import Worker
@@ -50,7 +50,7 @@ TOKENS: Final = web.AppKey("tokens", TokenCodec)
 REDIS: Final = web.AppKey("redis", RedisConnection)
 PRESENCE: Final = web.AppKey("presence", PresenceStore)
 VIEWS: Final = web.AppKey("views", ViewStore)
-ENGAGEMENT: Final = web.AppKey("engagement", EngagementStore)
+ENGAGEMENT: Final = web.AppKey("engagement", EngagementRules)
 DATABASE: Final = web.AppKey("database", Database)
 LEDGER: Final = web.AppKey[LedgerStore]("ledger")
 USERS: Final = web.AppKey[UsersDirectory]("users")
@@ -71,7 +71,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     app[PRESENCE] = PresenceStore(redis, settings)
     app[VIEWS] = ViewStore(redis, settings)
-    app[ENGAGEMENT] = EngagementStore(redis, settings)
+    app[ENGAGEMENT] = EngagementRules(settings)
     app[LIMITER] = Limiter(redis, app[PRESENCE].keys, settings.rate_limits)
     yield
     await redis.aclose()

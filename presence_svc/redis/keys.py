@@ -188,21 +188,23 @@ class Keyspace:
         """zset: user id -> last view (ms), for paging viewers most recent first."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:vz:{artifact_id}/{version_id}"
 
-    def views_prefix(self, artifact_id: str) -> str:
-        """``vw:{T}:``, the artifact's views keys' start: lua/stats/engage.lua appends
-        ``vu:``/``v:<artifact>/<version>`` (``version_viewers``/``version_stats``) itself,
-        the version being the session's, known only there."""
-        return f"vw:{{{self.tag_of(artifact_id)}}}:"
+    @staticmethod
+    def views_prefix(tag: str) -> str:
+        """``vw:{T}:``, the start of the views keys of tag ``T``: lib/engage.lua appends
+        ``vu:``/``v:<artifact>/<version>`` (``version_viewers``/``version_stats``) and
+        ``ed:<day>`` (``engage_day``) itself, the version being known only there."""
+        return f"vw:{{{tag}}}:"
 
-    def engage_reports(self, artifact_id: str) -> str:
+    @staticmethod
+    def engage_reports(tag: str, artifact_id: str) -> str:
         """hash: packed session id -> the session's last engaged-time report (ms), kept a
-        short while (``stats.engagement.REPORTS_KEEP_MS``): the clamp's start."""
-        return f"vw:{{{self.tag_of(artifact_id)}}}:er:{artifact_id}"
+        short while (the away plus the online timeout): where the next report's clamp starts."""
+        return f"vw:{{{tag}}}:er:{artifact_id}"
 
     @staticmethod
     def engage_day(tag: str, day: str) -> str:
         """hash (per partition and UTC day ``YYYY-MM-DD``): ``<artifact>/<version>/<user>``
-        -> engaged ms that day; the worker copies it into the database (absolute values)."""
+        -> engaged ms that day (kept ``stats.engagement.DAY_KEEP_MS``)."""
         return f"vw:{{{tag}}}:ed:{day}"
 
     @staticmethod

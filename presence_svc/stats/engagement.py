@@ -1,28 +1,25 @@
-"""Tier 2, engaged time: crediting what a session reports, within what could have happened.
+"""Tier 2, engaged time: the rules a session's report is credited by.
 
-A heartbeat or a page-close beacon carrying ``engagedMs`` runs ``lua/stats/engage.lua``
-on the artifact's slot, in the same pipeline as the presence writer (in either order).
-The script clamps the delta (see ``SLACK_MS`` and the ceiling), credits the viewer of the
-version (only one with a view record of it), keeps the version's total, readers and
-histogram, and marks the day's total dirty for the worker (``ledger/engagement_flush``).
+A heartbeat or a page-close beacon carrying ``engagedMs`` runs the presence writer with
+``lua/lib/engage.lua`` in front of it (``stats/heartbeat_engaged.lua``,
+``stats/leave_engaged.lua``): one atomic call on the artifact's slot that clamps the delta
+(``SLACK_MS``, the ceiling), credits the viewer of the version (only one with a view record
+of it), keeps the version's total, readers and histogram, and marks the day's total dirty
+for the worker (``ledger/engagement_flush``). A heartbeat without it runs the writer alone.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from presence_svc.redis.connection import RedisConnection
-from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.scripts import ScriptCall
+from presence_svc.redis.scripts import Engagement, EngageRules
 from presence_svc.settings import Settings
 
 __all__ = [
     "BUCKETS_S",
     "DAY_KEEP_MS",
     "SLACK_MS",
-    "Engaged",
-    "EngagementStore",
+    "EngagementRules",
     "bucket_fields",
     "utc_day",
 ]
@@ -46,55 +43,30 @@ def utc_day(at_s: float | None = None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() if at_s is None else at_s))
 
 
-@dataclass(frozen=True, slots=True)
-class Engaged:
-    credited_ms: int
-    total_ms: int | None
-    """The viewer's engaged total on the version; None when the report was dropped."""
+class EngagementRules:
+    """The rules of this process (settings), and today's day."""
 
-
-class EngagementStore:
-    def __init__(self, redis: RedisConnection, settings: Settings) -> None:
-        self.redis = redis
-        self.keys = Keyspace(settings.partitions)
+    def __init__(self, settings: Settings) -> None:
         self.ceiling_ms = settings.online_timeout_ms
         """One report credits at most the online timeout: a longer gap between two
         heartbeats would have taken the session offline."""
-        self._floors = ",".join(str(f) for f in BUCKETS_S)
-        self._read_after = settings.read_after_ms
-        self._reports_keep = settings.away_timeout_ms + settings.online_timeout_ms
-        self._day = -1
-        self._rules: tuple[int, int, int, str, str, int, int] = self._rules_of(0)
-
-    def _rules_of(self, day: int) -> tuple[int, int, int, str, str, int, int]:
-        floors, read_after = self._floors, self._read_after
-        today = utc_day(day * 86_400)
-        return SLACK_MS, self.ceiling_ms, read_after, floors, today, self._reports_keep, DAY_KEEP_MS
-
-    def report_call(
-        self,
-        artifact_id: str,
-        session: bytes,
-        user_id: str,
-        version_id: str | None,
-        engaged_ms: int,
-    ) -> ScriptCall:
-        """``session`` packed as the presence store packs it (``live.store.pack_session_id``)."""
-        day = int(time.time() // 86_400)
-        if day != self._day:  # the script's arguments but the session's, once a day
-            self._day, self._rules = day, self._rules_of(day)
-        return self.redis.scripts.engage.call(
-            self.keys, artifact_id, self._rules, session, user_id, version_id or "", engaged_ms
+        self._fixed = (
+            SLACK_MS,
+            self.ceiling_ms,
+            settings.read_after_ms,
+            ",".join(str(f) for f in BUCKETS_S),
+            settings.away_timeout_ms + settings.online_timeout_ms,
+            DAY_KEEP_MS,
         )
+        self._day = -1
+        self._rules = EngageRules(*self._fixed, utc_day(0))
 
-    async def report(
-        self,
-        artifact_id: str,
-        session: bytes,
-        user_id: str,
-        version_id: str | None,
-        engaged_ms: int,
-    ) -> Engaged:
-        call = self.report_call(artifact_id, session, user_id, version_id, engaged_ms)
-        credited, total = await self.redis.run(call)
-        return Engaged(int(credited), None if int(total) < 0 else int(total))
+    def engagement(self, engaged_ms: int) -> Engagement | None:
+        """What a heartbeat or a leave passes to the presence store: None for 0 (a plain
+        heartbeat, which costs nothing more)."""
+        if not engaged_ms:
+            return None
+        day = int(time.time() // 86_400)
+        if day != self._day:
+            self._day, self._rules = day, EngageRules(*self._fixed, utc_day(day * 86_400))
+        return Engagement(self._rules, engaged_ms)

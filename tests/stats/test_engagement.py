@@ -158,3 +158,22 @@ async def test_later_elements_of_a_viewer_entry_are_kept(
     entry = msgspec.msgpack.decode(sync_redis.hget(key, "alice"))
     assert entry[0] == views + 1
     assert entry[3:] == [700, True]
+
+
+def test_the_engaged_heartbeat_packed_for_the_pipe_is_the_call_a_cluster_sends(
+    settings: Any,
+) -> None:
+    from presence_svc.live.store import PresenceStore
+    from presence_svc.redis.connection import connect
+    from presence_svc.redis.resp import pack_evalsha
+    from presence_svc.stats.engagement import EngagementRules
+
+    store, rules = PresenceStore(connect(settings), settings), EngagementRules(settings)
+    for engaged in (None, rules.engagement(1_500)):
+        call = store.heartbeat_call("doc-1", SESSION, "alice", "v1", b'{"p":1}', True, engaged)
+        assert call.resp() == pack_evalsha(call.script.sha, call.keys, call.args)
+    leave = store._scripts.leave_engaged.call_engaged(
+        store.keys.artifact("doc-1"), store._times, b"#12345678", "alice", 0, rules.engagement(9)
+    )
+    assert leave.resp() == pack_evalsha(leave.script.sha, leave.keys, leave.args)
+    assert rules.engagement(0) is None  # a plain heartbeat: the plain writer
