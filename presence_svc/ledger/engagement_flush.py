@@ -27,10 +27,10 @@ __all__ = ["BATCH", "EngagementFlush"]
 log = logging.getLogger(__name__)
 
 BATCH = 1000
-"""Dirty totals read and written per step."""
+"""Dirty totals read per partition and step."""
 _STEPS = 20
-"""Steps per partition and flush at most: totals changing faster than a flush writes them
-wait for the next flush instead of holding this one."""
+"""Steps per flush at most: totals changing faster than a flush writes them wait for the
+next flush instead of holding this one."""
 
 
 class EngagementFlush:
@@ -42,30 +42,43 @@ class EngagementFlush:
         self.dirty = [keys.engage_dirty(tag) for tag in keys.tags]
 
     async def flush_once(self) -> int:
-        """Every partition's dirty totals written; returns how many were written."""
+        """Every partition's dirty totals written; returns how many were written. Each step
+        reads up to ``BATCH`` per partition (one pipeline) and writes them all in one
+        transaction."""
         written = 0
-        for dirty in self.dirty:
-            for _ in range(_STEPS):
-                pipe = self.redis.client.pipeline(transaction=False)
-                pipe.zrange(dirty, 0, BATCH - 1, withscores=True)
-                (found,) = await pipe.execute()
-                totals, read = [], []
-                for member, score in found:
+        dirty = self.dirty
+        for _ in range(_STEPS):
+            pipe = self.redis.client.pipeline(transaction=False)
+            for key in dirty:
+                pipe.zrange(key, 0, BATCH - 1, withscores=True)
+            found = await pipe.execute()
+            totals: list[EngagementTotal] = []
+            done = []
+            for key, members in zip(dirty, found, strict=True):
+                read = []
+                for member, score in members:
                     text = as_text(member)
                     parts = text.split("/")
-                    if len(parts) == 4:
+                    if len(parts) == 4:  # a malformed member is dropped
                         day, artifact_id, version_id, user_id = parts
                         totals.append(
                             EngagementTotal(artifact_id, version_id, user_id, day, int(score))
                         )
-                    read.append((text, int(score)))  # a malformed member is dropped
-                if totals:
-                    await self.store.upsert_totals(totals, int(time.time() * 1000))
-                    written += len(totals)
+                    read.append((text, int(score)))
                 if read:
-                    await self.redis.run(self.redis.scripts.engage_done.call(dirty, read))
-                if len(found) < BATCH:
-                    break
+                    done.append(self.redis.scripts.engage_done.call(key, read))
+            if totals:
+                await self.store.upsert_totals(totals, int(time.time() * 1000))
+                written += len(totals)
+            for result in await self.redis.run_many(done):
+                if isinstance(result, Exception):
+                    raise result
+            # partitions with a full batch may hold more: only those are read again
+            dirty = [
+                key for key, members in zip(dirty, found, strict=True) if len(members) == BATCH
+            ]
+            if not dirty:
+                break
         return written
 
     async def run(self, stopping: asyncio.Event) -> None:
