@@ -195,3 +195,20 @@ async def test_erase_user_replaces_the_id_by_the_tombstone(database: Database) -
     assert await database.engagement.erase_user("alice", "erased-1f2e") == 1
     rows = [r async for r in database.engagement.iter_engagement(EngagementQuery())]
     assert sorted((r.user_id, r.engaged_ms) for r in rows) == [("bob", 20), ("erased-1f2e", 10)]
+
+
+async def test_a_backlog_over_a_batch_is_written_whole_and_drained(
+    ledger_url: str, settings: Settings, redis_conn: RedisConnection, sync_redis: redis.Redis
+) -> None:
+    keys = Keyspace(settings.partitions)
+    dirty = keys.engage_dirty(keys.tag_of("doc-1"))
+    sync_redis.zadd(dirty, {f"2026-11-30/doc-1/v1/user-{i:05d}": 10 + i for i in range(2_500)})
+    sync_redis.zadd(keys.engage_dirty(keys.tag_of("doc-2")), {"2026-11-30/doc-2/v1/bob": 7})
+    async with opened_database(ledger_url) as database:
+        flush = EngagementFlush(redis_conn, database.engagement, settings)
+        assert await flush.flush_once() == 2_501
+    assert sync_redis.zcard(dirty) == 0
+    found = await engaged_in_db(ledger_url)
+    assert len(found) == 2_501
+    assert found[("doc-1", "v1", "user-02499")] == 2_509
+    assert found[("doc-2", "v1", "bob")] == 7
