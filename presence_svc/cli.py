@@ -31,7 +31,8 @@ from presence_svc.database import Database, database_for
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations
 from presence_svc.doctor import redacted
 from presence_svc.jsonl import BadLine
-from presence_svc.ledger.export import FORMATS, export_ledger
+from presence_svc.ledger.engagement import EngagementQuery, day_range
+from presence_svc.ledger.export import FORMATS, export_engagement, export_ledger
 from presence_svc.ledger.importer import import_ledger
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.listen import BindError, adopt, bind
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--since", help="from this time (ISO 8601, inclusive)")
     export.add_argument("--until", help="up to this time (ISO 8601, exclusive)")
     export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.add_argument(
+        "--engagement",
+        action="store_true",
+        help="the engaged-time daily totals instead of the views (--since/--until: days)",
+    )
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     _import_parser(
         ledger_commands, "add the rows of a ledger export --format jsonl file (idempotent)"
@@ -401,12 +407,13 @@ def _id_arg(flag: str, value: str | None) -> str | None:
 
 
 def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
-    query = LedgerQuery(
+    views = LedgerQuery(
         artifact_id=_id_arg("--artifact", args.artifact),
         user_id=_id_arg("--user", args.user),
         since_ms=_time_arg("--since", args.since),
         until_ms=_time_arg("--until", args.until),
     )
+    query = _engagement_query(views) if args.engagement else views
     with contextlib.ExitStack() as stack:
         out = (
             stack.enter_context(open(args.output, "w", newline="", encoding="utf-8"))
@@ -417,8 +424,23 @@ def _ledger_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _export(settings: Settings, query: LedgerQuery, fmt: str, out: IO[str]) -> int:
+def _engagement_query(views: LedgerQuery) -> EngagementQuery:
+    """The views export's filters, for the engaged-time totals (days)."""
+    since_day, until_day = day_range(views.since_ms, views.until_ms)
+    return EngagementQuery(
+        artifact_id=views.artifact_id,
+        user_id=views.user_id,
+        since_day=since_day,
+        until_day=until_day,
+    )
+
+
+async def _export(
+    settings: Settings, query: LedgerQuery | EngagementQuery, fmt: str, out: IO[str]
+) -> int:
     async with _database(settings) as database:
+        if isinstance(query, EngagementQuery):
+            return await export_engagement(database.engagement, query, fmt, out)
         return await export_ledger(database.ledger, query, fmt, out)
 
 

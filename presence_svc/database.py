@@ -13,6 +13,9 @@ from presence_svc.db import SqliteFile, sqlite_path
 from presence_svc.db.errors import DatabaseUnavailable, is_unavailable
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations
 from presence_svc.db.postgres import PostgresPool
+from presence_svc.ledger.engagement import EngagementLedger
+from presence_svc.ledger.engagement_postgres import PostgresEngagement
+from presence_svc.ledger.engagement_sqlite import SqliteEngagement
 from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.sqlite import SqliteLedger
 from presence_svc.ledger.store import LedgerStore
@@ -30,11 +33,13 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """One connection (a SQLite file or a PostgreSQL pool) and the two stores on it."""
+    """One connection (a SQLite file or a PostgreSQL pool) and the stores on it."""
 
     connection: SqliteFile | PostgresPool
     ledger: LedgerStore
     users: UsersDirectory
+    engagement: EngagementLedger
+    """Engaged-time daily totals (ledger/engagement.py)."""
 
     @property
     def kind(self) -> str:
@@ -87,12 +92,12 @@ def open_database(url: str, *, pool_size: int = 10, auto_migrate: bool = True) -
     """
     if url.startswith(POSTGRES_SCHEMES):
         pool = PostgresPool(url, pool_size=pool_size, auto_migrate=auto_migrate)
-        return Database(pool, PostgresLedger(pool), PostgresUsers(pool))
+        return Database(pool, PostgresLedger(pool), PostgresUsers(pool), PostgresEngagement(pool))
     path = sqlite_path(url)
     if path is None:
         raise ValueError(f"unsupported ledger URL {url!r}")
     file = SqliteFile(path, auto_migrate=auto_migrate)
-    return Database(file, SqliteLedger(file), SqliteUsers(file))
+    return Database(file, SqliteLedger(file), SqliteUsers(file), SqliteEngagement(file))
 
 
 def database_for(settings: Settings) -> Database:

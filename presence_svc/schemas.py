@@ -14,11 +14,15 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 __all__ = [
     "ID_PATTERN",
     "MAX_AUDIENCE",
+    "MAX_ENGAGED_MS",
     "SESSION_PATTERN",
     "ArtifactId",
     "BatchOnline",
+    "EngagementItemOut",
+    "EngagementOut",
     "HeartbeatIn",
     "HeartbeatOut",
+    "HistogramBucketOut",
     "IntervalEvent",
     "JoinEvent",
     "LatestIn",
@@ -111,6 +115,21 @@ _COUNT_ACTIVE = Meta(description="users online with at least one active session"
 _COUNT_AWAY = Meta(description="users online whose every online session is away")
 
 
+MAX_ENGAGED_MS = 86_400_000
+EngagedMs = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_ENGAGED_MS,
+        description="Engaged milliseconds since the session's previous heartbeat (tab "
+        "visible and focused, an input within idleAfterS): an integer, 0-86400000. The "
+        "server clamps it to the time since the session's previous report plus 2 s, and "
+        "to PRESENCE_ONLINE_TIMEOUT_S; it credits the viewer of the version only if they "
+        "have a counted view of it",
+    ),
+]
+
+
 class _Body(Struct, rename="camel", forbid_unknown_fields=False):
     """Request bodies ignore unknown fields (a client's ``userId`` is never trusted)."""
 
@@ -128,6 +147,7 @@ class HeartbeatIn(_Body, kw_only=True):
             "for hidden tabs, whose timers browsers throttle to about once a minute"
         ),
     ] = "active"
+    engaged_ms: EngagedMs = 0
 
 
 class LeaveIn(_Body, kw_only=True):
@@ -147,6 +167,7 @@ class LeaveIn(_Body, kw_only=True):
             "(navigator.sendBeacon); ignored when an Authorization header is present"
         ),
     ] = None
+    engaged_ms: EngagedMs = 0
 
 
 class ViewIn(_Body, kw_only=True):
@@ -350,11 +371,30 @@ class ViewOut(_Out, kw_only=True):
     unique_viewers: int
 
 
+class HistogramBucketOut(_Out, kw_only=True):
+    from_s: Annotated[int, Meta(description="the bucket's floor: engaged time >= this")]
+    viewers: int
+
+
+_ENGAGED = Meta(description="engaged milliseconds credited (see engagedMs of a heartbeat)")
+
+
 class VersionStatsOut(_Out, kw_only=True):
     version_id: str
     views: int
     unique_viewers: int
     last_viewed_at: Time
+    engaged_ms: Annotated[int, _ENGAGED]
+    readers: Annotated[
+        int, Meta(description="viewers whose engaged time reached PRESENCE_READ_AFTER_S")
+    ]
+    histogram: Annotated[
+        list[HistogramBucketOut],
+        Meta(
+            description="viewers with engaged time > 0, by their total, in buckets from "
+            "0, 10, 30, 60, 300 and 900 s (each up to the next floor)"
+        ),
+    ]
 
 
 class StatsOut(_Out, kw_only=True):
@@ -362,6 +402,7 @@ class StatsOut(_Out, kw_only=True):
     views: int
     unique_viewers: int
     last_viewed_at: Time | None
+    engaged_ms: Annotated[int, Meta(description="engaged milliseconds of the versions listed")]
     versions: list[VersionStatsOut]
 
 
@@ -372,6 +413,7 @@ class ViewerOut(_Out, kw_only=True):
     views: int
     first_viewed_at: Time
     last_viewed_at: Time
+    engaged_ms: Annotated[int, _ENGAGED]
 
 
 class ViewersOut(_Out, kw_only=True):
@@ -479,6 +521,20 @@ class LedgerItemOut(_Out, kw_only=True):
 
 class LedgerOut(_Out, kw_only=True):
     items: list[LedgerItemOut]
+    next_cursor: str | None
+
+
+class EngagementItemOut(_Out, kw_only=True):
+    artifact_id: str
+    version_id: str
+    user_id: str
+    day: Annotated[str, Meta(description="the UTC day, YYYY-MM-DD")]
+    engaged_ms: Annotated[int, Meta(description="the user's engaged milliseconds that day")]
+    updated_at: Annotated[Time, Meta(description="when the worker last raised the total")]
+
+
+class EngagementOut(_Out, kw_only=True):
+    items: list[EngagementItemOut]
     next_cursor: str | None
 
 

@@ -103,6 +103,8 @@ class Settings:
     """Verified tokens each process keeps (one per active tab, ~0.5 KB each)."""
     timeline_days: int = 7
     """How long Redis keeps an artifact's per-minute timeline (0: no timeline is kept)."""
+    engagement_flush_s: float = 30.0
+    """The worker writes the engaged-time totals changed since into the database this often."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -189,6 +191,10 @@ class Settings:
         _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
         _check(0 < self.read_after_s <= 86400, "PRESENCE_READ_AFTER_S must be within 0..86400")
         _check(0 <= self.timeline_days <= 90, "PRESENCE_TIMELINE_DAYS must be within 0..90")
+        _check(
+            0 < self.engagement_flush_s <= 3600,
+            "PRESENCE_ENGAGEMENT_FLUSH_S must be within 0..3600",
+        )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -353,5 +359,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_PROFILE_CACHE_S", "profile_cache_s", _parse_seconds),
     ("PRESENCE_TOKEN_CACHE_SIZE", "token_cache_size", int),
     ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
+    ("PRESENCE_ENGAGEMENT_FLUSH_S", "engagement_flush_s", _parse_seconds),
 )
 """Each setting's environment variable, field and parser."""

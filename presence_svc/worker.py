@@ -1,5 +1,5 @@
-"""Background chores: the presence sweeper, the ledger drain, the ledger's upkeep and the
-timeline's hourly rollup.
+"""Background chores: the presence sweeper, the ledger drain, the ledger's upkeep, the
+timeline's hourly rollup and the engaged-time flush.
 
 ``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
 when it owns an embedded Redis. Any number of workers may run at once.
@@ -22,6 +22,7 @@ from typing import IO
 
 from presence_svc.database import Database, database_for
 from presence_svc.ledger.drain import LedgerDrain
+from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
@@ -122,6 +123,7 @@ class Worker:
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
         self.timeline = TimelineRollup(redis, timeline_store(database.connection), settings)
+        self.engagement = EngagementFlush(redis, database.engagement, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -135,6 +137,7 @@ class Worker:
                 self.drain.run(self._stopping),
                 self.upkeep.run(self._stopping),
                 self.timeline.run(self._stopping),
+                self.engagement.run(self._stopping),
             )
         finally:
             self.identity.release()

@@ -3,7 +3,8 @@
 -- KEYS[1] debounce key (artifact, version, user)   KEYS[2] artifact stats hash
 -- KEYS[3] artifact viewers set   KEYS[4] artifact versions zset (version -> last view)
 -- KEYS[5] version stats hash   KEYS[6] version viewers hash (user -> msgpack
---         {views, firstViewedAt, lastViewedAt})   KEYS[7] version viewers by last view zset
+--         {views, firstViewedAt, lastViewedAt[, engagedMs, ...]}: elements 4+ are kept as
+--         they are, see stats/engage.lua)   KEYS[7] version viewers by last view zset
 -- KEYS[8] views stream
 -- ARGV[1] artifact id  ARGV[2] version id  ARGV[3] user id  ARGV[4] session id ('' none)
 -- ARGV[5] view id (unique; the ledger is idempotent on it)  ARGV[6] debounce window (ms)
@@ -31,6 +32,8 @@ if raw then
   mine = cmsgpack.unpack(raw)
   mine[1] = mine[1] + 1
   mine[3] = now
+  -- a later element present without engagedMs: fill the hole so msgpack keeps them all
+  if mine[4] == nil and mine[5] ~= nil then mine[4] = 0 end
 else
   mine = {1, now, now}
 end

@@ -2,7 +2,8 @@
 -- KEYS[1] version viewers by last view zset  KEYS[2] version viewers hash
 -- ARGV[1] page size  ARGV[2] cursor lastViewedAt (ms) and ARGV[3] cursor user id: the last
 --         row of the previous page ('' for the first); order: last view desc, user id desc
--- returns msgpack {{{userId, {views, firstViewedAt, lastViewedAt}}, ...}, has_more}; read-only
+-- returns msgpack {{{userId, {views, firstViewedAt, lastViewedAt[, engagedMs, ...]}}, ...},
+-- has_more}; read-only
 local size = tonumber(ARGV[1])
 local rows = {}
 local function add(members)

@@ -126,14 +126,25 @@ class _Builder:
         self.rng.shuffle(order)
         return [order[i % len(order)] for i in range(count)]
 
-    def heartbeat(self, user: int) -> bytes:
-        body = {
+    def heartbeat(self, user: int, engaged_ms: int = 0) -> bytes:
+        body: dict[str, object] = {
             "artifactId": artifact_id(self.population.artifact_of(user)),
             "versionId": "v1",
             "sessionId": session_id(user),
             "state": {"page": user % 7, "mode": "view"},
         }
+        if engaged_ms:
+            body["engagedMs"] = engaged_ms
         return _request("POST", "/v1/heartbeat", self.token(user), _JSON.encode(body))
+
+    def own_view(self, user: int) -> bytes:
+        """A view of v1 of the user's own artifact (what a tab records on open)."""
+        body = {
+            "artifactId": artifact_id(self.population.artifact_of(user)),
+            "versionId": "v1",
+            "sessionId": session_id(user),
+        }
+        return _request("POST", "/v1/views", self.token(user), _JSON.encode(body))
 
     def view(self, user: int) -> bytes:
         body = {
@@ -206,6 +217,16 @@ class _Builder:
 
 def _heartbeat(b: _Builder) -> list[bytes]:
     return [b.heartbeat(u) for u in b.users(b.population.users)]
+
+
+def _heartbeat_engaged(b: _Builder) -> list[bytes]:
+    """``heartbeat`` with ``engagedMs`` (a tab someone looks at: 15 s per heartbeat),
+    credited to the viewer (each user viewed v1 of their artifact, unmeasured, first)."""
+    return [b.heartbeat(u, engaged_ms=15_000) for u in b.users(b.population.users)]
+
+
+def _own_views(b: _Builder) -> list[bytes]:
+    return [b.own_view(u) for u in range(b.population.users)]
 
 
 def _views(b: _Builder) -> list[bytes]:
@@ -291,6 +312,7 @@ def _timeline(b: _Builder) -> list[bytes]:
 
 SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "heartbeat": _heartbeat,
+    "heartbeat-engaged": _heartbeat_engaged,
     "views": _views,
     "online-batch": _online_batch,
     "presence-list": _presence_list,
@@ -299,12 +321,13 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "online-one": _online_one,
     "where-now": _where_now,
     "seen-check": _seen_check,
+    "churn": _churn,
+    "timeline": _timeline,
 }
 SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "where-now": _where_now_seed,
     "seen-check": _seen_check_seed,
-    "churn": _churn,
-    "timeline": _timeline,
+    "heartbeat-engaged": _own_views,
 }
 """Unmeasured requests a scenario needs first, besides every user's one heartbeat."""
 

@@ -27,7 +27,10 @@ from presence_svc.client.events import (
 from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
+    EngagementItem,
+    EngagementPage,
     HeartbeatResult,
+    HistogramBucket,
     Latest,
     LedgerItem,
     LedgerPage,
@@ -58,8 +61,11 @@ from presence_svc.client.snapshot import LivePresence
 __all__ = [
     "ArtifactOnline",
     "CountEvent",
+    "EngagementItem",
+    "EngagementPage",
     "EventStream",
     "HeartbeatResult",
+    "HistogramBucket",
     "IntervalEvent",
     "JoinEvent",
     "Latest",

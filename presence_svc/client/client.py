@@ -22,6 +22,7 @@ from presence_svc.client.events import EventStream
 from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
+    EngagementPage,
     HeartbeatResult,
     Latest,
     LedgerPage,
@@ -124,10 +125,14 @@ class PresenceClient:
         version_id: str | None = None,
         state: dict[str, Any] | None = None,
         status: Status = "active",
+        engaged_ms: int = 0,
     ) -> HeartbeatResult:
         """``status="away"`` (a hidden tab, an idle user) keeps the session online for the
-        service's away timeout (10 min by default) instead of its online timeout."""
+        service's away timeout (10 min by default) instead of its online timeout.
+        ``engaged_ms``: engaged time since the session's previous heartbeat."""
         body: dict[str, Any] = {"artifactId": artifact_id, "sessionId": session_id}
+        if engaged_ms:
+            body["engagedMs"] = engaged_ms
         if version_id is not None:
             body["versionId"] = version_id
         if state is not None:
@@ -137,9 +142,13 @@ class PresenceClient:
         return await self._call("POST", "/v1/heartbeat", HeartbeatResult, body=body)
 
     async def leave(
-        self, artifact_id: str, *, session_id: str, grace: bool = False
+        self, artifact_id: str, *, session_id: str, grace: bool = False, engaged_ms: int = 0
     ) -> OnlineCounts:
-        body = {"artifactId": artifact_id, "sessionId": session_id, "grace": grace}
+        """``engaged_ms``: engaged time since the session's last heartbeat, credited too."""
+        body: dict[str, Any] = {"artifactId": artifact_id, "sessionId": session_id}
+        body["grace"] = grace
+        if engaged_ms:
+            body["engagedMs"] = engaged_ms
         return await self._call("POST", "/v1/leave", OnlineCounts, body=body)
 
     async def record_view(
@@ -330,6 +339,29 @@ class PresenceClient:
             order=order if order != "asc" else None,
         )
         return await self._call("GET", "/v1/ledger", LedgerPage, params=params)
+
+    async def engagement(
+        self,
+        *,
+        artifact_id: str | None = None,
+        version_id: str | None = None,
+        user_id: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> EngagementPage:
+        """Engaged time per artifact, version, user and UTC day (``/v1/ledger/engagement``)."""
+        params = _params(
+            artifactId=artifact_id,
+            versionId=version_id,
+            userId=user_id,
+            since=_iso(since),
+            until=_iso(until),
+            limit=limit,
+            cursor=cursor,
+        )
+        return await self._call("GET", "/v1/ledger/engagement", EngagementPage, params=params)
 
     # HTTP ------------------------------------------------------------------------------
 

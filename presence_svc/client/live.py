@@ -19,6 +19,8 @@ __all__ = ["LiveSession"]
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
+MAX_ENGAGED_MS = 86_400_000
+"""The most one heartbeat may carry; the rest goes with the next one."""
 
 
 class LiveSession:
@@ -44,6 +46,8 @@ class LiveSession:
         self.counts: HeartbeatResult | None = None
         self.error: PresenceClientError | None = None
         self.heartbeats = 0
+        self.engaged_ms = 0
+        """Engaged time reported with ``add_engaged`` and not sent yet."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._done: list[Callable[[LiveSession], object]] = []
@@ -72,6 +76,15 @@ class LiveSession:
         self.version_id = version_id
         self._wake.set()
 
+    def add_engaged(self, ms: int) -> None:
+        """Count ``ms`` of engaged time (someone really looking); sent with the next
+        heartbeat, or with the leave on ``stop``. The service credits it to the session's
+        version only if a view of it was recorded, and at most what the time since the
+        previous report allows."""
+        if ms < 0:
+            raise ValueError("engaged time cannot be negative")
+        self.engaged_ms += int(ms)
+
     async def stop(self, *, leave: bool = True) -> None:
         """Stop heartbeating and, unless ``leave`` is false, take the session offline."""
         if self._stopped:
@@ -83,7 +96,10 @@ class LiveSession:
                 await self._task
         try:
             if leave:
-                await self._client.leave(self.artifact_id, session_id=self.session_id)
+                engaged, self.engaged_ms = min(self.engaged_ms, MAX_ENGAGED_MS), 0
+                await self._client.leave(
+                    self.artifact_id, session_id=self.session_id, engaged_ms=engaged
+                )
         except PresenceClientError as exc:
             log.warning("leave failed", extra={"artifact": self.artifact_id, "error": str(exc)})
         finally:
@@ -101,9 +117,13 @@ class LiveSession:
             body["state"] = self.state
         if self.status != "active":
             body["status"] = self.status
+        engaged = min(self.engaged_ms, MAX_ENGAGED_MS)
+        if engaged:
+            body["engagedMs"] = engaged
         result = await self._client._call(
             "POST", "/v1/heartbeat", HeartbeatResult, body=body, attempts=attempts
         )
+        self.engaged_ms -= engaged  # what came meanwhile waits for the next heartbeat
         self.counts = result
         self.error = None
         self.heartbeats += 1

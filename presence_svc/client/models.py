@@ -9,7 +9,10 @@ import msgspec
 
 __all__ = [
     "ArtifactOnline",
+    "EngagementItem",
+    "EngagementPage",
     "HeartbeatResult",
+    "HistogramBucket",
     "LedgerItem",
     "LedgerPage",
     "OnlineCounts",
@@ -110,11 +113,22 @@ class ViewResult(_Model, frozen=True, kw_only=True):
     unique_viewers: int
 
 
+class HistogramBucket(_Model, frozen=True, kw_only=True):
+    from_s: int
+    """The bucket holds the viewers whose engaged time is at least this (and below the
+    next bucket's floor)."""
+    viewers: int
+
+
 class VersionStats(_Model, frozen=True, kw_only=True):
     version_id: str
     views: int
     unique_viewers: int
     last_viewed_at: datetime
+    engaged_ms: int = 0
+    readers: int = 0
+    """Viewers whose engaged time reached the service's read-after time (30 s)."""
+    histogram: list[HistogramBucket] = msgspec.field(default_factory=list)
 
 
 class Stats(_Model, frozen=True, kw_only=True):
@@ -122,6 +136,7 @@ class Stats(_Model, frozen=True, kw_only=True):
     views: int
     unique_viewers: int
     last_viewed_at: datetime | None = None
+    engaged_ms: int = 0
     versions: list[VersionStats]
 
 
@@ -152,6 +167,7 @@ class Viewer(_Model, frozen=True, kw_only=True):
     views: int
     first_viewed_at: datetime
     last_viewed_at: datetime
+    engaged_ms: int = 0
 
 
 class ViewersPage(_Model, frozen=True, kw_only=True):
@@ -234,6 +250,21 @@ class LedgerItem(_Model, frozen=True, kw_only=True):
 
 class LedgerPage(_Model, frozen=True, kw_only=True):
     items: list[LedgerItem]
+    next_cursor: str | None = None
+
+
+class EngagementItem(_Model, frozen=True, kw_only=True):
+    artifact_id: str
+    version_id: str
+    user_id: str
+    day: str
+    """The UTC day, ``YYYY-MM-DD``."""
+    engaged_ms: int
+    updated_at: datetime
+
+
+class EngagementPage(_Model, frozen=True, kw_only=True):
+    items: list[EngagementItem]
     next_cursor: str | None = None
 
 

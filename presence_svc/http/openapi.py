@@ -233,6 +233,22 @@ ENDPOINTS: list[Endpoint] = [
         },
     ),
     Endpoint(
+        "GET",
+        "/v1/ledger/engagement",
+        "Engaged time per artifact, version, user and UTC day, as the worker last wrote it",
+        "dashboard",
+        answer=schemas.EngagementOut,
+        query={
+            "artifactId": "filter",
+            "versionId": "filter",
+            "userId": "filter",
+            "since": "ISO 8601: the days from the one holding it",
+            "until": "ISO 8601, exclusive: the days up to the one holding it",
+            "limit": "1-1000, default 100",
+            "cursor": "nextCursor of the previous page",
+        },
+    ),
+    Endpoint(
         "PUT",
         "/v1/users/{userId}",
         "Create or replace a profile",

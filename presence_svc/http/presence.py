@@ -7,7 +7,7 @@ from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.http.params import path_id, query_ids, query_int, query_set
-from presence_svc.http.resources import LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.resources import ENGAGEMENT, LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import presence_out, with_recent
 from presence_svc.ratelimits import RouteClass
@@ -64,6 +64,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             body.version_id,
             state,
             body.status == "away",
+            app[ENGAGEMENT].engagement(body.engaged_ms),
         ),
     )
     out = HeartbeatOut(
@@ -86,7 +87,11 @@ async def leave(request: web.Request) -> web.Response:
         principal,
         RouteClass.HEARTBEAT,
         lambda: app[PRESENCE].leave(
-            body.artifact_id, body.session_id, principal.user_id, grace=body.grace
+            body.artifact_id,
+            body.session_id,
+            principal.user_id,
+            grace=body.grace,
+            engaged=app[ENGAGEMENT].engagement(body.engaged_ms),
         ),
     )
     return respond(

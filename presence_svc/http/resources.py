@@ -19,6 +19,7 @@ from presence_svc.live.events import LargeRooms, PresenceHub
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
+from presence_svc.stats.engagement import EngagementRules
 from presence_svc.stats.seen import SeenStore
 from presence_svc.stats.views import ViewStore
 from presence_svc.timeline.query import Timeline
@@ -29,6 +30,7 @@ from presence_svc.worker import Worker
 
 __all__ = [
     "DATABASE",
+    "ENGAGEMENT",
     "HUB",
     "LEDGER",
     "LIMITER",
@@ -55,6 +57,7 @@ REDIS: Final = web.AppKey("redis", RedisConnection)
 PRESENCE: Final = web.AppKey("presence", PresenceStore)
 VIEWS: Final = web.AppKey("views", ViewStore)
 SEEN: Final = web.AppKey("seen", SeenStore)
+ENGAGEMENT: Final = web.AppKey("engagement", EngagementRules)
 DATABASE: Final = web.AppKey("database", Database)
 LEDGER: Final = web.AppKey[LedgerStore]("ledger")
 USERS: Final = web.AppKey[UsersDirectory]("users")
@@ -77,6 +80,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRESENCE] = PresenceStore(redis, settings)
     app[VIEWS] = ViewStore(redis, settings)
     app[SEEN] = SeenStore(redis, settings)
+    app[ENGAGEMENT] = EngagementRules(settings)
     app[LIMITER] = Limiter(redis, app[PRESENCE].keys, settings.rate_limits)
     yield
     await redis.aclose()

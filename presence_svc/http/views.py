@@ -10,6 +10,7 @@ from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import profiles_or_none
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import (
+    HistogramBucketOut,
     RecentItemOut,
     RecentOut,
     StatsOut,
@@ -19,6 +20,7 @@ from presence_svc.schemas import (
     ViewIn,
     ViewOut,
 )
+from presence_svc.stats.engagement import BUCKETS_S
 from presence_svc.stats.views import RECENT_KEEP
 from presence_svc.timefmt import to_iso
 
@@ -59,12 +61,19 @@ async def stats(request: web.Request) -> web.Response:
         views=found.views,
         unique_viewers=found.unique_viewers,
         last_viewed_at=to_iso(found.last_viewed_at_ms) if found.last_viewed_at_ms else None,
+        engaged_ms=sum(v.engaged_ms for v in found.versions),
         versions=[
             VersionStatsOut(
                 version_id=v.version_id,
                 views=v.views,
                 unique_viewers=v.unique_viewers,
                 last_viewed_at=to_iso(v.last_viewed_at_ms),
+                engaged_ms=v.engaged_ms,
+                readers=v.readers,
+                histogram=[
+                    HistogramBucketOut(from_s=floor, viewers=count)
+                    for floor, count in zip(BUCKETS_S, v.histogram, strict=True)
+                ],
             )
             for v in found.versions
         ],
@@ -97,6 +106,7 @@ async def viewers(request: web.Request) -> web.Response:
                 views=viewer.views,
                 first_viewed_at=to_iso(viewer.first_viewed_at_ms),
                 last_viewed_at=to_iso(viewer.last_viewed_at_ms),
+                engaged_ms=viewer.engaged_ms,
             )
         )
     out = ViewersOut(viewers=rows, next_cursor=page.next_cursor, names_joined=found is not None)

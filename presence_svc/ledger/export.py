@@ -13,14 +13,16 @@ from typing import IO
 
 import msgspec
 
+from presence_svc.ledger.engagement import EngagementLedger, EngagementQuery
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.store import LedgerQuery, LedgerStore
 from presence_svc.timefmt import to_iso
 
-__all__ = ["FORMATS", "export_ledger"]
+__all__ = ["FORMATS", "export_engagement", "export_ledger"]
 
 FORMATS = ("jsonl", "csv")
 _COLUMNS = ("viewId", "artifactId", "versionId", "userId", "sessionId", "viewedAt")
+_ENGAGEMENT_COLUMNS = ("artifactId", "versionId", "userId", "day", "engagedMs", "updatedAt")
 _JSON = msgspec.json.Encoder()
 
 
@@ -57,4 +59,24 @@ async def export_ledger(ledger: LedgerStore, query: LedgerQuery, fmt: str, out: 
     finally:
         if progress:
             sys.stderr.write(f"\rexported {written} rows{' ' * 40}\n")
+    return written
+
+
+async def export_engagement(
+    store: EngagementLedger, query: EngagementQuery, fmt: str, out: IO[str]
+) -> int:
+    """Write every engaged-time daily total matching ``query`` (``--engagement``), in the
+    order of ``GET /v1/ledger/engagement``; returns how many."""
+    written = 0
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(_ENGAGEMENT_COLUMNS)
+    async for row in store.iter_engagement(query):
+        record = (*row[:5], to_iso(row.updated_at_ms))
+        if writer is not None:
+            writer.writerow(record)
+        else:
+            line = dict(zip(_ENGAGEMENT_COLUMNS, record, strict=True))
+            out.write(_JSON.encode(line).decode() + "\n")
+        written += 1
     return written

@@ -20,7 +20,7 @@ from presence_svc.live.recent import RecentList
 from presence_svc.live.where_now import WhereNowIndex
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
-from presence_svc.redis.scripts import Lifetimes, ScriptCall
+from presence_svc.redis.scripts import Engagement, Lifetimes, ScriptCall
 from presence_svc.settings import Settings
 
 __all__ = [
@@ -128,17 +128,17 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
         away: bool = False,
+        engaged: Engagement | None = None,
     ) -> ScriptCall:
-        """The heartbeat script call, for ``heartbeat`` and for pipelines of many."""
-        return self._scripts.heartbeat.call(
-            self.keys.artifact(artifact_id),
-            self._times,
-            pack_session_id(session_id),
-            user_id,
-            version_id or "",
-            state_blob or b"",
-            away,
-        )
+        """The heartbeat script call, for ``heartbeat`` and for pipelines of many; with
+        ``engaged``, the one that credits engaged time first (lua/lib/engage.lua)."""
+        k, sid = self.keys.artifact(artifact_id), pack_session_id(session_id)
+        version, state = version_id or "", state_blob or b""
+        if engaged is not None:
+            return self._scripts.heartbeat_engaged.call_engaged(
+                k, self._times, sid, user_id, version, state, away, engaged
+            )
+        return self._scripts.heartbeat.call(k, self._times, sid, user_id, version, state, away)
 
     async def heartbeat(
         self,
@@ -148,8 +148,11 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
         away: bool = False,
+        engaged: Engagement | None = None,
     ) -> Counts:
-        call = self.heartbeat_call(artifact_id, session_id, user_id, version_id, state_blob, away)
+        call = self.heartbeat_call(
+            artifact_id, session_id, user_id, version_id, state_blob, away, engaged
+        )
         result = await self.redis.run(call)
         counts = _counts(result)
         # where-now: a fourth element says the session (re)joined (lua/live/heartbeat.lua)
@@ -157,15 +160,22 @@ class PresenceStore:
         return counts
 
     async def leave(
-        self, artifact_id: str, session_id: str, user_id: str, *, grace: bool = False
+        self,
+        artifact_id: str,
+        session_id: str,
+        user_id: str,
+        *,
+        grace: bool = False,
+        engaged: Engagement | None = None,
     ) -> Counts:
-        call = self._scripts.leave.call(
-            self.keys.artifact(artifact_id),
-            self._times,
-            pack_session_id(session_id),
-            user_id,
-            self._grace if grace else 0,
-        )
+        k, sid = self.keys.artifact(artifact_id), pack_session_id(session_id)
+        grace_ms = self._grace if grace else 0
+        if engaged is not None:
+            call = self._scripts.leave_engaged.call_engaged(
+                k, self._times, sid, user_id, grace_ms, engaged
+            )
+        else:
+            call = self._scripts.leave.call(k, self._times, sid, user_id, grace_ms)
         return _counts(await self.redis.run(call))
 
     async def online(self, artifact_ids: Sequence[str]) -> dict[str, Counts]:

@@ -190,7 +190,8 @@ class Keyspace:
 
     def version_viewers(self, artifact_id: str, version_id: str) -> str:
         """hash: user id -> msgpack [views, firstViewedAt, lastViewedAt, engagedMs?, hidden?]
-        on the version (engaged ms absent: 0; hidden truthy: the viewer hid their history)."""
+        on the version (engaged ms absent: 0; hidden truthy: the viewer hid their history);
+        every script rewriting an entry keeps the elements it does not own."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:vu:{artifact_id}/{version_id}"
 
     def version_viewers_by_time(self, artifact_id: str, version_id: str) -> str:
@@ -200,6 +201,31 @@ class Keyspace:
     def artifact_latest(self, artifact_id: str) -> str:
         """hash: ``v`` the version people are expected to read, ``at`` when it was set (ms)."""
         return f"vw:{{{self.tag_of(artifact_id)}}}:lv:{artifact_id}"
+
+    @staticmethod
+    def views_prefix(tag: str) -> str:
+        """``vw:{T}:``, the start of the views keys of tag ``T``: lib/engage.lua appends
+        ``vu:``/``v:<artifact>/<version>`` (``version_viewers``/``version_stats``) and
+        ``ed:<day>`` (``engage_day``) itself, the version being known only there."""
+        return f"vw:{{{tag}}}:"
+
+    @staticmethod
+    def engage_reports(tag: str, artifact_id: str) -> str:
+        """hash: packed session id -> the session's last engaged-time report (ms), kept a
+        short while (the away plus the online timeout): where the next report's clamp starts."""
+        return f"vw:{{{tag}}}:er:{artifact_id}"
+
+    @staticmethod
+    def engage_day(tag: str, day: str) -> str:
+        """hash (per partition and UTC day ``YYYY-MM-DD``): ``<artifact>/<version>/<user>``
+        -> engaged ms that day (kept ``stats.engagement.DAY_KEEP_MS``)."""
+        return f"vw:{{{tag}}}:ed:{day}"
+
+    @staticmethod
+    def engage_dirty(tag: str) -> str:
+        """zset (per partition): ``<day>/<artifact>/<version>/<user>`` -> its engaged ms
+        that day, for each total changed since the worker last wrote it to the database."""
+        return f"vw:{{{tag}}}:edirty"
 
     @staticmethod
     def views_stream(tag: str) -> str:

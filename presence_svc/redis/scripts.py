@@ -29,6 +29,8 @@ from presence_svc.redis.resp import (
 from presence_svc.settings import Settings
 
 __all__ = [
+    "EngageRules",
+    "Engagement",
     "HeartbeatScript",
     "LeaveScript",
     "Lifetimes",
@@ -128,6 +130,7 @@ class Script:
 
 
 _FIVE_BULKS = b"$%d\r\n%b\r\n" * 5
+_FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
 _Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
@@ -235,6 +238,103 @@ class LeaveScript(PresenceWriter):
         self, k: ArtifactKeys, times: Lifetimes, session: bytes, user_id: str, grace_ms: int
     ) -> ScriptCall:
         return self._call(k, times, (session, user_id, grace_ms))
+
+
+class EngageRules(NamedTuple):
+    """What ``lib/engage.lua`` is told besides the report (``stats.engagement``)."""
+
+    slack_ms: int
+    ceiling_ms: int
+    read_after_ms: int
+    floors: str
+    """The histogram's bucket floors (s), comma-separated."""
+    reports_ms: int
+    """Lifetime of the artifact's last-report hash."""
+    day_ms: int
+    """Lifetime of a day's totals hash."""
+    day: str
+    """The UTC day, ``YYYY-MM-DD``."""
+
+
+class Engagement(NamedTuple):
+    """Engaged time a heartbeat or a leave carries, and the rules it is credited by."""
+
+    rules: EngageRules
+    engaged_ms: int
+
+
+class _Engaged(PresenceWriter):
+    """A writer preceded by ``lib/engage.lua``'s ``engage()``: its keys plus the
+    artifact's last-report hash and the partition's dirty zset; its arguments plus
+    engage()'s 12 (the rules packed once per artifact and day)."""
+
+    ENGAGE_ARGS = 12
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rules: dict[str, tuple[EngageRules, tuple[ScriptArg, ...], bytes]] = {}
+
+    def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
+        keys, args, _ = super()._shared(k, times)
+        keys += (Keyspace.engage_reports(k.tag, k.artifact_id), Keyspace.engage_dirty(k.tag))
+        head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
+        return keys, args, head + pack_bulks((*keys, *args))
+
+    def _engaged(
+        self, call: ScriptCall, k: ArtifactKeys, session: bytes, user_id: str, version_id: str,
+        engaged: Engagement,
+    ) -> ScriptCall:  # fmt: skip
+        """``call`` of the writer with engage()'s arguments appended."""
+        rules = engaged.rules
+        cached = self._rules.get(k.artifact_id)
+        if cached is None or cached[0] != rules:
+            if len(self._rules) >= _CACHED_HEADS:
+                self._rules.clear()
+            fixed = (*rules[:4], Keyspace.views_prefix(k.tag), *rules[4:])
+            cached = self._rules[k.artifact_id] = (rules, fixed, pack_bulks(fixed))
+        user, version, ms = user_id.encode(), version_id.encode(), b"%d" % engaged.engaged_ms
+        tail = call.tail if call.tail is not None else pack_bulks(call.own)
+        call.tail = tail + cached[2] + _FOUR_BULKS % (
+            len(session), session, len(user), user, len(version), version, len(ms), ms
+        )  # fmt: skip
+        call.own = (*call.own, *cached[1], session, user_id, version_id, engaged.engaged_ms)
+        return call
+
+
+class HeartbeatEngagedScript(_Engaged, HeartbeatScript):
+    PATH = "stats/heartbeat_engaged"
+    OWN_ARGS = HeartbeatScript.OWN_ARGS + _Engaged.ENGAGE_ARGS
+
+    def call_engaged(
+        self,
+        k: ArtifactKeys,
+        times: Lifetimes,
+        session: bytes,
+        user_id: str,
+        version_id: str,
+        state: bytes,
+        away: bool,
+        engaged: Engagement,
+    ) -> ScriptCall:
+        call = self.call(k, times, session, user_id, version_id, state, away)
+        return self._engaged(call, k, session, user_id, version_id, engaged)
+
+
+class LeaveEngagedScript(_Engaged, LeaveScript):
+    PATH = "stats/leave_engaged"
+    OWN_ARGS = LeaveScript.OWN_ARGS + _Engaged.ENGAGE_ARGS
+
+    def call_engaged(
+        self,
+        k: ArtifactKeys,
+        times: Lifetimes,
+        session: bytes,
+        user_id: str,
+        grace_ms: int,
+        engaged: Engagement,
+    ) -> ScriptCall:
+        call = self.call(k, times, session, user_id, grace_ms)
+        return self._engaged(call, k, session, user_id, "", engaged)
 
 
 class SweepScript(PresenceWriter):
@@ -407,6 +507,15 @@ class RecordViewScript(Script):
         return ScriptCall(self, script_keys, args)
 
 
+class EngageDoneScript(Script):
+    PATH = "stats/engage_done"
+
+    def call(self, dirty: str, read: Sequence[tuple[str, int]]) -> ScriptCall:
+        """Take each of ``read`` (member, score when read) out of the dirty zset unless it
+        changed since."""
+        return ScriptCall(self, (dirty,), tuple(x for pair in read for x in pair))
+
+
 class RecentScript(Script):
     PATH = "stats/recent"
 
@@ -522,6 +631,9 @@ class Scripts:
         self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
         self.recent = RecentScript()
+        self.heartbeat_engaged = HeartbeatEngagedScript()
+        self.leave_engaged = LeaveEngagedScript()
+        self.engage_done = EngageDoneScript()
         self.viewers = ViewersScript()
         self.set_latest = SetLatestScript()
         self.trim_stream = TrimStreamScript()

@@ -21,6 +21,7 @@ from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
+from presence_svc.stats.engagement import bucket_fields
 
 __all__ = [
     "RECENT_KEEP",
@@ -59,6 +60,10 @@ class VersionStats:
     views: int
     unique_viewers: int
     last_viewed_at_ms: int
+    engaged_ms: int = 0
+    readers: int = 0
+    histogram: tuple[int, ...] = ()
+    """Viewers per engaged-time bucket, in ``stats.engagement.BUCKETS_S`` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,7 @@ class Viewer:
     views: int
     first_viewed_at_ms: int
     last_viewed_at_ms: int
+    engaged_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +156,9 @@ class ViewStore:
         (views, last), unique, versions = await pipe.execute()
         pipe = self.redis.client.pipeline(transaction=False)
         ids = [as_text(member) for member, _ in versions]
+        fields = ("views", "engagedMs", "readers", *bucket_fields())
         for version_id in ids:
-            pipe.hget(k.version_stats(artifact_id, version_id), "views")
+            pipe.hmget(k.version_stats(artifact_id, version_id), *fields)
             pipe.hlen(k.version_viewers(artifact_id, version_id))
         counts = await pipe.execute() if ids else []
         return Stats(
@@ -159,12 +166,7 @@ class ViewStore:
             unique_viewers=int(unique),
             last_viewed_at_ms=int(last) if last else None,
             versions=[
-                VersionStats(
-                    version_id=version_id,
-                    views=int(counts[2 * i] or 0),
-                    unique_viewers=int(counts[2 * i + 1]),
-                    last_viewed_at_ms=int(score),
-                )
+                _version_stats(version_id, counts[2 * i], counts[2 * i + 1], score)
                 for i, (version_id, (_, score)) in enumerate(zip(ids, versions, strict=True))
             ],
         )
@@ -176,11 +178,36 @@ class ViewStore:
         call = self.redis.scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
         raw = await self.redis.run(call)
         page, has_more = msgspec.msgpack.decode(raw)
+        # [views, first, last, engagedMs, ...]: engagedMs absent is 0; later elements
+        # belong to other features
         viewers = [
-            Viewer(as_text(user), int(views), int(first), int(last))
-            for user, (views, first, last, *_) in (page or [])
+            Viewer(
+                as_text(user),
+                int(info[0]),
+                int(info[1]),
+                int(info[2]),
+                int(info[3] or 0) if len(info) > 3 else 0,
+            )
+            for user, info in (page or [])
         ]
         next_cursor = None
         if has_more and viewers:
             next_cursor = encode_cursor(viewers[-1].last_viewed_at_ms, viewers[-1].user_id)
         return ViewerPage(viewers, next_cursor)
+
+
+def _version_stats(
+    version_id: str, values: list[bytes | None], unique: int, last: float
+) -> VersionStats:
+    """A version's stats from its hash's ``views``, ``engagedMs``, ``readers`` and
+    histogram fields (in that order)."""
+    views, engaged, readers, *buckets = (int(v or 0) for v in values)
+    return VersionStats(
+        version_id=version_id,
+        views=views,
+        unique_viewers=int(unique),
+        last_viewed_at_ms=int(last),
+        engaged_ms=engaged,
+        readers=readers,
+        histogram=tuple(buckets),
+    )

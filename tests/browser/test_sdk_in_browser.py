@@ -203,3 +203,30 @@ async def test_sdk_module_served_by_the_service_works_in_a_page(
     assert now["transport"] == "events"
     assert await alice.evaluate("window.__errors") == []
     assert "2 online (events)" in await alice.inner_text("#status")
+
+
+async def test_a_tab_visible_and_active_for_3_s_then_hidden_reports_3_s(
+    open_tab: OpenTab, stack: Stack
+) -> None:
+    alice = await open_tab("alice", version="v1")
+    reported: list[int] = []
+
+    def on_request(request: Request) -> None:
+        if request.url.endswith("/v1/heartbeat") and request.method == "POST":
+            reported.append(int(request.post_data_json.get("engagedMs") or 0))
+
+    alice.on("request", on_request)
+    await alice.mouse.move(200, 200)  # someone at the tab
+    await alice.wait_for_timeout(3000)  # the engaged time under test, not a wait for a state
+    await _set_visibility(alice, "hidden")
+    await _until(lambda: len(reported) >= 3 and reported[-1] > 0)  # the heartbeat on hiding
+    await alice.wait_for_timeout(1500)  # hidden: nothing more counts
+    board = {"Authorization": f"Bearer {stack.token('board', 'dashboard')}"}
+    async with aiohttp.ClientSession() as http:
+        url = f"{stack.api}/v1/artifacts/doc-1/versions/v1/viewers"
+        async with http.get(url, headers=board) as response:
+            viewers = (await response.json())["viewers"]
+    credited = viewers[0]["engagedMs"]
+    print(f"engaged time credited {credited} ms")
+    assert 2500 <= credited <= 3500
+    assert 0 < sum(reported) <= credited  # (a heartbeat may have gone before the listener)

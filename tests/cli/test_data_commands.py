@@ -16,6 +16,7 @@ import pytest
 
 from presence_svc.database import Database, open_database
 from presence_svc.db.migrations import migrations
+from presence_svc.ledger.engagement import EngagementTotal
 from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.timefmt import from_iso, to_iso
@@ -273,3 +274,37 @@ def test_importing_a_file_that_is_not_there_exits_2(tmp_path: Path, command: str
         f"presence-svc {command} import: cannot read {tmp_path / 'missing.jsonl'}: "
         "No such file or directory\n"
     )
+
+
+async def test_ledger_export_engagement_writes_the_daily_totals(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    totals = [
+        EngagementTotal("doc-1", "v1", "alice", "2026-11-01", 1200),
+        EngagementTotal("doc-1", "v2", "bob", "2026-11-02", 300),
+        EngagementTotal("doc-2", "v1", "alice", "2026-11-03", 45),
+    ]
+    await sqlite_db.engagement.upsert_totals(totals, from_iso("2026-11-03T12:00:00Z"))
+    data = tmp_path / "data"
+    exported = _run(
+        data, "ledger", "export", "--engagement", "--user", "alice", "--since",
+        "2026-11-01T10:00:00Z", "--until", "2026-11-03T00:00:00Z",
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(line) for line in exported.stdout.splitlines()] == [
+        {
+            "artifactId": "doc-1",
+            "versionId": "v1",
+            "userId": "alice",
+            "day": "2026-11-01",
+            "engagedMs": 1200,
+            "updatedAt": "2026-11-03T12:00:00.000Z",
+        }
+    ]
+    as_csv = _run(data, "ledger", "export", "--engagement", "--format", "csv")
+    assert as_csv.stdout.splitlines() == [
+        "artifactId,versionId,userId,day,engagedMs,updatedAt",
+        "doc-1,v1,alice,2026-11-01,1200,2026-11-03T12:00:00.000Z",
+        "doc-1,v2,bob,2026-11-02,300,2026-11-03T12:00:00.000Z",
+        "doc-2,v1,alice,2026-11-03,45,2026-11-03T12:00:00.000Z",
+    ]

@@ -330,3 +330,42 @@ async def test_latest_version_seen_check_and_unseen_through_the_sdk(
         with pytest.raises(PresenceClientError) as too_many:
             await cms.seen_check("doc-1", [f"u{i}" for i in range(1001)])
         assert too_many.value.status == 400
+
+
+async def test_a_live_session_reports_engaged_time_and_reads_it_back(
+    serve: Serve, tokens: TokenCodec
+) -> None:
+    url = await serve(
+        run_worker=True,
+        online_timeout_s=30.0,
+        heartbeat_interval_s=10.0,
+        retention_s=60.0,
+        engagement_flush_s=0.2,
+    )
+    async with (
+        PresenceClient(url, _token(tokens, "alice")) as alice,
+        PresenceClient(url, _token(tokens, "board", "dashboard")) as board,
+    ):
+        live = await alice.join("doc-1", session_id="tab-alice-01", version_id="v1")
+        live.add_engaged(1_200)
+        live.set_state({"page": 1})  # an immediate heartbeat carries it
+
+        async def credited() -> bool:
+            return (await board.viewers("doc-1", "v1")).viewers[0].engaged_ms == 1_200
+
+        await _until(credited)
+        assert live.engaged_ms == 0
+        live.add_engaged(800)
+        await live.stop()  # the leave carries what is left
+        stats = await board.stats("doc-1")
+        assert (stats.engaged_ms, stats.versions[0].engaged_ms) == (2_000, 2_000)
+        assert stats.versions[0].readers == 0
+        assert stats.versions[0].histogram[0].viewers == 1
+        with pytest.raises(ValueError, match="negative"):
+            live.add_engaged(-1)
+
+        async def flushed() -> bool:
+            page = await board.engagement(artifact_id="doc-1")
+            return [(i.user_id, i.engaged_ms) for i in page.items] == [("alice", 2_000)]
+
+        await _until(flushed)

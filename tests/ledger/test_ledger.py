@@ -79,13 +79,13 @@ async def wait_for_rows(url: str, expected: int, timeout_s: float = 30) -> list[
 
 
 @contextlib.asynccontextmanager
-async def write_lock(url: str) -> AsyncIterator[None]:
+async def write_lock(url: str, table: str = "views") -> AsyncIterator[None]:
     """Hold the ledger's write lock: a worker's insert waits until it is let go."""
     if url.startswith("postgresql://"):
         conn = await asyncpg.connect(url)
         try:
             async with conn.transaction():
-                await conn.execute("LOCK TABLE views IN SHARE MODE")
+                await conn.execute(f"LOCK TABLE {table} IN SHARE MODE")
                 yield
         finally:
             await conn.close()
@@ -174,13 +174,14 @@ Workers = Callable[..., subprocess.Popen[bytes]]
 
 @pytest.fixture
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    """``start(url)`` runs a ``presence-svc worker`` draining into the ledger at ``url``."""
+    """``start(url)`` runs a ``presence-svc worker`` draining into the ledger at ``url``
+    (``**env``: more environment variables)."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(url: str) -> subprocess.Popen[bytes]:
+    def start(url: str, **env: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [CLI, "worker"],
-            env=worker_env(settings, url, tmp_path),
+            env=worker_env(settings, url, tmp_path) | env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

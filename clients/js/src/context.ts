@@ -40,6 +40,9 @@ export interface Context {
   readonly maxEventSourceFailures_: number;
   /** Input-less time before the tab counts as away (0: never). */
   readonly idleMs_: number;
+  /** Input-less time after which engaged time stops counting (Infinity: never). */
+  readonly engagedIdleMs_: number;
+  readonly now_: () => number;
   /** Takes a new session id for this tab (stored for reloads) and returns it. */
   readonly newSessionId_: () => string;
 
@@ -76,6 +79,12 @@ export interface Context {
   pageHidden_: boolean;
   /** No input for idleMs_. */
   idle_: boolean;
+  /** The window has the focus. */
+  focused_: boolean;
+  /** Engaged time counted and not sent yet (ms), counted up to engagedFrom_; the last input at inputAt_. */
+  engagedMs_: number;
+  engagedFrom_: number;
+  inputAt_: number;
 
   /* the bearer token (http.ts): requests, the event stream's URL and the pagehide beacon use it */
   /** The last token getToken() returned; null until one did. */
@@ -127,6 +136,8 @@ export function createContext(options: PresenceOptions): Context {
     maxBackoffMs_: options.maxBackoffMs ?? 30_000,
     maxEventSourceFailures_: Math.max(1, options.maxEventSourceFailures ?? 3),
     idleMs_: (options.idleAfterS ?? 300) * 1000,
+    engagedIdleMs_: (options.engagedIdleAfterS ?? 60) * 1000 || Infinity,
+    now_: options.now ?? Date.now,
     newSessionId_: () => storeSessionId(storage, sessionKey, generateSessionId()),
 
     fetch_: (input, init) => fetchFn(input, init),
@@ -155,6 +166,10 @@ export function createContext(options: PresenceOptions): Context {
     hidden_: false,
     pageHidden_: false,
     idle_: false,
+    focused_: true,
+    engagedMs_: 0,
+    engagedFrom_: 0,
+    inputAt_: 0,
 
     token_: null,
     tokenPromise_: null,

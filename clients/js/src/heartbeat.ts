@@ -9,6 +9,22 @@ const MAX_INTERVAL_MS = 3_600_000;
 /** Heartbeats of an away tab (hidden or idle): browsers throttle hidden tabs' timers to about this. */
 const AWAY_INTERVAL_MS = 60_000;
 
+/**
+ * Engaged time up to now (the tab visible and focused, an input within engagedIdleMs_) added to what
+ * is not sent yet; returns that (ms, at most a day: the most one report may carry; undefined for 0)
+ * and, with `take`, starts over from 0.
+ */
+export function engaged(ctx: Context, take?: boolean): number | undefined {
+  const t = ctx.now_();
+  if (!ctx.hidden_ && ctx.focused_) {
+    ctx.engagedMs_ += Math.max(0, Math.min(t, ctx.inputAt_ + ctx.engagedIdleMs_) - ctx.engagedFrom_);
+  }
+  ctx.engagedFrom_ = t;
+  const ms = Math.min(Math.round(ctx.engagedMs_), 864e5);
+  if (take) ctx.engagedMs_ = 0;
+  return ms || undefined;
+}
+
 /** Views are recorded only while started, not stopped, and visible (heartbeats: see canSend). */
 export function canBeat(ctx: Context): boolean {
   return ctx.started_ && !ctx.stopped_ && !ctx.hidden_ && !ctx.pageHidden_;
@@ -79,6 +95,7 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
   /** Sends one heartbeat; resolves to the delay before the next one (null: none). Never rejects. */
   async function send(): Promise<number | null> {
     const away = ctx.hidden_ || ctx.idle_;
+    const ms = engaged(ctx, true);
     try {
       const data = await request<Partial<HeartbeatResponse>>(ctx, 'heartbeat', 'POST', '/v1/heartbeat', {
         artifactId: ctx.artifactId_,
@@ -86,6 +103,7 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
         sessionId: ctx.sessionId_,
         state: ctx.state_,
         status: away ? 'away' : 'active',
+        engagedMs: ms,
       });
       if (ctx.stopped_) return null;
       joined = true;
@@ -103,6 +121,7 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
       if (ctx.stopped_) return null;
       const err = toPresenceError(e, 'heartbeat');
       if (err.transient) {
+        ctx.engagedMs_ += ms || 0; // sent with the retry
         failures++;
         if (err.operation === 'token') report(ctx, err);
         update(ctx, { status: ctx.hidden_ ? 'hidden' : 'retrying', error: err });
@@ -129,7 +148,13 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
     const token = ctx.token_;
     if (token == null) return; // never authenticated: nothing to leave
     const url = `${ctx.baseUrl_}/v1/leave`;
-    const payload = JSON.stringify({ artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true, token });
+    const payload = JSON.stringify({
+      artifactId: ctx.artifactId_,
+      sessionId: ctx.sessionId_,
+      grace: true,
+      token,
+      engagedMs: engaged(ctx, true),
+    });
     const type = 'text/plain;charset=UTF-8';
     const nav = ctx.navigator_;
     let queued = false;
@@ -172,11 +197,12 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
         request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', {
           artifactId: ctx.artifactId_,
           sessionId: ctx.sessionId_,
+          engagedMs: engaged(ctx, true),
         });
       return inFlight ? inFlight.then(send, send) : send();
     },
     leaveLater_(inUse) {
-      const body = { artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true };
+      const body = { artifactId: ctx.artifactId_, sessionId: ctx.sessionId_, grace: true, engagedMs: engaged(ctx, true) };
       const send = (): Promise<unknown> =>
         inUse() ? Promise.resolve() : request<LeaveResponse>(ctx, 'leave', 'POST', '/v1/leave', body, true);
       const after = inFlight ?? Promise.resolve(null);

@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
-import type { Heartbeat } from './heartbeat.js';
+import { engaged, type Heartbeat } from './heartbeat.js';
 import { toPresenceError } from './http.js';
 import type { Live } from './live.js';
 import { report, update } from './snapshot.js';
@@ -23,7 +23,7 @@ export interface Lifecycle {
 }
 
 /** Input that shows someone is at the tab. */
-const INPUT = ['pointerdown', 'pointermove', 'keydown', 'wheel'];
+const INPUT = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'scroll', 'touchstart'];
 
 export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live: Live): Lifecycle {
   let idleTimer: TimerHandle | null = null;
@@ -34,6 +34,8 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
 
   /** Input (or the tab shown): idle again in idleMs_; back from idle, a heartbeat says active. */
   function onInput(): void {
+    engaged(ctx);
+    ctx.inputAt_ = ctx.engagedFrom_;
     idleTimer = ctx.clearTimer_(idleTimer);
     if (ctx.idleMs_ > 0 && ctx.window_) {
       // (no window: no input to see, so never idle)
@@ -52,6 +54,7 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     if (ctx.stopped_) return;
     const hidden = isHidden();
     if (hidden === ctx.hidden_) return;
+    engaged(ctx);
     ctx.hidden_ = hidden;
     if (hidden) {
       hb.now_(); // away, then every minute or so
@@ -67,6 +70,12 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     live.show_();
   }
 
+  /** The window gains or loses the focus (another window or app): engaged time counts only while focused. */
+  function onFocus(e: { type: string }): void {
+    engaged(ctx);
+    ctx.focused_ = e.type === 'focus';
+  }
+
   function onPageHide(): void {
     if (!ctx.started_ || ctx.stopped_ || ctx.pageHidden_) return;
     ctx.pageHidden_ = true;
@@ -79,6 +88,7 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     if (ctx.stopped_ || !ctx.pageHidden_) return;
     ctx.pageHidden_ = false;
     ctx.hidden_ = isHidden();
+    ctx.engagedFrom_ = ctx.now_(); // the time in the back/forward cache is not engaged
     hb.now_();
     live.resume_();
   }
@@ -89,6 +99,8 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
     ctx.window_?.[method]('pagehide', onPageHide);
     ctx.window_?.[method]('pageshow', onPageShow);
     for (const type of INPUT) ctx.window_?.[method](type, onInput);
+    ctx.window_?.[method]('focus', onFocus);
+    ctx.window_?.[method]('blur', onFocus);
   }
 
   function halt(error: PresenceError | null): void {
@@ -109,6 +121,8 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
       running.add(ctx);
       listen(true);
       ctx.hidden_ = isHidden();
+      ctx.focused_ = ctx.document_?.hasFocus?.() ?? true;
+      ctx.engagedFrom_ = ctx.now_();
       if (ctx.hidden_) update(ctx, { status: 'hidden' });
       onInput();
       hb.now_(); // at once (deferred to the first visibility if the tab starts hidden)

@@ -263,6 +263,7 @@ export function makeEnv() {
         setTimeout: clock.setTimeout,
         clearTimeout: clock.clearTimeout,
         random: () => env.randomValue,
+        now: () => clock.now,
         idleAfterS: 0, // these fakes send no input: idle detection only where a test turns it on
         ...extra,
       };

@@ -143,6 +143,8 @@ export interface EventTargetLike {
 }
 export interface DocumentLike extends EventTargetLike {
 	readonly visibilityState: string;
+	/** Whether the page has the focus (engaged time); absent: taken as focused. */
+	hasFocus?(): boolean;
 }
 export type WindowLike = EventTargetLike;
 export interface StorageLike {
@@ -183,6 +185,12 @@ export interface PresenceOptions {
 	defaultIntervalS?: number;
 	/** Seconds without input (pointer, keys, wheel) after which heartbeats say `away`; 0: never. Default 300. */
 	idleAfterS?: number;
+	/**
+	 * Engaged time (sent as `engagedMs` with each heartbeat and the page-close beacon) counts while the
+	 * tab is visible and focused and an input (pointer, key, wheel, scroll, touch) came within this many
+	 * seconds. Default 60; 0: no input needed.
+	 */
+	engagedIdleAfterS?: number;
 	/** Backoff cap for transient errors, in ms. Default 30000. */
 	maxBackoffMs?: number;
 	/** Consecutive EventSource failures (without an event in between) before polling. Default 3. */
@@ -202,6 +210,8 @@ export interface PresenceOptions {
 	clearTimeout?: (handle: TimerHandle) => void;
 	/** Returns a number in [0, 1); used for jitter. */
 	random?: () => number;
+	/** The clock engaged time is measured with, in ms (default: Date.now). */
+	now?: () => number;
 	/** Generates session ids (default: crypto.randomUUID without dashes). */
 	generateSessionId?: () => string;
 }
