@@ -159,7 +159,8 @@ async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
     # one index read per partition; nothing proportional to the 100 000 sessions
     assert calls["evalsha"] == 10
     assert calls["zrangebyscore"] <= len(store.keys.tags) + 10 * 3
-    assert calls.get("hget", 0) <= 10 * 4
+    # (4 of its own, and up to 3 for the artifact's timeline minute: lib/timeline.lua)
+    assert calls.get("hget", 0) <= 10 * 7
     assert calls.get("publish", 0) == 10
     assert sum(calls.values()) < 500, calls
     # and each stale session became exactly one timeout leave
