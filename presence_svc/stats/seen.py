@@ -116,7 +116,7 @@ class SeenStore:
             if isinstance(answer, Exception):
                 raise answer
         seen, listed, readers = answers
-        rows, has_more = msgspec.msgpack.decode(raw)
+        rows, has_more, *_ = msgspec.msgpack.decode(raw)  # the privacy work adds `hidden`
         entries = [(as_text(user), ViewerEntry.decode(info)) for user, info in (rows or [])]
         viewers = [
             SeenViewer(user, entry, entry.engaged_ms >= self.read_after_ms)

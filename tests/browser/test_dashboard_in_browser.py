@@ -6,7 +6,7 @@ import aiohttp
 import msgspec
 import pytest
 import redis
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 from presence_svc.client import PresenceClient
 from presence_svc.redis.keys import Keyspace
@@ -141,6 +141,44 @@ async def test_dashboard_shows_who_has_seen_the_latest_version(
         assert not errors
         SCREENSHOTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(SCREENSHOTS / "dashboard-seen.png"), full_page=True)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_dashboard_draws_the_timeline_and_its_peak_when_the_service_has_one(
+    browser: Browser, stack: Stack
+) -> None:
+    """The timeline endpoint comes with the timeline work; its answer is scripted here at
+    the network level (the page still runs under its CSP), in the documented shape."""
+    clients = await _seed(stack)
+    try:
+        page = await browser.new_page(viewport={"width": 1366, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        answer = {
+            "artifactId": "design-doc",
+            "step": "1m",
+            "points": [
+                {"t": f"2026-11-30T03:{m:02d}:00.000Z", "online": o, "sessions": o + 1}
+                for m, o in enumerate([1, 2, 5, 3, 2])
+            ],
+            "peak": {"online": 5, "at": "2026-11-30T03:02:00.000Z"},
+        }
+
+        async def timeline(route: Route) -> None:
+            await route.fulfill(json=answer)
+
+        await page.route("**/v1/artifacts/design-doc/timeline*", timeline)
+        board = stack.token("board", "dashboard")
+        await page.goto(f"{stack.api}/dashboard#token={board}&artifact=design-doc")
+        await expect(page.locator("#timeline svg polyline")).to_have_count(2)
+        await expect(page.locator("#timeline svg circle.peak-dot")).to_have_count(1)
+        await expect(page.locator("#peak")).to_contain_text("peak 5 at")
+        # without a latest version, the seen block says so
+        await expect(page.locator("#latest-version")).to_have_text("none set")
+        await expect(page.locator("#seen tbody")).to_contain_text("no latest version")
+        assert not errors
     finally:
         for client in clients:
             await client.close()

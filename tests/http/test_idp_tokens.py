@@ -207,6 +207,13 @@ async def test_a_keycloak_eddsa_token_with_realm_roles_is_accepted(
     assert (await client.put("/v1/users/a", json={"name": "A"}, headers=realm_admin)).status == 403
     assert (await client.put("/v1/users/a", json={"name": "A"}, headers=client_only)).status == 403
     assert (await client.post("/v1/heartbeat", json=BODY, headers=client_only)).status == 200
+    # publishing a latest version: the namespaced role only, never a bare "publisher"
+    latest = {"versionId": "v2"}
+    publisher = token(["offline_access", "presence:publisher"])
+    realm_publisher = token(["offline_access", "publisher"])
+    path = "/v1/artifacts/doc-1/latest"
+    assert (await client.put(path, json=latest, headers=publisher)).status == 200
+    assert (await client.put(path, json=latest, headers=realm_publisher)).status == 403
 
 
 def _hs256_with(secret: bytes, claims: dict[str, Any], kid: str) -> str:
