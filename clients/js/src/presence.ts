@@ -5,8 +5,7 @@ import { createLive } from './live.js';
 import { fetchPage, whereNow } from './queries.js';
 import type { PresenceError } from './errors.js';
 import { request } from './http.js';
-import type { LatestVersion, Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
-import type { Presence, PresenceListener, PresenceOptions, PresenceState, TimelineQuery, TimelineResponse } from './types.js';
+import type { LatestVersion, Presence, PresenceListener, PresenceOptions, PresenceState, TimelineQuery, TimelineResponse } from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
