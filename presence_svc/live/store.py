@@ -128,8 +128,10 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
         away: bool = False,
+        hidden: bool = False,
     ) -> ScriptCall:
-        """The heartbeat script call, for ``heartbeat`` and for pipelines of many."""
+        """The heartbeat script call, for ``heartbeat`` and for pipelines of many;
+        ``hidden``: the user's presence is invisible (counted, not listed or announced)."""
         return self._scripts.heartbeat.call(
             self.keys.artifact(artifact_id),
             self._times,
@@ -138,6 +140,7 @@ class PresenceStore:
             version_id or "",
             state_blob or b"",
             away,
+            hidden,
         )
 
     async def heartbeat(
@@ -148,8 +151,11 @@ class PresenceStore:
         version_id: str | None,
         state_blob: bytes | None,
         away: bool = False,
+        hidden: bool = False,
     ) -> Counts:
-        call = self.heartbeat_call(artifact_id, session_id, user_id, version_id, state_blob, away)
+        call = self.heartbeat_call(
+            artifact_id, session_id, user_id, version_id, state_blob, away, hidden
+        )
         result = await self.redis.run(call)
         counts = _counts(result)
         # where-now: a fourth element says the session (re)joined (lua/live/heartbeat.lua)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.users.directory import COLUMNS, UPDATE_ON_CONFLICT, Profile, ProfileTable
+from presence_svc.users.privacy import PRIVACY_COLUMNS, Privacy, privacy_of
 
 __all__ = ["PostgresUsers"]
 
@@ -14,6 +15,12 @@ _MERGE = (
     f"INSERT INTO users ({COLUMNS}) "
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
     f"{UPDATE_ON_CONFLICT} WHERE users.updated_at < excluded.updated_at"
+)
+
+_PUT_PRIVACY = (
+    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) "
+    "DO UPDATE SET view_history = excluded.view_history, presence = excluded.presence, "
+    "updated_at = excluded.updated_at"
 )
 
 
@@ -60,3 +67,25 @@ class PostgresUsers(ProfileTable):
             [p.updated_at_ms for p in profiles],
         )
         return rows_affected(str(status))
+
+    async def get_privacy(self, user_id: str) -> Privacy:
+        records = await self._db.fetch(
+            f"SELECT {PRIVACY_COLUMNS} FROM privacy WHERE user_id = $1", user_id
+        )
+        return privacy_of(*records[0]) if records else Privacy(user_id)
+
+    async def put_privacy(self, privacy: Privacy) -> None:
+        await self._db.execute(
+            _PUT_PRIVACY,
+            privacy.user_id,
+            privacy.view_history,
+            privacy.presence,
+            privacy.updated_at_ms,
+        )
+
+    async def hidden_privacy(self) -> list[Privacy]:
+        records = await self._db.fetch(
+            f"SELECT {PRIVACY_COLUMNS} FROM privacy "
+            "WHERE view_history = 'hidden' OR presence = 'hidden'"
+        )
+        return [privacy_of(*record) for record in records]
