@@ -11,9 +11,18 @@ from msgspec import UNSET
 
 from presence_svc.errors import Forbidden, NotFound
 from presence_svc.http.params import path_id
-from presence_svc.http.resources import PRESENCE, PRIVACY, REDIS, TOKENS, USERS, VIEWS
+from presence_svc.http.resources import (
+    LIMITER,
+    PRESENCE,
+    PRIVACY,
+    REDIS,
+    TOKENS,
+    USERS,
+    VIEWS,
+)
 from presence_svc.http.wire import Body, respond
 from presence_svc.principal import Scope
+from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import PrivacyIn, PrivacyOut, ProfileIn, ProfileOut
 from presence_svc.stats.visibility import restamp_viewer
 from presence_svc.timefmt import to_iso
@@ -47,12 +56,14 @@ def _privacy_out(privacy: Privacy) -> PrivacyOut:
     )
 
 
-def _self_or_admin(request: web.Request) -> str:
-    """The path's user id, once the token is checked: the user's own, or an admin's."""
+async def _self_or_admin(request: web.Request) -> str:
+    """The path's user id, once the token is checked (the user's own, or an admin's) and
+    a ``read`` token of the caller's rate limit taken (admins are never limited)."""
     principal = request.app[TOKENS].from_request(request)
     user_id = path_id(request, "userId")
     if principal.scope is not Scope.ADMIN and principal.user_id != user_id:
         raise Forbidden("only the user's own token or an admin token")
+    await request.app[LIMITER].check(principal, RouteClass.READ)
     return user_id
 
 
@@ -74,7 +85,7 @@ async def put_user(request: web.Request) -> web.Response:
 @routes.get("/v1/users/{userId}")
 async def get_user(request: web.Request) -> web.Response:
     """The profile with the privacy settings: the user's own token or an admin."""
-    user_id = _self_or_admin(request)
+    user_id = await _self_or_admin(request)
     users = request.app[USERS]
     profile = await users.get_profile(user_id)
     if profile is None:
@@ -84,7 +95,7 @@ async def get_user(request: web.Request) -> web.Response:
 
 @routes.get("/v1/users/{userId}/privacy")
 async def get_privacy(request: web.Request) -> web.Response:
-    user_id = _self_or_admin(request)
+    user_id = await _self_or_admin(request)
     return respond(request, _privacy_out(await request.app[USERS].get_privacy(user_id)))
 
 
@@ -93,7 +104,7 @@ async def put_privacy(request: web.Request) -> web.Response:
     """Stored in the directory first (durable), then mirrored to every API process (at once
     here, within ``PRESENCE_PRIVACY_REFRESH_S`` elsewhere); a view-history change also
     restamps the user's existing viewer records. A repeat finishes a half-done one."""
-    user_id = _self_or_admin(request)
+    user_id = await _self_or_admin(request)
     body = await _PRIVACY.read(request)
     app = request.app
     stored = await app[USERS].get_privacy(user_id)
