@@ -44,6 +44,8 @@ class PrivacyMirror:
         self._flags: dict[str, int] = {}
         self._generation: int | None = None
         self._loaded = False
+        self._hash_exists = False
+        """Whether the hash was there (seen or written): its loss then means Redis lost it."""
 
     def views_hidden(self, user_id: str) -> bool:
         """The user's view history is hidden: counted, not listed to others."""
@@ -64,6 +66,7 @@ class PrivacyMirror:
         call = self._redis.scripts.privacy_set.call(self._key, privacy.user_id, privacy.flags)
         await self._redis.run(call)
         self._set(privacy.user_id, privacy.flags)
+        self._hash_exists = True
 
     async def refresh(self) -> None:
         """Reload the mirror if its generation moved. No hash at all means nobody hides
@@ -72,9 +75,10 @@ class PrivacyMirror:
         client = self._redis.client
         raw = await client.hget(self._key, _GENERATION)
         if raw is None:
-            if self._generation is not None or not self._loaded:
+            if self._hash_exists or not self._loaded:
                 await self._seed()
             return
+        self._hash_exists = True
         generation = int(raw)
         if generation == self._generation:
             return
@@ -101,6 +105,7 @@ class PrivacyMirror:
             await self.put(privacy)
         self._flags = {p.user_id: p.flags for p in hidden}
         self._generation = None  # the next poll loads the hash the puts made, if any
+        self._hash_exists = bool(hidden)
         self._loaded = True
         if hidden:
             log.info("privacy mirror seeded from the directory", extra={"users": len(hidden)})
