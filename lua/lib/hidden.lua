@@ -2,8 +2,9 @@
 -- A hidden session carries flag bit 4 in its info (see lib/presence.lua). It counts in
 -- '~n', '~a' and the sessions like any other, but its user never enters U (the large
 -- room's page order), no page lists it, no event names it (a run that changed the counts
--- only through hidden sessions still publishes the counts, with no events), and it never
--- enters R (recently here).
+-- only through hidden sessions still publishes the counts, with no events). It does
+-- enter R (recently here), for the user's own where-now: the service leaves hidden users
+-- out of the recently-here pages (presence_svc/live/rows.py, without_hidden).
 
 local HIDDEN = 4
 local QUIET = {changed = false}

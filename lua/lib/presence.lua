@@ -180,7 +180,10 @@ local function session_gone(Z, I, U, sid, info, reason, events, seen)
   local user = info[1]
   local mine, changed = user_left(I, U, user, sid, is_away(info))
   if is_hidden(info) then
-    quietly()  -- counted, never announced, never "recently here" (lib/hidden.lua)
+    -- counted, never announced (lib/hidden.lua); kept in R for the user's own where-now,
+    -- which the recently-here pages leave out (the service filters them by the setting)
+    quietly()
+    if mine == 0 and seen then recent_left(user, seen, reason) end
   elseif mine == 0 then
     events[#events + 1] = {'leave', user, reason}
     if seen then recent_left(user, seen, reason) end
