@@ -8,7 +8,7 @@ export interface ProblemDetails {
   [key: string]: unknown;
 }
 
-export type PresenceOperation = 'token' | 'heartbeat' | 'leave' | 'views' | 'presence' | 'events';
+export type PresenceOperation = 'token' | 'heartbeat' | 'leave' | 'views' | 'presence' | 'events' | 'privacy';
 
 export class PresenceError extends Error {
   /** HTTP status; 0 for network errors and getToken failures. */

@@ -20,7 +20,10 @@ export type {
   PresenceStatus,
   PresenceTransport,
   PresenceUser,
+  Privacy,
+  PrivacySettings,
   StorageLike,
   ViewResponse,
+  Visibility,
   WindowLike,
 } from './types.js';

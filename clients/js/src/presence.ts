@@ -1,12 +1,15 @@
 import { createContext } from './context.js';
 import { createHeartbeat } from './heartbeat.js';
+import { request } from './http.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
 import type { PresenceError } from './errors.js';
-import type { Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
+import type { Presence, PresenceListener, PresenceOptions, PresenceState, Privacy, PrivacySettings } from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
+
+const privacyPath = (userId: string) => `/v1/users/${encodeURIComponent(userId)}/privacy`;
 
 /**
  * Creates a presence instance for one artifact in this tab: heartbeats, view counting,
@@ -73,6 +76,9 @@ export function createPresence(options: PresenceOptions): Presence {
     },
     leave: lifecycle.leave_,
     destroy: lifecycle.destroy_,
+    getPrivacy: (userId: string) => request<Privacy>(ctx, 'privacy', 'GET', privacyPath(userId)),
+    setPrivacy: (userId: string, settings: PrivacySettings) =>
+      request<Privacy>(ctx, 'privacy', 'PUT', privacyPath(userId), settings),
   };
 
   if (options.autoStart !== false) lifecycle.start_();
