@@ -105,6 +105,7 @@ class _Builder:
         self.rng = random.Random(population.seed)
         self.token = tokens.user
         self.reader = tokens.reader
+        self.admin = tokens.admin
 
     def users(self, count: int) -> list[int]:
         """``count`` users in a shuffled round: each user's tab once per cycle."""
@@ -201,6 +202,29 @@ def _where_now_seed(b: _Builder) -> list[bytes]:
     return [b.roaming_heartbeat(u, k) for u in range(_roamers(b)) for k in range(1, roaming)]
 
 
+def _hidden(b: _Builder) -> range:
+    """The ``heartbeat-hidden`` scenario's users: as many as the population, numbered after
+    it (so no other scenario sees them), each on the artifact user ``n`` would be on."""
+    return range(b.population.users, 2 * b.population.users)
+
+
+def _heartbeat_hidden(b: _Builder) -> list[bytes]:
+    """The ``heartbeat`` round by users whose presence is hidden (invisible): the cost of
+    the hidden flag on the hot path, against ``heartbeat`` in the same run."""
+    first = b.population.users
+    return [b.heartbeat(first + u) for u in b.users(b.population.users)]
+
+
+def _heartbeat_hidden_seed(b: _Builder) -> list[bytes]:
+    """Each hidden user's setting (an admin's PUT), then one heartbeat each, as the plain
+    round's users get one first."""
+    body = _JSON.encode({"presence": "hidden"})
+    settings = [
+        _request("PUT", f"/v1/users/{user_id(n)}/privacy", b.admin, body) for n in _hidden(b)
+    ]
+    return settings + [b.heartbeat(n) for n in _hidden(b)]
+
+
 def _mixed(b: _Builder) -> list[bytes]:
     """95% heartbeats, 4% online polls of one artifact, 1% views: the traffic of open tabs."""
     out = []
@@ -224,8 +248,12 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "mixed": _mixed,
     "online-one": _online_one,
     "where-now": _where_now,
+    "heartbeat-hidden": _heartbeat_hidden,
 }
-SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {"where-now": _where_now_seed}
+SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {
+    "where-now": _where_now_seed,
+    "heartbeat-hidden": _heartbeat_hidden_seed,
+}
 """Unmeasured requests a scenario needs first, besides every user's one heartbeat."""
 
 
