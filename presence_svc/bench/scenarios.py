@@ -113,9 +113,9 @@ class _Builder:
         self.rng.shuffle(order)
         return [order[i % len(order)] for i in range(count)]
 
-    def heartbeat(self, user: int) -> bytes:
+    def heartbeat(self, user: int, artifact: str | None = None) -> bytes:
         body = {
-            "artifactId": artifact_id(self.population.artifact_of(user)),
+            "artifactId": artifact or artifact_id(self.population.artifact_of(user)),
             "versionId": "v1",
             "sessionId": session_id(user),
             "state": {"page": user % 7, "mode": "view"},
@@ -204,15 +204,20 @@ def _where_now_seed(b: _Builder) -> list[bytes]:
 
 def _hidden(b: _Builder) -> range:
     """The ``heartbeat-hidden`` scenario's users: as many as the population, numbered after
-    it (so no other scenario sees them), each on the artifact user ``n`` would be on."""
+    it, on artifacts of their own (``hid-…``, spread as the others): seeded before every
+    scenario, they change no other scenario's rooms."""
     return range(b.population.users, 2 * b.population.users)
+
+
+def _hidden_heartbeat(b: _Builder, n: int) -> bytes:
+    return b.heartbeat(n, f"hid-{b.population.artifact_of(n):07d}")
 
 
 def _heartbeat_hidden(b: _Builder) -> list[bytes]:
     """The ``heartbeat`` round by users whose presence is hidden (invisible): the cost of
     the hidden flag on the hot path, against ``heartbeat`` in the same run."""
     first = b.population.users
-    return [b.heartbeat(first + u) for u in b.users(b.population.users)]
+    return [_hidden_heartbeat(b, first + u) for u in b.users(b.population.users)]
 
 
 def _heartbeat_hidden_seed(b: _Builder) -> list[bytes]:
@@ -222,7 +227,7 @@ def _heartbeat_hidden_seed(b: _Builder) -> list[bytes]:
     settings = [
         _request("PUT", f"/v1/users/{user_id(n)}/privacy", b.admin, body) for n in _hidden(b)
     ]
-    return settings + [b.heartbeat(n) for n in _hidden(b)]
+    return settings + [_hidden_heartbeat(b, n) for n in _hidden(b)]
 
 
 def _mixed(b: _Builder) -> list[bytes]:

@@ -20,10 +20,9 @@ import logging
 
 from redis.exceptions import RedisError
 
-from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
-from presence_svc.users.directory import UsersDirectory
+from presence_svc.users.directory import DatabaseUnavailable, UsersDirectory
 from presence_svc.users.privacy import Privacy
 
 __all__ = ["PrivacyMirror"]
