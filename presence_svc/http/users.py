@@ -107,14 +107,12 @@ async def put_privacy(request: web.Request) -> web.Response:
     user_id = await _self_or_admin(request)
     body = await _PRIVACY.read(request)
     app = request.app
-    stored = await app[USERS].get_privacy(user_id)
-    privacy = Privacy(
+    privacy = await app[USERS].update_privacy(
         user_id,
-        stored.view_history if body.view_history is UNSET else body.view_history,
-        stored.presence if body.presence is UNSET else body.presence,
+        None if body.view_history is UNSET else body.view_history,
+        None if body.presence is UNSET else body.presence,
         int(time.time() * 1000),
     )
-    await app[USERS].put_privacy(privacy)
     await app[PRIVACY].put(privacy)
     if body.view_history is not UNSET:
         hide = privacy.view_history == "hidden"

@@ -56,8 +56,11 @@ class UsersDirectory(Protocol):
     async def get_privacy(self, user_id: str) -> Privacy:
         """The user's privacy settings (both visible when never set)."""
 
-    async def put_privacy(self, privacy: Privacy) -> None:
-        """Store the user's privacy settings, replacing what was stored."""
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        """Set the settings given (None keeps the stored one) in one atomic step, so two
+        partial updates at once both hold; returns what is stored now."""
 
     async def hidden_privacy(self) -> list[Privacy]:
         """Every user with something hidden (to seed the Redis mirror again)."""

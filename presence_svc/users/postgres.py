@@ -17,11 +17,14 @@ _MERGE = (
     f"{UPDATE_ON_CONFLICT} WHERE users.updated_at < excluded.updated_at"
 )
 
-_PUT_PRIVACY = (
-    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) "
-    "DO UPDATE SET view_history = excluded.view_history, presence = excluded.presence, "
-    "updated_at = excluded.updated_at"
+_UPDATE_PRIVACY = (
+    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES ($1, COALESCE($2::text, 'visible'), "
+    "COALESCE($3::text, 'visible'), $4) ON CONFLICT (user_id) DO UPDATE SET "
+    "view_history = COALESCE($2::text, privacy.view_history), "
+    "presence = COALESCE($3::text, privacy.presence), updated_at = excluded.updated_at "
+    f"RETURNING {PRIVACY_COLUMNS}"
 )
+"""One statement: a None setting keeps the stored one, atomically."""
 
 
 class PostgresUsers(ProfileTable):
@@ -74,14 +77,11 @@ class PostgresUsers(ProfileTable):
         )
         return privacy_of(*records[0]) if records else Privacy(user_id)
 
-    async def put_privacy(self, privacy: Privacy) -> None:
-        await self._db.execute(
-            _PUT_PRIVACY,
-            privacy.user_id,
-            privacy.view_history,
-            privacy.presence,
-            privacy.updated_at_ms,
-        )
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        records = await self._db.fetch(_UPDATE_PRIVACY, user_id, view_history, presence, at_ms)
+        return privacy_of(*records[0])
 
     async def hidden_privacy(self) -> list[Privacy]:
         records = await self._db.fetch(

@@ -76,9 +76,22 @@ class SqliteUsers(ProfileTable):
         row = await self._file.run(select)
         return privacy_of(*row) if row else Privacy(user_id)
 
-    async def put_privacy(self, privacy: Privacy) -> None:
-        row = (privacy.user_id, privacy.view_history, privacy.presence, privacy.updated_at_ms)
-        await self._file.run(lambda c: c.execute(_PUT_PRIVACY, row))
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        def update(conn: sqlite3.Connection) -> Privacy:
+            # one call on the file's one thread: nothing runs between the read and the write
+            row = conn.execute(
+                f"SELECT {PRIVACY_COLUMNS} FROM privacy WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            stored = privacy_of(*row) if row else Privacy(user_id)
+            new = privacy_of(
+                user_id, view_history or stored.view_history, presence or stored.presence, at_ms
+            )
+            conn.execute(_PUT_PRIVACY, (user_id, new.view_history, new.presence, at_ms))
+            return new
+
+        return await self._file.run(update)
 
     async def hidden_privacy(self) -> list[Privacy]:
         def select(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:

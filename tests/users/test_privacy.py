@@ -126,13 +126,23 @@ async def test_settings_are_stored_in_the_database(
     )
     await put_privacy(client, auth("bob"), "bob", {"presence": "hidden"})
     await put_privacy(client, auth("bob"), "bob", {"presence": "visible"})
+    # two partial updates at once: both hold (one atomic step each)
+    carol = auth("carol")
+    await asyncio.gather(
+        *(
+            put_privacy(client, carol, "carol", {field: "hidden"})
+            for field in ("viewHistory", "presence")
+        )
+    )
+    stored = await (await client.get("/v1/users/carol/privacy", headers=carol)).json()
+    assert (stored["viewHistory"], stored["presence"]) == ("hidden", "hidden")
     database = open_database(ledger_url)
     await database.open()
     try:
         alice = await database.users.get_privacy("alice")
         assert (alice.view_history, alice.presence) == ("hidden", "hidden")
         hidden = await database.users.hidden_privacy()
-        assert [p.user_id for p in hidden] == ["alice"]  # bob is visible again
+        assert sorted(p.user_id for p in hidden) == ["alice", "carol"]  # bob is visible again
     finally:
         await database.close()
 
