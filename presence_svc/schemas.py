@@ -36,6 +36,8 @@ __all__ = [
     "PresenceListOut",
     "PresenceOut",
     "PresenceUser",
+    "PrivacyIn",
+    "PrivacyOut",
     "ProfileIn",
     "ProfileOut",
     "RecentItemOut",
@@ -181,8 +183,42 @@ class ProfileIn(_Body, kw_only=True):
     avatar_url: Annotated[str, Meta(max_length=2048, pattern=r"^https?://\S+$(?!\n)")] | None = None
 
 
+Visibility = Annotated[
+    Literal["visible", "hidden"],
+    Meta(description="visible: shown to others (the default); hidden: shown to the user alone"),
+]
+
+
+class PrivacyIn(_Body, kw_only=True):
+    """A partial update: a field left out keeps its stored value."""
+
+    view_history: Annotated[
+        Visibility | UnsetType,
+        Meta(
+            description="hidden: the user's views still count (views, unique viewers, "
+            "readers) but they are listed to nobody else: not in viewer lists, seen lists, "
+            "nor the ledger API (admins excepted)"
+        ),
+    ] = UNSET
+    presence: Annotated[
+        Visibility | UnsetType,
+        Meta(
+            description="hidden: the user's sessions count in online, sessions, active and "
+            "away but are not listed, not announced in events (count updates only), not "
+            "in where-now for others"
+        ),
+    ] = UNSET
+
+
 class _Out(Struct, rename="camel"):
     pass
+
+
+class PrivacyOut(_Out, kw_only=True):
+    user_id: str
+    view_history: Visibility
+    presence: Visibility
+    updated_at: Annotated[Time | None, Meta(description="null: never set (both visible)")]
 
 
 class HeartbeatOut(_Out, kw_only=True):
@@ -420,6 +456,14 @@ class ViewersOut(_Out, kw_only=True):
     viewers: list[ViewerOut]
     next_cursor: str | None
     names_joined: NamesJoined
+    hidden_viewers: Annotated[
+        int,
+        Meta(
+            description="viewers of the version left out of the list because their view "
+            "history is hidden (they still count in uniqueViewers); the caller's own row "
+            "is listed to them and not counted here"
+        ),
+    ]
 
 
 MAX_AUDIENCE = 1000
@@ -543,6 +587,10 @@ class ProfileOut(_Out, kw_only=True):
     name: str
     avatar_url: str | None
     updated_at: Time
+    privacy: Annotated[
+        PrivacyOut,
+        Meta(description="the user's privacy settings (shown to the user and to admins)"),
+    ]
 
 
 class TimelinePoint(_Out, gc=False):

@@ -105,6 +105,9 @@ class Settings:
     """How long Redis keeps an artifact's per-minute timeline (0: no timeline is kept)."""
     engagement_flush_s: float = 30.0
     """The worker writes the engaged-time totals changed since into the database this often."""
+    privacy_refresh_s: float = 1.0
+    """How often each API process checks the privacy mirror for changes (another process's
+    ``PUT /v1/users/{id}/privacy`` takes effect here within this)."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -194,6 +197,10 @@ class Settings:
         _check(
             0 < self.engagement_flush_s <= 3600,
             "PRESENCE_ENGAGEMENT_FLUSH_S must be within 0..3600",
+        )
+        _check(
+            0.05 <= self.privacy_refresh_s <= 60,
+            "PRESENCE_PRIVACY_REFRESH_S must be within 0.05..60",
         )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
@@ -360,5 +367,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_TOKEN_CACHE_SIZE", "token_cache_size", int),
     ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
     ("PRESENCE_ENGAGEMENT_FLUSH_S", "engagement_flush_s", _parse_seconds),
+    ("PRESENCE_PRIVACY_REFRESH_S", "privacy_refresh_s", _parse_seconds),
 )
 """Each setting's environment variable, field and parser."""

@@ -4,8 +4,9 @@
 --   Z  zset  session id -> deadline (ms): when the session goes offline unless it beats
 --            again (last heartbeat + the online or the away timeout; sooner while a grace
 --            leave runs)
---   I  hash  session id -> msgpack {userId, versionId, stateJson[, flags]}; flags: 1 a
---            grace leave runs, 2 away (absent: active, not leaving)
+--   I  hash  session id -> msgpack {userId, versionId, stateJson[, flags]}; flags (bits): 1 a
+--            grace leave runs, 2 away, 4 hidden (the user's presence is invisible:
+--            counted, never listed or announced; absent: active, not leaving, visible)
 --            userId -> msgpack {n, active, join[, sids]}: the user's counted sessions,
 --                      how many of them are active, the user's join number, and (in a
 --                      large room only) their packed ids, 9 bytes each
@@ -14,7 +15,8 @@
 --                 counts ("settled")
 --            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
 --   U  zset  userId -> join number: the counted users in the order they came; kept in a
---            large room only: a small room's page reads its whole (compact) hash instead
+--            large room only: a small room's page reads its whole (compact) hash instead.
+--            A hidden user never enters it (lib/hidden.lua)
 --   D  zset  (per partition) artifact id -> when the sweeper should next look (ms)
 --   R  zset  user id -> lastSeen * 4 + reason: who was here recently (lib/recent.lua)
 -- A session is counted from its join until it is settled; it is online while its
@@ -23,6 +25,7 @@
 --! include lib/rooms.lua
 --! include lib/recent.lua
 --! include lib/timeline.lua
+--! include lib/hidden.lua
 
 local WATERMARK = '~w'
 local SETTLE_STEP = 64
@@ -32,12 +35,12 @@ local SETTLE_STEP = 64
 local LARGE_FIELDS = 128
 local SMALL_FIELDS = 64
 
-local function is_away(info) return info[4] ~= nil and info[4] >= 2 end
-local function is_leaving(info) return info[4] == 1 or info[4] == 3 end
+local function is_away(info) return info[4] ~= nil and bit.band(info[4], 2) ~= 0 end
+local function is_leaving(info) return info[4] ~= nil and bit.band(info[4], 1) ~= 0 end
 
--- info[4] from the two flags (nil when both are off: one msgpack byte less).
-local function set_flags(info, away, leaving)
-  local flags = (away and 2 or 0) + (leaving and 1 or 0)
+-- info[4] from the flags (nil when all are off: one msgpack byte less).
+local function set_flags(info, away, leaving, hidden)
+  local flags = (away and 2 or 0) + (leaving and 1 or 0) + (hidden and 4 or 0)
   if flags == 0 then info[4] = nil else info[4] = flags end
 end
 
@@ -53,15 +56,18 @@ end
 
 -- A new counted session `sid` of `user`. Returns how many the user has now and whether
 -- the user's status changed ('join' on the first one).
-local function user_joined(I, U, user, sid, away)
+local function user_joined(I, U, user, sid, away, hidden)
   local entry = user_entry(I, user)
   local large = redis.call('HEXISTS', I, '~L') == 1
   if not entry then
     entry = {0, 0, redis.call('HINCRBY', I, '~j', 1)}
     redis.call('HINCRBY', I, '~n', 1)
     recent_back(user) -- online again: not "recently here" (lib/recent.lua)
-    if large then entry[4] = ''; redis.call('ZADD', U, entry[3], user) end
+    if large then entry[4] = '' end
   end
+  -- NX: a user already listed keeps their place; one whose sessions were all hidden
+  -- until now comes in with their join number.
+  if large and not hidden then redis.call('ZADD', U, 'NX', entry[3], user) end
   local was_active = entry[2] > 0
   entry[1] = entry[1] + 1
   if not away then entry[2] = entry[2] + 1 end
@@ -131,7 +137,7 @@ local function fit(Z, I, U)
         local entry = cmsgpack.unpack(all[i + 1])
         entry[4] = table.concat(by_user[field] or {})
         redis.call('HSET', I, field, cmsgpack.pack(entry))
-        redis.call('ZADD', U, entry[3], field)
+        if listed(by_user[field], room.infos) then redis.call('ZADD', U, entry[3], field) end
       end
     end
   elseif large and fields < SMALL_FIELDS then
@@ -174,7 +180,12 @@ end
 local function session_gone(Z, I, U, sid, info, reason, events, seen)
   local user = info[1]
   local mine, changed = user_left(I, U, user, sid, is_away(info))
-  if mine == 0 then
+  if is_hidden(info) then
+    -- counted, never announced (lib/hidden.lua); kept in R for the user's own where-now,
+    -- which the recently-here pages leave out (the service filters them by the setting)
+    quietly()
+    if mine == 0 and seen then recent_left(user, seen, reason) end
+  elseif mine == 0 then
     events[#events + 1] = {'leave', user, reason}
     if seen then recent_left(user, seen, reason) end
   else
@@ -287,11 +298,12 @@ local function counts(Z, I, now)
 end
 
 -- One message per script run that changed who is online: {online, sessions, events,
--- active}. While the partition's outbox stream exists (the webhook dispatcher creates it
+-- active}; events empty when only hidden sessions changed the counts. While the
+-- partition's outbox stream exists (the webhook dispatcher creates it
 -- when an endpoint exists), the same change is appended there too, durably:
 -- field 'm' = msgpack {artifact, online, sessions, events, active, now}.
 local function publish(channel, events, online, sessions, active)
-  if #events == 0 then return end
+  if #events == 0 and not QUIET.changed then return end
   timeline_note(online, sessions) -- lib/timeline.lua
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
   if redis.call('EXISTS', KEYS[7]) == 1 then

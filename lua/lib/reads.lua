@@ -24,7 +24,7 @@ local function unsettled_changes(Z, I, now, mark)
       local info = cmsgpack.unpack(raw)
       local seen = per_user[info[1]] or {0, 0}
       seen[1] = seen[1] + 1
-      if not (info[4] ~= nil and info[4] >= 2) then seen[2] = seen[2] + 1 end
+      if not (info[4] ~= nil and bit.band(info[4], 2) ~= 0) then seen[2] = seen[2] + 1 end
       per_user[info[1]] = seen
     end
   end

@@ -2,6 +2,8 @@
 -- KEYS and ARGV[1..8] as in lib/writer.lua, then
 -- ARGV[9] session id (packed)  ARGV[10] user id  ARGV[11] version id ('' keeps the current
 -- one)  ARGV[12] state as JSON text ('' keeps it)  ARGV[13] '1' away, '' active
+-- ARGV[14] '1' the user's presence is hidden (counted, never listed or announced: see
+-- lib/hidden.lua), '' visible
 -- returns {online_users, online_sessions, active_users[, 1 if the session (re)joined]},
 -- or {-1} if the session belongs to another user (the flag tells the service to note
 -- the session in the user's where-now index). The session's deadline becomes now + the
@@ -20,6 +22,7 @@ do
   local sid, user, version, state = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
   local timeout = tonumber(ARGV[3])
   local away = ARGV[13] == '1'
+  local flags = (away and 2 or 0) + (ARGV[14] == '1' and 4 or 0)
   local now = NOW
   local mark = redis.call('HGET', I, '~w')
   local settled = mark and tonumber(mark) >= now
@@ -32,7 +35,7 @@ do
     local info = cmsgpack.unpack(raw)
     local score = redis.call('ZSCORE', Z, sid)
     local due = redis.call('ZSCORE', D, ARGV[1])
-    if info[1] == user and (info[4] == nil and not away or info[4] == 2 and away)
+    if info[1] == user and (info[4] or 0) == flags
       and (version == '' or version == info[2]) and (state == '' or state == info[3])
       and score and tonumber(score) > now
       and due and tonumber(due) >= now + math.floor(timeout / 3) then
@@ -47,6 +50,7 @@ end
 --! include lib/writer.lua
 local sid, user, version, state = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local away = ARGV[13] == '1'
+local hidden = ARGV[14] == '1'
 
 local raw = redis.call('HGET', I, sid)
 local info
@@ -63,15 +67,37 @@ end
 
 -- A heartbeat inside a grace leave (a reload) clears the flag silently.
 local was_away = raw ~= nil and raw ~= false and is_away(info)
-local dirty = not raw or is_leaving(info) or was_away ~= away
+local was_hidden = raw ~= nil and raw ~= false and is_hidden(info)
+local dirty = not raw or is_leaving(info) or was_away ~= away or was_hidden ~= hidden
 local moved = false
 if version ~= '' and version ~= info[2] then info[2] = version; moved = true end
 if state ~= '' and state ~= info[3] then info[3] = state; moved = true end
-set_flags(info, away, false)
+set_flags(info, away, false, hidden)
 if dirty or moved then redis.call('HSET', I, sid, cmsgpack.pack(info)) end
 
 local status = away and 'away' or 'active'
-if not counted then
+if hidden then
+  -- Counted like any session, announced never (lib/hidden.lua); a counted session that
+  -- just turned hidden leaves the list as if it left.
+  if not counted then
+    user_joined(I, U, user, sid, away, true)
+    quietly()
+  else
+    if was_away ~= away and user_status(I, user, away) then quietly() end
+    if not was_hidden then
+      redis.call('ZREM', U, user)
+      events[#events + 1] = {'leave', user, 'left'}
+    end
+  end
+elseif counted and was_hidden then
+  -- Visible again: into the list (and U, in a large room) as a join.
+  if was_away ~= away then user_status(I, user, away) end
+  local entry = user_entry(I, user)
+  if entry and redis.call('HEXISTS', I, '~L') == 1 then
+    redis.call('ZADD', U, 'NX', entry[3], user)
+  end
+  events[#events + 1] = {'join', user, info[2], info[3], now, status}
+elseif not counted then
   local mine, changed = user_joined(I, U, user, sid, away)
   if mine == 1 then
     events[#events + 1] = {'join', user, info[2], info[3], now, status}

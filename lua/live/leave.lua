@@ -20,7 +20,7 @@ if raw then
     if grace > 0 and score > now then
       -- Bring the deadline forward to the end of the grace; the flag makes that timeout
       -- a 'left'. A heartbeat inside the grace restores the session silently.
-      set_flags(info, is_away(info), true)
+      set_flags(info, is_away(info), true, is_hidden(info))
       redis.call('HSET', I, sid, cmsgpack.pack(info))
       redis.call('ZADD', Z, math.min(score, now + grace), sid)
     else

@@ -7,6 +7,8 @@
 --   {userId, versionId, stateJson, lastSeen, sessions, away (0/1), joinNumber[, sessions
 --   list {{versionId, stateJson, lastSeen, away}, ...}]}, next the join number to start
 --   the next page after (-1: no more); read-only
+-- Hidden sessions (lib/hidden.lua) are counted and never listed: a user with no
+-- visible online session has no row.
 -- Rows sort by the user's join number: the order users came in, which heartbeats never
 -- change, so a keyset cursor neither skips nor repeats a user who stays online. A large
 -- room (field '~L' set, users in U) costs the page's users and their sessions (MAX_LISTED each at most)
@@ -16,6 +18,7 @@
 --! include lib/now.lua
 --! include lib/reads.lua
 --! include lib/rooms.lua
+--! include lib/hidden.lua
 
 local MAX_LISTED = 32
 local SKIP_BUDGET = 100
@@ -33,8 +36,8 @@ local function row_of(sids, scores, infos, counted, join)
   for n, _ in ipairs(sids) do
     local score = scores[n]
     local info = infos[n]
-    if score and score > now and info then
-      local away = info[4] ~= nil and info[4] >= 2
+    if score and score > now and info and not is_hidden(info) then
+      local away = info[4] ~= nil and bit.band(info[4], 2) ~= 0
       local seen = score - (away and away_timeout or timeout)
       if not row then
         row = {info[1], info[2], info[3], seen, 0, 1, join}

@@ -3,11 +3,14 @@
 -- KEYS[1] debounce key (artifact, version, user)   KEYS[2] artifact stats hash
 -- KEYS[3] artifact viewers set   KEYS[4] artifact versions zset (version -> last view)
 -- KEYS[5] version stats hash   KEYS[6] version viewers hash (user -> msgpack
---         {views, firstViewedAt, lastViewedAt[, engagedMs, ...]}: elements 4+ are kept as
---         they are, see stats/engage.lua)   KEYS[7] version viewers by last view zset
+--         {views, firstViewedAt, lastViewedAt[, engagedMs[, hidden]]})
+-- KEYS[7] version viewers by last view zset (hidden viewers are never in it)
 -- KEYS[8] views stream
 -- ARGV[1] artifact id  ARGV[2] version id  ARGV[3] user id  ARGV[4] session id ('' none)
 -- ARGV[5] view id (unique; the ledger is idempotent on it)  ARGV[6] debounce window (ms)
+-- ARGV[7] '1' the user's view history is hidden: counted like any view, marked in the
+--         entry (element 5, element 4 written 0 if absent) and kept out of KEYS[7], which
+--         viewer lists page through; '' visible (a mark from before is cleared)
 -- returns {counted (1|0), version views, version unique viewers, now (ms)}
 -- Inside the window nothing is written: a reload or a spamming client counts once.
 --! include lib/now.lua
@@ -37,8 +40,15 @@ if raw then
 else
   mine = {1, now, now}
 end
+if ARGV[7] == '1' then
+  mine[4] = mine[4] or 0
+  mine[5] = 1
+  redis.call('ZREM', KEYS[7], user)
+else
+  mine[5] = nil
+  redis.call('ZADD', KEYS[7], now, user)
+end
 redis.call('HSET', KEYS[6], user, cmsgpack.pack(mine))
-redis.call('ZADD', KEYS[7], now, user)
 
 -- One field, msgpack [viewId, artifact, version, user, session, ms]: compact in Redis and
 -- decoded in C by the drain.

@@ -2,8 +2,11 @@
 -- KEYS[1] version viewers by last view zset  KEYS[2] version viewers hash
 -- ARGV[1] page size  ARGV[2] cursor lastViewedAt (ms) and ARGV[3] cursor user id: the last
 --         row of the previous page ('' for the first); order: last view desc, user id desc
--- returns msgpack {{{userId, {views, firstViewedAt, lastViewedAt[, engagedMs, ...]}}, ...},
--- has_more}; read-only
+-- ARGV[4] the caller's user id ('' none): a caller whose view history is hidden still
+--         sees their own row, in its place
+-- returns msgpack {{{userId, {views, firstViewedAt, lastViewedAt, ...}}, ...}, has_more,
+-- hidden}: hidden = the viewers left out (their history is hidden: in the hash, not in
+-- the zset; the caller's own row, when listed, not among them); read-only
 local size = tonumber(ARGV[1])
 local rows = {}
 local function add(members)
@@ -34,4 +37,26 @@ if #rows > 0 then
     if infos[i] then page[#page + 1] = {user, cmsgpack.unpack(infos[i])} end
   end
 end
-return cmsgpack.pack({page, has_more})
+local hidden = redis.call('HLEN', KEYS[2]) - redis.call('ZCARD', KEYS[1])
+local own = ARGV[4] ~= '' and redis.call('HGET', KEYS[2], ARGV[4])
+if own then
+  local mine = cmsgpack.unpack(own)
+  local at, user = mine[3], ARGV[4]
+  -- after the cursor, and not past this page's last row unless it is the last page
+  local after = ARGV[2] == '' or at < tonumber(ARGV[2])
+    or (at == tonumber(ARGV[2]) and user < ARGV[3])
+  local last = page[#page]
+  local within = has_more == 0 or (last and (at > last[2][3]
+    or (at == last[2][3] and user > last[1])))
+  if mine[5] and mine[5] ~= 0 then
+    hidden = hidden - 1  -- listed to its owner, on whichever page it falls
+    if after and within then
+      local at_index = #page + 1
+      for i, row in ipairs(page) do
+        if at > row[2][3] or (at == row[2][3] and user > row[1]) then at_index = i; break end
+      end
+      table.insert(page, at_index, {user, mine})
+    end
+  end
+end
+return cmsgpack.pack({page, has_more, math.max(0, hidden)})

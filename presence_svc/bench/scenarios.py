@@ -119,6 +119,7 @@ class _Builder:
         self.rng = random.Random(population.seed)
         self.token = tokens.user
         self.reader = tokens.reader
+        self.admin = tokens.admin
 
     def users(self, count: int) -> list[int]:
         """``count`` users in a shuffled round: each user's tab once per cycle."""
@@ -126,9 +127,9 @@ class _Builder:
         self.rng.shuffle(order)
         return [order[i % len(order)] for i in range(count)]
 
-    def heartbeat(self, user: int, engaged_ms: int = 0) -> bytes:
+    def heartbeat(self, user: int, engaged_ms: int = 0, artifact: str | None = None) -> bytes:
         body: dict[str, object] = {
-            "artifactId": artifact_id(self.population.artifact_of(user)),
+            "artifactId": artifact or artifact_id(self.population.artifact_of(user)),
             "versionId": "v1",
             "sessionId": session_id(user),
             "state": {"page": user % 7, "mode": "view"},
@@ -282,6 +283,34 @@ def _where_now_seed(b: _Builder) -> list[bytes]:
     return [b.roaming_heartbeat(u, k) for u in range(_roamers(b)) for k in range(1, roaming)]
 
 
+def _hidden(b: _Builder) -> range:
+    """The ``heartbeat-hidden`` scenario's users: as many as the population, numbered after
+    it, on artifacts of their own (``hid-…``, spread as the others): seeded before every
+    scenario, they change no other scenario's rooms."""
+    return range(b.population.users, 2 * b.population.users)
+
+
+def _hidden_heartbeat(b: _Builder, n: int) -> bytes:
+    return b.heartbeat(n, artifact=f"hid-{b.population.artifact_of(n):07d}")
+
+
+def _heartbeat_hidden(b: _Builder) -> list[bytes]:
+    """The ``heartbeat`` round by users whose presence is hidden (invisible): the cost of
+    the hidden flag on the hot path, against ``heartbeat`` in the same run."""
+    first = b.population.users
+    return [_hidden_heartbeat(b, first + u) for u in b.users(b.population.users)]
+
+
+def _heartbeat_hidden_seed(b: _Builder) -> list[bytes]:
+    """Each hidden user's setting (an admin's PUT), then one heartbeat each, as the plain
+    round's users get one first."""
+    body = _JSON.encode({"presence": "hidden"})
+    settings = [
+        _request("PUT", f"/v1/users/{user_id(n)}/privacy", b.admin, body) for n in _hidden(b)
+    ]
+    return settings + [_hidden_heartbeat(b, n) for n in _hidden(b)]
+
+
 def _mixed(b: _Builder) -> list[bytes]:
     """95% heartbeats, 4% online polls of one artifact, 1% views: the traffic of open tabs."""
     out = []
@@ -323,11 +352,13 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "seen-check": _seen_check,
     "churn": _churn,
     "timeline": _timeline,
+    "heartbeat-hidden": _heartbeat_hidden,
 }
 SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "where-now": _where_now_seed,
     "seen-check": _seen_check_seed,
     "heartbeat-engaged": _own_views,
+    "heartbeat-hidden": _heartbeat_hidden_seed,
 }
 """Unmeasured requests a scenario needs first, besides every user's one heartbeat."""
 

@@ -28,6 +28,7 @@ from presence_svc.client.models import (
     LedgerPage,
     OnlineCounts,
     PresencePage,
+    Privacy,
     RecentList,
     SeenCheck,
     SeenPage,
@@ -317,6 +318,22 @@ class PresenceClient:
     async def recent(self, user_id: str, *, limit: int | None = None) -> RecentList:
         path = f"/v1/users/{user_id}/recent"
         return await self._call("GET", path, RecentList, params=_params(limit=limit))
+
+    async def get_privacy(self, user_id: str) -> Privacy:
+        """The user's privacy settings (their own token, or an admin's)."""
+        return await self._call("GET", f"/v1/users/{user_id}/privacy", Privacy)
+
+    async def set_privacy(
+        self,
+        user_id: str,
+        *,
+        view_history: Literal["visible", "hidden"] | None = None,
+        presence: Literal["visible", "hidden"] | None = None,
+    ) -> Privacy:
+        """Hide (or show) the user's view history and/or presence; what is left None keeps
+        its value. Hidden, the user still counts everywhere but is listed to nobody else."""
+        body = {k: v for k, v in (("viewHistory", view_history), ("presence", presence)) if v}
+        return await self._call("PUT", f"/v1/users/{user_id}/privacy", Privacy, body=body)
 
     async def ledger(
         self,

@@ -18,6 +18,7 @@ __all__ = [
     "OnlineCounts",
     "PresencePage",
     "PresenceUser",
+    "Privacy",
     "RecentItem",
     "RecentList",
     "RecentUser",
@@ -175,6 +176,18 @@ class ViewersPage(_Model, frozen=True, kw_only=True):
     next_cursor: str | None = None
     names_joined: bool = True
     """False when the service could not read the users directory: names are None."""
+    hidden_viewers: int = 0
+    """Viewers left out because their view history is hidden (they still count)."""
+
+
+class Privacy(_Model, frozen=True, kw_only=True):
+    """A user's privacy settings: ``visible`` or ``hidden`` each."""
+
+    user_id: str
+    view_history: Literal["visible", "hidden"] = "visible"
+    presence: Literal["visible", "hidden"] = "visible"
+    updated_at: datetime | None = None
+    """None: never set."""
 
 
 class Latest(_Model, frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ from presence_svc.http.resources import (
     database_ctx,
     end_event_streams,
     hub_ctx,
+    privacy_ctx,
     redis_ctx,
     worker_ctx,
 )
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(privacy_ctx)
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(end_event_streams)
     if settings.run_worker:

@@ -18,9 +18,9 @@ from redis.exceptions import RedisError
 from presence_svc import metrics
 from presence_svc.errors import ServiceUnavailable
 from presence_svc.http.params import path_id, query_int
-from presence_svc.http.resources import HUB, LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.resources import HUB, LIMITER, PRESENCE, PRIVACY, SETTINGS, TOKENS, USERS
 from presence_svc.live.events import Listener, StreamClosed, sse_frame
-from presence_svc.live.rows import presence_out
+from presence_svc.live.rows import presence_out, without_hidden
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import SyncEvent
 
@@ -43,6 +43,7 @@ async def _sync(request: web.Request, artifact_id: str, limit: int, listener: Li
     async def read() -> bytes:
         mode = topic.mode  # a switch after this resyncs the listeners again
         page = await request.app[PRESENCE].page(artifact_id, limit, None)
+        page = without_hidden(page, request.app[PRIVACY].presence_hidden)  # as the list
         out = await presence_out(request.app[USERS], page)
         return _JSON.encode(SyncEvent(**msgspec.structs.asdict(out), mode=mode))
 

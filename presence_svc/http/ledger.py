@@ -1,5 +1,6 @@
 """The views ledger, oldest first (or newest first with ``order=desc``), for dashboards
-and audits."""
+and audits. The views of a user whose view history is hidden are listed to admins (the
+audit record of the deployment) and to that user alone, never to other dashboards."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from presence_svc.http.resources import DATABASE, LEDGER, LIMITER, TOKENS
 from presence_svc.http.wire import respond
 from presence_svc.ledger.engagement import EngagementQuery, day_range
 from presence_svc.ledger.store import LedgerQuery
+from presence_svc.principal import Scope
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import EngagementItemOut, EngagementOut, LedgerItemOut, LedgerOut
 from presence_svc.timefmt import to_iso
@@ -35,6 +37,7 @@ async def ledger(request: web.Request) -> web.Response:
         until_ms=query_time(request, "until"),
         after=decode_cursor(cursor) if cursor else None,
         newest_first=query_choice(request, "order", ("asc", "desc")) == "desc",
+        shown_to=None if principal.scope is Scope.ADMIN else principal.user_id,
     )
     await app[LIMITER].check(principal, RouteClass.READ)
     rows = await app[LEDGER].query_views(query, limit + 1)

@@ -256,7 +256,30 @@ ENDPOINTS: list[Endpoint] = [
         schemas.ProfileIn,
         schemas.ProfileOut,
     ),
-    Endpoint("GET", "/v1/users/{userId}", "A stored profile", "admin", answer=schemas.ProfileOut),
+    Endpoint(
+        "GET",
+        "/v1/users/{userId}",
+        "A stored profile, with the privacy settings",
+        "that user, admin",
+        answer=schemas.ProfileOut,
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/users/{userId}/privacy",
+        "Hide (or show) the user's view history and presence; they keep counting",
+        "that user, admin",
+        schemas.PrivacyIn,
+        schemas.PrivacyOut,
+        notes="A partial update. Takes effect at once on the answering process, within "
+        "PRESENCE_PRIVACY_REFRESH_S on every other.",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{userId}/privacy",
+        "The user's privacy settings",
+        "that user, admin",
+        answer=schemas.PrivacyOut,
+    ),
     Endpoint(
         "DELETE",
         "/v1/users/{userId}",

@@ -7,9 +7,17 @@ from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.http.params import path_id, query_ids, query_int, query_set
-from presence_svc.http.resources import ENGAGEMENT, LIMITER, PRESENCE, SETTINGS, TOKENS, USERS
+from presence_svc.http.resources import (
+    ENGAGEMENT,
+    LIMITER,
+    PRESENCE,
+    PRIVACY,
+    SETTINGS,
+    TOKENS,
+    USERS,
+)
 from presence_svc.http.wire import Body, respond
-from presence_svc.live.rows import presence_out, with_recent
+from presence_svc.live.rows import presence_out, with_recent, without_hidden
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import (
     HeartbeatIn,
@@ -65,6 +73,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             state,
             body.status == "away",
             app[ENGAGEMENT].engagement(body.engaged_ms),
+            app[PRIVACY].presence_hidden(principal.user_id),
         ),
     )
     out = HeartbeatOut(
@@ -152,8 +161,13 @@ async def presence_list(request: web.Request) -> web.Response:
     await app[LIMITER].check(principal, RouteClass.READ)
     store = app[PRESENCE]
     page = await store.page(artifact_id, limit, cursor, sessions="sessions" in include)
+    privacy = app[PRIVACY]
+    # A user who just turned invisible is out of the list at once (their sessions carry
+    # the mark from their next heartbeat on); the recently-here list as well.
+    page = without_hidden(page, privacy.presence_hidden)
     out = await presence_out(app[USERS], page)
     if recent_limit is not None:
         recent = await store.recent.page(artifact_id, recent_limit, recent_cursor)
+        recent = without_hidden(recent, privacy.presence_hidden)
         return respond(request, await with_recent(app[USERS], out, recent))
     return respond(request, out)

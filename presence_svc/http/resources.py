@@ -4,6 +4,7 @@ reached through a typed ``web.AppKey`` (no module-level clients)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
@@ -12,10 +13,11 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from presence_svc.auth import TokenCodec
-from presence_svc.database import Database, database_for
+from presence_svc.database import Database, DatabaseUnavailable, database_for
 from presence_svc.http.limiter import Limiter
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.events import LargeRooms, PresenceHub
+from presence_svc.live.privacy import PrivacyMirror
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
@@ -35,6 +37,7 @@ __all__ = [
     "LEDGER",
     "LIMITER",
     "PRESENCE",
+    "PRIVACY",
     "REDIS",
     "SEEN",
     "SETTINGS",
@@ -45,6 +48,7 @@ __all__ = [
     "database_ctx",
     "end_event_streams",
     "hub_ctx",
+    "privacy_ctx",
     "redis_ctx",
     "worker_ctx",
 ]
@@ -64,6 +68,7 @@ USERS: Final = web.AppKey[UsersDirectory]("users")
 HUB: Final = web.AppKey("hub", PresenceHub)
 LIMITER: Final = web.AppKey("limiter", Limiter)
 TIMELINE: Final = web.AppKey("timeline", Timeline)
+PRIVACY: Final = web.AppKey("privacy", PrivacyMirror)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -98,6 +103,22 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TIMELINE] = Timeline(app[REDIS], timeline_store(database.connection), app[SETTINGS])
     yield
     await database.close()
+
+
+async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The privacy mirror (after Redis and the database: it reads both), loaded once before
+    the first request when Redis answers, then polled in the background."""
+    mirror = PrivacyMirror(app[REDIS], app[USERS], app[SETTINGS].privacy_refresh_s)
+    try:
+        await mirror.refresh()
+    except (RedisError, DatabaseUnavailable, OSError) as exc:
+        log.warning("privacy mirror not loaded at start", extra={"error": repr(exc)})
+    app[PRIVACY] = mirror
+    task = asyncio.create_task(mirror.run(), name="privacy-mirror")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:

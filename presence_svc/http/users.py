@@ -1,33 +1,70 @@
-"""The users directory: the one place names and avatars live (admin only)."""
+"""The users directory: the one place names and avatars live (admin only), and each
+user's privacy settings (the user's own token or an admin)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
+from msgspec import UNSET
 
-from presence_svc.errors import NotFound
+from presence_svc.errors import Forbidden, NotFound
 from presence_svc.http.params import path_id
-from presence_svc.http.resources import PRESENCE, TOKENS, USERS
+from presence_svc.http.resources import (
+    LIMITER,
+    PRESENCE,
+    PRIVACY,
+    REDIS,
+    TOKENS,
+    USERS,
+    VIEWS,
+)
 from presence_svc.http.wire import Body, respond
-from presence_svc.schemas import ProfileIn, ProfileOut
+from presence_svc.principal import Scope
+from presence_svc.ratelimits import RouteClass
+from presence_svc.schemas import PrivacyIn, PrivacyOut, ProfileIn, ProfileOut
+from presence_svc.stats.visibility import restamp_viewer
 from presence_svc.timefmt import to_iso
 from presence_svc.users.directory import Profile
+from presence_svc.users.privacy import Privacy
 
 __all__ = ["routes"]
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _PROFILE = Body(ProfileIn)
+_PRIVACY = Body(PrivacyIn)
 
 
-def _out(profile: Profile) -> ProfileOut:
+def _out(profile: Profile, privacy: Privacy) -> ProfileOut:
     return ProfileOut(
         user_id=profile.user_id,
         name=profile.name,
         avatar_url=profile.avatar_url,
         updated_at=to_iso(profile.updated_at_ms),
+        privacy=_privacy_out(privacy),
     )
+
+
+def _privacy_out(privacy: Privacy) -> PrivacyOut:
+    return PrivacyOut(
+        user_id=privacy.user_id,
+        view_history=privacy.view_history,
+        presence=privacy.presence,
+        updated_at=to_iso(privacy.updated_at_ms) if privacy.updated_at_ms else None,
+    )
+
+
+async def _self_or_admin(request: web.Request) -> str:
+    """The path's user id, once the token is checked (the user's own, or an admin's) and
+    a ``read`` token of the caller's rate limit taken (admins are never limited)."""
+    principal = request.app[TOKENS].from_request(request)
+    user_id = path_id(request, "userId")
+    if principal.scope is not Scope.ADMIN and principal.user_id != user_id:
+        raise Forbidden("only the user's own token or an admin token")
+    await request.app[LIMITER].check(principal, RouteClass.READ)
+    return user_id
 
 
 def _admin_on_user(request: web.Request) -> str:
@@ -40,17 +77,48 @@ def _admin_on_user(request: web.Request) -> str:
 async def put_user(request: web.Request) -> web.Response:
     user_id = _admin_on_user(request)
     body = await _PROFILE.read(request)
-    profile = await request.app[USERS].put_profile(user_id, body.name, body.avatar_url)
-    return respond(request, _out(profile))
+    users = request.app[USERS]
+    profile = await users.put_profile(user_id, body.name, body.avatar_url)
+    return respond(request, _out(profile, await users.get_privacy(user_id)))
 
 
 @routes.get("/v1/users/{userId}")
 async def get_user(request: web.Request) -> web.Response:
-    user_id = _admin_on_user(request)
-    profile = await request.app[USERS].get_profile(user_id)
+    """The profile with the privacy settings: the user's own token or an admin."""
+    user_id = await _self_or_admin(request)
+    users = request.app[USERS]
+    profile = await users.get_profile(user_id)
     if profile is None:
         raise NotFound(f"no profile for user {user_id!r}")
-    return respond(request, _out(profile))
+    return respond(request, _out(profile, await users.get_privacy(user_id)))
+
+
+@routes.get("/v1/users/{userId}/privacy")
+async def get_privacy(request: web.Request) -> web.Response:
+    user_id = await _self_or_admin(request)
+    return respond(request, _privacy_out(await request.app[USERS].get_privacy(user_id)))
+
+
+@routes.put("/v1/users/{userId}/privacy")
+async def put_privacy(request: web.Request) -> web.Response:
+    """Stored in the directory first (durable), then mirrored to every API process (at once
+    here, within ``PRESENCE_PRIVACY_REFRESH_S`` elsewhere); a view-history change also
+    restamps the user's existing viewer records. A repeat finishes a half-done one."""
+    user_id = await _self_or_admin(request)
+    body = await _PRIVACY.read(request)
+    app = request.app
+    privacy = await app[USERS].update_privacy(
+        user_id,
+        None if body.view_history is UNSET else body.view_history,
+        None if body.presence is UNSET else body.presence,
+        int(time.time() * 1000),
+    )
+    await app[PRIVACY].put(privacy)
+    if body.view_history is not UNSET:
+        hide = privacy.view_history == "hidden"
+        restamped = await restamp_viewer(app[REDIS], app[VIEWS].keys, user_id, hide)
+        log.info("view history restamped", extra={"records": restamped, "hidden": hide})
+    return respond(request, _privacy_out(privacy))
 
 
 @routes.delete("/v1/users/{userId}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence_svc.http.params import path_id, query_int
-from presence_svc.http.resources import LIMITER, TOKENS, USERS, VIEWS
+from presence_svc.http.resources import LIMITER, PRIVACY, TOKENS, USERS, VIEWS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import profiles_or_none
 from presence_svc.ratelimits import RouteClass
@@ -40,7 +40,11 @@ async def record_view(request: web.Request) -> web.Response:
         principal,
         RouteClass.VIEW,
         lambda: app[VIEWS].record(
-            body.artifact_id, body.version_id, principal.user_id, body.session_id
+            body.artifact_id,
+            body.version_id,
+            principal.user_id,
+            body.session_id,
+            app[PRIVACY].views_hidden(principal.user_id),
         ),
     )
     return respond(
@@ -91,7 +95,7 @@ async def viewers(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=100, low=1, high=500)
     await app[LIMITER].check(principal, RouteClass.READ)
     page = await app[VIEWS].viewers(
-        artifact_id, version_id, limit, request.query.get("cursor") or None
+        artifact_id, version_id, limit, request.query.get("cursor") or None, principal.user_id
     )
     found = await profiles_or_none(app[USERS].get_profiles, (v.user_id for v in page.viewers))
     profiles = found or {}
@@ -109,7 +113,12 @@ async def viewers(request: web.Request) -> web.Response:
                 engaged_ms=viewer.engaged_ms,
             )
         )
-    out = ViewersOut(viewers=rows, next_cursor=page.next_cursor, names_joined=found is not None)
+    out = ViewersOut(
+        viewers=rows,
+        next_cursor=page.next_cursor,
+        names_joined=found is not None,
+        hidden_viewers=page.hidden,
+    )
     return respond(request, out)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence_svc.http.params import path_id
-from presence_svc.http.resources import LIMITER, PRESENCE, TOKENS
+from presence_svc.http.resources import LIMITER, PRESENCE, PRIVACY, TOKENS
 from presence_svc.http.wire import respond
+from presence_svc.live.where_now import WhereNow
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import WhereNowOut, WhereOnlineOut, WhereRecentOut
 from presence_svc.timefmt import to_iso
@@ -18,13 +19,17 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/users/{userId}/presence")
 async def where_now(request: web.Request) -> web.Response:
-    """The user's own token, or a dashboard or admin token (as ``/recent``)."""
+    """The user's own token, or a dashboard or admin token (as ``/recent``). A user whose
+    presence is hidden is nowhere for anyone else (admins included); they see their own."""
     app = request.app
     principal = app[TOKENS].from_request(request)
     user_id = path_id(request, "userId")
     principal.require_user_read(user_id)
     await app[LIMITER].check(principal, RouteClass.READ)
-    found = await app[PRESENCE].where_now.read(user_id)
+    if principal.user_id != user_id and app[PRIVACY].presence_hidden(user_id):
+        found = WhereNow([], [])
+    else:
+        found = await app[PRESENCE].where_now.read(user_id)
     out = WhereNowOut(
         user_id=user_id,
         online=[

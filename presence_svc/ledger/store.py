@@ -26,6 +26,10 @@ class LedgerQuery:
     """Keyset cursor: (viewed_at_ms, view_id) of the last row already read."""
     newest_first: bool = False
     """Order by (viewed_at, view_id) descending; ``after`` then continues downwards."""
+    shown_to: str | None = None
+    """Leave out the rows of users whose view history is hidden (the users directory's
+    ``privacy`` table, on the same database), except this user's own; None: every row
+    (admins, exports)."""
 
 
 class LedgerStore(Protocol):
@@ -64,6 +68,11 @@ def select_views(
         ("viewed_at < ", query.until_ms),
     )
     where = [sql + bind(value) for sql, value in conditions if value is not None]
+    if query.shown_to is not None:
+        where.append(
+            "user_id NOT IN (SELECT user_id FROM privacy WHERE view_history = 'hidden' "
+            f"AND user_id <> {bind(query.shown_to)})"
+        )
     if query.after is not None:
         op = "<" if query.newest_first else ">"
         viewed_at_ms, view_id = query.after

@@ -9,8 +9,9 @@ say so (``namesJoined: false``): who is here matters more than what they are cal
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from presence_svc.live.recent import RecentPage
@@ -38,12 +39,24 @@ __all__ = [
     "presence_users",
     "profiles_or_none",
     "with_recent",
+    "without_hidden",
 ]
 
 log = logging.getLogger(__name__)
 
 
 _User = TypeVar("_User", bound=PresenceUser)
+_Page = TypeVar("_Page", PresencePage, RecentPage)
+
+
+def without_hidden(page: _Page, hidden: Callable[[str], bool]) -> _Page:
+    """``page`` without the rows of users whose presence is hidden (the counts unchanged).
+    The scripts leave out sessions marked hidden; this covers a user who turned invisible
+    since their sessions' last heartbeat, and the recently-here rows from before."""
+    rows = [row for row in page.rows if not hidden(row.user_id)]
+    if len(rows) == len(page.rows):
+        return page
+    return dataclasses.replace(page, rows=rows)
 
 
 def _row_out(kind: type[_User], row: PresenceRow, profile: Profile | None, **more: Any) -> _User:

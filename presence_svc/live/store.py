@@ -129,16 +129,20 @@ class PresenceStore:
         state_blob: bytes | None,
         away: bool = False,
         engaged: Engagement | None = None,
+        hidden: bool = False,
     ) -> ScriptCall:
         """The heartbeat script call, for ``heartbeat`` and for pipelines of many; with
-        ``engaged``, the one that credits engaged time first (lua/lib/engage.lua)."""
+        ``engaged``, the one that credits engaged time first (lua/lib/engage.lua);
+        ``hidden``: the user's presence is invisible (counted, not listed or announced)."""
         k, sid = self.keys.artifact(artifact_id), pack_session_id(session_id)
         version, state = version_id or "", state_blob or b""
         if engaged is not None:
             return self._scripts.heartbeat_engaged.call_engaged(
-                k, self._times, sid, user_id, version, state, away, engaged
+                k, self._times, sid, user_id, version, state, away, engaged, hidden
             )
-        return self._scripts.heartbeat.call(k, self._times, sid, user_id, version, state, away)
+        return self._scripts.heartbeat.call(
+            k, self._times, sid, user_id, version, state, away, hidden
+        )
 
     async def heartbeat(
         self,
@@ -149,9 +153,10 @@ class PresenceStore:
         state_blob: bytes | None,
         away: bool = False,
         engaged: Engagement | None = None,
+        hidden: bool = False,
     ) -> Counts:
         call = self.heartbeat_call(
-            artifact_id, session_id, user_id, version_id, state_blob, away, engaged
+            artifact_id, session_id, user_id, version_id, state_blob, away, engaged, hidden
         )
         result = await self.redis.run(call)
         counts = _counts(result)

@@ -200,7 +200,7 @@ class WhereNowIndex:
                 continue  # the id is another user's now
             deadline = int(float(score))
             flags = info[3] if len(info) > 3 else 0
-            away = flags >= 2
+            away = bool(flags & 2)  # bits: 1 leaving, 2 away, 4 hidden (lib/presence.lua)
             seen = deadline - (self._away if away else self._timeout)
             if deadline > now:
                 online_at[j] = True
@@ -209,7 +209,7 @@ class WhereNowIndex:
                 if seen > best:
                     best, version = seen, info[1]
                 continue
-            leaving = flags in (1, 3)
+            leaving = bool(flags & 1)
             if leaving:
                 seen = deadline  # the grace ran out then
             if seen > stale_seen:

@@ -243,6 +243,12 @@ class Keyspace:
         """hash: artifact id -> version last viewed, beside ``user_recent``."""
         return f"rc:{{{self.tag_of(user_id)}}}:{user_id}:v"
 
+    @staticmethod
+    def hidden_users() -> str:
+        """hash: user id -> privacy flags (1 view history hidden, 2 presence hidden), and
+        ``~g`` its generation; every API process keeps a copy (``live/privacy.py``)."""
+        return "pv:{pv}:hidden"
+
     def rate_bucket(self, user_id: str, route_class: str) -> str:
         """string: when the user's next token of ``route_class`` is free (ms); on the
         user's slot, so every process and host shares one bucket per user and class."""

@@ -129,8 +129,8 @@ class Script:
         return f"<Script {self.name} {self.sha[:8]}>"
 
 
-_FIVE_BULKS = b"$%d\r\n%b\r\n" * 5
 _FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
+_SIX_BULKS = b"$%d\r\n%b\r\n" * 6
 _Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
@@ -198,7 +198,7 @@ class PresenceWriter(Script):
 
 class HeartbeatScript(PresenceWriter):
     PATH = "live/heartbeat"
-    OWN_ARGS = 5
+    OWN_ARGS = 6
 
     def call(
         self,
@@ -209,13 +209,16 @@ class HeartbeatScript(PresenceWriter):
         version_id: str,
         state: bytes,
         away: bool = False,
+        hidden: bool = False,
     ) -> ScriptCall:
-        """``version_id`` and ``state`` empty keep what the session has."""
+        """``version_id`` and ``state`` empty keep what the session has; ``hidden``: the
+        user's presence is invisible (counted, never listed or announced)."""
         user, version = user_id.encode(), version_id.encode()
         status = b"1" if away else b""
-        call = self._call(k, times, (session, user, version, state, status))
-        # The hot path: the five arguments packed in one formatting pass.
-        call.tail = _FIVE_BULKS % (
+        invisible = b"1" if hidden else b""
+        call = self._call(k, times, (session, user, version, state, status, invisible))
+        # The hot path: the six arguments packed in one formatting pass.
+        call.tail = _SIX_BULKS % (
             len(session),
             session,
             len(user),
@@ -226,6 +229,8 @@ class HeartbeatScript(PresenceWriter):
             state,
             len(status),
             status,
+            len(invisible),
+            invisible,
         )
         return call
 
@@ -315,8 +320,9 @@ class HeartbeatEngagedScript(_Engaged, HeartbeatScript):
         state: bytes,
         away: bool,
         engaged: Engagement,
+        hidden: bool = False,
     ) -> ScriptCall:
-        call = self.call(k, times, session, user_id, version_id, state, away)
+        call = self.call(k, times, session, user_id, version_id, state, away, hidden)
         return self._engaged(call, k, session, user_id, version_id, engaged)
 
 
@@ -492,7 +498,9 @@ class RecordViewScript(Script):
         session_id: str | None,
         view_id: str,
         debounce_ms: int,
+        hidden: bool = False,
     ) -> ScriptCall:
+        """``hidden``: the user's view history is hidden (counted, not listed to others)."""
         script_keys = (
             keys.view_debounce(artifact_id, version_id, user_id),
             keys.artifact_stats(artifact_id),
@@ -503,7 +511,15 @@ class RecordViewScript(Script):
             keys.version_viewers_by_time(artifact_id, version_id),
             keys.views_stream(keys.tag_of(artifact_id)),
         )
-        args = (artifact_id, version_id, user_id, session_id or "", view_id, debounce_ms)
+        args = (
+            artifact_id,
+            version_id,
+            user_id,
+            session_id or "",
+            view_id,
+            debounce_ms,
+            "1" if hidden else "",
+        )
         return ScriptCall(self, script_keys, args)
 
 
@@ -543,13 +559,35 @@ class ViewersScript(Script):
         version_id: str,
         limit: int,
         after: tuple[int, str] | None,
+        own_user_id: str = "",
     ) -> ScriptCall:
+        """``own_user_id``: the caller, who sees their own row even when it is hidden."""
         script_keys = (
             keys.version_viewers_by_time(artifact_id, version_id),
             keys.version_viewers(artifact_id, version_id),
         )
         seen, user = after if after else ("", "")
-        return ScriptCall(self, script_keys, (limit, seen, user))
+        return ScriptCall(self, script_keys, (limit, seen, user, own_user_id))
+
+
+class HideViewerScript(Script):
+    PATH = "stats/hide_viewer"
+
+    def call(
+        self, keys: Keyspace, artifact_id: str, version_id: str, user_id: str, hide: bool
+    ) -> ScriptCall:
+        script_keys = (
+            keys.version_viewers(artifact_id, version_id),
+            keys.version_viewers_by_time(artifact_id, version_id),
+        )
+        return ScriptCall(self, script_keys, (user_id, "1" if hide else ""))
+
+
+class PrivacySetScript(Script):
+    PATH = "users/privacy_set"
+
+    def call(self, key: str, user_id: str, flags: int) -> ScriptCall:
+        return ScriptCall(self, (key,), (user_id, flags))
 
 
 class SetLatestScript(Script):
@@ -636,6 +674,8 @@ class Scripts:
         self.engage_done = EngageDoneScript()
         self.viewers = ViewersScript()
         self.set_latest = SetLatestScript()
+        self.hide_viewer = HideViewerScript()
+        self.privacy_set = PrivacySetScript()
         self.trim_stream = TrimStreamScript()
         self.take_token = TakeTokenScript()
         self.timeline_read = TimelineReadScript()

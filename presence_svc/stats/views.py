@@ -87,6 +87,8 @@ class Viewer:
 class ViewerPage:
     viewers: list[Viewer]
     next_cursor: str | None
+    hidden: int = 0
+    """Viewers left out because their view history is hidden (the caller's own excepted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +105,36 @@ class ViewStore:
         self._debounce = settings.view_debounce_ms
 
     def record_call(
-        self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
+        self,
+        artifact_id: str,
+        version_id: str,
+        user_id: str,
+        session_id: str | None,
+        hidden: bool = False,
     ) -> ScriptCall:
-        """The record_view.lua call for one view (a fresh view id each time)."""
+        """The record_view.lua call for one view (a fresh view id each time); ``hidden``:
+        the user's view history is hidden (counted, not listed to others)."""
         return self.redis.scripts.record_view.call(
-            self.keys, artifact_id, version_id, user_id, session_id, new_view_id(), self._debounce
+            self.keys,
+            artifact_id,
+            version_id,
+            user_id,
+            session_id,
+            new_view_id(),
+            self._debounce,
+            hidden,
         )
 
     async def record(
-        self, artifact_id: str, version_id: str, user_id: str, session_id: str | None
+        self,
+        artifact_id: str,
+        version_id: str,
+        user_id: str,
+        session_id: str | None,
+        hidden: bool = False,
     ) -> RecordedView:
         counted, views, unique, now = await self.redis.run(
-            self.record_call(artifact_id, version_id, user_id, session_id)
+            self.record_call(artifact_id, version_id, user_id, session_id, hidden)
         )
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
         (metrics.VIEWS_COUNTED if view.counted else metrics.VIEWS_DEBOUNCED).inc()
@@ -172,28 +192,38 @@ class ViewStore:
         )
 
     async def viewers(
-        self, artifact_id: str, version_id: str, limit: int, cursor: str | None
+        self,
+        artifact_id: str,
+        version_id: str,
+        limit: int,
+        cursor: str | None,
+        own_user_id: str = "",
     ) -> ViewerPage:
+        """A page of viewers; ``own_user_id`` (the caller) sees their own row even when
+        their view history is hidden."""
         after = decode_cursor(cursor) if cursor else None
-        call = self.redis.scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
+        call = self.redis.scripts.viewers.call(
+            self.keys, artifact_id, version_id, limit, after, own_user_id
+        )
         raw = await self.redis.run(call)
-        page, has_more = msgspec.msgpack.decode(raw)
-        # [views, first, last, engagedMs, ...]: engagedMs absent is 0; later elements
-        # belong to other features
+        page, has_more, *rest = msgspec.msgpack.decode(raw)
+        # an entry is [views, first, last, engagedMs?, hidden?]: engagedMs absent is 0
         viewers = [
             Viewer(
                 as_text(user),
-                int(info[0]),
-                int(info[1]),
-                int(info[2]),
-                int(info[3] or 0) if len(info) > 3 else 0,
+                int(entry[0]),
+                int(entry[1]),
+                int(entry[2]),
+                int(entry[3] or 0) if len(entry) > 3 else 0,
             )
-            for user, info in (page or [])
+            for user, entry in (page or [])
         ]
         next_cursor = None
         if has_more and viewers:
-            next_cursor = encode_cursor(viewers[-1].last_viewed_at_ms, viewers[-1].user_id)
-        return ViewerPage(viewers, next_cursor)
+            # the caller's own row may sit last on a page: the cursor is the last row's
+            last = viewers[-1]
+            next_cursor = encode_cursor(last.last_viewed_at_ms, last.user_id)
+        return ViewerPage(viewers, next_cursor, int(rest[0]) if rest else 0)
 
 
 def _version_stats(

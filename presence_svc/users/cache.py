@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from presence_svc.users.directory import DatabaseUnavailable, Profile, UsersDirectory
+from presence_svc.users.privacy import Privacy
 
 __all__ = ["MAX_ENTRIES", "CachedUsers"]
 
@@ -129,3 +130,16 @@ class CachedUsers:
             return await self._inner.merge_profiles(profiles)
         finally:
             self._forget(p.user_id for p in profiles)
+
+    # Privacy settings are not cached here: the privacy mirror (live/privacy.py) is their
+    # per-process copy.
+    async def get_privacy(self, user_id: str) -> Privacy:
+        return await self._inner.get_privacy(user_id)
+
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        return await self._inner.update_privacy(user_id, view_history, presence, at_ms)
+
+    async def hidden_privacy(self) -> list[Privacy]:
+        return await self._inner.hidden_privacy()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from presence_svc.db.errors import DatabaseUnavailable
+from presence_svc.users.privacy import Privacy
 
 __all__ = [
     "COLUMNS",
@@ -51,6 +52,18 @@ class UsersDirectory(Protocol):
         """Write profiles as given, ``updated_at_ms`` included, in one transaction; a
         stored profile as new or newer is kept. At most one per user id; returns how
         many were written (for import)."""
+
+    async def get_privacy(self, user_id: str) -> Privacy:
+        """The user's privacy settings (both visible when never set)."""
+
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        """Set the settings given (None keeps the stored one) in one atomic step, so two
+        partial updates at once both hold; returns what is stored now."""
+
+    async def hidden_privacy(self) -> list[Privacy]:
+        """Every user with something hidden (to seed the Redis mirror again)."""
 
 
 COLUMNS = "user_id, name, avatar_url, updated_at"

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.users.directory import COLUMNS, UPDATE_ON_CONFLICT, Profile, ProfileTable
+from presence_svc.users.privacy import PRIVACY_COLUMNS, Privacy, privacy_of
 
 __all__ = ["PostgresUsers"]
 
@@ -15,6 +16,15 @@ _MERGE = (
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
     f"{UPDATE_ON_CONFLICT} WHERE users.updated_at < excluded.updated_at"
 )
+
+_UPDATE_PRIVACY = (
+    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES ($1, COALESCE($2::text, 'visible'), "
+    "COALESCE($3::text, 'visible'), $4) ON CONFLICT (user_id) DO UPDATE SET "
+    "view_history = COALESCE($2::text, privacy.view_history), "
+    "presence = COALESCE($3::text, privacy.presence), updated_at = excluded.updated_at "
+    f"RETURNING {PRIVACY_COLUMNS}"
+)
+"""One statement: a None setting keeps the stored one, atomically."""
 
 
 class PostgresUsers(ProfileTable):
@@ -60,3 +70,22 @@ class PostgresUsers(ProfileTable):
             [p.updated_at_ms for p in profiles],
         )
         return rows_affected(str(status))
+
+    async def get_privacy(self, user_id: str) -> Privacy:
+        records = await self._db.fetch(
+            f"SELECT {PRIVACY_COLUMNS} FROM privacy WHERE user_id = $1", user_id
+        )
+        return privacy_of(*records[0]) if records else Privacy(user_id)
+
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        records = await self._db.fetch(_UPDATE_PRIVACY, user_id, view_history, presence, at_ms)
+        return privacy_of(*records[0])
+
+    async def hidden_privacy(self) -> list[Privacy]:
+        records = await self._db.fetch(
+            f"SELECT {PRIVACY_COLUMNS} FROM privacy "
+            "WHERE view_history = 'hidden' OR presence = 'hidden'"
+        )
+        return [privacy_of(*record) for record in records]

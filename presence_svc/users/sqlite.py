@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from presence_svc.db.sqlite import SqliteFile, execute_many
 from presence_svc.users.directory import COLUMNS, UPDATE_ON_CONFLICT, Profile, ProfileTable
+from presence_svc.users.privacy import PRIVACY_COLUMNS, Privacy, privacy_of
 
 __all__ = ["SqliteUsers"]
 
@@ -14,6 +15,11 @@ _CHUNK = 500
 """Ids per ``IN (...)``: under SQLite's bound-parameter limit on every build."""
 _PUT = f"INSERT INTO users ({COLUMNS}) VALUES (?, ?, ?, ?) {UPDATE_ON_CONFLICT}"
 _MERGE = f"{_PUT} WHERE users.updated_at < excluded.updated_at"
+_PUT_PRIVACY = (
+    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) "
+    "DO UPDATE SET view_history = excluded.view_history, presence = excluded.presence, "
+    "updated_at = excluded.updated_at"
+)
 
 
 class SqliteUsers(ProfileTable):
@@ -60,3 +66,38 @@ class SqliteUsers(ProfileTable):
     async def merge_profiles(self, profiles: Sequence[Profile]) -> int:
         rows = [(p.user_id, p.name, p.avatar_url, p.updated_at_ms) for p in profiles]
         return await self._file.run(lambda c: execute_many(c, _MERGE, rows))
+
+    async def get_privacy(self, user_id: str) -> Privacy:
+        def select(conn: sqlite3.Connection) -> tuple[str, str, str, int] | None:
+            return conn.execute(  # type: ignore[no-any-return]
+                f"SELECT {PRIVACY_COLUMNS} FROM privacy WHERE user_id = ?", (user_id,)
+            ).fetchone()
+
+        row = await self._file.run(select)
+        return privacy_of(*row) if row else Privacy(user_id)
+
+    async def update_privacy(
+        self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
+    ) -> Privacy:
+        def update(conn: sqlite3.Connection) -> Privacy:
+            # one call on the file's one thread: nothing runs between the read and the write
+            row = conn.execute(
+                f"SELECT {PRIVACY_COLUMNS} FROM privacy WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            stored = privacy_of(*row) if row else Privacy(user_id)
+            new = privacy_of(
+                user_id, view_history or stored.view_history, presence or stored.presence, at_ms
+            )
+            conn.execute(_PUT_PRIVACY, (user_id, new.view_history, new.presence, at_ms))
+            return new
+
+        return await self._file.run(update)
+
+    async def hidden_privacy(self) -> list[Privacy]:
+        def select(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+            return conn.execute(
+                f"SELECT {PRIVACY_COLUMNS} FROM privacy "
+                "WHERE view_history = 'hidden' OR presence = 'hidden'"
+            ).fetchall()
+
+        return [privacy_of(*row) for row in await self._file.run(select)]

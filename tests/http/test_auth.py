@@ -77,12 +77,15 @@ async def test_dashboard_token_reads_but_cannot_write(client: AppClient, auth: A
 
 
 async def test_users_directory_needs_admin(client: AppClient, auth: Auth) -> None:
+    """Writes need an admin; a profile (with its privacy settings) is read by its own user
+    or an admin only."""
     for scope in ("client", "dashboard"):
         headers = auth("alice", scope=scope)
         assert (
             await client.put("/v1/users/alice", json={"name": "A"}, headers=headers)
         ).status == 403
-        assert (await client.get("/v1/users/alice", headers=headers)).status == 403
+        assert (await client.get("/v1/users/bob", headers=headers)).status == 403
+        assert (await client.get("/v1/users/alice", headers=headers)).status == 404  # her own
         assert (await client.delete("/v1/users/alice", headers=headers)).status == 403
 
 

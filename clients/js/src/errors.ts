@@ -8,7 +8,16 @@ export interface ProblemDetails {
   [key: string]: unknown;
 }
 
-export type PresenceOperation = 'token' | 'heartbeat' | 'leave' | 'views' | 'presence' | 'events' | 'seen' | 'timeline';
+export type PresenceOperation =
+  | 'token'
+  | 'heartbeat'
+  | 'leave'
+  | 'views'
+  | 'presence'
+  | 'events'
+  | 'seen'
+  | 'timeline'
+  | 'privacy';
 
 export class PresenceError extends Error {
   /** HTTP status; 0 for network errors and getToken failures. */

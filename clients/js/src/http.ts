@@ -66,7 +66,7 @@ export function freshTokenAfter(ctx: Context, rejected: string): Promise<string>
 export async function request<T>(
   ctx: Context,
   operation: PresenceOperation,
-  method: 'GET' | 'POST',
+  method: 'GET' | 'POST' | 'PUT',
   path: string,
   body?: unknown,
   keepalive = false,

@@ -24,6 +24,8 @@ export type {
   PresenceUser,
   RecentUser,
   SessionMeta,
+  Privacy,
+  PrivacySettings,
   StorageLike,
   TimelinePoint,
   TimelineQuery,
@@ -32,5 +34,6 @@ export type {
   WhereNow,
   WhereOnline,
   WhereRecent,
+  Visibility,
   WindowLike,
 } from './types.js';

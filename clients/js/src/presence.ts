@@ -1,14 +1,26 @@
 import { createContext } from './context.js';
 import { createHeartbeat } from './heartbeat.js';
+import { request } from './http.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
 import { fetchPage, whereNow } from './queries.js';
 import type { PresenceError } from './errors.js';
-import { request } from './http.js';
-import type { LatestVersion, Presence, PresenceListener, PresenceOptions, PresenceState, TimelineQuery, TimelineResponse } from './types.js';
+import type {
+  LatestVersion,
+  Presence,
+  PresenceListener,
+  PresenceOptions,
+  PresenceState,
+  Privacy,
+  PrivacySettings,
+  TimelineQuery,
+  TimelineResponse,
+} from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
+
+const privacyPath = (userId: string) => `/v1/users/${encodeURIComponent(userId)}/privacy`;
 
 /**
  * Creates a presence instance for one artifact in this tab: heartbeats, view counting,
@@ -98,6 +110,9 @@ export function createPresence(options: PresenceOptions): Presence {
     destroy: lifecycle.destroy_,
     fetchPresence: (o) => fetchPage(ctx, o),
     whereNow: (userId) => whereNow(ctx, userId),
+    getPrivacy: (userId: string) => request<Privacy>(ctx, 'privacy', 'GET', privacyPath(userId)),
+    setPrivacy: (userId: string, settings: PrivacySettings) =>
+      request<Privacy>(ctx, 'privacy', 'PUT', privacyPath(userId), settings),
   };
 
   if (options.autoStart !== false) lifecycle.start_();

@@ -307,4 +307,24 @@ export interface Presence {
   fetchPresence(options?: PageOptions): Promise<PresencePage>;
   /** Where `userId` is online now and was recently (the user's own token, or a dashboard's). */
   whereNow(userId: string): Promise<WhereNow>;
+  /** The privacy settings of `userId` (the token's own user, or any with an admin token). */
+  getPrivacy(userId: string): Promise<Privacy>;
+  /** Hides (or shows) `userId`'s view history and/or presence; a field left out is kept. */
+  setPrivacy(userId: string, settings: PrivacySettings): Promise<Privacy>;
+}
+
+export type Visibility = 'visible' | 'hidden';
+
+/** Hidden: still counted everywhere, listed to nobody but the user. */
+export interface PrivacySettings {
+  viewHistory?: Visibility;
+  presence?: Visibility;
+}
+
+export interface Privacy {
+  userId: string;
+  viewHistory: Visibility;
+  presence: Visibility;
+  /** ISO time of the last change; null when never set. */
+  updatedAt: string | null;
 }
