@@ -96,6 +96,8 @@ class Settings:
     """Users kept at most in one artifact's recently-here list (the oldest go first)."""
     read_after_s: float = 30.0
     """A viewer whose engaged time on a version reaches this has read it (``readers``)."""
+    erasure_rewrite_s: float = 60.0
+    """After an erasure, the embedded Redis rewrites its AOF, at most once in this long."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -176,6 +178,10 @@ class Settings:
         )
         _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
         _check(0 < self.read_after_s <= 86400, "PRESENCE_READ_AFTER_S must be within 0..86400")
+        _check(
+            0 < self.erasure_rewrite_s <= 86400,
+            "PRESENCE_ERASURE_REWRITE_S must be within 0..86400",
+        )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
         if self.otel:
@@ -333,5 +339,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
     ("PRESENCE_RECENT_MAX", "recent_max", int),
     ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),
+    ("PRESENCE_ERASURE_REWRITE_S", "erasure_rewrite_s", _parse_seconds),
 )
 """Each setting's environment variable, field and parser."""

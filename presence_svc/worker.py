@@ -23,6 +23,7 @@ from presence_svc.database import Database, database_for
 from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
+from presence_svc.privacy.wiring import erasure_jobs
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 
@@ -118,6 +119,7 @@ class Worker:
         self.sweeper = Sweeper(redis, settings, owner=self.id)
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
+        self.erasures = erasure_jobs(redis, database, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -130,6 +132,7 @@ class Worker:
                 self.sweeper.run(self._stopping),
                 self.drain.run(self._stopping),
                 self.upkeep.run(self._stopping),
+                self.erasures.serve(self._stopping),
             )
         finally:
             self.identity.release()

@@ -17,6 +17,8 @@ from presence_svc.http.limiter import Limiter
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.events import LargeRooms, PresenceHub
 from presence_svc.live.store import PresenceStore
+from presence_svc.privacy.jobs import ErasureJobs
+from presence_svc.privacy.wiring import erasure_jobs
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
@@ -25,6 +27,7 @@ from presence_svc.worker import Worker
 
 __all__ = [
     "DATABASE",
+    "ERASURES",
     "HUB",
     "LEDGER",
     "LIMITER",
@@ -53,6 +56,7 @@ LEDGER: Final = web.AppKey[LedgerStore]("ledger")
 USERS: Final = web.AppKey[UsersDirectory]("users")
 HUB: Final = web.AppKey("hub", PresenceHub)
 LIMITER: Final = web.AppKey("limiter", Limiter)
+ERASURES: Final = web.AppKey("erasures", ErasureJobs)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,6 +85,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     app[LEDGER] = database.ledger
     app[USERS] = database.users
+    app[ERASURES] = erasure_jobs(app[REDIS], database, app[SETTINGS], app[PRESENCE])
     yield
     await database.close()
 

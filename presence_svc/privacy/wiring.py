@@ -1,0 +1,52 @@
+"""The erasers of this service, in the order an erasure walks them, and the jobs on them.
+
+To erase a new kind of user data, append its eraser in ``default_erasers`` (before the
+profile, which goes last): an ``Eraser`` for data erased in several bounded steps, or
+``erasers.add_simple(name, store.erase_user)`` for one ``erase_user(user_id, tombstone)``
+call that is bounded and idempotent.
+"""
+
+from __future__ import annotations
+
+from presence_svc.database import Database
+from presence_svc.live.store import PresenceStore
+from presence_svc.privacy.copies import Copies
+from presence_svc.privacy.erasure import (
+    Erasers,
+    LedgerEraser,
+    PresenceEraser,
+    ProfileEraser,
+    StreamsEraser,
+    UserKeysEraser,
+    ViewsEraser,
+)
+from presence_svc.privacy.jobs import ErasureJobs
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.settings import Settings
+
+__all__ = ["default_erasers", "erasure_jobs"]
+
+
+def default_erasers(redis: RedisConnection, database: Database, presence: PresenceStore) -> Erasers:
+    keys = presence.keys
+    return Erasers(
+        [
+            ViewsEraser(redis, keys),
+            PresenceEraser(presence),
+            UserKeysEraser(redis, keys),
+            StreamsEraser(redis, keys),  # before the ledger: the drain may still write
+            LedgerEraser(database.ledger),
+            ProfileEraser(database.users),
+        ]
+    )
+
+
+def erasure_jobs(
+    redis: RedisConnection,
+    database: Database,
+    settings: Settings,
+    presence: PresenceStore | None = None,
+) -> ErasureJobs:
+    presence = presence or PresenceStore(redis, settings)
+    erasers = default_erasers(redis, database, presence)
+    return ErasureJobs(redis, presence.keys, erasers, Copies(redis, database, settings))
