@@ -164,7 +164,7 @@ class StreamsEraser:
     in the ledger: rewritten under the tombstone, ``PARTITIONS_PER_STEP`` at a time."""
 
     name = "views-streams"
-    PARTITIONS_PER_STEP = 8
+    PARTITIONS_PER_STEP = 64
     MOST_ENTRIES = 20_000
     """A longer stream (the ledger is behind) waits: the step is retried later."""
 

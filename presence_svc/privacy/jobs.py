@@ -33,7 +33,7 @@ RETRY_MS = 2_000
 this long before it is tried again."""
 KEEP_MS = 30 * 86_400_000
 """A completed job stays readable (``GET /v1/erasures/{id}``) this long."""
-INLINE_STEPS = 8
+INLINE_STEPS = 12
 """Steps the request itself runs: a user with little data is erased before the answer."""
 
 

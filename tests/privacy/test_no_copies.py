@@ -67,5 +67,8 @@ async def test_after_an_erasure_no_file_holds_the_erased_bytes(
     assert response.status == 204, await response.text()
 
     await _until(lambda: file_findings(data_dir, needles), True, "erased bytes still on disk")
-    aof = [p for p in data_dir.rglob("*.aof") if p.stat().st_size > 0]
-    assert aof, "the embedded Redis keeps an AOF"
+    assert _aof_files(data_dir), "the embedded Redis keeps an AOF"
+
+
+def _aof_files(data_dir: Path) -> list[Path]:
+    return [p for p in data_dir.rglob("*.aof") if p.stat().st_size > 0]
