@@ -27,6 +27,7 @@ from presence_svc.client.events import (
 from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
+    Erasure,
     HeartbeatResult,
     LedgerItem,
     LedgerPage,
@@ -50,6 +51,7 @@ from presence_svc.client.snapshot import LivePresence
 __all__ = [
     "ArtifactOnline",
     "CountEvent",
+    "Erasure",
     "EventStream",
     "HeartbeatResult",
     "IntervalEvent",

@@ -9,6 +9,7 @@ import msgspec
 
 __all__ = [
     "ArtifactOnline",
+    "Erasure",
     "HeartbeatResult",
     "LedgerItem",
     "LedgerPage",
@@ -155,6 +156,16 @@ class LedgerItem(_Model, frozen=True, kw_only=True):
     user_id: str
     session_id: str | None = None
     viewed_at: datetime
+
+
+class Erasure(_Model, frozen=True, kw_only=True):
+    """An erasure of a user. ``erasure_id`` is None when it completed within the request
+    (the service answered 204 and keeps no erasure to follow)."""
+
+    erasure_id: str | None = None
+    status: Literal["pending", "complete"] = "complete"
+    requested_at: str | None = None
+    completed_at: str | None = None
 
 
 class LedgerPage(_Model, frozen=True, kw_only=True):
