@@ -10,6 +10,7 @@ join by ``Erasers.add`` (an ``Eraser``) or ``Erasers.add_simple`` (one call, no 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
@@ -161,20 +162,30 @@ class UserKeysEraser:
 
 class StreamsEraser:
     """The user's views still in the partitions' views streams (and dead letters), not yet
-    in the ledger: rewritten under the tombstone, ``PARTITIONS_PER_STEP`` at a time."""
+    in the ledger: rewritten under the tombstone, ``PARTITIONS_PER_STEP`` at a time.
+
+    A view of the user that a drain had read but not yet written may still reach the
+    ledger under the user's id: when there was one, the step ends only ``settle_s`` later
+    (the drain's reclaim idle time), so the ledger eraser, next, finds it written."""
 
     name = "views-streams"
-    PARTITIONS_PER_STEP = 64
+    PARTITIONS_PER_STEP = 16
     MOST_ENTRIES = 20_000
-    """A longer stream (the ledger is behind) waits: the step is retried later."""
+    """More owed to the ledger (the ledger is behind) waits: the step is retried later."""
 
-    def __init__(self, redis: RedisConnection, keys: Keyspace) -> None:
+    def __init__(self, redis: RedisConnection, keys: Keyspace, settle_s: float) -> None:
         self.redis = redis
         self.keys = keys
+        self.settle_ms = int(settle_s * 1000)
 
     async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
-        start = int(cursor or 0)
+        start_text, _, until_text = cursor.partition("|")
+        start, until = int(start_text or 0), int(until_text or 0)
         tags = self.keys.tags[start : start + self.PARTITIONS_PER_STEP]
+        if not tags:
+            if time.time() * 1000 < until:
+                raise NotYet("a drain may still be writing the user's views")
+            return None
         scrub = self.redis.scripts.scrub_stream
         calls = [
             scrub.call(stream, user_id, tombstone, self.MOST_ENTRIES)
@@ -184,10 +195,15 @@ class StreamsEraser:
         for result in await self.redis.run_many(calls):
             if isinstance(result, Exception):
                 raise result
-            if int(result) < 0:
-                raise NotYet("a views stream is too long to rewrite now; the ledger is behind")
+            rewritten, in_flight = int(result[0]), int(result[1])
+            if rewritten < 0:
+                raise NotYet("a views stream owes too much to the ledger to rewrite it now")
+            if in_flight:
+                until = int(time.time() * 1000) + self.settle_ms
         end = start + len(tags)
-        return str(end) if end < len(self.keys.tags) else None
+        if end >= len(self.keys.tags) and not until:
+            return None
+        return f"{end}|{until}"
 
 
 class LedgerEraser:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from presence_svc.privacy.copies import Copies
-from presence_svc.privacy.erasure import Erasers, new_tombstone
+from presence_svc.privacy.erasure import Erasers, NotYet, new_tombstone
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 
@@ -122,8 +122,9 @@ class ErasureJobs:
                 await pipe.execute()
         except Exception as exc:
             failed = self.erasers[step].name if step < len(self.erasers) else "?"
-            log.warning(
-                "erasure step failed; retried later",
+            log.log(
+                logging.INFO if isinstance(exc, NotYet) else logging.WARNING,
+                "erasure step not done; retried later",
                 extra={"erasure_id": erasure_id, "step": failed, "error": repr(exc)},
             )
             await client.zadd(due, {erasure_id: _now_ms() + RETRY_MS})

@@ -27,14 +27,17 @@ from presence_svc.settings import Settings
 __all__ = ["default_erasers", "erasure_jobs"]
 
 
-def default_erasers(redis: RedisConnection, database: Database, presence: PresenceStore) -> Erasers:
+def default_erasers(
+    redis: RedisConnection, database: Database, presence: PresenceStore, settings: Settings
+) -> Erasers:
     keys = presence.keys
     return Erasers(
         [
             ViewsEraser(redis, keys),
             PresenceEraser(presence),
             UserKeysEraser(redis, keys),
-            StreamsEraser(redis, keys),  # before the ledger: the drain may still write
+            # before the ledger: a drain may still be writing the user's views
+            StreamsEraser(redis, keys, settle_s=settings.ledger_reclaim_idle_s),
             LedgerEraser(database.ledger),
             ProfileEraser(database.users),
         ]
@@ -48,5 +51,5 @@ def erasure_jobs(
     presence: PresenceStore | None = None,
 ) -> ErasureJobs:
     presence = presence or PresenceStore(redis, settings)
-    erasers = default_erasers(redis, database, presence)
+    erasers = default_erasers(redis, database, presence, settings)
     return ErasureJobs(redis, presence.keys, erasers, Copies(redis, database, settings))

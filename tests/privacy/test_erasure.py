@@ -155,7 +155,8 @@ async def test_a_large_erasure_answers_202_survives_a_restart_and_completes(
     assert (await _json(first, location, admin))["status"] == "pending"
     await first.close()
 
-    second = await make_client(run_worker=True)  # a restart: the worker takes it over
+    # a restart: the worker takes it over (its drain may hold her views a moment: 1 s)
+    second = await make_client(run_worker=True, ledger_reclaim_idle_s=1.0)
     done = await _wait_complete(second, location, admin)
     assert done["requestedAt"] == pending["requestedAt"]
     assert done["completedAt"] >= done["requestedAt"]

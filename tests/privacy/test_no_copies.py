@@ -49,6 +49,7 @@ async def test_after_an_erasure_no_file_holds_the_erased_bytes(
         ledger_url=f"sqlite:///{data_dir / 'ledger.sqlite3'}",
         run_worker=True,
         erasure_rewrite_s=0.5,
+        ledger_reclaim_idle_s=1.0,  # how long an erasure waits for a view the drain holds
     )
     admin, alice = auth("root", scope="admin"), auth(USER)
     for user, name in (("aaron", "Aaron A"), (USER, NAME), ("zoe", "Zoe Z")):  # one page
@@ -64,7 +65,8 @@ async def test_after_an_erasure_no_file_holds_the_erased_bytes(
         await _until(lambda n=needle: file_findings(data_dir, [n]), False, f"{needle!r} on disk")
 
     response = await client.delete(f"/v1/users/{USER}", headers=admin)
-    assert response.status == 204, await response.text()
+    # 202 if the drain was writing her view just then: the worker finishes the erasure
+    assert response.status in (202, 204), await response.text()
 
     await _until(lambda: file_findings(data_dir, needles), True, "erased bytes still on disk")
     assert _aof_files(data_dir), "the embedded Redis keeps an AOF"
