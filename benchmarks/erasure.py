@@ -1,10 +1,11 @@
 """Erasing a user who viewed N artifacts: the whole erasure and each eraser's share.
 
-    .venv/bin/python benchmarks/erasure.py [--artifacts 10000] [--ledger-url URL]
+    .venv/bin/python benchmarks/erasure.py [--artifacts 10000] [--ledger sqlite|postgres]
         [--partitions 64] [--rounds 1]
 
 Starts a private redis-server (the embedded one, AOF on) in a temporary data dir, with the
-ledger in a SQLite file there (or ``--ledger-url postgresql://...``), then for each round
+ledger in a SQLite file there (or, with ``--ledger postgres``, on a private PostgreSQL
+server, durable), then for each round
 stores a user with a profile, a session with state, and one view of one version of each of
 ``--artifacts`` artifacts (another user views each artifact too), drains every view into
 the ledger with the real drain, and erases the user as a worker does: one erasure job run
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from presence_svc.bench.pgserver import PostgresServer, stop_on_sigterm
 from presence_svc.database import open_database
 from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.ledger.store import LedgerQuery
@@ -105,23 +108,26 @@ async def one_round(settings: Settings, artifacts: int, user: str) -> dict[str, 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifacts", type=int, default=10_000)
-    parser.add_argument("--ledger-url", default=None)
+    parser.add_argument("--ledger", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="erasure-bench-") as tmp:
-        data = Path(tmp) / "data"
-        embedded = EmbeddedRedis(data)
-        with embedded.running() as url:
-            settings = Settings(
-                redis_url=url,
-                data_dir=data,
-                ledger_url=args.ledger_url,
-                partitions=args.partitions,
-                jwt_secret="b" * 32,
-            )
-            for n in range(args.rounds):
-                print(json.dumps(await one_round(settings, args.artifacts, f"user-{n:04d}")))
+    with contextlib.ExitStack() as stack:
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="erasure-"))) / "d"
+        url = stack.enter_context(EmbeddedRedis(data).running())
+        ledger_url = None
+        if args.ledger == "postgres":
+            stop_on_sigterm()
+            ledger_url = stack.enter_context(PostgresServer()).create_database("erasure")
+        settings = Settings(
+            redis_url=url,
+            data_dir=data,
+            ledger_url=ledger_url,
+            partitions=args.partitions,
+            jwt_secret="b" * 32,
+        )
+        for n in range(args.rounds):
+            print(json.dumps(await one_round(settings, args.artifacts, f"user-{n:04d}")))
 
 
 if __name__ == "__main__":
