@@ -76,6 +76,10 @@ class Database:
     async def ping(self) -> None:
         await self.connection.ping()
 
+    async def scrub(self) -> None:
+        """After an erasure: leave no copy of erased bytes in the database's own files."""
+        await self.connection.scrub()
+
     async def migrate(self) -> list[Migration]:
         return await self.connection.migrate()
 

@@ -617,6 +617,13 @@ class TimelineOut(_Out, kw_only=True):
     peak: TimelinePeak
 
 
+class ErasureOut(_Out, kw_only=True):
+    erasure_id: str
+    status: Literal["pending", "complete"]
+    requested_at: Time
+    completed_at: Time | None
+
+
 def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
     """JSON Schemas of ``types`` with shared definitions under components/schemas."""
     return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")

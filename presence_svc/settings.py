@@ -108,6 +108,8 @@ class Settings:
     privacy_refresh_s: float = 1.0
     """How often each API process checks the privacy mirror for changes (another process's
     ``PUT /v1/users/{id}/privacy`` takes effect here within this)."""
+    erasure_rewrite_s: float = 60.0
+    """After an erasure, the embedded Redis rewrites its AOF, at most once in this long."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -201,6 +203,10 @@ class Settings:
         _check(
             0.05 <= self.privacy_refresh_s <= 60,
             "PRESENCE_PRIVACY_REFRESH_S must be within 0.05..60",
+        )
+        _check(
+            0 < self.erasure_rewrite_s <= 86400,
+            "PRESENCE_ERASURE_REWRITE_S must be within 0..86400",
         )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
@@ -368,5 +374,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
     ("PRESENCE_ENGAGEMENT_FLUSH_S", "engagement_flush_s", _parse_seconds),
     ("PRESENCE_PRIVACY_REFRESH_S", "privacy_refresh_s", _parse_seconds),
+    ("PRESENCE_ERASURE_REWRITE_S", "erasure_rewrite_s", _parse_seconds),
 )
 """Each setting's environment variable, field and parser."""

@@ -25,6 +25,7 @@ from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
+from presence_svc.privacy.wiring import erasure_jobs
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.timeline.rollup import TimelineRollup
@@ -124,6 +125,7 @@ class Worker:
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
         self.timeline = TimelineRollup(redis, timeline_store(database.connection), settings)
         self.engagement = EngagementFlush(redis, database.engagement, settings)
+        self.erasures = erasure_jobs(redis, database, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -138,6 +140,7 @@ class Worker:
                 self.upkeep.run(self._stopping),
                 self.timeline.run(self._stopping),
                 self.engagement.run(self._stopping),
+                self.erasures.serve(self._stopping),
             )
         finally:
             self.identity.release()

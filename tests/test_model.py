@@ -174,6 +174,7 @@ class PresenceModel(RuleBasedStateMachine):
         self.last_counted: dict[tuple[str, str, str], int] = {}  # (artifact, version, user)
         self.stats: dict[str, dict[str, VersionStats]] = {a: {} for a in ARTIFACTS}
         self.ledger: dict[str, Counter[tuple[str, str]]] = {a: Counter() for a in ARTIFACTS}
+        self.erasures = 0
         self.ledger_checked = True
 
     def teardown(self) -> None:
@@ -334,6 +335,19 @@ class PresenceModel(RuleBasedStateMachine):
         assert status == 204, answer
         for key in [k for k, s in self.sessions.items() if s.user == user]:
             del self.sessions[key]
+        # Counts stay under a tombstone of this erasure; the records and debounce go.
+        self.erasures += 1
+        tombstone = f"~erased#{self.erasures}"
+        for versions in self.stats.values():
+            for stats in versions.values():
+                if user in stats.viewers:
+                    stats.viewers[tombstone] = stats.viewers.pop(user)
+        for key in [k for k in self.last_counted if k[2] == user]:
+            del self.last_counted[key]
+        for rows in self.ledger.values():
+            for version, who in [k for k in rows if k[1] == self._user(user)]:
+                rows[(version, "~erased")] += rows.pop((version, who))
+        self.ledger_checked = False
 
     # -- what is checked after every step ---------------------------------------------
 
@@ -376,7 +390,7 @@ class PresenceModel(RuleBasedStateMachine):
                 status, answer = self.call("GET", path, self.board)
                 assert status == 200, answer
                 assert {r["userId"]: r["views"] for r in answer["viewers"]} == {
-                    self._user(u): n for u, n in stats.viewers.items()
+                    self._user(u): n for u, n in stats.viewers.items() if not u.startswith("~")
                 }
 
     @invariant()
@@ -401,7 +415,10 @@ class PresenceModel(RuleBasedStateMachine):
                 query["cursor"] = cursor
             status, answer = self.call("GET", f"/v1/ledger?{urlencode(query)}", self.board)
             assert status == 200, answer
-            rows.update((r["versionId"], r["userId"]) for r in answer["items"])
+            rows.update(
+                (r["versionId"], "~erased" if r["userId"].startswith("~erased-") else r["userId"])
+                for r in answer["items"]
+            )
             cursor = answer["nextCursor"]
             if not cursor:
                 return rows

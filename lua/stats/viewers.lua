@@ -1,5 +1,6 @@
 -- viewers.lua: one page of a version's viewers, most recent view first.
 -- KEYS[1] version viewers by last view zset  KEYS[2] version viewers hash
+-- KEYS[3] version stats hash ('erased': erasure tombstones in KEYS[2], never hidden viewers)
 -- ARGV[1] page size  ARGV[2] cursor lastViewedAt (ms) and ARGV[3] cursor user id: the last
 --         row of the previous page ('' for the first); order: last view desc, user id desc
 -- ARGV[4] the caller's user id ('' none): a caller whose view history is hidden still
@@ -38,6 +39,7 @@ if #rows > 0 then
   end
 end
 local hidden = redis.call('HLEN', KEYS[2]) - redis.call('ZCARD', KEYS[1])
+  - tonumber(redis.call('HGET', KEYS[3], 'erased') or '0')
 local own = ARGV[4] ~= '' and redis.call('HGET', KEYS[2], ARGV[4])
 if own then
   local mine = cmsgpack.unpack(own)

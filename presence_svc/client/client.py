@@ -23,6 +23,7 @@ from presence_svc.client.live import LiveSession
 from presence_svc.client.models import (
     ArtifactOnline,
     EngagementPage,
+    Erasure,
     HeartbeatResult,
     Latest,
     LedgerPage,
@@ -335,6 +336,23 @@ class PresenceClient:
         body = {k: v for k, v in (("viewHistory", view_history), ("presence", presence)) if v}
         return await self._call("PUT", f"/v1/users/{user_id}/privacy", Privacy, body=body)
 
+    async def erase_user(self, user_id: str) -> Erasure:
+        """Erase ``user_id`` everywhere (an admin token): complete if the service finished
+        within the request, else pending (follow it with ``erasure`` or ``wait_erased``)."""
+        path = f"/v1/users/{user_id}"
+        return await self._call("DELETE", path, Erasure, empty=Erasure(status="complete"))
+
+    async def erasure(self, erasure_id: str) -> Erasure:
+        return await self._call("GET", f"/v1/erasures/{erasure_id}", Erasure)
+
+    async def wait_erased(self, erasure: Erasure, *, poll_s: float = 1.0) -> Erasure:
+        """``erasure`` once complete (poll ``erasure`` every ``poll_s``; bound it with
+        ``asyncio.timeout``)."""
+        while erasure.status != "complete" and erasure.erasure_id is not None:
+            await asyncio.sleep(poll_s)
+            erasure = await self.erasure(erasure.erasure_id)
+        return erasure
+
     async def ledger(
         self,
         *,
@@ -413,13 +431,17 @@ class PresenceClient:
         body: dict[str, Any] | None = None,
         params: list[tuple[str, str]] | None = None,
         attempts: int | None = None,
+        empty: _T | None = None,
     ) -> _T:
-        """One call with the retry rules; ``attempts`` counts transient failures only."""
+        """One call with the retry rules; ``attempts`` counts transient failures only.
+        ``empty``: the answer when the service sends no body (204)."""
         most = attempts or self.max_attempts
         failures = 0
         while True:
             try:
                 raw = await self._once(method, path, body, params)
+                if not raw and empty is not None:
+                    return empty
                 return msgspec.json.decode(raw, type=answer)
             except PresenceClientError as exc:
                 if not exc.transient:

@@ -11,6 +11,7 @@ __all__ = [
     "ArtifactOnline",
     "EngagementItem",
     "EngagementPage",
+    "Erasure",
     "HeartbeatResult",
     "HistogramBucket",
     "LedgerItem",
@@ -259,6 +260,16 @@ class LedgerItem(_Model, frozen=True, kw_only=True):
     user_id: str
     session_id: str | None = None
     viewed_at: datetime
+
+
+class Erasure(_Model, frozen=True, kw_only=True):
+    """An erasure of a user. ``erasure_id`` is None when it completed within the request
+    (the service answered 204 and keeps no erasure to follow)."""
+
+    erasure_id: str | None = None
+    status: Literal["pending", "complete"] = "complete"
+    requested_at: str | None = None
+    completed_at: str | None = None
 
 
 class LedgerPage(_Model, frozen=True, kw_only=True):

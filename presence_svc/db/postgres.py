@@ -189,6 +189,10 @@ class PostgresPool:
         """Apply what is pending (also with ``auto_migrate`` off); returns what was."""
         return await _migrate(self.pool)
 
+    async def scrub(self) -> None:
+        """Nothing to do here: dead row versions go at VACUUM (autovacuum); the README
+        says what an operator does about WAL and backups."""
+
     async def schema_version(self) -> int:
         return await _version(self.pool)
 

@@ -64,6 +64,8 @@ class SqliteFile:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Deleted and rewritten rows are zeroed, not left in free space (erasure).
+        conn.execute("PRAGMA secure_delete=ON")
         # Room for the index pages a drain batch touches (the default is 2 MiB).
         conn.execute("PRAGMA cache_size=-32768")
         return conn
@@ -95,6 +97,11 @@ class SqliteFile:
 
     async def schema_version(self) -> int:
         return await self.run(_version)
+
+    async def scrub(self) -> None:
+        """Copy the WAL into the file and empty it: after an erasure, the old pages (the
+        erased bytes) must not outlive it in the WAL."""
+        await self.run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
 
 class transaction:

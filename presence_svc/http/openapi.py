@@ -32,6 +32,8 @@ class Endpoint:
     """For ``text/event-stream``: event name -> schema of its ``data`` (JSON)."""
     notes: str = ""
     conditional: bool = False
+    also: dict[int, str] = field(default_factory=dict)
+    """Other success statuses, without a body: status -> what it means."""
     """A static file: ``If-None-Match`` with its ``ETag`` answers 304 Not Modified."""
     not_found: str = ""
     """When the endpoint answers 404, beside an unknown path."""
@@ -283,9 +285,19 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "DELETE",
         "/v1/users/{userId}",
-        "Erase the profile and the user's sessions; stats and ledger keep the opaque id",
+        "Erase the user everywhere (counts stay); 204 when done, 202 while it continues",
         "admin",
-        status=204,
+        answer=schemas.ErasureOut,
+        status=202,
+        notes=" 202: the erasure continues (Location: GET /v1/erasures/{erasureId}).",
+        also={204: "Erased within the request (also when there was nothing to erase)"},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/erasures/{erasureId}",
+        "An erasure: pending or complete, and when",
+        "admin",
+        answer=schemas.ErasureOut,
     ),
     Endpoint("GET", "/healthz", "200 while the process runs", "anyone"),
     Endpoint(
@@ -370,6 +382,10 @@ def _conditional(op: dict[str, Any], ok: dict[str, Any], content_type: str) -> N
     op["responses"]["304"] = {"description": "Not Modified: the If-None-Match ETag matches"}
 
 
+def _also(endpoint: Endpoint) -> dict[str, Any]:
+    return {str(status): {"description": text} for status, text in endpoint.also.items()}
+
+
 def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": endpoint.summary,
@@ -408,6 +424,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
         ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
         ok["x-events"] = {name: refs[schema] for name, schema in endpoint.events.items()}
     op["responses"][str(endpoint.status)] = ok
+    op["responses"].update(_also(endpoint))
     if endpoint.conditional:
         _conditional(op, ok, endpoint.content_type)
     _problems(

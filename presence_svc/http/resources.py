@@ -19,6 +19,8 @@ from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.events import LargeRooms, PresenceHub
 from presence_svc.live.privacy import PrivacyMirror
 from presence_svc.live.store import PresenceStore
+from presence_svc.privacy.jobs import ErasureJobs
+from presence_svc.privacy.wiring import erasure_jobs
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.stats.engagement import EngagementRules
@@ -33,6 +35,7 @@ from presence_svc.worker import Worker
 __all__ = [
     "DATABASE",
     "ENGAGEMENT",
+    "ERASURES",
     "HUB",
     "LEDGER",
     "LIMITER",
@@ -69,6 +72,7 @@ HUB: Final = web.AppKey("hub", PresenceHub)
 LIMITER: Final = web.AppKey("limiter", Limiter)
 TIMELINE: Final = web.AppKey("timeline", Timeline)
 PRIVACY: Final = web.AppKey("privacy", PrivacyMirror)
+ERASURES: Final = web.AppKey("erasures", ErasureJobs)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -101,6 +105,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     # Names are joined into every presence page and event: a short per-process cache.
     app[USERS] = CachedUsers(database.users, app[SETTINGS].profile_cache_s)
     app[TIMELINE] = Timeline(app[REDIS], timeline_store(database.connection), app[SETTINGS])
+    app[ERASURES] = erasure_jobs(app[REDIS], database, app[SETTINGS], app[PRESENCE])
     yield
     await database.close()
 

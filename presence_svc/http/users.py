@@ -12,8 +12,8 @@ from msgspec import UNSET
 from presence_svc.errors import Forbidden, NotFound
 from presence_svc.http.params import path_id
 from presence_svc.http.resources import (
+    ERASURES,
     LIMITER,
-    PRESENCE,
     PRIVACY,
     REDIS,
     TOKENS,
@@ -22,8 +22,9 @@ from presence_svc.http.resources import (
 )
 from presence_svc.http.wire import Body, respond
 from presence_svc.principal import Scope
+from presence_svc.privacy.jobs import INLINE_STEPS, ErasureStatus
 from presence_svc.ratelimits import RouteClass
-from presence_svc.schemas import PrivacyIn, PrivacyOut, ProfileIn, ProfileOut
+from presence_svc.schemas import ErasureOut, PrivacyIn, PrivacyOut, ProfileIn, ProfileOut
 from presence_svc.stats.visibility import restamp_viewer
 from presence_svc.timefmt import to_iso
 from presence_svc.users.directory import Profile
@@ -123,9 +124,36 @@ async def put_privacy(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/users/{userId}")
 async def delete_user(request: web.Request) -> web.Response:
-    """Erase the profile and the user's sessions; stats and ledger keep the opaque id."""
+    """Erase the user everywhere: 204 if done within the request, else 202 and the erasure
+    to follow (a worker finishes it)."""
     user_id = _admin_on_user(request)
-    removed = await request.app[PRESENCE].erase_user(user_id)
-    existed = await request.app[USERS].delete_profile(user_id)
-    log.info("user erased", extra={"sessions_removed": removed, "profile_existed": existed})
-    return web.Response(status=204)
+    jobs = request.app[ERASURES]
+    opened = await jobs.open(user_id)
+    if opened.taken and await jobs.run(opened.erasure_id, INLINE_STEPS):
+        return web.Response(status=204)
+    status = await jobs.status(opened.erasure_id)
+    if status is None or status.status == "complete":  # finished by a runner meanwhile
+        return web.Response(status=204)
+    response = respond(request, _erasure_out(status), status=202)
+    response.headers["Location"] = f"/v1/erasures/{opened.erasure_id}"
+    return response
+
+
+@routes.get("/v1/erasures/{erasureId}")
+async def get_erasure(request: web.Request) -> web.Response:
+    request.app[TOKENS].from_request(request).require_admin()
+    erasure_id = path_id(request, "erasureId")
+    status = await request.app[ERASURES].status(erasure_id)
+    if status is None:
+        raise NotFound(f"no erasure {erasure_id!r} (or it completed more than 30 days ago)")
+    return respond(request, _erasure_out(status))
+
+
+def _erasure_out(status: ErasureStatus) -> ErasureOut:
+    done = status.completed_at_ms
+    return ErasureOut(
+        erasure_id=status.erasure_id,
+        status="complete" if status.status == "complete" else "pending",
+        requested_at=to_iso(status.requested_at_ms),
+        completed_at=to_iso(done) if done is not None else None,
+    )

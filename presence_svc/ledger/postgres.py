@@ -87,6 +87,16 @@ class PostgresLedger:
     def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
         return iter_pages(self.query_views, query, batch)
 
+    async def erase_user(self, user_id: str, tombstone: str, limit: int) -> int:
+        status = await self._db.execute(
+            "UPDATE views SET user_id = $1, session_id = NULL WHERE (view_id, viewed_at) IN "
+            "(SELECT view_id, viewed_at FROM views WHERE user_id = $2 LIMIT $3)",
+            tombstone,
+            user_id,
+            limit,
+        )
+        return rows_affected(status)
+
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
         """The partitions of this month and the next ones ready; with ``keep_days``, the
         months wholly before the cutoff dropped and older rows of the default deleted."""

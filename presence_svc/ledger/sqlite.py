@@ -50,6 +50,16 @@ class SqliteLedger:
             return await self._file.run(lambda c: execute_many(c, _INSERT_VIEW, ordered))
         return await self._file.run(lambda c: c.execute(_INSERT_VIEWS_JSON, (batch,)).rowcount)
 
+    async def erase_user(self, user_id: str, tombstone: str, limit: int) -> int:
+        def erase(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE views SET user_id = ?, session_id = NULL WHERE view_id IN "
+                "(SELECT view_id FROM views WHERE user_id = ? LIMIT ?)",
+                (tombstone, user_id, limit),
+            ).rowcount
+
+        return await self._file.run(erase)
+
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
         if keep_days is not None:
             await self.delete_before(now_ms - keep_days * 86_400_000)

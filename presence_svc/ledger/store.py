@@ -45,6 +45,10 @@ class LedgerStore(Protocol):
     def iter_views(self, query: LedgerQuery, batch: int = 1000) -> AsyncIterator[LedgerRow]:
         """Every row matching ``query``, oldest first, fetched in batches."""
 
+    async def erase_user(self, user_id: str, tombstone: str, limit: int) -> int:
+        """Up to ``limit`` of the user's rows: ``tombstone`` for the user id, no session id
+        (the row stays, so counts from the ledger do not change); returns how many."""
+
     async def upkeep(self, now_ms: int, keep_days: int | None) -> None:
         """Storage chores the worker runs now and then: rows older than ``keep_days``
         removed (in bounded steps), and whatever the backend prepares ahead."""

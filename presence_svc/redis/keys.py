@@ -253,3 +253,37 @@ class Keyspace:
         """string: when the user's next token of ``route_class`` is free (ms); on the
         user's slot, so every process and host shares one bucket per user and class."""
         return f"rl:{{{self.tag_of(user_id)}}}:{user_id}/{route_class}"
+
+    # Erasure (presence_svc/privacy): the user's data index and the erasure jobs.
+
+    def user_views_index(self, user_id: str) -> str:
+        """set on the USER's slot: ``<artifact>/<version>`` of every version the user ever
+        viewed; what erasure walks to find their view records (complete, unlike the capped
+        recently-viewed list)."""
+        return f"ux:{{{self.tag_of(user_id)}}}:{user_id}:v"
+
+    def user_erasure(self, user_id: str) -> str:
+        """string on the USER's slot: the id of the user's erasure while it is pending."""
+        return f"er:{{{self.tag_of(user_id)}}}:u:{user_id}"
+
+    @staticmethod
+    def erasure(erasure_id: str) -> str:
+        """hash: one erasure job (status, times, progress; the user id only while pending).
+        Its id starts with the user's tag, so the job lives on the user's slot."""
+        tag = erasure_id.partition(".")[0]
+        return f"er:{{{tag}}}:j:{erasure_id}"
+
+    @staticmethod
+    def erasures_due() -> str:
+        """zset: pending erasure id -> when a runner may take it next (ms): a lease."""
+        return "er:due"
+
+    @staticmethod
+    def erasure_rewrite() -> str:
+        """string: set while an AOF rewrite is owed to a finished erasure."""
+        return "er:aof"
+
+    @staticmethod
+    def erasure_rewrite_window() -> str:
+        """string, expiring: set when an AOF rewrite started; none other until it expires."""
+        return "er:aof:window"

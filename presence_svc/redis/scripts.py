@@ -565,6 +565,7 @@ class ViewersScript(Script):
         script_keys = (
             keys.version_viewers_by_time(artifact_id, version_id),
             keys.version_viewers(artifact_id, version_id),
+            keys.version_stats(artifact_id, version_id),
         )
         seen, user = after if after else ("", "")
         return ScriptCall(self, script_keys, (limit, seen, user, own_user_id))
@@ -650,6 +651,60 @@ class TimelineDoneScript(Script):
         return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 
+class NoteViewedScript(Script):
+    PATH = "stats/note_viewed"
+
+    def call(self, keys: Keyspace, user_id: str, artifact_id: str, version_id: str) -> ScriptCall:
+        return ScriptCall(self, (keys.user_views_index(user_id),), (artifact_id, version_id))
+
+
+class EraseViewsScript(Script):
+    PATH = "privacy/erase_views"
+
+    def call(
+        self, keys: Keyspace, artifact_id: str, version_id: str, user_id: str, tombstone: str
+    ) -> ScriptCall:
+        script_keys = (
+            keys.view_debounce(artifact_id, version_id, user_id),
+            keys.artifact_viewers(artifact_id),
+            keys.version_viewers(artifact_id, version_id),
+            keys.version_viewers_by_time(artifact_id, version_id),
+            keys.version_stats(artifact_id, version_id),
+        )
+        return ScriptCall(self, script_keys, (user_id, tombstone))
+
+
+class ScrubStreamScript(Script):
+    PATH = "privacy/scrub_stream"
+
+    def call(self, stream: str, user_id: str, tombstone: str, most: int) -> ScriptCall:
+        return ScriptCall(self, (stream,), (user_id, tombstone, most))
+
+
+class ErasureOpenScript(Script):
+    PATH = "privacy/erasure_open"
+
+    def call(self, keys: Keyspace, user_id: str, erasure_id: str, tombstone: str) -> ScriptCall:
+        script_keys = (keys.user_erasure(user_id), keys.erasure(erasure_id))
+        return ScriptCall(self, script_keys, (erasure_id, user_id, tombstone))
+
+
+class ErasureDoneScript(Script):
+    PATH = "privacy/erasure_done"
+
+    def call(self, keys: Keyspace, user_id: str, erasure_id: str, keep_ms: int) -> ScriptCall:
+        script_keys = (keys.erasure(erasure_id), keys.user_erasure(user_id))
+        return ScriptCall(self, script_keys, (keep_ms,))
+
+
+class ErasureTakeScript(Script):
+    PATH = "privacy/erasure_take"
+
+    def call(self, keys: Keyspace, lease_ms: int, erasure_id: str = "") -> ScriptCall:
+        """Take ``erasure_id`` if it is due (or, without it, any due erasure)."""
+        return ScriptCall(self, (keys.erasures_due(),), (lease_ms, erasure_id))
+
+
 class Scripts:
     """Every script of the service. One set per connection: the writers' packed heads are
     cached here."""
@@ -681,6 +736,12 @@ class Scripts:
         self.timeline_read = TimelineReadScript()
         self.timeline_due = TimelineDueScript()
         self.timeline_done = TimelineDoneScript()
+        self.note_viewed = NoteViewedScript()
+        self.erase_views = EraseViewsScript()
+        self.scrub_stream = ScrubStreamScript()
+        self.erasure_open = ErasureOpenScript()
+        self.erasure_done = ErasureDoneScript()
+        self.erasure_take = ErasureTakeScript()
 
     @property
     def all(self) -> tuple[Script, ...]:

@@ -25,13 +25,15 @@ class SeenReads:
 
     def counts(self, artifact_id: str, version_id: str) -> Commands:
         """The version's viewers (``HLEN``), those listed by time (``ZCARD``: hidden
-        viewers are not) and its ``readers`` count."""
+        viewers are not), its ``readers`` count and its erasure tombstones (``erased``: in
+        the hash, not in the zset, and no hidden viewers)."""
         k = self.keys
         return Commands.of(
             [
                 ("HLEN", k.version_viewers(artifact_id, version_id)),
                 ("ZCARD", k.version_viewers_by_time(artifact_id, version_id)),
                 ("HGET", k.version_stats(artifact_id, version_id), "readers"),
+                ("HGET", k.version_stats(artifact_id, version_id), "erased"),
             ]
         )
 

@@ -115,7 +115,7 @@ class SeenStore:
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer
-        seen, listed, readers = answers
+        seen, listed, readers, erased = answers
         rows, has_more, *_ = msgspec.msgpack.decode(raw)  # the privacy work adds `hidden`
         entries = [(as_text(user), ViewerEntry.decode(info)) for user, info in (rows or [])]
         viewers = [
@@ -131,7 +131,7 @@ class SeenStore:
             version_id=version_id,
             seen=int(seen),
             read=_int(readers),
-            hidden=max(0, int(seen) - int(listed)),
+            hidden=max(0, int(seen) - int(listed) - _int(erased)),
             viewers=viewers,
             next_cursor=next_cursor,
         )

@@ -133,9 +133,16 @@ class ViewStore:
         session_id: str | None,
         hidden: bool = False,
     ) -> RecordedView:
-        counted, views, unique, now = await self.redis.run(
-            self.record_call(artifact_id, version_id, user_id, session_id, hidden)
+        # The user's views index first, in the same round trip: erasure finds the view
+        # records through it (a failure of either answers 503, and a retry notes it again).
+        note = self.redis.scripts.note_viewed.call(self.keys, user_id, artifact_id, version_id)
+        noted, recorded = await self.redis.run_many(
+            [note, self.record_call(artifact_id, version_id, user_id, session_id, hidden)]
         )
+        for result in (noted, recorded):
+            if isinstance(result, Exception):
+                raise result
+        counted, views, unique, now = recorded
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
         (metrics.VIEWS_COUNTED if view.counted else metrics.VIEWS_DEBOUNCED).inc()
         await self._touch_recent(user_id, artifact_id, version_id, view.viewed_at_ms)

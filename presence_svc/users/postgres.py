@@ -56,6 +56,7 @@ class PostgresUsers(ProfileTable):
         return [Profile(*record) for record in records]
 
     async def delete_profile(self, user_id: str) -> bool:
+        await self._db.execute("DELETE FROM privacy WHERE user_id = $1", user_id)
         status = await self._db.execute("DELETE FROM users WHERE user_id = $1", user_id)
         return rows_affected(str(status)) > 0
 

@@ -59,6 +59,7 @@ class SqliteUsers(ProfileTable):
 
     async def delete_profile(self, user_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM privacy WHERE user_id = ?", (user_id,))
             return conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount > 0
 
         return await self._file.run(delete)

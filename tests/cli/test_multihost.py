@@ -130,10 +130,9 @@ async def test_two_api_hosts_share_profiles_the_ledger_and_erasure(hosts: Hosts)
         assert page["users"] == []
         viewers_url = f"{a.base}/v1/artifacts/doc-1/versions/v1/viewers"
         viewers = await _call(http, "GET", viewers_url, BOARD)
-        assert {(v["userId"], v["name"]) for v in viewers["viewers"]} == {
-            ("alice", None),
-            ("bob", None),
-        }
+        # erased everywhere: out of the viewers, her ledger row under a tombstone
+        assert [(v["userId"], v["name"]) for v in viewers["viewers"]] == [("bob", None)]
+        assert [user.partition("-")[0] for user, _ in await ledger(a)] == ["bob", "~erased"]
     for server in (a, b):
         server.process.terminate()
         assert server.process.wait(15) == 0

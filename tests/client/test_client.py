@@ -24,8 +24,10 @@ from presence_svc.client import (
 )
 from presence_svc.http.app import create_app
 from presence_svc.ratelimits import parse_rate_limits
+from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
+from presence_svc.stats.views import ViewStore
 from tests.conftest import free_port
 
 Serve = Callable[..., Awaitable[str]]
@@ -369,3 +371,48 @@ async def test_a_live_session_reports_engaged_time_and_reads_it_back(
             return [(i.user_id, i.engaged_ms) for i in page.items] == [("alice", 2_000)]
 
         await _until(flushed)
+
+
+async def test_erasing_a_user_through_the_sdk(
+    serve: Serve, tokens: TokenCodec, settings: Settings
+) -> None:
+    url = await serve(run_worker=True)
+    async with (
+        PresenceClient(url, _token(tokens, "alice")) as alice,
+        PresenceClient(url, _token(tokens, "root", "admin")) as admin,
+    ):
+        await alice.record_view("doc-1", "v1")
+        erased = await admin.erase_user("alice")  # a small user: done within the request
+        assert (erased.status, erased.erasure_id) == ("complete", None)
+        assert (await alice.recent("alice")).items == []
+        await _many_views(settings, "bob", 4000)  # more than the request erases itself
+        pending = await admin.erase_user("bob")
+        assert (pending.status, pending.completed_at) == ("pending", None)
+        assert pending.erasure_id is not None
+        async with asyncio.timeout(30):
+            done = await admin.wait_erased(pending, poll_s=0.1)
+        assert (done.erasure_id, done.status) == (pending.erasure_id, "complete")
+        assert done.completed_at is not None
+        with pytest.raises(PresenceClientError) as unknown:
+            await admin.erasure("0.nosuch")
+        assert unknown.value.status == 404
+        with pytest.raises(PresenceClientError) as refused:
+            await alice.erase_user("bob")
+        assert refused.value.status == 403
+
+
+async def _many_views(settings: Settings, user: str, versions: int) -> None:
+    """Views as the service records them (views index, then the view), 1 000 calls at once."""
+    redis = connect(settings)
+    views = ViewStore(redis, settings)
+    calls = []
+    for i in range(versions):
+        artifact, version = f"doc-{i % 40}", f"v{i}"
+        calls.append(redis.scripts.note_viewed.call(views.keys, user, artifact, version))
+        calls.append(views.record_call(artifact, version, user, None))
+    try:
+        await redis.load_scripts()
+        for start in range(0, len(calls), 1000):
+            await redis.run_many(calls[start : start + 1000])
+    finally:
+        await redis.aclose()

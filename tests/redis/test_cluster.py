@@ -318,3 +318,54 @@ async def test_latest_versions_seen_and_unseen_on_a_cluster(
     assert (found["versionId"], found["seen"], found["notSeen"]) == ("v2", ["bob"], ["eve"])
     response = await client.get("/v1/artifacts/news-3/seen", headers=publisher)
     assert [v["userId"] for v in (await response.json())["viewers"]] == ["bob"]
+
+
+async def test_erasure_on_a_cluster_leaves_the_user_nowhere_and_keeps_counts(
+    cluster: list[int], make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    """The user's index and erasure job on the user's slot, their records on the artifacts'
+    slots on every node: a full scan of every node finds neither the id nor the state."""
+    from presence_svc.ratelimits import RateLimits
+    from tests.privacy.scan import redis_findings, sqlite_findings
+
+    ledger = tmp_path / "erase-ledger.sqlite3"
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}",
+        redis_cluster=True,
+        partitions=64,
+        run_worker=True,
+        ledger_url=f"sqlite:///{ledger}",
+        rate_limits=RateLimits(buckets=()),
+    )
+    user, state, dashboard = "carol-cluster-9e2a", "carol-state-61f0", auth("d", scope="dashboard")
+    artifacts = [f"er-{i}" for i in range(24)]
+    for artifact in artifacts:
+        beat = {"artifactId": artifact, "sessionId": "tab-carol-01", "state": {"s": state}}
+        assert (await client.post("/v1/heartbeat", json=beat, headers=auth(user))).status == 200
+        for who in (user, "dave"):
+            view = {"artifactId": artifact, "versionId": "v1"}
+            assert (await client.post("/v1/views", json=view, headers=auth(who))).status == 200
+
+    async def counts() -> list[tuple[int, int]]:
+        out = []
+        for artifact in artifacts:
+            response = await client.get(f"/v1/artifacts/{artifact}/stats", headers=dashboard)
+            stats = await response.json()
+            out.append((stats["views"], stats["uniqueViewers"]))
+        return out
+
+    before = await counts()
+    assert before == [(2, 2)] * len(artifacts)
+    nodes = [redis.Redis(port=port) for port in cluster]
+    assert any(redis_findings(node, [user.encode()]) for node in nodes)
+    deadline = time.monotonic() + 15
+    while len(sqlite_findings(ledger, [user])) < len(artifacts):  # the drain wrote hers
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+
+    response = await client.delete(f"/v1/users/{user}", headers=auth("root", scope="admin"))
+    assert response.status == 204, await response.text()
+    for node in nodes:
+        assert redis_findings(node, [user.encode(), state.encode(), b"tab-carol-01"]) == []
+    assert sqlite_findings(ledger, [user, "tab-carol-01"]) == []
+    assert await counts() == before

@@ -1,0 +1,1 @@
+"""Privacy: erasing a user everywhere, in bounded steps, with nothing left behind."""

@@ -1,0 +1,73 @@
+"""The erasers of this service, in the order an erasure walks them, and the jobs on them.
+
+To erase a new kind of user data, append its eraser in ``default_erasers`` (before the
+profile, which goes last): an ``Eraser`` for data erased in several bounded steps, or
+``erasers.add_simple(name, store.erase_user)`` for one ``erase_user(user_id, tombstone)``
+call that is bounded and idempotent.
+"""
+
+from __future__ import annotations
+
+from presence_svc.database import Database
+from presence_svc.live.store import PresenceStore
+from presence_svc.privacy.copies import Copies
+from presence_svc.privacy.erasure import (
+    EngagementEraser,
+    Erasers,
+    LedgerEraser,
+    PresenceEraser,
+    PrivacyMirrorEraser,
+    ProfileEraser,
+    StreamsEraser,
+    UserKeysEraser,
+    ViewsEraser,
+)
+from presence_svc.privacy.jobs import ErasureJobs
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.settings import Settings
+
+__all__ = ["default_erasers", "erasure_jobs"]
+
+
+def default_erasers(
+    redis: RedisConnection, database: Database, presence: PresenceStore, settings: Settings
+) -> Erasers:
+    keys = presence.keys
+    return Erasers(
+        [
+            EngagementEraser(redis, keys),  # before the views: it walks their index too
+            ViewsEraser(redis, keys),
+            PresenceEraser(presence),
+            UserKeysEraser(redis, keys),
+            # before the ledger: a drain may still be writing the user's views
+            StreamsEraser(redis, keys, settle_s=settings.ledger_reclaim_idle_s),
+            LedgerEraser(database.ledger),
+            _Engagement(database),
+            PrivacyMirrorEraser(redis),
+            ProfileEraser(database.users),  # and the privacy settings
+        ]
+    )
+
+
+class _Engagement:
+    """The engaged-time daily totals in the database: the tombstone for the user id."""
+
+    name = "engagement-totals"
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
+        await self.database.engagement.erase_user(user_id, tombstone)
+        return None
+
+
+def erasure_jobs(
+    redis: RedisConnection,
+    database: Database,
+    settings: Settings,
+    presence: PresenceStore | None = None,
+) -> ErasureJobs:
+    presence = presence or PresenceStore(redis, settings)
+    erasers = default_erasers(redis, database, presence, settings)
+    return ErasureJobs(redis, presence.keys, erasers, Copies(redis, database, settings))
