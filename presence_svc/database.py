@@ -20,6 +20,7 @@ from presence_svc.settings import Settings
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.users.postgres import PostgresUsers
 from presence_svc.users.sqlite import SqliteUsers
+from presence_svc.webhooks.store import PostgresWebhooks, SqliteWebhooks, WebhookStore
 
 __all__ = ["Database", "DatabaseUnavailable", "database_for", "open_database"]
 
@@ -30,11 +31,12 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """One connection (a SQLite file or a PostgreSQL pool) and the two stores on it."""
+    """One connection (a SQLite file or a PostgreSQL pool) and the stores on it."""
 
     connection: SqliteFile | PostgresPool
     ledger: LedgerStore
     users: UsersDirectory
+    webhooks: WebhookStore
 
     @property
     def kind(self) -> str:
@@ -87,12 +89,12 @@ def open_database(url: str, *, pool_size: int = 10, auto_migrate: bool = True) -
     """
     if url.startswith(POSTGRES_SCHEMES):
         pool = PostgresPool(url, pool_size=pool_size, auto_migrate=auto_migrate)
-        return Database(pool, PostgresLedger(pool), PostgresUsers(pool))
+        return Database(pool, PostgresLedger(pool), PostgresUsers(pool), PostgresWebhooks(pool))
     path = sqlite_path(url)
     if path is None:
         raise ValueError(f"unsupported ledger URL {url!r}")
     file = SqliteFile(path, auto_migrate=auto_migrate)
-    return Database(file, SqliteLedger(file), SqliteUsers(file))
+    return Database(file, SqliteLedger(file), SqliteUsers(file), SqliteWebhooks(file))
 
 
 def database_for(settings: Settings) -> Database:

@@ -1,4 +1,5 @@
-"""Background chores: the presence sweeper, the ledger drain and the ledger's upkeep.
+"""Background chores: the presence sweeper, the ledger drain, the ledger's upkeep and the
+webhook dispatcher.
 
 ``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
 when it owns an embedded Redis. Any number of workers may run at once.
@@ -25,6 +26,7 @@ from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.sweeper import Sweeper
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
+from presence_svc.webhooks.dispatcher import WebhookDispatcher
 
 __all__ = [
     "UPKEEP_INTERVAL_S",
@@ -118,6 +120,7 @@ class Worker:
         self.sweeper = Sweeper(redis, settings, owner=self.id)
         self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
+        self.webhooks = WebhookDispatcher(redis, database.webhooks, settings, owner=self.id)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -130,6 +133,7 @@ class Worker:
                 self.sweeper.run(self._stopping),
                 self.drain.run(self._stopping),
                 self.upkeep.run(self._stopping),
+                self.webhooks.run(self._stopping),
             )
         finally:
             self.identity.release()

@@ -1,0 +1,46 @@
+"""The streams webhooks read, present only while endpoints want them: each partition's
+outbox (the presence writers append to it only while it exists) and a ``webhooks``
+consumer group on each views stream (``trim_stream.lua`` keeps what any group has not
+acknowledged, so the ledger's trimming waits for this group too).
+
+``ensure`` is idempotent: the API calls it when an endpoint is created or enabled (events
+from then on are kept), the dispatcher on every refresh (which also recreates them after
+a Redis restart lost them).
+"""
+
+from __future__ import annotations
+
+from redis.exceptions import ResponseError
+
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.keys import Keyspace
+
+__all__ = ["GROUP", "WebhookStreams"]
+
+GROUP = "webhooks"
+
+
+class WebhookStreams:
+    def __init__(self, redis: RedisConnection, keys: Keyspace) -> None:
+        self.redis = redis
+        self.outboxes = [keys.outbox(tag) for tag in keys.tags]
+        self.views = [keys.views_stream(tag) for tag in keys.tags]
+
+    async def ensure(self, *, presence: bool, views: bool) -> None:
+        """Create (or drop) the outboxes and the views group as the endpoints need them."""
+        pipe = self.redis.client.pipeline(transaction=False)
+        for stream in self.outboxes:
+            if presence:
+                pipe.xgroup_create(stream, GROUP, id="$", mkstream=True)
+            else:
+                pipe.delete(stream)
+        for stream in self.views:
+            if views:
+                pipe.xgroup_create(stream, GROUP, id="$", mkstream=True)
+            else:
+                pipe.xgroup_destroy(stream, GROUP)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError):
+                text = str(result)
+                if "BUSYGROUP" not in text and "no such key" not in text.lower():
+                    raise result
