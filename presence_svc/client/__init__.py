@@ -46,6 +46,7 @@ from presence_svc.client.models import (
     WhereRecent,
 )
 from presence_svc.client.snapshot import LivePresence
+from presence_svc.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "ArtifactOnline",
@@ -77,8 +78,10 @@ __all__ = [
     "ViewResult",
     "Viewer",
     "ViewersPage",
+    "WebhookVerificationError",
     "WhereNow",
     "WhereOnline",
     "WhereRecent",
     "new_session_id",
+    "verify_webhook",
 ]

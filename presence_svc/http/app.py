@@ -19,6 +19,7 @@ from presence_svc.http import (
     presence,
     users,
     views,
+    webhooks,
     where,
 )
 from presence_svc.http.admission import Gate, watch_lag
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, views.routes, requests)
     add_routes(app, ledger.routes, requests)
     add_routes(app, users.routes, requests)
+    add_routes(app, webhooks.routes, requests)
     add_routes(app, where.routes, requests)
     add_routes(app, ops.routes)
     if settings.metrics_addr is None:  # else only on its own listener (create_metrics_app)

@@ -26,19 +26,22 @@ class WebhookStreams:
         self.outboxes = [keys.outbox(tag) for tag in keys.tags]
         self.views = [keys.views_stream(tag) for tag in keys.tags]
 
-    async def ensure(self, *, presence: bool, views: bool) -> None:
-        """Create (or drop) the outboxes and the views group as the endpoints need them."""
+    async def ensure(self, *, presence: bool, views: bool, drop: bool = True) -> None:
+        """Create the outboxes and the views group as the endpoints need them, and (with
+        ``drop``: the dispatcher) drop what none needs."""
         pipe = self.redis.client.pipeline(transaction=False)
         for stream in self.outboxes:
             if presence:
                 pipe.xgroup_create(stream, GROUP, id="$", mkstream=True)
-            else:
+            elif drop:
                 pipe.delete(stream)
         for stream in self.views:
             if views:
                 pipe.xgroup_create(stream, GROUP, id="$", mkstream=True)
-            else:
+            elif drop:
                 pipe.xgroup_destroy(stream, GROUP)
+        if not len(pipe):
+            return
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError):
                 text = str(result)
