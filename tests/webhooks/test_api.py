@@ -46,7 +46,8 @@ async def test_an_endpoint_is_created_listed_changed_and_deleted_and_its_secret_
     assert [w["webhookId"] for w in listed["items"]] == [webhook_id]
     assert "secret" not in listed["items"][0]
     one = await (await client.get(f"/v1/webhooks/{webhook_id}", headers=admin)).json()
-    assert "secret" not in one and one["artifactPrefix"] == "doc-"
+    assert "secret" not in one
+    assert one["artifactPrefix"] == "doc-"
 
     patched = await client.patch(
         f"/v1/webhooks/{webhook_id}",
@@ -55,15 +56,16 @@ async def test_an_endpoint_is_created_listed_changed_and_deleted_and_its_secret_
     )
     body = await patched.json()
     assert patched.status == 200, body
-    assert body["events"] == ["presence.join"] and body["enabled"] is False
-    assert body["health"]["status"] == "disabled" and "secret" not in body
+    assert body["events"] == ["presence.join"]
+    assert body["enabled"] is False
+    assert body["health"]["status"] == "disabled"
+    assert "secret" not in body
 
     rotated = await (
-        await client.patch(
-            f"/v1/webhooks/{webhook_id}", json={"rotateSecret": True}, headers=admin
-        )
+        await client.patch(f"/v1/webhooks/{webhook_id}", json={"rotateSecret": True}, headers=admin)
     ).json()
-    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != made["secret"]
     assert rotated["previousSecretUntil"] is not None
 
     assert (await client.delete(f"/v1/webhooks/{webhook_id}", headers=admin)).status == 204
@@ -142,7 +144,8 @@ async def test_bad_changes_replays_and_unknown_ids_name_the_field(
     assert response.status == 400
     assert [e["field"] for e in (await response.json())["errors"]] == ["failureId"]
     response = await client.post(f"{path}/replay", json={}, headers=admin)
-    assert response.status == 200 and (await response.json()) == {"replayed": 0}
+    assert response.status == 200
+    assert (await response.json()) == {"replayed": 0}
     response = await client.get(f"{path}/failures?cursor=abc", headers=admin)
     assert response.status == 400
     assert [e["field"] for e in (await response.json())["errors"]] == ["cursor"]
