@@ -123,7 +123,7 @@ async def _open_streams(request: web.Request, store: WebhookStore) -> None:
     wanted = sources_of(frozenset().union(*(e.events for e in endpoints)))
     streams = WebhookStreams(request.app[REDIS], Keyspace(request.app[SETTINGS].partitions))
     try:
-        await streams.ensure(presence="presence" in wanted, views="views" in wanted, drop=False)
+        await streams.ensure(presence="presence" in wanted, views="views" in wanted)
     except (RedisError, OSError) as exc:
         log.warning("webhooks: streams not made now; the worker will", extra={"error": repr(exc)})
 

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
 """How often the endpoints are read again (a change by the API applies within this)."""
+DROP_AFTER_S = 60.0
+"""The streams go once no endpoint has wanted them this long: not at once, as the API
+makes them for a new endpoint right after committing it, and a refresh that read the
+endpoints just before that commit must not drop them again."""
 READ_COUNT = 500
 
 
@@ -172,6 +176,7 @@ class WebhookDispatcher:
         self.endpoints: list[Endpoint] = []
         self.lanes: dict[str, Lane] = {}
         self._measured: set[str] = set()
+        self._unwanted_since: dict[str, float] = {}
         self.leading = False
         self._reading: list[str] = []
         self._resume = True
@@ -227,10 +232,25 @@ class WebhookDispatcher:
         self.endpoints = [e for e in await self.store.endpoints() if e.enabled]
         wanted = sources_of(frozenset().union(*(e.events for e in self.endpoints)))
         presence, views = "presence" in wanted, "views" in wanted
-        await self.streams.ensure(presence=presence, views=views)
+        now = time.monotonic()
+        for source in ("presence", "views"):
+            if source in wanted:
+                self._unwanted_since.pop(source, None)
+            else:
+                self._unwanted_since.setdefault(source, now)
+        drop = frozenset(
+            s for s, since in self._unwanted_since.items() if now - since >= DROP_AFTER_S
+        )
+        await self.streams.ensure(presence=presence, views=views, drop=drop)
         self._reading = (self.streams.outboxes if presence else []) + (
             self.streams.views if views else []
         )
+        self._lanes_for_endpoints()
+        if presence:
+            await self._trim()
+        await self._measure()
+
+    def _lanes_for_endpoints(self) -> None:
         current = {e.endpoint_id: e for e in self.endpoints}
         for endpoint_id in list(self.lanes):
             if endpoint_id not in current:
@@ -241,9 +261,6 @@ class WebhookDispatcher:
                 self.lanes[endpoint_id] = Lane(self, endpoint)
             else:
                 lane.endpoint = endpoint
-        if presence:
-            await self._trim()
-        await self._measure()
 
     def drop_lane(self, endpoint_id: str) -> None:
         lane = self.lanes.pop(endpoint_id, None)
@@ -323,7 +340,26 @@ class WebhookDispatcher:
         await pipe.execute(raise_on_error=False)
 
     async def _queue(self, batch: dict[str, list[StreamEntry]]) -> None:
-        now = _now_ms()
+        events, acks = self._derive(batch)
+        if events:
+            # Read again now: an endpoint created just before these entries were written
+            # gets them (its POST's answer promised so), whatever the last refresh saw.
+            self.endpoints = [e for e in await self.store.endpoints() if e.enabled]
+            self._lanes_for_endpoints()
+        deliveries = self._deliveries(events)
+        await self.store.enqueue(deliveries)  # committed before the entries are acknowledged
+        if acks:
+            await self.redis.ack(GROUP, acks)
+        for endpoint_id in {d.endpoint_id for d in deliveries}:
+            lane = self.lanes.get(endpoint_id)
+            if lane is not None:
+                lane.wake.set()
+
+    def _derive(
+        self, batch: dict[str, list[StreamEntry]]
+    ) -> tuple[list[Event], dict[str, list[bytes]]]:
+        """The batch's events (and the intervals that ended), and the entries to
+        acknowledge once they are queued (not those an open interval holds)."""
         events: list[Event] = []
         acks: dict[str, list[bytes]] = {}
         outboxes = set(self.streams.outboxes)
@@ -343,19 +379,12 @@ class WebhookDispatcher:
                     )
                 if not held:
                     acks.setdefault(stream, []).append(entry_id)
-        for event, refs in self.presence.flush(now):
+        for event, refs in self.presence.flush(_now_ms()):
             if event is not None:
                 events.append(event)
             for stream, entry_id in refs:
                 acks.setdefault(stream, []).append(entry_id)
-        deliveries = self._deliveries(events)
-        await self.store.enqueue(deliveries)  # committed before the entries are acknowledged
-        if acks:
-            await self.redis.ack(GROUP, acks)
-        for endpoint_id in {d.endpoint_id for d in deliveries}:
-            lane = self.lanes.get(endpoint_id)
-            if lane is not None:
-                lane.wake.set()
+        return events, acks
 
     def _deliveries(self, events: Sequence[Event]) -> list[NewDelivery]:
         out: list[NewDelivery] = []

@@ -26,24 +26,27 @@ class WebhookStreams:
         self.outboxes = [keys.outbox(tag) for tag in keys.tags]
         self.views = [keys.views_stream(tag) for tag in keys.tags]
 
-    async def ensure(self, *, presence: bool, views: bool, drop: bool = True) -> None:
-        """Create the outboxes and the views group as the endpoints need them, and (with
-        ``drop``: the dispatcher) drop what none needs."""
+    async def ensure(
+        self, *, presence: bool, views: bool, drop: frozenset[str] = frozenset()
+    ) -> None:
+        """Create the outboxes (``presence``) and the views group (``views``) if missing,
+        and drop those named in ``drop`` (``presence``, ``views``: the dispatcher's, once
+        no endpoint has wanted them for a while)."""
         pipe = self.redis.client.pipeline(transaction=False)
         for stream in self.outboxes:
             if presence:
                 pipe.xgroup_create(stream, GROUP, id="$", mkstream=True)
-            elif drop:
+            elif "presence" in drop:
                 pipe.delete(stream)
         for stream in self.views:
             if views:
                 pipe.xgroup_create(stream, GROUP, id="$", mkstream=True)
-            elif drop:
+            elif "views" in drop:
                 pipe.xgroup_destroy(stream, GROUP)
         if not len(pipe):
             return
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError):
                 text = str(result)
-                if "BUSYGROUP" not in text and "no such key" not in text.lower():
+                if "BUSYGROUP" not in text and "requires the key to exist" not in text:
                     raise result

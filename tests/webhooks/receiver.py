@@ -33,9 +33,7 @@ class Receiver:
     got: list[Received] = field(default_factory=list)
     attempts: list[tuple[str, float]] = field(default_factory=list)
     bad_signatures: int = 0
-    behave: Callable[[str, dict[str, Any], int], web.StreamResponse | str | None] = (
-        lambda event_id, body, n: None
-    )
+    behave: Callable[[str, dict[str, Any], int], Any] | None = None
     """(event id, body, attempt number of this id) -> a response, "hang", or None (204)."""
     url: str = ""
 
@@ -66,7 +64,7 @@ class Receiver:
             return web.Response(status=401)
         body = json.loads(raw)
         n = sum(1 for i, _ in self.attempts if i == event_id)
-        answer = self.behave(event_id, body, n)
+        answer = None if self.behave is None else self.behave(event_id, body, n)
         if answer == "hang":
             await asyncio.sleep(3600)
         if isinstance(answer, web.StreamResponse):
