@@ -13,6 +13,7 @@ dead endpoint holds only its own lane.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -46,6 +47,8 @@ DROP_AFTER_S = 60.0
 makes them for a new endpoint right after committing it, and a refresh that read the
 endpoints just before that commit must not drop them again."""
 READ_COUNT = 500
+PAGE = 1000
+"""Pending deliveries a lane reads at once."""
 
 
 def _now_ms() -> int:
@@ -53,27 +56,42 @@ def _now_ms() -> int:
 
 
 class Lane:
-    """One endpoint's deliveries: its oldest due per artifact, a few at once."""
+    """One endpoint's deliveries, in order per artifact, a few at once.
+
+    It reads its queue a page at a time (oldest first) into one line per artifact, sends
+    the head of each line (at most ``PRESENCE_WEBHOOK_CONCURRENCY`` at once), and on a 2xx
+    sends that artifact's next at once; a failure puts the artifact's line back in the
+    database's hands (its head waits for its retry, the rest behind it). Deliveries that
+    succeeded are deleted in batches: a crash before that only sends them again.
+    """
 
     def __init__(self, dispatcher: WebhookDispatcher, endpoint: Endpoint) -> None:
         self.d = dispatcher
         self.endpoint = endpoint
         self.wake = asyncio.Event()
+        self.wake.set()
         self.failing_since_ms = endpoint.failing_since_ms
+        self._lines: dict[str, collections.deque[Delivery]] = {}
+        self._known: set[int] = set()
+        """Seqs read from the queue and not yet deleted or given back."""
+        self._blocked: set[str] = set()
+        """Artifacts with a delivery in flight."""
+        self._waiting: set[str] = set()
+        """Artifacts whose oldest pending delivery waits for its retry."""
+        self._last_seq = 0
+        self._next_full = 0.0
+        self._retry_at_ms: int | None = None
+        """When the earliest retry the last full read saw falls due."""
+        self._done: list[Delivery] = []
+        self._done_since = 0.0
         self.task = asyncio.create_task(self.run(), name=f"webhook-lane-{endpoint.endpoint_id}")
 
     async def run(self) -> None:
         flying: dict[asyncio.Task[Outcome], Delivery] = {}
-        limit = self.d.settings.webhook_concurrency
         try:
             while True:
                 try:
-                    if len(flying) < limit:
-                        await self._start(flying, limit)
-                    await self._wait(flying)
-                    await self._record(
-                        [(flying.pop(t), t.result()) for t in list(flying) if t.done()]
-                    )
+                    await self._round(flying)
                 except DatabaseUnavailable as exc:
                     log.warning("webhooks: database unavailable", extra={"error": str(exc)})
                     await asyncio.sleep(1.0)
@@ -84,30 +102,74 @@ class Lane:
             for task in flying:
                 task.cancel()
 
-    async def _start(self, flying: dict[asyncio.Task[Outcome], Delivery], limit: int) -> None:
-        busy = {d.artifact_id for d in flying.values()}
-        seqs = {d.seq for d in flying.values()}
-        due = await self.d.store.due(self.endpoint.endpoint_id, _now_ms(), limit * 4 + len(busy))
-        for delivery in due:
+    async def _round(self, flying: dict[asyncio.Task[Outcome], Delivery]) -> None:
+        limit = self.d.settings.webhook_concurrency
+        if len(flying) < limit:
+            retry_due = self._retry_at_ms is not None and _now_ms() >= self._retry_at_ms
+            if time.monotonic() >= self._next_full or retry_due or not (self._lines or flying):
+                self.wake.clear()
+                await self._read(full=True)
+            elif self.wake.is_set() and sum(map(len, self._lines.values())) < PAGE:
+                self.wake.clear()
+                await self._read(full=False)
+        for artifact in list(self._lines):
             if len(flying) >= limit:
                 break
-            if delivery.seq in seqs or delivery.artifact_id in busy:
+            if artifact in self._blocked:
                 continue
-            busy.add(delivery.artifact_id)
+            line = self._lines[artifact]
+            delivery = line.popleft()
+            if not line:
+                del self._lines[artifact]
+            self._blocked.add(artifact)
             secrets = self.endpoint.secrets(_now_ms())
-            body = delivery.body.encode()
-            send = self.d.sender.send(self.endpoint.url, secrets, delivery.event_id, body)
+            send = self.d.sender.send(
+                self.endpoint.url, secrets, delivery.event_id, delivery.body.encode()
+            )
             flying[asyncio.create_task(send)] = delivery
+        await self._wait(flying)
+        ended = [t for t in flying if t.done()]
+        await self._record([(flying.pop(t), t.result()) for t in ended])
+        if self._done and (len(self._done) >= 200 or time.monotonic() - self._done_since > 0.05):
+            await self._flush()
+
+    async def _read(self, *, full: bool) -> None:
+        """Pending deliveries into the artifacts' lines: new ones only, or (``full``,
+        every second and after a failure) the queue from its start, where retries fall
+        due. An artifact whose oldest delivery is not due yet waits whole behind it."""
+        now = _now_ms()
+        if full:
+            self._waiting = set()
+            self._next_full = time.monotonic() + REFRESH_S
+            self._retry_at_ms = None
+        after = 0 if full else self._last_seq
+        for delivery in await self.d.store.pending(self.endpoint.endpoint_id, after, PAGE):
+            self._last_seq = max(self._last_seq, delivery.seq)
+            artifact = delivery.artifact_id
+            if delivery.seq in self._known or artifact in self._waiting:
+                continue
+            if delivery.next_at_ms > now:
+                self._waiting.add(artifact)
+                if self._retry_at_ms is None or delivery.next_at_ms < self._retry_at_ms:
+                    self._retry_at_ms = delivery.next_at_ms
+                continue
+            self._known.add(delivery.seq)
+            self._lines.setdefault(artifact, collections.deque()).append(delivery)
 
     async def _wait(self, flying: dict[asyncio.Task[Outcome], Delivery]) -> None:
-        """Until a delivery ends, new deliveries are queued, or a retry falls due."""
-        self.wake.clear()
-        timeout = REFRESH_S
-        next_ms = await self.d.store.next_due_ms(self.endpoint.endpoint_id)
-        if next_ms is not None and len(flying) < self.d.settings.webhook_concurrency:
-            timeout = min(timeout, max(0.0, (next_ms - _now_ms()) / 1000))
-            if timeout == 0.0 and not flying:
-                timeout = 0.05  # due but blocked behind its artifact's earlier delivery
+        """Until a delivery ends or new ones are queued (at most a second, or until the
+        batch of done deliveries is due to be written)."""
+        if len(flying) < self.d.settings.webhook_concurrency and any(
+            a not in self._blocked for a in self._lines
+        ):
+            return
+        timeout = 0.05 if self._done else REFRESH_S
+        if self._retry_at_ms is not None:
+            timeout = min(timeout, max(0.0, (self._retry_at_ms - _now_ms()) / 1000))
+        if len(flying) >= self.d.settings.webhook_concurrency:
+            # Full: only an ending delivery frees a slot (new ones wait in the queue).
+            await asyncio.wait(flying, timeout=timeout, return_when="FIRST_COMPLETED")
+            return
         waiter = asyncio.ensure_future(self.wake.wait())
         try:
             await asyncio.wait({*flying, waiter}, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -115,21 +177,24 @@ class Lane:
             waiter.cancel()
 
     async def _record(self, ended: Sequence[tuple[Delivery, Outcome]]) -> None:
-        if not ended:
-            return
         now = _now_ms()
-        done = [d for d, outcome in ended if outcome.ok]
-        for delivery in done:
-            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
-            metrics.WEBHOOK_DELIVERY_SECONDS.observe(
-                max(0.0, (now - delivery.created_at_ms) / 1000)
-            )
-        if done:
-            await self.d.store.delivered(self.endpoint.endpoint_id, [d.seq for d in done], now)
-            self.failing_since_ms = None
         for delivery, outcome in ended:
-            if not outcome.ok:
+            if outcome.ok:
+                metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
+                age_s = max(0.0, (now - delivery.created_at_ms) / 1000)
+                metrics.WEBHOOK_DELIVERY_SECONDS.observe(age_s)
+                if not self._done:
+                    self._done_since = time.monotonic()
+                self._done.append(delivery)
+                self._blocked.discard(delivery.artifact_id)
+                self.failing_since_ms = None
+            else:
                 await self._failed(delivery, outcome, now)
+
+    async def _flush(self) -> None:
+        done, self._done = self._done, []
+        await self.d.store.delivered(self.endpoint.endpoint_id, [d.seq for d in done], _now_ms())
+        self._known.difference_update(d.seq for d in done)
 
     async def _failed(self, delivery: Delivery, outcome: Outcome, now: int) -> None:
         metrics.WEBHOOK_DELIVERIES.labels(outcome.kind).inc()
@@ -143,6 +208,13 @@ class Lane:
         next_at = None if delay is None else now + int(delay * 1000)
         error = outcome.error or outcome.kind
         await self.d.store.attempt_failed(delivery, next_at_ms=next_at, error=error, now_ms=now)
+        # The artifact's line goes back to the database: read again, in order, once due
+        # (or, filed as a failure, without it).
+        line = self._lines.pop(delivery.artifact_id, collections.deque())
+        self._known.difference_update([delivery.seq, *(d.seq for d in line)])
+        self._blocked.discard(delivery.artifact_id)
+        self._waiting.add(delivery.artifact_id)
+        self._next_full = 0.0
         if self.failing_since_ms is None:
             self.failing_since_ms = now
         failing_ms = now - self.failing_since_ms

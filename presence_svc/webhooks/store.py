@@ -250,29 +250,18 @@ class WebhookStore(ABC):
             ],
         )
 
-    async def due(self, endpoint_id: str, now_ms: int, limit: int) -> list[Delivery]:
-        """The deliveries to try now: of each artifact only its oldest pending one (order
-        per artifact), if it is due; oldest first."""
+    async def pending(self, endpoint_id: str, after_seq: int, limit: int) -> list[Delivery]:
+        """The endpoint's pending deliveries after ``after_seq``, oldest first."""
         rows = await self._fetch(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries d "
-            "WHERE d.endpoint_id = ? AND d.failed = 0 AND d.next_at <= ? AND NOT EXISTS ("
-            " SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id"
-            " AND e.failed = 0 AND e.artifact_id = d.artifact_id AND e.seq < d.seq) "
-            "ORDER BY d.seq LIMIT ?",
-            (endpoint_id, now_ms, limit),
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries "
+            "WHERE endpoint_id = ? AND failed = 0 AND seq > ? ORDER BY seq LIMIT ?",
+            (endpoint_id, after_seq, limit),
         )
         return [Delivery(*r) for r in rows]
 
-    async def next_due_ms(self, endpoint_id: str) -> int | None:
-        rows = await self._fetch(
-            "SELECT MIN(next_at) FROM webhook_deliveries WHERE endpoint_id = ? AND failed = 0",
-            (endpoint_id,),
-        )
-        return int(rows[0][0]) if rows and rows[0][0] is not None else None
-
     async def delivered(self, endpoint_id: str, seqs: Sequence[int], now_ms: int) -> None:
         statements: list[tuple[str, Sequence[Any]]] = [
-            ("DELETE FROM webhook_deliveries WHERE seq = ?", (seq,)) for seq in seqs
+            ("DELETE FROM webhook_deliveries WHERE seq = ? AND failed = 0", (seq,)) for seq in seqs
         ]
         statements.append(
             (

@@ -18,6 +18,10 @@ FAST = {
     "webhook_retry_schedule": (0.1, 0.2, 0.3),
     "webhook_timeout_s": 0.5,
     "rate_limits": parse_rate_limits("off"),
+    # Nobody times out mid-test on a slow machine: leaves are the test's own.
+    "online_timeout_s": 30.0,
+    "away_timeout_s": 60.0,
+    "retention_s": 120.0,
 }
 
 

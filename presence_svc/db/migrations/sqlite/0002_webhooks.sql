@@ -30,4 +30,4 @@ CREATE TABLE webhook_deliveries (
     failed      INTEGER NOT NULL,
     UNIQUE (endpoint_id, event_id)
 );
-CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (endpoint_id, failed, artifact_id, seq);
+CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (endpoint_id, failed, seq);
