@@ -4,8 +4,9 @@ heartbeat rate with webhooks configured against without, in the same run.
     .venv/bin/python benchmarks/webhooks.py [--rate 2000] [--seconds 10] [--endpoints 10]
         [--rounds 3] [--round-seconds 5] [--connections 32]
 
-One ``presence-svc serve`` (its embedded Redis, its in-process worker dispatching, SQLite)
-and, in a process of their own, ``--endpoints`` aiohttp receivers on loopback; the last one
+One ``presence-svc serve --no-worker`` (its embedded Redis, SQLite), one ``presence-svc
+worker`` (the dispatcher) and, in a process of their own, ``--endpoints`` aiohttp receivers
+on loopback; the last one
 hangs every delivery (PRESENCE_WEBHOOK_TIMEOUT_S=10, so its lane holds its 4 deliveries in
 flight for 10 s each). Every endpoint subscribes to presence.join.
 
@@ -16,10 +17,12 @@ most 60 s more). Lag per delivery: arrival at the receiver minus the event's tim
 (Redis time of the heartbeat). Reports p50/p99/max over the healthy endpoints, and what
 they received of what was sent.
 
-``rps``: HTTP heartbeats (raw keep-alive connections, ``presence_svc.bench.loadgen``), each
-a new user's first (a join), for ``--round-seconds``; rounds alternate webhooks ``off`` (no
-endpoint, no outbox: the writers append nothing) and ``on`` (the endpoints as above,
-deliveries flowing), ``--rounds`` each. Reports the median rps of each and their ratio.
+``rps``: HTTP heartbeats (raw keep-alive connections, ``presence_svc.bench.loadgen``):
+``--sessions`` new sessions join (a warm-up, not measured: on ``on`` rounds each join is a
+delivery to every endpoint, which the worker is still sending during the measured part),
+then their refreshes for ``--round-seconds``, measured; rounds alternate webhooks ``off``
+(no endpoint, no outbox: the writers append nothing) and ``on`` (the endpoints as above),
+``--rounds`` each. Reports the median rps of each and their ratio.
 """
 
 from __future__ import annotations
@@ -124,9 +127,11 @@ class Bench:
             PRESENCE_RATE_LIMITS="off",
             PRESENCE_LOG_LEVEL="warning",
         )
-        argv = python_argv("-m", "presence_svc", "serve", "--port", str(self.port))
+        argv = python_argv("-m", "presence_svc", "serve", "--no-worker", "--port", str(self.port))
         self.server = subprocess.Popen(argv, env=env)
         wait_http("127.0.0.1", self.port, "/readyz", 60, lambda: self.server.poll() is None)
+        worker_env = {**env, "PRESENCE_REDIS_URL": f"unix://{data}/redis.sock"}
+        self.worker = subprocess.Popen(python_argv("-m", "presence_svc", "worker"), env=worker_env)
         self.tokens = TokenCodec(read_secret(data))
         self.admin = self.tokens.issue("bench-admin", scope=Scope.ADMIN, ttl_s=86400)
         self.pipe, child = multiprocessing.Pipe()
@@ -258,8 +263,9 @@ class Bench:
         self.pipe.send("stop")
         self.receivers.join(5)
         self.receivers.kill()
-        self.server.terminate()
-        self.server.wait(30)
+        for process in (self.worker, self.server):
+            process.terminate()
+            process.wait(30)
 
 
 async def main() -> None:
@@ -270,6 +276,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--round-seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--skip", choices=["lag", "rps"], action="append", default=[])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
