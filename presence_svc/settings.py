@@ -120,7 +120,7 @@ class Settings:
     """Seconds before each retry of a failed delivery (then it is a failure)."""
     webhook_disable_after_s: float = 259200.0
     """An endpoint failing every delivery this long is disabled."""
-    webhook_concurrency: int = 4
+    webhook_concurrency: int = 16
     """Deliveries in flight at once per endpoint."""
 
     def __post_init__(self) -> None:

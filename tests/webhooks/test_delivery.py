@@ -48,6 +48,8 @@ async def test_presence_and_view_events_arrive_signed_once_each_with_opaque_ids(
         assert view.data["versionId"] == "v1"
         assert receiver.bad_signatures == 0
         assert len(receiver.ids()) == len(set(receiver.ids()))  # nothing was retried
+        metrics = await (await hooks.client.get("/metrics")).text()
+        assert 'presence_webhook_deliveries_total{outcome="delivered"}' in metrics
         for got in receiver.got:
             assert set(got.data) <= {
                 "artifactId",
@@ -130,7 +132,7 @@ async def test_retry_after_is_respected_and_a_timeout_is_retried(make_hooks: Any
 
 
 async def test_a_hanging_endpoint_delays_no_other(make_hooks: Any) -> None:
-    hooks = await make_hooks(webhook_timeout_s=30.0)
+    hooks = await make_hooks(webhook_timeout_s=30.0, webhook_concurrency=4)
     async with receiving() as healthy, receiving() as hanging:
         hanging.behave = lambda event_id, body, n: "hang"
         for receiver in (healthy, hanging):
