@@ -249,6 +249,8 @@ class WebhookDispatcher:
         self.lanes: dict[str, Lane] = {}
         self._measured: set[str] = set()
         self._unwanted_since: dict[str, float] = {}
+        self._dropped: frozenset[str] = frozenset()
+        """Sources whose streams this dispatcher dropped (once, not every refresh)."""
         self.leading = False
         self._reading: list[str] = []
         self._resume = True
@@ -311,9 +313,12 @@ class WebhookDispatcher:
             else:
                 self._unwanted_since.setdefault(source, now)
         drop = frozenset(
-            s for s, since in self._unwanted_since.items() if now - since >= DROP_AFTER_S
+            s
+            for s, since in self._unwanted_since.items()
+            if now - since >= DROP_AFTER_S and s not in self._dropped
         )
         await self.streams.ensure(presence=presence, views=views, drop=drop)
+        self._dropped = (self._dropped | drop) - wanted
         self._reading = (self.streams.outboxes if presence else []) + (
             self.streams.views if views else []
         )

@@ -10,8 +10,10 @@ import pytest
 import redis
 
 from presence_svc.redis.keys import Keyspace
+from presence_svc.webhooks import dispatcher
 from presence_svc.webhooks.streams import GROUP
 from tests.conftest import MakeClient
+from tests.webhooks.receiver import until
 
 ADMIN = {"scope": "admin"}
 
@@ -158,3 +160,23 @@ async def test_bad_changes_replays_and_unknown_ids_name_the_field(
         assert [e["field"] for e in (await response.json())["errors"]] == ["webhookId"]
     response = await client.get("/v1/webhooks/bad%20id", headers=admin)
     assert response.status == 400
+
+
+async def test_the_streams_go_once_no_endpoint_wants_them(
+    make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher, "DROP_AFTER_S", 0.5)
+    hooks = await make_hooks()
+    keys = Keyspace(16)
+    made = await hooks.create("http://127.0.0.1:9/in", ["artifact.occupied", "view.counted"])
+    assert all(sync_redis.exists(keys.outbox(t)) for t in keys.tags)
+    await hooks.call("DELETE", f"/v1/webhooks/{made['webhookId']}")
+    await until(
+        lambda: not any(sync_redis.exists(keys.outbox(t)) for t in keys.tags),
+        what="the outboxes dropped",
+    )
+    await hooks.beat("doc-1", "alice")  # the writers create nothing while there is none
+    assert not any(sync_redis.exists(keys.outbox(t)) for t in keys.tags)
+    stream = keys.views_stream(keys.tag_of("doc-1"))
+    await hooks.view("doc-1", "v1", "alice")
+    assert [g["name"].decode() for g in sync_redis.xinfo_groups(stream)] == ["ledger"]
