@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from presence_svc.db.migrations import migrations
 from presence_svc.doctor import redis_checks
 from presence_svc.redis.facts import RedisFacts
 from tests.cli.test_cli import CLI, _env
@@ -45,7 +46,7 @@ def test_a_well_configured_deployment_is_all_ok(tmp_path: Path, shared_redis: st
     assert result.returncode == 0, result.stdout
     assert set(_statuses(result.stdout).values()) == {"OK"}, result.stdout
     assert "redis maxmemory-policy: maxmemory-policy is noeviction" in result.stdout
-    assert "schema version 1 (latest)" in result.stdout
+    assert f"schema version {len(migrations('sqlite'))} (latest)" in result.stdout
     assert "clock: within 1 s of Redis's" in result.stdout
     assert result.stdout.endswith("0 failed, 0 warnings, 8 ok\n")
 
