@@ -55,6 +55,17 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _outcome(task: asyncio.Task[Outcome]) -> Outcome:
+    """A send that raised (a bug, not the receiver) counts as a failed attempt, so its
+    artifact is never left waiting on it."""
+    if task.cancelled():
+        return Outcome("connection", error="cancelled")
+    exc = task.exception()
+    if exc is not None:
+        return Outcome("connection", error=f"{type(exc).__name__}: {exc}"[:300])
+    return task.result()
+
+
 class Lane:
     """One endpoint's deliveries, in order per artifact, a few at once.
 
@@ -129,7 +140,7 @@ class Lane:
             flying[asyncio.create_task(send)] = delivery
         await self._wait(flying)
         ended = [t for t in flying if t.done()]
-        await self._record([(flying.pop(t), t.result()) for t in ended])
+        await self._record([(flying.pop(t), _outcome(t)) for t in ended])
         if self._done and (len(self._done) >= 200 or time.monotonic() - self._done_since > 0.05):
             await self._flush()
 
