@@ -92,7 +92,8 @@ def test_pending_migrations_fail_when_serve_would_not_apply_them(
     env = {"PRESENCE_REDIS_URL": shared_redis, "PRESENCE_LEDGER_URL": f"sqlite:///{path}"}
     result = _doctor(tmp_path, **env, PRESENCE_DB_AUTO_MIGRATE="0")
     assert result.returncode == 1
-    assert "migrations pending (0001_initial)" in result.stdout
+    pending = " ".join(f"{m.version:04d}_{m.name}" for m in migrations("sqlite"))
+    assert f"migrations pending ({pending})" in result.stdout
     assert "fix: presence-svc db migrate" in result.stdout
 
 
