@@ -23,6 +23,7 @@ from presence_svc.settings import Settings
 from presence_svc.users.directory import UsersDirectory
 from presence_svc.users.postgres import PostgresUsers
 from presence_svc.users.sqlite import SqliteUsers
+from presence_svc.webhooks.store import PostgresWebhooks, SqliteWebhooks, WebhookStore
 
 __all__ = ["Database", "DatabaseUnavailable", "database_for", "open_database"]
 
@@ -40,6 +41,7 @@ class Database:
     users: UsersDirectory
     engagement: EngagementLedger
     """Engaged-time daily totals (ledger/engagement.py)."""
+    webhooks: WebhookStore
 
     @property
     def kind(self) -> str:
@@ -96,12 +98,20 @@ def open_database(url: str, *, pool_size: int = 10, auto_migrate: bool = True) -
     """
     if url.startswith(POSTGRES_SCHEMES):
         pool = PostgresPool(url, pool_size=pool_size, auto_migrate=auto_migrate)
-        return Database(pool, PostgresLedger(pool), PostgresUsers(pool), PostgresEngagement(pool))
+        return Database(
+            pool,
+            PostgresLedger(pool),
+            PostgresUsers(pool),
+            PostgresEngagement(pool),
+            PostgresWebhooks(pool),
+        )
     path = sqlite_path(url)
     if path is None:
         raise ValueError(f"unsupported ledger URL {url!r}")
     file = SqliteFile(path, auto_migrate=auto_migrate)
-    return Database(file, SqliteLedger(file), SqliteUsers(file), SqliteEngagement(file))
+    return Database(
+        file, SqliteLedger(file), SqliteUsers(file), SqliteEngagement(file), SqliteWebhooks(file)
+    )
 
 
 def database_for(settings: Settings) -> Database:

@@ -21,6 +21,11 @@ __all__ = [
     "SSE_LISTENERS",
     "SWEPT_SESSIONS",
     "VIEWS",
+    "WEBHOOK_BACKLOG",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_DELIVERY_SECONDS",
+    "WEBHOOK_DISABLED",
+    "WEBHOOK_LAG_SECONDS",
     "count_refusal",
     "observe_request",
     "observe_script",
@@ -123,3 +128,30 @@ def count_refusal(dependency: str, cause: str) -> None:
     """Count one 503 for ``dependency`` (``redis`` or ``database``) by ``cause`` (a Redis
     error code such as ``OOM``, or a database cause such as ``disk full``)."""
     REFUSALS.labels(dependency, cause).inc()
+
+
+WEBHOOK_DELIVERIES = Counter(
+    "presence_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered, status (a non-2xx answer), timeout, "
+    "connection, refused (an address webhooks may not reach), and failed (retries used up)",
+    ["outcome"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "presence_webhook_delivery_seconds",
+    "From an event to its delivery (2xx), retries included",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0, 3600.0, 86400.0),
+)
+WEBHOOK_BACKLOG = Gauge(
+    "presence_webhook_backlog",
+    "Webhook deliveries queued (pending) per endpoint; endpoint ids, never artifacts",
+    ["endpoint"],
+)
+WEBHOOK_LAG_SECONDS = Gauge(
+    "presence_webhook_lag_seconds",
+    "Age of an endpoint's oldest pending delivery",
+    ["endpoint"],
+)
+WEBHOOK_DISABLED = Counter(
+    "presence_webhook_endpoints_disabled_total",
+    "Endpoints disabled after failing every delivery for PRESENCE_WEBHOOK_DISABLE_AFTER_S",
+)

@@ -65,6 +65,16 @@ __all__ = [
     "ViewOut",
     "ViewerOut",
     "ViewersOut",
+    "WebhookFailureOut",
+    "WebhookFailuresOut",
+    "WebhookHealth",
+    "WebhookIn",
+    "WebhookOut",
+    "WebhookPatch",
+    "WebhookReplayIn",
+    "WebhookReplayOut",
+    "WebhookTestOut",
+    "WebhooksOut",
     "WhereNowOut",
     "WhereOnlineOut",
     "WhereRecentOut",
@@ -622,6 +632,103 @@ class ErasureOut(_Out, kw_only=True):
     status: Literal["pending", "complete"]
     requested_at: Time
     completed_at: Time | None
+
+
+_EVENT_TYPES = Meta(
+    description="event types: artifact.occupied, artifact.vacated, presence.join, "
+    "presence.leave, presence.interval, view.counted (see docs/webhooks.md)"
+)
+_PREFIX = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9._:@-]{1,128}$(?!\n)",
+        description="only artifacts whose id starts with this",
+    ),
+]
+
+
+class WebhookIn(_Body, kw_only=True):
+    url: Annotated[str, Meta(max_length=2048, description="https:// (see safety rules)")]
+    events: Annotated[list[str], Meta(min_length=1, max_length=32), _EVENT_TYPES]
+    artifact_prefix: _PREFIX | None = None
+
+
+class WebhookPatch(_Body, kw_only=True):
+    url: Annotated[str, Meta(max_length=2048)] | UnsetType = UNSET
+    events: Annotated[list[str], Meta(min_length=1, max_length=32)] | UnsetType = UNSET
+    artifact_prefix: _PREFIX | UnsetType | None = UNSET
+    enabled: bool | UnsetType = UNSET
+    rotate_secret: Annotated[
+        bool, Meta(description="a new secret (in the answer, once); the old one keeps signing")
+    ] = False
+    secret_overlap_s: Annotated[
+        int,
+        Meta(ge=0, le=604800, description="how long the old secret keeps signing, seconds"),
+    ] = 86400
+
+
+class WebhookHealth(_Out, kw_only=True):
+    status: Literal["healthy", "failing", "disabled"]
+    pending: int
+    failures: int
+    failing_since: Time | None
+    last_success_at: Time | None
+    last_failure_at: Time | None
+
+
+class WebhookOut(_Out, kw_only=True, omit_defaults=True):
+    webhook_id: str
+    url: str
+    events: list[str]
+    artifact_prefix: str | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: Time
+    updated_at: Time
+    health: WebhookHealth
+    secret: (
+        Annotated[str, Meta(description="the signing secret: only when created or rotated")]
+        | UnsetType
+    ) = UNSET
+    previous_secret_until: Time | None = None
+
+
+class WebhooksOut(_Out, kw_only=True):
+    items: list[WebhookOut]
+
+
+class WebhookFailureOut(_Out, kw_only=True):
+    failure_id: str
+    event_id: str
+    type: str
+    artifact_id: str
+    attempts: int
+    last_error: str | None
+    created_at: Time
+    event: dict[str, Any]
+
+
+class WebhookFailuresOut(_Out, kw_only=True):
+    items: list[WebhookFailureOut]
+    next_cursor: str | None
+
+
+class WebhookReplayIn(_Body, kw_only=True):
+    failure_id: (
+        Annotated[str, Meta(pattern=r"^[0-9]{1,19}$(?!\n)", description="one failure; absent: all")]
+        | None
+    ) = None
+
+
+class WebhookReplayOut(_Out, kw_only=True):
+    replayed: int
+
+
+class WebhookTestOut(_Out, kw_only=True):
+    event_id: str
+    delivered: bool
+    status: int | None
+    error: str | None
 
 
 def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:

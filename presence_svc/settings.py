@@ -21,6 +21,21 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 
 
+WEBHOOK_RETRY_SCHEDULE: tuple[float, ...] = (
+    5.0,
+    30.0,
+    120.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    28800.0,
+)
+"""Ten retries over about 23.7 h (each +-20% jitter): see docs/webhooks.md."""
+
+
 class ConfigError(ValueError):
     """A configuration value is unusable; the message names the variable."""
 
@@ -110,6 +125,17 @@ class Settings:
     ``PUT /v1/users/{id}/privacy`` takes effect here within this)."""
     erasure_rewrite_s: float = 60.0
     """After an erasure, the embedded Redis rewrites its AOF, at most once in this long."""
+    webhook_allow_http: bool = False
+    """Accept ``http://`` endpoint URLs (else only ``https://``)."""
+    webhook_allow_private: bool = False
+    """Deliver to loopback, private, link-local and metadata addresses (else refused)."""
+    webhook_timeout_s: float = 10.0
+    webhook_retry_schedule: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE
+    """Seconds before each retry of a failed delivery (then it is a failure)."""
+    webhook_disable_after_s: float = 259200.0
+    """An endpoint failing every delivery this long is disabled."""
+    webhook_concurrency: int = 16
+    """Deliveries in flight at once per endpoint."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -207,6 +233,17 @@ class Settings:
         _check(
             0 < self.erasure_rewrite_s <= 86400,
             "PRESENCE_ERASURE_REWRITE_S must be within 0..86400",
+        )
+        _check(0 < self.webhook_timeout_s <= 60, "PRESENCE_WEBHOOK_TIMEOUT_S must be within 0..60")
+        _check(
+            1 <= len(self.webhook_retry_schedule) <= 30
+            and all(0 <= s <= 604800 for s in self.webhook_retry_schedule),
+            "PRESENCE_WEBHOOK_RETRY_SCHEDULE must be 1-30 comma-separated seconds, each 0..604800",
+        )
+        _check(self.webhook_disable_after_s > 0, "PRESENCE_WEBHOOK_DISABLE_AFTER_S must be > 0")
+        _check(
+            1 <= self.webhook_concurrency <= 256,
+            "PRESENCE_WEBHOOK_CONCURRENCY must be within 1..256",
         )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
@@ -326,6 +363,11 @@ def _parse_seconds(raw: str) -> float:
     return value
 
 
+def _parse_schedule(raw: str) -> tuple[float, ...]:
+    """Comma-separated seconds (``5,30,120``)."""
+    return tuple(_parse_seconds(v) for v in _parse_list(raw))
+
+
 ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_REDIS_URL", "redis_url", str),
     ("PRESENCE_REDIS_CLUSTER", "redis_cluster", _parse_bool),
@@ -375,5 +417,11 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_ENGAGEMENT_FLUSH_S", "engagement_flush_s", _parse_seconds),
     ("PRESENCE_PRIVACY_REFRESH_S", "privacy_refresh_s", _parse_seconds),
     ("PRESENCE_ERASURE_REWRITE_S", "erasure_rewrite_s", _parse_seconds),
+    ("PRESENCE_WEBHOOK_ALLOW_HTTP", "webhook_allow_http", _parse_bool),
+    ("PRESENCE_WEBHOOK_ALLOW_PRIVATE", "webhook_allow_private", _parse_bool),
+    ("PRESENCE_WEBHOOK_TIMEOUT_S", "webhook_timeout_s", _parse_seconds),
+    ("PRESENCE_WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule", _parse_schedule),
+    ("PRESENCE_WEBHOOK_DISABLE_AFTER_S", "webhook_disable_after_s", _parse_seconds),
+    ("PRESENCE_WEBHOOK_CONCURRENCY", "webhook_concurrency", int),
 )
 """Each setting's environment variable, field and parser."""

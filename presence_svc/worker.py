@@ -1,5 +1,5 @@
 """Background chores: the presence sweeper, the ledger drain, the ledger's upkeep, the
-timeline's hourly rollup and the engaged-time flush.
+timeline's hourly rollup, the engaged-time flush, erasures and the webhook dispatcher.
 
 ``presence-svc worker`` runs them as their own process; ``serve`` runs them in-process
 when it owns an embedded Redis. Any number of workers may run at once.
@@ -30,6 +30,7 @@ from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
 from presence_svc.timeline.rollup import TimelineRollup
 from presence_svc.timeline.store import timeline_store
+from presence_svc.webhooks.dispatcher import WebhookDispatcher
 
 __all__ = [
     "UPKEEP_INTERVAL_S",
@@ -126,6 +127,7 @@ class Worker:
         self.timeline = TimelineRollup(redis, timeline_store(database.connection), settings)
         self.engagement = EngagementFlush(redis, database.engagement, settings)
         self.erasures = erasure_jobs(redis, database, settings)
+        self.webhooks = WebhookDispatcher(redis, database.webhooks, settings, owner=self.id)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -141,6 +143,7 @@ class Worker:
                 self.timeline.run(self._stopping),
                 self.engagement.run(self._stopping),
                 self.erasures.serve(self._stopping),
+                self.webhooks.run(self._stopping),
             )
         finally:
             self.identity.release()

@@ -81,6 +81,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "presence_svc.database",
     ),
     "presence_svc.privacy": ("presence_svc.http", "presence_svc.worker"),
+    "presence_svc.webhooks": (
+        "presence_svc.http",
+        "presence_svc.stats",
+        "presence_svc.users",
+        "presence_svc.database",
+        "presence_svc.worker",
+    ),
     "presence_svc.worker": ("presence_svc.http",),
     "presence_svc.client": ("presence_svc.",),
 }

@@ -59,6 +59,7 @@ from presence_svc.client.models import (
     WhereRecent,
 )
 from presence_svc.client.snapshot import LivePresence
+from presence_svc.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "ArtifactOnline",
@@ -103,8 +104,10 @@ __all__ = [
     "ViewResult",
     "Viewer",
     "ViewersPage",
+    "WebhookVerificationError",
     "WhereNow",
     "WhereOnline",
     "WhereRecent",
     "new_session_id",
+    "verify_webhook",
 ]

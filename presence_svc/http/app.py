@@ -21,6 +21,7 @@ from presence_svc.http import (
     timeline,
     users,
     views,
+    webhooks,
     where,
 )
 from presence_svc.http.admission import Gate, watch_lag
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app, seen.routes, requests)
     add_routes(app, ledger.routes, requests)
     add_routes(app, users.routes, requests)
+    add_routes(app, webhooks.routes, requests)
     add_routes(app, where.routes, requests)
     add_routes(app, timeline.routes, requests)
     add_routes(app, ops.routes)

@@ -43,6 +43,7 @@ def default_erasers(
             StreamsEraser(redis, keys, settle_s=settings.ledger_reclaim_idle_s),
             LedgerEraser(database.ledger),
             _Engagement(database),
+            _Webhooks(database),
             PrivacyMirrorEraser(redis),
             ProfileEraser(database.users),  # and the privacy settings
         ]
@@ -59,6 +60,19 @@ class _Engagement:
 
     async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
         await self.database.engagement.erase_user(user_id, tombstone)
+        return None
+
+
+class _Webhooks:
+    """The user's id in webhook deliveries still queued or failed: the tombstone instead."""
+
+    name = "webhooks"
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
+        await self.database.webhooks.erase_user(user_id, tombstone)
         return None
 
 

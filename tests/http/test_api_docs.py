@@ -275,6 +275,10 @@ def _default_problem(var: str, default: object, cell: str) -> str | None:
         )
     elif isinstance(default, Path):
         ok = value is not None and Path(value) == default
+    elif isinstance(default, tuple) and all(isinstance(v, float) for v in default):
+        numbers = value.split(",") if value else []
+        ok = all(re.fullmatch(r"[\d.]+", v) for v in numbers)
+        ok = ok and tuple(float(v) for v in numbers) == default
     else:
         ok = value == str(default)
     return None if ok else f"docs/configuration.md: {var}'s default is {default!r}, not {cell}"

@@ -523,6 +523,7 @@ async function connect() {
   try {
     await refreshArtifactIds();
     await refreshCounts();
+    await refreshWebhooks();
     setStatus('connected', 'ok');
   } catch (err) {
     reportError(err);
@@ -530,6 +531,7 @@ async function connect() {
   }
   every('counts', COUNTS_EVERY_MS, refreshCounts);
   every('ids', DETAIL_EVERY_MS, refreshArtifactIds);
+  every('webhooks', DETAIL_EVERY_MS, refreshWebhooks);
   every('detail', DETAIL_EVERY_MS, refreshDetail);
   every('presence', PRESENCE_POLL_MS, async () => {
     if (state.live !== 'events') await refreshPresence();
@@ -537,6 +539,30 @@ async function connect() {
   const wanted = new URLSearchParams(location.hash.slice(1)).get('artifact');
   if (wanted) select(wanted);
   else if (state.artifacts.length) select([...state.artifacts].sort((a, b) => (state.counts[b]?.online ?? 0) - (state.counts[a]?.online ?? 0))[0]);
+}
+
+/* ---------------------------------------------------------------- webhooks (admin tokens) */
+
+async function refreshWebhooks() {
+  let list;
+  try {
+    list = await api('/v1/webhooks');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) {
+      $('webhooks-section').hidden = true; // a dashboard token: not an admin's view
+      return;
+    }
+    throw err;
+  }
+  $('webhooks-section').hidden = false;
+  fillTable('webhooks', list.items, (tr, w) => {
+    cell(tr, w.url);
+    cell(tr, w.events.join(', '));
+    cell(tr, w.health.status, `health ${w.health.status}`);
+    cell(tr, w.health.pending, 'num');
+    cell(tr, w.health.failures, 'num');
+    cell(tr, when(w.health.lastSuccessAt));
+  }, 'no webhook endpoints');
 }
 
 /* ---------------------------------------------------------------- forms */

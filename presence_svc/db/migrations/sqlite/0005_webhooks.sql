@@ -1,0 +1,33 @@
+-- Webhooks: the endpoints, and the delivery queue (pending deliveries and, with failed = 1,
+-- the endpoint's failures). Times are milliseconds since the epoch.
+CREATE TABLE webhook_endpoints (
+    endpoint_id     TEXT PRIMARY KEY,
+    url             TEXT NOT NULL,
+    events          TEXT NOT NULL,
+    artifact_prefix TEXT,
+    secret          TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_until  INTEGER,
+    enabled         INTEGER NOT NULL,
+    disabled_reason TEXT,
+    failing_since   INTEGER,
+    last_success    INTEGER,
+    last_failure    INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE webhook_deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_id TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    artifact_id TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    last_error  TEXT,
+    failed      INTEGER NOT NULL,
+    UNIQUE (endpoint_id, event_id)
+);
+CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (endpoint_id, failed, seq);

@@ -1,0 +1,405 @@
+"""Webhook endpoints and their delivery queue, in the database (SQLite or PostgreSQL).
+
+The queue is what makes delivery survive a worker killed mid-delivery, a Redis restart or
+a database restart: the dispatcher acknowledges an outbox entry only after its
+deliveries are committed here (inserted idempotently on ``(endpoint, event id)``), and a
+delivery row goes only once the receiver answered 2xx. A row that used up its retries
+stays, with ``failed = 1``, as one of the endpoint's failures until replayed.
+
+Both backends run the same SQL (``?`` placeholders, numbered for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from presence_svc.db.postgres import PostgresPool, rows_affected
+from presence_svc.db.sqlite import SqliteFile, transaction
+
+__all__ = [
+    "Backlog",
+    "Delivery",
+    "Endpoint",
+    "NewDelivery",
+    "PostgresWebhooks",
+    "SqliteWebhooks",
+    "WebhookStore",
+]
+
+INTERVAL_TYPE = "presence.interval"
+_PRESENCE_LISTS = frozenset({"presence.join", "presence.leave", INTERVAL_TYPE})
+
+_ENDPOINT_COLUMNS = (
+    "endpoint_id, url, events, artifact_prefix, secret, previous_secret, previous_until, "
+    "enabled, disabled_reason, failing_since, last_success, last_failure, created_at, "
+    "updated_at"
+)
+_DELIVERY_COLUMNS = (
+    "seq, endpoint_id, event_id, event_type, artifact_id, body, created_at, attempts, "
+    "next_at, last_error"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    endpoint_id: str
+    url: str
+    events: frozenset[str]
+    artifact_prefix: str | None
+    secret: str
+    previous_secret: str | None
+    previous_until_ms: int | None
+    enabled: bool
+    disabled_reason: str | None
+    failing_since_ms: int | None
+    last_success_ms: int | None
+    last_failure_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+
+    def secrets(self, now_ms: int) -> list[str]:
+        """The secrets that sign now: the current one, and the previous one during the
+        overlap after a rotation."""
+        if self.previous_secret and (self.previous_until_ms or 0) > now_ms:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+    def wants(self, event_type: str, artifact_id: str) -> bool:
+        if self.artifact_prefix and not artifact_id.startswith(self.artifact_prefix):
+            return False
+        if event_type == INTERVAL_TYPE:
+            return bool(self.events & _PRESENCE_LISTS)
+        return event_type in self.events
+
+    @classmethod
+    def _of(cls, row: Sequence[Any]) -> Endpoint:
+        return cls(
+            row[0],
+            row[1],
+            frozenset(json.loads(row[2])),
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            bool(row[7]),
+            row[8],
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            row[13],
+        )
+
+    def _row(self) -> tuple[Any, ...]:
+        return (
+            self.endpoint_id,
+            self.url,
+            json.dumps(sorted(self.events)),
+            self.artifact_prefix,
+            self.secret,
+            self.previous_secret,
+            self.previous_until_ms,
+            int(self.enabled),
+            self.disabled_reason,
+            self.failing_since_ms,
+            self.last_success_ms,
+            self.last_failure_ms,
+            self.created_at_ms,
+            self.updated_at_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    artifact_id: str
+    body: str
+    created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    seq: int
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    artifact_id: str
+    body: str
+    created_at_ms: int
+    attempts: int
+    next_at_ms: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    oldest_ms: int | None
+    failures: int
+
+
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    count = 0
+
+    def number(_: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return f"${count}"
+
+    return re.sub(r"\?", number, sql)
+
+
+class WebhookStore(ABC):
+    """The statements both backends run; each backend says how to run them."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Runs one statement; returns the rows it changed."""
+
+    @abstractmethod
+    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Runs each ``(sql, args)`` in one transaction."""
+
+    @abstractmethod
+    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    # Endpoints.
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None:
+        marks = ", ".join("?" * 14)
+        await self._execute(
+            f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLUMNS}) VALUES ({marks})",
+            endpoint._row(),
+        )
+
+    async def endpoints(self) -> list[Endpoint]:
+        rows = await self._fetch(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, endpoint_id"
+        )
+        return [Endpoint._of(r) for r in rows]
+
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        rows = await self._fetch(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = ?",
+            (endpoint_id,),
+        )
+        return Endpoint._of(rows[0]) if rows else None
+
+    async def save_endpoint(self, endpoint: Endpoint) -> bool:
+        """Writes every field of an existing endpoint; False if it is gone."""
+        row = endpoint._row()
+        sets = ", ".join(f"{c.strip()} = ?" for c in _ENDPOINT_COLUMNS.split(",")[1:])
+        changed = await self._execute(
+            f"UPDATE webhook_endpoints SET {sets} WHERE endpoint_id = ?", (*row[1:], row[0])
+        )
+        return changed > 0
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        found = await self.endpoint(endpoint_id)
+        await self._in_transaction(
+            [
+                ("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,)),
+                ("DELETE FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,)),
+            ]
+        )
+        return found is not None
+
+    async def disable(self, endpoint: Endpoint, reason: str, now_ms: int) -> Endpoint:
+        off = replace(endpoint, enabled=False, disabled_reason=reason, updated_at_ms=now_ms)
+        await self._execute(
+            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? "
+            "WHERE endpoint_id = ?",
+            (reason, now_ms, endpoint.endpoint_id),
+        )
+        return off
+
+    # The queue.
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        """One transaction; a delivery already queued (same endpoint and event) is kept."""
+        if not deliveries:
+            return
+        await self._insert_many(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, artifact_id, "
+            "body, created_at, attempts, next_at, last_error, failed) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, 0) "
+            "ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+            [
+                (
+                    d.endpoint_id,
+                    d.event_id,
+                    d.event_type,
+                    d.artifact_id,
+                    d.body,
+                    d.created_at_ms,
+                    d.created_at_ms,
+                )
+                for d in deliveries
+            ],
+        )
+
+    async def pending(self, endpoint_id: str, after_seq: int, limit: int) -> list[Delivery]:
+        """The endpoint's pending deliveries after ``after_seq``, oldest first."""
+        rows = await self._fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries "
+            "WHERE endpoint_id = ? AND failed = 0 AND seq > ? ORDER BY seq LIMIT ?",
+            (endpoint_id, after_seq, limit),
+        )
+        return [Delivery(*r) for r in rows]
+
+    async def delivered(self, endpoint_id: str, seqs: Sequence[int], now_ms: int) -> None:
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM webhook_deliveries WHERE seq = ? AND failed = 0", (seq,)) for seq in seqs
+        ]
+        statements.append(
+            (
+                "UPDATE webhook_endpoints SET failing_since = NULL, last_success = ? "
+                "WHERE endpoint_id = ?",
+                (now_ms, endpoint_id),
+            )
+        )
+        await self._in_transaction(statements)
+
+    async def attempt_failed(
+        self,
+        delivery: Delivery,
+        *,
+        next_at_ms: int | None,
+        error: str,
+        now_ms: int,
+    ) -> None:
+        """Count a failed attempt: try again at ``next_at_ms``, or (None) file it among the
+        endpoint's failures."""
+        failed = 1 if next_at_ms is None else 0
+        await self._in_transaction(
+            [
+                (
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, next_at = ?, "
+                    "last_error = ?, failed = ? WHERE seq = ?",
+                    (next_at_ms if next_at_ms is not None else now_ms, error, failed, delivery.seq),
+                ),
+                (
+                    "UPDATE webhook_endpoints SET last_failure = ?, "
+                    "failing_since = COALESCE(failing_since, ?) WHERE endpoint_id = ?",
+                    (now_ms, now_ms, delivery.endpoint_id),
+                ),
+            ]
+        )
+
+    async def failures(self, endpoint_id: str, after_seq: int, limit: int) -> list[Delivery]:
+        rows = await self._fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries "
+            "WHERE endpoint_id = ? AND failed = 1 AND seq > ? ORDER BY seq LIMIT ?",
+            (endpoint_id, after_seq, limit),
+        )
+        return [Delivery(*r) for r in rows]
+
+    async def replay(self, endpoint_id: str, seq: int | None, now_ms: int) -> int:
+        """Put one failure (or all of them) back in the queue, due now, retries afresh."""
+        sql = (
+            "UPDATE webhook_deliveries SET failed = 0, attempts = 0, next_at = ? "
+            "WHERE endpoint_id = ? AND failed = 1"
+        )
+        if seq is None:
+            return await self._execute(sql, (now_ms, endpoint_id))
+        return await self._execute(sql + " AND seq = ?", (now_ms, endpoint_id, seq))
+
+    async def backlog(self) -> dict[str, Backlog]:
+        rows = await self._fetch(
+            "SELECT endpoint_id, SUM(1 - failed), MIN(CASE WHEN failed = 0 THEN created_at END), "
+            "SUM(failed) FROM webhook_deliveries GROUP BY endpoint_id"
+        )
+        return {r[0]: Backlog(int(r[1] or 0), r[2], int(r[3] or 0)) for r in rows}
+
+    async def erase_user(self, user_id: str, tombstone: str) -> int:
+        """Replace ``user_id`` by ``tombstone`` in the queued and failed deliveries'
+        bodies (their ``userId`` fields); returns the deliveries changed."""
+        needle = json.dumps(user_id)  # a `%` or `_` in it only widens the candidates
+        rows = await self._fetch(
+            "SELECT seq, body FROM webhook_deliveries WHERE body LIKE ?",
+            (f"%{needle}%",),
+        )
+        changed: list[tuple[str, Sequence[Any]]] = []
+        for seq, body in rows:
+            scrubbed = json.dumps(
+                _scrub(json.loads(body), user_id, tombstone), separators=(",", ":")
+            )
+            if scrubbed != body:
+                changed.append(
+                    ("UPDATE webhook_deliveries SET body = ? WHERE seq = ?", (scrubbed, seq))
+                )
+        if changed:
+            await self._in_transaction(changed)
+        return len(changed)
+
+
+def _scrub(value: Any, user_id: str, tombstone: str) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (tombstone if k == "userId" and v == user_id else _scrub(v, user_id, tombstone))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v, user_id, tombstone) for v in value]
+    return value
+
+
+class SqliteWebhooks(WebhookStore):
+    def __init__(self, file: SqliteFile) -> None:
+        self._file = file
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        def fetch(conn: sqlite3.Connection) -> list[Sequence[Any]]:
+            return list(conn.execute(sql, tuple(args)).fetchall())
+
+        return await self._file.run(fetch)
+
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return await self._file.run(lambda c: c.execute(sql, tuple(args)).rowcount)
+
+    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                for sql, args in statements:
+                    conn.execute(sql, tuple(args))
+
+        await self._file.run(run)
+
+    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(sql, rows)
+
+        await self._file.run(run)
+
+
+class PostgresWebhooks(WebhookStore):
+    def __init__(self, pool: PostgresPool) -> None:
+        self._pool = pool
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return [tuple(r) for r in await self._pool.fetch(_numbered(sql), *args)]
+
+    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return rows_affected(await self._pool.execute(_numbered(sql), *args))
+
+    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            for sql, args in statements:
+                await conn.execute(_numbered(sql), *args)
+
+    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(_numbered(sql), rows)

@@ -1,0 +1,80 @@
+"""The webhook store on both databases: the queue in order, failures and their
+replay, and scrubbing an erased user's id from what is stored."""
+
+from __future__ import annotations
+
+import json
+
+from presence_svc.webhooks.store import Endpoint, NewDelivery
+from tests.conftest import opened_database
+
+
+def _endpoint(endpoint_id: str) -> Endpoint:
+    return Endpoint(
+        endpoint_id,
+        "https://h.example.com/",
+        frozenset({"presence.join"}),
+        None,
+        "whsec_AA==",
+        None,
+        None,
+        True,
+        None,
+        None,
+        None,
+        None,
+        1,
+        1,
+    )
+
+
+def _join(event_id: str, artifact: str, user: str) -> NewDelivery:
+    body = {
+        "id": event_id,
+        "type": "presence.join",
+        "data": {"artifactId": artifact, "userId": user},
+    }
+    return NewDelivery("wh_1", event_id, "presence.join", artifact, json.dumps(body), 1000)
+
+
+async def test_queue_order_failures_replay_and_erasure(ledger_url: str) -> None:
+    async with opened_database(ledger_url) as database:
+        store = database.webhooks
+        await store.add_endpoint(_endpoint("wh_1"))
+        batch = [_join("e1", "a", "alice"), _join("e2", "a", "bob"), _join("e3", "b", "alice")]
+        await store.enqueue(batch)
+        await store.enqueue(batch[:1])  # redelivered entry: kept once
+        pending = await store.pending("wh_1", 0, 10)
+        assert [d.event_id for d in pending] == ["e1", "e2", "e3"]  # in the order queued
+        assert [d.event_id for d in await store.pending("wh_1", pending[0].seq, 10)] == [
+            "e2",
+            "e3",
+        ]
+
+        first = pending[0]
+        await store.attempt_failed(first, next_at_ms=5000, error="HTTP 500", now_ms=2000)
+        (retry, *_) = await store.pending("wh_1", 0, 10)
+        assert (retry.event_id, retry.attempts, retry.next_at_ms) == ("e1", 1, 5000)
+        await store.attempt_failed(retry, next_at_ms=None, error="HTTP 500", now_ms=6000)
+        (failure,) = await store.failures("wh_1", 0, 10)
+        assert failure.attempts == 2
+        assert failure.last_error == "HTTP 500"
+        assert (await store.endpoint("wh_1")).failing_since_ms == 2000  # type: ignore[union-attr]
+        assert [d.event_id for d in await store.pending("wh_1", 0, 10)] == ["e2", "e3"]
+        backlog = (await store.backlog())["wh_1"]
+        assert (backlog.pending, backlog.failures) == (2, 1)
+
+        assert await store.erase_user("alice", "erased-1") == 2
+        bodies = [json.loads(d.body) for d in await store.pending("wh_1", 0, 10)]
+        bodies += [json.loads(d.body) for d in await store.failures("wh_1", 0, 10)]
+        assert sorted(b["data"]["userId"] for b in bodies) == ["bob", "erased-1", "erased-1"]
+
+        assert await store.replay("wh_1", failure.seq, 8000) == 1
+        assert await store.replay("wh_1", failure.seq, 8000) == 0
+        everything = await store.pending("wh_1", 0, 10)
+        assert [d.event_id for d in everything] == ["e1", "e2", "e3"]
+        await store.delivered("wh_1", [d.seq for d in everything], 9000)
+        assert await store.pending("wh_1", 0, 10) == []
+        assert (await store.endpoint("wh_1")).failing_since_ms is None  # type: ignore[union-attr]
+        assert await store.delete_endpoint("wh_1")
+        assert await store.backlog() == {}
