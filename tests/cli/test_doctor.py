@@ -92,7 +92,7 @@ def test_pending_migrations_fail_when_serve_would_not_apply_them(
     env = {"PRESENCE_REDIS_URL": shared_redis, "PRESENCE_LEDGER_URL": f"sqlite:///{path}"}
     result = _doctor(tmp_path, **env, PRESENCE_DB_AUTO_MIGRATE="0")
     assert result.returncode == 1
-    assert "migrations pending (0001_initial)" in result.stdout
+    assert "migrations pending (0001_initial" in result.stdout  # and any later ones
     assert "fix: presence-svc db migrate" in result.stdout
 
 

@@ -156,5 +156,6 @@ async def test_unviewed_artifact_has_empty_stats(client: AppClient, auth: Auth) 
         "views": 0,
         "uniqueViewers": 0,
         "lastViewedAt": None,
+        "engagedMs": 0,
         "versions": [],
     }
