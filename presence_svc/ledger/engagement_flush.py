@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 """Dirty totals read per partition and step."""
+_DAYS = 8
+"""The days whose totals Redis may still hold: today and the 7 before
+(``stats.engagement.DAY_KEEP_MS``, which the ledger may not import)."""
 _STEPS = 20
 """Steps per flush at most: totals changing faster than a flush writes them wait for the
 next flush instead of holding this one."""
@@ -38,7 +41,7 @@ class EngagementFlush:
         self.redis = redis
         self.store = store
         self.interval_s = settings.engagement_flush_s
-        keys = Keyspace(settings.partitions)
+        self.keys = keys = Keyspace(settings.partitions)
         self.dirty = [keys.engage_dirty(tag) for tag in keys.tags]
 
     async def flush_once(self) -> int:
@@ -80,6 +83,27 @@ class EngagementFlush:
             if not dirty:
                 break
         return written
+
+    async def forget_user(self, user_id: str) -> int:
+        """Take ``user_id``'s totals not yet written out of Redis (the dirty marks and the
+        days' totals), so a flush after the user's erasure cannot write them back under
+        their id; returns how many were taken. For the erasure, before the database's
+        ``erase_user``. Costs a scan of every partition's engagement keys: never hot."""
+        client, removed = self.redis.client, 0
+        suffix = f"*/{user_id}"  # ids hold no glob characters (schemas.ID_PATTERN)
+        now = time.time()
+        days = [time.strftime("%Y-%m-%d", time.gmtime(now - n * 86_400)) for n in range(_DAYS)]
+        for tag in self.keys.tags:
+            dirty = self.keys.engage_dirty(tag)
+            members = [m async for m, _ in client.zscan_iter(dirty, match=suffix)]
+            if members:
+                removed += int(await client.zrem(dirty, *members))
+            for day in days:
+                totals = self.keys.engage_day(tag, day)
+                fields = [f async for f, _ in client.hscan_iter(totals, match=suffix)]
+                if fields:
+                    removed += int(await client.hdel(totals, *fields))
+        return removed
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Flush every ``interval_s`` until ``stopping``, and once more then; a failed

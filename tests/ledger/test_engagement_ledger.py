@@ -212,3 +212,23 @@ async def test_a_backlog_over_a_batch_is_written_whole_and_drained(
     assert len(found) == 2_501
     assert found[("doc-1", "v1", "user-02499")] == 2_509
     assert found[("doc-2", "v1", "bob")] == 7
+
+
+async def test_forget_user_takes_their_unwritten_totals_out_of_redis(
+    client: AppClient,
+    auth: Auth,
+    ledger_url: str,
+    settings: Settings,
+    redis_conn: RedisConnection,
+) -> None:
+    readers = Readers(client, auth)
+    await readers.start()
+    await readers.round(1_000)
+    async with opened_database(ledger_url) as database:
+        flush = EngagementFlush(redis_conn, database.engagement, settings)
+        assert await flush.forget_user("bob") == 2  # bob's dirty mark and day total
+        assert await flush.flush_once() == 2
+    assert set(await engaged_in_db(ledger_url)) == {
+        ("doc-1", "v1", "alice"),
+        ("doc-1", "v1", "carol"),
+    }
