@@ -134,3 +134,32 @@ async def test_recent_list_still_shows_the_user_their_own_views(
     response = await client.get("/v1/users/alice/recent", headers=auth("alice"))
     items = (await response.json())["items"]
     assert [(i["artifactId"], i["versionId"]) for i in items] == [("doc-1", "v1")]
+
+
+async def test_erasing_viewers_leaves_the_hidden_count_to_the_hidden_ones(
+    client: AppClient, auth: Auth
+) -> None:
+    """An erased viewer's tombstone stays in the version's viewers (counts do not move)
+    but is neither listed nor a hidden viewer."""
+    await hide(client, auth, "alice")
+    await hide(client, auth, "carol")
+    for user in ("alice", "bob", "carol", "dave"):
+        await view(client, auth, user)
+    board, admin = auth("board", scope="dashboard"), auth("root", scope="admin")
+    before = await viewers(client, board)
+    assert (sorted(listed(before)), before["hiddenViewers"]) == (["bob", "dave"], 2)
+
+    for user in ("alice", "bob"):  # one hidden, one listed
+        response = await client.delete(f"/v1/users/{user}", headers=admin)
+        assert response.status == 204, await response.text()
+    after = await viewers(client, board)
+    assert (listed(after), after["hiddenViewers"]) == (["dave"], 1)
+    seen = await client.get("/v1/artifacts/doc-1/seen?versionId=v1", headers=board)
+    body = await seen.json()
+    assert (body["seen"], body["hiddenViewers"], [v["userId"] for v in body["viewers"]]) == (
+        4,
+        1,
+        ["dave"],
+    )
+    found = await stats(client, auth)
+    assert (found["views"], found["uniqueViewers"]) == (4, 4)
