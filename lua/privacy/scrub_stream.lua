@@ -1,5 +1,6 @@
--- scrub_stream.lua: rewrite a views stream (or its dead letters) with one user's entries
--- under a tombstone and without their session id, leaving no byte of them behind.
+-- scrub_stream.lua: rewrite a views stream (or its dead letters, or a presence outbox)
+-- with one user's entries under a tombstone and without their session id or state,
+-- leaving no byte of them behind.
 -- KEYS[1] stream
 -- ARGV[1] user id  ARGV[2] tombstone  ARGV[3] entries rewritten at most
 -- returns {entries rewritten, of the user's entries those a consumer holds unacknowledged
@@ -84,6 +85,27 @@ for _, entry in ipairs(entries) do
         view[4] = tomb
         view[5] = ''
         fields[i + 1] = cmsgpack.pack(view)
+      end
+    elseif fields[i] == 'm' then
+      -- a presence outbox entry (lib/presence.lua's publish): [artifact, online, sessions,
+      -- events, active, now]; each event names its user second, a join or state event
+      -- carries the session's state fourth
+      local ok, change = pcall(cmsgpack.unpack, fields[i + 1])
+      local mine = false
+      if ok and type(change) == 'table' and type(change[4]) == 'table' then
+        for _, event in ipairs(change[4]) do
+          if type(event) == 'table' and event[2] == user then
+            mine = true
+            event[2] = tomb
+            if event[1] == 'join' or event[1] == 'state' then event[4] = '' end
+          end
+        end
+      end
+      if mine then
+        if not less(delivered, entry[1]) and pending(entry[1]) then
+          in_flight = in_flight + 1
+        end
+        fields[i + 1] = cmsgpack.pack(change)
       end
     end
   end

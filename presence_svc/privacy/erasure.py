@@ -216,7 +216,8 @@ class UserKeysEraser:
 
 class StreamsEraser:
     """The user's views still in the partitions' views streams (and dead letters), not yet
-    in the ledger: rewritten under the tombstone, ``PARTITIONS_PER_STEP`` at a time.
+    in the ledger, and their presence changes in the webhook outboxes: rewritten under the
+    tombstone, ``PARTITIONS_PER_STEP`` partitions at a time.
 
     A view of the user that a drain had read but not yet written may still reach the
     ledger under the user's id: when there was one, the step ends only ``settle_s`` later
@@ -244,7 +245,11 @@ class StreamsEraser:
         calls = [
             scrub.call(stream, user_id, tombstone, self.MOST_ENTRIES)
             for tag in tags
-            for stream in (self.keys.views_stream(tag), self.keys.dead_letters(tag))
+            for stream in (
+                self.keys.views_stream(tag),
+                self.keys.dead_letters(tag),
+                self.keys.outbox(tag),  # webhooks' presence changes (only while it exists)
+            )
         ]
         for result in await self.redis.run_many(calls):
             if isinstance(result, Exception):

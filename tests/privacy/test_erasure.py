@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from presence_svc.http.resources import DATABASE, REDIS, SETTINGS, VIEWS
+from presence_svc.http.resources import DATABASE, PRESENCE, REDIS, SETTINGS, VIEWS
 from presence_svc.ledger.drain import LedgerDrain
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.privacy import jobs
@@ -175,3 +175,28 @@ async def test_erasure_status_answers_bad_and_unknown_ids_and_only_admins(
     assert (await client.get("/v1/erasures/0.abc", headers=admin)).status == 404
     assert (await client.get("/v1/erasures/0.abc", headers=auth("alice"))).status == 403
     assert (await client.get("/v1/erasures/0.abc")).status == 401
+
+
+async def test_erasure_rewrites_her_presence_changes_in_the_webhook_outboxes(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, ledger_url: str
+) -> None:
+    """With webhooks on, the writers append every presence change (her joins and leaves,
+    her session's state) to the partitions' outboxes: erasure rewrites them too, keeping
+    each change for delivery."""
+    client = await make_client(ledger_url=ledger_url)
+    keys = client.server.app[PRESENCE].keys
+    outboxes = [keys.outbox(tag) for tag in keys.tags]
+    for outbox in outboxes:
+        sync_redis.xgroup_create(outbox, "webhooks", id="0", mkstream=True)
+    drain = await _alice_everywhere(client, auth)
+    entries = sum(sync_redis.xlen(o) for o in outboxes)
+    assert entries >= 3  # her two joins and her leave
+    assert redis_findings(sync_redis, [n.encode() for n in NEEDLES])
+
+    response = await client.delete(f"/v1/users/{USER}", headers=auth("root", scope="admin"))
+    assert response.status == 204, await response.text()
+    await drain.drain_once()
+
+    assert redis_findings(sync_redis, [n.encode() for n in NEEDLES]) == []
+    # her changes are still there to deliver (a leave for the erasure too), under the tombstone
+    assert sum(sync_redis.xlen(o) for o in outboxes) >= entries
