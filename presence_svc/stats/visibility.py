@@ -2,11 +2,9 @@
 they viewed, when their view-history setting changes. New views are marked as they are
 counted (``lua/stats/record_view.lua``); this fixes the ones counted before.
 
-Where the records are: the user's recently-viewed list (``rc:{U}:<user>:z``, the 200
-artifacts viewed last, kept 90 days) gives the artifacts, each artifact's versions zset
-the versions. The erasure work is building a complete per-user index of where a user has
-data; once it exists, ``viewed_versions`` should read it instead (older artifacts than the
-recent list holds keep their visible rows until then).
+Where the records are: the user's views index (``ux:{U}:<user>:v``, every
+``<artifact>/<version>`` they viewed, on their slot; written with each counted view and
+walked by erasure too).
 """
 
 from __future__ import annotations
@@ -18,24 +16,16 @@ __all__ = ["BATCH", "restamp_viewer", "viewed_versions"]
 
 BATCH = 500
 """Script calls per pipeline: each one a few HGET/HSET/ZADD on one version's keys."""
-MOST_VERSIONS = 1000
-"""Versions looked at per artifact, most recently viewed first."""
 
 
 async def viewed_versions(
     redis: RedisConnection, keys: Keyspace, user_id: str
 ) -> list[tuple[str, str]]:
-    """(artifact, version) pairs where ``user_id`` may have a viewer record."""
-    found = await redis.client.zrange(keys.user_recent(user_id), 0, -1)
-    artifacts = [as_text(a) for a in found if isinstance(a, str | bytes)]
+    """(artifact, version) pairs where ``user_id`` has a viewer record."""
     pairs: list[tuple[str, str]] = []
-    for start in range(0, len(artifacts), BATCH):
-        chunk = artifacts[start : start + BATCH]
-        pipe = redis.client.pipeline(transaction=False)
-        for artifact_id in chunk:
-            pipe.zrevrange(keys.artifact_versions(artifact_id), 0, MOST_VERSIONS - 1)
-        for artifact_id, versions in zip(chunk, await pipe.execute(), strict=True):
-            pairs += [(artifact_id, as_text(v)) for v in versions]
+    async for member in redis.client.sscan_iter(keys.user_views_index(user_id), count=1000):
+        artifact_id, _, version_id = as_text(member).partition("/")
+        pairs.append((artifact_id, version_id))
     return pairs
 
 
