@@ -147,32 +147,21 @@ class SingleConnection(RedisConnection):
                 future.set_result(result)
 
     async def _run_packed(self, calls: Sequence[tuple[Script, bytes]]) -> list[Any]:
-        """One pipeline of packed calls (see ``_pipeline``); the scripts Redis did not
+        """One pipeline of packed calls on a pooled connection; the scripts Redis did not
         know are loaded and their calls sent once more. Observed once per script."""
         started = time.perf_counter()
-        results = await self._pipeline(_joined(calls))
+        results = await run_pipeline(self.client, _joined(calls))
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             for script in {calls[i][0] for i in missing}:
                 await self.client.script_load(script.source)
-            retried = await self._pipeline(_joined([calls[i] for i in missing]))
+            retried = await run_pipeline(self.client, _joined([calls[i] for i in missing]))
             for i, result in zip(missing, retried, strict=True):
                 results[i] = result
         elapsed = time.perf_counter() - started
         for name in {script.name for script, _ in calls}:
             metrics.observe_script(name, elapsed)
         return results
-
-    async def _pipeline(self, packed: Packed) -> list[Any]:
-        """Every answer of ``packed``, an error answer in its place: on the pipelined
-        connection when there is one (its answers are parsed as they arrive: an online
-        batch's 64 calls cost one future, not 64 awaits through redis-py), else on a pooled
-        connection."""
-        if self._pipe is None or packed[1] < 2:
-            return await run_pipeline(self.client, packed)
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._pipe.send_commands(packed[0], packed[1], future)
-        return await future
 
     # Streams: the commands packed once, the replies taken as Redis sent them (redis-py's
     # per-argument packing and per-entry reply parsing cost more than the ledger insert).

@@ -422,11 +422,12 @@ def _script_loads(r: redis.Redis) -> int:
     return int(stats.get("cmdstat_script|load", stats.get("cmdstat_script", {})).get("calls", 0))
 
 
-async def test_an_online_batch_on_the_pipe_reloads_a_flushed_script_and_answers_exactly(
+async def test_an_online_batch_reloads_a_flushed_script_and_answers_exactly(
     redis_url: str, sync_redis: redis.Redis
 ) -> None:
-    """A batch of script calls (one per partition) goes out on the pipelined connection as
-    one call; a script Redis lost (restart, flush) is loaded and its calls sent again."""
+    """A batch of script calls (one per partition, each with its keys packed once per
+    artifact and kept); a script Redis lost (restart, flush) is loaded and its calls sent
+    again."""
     settings = Settings(redis_url=redis_url, partitions=16)
     redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
     store = PresenceStore(redis_conn, settings)
