@@ -201,6 +201,12 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
     )
     bench.add_argument(
+        "--rate-limits",
+        metavar="SPEC",
+        help="with --spawn: the spawned service's PRESENCE_RATE_LIMITS (e.g. off: a room "
+        "of a few users heartbeating as fast as the load allows meets the per-user limits)",
+    )
+    bench.add_argument(
         "--compare-limits",
         action="store_true",
         help="with --spawn: also measure each scenario on a service with rate limits off",
@@ -581,6 +587,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("presence-svc bench: --redis-server goes with --spawn")
     if args.ledger_url is not None and not args.spawn:
         raise UsageError("presence-svc bench: --ledger-url goes with --spawn")
+    if args.rate_limits is not None and not args.spawn:
+        raise UsageError("presence-svc bench: --rate-limits goes with --spawn")
     if args.compare_limits and not args.spawn:
         raise UsageError("presence-svc bench: --compare-limits goes with --spawn")
     if args.compare_timeline and not args.spawn:
@@ -608,6 +616,7 @@ def _bench(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         json=args.json,
         compare_limits=args.compare_limits,
+        rate_limits=args.rate_limits,
         compare_timeline=args.compare_timeline,
     )
     try:

@@ -68,6 +68,8 @@ class BenchConfig:
     preload_artifacts: int = 100_000
     baseline: bool = True
     json: bool = False
+    rate_limits: str | None = None
+    """With ``spawn``: the spawned service's ``PRESENCE_RATE_LIMITS`` (None: its default)."""
     compare_limits: bool = False
     """With ``spawn``: also spawn a service with ``PRESENCE_RATE_LIMITS=off`` and measure
     every scenario on both, one after the other, in the same run."""
@@ -223,7 +225,7 @@ def _targets(config: BenchConfig, stack: ExitStack) -> dict[str, _Target]:
     if not config.spawn:
         return {"": _running(config.url or "http://127.0.0.1:8080")}
     secret = secrets.token_urlsafe(48)  # one for both: the same requests go to each
-    targets = {"": stack.enter_context(_spawned(config, stack, secret))}
+    targets = {"": stack.enter_context(_spawned(config, stack, secret, config.rate_limits))}
     if config.compare_limits:
         targets[LIMITS_OFF] = stack.enter_context(
             _spawned(config, stack, secret, rate_limits="off")
