@@ -86,6 +86,7 @@ async def engagement(request: web.Request) -> web.Response:
         since_day=since_day,
         until_day=until_day,
         after=_engagement_after(cursor) if cursor else None,
+        shown_to=None if principal.scope is Scope.ADMIN else principal.user_id,
     )
     await app[LIMITER].check(principal, RouteClass.READ)
     rows = await app[DATABASE].engagement.query_engagement(query, limit + 1)

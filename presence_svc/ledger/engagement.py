@@ -59,6 +59,9 @@ class EngagementQuery:
     """Last day included."""
     after: tuple[str, str, str, str] | None = None
     """Keyset cursor: (day, artifact, version, user) of the last row already read."""
+    shown_to: str | None = None
+    """Leave out users who hid their view history, except this one (None: every row, for
+    admins and exports)."""
 
 
 class EngagementLedger(Protocol):
@@ -106,6 +109,11 @@ def select_engagement(
         ("day <= ", query.until_day),
     )
     where = [sql + bind(value) for sql, value in conditions if value is not None]
+    if query.shown_to is not None:
+        where.append(
+            "user_id NOT IN (SELECT user_id FROM privacy WHERE view_history = 'hidden' "
+            f"AND user_id <> {bind(query.shown_to)})"
+        )
     if query.after is not None:
         marks = ", ".join(bind(v) for v in query.after)
         where.append(f"(day, artifact_id, version_id, user_id) > ({marks})")

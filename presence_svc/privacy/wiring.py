@@ -9,6 +9,7 @@ call that is bounded and idempotent.
 from __future__ import annotations
 
 from presence_svc.database import Database
+from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.live.store import PresenceStore
 from presence_svc.privacy.copies import Copies
 from presence_svc.privacy.erasure import (
@@ -42,12 +43,30 @@ def default_erasers(
             # before the ledger: a drain may still be writing the user's views
             StreamsEraser(redis, keys, settle_s=settings.ledger_reclaim_idle_s),
             LedgerEraser(database.ledger),
+            # after the sessions went: engaged time a heartbeat credited meanwhile, then
+            # what the worker had written
+            _EngagementLeft(EngagementFlush(redis, database.engagement, settings)),
             _Engagement(database),
             _Webhooks(database),
             PrivacyMirrorEraser(redis),
             ProfileEraser(database.users),  # and the privacy settings
         ]
     )
+
+
+class _EngagementLeft:
+    """Engaged-time totals still in Redis under the user's id, found by a scan of every
+    partition (heartbeats may have credited some after ``EngagementEraser`` ran, before
+    the user's sessions and view records went)."""
+
+    name = "engagement-left"
+
+    def __init__(self, flush: EngagementFlush) -> None:
+        self.flush = flush
+
+    async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
+        await self.flush.forget_user(user_id)
+        return None
 
 
 class _Engagement:

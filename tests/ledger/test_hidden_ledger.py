@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from presence_svc.http.resources import DATABASE
+from presence_svc.ledger.engagement import EngagementTotal
 from tests.conftest import AppClient, MakeClient
 
 Auth = Callable[..., dict[str, str]]
@@ -65,3 +67,28 @@ async def test_hidden_rows_are_listed_to_admins_and_their_user_only(
     )
     assert response.status == 200
     assert users(await rows(client, board)) == ["alice", "alice", "bob", "bob"]
+
+
+async def test_engaged_time_of_a_hidden_viewer_is_listed_to_admins_and_their_user_only(
+    make_client: MakeClient, auth: Auth, ledger_url: str
+) -> None:
+    """Engaged time per user and version says who viewed it: the same rule as the views."""
+    client = await make_client(ledger_url=ledger_url)
+    response = await client.put(
+        "/v1/users/alice/privacy", json={"viewHistory": "hidden"}, headers=auth("alice")
+    )
+    assert response.status == 200
+    totals = [
+        EngagementTotal("doc-1", "v1", user, "2026-11-01", ms)
+        for user, ms in (("alice", 10), ("bob", 20))
+    ]
+    await client.server.app[DATABASE].engagement.upsert_totals(totals, 1)
+
+    async def users(headers: dict[str, str]) -> list[str]:
+        response = await client.get("/v1/ledger/engagement", headers=headers)
+        assert response.status == 200, await response.text()
+        return sorted(row["userId"] for row in (await response.json())["items"])
+
+    assert await users(auth("root", scope="admin")) == ["alice", "bob"]
+    assert await users(auth("board", scope="dashboard")) == ["bob"]
+    assert await users(auth("alice", scope="dashboard")) == ["alice", "bob"]
