@@ -75,6 +75,33 @@ if state ~= '' and state ~= info[3] then info[3] = state; moved = true end
 set_flags(info, away, false, hidden)
 if dirty or moved then redis.call('HSET', I, sid, cmsgpack.pack(info)) end
 
+-- Whether `user` has a counted visible session besides `sid`: then turning `sid` hidden
+-- (or visible) changes nothing others see, the user stays (or already was) listed. Only
+-- runs when a session's hidden flag flips, which a privacy change does once per session.
+local function visible_elsewhere(user, sid)
+  local entry = user_entry(I, user)
+  local others, infos = {}, {}
+  if entry and entry[4] then  -- a large room: the user's list of counted sessions
+    for i = 1, #entry[4], 9 do
+      local other = string.sub(entry[4], i, i + 8)
+      if other ~= sid then others[#others + 1] = other end
+    end
+    if #others > 0 then
+      local raws = redis.call('HMGET', I, unpack(others))
+      for n, other in ipairs(others) do
+        if raws[n] then infos[other] = cmsgpack.unpack(raws[n]) end
+      end
+    end
+  else
+    local room = small_room(Z, I)
+    for _, other in ipairs(room.sessions[user] or {}) do
+      if other ~= sid then others[#others + 1] = other end
+    end
+    infos = room.infos
+  end
+  return listed(others, infos)
+end
+
 local status = away and 'away' or 'active'
 if hidden then
   -- Counted like any session, announced never (lib/hidden.lua); a counted session that
@@ -84,19 +111,22 @@ if hidden then
     quietly()
   else
     if was_away ~= away and user_status(I, user, away) then quietly() end
-    if not was_hidden then
+    if not was_hidden and not visible_elsewhere(user, sid) then
       redis.call('ZREM', U, user)
       events[#events + 1] = {'leave', user, 'left'}
     end
   end
 elseif counted and was_hidden then
-  -- Visible again: into the list (and U, in a large room) as a join.
+  -- Visible again: into the list (and U, in a large room) as a join, unless another
+  -- visible session of the user had them listed already.
   if was_away ~= away then user_status(I, user, away) end
-  local entry = user_entry(I, user)
-  if entry and redis.call('HEXISTS', I, '~L') == 1 then
-    redis.call('ZADD', U, 'NX', entry[3], user)
+  if not visible_elsewhere(user, sid) then
+    local entry = user_entry(I, user)
+    if entry and redis.call('HEXISTS', I, '~L') == 1 then
+      redis.call('ZADD', U, 'NX', entry[3], user)
+    end
+    events[#events + 1] = {'join', user, info[2], info[3], now, status}
   end
-  events[#events + 1] = {'join', user, info[2], info[3], now, status}
 elseif not counted then
   local mine, changed = user_joined(I, U, user, sid, away)
   if mine == 1 then

@@ -35,3 +35,25 @@ async def test_writers_append_their_changes_only_while_the_outbox_exists(
     assert messages[0][3][0][1:3] == ["bob", "v2"]
     assert messages[1][3][0][1:] == ["alice", "left"]
     assert all(isinstance(m[5], int) and m[5] > 0 for m in messages)
+
+
+async def test_a_user_with_two_tabs_turning_hidden_and_back_leaves_once_and_joins_once(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """Others see one leave when the user's last visible tab turns hidden, and one join
+    when the first turns visible again; the other tab's flips change nothing they see."""
+    store = PresenceStore(redis_conn, settings)
+    outbox = store.keys.artifact("doc-2t").outbox
+    sync_redis.xgroup_create(outbox, "webhooks", id="$", mkstream=True)
+    tabs = ("tab-alice-01", "tab-alice-02")
+    for tab in tabs:
+        await store.heartbeat("doc-2t", tab, "alice", "v1", None)
+    for hidden in (True, False):
+        for tab in tabs:
+            counts = await store.heartbeat("doc-2t", tab, "alice", "", None, hidden=hidden)
+            assert (counts.online, counts.sessions) == (1, 2)
+    events = [
+        [e[0] for e in msgpack.unpackb(fields[b"m"], raw=False)[3]]
+        for _, fields in sync_redis.xrange(outbox)
+    ]
+    assert [kinds for kinds in events if kinds] == [["join"], ["sessions"], ["leave"], ["join"]]
