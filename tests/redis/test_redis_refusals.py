@@ -215,15 +215,17 @@ async def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
 def _loading_redis(binary: str, tmp_path: Path) -> Iterator[int]:
     """The port of a redis-server restarted on 20 MB of data and loading it slowly (a delay
     per key): it answers LOADING, at each loading step (every 2 MB read, so every few
-    tenths of a second), for some seconds. Values stored uncompressed: compressed, the
-    whole file is one step and Redis answers nothing until it has loaded all of it."""
+    tenths of a second), for about 10 s: long enough for the limiter's check and a service
+    starting against it (its startup meets the loading Redis too). Values stored
+    uncompressed: compressed, the whole file is one step and Redis answers nothing until it
+    has loaded all of it."""
     data = tmp_path / "loading-redis"
     data.mkdir()
     port = free_port()
     persisted = ("--appendonly", "yes", "--rdbcompression", "no")
     with _redis_process(binary, data, port, *persisted) as r:
         _fill_and_rewrite(r)
-    with _redis_process(binary, data, port, *persisted, "--key-load-delay", "400", wait=False):
+    with _redis_process(binary, data, port, *persisted, "--key-load-delay", "1000", wait=False):
         yield port
 
 
