@@ -348,7 +348,10 @@ export declare const EMPTY_SNAPSHOT: PresenceSnapshot;
 export declare function createPresence(options: PresenceOptions): Presence;
 export declare const SESSION_ID_PATTERN: RegExp;
 export declare const DEFAULT_SESSION_KEY = "presence-svc:session";
-/** 32 hex chars from crypto.randomUUID / getRandomValues (Math.random only as a last resort). */
+/**
+ * 32 hex chars from crypto.getRandomValues (every browser, secure context or not; node 20+;
+ * workers). No fallback: where there is no WebCrypto, pass `generateSessionId`.
+ */
 export declare function randomSessionId(): string;
 
 export {};
