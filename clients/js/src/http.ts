@@ -78,12 +78,11 @@ export async function request<T>(
 ): Promise<T> {
   const send = async (t: string): Promise<Response> => {
     const headers: Record<string, string> = { Authorization: `Bearer ${t}`, Accept: 'application/json' };
-    const init: RequestInit = { method, headers };
+    const init: RequestInit = { method, headers, keepalive };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    if (keepalive) init.keepalive = true;
     try {
       return await ctx.fetch_(ctx.baseUrl_ + path, init);
     } catch (err) {
@@ -98,10 +97,6 @@ export async function request<T>(
     res = await send(used);
   }
   if (!res.ok) throw await errorFromResponse(operation, res);
-  if (res.status === 204) return {} as T;
-  try {
-    return (await res.json()) as T;
-  } catch {
-    return {} as T;
-  }
+  // 204, or a body that is not JSON: an empty answer
+  return res.json().catch(() => ({})) as Promise<T>;
 }

@@ -42,6 +42,17 @@ describe('the reads entry point', () => {
   });
 });
 
+describe('answers without a JSON body', () => {
+  test('a 204, or a 200 that is not JSON, resolves as an empty answer (fields absent), not an error', async () => {
+    const env = makeEnv();
+    const r = reads(env);
+    env.server.handler = () => new Response(null, { status: 204 });
+    assert.deepEqual(await r.getPrivacy('u1'), {});
+    env.server.handler = () => new Response('<html>ok</html>', { status: 200, headers: { 'Content-Type': 'text/html' } });
+    assert.deepEqual(await r.whereNow('u1'), {});
+  });
+});
+
 describe('latest version and unseen artifacts', () => {
   test('latest() reads an artifact latest version, null when none is set', async () => {
     const env = makeEnv();
