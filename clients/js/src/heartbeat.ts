@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import type { PresenceError } from './errors.js';
 import { backoff, jitter, request, toPresenceError } from './http.js';
-import { clearError, counts, report, update } from './snapshot.js';
+import { clearError, count, counts, report, update } from './snapshot.js';
 import type { HeartbeatResponse, LeaveResponse, TimerHandle } from './types.js';
 
 export const MIN_INTERVAL_MS = 1_000;
@@ -108,9 +108,8 @@ export function createHeartbeat(ctx: Context, fail: (err: PresenceError) => void
       if (ctx.stopped_) return null;
       joined = true;
       failures = 0;
-      if (typeof data.intervalS === 'number' && data.intervalS > 0) {
-        ctx.intervalMs_ = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, data.intervalS * 1000));
-      }
+      const interval = count(data.intervalS, 0);
+      if (interval) ctx.intervalMs_ = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, interval * 1000));
       update(ctx, {
         ...counts(ctx, data),
         status: ctx.hidden_ ? 'hidden' : 'active',

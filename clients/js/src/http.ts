@@ -3,6 +3,11 @@ import { PresenceError, errorFromResponse, type PresenceOperation } from './erro
 
 const BASE_BACKOFF_MS = 1_000;
 
+/** What `request` needs of a context: a presence instance's, or the small one of `createReads` (reads.ts). */
+export type HttpContext = Pick<Context, 'baseUrl_' | 'fetch_' | 'token_' | 'tokenPromise_' | 'stopped_'> & {
+  readonly options_: Pick<Context['options_'], 'getToken'>;
+};
+
 /** A transient error for a failure without an HTTP answer (network, getToken()); `what` starts the message. */
 function transientError(err: unknown, operation: PresenceOperation, what: string = operation): PresenceError {
   const message = err instanceof Error ? err.message : String(err);
@@ -29,7 +34,7 @@ export function backoff(ctx: Context, attempt: number, retryAfterMs: number | nu
 }
 
 /** One getToken() call at a time, shared by the requests waiting for it. */
-function fetchToken(ctx: Context): Promise<string> {
+function fetchToken(ctx: HttpContext): Promise<string> {
   if (!ctx.tokenPromise_) {
     const p = Promise.resolve()
       .then(() => ctx.options_.getToken())
@@ -50,12 +55,12 @@ function fetchToken(ctx: Context): Promise<string> {
 }
 
 /** The token getToken() last returned (ctx.token_), or the one it is about to return. */
-export function currentToken(ctx: Context): Promise<string> {
+export function currentToken(ctx: HttpContext): Promise<string> {
   return ctx.token_ != null ? Promise.resolve(ctx.token_) : fetchToken(ctx);
 }
 
 /** A fresh token, unless another request already replaced the one that was rejected. */
-export function freshTokenAfter(ctx: Context, rejected: string): Promise<string> {
+export function freshTokenAfter(ctx: HttpContext, rejected: string): Promise<string> {
   return ctx.token_ != null && ctx.token_ !== rejected ? Promise.resolve(ctx.token_) : fetchToken(ctx);
 }
 
@@ -64,7 +69,7 @@ export function freshTokenAfter(ctx: Context, rejected: string): Promise<string>
  * Rejects with a PresenceError (problem+json details when the service sent them).
  */
 export async function request<T>(
-  ctx: Context,
+  ctx: HttpContext,
   operation: PresenceOperation,
   method: 'GET' | 'POST' | 'PUT',
   path: string,
@@ -73,12 +78,11 @@ export async function request<T>(
 ): Promise<T> {
   const send = async (t: string): Promise<Response> => {
     const headers: Record<string, string> = { Authorization: `Bearer ${t}`, Accept: 'application/json' };
-    const init: RequestInit = { method, headers };
+    const init: RequestInit = { method, headers, keepalive };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    if (keepalive) init.keepalive = true;
     try {
       return await ctx.fetch_(ctx.baseUrl_ + path, init);
     } catch (err) {
@@ -93,10 +97,6 @@ export async function request<T>(
     res = await send(used);
   }
   if (!res.ok) throw await errorFromResponse(operation, res);
-  if (res.status === 204) return {} as T;
-  try {
-    return (await res.json()) as T;
-  } catch {
-    return {} as T;
-  }
+  // 204, or a body that is not JSON: an empty answer
+  return res.json().catch(() => ({})) as Promise<T>;
 }

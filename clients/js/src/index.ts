@@ -26,6 +26,8 @@ export type {
   SessionMeta,
   Privacy,
   PrivacySettings,
+  Reads,
+  ReadsOptions,
   StorageLike,
   TimelinePoint,
   TimelineQuery,

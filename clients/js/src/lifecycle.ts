@@ -153,7 +153,7 @@ export function createLifecycle(ctx: Context, hb: Heartbeat, views: Views, live:
       // (a stopped instance's session id no longer changes)
       const sameSession = (other: Context) =>
         other.sessionId_ === ctx.sessionId_ && other.artifactId_ === ctx.artifactId_ && other.baseUrl_ === ctx.baseUrl_;
-      if (present) hb.leaveLater_(() => Array.from(running).some(sameSession));
+      if (present) hb.leaveLater_(() => [...running].some(sameSession));
     },
 
     fail_(err) {

@@ -1,26 +1,12 @@
 import { createContext } from './context.js';
 import { createHeartbeat } from './heartbeat.js';
-import { request } from './http.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLive } from './live.js';
-import { fetchPage, whereNow } from './queries.js';
 import type { PresenceError } from './errors.js';
-import type {
-  LatestVersion,
-  Presence,
-  PresenceListener,
-  PresenceOptions,
-  PresenceState,
-  Privacy,
-  PrivacySettings,
-  TimelineQuery,
-  TimelineResponse,
-} from './types.js';
+import type { Presence, PresenceListener, PresenceOptions, PresenceState } from './types.js';
 import { createViews } from './views.js';
 
 export { EMPTY_SNAPSHOT } from './snapshot.js';
-
-const privacyPath = (userId: string) => `/v1/users/${encodeURIComponent(userId)}/privacy`;
 
 /**
  * Creates a presence instance for one artifact in this tab: heartbeats, view counting,
@@ -85,34 +71,8 @@ export function createPresence(options: PresenceOptions): Presence {
       hb.now_();
       views.record_();
     },
-    latest: () =>
-      request<LatestVersion>(ctx, 'seen', 'GET', ctx.artifactPath_ + '/latest').catch((e: PresenceError) => {
-        if (e.status === 404) return null;
-        throw e;
-      }),
-    unseen: (userId: string, ids: readonly string[]) =>
-      request<{ artifacts: LatestVersion[] }>(
-        ctx,
-        'seen',
-        'GET',
-        `/v1/users/${encodeURIComponent(userId)}/unseen?` + ids.map((a) => 'artifactId=' + encodeURIComponent(a)).join('&'),
-      ).then((r) => r.artifacts),
-    timeline(query: TimelineQuery = {}) {
-      const q = new URLSearchParams();
-      for (const k of ['since', 'until', 'step'] as const) {
-        const v = query[k];
-        if (v != null) q.set(k, v instanceof Date ? v.toISOString() : v);
-      }
-      const path = `/v1/artifacts/${encodeURIComponent(ctx.artifactId_)}/timeline?${q}`;
-      return request<TimelineResponse>(ctx, 'timeline', 'GET', path);
-    },
     leave: lifecycle.leave_,
     destroy: lifecycle.destroy_,
-    fetchPresence: (o) => fetchPage(ctx, o),
-    whereNow: (userId) => whereNow(ctx, userId),
-    getPrivacy: (userId: string) => request<Privacy>(ctx, 'privacy', 'GET', privacyPath(userId)),
-    setPrivacy: (userId: string, settings: PrivacySettings) =>
-      request<Privacy>(ctx, 'privacy', 'PUT', privacyPath(userId), settings),
   };
 
   if (options.autoStart !== false) lifecycle.start_();

@@ -3,15 +3,13 @@ import type { StorageLike } from './types.js';
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 export const DEFAULT_SESSION_KEY = 'presence-svc:session';
 
-/** 32 hex chars from crypto.randomUUID / getRandomValues (Math.random only as a last resort). */
+/**
+ * 32 hex chars from crypto.getRandomValues (every browser, secure context or not; node 20+;
+ * workers). No fallback: where there is no WebCrypto, pass `generateSessionId`.
+ */
 export function randomSessionId(): string {
-  const c = (globalThis as { crypto?: Crypto }).crypto;
-  if (c && typeof c.randomUUID === 'function') return c.randomUUID().replace(/-/g, '');
-  const bytes = new Uint8Array(16);
-  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(bytes);
-  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
   let out = '';
-  for (const b of bytes) out += b.toString(16).padStart(2, '0');
+  for (const b of crypto.getRandomValues(new Uint8Array(16))) out += (b + 256).toString(16).slice(1);
   return out;
 }
 

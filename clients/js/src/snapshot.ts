@@ -20,7 +20,7 @@ export const EMPTY_SNAPSHOT: PresenceSnapshot = Object.freeze({
 
 /** A count from the server, or `fallback` if it is not a usable number. */
 export function count(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : fallback;
+  return Number.isFinite(value) && (value as number) >= 0 ? (value as number) : fallback; // isFinite: a number only
 }
 
 /** The online and sessions counts of a heartbeat answer, presence page or event; unusable ones are kept. */
@@ -34,7 +34,7 @@ export function update(ctx: Context, patch: Partial<PresenceSnapshot>): void {
   const keys = Object.keys(patch) as (keyof PresenceSnapshot)[];
   if (!keys.some((key) => patch[key] !== ctx.snapshot_[key])) return;
   const snapshot = (ctx.snapshot_ = Object.freeze({ ...ctx.snapshot_, ...patch }));
-  for (const listener of Array.from(ctx.listeners_)) {
+  for (const listener of [...ctx.listeners_]) {
     try {
       listener(snapshot);
     } catch (err) {
@@ -71,7 +71,7 @@ export function eventApplier(ctx: Context): (type: string, data: EventData) => v
   let usersById = new Map<string, PresenceUser>();
 
   function publish(extra: Partial<PresenceSnapshot> = {}): void {
-    update(ctx, { ...extra, users: Object.freeze(Array.from(usersById.values())) });
+    update(ctx, { ...extra, users: Object.freeze([...usersById.values()]) });
   }
 
   /** Adds or replaces the rows of a sync's `users` or an interval's `joined`. */

@@ -38,7 +38,7 @@ export interface RecentUser {
 
 /** What `fetchPresence()` asks for; every field is optional. */
 export interface PageOptions {
-  /** Users per page, 1-500. Default: `usersLimit`. */
+  /** Users per page, 1-500. Default 100. */
   limit?: number;
   /** `nextCursor` of the previous page. */
   cursor?: string;
@@ -227,7 +227,7 @@ export interface ViewResponse {
   uniqueViewers: number;
 }
 
-/** `presence.timeline()`'s range: `until` defaults to now, `since` to an hour before it. */
+/** `reads.timeline()`'s range: `until` defaults to now, `since` to an hour before it. */
 export interface TimelineQuery {
   since?: string | Date;
   until?: string | Date;
@@ -293,24 +293,10 @@ export interface Presence {
   setState(state: PresenceState | undefined): void;
   /** Switches version: heartbeat at once and records a view of the new version. */
   setVersion(versionId: string): void;
-  /** This artifact's latest version (`GET .../latest`); null when none is set. */
-  latest(): Promise<LatestVersion | null>;
-  /** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
-  unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
-  /** The artifact's most users and sessions online at once per step (needs a dashboard token). */
-  timeline(query?: TimelineQuery): Promise<TimelineResponse>;
   /** Explicit leave (no grace) and stop everything. */
   leave(): Promise<LeaveResponse | null>;
   /** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */
   destroy(): void;
-  /** One page of this artifact's presence list (`GET .../presence`), e.g. with `includeRecent`. */
-  fetchPresence(options?: PageOptions): Promise<PresencePage>;
-  /** Where `userId` is online now and was recently (the user's own token, or a dashboard's). */
-  whereNow(userId: string): Promise<WhereNow>;
-  /** The privacy settings of `userId` (the token's own user, or any with an admin token). */
-  getPrivacy(userId: string): Promise<Privacy>;
-  /** Hides (or shows) `userId`'s view history and/or presence; a field left out is kept. */
-  setPrivacy(userId: string, settings: PrivacySettings): Promise<Privacy>;
 }
 
 export type Visibility = 'visible' | 'hidden';
@@ -327,4 +313,35 @@ export interface Privacy {
   presence: Visibility;
   /** ISO time of the last change; null when never set. */
   updatedAt: string | null;
+}
+
+/** `createReads()`'s options: the service and the token, as for `createPresence`. */
+export interface ReadsOptions {
+  /** Base URL of presence-svc (no trailing `/v1`). */
+  baseUrl: string;
+  /** Returns a bearer token. Called at the first request and again (once) after a 401. */
+  getToken: () => string | Promise<string>;
+  /** Default: the global fetch. */
+  fetch?: FetchLike;
+}
+
+/**
+ * Reads and settings outside a tab's presence loop (`@presence-svc/client/reads`). Each rejects
+ * with a PresenceError: operation `seen` (latest, unseen), `timeline`, `presence` (fetchPresence, whereNow), `privacy`.
+ */
+export interface Reads {
+  /** An artifact's latest version (`GET .../latest`); null when none is set. */
+  latest(artifactId: string): Promise<LatestVersion | null>;
+  /** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
+  unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
+  /** An artifact's most users and sessions online at once per step (needs a dashboard token). */
+  timeline(artifactId: string, query?: TimelineQuery): Promise<TimelineResponse>;
+  /** One page of an artifact's presence list (`GET .../presence`), e.g. with `includeRecent`. */
+  fetchPresence(artifactId: string, options?: PageOptions): Promise<PresencePage>;
+  /** Where `userId` is online now and was recently (the user's own token, or a dashboard's). */
+  whereNow(userId: string): Promise<WhereNow>;
+  /** The privacy settings of `userId` (the token's own user, or any with an admin token). */
+  getPrivacy(userId: string): Promise<Privacy>;
+  /** Hides (or shows) `userId`'s view history and/or presence; a field left out is kept. */
+  setPrivacy(userId: string, settings: PrivacySettings): Promise<Privacy>;
 }

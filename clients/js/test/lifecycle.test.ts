@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
-import { DEFAULT_SESSION_KEY, SESSION_ID_PATTERN, createPresence, type Presence } from '../src/index.js';
+import { DEFAULT_SESSION_KEY, SESSION_ID_PATTERN, createPresence, randomSessionId, type Presence } from '../src/index.js';
 import { BASE, flush, makeEnv } from './helpers.js';
 
 const created: Presence[] = [];
@@ -84,6 +84,14 @@ describe('page lifecycle', () => {
     const fresh = track(createPresence(otherTab.options({ live: 'off' })));
     assert.notEqual(fresh.sessionId, id);
     assert.match(fresh.sessionId, SESSION_ID_PATTERN);
+  });
+
+  test('fresh session ids are 32 hex digits (leading zeros kept) and never repeat', () => {
+    const ids = Array.from({ length: 500 }, randomSessionId);
+    for (const id of ids) assert.match(id, /^[0-9a-f]{32}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    // 8000 random bytes: about 500 are below 16, each written as two digits ("0a", never "a")
+    assert.ok(ids.some((id) => /^0/.test(id)));
   });
 
   test('an invalid stored session id is replaced; a throwing sessionStorage still works', async () => {

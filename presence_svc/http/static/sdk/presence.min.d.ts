@@ -7,7 +7,7 @@ export interface ProblemDetails {
 	errors?: unknown;
 	[key: string]: unknown;
 }
-export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events" | "privacy";
+export type PresenceOperation = "token" | "heartbeat" | "leave" | "views" | "presence" | "events" | "seen" | "timeline" | "privacy";
 export declare class PresenceError extends Error {
 	/** HTTP status; 0 for network errors and getToken failures. */
 	readonly status: number;
@@ -43,6 +43,61 @@ export interface PresenceUser {
 	state?: PresenceState | null;
 	/** `away` when every session of the user is hidden or idle (a service that tracks it). */
 	status?: "active" | "away";
+	/** Each online session of the user (never its id), with `includeSessions`. */
+	sessionList?: SessionMeta[];
+}
+/** One online session of a user, as `sessionList` lists it. */
+export interface SessionMeta {
+	versionId?: string | null;
+	state?: PresenceState | null;
+	lastSeen: string;
+	status?: "active" | "away";
+}
+/** A user seen on the artifact recently and offline now (`includeRecent`), newest first. */
+export interface RecentUser {
+	userId: string;
+	name?: string | null;
+	avatarUrl?: string | null;
+	lastSeen: string;
+	/** How their last session went: `left`, `timeout`, or null. */
+	reason?: "left" | "timeout" | null;
+}
+/** What `fetchPresence()` asks for; every field is optional. */
+export interface PageOptions {
+	/** Users per page, 1-500. Default 100. */
+	limit?: number;
+	/** `nextCursor` of the previous page. */
+	cursor?: string;
+	/** Adds `sessionList` to each row. */
+	includeSessions?: boolean;
+	/** Adds `recent` (who was here recently, offline now) and `recentNextCursor`. */
+	includeRecent?: boolean;
+	/** Recent users per page, 1-500 (with `includeRecent`). */
+	recentLimit?: number;
+	/** `recentNextCursor` of the previous page (with `includeRecent`). */
+	recentCursor?: string;
+}
+/** An artifact the user is online on (`whereNow`). */
+export interface WhereOnline {
+	artifactId: string;
+	/** Of the user's most recent session there. */
+	versionId?: string | null;
+	/** `away` when every session of theirs there is away. */
+	status: "active" | "away";
+	lastSeen: string;
+	sessions: number;
+}
+/** An artifact the user left recently (`whereNow`). */
+export interface WhereRecent {
+	artifactId: string;
+	lastSeen: string;
+	reason?: "left" | "timeout" | null;
+}
+/** `GET /v1/users/{userId}/presence`: where the user is now, most recent first. */
+export interface WhereNow {
+	userId: string;
+	online: WhereOnline[];
+	recent: WhereRecent[];
 }
 /** What the instance is doing right now. */
 export type PresenceStatus = 
@@ -87,6 +142,8 @@ export interface EventTargetLike {
 }
 export interface DocumentLike extends EventTargetLike {
 	readonly visibilityState: string;
+	/** Whether the page has the focus (engaged time); absent: taken as focused. */
+	hasFocus?(): boolean;
 }
 export type WindowLike = EventTargetLike;
 export interface StorageLike {
@@ -127,6 +184,12 @@ export interface PresenceOptions {
 	defaultIntervalS?: number;
 	/** Seconds without input (pointer, keys, wheel) after which heartbeats say `away`; 0: never. Default 300. */
 	idleAfterS?: number;
+	/**
+	 * Engaged time (sent as `engagedMs` with each heartbeat and the page-close beacon) counts while the
+	 * tab is visible and focused and an input (pointer, key, wheel, scroll, touch) came within this many
+	 * seconds. Default 60; 0: no input needed.
+	 */
+	engagedIdleAfterS?: number;
 	/** Backoff cap for transient errors, in ms. Default 30000. */
 	maxBackoffMs?: number;
 	/** Consecutive EventSource failures (without an event in between) before polling. Default 3. */
@@ -146,6 +209,8 @@ export interface PresenceOptions {
 	clearTimeout?: (handle: TimerHandle) => void;
 	/** Returns a number in [0, 1); used for jitter. */
 	random?: () => number;
+	/** The clock engaged time is measured with, in ms (default: Date.now). */
+	now?: () => number;
 	/** Generates session ids (default: crypto.randomUUID without dashes). */
 	generateSessionId?: () => string;
 }
@@ -163,13 +228,49 @@ export interface ViewResponse {
 	views: number;
 	uniqueViewers: number;
 }
+/** `reads.timeline()`'s range: `until` defaults to now, `since` to an hour before it. */
+export interface TimelineQuery {
+	since?: string | Date;
+	until?: string | Date;
+	step?: "1m" | "1h" | "1d";
+}
+export interface TimelinePoint {
+	/** The step's start (ISO 8601). */
+	t: string;
+	/** The most users online at once in the step. */
+	online: number;
+	sessions: number;
+}
+export interface TimelineResponse {
+	artifactId: string;
+	step: "1m" | "1h" | "1d";
+	points: TimelinePoint[];
+	/** The most users of the range, and the start of the first step that had them. */
+	peak: {
+		online: number;
+		at: string | null;
+	};
+}
 export interface PresencePage {
 	online: number;
 	sessions: number;
+	/** Users active and away (a service that tracks it). */
+	active?: number;
+	away?: number;
 	users: PresenceUser[];
 	nextCursor?: string | null;
 	/** False when the service could not read the users directory: names are null. */
 	namesJoined?: boolean;
+	/** Only with `includeRecent`: who was here recently and is offline now, newest first. */
+	recent?: RecentUser[] | null;
+	recentNextCursor?: string | null;
+}
+/** An artifact's latest version: the one its audience is expected to read. */
+export interface LatestVersion {
+	artifactId: string;
+	versionId: string;
+	/** ISO 8601, when it was marked latest. */
+	setAt: string;
 }
 export interface Presence {
 	readonly online: number;
@@ -195,10 +296,6 @@ export interface Presence {
 	leave(): Promise<LeaveResponse | null>;
 	/** Stop everything; sends a leave with grace so a quick re-create (remount) is seamless. */
 	destroy(): void;
-	/** The privacy settings of `userId` (the token's own user, or any with an admin token). */
-	getPrivacy(userId: string): Promise<Privacy>;
-	/** Hides (or shows) `userId`'s view history and/or presence; a field left out is kept. */
-	setPrivacy(userId: string, settings: PrivacySettings): Promise<Privacy>;
 }
 export type Visibility = "visible" | "hidden";
 /** Hidden: still counted everywhere, listed to nobody but the user. */
@@ -213,6 +310,35 @@ export interface Privacy {
 	/** ISO time of the last change; null when never set. */
 	updatedAt: string | null;
 }
+/** `createReads()`'s options: the service and the token, as for `createPresence`. */
+export interface ReadsOptions {
+	/** Base URL of presence-svc (no trailing `/v1`). */
+	baseUrl: string;
+	/** Returns a bearer token. Called at the first request and again (once) after a 401. */
+	getToken: () => string | Promise<string>;
+	/** Default: the global fetch. */
+	fetch?: FetchLike;
+}
+/**
+ * Reads and settings outside a tab's presence loop (`@presence-svc/client/reads`). Each rejects
+ * with a PresenceError: operation `seen` (latest, unseen), `timeline`, `presence` (fetchPresence, whereNow), `privacy`.
+ */
+export interface Reads {
+	/** An artifact's latest version (`GET .../latest`); null when none is set. */
+	latest(artifactId: string): Promise<LatestVersion | null>;
+	/** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
+	unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
+	/** An artifact's most users and sessions online at once per step (needs a dashboard token). */
+	timeline(artifactId: string, query?: TimelineQuery): Promise<TimelineResponse>;
+	/** One page of an artifact's presence list (`GET .../presence`), e.g. with `includeRecent`. */
+	fetchPresence(artifactId: string, options?: PageOptions): Promise<PresencePage>;
+	/** Where `userId` is online now and was recently (the user's own token, or a dashboard's). */
+	whereNow(userId: string): Promise<WhereNow>;
+	/** The privacy settings of `userId` (the token's own user, or any with an admin token). */
+	getPrivacy(userId: string): Promise<Privacy>;
+	/** Hides (or shows) `userId`'s view history and/or presence; a field left out is kept. */
+	setPrivacy(userId: string, settings: PrivacySettings): Promise<Privacy>;
+}
 /** Initial snapshot, also used by the React hook before an instance exists. */
 export declare const EMPTY_SNAPSHOT: PresenceSnapshot;
 /**
@@ -222,7 +348,10 @@ export declare const EMPTY_SNAPSHOT: PresenceSnapshot;
 export declare function createPresence(options: PresenceOptions): Presence;
 export declare const SESSION_ID_PATTERN: RegExp;
 export declare const DEFAULT_SESSION_KEY = "presence-svc:session";
-/** 32 hex chars from crypto.randomUUID / getRandomValues (Math.random only as a last resort). */
+/**
+ * 32 hex chars from crypto.getRandomValues (every browser, secure context or not; node 20+;
+ * workers). No fallback: where there is no WebCrypto, pass `generateSessionId`.
+ */
 export declare function randomSessionId(): string;
 
 export {};

@@ -1,0 +1,227 @@
+/*
+ * `@presence-svc/client/reads` (src/reads.ts): the reads and settings outside a tab's presence
+ * loop, against the scripted service of helpers.ts (which checks the bearer token: t1 only).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import * as core from '../src/index.js';
+import { PresenceError, createReads, type Reads } from '../src/reads.js';
+import { BASE, json, makeEnv, problem, type Env } from './helpers.js';
+
+function reads(env: Env): Reads {
+  return createReads({ baseUrl: BASE + '/', getToken: env.options().getToken, fetch: env.server.fetch });
+}
+
+const latest = { artifactId: 'doc 1', versionId: 'v4', setAt: '2026-11-30T03:20:11.204Z' };
+
+describe('the reads entry point', () => {
+  test('the presence object no longer carries the reads; the same PresenceError class is used', () => {
+    const env = makeEnv();
+    const p = core.createPresence(env.options({ autoStart: false }));
+    for (const k of ['latest', 'unseen', 'timeline', 'getPrivacy', 'setPrivacy', 'whereNow', 'fetchPresence']) {
+      assert.equal(k in p, false, k);
+    }
+    p.destroy();
+    assert.equal(PresenceError, core.PresenceError);
+    assert.throws(() => createReads({} as never), TypeError);
+  });
+
+  test('a 401 gets one fresh token, shared by the reads, and the request is sent again', async () => {
+    const env = makeEnv();
+    env.tokens = ['old', 't1'];
+    const r = reads(env);
+    env.server.handler = (call) => (call.path.endsWith('/latest') && call.headers['authorization'] === 'Bearer t1' ? json(200, latest) : undefined);
+    assert.deepEqual(await r.latest('doc 1'), latest);
+    assert.deepEqual(
+      env.server.calls.map((c) => c.headers['authorization']),
+      ['Bearer old', 'Bearer t1'],
+    );
+    await r.whereNow('u1');
+    assert.equal(env.tokenCalls, 2);
+    assert.equal(env.server.calls.at(-1)!.url, `${BASE}/v1/users/u1/presence`);
+  });
+});
+
+describe('answers without a JSON body', () => {
+  test('a 204, or a 200 that is not JSON, resolves as an empty answer (fields absent), not an error', async () => {
+    const env = makeEnv();
+    const r = reads(env);
+    env.server.handler = () => new Response(null, { status: 204 });
+    assert.deepEqual(await r.getPrivacy('u1'), {});
+    env.server.handler = () => new Response('<html>ok</html>', { status: 200, headers: { 'Content-Type': 'text/html' } });
+    assert.deepEqual(await r.whereNow('u1'), {});
+  });
+});
+
+describe('latest version and unseen artifacts', () => {
+  test('latest() reads an artifact latest version, null when none is set', async () => {
+    const env = makeEnv();
+    let set = false;
+    env.server.handler = (call) =>
+      call.path.endsWith('/latest') ? (set ? json(200, latest) : problem(404, 'no latest version')) : undefined;
+    const r = reads(env);
+    assert.equal(await r.latest('doc 1'), null);
+    set = true;
+    assert.deepEqual(await r.latest('doc 1'), latest);
+    assert.equal(env.server.to('/latest')[0]!.path, '/v1/artifacts/doc%201/latest');
+  });
+
+  test('latest() rejects on a refusal other than 404', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.endsWith('/latest') ? problem(403, 'Forbidden') : undefined);
+    await assert.rejects(reads(env).latest('doc-1'), (e: unknown) => e instanceof PresenceError && e.status === 403 && e.operation === 'seen');
+  });
+
+  test('unseen() asks for every artifact id at once and returns the list', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.endsWith('/unseen') ? json(200, { artifacts: [latest] }) : undefined);
+    assert.deepEqual(await reads(env).unseen('u:1', ['doc 1', 'doc-2']), [latest]);
+    const call = env.server.to('/unseen')[0]!;
+    assert.equal(call.path, '/v1/users/u%3A1/unseen');
+    assert.deepEqual(new URL(call.url).searchParams.getAll('artifactId'), ['doc 1', 'doc-2']);
+  });
+
+  test('a refusal rejects with a PresenceError of the seen operation', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.endsWith('/unseen') ? problem(403, 'another user') : undefined);
+    await assert.rejects(reads(env).unseen('u2', ['doc-1']), (e: unknown) => {
+      assert.ok(e instanceof PresenceError);
+      assert.equal(e.status, 403);
+      assert.equal(e.operation, 'seen');
+      return true;
+    });
+  });
+});
+
+describe('timeline', () => {
+  test('timeline() reads the artifact timeline with the range and step, as the service answers it', async () => {
+    const env = makeEnv();
+    const answer = {
+      artifactId: 'art 1',
+      step: '1h',
+      points: [{ t: '2026-01-01T10:00:00.000Z', online: 3, sessions: 4 }],
+      peak: { online: 3, at: '2026-01-01T10:00:00.000Z' },
+    };
+    env.server.handler = (call) => (call.path.endsWith('/timeline') ? json(200, answer) : undefined);
+    const got = await reads(env).timeline('art 1', { since: new Date(Date.UTC(2026, 0, 1, 10)), until: '2026-01-01T11:00:00Z', step: '1h' });
+    assert.deepEqual(got, answer);
+    const [call] = env.server.to('/timeline');
+    const url = new URL(call!.url);
+    assert.equal(url.pathname, '/v1/artifacts/art%201/timeline');
+    assert.equal(url.searchParams.get('since'), '2026-01-01T10:00:00.000Z');
+    assert.equal(url.searchParams.get('until'), '2026-01-01T11:00:00Z');
+    assert.equal(url.searchParams.get('step'), '1h');
+    assert.equal(call!.headers['authorization'], 'Bearer t1');
+  });
+
+  test('timeline() rejects with the problem of a refused range', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.endsWith('/timeline') ? problem(400, 'Bad Request') : undefined);
+    await assert.rejects(reads(env).timeline('art-1'), (err: unknown) => {
+      assert.ok(err instanceof PresenceError);
+      assert.equal(err.status, 400);
+      assert.equal(err.operation, 'timeline');
+      assert.deepEqual([...new URL(env.server.to('/timeline')[0]!.url).searchParams], []); // the service's defaults
+      return true;
+    });
+  });
+});
+
+describe('privacy settings', () => {
+  test('setPrivacy PUTs only the given fields; getPrivacy reads them back', async () => {
+    const env = makeEnv();
+    let stored = { userId: 'a:b', viewHistory: 'visible', presence: 'visible', updatedAt: null as string | null };
+    env.server.handler = (call) => {
+      if (!call.path.endsWith('/privacy')) return undefined;
+      if (call.method === 'PUT') stored = { ...stored, ...call.body, updatedAt: '2026-11-30T03:00:00.000Z' };
+      return json(200, stored);
+    };
+    const r = reads(env);
+    const set = await r.setPrivacy('a:b', { presence: 'hidden' });
+    assert.deepEqual(set, { userId: 'a:b', viewHistory: 'visible', presence: 'hidden', updatedAt: '2026-11-30T03:00:00.000Z' });
+    const put = env.server.to('/privacy').find((c) => c.method === 'PUT')!;
+    assert.equal(put.path, '/v1/users/a%3Ab/privacy');
+    assert.deepEqual(put.body, { presence: 'hidden' });
+    assert.equal(put.headers['authorization'], 'Bearer t1');
+    assert.equal(put.headers['content-type'], 'application/json');
+    assert.deepEqual(await r.getPrivacy('a:b'), set);
+  });
+
+  test('a refused change rejects with a PresenceError naming the field', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) =>
+      call.path.endsWith('/privacy')
+        ? json(400, { type: 'about:blank', title: 'Bad Request', status: 400, detail: 'bad', errors: [{ field: 'presence', message: 'x' }] })
+        : undefined;
+    const r = reads(env);
+    const err = await r.setPrivacy('u1', { presence: 'gone' as 'hidden' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof PresenceError);
+    assert.equal(err.status, 400);
+    assert.equal(err.operation, 'privacy');
+    assert.equal((err.problem as { errors?: { field: string }[] }).errors?.[0]?.field, 'presence');
+    env.server.handler = (call) => (call.path.endsWith('/privacy') ? problem(403, 'Forbidden') : undefined);
+    await assert.rejects(r.getPrivacy('u2'), (e: unknown) => e instanceof PresenceError && e.status === 403);
+  });
+});
+
+const where = {
+  userId: 'u 1',
+  online: [{ artifactId: 'doc-1', versionId: 'v3', status: 'away', lastSeen: '2026-11-29T21:36:11.420Z', sessions: 2 }],
+  recent: [{ artifactId: 'doc-7', lastSeen: '2026-11-29T20:02:40.031Z', reason: 'left' }],
+};
+
+describe('where a user is, and pages of an artifact presence list', () => {
+  test('whereNow asks GET /v1/users/{userId}/presence with the token and returns the answer', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.startsWith('/v1/users/') ? json(200, where) : undefined);
+    const found = await reads(env).whereNow('u 1');
+    const call = env.server.calls.at(-1)!;
+    assert.equal(call.method, 'GET');
+    assert.equal(call.url, `${BASE}/v1/users/u%201/presence`);
+    assert.equal(call.headers['authorization'], 'Bearer t1');
+    assert.deepEqual(found, where);
+  });
+
+  test('whereNow of another user refused (403) rejects with a PresenceError naming the status', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.startsWith('/v1/users/') ? problem(403, 'Forbidden') : undefined);
+    await assert.rejects(reads(env).whereNow('someone-else'), (err: unknown) => {
+      assert.ok(err instanceof PresenceError);
+      assert.equal(err.status, 403);
+      assert.equal(err.operation, 'presence');
+      return true;
+    });
+  });
+
+  test('fetchPresence with includeRecent pages the recent users with their own cursor', async () => {
+    const env = makeEnv();
+    const recent = [{ userId: 'u9', name: null, avatarUrl: null, lastSeen: '2026-11-29T21:30:02.118Z', reason: 'timeout' }];
+    env.server.handler = (call) =>
+      call.path.endsWith('/presence') && call.url.includes('include=')
+        ? json(200, { online: 0, sessions: 0, active: 0, away: 0, users: [], nextCursor: null, namesJoined: true, recent, recentNextCursor: 'rc2' })
+        : undefined;
+    const r = reads(env);
+    const page = await r.fetchPresence('doc 1', { includeRecent: true, recentLimit: 1, limit: 25 });
+    let url = new URL(env.server.calls.at(-1)!.url);
+    assert.equal(url.pathname, '/v1/artifacts/doc%201/presence');
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '25', include: 'recent', recentLimit: '1' });
+    assert.deepEqual(page.recent, recent);
+    assert.equal(page.recentNextCursor, 'rc2');
+
+    await r.fetchPresence('doc 1', { includeRecent: true, includeSessions: true, recentCursor: page.recentNextCursor!, limit: 5, cursor: 'c1' });
+    url = new URL(env.server.calls.at(-1)!.url);
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '5', include: 'sessions,recent', cursor: 'c1', recentCursor: 'rc2' });
+  });
+
+  test('fetchPresence without options asks for one plain page of 100', async () => {
+    const env = makeEnv();
+    const page = await reads(env).fetchPresence('art-1');
+    const url = new URL(env.server.calls.at(-1)!.url);
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '100' });
+    assert.deepEqual(page.users.map((u) => u.userId), ['u1', 'u2']);
+    assert.equal(page.recent, undefined);
+  });
+});
