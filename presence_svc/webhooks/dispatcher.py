@@ -429,6 +429,7 @@ class WebhookDispatcher:
 
     async def _queue(self, batch: dict[str, list[StreamEntry]]) -> None:
         events, acks = self._derive(batch)
+        await self._hide_viewers(events)
         if events:
             # Read again now: an endpoint created just before these entries were written
             # gets them (its POST's answer promised so), whatever the last refresh saw.
@@ -442,6 +443,20 @@ class WebhookDispatcher:
             lane = self.lanes.get(endpoint_id)
             if lane is not None:
                 lane.wake.set()
+
+    async def _hide_viewers(self, events: Sequence[Event]) -> None:
+        """``view.counted`` of a user whose view history is hidden goes out without the
+        user (``userId`` null): the view counts, who viewed is listed to nobody. Read from
+        the privacy mirror every API process keeps (one HMGET per batch)."""
+        views = [e for e in events if e.event_type == "view.counted"]
+        if not views:
+            return
+        users = sorted({str(e.data["userId"]) for e in views})
+        flags = await self.redis.client.hmget(Keyspace.hidden_users(), users)
+        hidden = {u for u, f in zip(users, flags, strict=True) if f and int(f) & 1}
+        for event in views:
+            if event.data["userId"] in hidden:
+                event.data["userId"] = None
 
     def _derive(
         self, batch: dict[str, list[StreamEntry]]

@@ -267,3 +267,23 @@ async def test_a_large_room_sends_its_joins_as_interval_events(make_hooks: Any) 
         last = receiver.of_type("presence.interval")[-1]
         assert last.data["online"] == 4
         assert last.data["left"] == []
+
+
+async def test_a_view_of_a_user_who_hid_their_view_history_goes_out_without_them(
+    make_hooks: Any,
+) -> None:
+    hooks = await make_hooks()
+    response = await hooks.client.put(
+        "/v1/users/carol/privacy", json={"viewHistory": "hidden"}, headers=hooks.auth("carol")
+    )
+    assert response.status == 200
+    async with receiving() as receiver:
+        made = await hooks.create(receiver.url, ["view.counted"])
+        receiver.secrets.append(made["secret"])
+        await hooks.view("doc-1", "v1", "carol")
+        await hooks.view("doc-1", "v1", "bob")
+        await until(lambda: len(receiver.unique()) == 2, what="two views")
+        assert sorted((r.data["userId"] or "", r.data["versionId"]) for r in receiver.unique()) == [
+            ("", "v1"),
+            ("bob", "v1"),
+        ]
