@@ -301,13 +301,16 @@ end
 -- active}; events empty when only hidden sessions changed the counts. While the
 -- partition's outbox stream exists (the webhook dispatcher creates it
 -- when an endpoint exists), the same change is appended there too, durably:
--- field 'm' = msgpack {artifact, online, sessions, events, active, now}.
+-- field 'm' = msgpack {artifact, online, sessions, events, active, now, online before}:
+-- the users online before this run (lib/writer.lua reads them first), so occupied and
+-- vacated follow the counts even when hidden sessions announce nothing.
+local OUTBOX = {before = nil}  -- before: set by lib/writer.lua while the outbox exists
 local function publish(channel, events, online, sessions, active)
   if #events == 0 and not QUIET.changed then return end
   timeline_note(online, sessions) -- lib/timeline.lua
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
-  if redis.call('EXISTS', KEYS[7]) == 1 then
+  if OUTBOX.before ~= nil then
     redis.call('XADD', KEYS[7], '*', 'm',
-      cmsgpack.pack({ARGV[1], online, sessions, events, active, NOW}))
+      cmsgpack.pack({ARGV[1], online, sessions, events, active, NOW, OUTBOX.before}))
   end
 end

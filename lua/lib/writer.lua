@@ -22,4 +22,7 @@ local away_timeout = tonumber(ARGV[5])
 local longest = math.max(timeout, away_timeout)
 local now = NOW
 local events = {}
+if redis.call('EXISTS', KEYS[7]) == 1 then  -- webhooks: the count the change starts from
+  OUTBOX.before = tonumber(redis.call('HGET', I, '~n') or '0')
+end
 local settled = settle(Z, I, U, now, events, timeout, away_timeout)

@@ -2,10 +2,12 @@
 partition outboxes and from the views streams; each with an id that is the same however
 often its entry is read (the idempotency key receivers dedupe on).
 
-An outbox entry is msgpack ``[artifact, online, sessions, events, active, now_ms]`` (see
-docs/data-model.md). The artifact was occupied before the change by ``online - joins +
-leaves`` users: 0 before and some after is ``artifact.occupied``, some before and 0 after
-is ``artifact.vacated`` (with the reason of the last leave). A room in interval mode (as
+An outbox entry is msgpack ``[artifact, online, sessions, events, active, now_ms,
+online_before]`` (see docs/data-model.md): the users online before and after the change
+(hidden ones included, who announce no join or leave): 0 before and some after is
+``artifact.occupied``, some before and 0 after is ``artifact.vacated`` (with the reason of
+the last leave, else ``left``). An entry without ``online_before`` (written before it was
+added) derives it as ``online - joins + leaves``. A room in interval mode (as
 its event streams judge it, ``live.events.interval``) sends its joins and leaves as one
 ``presence.interval`` per interval, netted by the same ``IntervalBatch`` the streams use;
 the entries behind an open interval stay unacknowledged until it is queued.
@@ -108,12 +110,14 @@ class PresenceEvents:
                 items[3],
                 int(items[5]),
             )
+            # the writers' count before the change (older entries: derived from events)
+            counted_before = int(items[6]) if len(items) > 6 else None
         except (msgspec.DecodeError, IndexError, TypeError, ValueError) as exc:
             raise ValueError(f"not an outbox entry: {exc}") from exc
         base = f"ev_{ref[0].split('{', 1)[-1].split('}', 1)[0]}_{_text(ref[1])}"
         joins = [c for c in changes if isinstance(c, list) and c and _text(c[0]) == "join"]
         leaves = [c for c in changes if isinstance(c, list) and c and _text(c[0]) == "leave"]
-        before = online - len(joins) + len(leaves)
+        before = online - len(joins) + len(leaves) if counted_before is None else counted_before
         out: list[Event] = []
 
         def add(kind: str, data: dict[str, Any]) -> None:

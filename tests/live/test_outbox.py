@@ -28,9 +28,9 @@ async def test_writers_append_their_changes_only_while_the_outbox_exists(
     await store.leave("doc-ob", "tab-alice-01", "alice")
     entries = sync_redis.xrange(outbox)
     messages = [msgpack.unpackb(fields[b"m"], raw=False) for _, fields in entries]
-    assert [(m[0], m[1], m[2], [e[0] for e in m[3]]) for m in messages] == [
-        ("doc-ob", 2, 2, ["join"]),
-        ("doc-ob", 1, 1, ["leave"]),
+    assert [(m[0], m[1], m[2], [e[0] for e in m[3]], m[6]) for m in messages] == [
+        ("doc-ob", 2, 2, ["join"], 1),
+        ("doc-ob", 1, 1, ["leave"], 2),
     ]
     assert messages[0][3][0][1:3] == ["bob", "v2"]
     assert messages[1][3][0][1:] == ["alice", "left"]

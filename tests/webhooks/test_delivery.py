@@ -287,3 +287,29 @@ async def test_a_view_of_a_user_who_hid_their_view_history_goes_out_without_them
             ("", "v1"),
             ("bob", "v1"),
         ]
+
+
+async def test_occupied_and_vacated_follow_the_counts_with_invisible_users(
+    make_hooks: Any,
+) -> None:
+    """An invisible user counts: their arrival occupies the room and their departure
+    vacates it, though neither is announced as a join or a leave."""
+    hooks = await make_hooks()
+    response = await hooks.client.put(
+        "/v1/users/carol/privacy", json={"presence": "hidden"}, headers=hooks.auth("carol")
+    )
+    assert response.status == 200
+    async with receiving() as receiver:
+        made = await hooks.create(receiver.url, PRESENCE)
+        receiver.secrets.append(made["secret"])
+        await hooks.beat("doc-h", "carol")  # hidden: occupied, no join
+        await hooks.beat("doc-h", "bob")  # a join, the room was occupied already
+        await hooks.leave("doc-h", "bob")
+        await hooks.leave("doc-h", "carol")  # the last one: vacated, no leave
+        await until(lambda: len(receiver.unique()) == 4, what="four events")
+        assert _presence_of(receiver, "doc-h") == [
+            ("artifact.occupied", None),
+            ("presence.join", "bob"),
+            ("presence.leave", "bob"),
+            ("artifact.vacated", "left"),
+        ]
