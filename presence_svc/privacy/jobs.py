@@ -33,8 +33,10 @@ RETRY_MS = 2_000
 this long before it is tried again."""
 KEEP_MS = 30 * 86_400_000
 """A completed job stays readable (``GET /v1/erasures/{id}``) this long."""
-INLINE_STEPS = 12
-"""Steps the request itself runs: a user with little data is erased before the answer."""
+INLINE_STEPS = 24
+"""Steps the request itself runs: a user with little data is erased before the answer
+(one step per eraser at least, and the streams a step per 16 partitions: with 64
+partitions a small user takes about 16)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,18 @@ def test_erasure_benchmark_erases_every_view_and_times_each_eraser() -> None:
     assert (result["artifacts"], result["complete"]) == (600, True)
     assert result["ledger_rows_tombstoned"] == 600
     erasers = result["erasers"]
-    assert list(erasers) == ["views", "presence", "user-keys", "views-streams", "ledger", "profile"]
+    assert list(erasers) == [
+        "engagement",
+        "views",
+        "presence",
+        "user-keys",
+        "views-streams",
+        "ledger",
+        "engagement-left",
+        "engagement-totals",
+        "webhooks",
+        "privacy-mirror",
+        "profile",
+    ]
     assert erasers["views"]["steps"] == 600 // 250 + 2  # three batches, then the empty index
     assert result["total_s"] >= sum(e["s"] for e in erasers.values())

@@ -36,9 +36,20 @@ def _key_bytes(sync_redis: redis.Redis, but: bytes = b"\0") -> dict[bytes | str,
     Counted per key rather than from ``INFO memory``: the allocator's totals move by
     ±100 KB between two quiet moments (client buffers, the Lua heap, lazy frees), which
     would hide a leak of that size and fail a run without one. Rate-limit buckets (``rl:``)
-    are left out: each expires by itself once full again, whenever the readers last read."""
-    keys = [k for k in sync_redis.keys("*") if not k.startswith(b"rl:") and not k.startswith(but)]
+    are left out: each expires by itself once full again, whenever the readers last read;
+    so are the timelines (``_timeline``)."""
+    keys = [
+        k
+        for k in sync_redis.keys("*")
+        if not k.startswith(b"rl:") and not k.startswith(but) and not _timeline(k)
+    ]
     return {key: int(sync_redis.memory_usage(key, samples=0) or 0) for key in keys}
+
+
+def _timeline(key: bytes) -> bool:
+    """The artifacts' timelines (and their partitions' rollup index) are kept for
+    ``PRESENCE_TIMELINE_DAYS`` by design: each must have a TTL, checked at the end."""
+    return key.endswith((b":tl", b":tli"))
 
 
 def _difference(before: dict[bytes | str, int], after: dict[bytes | str, int]) -> list[str]:
@@ -161,6 +172,10 @@ async def test_soak_nothing_grows_and_every_departure_is_one_leave(
             await asyncio.sleep(0.1)
         for key in sync_redis.keys("wn:*"):
             assert 0 < sync_redis.pttl(key) <= (2.5 + 10 * 2.5 + 2 * 2.5) * 1000
+        timelines = [k for k in sync_redis.keys("ps:*") if _timeline(k)]
+        assert timelines  # the run's joins and leaves were recorded
+        for key in timelines:
+            assert 0 < sync_redis.pttl(key) <= 7 * 86_400_000
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
