@@ -88,7 +88,7 @@ async def seen(request: web.Request) -> web.Response:
     await app[LIMITER].check(principal, RouteClass.READ)
     store = app[SEEN]
     version_id = await _version(store, artifact_id, given)
-    page = await store.page(artifact_id, version_id, limit, cursor)
+    page = await store.page(artifact_id, version_id, limit, cursor, principal.user_id)
     found = await profiles_or_none(app[USERS].get_profiles, (v.user_id for v in page.viewers))
     profiles = found or {}
     rows = []

@@ -104,24 +104,33 @@ class SeenStore:
         return found
 
     async def page(
-        self, artifact_id: str, version_id: str, limit: int, cursor: str | None
+        self,
+        artifact_id: str,
+        version_id: str,
+        limit: int,
+        cursor: str | None,
+        own_user_id: str = "",
     ) -> SeenPage:
-        """Counts of the version's viewers and one page of them, most recent view first."""
+        """Counts of the version's viewers and one page of them, most recent view first;
+        ``own_user_id`` (the caller) sees their own row even when their history is hidden,
+        as in the viewers list."""
         after = decode_cursor(cursor) if cursor else None
         counts = self.reads.counts(artifact_id, version_id)
-        call = self.redis.scripts.viewers.call(self.keys, artifact_id, version_id, limit, after)
+        call = self.redis.scripts.viewers.call(
+            self.keys, artifact_id, version_id, limit, after, own_user_id
+        )
         raw = await self.redis.run(call)
         answers = await self.redis.read_commands(counts)
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer
         seen, listed, readers, erased = answers
-        rows, has_more, *_ = msgspec.msgpack.decode(raw)  # the privacy work adds `hidden`
+        rows, has_more, *rest = msgspec.msgpack.decode(raw)
         entries = [(as_text(user), ViewerEntry.decode(info)) for user, info in (rows or [])]
         viewers = [
             SeenViewer(user, entry, entry.engaged_ms >= self.read_after_ms)
             for user, entry in entries
-            if not entry.hidden  # the privacy work keeps them out of the zset; twice safe
+            if not entry.hidden or user == own_user_id  # only the caller's own hidden row
         ]
         next_cursor = None
         if has_more and entries:
@@ -131,7 +140,8 @@ class SeenStore:
             version_id=version_id,
             seen=int(seen),
             read=_int(readers),
-            hidden=max(0, int(seen) - int(listed) - _int(erased)),
+            # viewers.lua's count leaves out the caller's own row when it lists it
+            hidden=int(rest[0]) if rest else max(0, int(seen) - int(listed) - _int(erased)),
             viewers=viewers,
             next_cursor=next_cursor,
         )

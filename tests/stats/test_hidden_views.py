@@ -163,3 +163,20 @@ async def test_erasing_viewers_leaves_the_hidden_count_to_the_hidden_ones(
     )
     found = await stats(client, auth)
     assert (found["views"], found["uniqueViewers"]) == (4, 4)
+
+
+async def test_a_hidden_viewer_sees_their_own_row_in_the_seen_list(
+    client: AppClient, auth: Auth
+) -> None:
+    await hide(client, auth, "alice")
+    await view(client, auth, "alice")
+    await view(client, auth, "bob")
+
+    async def seen(headers: dict[str, str]) -> tuple[list[str], int, int]:
+        response = await client.get("/v1/artifacts/doc-1/seen?versionId=v1", headers=headers)
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        return sorted(v["userId"] for v in body["viewers"]), body["hiddenViewers"], body["seen"]
+
+    assert await seen(auth("board", scope="dashboard")) == (["bob"], 1, 2)
+    assert await seen(auth("alice", scope="dashboard")) == (["alice", "bob"], 0, 2)
