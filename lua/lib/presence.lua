@@ -26,6 +26,7 @@
 --! include lib/recent.lua
 --! include lib/timeline.lua
 --! include lib/hidden.lua
+--! include lib/counts.lua
 
 local WATERMARK = '~w'
 local SETTLE_STEP = 64
@@ -263,6 +264,7 @@ local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, re
   if #oldest == 0 then
     redis.call('DEL', I, U)
     redis.call('ZREM', D, artifact)
+    counts_forget() -- lib/counts.lua
     return
   end
   fit(Z, I, U)
@@ -290,11 +292,14 @@ local function due_soon(D, artifact, now, timeout)
   return not due or tonumber(due) < now + math.floor(timeout / 3)
 end
 
--- {users, sessions, active users} once everything due is settled.
+-- {users, sessions, active users} once everything due is settled; also kept in the
+-- partition's counts hash for batch reads (lib/counts.lua).
 local function counts(Z, I, now)
   local meta = redis.call('HMGET', I, '~n', '~a')
-  return tonumber(meta[1] or '0'), redis.call('ZCOUNT', Z, '(' .. now, '+inf'),
-    tonumber(meta[2] or '0')
+  local users, active = tonumber(meta[1] or '0'), tonumber(meta[2] or '0')
+  local sessions = redis.call('ZCOUNT', Z, '(' .. now, '+inf')
+  counts_keep(Z, I, users, sessions, active)
+  return users, sessions, active
 end
 
 -- One message per script run that changed who is online: {online, sessions, events,

@@ -23,6 +23,7 @@ local more = (not settled or #old == SETTLE_STEP) and 1 or 0
 if redis.call('ZCARD', Z) == 0 then
   redis.call('DEL', Z, I, U)
   redis.call('ZREM', D, artifact)
+  counts_forget() -- lib/counts.lua
   publish(channel, events, 0, 0, 0)
   return {0, 0, #old, 0}
 end

@@ -14,7 +14,15 @@ from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["MAX_BODY_BYTES", "MAX_LARGE_BODY_BYTES", "Body", "field_errors", "respond"]
+__all__ = [
+    "JSON",
+    "MAX_BODY_BYTES",
+    "MAX_LARGE_BODY_BYTES",
+    "Body",
+    "field_errors",
+    "respond",
+    "wants_msgpack",
+]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_LARGE_BODY_BYTES = 160 * 1024

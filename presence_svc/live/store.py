@@ -6,7 +6,6 @@ artifacts by partition and send one script call per partition in one pipeline.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -19,7 +18,7 @@ from presence_svc.errors import Conflict
 from presence_svc.live.recent import RecentList
 from presence_svc.live.where_now import WhereNowIndex
 from presence_svc.redis.connection import RedisConnection, as_text
-from presence_svc.redis.keys import ArtifactKeys, Keyspace
+from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import Engagement, Lifetimes, ScriptCall
 from presence_svc.settings import Settings
 
@@ -119,6 +118,8 @@ class PresenceStore:
         self._grace = int(settings.leave_grace_s * 1000)
         self.where_now = WhereNowIndex(redis, self.keys, settings, pack_session_id)
         self.recent = RecentList(redis, self.keys, settings)
+        self._tags: dict[str, str] = {}
+        """Artifact id -> partition tag, for batch reads (bounded like the key cache)."""
 
     def heartbeat_call(
         self,
@@ -185,24 +186,53 @@ class PresenceStore:
 
     async def online(self, artifact_ids: Sequence[str]) -> dict[str, Counts]:
         """Counts of many artifacts: one script call per partition, all in one pipeline."""
-        by_tag: dict[str, list[ArtifactKeys]] = defaultdict(list)
-        for artifact_id in dict.fromkeys(artifact_ids):
-            k = self.keys.artifact(artifact_id)
-            by_tag[k.tag].append(k)
+        by_tag = self._by_partition(artifact_ids)
         online = self._scripts.online
-        calls = [online.call(artifacts) for artifacts in by_tag.values()]
+        calls = [online.call(tag, ids, json=False) for tag, ids in by_tag.items()]
         results = await self.redis.run_many(calls)
         out: dict[str, Counts] = {}
-        for artifacts, result in zip(by_tag.values(), results, strict=True):
+        for ids, result in zip(by_tag.values(), results, strict=True):
             if isinstance(result, Exception):
                 raise result
             each = iter(result)  # online, sessions, active, online... (Lua integers)
-            for k, users, sessions, active in zip(artifacts, each, each, each, strict=True):
+            for artifact_id, users, sessions, active in zip(ids, each, each, each, strict=True):
                 if 0 <= active <= users:  # as always: no clamping, no conversions
-                    out[k.artifact_id] = Counts(users, sessions, active, users - active)
+                    out[artifact_id] = Counts(users, sessions, active, users - active)
                 else:
-                    out[k.artifact_id] = Counts.of(users, sessions, active)
+                    out[artifact_id] = Counts.of(users, sessions, active)
         return out
+
+    async def online_json(self, artifact_ids: Sequence[str]) -> bytes:
+        """``online`` as the members of the answer's ``counts`` JSON object, comma-joined:
+        the scripts write them (lua/live/online.lua), so no count passes through Python.
+        The ids must be valid ids (nothing to escape)."""
+        by_tag = self._by_partition(artifact_ids)
+        online = self._scripts.online
+        calls = [online.call(tag, ids, json=True) for tag, ids in by_tag.items()]
+        parts = []
+        for result in await self.redis.run_many(calls):
+            if isinstance(result, Exception):
+                raise result
+            parts.append(result if isinstance(result, bytes) else str(result).encode())
+        return b",".join(parts)
+
+    def _by_partition(self, artifact_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The distinct ids grouped by partition tag (a batch is one call per partition)."""
+        tags = self._tags
+        if len(tags) > Keyspace.CACHED_ARTIFACTS:
+            tags.clear()
+        tag_of = self.keys.tag_of
+        by_tag: dict[str, list[str]] = {}
+        for artifact_id in dict.fromkeys(artifact_ids):
+            tag = tags.get(artifact_id)
+            if tag is None:
+                tag = tags[artifact_id] = tag_of(artifact_id)
+            ids = by_tag.get(tag)
+            if ids is None:
+                by_tag[tag] = [artifact_id]
+            else:
+                ids.append(artifact_id)
+        return by_tag
 
     async def page(
         self, artifact_id: str, limit: int, cursor: str | None, *, sessions: bool = False

@@ -82,6 +82,9 @@ class ArtifactKeys:
     timeline_index: str
     """zset (per partition): artifact id -> its oldest hour not rolled up into the
     database yet (see lua/lib/timeline.lua)."""
+    counts: str
+    """hash (per partition): artifact id -> its online counts as the writers left them,
+    and until when they hold (see lua/lib/counts.lua)."""
 
 
 class Keyspace:
@@ -128,6 +131,7 @@ class Keyspace:
                 outbox=self.outbox(tag),
                 timeline=f"{base}:tl",
                 timeline_index=self.timeline_index(tag),
+                counts=self.counts(tag),
             )
         return keys
 
@@ -155,6 +159,18 @@ class Keyspace:
         """zset (per partition): artifact id -> its oldest hour (ms / 3 600 000) whose
         timeline the worker has not rolled up into the database yet."""
         return f"ps:{{{tag}}}:tli"
+
+    @staticmethod
+    def counts(tag: str) -> str:
+        """hash (per partition): artifact id -> ``users:sessions:active:until``, the online
+        counts the writers keep for batch reads (lua/lib/counts.lua)."""
+        return f"ps:{{{tag}}}:cnt"
+
+    @staticmethod
+    def presence_prefix(tag: str) -> str:
+        """What every presence key of partition ``tag`` starts with (``ps:{T}:``): a script
+        that reads many artifacts builds their key names from it."""
+        return f"ps:{{{tag}}}:"
 
     def where_now(self, user_id: str) -> str:
         """zset on the USER's slot: ``<artifact>/<session digest hex>`` -> when written (ms);

@@ -191,6 +191,7 @@ class PresenceWriter(Script):
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
         keys: tuple[str, ...] = (k.sessions, k.info, k.users, k.due, k.recent, k.recent_due)
         keys += (k.outbox, k.timeline, k.timeline_index)  # KEYS[9]: lib/timeline.lua
+        keys += (k.counts,)  # KEYS[10]: lib/counts.lua
         args = (k.artifact_id, k.channel, *times)
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
@@ -362,26 +363,12 @@ class EraseUserScript(PresenceWriter):
 class OnlineScript(Script):
     PATH = "live/online"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._packed: dict[str, bytes] = {}
-        """Artifact id -> its two keys packed as bulks: an online batch sends 2 000 key
-        names a request, and packing them cost more than the rest of its Python side."""
-
-    def call(self, artifacts: Sequence[ArtifactKeys]) -> ScriptCall:
-        """Counts of ``artifacts``, all of one partition, in one call."""
-        packed = self._packed
-        if len(packed) + len(artifacts) > Keyspace.CACHED_ARTIFACTS:
-            packed.clear()
-        parts = []
-        for k in artifacts:
-            bulks = packed.get(k.artifact_id)
-            if bulks is None:
-                bulks = packed[k.artifact_id] = pack_bulks((k.sessions, k.info))
-            parts.append(bulks)
-        keys = [name for k in artifacts for name in (k.sessions, k.info)]
-        head = evalsha_head(self.sha, len(keys), 0) + b"".join(parts)
-        return ScriptCall(self, keys, (), head=head)
+    def call(self, tag: str, artifact_ids: Sequence[str], *, json: bool) -> ScriptCall:
+        """Counts of ``artifact_ids`` (valid ids), all of partition ``tag``, in one call:
+        with ``json`` one slice of the answer's JSON object, else three numbers each. The
+        ids travel as one argument: one join here, no RESP packing per id."""
+        args = (Keyspace.presence_prefix(tag), "j" if json else "n", "\n".join(artifact_ids))
+        return ScriptCall(self, (Keyspace.counts(tag),), args)
 
 
 class PresencePageScript(Script):

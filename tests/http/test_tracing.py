@@ -135,10 +135,10 @@ async def test_script_calls_outside_a_request_make_no_span(
         tracer = trace.get_tracer("test")
         online = redis.scripts.online
         keys = Keyspace(settings.partitions)
-        await redis.run(online.call([keys.artifact("doc-1")]))
+        await redis.run(online.call(keys.tag_of("doc-1"), ["doc-1"], json=False))
         assert spans() == []
         with tracer.start_as_current_span("job"):
-            await redis.run_many([online.call([keys.artifact("doc-1")])] * 2)
+            await redis.run_many([online.call(keys.tag_of("doc-1"), ["doc-1"], json=False)] * 2)
         assert sorted(s.name for s in spans()) == ["EVALSHA online", "EVALSHA online", "job"]
     finally:
         await redis.aclose()

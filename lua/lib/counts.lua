@@ -1,0 +1,31 @@
+-- lib/counts.lua: the partition's counts hash the presence writers keep, so a batch of
+-- online counts is one HMGET per partition (live/online.lua) instead of three commands
+-- per artifact.
+-- KEYS[10] C hash (per partition): artifact id -> 'users:sessions:active:until', the
+-- artifact's counts as the writer left them, exact while Redis's clock is before `until`
+-- (ms; empty: no session is counted, the zeros hold until a writer changes them).
+-- `until` is the first deadline above the watermark: the first counted session to go
+-- offline, or (while settling is behind) one already past, which makes the record void
+-- at once. Every writer run that reaches its counts rewrites the record; a heartbeat's
+-- fast path only moves a deadline later and changes no count, so the stored `until` can
+-- only be earlier than needed (a read falls back to the full count, never to a wrong
+-- one). A read also falls back for an artifact without a record (none written yet).
+
+local function counts_keep(Z, I, users, sessions, active)
+  local C = KEYS[10]
+  local mark = redis.call('HGET', I, '~w')
+  local first = redis.call('ZRANGEBYSCORE', Z, mark and ('(' .. mark) or '-inf', '+inf',
+    'WITHSCORES', 'LIMIT', 0, 1)
+  if #first == 0 and redis.call('EXISTS', Z) == 0 then  -- no keys (a leave of nothing)
+    redis.call('HDEL', C, ARGV[1])
+    return
+  end
+  redis.call('HSET', C, ARGV[1], users .. ':' .. sessions .. ':' .. active .. ':' .. (first[2] or ''))
+  -- as long as the partition's sweep index (lib/presence.lua's key_ttl)
+  redis.call('PEXPIRE', C, tonumber(ARGV[4]) + 2 * math.max(tonumber(ARGV[3]), tonumber(ARGV[5])))
+end
+
+-- The artifact's keys are gone: so is its record (a read of it falls back, and finds none).
+local function counts_forget()
+  redis.call('HDEL', KEYS[10], ARGV[1])
+end
