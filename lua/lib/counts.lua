@@ -1,9 +1,11 @@
 -- lib/counts.lua: the partition's counts hash the presence writers keep, so a batch of
 -- online counts is one HMGET per partition (live/online.lua) instead of three commands
 -- per artifact.
--- KEYS[10] C hash (per partition): artifact id -> 'users:sessions:active:until', the
--- artifact's counts as the writer left them, exact while Redis's clock is before `until`
--- (ms; empty: no session is counted, the zeros hold until a writer changes them).
+-- KEYS[10] C hash (per partition): artifact id -> '<until>{"online":u,"sessions":s,
+-- "active":a,"away":w}', the artifact's counts as the writer left them, in the batch
+-- answer's JSON (a read copies it, no number is converted), exact while Redis's clock is
+-- before `until` (ms; empty: no session is counted, the zeros hold until a writer changes
+-- them).
 -- `until` is the first deadline above the watermark: the first counted session to go
 -- offline, or (while settling is behind) one already past, which makes the record void
 -- at once. Every writer run that reaches its counts rewrites the record; a heartbeat's
@@ -20,7 +22,9 @@ local function counts_keep(Z, I, users, sessions, active)
     redis.call('HDEL', C, ARGV[1])
     return
   end
-  redis.call('HSET', C, ARGV[1], users .. ':' .. sessions .. ':' .. active .. ':' .. (first[2] or ''))
+  active = math.max(0, math.min(active, users))
+  redis.call('HSET', C, ARGV[1], (first[2] or '') .. '{"online":' .. users .. ',"sessions":' ..
+    sessions .. ',"active":' .. active .. ',"away":' .. (users - active) .. '}')
   -- as long as the partition's sweep index (lib/presence.lua's key_ttl)
   redis.call('PEXPIRE', C, tonumber(ARGV[4]) + 2 * math.max(tonumber(ARGV[3]), tonumber(ARGV[5])))
 end

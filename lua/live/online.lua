@@ -20,23 +20,34 @@ local records = redis.call('HMGET', KEYS[1], unpack(ids))
 local since = '(' .. NOW
 local out = {}
 for i, id in ipairs(ids) do
-  local users, sessions, active, till
-  local raw = records[i]
-  if raw then users, sessions, active, till = string.match(raw, '^(%d+):(%d+):(%d+):(%d*)$') end
-  if not users or (till ~= '' and tonumber(till) <= NOW) then
-    local Z, I = prefix .. id .. ':s', prefix .. id .. ':h'
-    users, active = online_users(Z, I, NOW)
-    sessions = users > 0 and redis.call('ZCOUNT', Z, since, '+inf') or 0
+  local raw, held = records[i], nil
+  if raw then
+    local brace = string.find(raw, '{', 1, true)
+    if brace == 1 or (brace and tonumber(string.sub(raw, 1, brace - 1)) > NOW) then
+      held = string.sub(raw, brace)
+    end
   end
-  users, sessions, active = tonumber(users), tonumber(sessions), tonumber(active)
-  if json then
-    active = math.max(0, math.min(active, users))
-    out[i] = '"' .. id .. '":{"online":' .. users .. ',"sessions":' .. sessions ..
-      ',"active":' .. active .. ',"away":' .. (users - active) .. '}'
+  if json and held then
+    out[i] = '"' .. id .. '":' .. held
   else
-    out[#out + 1] = users
-    out[#out + 1] = sessions
-    out[#out + 1] = active
+    local users, sessions, active
+    if held then
+      users, sessions, active = string.match(held, '^{"online":(%d+),"sessions":(%d+),"active":(%d+)')
+      users, sessions, active = tonumber(users), tonumber(sessions), tonumber(active)
+    else
+      local Z, I = prefix .. id .. ':s', prefix .. id .. ':h'
+      users, active = online_users(Z, I, NOW)
+      sessions = users > 0 and redis.call('ZCOUNT', Z, since, '+inf') or 0
+    end
+    if json then
+      active = math.max(0, math.min(active, users))
+      out[i] = '"' .. id .. '":{"online":' .. users .. ',"sessions":' .. sessions ..
+        ',"active":' .. active .. ',"away":' .. (users - active) .. '}'
+    else
+      out[#out + 1] = users
+      out[#out + 1] = sessions
+      out[#out + 1] = active
+    end
   end
 end
 if json then return table.concat(out, ',') end

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 _ID = re.compile(ID_PATTERN)
-_ID_CHARS = ID_PATTERN.removeprefix("^").removesuffix("$")
+_ID_CHARS = ID_PATTERN.removeprefix("^").removesuffix(r"$(?!\n)").removesuffix("$")
 _IDS = re.compile(f"{_ID_CHARS}(?:\n{_ID_CHARS})*")
 """Many ids joined by newlines, checked in one regex pass (a newline is not an id char)."""
 

@@ -217,21 +217,25 @@ class PresenceStore:
         return b",".join(parts)
 
     def _by_partition(self, artifact_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The distinct ids grouped by partition tag (a batch is one call per partition)."""
-        tags = self._tags
-        if len(tags) > Keyspace.CACHED_ARTIFACTS:
-            tags.clear()
-        tag_of = self.keys.tag_of
+        """The distinct ids grouped by partition tag (a batch is one call per partition).
+        The tags of ids seen before come from a dict in one ``map``; only the grouping
+        itself is a loop in Python."""
+        cache = self._tags
+        ids = list(dict.fromkeys(artifact_ids))
+        try:
+            tags = list(map(cache.__getitem__, ids))
+        except KeyError:
+            if len(cache) + len(ids) > Keyspace.CACHED_ARTIFACTS:
+                cache.clear()
+            tag_of = self.keys.tag_of
+            tags = [cache.get(a) or cache.setdefault(a, tag_of(a)) for a in ids]
         by_tag: dict[str, list[str]] = {}
-        for artifact_id in dict.fromkeys(artifact_ids):
-            tag = tags.get(artifact_id)
-            if tag is None:
-                tag = tags[artifact_id] = tag_of(artifact_id)
-            ids = by_tag.get(tag)
-            if ids is None:
+        for tag, artifact_id in zip(tags, ids, strict=True):
+            group = by_tag.get(tag)
+            if group is None:
                 by_tag[tag] = [artifact_id]
             else:
-                ids.append(artifact_id)
+                group.append(artifact_id)
         return by_tag
 
     async def page(
