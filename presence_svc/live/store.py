@@ -118,8 +118,8 @@ class PresenceStore:
         self._grace = int(settings.leave_grace_s * 1000)
         self.where_now = WhereNowIndex(redis, self.keys, settings, pack_session_id)
         self.recent = RecentList(redis, self.keys, settings)
-        self._tags: dict[str, str] = {}
-        """Artifact id -> partition tag, for batch reads (bounded like the key cache)."""
+        self._partitions: dict[str, int] = {}
+        """Artifact id -> its partition, for batch reads (bounded like the key cache)."""
 
     def heartbeat_call(
         self,
@@ -218,25 +218,23 @@ class PresenceStore:
 
     def _by_partition(self, artifact_ids: Sequence[str]) -> dict[str, list[str]]:
         """The distinct ids grouped by partition tag (a batch is one call per partition).
-        The tags of ids seen before come from a dict in one ``map``; only the grouping
-        itself is a loop in Python."""
-        cache = self._tags
+        The partitions of ids seen before come from a dict in one ``map``; the grouping is
+        the one loop in Python, a bound ``append`` call per id."""
+        cache = self._partitions
         ids = list(dict.fromkeys(artifact_ids))
         try:
-            tags = list(map(cache.__getitem__, ids))
+            found = list(map(cache.__getitem__, ids))
         except KeyError:
             if len(cache) + len(ids) > Keyspace.CACHED_ARTIFACTS:
                 cache.clear()
-            tag_of = self.keys.tag_of
-            tags = [cache.get(a) or cache.setdefault(a, tag_of(a)) for a in ids]
-        by_tag: dict[str, list[str]] = {}
-        for tag, artifact_id in zip(tags, ids, strict=True):
-            group = by_tag.get(tag)
-            if group is None:
-                by_tag[tag] = [artifact_id]
-            else:
-                group.append(artifact_id)
-        return by_tag
+            partition_of = self.keys.partition_of
+            found = [cache.setdefault(a, partition_of(a)) for a in ids]
+        groups: list[list[str]] = [[] for _ in range(self.keys.count)]
+        appends = [group.append for group in groups]
+        for partition, artifact_id in zip(found, ids, strict=True):
+            appends[partition](artifact_id)
+        tags = self.keys.tags
+        return {tags[n]: group for n, group in enumerate(groups) if group}
 
     async def page(
         self, artifact_id: str, limit: int, cursor: str | None, *, sessions: bool = False
