@@ -23,10 +23,11 @@ local function counts_keep(Z, I, users, sessions, active)
     return
   end
   active = math.max(0, math.min(active, users))
-  redis.call('HSET', C, ARGV[1], (first[2] or '') .. '{"online":' .. users .. ',"sessions":' ..
-    sessions .. ',"active":' .. active .. ',"away":' .. (users - active) .. '}')
-  -- as long as the partition's sweep index (lib/presence.lua's key_ttl)
-  redis.call('PEXPIRE', C, tonumber(ARGV[4]) + 2 * math.max(tonumber(ARGV[3]), tonumber(ARGV[5])))
+  local added = redis.call('HSET', C, ARGV[1], (first[2] or '') .. '{"online":' .. users ..
+    ',"sessions":' .. sessions .. ',"active":' .. active .. ',"away":' .. (users - active) .. '}')
+  if added == 1 then -- a new field; else `schedule` renews the TTL with the sweep index's
+    redis.call('PEXPIRE', C, tonumber(ARGV[4]) + 2 * math.max(tonumber(ARGV[3]), tonumber(ARGV[5])))
+  end
 end
 
 -- The artifact's keys are gone: so is its record (a read of it falls back, and finds none).

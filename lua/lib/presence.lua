@@ -280,7 +280,7 @@ local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, re
     if #online > 0 then due = math.min(due, tonumber(online[2])) end
   end
   redis.call('ZADD', D, due, artifact)
-  touch(key_ttl(longest, retention), Z, I, U, D)
+  touch(key_ttl(longest, retention), Z, I, U, D, KEYS[10]) -- KEYS[10]: lib/counts.lua
 end
 
 -- Whether a heartbeat that only refreshed an online session must rewrite the due. A

@@ -121,8 +121,8 @@ async def test_packed_and_plain_session_ids_count_as_the_sessions_they_are(
     assert [row.user_id for row in page.rows] == ["bob"]
     # two keys per small artifact (sessions, info) and the partition's sweep index; alice left,
     # so the artifact's recently-here list and its partition index too; and the timeline
-    # with its partition's rollup index
-    assert len(sync_redis.keys("ps:*")) == 7
+    # with its partition's rollup index; and the partition's counts hash (batch reads)
+    assert len(sync_redis.keys("ps:*")) == 8
 
 
 @pytest.mark.parametrize(
