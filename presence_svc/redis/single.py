@@ -70,34 +70,7 @@ class SingleConnection(RedisConnection):
         if not calls:
             return []
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
-            if self._pipe is None:
-                return await self._run_packed([(call.script, call.resp()) for call in calls])
-            return await self._piped_many(calls, self._pipe)
-
-    async def _piped_many(self, calls: Sequence[ScriptCall], pipe: RedisPipe) -> list[Any]:
-        """The calls written at once on the pipelined connection as one call (one write,
-        one future, the answers parsed as they arrive: an online batch is 64 calls); the
-        scripts Redis did not know are loaded and their calls sent once more."""
-        started = time.perf_counter()
-        results = await self._listed(pipe, b"".join([call.resp() for call in calls]), len(calls))
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {calls[i].script for i in missing}:
-                await self._load(script)
-            packed = b"".join([calls[i].resp() for i in missing])
-            retried = await self._listed(pipe, packed, len(missing))
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
-        elapsed = time.perf_counter() - started
-        for name in {call.script.name for call in calls}:
-            metrics.observe_script(name, elapsed)
-        return results
-
-    @staticmethod
-    def _listed(pipe: RedisPipe, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        pipe.send_commands(packed, count, future)
-        return future
+            return await self._run_packed([(call.script, call.resp()) for call in calls])
 
     async def read_commands(self, commands: Commands) -> list[Any]:
         """Written at once on the pipelined connection as one call (one write, one future,
