@@ -238,6 +238,7 @@ local function settle(Z, I, U, now, events, timeout, away_timeout)
     end
   end
   if #sids > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
+  COUNTS.settled = done -- lib/counts.lua
   return done
 end
 
@@ -274,10 +275,12 @@ local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, re
     due = now
   elseif score > now then
     due = score
+    COUNTS.first = oldest[2] -- lib/counts.lua: the first online deadline
   else
     due = score + retention - timeout
     local online = redis.call('ZRANGEBYSCORE', Z, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     if #online > 0 then due = math.min(due, tonumber(online[2])) end
+    COUNTS.first = online[2] or false
   end
   redis.call('ZADD', D, due, artifact)
   touch(key_ttl(longest, retention), Z, I, U, D, KEYS[10]) -- KEYS[10]: lib/counts.lua
