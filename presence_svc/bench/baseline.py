@@ -6,20 +6,32 @@
 * ``raw``: a bare asyncio protocol answering canned bytes, far cheaper than any HTTP
   framework: what the load generator reaches against it is the generator's own ceiling.
 
-    python -m presence_svc.bench.baseline --port 8090 [--kind aiohttp|raw]
+``--processes N`` (aiohttp only): N processes on the port (``SO_REUSEPORT`` sockets bound by
+the parent, as ``serve --processes N`` does), sharing the body size: the yardstick of
+``bench --server-processes N``.
+
+    python -m presence_svc.bench.baseline --port 8090 [--kind aiohttp|raw] [--processes N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import signal
+import socket
+from multiprocessing.sharedctypes import Synchronized
 from typing import cast
 
 from aiohttp import web
 
+from presence_svc.redis.embedded import die_with_parent
+
 __all__ = ["body_of_size", "main"]
 
 BODY: web.AppKey[list[bytes]] = web.AppKey("body", list)
+SHARED_SIZE: web.AppKey[Synchronized[int]] = web.AppKey("shared_size", Synchronized)
+"""With several processes: the body size every one of them answers (a PUT reaches one)."""
 
 
 def body_of_size(size: int) -> bytes:
@@ -39,11 +51,31 @@ async def _set_size(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def aiohttp_app() -> web.Application:
+async def _answer_shared(request: web.Request) -> web.Response:
+    if request.can_read_body:
+        await request.read()
+    body = request.app[BODY]
+    size = request.app[SHARED_SIZE].value
+    if len(body[0]) != size:
+        body[0] = body_of_size(size)
+    return web.Response(body=body[0], content_type="application/json")
+
+
+async def _set_shared_size(request: web.Request) -> web.Response:
+    request.app[SHARED_SIZE].value = len(body_of_size(int(request.match_info["size"])))
+    return web.Response(text="ok")
+
+
+def aiohttp_app(shared_size: Synchronized[int] | None = None) -> web.Application:
     app = web.Application(handler_args={"max_line_size": 256 * 1024})
     app[BODY] = [body_of_size(48)]
-    app.router.add_put("/__bench/size/{size:\\d+}", _set_size)
-    app.router.add_route("*", "/{tail:.*}", _answer)
+    if shared_size is None:
+        app.router.add_put("/__bench/size/{size:\\d+}", _set_size)
+        app.router.add_route("*", "/{tail:.*}", _answer)
+    else:
+        app[SHARED_SIZE] = shared_size
+        app.router.add_put("/__bench/size/{size:\\d+}", _set_shared_size)
+        app.router.add_route("*", "/{tail:.*}", _answer_shared)
     return app
 
 
@@ -95,11 +127,50 @@ def _loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def _serve_one(sock: socket.socket, shared_size: Synchronized[int]) -> None:
+    """One of several aiohttp processes, on its own ``SO_REUSEPORT`` socket."""
+    die_with_parent()
+    web.run_app(aiohttp_app(shared_size), sock=sock, print=None, access_log=None, loop=_loop())
+
+
+def _exit(*_: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve_many(port: int, processes: int) -> None:
+    """``processes`` aiohttp processes on ``port``: the sockets are bound here first, so
+    the port answers only once every process can take connections' share."""
+    sockets = []
+    for _ in range(processes):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    context = multiprocessing.get_context("fork")
+    shared_size = context.Value("q", len(body_of_size(48)), lock=False)
+    children = [context.Process(target=_serve_one, args=(s, shared_size)) for s in sockets]
+    for child in children:
+        child.start()
+    signal.signal(signal.SIGTERM, _exit)  # so the children are ended below
+    try:
+        for child in children:
+            child.join()
+    finally:
+        for child in children:
+            child.terminate()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--kind", choices=("aiohttp", "raw"), default="aiohttp")
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.kind == "aiohttp" and args.processes > 1:
+        _serve_many(args.port, args.processes)
+        return
     loop = _loop()
     if args.kind == "raw":
         try:

@@ -254,11 +254,19 @@ def run_bench(config: BenchConfig) -> int:
         baseline_port = ceiling_port = 0
         if config.baseline:
             baseline_port, ceiling_port = free_port(), free_port()
+            # The aiohttp baseline runs as many processes as the service (--server-processes).
+            processes = ("--processes", str(config.server_processes))
             for kind, port in (("aiohttp", baseline_port), ("raw", ceiling_port)):
                 stack.enter_context(
                     started_process(
                         python_argv(
-                            "-m", "presence_svc.bench.baseline", "--port", str(port), "--kind", kind
+                            "-m",
+                            "presence_svc.bench.baseline",
+                            "--port",
+                            str(port),
+                            "--kind",
+                            kind,
+                            *processes,
                         ),
                         port=port,
                         ready_path="/",

@@ -17,14 +17,15 @@ deadline and the 503 would say "timeout" instead of LOADING).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from presence_svc import metrics
 from presence_svc.errors import RateLimited
@@ -33,6 +34,7 @@ from presence_svc.ratelimits import Bucket, RateLimits, RouteClass
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.refusal import refusal
+from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["Limiter"]
 
@@ -78,9 +80,9 @@ class Limiter:
         """Take one token of ``route_class`` for the caller, or raise ``RateLimited``."""
         await self.guard(principal, route_class, _nothing)
 
-    async def guard(
+    def guard(
         self, principal: Principal, route_class: RouteClass, operation: Callable[[], Awaitable[T]]
-    ) -> T:
+    ) -> Awaitable[T]:
         """``operation()`` once the caller has a token of ``route_class`` (else
         ``RateLimited``, and ``operation`` never runs).
 
@@ -90,10 +92,14 @@ class Limiter:
         taken in the same Redis pipeline as the operation instead of a round trip before
         it. So a user gets at most the limit, plus, per process, what others took from
         the bucket since its last answer (at most half a burst).
+
+        Not a coroutine itself: the caller awaits ``operation()`` as it is whenever no
+        round trip comes first (nearly always), one coroutine fewer per request; a refusal
+        is raised at the call.
         """
         bucket = self._buckets.get(route_class)
         if bucket is None or principal.scope is Scope.ADMIN:
-            return await operation()
+            return operation()
         key, now = (principal.user_id, route_class), time.monotonic()
         until = self._refused_until.get(key)
         if until is not None:
@@ -107,18 +113,53 @@ class Limiter:
         if known is not None and known.spare > 0:
             if now - known.at <= min(bucket.lease_kept_s, _LEASE_KEPT_S):
                 known.spare -= 1
-                return await operation()
+                return operation()
             known.spare = 0  # saved too long: spent now, they could pass the bound
         if known is None or _estimate(known, bucket, now) - bucket.lease < bucket.burst / 2:
-            await self._take(key, bucket, admitted=False)
-            return await operation()
+            return self._taken_first(key, bucket, operation)
         known.left -= bucket.lease  # what the lease will take, until the answer says
-        # Scheduled before the operation makes its call, so both join one pipeline.
-        # Admitted already: its answer only tells the next requests (a refusal included).
-        taking = asyncio.ensure_future(self._take(key, bucket, admitted=True))
-        self._taking.add(taking)
-        taking.add_done_callback(self._took)
+        # Sent before the operation makes its call, so both join one pipeline (a future
+        # and a callback, no task: this runs beside nearly every heartbeat). Admitted
+        # already: its answer only tells the next requests (a refusal included).
+        self._redis.submit(self._call(key, bucket)).add_done_callback(
+            functools.partial(self._leased, key, bucket)
+        )
+        return operation()
+
+    async def _taken_first(
+        self, key: tuple[str, RouteClass], bucket: Bucket, operation: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``operation()`` once a token is taken from Redis (or ``RateLimited``)."""
+        await self._take(key, bucket, admitted=False)
         return await operation()
+
+    def _call(self, key: tuple[str, RouteClass], bucket: Bucket) -> ScriptCall:
+        user, route_class = key
+        return self._script.call(
+            self._keys.rate_bucket(user, route_class),
+            bucket.interval_ms,
+            bucket.burst,
+            bucket.lease,
+        )
+
+    def _leased(
+        self, key: tuple[str, RouteClass], bucket: Bucket, answer: asyncio.Future[Any]
+    ) -> None:
+        """The answer to a lease taken beside an operation (already admitted)."""
+        if answer.cancelled():
+            return
+        exc = answer.exception()
+        if exc is None:
+            taken, left, wait_ms = answer.result()
+            self._answered(key, bucket, taken, left, wait_ms, admitted=True)
+        elif isinstance(exc, NoScriptError):  # Redis restarted: taken again, loading it
+            taking = asyncio.ensure_future(self._take(key, bucket, admitted=True))
+            self._taking.add(taking)
+            taking.add_done_callback(self._took)
+        elif isinstance(exc, ResponseError) and not _refusing_all(exc):
+            _not_checked(exc)
+        else:
+            log.debug("rate limit lease not taken", extra={"error": repr(exc)})
 
     def _took(self, task: asyncio.Future[None]) -> None:
         self._taking.discard(task)
@@ -126,22 +167,28 @@ class Limiter:
             log.debug("rate limit lease not taken", extra={"error": repr(task.exception())})
 
     async def _take(self, key: tuple[str, RouteClass], bucket: Bucket, *, admitted: bool) -> None:
-        user, route_class = key
-        call = self._script.call(
-            self._keys.rate_bucket(user, route_class),
-            bucket.interval_ms,
-            bucket.burst,
-            bucket.lease,
-        )
         try:
-            taken, left, wait_ms = await self._redis.run(call)
+            taken, left, wait_ms = await self._redis.run(self._call(key, bucket))
         except ResponseError as exc:
             refused = refusal(exc)
             if refused is not None and refused.cause.code in _REFUSING_ALL:
                 raise refused from exc
-            metrics.RATE_LIMITER_ERRORS.inc()
-            log.warning("rate limit not checked: redis refused", extra={"error": str(exc)})
+            _not_checked(exc)
             return
+        self._answered(key, bucket, taken, left, wait_ms, admitted=admitted)
+
+    def _answered(
+        self,
+        key: tuple[str, RouteClass],
+        bucket: Bucket,
+        taken: int,
+        left: int,
+        wait_ms: int,
+        *,
+        admitted: bool,
+    ) -> None:
+        """Remember what Redis answered; a refusal of a request not yet admitted raises."""
+        route_class = key[1]
         now = time.monotonic()
         if len(self._known) >= _REMEMBERED:
             self._known.clear()
@@ -160,6 +207,17 @@ class Limiter:
 
 async def _nothing() -> None:
     return None
+
+
+def _refusing_all(exc: ResponseError) -> bool:
+    refused = refusal(exc)
+    return refused is not None and refused.cause.code in _REFUSING_ALL
+
+
+def _not_checked(exc: ResponseError) -> None:
+    """Redis refused the take with an error that refuses writes only: the request goes."""
+    metrics.RATE_LIMITER_ERRORS.inc()
+    log.warning("rate limit not checked: redis refused", extra={"error": str(exc)})
 
 
 def _estimate(known: _Known, bucket: Bucket, now: float) -> float:

@@ -162,7 +162,9 @@ class PresenceStore:
         result = await self.redis.run(call)
         counts = _counts(result)
         # where-now: a fourth element says the session (re)joined (lua/live/heartbeat.lua)
-        await self.where_now.noted(user_id, artifact_id, session_id, len(result) > 3)
+        joined = len(result) > 3
+        if self.where_now.due(user_id, artifact_id, session_id, joined):
+            await self.where_now.noted(user_id, artifact_id, session_id, joined)
         return counts
 
     async def leave(

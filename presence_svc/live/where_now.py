@@ -100,6 +100,14 @@ class WhereNowIndex:
         contain ``/``."""
         return f"{artifact_id}/{session[1:].hex()}"
 
+    def due(self, user_id: str, artifact_id: str, session_id: str, joined: bool) -> bool:
+        """Whether :meth:`noted` would write: checked first by the heartbeat, which almost
+        never needs to (no coroutine for nothing on the hot path)."""
+        if joined:
+            return True
+        last = self._written.get((user_id, artifact_id, session_id))
+        return last is None or time.monotonic() - last >= self.refresh_s
+
     async def noted(self, user_id: str, artifact_id: str, session_id: str, joined: bool) -> None:
         """After a heartbeat: write the entry if the session joined or is due a refresh.
 
@@ -107,8 +115,7 @@ class WhereNowIndex:
         written at the session's next heartbeat (nothing is remembered as written)."""
         memo = (user_id, artifact_id, session_id)
         now = time.monotonic()
-        last = self._written.get(memo)
-        if not joined and last is not None and now - last < self.refresh_s:
+        if not self.due(user_id, artifact_id, session_id, joined):
             return
         call = self._scripts.where_now_add.call(
             self.keys.where_now(user_id),

@@ -211,3 +211,27 @@ async def test_tokens_leased_one_by_one_cannot_be_saved_up_past_half_a_burst(
     # Slack of a quarter burst: a lease's hold counts from its answer, late on a busy
     # machine. Saved-up leases would add up to 6 x 9 = 54 here.
     assert admitted <= bucket.burst * 1.5 + refilled + bucket.burst / 4, (admitted, refilled)
+
+
+@pytest.mark.every_redis
+async def test_a_lease_taken_beside_a_heartbeat_counts_after_redis_forgot_its_scripts(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    """The lease taken in the heartbeat's pipeline (no round trip of its own) still reaches
+    the bucket when Redis answers it NOSCRIPT (a restart, SCRIPT FLUSH): the limiter loads
+    the script and takes it again, so the heartbeats it admitted are counted."""
+    client = await make_client(rate_limits=parse_rate_limits("heartbeat=1/s:burst=40"))
+    alice = auth("alice")
+    key = Keyspace(settings.partitions).rate_bucket("alice", "heartbeat")
+    # The first heartbeat asks Redis before it goes (a lease of 10: the bucket is full
+    # again in 10 s); the next 9 spend the lease's spare tokens without asking.
+    assert await _statuses(client, alice, 10) == [200] * 10
+    first = sync_redis.pttl(key)
+    assert 5_000 < first <= 10_000
+    sync_redis.script_flush()
+    # The 11th takes the next lease beside its own call, in one pipeline.
+    assert await _statuses(client, alice, 1, first=10) == [200]
+    deadline = time.monotonic() + 10
+    while sync_redis.pttl(key) < first + 5_000:  # the second lease: 10 s more to refill
+        assert time.monotonic() < deadline, sync_redis.pttl(key)
+        await asyncio.sleep(0.02)
