@@ -510,6 +510,8 @@ class RecordViewScript(Script):
             keys.version_viewers(artifact_id, version_id),
             keys.version_viewers_by_time(artifact_id, version_id),
             keys.views_stream(keys.tag_of(artifact_id)),
+            keys.outbox(keys.tag_of(artifact_id)),  # webhooks: version.seen
+            keys.artifact_latest(artifact_id),
         )
         args = (
             artifact_id,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import redis
 
 from presence_svc.http.resources import DATABASE, PRESENCE, REDIS, SETTINGS, VIEWS
@@ -191,6 +192,8 @@ async def test_erasure_rewrites_her_presence_changes_in_the_webhook_outboxes(
     drain = await _alice_everywhere(client, auth)
     entries = sum(sync_redis.xlen(o) for o in outboxes)
     assert entries >= 3  # her two joins and her leave
+    seen = _seen_users(sync_redis, outboxes)  # her first views: version.seen
+    assert seen.count(USER) == 3 and seen.count("bob") == 2
     assert redis_findings(sync_redis, [n.encode() for n in NEEDLES])
 
     response = await client.delete(f"/v1/users/{USER}", headers=auth("root", scope="admin"))
@@ -200,3 +203,16 @@ async def test_erasure_rewrites_her_presence_changes_in_the_webhook_outboxes(
     assert redis_findings(sync_redis, [n.encode() for n in NEEDLES]) == []
     # her changes are still there to deliver (a leave for the erasure too), under the tombstone
     assert sum(sync_redis.xlen(o) for o in outboxes) >= entries
+    seen = _seen_users(sync_redis, outboxes)
+    assert USER not in seen and seen.count("bob") == 2
+    assert sum(1 for u in seen if u.startswith(TOMBSTONE_PREFIX)) == 3
+
+
+def _seen_users(sync_redis: redis.Redis, outboxes: list[str]) -> list[str]:
+    """The users of the engagement events (field ``e``) in the outboxes."""
+    users = []
+    for outbox in outboxes:
+        for _, fields in sync_redis.xrange(outbox):
+            if b"e" in fields:
+                users.append(msgpack.unpackb(fields[b"e"])[1])
+    return users
