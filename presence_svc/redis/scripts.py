@@ -610,8 +610,10 @@ class TakeTokenScript(Script):
 class TrimStreamScript(Script):
     PATH = "ledger/trim_stream"
 
-    def call(self, stream: str) -> ScriptCall:
-        return ScriptCall(self, (stream,), ())
+    def call(self, stream: str, protected: str = "", max_lag: int = 0) -> ScriptCall:
+        """Trim ``stream``; a group other than ``protected`` holding it by more than
+        ``max_lag`` entries (0: no cap) gives up its oldest."""
+        return ScriptCall(self, (stream,), (protected, max_lag))
 
 
 class TimelineReadScript(Script):
