@@ -13,6 +13,7 @@ import redis
 
 from presence_svc.http.resources import DATABASE, PRESENCE, REDIS, SETTINGS, VIEWS
 from presence_svc.ledger.drain import LedgerDrain
+from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.privacy import jobs
 from presence_svc.privacy.erasure import TOMBSTONE_PREFIX
@@ -73,6 +74,12 @@ async def _alice_everywhere(client: AppClient, auth: Auth) -> LedgerDrain:
         session = SESSION if headers is alice else "tab-bob-1234"
         view = {"artifactId": artifact, "versionId": version, "sessionId": session}
         assert (await client.post("/v1/views", json=view, headers=headers)).status == 200
+    # Engaged time on doc-1 v1: her day totals in Redis, part of them flushed to the database.
+    engaged = {"artifactId": "doc-1", "sessionId": SESSION, "versionId": "v1", "engagedMs": 900}
+    assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
+    flush = EngagementFlush(app[REDIS], app[DATABASE].engagement, app[SETTINGS])
+    assert await flush.flush_once() >= 1
+    assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
     return drain
 
 
