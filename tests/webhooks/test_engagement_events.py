@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgpack
+import pytest
 import redis
 
 from presence_svc.http.resources import PRESENCE
+from presence_svc.webhooks.events import engagement_event
 from tests.webhooks.receiver import Receiver, receiving, until
 
 ENGAGEMENT = ["version.seen", "version.read"]
@@ -158,3 +161,33 @@ async def test_nothing_is_written_or_sent_when_no_endpoint_subscribes(
         assert [r.type for r in presence.unique()] == ["artifact.occupied", "artifact.vacated"]
         await until(lambda: len(views.unique()) == 2, what="bob's view")
         assert {r.type for r in views.unique()} == {"view.counted"}
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        ["unseen", "alice", "doc-1", "v1", 1, 0, 0],  # an unknown kind
+        ["seen", "alice", "doc-1"],  # too short
+        ["read", "alice", "doc-1", "v1", "soon", 0, 0],  # not a time
+    ],
+)
+def test_a_malformed_engagement_entry_is_refused_not_guessed(items: list[Any]) -> None:
+    with pytest.raises(ValueError, match="not an engagement entry"):
+        engagement_event(("ps:{0}:ob", b"1-0"), msgpack.packb(items))
+    with pytest.raises(ValueError, match="not an engagement entry"):
+        engagement_event(("ps:{0}:ob", b"1-0"), b"\xc1")
+
+
+def test_an_engagement_entry_becomes_its_event_with_a_stable_id() -> None:
+    packed = msgpack.packb(["read", "", "doc-1", "v2", 1_764_473_771_420, 1, 31_000])
+    event = engagement_event(("ps:{a1}:ob", b"1764473771420-0"), packed)
+    again = engagement_event(("ps:{a1}:ob", b"1764473771420-0"), packed)
+    assert event.event_id == again.event_id == "ev_a1_1764473771420-0_0"
+    assert (event.event_type, event.at_ms) == ("version.read", 1_764_473_771_420)
+    assert event.data == {
+        "artifactId": "doc-1",
+        "versionId": "v2",
+        "userId": None,
+        "latest": True,
+        "engagedMs": 31_000,
+    }
