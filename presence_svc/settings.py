@@ -137,8 +137,8 @@ class Settings:
     webhook_concurrency: int = 16
     """Deliveries in flight at once per endpoint."""
     webhook_max_lag: int = 10_000
-    """Entries a views stream keeps for the webhooks group beyond what the ledger needs;
-    past it the trim gives up the group's oldest (counted as dropped)."""
+    """Entries the webhooks group may lag behind the end of a views stream or an outbox;
+    past it the trim gives up the group's oldest (counted as dropped), never the ledger's."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")

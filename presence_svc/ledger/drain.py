@@ -75,7 +75,7 @@ class LedgerDrain:
         self.dead_letters = {keys.views_stream(t): keys.dead_letters(t) for t in keys.tags}
         self.read_count = max(10, 16000 // len(self.streams))
         self.max_lag = settings.webhook_max_lag
-        """The most entries another group (webhooks) may hold a views stream by."""
+        """The most entries another group (webhooks) may lag behind a stream's end."""
         self.outboxes = [keys.outbox(tag) for tag in keys.tags]
         self.reclaim_idle_ms = int(settings.ledger_reclaim_idle_s * 1000)
         self.maintenance_s = min(5.0, settings.ledger_reclaim_idle_s / 2)
