@@ -25,6 +25,7 @@ __all__ = [
     "WEBHOOK_DELIVERIES",
     "WEBHOOK_DELIVERY_SECONDS",
     "WEBHOOK_DISABLED",
+    "WEBHOOK_DROPPED",
     "WEBHOOK_LAG_SECONDS",
     "count_refusal",
     "observe_request",
@@ -150,6 +151,13 @@ WEBHOOK_LAG_SECONDS = Gauge(
     "presence_webhook_lag_seconds",
     "Age of an endpoint's oldest pending delivery",
     ["endpoint"],
+)
+WEBHOOK_DROPPED = Counter(
+    "presence_webhook_dropped_total",
+    "Stream entries webhooks never sent: the webhooks group lagged more than "
+    "PRESENCE_WEBHOOK_MAX_LAG entries behind a views stream (source views) or a partition "
+    "outbox (source presence) and the trim gave them up",
+    ["source"],
 )
 WEBHOOK_DISABLED = Counter(
     "presence_webhook_endpoints_disabled_total",

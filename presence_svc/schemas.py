@@ -636,7 +636,8 @@ class ErasureOut(_Out, kw_only=True):
 
 _EVENT_TYPES = Meta(
     description="event types: artifact.occupied, artifact.vacated, presence.join, "
-    "presence.leave, presence.interval, view.counted (see docs/webhooks.md)"
+    "presence.leave, presence.interval, view.counted, version.seen, version.read "
+    "(see docs/webhooks.md)"
 )
 _PREFIX = Annotated[
     str,

@@ -136,6 +136,9 @@ class Settings:
     """An endpoint failing every delivery this long is disabled."""
     webhook_concurrency: int = 16
     """Deliveries in flight at once per endpoint."""
+    webhook_max_lag: int = 10_000
+    """Entries the webhooks group may lag behind the end of a views stream or an outbox;
+    past it the trim gives up the group's oldest (counted as dropped), never the ledger's."""
 
     def __post_init__(self) -> None:
         _check(self.heartbeat_interval_s > 0, "PRESENCE_HEARTBEAT_INTERVAL_S must be > 0")
@@ -244,6 +247,10 @@ class Settings:
         _check(
             1 <= self.webhook_concurrency <= 256,
             "PRESENCE_WEBHOOK_CONCURRENCY must be within 1..256",
+        )
+        _check(
+            100 <= self.webhook_max_lag <= 10_000_000,
+            "PRESENCE_WEBHOOK_MAX_LAG must be within 100..10000000",
         )
         if self.jwt_secret is not None:
             _check(len(self.jwt_secret) >= 32, "PRESENCE_JWT_SECRET must be at least 32 characters")
@@ -423,5 +430,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule", _parse_schedule),
     ("PRESENCE_WEBHOOK_DISABLE_AFTER_S", "webhook_disable_after_s", _parse_seconds),
     ("PRESENCE_WEBHOOK_CONCURRENCY", "webhook_concurrency", int),
+    ("PRESENCE_WEBHOOK_MAX_LAG", "webhook_max_lag", int),
 )
 """Each setting's environment variable, field and parser."""

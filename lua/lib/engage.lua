@@ -17,6 +17,10 @@
 -- (see stats/record_view.lua), and the DAY hash 'ed:<day>' (per partition and UTC day:
 -- '<artifact>/<version>/<user>' -> engaged ms that day): which version is only known here.
 -- Credited only to a user with a view record of the version; otherwise dropped.
+-- The crossing of read-after appends version.read to the writer's KEYS[7] (the partition
+-- outbox, while it exists; lib/outbox_event.lua), with the artifact's latest-version hash
+-- 'lv:<artifact>' built from the prefix like the others.
+--! include lib/outbox_event.lua
 local function engage()
   local LR, DIRTY = KEYS[#KEYS - 1], KEYS[#KEYS]
   local a = #ARGV - 12
@@ -58,7 +62,12 @@ local function engage()
   local V = prefix .. 'v:' .. artifact .. '/' .. version
   redis.call('HINCRBY', V, 'engagedMs', credit)
   local read_after = tonumber(ARGV[a + 3])
-  if before < read_after and after >= read_after then redis.call('HINCRBY', V, 'readers', 1) end
+  if before < read_after and after >= read_after then
+    redis.call('HINCRBY', V, 'readers', 1)
+    -- webhooks hook (version.read): the moment `readers` counts this viewer
+    outbox_event(KEYS[7], prefix .. 'lv:' .. artifact, 'read', user, mine[5] == 1, artifact,
+      version, after)
+  end
 
   -- The histogram: each viewer with engaged time in the bucket of its total ('h:<floor s>').
   local was, is

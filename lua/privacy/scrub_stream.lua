@@ -1,4 +1,5 @@
--- scrub_stream.lua: rewrite a views stream (or its dead letters, or a presence outbox)
+-- scrub_stream.lua: rewrite a views stream (or its dead letters, or a webhooks outbox:
+-- presence changes and engagement events)
 -- with one user's entries under a tombstone and without their session id or state,
 -- leaving no byte of them behind.
 -- KEYS[1] stream
@@ -106,6 +107,16 @@ for _, entry in ipairs(entries) do
           in_flight = in_flight + 1
         end
         fields[i + 1] = cmsgpack.pack(change)
+      end
+    elseif fields[i] == 'e' then
+      -- an engagement event (lib/outbox_event.lua): [kind, user, artifact, version, ...]
+      local ok, event = pcall(cmsgpack.unpack, fields[i + 1])
+      if ok and type(event) == 'table' and event[2] == user then
+        if not less(delivered, entry[1]) and pending(entry[1]) then
+          in_flight = in_flight + 1
+        end
+        event[2] = tomb
+        fields[i + 1] = cmsgpack.pack(event)
       end
     end
   end

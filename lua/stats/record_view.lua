@@ -6,6 +6,9 @@
 --         {views, firstViewedAt, lastViewedAt[, engagedMs[, hidden]]})
 -- KEYS[7] version viewers by last view zset (hidden viewers are never in it)
 -- KEYS[8] views stream
+-- KEYS[9] partition outbox stream (webhooks: a first view of the version appends
+--         version.seen, only while it exists; lib/outbox_event.lua)
+-- KEYS[10] the artifact's latest-version hash (read for that event only)
 -- ARGV[1] artifact id  ARGV[2] version id  ARGV[3] user id  ARGV[4] session id ('' none)
 -- ARGV[5] view id (unique; the ledger is idempotent on it)  ARGV[6] debounce window (ms)
 -- ARGV[7] '1' the user's view history is hidden: counted like any view, marked in the
@@ -14,6 +17,7 @@
 -- returns {counted (1|0), version views, version unique viewers, now (ms)}
 -- Inside the window nothing is written: a reload or a spamming client counts once.
 --! include lib/now.lua
+--! include lib/outbox_event.lua
 
 local now = NOW
 local artifact, version, user = ARGV[1], ARGV[2], ARGV[3]
@@ -49,6 +53,10 @@ else
   redis.call('ZADD', KEYS[7], now, user)
 end
 redis.call('HSET', KEYS[6], user, cmsgpack.pack(mine))
+-- webhooks: the user's first counted view of this version is version.seen
+if not raw then
+  outbox_event(KEYS[9], KEYS[10], 'seen', user, ARGV[7] == '1', artifact, version, 0)
+end
 
 -- One field, msgpack [viewId, artifact, version, user, session, ms]: compact in Redis and
 -- decoded in C by the drain.

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from presence_svc import schemas
 from presence_svc.errors import ProblemBody
+from presence_svc.webhooks.catalogue import EVENT_TYPES
 
 __all__ = ["ENDPOINTS", "Endpoint", "openapi_document"]
 
@@ -518,6 +519,15 @@ def _problems(op: dict[str, Any], endpoint: Endpoint, problem: dict[str, Any]) -
         }
 
 
+def _webhook_event_enum(components: dict[str, Any]) -> None:
+    """The webhook bodies' ``events`` items as the catalogue's enum (the handler checks
+    them against it, answering a 400 that names ``events``: the schema only tells)."""
+    for name in ("WebhookIn", "WebhookPatch", "WebhookOut"):
+        events = components.get(name, {}).get("properties", {}).get("events")
+        if events is not None:
+            events["items"] = {**events["items"], "enum": sorted(EVENT_TYPES)}
+
+
 def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
     types = sorted(
         {t for e in ENDPOINTS for t in (e.body, e.answer, *e.events.values()) if t is not None}
@@ -525,6 +535,7 @@ def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
         key=lambda t: t.__name__,
     )
     found, components = schemas.schema_components(types)
+    _webhook_event_enum(components)
     refs = dict(zip(types, found, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in ENDPOINTS:

@@ -74,6 +74,9 @@ class LedgerDrain:
         self.streams = [keys.views_stream(tag) for tag in keys.tags]
         self.dead_letters = {keys.views_stream(t): keys.dead_letters(t) for t in keys.tags}
         self.read_count = max(10, 16000 // len(self.streams))
+        self.max_lag = settings.webhook_max_lag
+        """The most entries another group (webhooks) may lag behind a stream's end."""
+        self.outboxes = [keys.outbox(tag) for tag in keys.tags]
         self.reclaim_idle_ms = int(settings.ledger_reclaim_idle_s * 1000)
         self.maintenance_s = min(5.0, settings.ledger_reclaim_idle_s / 2)
         self._claim_cursors: dict[str, bytes | str] = {}
@@ -417,10 +420,29 @@ class LedgerDrain:
         trim = self.redis.scripts.trim_stream
         backlog = 0
         oldest: int | None = None
-        for result in await self.redis.run_many([trim.call(s) for s in self.streams]):
+        # The views streams, and the webhook outboxes (the dispatcher trims those, but not
+        # while it is down): the webhooks group holds either by at most max_lag entries.
+        calls = [trim.call(s, GROUP, self.max_lag) for s in self.streams]
+        calls += [trim.call(s, "", self.max_lag) for s in self.outboxes]
+        results = await self.redis.run_many(calls)
+        for i, (stream, result) in enumerate(
+            zip([*self.streams, *self.outboxes], results, strict=True)
+        ):
             if isinstance(result, Exception):
                 raise result
-            left, first_id = result
+            left, first_id, dropped = result
+            outbox = i >= len(self.streams)
+            if dropped:
+                # The webhooks group lagged past PRESENCE_WEBHOOK_MAX_LAG: it gave up its
+                # oldest entries so the stream stays bounded; the ledger lost nothing.
+                source = "presence" if outbox else "views"
+                metrics.WEBHOOK_DROPPED.labels(source).inc(int(dropped))
+                log.warning(
+                    "webhooks lagged too far behind a stream: its oldest entries dropped",
+                    extra={"stream": stream, "count": int(dropped), "max_lag": self.max_lag},
+                )
+            if outbox:
+                continue
             backlog += int(left)
             if first_id:
                 ms = _id_ms(first_id)

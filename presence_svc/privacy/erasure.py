@@ -19,11 +19,9 @@ from presence_svc.live.store import PresenceStore
 from presence_svc.ratelimits import RouteClass
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
-from presence_svc.stats.engagement import DAY_KEEP_MS, utc_day
 from presence_svc.users.directory import UsersDirectory
 
 __all__ = [
-    "EngagementEraser",
     "Eraser",
     "Erasers",
     "LedgerEraser",
@@ -125,41 +123,6 @@ class ViewsEraser:
                 raise result
         await self.redis.client.srem(index, *members)  # done: not visited again
         return "more"
-
-
-class EngagementEraser:
-    """The user's engaged-time day totals still in Redis (``vw:{T}:ed:<day>`` fields and
-    the partitions' dirty zsets), for every version in their views index and each day
-    Redis keeps, ``BATCH`` versions a step. Runs before ``ViewsEraser``, which empties the
-    index. What the worker had already written to the database is tombstoned with the
-    ledger; only the part of the current day not flushed yet (at most
-    ``PRESENCE_ENGAGEMENT_FLUSH_S`` of it) never reaches the database."""
-
-    name = "engagement"
-    BATCH = 250
-
-    def __init__(self, redis: RedisConnection, keys: Keyspace) -> None:
-        self.redis = redis
-        self.keys = keys
-
-    async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
-        index = self.keys.user_views_index(user_id)
-        cursor_at, members = await self.redis.client.sscan(
-            index, int(cursor or 0), count=self.BATCH
-        )
-        now = time.time()
-        days = [utc_day(now - 86_400 * back) for back in range(DAY_KEEP_MS // 86_400_000 + 2)]
-        pipe = self.redis.client.pipeline(transaction=False)
-        for member in members:
-            artifact_id, _, version_id = as_text(member).partition("/")
-            tag = self.keys.tag_of(artifact_id)
-            field = f"{artifact_id}/{version_id}/{user_id}"
-            for day in days:
-                pipe.hdel(Keyspace.engage_day(tag, day), field)
-                pipe.zrem(Keyspace.engage_dirty(tag), f"{day}/{field}")
-        if members:
-            await pipe.execute()
-        return None if int(cursor_at) == 0 else str(cursor_at)
 
 
 class PrivacyMirrorEraser:

@@ -13,7 +13,6 @@ from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.live.store import PresenceStore
 from presence_svc.privacy.copies import Copies
 from presence_svc.privacy.erasure import (
-    EngagementEraser,
     Erasers,
     LedgerEraser,
     PresenceEraser,
@@ -36,7 +35,6 @@ def default_erasers(
     keys = presence.keys
     return Erasers(
         [
-            EngagementEraser(redis, keys),  # before the views: it walks their index too
             ViewsEraser(redis, keys),
             PresenceEraser(presence),
             UserKeysEraser(redis, keys),
@@ -55,9 +53,9 @@ def default_erasers(
 
 
 class _EngagementLeft:
-    """Engaged-time totals still in Redis under the user's id, found by a scan of every
-    partition (heartbeats may have credited some after ``EngagementEraser`` ran, before
-    the user's sessions and view records went)."""
+    """Engaged-time totals still in Redis under the user's id (the days' totals and the
+    dirty marks), found by a scan of every partition: after the user's sessions and view
+    records went, so no heartbeat can credit more under their id afterwards."""
 
     name = "engagement-left"
 

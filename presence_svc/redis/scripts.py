@@ -511,6 +511,8 @@ class RecordViewScript(Script):
             keys.version_viewers(artifact_id, version_id),
             keys.version_viewers_by_time(artifact_id, version_id),
             keys.views_stream(keys.tag_of(artifact_id)),
+            keys.outbox(keys.tag_of(artifact_id)),  # webhooks: version.seen
+            keys.artifact_latest(artifact_id),
         )
         args = (
             artifact_id,
@@ -609,8 +611,10 @@ class TakeTokenScript(Script):
 class TrimStreamScript(Script):
     PATH = "ledger/trim_stream"
 
-    def call(self, stream: str) -> ScriptCall:
-        return ScriptCall(self, (stream,), ())
+    def call(self, stream: str, protected: str = "", max_lag: int = 0) -> ScriptCall:
+        """Trim ``stream``; a group other than ``protected`` holding it by more than
+        ``max_lag`` entries (0: no cap) gives up its oldest."""
+        return ScriptCall(self, (stream,), (protected, max_lag))
 
 
 class TimelineReadScript(Script):

@@ -1,10 +1,10 @@
 """The event types an endpoint can subscribe to: one line each.
 
-``source`` names what feeds the type: ``presence`` (the partition outboxes the presence
-writers append to), ``views`` (the views streams, through the ``webhooks`` group) or
+``source`` names what feeds the type: ``presence`` (the partition outboxes: the presence
+writers append their changes, ``record_view.lua`` a first view and ``lib/engage.lua`` a
+read-after crossing), ``views`` (the views streams, through the ``webhooks`` group) or
 ``test`` (``POST /v1/webhooks/{id}/test`` only). A new type from an existing source is one
-line here and its derivation in ``events``; a new source (the engagement events) adds its
-reader to the dispatcher.
+line here and its derivation in ``events``; a new source adds its reader to the dispatcher.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["EVENT_TYPES", "EventType", "Source", "sources_of", "unknown_types"]
+__all__ = [
+    "EVENT_TYPES",
+    "VIEWER_TYPES",
+    "EventType",
+    "Source",
+    "sources_of",
+    "unknown_types",
+]
 
 Source = Literal["presence", "views", "test"]
 
@@ -33,12 +40,17 @@ EVENT_TYPES: Final[dict[str, EventType]] = {
         EventType("presence.leave", "presence", "a user's last session went"),
         EventType("presence.interval", "presence", "a large room's joins and leaves, netted"),
         EventType("view.counted", "views", "a view was counted"),
+        EventType("version.seen", "presence", "a user's first counted view of a version"),
+        EventType("version.read", "presence", "a viewer's engaged time reached read-after"),
     )
 }
 """Subscribable types, by name. ``presence.interval`` comes to endpoints that subscribe to
 ``presence.join`` or ``presence.leave`` while the room is in interval mode."""
 
 TEST_EVENT = "webhook.test"
+
+VIEWER_TYPES: Final = frozenset({"view.counted", "version.seen", "version.read"})
+"""Types whose ``userId`` is a viewer: null when that user hides their view history."""
 
 
 def unknown_types(names: list[str]) -> list[str]:

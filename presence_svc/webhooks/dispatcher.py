@@ -29,7 +29,7 @@ from presence_svc.live.sweeper import owner_of
 from presence_svc.redis.connection import RedisConnection, StreamEntry
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
-from presence_svc.webhooks.catalogue import sources_of
+from presence_svc.webhooks.catalogue import VIEWER_TYPES, sources_of
 from presence_svc.webhooks.events import Event, PresenceEvents, view_event
 from presence_svc.webhooks.schedule import RetrySchedule
 from presence_svc.webhooks.sender import Outcome, Sender
@@ -445,10 +445,11 @@ class WebhookDispatcher:
                 lane.wake.set()
 
     async def _hide_viewers(self, events: Sequence[Event]) -> None:
-        """``view.counted`` of a user whose view history is hidden goes out without the
-        user (``userId`` null): the view counts, who viewed is listed to nobody. Read from
-        the privacy mirror every API process keeps (one HMGET per batch)."""
-        views = [e for e in events if e.event_type == "view.counted"]
+        """``view.counted`` (and ``version.seen`` / ``read``: ``VIEWER_TYPES``) of a user
+        whose view history is hidden goes out without the user (``userId`` null): the view
+        counts, who viewed is listed to nobody. Read from the privacy mirror every API
+        process keeps (one HMGET per batch)."""
+        views = [e for e in events if e.event_type in VIEWER_TYPES and e.data["userId"]]
         if not views:
             return
         users = sorted({str(e.data["userId"]) for e in views})

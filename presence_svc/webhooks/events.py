@@ -11,6 +11,11 @@ added) derives it as ``online - joins + leaves``. A room in interval mode (as
 its event streams judge it, ``live.events.interval``) sends its joins and leaves as one
 ``presence.interval`` per interval, netted by the same ``IntervalBatch`` the streams use;
 the entries behind an open interval stay unacknowledged until it is queued.
+
+An outbox entry with the field ``e`` instead is one engagement event
+(``lib/outbox_event.lua``): msgpack ``[kind, user, artifact, version, now_ms, latest,
+engaged_ms]``, ``seen`` -> ``version.seen``, ``read`` -> ``version.read``; the user is ''
+when the viewer hid their view history (``userId`` null). It is never held by an interval.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from presence_svc.live.events.interval import IntervalBatch, LargeRooms, Mode
 from presence_svc.live.store import PresenceRow
 from presence_svc.timefmt import to_iso
 
-__all__ = ["EntryRef", "Event", "PresenceEvents", "view_event"]
+__all__ = ["EntryRef", "Event", "PresenceEvents", "engagement_event", "view_event"]
 
 _DECODER = msgspec.msgpack.Decoder(list[Any])
 
@@ -77,6 +82,35 @@ def view_event(fields: Sequence[bytes]) -> Event:
     )
 
 
+_ENGAGEMENT_TYPES = {"seen": "version.seen", "read": "version.read"}
+
+
+def _base_id(ref: EntryRef) -> str:
+    """``ev_<partition tag>_<entry id>``: unique per outbox entry, the same on every read."""
+    return f"ev_{ref[0].split('{', 1)[-1].split('}', 1)[0]}_{_text(ref[1])}"
+
+
+def engagement_event(ref: EntryRef, packed: bytes) -> Event:
+    """``version.seen`` / ``version.read`` for an outbox entry's field ``e`` (ValueError if
+    it is not one)."""
+    try:
+        items = _DECODER.decode(packed)
+        kind = _ENGAGEMENT_TYPES[_text(items[0])]
+        user, artifact, version = _text(items[1]), _text(items[2]), _text(items[3])
+        now_ms, latest, engaged_ms = int(items[4]), bool(int(items[5])), int(items[6])
+    except (msgspec.DecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an engagement entry: {exc}") from exc
+    data: dict[str, Any] = {
+        "artifactId": artifact,
+        "versionId": version,
+        "userId": user or None,
+        "latest": latest,
+    }
+    if kind == "version.read":
+        data["engagedMs"] = engaged_ms
+    return Event(f"{_base_id(ref)}_0", kind, artifact, now_ms, data)
+
+
 @dataclass(slots=True)
 class _Open:
     """An artifact in interval mode: its open interval and the entries behind it."""
@@ -100,8 +134,10 @@ class PresenceEvents:
     def derive(self, ref: EntryRef, fields: Sequence[bytes]) -> tuple[list[Event], bool]:
         """The entry's events now, and whether the entry is held by an open interval (to
         be acknowledged once ``flush`` hands that interval out). ValueError if malformed."""
+        if len(fields) == 2 and fields[0] == b"e":
+            return [engagement_event(ref, fields[1])], False
         if len(fields) != 2 or fields[0] != b"m":
-            raise ValueError("not an outbox entry: expected the one field 'm'")
+            raise ValueError("not an outbox entry: expected the one field 'm' or 'e'")
         try:
             items = _DECODER.decode(fields[1])
             artifact, online, changes, now_ms = (
@@ -114,7 +150,7 @@ class PresenceEvents:
             counted_before = int(items[6]) if len(items) > 6 else None
         except (msgspec.DecodeError, IndexError, TypeError, ValueError) as exc:
             raise ValueError(f"not an outbox entry: {exc}") from exc
-        base = f"ev_{ref[0].split('{', 1)[-1].split('}', 1)[0]}_{_text(ref[1])}"
+        base = _base_id(ref)
         joins = [c for c in changes if isinstance(c, list) and c and _text(c[0]) == "join"]
         leaves = [c for c in changes if isinstance(c, list) and c and _text(c[0]) == "leave"]
         before = online - len(joins) + len(leaves) if counted_before is None else counted_before

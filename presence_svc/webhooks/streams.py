@@ -1,7 +1,8 @@
 """The streams webhooks read, present only while endpoints want them: each partition's
 outbox (the presence writers append to it only while it exists) and a ``webhooks``
 consumer group on each views stream (``trim_stream.lua`` keeps what any group has not
-acknowledged, so the ledger's trimming waits for this group too).
+acknowledged, so the ledger's trimming waits for this group too, by at most
+``PRESENCE_WEBHOOK_MAX_LAG`` entries: past it this group's oldest are given up).
 
 ``ensure`` is idempotent: the API calls it when an endpoint is created or enabled (events
 from then on are kept), the dispatcher on every refresh (which also recreates them after

@@ -27,7 +27,6 @@ def test_erasure_benchmark_erases_every_view_and_times_each_eraser() -> None:
     assert result["ledger_rows_tombstoned"] == 600
     erasers = result["erasers"]
     assert list(erasers) == [
-        "engagement",
         "views",
         "presence",
         "user-keys",

@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import redis
 
 from presence_svc.http.resources import DATABASE, PRESENCE, REDIS, SETTINGS, VIEWS
 from presence_svc.ledger.drain import LedgerDrain
+from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.privacy import jobs
 from presence_svc.privacy.erasure import TOMBSTONE_PREFIX
@@ -72,6 +74,12 @@ async def _alice_everywhere(client: AppClient, auth: Auth) -> LedgerDrain:
         session = SESSION if headers is alice else "tab-bob-1234"
         view = {"artifactId": artifact, "versionId": version, "sessionId": session}
         assert (await client.post("/v1/views", json=view, headers=headers)).status == 200
+    # Engaged time on doc-1 v1: her day totals in Redis, part of them flushed to the database.
+    engaged = {"artifactId": "doc-1", "sessionId": SESSION, "versionId": "v1", "engagedMs": 900}
+    assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
+    flush = EngagementFlush(app[REDIS], app[DATABASE].engagement, app[SETTINGS])
+    assert await flush.flush_once() >= 1
+    assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
     return drain
 
 
@@ -191,6 +199,9 @@ async def test_erasure_rewrites_her_presence_changes_in_the_webhook_outboxes(
     drain = await _alice_everywhere(client, auth)
     entries = sum(sync_redis.xlen(o) for o in outboxes)
     assert entries >= 3  # her two joins and her leave
+    seen = _seen_users(sync_redis, outboxes)  # her first views: version.seen
+    assert seen.count(USER) == 3
+    assert seen.count("bob") == 2
     assert redis_findings(sync_redis, [n.encode() for n in NEEDLES])
 
     response = await client.delete(f"/v1/users/{USER}", headers=auth("root", scope="admin"))
@@ -200,3 +211,17 @@ async def test_erasure_rewrites_her_presence_changes_in_the_webhook_outboxes(
     assert redis_findings(sync_redis, [n.encode() for n in NEEDLES]) == []
     # her changes are still there to deliver (a leave for the erasure too), under the tombstone
     assert sum(sync_redis.xlen(o) for o in outboxes) >= entries
+    seen = _seen_users(sync_redis, outboxes)
+    assert USER not in seen
+    assert seen.count("bob") == 2
+    assert sum(1 for u in seen if u.startswith(TOMBSTONE_PREFIX)) == 3
+
+
+def _seen_users(sync_redis: redis.Redis, outboxes: list[str]) -> list[str]:
+    """The users of the engagement events (field ``e``) in the outboxes."""
+    users = []
+    for outbox in outboxes:
+        for _, fields in sync_redis.xrange(outbox):
+            if b"e" in fields:
+                users.append(msgpack.unpackb(fields[b"e"])[1])
+    return users

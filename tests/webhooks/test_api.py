@@ -11,6 +11,7 @@ import redis
 
 from presence_svc.redis.keys import Keyspace
 from presence_svc.webhooks import dispatcher
+from presence_svc.webhooks.catalogue import EVENT_TYPES
 from presence_svc.webhooks.streams import GROUP
 from tests.conftest import MakeClient
 from tests.webhooks.receiver import until
@@ -93,6 +94,8 @@ async def test_only_an_admin_manages_webhooks(
         ({"url": "https://user:pw@hooks.example.com/", "events": ["artifact.occupied"]}, "url"),
         ({"url": "https://", "events": ["artifact.occupied"]}, "url"),
         ({"url": "https://hooks.example.com/in", "events": ["artifact.exploded"]}, "events"),
+        ({"url": "https://hooks.example.com/in", "events": ["version.unseen"]}, "events"),
+        ({"url": "https://hooks.example.com/in", "events": ["version.read", 7]}, "events.1"),
         ({"url": "https://hooks.example.com/in", "events": []}, "events"),
         ({"url": "https://hooks.example.com/in"}, "events"),
         ({"events": ["artifact.occupied"]}, "url"),
@@ -180,3 +183,16 @@ async def test_the_streams_go_once_no_endpoint_wants_them(
     stream = keys.views_stream(keys.tag_of("doc-1"))
     await hooks.view("doc-1", "v1", "alice")
     assert [g["name"].decode() for g in sync_redis.xinfo_groups(stream)] == ["ledger"]
+
+
+async def test_the_engagement_events_are_subscribable_and_in_the_openapi_enum(
+    client: Any, auth: Callable[..., dict[str, str]]
+) -> None:
+    response = await _create(client, auth, events=["version.seen", "version.read"])
+    assert response.status == 201, await response.text()
+    assert sorted((await response.json())["events"]) == ["version.read", "version.seen"]
+    document = await (await client.get("/openapi.json")).json()
+    for name in ("WebhookIn", "WebhookPatch"):
+        items = document["components"]["schemas"][name]["properties"]["events"]["items"]
+        assert {"version.seen", "version.read", "view.counted"} <= set(items["enum"])
+        assert set(items["enum"]) == set(EVENT_TYPES)
