@@ -67,11 +67,10 @@ async def one_round(settings: Settings, artifacts: int, user: str) -> dict[str, 
         await presence.heartbeat("doc-0", "tab-erase-0001", user, None, b'{"cursor":42}')
         drain = LedgerDrain(redis, database.ledger, settings, consumer="bench")
         await drain.join()
-        note = redis.scripts.note_viewed
         calls = []
         for i in range(artifacts):
             artifact = f"doc-{i:07d}"
-            calls.append(note.call(views.keys, user, artifact, "v1"))
+            calls.append(views.note_call(user, artifact, "v1"))
             calls.append(views.record_call(artifact, "v1", user, "tab-erase-0001"))
             calls.append(views.record_call(artifact, "v1", f"{user}-other", None))
         for start in range(0, len(calls), 3000):

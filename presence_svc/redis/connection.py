@@ -1,7 +1,7 @@
 """One Redis deployment, a single server or a Cluster, behind one interface.
 
 Callers hold a ``RedisConnection`` and never ask which kind it is: scripts run through
-``run``/``run_many``, the ledger's consumer group through ``read_group``/``ack``, live
+``run``/``run_many``/``run_all``, the ledger's consumer group through ``read_group``/``ack``, live
 events through ``pubsub``/``answering_pubsub``, and plain commands through ``client`` (a
 redis-py client whose pipelines route by key on a Cluster too).
 
@@ -67,6 +67,17 @@ class RedisConnection(ABC):
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several script calls at once, results in order; a script error in one call is
         returned in its place, not raised, so one bad call does not hide the others."""
+
+    async def run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """A request's few calls, all of which must succeed: sent together as ``run`` sends
+        one (on a single server, in this loop turn's pipeline: one round trip for all; on a
+        Cluster, to each slot's node at once). Results in order; once every call has
+        answered, the first failure is raised."""
+        results = await self.run_many(calls)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
 
     @abstractmethod
     async def read_commands(self, commands: Commands) -> list[Any]:

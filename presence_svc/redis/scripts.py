@@ -535,23 +535,6 @@ class EngageDoneScript(Script):
         return ScriptCall(self, (dirty,), tuple(x for pair in read for x in pair))
 
 
-class RecentScript(Script):
-    PATH = "stats/recent"
-
-    def call(
-        self,
-        keys: Keyspace,
-        user_id: str,
-        artifact_id: str,
-        version_id: str,
-        at_ms: int,
-        keep: int,
-        ttl_ms: int,
-    ) -> ScriptCall:
-        script_keys = (keys.user_recent(user_id), keys.user_recent_versions(user_id))
-        return ScriptCall(self, script_keys, (artifact_id, version_id, at_ms, keep, ttl_ms))
-
-
 class ViewersScript(Script):
     PATH = "stats/viewers"
 
@@ -656,11 +639,25 @@ class TimelineDoneScript(Script):
         return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 
-class NoteViewedScript(Script):
-    PATH = "stats/note_viewed"
+class NoteViewScript(Script):
+    PATH = "stats/note_view"
 
-    def call(self, keys: Keyspace, user_id: str, artifact_id: str, version_id: str) -> ScriptCall:
-        return ScriptCall(self, (keys.user_views_index(user_id),), (artifact_id, version_id))
+    def call(
+        self,
+        keys: Keyspace,
+        user_id: str,
+        artifact_id: str,
+        version_id: str,
+        recent_kept: int,
+        recent_ttl_ms: int,
+    ) -> ScriptCall:
+        """A view's notes on the user's slot: the views index and the recent list."""
+        script_keys = (
+            keys.user_views_index(user_id),
+            keys.user_recent(user_id),
+            keys.user_recent_versions(user_id),
+        )
+        return ScriptCall(self, script_keys, (artifact_id, version_id, recent_kept, recent_ttl_ms))
 
 
 class EraseViewsScript(Script):
@@ -728,7 +725,6 @@ class Scripts:
         self.where_now_prune = WhereNowPruneScript()
         self.recent_page = RecentPageScript()
         self.record_view = RecordViewScript()
-        self.recent = RecentScript()
         self.heartbeat_engaged = HeartbeatEngagedScript()
         self.leave_engaged = LeaveEngagedScript()
         self.engage_done = EngageDoneScript()
@@ -741,7 +737,7 @@ class Scripts:
         self.timeline_read = TimelineReadScript()
         self.timeline_due = TimelineDueScript()
         self.timeline_done = TimelineDoneScript()
-        self.note_viewed = NoteViewedScript()
+        self.note_view = NoteViewScript()
         self.erase_views = EraseViewsScript()
         self.scrub_stream = ScrubStreamScript()
         self.erasure_open = ErasureOpenScript()

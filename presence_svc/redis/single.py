@@ -79,6 +79,29 @@ class SingleConnection(RedisConnection):
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
             return await self._run_packed([(call.script, call.resp()) for call in calls])
 
+    async def run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """On the pipe, the calls join this loop turn's batch as ``run``'s do (one write,
+        one round trip, no pooled connection); a call whose script Redis did not know is
+        sent once more after loading it."""
+        if self._pipe is None or not calls:
+            return await super().run_all(calls)
+        packed = [(call.script, call.resp()) for call in calls]
+        started = asyncio.get_running_loop().time()
+        results = await _settled([self._coalesced(script, resp) for script, resp in packed])
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            deadline = None if self.deadline_s is None else started + self.deadline_s
+            async with asyncio.timeout_at(deadline):  # both tries within one deadline
+                for script in {packed[i][0] for i in missing}:
+                    await self._load(script)
+                again = await _settled([self._coalesced(*packed[i]) for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
     async def read_commands(self, commands: Commands) -> list[Any]:
         """Written at once on the pipelined connection as one call (one write, one future,
         no pooled connection per request), or as one pipeline on a pooled connection
@@ -215,6 +238,22 @@ class SingleConnection(RedisConnection):
         if self._pipe is not None:
             await self._pipe.aclose()
         await super().aclose()
+
+
+async def _settled(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Each future's result, or its exception in its place. Were the caller cancelled,
+    the futures not awaited yet are cancelled too: no answer is left unobserved."""
+    results: list[Any] = []
+    try:
+        for future in futures:
+            try:
+                results.append(await future)
+            except Exception as exc:
+                results.append(exc)
+    finally:
+        for future in futures:
+            future.cancel()  # a no-op on those done
+    return results
 
 
 def _joined(calls: Sequence[tuple[Script, bytes]]) -> Packed:

@@ -7,7 +7,7 @@ Off, ``connect`` returns the bare connection: not even a branch is added to the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -49,11 +49,21 @@ class TracedConnection(RedisConnection):
 
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """One span per call, all over the one batch they travel in."""
+        return await self._batch(self.inner.run_many, calls)
+
+    async def run_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        return await self._batch(self.inner.run_all, calls)
+
+    async def _batch(
+        self,
+        run: Callable[[Sequence[ScriptCall]], Awaitable[list[Any]]],
+        calls: Sequence[ScriptCall],
+    ) -> list[Any]:
         if not calls or not trace.get_current_span().is_recording():
-            return await self.inner.run_many(calls)
+            return await run(calls)
         spans = [self._span(call) for call in calls]
         try:
-            results = await self.inner.run_many(calls)
+            results = await run(calls)
         except BaseException as exc:
             for span in spans:
                 span.record_exception(exc)

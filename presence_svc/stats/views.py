@@ -1,19 +1,17 @@
 """Tier 2, view statistics: recording a view and reading the aggregates.
 
-Recording is one atomic script on the artifact's slot (debounce, stats, stream append);
-the user's "recently viewed" list lives on the user's own slot and is updated by a second,
-separate call: it is a convenience cache that never decides access.
+Recording is one atomic script on the artifact's slot (debounce, stats, stream append) and
+one on the user's slot (the views index erasure walks, the "recently viewed" list), sent
+together: one round trip on a single server, both nodes at once on a Cluster.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from dataclasses import dataclass
 
 import msgspec
-from redis.exceptions import RedisError
 
 from presence_svc import metrics
 from presence_svc.cursors import decode_cursor, encode_cursor
@@ -35,7 +33,6 @@ __all__ = [
     "new_view_id",
 ]
 
-log = logging.getLogger(__name__)
 
 RECENT_KEEP = 200
 RECENT_TTL_MS = 90 * 24 * 3600 * 1000
@@ -125,6 +122,12 @@ class ViewStore:
             hidden,
         )
 
+    def note_call(self, user_id: str, artifact_id: str, version_id: str) -> ScriptCall:
+        """The note_view.lua call of a view: the user's views index and recent list."""
+        return self.redis.scripts.note_view.call(
+            self.keys, user_id, artifact_id, version_id, RECENT_KEEP, RECENT_TTL_MS
+        )
+
     async def record(
         self,
         artifact_id: str,
@@ -133,32 +136,20 @@ class ViewStore:
         session_id: str | None,
         hidden: bool = False,
     ) -> RecordedView:
-        # The user's views index first, in the same round trip: erasure finds the view
-        # records through it (a failure of either answers 503, and a retry notes it again).
-        note = self.redis.scripts.note_viewed.call(self.keys, user_id, artifact_id, version_id)
-        noted, recorded = await self.redis.run_many(
-            [note, self.record_call(artifact_id, version_id, user_id, session_id, hidden)]
+        # One round trip: the notes on the user's slot (the views index, which erasure
+        # walks, and the recent list) go out first, beside the view on the artifact's slot.
+        # A failure of either answers 503; a retry notes again (idempotent) and the
+        # debounce keeps the view counted once.
+        _, recorded = await self.redis.run_all(
+            [
+                self.note_call(user_id, artifact_id, version_id),
+                self.record_call(artifact_id, version_id, user_id, session_id, hidden),
+            ]
         )
-        for result in (noted, recorded):
-            if isinstance(result, Exception):
-                raise result
         counted, views, unique, now = recorded
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
         (metrics.VIEWS_COUNTED if view.counted else metrics.VIEWS_DEBOUNCED).inc()
-        await self._touch_recent(user_id, artifact_id, version_id, view.viewed_at_ms)
         return view
-
-    async def _touch_recent(
-        self, user_id: str, artifact_id: str, version_id: str, at_ms: int
-    ) -> None:
-        """Best effort: the view is already counted; a miss here only delays "recent"."""
-        call = self.redis.scripts.recent.call(
-            self.keys, user_id, artifact_id, version_id, at_ms, RECENT_KEEP, RECENT_TTL_MS
-        )
-        try:
-            await self.redis.run(call)
-        except RedisError as exc:
-            log.warning("recent list not updated", extra={"error": repr(exc)})
 
     async def recent(self, user_id: str, limit: int) -> list[RecentItem]:
         pipe = self.redis.client.pipeline(transaction=False)

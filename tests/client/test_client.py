@@ -402,13 +402,14 @@ async def test_erasing_a_user_through_the_sdk(
 
 
 async def _many_views(settings: Settings, user: str, versions: int) -> None:
-    """Views as the service records them (views index, then the view), 1 000 calls at once."""
+    """Views as the service records them (the user's notes, then the view), 1 000 calls at
+    once."""
     redis = connect(settings)
     views = ViewStore(redis, settings)
     calls = []
     for i in range(versions):
         artifact, version = f"doc-{i % 40}", f"v{i}"
-        calls.append(redis.scripts.note_viewed.call(views.keys, user, artifact, version))
+        calls.append(views.note_call(user, artifact, version))
         calls.append(views.record_call(artifact, version, user, None))
     try:
         await redis.load_scripts()

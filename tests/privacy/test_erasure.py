@@ -118,14 +118,13 @@ async def test_erasure_leaves_the_user_only_as_a_tombstone_and_keeps_every_count
 
 
 async def _seed_views(client: AppClient, user: str, versions: int) -> None:
-    """Views as ``POST /v1/views`` records them (the views index, then the view), sent
+    """Views as ``POST /v1/views`` records them (the user's notes, then the view), sent
     1 000 script calls at a time."""
     views = client.server.app[VIEWS]
-    note = views.redis.scripts.note_viewed
     calls = []
     for i in range(versions):
         artifact, version = f"doc-{i % 50}", f"v{i}"
-        calls.append(note.call(views.keys, user, artifact, version))
+        calls.append(views.note_call(user, artifact, version))
         calls.append(views.record_call(artifact, version, user, None))
     for start in range(0, len(calls), 1000):
         results = await views.redis.run_many(calls[start : start + 1000])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from presence_svc.ratelimits import RateLimits
 from tests.conftest import AppClient, MakeClient
 from tests.faultproxy import FaultProxy
 from tests.ledger.test_ledger import View, wait_for_rows
@@ -113,3 +114,44 @@ async def test_a_redis_fault_is_a_quick_503_and_heals_losing_no_accepted_view(
     assert Counter(rows) == Counter(set(rows)), "a view written twice"
     assert set(views.counted) <= set(rows)
     assert len(rows) == stats["views"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_view_whose_answers_are_cut_is_a_503_and_its_retry_counts_it_once(
+    proxy: FaultProxy, make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    """The view and the user's notes travel in one round trip: when its answers are cut
+    (Redis ran both scripts, twice with the connection's own retry), the client gets a 503;
+    its retry is answered and the view is counted once: in the stats, the recent list and
+    the ledger."""
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    client = await make_client(
+        redis_url=f"redis://{proxy.address}",
+        ledger_url=ledger_url,
+        run_worker=True,
+        ledger_reclaim_idle_s=RECLAIM_IDLE_S,
+        rate_limits=RateLimits(buckets=()),
+    )
+    body = {"artifactId": "doc-cut", "versionId": "v1"}
+    warm = {"artifactId": "doc-warm", "versionId": "v1"}
+    assert (await client.post("/v1/views", json=warm, headers=auth("alice"))).status == 200
+
+    proxy.mode = "cut"
+    await _quick_503(lambda: client.post("/v1/views", json=body, headers=auth("alice")))
+    proxy.heal()
+
+    deadline = time.monotonic() + 20
+    while True:
+        retried = await client.post("/v1/views", json=body, headers=auth("alice"))
+        if retried.status == 200:
+            break
+        assert time.monotonic() < deadline, "the service did not heal"
+        await asyncio.sleep(0.1)
+    assert (await retried.json())["counted"] is False  # counted by the try cut short
+    dashboard = auth("d", scope="dashboard")
+    stats = await (await client.get("/v1/artifacts/doc-cut/stats", headers=dashboard)).json()
+    assert (stats["views"], stats["uniqueViewers"]) == (1, 1)
+    recent = await (await client.get("/v1/users/alice/recent", headers=auth("alice"))).json()
+    assert [i["artifactId"] for i in recent["items"]] == ["doc-cut", "doc-warm"]
+    rows = await wait_for_rows(ledger_url, 2, timeout_s=RECLAIM_IDLE_S / 4)
+    assert sorted(rows) == [("doc-cut", "v1", "alice"), ("doc-warm", "v1", "alice")]

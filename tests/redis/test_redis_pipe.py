@@ -27,6 +27,7 @@ from presence_svc.redis.pipe import RedisPipe
 from presence_svc.redis.refusal import refusal
 from presence_svc.redis.resp import pack_command, pack_commands
 from presence_svc.settings import Settings
+from presence_svc.stats.views import ViewStore
 
 pytestmark = pytest.mark.every_redis  # see tests/conftest.py
 
@@ -449,3 +450,52 @@ async def test_an_online_batch_reloads_a_flushed_script_and_answers_exactly(
         }
     finally:
         await redis_conn.aclose()
+
+
+async def test_a_views_calls_share_the_pipelined_connection_and_survive_a_flush(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """A view's two scripts (the user's notes, the view) travel together on the one
+    pipelined connection, however many views arrive at once: no pooled connection each."""
+    settings = Settings(redis_url=redis_url)
+    redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
+    views = ViewStore(redis_conn, settings)
+    try:
+        await views.record("doc-1", "v1", "user-0", None)  # the pipe is connected now
+        clients = sync_redis.info("clients")["connected_clients"]
+        sync_redis.script_flush()  # as after a restart: both scripts are loaded again
+        recorded = await asyncio.gather(
+            *(views.record("doc-1", "v1", f"user-{n}", None) for n in range(200))
+        )
+        assert sync_redis.info("clients")["connected_clients"] == clients
+        assert [v.counted for v in recorded] == [False] + [True] * 199
+        assert (await views.stats("doc-1")).views == 200
+        assert [i.artifact_id for i in await views.recent("user-7", 10)] == ["doc-1"]
+    finally:
+        await redis_conn.aclose()
+
+
+async def test_a_failing_call_among_a_requests_calls_is_raised_once_all_have_run(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """On the pipe and on a pooled connection alike: the view beside notes that failed
+    still ran, and a retry once the fault is gone notes it without counting it again."""
+    settings = Settings(redis_url=redis_url)
+    for pipelined in (True, False):
+        redis_conn = connect(settings, deadline_s=2.0, pipelined=pipelined)
+        views = ViewStore(redis_conn, settings)
+        artifact, user = f"doc-{pipelined}", "user-0"
+        sync_redis.set(views.keys.user_views_index(user), "not a set")
+        try:
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await views.record(artifact, "v1", user, None)
+            assert (await views.stats(artifact)).views == 1
+            sync_redis.delete(views.keys.user_views_index(user))
+            again = await views.record(artifact, "v1", user, None)
+            assert not again.counted
+            assert (await views.stats(artifact)).views == 1
+            assert sync_redis.smembers(views.keys.user_views_index(user)) == {
+                f"{artifact}/v1".encode()
+            }
+        finally:
+            await redis_conn.aclose()
