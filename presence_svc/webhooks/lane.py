@@ -41,9 +41,10 @@ PAGE = 1000
 MEMORY_MAX = 4096
 """Deliveries a lane holds in memory; beyond, new ones go to the database."""
 SPILL_S = 5.0
-"""A delivery waiting in memory this long (its endpoint slow or hanging) goes to the
-database with every other one waiting, so the stream entries behind them are
-acknowledged and the worker's memory stays small."""
+"""A lane whose endpoint answered nothing this long (hanging, or down with every attempt
+timing out) sends what it holds waiting in memory to the database, so the stream entries
+behind them are acknowledged and the worker's memory stays small. (A lane that is merely
+slow keeps them: past ``MEMORY_MAX`` its new events go to the database anyway.)"""
 SUCCESS_EVERY_S = 1.0
 """How often a lane that delivers from memory records the endpoint's last success."""
 
@@ -128,6 +129,9 @@ class Lane:
         self._succeeded = False
         self._success_at = 0.0
         self._spill_check = 0.0
+        self._answered = time.monotonic()
+        """When the endpoint last answered (any status): a lane answered by nobody for
+        ``SPILL_S`` is stuck."""
         self.task = asyncio.create_task(self.run(), name=f"webhook-lane-{endpoint.endpoint_id}")
 
     # What the dispatcher calls.
@@ -302,6 +306,8 @@ class Lane:
         now = _now_ms()
         delivered = 0
         for item, outcome in ended:
+            if outcome.kind in ("delivered", "status"):
+                self._answered = time.monotonic()
             if outcome.ok:
                 delivered += 1
                 metrics.WEBHOOK_DELIVERY_SECONDS.observe(
@@ -351,7 +357,9 @@ class Lane:
 
     async def _spill_if_stuck(self, now: float) -> None:
         """Every delivery waiting in memory goes to the queue once the oldest has waited
-        ``SPILL_S`` (an endpoint too slow for its events, or hanging)."""
+        ``SPILL_S`` and the endpoint answered nothing for as long (hanging or down)."""
+        if now - self._answered < SPILL_S:
+            return
         waiting = [ln[0] for ln in self._lines.values() if isinstance(ln[0], Fresh)]
         if not waiting or now - min(f.queued for f in waiting) < SPILL_S:
             return

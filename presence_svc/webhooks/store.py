@@ -280,17 +280,17 @@ class WebhookStore(ABC):
         attempt among them marks the endpoint failing, as ``attempt_failed`` does."""
         statements: list[tuple[str, Sequence[Any]]] = []
         moved: list[Sequence[Any]] = []
-        for artifact in behind:
-            rows = await self._fetch(
+        wanted = sorted(set(behind))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            moved += await self._fetch(
                 "SELECT seq, event_id, event_type, artifact_id, body, created_at, attempts, "
                 "next_at, last_error FROM webhook_deliveries WHERE endpoint_id = ? "
-                "AND artifact_id = ? AND failed = 0 ORDER BY seq",
-                (endpoint_id, artifact),
+                f"AND failed = 0 AND artifact_id IN ({', '.join('?' * len(chunk))})",
+                (endpoint_id, *chunk),
             )
-            moved += rows
-            statements += [
-                ("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in rows
-            ]
+        moved.sort(key=lambda row: int(row[0]))
+        statements += [("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in moved]
         statements += [(_INSERT, _values(d)) for d in deliveries]
         statements += [
             (
