@@ -288,7 +288,8 @@ class WebhookDispatcher:
         await pipe.execute(raise_on_error=False)
 
     async def _queue(self, batch: dict[str, list[StreamEntry]]) -> None:
-        events, acks = self._derive(batch)
+        derived = self._derive(batch)
+        events = [e for e, _ in derived if e is not None]
         await self._hide_viewers(events)
         if events:
             # Read again now: an endpoint created just before these entries were written
@@ -296,29 +297,34 @@ class WebhookDispatcher:
             await self._read_endpoints()
             self._lanes_for_endpoints()
             await self._ready()
-        # The ticket holds one count of its own until the deliveries that go to the
-        # database are committed: the entries are acknowledged after that, not before.
-        ticket = Ticket(acks, self._settled)
-        ticket.count = 1
-        refs = [(stream, i) for stream, ids in acks.items() for i in ids]
+        # Each ticket holds one count of its own until the deliveries that go to the
+        # database are committed: its entries are acknowledged after that, not before.
+        tickets = list({id(t): t for _, t in derived}.values())
+        refs = []
+        for ticket in tickets:
+            ticket.count = 1
+            refs += [(stream, i) for stream, ids in ticket.acks.items() for i in ids]
         self._holding.update(refs)
-        queued = self._hand_out(events, ticket)
+        queued = self._hand_out(derived)
         try:
             await self.store.enqueue(queued)
         except BaseException:
             self._holding.difference_update(refs)  # read again on the resume that follows
             raise
-        ticket.settle()
+        for ticket in tickets:
+            ticket.settle()
         for endpoint_id in {d.endpoint_id for d in queued}:
             lane = self.lanes.get(endpoint_id)
             if lane is not None:
                 lane.queued()
 
-    def _hand_out(self, events: Sequence[Event], ticket: Ticket) -> list[NewDelivery]:
+    def _hand_out(self, derived: Sequence[tuple[Event | None, Ticket]]) -> list[NewDelivery]:
         """Each event to its endpoints' lanes; returns the deliveries a lane did not
         take (they go to the database)."""
         out: list[NewDelivery] = []
-        for event in events:
+        for event, ticket in derived:
+            if event is None:
+                continue
             text: str | None = None
             body = b""
             for endpoint in self.endpoints:
@@ -331,7 +337,9 @@ class WebhookDispatcher:
                 fresh = Fresh(
                     event.event_id, event.event_type, event.artifact_id, body, event.at_ms, ticket
                 )
-                if lane.take(fresh):
+                if not ticket.acks:
+                    lane.divert(event.artifact_id)
+                elif lane.take(fresh):
                     ticket.count += 1
                     continue
                 out.append(
@@ -360,36 +368,39 @@ class WebhookDispatcher:
             if event.data["userId"] in hidden:
                 event.data["userId"] = None
 
-    def _derive(
-        self, batch: dict[str, list[StreamEntry]]
-    ) -> tuple[list[Event], dict[str, list[bytes]]]:
-        """The batch's events (and the intervals that ended), and the entries to
-        acknowledge once they are queued (not those an open interval holds)."""
-        events: list[Event] = []
-        acks: dict[str, list[bytes]] = {}
+    def _derive(self, batch: dict[str, list[StreamEntry]]) -> list[tuple[Event | None, Ticket]]:
+        """The batch's events (and the intervals that ended), each with the ticket of the
+        entries it comes from (an entry with no event has one too, to be acknowledged;
+        one an open interval holds has none yet: the interval's event gets it)."""
+        out: list[tuple[Event | None, Ticket]] = []
         outboxes = set(self.streams.outboxes)
         for stream, entries in batch.items():
             for entry_id, fields in entries:
                 held = False
+                found: list[Event] = []
                 try:
                     if stream in outboxes:
                         found, held = self.presence.derive((stream, entry_id), fields)
-                        events += found
                     else:
-                        events.append(view_event(fields))
+                        found = [view_event(fields)]
                 except ValueError as exc:
                     log.error(
                         "webhooks: skipped an entry that is not an event",
                         extra={"stream": stream, "entry": entry_id.decode(), "reason": str(exc)},
                     )
                 if not held:
-                    acks.setdefault(stream, []).append(entry_id)
+                    ticket = Ticket({stream: [entry_id]}, self._settled)
+                    out += [(e, ticket) for e in found] or [(None, ticket)]
+                elif found:
+                    # An entry an open interval holds is acknowledged with the interval's
+                    # event: its own events (an occupied) go to the database first.
+                    out += [(e, Ticket({}, self._settled)) for e in found]
         for event, refs in self.presence.flush(_now_ms()):
-            if event is not None:
-                events.append(event)
+            acks: dict[str, list[bytes]] = {}
             for stream, entry_id in refs:
                 acks.setdefault(stream, []).append(entry_id)
-        return events, acks
+            out.append((event, Ticket(acks, self._settled)))
+        return out
 
     async def _trim(self) -> None:
         """The outboxes are only this group's: drop what it acknowledged. (The views

@@ -141,10 +141,7 @@ class Lane:
         artifact has rows there, the lane is full, or the queue was not read whole."""
         artifact = fresh.artifact_id
         if not self._complete or artifact in self._db or self.fresh >= MEMORY_MAX:
-            self._db.add(artifact)
-            self._db_since_read.add(artifact)
-            self._db_new = True
-            self.wake.set()
+            self.divert(artifact)
             return False
         line = self._lines.get(artifact)
         if line is None:
@@ -154,6 +151,13 @@ class Lane:
         self.fresh += 1
         self.wake.set()
         return True
+
+    def divert(self, artifact: str) -> None:
+        """The artifact's next delivery goes to the queue: so do the ones after it."""
+        self._db.add(artifact)
+        self._db_since_read.add(artifact)
+        self._db_new = True
+        self.wake.set()
 
     def queued(self) -> None:
         """Rows were committed to this lane's queue: read them."""
