@@ -3,7 +3,7 @@ heartbeat scenario's rate with webhooks configured against without, in the same 
 
     .venv/bin/python benchmarks/webhooks.py [--rate 2000] [--seconds 10] [--endpoints 10]
         [--fanout one,all] [--pairs 3] [--round-seconds 5] [--connections 32]
-        [--skip lag|rps]
+        [--scenario heartbeat] [--skip lag|rps]
 
 One ``presence-svc serve --no-worker`` (its embedded Redis, SQLite), one ``presence-svc
 worker`` (the dispatcher) and, in a process of their own, ``--endpoints`` receivers on
@@ -28,7 +28,9 @@ keep-alive connections) for ``--round-seconds`` a round, in ``--pairs`` pairs of
 endpoints, the last hanging, each subscribed to every presence event type, the outboxes
 made, the dispatcher running and delivering whatever the heartbeats cause). Reports the
 rps of each round, the median of the pairs' ratios on / off, and the deliveries the
-receivers got during the ``on`` rounds.
+receivers got during the ``on`` rounds. (Refreshes change nothing, so the ``heartbeat``
+scenario causes next to no event; ``--scenario churn``, a leave and a heartbeat again per
+user, makes a leave and a join per pair of requests, each to every endpoint.)
 """
 
 from __future__ import annotations
@@ -286,7 +288,7 @@ class Bench:
             seed,
             Options(connections=32, max_requests=len(seed), duration_s=120, warmup=0),
         )
-        requests = build_scenario("heartbeat", self.tokens, population).requests
+        requests = build_scenario(self.args.scenario, self.tokens, population).requests
         rounds: dict[str, list[float]] = {"off": [], "on": []}
         p99: dict[str, list[float]] = {"off": [], "on": []}
         ratios: list[float] = []
@@ -305,6 +307,7 @@ class Bench:
             ratios.append(rounds["on"][-1] / rounds["off"][-1])
         return {
             "bench": "webhook_heartbeat_rps",
+            "scenario": self.args.scenario,
             "off_rps": round(statistics.median(rounds["off"])),
             "on_rps": round(statistics.median(rounds["on"])),
             "ratio": round(statistics.median(ratios), 3),
@@ -331,6 +334,7 @@ async def main() -> None:
     parser.add_argument("--fanout", default="one,all")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--round-seconds", type=float, default=5)
+    parser.add_argument("--scenario", default="heartbeat", help="of presence-svc bench")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip", choices=["lag", "rps"], action="append", default=[])
     args = parser.parse_args()

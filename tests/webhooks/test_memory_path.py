@@ -99,3 +99,25 @@ async def test_a_hanging_endpoint_has_its_waiting_deliveries_kept_in_the_databas
         )
         for artifact in ("doc-h1", "doc-h2"):
             assert _joins(receiver, artifact) == ["u1", "u2", "u3"]
+
+
+async def test_deliveries_held_when_an_endpoint_is_disabled_wait_for_it(
+    make_hooks: Any, sync_redis: redis.Redis
+) -> None:
+    hooks = await make_hooks(webhook_timeout_s=30.0, webhook_concurrency=1)
+    async with receiving() as receiver:
+        hanging = True
+        receiver.behave = lambda event_id, body, n: "hang" if hanging else None
+        made = await hooks.create(receiver.url, ["presence.join"])
+        receiver.secrets.append(made["secret"])
+        path = f"/v1/webhooks/{made['webhookId']}"
+        for user in ("u1", "u2", "u3"):
+            await hooks.beat("doc-d", user)
+        await until(lambda: len(receiver.attempts) == 1, what="the first delivery under way")
+        await hooks.call("PATCH", path, json={"enabled": False})
+        # Kept in the database for the endpoint, so the entries are acknowledged.
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="entries acknowledged")
+        hanging = False
+        await hooks.call("PATCH", path, json={"enabled": True})
+        await until(lambda: len(_joins(receiver, "doc-d")) == 3, what="the three joins")
+        assert _joins(receiver, "doc-d") == ["u1", "u2", "u3"]
