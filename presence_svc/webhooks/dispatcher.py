@@ -4,10 +4,10 @@ least once, in order per artifact and endpoint.
 One worker at a time dispatches (the one the live-workers list elects for ``webhooks``,
 as the sweeper elects partition owners), so order per artifact holds. Intake: read the
 streams through the ``webhooks`` group, derive the events, and hand each subscribed
-endpoint's lane its delivery, held in memory (``lane``); a batch's entries are
-acknowledged once each of its deliveries got a 2xx or was committed to the database
-(a failure waiting for its retry, or what a lane had no room for: ``tickets``). A worker
-killed before that leaves the entries pending; the next reads them again.
+endpoint's lane its delivery, held in memory (``lane``); an entry is acknowledged once
+each of its deliveries got a 2xx or was committed to the database (a failure waiting for
+its retry, or what a lane had no room for: ``tickets``). A worker killed before that
+leaves the entry pending; the next reads it again.
 Delivery: one lane per endpoint, each with its own HTTP session and at most
 ``PRESENCE_WEBHOOK_CONCURRENCY`` requests in flight, never two of one artifact; a slow or
 dead endpoint holds only its own lane.

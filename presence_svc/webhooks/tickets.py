@@ -1,8 +1,9 @@
 """What the dispatcher holds in memory between reading stream entries and acknowledging
 them: each delivery it keeps in memory (``Fresh``) and, per batch of entries read, a
-``Ticket`` counting those still unsettled. A delivery settles when the receiver answered
-2xx or it is committed to the database for a retry (or its endpoint is gone); the batch's
-entries are acknowledged once every delivery of it settled. A worker killed before that
+``Ticket`` per stream entry (or per interval's entries) counting those still unsettled. A
+delivery settles when the receiver answered 2xx or it is committed to the database for a
+retry (or its endpoint is gone); the entries are acknowledged once every delivery of
+theirs settled. A worker killed before that
 leaves them pending in the stream: the next one reads them again (a receiver may get an
 event twice, with the same id).
 """
@@ -16,7 +17,7 @@ __all__ = ["Fresh", "Ticket"]
 
 
 class Ticket:
-    """The entries of one read batch, acknowledged once ``count`` deliveries settled."""
+    """An entry (or an interval's entries), acknowledged once ``count`` deliveries settled."""
 
     __slots__ = ("_done", "acks", "count")
 
