@@ -3,7 +3,7 @@ heartbeat scenario's rate with webhooks configured against without, in the same 
 
     .venv/bin/python benchmarks/webhooks.py [--rate 2000] [--seconds 10] [--endpoints 10]
         [--fanout one,all] [--pairs 3] [--round-seconds 5] [--connections 32]
-        [--scenario heartbeat] [--skip lag|rps]
+        [--scenario heartbeat] [--users 10000] [--skip lag|rps]
 
 One ``presence-svc serve --no-worker`` (its embedded Redis, SQLite), one ``presence-svc
 worker`` (the dispatcher) and, in a process of their own, ``--endpoints`` receivers on
@@ -21,12 +21,13 @@ endpoint (a tenth of them to the hanging one); ``all``: every endpoint takes eve
 receiver minus the event's timestamp (Redis time of the heartbeat); p50/p99/max over the
 healthy endpoints, the rate the generator reached, and what each healthy one received.
 
-``rps`` (phase B): the ``heartbeat`` scenario of ``presence-svc bench`` (10 000 users,
-one tab each on 1 000 artifacts, seeded first, then their refreshes over HTTP on raw
-keep-alive connections) for ``--round-seconds`` a round, in ``--pairs`` pairs of rounds:
-``off`` (no endpoint, no outbox: the writers append nothing) then ``on`` (``--endpoints``
-endpoints, the last hanging, each subscribed to every presence event type, the outboxes
-made, the dispatcher running and delivering whatever the heartbeats cause). Reports the
+``rps`` (phase B): the ``heartbeat`` scenario of ``presence-svc bench`` (``--users``
+users, 10 000, one tab each on a tenth as many artifacts, seeded first, then their
+refreshes over HTTP on raw keep-alive connections) for ``--round-seconds`` a round, in
+``--pairs`` pairs of rounds: ``off`` (no endpoint, no outbox: the writers append
+nothing) then ``on`` (``--endpoints`` endpoints, the last hanging, each subscribed to
+every presence event type, the outboxes made, the dispatcher running and delivering
+whatever the heartbeats cause). Reports the
 rps of each round, the median of the pairs' ratios on / off, and the deliveries the
 receivers got during the ``on`` rounds. (Refreshes change nothing, so the ``heartbeat``
 scenario causes next to no event; ``--scenario churn``, a leave and a heartbeat again per
@@ -277,7 +278,7 @@ class Bench:
         }
 
     async def rps(self) -> dict[str, Any]:
-        population = Population()
+        population = Population(users=self.args.users, artifacts=max(1, self.args.users // 10))
         options = Options(
             connections=self.args.connections, duration_s=self.args.round_seconds, warmup=20
         )
@@ -335,6 +336,7 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--round-seconds", type=float, default=5)
     parser.add_argument("--scenario", default="heartbeat", help="of presence-svc bench")
+    parser.add_argument("--users", type=int, default=10_000, help="phase B: one tab each")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip", choices=["lag", "rps"], action="append", default=[])
     args = parser.parse_args()
