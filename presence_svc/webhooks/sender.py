@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
+import yarl
 
 from presence_svc.webhooks.schedule import parse_retry_after
 from presence_svc.webhooks.signing import signature_header
@@ -45,21 +46,39 @@ def _refusal(exc: BaseException) -> RefusedAddress | None:
 
 
 class Sender:
-    """One client session for a process's deliveries (connections kept alive per host)."""
+    """One client session (the dispatcher gives each endpoint's lane its own): its
+    connections kept alive, at most ``limit`` of them (0: no limit)."""
 
-    def __init__(self, *, timeout_s: float, allow_private: bool) -> None:
+    def __init__(self, *, timeout_s: float, allow_private: bool, limit: int = 0) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.allow_private = allow_private
+        self.limit = limit
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
+        """URLs parsed (and their IP literal checked) once, not per delivery."""
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             resolver = None if self.allow_private else GuardedResolver()
-            connector = aiohttp.TCPConnector(resolver=resolver, limit=0)
+            connector = aiohttp.TCPConnector(resolver=resolver, limit=self.limit)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, auto_decompress=False
+                connector=connector,
+                timeout=self.timeout,
+                auto_decompress=False,
+                skip_auto_headers=("Accept", "Accept-Encoding"),
             )
         return self._session
+
+    def _url(self, url: str) -> yarl.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if not self.allow_private:
+                check_url(url)
+            parsed = yarl.URL(url)
+            if len(self._urls) > 64:
+                self._urls.clear()
+            self._urls[url] = parsed
+        return parsed
 
     async def close(self) -> None:
         if self._session is not None:
@@ -76,10 +95,8 @@ class Sender:
             "webhook-signature": signature_header(secrets, event_id, timestamp, body),
         }
         try:
-            if not self.allow_private:
-                check_url(url)
             async with self._client().post(
-                url, data=body, headers=headers, allow_redirects=False
+                self._url(url), data=body, headers=headers, allow_redirects=False
             ) as answer:
                 head = await answer.content.read(MAX_ANSWER_BYTES)
                 if 200 <= answer.status < 300:

@@ -1,10 +1,13 @@
 """Webhook endpoints and their delivery queue, in the database (SQLite or PostgreSQL).
 
-The queue is what makes delivery survive a worker killed mid-delivery, a Redis restart or
-a database restart: the dispatcher acknowledges an outbox entry only after its
-deliveries are committed here (inserted idempotently on ``(endpoint, event id)``), and a
-delivery row goes only once the receiver answered 2xx. A row that used up its retries
-stays, with ``failed = 1``, as one of the endpoint's failures until replayed.
+The queue holds what must survive a worker killed mid-delivery, a Redis restart or a
+database restart but cannot stay in the stream: deliveries that failed and wait for a
+retry (and the artifact's next ones behind them), deliveries an endpoint's lane had no
+room to hold in memory, and failures. The dispatcher acknowledges a stream entry only
+once each of its deliveries either got a 2xx or is committed here (inserted idempotently
+on ``(endpoint, event id)``); a row goes only once the receiver answered 2xx. A row that
+used up its retries stays, with ``failed = 1``, as one of the endpoint's failures until
+replayed.
 
 Both backends run the same SQL (``?`` placeholders, numbered for PostgreSQL).
 """
@@ -123,6 +126,11 @@ class NewDelivery:
     artifact_id: str
     body: str
     created_at_ms: int
+    attempts: int = 0
+    next_at_ms: int | None = None
+    """When it is due (None: at once, ``created_at_ms``)."""
+    last_error: str | None = None
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,30 @@ class Backlog:
     pending: int
     oldest_ms: int | None
     failures: int
+
+
+_INSERT = (
+    "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, artifact_id, "
+    "body, created_at, attempts, next_at, last_error, failed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (endpoint_id, event_id) DO NOTHING"
+)
+
+
+def _values(d: NewDelivery) -> tuple[Any, ...]:
+    next_at = d.created_at_ms if d.next_at_ms is None else d.next_at_ms
+    return (
+        d.endpoint_id,
+        d.event_id,
+        d.event_type,
+        d.artifact_id,
+        d.body,
+        d.created_at_ms,
+        d.attempts,
+        next_at,
+        d.last_error,
+        int(d.failed),
+    )
 
 
 def _numbered(sql: str) -> str:
@@ -231,23 +263,58 @@ class WebhookStore(ABC):
         """One transaction; a delivery already queued (same endpoint and event) is kept."""
         if not deliveries:
             return
-        await self._insert_many(
-            "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, artifact_id, "
-            "body, created_at, attempts, next_at, last_error, failed) "
-            "VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, 0) "
-            "ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-            [
+        await self._insert_many(_INSERT, [_values(d) for d in deliveries])
+
+    async def park(
+        self,
+        endpoint_id: str,
+        deliveries: Sequence[NewDelivery],
+        *,
+        now_ms: int,
+        behind: Sequence[str] = (),
+    ) -> None:
+        """Write deliveries held in memory only (a failed attempt's, with the artifact's
+        next ones behind it; or a slow lane's waiting ones) in one transaction.
+        ``behind``: artifacts whose pending rows are newer than these and move after them
+        (new seqs, in their order), so the queue keeps each artifact's order. A failed
+        attempt among them marks the endpoint failing, as ``attempt_failed`` does."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        moved: list[Sequence[Any]] = []
+        wanted = sorted(set(behind))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            moved += await self._fetch(
+                "SELECT seq, event_id, event_type, artifact_id, body, created_at, attempts, "
+                "next_at, last_error FROM webhook_deliveries WHERE endpoint_id = ? "
+                f"AND failed = 0 AND artifact_id IN ({', '.join('?' * len(chunk))})",
+                (endpoint_id, *chunk),
+            )
+        moved.sort(key=lambda row: int(row[0]))
+        statements += [("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in moved]
+        statements += [(_INSERT, _values(d)) for d in deliveries]
+        statements += [
+            (
+                _INSERT,
+                (endpoint_id, *row[1:9], 0),
+            )
+            for row in moved
+        ]
+        if any(d.attempts for d in deliveries):
+            statements.append(
                 (
-                    d.endpoint_id,
-                    d.event_id,
-                    d.event_type,
-                    d.artifact_id,
-                    d.body,
-                    d.created_at_ms,
-                    d.created_at_ms,
+                    "UPDATE webhook_endpoints SET last_failure = ?, "
+                    "failing_since = COALESCE(failing_since, ?) WHERE endpoint_id = ?",
+                    (now_ms, now_ms, endpoint_id),
                 )
-                for d in deliveries
-            ],
+            )
+        await self._in_transaction(statements)
+
+    async def succeeded(self, endpoint_id: str, now_ms: int) -> None:
+        """The endpoint answered 2xx (deliveries held in memory leave no row to delete)."""
+        await self._execute(
+            "UPDATE webhook_endpoints SET failing_since = NULL, last_success = ? "
+            "WHERE endpoint_id = ?",
+            (now_ms, endpoint_id),
         )
 
     async def pending(self, endpoint_id: str, after_seq: int, limit: int) -> list[Delivery]:

@@ -78,3 +78,35 @@ async def test_queue_order_failures_replay_and_erasure(ledger_url: str) -> None:
         assert (await store.endpoint("wh_1")).failing_since_ms is None  # type: ignore[union-attr]
         assert await store.delete_endpoint("wh_1")
         assert await store.backlog() == {}
+
+
+async def test_parked_deliveries_go_ahead_of_the_artifacts_newer_rows(ledger_url: str) -> None:
+    """A delivery held in memory that failed is written with its attempt, and the
+    artifact's rows already queued (newer events) move behind it; other artifacts stay."""
+    async with opened_database(ledger_url) as database:
+        store = database.webhooks
+        await store.add_endpoint(_endpoint("wh_1"))
+        await store.enqueue([_join("e2", "a", "bob"), _join("e9", "b", "carol")])
+        await store.enqueue([_join("e3", "a", "dave")])
+        failed = NewDelivery(
+            "wh_1",
+            "e1",
+            "presence.join",
+            "a",
+            json.dumps({"id": "e1"}),
+            900,
+            attempts=1,
+            next_at_ms=5000,
+            last_error="timeout",
+        )
+        await store.park("wh_1", [failed], now_ms=2000, behind=["a"])
+        pending = await store.pending("wh_1", 0, 10)
+        assert [d.event_id for d in pending if d.artifact_id == "a"] == ["e1", "e2", "e3"]
+        assert [d.event_id for d in pending if d.artifact_id == "b"] == ["e9"]
+        first = next(d for d in pending if d.event_id == "e1")
+        assert (first.attempts, first.next_at_ms, first.last_error) == (1, 5000, "timeout")
+        assert (await store.endpoint("wh_1")).failing_since_ms == 2000  # type: ignore[union-attr]
+        await store.succeeded("wh_1", 3000)
+        endpoint = await store.endpoint("wh_1")
+        assert endpoint is not None
+        assert (endpoint.failing_since_ms, endpoint.last_success_ms) == (None, 3000)

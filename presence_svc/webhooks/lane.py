@@ -1,0 +1,445 @@
+"""One endpoint's deliveries, in order per artifact, a few at once, each endpoint on its
+own lane (its own HTTP session, queue and in-flight limit) so a slow or dead one delays
+no other.
+
+The happy path stays in memory: the dispatcher hands a lane each new event as a ``Fresh``
+delivery; a 2xx settles it and nothing is written. The database holds what must wait:
+a delivery that failed (with the artifact's next ones behind it, so order holds), what a
+lane had no room for (over ``MEMORY_MAX`` held, or held longer than ``SPILL_S`` behind a
+stuck endpoint), and replayed failures. While an artifact has rows there, its new events
+join them there (``take`` says no), and the lane reads them back in order, as due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from presence_svc import metrics
+from presence_svc.db.errors import DatabaseUnavailable
+from presence_svc.webhooks.sender import Outcome, Sender
+from presence_svc.webhooks.store import Delivery, Endpoint, NewDelivery
+from presence_svc.webhooks.tickets import Fresh
+
+if TYPE_CHECKING:
+    from presence_svc.webhooks.dispatcher import WebhookDispatcher
+
+__all__ = ["MEMORY_MAX", "PAGE", "REFRESH_S", "SPILL_S", "Lane", "Retire"]
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 1.0
+"""How often a lane reads its database queue from the start (retries falling due,
+replayed failures)."""
+PAGE = 1000
+"""Pending deliveries a lane reads at once."""
+MEMORY_MAX = 4096
+"""Deliveries a lane holds in memory; beyond, new ones go to the database."""
+SPILL_S = 5.0
+"""A lane whose endpoint answered nothing this long (hanging, or down with every attempt
+timing out) sends what it holds waiting in memory to the database, so the stream entries
+behind them are acknowledged and the worker's memory stays small. (A lane that is merely
+slow keeps them: past ``MEMORY_MAX`` its new events go to the database anyway.)"""
+SUCCESS_EVERY_S = 1.0
+"""How often a lane that delivers from memory records the endpoint's last success."""
+
+Item = Fresh | Delivery
+Retire = Literal["park", "discard", "abandon"]
+"""What a dropped lane does with the deliveries it holds in memory: write them to the
+database (its endpoint was disabled: they wait for it), settle them unsent (it was
+deleted), or leave them (another worker takes over and reads their entries again)."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _outcome(task: asyncio.Task[Outcome]) -> Outcome:
+    """A send that raised (a bug, not the receiver) counts as a failed attempt, so its
+    artifact is never left waiting on it."""
+    if task.cancelled():
+        return Outcome("connection", error="cancelled")
+    exc = task.exception()
+    if exc is not None:
+        return Outcome("connection", error=f"{type(exc).__name__}: {exc}"[:300])
+    return task.result()
+
+
+def _row(
+    endpoint_id: str, fresh: Fresh, *, next_at_ms: int | None = None, error: str | None = None
+) -> NewDelivery:
+    """``fresh`` as a queue row: untried, or (``error``) after its first failed attempt,
+    due at ``next_at_ms`` (None with an error: filed as a failure)."""
+    return NewDelivery(
+        endpoint_id,
+        fresh.event_id,
+        fresh.event_type,
+        fresh.artifact_id,
+        fresh.body.decode(),
+        fresh.created_at_ms,
+        attempts=0 if error is None else 1,
+        next_at_ms=next_at_ms,
+        last_error=error,
+        failed=error is not None and next_at_ms is None,
+    )
+
+
+class Lane:
+    def __init__(self, dispatcher: WebhookDispatcher, endpoint: Endpoint) -> None:
+        self.d = dispatcher
+        self.endpoint = endpoint
+        settings = dispatcher.settings
+        self.limit = settings.webhook_concurrency
+        self.sender = Sender(
+            timeout_s=settings.webhook_timeout_s,
+            allow_private=settings.webhook_allow_private,
+            limit=self.limit,
+        )
+        self.wake = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set by the first full read of the queue: until then every event goes there."""
+        self.failing_since_ms = endpoint.failing_since_ms
+        self.fresh = 0
+        """``Fresh`` deliveries held (waiting and in flight)."""
+        self._lines: dict[str, collections.deque[Item]] = {}
+        self._flying: dict[asyncio.Task[Outcome], Item] = {}
+        self._known: set[int] = set()
+        """Seqs read from the queue and not yet deleted or given back."""
+        self._blocked: set[str] = set()
+        """Artifacts with a delivery in flight."""
+        self._waiting: set[str] = set()
+        """Artifacts whose oldest pending delivery waits for its retry."""
+        self._db: set[str] = set()
+        """Artifacts with pending rows in the queue: their new events go there too."""
+        self._db_since_read: set[str] = set()
+        self._complete = False
+        """The last full read saw the whole queue (so ``_db`` is exact)."""
+        self._db_new = False
+        self._last_seq = 0
+        self._next_full = 0.0
+        self._retry_at_ms: int | None = None
+        """When the earliest retry the last full read saw falls due."""
+        self._done: list[Delivery] = []
+        self._done_since = 0.0
+        self._succeeded = False
+        self._success_at = 0.0
+        self._spill_check = 0.0
+        self._answered = time.monotonic()
+        """When the endpoint last answered (any status): a lane answered by nobody for
+        ``SPILL_S`` is stuck."""
+        self.task = asyncio.create_task(self.run(), name=f"webhook-lane-{endpoint.endpoint_id}")
+
+    # What the dispatcher calls.
+
+    def take(self, fresh: Fresh) -> bool:
+        """Hold ``fresh`` in memory (True), or say it goes to the queue (False): its
+        artifact has rows there, the lane is full, or the queue was not read whole."""
+        artifact = fresh.artifact_id
+        if not self._complete or artifact in self._db or self.fresh >= MEMORY_MAX:
+            self.divert(artifact)
+            return False
+        line = self._lines.get(artifact)
+        if line is None:
+            line = self._lines[artifact] = collections.deque()
+        fresh.queued = time.monotonic()
+        line.append(fresh)
+        self.fresh += 1
+        self.wake.set()
+        return True
+
+    def divert(self, artifact: str) -> None:
+        """The artifact's next delivery goes to the queue: so do the ones after it."""
+        self._db.add(artifact)
+        self._db_since_read.add(artifact)
+        self._db_new = True
+        self.wake.set()
+
+    def queued(self) -> None:
+        """Rows were committed to this lane's queue: read them."""
+        self._db_new = True
+        self.wake.set()
+
+    def oldest_fresh_ms(self) -> int | None:
+        """When the oldest event held in memory happened (for the lag metric)."""
+        heads = [i for i in self._flying.values() if isinstance(i, Fresh)]
+        heads += [line[0] for line in self._lines.values() if isinstance(line[0], Fresh)]
+        return min((i.created_at_ms for i in heads), default=None)
+
+    async def retire(self, how: Retire) -> None:
+        """Stop the lane; then its memory deliveries are parked, discarded or left."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        try:
+            if how == "abandon":
+                return
+            held: dict[str, list[Fresh]] = {}
+            for item in [*self._flying.values(), *(i for ln in self._lines.values() for i in ln)]:
+                if isinstance(item, Fresh) and not item.settled:
+                    held.setdefault(item.artifact_id, []).append(item)
+            if how == "park":
+                await self._park(held, behind=[a for a in held if a in self._db], retry=True)
+            for items in held.values():
+                for item in items:
+                    item.settle()
+        finally:
+            await self.sender.close()
+
+    # The lane's loop.
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._round()
+                except DatabaseUnavailable as exc:
+                    log.warning("webhooks: database unavailable", extra={"error": str(exc)})
+                    await asyncio.sleep(1.0)
+                except Exception:
+                    log.exception("webhooks: lane failed a round; retrying")
+                    await asyncio.sleep(1.0)
+        finally:
+            for task in self._flying:
+                task.cancel()
+
+    async def _round(self) -> None:
+        flying = self._flying
+        if len(flying) < self.limit:
+            retry_due = self._retry_at_ms is not None and _now_ms() >= self._retry_at_ms
+            if time.monotonic() >= self._next_full or retry_due:
+                await self._read(full=True)
+            elif self._db_new and len(self._known) < PAGE:
+                self._db_new = False
+                await self._read(full=False)
+        self.wake.clear()
+        self._start()
+        await self._wait()
+        ended = [t for t in flying if t.done()]
+        if ended:
+            await self._record([(flying.pop(t), _outcome(t)) for t in ended])
+        now = time.monotonic()
+        if self._done and (len(self._done) >= 200 or now - self._done_since > 0.05):
+            await self._flush()
+        if self._succeeded and now - self._success_at >= SUCCESS_EVERY_S:
+            self._succeeded, self._success_at = False, now
+            await self.d.store.succeeded(self.endpoint.endpoint_id, _now_ms())
+        if now - self._spill_check >= 0.5:
+            self._spill_check = now
+            await self._spill_if_stuck(now)
+
+    def _start(self) -> None:
+        """Send the head of each artifact's line that has none in flight."""
+        secrets = self.endpoint.secrets(_now_ms())
+        url = self.endpoint.url
+        for artifact in list(self._lines):
+            if len(self._flying) >= self.limit:
+                return
+            if artifact in self._blocked:
+                continue
+            line = self._lines[artifact]
+            item = line.popleft()
+            if not line:
+                del self._lines[artifact]
+            self._blocked.add(artifact)
+            body = item.body if isinstance(item, Fresh) else item.body.encode()
+            send = self.sender.send(url, secrets, item.event_id, body)
+            self._flying[asyncio.create_task(send)] = item
+
+    async def _read(self, *, full: bool) -> None:
+        """Pending deliveries into the artifacts' lines: new ones only, or (``full``,
+        every second and after a failure) the queue from its start, where retries fall
+        due. An artifact whose oldest delivery is not due yet waits whole behind it."""
+        now = _now_ms()
+        if full:
+            self._waiting = set()
+            self._next_full = time.monotonic() + REFRESH_S
+            self._retry_at_ms = None
+            self._db_since_read = set()
+        after = 0 if full else self._last_seq
+        rows = await self.d.store.pending(self.endpoint.endpoint_id, after, PAGE)
+        seen: set[str] = set()
+        for delivery in rows:
+            self._last_seq = max(self._last_seq, delivery.seq)
+            artifact = delivery.artifact_id
+            seen.add(artifact)
+            if delivery.seq in self._known or artifact in self._waiting:
+                continue
+            if delivery.next_at_ms > now:
+                self._waiting.add(artifact)
+                if self._retry_at_ms is None or delivery.next_at_ms < self._retry_at_ms:
+                    self._retry_at_ms = delivery.next_at_ms
+                continue
+            self._known.add(delivery.seq)
+            self._lines.setdefault(artifact, collections.deque()).append(delivery)
+        if full and len(rows) < PAGE:
+            held = [*self._flying.values(), *(i for ln in self._lines.values() for i in ln)]
+            held_rows = {i.artifact_id for i in [*held, *self._done] if isinstance(i, Delivery)}
+            self._db = seen | held_rows | self._db_since_read
+            self._complete = True
+        else:
+            self._db |= seen
+            self._complete = self._complete and not full
+        if full:
+            self.ready.set()
+
+    async def _wait(self) -> None:
+        """Until a delivery ends or new ones come (at most a second, or until the batch
+        of done deliveries is due to be written)."""
+        flying = self._flying
+        if len(flying) < self.limit and any(a not in self._blocked for a in self._lines):
+            return
+        timeout = 0.05 if self._done else min(REFRESH_S, 0.5)
+        if self._retry_at_ms is not None:
+            timeout = min(timeout, max(0.0, (self._retry_at_ms - _now_ms()) / 1000))
+        if len(flying) >= self.limit:
+            # Full: only an ending delivery frees a slot (new ones wait in line).
+            await asyncio.wait(flying, timeout=timeout, return_when="FIRST_COMPLETED")
+            return
+        waiter = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait({*flying, waiter}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            waiter.cancel()
+
+    async def _record(self, ended: Sequence[tuple[Item, Outcome]]) -> None:
+        now = _now_ms()
+        delivered = 0
+        for item, outcome in ended:
+            if outcome.kind in ("delivered", "status"):
+                self._answered = time.monotonic()
+            if outcome.ok:
+                delivered += 1
+                metrics.WEBHOOK_DELIVERY_SECONDS.observe(
+                    max(0.0, (now - item.created_at_ms) / 1000)
+                )
+                self._blocked.discard(item.artifact_id)
+                self.failing_since_ms = None
+                if isinstance(item, Fresh):
+                    self.fresh -= 1
+                    item.settle()
+                    self._succeeded = True
+                else:
+                    if not self._done:
+                        self._done_since = time.monotonic()
+                    self._done.append(item)
+            else:
+                await self._failed(item, outcome, now)
+        if delivered:
+            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc(delivered)
+
+    async def _flush(self) -> None:
+        done, self._done = self._done, []
+        await self.d.store.delivered(self.endpoint.endpoint_id, [d.seq for d in done], _now_ms())
+        self._known.difference_update(d.seq for d in done)
+        self._succeeded, self._success_at = False, time.monotonic()
+
+    async def _park(
+        self, held: dict[str, list[Fresh]], *, behind: Sequence[str], retry: bool = False
+    ) -> None:
+        """Write memory deliveries to the queue (the artifacts' order kept), until it
+        works with ``retry`` (a lane being retired has no later round)."""
+        rows = [_row(self.endpoint.endpoint_id, f) for items in held.values() for f in items]
+        if not rows:
+            return
+        if self._done:
+            await self._flush()
+        while True:
+            try:
+                await self.d.store.park(
+                    self.endpoint.endpoint_id, rows, now_ms=_now_ms(), behind=behind
+                )
+                return
+            except DatabaseUnavailable:
+                if not retry:
+                    raise
+                await asyncio.sleep(1.0)
+
+    async def _spill_if_stuck(self, now: float) -> None:
+        """Every delivery waiting in memory goes to the queue once the oldest has waited
+        ``SPILL_S`` and the endpoint answered nothing for as long (hanging or down)."""
+        if now - self._answered < SPILL_S:
+            return
+        waiting = [ln[0] for ln in self._lines.values() if isinstance(ln[0], Fresh)]
+        if not waiting or now - min(f.queued for f in waiting) < SPILL_S:
+            return
+        held: dict[str, list[Fresh]] = {}
+        for artifact, line in self._lines.items():
+            items = [i for i in line if isinstance(i, Fresh)]
+            if items:
+                held[artifact] = items
+        await self._park(held, behind=[a for a in held if a in self._db])
+        for artifact, items in held.items():
+            self._forget(self._lines.pop(artifact, ()))
+            self._db.add(artifact)
+            self._db_since_read.add(artifact)
+            for item in items:
+                item.settle()
+            self.fresh -= len(items)
+        self._next_full = 0.0
+        log.info(
+            "webhooks: a slow endpoint's waiting deliveries went to the queue",
+            extra={
+                "endpoint": self.endpoint.endpoint_id,
+                "deliveries": sum(map(len, held.values())),
+            },
+        )
+
+    def _forget(self, items: Iterable[Item]) -> None:
+        self._known.difference_update(i.seq for i in items if isinstance(i, Delivery))
+
+    async def _failed(self, item: Item, outcome: Outcome, now: int) -> None:
+        metrics.WEBHOOK_DELIVERIES.labels(outcome.kind).inc()
+        delay = self.d.schedule.delay_s(item.attempts + 1, outcome.retry_after_s)
+        if delay is None:
+            metrics.WEBHOOK_DELIVERIES.labels("failed").inc()
+            log.warning(
+                "webhook delivery failed for good; kept among the endpoint's failures",
+                extra={"endpoint": self.endpoint.endpoint_id, "event": item.event_id},
+            )
+        next_at = None if delay is None else now + int(delay * 1000)
+        error = outcome.error or outcome.kind
+        artifact = item.artifact_id
+        # The artifact's line goes to the database: read again, in order, once due (or,
+        # filed as a failure, without it). Rows of it already there are newer than what
+        # memory held, so they move behind.
+        line = self._lines.pop(artifact, collections.deque())
+        self._forget(line)
+        behind = [i for i in line if isinstance(i, Fresh)]
+        endpoint_id = self.endpoint.endpoint_id
+        if isinstance(item, Fresh):
+            rows = [_row(endpoint_id, item, next_at_ms=next_at, error=error)]
+            rows += [_row(endpoint_id, f) for f in behind]
+            if self._done:
+                await self._flush()
+            moved = [artifact] if artifact in self._db else []
+            await self.d.store.park(endpoint_id, rows, now_ms=now, behind=moved)
+            behind.append(item)
+        else:
+            self._known.discard(item.seq)
+            await self.d.store.attempt_failed(item, next_at_ms=next_at, error=error, now_ms=now)
+            if behind:  # (not expected: an artifact with rows takes no fresh ones)
+                await self._park({artifact: behind}, behind=[])
+        for fresh in behind:
+            fresh.settle()
+        self.fresh -= len(behind)
+        self._db.add(artifact)
+        self._db_since_read.add(artifact)
+        self._blocked.discard(artifact)
+        self._waiting.add(artifact)
+        self._next_full = 0.0
+        if self.failing_since_ms is None:
+            self.failing_since_ms = now
+        failing_ms = now - self.failing_since_ms
+        if failing_ms >= self.d.settings.webhook_disable_after_s * 1000 and self.endpoint.enabled:
+            self.endpoint = await self.d.store.disable(self.endpoint, "failing", now)
+            metrics.WEBHOOK_DISABLED.inc()
+            log.warning(
+                "webhook endpoint disabled: every delivery failed for too long",
+                extra={"endpoint": endpoint_id, "failing_s": failing_ms / 1000},
+            )
+            self.d.drop_lane(endpoint_id, "park")

@@ -1,0 +1,123 @@
+"""Deliveries held in memory (the happy path writes nothing to the database): the stream
+entries are acknowledged once delivered; a failure in the middle of an artifact's events,
+with newer ones already sent to the database (a lane out of room), keeps their order; a
+hanging endpoint's waiting deliveries go to the database, so the entries behind them are
+acknowledged while it hangs, and arrive in order once it answers again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from presence_svc.redis.keys import Keyspace
+from presence_svc.webhooks import lane
+from presence_svc.webhooks.streams import GROUP
+from tests.webhooks.receiver import Receiver, receiving, until
+
+KEYS = Keyspace(16)
+
+
+def _unacknowledged(sync_redis: redis.Redis) -> int:
+    return sum(
+        int(sync_redis.xpending(KEYS.outbox(t), GROUP)["pending"])
+        for t in KEYS.tags
+        if sync_redis.exists(KEYS.outbox(t))
+    )
+
+
+def _joins(receiver: Receiver, artifact: str) -> list[str]:
+    return [
+        r.data["userId"]
+        for r in receiver.unique()
+        if r.type == "presence.join" and r.data["artifactId"] == artifact
+    ]
+
+
+async def test_delivered_events_leave_no_stream_entry_unacknowledged(
+    make_hooks: Any, sync_redis: redis.Redis
+) -> None:
+    hooks = await make_hooks()
+    async with receiving() as receiver:
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        for user in ("u1", "u2", "u3"):
+            await hooks.beat("doc-m", user)
+        await until(lambda: _joins(receiver, "doc-m") == ["u1", "u2", "u3"], what="three joins")
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+        assert len(receiver.attempts) == 3  # each once: nothing was retried
+
+
+async def test_order_holds_when_a_held_delivery_fails_behind_queued_ones(
+    make_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lane with room for one delivery: the first join is held (and hangs past the
+    # timeout), the next ones go to the database; the first's retry must still come first.
+    monkeypatch.setattr(lane, "MEMORY_MAX", 1)
+    hooks = await make_hooks(webhook_timeout_s=0.5)
+    async with receiving() as receiver:
+        receiver.behave = lambda event_id, body, n: (
+            "hang" if body["data"].get("userId") == "u1" and n == 1 else None
+        )
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        users = [f"u{i}" for i in range(1, 6)]
+        for user in users:
+            await hooks.beat("doc-o", user)
+        await until(lambda: len(_joins(receiver, "doc-o")) == 5, what="five joins")
+        assert _joins(receiver, "doc-o") == users
+        first = [t for i, t in receiver.attempts if i == receiver.unique()[0].event_id]
+        assert len(first) == 2  # hung once, then retried
+
+
+async def test_a_hanging_endpoint_has_its_waiting_deliveries_kept_in_the_database(
+    make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lane, "SPILL_S", 0.3)
+    hooks = await make_hooks(
+        webhook_timeout_s=6.0, webhook_concurrency=1, webhook_retry_schedule=(0.1,) * 20
+    )
+    async with receiving() as receiver:
+        hanging = True
+        receiver.behave = lambda event_id, body, n: "hang" if hanging else None
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        for artifact in ("doc-h1", "doc-h2"):
+            for user in ("u1", "u2", "u3"):
+                await hooks.beat(artifact, user)
+        await until(lambda: len(receiver.attempts) >= 1, what="a first attempt")
+        # Held in the database, not in the worker: the entries are acknowledged while the
+        # first delivery still hangs (all but the one behind it, before its 6 s timeout).
+        await until(
+            lambda: _unacknowledged(sync_redis) <= 1, timeout_s=5, what="entries acknowledged"
+        )
+        assert len(receiver.attempts) == 1
+        assert receiver.got == []
+        hanging = False
+        await until(
+            lambda: all(len(_joins(receiver, a)) == 3 for a in ("doc-h1", "doc-h2")),
+            timeout_s=30,
+            what="every join once the endpoint answers",
+        )
+        for artifact in ("doc-h1", "doc-h2"):
+            assert _joins(receiver, artifact) == ["u1", "u2", "u3"]
+
+
+async def test_deliveries_held_when_an_endpoint_is_disabled_wait_for_it(
+    make_hooks: Any, sync_redis: redis.Redis
+) -> None:
+    hooks = await make_hooks(webhook_timeout_s=30.0, webhook_concurrency=1)
+    async with receiving() as receiver:
+        hanging = True
+        receiver.behave = lambda event_id, body, n: "hang" if hanging else None
+        made = await hooks.create(receiver.url, ["presence.join"])
+        receiver.secrets.append(made["secret"])
+        path = f"/v1/webhooks/{made['webhookId']}"
+        for user in ("u1", "u2", "u3"):
+            await hooks.beat("doc-d", user)
+        await until(lambda: len(receiver.attempts) == 1, what="the first delivery under way")
+        await hooks.call("PATCH", path, json={"enabled": False})
+        # Kept in the database for the endpoint, so the entries are acknowledged.
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="entries acknowledged")
+        hanging = False
+        await hooks.call("PATCH", path, json={"enabled": True})
+        await until(lambda: len(_joins(receiver, "doc-d")) == 3, what="the three joins")
+        assert _joins(receiver, "doc-d") == ["u1", "u2", "u3"]
