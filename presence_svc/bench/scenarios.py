@@ -46,9 +46,10 @@ AUDIENCE_VIEWERS = 500
 TIMELINE_ARTIFACTS = 20
 """Artifacts (0..19) whose 7-day timeline the ``timeline`` scenario reads: each has a change
 in every minute (``timeline_history``), the most a timeline can hold."""
-TIMELINE_MINUTES = 9_995
-"""Minutes one ``timeline`` read asks for: the 10 000 points a read may have at most (some
-6.9 days), less a few for the minutes the run takes."""
+TIMELINE_MINUTES = 10_080
+"""Minutes one ``timeline`` read asks for: 7 days, the 10 080 points a read may have at
+most. Each read names both ends (``until`` the end of the minute the run was built in), so
+it makes exactly that many points however long the run takes."""
 
 
 def artifact_id(i: int) -> str:
@@ -202,9 +203,10 @@ class _Builder:
         }
         return _request("POST", "/v1/leave", self.token(user), _JSON.encode(body))
 
-    def timeline(self, i: int, since: str) -> bytes:
+    def timeline(self, i: int, since: str, until: str) -> bytes:
         artifact = artifact_id(i % min(TIMELINE_ARTIFACTS, self.population.artifacts))
-        path = f"/v1/artifacts/{artifact}/timeline?{urlencode({'since': since, 'step': '1m'})}"
+        query = urlencode({"since": since, "until": until, "step": "1m"})
+        path = f"/v1/artifacts/{artifact}/timeline?{query}"
         return _request("GET", path, self.reader)
 
     def where_now(self, user: int) -> bytes:
@@ -333,10 +335,16 @@ def _churn(b: _Builder) -> list[bytes]:
 
 
 def _timeline(b: _Builder) -> list[bytes]:
-    """``GET /v1/artifacts/{id}/timeline`` of the last ``TIMELINE_MINUTES`` at ``1m``."""
-    since_ms = (int(time.time() * 1000) // 60_000 - TIMELINE_MINUTES + 1) * 60_000
-    since = datetime.fromtimestamp(since_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [b.timeline(i, since) for i in range(TIMELINE_ARTIFACTS * 10)]
+    """``GET /v1/artifacts/{id}/timeline`` of the last ``TIMELINE_MINUTES`` (7 days) at
+    ``1m``, up to the end of the current minute: exactly ``TIMELINE_MINUTES`` points (the
+    service takes a later ``until`` as now while the minute runs)."""
+    end_ms = (int(time.time() * 1000) // 60_000 + 1) * 60_000
+    since_ms = end_ms - TIMELINE_MINUTES * 60_000
+    since, until = (
+        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for ms in (since_ms, end_ms)
+    )
+    return [b.timeline(i, since, until) for i in range(TIMELINE_ARTIFACTS * 10)]
 
 
 SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {

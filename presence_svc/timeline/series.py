@@ -31,8 +31,9 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 STEPS: dict[str, int] = {"1m": MINUTE_MS, "1h": HOUR_MS, "1d": DAY_MS}
 """The steps a timeline can be read at, and their length (ms)."""
-MAX_POINTS = 10_000
-"""Points one read answers at most; a longer range needs a longer step."""
+MAX_POINTS = 10_080
+"""Points one read answers at most (7 days of minutes, a week's chart at ``1m``); a longer
+range needs a longer step."""
 
 
 class MinuteRecord(NamedTuple):
