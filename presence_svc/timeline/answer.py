@@ -1,0 +1,115 @@
+"""A ``1m`` timeline answer as JSON, put together from the encoded points of each hour.
+
+What an hour's points encode to depends only on what it is made of: a rolled-up hour's
+record (``timeline_done.lua``; a record written again is new bytes, so a new key) or, for
+an hour nobody came or went in, the one value carried through it. ``Fragments`` keeps those
+encodings by that content (bounded, per process), so a repeated read joins bytes instead of
+making and encoding 60 points an hour; nothing ever needs invalidating, since a changed hour
+is a different key, and an entry no read asks for again ages out. What can still change
+(the minutes not rolled up: the current hour) and the hours a range cuts are encoded anew
+on each read. The bytes are what ``msgspec`` makes of ``schemas.TimelineOut``: a test holds
+them to it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import NamedTuple
+
+import msgspec
+
+from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
+from presence_svc.timeline.pieces import HourPiece, Piece
+from presence_svc.timeline.series import MINUTE_MS, stamp, stamps
+
+__all__ = ["Encoded", "Fragments", "minutes_json"]
+
+_JSON = msgspec.json.Encoder()
+_OVERHEAD = 200
+"""Bytes an entry costs besides its points and key: the entry, the key tuple, the dict slot."""
+_POINTS_AT = b'"points":[]'
+
+
+class Encoded(NamedTuple):
+    """A run of points, encoded."""
+
+    points: bytes
+    """The points' JSON objects, comma-separated (no brackets)."""
+    top: int
+    """The most users online in one of its minutes."""
+    at: int
+    """The first of its minutes (0: its first) with ``top`` users."""
+    cost: int
+    """What keeping it costs, in bytes (``Fragments``' budget)."""
+
+
+class Fragments:
+    """Encoded hours by content, least recently read dropped first once over ``max_bytes``
+    (0: nothing is kept). One event loop uses it: no lock."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._kept: OrderedDict[Hashable, Encoded] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, key: Hashable) -> Encoded | None:
+        got = self._kept.get(key)
+        if got is not None:
+            self._kept.move_to_end(key)
+        return got
+
+    def put(self, key: Hashable, encoded: Encoded) -> None:
+        if encoded.cost > self.max_bytes or key in self._kept:
+            return
+        kept = self._kept
+        while kept and self.size + encoded.cost > self.max_bytes:
+            _, dropped = kept.popitem(last=False)
+            self.size -= dropped.cost
+        kept[key] = encoded
+        self.size += encoded.cost
+
+
+def _key(piece: Piece) -> Hashable | None:
+    """What a whole hour's points are a function of; None for what may still change (the
+    minutes not rolled up that had a change) and for a part of an hour."""
+    if isinstance(piece, HourPiece):
+        return (piece.hour, piece.record) if piece.lo == 0 and piece.hi == 60 else None
+    if piece.carried and piece.first % 60 == 0 and len(piece.online) == 60:
+        return (piece.first // 60, piece.online[0], piece.sessions[0])
+    return None
+
+
+def _encode(first: int, online: list[int], sessions: list[int], key_bytes: int) -> Encoded:
+    times = stamps(first * MINUTE_MS, MINUTE_MS, len(online))
+    points = _JSON.encode(list(map(TimelinePoint, times, online, sessions)))[1:-1]
+    top = max(online)
+    return Encoded(points, top, online.index(top), len(points) + key_bytes + _OVERHEAD)
+
+
+def minutes_json(artifact_id: str, pieces: list[Piece], fragments: Fragments) -> bytes:
+    """The answer of a ``1m`` read of ``pieces`` (``pieces.minute_pieces``), as JSON ending
+    in a newline (as ``wire.respond`` writes it)."""
+    parts: list[bytes] = []
+    top, at = -1, 0
+    for piece in pieces:
+        key = _key(piece)
+        got = None if key is None else fragments.get(key)
+        if got is None:
+            online, sessions = piece.values()
+            if not online:
+                continue
+            record_bytes = len(piece.record) if isinstance(piece, HourPiece) else 0
+            got = _encode(piece.first, online, sessions, record_bytes)
+            if key is not None:
+                fragments.put(key, got)
+        parts.append(got.points)
+        if got.top > top:
+            top, at = got.top, piece.first + got.at
+    peak = TimelinePeak(online=max(top, 0), at=stamp(at * MINUTE_MS) if parts else None)
+    frame = _JSON.encode(TimelineOut(artifact_id=artifact_id, step="1m", points=[], peak=peak))
+    head, tail = frame.split(_POINTS_AT, 1)
+    return b"".join((head, b'"points":[', b",".join(parts), b"]", tail, b"\n"))
