@@ -93,7 +93,7 @@ def _encode(first: int, online: list[int], sessions: list[int], key_bytes: int) 
 def minutes_json(artifact_id: str, pieces: list[Piece], fragments: Fragments) -> bytes:
     """The answer of a ``1m`` read of ``pieces`` (``pieces.minute_pieces``), as JSON ending
     in a newline (as ``wire.respond`` writes it)."""
-    parts: list[bytes] = []
+    parts: list[bytes] = []  # points, commas between: joined once
     top, at = -1, 0
     for piece in pieces:
         key = _key(piece)
@@ -106,10 +106,12 @@ def minutes_json(artifact_id: str, pieces: list[Piece], fragments: Fragments) ->
             got = _encode(piece.first, online, sessions, record_bytes)
             if key is not None:
                 fragments.put(key, got)
-        parts.append(got.points)
+        parts += (got.points, b",")
         if got.top > top:
             top, at = got.top, piece.first + got.at
     peak = TimelinePeak(online=max(top, 0), at=stamp(at * MINUTE_MS) if parts else None)
     frame = _JSON.encode(TimelineOut(artifact_id=artifact_id, step="1m", points=[], peak=peak))
     head, tail = frame.split(_POINTS_AT, 1)
-    return b"".join((head, b'"points":[', b",".join(parts), b"]", tail, b"\n"))
+    if parts:
+        parts.pop()  # the last comma
+    return b"".join((head, b'"points":[', *parts, b"]", tail, b"\n"))
