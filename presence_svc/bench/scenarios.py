@@ -85,8 +85,8 @@ class Scenario:
     expect_status: int = 200
 
 
-def _request(method: str, path: str, token: str, body: bytes | None = None) -> bytes:
-    head = [f"{method} {path} HTTP/1.1", "Host: bench", f"Authorization: Bearer {token}"]
+def _request(method: str, path: str, token: str, body: bytes | None = None, *extra: str) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", "Host: bench", f"Authorization: Bearer {token}", *extra]
     if body is not None:
         head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
@@ -203,11 +203,11 @@ class _Builder:
         }
         return _request("POST", "/v1/leave", self.token(user), _JSON.encode(body))
 
-    def timeline(self, i: int, since: str, until: str) -> bytes:
+    def timeline(self, i: int, since: str, until: str, *extra: str) -> bytes:
         artifact = artifact_id(i % min(TIMELINE_ARTIFACTS, self.population.artifacts))
         query = urlencode({"since": since, "until": until, "step": "1m"})
         path = f"/v1/artifacts/{artifact}/timeline?{query}"
-        return _request("GET", path, self.reader)
+        return _request("GET", path, self.reader, None, *extra)
 
     def where_now(self, user: int) -> bytes:
         return _request("GET", f"/v1/users/{user_id(user)}/presence", self.token(user))
@@ -334,7 +334,7 @@ def _churn(b: _Builder) -> list[bytes]:
     return [b.leave(u) for u in order] + [b.heartbeat(u) for u in order]
 
 
-def _timeline(b: _Builder) -> list[bytes]:
+def _timeline(b: _Builder, *extra: str) -> list[bytes]:
     """``GET /v1/artifacts/{id}/timeline`` of the last ``TIMELINE_MINUTES`` (7 days) at
     ``1m``, up to the end of the current minute: exactly ``TIMELINE_MINUTES`` points (the
     service takes a later ``until`` as now while the minute runs)."""
@@ -344,7 +344,12 @@ def _timeline(b: _Builder) -> list[bytes]:
         datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for ms in (since_ms, end_ms)
     )
-    return [b.timeline(i, since, until) for i in range(TIMELINE_ARTIFACTS * 10)]
+    return [b.timeline(i, since, until, *extra) for i in range(TIMELINE_ARTIFACTS * 10)]
+
+
+def _timeline_gzip(b: _Builder) -> list[bytes]:
+    """``timeline`` as a browser asks it, accepting gzip."""
+    return _timeline(b, "Accept-Encoding: gzip, deflate")
 
 
 SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
@@ -360,6 +365,7 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "seen-check": _seen_check,
     "churn": _churn,
     "timeline": _timeline,
+    "timeline-gzip": _timeline_gzip,
     "heartbeat-hidden": _heartbeat_hidden,
 }
 SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {

@@ -51,8 +51,12 @@ async def timeline(request: web.Request) -> web.Response:
         # The JSON of minutes, joined from each hour's encoded points (timeline.answer).
         first, end = since // MINUTE_MS, -(-until // MINUTE_MS)
         pieces, _ = await app[TIMELINE].minute_pieces(artifact_id, first, end)
-        body = minutes_json(artifact_id, pieces, app[TIMELINE].fragments)
-        return web.Response(body=body, content_type=JSON)
+        gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
+        body = minutes_json(artifact_id, pieces, app[TIMELINE].fragments, gzip=gzip)
+        headers = {"Vary": "Accept-Encoding"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, content_type=JSON, headers=headers)
     series = await app[TIMELINE].read(artifact_id, since, until, step)
     times = stamps(series.first_ms, series.step_ms, len(series.online))
     points = list(map(TimelinePoint, times, series.online, series.sessions))
@@ -66,3 +70,20 @@ async def timeline(request: web.Request) -> web.Response:
         ),
     )
     return respond(request, out)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether ``Accept-Encoding`` lists gzip (or x-gzip) with a q above 0."""
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False

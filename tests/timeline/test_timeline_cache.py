@@ -5,6 +5,7 @@ and what still changes (the current hour) must show at once."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,14 +34,21 @@ Auth = Callable[..., dict[str, str]]
 
 
 async def _answers(client: AppClient, auth: Auth, since: int, until: int) -> tuple[bytes, Any]:
-    """The JSON answer's bytes, and the msgpack answer (read without the cache)."""
+    """The JSON answer's bytes (the same plain and gzipped), and the msgpack answer (read
+    without the cache)."""
     params = {"since": to_iso(since), "until": to_iso(until), "step": "1m"}
     headers = auth("board", scope="dashboard")
     path = f"/v1/artifacts/{DOC}/timeline"
-    resp = await client.get(path, params=params, headers=headers)
+    resp = await client.get(path, params=params, headers={**headers, "Accept-Encoding": "identity"})
     assert resp.status == 200, await resp.text()
     assert resp.content_type == "application/json"
+    assert "Content-Encoding" not in resp.headers
     raw = await resp.read()
+    resp = await client.get(path, params=params, headers={**headers, "Accept-Encoding": "gzip"})
+    assert resp.status == 200
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert resp.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(await resp.read()) == raw
     resp = await client.get(
         path, params=params, headers={**headers, "Accept": "application/msgpack"}
     )
@@ -91,7 +99,8 @@ async def _three_hours(crowd: Crowd) -> None:
 async def app(
     clock: Clock, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[AppClient]]
 ) -> AppClient:
-    return await aiohttp_client(create_app(_settings(clock.url, tmp_path)))
+    # raw bodies: the gzipped answer is checked as it came
+    return await aiohttp_client(create_app(_settings(clock.url, tmp_path)), auto_decompress=False)
 
 
 EDGES = [
@@ -173,6 +182,38 @@ def test_the_cache_stays_within_its_budget_dropping_the_least_recently_read() ->
     fragments.put(4, _encoded(1001))  # larger than the whole budget: not kept
     assert fragments.get(4) is None
     assert fragments.size <= fragments.max_bytes
+    grown = fragments.get(3)
+    assert grown is not None
+    fragments.grew(3, grown, 200)  # its deflated points added: over 1000, hour 0 goes
+    assert fragments.size == 800
+    assert [h for h in range(4) if fragments.get(h) is not None] == [2, 3]
     none = Fragments(max_bytes=0)
     none.put(0, _encoded(1))
     assert len(none) == 0
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.5", True),
+        ("x-gzip", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("gzip;q=nonsense", False),
+        ("identity", False),
+        ("", False),
+    ],
+)
+async def test_gzip_only_when_the_client_accepts_it(
+    app: AppClient, auth: Auth, accept_encoding: str, gzipped: bool
+) -> None:
+    resp = await app.get(
+        f"/v1/artifacts/{DOC}/timeline",
+        headers={**auth("board", scope="dashboard"), "Accept-Encoding": accept_encoding},
+    )
+    assert resp.status == 200
+    body = await resp.read()
+    assert (resp.headers.get("Content-Encoding") == "gzip") is gzipped
+    points = json.loads(gzip.decompress(body) if gzipped else body)["points"]
+    assert len(points) in (60, 61)  # the last hour by default
