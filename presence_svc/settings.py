@@ -118,6 +118,9 @@ class Settings:
     """Verified tokens each process keeps (one per active tab, ~0.5 KB each)."""
     timeline_days: int = 7
     """How long Redis keeps an artifact's per-minute timeline (0: no timeline is kept)."""
+    timeline_cache_mb: int = 32
+    """Each process keeps the encoded points of the timeline hours it answered (ended hours
+    only, by content) within this many MiB (0: none kept)."""
     engagement_flush_s: float = 30.0
     """The worker writes the engaged-time totals changed since into the database this often."""
     privacy_refresh_s: float = 1.0
@@ -225,6 +228,10 @@ class Settings:
         _check(1 <= self.recent_max <= 100_000, "PRESENCE_RECENT_MAX must be within 1..100000")
         _check(0 < self.read_after_s <= 86400, "PRESENCE_READ_AFTER_S must be within 0..86400")
         _check(0 <= self.timeline_days <= 90, "PRESENCE_TIMELINE_DAYS must be within 0..90")
+        _check(
+            0 <= self.timeline_cache_mb <= 4096,
+            "PRESENCE_TIMELINE_CACHE_MB must be within 0..4096",
+        )
         _check(
             0 < self.engagement_flush_s <= 3600,
             "PRESENCE_ENGAGEMENT_FLUSH_S must be within 0..3600",
@@ -421,6 +428,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_PROFILE_CACHE_S", "profile_cache_s", _parse_seconds),
     ("PRESENCE_TOKEN_CACHE_SIZE", "token_cache_size", int),
     ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
+    ("PRESENCE_TIMELINE_CACHE_MB", "timeline_cache_mb", int),
     ("PRESENCE_ENGAGEMENT_FLUSH_S", "engagement_flush_s", _parse_seconds),
     ("PRESENCE_PRIVACY_REFRESH_S", "privacy_refresh_s", _parse_seconds),
     ("PRESENCE_ERASURE_REWRITE_S", "erasure_rewrite_s", _parse_seconds),

@@ -206,7 +206,7 @@ def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Pro
                 progress=lambda n: progress.note(f"preloaded {n}/{config.preload} sessions"),
             )
         )
-    if "timeline" in config.scenarios:
+    if {"timeline", "timeline-gzip"} & set(config.scenarios):
         progress.note("writing 7 days of timelines")
         preload_timeline(target.settings, TIMELINE_ARTIFACTS, TIMELINE_MINUTES + 10)
     seed = seed_requests(tokens, config.population)

@@ -46,9 +46,10 @@ AUDIENCE_VIEWERS = 500
 TIMELINE_ARTIFACTS = 20
 """Artifacts (0..19) whose 7-day timeline the ``timeline`` scenario reads: each has a change
 in every minute (``timeline_history``), the most a timeline can hold."""
-TIMELINE_MINUTES = 9_995
-"""Minutes one ``timeline`` read asks for: the 10 000 points a read may have at most (some
-6.9 days), less a few for the minutes the run takes."""
+TIMELINE_MINUTES = 10_080
+"""Minutes one ``timeline`` read asks for: 7 days, the 10 080 points a read may have at
+most. Each read names both ends (``until`` the end of the minute the run was built in), so
+it makes exactly that many points however long the run takes."""
 
 
 def artifact_id(i: int) -> str:
@@ -84,8 +85,8 @@ class Scenario:
     expect_status: int = 200
 
 
-def _request(method: str, path: str, token: str, body: bytes | None = None) -> bytes:
-    head = [f"{method} {path} HTTP/1.1", "Host: bench", f"Authorization: Bearer {token}"]
+def _request(method: str, path: str, token: str, body: bytes | None = None, *extra: str) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", "Host: bench", f"Authorization: Bearer {token}", *extra]
     if body is not None:
         head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
@@ -202,10 +203,11 @@ class _Builder:
         }
         return _request("POST", "/v1/leave", self.token(user), _JSON.encode(body))
 
-    def timeline(self, i: int, since: str) -> bytes:
+    def timeline(self, i: int, since: str, until: str, *extra: str) -> bytes:
         artifact = artifact_id(i % min(TIMELINE_ARTIFACTS, self.population.artifacts))
-        path = f"/v1/artifacts/{artifact}/timeline?{urlencode({'since': since, 'step': '1m'})}"
-        return _request("GET", path, self.reader)
+        query = urlencode({"since": since, "until": until, "step": "1m"})
+        path = f"/v1/artifacts/{artifact}/timeline?{query}"
+        return _request("GET", path, self.reader, None, *extra)
 
     def where_now(self, user: int) -> bytes:
         return _request("GET", f"/v1/users/{user_id(user)}/presence", self.token(user))
@@ -332,11 +334,22 @@ def _churn(b: _Builder) -> list[bytes]:
     return [b.leave(u) for u in order] + [b.heartbeat(u) for u in order]
 
 
-def _timeline(b: _Builder) -> list[bytes]:
-    """``GET /v1/artifacts/{id}/timeline`` of the last ``TIMELINE_MINUTES`` at ``1m``."""
-    since_ms = (int(time.time() * 1000) // 60_000 - TIMELINE_MINUTES + 1) * 60_000
-    since = datetime.fromtimestamp(since_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [b.timeline(i, since) for i in range(TIMELINE_ARTIFACTS * 10)]
+def _timeline(b: _Builder, *extra: str) -> list[bytes]:
+    """``GET /v1/artifacts/{id}/timeline`` of the last ``TIMELINE_MINUTES`` (7 days) at
+    ``1m``, up to the end of the current minute: exactly ``TIMELINE_MINUTES`` points (the
+    service takes a later ``until`` as now while the minute runs)."""
+    end_ms = (int(time.time() * 1000) // 60_000 + 1) * 60_000
+    since_ms = end_ms - TIMELINE_MINUTES * 60_000
+    since, until = (
+        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for ms in (since_ms, end_ms)
+    )
+    return [b.timeline(i, since, until, *extra) for i in range(TIMELINE_ARTIFACTS * 10)]
+
+
+def _timeline_gzip(b: _Builder) -> list[bytes]:
+    """``timeline`` as a browser asks it, accepting gzip."""
+    return _timeline(b, "Accept-Encoding: gzip, deflate")
 
 
 SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
@@ -352,6 +365,7 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "seen-check": _seen_check,
     "churn": _churn,
     "timeline": _timeline,
+    "timeline-gzip": _timeline_gzip,
     "heartbeat-hidden": _heartbeat_hidden,
 }
 SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {

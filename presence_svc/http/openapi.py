@@ -147,7 +147,7 @@ ENDPOINTS: list[Endpoint] = [
             "since": "ISO 8601, default one hour before until; the step it falls in is the "
             "first point",
             "until": "ISO 8601, exclusive, default now (later is taken as now)",
-            "step": "1m (default), 1h or 1d; at most 10000 points",
+            "step": "1m (default), 1h or 1d; at most 10080 points (7 days of minutes)",
         },
     ),
     Endpoint(

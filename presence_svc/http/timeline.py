@@ -7,12 +7,13 @@ from aiohttp import web
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.http.params import path_id, query_choice, query_time
 from presence_svc.http.resources import LIMITER, TIMELINE, TOKENS
-from presence_svc.http.wire import respond
+from presence_svc.http.wire import JSON, respond, wants_msgpack
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
 from presence_svc.timefmt import to_iso
+from presence_svc.timeline.answer import minutes_json
 from presence_svc.timeline.query import points_between
-from presence_svc.timeline.series import MAX_POINTS, STEPS, stamps
+from presence_svc.timeline.series import MAX_POINTS, MINUTE_MS, STEPS, stamps
 
 __all__ = ["routes"]
 
@@ -46,6 +47,16 @@ async def timeline(request: web.Request) -> web.Response:
             errors=[FieldError("step", f"the range makes over {MAX_POINTS} points: a longer step")],
         )
     await app[LIMITER].check(principal, RouteClass.READ)
+    if step == "1m" and not wants_msgpack(request):
+        # The JSON of minutes, joined from each hour's encoded points (timeline.answer).
+        first, end = since // MINUTE_MS, -(-until // MINUTE_MS)
+        pieces, _ = await app[TIMELINE].minute_pieces(artifact_id, first, end)
+        gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
+        body = minutes_json(artifact_id, pieces, app[TIMELINE].fragments, gzip=gzip)
+        headers = {"Vary": "Accept-Encoding"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, content_type=JSON, headers=headers)
     series = await app[TIMELINE].read(artifact_id, since, until, step)
     times = stamps(series.first_ms, series.step_ms, len(series.online))
     points = list(map(TimelinePoint, times, series.online, series.sessions))
@@ -59,3 +70,20 @@ async def timeline(request: web.Request) -> web.Response:
         ),
     )
     return respond(request, out)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether ``Accept-Encoding`` lists gzip (or x-gzip) with a q above 0."""
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False

@@ -8,6 +8,8 @@ import time
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
+from presence_svc.timeline.answer import Fragments
+from presence_svc.timeline.pieces import Piece, joined, minute_pieces
 from presence_svc.timeline.records import TimelineRecords
 from presence_svc.timeline.series import (
     HOUR_MS,
@@ -18,7 +20,6 @@ from presence_svc.timeline.series import (
     Series,
     hour_values,
     hours_from_minutes,
-    minute_series,
     step_series,
 )
 from presence_svc.timeline.store import TimelineStore
@@ -39,6 +40,8 @@ class Timeline:
     def __init__(self, redis: RedisConnection, store: TimelineStore, settings: Settings) -> None:
         self.records = TimelineRecords(redis, Keyspace(settings.partitions), settings.timeline_ms)
         self.store = store
+        self.fragments = Fragments(settings.timeline_cache_mb * 1_048_576)
+        """The encoded points of hours read before (``timeline.answer``), in this process."""
 
     @staticmethod
     def now_ms() -> int:
@@ -54,6 +57,13 @@ class Timeline:
         return await self._hours(artifact_id, first * per, max(first, end) * per, per)
 
     async def _minutes(self, artifact_id: str, first: int, end: int) -> Series:
+        pieces, last = await self.minute_pieces(artifact_id, first, end)
+        return joined(first, pieces, last)
+
+    async def minute_pieces(
+        self, artifact_id: str, first: int, end: int
+    ) -> tuple[list[Piece], Counts]:
+        """Minutes ``first`` .. ``end - 1`` (ms / 60 000) as ``pieces.minute_pieces``."""
         got = await self.records.minutes(artifact_id, first, end)
         split = None if got.pending_hour is None else got.pending_hour * 60
         carry = got.carry
@@ -62,7 +72,7 @@ class Timeline:
         if carry is None and not covered:  # Redis knows nothing before: the rollup's last hour
             before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
             carry = Counts(before.last_online, before.last_sessions) if before else None
-        return minute_series(first, end, carry or Counts(0, 0), got.records, got.hours, split)
+        return minute_pieces(first, end, carry or Counts(0, 0), got.records, got.hours, split)
 
     async def _hours(self, artifact_id: str, first: int, end: int, per: int) -> Series:
         got = await self.records.minutes(artifact_id, first * 60, end * 60, unrolled_only=True)

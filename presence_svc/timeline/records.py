@@ -14,7 +14,6 @@ from presence_svc.timeline.series import Counts, MinuteRecord
 __all__ = ["MinuteRecords", "TimelineRecords", "hour_record"]
 
 _RECORD = msgspec.msgpack.Decoder(tuple[int, int, int, int, int, int])
-_HOUR = msgspec.msgpack.Decoder(list[int])
 _HOUR_RECORD = msgspec.msgpack.Encoder()
 
 
@@ -26,9 +25,9 @@ class MinuteRecords:
     carry: Counts | None
     """The values at the first minute asked for, before any change in it (None: Redis
     does not know them)."""
-    hours: dict[int, list[int]]
-    """Rolled-up hour -> [last users, last sessions, then users and sessions of each of
-    its 60 minutes], for the hours asked for that had a change."""
+    hours: dict[int, bytes]
+    """Rolled-up hour -> its record as Redis holds it (``pieces.decode_hour``), for the
+    hours asked for that had a change."""
     records: dict[int, MinuteRecord]
     """Minute -> its record, for the minutes not rolled up that saw a change."""
 
@@ -58,8 +57,8 @@ class TimelineRecords:
         raw = await self.redis.run(scripts.timeline_read.call(k, first, end, self.back_hours, mode))
         pending, users, sessions, count = (int(v) for v in raw[:4])
         split = 4 + 2 * count
-        decode, decode_hour = _RECORD.decode, _HOUR.decode
-        hours = {int(raw[i]): decode_hour(raw[i + 1]) for i in range(4, split, 2)}
+        decode = _RECORD.decode
+        hours = {int(raw[i]): bytes(raw[i + 1]) for i in range(4, split, 2)}
         records = {
             int(raw[i]): MinuteRecord(*decode(raw[i + 1])) for i in range(split, len(raw), 2)
         }

@@ -19,8 +19,9 @@ import time
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
+from presence_svc.timeline.pieces import minute_series
 from presence_svc.timeline.records import TimelineRecords, hour_record
-from presence_svc.timeline.series import HOUR_MS, Counts, HourValues, minute_series
+from presence_svc.timeline.series import HOUR_MS, Counts, HourValues
 from presence_svc.timeline.store import HourRow, TimelineStore
 
 __all__ = ["ROLLUP_INTERVAL_S", "TimelineRollup"]

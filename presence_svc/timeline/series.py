@@ -20,7 +20,6 @@ __all__ = [
     "Series",
     "hour_values",
     "hours_from_minutes",
-    "minute_series",
     "stamp",
     "stamps",
     "step_series",
@@ -31,8 +30,9 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 STEPS: dict[str, int] = {"1m": MINUTE_MS, "1h": HOUR_MS, "1d": DAY_MS}
 """The steps a timeline can be read at, and their length (ms)."""
-MAX_POINTS = 10_000
-"""Points one read answers at most; a longer range needs a longer step."""
+MAX_POINTS = 10_080
+"""Points one read answers at most (7 days of minutes, a week's chart at ``1m``); a longer
+range needs a longer step."""
 
 
 class MinuteRecord(NamedTuple):
@@ -84,52 +84,6 @@ class Series:
             return Peak(0, None)
         top = max(self.online)
         return Peak(top, self.first_ms + self.online.index(top) * self.step_ms)
-
-
-def minute_series(
-    first: int,
-    end: int,
-    carry: Counts,
-    records: Mapping[int, MinuteRecord],
-    hours: Mapping[int, list[int]] | None = None,
-    split: int | None = None,
-) -> Series:
-    """Minutes ``first`` .. ``end - 1`` (ms / 60 000): a minute with a record has its peak,
-    one without has the values the last change left (``carry`` before the first). Minutes
-    before ``split`` (a whole hour; None: all) come from ``hours``, the rolled-up hours'
-    records, 60 values at a time; the others from ``records``."""
-    online: list[int] = []
-    sessions: list[int] = []
-    last_online, last_sessions = carry
-    get = records.get
-    minute = first
-    while minute < end:
-        hour = minute // 60
-        stop = min(end, (hour + 1) * 60)
-        if hours is not None and (split is None or minute < split):
-            lo, hi = minute - hour * 60, stop - hour * 60
-            values = hours.get(hour)
-            if values is None:
-                online += [last_online] * (hi - lo)
-                sessions += [last_sessions] * (hi - lo)
-            else:
-                online += values[2 + 2 * lo : 2 + 2 * hi : 2]
-                sessions += values[3 + 2 * lo : 3 + 2 * hi : 2]
-                last_online, last_sessions = values[0], values[1]
-        else:
-            for m in range(minute, stop):
-                record = get(m)
-                if record is None:
-                    online.append(last_online)
-                    sessions.append(last_sessions)
-                else:
-                    online.append(record.peak_online)
-                    sessions.append(record.peak_sessions)
-                    last_online, last_sessions = record.last_online, record.last_sessions
-        minute = stop
-    return Series(
-        first * MINUTE_MS, MINUTE_MS, online, sessions, Counts(last_online, last_sessions)
-    )
 
 
 def hours_from_minutes(records: Mapping[int, MinuteRecord]) -> dict[int, HourValues]:

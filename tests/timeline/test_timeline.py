@@ -309,6 +309,28 @@ async def test_bad_input_is_a_400_naming_the_field(
     assert [e["field"] for e in body["errors"]] == [field]
 
 
+async def test_seven_days_of_minutes_is_the_most_one_read_makes(app: AppClient, auth: Auth) -> None:
+    """The cap is 10 080 points, a week's chart at 1m: one minute more is a 400 naming
+    ``step``, and a week of hours is well inside it."""
+    end = T0 + 2 * HOUR + 17 * MINUTE  # ranges need not start on an hour
+    week = to_iso(end - 7 * 86_400_000)
+    status, body = await _read(app, auth, since=week, until=to_iso(end), step="1m")
+    assert status == 200, body
+    assert len(body["points"]) == 10_080
+    assert body["points"][0]["t"] == week
+    assert body["points"][-1]["t"] == to_iso(end - MINUTE)
+    longer = to_iso(end - 7 * 86_400_000 - MINUTE)
+    status, body = await _read(app, auth, since=longer, until=to_iso(end), step="1m")
+    assert status == 400, body
+    assert [e["field"] for e in body["errors"]] == ["step"]
+    # a since inside a minute starts with that minute, so it makes one point more
+    status, body = await _read(app, auth, since=to_iso(end - 7 * 86_400_000 - 1), until=to_iso(end))
+    assert status == 400, body
+    status, body = await _read(app, auth, since=longer, until=to_iso(end), step="1h")
+    assert status == 200, body
+    assert len(body["points"]) == 7 * 24 + 1
+
+
 async def test_the_timeline_is_a_dashboard_read(app: AppClient, auth: Auth) -> None:
     resp = await app.get(f"/v1/artifacts/{DOC}/timeline", headers=auth("alice"))
     assert resp.status == 403

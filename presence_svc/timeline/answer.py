@@ -1,0 +1,168 @@
+"""A ``1m`` timeline answer as JSON, put together from the encoded points of each hour.
+
+What an hour's points encode to depends only on what it is made of: a rolled-up hour's
+record (``timeline_done.lua``; a record written again is new bytes, so a new key) or, for
+an hour nobody came or went in, the one value carried through it. ``Fragments`` keeps those
+encodings by that content (bounded, per process), so a repeated read joins bytes instead of
+making and encoding 60 points an hour; nothing ever needs invalidating, since a changed hour
+is a different key, and an entry no read asks for again ages out. What can still change
+(the minutes not rolled up: the current hour) and the hours a range cuts are encoded anew
+on each read. The bytes are what ``msgspec`` makes of ``schemas.TimelineOut``: a test holds
+them to it. A client that accepts gzip gets the answer gzipped from each hour's deflated
+points (kept with them: 590 KB of a week's JSON are some 70 KB), deflated once.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Hashable
+
+import msgspec
+
+from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
+from presence_svc.timeline.pieces import HourPiece, Piece
+from presence_svc.timeline.series import MINUTE_MS, stamp, stamps
+
+__all__ = ["Encoded", "Fragments", "minutes_json"]
+
+_JSON = msgspec.json.Encoder()
+_OVERHEAD = 200
+"""Bytes an entry costs besides its points and key: the entry, the key tuple, the dict slot."""
+_POINTS_AT = b'"points":[]'
+
+
+class Encoded:
+    """A run of points, encoded (and, once a client asked for gzip, deflated)."""
+
+    __slots__ = ("at", "cost", "deflated", "points", "top")
+
+    def __init__(self, points: bytes, top: int, at: int, cost: int) -> None:
+        self.points = points
+        """The points' JSON objects, comma-separated (no brackets)."""
+        self.top = top
+        """The most users online in one of its minutes."""
+        self.at = at
+        """The first of its minutes (0: its first) with ``top`` users."""
+        self.cost = cost
+        """What keeping it costs, in bytes (``Fragments``' budget)."""
+        self.deflated: bytes | None = None
+        """``points`` as ``deflate`` makes them, made on the first read that wants gzip."""
+
+
+class Fragments:
+    """Encoded hours by content, least recently read dropped first once over ``max_bytes``
+    (0: nothing is kept). One event loop uses it: no lock."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._kept: OrderedDict[Hashable, Encoded] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, key: Hashable) -> Encoded | None:
+        got = self._kept.get(key)
+        if got is not None:
+            self._kept.move_to_end(key)
+        return got
+
+    def put(self, key: Hashable, encoded: Encoded) -> None:
+        if encoded.cost > self.max_bytes or key in self._kept:
+            return
+        self._kept[key] = encoded
+        self.size += encoded.cost
+        self._trim()
+
+    def grew(self, key: Hashable, encoded: Encoded, more: int) -> None:
+        """``encoded``, kept under ``key`` or not, now costs ``more`` bytes more."""
+        encoded.cost += more
+        if self._kept.get(key) is encoded:
+            self.size += more
+            self._trim()
+
+    def _trim(self) -> None:
+        kept = self._kept
+        while kept and self.size > self.max_bytes:
+            _, dropped = kept.popitem(last=False)
+            self.size -= dropped.cost
+
+
+def _key(piece: Piece) -> Hashable | None:
+    """What a whole hour's points are a function of; None for what may still change (the
+    minutes not rolled up that had a change) and for a part of an hour."""
+    if isinstance(piece, HourPiece):
+        return (piece.hour, piece.record) if piece.lo == 0 and piece.hi == 60 else None
+    if piece.carried and piece.first % 60 == 0 and len(piece.online) == 60:
+        return (piece.first // 60, piece.online[0], piece.sessions[0])
+    return None
+
+
+def _encode(first: int, online: list[int], sessions: list[int], key_bytes: int) -> Encoded:
+    times = stamps(first * MINUTE_MS, MINUTE_MS, len(online))
+    points = _JSON.encode(list(map(TimelinePoint, times, online, sessions)))[1:-1]
+    top = max(online)
+    return Encoded(points, top, online.index(top), len(points) + key_bytes + _OVERHEAD)
+
+
+def _deflate(data: bytes) -> bytes:
+    """``data`` as raw deflate blocks, none of them final, ending on a whole byte and
+    referring to nothing before it: such runs put one after another make one stream."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+_GZIP_HEAD = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""RFC 1952: deflate, no flags, no time, unknown system."""
+_DEFLATE_END = b"\x03\x00"
+"""An empty final block: the end of the stream."""
+_COMMA = _deflate(b",")
+
+
+def minutes_json(
+    artifact_id: str, pieces: list[Piece], fragments: Fragments, *, gzip: bool = False
+) -> bytes:
+    """The answer of a ``1m`` read of ``pieces`` (``pieces.minute_pieces``), as JSON ending
+    in a newline (as ``wire.respond`` writes it); with ``gzip``, gzipped (RFC 1952) from
+    each hour's deflated points, kept with them."""
+    parts: list[bytes] = []  # the points, commas between: joined once
+    packed: list[bytes] = []  # the same, deflated
+    top, at = -1, 0
+    for piece in pieces:
+        key = _key(piece)
+        got = None if key is None else fragments.get(key)
+        if got is None:
+            online, sessions = piece.values()
+            if not online:
+                continue
+            record_bytes = len(piece.record) if isinstance(piece, HourPiece) else 0
+            got = _encode(piece.first, online, sessions, record_bytes)
+            if key is not None:
+                fragments.put(key, got)
+        parts += (got.points, b",")
+        if gzip:
+            if got.deflated is None:
+                got.deflated = _deflate(got.points)
+                fragments.grew(key, got, len(got.deflated))
+            packed += (got.deflated, _COMMA)
+        if got.top > top:
+            top, at = got.top, piece.first + got.at
+    peak = TimelinePeak(online=max(top, 0), at=stamp(at * MINUTE_MS) if parts else None)
+    frame = _JSON.encode(TimelineOut(artifact_id=artifact_id, step="1m", points=[], peak=peak))
+    head, tail = frame.split(_POINTS_AT, 1)
+    head += b'"points":['
+    tail = b"]" + tail + b"\n"
+    if parts:  # the last comma
+        parts.pop()
+        packed = packed[:-1]
+    if not gzip:
+        return b"".join((head, *parts, tail))
+    crc, size = zlib.crc32(head), len(head) + len(tail)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+        size += len(part)
+    crc = zlib.crc32(tail, crc)
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return b"".join((_GZIP_HEAD, _deflate(head), *packed, _deflate(tail), _DEFLATE_END, trailer))
