@@ -204,6 +204,17 @@ class PresenceStore:
                     out[k.artifact_id] = Counts.of(users, sessions, active)
         return out
 
+    async def online_one(self, artifact_id: str) -> Counts:
+        """Counts of one artifact: its call joins the other calls of this loop turn in the
+        shared pipeline (``run``), where ``online`` takes a pooled connection of its own
+        for its batch: a round trip and redis-py's per-call machinery of its own, which
+        made one count cost more than a heartbeat."""
+        call = self._scripts.online.call((self.keys.artifact(artifact_id),))
+        users, sessions, active = await self.redis.run(call)
+        if 0 <= active <= users:
+            return Counts(users, sessions, active, users - active)
+        return Counts.of(users, sessions, active)
+
     async def page(
         self, artifact_id: str, limit: int, cursor: str | None, *, sessions: bool = False
     ) -> PresencePage:
