@@ -3,10 +3,13 @@
 -- ARGV[1] online timeout of an active session (ms)  ARGV[2] of an away session (ms)
 -- ARGV[3] page size  ARGV[4] the join number after which the page starts ('' for the
 -- first page)  ARGV[5] '1' to list each user's sessions
--- returns msgpack {online_users, online_sessions, active_users, rows, next}: rows
---   {userId, versionId, stateJson, lastSeen, sessions, away (0/1), joinNumber[, sessions
---   list {{versionId, stateJson, lastSeen, away}, ...}]}, next the join number to start
---   the next page after (-1: no more); read-only
+-- returns msgpack {online_users, online_sessions, active_users, rows, next, infos}: rows
+--   flat, each row {lastSeen, sessions, away (0/1), joinNumber[, n, then n times
+--   lastSeen, away: its sessions, with the list]} in a row, next the join number to
+--   start the next page after (-1: no more), infos the packed session infos as stored
+--   ({userId, versionId, stateJson[, flags]}, lib/presence.lua): per row, its most
+--   recent session's, then (with the list) each listed session's, in order; read-only.
+--   Flat and passed through: tables and unpacking per row were most of a page's time.
 -- Hidden sessions (lib/hidden.lua) are counted and never listed: a user with no
 -- visible online session has no row.
 -- Rows sort by the user's join number: the order users came in, which heartbeats never
@@ -17,8 +20,8 @@
 -- small room is read whole, which is bounded too (its hash stays under ~130 fields).
 --! include lib/now.lua
 --! include lib/reads.lua
---! include lib/rooms.lua
 --! include lib/hidden.lua
+--! include lib/infos.lua
 
 local MAX_LISTED = 32
 local SKIP_BUDGET = 100
@@ -29,62 +32,94 @@ local after = ARGV[4] == '' and -1 or tonumber(ARGV[4])
 local listing = ARGV[5] == '1'
 local now = NOW
 
--- The row of one user from their counted sessions `sids`, their deadlines and unpacked
--- infos (nil if none is online now).
-local function row_of(sids, scores, infos, counted, join)
-  local row
-  for n, _ in ipairs(sids) do
-    local score = scores[n]
-    local info = infos[n]
-    if score and score > now and info and not is_hidden(info) then
-      local away = info[4] ~= nil and bit.band(info[4], 2) ~= 0
-      local seen = score - (away and away_timeout or timeout)
-      if not row then
-        row = {info[1], info[2], info[3], seen, 0, 1, join}
-        if listing then row[8] = {} end
-      elseif seen > row[4] then
-        row[2], row[3], row[4] = info[2], info[3], seen
-      end
-      row[5] = row[5] + 1
-      if not away then row[6] = 0 end
-      if listing then
-        local list = row[8]
-        list[#list + 1] = {info[2], info[3], seen, away and 1 or 0}
+local rows, infos = {}, {}
+local listed_rows = 0
+local next_after = -1
+local last_join = nil
+
+-- Adds the row of one user (if they have a visible online session and the page has room;
+-- false when it had none): their counted sessions are positions `from`..`to` of `scores`
+-- (deadlines, as Redis gives them) and `raws` (packed infos), through `idx` if given.
+local function add(scores, raws, idx, from, to, counted, join)
+  local seen, sessions, away_all, latest = nil, 0, 1, nil
+  local metas, mraws
+  for i = from, to do
+    local n = idx and idx[i] or i
+    local score, raw = tonumber(scores[n]), raws[n]
+    if score and score > now and raw then
+      local flags = info_flags(raw)
+      if flags < HIDDEN then
+        local away = bit.band(flags, 2) ~= 0
+        local at = score - (away and away_timeout or timeout)
+        if not seen or at > seen then seen, latest = at, raw end
+        sessions = sessions + 1
+        if not away then away_all = 0 end
+        if listing then
+          if not metas then metas, mraws = {}, {} end
+          metas[#metas + 1] = at
+          metas[#metas + 1] = away and 1 or 0
+          mraws[#mraws + 1] = raw
+        end
       end
     end
   end
-  if row then row[5] = row[5] + math.max(0, counted - #sids) end
-  return row
+  if not seen then return true end
+  if listed_rows == page_size then
+    next_after = last_join
+    return false
+  end
+  local m = #rows
+  rows[m + 1], rows[m + 2], rows[m + 3], rows[m + 4] =
+    seen, sessions + math.max(0, counted - (to - from + 1)), away_all, join
+  infos[#infos + 1] = latest
+  if listing then
+    rows[m + 5] = #mraws
+    for j = 1, #metas do rows[m + 5 + j] = metas[j] end
+    for j = 1, #mraws do infos[#infos + 1] = mraws[j] end
+  end
+  listed_rows = listed_rows + 1
+  last_join = join
+  return true
 end
 
-local rows = {}
-local next_after = -1
-
 if redis.call('HEXISTS', I, '~L') == 0 then
-  -- a small room: read whole, sorted by join number
-  local room = small_room(Z, I)
-  local users = {}
-  for _, pair in ipairs(room.users) do
-    local entry = cmsgpack.unpack(pair[2])
-    if entry[3] > after then users[#users + 1] = {pair[1], entry} end
+  -- a small room: read whole (one HGETALL, one ZMSCORE), sorted by join number; its
+  -- sessions' users read from their packed infos
+  local all = redis.call('HGETALL', I)
+  local mark = -1
+  local sids, raws, users = {}, {}, {}
+  for i = 1, #all, 2 do
+    local first = string.byte(all[i])
+    if first == 35 then  -- '#': a session
+      sids[#sids + 1] = all[i]
+      raws[#raws + 1] = all[i + 1]
+    elseif first == 126 then  -- '~': a counter
+      if all[i] == '~w' then mark = tonumber(all[i + 1]) end
+    else
+      local entry = cmsgpack.unpack(all[i + 1])
+      if entry[3] > after then users[#users + 1] = {all[i], entry} end
+    end
+  end
+  local mine, scores = {}, {}  -- user -> positions of their counted sessions (MAX_LISTED)
+  if #sids > 0 then
+    scores = redis.call('ZMSCORE', Z, unpack(sids))
+    for n = 1, #sids do
+      local score = tonumber(scores[n])
+      if score and score > mark then
+        local user = info_user(raws[n])
+        local list = mine[user]
+        if not list then
+          mine[user] = {n}
+        elseif #list < MAX_LISTED then
+          list[#list + 1] = n
+        end
+      end
+    end
   end
   table.sort(users, function(a, b) return a[2][3] < b[2][3] end)
   for _, pair in ipairs(users) do
-    local sids = room.sessions[pair[1]] or {}
-    local listed, scores, infos = {}, {}, {}
-    for n = 1, math.min(#sids, MAX_LISTED) do
-      listed[n] = sids[n]
-      scores[n] = room.scores[sids[n]]
-      infos[n] = room.infos[sids[n]]
-    end
-    local row = row_of(listed, scores, infos, pair[2][1], pair[2][3])
-    if row then
-      if #rows == page_size then
-        next_after = rows[#rows][7]
-        break
-      end
-      rows[#rows + 1] = row
-    end
+    local list = mine[pair[1]]
+    if list and not add(scores, raws, list, 1, #list, pair[2][1], pair[2][3]) then break end
   end
 else
   -- a large room: the page's users from U, their sessions from their lists
@@ -93,7 +128,7 @@ else
   local scanned = 0
   local full = false
   while not full do
-    local want = math.min(page_size + 1 - #rows, budget - scanned)
+    local want = math.min(page_size + 1 - listed_rows, budget - scanned)
     if want <= 0 then
       next_after = tonumber(string.sub(low, 2))
       break
@@ -101,50 +136,42 @@ else
     local found = redis.call('ZRANGEBYSCORE', U, low, '+inf', 'LIMIT', 0, want)
     if #found == 0 then break end
     local entries = redis.call('HMGET', I, unpack(found))
-    local sids, owner, unpacked = {}, {}, {}
-    for k, raw in ipairs(entries) do
+    -- user k's sessions are positions first[k]..first[k + 1] - 1 of sids
+    local sids, first, counted, joins = {}, {}, {}, {}
+    for k = 1, #found do
+      first[k] = #sids + 1
+      local raw = entries[k]
       if raw then
         local entry = cmsgpack.unpack(raw)
-        unpacked[k] = entry
+        counted[k], joins[k] = entry[1], entry[3]
         local blob = entry[4] or ''
         for j = 1, math.min(#blob / 9, MAX_LISTED) do
           sids[#sids + 1] = string.sub(blob, 9 * j - 8, 9 * j)
-          owner[#sids] = k
         end
       end
     end
-    local scores, infos = {}, {}
+    first[#found + 1] = #sids + 1
+    local scores, raws = {}, {}
     if #sids > 0 then
       scores = redis.call('ZMSCORE', Z, unpack(sids))
-      infos = redis.call('HMGET', I, unpack(sids))
-    end
-    local per_user = {}
-    for n, sid in ipairs(sids) do
-      local mine = per_user[owner[n]] or {{}, {}, {}}
-      local i = #mine[1] + 1
-      mine[1][i], mine[2][i] = sid, tonumber(scores[n])
-      mine[3][i] = infos[n] and cmsgpack.unpack(infos[n])
-      per_user[owner[n]] = mine
+      raws = redis.call('HMGET', I, unpack(sids))
     end
     for k = 1, #found do
-      local mine, entry = per_user[k], unpacked[k]
-      local row = mine and row_of(mine[1], mine[2], mine[3], entry[1], entry[3])
-      if row then
-        if #rows == page_size then
-          next_after = rows[#rows][7]
-          full = true
-          break
-        end
-        rows[#rows + 1] = row
+      if first[k] < first[k + 1]
+        and not add(scores, raws, nil, first[k], first[k + 1] - 1, counted[k], joins[k]) then
+        full = true
+        break
       end
     end
     scanned = scanned + #found
-    local last = unpacked[#found]
-    low = '(' .. (last and last[3] or redis.call('ZSCORE', U, found[#found]))
+    local last = joins[#found]
+    low = '(' .. (last or redis.call('ZSCORE', U, found[#found]))
     if not full and #found < want then break end  -- the end of the room
   end
 end
 
 local online, active = online_users(Z, I, now)
 local sessions = redis.call('ZCOUNT', Z, '(' .. now, '+inf')
-return cmsgpack.pack({online, sessions, active, rows, next_after})
+-- the infos as a sixth element of the packed answer, passed through as stored
+local packed = cmsgpack.pack({online, sessions, active, rows, next_after})
+return string.char(0x96) .. string.sub(packed, 2) .. packed_array(infos)

@@ -117,10 +117,9 @@ async def artifact_online(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     artifact_id = path_id(request, "artifactId")
     principal.require_presence_read([artifact_id])
-    found = await app[LIMITER].guard(
-        principal, RouteClass.READ, lambda: app[PRESENCE].online([artifact_id])
+    counts = await app[LIMITER].guard(
+        principal, RouteClass.READ, lambda: app[PRESENCE].online_one(artifact_id)
     )
-    counts = found[artifact_id]
     out = OnlineOut(
         artifact_id=artifact_id,
         online=counts.online,

@@ -109,7 +109,26 @@ async def presence_users(
     """The rows with their profiles, and whether the profiles could be read."""
     profiles = await profiles_or_none(users.get_profiles, (row.user_id for row in rows))
     found = profiles or {}
-    return [presence_user(row, found.get(row.user_id)) for row in rows], profiles is not None
+    # ``presence_user`` inlined: a page of 100 rows spent a third of its Python time in
+    # the two calls and the keyword dict per row
+    out = []
+    for row in rows:
+        profile = found.get(row.user_id)
+        metas = row.metas
+        out.append(
+            PresenceUser(
+                user_id=row.user_id,
+                name=profile.name if profile else None,
+                avatar_url=profile.avatar_url if profile else None,
+                version_id=row.version_id,
+                last_seen=to_iso(row.last_seen_ms),
+                sessions=row.sessions,
+                state=row.state,
+                status=row.status,
+                session_list=None if metas is None else [_meta_out(m) for m in metas],
+            )
+        )
+    return out, profiles is not None
 
 
 async def presence_out(users: UsersDirectory, page: PresencePage) -> PresenceOut:

@@ -204,6 +204,18 @@ class PresenceStore:
                     out[artifact_id] = Counts.of(users, sessions, active)
         return out
 
+    async def online_one(self, artifact_id: str) -> Counts:
+        """Counts of one artifact: its call joins the other calls of this loop turn in the
+        shared pipeline (``run``), where ``online`` takes a pooled connection of its own
+        for its batch: a round trip and redis-py's per-call machinery of its own, which
+        made one count cost more than a heartbeat."""
+        tag = self.keys.tags[self.keys.partition_of(artifact_id)]
+        call = self._scripts.online.call(tag, (artifact_id,), json=False)
+        users, sessions, active = await self.redis.run(call)
+        if 0 <= active <= users:
+            return Counts(users, sessions, active, users - active)
+        return Counts.of(users, sessions, active)
+
     async def online_json(self, artifact_ids: Sequence[str]) -> bytes:
         """``online`` as the members of the answer's ``counts`` JSON object, comma-joined:
         the scripts write them (lua/live/online.lua), so no count passes through Python.
@@ -249,8 +261,8 @@ class PresenceStore:
             self.keys.artifact(artifact_id), times, limit, after, sessions
         )
         reply = _PAGE.decode(await self.redis.run(call))
-        online, count, active, page, next_after = reply
-        rows = [_row(raw) for raw in page] if isinstance(page, list) else []
+        online, count, active, page, next_after, infos = reply
+        rows = _rows(page, infos, sessions) if isinstance(page, list) else []
         next_cursor = None
         if next_after >= 0:
             next_cursor = encode_scoped(PAGE_ORDER, artifact_id, int(next_after))
@@ -307,55 +319,61 @@ def status_of(away: object) -> Status:
     return "away" if away in (1, "away", b"away") else "active"
 
 
-class _WireMeta(msgspec.Struct, array_like=True, gc=False):
-    """A session of a row's list, as ``lua/live/presence.lua`` packs it."""
-
-    version_id: str
-    state: str
-    seen: float
-    away: int
-
-
-class _WireRow(msgspec.Struct, array_like=True, gc=False):
-    """A row as ``lua/live/presence.lua`` packs it: decoded and type-checked in one pass
-    by msgspec, not field by field in Python (a page of 100 rows spent ~5 us a row)."""
+class _WireInfo(msgspec.Struct, array_like=True, gc=False):
+    """A session's info as stored (lib/presence.lua), handed on by the page script."""
 
     user_id: str
     version_id: str
     state: str
-    seen: float
-    sessions: int
-    away: int
-    join: int
-    metas: list[_WireMeta] | dict[str, Any] | None = None
-    """With ``?include=sessions`` only (an empty Lua table may pack as a map)."""
+    flags: int = 0
 
 
-_PAGE = msgspec.msgpack.Decoder(tuple[int, int, int, list[_WireRow] | dict[str, Any], float])
-"""The page script's answer (an empty Lua table may pack as a map)."""
+_PAGE = msgspec.msgpack.Decoder(
+    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo]]
+)
+"""The page script's answer: counts, the rows flat (an empty Lua table may pack as a
+map), the next join number, the rows' session infos."""
 
 
-def _row(raw: _WireRow) -> PresenceRow:
-    """A row of ``lua/live/presence.lua``."""
-    metas = raw.metas
-    return PresenceRow(
-        raw.user_id,
-        raw.version_id or None,
-        decode_state(raw.state),
-        int(raw.seen),
-        raw.sessions,
-        "away" if raw.away == 1 else "active",
-        None
-        if metas is None
-        else []
-        if isinstance(metas, dict)
-        else [
-            SessionMeta(
-                m.version_id or None,
-                decode_state(m.state),
-                int(m.seen),
-                "away" if m.away == 1 else "active",
+def _rows(flat: list[float], infos: list[_WireInfo], listing: bool) -> list[PresenceRow]:
+    """The rows of ``lua/live/presence.lua``, flat: ``lastSeen, sessions, away, join``
+    (and with ``listing`` the number of sessions listed, then ``lastSeen, away`` of each),
+    with their infos in order: the row's most recent session's, then each listed one's.
+    Decoded by msgspec in one pass, then read here in one loop (a table per row and the
+    infos unpacked and packed again cost Redis ~5 us a row)."""
+    out = []
+    at = i = 0
+    end = len(flat)
+    while i < end:
+        info = infos[at]
+        at += 1
+        listed: list[SessionMeta] | None = None
+        step = 4
+        if listing:
+            n = int(flat[i + 4])
+            listed = []
+            for j in range(i + 5, i + 5 + 2 * n, 2):
+                meta = infos[at]
+                at += 1
+                listed.append(
+                    SessionMeta(
+                        meta.version_id or None,
+                        decode_state(meta.state),
+                        int(flat[j]),
+                        "away" if flat[j + 1] == 1 else "active",
+                    )
+                )
+            step = 5 + 2 * n
+        out.append(
+            PresenceRow(
+                info.user_id,
+                info.version_id or None,
+                decode_state(info.state),
+                int(flat[i]),
+                int(flat[i + 1]),
+                "away" if flat[i + 2] == 1 else "active",
+                listed,
             )
-            for m in metas
-        ],
-    )
+        )
+        i += step
+    return out

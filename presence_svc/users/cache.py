@@ -8,10 +8,16 @@ at once; another process (``serve --processes N``, another host) sees it when it
 expires, so names there may be that many seconds old. Erasure also removes the user from
 presence and view data, where the rows that would show the name come from. Once a lookup
 finds the database down, lookups bypass the cache until one succeeds.
+
+The users missing from the cache in one event-loop turn are looked up together, in one
+query (on SQLite, one hop to its thread), and a user already being looked up is not asked
+for again: when entries expire under load, the pages of that moment (64 of them for the
+same room) share one query instead of each making its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 
@@ -39,6 +45,13 @@ class CachedUsers:
         self._writes = 0
         """Counts this process's writes: a lookup that overlapped one stores nothing, so an
         answer read before a rename cannot overwrite the renamed entry."""
+        self._asked: list[str] = []
+        """Users missing this loop turn, looked up together at its end (``_ask``)."""
+        self._batch: asyncio.Future[dict[str, Profile]] | None = None
+        """The lookup ``_asked`` joins."""
+        self._inflight: dict[str, asyncio.Future[dict[str, Profile]]] = {}
+        """User -> the lookup that will answer for them (sent or about to be)."""
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def inner(self) -> UsersDirectory:
@@ -68,11 +81,62 @@ class CachedUsers:
                 missing.append(user_id)
         if not missing:
             return found
-        writes = self._writes
-        fetched = await self._lookup(missing)
-        found.update(fetched)
-        self._store(missing, fetched, writes)
+        lookups: list[asyncio.Future[dict[str, Profile]]] = []
+        for user_id in missing:
+            lookup = self._inflight.get(user_id) or self._ask(user_id)
+            if lookup not in lookups:  # one or two of them
+                lookups.append(lookup)
+        for lookup in lookups:
+            # shielded: a caller going away does not cancel the others' lookup
+            fetched = await asyncio.shield(lookup)
+            for user_id in missing:
+                profile = fetched.get(user_id)
+                if profile is not None:
+                    found[user_id] = profile
         return found
+
+    def _ask(self, user_id: str) -> asyncio.Future[dict[str, Profile]]:
+        """The lookup of this loop turn, with ``user_id`` in it."""
+        batch = self._batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._batch = loop.create_future()
+            batch.add_done_callback(_retrieved)
+            loop.call_soon(self._send)
+        self._asked.append(user_id)
+        self._inflight[user_id] = batch
+        return batch
+
+    def _send(self) -> None:
+        batch, asked = self._batch, self._asked
+        self._batch, self._asked = None, []
+        if batch is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._fetch(batch, asked))
+        self._sending.add(task)  # a reference until it is done
+        task.add_done_callback(self._sending.discard)
+
+    async def _fetch(self, batch: asyncio.Future[dict[str, Profile]], asked: list[str]) -> None:
+        writes = self._writes
+        try:
+            fetched = await self._lookup(asked)
+        except BaseException as exc:
+            self._done(batch, asked)
+            if not batch.done():
+                batch.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._store(asked, fetched, writes)
+        self._done(batch, asked)
+        if not batch.done():
+            batch.set_result(fetched)
+
+    def _done(self, batch: asyncio.Future[dict[str, Profile]], asked: list[str]) -> None:
+        inflight = self._inflight
+        for user_id in asked:
+            if inflight.get(user_id) is batch:
+                del inflight[user_id]
 
     async def _lookup(self, user_ids: list[str]) -> dict[str, Profile]:
         try:
@@ -106,6 +170,9 @@ class CachedUsers:
         self._writes += 1
         for user_id in user_ids:
             self._entries.pop(user_id, None)
+            # a lookup sent before this write answers its own callers only: later ones
+            # ask again, so they see the write
+            self._inflight.pop(user_id, None)
 
     async def put_profile(self, user_id: str, name: str, avatar_url: str | None) -> Profile:
         self._forget((user_id,))
@@ -143,3 +210,10 @@ class CachedUsers:
 
     async def hidden_privacy(self) -> list[Privacy]:
         return await self._inner.hidden_privacy()
+
+
+def _retrieved(future: asyncio.Future[dict[str, Profile]]) -> None:
+    """Marks a lookup's error as seen: every caller waiting for it has it raised, and one
+    whose callers all went away is not an error worth a warning."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,42 @@
+-- lib/infos.lua: a session's packed info (msgpack {userId, versionId, stateJson[, flags]},
+-- see lib/presence.lua) read without unpacking it. The page script needs only the user and
+-- the flags of each session; it hands the packed infos on to the service, which decodes
+-- them in one pass (unpacking them here was a third of a page's time in Redis).
+
+-- The flags of a packed info (0 when none): a 4-element array ends with them, a positive
+-- fixint (1..7) in the last byte.
+local function info_flags(raw)
+  local head = string.byte(raw, 1)
+  if head == 0x93 then return 0 end
+  if head == 0x94 then
+    local last = string.byte(raw, #raw)
+    if last < 0x80 then return last end
+  end
+  return cmsgpack.unpack(raw)[4] or 0
+end
+
+-- The user id of a packed info: the array's first element, a str of < 256 bytes.
+local function info_user(raw)
+  local head = string.byte(raw, 1)
+  if head == 0x93 or head == 0x94 then
+    local b = string.byte(raw, 2)
+    if b >= 0xa0 and b <= 0xbf then return string.sub(raw, 3, 2 + b - 0xa0) end
+    if b == 0xd9 then return string.sub(raw, 4, 3 + string.byte(raw, 3)) end
+  end
+  return cmsgpack.unpack(raw)[1]
+end
+
+-- `items` (packed msgpack values) as one packed msgpack array.
+local function packed_array(items)
+  local n = #items
+  local head
+  if n < 16 then
+    head = string.char(0x90 + n)
+  elseif n < 65536 then
+    head = string.char(0xdc, math.floor(n / 256), n % 256)
+  else
+    head = string.char(0xdd, math.floor(n / 16777216), math.floor(n / 65536) % 256,
+      math.floor(n / 256) % 256, n % 256)
+  end
+  return head .. table.concat(items)
+end
