@@ -45,17 +45,17 @@ a fifth of the suite."""
 _DEBIAN_REDIS = "/usr/bin/redis-server"
 
 
-WORKERS_PER_CORE = 2
-"""The suite runs in parallel (``-n auto`` in pyproject's addopts, pytest-xdist): its tests
-mostly wait (on timeouts of a second or two, on processes starting), so two workers per
-core keep the cores busy; more only make the busy tests (bench, soak) slower."""
 MAX_WORKERS = 4
+"""The suite runs in parallel (``-n auto`` in pyproject's addopts, pytest-xdist) on one
+worker more than the machine has cores (at most this many): most tests wait (on timeouts of
+a second or two, on processes starting), so an extra worker fills the cores; more would
+only slow the busy tests (bench, soak) and make the timing ones fragile."""
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's (absent under -p no:xdist)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """How many workers ``-n auto`` starts: none for a single file or test (in-process is
-    quicker to start, and ``-s``/``--pdb`` work), else two per core (at most
+    quicker to start, and ``-s``/``--pdb`` work), else one more than the cores (at most
     ``MAX_WORKERS``). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` decide otherwise."""
     given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if given:
@@ -63,7 +63,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     args = [arg for arg in config.args if not arg.startswith("-")]
     if len(args) == 1 and ("::" in args[0] or Path(args[0]).is_file()):
         return 0
-    return min(MAX_WORKERS, WORKERS_PER_CORE * (os.cpu_count() or 1))
+    return min(MAX_WORKERS, (os.cpu_count() or 1) + 1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
