@@ -63,7 +63,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     args = [arg for arg in config.args if not arg.startswith("-")]
     if len(args) == 1 and ("::" in args[0] or Path(args[0]).is_file()):
         return 0
-    return min(MAX_WORKERS, (os.cpu_count() or 1) + 1)
+    return min(MAX_WORKERS, len(os.sched_getaffinity(0)) + 1)  # the cores it may use
 
 
 def pytest_configure(config: pytest.Config) -> None:
