@@ -24,6 +24,7 @@ from presence_svc.redis import embedded
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.redis.embedded import EmbeddedRedis, redis_server_binary
 from presence_svc.settings import Settings
+from tests import scheduling
 from tests.postgres import PostgresServer
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
@@ -42,6 +43,48 @@ Lua scripts' semantics, the version checks, a smoke of every writer and reader).
 runs on the embedded Redis only: running it twice tested the same Python twice and cost
 a fifth of the suite."""
 _DEBIAN_REDIS = "/usr/bin/redis-server"
+
+
+MAX_WORKERS = 4
+"""The suite runs in parallel (``-n auto`` in pyproject's addopts, pytest-xdist) on one
+worker more than the machine has cores (at most this many): most tests wait (on timeouts of
+a second or two, on processes starting), so an extra worker fills the cores; more would
+only slow the busy tests (bench, soak) and make the timing ones fragile."""
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's (absent under -p no:xdist)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many workers ``-n auto`` starts: none for a single file or test (in-process is
+    quicker to start, and ``-s``/``--pdb`` work), else one more than the cores (at most
+    ``MAX_WORKERS``). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` decide otherwise."""
+    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if given:
+        return int(given)
+    args = [arg for arg in config.args if not arg.startswith("-")]
+    if len(args) == 1 and ("::" in args[0] or Path(args[0]).is_file()):
+        return 0
+    return min(MAX_WORKERS, len(os.sched_getaffinity(0)) + 1)  # the cores it may use
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    scheduling.start(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scheduling.finish(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    scheduling.write(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Tests sharing a module's fixture on one worker, slow tests first (tests/scheduling.py);
+    another ``--dist`` than the default is xdist's own."""
+    if config.getvalue("dist") != "load":
+        return None
+    return scheduling.PlannedScheduling(config, log)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -5,10 +5,21 @@ a free loopback port, trust auth, no docker), with the suite's settings.
 
 from __future__ import annotations
 
+import atexit
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
 from presence_svc.bench import pgserver
 from presence_svc.bench.pgserver import postgres_bin
 
 __all__ = ["PostgresServer", "postgres_bin"]
+
+_pristine: Path | None = None
+"""A copy of the first cluster this process made, before its first start: each later
+server starts from a copy of it (``initdb`` costs ~2.5 s of CPU, a copy ~0.1 s)."""
 
 
 class PostgresServer(pgserver.PostgresServer):
@@ -28,3 +39,17 @@ class PostgresServer(pgserver.PostgresServer):
             timeout_s=120,
         )
         self.durable = durable
+
+    def init(self) -> None:
+        global _pristine
+        if _pristine is not None:
+            self._run("cp", "-a", str(_pristine), str(self.data))
+            return
+        super().init()
+        keep = Path(tempfile.mkdtemp(prefix="presence-pg-pristine-"))
+        atexit.register(shutil.rmtree, keep, True)
+        if os.geteuid() == 0:  # the server's files belong to the postgres user (pgserver)
+            user = pwd.getpwnam("postgres")
+            os.chown(keep, user.pw_uid, user.pw_gid)
+        self._run("cp", "-a", str(self.data), str(keep / "data"))
+        _pristine = keep / "data"

@@ -21,6 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.http.app import create_app
 from presence_svc.settings import Settings
+from tests.npm import npm_ci_unless_present
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "clients" / "js"
@@ -63,8 +64,7 @@ def page_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "browser tests need node and npm on PATH: apt-get install -y nodejs npm",
     )
     esbuild = JS / "node_modules" / ".bin" / "esbuild"
-    if not esbuild.exists():
-        subprocess.run([str(npm), "ci", "--no-audit", "--no-fund"], cwd=JS, check=True)
+    npm_ci_unless_present(str(npm), esbuild)
     out = tmp_path_factory.mktemp("page")
     env = {**os.environ, "NODE_PATH": str(JS / "node_modules")}
     built = subprocess.run(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AppClient
+from tests.npm import npm_ci_unless_present
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "clients" / "js"
@@ -91,8 +92,7 @@ def test_served_sdk_files_match_a_fresh_build_of_clients_js(tmp_path: Path) -> N
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.fail("this check needs node and npm on PATH: apt-get install -y nodejs npm")
-    if not (JS / "node_modules" / "dts-bundle-generator").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS, check=True)
+    npm_ci_unless_present(npm, JS / "node_modules" / "dts-bundle-generator")
     subprocess.run(
         [node, "scripts/bundle.mjs", str(tmp_path)],
         cwd=JS,

@@ -66,7 +66,12 @@ async def test_postgres_down_redis_tiers_keep_working_and_everything_recovers(
     make_client: MakeClient, auth: Auth, own_postgres: PostgresServer
 ) -> None:
     client = await make_client(
-        ledger_url=own_postgres.url(), run_worker=True, ledger_reclaim_idle_s=1.0
+        ledger_url=own_postgres.url(),
+        run_worker=True,
+        ledger_reclaim_idle_s=1.0,
+        # nobody times out while PostgreSQL stops and starts on a busy machine
+        online_timeout_s=30.0,
+        retention_s=120.0,
     )
     admin, board = auth("ops", scope="admin"), auth("board", scope="dashboard")
     response = await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
