@@ -327,14 +327,23 @@ class Lane:
                     if not self._done:
                         self._done_since = time.monotonic()
                     self._done.append(item)
-            else:
-                await self._failed(item, outcome, now)
         if delivered:
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc(delivered)
+        failed = [(item, outcome) for item, outcome in ended if not outcome.ok]
+        for n, (item, outcome) in enumerate(failed):
+            try:
+                await self._failed(item, outcome, now)
+            except BaseException:
+                for again, _ in failed[n + 1 :]:  # not filed either: sent again
+                    self._again(again)
+                raise
 
     async def _flush(self) -> None:
-        done, self._done = self._done, []
+        done = self._done
         await self.d.store.delivered(self.endpoint.endpoint_id, [d.seq for d in done], _now_ms())
+        # Dropped only once written: a failed write is tried again, not forgotten (its
+        # rows would stay pending, never sent again by this lane nor deleted).
+        self._done = self._done[len(done) :]
         self._known.difference_update(d.seq for d in done)
         self._succeeded, self._success_at = False, time.monotonic()
 
@@ -389,6 +398,15 @@ class Lane:
             },
         )
 
+    def _again(self, item: Item) -> None:
+        """``item`` ended (failed) without being filed: back at the head of its artifact's
+        line, to be sent again."""
+        line = self._lines.get(item.artifact_id)
+        if line is None:
+            line = self._lines[item.artifact_id] = collections.deque()
+        line.appendleft(item)
+        self._blocked.discard(item.artifact_id)
+
     def _forget(self, items: Iterable[Item]) -> None:
         self._known.difference_update(i.seq for i in items if isinstance(i, Delivery))
 
@@ -406,24 +424,33 @@ class Lane:
         artifact = item.artifact_id
         # The artifact's line goes to the database: read again, in order, once due (or,
         # filed as a failure, without it). Rows of it already there are newer than what
-        # memory held, so they move behind.
-        line = self._lines.pop(artifact, collections.deque())
-        self._forget(line)
+        # memory held, so they move behind. Nothing changes here until that is written:
+        # if it cannot be (the database down), the delivery goes back to the head of its
+        # line and is sent again (at least once, in order; the artifact never stalls).
+        line = self._lines.get(artifact, collections.deque())
         behind = [i for i in line if isinstance(i, Fresh)]
         endpoint_id = self.endpoint.endpoint_id
+        try:
+            if isinstance(item, Fresh):
+                rows = [_row(endpoint_id, item, next_at_ms=next_at, error=error)]
+                rows += [_row(endpoint_id, f) for f in behind]
+                if self._done:
+                    await self._flush()
+                moved = [artifact] if artifact in self._db else []
+                await self.d.store.park(endpoint_id, rows, now_ms=now, behind=moved)
+            else:
+                await self.d.store.attempt_failed(item, next_at_ms=next_at, error=error, now_ms=now)
+        except BaseException:
+            self._again(item)
+            raise
+        self._lines.pop(artifact, None)
+        self._forget(line)
         if isinstance(item, Fresh):
-            rows = [_row(endpoint_id, item, next_at_ms=next_at, error=error)]
-            rows += [_row(endpoint_id, f) for f in behind]
-            if self._done:
-                await self._flush()
-            moved = [artifact] if artifact in self._db else []
-            await self.d.store.park(endpoint_id, rows, now_ms=now, behind=moved)
             behind.append(item)
         else:
             self._known.discard(item.seq)
-            await self.d.store.attempt_failed(item, next_at_ms=next_at, error=error, now_ms=now)
             if behind:  # (not expected: an artifact with rows takes no fresh ones)
-                await self._park({artifact: behind}, behind=[])
+                await self._park({artifact: behind}, behind=[], retry=True)
         for fresh in behind:
             fresh.settle()
         self.fresh -= len(behind)
