@@ -25,6 +25,7 @@ from presence_svc.privacy.erasure import (
 from presence_svc.privacy.jobs import ErasureJobs
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.settings import Settings
+from presence_svc.webhooks.lane import SPILL_S
 
 __all__ = ["default_erasers", "erasure_jobs"]
 
@@ -39,7 +40,10 @@ def default_erasers(
             PresenceEraser(presence),
             UserKeysEraser(redis, keys),
             # before the ledger: a drain may still be writing the user's views
-            StreamsEraser(redis, keys, settle_s=settings.ledger_reclaim_idle_s),
+            # (and the webhook deliveries of the user's events held in a worker's memory:
+            # each is delivered or in the database, rewritten below, within SPILL_S + the
+            # delivery timeout)
+            StreamsEraser(redis, keys, settle_s=_settle_s(settings)),
             LedgerEraser(database.ledger),
             # after the sessions went: engaged time a heartbeat credited meanwhile, then
             # what the worker had written
@@ -102,3 +106,10 @@ def erasure_jobs(
     presence = presence or PresenceStore(redis, settings)
     erasers = default_erasers(redis, database, presence, settings)
     return ErasureJobs(redis, presence.keys, erasers, Copies(redis, database, settings))
+
+
+def _settle_s(settings: Settings) -> float:
+    """How long the streams step waits when entries of the user were still in flight: a
+    drain's reclaim idle time, and at least what a webhook delivery held in memory takes to
+    end up delivered or in the database (``_Webhooks`` rewrites it there)."""
+    return max(settings.ledger_reclaim_idle_s, SPILL_S + settings.webhook_timeout_s + 5.0)

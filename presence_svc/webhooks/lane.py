@@ -5,8 +5,8 @@ no other.
 The happy path stays in memory: the dispatcher hands a lane each new event as a ``Fresh``
 delivery; a 2xx settles it and nothing is written. The database holds what must wait:
 a delivery that failed (with the artifact's next ones behind it, so order holds), what a
-lane had no room for (over ``MEMORY_MAX`` held, or held longer than ``SPILL_S`` behind a
-stuck endpoint), and replayed failures. While an artifact has rows there, its new events
+lane had no room for (over ``MEMORY_MAX`` held, or waiting longer than ``SPILL_S`` behind a
+slow or stuck endpoint), and replayed failures. While an artifact has rows there, its new events
 join them there (``take`` says no), and the lane reads them back in order, as due.
 """
 
@@ -41,10 +41,11 @@ PAGE = 1000
 MEMORY_MAX = 4096
 """Deliveries a lane holds in memory; beyond, new ones go to the database."""
 SPILL_S = 5.0
-"""A lane whose endpoint answered nothing this long (hanging, or down with every attempt
-timing out) sends what it holds waiting in memory to the database, so the stream entries
-behind them are acknowledged and the worker's memory stays small. (A lane that is merely
-slow keeps them: past ``MEMORY_MAX`` its new events go to the database anyway.)"""
+"""A delivery that has waited this long in memory (behind a slow, hanging or down
+endpoint) goes to the database with everything else the lane holds waiting, so the stream
+entries behind them are acknowledged and the worker's memory stays small. It also bounds
+how long a user's id can stay in memory only: an erasure waits for what is in flight
+(``privacy.wiring``) and then rewrites the database's queue."""
 SUCCESS_EVERY_S = 1.0
 """How often a lane that delivers from memory records the endpoint's last success."""
 
@@ -129,9 +130,6 @@ class Lane:
         self._succeeded = False
         self._success_at = 0.0
         self._spill_check = 0.0
-        self._answered = time.monotonic()
-        """When the endpoint last answered (any status): a lane answered by nobody for
-        ``SPILL_S`` is stuck."""
         self.task = asyncio.create_task(self.run(), name=f"webhook-lane-{endpoint.endpoint_id}")
 
     # What the dispatcher calls.
@@ -310,8 +308,6 @@ class Lane:
         now = _now_ms()
         delivered = 0
         for item, outcome in ended:
-            if outcome.kind in ("delivered", "status"):
-                self._answered = time.monotonic()
             if outcome.ok:
                 delivered += 1
                 metrics.WEBHOOK_DELIVERY_SECONDS.observe(
@@ -370,9 +366,7 @@ class Lane:
 
     async def _spill_if_stuck(self, now: float) -> None:
         """Every delivery waiting in memory goes to the queue once the oldest has waited
-        ``SPILL_S`` and the endpoint answered nothing for as long (hanging or down)."""
-        if now - self._answered < SPILL_S:
-            return
+        ``SPILL_S`` (the endpoint is slow, hanging or down)."""
         waiting = [ln[0] for ln in self._lines.values() if isinstance(ln[0], Fresh)]
         if not waiting or now - min(f.queued for f in waiting) < SPILL_S:
             return

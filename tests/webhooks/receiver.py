@@ -34,7 +34,8 @@ class Receiver:
     attempts: list[tuple[str, float]] = field(default_factory=list)
     bad_signatures: int = 0
     behave: Callable[[str, dict[str, Any], int], Any] | None = None
-    """(event id, body, attempt number of this id) -> a response, "hang", or None (204)."""
+    """(event id, body, attempt number of this id) -> a response, "hang", "slow" (204 a
+    second late), or None (204)."""
     url: str = ""
 
     def ids(self) -> list[str]:
@@ -67,6 +68,8 @@ class Receiver:
         answer = None if self.behave is None else self.behave(event_id, body, n)
         if answer == "hang":
             await asyncio.sleep(3600)
+        if answer == "slow":  # answers, but a second late
+            await asyncio.sleep(1.0)
         if isinstance(answer, web.StreamResponse):
             return answer
         signatures = request.headers["webhook-signature"].split(" ")

@@ -121,3 +121,28 @@ async def test_deliveries_held_when_an_endpoint_is_disabled_wait_for_it(
         await hooks.call("PATCH", path, json={"enabled": True})
         await until(lambda: len(_joins(receiver, "doc-d")) == 3, what="the three joins")
         assert _joins(receiver, "doc-d") == ["u1", "u2", "u3"]
+
+
+async def test_a_slow_endpoint_has_its_waiting_deliveries_kept_in_the_database(
+    make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An endpoint that answers, slowly: what waits behind it in memory goes to the database
+    # after SPILL_S all the same (so an erasure, which rewrites the database's queue after
+    # waiting out what is in flight, finds the user's deliveries there), in order.
+    monkeypatch.setattr(lane, "SPILL_S", 0.3)
+    hooks = await make_hooks(webhook_concurrency=1)
+    async with receiving() as receiver:
+        receiver.behave = lambda event_id, body, n: "slow"
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        users = [f"u{i}" for i in range(1, 7)]
+        for user in users:
+            await hooks.beat("doc-s", user)
+        await until(lambda: len(receiver.attempts) >= 1, what="a first attempt")
+        # In the database, not in the worker: the entries are acknowledged long before
+        # the six slow answers (a second each) are in.
+        await until(
+            lambda: _unacknowledged(sync_redis) <= 1, timeout_s=4, what="entries acknowledged"
+        )
+        assert len(receiver.got) < 5
+        await until(lambda: len(_joins(receiver, "doc-s")) == 6, timeout_s=30, what="six joins")
+        assert _joins(receiver, "doc-s") == users
