@@ -119,7 +119,10 @@ async def test_deliveries_held_when_an_endpoint_is_disabled_wait_for_it(
         await until(lambda: _unacknowledged(sync_redis) == 0, what="entries acknowledged")
         hanging = False
         await hooks.call("PATCH", path, json={"enabled": True})
-        await until(lambda: len(_joins(receiver, "doc-d")) == 3, what="the three joins")
+        # The first join waits out its first retry step (5 s +-20 %) after the parking.
+        await until(
+            lambda: len(_joins(receiver, "doc-d")) == 3, timeout_s=45, what="the three joins"
+        )
         assert _joins(receiver, "doc-d") == ["u1", "u2", "u3"]
 
 
