@@ -165,18 +165,22 @@ async def test_an_idle_tab_says_away_and_input_brings_it_back(open_tab: OpenTab)
     await _until(lambda: any(t > went_away and status == "active" for t, status in beats))
 
 
-async def _set_visibility(page: Page, state: str) -> None:
-    """What the browser does when the tab is switched away from (headless has no tab strip)."""
-    await page.evaluate(
+async def _set_visibility(page: Page, state: str) -> float:
+    """What the browser does when the tab is switched away from (headless has no tab strip).
+    Returns the page's clock at the switch: ms since the page's navigation began."""
+    at: float = await page.evaluate(
         """state => {
             const define = (name, value) =>
                 Object.defineProperty(document, name, {value, configurable: true});
             define('visibilityState', state);
             define('hidden', state === 'hidden');
+            const at = performance.now();
             document.dispatchEvent(new Event('visibilitychange'));
+            return at;
         }""",
         state,
     )
+    return at
 
 
 async def test_sdk_module_served_by_the_service_works_in_a_page(
@@ -218,7 +222,7 @@ async def test_a_tab_visible_and_active_for_3_s_then_hidden_reports_3_s(
     alice.on("request", on_request)
     await alice.mouse.move(200, 200)  # someone at the tab
     await alice.wait_for_timeout(3000)  # the engaged time under test, not a wait for a state
-    await _set_visibility(alice, "hidden")
+    hidden_at_ms = await _set_visibility(alice, "hidden")
     await _until(lambda: len(reported) >= 3 and reported[-1] > 0)  # the heartbeat on hiding
     await alice.wait_for_timeout(1500)  # hidden: nothing more counts
     board = {"Authorization": f"Bearer {stack.token('board', 'dashboard')}"}
@@ -228,5 +232,8 @@ async def test_a_tab_visible_and_active_for_3_s_then_hidden_reports_3_s(
             viewers = (await response.json())["viewers"]
     credited = viewers[0]["engagedMs"]
     print(f"engaged time credited {credited} ms")
-    assert 2500 <= credited <= 3500
+    # 3 s +- 0.5 s on a quiet machine; on a busy one the page may have been visible longer
+    # than the 3 s asked (opening the tab and the switch can be late), never less, so the
+    # ceiling is the time the page had been open when it was hidden, by its own clock.
+    assert 2500 <= credited <= max(3500, hidden_at_ms + 500)
     assert 0 < sum(reported) <= credited  # (a heartbeat may have gone before the listener)
