@@ -4,9 +4,12 @@
 -- leaving no byte of them behind.
 -- KEYS[1] stream
 -- ARGV[1] user id  ARGV[2] tombstone  ARGV[3] entries rewritten at most
+-- ARGV[4] the group whose holdings are counted apart (webhooks: a worker may hold them in
+-- memory longer than a drain holds a batch)
 -- returns {entries rewritten, of the user's entries those a consumer holds unacknowledged
--- (a batch in flight may still write them as they were)}; {-1, 0}: more than ARGV[3]
--- entries are still owed to the ledger (try once it drained)
+-- (a batch in flight may still write them as they were), of those the ones group ARGV[4]
+-- holds}; {-1, 0, 0}: more than ARGV[3] entries are still owed to the ledger (try once it
+-- drained)
 -- XDEL and XTRIM only flag entries inside a node, whose bytes stay (DUMP, RDB), so the
 -- stream is rebuilt: same ids, same last id. Entries every group has acknowledged go (they
 -- are in the ledger; trim_stream.lua would drop them too), so the work is the backlog.
@@ -14,7 +17,7 @@
 -- pending entry, so nothing pending is lost: it is delivered again (the ledger is
 -- idempotent on the view id). A stream without groups (dead letters) is rebuilt whole.
 local S, user, tomb, most = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-if redis.call('EXISTS', S) == 0 then return {0, 0} end
+if redis.call('EXISTS', S) == 0 then return {0, 0, 0} end
 
 local function before(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -57,20 +60,26 @@ for _, group in ipairs(redis.call('XINFO', 'GROUPS', S)) do
 end
 if #groups == 0 then keep = '-' end
 
--- Whether a consumer holds `id` unacknowledged (read, maybe being written right now).
 local names = {}
 for _, g in ipairs(groups) do names[#names + 1] = g[1] end
-local function pending(id)
+local apart = ARGV[4]
+local in_flight, held_apart = 0, 0
+-- Counts `id` if a consumer holds it unacknowledged (read, maybe being written right now).
+local function note_pending(id)
+  local held = false
   for _, name in ipairs(names) do
-    if #redis.call('XPENDING', S, name, id, id, 1) > 0 then return true end
+    if #redis.call('XPENDING', S, name, id, id, 1) > 0 then
+      held = true
+      if name == apart then held_apart = held_apart + 1 break end
+    end
   end
-  return false
+  if held then in_flight = in_flight + 1 end
 end
 
-local entries, in_flight = {}, 0
+local entries = {}
 if #groups == 0 or owed then
   entries = redis.call('XRANGE', S, keep, '+', 'COUNT', most + 1)
-  if #entries > most then return {-1, 0} end
+  if #entries > most then return {-1, 0, 0} end
 end
 -- Everything is read and checked before the first write: a script is not rolled back.
 for _, entry in ipairs(entries) do
@@ -80,9 +89,7 @@ for _, entry in ipairs(entries) do
       local ok, view = pcall(cmsgpack.unpack, fields[i + 1])
       -- [viewId, artifact, version, user, session, ms] (presence_svc/ledger/entry.py)
       if ok and type(view) == 'table' and view[4] == user then
-        if not less(delivered, entry[1]) and pending(entry[1]) then
-          in_flight = in_flight + 1
-        end
+        if not less(delivered, entry[1]) then note_pending(entry[1]) end
         view[4] = tomb
         view[5] = ''
         fields[i + 1] = cmsgpack.pack(view)
@@ -103,18 +110,14 @@ for _, entry in ipairs(entries) do
         end
       end
       if mine then
-        if not less(delivered, entry[1]) and pending(entry[1]) then
-          in_flight = in_flight + 1
-        end
+        if not less(delivered, entry[1]) then note_pending(entry[1]) end
         fields[i + 1] = cmsgpack.pack(change)
       end
     elseif fields[i] == 'e' then
       -- an engagement event (lib/outbox_event.lua): [kind, user, artifact, version, ...]
       local ok, event = pcall(cmsgpack.unpack, fields[i + 1])
       if ok and type(event) == 'table' and event[2] == user then
-        if not less(delivered, entry[1]) and pending(entry[1]) then
-          in_flight = in_flight + 1
-        end
+        if not less(delivered, entry[1]) then note_pending(entry[1]) end
         event[2] = tomb
         fields[i + 1] = cmsgpack.pack(event)
       end
@@ -129,4 +132,4 @@ for _, g in ipairs(groups) do
   redis.call('XGROUP', 'CREATE', S, g[1], g[2], 'MKSTREAM')
 end
 if last and redis.call('EXISTS', S) == 1 then redis.call('XSETID', S, last) end
-return {#entries, in_flight}
+return {#entries, in_flight, held_apart}

@@ -20,6 +20,7 @@ from presence_svc.ratelimits import RouteClass
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 from presence_svc.users.directory import UsersDirectory
+from presence_svc.webhooks.streams import GROUP as WEBHOOKS_GROUP
 
 __all__ = [
     "Eraser",
@@ -191,10 +192,19 @@ class StreamsEraser:
     MOST_ENTRIES = 20_000
     """More owed to the ledger (the ledger is behind) waits: the step is retried later."""
 
-    def __init__(self, redis: RedisConnection, keys: Keyspace, settle_s: float) -> None:
+    def __init__(
+        self,
+        redis: RedisConnection,
+        keys: Keyspace,
+        settle_s: float,
+        webhook_settle_s: float = 0.0,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.settle_ms = int(settle_s * 1000)
+        self.webhook_settle_ms = max(self.settle_ms, int(webhook_settle_s * 1000))
+        """The wait when the webhooks group holds the user's entries: a worker may hold
+        their deliveries in memory longer than a drain holds a batch."""
 
     async def erase_user(self, user_id: str, tombstone: str, cursor: str) -> str | None:
         start_text, _, until_text = cursor.partition("|")
@@ -206,7 +216,7 @@ class StreamsEraser:
             return None
         scrub = self.redis.scripts.scrub_stream
         calls = [
-            scrub.call(stream, user_id, tombstone, self.MOST_ENTRIES)
+            scrub.call(stream, user_id, tombstone, self.MOST_ENTRIES, WEBHOOKS_GROUP)
             for tag in tags
             for stream in (
                 self.keys.views_stream(tag),
@@ -217,11 +227,12 @@ class StreamsEraser:
         for result in await self.redis.run_many(calls):
             if isinstance(result, Exception):
                 raise result
-            rewritten, in_flight = int(result[0]), int(result[1])
+            rewritten, in_flight, held_by_webhooks = (int(n) for n in result)
             if rewritten < 0:
                 raise NotYet("a views stream owes too much to the ledger to rewrite it now")
             if in_flight:
-                until = int(time.time() * 1000) + self.settle_ms
+                wait = self.webhook_settle_ms if held_by_webhooks else self.settle_ms
+                until = max(until, int(time.time() * 1000) + wait)
         end = start + len(tags)
         if end >= len(self.keys.tags) and not until:
             return None

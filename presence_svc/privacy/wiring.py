@@ -43,7 +43,12 @@ def default_erasers(
             # (and the webhook deliveries of the user's events held in a worker's memory:
             # each is delivered or in the database, rewritten below, within SPILL_S + the
             # delivery timeout)
-            StreamsEraser(redis, keys, settle_s=_settle_s(settings)),
+            StreamsEraser(
+                redis,
+                keys,
+                settle_s=settings.ledger_reclaim_idle_s,
+                webhook_settle_s=SPILL_S + settings.webhook_timeout_s + 5.0,
+            ),
             LedgerEraser(database.ledger),
             # after the sessions went: engaged time a heartbeat credited meanwhile, then
             # what the worker had written
@@ -106,10 +111,3 @@ def erasure_jobs(
     presence = presence or PresenceStore(redis, settings)
     erasers = default_erasers(redis, database, presence, settings)
     return ErasureJobs(redis, presence.keys, erasers, Copies(redis, database, settings))
-
-
-def _settle_s(settings: Settings) -> float:
-    """How long the streams step waits when entries of the user were still in flight: a
-    drain's reclaim idle time, and at least what a webhook delivery held in memory takes to
-    end up delivered or in the database (``_Webhooks`` rewrites it there)."""
-    return max(settings.ledger_reclaim_idle_s, SPILL_S + settings.webhook_timeout_s + 5.0)

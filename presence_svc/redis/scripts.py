@@ -679,8 +679,9 @@ class EraseViewsScript(Script):
 class ScrubStreamScript(Script):
     PATH = "privacy/scrub_stream"
 
-    def call(self, stream: str, user_id: str, tombstone: str, most: int) -> ScriptCall:
-        return ScriptCall(self, (stream,), (user_id, tombstone, most))
+    def call(self, stream: str, user_id: str, tombstone: str, most: int, apart: str) -> ScriptCall:
+        """``apart``: the group whose holdings the answer counts apart."""
+        return ScriptCall(self, (stream,), (user_id, tombstone, most, apart))
 
 
 class ErasureOpenScript(Script):
