@@ -209,12 +209,10 @@ class PresenceStore:
         shared pipeline (``run``), where ``online`` takes a pooled connection of its own
         for its batch: a round trip and redis-py's per-call machinery of its own, which
         made one count cost more than a heartbeat."""
-        tag = self.keys.tags[self.keys.partition_of(artifact_id)]
-        call = self._scripts.online.call(tag, (artifact_id,), json=False)
-        users, sessions, active = await self.redis.run(call)
-        if 0 <= active <= users:
-            return Counts(users, sessions, active, users - active)
-        return Counts.of(users, sessions, active)
+        call = self._scripts.online.call(
+            self.keys.artifact(artifact_id).tag, (artifact_id,), json=False
+        )
+        return Counts.of(*await self.redis.run(call))
 
     async def online_json(self, artifact_ids: Sequence[str]) -> bytes:
         """``online`` as the members of the answer's ``counts`` JSON object, comma-joined:

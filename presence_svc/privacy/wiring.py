@@ -25,7 +25,7 @@ from presence_svc.privacy.erasure import (
 from presence_svc.privacy.jobs import ErasureJobs
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.settings import Settings
-from presence_svc.webhooks.lane import SPILL_S
+from presence_svc.webhooks.lane import held_at_most_s
 
 __all__ = ["default_erasers", "erasure_jobs"]
 
@@ -40,14 +40,13 @@ def default_erasers(
             PresenceEraser(presence),
             UserKeysEraser(redis, keys),
             # before the ledger: a drain may still be writing the user's views
-            # (and the webhook deliveries of the user's events held in a worker's memory:
-            # each is delivered or in the database, rewritten below, within SPILL_S + the
-            # delivery timeout)
+            # (and the webhook deliveries of the user's events held in a worker's memory,
+            # until they are delivered or in the database, rewritten below)
             StreamsEraser(
                 redis,
                 keys,
                 settle_s=settings.ledger_reclaim_idle_s,
-                webhook_settle_s=SPILL_S + settings.webhook_timeout_s + 5.0,
+                webhook_settle_s=held_at_most_s(settings.webhook_timeout_s),
             ),
             LedgerEraser(database.ledger),
             # after the sessions went: engaged time a heartbeat credited meanwhile, then

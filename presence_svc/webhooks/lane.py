@@ -29,7 +29,7 @@ from presence_svc.webhooks.tickets import Fresh
 if TYPE_CHECKING:
     from presence_svc.webhooks.dispatcher import WebhookDispatcher
 
-__all__ = ["MEMORY_MAX", "PAGE", "REFRESH_S", "SPILL_S", "Lane", "Retire"]
+__all__ = ["MEMORY_MAX", "PAGE", "REFRESH_S", "SPILL_S", "Lane", "Retire", "held_at_most_s"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ endpoint) goes to the database with everything else the lane holds waiting, so t
 entries behind them are acknowledged and the worker's memory stays small. It also bounds
 how long a user's id can stay in memory only: an erasure waits for what is in flight
 (``privacy.wiring``) and then rewrites the database's queue."""
+
+
+def held_at_most_s(timeout_s: float) -> float:
+    """How long a delivery may stay in a worker's memory before it is delivered or in the
+    database: ``SPILL_S`` waiting, one attempt of ``timeout_s``, and a margin for a busy
+    loop. An erasure that finds the user's events held waits this long."""
+    return SPILL_S + timeout_s + 5.0
+
+
 SUCCESS_EVERY_S = 1.0
 """How often a lane that delivers from memory records the endpoint's last success."""
 
