@@ -22,6 +22,7 @@ from presence_svc.http.app import create_app
 from presence_svc.http.resources import TIMELINE
 from presence_svc.redis.connection import connect
 from presence_svc.schemas import TimelineOut
+from presence_svc.settings import ConfigError, Settings
 from presence_svc.timefmt import to_iso
 from presence_svc.timeline.answer import Encoded, Fragments
 from presence_svc.timeline.rollup import TimelineRollup
@@ -217,3 +218,14 @@ async def test_gzip_only_when_the_client_accepts_it(
     assert (resp.headers.get("Content-Encoding") == "gzip") is gzipped
     points = json.loads(gzip.decompress(body) if gzipped else body)["points"]
     assert len(points) in (60, 61)  # the last hour by default
+
+
+@pytest.mark.parametrize("value", ["-1", "4097", "big"])
+def test_a_bad_cache_size_is_rejected_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_TIMELINE_CACHE_MB"):
+        Settings.from_env({"PRESENCE_TIMELINE_CACHE_MB": value})
+
+
+def test_the_cache_size_is_read() -> None:
+    assert Settings.from_env({"PRESENCE_TIMELINE_CACHE_MB": "0"}).timeline_cache_mb == 0
+    assert Settings().timeline_cache_mb == 32

@@ -17,7 +17,7 @@ from presence_svc.ledger.store import LedgerQuery
 from presence_svc.privacy.erasure import NotYet, StreamsEraser
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
-from presence_svc.settings import Settings
+from presence_svc.settings import ConfigError, Settings
 from presence_svc.stats.views import ViewStore
 from presence_svc.webhooks.streams import GROUP, WebhookStreams
 from tests.conftest import MakeClient, opened_database
@@ -175,3 +175,14 @@ async def test_a_stopped_dispatcher_cannot_grow_an_outbox_past_the_cap_either(
     response = await client.delete("/v1/users/u149", headers=auth("root", scope="admin"))
     assert response.status == 204, await response.text()
     assert not any(b"u149" in v for _, f in sync_redis.xrange(outbox) for v in f.values())
+
+
+@pytest.mark.parametrize("value", ["99", "10000001", "-1", "many"])
+def test_a_bad_max_lag_is_rejected_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_WEBHOOK_MAX_LAG"):
+        Settings.from_env({"PRESENCE_WEBHOOK_MAX_LAG": value})
+
+
+def test_the_max_lag_is_read() -> None:
+    assert Settings.from_env({"PRESENCE_WEBHOOK_MAX_LAG": "500"}).webhook_max_lag == 500
+    assert Settings().webhook_max_lag == 10_000
