@@ -22,17 +22,23 @@ __all__ = ["DatabaseUnavailable", "is_unavailable", "unavailable_as_one"]
 class DatabaseUnavailable(Exception):
     """The database cannot answer now (down, restarting, full, locked, schema behind)."""
 
+    def __init__(self, message: str, *, named: str | None = None) -> None:
+        super().__init__(message)
+        self._named = named
+        """The cause when it is known without a driver error (a readiness probe that
+        finds the database read-only)."""
+
     @property
     def reason(self) -> str:
         """The named cause (``disk full``) when the database said why, else the driver's
         error type, e.g. ``ConnectionRefusedError``."""
-        return _named_cause(self.__cause__) or type(self.__cause__ or self).__name__
+        return self._named or _named_cause(self.__cause__) or type(self.__cause__ or self).__name__
 
     @property
     def cause(self) -> str:
         """Why, in a few words, from a small fixed set (a metric label): ``disk full``,
         ``read-only``, ``too many connections``, ..., else ``unreachable``."""
-        named = _named_cause(self.__cause__)
+        named = self._named or _named_cause(self.__cause__)
         if named is not None:
             return named
         if isinstance(self.__cause__, TimeoutError):

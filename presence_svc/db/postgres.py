@@ -183,7 +183,10 @@ class PostgresPool:
         return await asyncio.shield(self.connected())
 
     async def ping(self) -> None:
-        await self.fetchval("SELECT 1")
+        """Answers, and takes writes: a standby (after a failover) or a database whose
+        sessions now start read-only answers reads only, which is not ready."""
+        if await self.fetchval(_READ_ONLY):
+            raise DatabaseUnavailable("the database takes no writes", named="read-only")
 
     async def migrate(self) -> list[Migration]:
         """Apply what is pending (also with ``auto_migrate`` off); returns what was."""
@@ -198,6 +201,11 @@ class PostgresPool:
 
 
 T = TypeVar("T")
+
+_READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only')::bool"
+"""Whether a new session here could write: not on a standby, nor under a read-only default
+(the session asking may predate the default, so its own ``transaction_read_only`` is no
+answer)."""
 
 
 async def _bounded(call: Coroutine[Any, Any, T]) -> T:

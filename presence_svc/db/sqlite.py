@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.db.errors import unavailable_as_one
 from presence_svc.db.migrations import Migration, SchemaBehind, migrations, statements
 
@@ -36,8 +37,13 @@ class SqliteFile:
         self._conn: sqlite3.Connection | None = None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the connection's thread; for an HTTP request, given up (503
+        ``timeout``) after the request's budget: a file locked by another process would
+        otherwise hold the request for the 30 s busy timeout. What is given up still runs
+        to its end on the thread (a write may then land after its request answered 503:
+        the writes a request makes here are idempotent, so a retry is harmless)."""
         loop = asyncio.get_running_loop()
-        async with unavailable_as_one():
+        async with unavailable_as_one(), asyncio.timeout(REQUEST_BUDGET_S.get()):
             return await loop.run_in_executor(self._executor, self._call, fn)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -77,9 +78,13 @@ async def test_a_read_only_postgres_is_a_503_naming_it_and_the_pool_renews_its_s
     assert await _counted(client, "read-only") >= 1
     profile = await client.get("/v1/users/alice", headers=admin)
     assert profile.status == 200  # reads go on
+    ready = await client.get("/readyz")  # but an instance that cannot write is not ready
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["database"] == "unavailable: read-only"
     # Writable again: the sessions opened read-only were renewed, nothing stays stuck.
     postgres_server.psql(f"ALTER DATABASE {name} RESET default_transaction_read_only")
     await _until_answer(put, 200)
+    assert (await client.get("/readyz")).status == 200
 
 
 @pytest.mark.timeout(60)
@@ -138,3 +143,34 @@ async def test_a_full_disk_under_sqlite_is_a_503_naming_it(
     assert await _counted(client, "disk full") >= 1
     filler.unlink()
     await _until_answer(put, 200)
+
+
+@pytest.mark.timeout(60)
+async def test_a_sqlite_file_locked_by_another_process_is_a_503_within_the_request_budget(
+    make_client: MakeClient, auth: Auth, tmp_path: Path
+) -> None:
+    """Another program holding SQLite's write lock would hold a request for the 30 s busy
+    timeout; it answers 503 (timeout) after PRESENCE_DB_REQUEST_TIMEOUT_S instead, and
+    the write goes through once the lock is gone."""
+    path = tmp_path / "ledger.sqlite3"
+    client = await make_client(ledger_url=f"sqlite:///{path}", db_request_timeout_s=0.5)
+    admin = auth("ops", scope="admin")
+    assert (await client.put("/v1/users/u0", json={"name": "x"}, headers=admin)).status == 200
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, held
+    try:
+        started = time.monotonic()
+        put = await client.put("/v1/users/u1", json={"name": "y"}, headers=admin)
+        took = time.monotonic() - started
+        assert put.status == 503, await put.text()
+        assert put.content_type == "application/problem+json"
+        assert "timeout" in (await put.json())["detail"]
+        assert took < 10, took  # not the busy timeout's 30 s
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await _until_answer(
+        lambda: client.put("/v1/users/u1", json={"name": "y"}, headers=admin), 200, within_s=40
+    )
+    got = await client.get("/v1/users/u1", headers=admin)
+    assert (await got.json())["name"] == "y"
