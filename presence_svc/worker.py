@@ -85,10 +85,16 @@ class WorkerIdentity:
     exclusive lock on ``worker-<slot>.lock`` in the data dir, which the kernel releases
     when the process dies (SIGKILL included), so the next worker started takes it again.
     Without a usable data dir the name is a fresh one (then only the reclaim resumes).
+
+    The name holds the host name, which a container recreated on the same data dir (a
+    volume) does not keep: each slot's lock file records the name that last held it, and
+    a different one is this worker's ``predecessor``, dead since its lock was let go,
+    whose unfinished work this worker takes over at once too.
     """
 
     def __init__(self, data_dir: Path) -> None:
         self._lock: IO[bytes] | None = None
+        self.predecessor: str | None = None
         self.name = self._claim(data_dir)
 
     def _claim(self, data_dir: Path) -> str:
@@ -97,14 +103,23 @@ class WorkerIdentity:
             data_dir.mkdir(parents=True, exist_ok=True)
             where = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:8]
             for slot in range(1024):
-                lock = (data_dir / f"worker-{slot}.lock").open("ab")
+                lock = (data_dir / f"worker-{slot}.lock").open("a+b")
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     lock.close()
                     continue
                 self._lock = lock
-                return f"{host}:{where}:{slot}"
+                name = f"{host}:{where}:{slot}"
+                lock.seek(0)
+                previous = lock.read(512).decode(errors="replace").strip()
+                if previous and previous != name:
+                    self.predecessor = previous
+                    lock.truncate(0)
+                if previous != name:
+                    lock.write(name.encode())
+                    lock.flush()
+                return name
         except OSError as exc:
             log.warning("no stable worker name: data dir unusable", extra={"error": repr(exc)})
         return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -122,7 +137,10 @@ class Worker:
         self.identity = WorkerIdentity(settings.data_dir)
         self.id = self.identity.name
         self.sweeper = Sweeper(redis, settings, owner=self.id)
-        self.drain = LedgerDrain(redis, database.ledger, settings, consumer=self.id)
+        predecessor = self.identity.predecessor
+        self.drain = LedgerDrain(
+            redis, database.ledger, settings, consumer=self.id, predecessor=predecessor
+        )
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
         self.timeline = TimelineRollup(redis, timeline_store(database.connection), settings)
         self.engagement = EngagementFlush(redis, database.engagement, settings)

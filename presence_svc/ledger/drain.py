@@ -65,11 +65,19 @@ def _id_ms(entry_id: bytes | str) -> int:
 
 class LedgerDrain:
     def __init__(
-        self, redis: RedisConnection, ledger: LedgerStore, settings: Settings, consumer: str
+        self,
+        redis: RedisConnection,
+        ledger: LedgerStore,
+        settings: Settings,
+        consumer: str,
+        predecessor: str | None = None,
     ) -> None:
         self.redis = redis
         self.ledger = ledger
         self.consumer = consumer
+        self.predecessor = predecessor
+        """A dead worker's name whose pending entries are this one's to resume at start
+        (the same host and data dir under another host name: a recreated container)."""
         keys = Keyspace(settings.partitions)
         self.streams = [keys.views_stream(tag) for tag in keys.tags]
         self.dead_letters = {keys.views_stream(t): keys.dead_letters(t) for t in keys.tags}
@@ -231,6 +239,8 @@ class LedgerDrain:
         """Write what this consumer read and did not acknowledge (a previous incarnation
         killed mid-batch) before reading anything new: at once, not after the reclaim idle
         time, which is there to keep off a live worker's entries."""
+        if self.predecessor is not None:
+            await self.adopt(self.predecessor)
         resumed = 0
         while True:
             replies = await self.redis.read_group(
@@ -262,6 +272,44 @@ class LedgerDrain:
         if resumed:
             log.info(
                 "resumed own pending views", extra={"consumer": self.consumer, "count": resumed}
+            )
+
+    async def adopt(self, predecessor: str) -> None:
+        """Make what ``predecessor`` (dead) read and did not acknowledge this consumer's
+        own, then remove it from the group: ``resume_own`` writes it next."""
+        adopted = 0
+        streams = list(self.streams)
+        while streams:
+            pipe = self.redis.client.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xpending_range(stream, GROUP, "-", "+", 1000, consumername=predecessor)
+            replies = await pipe.execute(raise_on_error=False)
+            pipe = self.redis.client.pipeline(transaction=False)
+            claimed: list[str | None] = []
+            for stream, pending in zip(streams, replies, strict=True):
+                if isinstance(pending, ResponseError):  # NOGROUP: nothing to adopt
+                    continue
+                ids = [p["message_id"] for p in pending]
+                if ids:
+                    pipe.xclaim(stream, GROUP, self.consumer, 0, ids, justid=True)
+                    adopted += len(ids)
+                    claimed.append(stream)
+                else:
+                    pipe.xgroup_delconsumer(stream, GROUP, predecessor)
+                    claimed.append(None)
+            answers = await pipe.execute(raise_on_error=False)
+            # Until each stream holds nothing more of it (a claim that failed is left to
+            # the reclaim, not retried here for ever).
+            streams = [
+                stream
+                for stream, answer in zip(claimed, answers, strict=True)
+                if stream is not None and not isinstance(answer, Exception)
+            ]
+        self.predecessor = None
+        if adopted:
+            log.info(
+                "adopted a dead predecessor's pending views",
+                extra={"consumer": self.consumer, "predecessor": predecessor, "count": adopted},
             )
 
     # Reading new entries.

@@ -1,7 +1,8 @@
 """The whole service SIGKILLed with views read by its worker and not yet written: started
 again on the same data dir, its worker takes them back at once (they are pending under
 its own, stable name), not after the reclaim idle time that guards another host's
-worker's entries (two minutes here, so only the resume can pass)."""
+worker's entries (two minutes here, so only the resume can pass). Also when it comes back
+under another host name, as a container recreated on the same data dir (a volume) does."""
 
 from __future__ import annotations
 
@@ -29,13 +30,24 @@ RECLAIM_IDLE_S = 120
 class _Serve:
     """``presence-svc serve`` on ``data``, its log in a file (a pipe nobody reads fills)."""
 
-    def __init__(self, data: Path, log: Path) -> None:
+    def __init__(self, data: Path, log: Path, hostname: str | None = None) -> None:
         self.data_dir = data
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log.open("ab")
+        command = [CLI, "serve", "--port", str(self.port)]
+        if hostname is not None:  # its own UTS namespace: a host name of its own
+            command = [
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                'hostname "$0" && exec "$@"',
+                hostname,
+                *command,
+            ]
         self.process = subprocess.Popen(
-            [CLI, "serve", "--port", str(self.port)],
+            command,
             env=_env(data, PRESENCE_LEDGER_RECLAIM_IDLE_S=str(RECLAIM_IDLE_S)),
             stdout=self.log,
             stderr=self.log,
@@ -60,6 +72,16 @@ def _pending(r: redis.Redis) -> int:
     return sum(int(r.xpending(keys.views_stream(t), GROUP)["pending"]) for t in keys.tags)
 
 
+def _consumers(r: redis.Redis) -> set[str]:
+    """The hosts of the ledger group's consumers (names are host:data dir:slot)."""
+    keys = Keyspace(16)
+    return {
+        c["name"].decode().split(":", 1)[0]
+        for t in keys.tags
+        for c in r.xinfo_consumers(keys.views_stream(t), GROUP)
+    }
+
+
 async def _until(check: object, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not check():  # type: ignore[operator]
@@ -68,8 +90,9 @@ async def _until(check: object, seconds: float, what: str) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("hostname", [None, "recreated-container"], ids=["same-host", "renamed"])
 async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
-    tmp_path: Path,
+    tmp_path: Path, hostname: str | None
 ) -> None:
     data = tmp_path / "data"
     ledger = data / "ledger.sqlite3"
@@ -99,7 +122,7 @@ async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
         assert len(held) < len(counted)  # the test means something: views were in flight
 
         restarted = time.monotonic()
-        second = _Serve(data, tmp_path / "serve.log")
+        second = _Serve(data, tmp_path / "serve.log", hostname)
         await _until(
             lambda: sorted(_sqlite_rows(ledger)) == sorted(counted),
             RECLAIM_IDLE_S / 2,
@@ -107,7 +130,13 @@ async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
         )
         caught_up_s = time.monotonic() - restarted
         print(f"ledger complete {caught_up_s:.2f} s after the restart")
-        assert "resumed own pending views" in (tmp_path / "serve.log").read_text()
+        # (logged once the resume ends, which may be just after the rows are in)
+        log_file = tmp_path / "serve.log"
+        await _until(lambda: "resumed own pending views" in log_file.read_text(), 10, "no resume")
+        log = log_file.read_text()
+        if hostname is not None:
+            assert "adopted a dead predecessor's pending views" in log
+            assert _consumers(r) == {hostname}  # the dead one is gone from the group
     finally:
         first.stop()
         if second is not None:
