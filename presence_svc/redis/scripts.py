@@ -465,7 +465,7 @@ class WhereNowReadScript(Script):
 class WhereNowPruneScript(Script):
     PATH = "live/where_now_prune"
 
-    def call(self, index: str, read_at_ms: int, members: Sequence[str]) -> ScriptCall:
+    def call(self, index: str, read_at_ms: int, members: Sequence[str | bytes]) -> ScriptCall:
         """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
         return ScriptCall(self, (index,), (read_at_ms, *members))
 
