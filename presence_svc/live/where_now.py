@@ -19,13 +19,14 @@ import logging
 import time
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 from redis.exceptions import RedisError
 
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.resp import Commands
 from presence_svc.schemas import WhereOnlineOut, WhereRecentOut
 from presence_svc.settings import Settings
 from presence_svc.timefmt import to_iso
@@ -48,10 +49,15 @@ _FIRST_TWO = itemgetter(0, 1)
 """Rows sort by (-lastSeen, artifactId)."""
 _MEMO_SIZE = 131_072
 """Entries whose last write this process remembers (~100 B each); past it the memo starts
-over and each session's next heartbeat writes once more. Also the index members whose
-parsing a process keeps."""
-_NOT_OURS = ("", b"")
-"""What a member this service does not write parses as."""
+over and each session's next heartbeat writes once more."""
+_PLANS_KEPT = 256
+"""Users whose index a process keeps parsed, with its check packed (some 10 KB for 50
+candidates, 50 KB for the most an index holds); past it the cache starts over."""
+_Plan: TypeAlias = "tuple[list[tuple[str, list[bytes], bool]], Commands]"
+"""The candidates per artifact and whether it is likely online, and the commands that
+check them (2 per artifact likely online, 3 per other)."""
+_UNREAD = object()
+"""An artifact's recently-here entry not asked for (it was likely online)."""
 
 
 class WhereNow(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,11 +86,16 @@ class WhereNowIndex:
         self.refresh_s = REFRESH_TIMEOUTS * settings.online_timeout_s
         longest = max(self._timeout, self._away)
         self.lifetime_ms = self._recent + int(self.refresh_s * 1000) + 2 * longest
+        self.fresh_ms = int(self.refresh_s * 1000) + 2 * longest
+        """An entry written longer ago than this is not an online session's: those are
+        rewritten every refresh and beat at least every timeout of their status."""
         """An entry outlives its last write by this: a session online beats at least every
         timeout of its status and its entry is rewritten every refresh, so it outlives the
         session's last heartbeat by the recently-here keep time."""
         self._written: dict[tuple[str, str, str], float] = {}
-        self._members: dict[bytes, tuple[str, bytes] | None] = {}
+        self._plans: dict[tuple[str, int, bytes], _Plan] = {}
+        """(user, the index as read) -> its plan: a user's index changes at joins and
+        prunes, and is read unchanged in between (a dashboard polling it)."""
 
     @staticmethod
     def member(artifact_id: str, session: bytes) -> str:
@@ -124,70 +135,80 @@ class WhereNowIndex:
             self._written.clear()
         self._written[memo] = now
 
-    def _parsed(self, member: bytes) -> tuple[str, bytes]:
-        """An index member's artifact and packed session id (``_NOT_OURS`` for a member
-        this service does not write); kept, as a user's members recur at every read."""
-        artifact_id, _, digest = member.decode().rpartition("/")
-        try:
-            sid = b"#" + bytes.fromhex(digest)
-        except ValueError:
-            sid = b""
-        parsed = (artifact_id, sid) if artifact_id and len(sid) == 9 else _NOT_OURS
-        if len(self._members) >= _MEMO_SIZE:
-            self._members.clear()
-        self._members[member] = parsed
-        return parsed
-
-    def _grouped(
-        self, members: list[bytes]
-    ) -> tuple[dict[str, list[bytes]], dict[str, list[bytes]]]:
-        """The candidates (index members) and their packed session ids per artifact, in
-        the index's order (newest first): mostly one each."""
+    def _plan(self, user_id: str, fresh: int, joined: bytes) -> _Plan:
+        """The candidates per artifact (index members, newest first: mostly one each),
+        whether it is likely online (one of them is among the ``fresh`` first), and the
+        commands that check them, for an index that reads ``joined``."""
         found: dict[str, list[bytes]] = {}
         sids: dict[str, list[bytes]] = {}
-        known = self._members.get
-        for member in members:
-            artifact_id, sid = known(member) or self._parsed(member)
-            if not artifact_id:
+        likely: set[str] = set()
+        for n, member in enumerate(joined.split(b"\n") if joined else ()):
+            artifact_id, _, digest = member.decode().rpartition("/")
+            try:
+                sid = b"#" + bytes.fromhex(digest)
+            except ValueError:
                 continue  # not an entry this service wrote: never followed nor pruned
+            if not artifact_id or len(sid) != 9:
+                continue  # ditto
+            if n < fresh:
+                likely.add(artifact_id)
             if artifact_id in found:
                 found[artifact_id].append(member)
                 sids[artifact_id].append(sid)
             else:
                 found[artifact_id] = [member]
                 sids[artifact_id] = [sid]
-        return found, sids
+        artifact = self.keys.artifact
+        checks = [(artifact(a), s, a not in likely) for a, s in sids.items()]
+        candidates = [(a, found[a], a in likely) for a in found]
+        plan = (candidates, self._scripts.session_checks.build(user_id, checks))
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()
+        self._plans[user_id, fresh, joined] = plan
+        return plan
 
     async def read(self, user_id: str) -> WhereNow:
         index = self.keys.where_now(user_id)
-        read_at, *members = await self.redis.run(
-            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP)
+        read_at, fresh, joined = await self.redis.run(
+            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP, self.fresh_ms)
         )
         now = int(read_at)
-        found, sids = self._grouped(members)
-        artifact = self.keys.artifact
-        checks = [(artifact(a), s) for a, s in sids.items()]
-        replies = await self.redis.read_commands(
-            self._scripts.session_checks.build(user_id, checks)
+        found, commands = self._plans.get((user_id, fresh, joined)) or self._plan(
+            user_id, fresh, joined
         )
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        replies = await self._answers(commands)
         online: list[tuple[int, str, WhereOnlineOut]] = []
         recent: list[tuple[int, str, WhereRecentOut]] = []
         stale: list[bytes] = []
+        unsure: list[tuple[str, list[bytes], Any, Any]] = []
         at = 0
-        for artifact_id, candidates in found.items():
-            scores, infos, left = replies[at : at + 3]
-            at += 3
-            self._check(
+        for artifact_id, candidates, likely in found:
+            scores, infos = replies[at], replies[at + 1]
+            left = _UNREAD if likely else replies[at + 2]
+            at += 2 if likely else 3
+            if not self._check(
                 artifact_id, candidates, user_id, now, scores, infos, left, online, recent, stale
-            )
+            ):
+                unsure.append((artifact_id, candidates, scores, infos))
+        if unsure:  # likely online, but not: when and why it was left
+            recent_of = self.keys.artifact
+            asked = Commands.of([("ZSCORE", recent_of(u[0]).recent, user_id) for u in unsure])
+            for (a, candidates, scores, infos), left in zip(
+                unsure, await self._answers(asked), strict=True
+            ):
+                self._check(a, candidates, user_id, now, scores, infos, left, online, recent, stale)
         if stale:
             await self._prune(index, now, stale)
         online.sort(key=_FIRST_TWO)
         recent.sort(key=_FIRST_TWO)
         return WhereNow(online=[r[2] for r in online], recent=[r[2] for r in recent])
+
+    async def _answers(self, commands: Commands) -> list[Any]:
+        replies = await self.redis.read_commands(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _check(
         self,
@@ -201,12 +222,13 @@ class WhereNowIndex:
         online: list[tuple[int, str, WhereOnlineOut]],
         recent: list[tuple[int, str, WhereRecentOut]],
         stale: list[bytes],
-    ) -> None:
+    ) -> bool:
         """What one artifact's keys say of the user's candidate sessions there: online (the
         most recent session's version, active if any session is) or recently left (each
         with its sort key), or neither; and the candidates that lead nowhere, to prune.
         lastSeen is as the presence list says it: deadline less the timeout of the
-        session's status; a grace leave that ran out was last seen when it did."""
+        session's status; a grace leave that ran out was last seen when it did. False
+        (and nothing done) when it needs the recently-here entry, which was not read."""
         sessions, best, version, active = 0, -1, None, False
         stale_seen, stale_reason = -1, 2
         gone: list[bytes] = []
@@ -241,19 +263,22 @@ class WhereNowIndex:
             )
             online.append((-best, artifact_id, row))
             stale += gone
-            return
+            return True
+        if left is _UNREAD:
+            return False
         if left is not None:  # settled: the recently-here list says when and why
             code = int(float(left))
             stale_seen, stale_reason = code // 4, code % 4
         if stale_seen < now - self._recent:
             stale += candidates
-            return
+            return True
         reason = _REASONS.get(stale_reason)
         gone_row = WhereRecentOut(
             artifact_id=artifact_id, last_seen=to_iso(stale_seen), reason=reason
         )
         recent.append((-stale_seen, artifact_id, gone_row))
         stale += candidates[1:]  # a recently-left artifact keeps its newest candidate
+        return True
 
     async def _prune(self, index: str, read_at: int, stale: list[bytes]) -> None:
         """Best effort: an entry left behind is checked (and offered for pruning) again."""
@@ -265,3 +290,4 @@ class WhereNowIndex:
     async def erase(self, user_id: str) -> None:
         await self.redis.client.delete(self.keys.where_now(user_id))
         self._written = {m: t for m, t in self._written.items() if m[0] != user_id}
+        self._plans = {k: p for k, p in self._plans.items() if k[0] != user_id}
