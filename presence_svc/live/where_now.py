@@ -86,16 +86,17 @@ class WhereNowIndex:
         self.refresh_s = REFRESH_TIMEOUTS * settings.online_timeout_s
         longest = max(self._timeout, self._away)
         self.lifetime_ms = self._recent + int(self.refresh_s * 1000) + 2 * longest
-        self.fresh_ms = int(self.refresh_s * 1000) + 2 * longest
-        """An entry written longer ago than this is not an online session's: those are
-        rewritten every refresh and beat at least every timeout of their status."""
         """An entry outlives its last write by this: a session online beats at least every
         timeout of its status and its entry is rewritten every refresh, so it outlives the
         session's last heartbeat by the recently-here keep time."""
+        self.fresh_ms = int(self.refresh_s * 1000) + 2 * longest
+        """An entry written longer ago than this is not an online session's (those are
+        rewritten every refresh and beat at least every timeout of their status): a hint
+        only, the read stays exact if it is wrong (one more round trip)."""
         self._written: dict[tuple[str, str, str], float] = {}
         self._plans: dict[tuple[str, int, bytes], _Plan] = {}
-        """(user, the index as read) -> its plan: a user's index changes at joins and
-        prunes, and is read unchanged in between (a dashboard polling it)."""
+        """(user, fresh count, the index as read) -> its plan: a user's index changes at
+        joins and prunes, and is read unchanged in between (a dashboard polling it)."""
 
     @staticmethod
     def member(artifact_id: str, session: bytes) -> str:
