@@ -74,6 +74,7 @@ def _spawned_all(
         time.sleep(0.2)
 
 
+@pytest.mark.timeout(480)
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_a_bench_stopped_early_leaves_no_process_behind(tmp_path: Path, how: int) -> None:
     small = ["--users", "50", "--artifacts", "5", "--connections", "2", "--scenario", "online-one"]
