@@ -24,9 +24,8 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 from redis.exceptions import RedisError
 
-from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.connection import Commands, RedisConnection
 from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.resp import Commands
 from presence_svc.schemas import WhereOnlineOut, WhereRecentOut
 from presence_svc.settings import Settings
 from presence_svc.timefmt import to_iso
@@ -192,8 +191,8 @@ class WhereNowIndex:
             ):
                 unsure.append((artifact_id, candidates, scores, infos))
         if unsure:  # likely online, but not: when and why it was left
-            recent_of = self.keys.artifact
-            asked = Commands.of([("ZSCORE", recent_of(u[0]).recent, user_id) for u in unsure])
+            artifact = self.keys.artifact
+            asked = self._scripts.session_checks.recent(user_id, [artifact(u[0]) for u in unsure])
             for (a, candidates, scores, infos), left in zip(
                 unsure, await self._answers(asked), strict=True
             ):

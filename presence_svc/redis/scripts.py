@@ -452,6 +452,12 @@ class SessionChecks:
 
         return Commands(b"".join(parts), count, tuples)
 
+    @staticmethod
+    def recent(user_id: str, artifacts: Sequence[ArtifactKeys]) -> Commands:
+        """``ZSCORE`` of the user in each artifact's recently-here list (asked afterwards of
+        the artifacts likely online that were not)."""
+        return Commands.of([("ZSCORE", k.recent, user_id) for k in artifacts])
+
 
 class WhereNowAddScript(Script):
     PATH = "live/where_now_add"
