@@ -1,11 +1,15 @@
 -- where_now_read.lua: a user's where-now candidates, newest first, and the time read.
 -- KEYS[1] index zset ('<artifact>/<session digest hex>' -> when written, ms)
--- ARGV[1] entries read at most
--- returns {now (ms, this node's clock), member, member, ...}; read-only. Scores are not
+-- ARGV[1] entries read at most  ARGV[2] how recent a write makes an entry fresh (ms)
+-- returns {now (ms, this node's clock), fresh, the members joined by '\n' ('' for
+-- none)}; read-only. The first `fresh` members were written within ARGV[2] of now: an
+-- online session's entry is rewritten often enough to be one of those (a hint, which
+-- saves asking an artifact likely online for its recently-here entry). Scores are not
 -- sent (formatting doubles was most of the cost): a prune drops only entries written
--- before `now`, so an entry rewritten after this read is kept.
+-- before `now`, so an entry rewritten after this read is kept. One string, not one per
+-- member: the service keeps what it parsed of it by its content.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local members = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-table.insert(members, 1, now)
-return members
+local fresh = redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[2]), '+inf')
+return {now, math.min(fresh, #members), table.concat(members, '\n')}

@@ -24,6 +24,7 @@ from presence_svc.bench.runner import (
     Options,
     child_env,
     cpu_seconds,
+    exit_on_sigterm,
     free_port,
     measure,
     probe,
@@ -241,7 +242,7 @@ def run_bench(config: BenchConfig) -> int:
     """Run every configured scenario; 0 when no request failed, else 1."""
     progress = Progress()
     rows: list[Row] = []
-    with ExitStack() as stack:
+    with exit_on_sigterm(), ExitStack() as stack:
         targets = _targets(config, stack)
         target = targets[""]
         codec = TokenCodec(target.secret)

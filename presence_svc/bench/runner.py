@@ -9,8 +9,10 @@ together at a barrier after a warm-up.
 from __future__ import annotations
 
 import array
+import ctypes
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +30,7 @@ __all__ = [
     "Measurement",
     "Options",
     "cpu_seconds",
+    "exit_on_sigterm",
     "free_port",
     "measure",
     "probe",
@@ -105,6 +108,41 @@ def wait_http(
     raise RuntimeError(f"nothing answered 200 on {host}:{port}{path} within {deadline_s} s")
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For a child (``preexec_fn``): SIGTERM when the process that started it dies, however
+    it dies (``subprocess.run(timeout=...)`` SIGKILLs it: no handler, no ``finally``); and
+    exit now if it died already. Linux only; elsewhere the bench's own cleanup is all."""
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
+@contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises ``SystemExit`` (143) in the block, so the processes it spawned are
+    stopped by their blocks' cleanup, as on Ctrl-C; the former handler afterwards."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    former = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, former if former is not None else signal.SIG_DFL)
+
+
 @contextmanager
 def started_process(
     argv: Sequence[str],
@@ -115,10 +153,16 @@ def started_process(
     log_path: Path | None = None,
     wait_s: float = 60.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` as a child until the block ends (SIGTERM, then SIGKILL)."""
+    """Run ``argv`` as a child until the block ends (SIGTERM, then SIGKILL), or until this
+    process dies, however it does."""
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        list(argv), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        list(argv),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        preexec_fn=_die_with_parent(os.getpid()),
     )
     try:
         wait_http("127.0.0.1", port, ready_path, wait_s, lambda: process.poll() is None)
@@ -206,6 +250,11 @@ def measure(
             if isinstance(answer, dict):
                 raise RuntimeError(f"load process failed: {answer['error']}")
             results.append(answer)
+    except BaseException:  # a failure, Ctrl-C, SIGTERM (exit_on_sigterm): stop them now
+        for child, _ in children:
+            if child.is_alive():
+                child.terminate()
+        raise
     finally:
         for child, receive in children:
             child.join(10)

@@ -56,7 +56,7 @@ async def _counts(request: web.Request, artifact_id: str, listener: Listener) ->
     """After a resume: the current counts (no id, so the client's last id stays)."""
 
     async def read() -> bytes:
-        counts = (await request.app[PRESENCE].online([artifact_id]))[artifact_id]
+        counts = await request.app[PRESENCE].online_one(artifact_id)
         return _JSON.encode(counts)  # the store's Counts encode as OnlineCounts
 
     return sse_frame("count", await listener.topic.shared_read("count", listener, read))

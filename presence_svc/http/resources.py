@@ -131,7 +131,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, presence = app[SETTINGS], app[PRESENCE]
 
     async def online(artifact_id: str) -> int:
-        return (await presence.online([artifact_id]))[artifact_id].online
+        return (await presence.online_one(artifact_id)).online
 
     hub = PresenceHub(
         app[REDIS],

@@ -9,8 +9,7 @@ from presence_svc.http.resources import LIMITER, PRESENCE, PRIVACY, TOKENS
 from presence_svc.http.wire import respond
 from presence_svc.live.where_now import WhereNow
 from presence_svc.ratelimits import RouteClass
-from presence_svc.schemas import WhereNowOut, WhereOnlineOut, WhereRecentOut
-from presence_svc.timefmt import to_iso
+from presence_svc.schemas import WhereNowOut
 
 __all__ = ["routes"]
 
@@ -27,28 +26,8 @@ async def where_now(request: web.Request) -> web.Response:
     principal.require_user_read(user_id)
     await app[LIMITER].check(principal, RouteClass.READ)
     if principal.user_id != user_id and app[PRIVACY].presence_hidden(user_id):
-        found = WhereNow([], [])
+        found = WhereNow(online=[], recent=[])
     else:
         found = await app[PRESENCE].where_now.read(user_id)
-    out = WhereNowOut(
-        user_id=user_id,
-        online=[
-            WhereOnlineOut(
-                artifact_id=w.artifact_id,
-                version_id=w.version_id,
-                status="away" if w.status == "away" else "active",
-                last_seen=to_iso(w.last_seen_ms),
-                sessions=w.sessions,
-            )
-            for w in found.online
-        ],
-        recent=[
-            WhereRecentOut(
-                artifact_id=w.artifact_id,
-                last_seen=to_iso(w.last_seen_ms),
-                reason="left" if w.reason == "left" else "timeout" if w.reason else None,
-            )
-            for w in found.recent
-        ],
-    )
+    out = WhereNowOut(user_id=user_id, online=found.online, recent=found.recent)
     return respond(request, out)

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 from redis.exceptions import RedisError
 
-from presence_svc.redis.connection import RedisConnection, as_text
-from presence_svc.redis.keys import ArtifactKeys, Keyspace
+from presence_svc.redis.connection import Commands, RedisConnection
+from presence_svc.redis.keys import Keyspace
+from presence_svc.schemas import WhereOnlineOut, WhereRecentOut
 from presence_svc.settings import Settings
+from presence_svc.timefmt import to_iso
 
-__all__ = ["WHERE_NOW_KEEP", "WhereNow", "WhereNowIndex", "WhereOnline", "WhereRecent"]
+__all__ = ["WHERE_NOW_KEEP", "WhereNow", "WhereNowIndex"]
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +42,28 @@ REFRESH_TIMEOUTS = 10
 the default 45 s) by each process that serves its heartbeats."""
 _INFO = msgspec.msgpack.Decoder(list[Any]).decode
 """A session's info: ``[userId, versionId, stateJson(, flags)]`` (lua/lib/presence.lua)."""
-_REASONS = {1: "left", 2: "timeout"}
+_REASONS: dict[int, Literal["left", "timeout"]] = {1: "left", 2: "timeout"}
 """Reason codes in the low bits of a recently-here score: lastSeen (ms) * 4 + code."""
+_FIRST_TWO = itemgetter(0, 1)
+"""Rows sort by (-lastSeen, artifactId)."""
 _MEMO_SIZE = 131_072
 """Entries whose last write this process remembers (~100 B each); past it the memo starts
 over and each session's next heartbeat writes once more."""
+_PLANS_KEPT = 256
+"""Users whose index a process keeps parsed, with its check packed (some 10 KB for 50
+candidates, 50 KB for the most an index holds); past it the cache starts over."""
+_Plan: TypeAlias = "tuple[list[tuple[str, list[bytes], bool]], Commands]"
+"""The candidates per artifact and whether it is likely online, and the commands that
+check them (2 per artifact likely online, 3 per other)."""
+_UNREAD = object()
+"""An artifact's recently-here entry not asked for (it was likely online)."""
 
 
-@dataclass(frozen=True, slots=True)
-class WhereOnline:
-    artifact_id: str
-    version_id: str | None
-    status: str
-    last_seen_ms: int
-    sessions: int
+class WhereNow(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer's rows, as they go on the wire, most recent first."""
 
-
-@dataclass(frozen=True, slots=True)
-class WhereRecent:
-    artifact_id: str
-    last_seen_ms: int
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class WhereNow:
-    online: list[WhereOnline]
-    recent: list[WhereRecent]
+    online: list[WhereOnlineOut]
+    recent: list[WhereRecentOut]
 
 
 class WhereNowIndex:
@@ -92,7 +88,14 @@ class WhereNowIndex:
         """An entry outlives its last write by this: a session online beats at least every
         timeout of its status and its entry is rewritten every refresh, so it outlives the
         session's last heartbeat by the recently-here keep time."""
+        self.fresh_ms = int(self.refresh_s * 1000) + 2 * longest
+        """An entry written longer ago than this is not an online session's (those are
+        rewritten every refresh and beat at least every timeout of their status): a hint
+        only, the read stays exact if it is wrong (one more round trip)."""
         self._written: dict[tuple[str, str, str], float] = {}
+        self._plans: dict[tuple[str, int, bytes], _Plan] = {}
+        """(user, fresh count, the index as read) -> its plan: a user's index changes at
+        joins and prunes, and is read unchanged in between (a dashboard polling it)."""
 
     @staticmethod
     def member(artifact_id: str, session: bytes) -> str:
@@ -132,106 +135,152 @@ class WhereNowIndex:
             self._written.clear()
         self._written[memo] = now
 
+    def _plan(self, user_id: str, fresh: int, joined: bytes) -> _Plan:
+        """The candidates per artifact (index members, newest first: mostly one each),
+        whether it is likely online (one of them is among the ``fresh`` first), and the
+        commands that check them, for an index that reads ``joined``."""
+        found: dict[str, list[bytes]] = {}
+        sids: dict[str, list[bytes]] = {}
+        likely: set[str] = set()
+        for n, member in enumerate(joined.split(b"\n") if joined else ()):
+            artifact_id, _, digest = member.decode().rpartition("/")
+            try:
+                sid = b"#" + bytes.fromhex(digest)
+            except ValueError:
+                continue  # not an entry this service wrote: never followed nor pruned
+            if not artifact_id or len(sid) != 9:
+                continue  # ditto
+            if n < fresh:
+                likely.add(artifact_id)
+            if artifact_id in found:
+                found[artifact_id].append(member)
+                sids[artifact_id].append(sid)
+            else:
+                found[artifact_id] = [member]
+                sids[artifact_id] = [sid]
+        artifact = self.keys.artifact
+        checks = [(artifact(a), s, a not in likely) for a, s in sids.items()]
+        candidates = [(a, found[a], a in likely) for a in found]
+        plan = (candidates, self._scripts.session_checks.build(user_id, checks))
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()
+        self._plans[user_id, fresh, joined] = plan
+        return plan
+
     async def read(self, user_id: str) -> WhereNow:
         index = self.keys.where_now(user_id)
-        read_at, *members = await self.redis.run(
-            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP)
+        read_at, fresh, joined = await self.redis.run(
+            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP, self.fresh_ms)
         )
         now = int(read_at)
-        candidates: dict[str, list[str]] = defaultdict(list)
-        for raw in members:
-            member = as_text(raw)
-            candidates[member.rpartition("/")[0]].append(member)
-        artifact = self.keys.artifact
-        looked: list[tuple[ArtifactKeys, list[str]]] = []
-        checks: list[tuple[ArtifactKeys, list[bytes]]] = []
-        for artifact_id, found in candidates.items():
-            try:
-                sids = [b"#" + bytes.fromhex(m.rpartition("/")[2]) for m in found]
-            except ValueError:  # not an entry this service wrote
-                continue
-            if any(len(sid) != 9 for sid in sids):  # ditto (session_checks packs 9 bytes)
-                continue
-            k = artifact(artifact_id)
-            looked.append((k, found))
-            checks.append((k, sids))
-        replies = await self.redis.read_commands(
-            self._scripts.session_checks.build(user_id, checks)
+        found, commands = self._plans.get((user_id, fresh, joined)) or self._plan(
+            user_id, fresh, joined
         )
-        online: list[WhereOnline] = []
-        recent: list[WhereRecent] = []
-        stale: list[str] = []
-        for n, (k, found) in enumerate(looked):
-            scores, infos, left = replies[3 * n : 3 * n + 3]
-            for reply in (scores, infos, left):
-                if isinstance(reply, Exception):
-                    raise reply
-            place, online_at = self._check(k.artifact_id, user_id, now, scores, infos, left)
-            if isinstance(place, WhereOnline):
-                online.append(place)
-                if place.sessions < len(found):
-                    stale += [m for m, on in zip(found, online_at, strict=True) if not on]
-            else:
-                if place is not None:
-                    recent.append(place)
-                # a recently-left artifact keeps its newest candidate; otherwise none is kept
-                stale += found[1 if place is not None else 0 :]
+        replies = await self._answers(commands)
+        online: list[tuple[int, str, WhereOnlineOut]] = []
+        recent: list[tuple[int, str, WhereRecentOut]] = []
+        stale: list[bytes] = []
+        unsure: list[tuple[str, list[bytes], Any, Any]] = []
+        at = 0
+        for artifact_id, candidates, likely in found:
+            scores, infos = replies[at], replies[at + 1]
+            left = _UNREAD if likely else replies[at + 2]
+            at += 2 if likely else 3
+            if not self._check(
+                artifact_id, candidates, user_id, now, scores, infos, left, online, recent, stale
+            ):
+                unsure.append((artifact_id, candidates, scores, infos))
+        if unsure:  # likely online, but not: when and why it was left
+            artifact = self.keys.artifact
+            asked = self._scripts.session_checks.recent(user_id, [artifact(u[0]) for u in unsure])
+            for (a, candidates, scores, infos), left in zip(
+                unsure, await self._answers(asked), strict=True
+            ):
+                self._check(a, candidates, user_id, now, scores, infos, left, online, recent, stale)
         if stale:
             await self._prune(index, now, stale)
-        online.sort(key=lambda w: (-w.last_seen_ms, w.artifact_id))
-        recent.sort(key=lambda w: (-w.last_seen_ms, w.artifact_id))
-        return WhereNow(online, recent)
+        online.sort(key=_FIRST_TWO)
+        recent.sort(key=_FIRST_TWO)
+        return WhereNow(online=[r[2] for r in online], recent=[r[2] for r in recent])
+
+    async def _answers(self, commands: Commands) -> list[Any]:
+        replies = await self.redis.read_commands(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _check(
         self,
         artifact_id: str,
+        candidates: list[bytes],
         user_id: str,
         now: int,
         scores: list[Any],
         infos: list[Any],
         left: Any,
-    ) -> tuple[WhereOnline | WhereRecent | None, list[bool]]:
+        online: list[tuple[int, str, WhereOnlineOut]],
+        recent: list[tuple[int, str, WhereRecentOut]],
+        stale: list[bytes],
+    ) -> bool:
         """What one artifact's keys say of the user's candidate sessions there: online (the
-        most recent session's version, active if any session is), recently left, or
-        neither; and which candidates are online. lastSeen is as the presence list says
-        it: deadline less the timeout of the session's status; a grace leave that ran out
-        was last seen when it did."""
-        sessions, best, version, active = 0, -1, "", False
-        stale_seen, stale_reason = -1, "timeout"
-        online_at = [False] * len(scores)
-        for j, (score, raw) in enumerate(zip(scores, infos, strict=True)):
-            if score is None or raw is None:
+        most recent session's version, active if any session is) or recently left (each
+        with its sort key), or neither; and the candidates that lead nowhere, to prune.
+        lastSeen is as the presence list says it: deadline less the timeout of the
+        session's status; a grace leave that ran out was last seen when it did. False
+        (and nothing done) when it needs the recently-here entry, which was not read."""
+        sessions, best, version, active = 0, -1, None, False
+        stale_seen, stale_reason = -1, 2
+        gone: list[bytes] = []
+        for member, score, raw in zip(candidates, scores, infos, strict=True):
+            info = _INFO(raw) if score is not None and raw is not None else None
+            if info is None or info[0] != user_id:  # gone, or another user's id now
+                gone.append(member)
                 continue
-            info = _INFO(raw)
-            if info[0] != user_id:
-                continue  # the id is another user's now
             deadline = int(float(score))
             flags = info[3] if len(info) > 3 else 0
-            away = bool(flags & 2)  # bits: 1 leaving, 2 away, 4 hidden (lib/presence.lua)
+            away = flags & 2  # bits: 1 leaving, 2 away, 4 hidden (lib/presence.lua)
             seen = deadline - (self._away if away else self._timeout)
             if deadline > now:
-                online_at[j] = True
                 sessions += 1
                 active = active or not away
                 if seen > best:
-                    best, version = seen, info[1]
+                    best, version = seen, info[1] or None
                 continue
-            leaving = bool(flags & 1)
-            if leaving:
-                seen = deadline  # the grace ran out then
+            gone.append(member)
+            if flags & 1:  # leaving: last seen when the grace ran out
+                seen = deadline
             if seen > stale_seen:
-                stale_seen, stale_reason = seen, "left" if leaving else "timeout"
+                stale_seen, stale_reason = seen, 1 if flags & 1 else 2
         if sessions:
-            status = "active" if active else "away"
-            return WhereOnline(artifact_id, version or None, status, best, sessions), online_at
+            status: Literal["active", "away"] = "active" if active else "away"
+            row = WhereOnlineOut(
+                artifact_id=artifact_id,
+                version_id=version,
+                status=status,
+                last_seen=to_iso(best),
+                sessions=sessions,
+            )
+            online.append((-best, artifact_id, row))
+            stale += gone
+            return True
+        if left is _UNREAD:
+            return False
         if left is not None:  # settled: the recently-here list says when and why
             code = int(float(left))
-            stale_seen, stale_reason = code // 4, _REASONS.get(code % 4, "")
+            stale_seen, stale_reason = code // 4, code % 4
         if stale_seen < now - self._recent:
-            return None, online_at
-        return WhereRecent(artifact_id, stale_seen, stale_reason or None), online_at
+            stale += candidates
+            return True
+        reason = _REASONS.get(stale_reason)
+        gone_row = WhereRecentOut(
+            artifact_id=artifact_id, last_seen=to_iso(stale_seen), reason=reason
+        )
+        recent.append((-stale_seen, artifact_id, gone_row))
+        stale += candidates[1:]  # a recently-left artifact keeps its newest candidate
+        return True
 
-    async def _prune(self, index: str, read_at: int, stale: list[str]) -> None:
+    async def _prune(self, index: str, read_at: int, stale: list[bytes]) -> None:
         """Best effort: an entry left behind is checked (and offered for pruning) again."""
         try:
             await self.redis.run(self._scripts.where_now_prune.call(index, read_at, stale))
@@ -241,3 +290,4 @@ class WhereNowIndex:
     async def erase(self, user_id: str) -> None:
         await self.redis.client.delete(self.keys.where_now(user_id))
         self._written = {m: t for m, t in self._written.items() if m[0] != user_id}
+        self._plans = {k: p for k, p in self._plans.items() if k[0] != user_id}

@@ -74,9 +74,15 @@ class Erasers:
     """The ordered list of erasers an erasure walks (a job remembers its position in it)."""
 
     def __init__(self, erasers: list[Eraser] | None = None) -> None:
-        self._erasers: list[Eraser] = list(erasers or [])
+        self._erasers: list[Eraser] = []
+        for eraser in erasers or []:
+            self.add(eraser)
 
     def add(self, eraser: Eraser) -> None:
+        """Names are how a job remembers its place: unique, and without ``,`` (a job
+        joins the names of the erasers it has done with it)."""
+        if "," in eraser.name or not eraser.name or eraser.name in self.names:
+            raise ValueError(f"an eraser's name must be unique, without ',': {eraser.name!r}")
         self._erasers.append(eraser)
 
     def add_simple(self, name: str, erase: Callable[[str, str], Awaitable[object]]) -> None:

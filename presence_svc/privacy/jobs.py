@@ -2,9 +2,14 @@
 inline for a few steps and, if more is left, by a worker until complete.
 
 A job hash holds the status, the times, the user id and tombstone (the user id only while
-pending), and the position in the erasers list (step, cursor), written after each step. A
-runner takes a job with a lease in ``er:due``; a runner that dies leaves the lease to run
-out and another takes over at the saved position.
+pending), and its position, written after each step: the NAMES of the erasers done
+(``done``), of the one in progress (``eraser``) and its ``cursor``. Names, not places in the
+erasers list: a job in flight at a deploy that added, removed or moved an eraser resumes
+with the eraser it was in, and still runs every eraser of the new list it has not run (an
+eraser added before its place too). A job written before the names (``step``: the place in
+the list, which that deploy did not change) reads as the names of that place. A runner
+takes a job with a lease in ``er:due``; a runner that dies leaves the lease to run out and
+another takes over at the saved position.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from presence_svc.privacy.copies import Copies
-from presence_svc.privacy.erasure import Erasers, NotYet, new_tombstone
+from presence_svc.privacy.erasure import Eraser, Erasers, NotYet, new_tombstone
 from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 
@@ -105,29 +110,38 @@ class ErasureJobs:
             await client.zrem(due, erasure_id)
             return True
         user_id, tombstone = _text(job, "user"), _text(job, "tombstone")
-        step, cursor = int(_text(job, "step") or 0), _text(job, "cursor")
+        finished, current, cursor = self._position(job)
         steps = 0
+        eraser: Eraser | None = None
         try:
-            while step < len(self.erasers):
+            while eraser := self._next(finished, current):
                 if most_steps is not None and steps >= most_steps:
                     await client.zadd(due, {erasure_id: 0})  # a runner takes it from here
                     return False
-                following = await self.erasers[step].erase_user(user_id, tombstone, cursor)
+                if eraser.name != current:  # the cursor was another eraser's (gone since)
+                    current, cursor = eraser.name, ""
+                following = await eraser.erase_user(user_id, tombstone, cursor)
                 steps += 1
                 if following is None:
-                    step, cursor = step + 1, ""
+                    finished.append(eraser.name)
+                    current, cursor = "", ""
                 else:
                     cursor = following
+                names = ",".join(finished)
                 pipe = client.pipeline(transaction=False)
-                pipe.hset(key, mapping={"step": step, "cursor": cursor})
+                pipe.hset(key, mapping={"done": names, "eraser": current, "cursor": cursor})
+                pipe.hdel(key, "step")  # the place in the list, as jobs before the names had it
                 pipe.zadd(due, {erasure_id: _now_ms() + LEASE_MS}, xx=True)
                 await pipe.execute()
         except Exception as exc:
-            failed = self.erasers[step].name if step < len(self.erasers) else "?"
             log.log(
                 logging.INFO if isinstance(exc, NotYet) else logging.WARNING,
                 "erasure step not done; retried later",
-                extra={"erasure_id": erasure_id, "step": failed, "error": repr(exc)},
+                extra={
+                    "erasure_id": erasure_id,
+                    "step": eraser.name if eraser else "?",
+                    "error": repr(exc),
+                },
             )
             await client.zadd(due, {erasure_id: _now_ms() + RETRY_MS})
             return False
@@ -137,6 +151,22 @@ class ErasureJobs:
         log.info("user erased", extra={"erasure_id": erasure_id})
         await self.copies.after_erasure()
         return True
+
+    def _position(self, job: Mapping[bytes | str, bytes | str]) -> tuple[list[str], str, str]:
+        """The erasers done, the one in progress ('' for none) and its cursor. A job from
+        before the names holds ``step``, its place in the erasers list: the list of the
+        release that wrote it, which is this one's (the names came without changing it)."""
+        cursor = _text(job, "cursor")
+        if _text(job, "done") or _text(job, "eraser") or not _text(job, "step"):
+            return [n for n in _text(job, "done").split(",") if n], _text(job, "eraser"), cursor
+        step = int(_text(job, "step"))
+        names = self.erasers.names
+        return names[:step], names[step] if step < len(names) else "", cursor
+
+    def _next(self, finished: list[str], current: str) -> Eraser | None:
+        """The eraser in progress if it is still in the list, else the first not done."""
+        left = [e for e in self.erasers if e.name not in finished]
+        return next((e for e in left if e.name == current), left[0] if left else None)
 
     async def run_due(self) -> int:
         """Run every due job to its end (or its failure); returns how many ran."""

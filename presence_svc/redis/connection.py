@@ -29,7 +29,15 @@ from presence_svc.redis.resp import Commands
 from presence_svc.redis.scripts import ScriptCall, Scripts
 from presence_svc.settings import Settings
 
-__all__ = ["RedisClient", "RedisConnection", "StreamEntry", "StreamRead", "as_text", "connect"]
+__all__ = [
+    "Commands",
+    "RedisClient",
+    "RedisConnection",
+    "StreamEntry",
+    "StreamRead",
+    "as_text",
+    "connect",
+]
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 StreamEntry: TypeAlias = "tuple[bytes, list[bytes]]"

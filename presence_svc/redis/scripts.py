@@ -403,9 +403,10 @@ _SID_BULK = b"$9\r\n%b\r\n"
 class SessionChecks:
     """The plain read commands that check a user's candidate sessions on artifacts (see
     ``live/where_now.py``): per artifact ``ZMSCORE`` of the sessions, ``HMGET`` of their
-    info and ``ZSCORE`` of the user in the recently-here list; as tuples (a Cluster routes
-    those) and packed in RESP (a single server's pipe sends those), the artifacts' keys
-    packed once and kept: a check packs some 150 commands."""
+    info and (unless it is likely online) ``ZSCORE`` of the user in the recently-here
+    list; as tuples (a Cluster routes those) and packed in RESP (a single server's pipe
+    sends those), the artifacts' keys packed once and kept: a check packs some 100-150
+    commands."""
 
     def __init__(self) -> None:
         self._heads: dict[str, tuple[bytes, bytes, bytes]] = {}
@@ -423,29 +424,39 @@ class SessionChecks:
         return heads
 
     def build(
-        self, user_id: str, artifacts: Sequence[tuple[ArtifactKeys, Sequence[bytes]]]
+        self, user_id: str, artifacts: Sequence[tuple[ArtifactKeys, Sequence[bytes], bool]]
     ) -> Commands:
-        """The commands for ``artifacts`` (each with its packed session ids, which MUST be
-        9 bytes each: they are packed as such), 3 apiece."""
+        """The commands for ``artifacts``, each with its packed session ids (which MUST be
+        9 bytes each: they are packed as such) and whether to ask its recently-here list
+        too: 2 or 3 commands apiece."""
         parts: list[bytes] = []
         user = bulk(user_id)
-        for k, sids in artifacts:
+        count = 0
+        for k, sids, with_recent in artifacts:
             zmscore, hmget, zscore = self._heads_of(k)
             packed_sids = _SID_BULK * len(sids) % tuple(sids)
             head = b"*%d\r\n" % (2 + len(sids))
-            parts += (head, zmscore, packed_sids, head, hmget, packed_sids, b"*3\r\n", zscore, user)
+            parts += (head, zmscore, packed_sids, head, hmget, packed_sids)
+            count += 2
+            if with_recent:
+                parts += (b"*3\r\n", zscore, user)
+                count += 1
 
         def tuples() -> list[Command]:
             out: list[Command] = []
-            for k, sids in artifacts:
-                out += (
-                    ("ZMSCORE", k.sessions, *sids),
-                    ("HMGET", k.info, *sids),
-                    ("ZSCORE", k.recent, user_id),
-                )
+            for k, sids, with_recent in artifacts:
+                out += (("ZMSCORE", k.sessions, *sids), ("HMGET", k.info, *sids))
+                if with_recent:
+                    out.append(("ZSCORE", k.recent, user_id))
             return out
 
-        return Commands(b"".join(parts), 3 * len(artifacts), tuples)
+        return Commands(b"".join(parts), count, tuples)
+
+    @staticmethod
+    def recent(user_id: str, artifacts: Sequence[ArtifactKeys]) -> Commands:
+        """``ZSCORE`` of the user in each artifact's recently-here list (asked afterwards of
+        the artifacts likely online that were not)."""
+        return Commands.of([("ZSCORE", k.recent, user_id) for k in artifacts])
 
 
 class WhereNowAddScript(Script):
@@ -458,14 +469,16 @@ class WhereNowAddScript(Script):
 class WhereNowReadScript(Script):
     PATH = "live/where_now_read"
 
-    def call(self, index: str, most: int) -> ScriptCall:
-        return ScriptCall(self, (index,), (most,))
+    def call(self, index: str, most: int, fresh_ms: int) -> ScriptCall:
+        """The newest ``most`` entries, and how many were written in the last
+        ``fresh_ms``."""
+        return ScriptCall(self, (index,), (most, fresh_ms))
 
 
 class WhereNowPruneScript(Script):
     PATH = "live/where_now_prune"
 
-    def call(self, index: str, read_at_ms: int, members: Sequence[str]) -> ScriptCall:
+    def call(self, index: str, read_at_ms: int, members: Sequence[str | bytes]) -> ScriptCall:
         """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
         return ScriptCall(self, (index,), (read_at_ms, *members))
 

@@ -144,6 +144,38 @@ async def test_where_now_after_a_leave_and_a_grace_leave(client: AppClient, auth
 
 
 @pytest.mark.every_redis
+async def test_old_and_fresh_index_entries_give_the_same_answer(
+    client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    """A read asks an artifact's recently-here list at once only for entries written long
+    ago (a fresh one is likely an online session's); a fresh entry that left, an old one
+    that left, and an old one whose session is still online all answer right."""
+    index = Keyspace(settings.partitions).where_now("alice")
+    for artifact in ("doc-1", "doc-2", "doc-3", "doc-4"):
+        await beat(client, auth, "alice", "tab-aaaa1", artifact)
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-2")
+    fresh = await where(client, auth, "alice")  # every entry fresh: a second round trip
+    assert [(r["artifactId"], r["reason"]) for r in fresh["recent"]] == [
+        ("doc-2", "left"),
+        ("doc-1", "left"),
+    ]
+    # doc-2's and doc-3's entries as if written a day ago (doc-3's session beats on)
+    day_ago = int(time.time() * 1000) - 86_400_000
+    for member, _ in sync_redis.zrange(index, 0, -1, withscores=True):
+        if member.startswith((b"doc-2/", b"doc-3/")):
+            sync_redis.zadd(index, {member: day_ago}, xx=True)
+    aged = await where(client, auth, "alice")
+    assert aged == fresh
+    assert sorted(o["artifactId"] for o in aged["online"]) == ["doc-3", "doc-4"]
+    assert sync_redis.zcard(index) == 4  # nothing pruned: each entry leads somewhere
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-3")  # the old entry's session left
+    body = await where(client, auth, "alice")
+    assert [o["artifactId"] for o in body["online"]] == ["doc-4"]
+    assert [r["artifactId"] for r in body["recent"]] == ["doc-3", "doc-2", "doc-1"]
+
+
+@pytest.mark.every_redis
 async def test_erasure_empties_where_now_and_the_recent_lists(
     client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Any
 ) -> None:
