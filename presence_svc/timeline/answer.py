@@ -18,6 +18,7 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Protocol, TypeVar, overload
 
 import msgspec
 
@@ -25,7 +26,7 @@ from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
 from presence_svc.timeline.pieces import HourPiece, Piece
 from presence_svc.timeline.series import MINUTE_MS, stamp, stamps
 
-__all__ = ["Encoded", "Fragments", "minutes_json"]
+__all__ = ["Encoded", "Fragments", "Kept", "Whole", "minutes_json"]
 
 _JSON = msgspec.json.Encoder()
 _OVERHEAD = 200
@@ -51,29 +52,61 @@ class Encoded:
         """``points`` as ``deflate`` makes them, made on the first read that wants gzip."""
 
 
+class Whole:
+    """A whole ``1m`` answer's body (JSON or gzipped) and the signature of what it was made
+    of (``query.MinutesRead``): a read with the same signature answers these bytes."""
+
+    __slots__ = ("body", "cost", "signature")
+
+    def __init__(self, signature: bytes, body: bytes) -> None:
+        self.signature = signature
+        self.body = body
+        self.cost = len(body) + len(signature) + _OVERHEAD
+
+
+class Kept(Protocol):
+    """What ``Fragments`` keeps: anything that says what keeping it costs."""
+
+    @property
+    def cost(self) -> int: ...
+
+
+K = TypeVar("K", bound=Kept)
+
+
 class Fragments:
-    """Encoded hours by content, least recently read dropped first once over ``max_bytes``
-    (0: nothing is kept). One event loop uses it: no lock."""
+    """Encoded hours by content (and, beside them, ``Whole`` answers and the hour records'
+    copies, ``records.KnownHours``), least recently read dropped first once over
+    ``max_bytes`` (0: nothing is kept). One event loop uses it: no lock."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._kept: OrderedDict[Hashable, Encoded] = OrderedDict()
+        self._kept: OrderedDict[Hashable, Kept] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def get(self, key: Hashable) -> Encoded | None:
+    @overload
+    def get(self, key: Hashable) -> Encoded | None: ...
+    @overload
+    def get(self, key: Hashable, kind: type[K]) -> K | None: ...
+    def get(self, key: Hashable, kind: type[Kept] = Encoded) -> Kept | None:
         got = self._kept.get(key)
-        if got is not None:
-            self._kept.move_to_end(key)
+        if not isinstance(got, kind):  # None, or another kind under that key: none
+            return None
+        self._kept.move_to_end(key)
         return got
 
-    def put(self, key: Hashable, encoded: Encoded) -> None:
-        if encoded.cost > self.max_bytes or key in self._kept:
+    def put(self, key: Hashable, entry: Kept) -> None:
+        """Keep ``entry`` under ``key``, instead of what was kept under it."""
+        old = self._kept.pop(key, None)
+        if old is not None:
+            self.size -= old.cost
+        if entry.cost > self.max_bytes:
             return
-        self._kept[key] = encoded
-        self.size += encoded.cost
+        self._kept[key] = entry
+        self.size += entry.cost
         self._trim()
 
     def grew(self, key: Hashable, encoded: Encoded, more: int) -> None:
