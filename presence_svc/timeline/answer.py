@@ -53,14 +53,16 @@ class Encoded:
 
 
 class Whole:
-    """A whole ``1m`` answer's body (JSON or gzipped) and the signature of what it was made
-    of (``query.MinutesRead``): a read with the same signature answers these bytes."""
+    """A whole ``1m`` answer's body (JSON or gzipped), its entity tag and the signature of
+    what it was made of (``query.MinutesRead``): a read with the same signature answers
+    these bytes."""
 
-    __slots__ = ("body", "cost", "signature")
+    __slots__ = ("body", "cost", "etag", "signature")
 
-    def __init__(self, signature: bytes, body: bytes) -> None:
+    def __init__(self, signature: bytes, body: bytes, etag: str) -> None:
         self.signature = signature
         self.body = body
+        self.etag = etag
         self.cost = len(body) + len(signature) + _OVERHEAD
 
 

@@ -122,17 +122,18 @@ class Timeline:
         carry = carry or Counts(0, 0)
         return MinutesRead(artifact_id, first, end, got, carry, _SIGN.encode(made_of))
 
-    def minutes_answer(self, read: MinutesRead, *, gzip: bool = False) -> bytes:
-        """``answer.minutes_json`` of ``read``: the bytes answered before to a read of the
-        same signature, as they were (no point made, nothing joined)."""
+    def minutes_answer(self, read: MinutesRead, *, gzip: bool = False) -> Whole:
+        """``answer.minutes_json`` of ``read`` and its entity tag: what was answered before
+        to a read of the same signature, as it was (no point made, nothing joined)."""
         key = ("whole", read.artifact_id, read.first, read.end, gzip)
         whole = self.fragments.get(key, Whole)
         if whole is not None and whole.signature == read.signature:
-            return whole.body
+            return whole
         pieces, _ = read.pieces()
         body = minutes_json(read.artifact_id, pieces, self.fragments, gzip=gzip)
-        self.fragments.put(key, Whole(read.signature, body))
-        return body
+        whole = Whole(read.signature, body, read.etag(gzip))
+        self.fragments.put(key, whole)
+        return whole
 
     async def _hours(self, artifact_id: str, first: int, end: int, per: int) -> Series:
         got = await self.records.minutes(artifact_id, first * 60, end * 60, unrolled_only=True)

@@ -4,6 +4,8 @@ for the worker the artifacts due for rollup and marking hours rolled up."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import msgspec
 
@@ -35,7 +37,7 @@ _RECORD_OVERHEAD = 120
 """Bytes a kept hour record costs besides its own: its bytes object, its int, the slot."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MinuteRecords:
     pending_hour: int | None
     """The artifact's oldest hour not rolled up into the database yet; None: none. Hours
@@ -46,14 +48,24 @@ class MinuteRecords:
     hours: dict[int, bytes]
     """Rolled-up hour -> its record as Redis holds it (``pieces.decode_hour``), for the
     hours asked for that had a change."""
-    records: dict[int, MinuteRecord]
-    """Minute -> its record, for the minutes not rolled up that saw a change."""
-    known: KnownHours | None = None
+    known: KnownHours | None
     """``hours`` as a copy to pass to the next read (None: the hash has no token), the
     caller's own when Redis found it current."""
-    changing: tuple[int | bytes, ...] = ()
+    changing: tuple[Any, ...]
     """What the answer is made of besides ``hours`` (the token among it): Redis's reply
-    but the hour records, as it came."""
+    but the hour records, as it came; its last ones are minute, record, ..."""
+    first_minute_at: int
+    """Where in ``changing`` the minute records start."""
+
+    @cached_property
+    def records(self) -> dict[int, MinuteRecord]:
+        """Minute -> its record, for the minutes not rolled up that saw a change (decoded
+        when asked: an answer kept whole needs none)."""
+        raw, decode = self.changing, _RECORD.decode
+        return {
+            int(raw[i]): MinuteRecord(*decode(raw[i + 1]))
+            for i in range(self.first_minute_at, len(raw), 2)
+        }
 
 
 def hour_record(last: Counts, online: list[int], sessions: list[int]) -> bytes:
@@ -100,17 +112,13 @@ class TimelineRecords:
                 known = KnownHours(token, lo, hi, hours, cost)
             else:
                 known = None
-        decode = _RECORD.decode
-        records = {
-            int(raw[i]): MinuteRecord(*decode(raw[i + 1])) for i in range(split, len(raw), 2)
-        }
         return MinuteRecords(
             pending if pending >= 0 else None,
             Counts(users, sessions) if users >= 0 else None,
             hours,
-            records,
             known,
-            (*raw[:7], *raw[split:]),
+            (*raw[:3], *raw[4:7], *raw[split:]),  # not how many hours came: that is no content
+            6,
         )
 
     async def due(self, tag: str, before_hour: int, limit: int) -> list[tuple[str, int]]:
