@@ -56,6 +56,9 @@ class MinutesRead:
     got: MinuteRecords
     carry: Counts
     signature: bytes
+    prefix: bytes
+    """The signature of the hours before the split alone (the token, the score, the start
+    values): what the answer's bytes up to its ``Cut`` are made of."""
 
     def pieces(self) -> tuple[list[Piece], Counts]:
         """The minutes as ``pieces.minute_pieces``."""
@@ -112,15 +115,26 @@ class Timeline:
         carry = got.carry
         rolled_up = split is None or first < split
         covered = first // 60 in got.hours if rolled_up else first in got.records
-        made_of: list[object] = [_FORMAT, artifact_id, first, end, *got.changing]
+        changing = got.changing
+        # the token, the score, the start values (what Redis says before its minute records)
+        base: list[object] = [_FORMAT, artifact_id, first, end, *changing[: got.first_minute_at]]
         if got.known is None:  # no token: the hour records themselves
-            made_of += [v for pair in sorted(got.hours.items()) for v in pair]
+            base += [v for pair in sorted(got.hours.items()) for v in pair]
         if carry is None and not covered:  # Redis knows nothing before: the rollup's last hour
             before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
             carry = Counts(before.last_online, before.last_sessions) if before else None
-            made_of += ["db", *(carry or ())]
+            base += ["db", *(carry or ())]
         carry = carry or Counts(0, 0)
-        return MinutesRead(artifact_id, first, end, got, carry, _SIGN.encode(made_of))
+        minutes = changing[got.first_minute_at :]
+        return MinutesRead(
+            artifact_id,
+            first,
+            end,
+            got,
+            carry,
+            _SIGN.encode([*base, *minutes]),
+            _SIGN.encode(base),
+        )
 
     def minutes_answer(self, read: MinutesRead, *, gzip: bool = False) -> Whole:
         """``answer.minutes_json`` of ``read`` and its entity tag: what was answered before
@@ -129,9 +143,16 @@ class Timeline:
         whole = self.fragments.get(key, Whole)
         if whole is not None and whole.signature == read.signature:
             return whole
+        again = None
+        if whole is not None and whole.prefix == read.prefix:  # only later minutes changed
+            again = (whole.body, whole.cut)
         pieces, _ = read.pieces()
-        body = minutes_json(read.artifact_id, pieces, self.fragments, gzip=gzip)
-        whole = Whole(read.signature, body, read.etag(gzip))
+        split = read.got.pending_hour
+        before = len(pieces) if split is None else sum(p.first < split * 60 for p in pieces)
+        body, cut = minutes_json(
+            read.artifact_id, pieces, self.fragments, gzip=gzip, before=before, again=again
+        )
+        whole = Whole(read.signature, body, read.etag(gzip), read.prefix, cut)
         self.fragments.put(key, whole)
         return whole
 
