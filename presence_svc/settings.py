@@ -120,7 +120,8 @@ class Settings:
     """How long Redis keeps an artifact's per-minute timeline (0: no timeline is kept)."""
     timeline_cache_mb: int = 32
     """Each process keeps the encoded points of the timeline hours it answered (ended hours
-    only, by content) within this many MiB (0: none kept)."""
+    only, by content), its copies of hour records and whole 1m answers (checked against
+    Redis's token on each read) within this many MiB (0: none kept)."""
     engagement_flush_s: float = 30.0
     """The worker writes the engaged-time totals changed since into the database this often."""
     privacy_refresh_s: float = 1.0

@@ -3,8 +3,9 @@
 -- a refreshing heartbeat never gets here).
 -- KEYS[8] TL hash: minute (ms / 60000) -> msgpack {peak users, peak sessions, last users,
 --   last sessions, users at the minute's start, sessions at its start}; '~' the latest
---   minute written. A minute without a field saw no change: it has the last values of the
---   minute before. Expires ARGV[8] ms after its last new minute; the worker prunes
+--   minute written; '~c' when this hash was made (ms), so a read can tell it from an
+--   earlier one (timeline_read.lua's token). A minute without a field saw no change: it
+--   has the last values of the minute before. Expires ARGV[8] ms after its last new minute; the worker prunes
 --   minutes older than that (lua/live/timeline_done.lua).
 -- KEYS[9] TI zset (per partition): artifact id -> the oldest hour (ms / 3600000) the
 --   worker has not rolled up into the database yet (written NX: the worker moves it).
@@ -41,9 +42,13 @@ local function timeline_note(online, sessions)
       end
     end
   end
-  redis.call('HSET', TL, minute, cmsgpack.pack({math.max(users0, online),
-    math.max(sessions0, sessions), online, sessions, users0, sessions0}),
-    '~', math.max(latest or minute, minute))
+  local packed = cmsgpack.pack({math.max(users0, online), math.max(sessions0, sessions),
+    online, sessions, users0, sessions0})
+  if latest then
+    redis.call('HSET', TL, minute, packed, '~', math.max(latest, minute))
+  else -- a new hash (or one only the worker wrote)
+    redis.call('HSET', TL, minute, packed, '~', minute, '~c', NOW)
+  end
   redis.call('PEXPIRE', TL, keep)
   redis.call('ZADD', KEYS[9], 'NX', math.floor(minute / 60), ARGV[1])
   redis.call('PEXPIRE', KEYS[9], keep)

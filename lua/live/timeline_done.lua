@@ -5,6 +5,8 @@
 -- ARGV[1] artifact id  ARGV[2] the first hour rolled up  ARGV[3] the hour after the last
 -- ARGV[4] keep time (ms)  ARGV[5..] hour, hour record, ...: each hour that had a change,
 -- msgpack {last users, last sessions, users and sessions of each of its 60 minutes}
+-- Counts its runs in '~r' (with '~c', the hash's birth: timeline_read.lua's token), as
+-- only this script changes the hour records.
 -- returns the fields deleted, or -1 when nothing was done: the index moved on already
 -- (another worker), or the hours have not all ended by Redis's clock. Atomic with the
 -- writers: a minute written after the worker read the hours is in a later hour, so the
@@ -23,6 +25,8 @@ for i = 1, #minutes, 1000 do
   deleted = deleted + redis.call('HDEL', TL, unpack(minutes, i, math.min(#minutes, i + 999)))
 end
 for i = 5, #ARGV, 2 do redis.call('HSET', TL, 'h' .. ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', TL, '~r', 1)
+redis.call('HSETNX', TL, '~c', NOW) -- a hash from before '~c', or made again just now
 if redis.call('PTTL', TL) == -1 then redis.call('PEXPIRE', TL, ARGV[4]) end -- expired meanwhile
 local latest = tonumber(redis.call('HGET', TL, '~'))
 if latest and math.floor(latest / 60) >= to then

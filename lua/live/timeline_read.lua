@@ -3,12 +3,18 @@
 -- ARGV[1] artifact id  ARGV[2] first minute  ARGV[3] end minute (excluded), minutes being
 -- ms / 60000  ARGV[4] 'p': only the minutes not rolled up yet (nothing when all are)
 -- ARGV[5] hours to look back for the values the range starts with
+-- ARGV[6] the token of the hour records the caller holds ('': none) ARGV[7], ARGV[8] the
+-- hours it holds them of, lo .. hi - 1
 -- returns {oldest hour not rolled up (-1: none), users, sessions at the first minute
--- before any change in it (-1, -1: unknown), number of hours n, hour, hour record, ... (n
--- pairs), minute, minute record, ...}: hour records (the rolled-up hours, 'h<hour>': see
--- timeline_done.lua) for the range's hours before the oldest not rolled up, minute records
--- (lib/timeline.lua) from it on. Read-only; bounded by the range's hours (one HMGET) and
--- the minutes not rolled up (normally the current hour).
+-- before any change in it (-1, -1: unknown), number of hours n, token, lo, hi, hour, hour
+-- record, ... (n pairs), minute, minute record, ...}: hour records (the rolled-up hours,
+-- 'h<hour>': see timeline_done.lua) of the range's hours lo .. hi - 1, those before the
+-- oldest not rolled up; minute records (lib/timeline.lua) from it on. n is -1 when the
+-- caller's copy of them is current: the token ('~c' and '~r': the hash's birth and the
+-- rollups since, the only things that change hour records) is the caller's and its hours
+-- cover lo .. hi - 1; '' when the hash has no '~c'. Read-only; bounded by the range's
+-- hours (one HMGET, none with a current copy) and the minutes not rolled up (normally the
+-- current hour).
 
 local TL = KEYS[1]
 local first, stop = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -16,11 +22,13 @@ local back = tonumber(ARGV[5])
 local pending = redis.call('ZSCORE', KEYS[2], ARGV[1])
 pending = pending and tonumber(pending)
 local split = pending and pending * 60 or math.huge -- minute fields from here on
+local born, rollups = unpack(redis.call('HMGET', TL, '~c', '~r'))
+local token = born and (born .. ':' .. (rollups or '0')) or ''
+local out = {pending or -1, -1, -1, 0, token, 0, 0}
 if ARGV[4] == 'p' then
-  if not pending then return {-1, -1, -1, 0} end
+  if not pending then return out end
   first = math.max(first, split)
 end
-local out = {pending or -1, -1, -1, 0}
 if first >= stop then return out end
 
 local function hmget(names)
@@ -50,7 +58,12 @@ end
 local h_first = math.floor(first / 60)
 local h_stop = math.min(math.floor((stop - 1) / 60) + 1, math.floor(split / 60))
 local first_hour_found = false
-if h_first < h_stop then
+out[6], out[7] = h_first, math.max(h_first, h_stop)
+if h_first < h_stop and token ~= '' and token == ARGV[6]
+    and h_first >= tonumber(ARGV[7]) and h_stop <= tonumber(ARGV[8]) then
+  out[4] = -1
+  first_hour_found = redis.call('HEXISTS', TL, 'h' .. h_first) == 1
+elseif h_first < h_stop then
   local names = {}
   for h = h_first, h_stop - 1 do names[#names + 1] = 'h' .. h end
   local values = hmget(names)

@@ -208,6 +208,8 @@ def preload_timeline(settings: Settings, artifacts: int, minutes: int) -> int:
                 online[:0], sessions[:0] = [5] * pad, [7] * pad
                 fields[f"h{hour}"] = hour_record(last, online, sessions)
             fields["~"] = now_minute
+            fields["~c"] = first * 60_000  # born with its first minute; a rollup per hour
+            fields["~r"] = len(hours)
             pipe = client.pipeline(transaction=False)
             pipe.delete(k.timeline)
             pipe.hset(k.timeline, mapping=fields)

@@ -38,6 +38,9 @@ class Endpoint:
     """A static file: ``If-None-Match`` with its ``ETag`` answers 304 Not Modified."""
     not_found: str = ""
     """When the endpoint answers 404, beside an unknown path."""
+    tagged: str = ""
+    """Which of its answers carry an ``ETag`` (a 304 to ``If-None-Match``): an API answer
+    (not a file: see ``conditional``) that a polling client revalidates."""
 
 
 _ID_PARAM = {"type": "string", "pattern": schemas.ID_PATTERN}
@@ -149,6 +152,7 @@ ENDPOINTS: list[Endpoint] = [
             "until": "ISO 8601, exclusive, default now (later is taken as now)",
             "step": "1m (default), 1h or 1d; at most 10080 points (7 days of minutes)",
         },
+        tagged="A 1m answer in JSON",
     ),
     Endpoint(
         "GET",
@@ -444,6 +448,27 @@ def _conditional(op: dict[str, Any], ok: dict[str, Any], content_type: str) -> N
     op["responses"]["304"] = {"description": "Not Modified: the If-None-Match ETag matches"}
 
 
+def _tagged(op: dict[str, Any], ok: dict[str, Any], which: str) -> None:
+    """An answer with an ``ETag``, revalidated each time; 304 on ``If-None-Match``."""
+    ok["headers"] = {
+        "ETag": {"description": f"{which}: its entity tag", "schema": {"type": "string"}},
+        "Cache-Control": {"description": "private, no-cache", "schema": {"type": "string"}},
+    }
+    op.setdefault("parameters", []).append(
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": f"{which}: the ETag of the answer the client holds",
+            "schema": {"type": "string"},
+        }
+    )
+    op["responses"]["304"] = {
+        "description": "Not Modified: the If-None-Match ETag is the answer's",
+        "headers": ok["headers"],
+    }
+
+
 def _also(endpoint: Endpoint) -> dict[str, Any]:
     return {str(status): {"description": text} for status, text in endpoint.also.items()}
 
@@ -489,6 +514,8 @@ def _operation(endpoint: Endpoint, refs: dict[Any, dict[str, Any]]) -> dict[str,
     op["responses"].update(_also(endpoint))
     if endpoint.conditional:
         _conditional(op, ok, endpoint.content_type)
+    if endpoint.tagged:
+        _tagged(op, ok, endpoint.tagged)
     _problems(
         op, endpoint, {"content": {"application/problem+json": {"schema": refs[ProblemBody]}}}
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
+from presence_svc.http.conditional import none_match
 from presence_svc.http.params import path_id, query_choice, query_time
 from presence_svc.http.resources import LIMITER, TIMELINE, TOKENS
 from presence_svc.http.wire import JSON, respond, wants_msgpack
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
 from presence_svc.timefmt import to_iso
-from presence_svc.timeline.answer import minutes_json
 from presence_svc.timeline.query import points_between
 from presence_svc.timeline.series import MAX_POINTS, MINUTE_MS, STEPS, stamps
 
@@ -19,6 +19,8 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 _DEFAULT_SPAN_MS = 3_600_000
+_REVALIDATE = "private, no-cache"
+"""A browser may keep a 1m answer but asks again each time, with its ETag."""
 
 
 @routes.get("/v1/artifacts/{artifactId}/timeline")
@@ -48,15 +50,19 @@ async def timeline(request: web.Request) -> web.Response:
         )
     await app[LIMITER].check(principal, RouteClass.READ)
     if step == "1m" and not wants_msgpack(request):
-        # The JSON of minutes, joined from each hour's encoded points (timeline.answer).
+        # The JSON of minutes: the bytes answered before while nothing they were made of
+        # changed, else joined from each hour's encoded points (timeline.answer).
         first, end = since // MINUTE_MS, -(-until // MINUTE_MS)
-        pieces, _ = await app[TIMELINE].minute_pieces(artifact_id, first, end)
+        read = await app[TIMELINE].minutes_read(artifact_id, first, end)
         gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
-        body = minutes_json(artifact_id, pieces, app[TIMELINE].fragments, gzip=gzip)
-        headers = {"Vary": "Accept-Encoding"}
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match and none_match(if_none_match, etag := read.etag(gzip)):
+            return web.Response(status=304, headers=_conditional(etag))
+        whole = app[TIMELINE].minutes_answer(read, gzip=gzip)
+        headers = _conditional(whole.etag)
         if gzip:
             headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, content_type=JSON, headers=headers)
+        return web.Response(body=whole.body, content_type=JSON, headers=headers)
     series = await app[TIMELINE].read(artifact_id, since, until, step)
     times = stamps(series.first_ms, series.step_ms, len(series.online))
     points = list(map(TimelinePoint, times, series.online, series.sessions))
@@ -70,6 +76,11 @@ async def timeline(request: web.Request) -> web.Response:
         ),
     )
     return respond(request, out)
+
+
+def _conditional(etag: str) -> dict[str, str]:
+    """The headers of a 1m JSON answer, and of its 304."""
+    return {"Vary": "Accept-Encoding", "ETag": etag, "Cache-Control": _REVALIDATE}
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

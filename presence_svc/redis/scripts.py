@@ -617,12 +617,19 @@ class TimelineReadScript(Script):
     PATH = "live/timeline_read"
 
     def call(
-        self, k: ArtifactKeys, first_minute: int, end_minute: int, back_hours: int, mode: str = ""
+        self,
+        k: ArtifactKeys,
+        first_minute: int,
+        end_minute: int,
+        back_hours: int,
+        mode: str = "",
+        known: tuple[str, int, int] = ("", 0, 0),
     ) -> ScriptCall:
         """The records of minutes ``first_minute`` .. ``end_minute - 1`` (``mode`` ``p``:
         only those of hours not rolled up yet), looking ``back_hours`` for the values the
-        range starts with."""
-        args = (k.artifact_id, first_minute, end_minute, mode, back_hours)
+        range starts with; the hour records not at all if ``known`` (token, first hour,
+        end hour) is a current copy of them."""
+        args = (k.artifact_id, first_minute, end_minute, mode, back_hours, *known)
         return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 

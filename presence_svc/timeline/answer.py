@@ -18,6 +18,7 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Protocol, TypeVar, overload
 
 import msgspec
 
@@ -25,7 +26,7 @@ from presence_svc.schemas import TimelineOut, TimelinePeak, TimelinePoint
 from presence_svc.timeline.pieces import HourPiece, Piece
 from presence_svc.timeline.series import MINUTE_MS, stamp, stamps
 
-__all__ = ["Encoded", "Fragments", "minutes_json"]
+__all__ = ["Cut", "Encoded", "Fragments", "Kept", "Whole", "minutes_json"]
 
 _JSON = msgspec.json.Encoder()
 _OVERHEAD = 200
@@ -51,29 +52,65 @@ class Encoded:
         """``points`` as ``deflate`` makes them, made on the first read that wants gzip."""
 
 
+class Whole:
+    """A whole ``1m`` answer's body (JSON or gzipped), its entity tag and the signature of
+    what it was made of (``query.MinutesRead``): a read with the same signature answers
+    these bytes; one with the same ``prefix`` reuses them up to the ``cut``."""
+
+    __slots__ = ("body", "cost", "cut", "etag", "prefix", "signature")
+
+    def __init__(self, signature: bytes, body: bytes, etag: str, prefix: bytes, cut: Cut) -> None:
+        self.signature = signature
+        self.body = body
+        self.etag = etag
+        self.prefix = prefix
+        self.cut = cut
+        self.cost = len(body) + len(signature) + len(prefix) + _OVERHEAD
+
+
+class Kept(Protocol):
+    """What ``Fragments`` keeps: anything that says what keeping it costs."""
+
+    @property
+    def cost(self) -> int: ...
+
+
+K = TypeVar("K", bound=Kept)
+
+
 class Fragments:
-    """Encoded hours by content, least recently read dropped first once over ``max_bytes``
-    (0: nothing is kept). One event loop uses it: no lock."""
+    """Encoded hours by content (and, beside them, ``Whole`` answers and the hour records'
+    copies, ``records.KnownHours``), least recently read dropped first once over
+    ``max_bytes`` (0: nothing is kept). One event loop uses it: no lock."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._kept: OrderedDict[Hashable, Encoded] = OrderedDict()
+        self._kept: OrderedDict[Hashable, Kept] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def get(self, key: Hashable) -> Encoded | None:
+    @overload
+    def get(self, key: Hashable) -> Encoded | None: ...
+    @overload
+    def get(self, key: Hashable, kind: type[K]) -> K | None: ...
+    def get(self, key: Hashable, kind: type[Kept] = Encoded) -> Kept | None:
         got = self._kept.get(key)
-        if got is not None:
-            self._kept.move_to_end(key)
+        if not isinstance(got, kind):  # None, or another kind under that key: none
+            return None
+        self._kept.move_to_end(key)
         return got
 
-    def put(self, key: Hashable, encoded: Encoded) -> None:
-        if encoded.cost > self.max_bytes or key in self._kept:
+    def put(self, key: Hashable, entry: Kept) -> None:
+        """Keep ``entry`` under ``key``, instead of what was kept under it."""
+        old = self._kept.pop(key, None)
+        if old is not None:
+            self.size -= old.cost
+        if entry.cost > self.max_bytes:
             return
-        self._kept[key] = encoded
-        self.size += encoded.cost
+        self._kept[key] = entry
+        self.size += entry.cost
         self._trim()
 
     def grew(self, key: Hashable, encoded: Encoded, more: int) -> None:
@@ -121,14 +158,26 @@ _DEFLATE_END = b"\x03\x00"
 _COMMA = _deflate(b",")
 
 
-def minutes_json(
-    artifact_id: str, pieces: list[Piece], fragments: Fragments, *, gzip: bool = False
-) -> bytes:
-    """The answer of a ``1m`` read of ``pieces`` (``pieces.minute_pieces``), as JSON ending
-    in a newline (as ``wire.respond`` writes it); with ``gzip``, gzipped (RFC 1952) from
-    each hour's deflated points, kept with them."""
-    parts: list[bytes] = []  # the points, commas between: joined once
-    packed: list[bytes] = []  # the same, deflated
+class Cut:
+    """Where an answer's bytes stop depending on anything but the hours before the split
+    (``MinutesRead.prefix``): its first ``offset`` bytes (the frame's head and those
+    hours' points, as sent: JSON, or the start of the gzip stream), the CRC-32 and length of
+    the JSON they hold (the gzip trailer's start), and those points' peak (``top`` -1:
+    none; ``at`` a minute)."""
+
+    __slots__ = ("at", "crc", "offset", "size", "top")
+
+    def __init__(self, offset: int, crc: int, size: int, top: int, at: int) -> None:
+        self.offset, self.crc, self.size, self.top, self.at = offset, crc, size, top, at
+
+
+def _points(
+    pieces: list[Piece], fragments: Fragments, gzip: bool
+) -> tuple[list[bytes], list[bytes], int, int]:
+    """The pieces' points (commas between), the same deflated (with ``gzip``), and their
+    peak (-1: no points) and its minute."""
+    parts: list[bytes] = []
+    packed: list[bytes] = []
     top, at = -1, 0
     for piece in pieces:
         key = _key(piece)
@@ -149,20 +198,60 @@ def minutes_json(
             packed += (got.deflated, _COMMA)
         if got.top > top:
             top, at = got.top, piece.first + got.at
-    peak = TimelinePeak(online=max(top, 0), at=stamp(at * MINUTE_MS) if parts else None)
-    frame = _JSON.encode(TimelineOut(artifact_id=artifact_id, step="1m", points=[], peak=peak))
-    head, tail = frame.split(_POINTS_AT, 1)
-    head += b'"points":['
-    tail = b"]" + tail + b"\n"
     if parts:  # the last comma
         parts.pop()
-        packed = packed[:-1]
+        if gzip:
+            packed.pop()
+    return parts, packed, top, at
+
+
+def _frame(artifact_id: str, peak: TimelinePeak) -> tuple[bytes, bytes]:
+    """The answer around its points: up to ``"points":[`` and from ``]`` on (a newline
+    last, as ``wire.respond`` writes it)."""
+    frame = _JSON.encode(TimelineOut(artifact_id=artifact_id, step="1m", points=[], peak=peak))
+    head, tail = frame.split(_POINTS_AT, 1)
+    return head + b'"points":[', b"]" + tail + b"\n"
+
+
+def minutes_json(
+    artifact_id: str,
+    pieces: list[Piece],
+    fragments: Fragments,
+    *,
+    gzip: bool = False,
+    before: int = 0,
+    again: tuple[bytes, Cut] | None = None,
+) -> tuple[bytes, Cut]:
+    """The answer of a ``1m`` read of ``pieces`` (``pieces.minute_pieces``), as JSON; with
+    ``gzip``, gzipped (RFC 1952) from each hour's deflated points, kept with them. The first
+    ``before`` pieces are the hours before the split: ``again``, an earlier answer (in the
+    same coding) of the same ones and its ``Cut``, gives their bytes as they are, so only
+    the rest is made (its CRC carried on from the cut's). Returns the answer and its cut."""
+    head, _ = _frame(artifact_id, TimelinePeak(online=0, at=None))
+    if again is None:
+        parts, packed, top, at = _points(pieces[:before], fragments, gzip)
+        points = b"".join(parts)
+        crc = zlib.crc32(points, zlib.crc32(head)) if gzip else 0
+        first = b"".join((_GZIP_HEAD, _deflate(head), *packed)) if gzip else head + points
+        cut = Cut(len(first), crc, len(head) + len(points), top, at)
+        start: bytes | memoryview = first
+    else:
+        body, cut = again
+        start = memoryview(body)[: cut.offset]
+    parts, packed, top, at = _points(pieces[before:], fragments, gzip)
+    if parts and cut.top >= 0:
+        parts.insert(0, b",")
+        packed.insert(0, _COMMA)
+    if top <= cut.top:  # the earlier minute on a tie
+        top, at = cut.top, cut.at
+    peak = TimelinePeak(online=max(top, 0), at=stamp(at * MINUTE_MS) if top >= 0 else None)
+    _, tail = _frame(artifact_id, peak)
     if not gzip:
-        return b"".join((head, *parts, tail))
-    crc, size = zlib.crc32(head), len(head) + len(tail)
+        return b"".join((start, *parts, tail)), cut
+    crc, size = cut.crc, cut.size + len(tail)
     for part in parts:
         crc = zlib.crc32(part, crc)
         size += len(part)
     crc = zlib.crc32(tail, crc)
     trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
-    return b"".join((_GZIP_HEAD, _deflate(head), *packed, _deflate(tail), _DEFLATE_END, trailer))
+    return b"".join((start, *packed, _deflate(tail), _DEFLATE_END, trailer)), cut

@@ -3,14 +3,19 @@ with Redis for the hours the worker has not rolled up yet."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 
+import msgspec
+
+from presence_svc import __version__
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
-from presence_svc.timeline.answer import Fragments
+from presence_svc.timeline.answer import Fragments, Whole, minutes_json
 from presence_svc.timeline.pieces import Piece, joined, minute_pieces
-from presence_svc.timeline.records import TimelineRecords
+from presence_svc.timeline.records import KnownHours, MinuteRecords, TimelineRecords
 from presence_svc.timeline.series import (
     HOUR_MS,
     MINUTE_MS,
@@ -24,7 +29,11 @@ from presence_svc.timeline.series import (
 )
 from presence_svc.timeline.store import TimelineStore
 
-__all__ = ["Timeline", "points_between"]
+__all__ = ["MinutesRead", "Timeline", "points_between"]
+
+_SIGN = msgspec.msgpack.Encoder()
+_FORMAT = f"timeline-1m/{__version__}".encode()
+"""In every signature: an answer made by other code is another answer."""
 
 
 def points_between(since_ms: int, until_ms: int, step: str) -> int:
@@ -34,6 +43,34 @@ def points_between(since_ms: int, until_ms: int, step: str) -> int:
     first = since_ms // size
     end = -(-until_ms // size)
     return max(0, end - first)
+
+
+@dataclass(frozen=True, slots=True)
+class MinutesRead:
+    """What a ``1m`` read of minutes ``first`` .. ``end - 1`` is made of, and its
+    ``signature``: equal signatures, equal answers (it covers all that can change them)."""
+
+    artifact_id: str
+    first: int
+    end: int
+    got: MinuteRecords
+    carry: Counts
+    signature: bytes
+    prefix: bytes
+    """The signature of the hours before the split alone (the token, the score, the start
+    values): what the answer's bytes up to its ``Cut`` are made of."""
+
+    def pieces(self) -> tuple[list[Piece], Counts]:
+        """The minutes as ``pieces.minute_pieces``."""
+        got = self.got
+        split = None if got.pending_hour is None else got.pending_hour * 60
+        return minute_pieces(self.first, self.end, self.carry, got.records, got.hours, split)
+
+    def etag(self, gzip: bool) -> str:
+        """The answer's entity tag (RFC 9110), one per content coding: the same from every
+        process for the same timeline."""
+        digest = hashlib.blake2b(self.signature, digest_size=12, person=b"g" if gzip else b"")
+        return f'"{digest.hexdigest()}{"-gz" if gzip else ""}"'
 
 
 class Timeline:
@@ -64,15 +101,60 @@ class Timeline:
         self, artifact_id: str, first: int, end: int
     ) -> tuple[list[Piece], Counts]:
         """Minutes ``first`` .. ``end - 1`` (ms / 60 000) as ``pieces.minute_pieces``."""
-        got = await self.records.minutes(artifact_id, first, end)
+        return (await self.minutes_read(artifact_id, first, end)).pieces()
+
+    async def minutes_read(self, artifact_id: str, first: int, end: int) -> MinutesRead:
+        """What minutes ``first`` .. ``end - 1`` (ms / 60 000) are made of: the hour records
+        from this process's copy while Redis says it is current (``KnownHours``)."""
+        kept = ("hours", artifact_id)
+        known = self.fragments.get(kept, KnownHours)
+        got = await self.records.minutes(artifact_id, first, end, known=known)
+        if got.known is not None and got.known is not known:
+            self.fragments.put(kept, got.known)
         split = None if got.pending_hour is None else got.pending_hour * 60
         carry = got.carry
         rolled_up = split is None or first < split
         covered = first // 60 in got.hours if rolled_up else first in got.records
+        changing = got.changing
+        # the token, the score, the start values (what Redis says before its minute records)
+        base: list[object] = [_FORMAT, artifact_id, first, end, *changing[: got.first_minute_at]]
+        if got.known is None:  # no token: the hour records themselves
+            base += [v for pair in sorted(got.hours.items()) for v in pair]
         if carry is None and not covered:  # Redis knows nothing before: the rollup's last hour
             before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
             carry = Counts(before.last_online, before.last_sessions) if before else None
-        return minute_pieces(first, end, carry or Counts(0, 0), got.records, got.hours, split)
+            base += ["db", *(carry or ())]
+        carry = carry or Counts(0, 0)
+        minutes = changing[got.first_minute_at :]
+        return MinutesRead(
+            artifact_id,
+            first,
+            end,
+            got,
+            carry,
+            _SIGN.encode([*base, *minutes]),
+            _SIGN.encode(base),
+        )
+
+    def minutes_answer(self, read: MinutesRead, *, gzip: bool = False) -> Whole:
+        """``answer.minutes_json`` of ``read`` and its entity tag: what was answered before
+        to a read of the same signature, as it was (no point made, nothing joined)."""
+        key = ("whole", read.artifact_id, read.first, read.end, gzip)
+        whole = self.fragments.get(key, Whole)
+        if whole is not None and whole.signature == read.signature:
+            return whole
+        again = None
+        if whole is not None and whole.prefix == read.prefix:  # only later minutes changed
+            again = (whole.body, whole.cut)
+        pieces, _ = read.pieces()
+        split = read.got.pending_hour
+        before = len(pieces) if split is None else sum(p.first < split * 60 for p in pieces)
+        body, cut = minutes_json(
+            read.artifact_id, pieces, self.fragments, gzip=gzip, before=before, again=again
+        )
+        whole = Whole(read.signature, body, read.etag(gzip), read.prefix, cut)
+        self.fragments.put(key, whole)
+        return whole
 
     async def _hours(self, artifact_id: str, first: int, end: int, per: int) -> Series:
         got = await self.records.minutes(artifact_id, first * 60, end * 60, unrolled_only=True)

@@ -4,6 +4,8 @@ for the worker the artifacts due for rollup and marking hours rolled up."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import msgspec
 
@@ -11,13 +13,31 @@ from presence_svc.redis.connection import RedisConnection, as_text
 from presence_svc.redis.keys import Keyspace
 from presence_svc.timeline.series import Counts, MinuteRecord
 
-__all__ = ["MinuteRecords", "TimelineRecords", "hour_record"]
+__all__ = ["KnownHours", "MinuteRecords", "TimelineRecords", "hour_record"]
 
 _RECORD = msgspec.msgpack.Decoder(tuple[int, int, int, int, int, int])
 _HOUR_RECORD = msgspec.msgpack.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
+class KnownHours:
+    """A copy of an artifact's hour records: each of hours ``lo`` .. ``hi - 1`` that has
+    one, as the hash was at ``token`` (``timeline_read.lua``). Hour records change only
+    with the token, so a read with a current copy gets none of them from Redis."""
+
+    token: str
+    lo: int
+    hi: int
+    hours: dict[int, bytes]
+    cost: int
+    """What keeping it costs, in bytes (``answer.Fragments``' budget)."""
+
+
+_RECORD_OVERHEAD = 120
+"""Bytes a kept hour record costs besides its own: its bytes object, its int, the slot."""
+
+
+@dataclass(frozen=True)
 class MinuteRecords:
     pending_hour: int | None
     """The artifact's oldest hour not rolled up into the database yet; None: none. Hours
@@ -28,8 +48,24 @@ class MinuteRecords:
     hours: dict[int, bytes]
     """Rolled-up hour -> its record as Redis holds it (``pieces.decode_hour``), for the
     hours asked for that had a change."""
-    records: dict[int, MinuteRecord]
-    """Minute -> its record, for the minutes not rolled up that saw a change."""
+    known: KnownHours | None
+    """``hours`` as a copy to pass to the next read (None: the hash has no token), the
+    caller's own when Redis found it current."""
+    changing: tuple[Any, ...]
+    """What the answer is made of besides ``hours`` (the token among it): Redis's reply
+    but the hour records, as it came; its last ones are minute, record, ..."""
+    first_minute_at: int
+    """Where in ``changing`` the minute records start."""
+
+    @cached_property
+    def records(self) -> dict[int, MinuteRecord]:
+        """Minute -> its record, for the minutes not rolled up that saw a change (decoded
+        when asked: an answer kept whole needs none)."""
+        raw, decode = self.changing, _RECORD.decode
+        return {
+            int(raw[i]): MinuteRecord(*decode(raw[i + 1]))
+            for i in range(self.first_minute_at, len(raw), 2)
+        }
 
 
 def hour_record(last: Counts, online: list[int], sessions: list[int]) -> bytes:
@@ -47,26 +83,42 @@ class TimelineRecords:
         self.back_hours = keep_ms // 3_600_000 + 1
 
     async def minutes(
-        self, artifact_id: str, first: int, end: int, *, unrolled_only: bool = False
+        self,
+        artifact_id: str,
+        first: int,
+        end: int,
+        *,
+        unrolled_only: bool = False,
+        known: KnownHours | None = None,
     ) -> MinuteRecords:
         """What Redis holds of minutes ``first`` .. ``end - 1``; with ``unrolled_only``,
-        only of those not rolled up yet (nothing when all are)."""
+        only of those not rolled up yet (nothing when all are). The hour records come from
+        ``known`` when it is a current copy of them."""
         scripts = self.redis.scripts
         mode = "p" if unrolled_only else ""
         k = self.keys.artifact(artifact_id)
-        raw = await self.redis.run(scripts.timeline_read.call(k, first, end, self.back_hours, mode))
+        held = ("", 0, 0) if known is None else (known.token, known.lo, known.hi)
+        call = scripts.timeline_read.call(k, first, end, self.back_hours, mode, held)
+        raw = await self.redis.run(call)
         pending, users, sessions, count = (int(v) for v in raw[:4])
-        split = 4 + 2 * count
-        decode = _RECORD.decode
-        hours = {int(raw[i]): bytes(raw[i + 1]) for i in range(4, split, 2)}
-        records = {
-            int(raw[i]): MinuteRecord(*decode(raw[i + 1])) for i in range(split, len(raw), 2)
-        }
+        token, lo, hi = as_text(raw[4]), int(raw[5]), int(raw[6])
+        split = 7 + 2 * max(count, 0)
+        if count < 0 and known is not None:  # Redis found the copy current
+            hours = known.hours
+        else:
+            hours = {int(raw[i]): bytes(raw[i + 1]) for i in range(7, split, 2)}
+            if token:
+                cost = sum(len(r) + _RECORD_OVERHEAD for r in hours.values()) + _RECORD_OVERHEAD
+                known = KnownHours(token, lo, hi, hours, cost)
+            else:
+                known = None
         return MinuteRecords(
             pending if pending >= 0 else None,
             Counts(users, sessions) if users >= 0 else None,
             hours,
-            records,
+            known,
+            (*raw[:3], *raw[4:7], *raw[split:]),  # not how many hours came: that is no content
+            6,
         )
 
     async def due(self, tag: str, before_hour: int, limit: int) -> list[tuple[str, int]]:

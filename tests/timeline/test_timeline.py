@@ -191,7 +191,8 @@ async def test_the_hourly_rollup_is_idempotent_and_serves_hours_and_days(
     # read the same from it.
     with redis.Redis.from_url(clock.url) as r:
         fields = r.hkeys(Keyspace(4).artifact(DOC).timeline)
-    assert sorted(fields) == sorted([f"h{T0 // HOUR}".encode(), b"~", b"~p"])
+    # ('~c' and '~r': the hash's birth and its rollups, timeline_read.lua's token)
+    assert sorted(fields) == sorted([f"h{T0 // HOUR}".encode(), b"~", b"~c", b"~p", b"~r"])
     minutes = await _read(app, auth, since=to_iso(T0 - MINUTE), until=to_iso(T0 + 9 * MINUTE))
     assert _points(minutes[1]) == _expect(T0 - MINUTE, MINUTE, CROWD_MINUTES)
     assert minutes[1]["peak"] == {"online": 3, "at": to_iso(T0 + MINUTE)}
