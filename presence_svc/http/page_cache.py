@@ -14,7 +14,8 @@ them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most.
 A page is kept no longer than the profiles it joined (``CachedUsers.fresh_until``) and
 not past a write through this process's directory (``CachedUsers.generation``), so names
 are as fresh as without it; a user who turned invisible since is left out by building
-again; a page without names (the directory down) is not kept. While one page is being
+again; a page without names (the directory down) is not kept, nor one the privacy mirror
+took a user out of (they may turn visible again without a write in Redis). While one page is being
 built, other readers of it wait for that build and then check its mark, instead of each
 building their own.
 """
@@ -110,7 +111,9 @@ class PageCache:
             shown = without_hidden(page, hidden)
             out = await presence_out(users, shown)
             body = encode_body(out, as_msgpack)
-            if shown.mark and out.names_joined:
+            # not kept: a page the mirror took users out of (one of them may turn visible
+            # again with no write in Redis) or without names
+            if shown.mark and shown is page and out.names_joined:
                 ids = tuple(row.user_id for row in shown.rows)
                 expires = min(time.monotonic() + self._ttl_s, users.fresh_until(ids))
                 if generation == users.generation:
