@@ -114,7 +114,7 @@ class Settings:
     profile_cache_s: float = 2.0
     """Each process keeps the profiles it joined into rows this long (0: no cache); a
     rename through another process shows here within it."""
-    page_cache_s: float = 1.0
+    page_cache_s: float = 2.0
     """Each process keeps presence pages it built this long at most, keyed by the room's
     page mark (lib/pagemark.lua): a read checks the mark in Redis and reuses the page while
     nothing was written; only lastSeen times can be this much older (0: no cache)."""

@@ -151,7 +151,7 @@ def test_a_bad_page_cache_time_is_refused_by_name(raw: str) -> None:
 def test_the_page_cache_time_is_read() -> None:
     assert Settings.from_env({"PRESENCE_PAGE_CACHE_S": "0"}).page_cache_s == 0.0
     assert Settings.from_env({"PRESENCE_PAGE_CACHE_S": "2.5"}).page_cache_s == 2.5
-    assert Settings().page_cache_s == 1.0
+    assert Settings().page_cache_s == 2.0
 
 
 async def test_with_the_cache_off_pages_are_built_every_time(
