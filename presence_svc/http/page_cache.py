@@ -36,11 +36,15 @@ from presence_svc.schemas import PresenceOut
 from presence_svc.users.cache import CachedUsers
 from presence_svc.users.directory import UsersDirectory
 
-__all__ = ["MAX_PAGES", "PageCache"]
+__all__ = ["MAX_BYTES", "MAX_PAGES", "PageCache"]
 
 MAX_PAGES = 4096
-"""Pages kept at most per process (a page of 100 rows is ~20 KB): beyond, the oldest half
-is dropped."""
+"""Pages kept at most per process: beyond, the expired ones and then the oldest half are
+dropped."""
+MAX_BYTES = 32 * 1024 * 1024
+"""Encoded answers kept at most per process (a page of 100 rows is ~18 KB as JSON, one of
+500 some 90 KB), dropped the same way: with the decoded rows kept beside them (to encode
+the other format), a process holds some 100 MB of pages at worst."""
 
 _Key = tuple[str, int, str | None, bool]
 """artifact id, limit, cursor, sessions listed."""
@@ -60,9 +64,13 @@ class _Kept:
 class PageCache:
     """Built presence pages by artifact, limit, cursor and listing, for ``ttl_s`` at most."""
 
-    def __init__(self, ttl_s: float, max_pages: int = MAX_PAGES) -> None:
+    def __init__(
+        self, ttl_s: float, max_pages: int = MAX_PAGES, max_bytes: int = MAX_BYTES
+    ) -> None:
         self._ttl_s = ttl_s
         self._max = max_pages
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._kept: dict[_Key, _Kept] = {}
         self._building: dict[_Key, asyncio.Future[None]] = {}
 
@@ -97,6 +105,7 @@ class PageCache:
                     body = kept.bodies.get(as_msgpack)
                     if body is None:
                         body = kept.bodies[as_msgpack] = encode_body(kept.out, as_msgpack)
+                        self._bytes += len(body)
                     return _response(body, as_msgpack)
                 page = await store.page(artifact_id, limit, cursor, sessions=listing)
         else:
@@ -117,8 +126,8 @@ class PageCache:
                 ids = tuple(row.user_id for row in shown.rows)
                 expires = min(time.monotonic() + self._ttl_s, users.fresh_until(ids))
                 if generation == users.generation:
-                    self._keep(key, _Kept(page.mark, expires, generation, ids, out))
-                    self._kept[key].bodies[as_msgpack] = body
+                    kept = _Kept(shown.mark, expires, generation, ids, out, {as_msgpack: body})
+                    self._keep(key, kept)
             return _response(body, as_msgpack)
         finally:
             if done is not None:
@@ -130,21 +139,28 @@ class PageCache:
         if kept is None:
             return None
         if kept.expires <= time.monotonic() or kept.generation != generation:
-            del self._kept[key]
+            self._drop(key)
             return None
         return kept
 
     def _keep(self, key: _Key, kept: _Kept) -> None:
         pages = self._kept
-        pages.pop(key, None)  # re-inserted last: the oldest stay first
-        if len(pages) >= self._max:
+        self._drop(key)  # re-inserted last: the oldest stay first
+        size = sum(map(len, kept.bodies.values()))
+        if len(pages) >= self._max or self._bytes + size > self._max_bytes:
             now = time.monotonic()
             for old in [k for k, v in pages.items() if v.expires <= now]:
-                del pages[old]
-            if len(pages) >= self._max:
+                self._drop(old)
+            if len(pages) >= self._max or self._bytes + size > self._max_bytes:
                 for old in list(pages)[: len(pages) // 2 + 1]:
-                    del pages[old]
+                    self._drop(old)
         pages[key] = kept
+        self._bytes += size
+
+    def _drop(self, key: _Key) -> None:
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            self._bytes -= sum(map(len, kept.bodies.values()))
 
 
 def _response(body: bytes, as_msgpack: bool) -> web.Response:
