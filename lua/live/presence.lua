@@ -23,6 +23,17 @@
 -- yet, never the room size (a page stopped by that budget is short and has a next); a
 -- small room is read whole, which is bounded too (its hash stays under ~130 fields).
 --! include lib/now.lua
+
+-- A kept page that still holds, checked before the helpers below are defined (defining
+-- them costs Redis an allocation each, every call): nothing written since it was built
+-- (the page mark, lib/pagemark.lua), and no session timed out unsettled since.
+local mark_now = redis.call('HGET', KEYS[2], '~c') or ''
+if ARGV[6] ~= '' and ARGV[6] == mark_now then
+  local settled_to = redis.call('HGET', KEYS[2], '~w')
+  local low = settled_to and ('(' .. settled_to) or '-inf'
+  if #redis.call('ZRANGEBYSCORE', KEYS[1], low, NOW, 'LIMIT', 0, 1) == 0 then return '' end
+end
+
 --! include lib/reads.lua
 --! include lib/hidden.lua
 --! include lib/infos.lua
@@ -35,14 +46,6 @@ local page_size = tonumber(ARGV[3])
 local after = ARGV[4] == '' and -1 or tonumber(ARGV[4])
 local listing = ARGV[5] == '1'
 local now = NOW
-
-local mark_now = redis.call('HGET', I, '~c') or ''
-if ARGV[6] ~= '' and ARGV[6] == mark_now then
-  -- nothing written since that page was built; it holds unless a session in it timed out
-  local settled_to = redis.call('HGET', I, '~w')
-  local low = settled_to and ('(' .. settled_to) or '-inf'
-  if #redis.call('ZRANGEBYSCORE', Z, low, now, 'LIMIT', 0, 1) == 0 then return '' end
-end
 
 local rows, infos = {}, {}
 local listed_rows = 0

@@ -20,6 +20,8 @@ from tests.live.heartbeats import beat
 Auth = Callable[..., dict[str, str]]
 
 KEEP = {"page_cache_s": 10.0}  # longer than any test: only a change may end a kept page
+LONG_LIVED = {"heartbeat_interval_s": 15.0, "online_timeout_s": 60.0, "retention_s": 120.0}
+"""Sessions that outlive a slow run (the tests' default timeout is 1 s)."""
 
 
 async def _page(client: AppClient, auth: Auth, query: str = "") -> dict[str, Any]:
@@ -37,8 +39,8 @@ async def test_every_change_through_another_process_shows_at_once_on_a_kept_page
     make_client: MakeClient, auth: Auth
 ) -> None:
     """Two processes on one Redis: one keeps the page, the other takes the writes."""
-    reader = await make_client(**KEEP)
-    writer = await make_client(**KEEP)
+    reader = await make_client(**KEEP, **LONG_LIVED)
+    writer = await make_client(**KEEP, **LONG_LIVED)
     await beat(writer, auth, "alice", "tab-aaaa1", versionId="v1")
     first = await _page(reader, auth)
     assert _rows(first) == [("alice", "v1", "active", 1)]
@@ -73,14 +75,19 @@ async def test_a_kept_page_loses_the_sessions_that_timed_out_with_no_write_since
     make_client: MakeClient, auth: Auth
 ) -> None:
     """Nobody writes after the page is kept (no heartbeat, no sweep): the sessions' timeout
-    alone (1 s in the tests) takes them off the next page, as without the cache."""
-    client = await make_client(**KEEP)
+    (2 s) alone takes them off the next page, as without the cache, well before the kept
+    page's own 10 s are up."""
+    client = await make_client(**KEEP, online_timeout_s=2.0, retention_s=4.0)
     await beat(client, auth, "alice", "tab-aaaa1")
     await beat(client, auth, "bob", "tab-bbbb1")
+    last_write = time.monotonic()
     assert [r[0] for r in _rows(await _page(client, auth))] == ["alice", "bob"]
-    await asyncio.sleep(1.3)
-    page = await _page(client, auth)
-    assert (page["users"], page["online"], page["sessions"]) == ([], 0, 0)
+    while True:
+        page = await _page(client, auth)
+        if (page["users"], page["online"], page["sessions"]) == ([], 0, 0):
+            break
+        assert time.monotonic() - last_write < 8.0, "the kept page outlived its sessions"
+        await asyncio.sleep(0.1)
 
 
 async def test_many_readers_at_once_get_the_page_and_then_the_change(
@@ -88,7 +95,7 @@ async def test_many_readers_at_once_get_the_page_and_then_the_change(
 ) -> None:
     """Readers of one room at the same moment share the build; each gets the whole page,
     and the readers after a join all see it."""
-    client = await make_client(**KEEP)
+    client = await make_client(**KEEP, **LONG_LIVED)
     for n in range(12):
         await beat(client, auth, f"user-{n:02d}", f"tab-{n:05d}")
     pages = await asyncio.gather(*(_page(client, auth, "?limit=5") for _ in range(40)))
@@ -108,7 +115,7 @@ async def test_last_seen_catches_up_within_the_cache_time(
 ) -> None:
     """A heartbeat that changes nothing (the fast path) writes no new mark: a kept page may
     show the earlier lastSeen, never for longer than ``PRESENCE_PAGE_CACHE_S``."""
-    client = await make_client(page_cache_s=0.3, online_timeout_s=30.0, retention_s=60.0)
+    client = await make_client(page_cache_s=0.3, **LONG_LIVED)
     await beat(client, auth, "alice", "tab-aaaa1")
     await beat(client, auth, "bob", "tab-bbbb1")
     first = (await _page(client, auth))["users"][0]["lastSeen"]
@@ -157,7 +164,7 @@ def test_the_page_cache_time_is_read() -> None:
 async def test_with_the_cache_off_pages_are_built_every_time(
     make_client: MakeClient, auth: Auth
 ) -> None:
-    client = await make_client(page_cache_s=0.0)
+    client = await make_client(page_cache_s=0.0, **LONG_LIVED)
     await beat(client, auth, "alice", "tab-aaaa1")
     assert [r[0] for r in _rows(await _page(client, auth))] == ["alice"]
     await beat(client, auth, "bob", "tab-bbbb1")
