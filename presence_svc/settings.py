@@ -114,6 +114,10 @@ class Settings:
     profile_cache_s: float = 2.0
     """Each process keeps the profiles it joined into rows this long (0: no cache); a
     rename through another process shows here within it."""
+    page_cache_s: float = 2.0
+    """Each process keeps presence pages it built this long at most, keyed by the room's
+    page mark (lib/pagemark.lua): a read checks the mark in Redis and reuses the page while
+    nothing was written; only lastSeen times can be this much older (0: no cache)."""
     token_cache_size: int = 65_536
     """Verified tokens each process keeps (one per active tab, ~0.5 KB each)."""
     timeline_days: int = 7
@@ -181,6 +185,7 @@ class Settings:
             "PRESENCE_LARGE_ROOM_INTERVAL_S must be within 0.1..60",
         )
         _check(0 <= self.profile_cache_s <= 60, "PRESENCE_PROFILE_CACHE_S must be within 0..60")
+        _check(0 <= self.page_cache_s <= 10, "PRESENCE_PAGE_CACHE_S must be within 0..10")
         _check(
             0 <= self.token_cache_size <= 10_000_000,
             "PRESENCE_TOKEN_CACHE_SIZE must be within 0..10000000",
@@ -427,6 +432,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_RECENT_MAX", "recent_max", int),
     ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),
     ("PRESENCE_PROFILE_CACHE_S", "profile_cache_s", _parse_seconds),
+    ("PRESENCE_PAGE_CACHE_S", "page_cache_s", _parse_seconds),
     ("PRESENCE_TOKEN_CACHE_SIZE", "token_cache_size", int),
     ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
     ("PRESENCE_TIMELINE_CACHE_MB", "timeline_cache_mb", int),

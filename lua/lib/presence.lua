@@ -11,6 +11,8 @@
 --                      how many of them are active, the user's join number, and (in a
 --                      large room only) their packed ids, 9 bytes each
 --            '~n' users counted, '~a' of them active, '~j' the last join number
+--            '~c' the page mark (lib/pagemark.lua): changed by every writer run that
+--                 may change a presence page
 --            '~w' the watermark: sessions whose deadline is <= it were taken out of the
 --                 counts ("settled")
 --            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
@@ -27,6 +29,7 @@
 --! include lib/timeline.lua
 --! include lib/hidden.lua
 --! include lib/counts.lua
+--! include lib/pagemark.lua
 
 local WATERMARK = '~w'
 local SETTLE_STEP = 64
@@ -314,6 +317,7 @@ end
 -- vacated follow the counts even when hidden sessions announce nothing.
 local OUTBOX = {before = nil}  -- before: set by lib/writer.lua while the outbox exists
 local function publish(channel, events, online, sessions, active)
+  page_mark_bump() -- lib/pagemark.lua: any page built before this run is out of date
   if #events == 0 and not QUIET.changed then return end
   timeline_note(online, sessions) -- lib/timeline.lua
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))

@@ -2,14 +2,18 @@
 -- KEYS[1] Z sessions zset  KEYS[2] I session info and per-user hash  KEYS[3] U users zset
 -- ARGV[1] online timeout of an active session (ms)  ARGV[2] of an away session (ms)
 -- ARGV[3] page size  ARGV[4] the join number after which the page starts ('' for the
--- first page)  ARGV[5] '1' to list each user's sessions
--- returns msgpack {online_users, online_sessions, active_users, rows, next, infos}: rows
+-- first page)  ARGV[5] '1' to list each user's sessions  ARGV[6] the page mark a page the
+-- caller keeps was built at ('' none; lib/pagemark.lua)
+-- returns '' (an empty string) when ARGV[6] is the artifact's page mark and no session
+-- timed out unsettled since: the caller's page still holds (lastSeen times aside);
+-- else msgpack {online_users, online_sessions, active_users, rows, next, infos, mark}: rows
 --   flat, each row {lastSeen, sessions, away (0/1), joinNumber[, n, then n times
 --   lastSeen, away: its sessions, with the list]} in a row, next the join number to
 --   start the next page after (-1: no more), infos the packed session infos as stored
 --   ({userId, versionId, stateJson[, flags]}, lib/presence.lua): per row, its most
 --   recent session's, then (with the list) each listed session's, in order; read-only.
 --   Flat and passed through: tables and unpacking per row were most of a page's time.
+--   mark: the page mark ('' none) this page was built at.
 -- Hidden sessions (lib/hidden.lua) are counted and never listed: a user with no
 -- visible online session has no row.
 -- Rows sort by the user's join number: the order users came in, which heartbeats never
@@ -19,6 +23,17 @@
 -- yet, never the room size (a page stopped by that budget is short and has a next); a
 -- small room is read whole, which is bounded too (its hash stays under ~130 fields).
 --! include lib/now.lua
+
+-- A kept page that still holds, checked before the helpers below are defined (defining
+-- them costs Redis an allocation each, every call): nothing written since it was built
+-- (the page mark, lib/pagemark.lua), and no session timed out unsettled since.
+local mark_now = redis.call('HGET', KEYS[2], '~c') or ''
+if ARGV[6] ~= '' and ARGV[6] == mark_now then
+  local settled_to = redis.call('HGET', KEYS[2], '~w')
+  local low = settled_to and ('(' .. settled_to) or '-inf'
+  if #redis.call('ZRANGEBYSCORE', KEYS[1], low, NOW, 'LIMIT', 0, 1) == 0 then return '' end
+end
+
 --! include lib/reads.lua
 --! include lib/hidden.lua
 --! include lib/infos.lua
@@ -172,6 +187,8 @@ end
 
 local online, active = online_users(Z, I, now)
 local sessions = redis.call('ZCOUNT', Z, '(' .. now, '+inf')
--- the infos as a sixth element of the packed answer, passed through as stored
+-- the infos as a sixth element of the packed answer, passed through as stored, the mark
+-- as the seventh
 local packed = cmsgpack.pack({online, sessions, active, rows, next_after})
-return string.char(0x96) .. string.sub(packed, 2) .. packed_array(infos)
+return string.char(0x97) .. string.sub(packed, 2) .. packed_array(infos)
+  .. cmsgpack.pack(mark_now)

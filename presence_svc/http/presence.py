@@ -10,6 +10,7 @@ from presence_svc.http.params import path_id, query_ids, query_int, query_set
 from presence_svc.http.resources import (
     ENGAGEMENT,
     LIMITER,
+    PAGES,
     PRESENCE,
     PRIVACY,
     SETTINGS,
@@ -167,14 +168,18 @@ async def presence_list(request: web.Request) -> web.Response:
         recent_cursor = request.query.get("recentCursor") or None
     await app[LIMITER].check(principal, RouteClass.READ)
     store = app[PRESENCE]
-    page = await store.page(artifact_id, limit, cursor, sessions="sessions" in include)
     privacy = app[PRIVACY]
-    # A user who just turned invisible is out of the list at once (their sessions carry
-    # the mark from their next heartbeat on); the recently-here list as well.
+    listing = "sessions" in include
+    if recent_limit is None:
+        # A user who just turned invisible is out of the list at once (their sessions
+        # carry the mark from their next heartbeat on): the page cache checks that too.
+        return await app[PAGES].answer(
+            request, store, app[USERS], privacy.presence_hidden, artifact_id, limit, cursor, listing
+        )
+    page = await store.page(artifact_id, limit, cursor, sessions=listing)
+    # ... and out of the recently-here list as well.
     page = without_hidden(page, privacy.presence_hidden)
     out = await presence_out(app[USERS], page)
-    if recent_limit is not None:
-        recent = await store.recent.page(artifact_id, recent_limit, recent_cursor)
-        recent = without_hidden(recent, privacy.presence_hidden)
-        return respond(request, await with_recent(app[USERS], out, recent))
-    return respond(request, out)
+    recent = await store.recent.page(artifact_id, recent_limit, recent_cursor)
+    recent = without_hidden(recent, privacy.presence_hidden)
+    return respond(request, await with_recent(app[USERS], out, recent))

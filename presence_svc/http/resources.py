@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from presence_svc.auth import TokenCodec
 from presence_svc.database import Database, DatabaseUnavailable, database_for
 from presence_svc.http.limiter import Limiter
+from presence_svc.http.page_cache import PageCache
 from presence_svc.ledger.store import LedgerStore
 from presence_svc.live.events import LargeRooms, PresenceHub
 from presence_svc.live.privacy import PrivacyMirror
@@ -39,6 +40,7 @@ __all__ = [
     "HUB",
     "LEDGER",
     "LIMITER",
+    "PAGES",
     "PRESENCE",
     "PRIVACY",
     "REDIS",
@@ -73,6 +75,7 @@ LIMITER: Final = web.AppKey("limiter", Limiter)
 TIMELINE: Final = web.AppKey("timeline", Timeline)
 PRIVACY: Final = web.AppKey("privacy", PrivacyMirror)
 ERASURES: Final = web.AppKey("erasures", ErasureJobs)
+PAGES: Final = web.AppKey("pages", PageCache)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -87,6 +90,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("redis not reachable at start; will retry on use", extra={"error": repr(exc)})
     app[REDIS] = redis
     app[PRESENCE] = PresenceStore(redis, settings)
+    app[PAGES] = PageCache(settings.page_cache_s)
     app[VIEWS] = ViewStore(redis, settings)
     app[SEEN] = SeenStore(redis, settings)
     app[ENGAGEMENT] = EngagementRules(settings)

@@ -18,7 +18,9 @@ __all__ = [
     "JSON",
     "MAX_BODY_BYTES",
     "MAX_LARGE_BODY_BYTES",
+    "MSGPACK",
     "Body",
+    "encode_body",
     "field_errors",
     "respond",
     "wants_msgpack",
@@ -118,6 +120,13 @@ def wants_msgpack(request: web.Request) -> bool:
     # Every msgpack media type we answer contains "msgpack"; one substring test, no parse.
     accept = request.headers.get("Accept")
     return accept is not None and "msgpack" in accept
+
+
+def encode_body(value: Any, as_msgpack: bool) -> bytes:
+    """``value`` encoded as ``respond`` sends it (msgpack, or JSON ending in a newline)."""
+    if as_msgpack:
+        return _MSGPACK_ENCODER.encode(value)
+    return _JSON_ENCODER.encode(value) + b"\n"
 
 
 def respond(request: web.Request, value: Any, status: int = 200) -> web.Response:

@@ -84,6 +84,8 @@ class PresencePage:
     counts: Counts
     rows: list[PresenceRow]
     next_cursor: str | None
+    mark: str = ""
+    """The artifact's page mark this page was built at ('' none: lib/pagemark.lua)."""
 
 
 def decode_state(blob: str | bytes) -> dict[str, Any] | None:
@@ -253,18 +255,36 @@ class PresenceStore:
     ) -> PresencePage:
         """One page of the artifact's online users in join order (``sessions``: with each
         user's sessions listed). A page may be short and still have a next cursor."""
+        page = await self.page_unless(artifact_id, limit, cursor, "", sessions=sessions)
+        assert page is not None  # no mark given: always a page
+        return page
+
+    async def page_unless(
+        self,
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        known_mark: str,
+        *,
+        sessions: bool = False,
+    ) -> PresencePage | None:
+        """``page``, or None when ``known_mark`` (the ``mark`` of a page the caller keeps)
+        says that page still holds: nothing was written on the artifact since it was built
+        and none of its sessions timed out (lastSeen times may have moved on since)."""
         after = decode_scoped(cursor, PAGE_ORDER, artifact_id) if cursor else None
         times = self._times
         call = self._scripts.presence.call(
-            self.keys.artifact(artifact_id), times, limit, after, sessions
+            self.keys.artifact(artifact_id), times, limit, after, sessions, known_mark
         )
-        reply = _PAGE.decode(await self.redis.run(call))
-        online, count, active, page, next_after, infos = reply
+        raw = await self.redis.run(call)
+        if not raw:
+            return None
+        online, count, active, page, next_after, infos, mark = _PAGE.decode(raw)
         rows = _rows(page, infos, sessions) if isinstance(page, list) else []
         next_cursor = None
         if next_after >= 0:
             next_cursor = encode_scoped(PAGE_ORDER, artifact_id, int(next_after))
-        return PresencePage(Counts.of(online, count, active), rows, next_cursor)
+        return PresencePage(Counts.of(online, count, active), rows, next_cursor, mark)
 
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
@@ -327,10 +347,10 @@ class _WireInfo(msgspec.Struct, array_like=True, gc=False):
 
 
 _PAGE = msgspec.msgpack.Decoder(
-    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo]]
+    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str]
 )
 """The page script's answer: counts, the rows flat (an empty Lua table may pack as a
-map), the next join number, the rows' session infos."""
+map), the next join number, the rows' session infos, the page mark."""
 
 
 def _rows(flat: list[float], infos: list[_WireInfo], listing: bool) -> list[PresenceRow]:

@@ -389,11 +389,19 @@ class PresencePageScript(Script):
     PATH = "live/presence"
 
     def call(
-        self, k: ArtifactKeys, times: Lifetimes, limit: int, after: int | None, listing: bool
+        self,
+        k: ArtifactKeys,
+        times: Lifetimes,
+        limit: int,
+        after: int | None,
+        listing: bool,
+        known_mark: str = "",
     ) -> ScriptCall:
-        """A page of ``limit`` users who came after join number ``after``."""
+        """A page of ``limit`` users who came after join number ``after``; an empty answer
+        instead if ``known_mark`` (a page mark, lib/pagemark.lua) still holds."""
         args = (times.online_ms, times.away_ms, limit, "" if after is None else after)
-        return ScriptCall(self, (k.sessions, k.info, k.users), (*args, "1" if listing else ""))
+        own = ("1" if listing else "", known_mark)
+        return ScriptCall(self, (k.sessions, k.info, k.users), (*args, *own))
 
 
 _SID_BULK = b"$9\r\n%b\r\n"

@@ -57,6 +57,29 @@ class CachedUsers:
     def inner(self) -> UsersDirectory:
         return self._inner
 
+    @property
+    def generation(self) -> int:
+        """Changes with every write through this process (a rename, an erasure): what was
+        joined before it may be out of date."""
+        return self._writes
+
+    def fresh_until(self, user_ids: Iterable[str]) -> float:
+        """Until when (``time.monotonic()``) every cached entry of ``user_ids`` stays
+        valid: something built from them holds no older name than the cache would give.
+        Now for a user not cached (or no cache): what was built is not worth keeping."""
+        now = time.monotonic()
+        if self._ttl_s <= 0 or self._down:
+            return now
+        entries = self._entries
+        until = now + self._ttl_s
+        for user_id in user_ids:
+            entry = entries.get(user_id)
+            if entry is None:
+                return now
+            if entry[0] < until:
+                until = entry[0]
+        return until
+
     async def get_profile(self, user_id: str) -> Profile | None:
         return (await self.get_profiles((user_id,))).get(user_id)
 

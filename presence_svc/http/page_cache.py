@@ -1,0 +1,167 @@
+"""Presence pages kept per process, so the readers of one room share one build.
+
+A page (``GET /v1/artifacts/{id}/presence``, without ``include=recent``) costs a script
+reading the room, its rows built, the names joined and the answer encoded: in a room of
+20 000 readers all ask for the same first page. A built page is kept, encoded, with the
+artifact's page mark it was built at (``lua/lib/pagemark.lua``: every presence writer run
+that may change a page changes the mark). The next reader still sends the page script,
+with the kept mark: the script answers with an empty string when the mark still holds
+and no session timed out since (a few commands), so the kept bytes are sent again, or
+with a new page. Every read goes to Redis after it arrived, so a write answered before it
+shows at once, on any process. Only ``lastSeen`` times can lag (fast-path heartbeats move
+them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most.
+
+A page is kept no longer than the profiles it joined (``CachedUsers.fresh_until``) and
+not past a write through this process's directory (``CachedUsers.generation``), so names
+are as fresh as without it; a user who turned invisible since is left out by building
+again; a page without names (the directory down) is not kept, nor one the privacy mirror
+took a user out of (they may turn visible again without a write in Redis). While one page is being
+built, other readers of it wait for that build and then check its mark, instead of each
+building their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from presence_svc.http.wire import JSON, MSGPACK, encode_body, wants_msgpack
+from presence_svc.live.rows import presence_out, without_hidden
+from presence_svc.live.store import PresencePage, PresenceStore
+from presence_svc.schemas import PresenceOut
+from presence_svc.users.cache import CachedUsers
+from presence_svc.users.directory import UsersDirectory
+
+__all__ = ["MAX_BYTES", "MAX_PAGES", "PageCache"]
+
+MAX_PAGES = 4096
+"""Pages kept at most per process: beyond, the expired ones and then the oldest half are
+dropped."""
+MAX_BYTES = 32 * 1024 * 1024
+"""Encoded answers kept at most per process (a page of 100 rows is ~18 KB as JSON, one of
+500 some 90 KB), dropped the same way: with the decoded rows kept beside them (to encode
+the other format), a process holds some 100 MB of pages at worst."""
+
+_Key = tuple[str, int, str | None, bool]
+"""artifact id, limit, cursor, sessions listed."""
+
+
+@dataclass(slots=True)
+class _Kept:
+    mark: str
+    expires: float
+    generation: int
+    user_ids: tuple[str, ...]
+    out: PresenceOut
+    bodies: dict[bool, bytes] = field(default_factory=dict)
+    """Encoded answer, by ``wants_msgpack``."""
+
+
+class PageCache:
+    """Built presence pages by artifact, limit, cursor and listing, for ``ttl_s`` at most."""
+
+    def __init__(
+        self, ttl_s: float, max_pages: int = MAX_PAGES, max_bytes: int = MAX_BYTES
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_pages
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._kept: dict[_Key, _Kept] = {}
+        self._building: dict[_Key, asyncio.Future[None]] = {}
+
+    async def answer(
+        self,
+        request: web.Request,
+        store: PresenceStore,
+        users: UsersDirectory,
+        hidden: Callable[[str], bool],
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        listing: bool,
+    ) -> web.Response:
+        """The presence page's answer, from a kept page while its mark holds."""
+        as_msgpack = wants_msgpack(request)
+        if self._ttl_s <= 0 or not isinstance(users, CachedUsers):
+            built = await store.page(artifact_id, limit, cursor, sessions=listing)
+            out = await presence_out(users, without_hidden(built, hidden))
+            return _response(encode_body(out, as_msgpack), as_msgpack)
+        key = (artifact_id, limit, cursor, listing)
+        building = self._building.get(key)
+        if building is not None:
+            # a reader of the same page is building it: wait, then check its mark
+            await asyncio.shield(building)
+        kept = self._valid(key, users.generation)
+        page: PresencePage | None
+        if kept is not None:
+            page = await store.page_unless(artifact_id, limit, cursor, kept.mark, sessions=listing)
+            if page is None:
+                if not any(map(hidden, kept.user_ids)):
+                    body = kept.bodies.get(as_msgpack)
+                    if body is None:
+                        body = kept.bodies[as_msgpack] = encode_body(kept.out, as_msgpack)
+                        self._bytes += len(body)
+                    return _response(body, as_msgpack)
+                page = await store.page(artifact_id, limit, cursor, sessions=listing)
+        else:
+            page = None
+        done = None
+        if key not in self._building:
+            done = self._building[key] = asyncio.get_running_loop().create_future()
+        try:
+            if page is None:
+                page = await store.page(artifact_id, limit, cursor, sessions=listing)
+            generation = users.generation
+            shown = without_hidden(page, hidden)
+            out = await presence_out(users, shown)
+            body = encode_body(out, as_msgpack)
+            # not kept: a page the mirror took users out of (one of them may turn visible
+            # again with no write in Redis) or without names
+            if shown.mark and shown is page and out.names_joined:
+                ids = tuple(row.user_id for row in shown.rows)
+                expires = min(time.monotonic() + self._ttl_s, users.fresh_until(ids))
+                if generation == users.generation:
+                    kept = _Kept(shown.mark, expires, generation, ids, out, {as_msgpack: body})
+                    self._keep(key, kept)
+            return _response(body, as_msgpack)
+        finally:
+            if done is not None:
+                del self._building[key]
+                done.set_result(None)
+
+    def _valid(self, key: _Key, generation: int) -> _Kept | None:
+        kept = self._kept.get(key)
+        if kept is None:
+            return None
+        if kept.expires <= time.monotonic() or kept.generation != generation:
+            self._drop(key)
+            return None
+        return kept
+
+    def _keep(self, key: _Key, kept: _Kept) -> None:
+        pages = self._kept
+        self._drop(key)  # re-inserted last: the oldest stay first
+        size = sum(map(len, kept.bodies.values()))
+        if len(pages) >= self._max or self._bytes + size > self._max_bytes:
+            now = time.monotonic()
+            for old in [k for k, v in pages.items() if v.expires <= now]:
+                self._drop(old)
+            if len(pages) >= self._max or self._bytes + size > self._max_bytes:
+                for old in list(pages)[: len(pages) // 2 + 1]:
+                    self._drop(old)
+        pages[key] = kept
+        self._bytes += size
+
+    def _drop(self, key: _Key) -> None:
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            self._bytes -= sum(map(len, kept.bodies.values()))
+
+
+def _response(body: bytes, as_msgpack: bool) -> web.Response:
+    return web.Response(body=body, content_type=MSGPACK if as_msgpack else JSON)

@@ -1,0 +1,171 @@
+"""Presence pages kept per process (``PRESENCE_PAGE_CACHE_S``, http/page_cache.py): a
+kept page is answered again only while the room's page mark in Redis says nothing changed,
+so every change shows at once, through any process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from presence_svc.live.store import PresenceStore
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.settings import ConfigError, Settings
+from tests.conftest import AppClient, MakeClient
+from tests.live.heartbeats import beat
+
+Auth = Callable[..., dict[str, str]]
+
+KEEP = {"page_cache_s": 10.0}  # longer than any test: only a change may end a kept page
+LONG_LIVED = {"heartbeat_interval_s": 15.0, "online_timeout_s": 60.0, "retention_s": 120.0}
+"""Sessions that outlive a slow run (the tests' default timeout is 1 s)."""
+
+
+async def _page(client: AppClient, auth: Auth, query: str = "") -> dict[str, Any]:
+    response = await client.get(f"/v1/artifacts/doc-1/presence{query}", headers=auth("reader"))
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+def _rows(page: dict[str, Any]) -> list[tuple[str, str | None, str, int]]:
+    return [(u["userId"], u["versionId"], u["status"], u["sessions"]) for u in page["users"]]
+
+
+async def test_every_change_through_another_process_shows_at_once_on_a_kept_page(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """Two processes on one Redis: one keeps the page, the other takes the writes."""
+    reader = await make_client(**KEEP, **LONG_LIVED)
+    writer = await make_client(**KEEP, **LONG_LIVED)
+    await beat(writer, auth, "alice", "tab-aaaa1", versionId="v1")
+    first = await _page(reader, auth)
+    assert _rows(first) == [("alice", "v1", "active", 1)]
+    assert await _page(reader, auth) == first  # nothing changed: the same page
+
+    await beat(writer, auth, "bob", "tab-bbbb1", versionId="v1")  # a join
+    assert _rows(await _page(reader, auth)) == [
+        ("alice", "v1", "active", 1),
+        ("bob", "v1", "active", 1),
+    ]
+    await beat(writer, auth, "alice", "tab-aaaa1", versionId="v2")  # a version move
+    await beat(writer, auth, "bob", "tab-bbbb1", versionId="v1", status="away")  # away
+    await beat(writer, auth, "alice", "tab-aaaa2", versionId="v2")  # a second tab
+    page = await _page(reader, auth)
+    assert _rows(page) == [("alice", "v2", "active", 2), ("bob", "v1", "away", 1)]
+    assert (page["online"], page["sessions"], page["active"], page["away"]) == (2, 3, 1, 1)
+    # a state change, seen with the sessions listed too
+    await beat(writer, auth, "alice", "tab-aaaa2", state={"cursor": 7})
+    listed = await _page(reader, auth, "?include=sessions")
+    states = {s["state"]["cursor"] for s in listed["users"][0]["sessionList"] if s["state"]}
+    assert states == {7}
+    response = await writer.post(
+        "/v1/leave",
+        json={"artifactId": "doc-1", "sessionId": "tab-bbbb1"},
+        headers=auth("bob"),
+    )
+    assert response.status == 200
+    assert [row[0] for row in _rows(await _page(reader, auth))] == ["alice"]
+
+
+async def test_a_kept_page_loses_the_sessions_that_timed_out_with_no_write_since(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """Nobody writes after the page is kept (no heartbeat, no sweep): the sessions' timeout
+    (2 s) alone takes them off the next page, as without the cache, well before the kept
+    page's own 10 s are up."""
+    client = await make_client(**KEEP, online_timeout_s=2.0, retention_s=4.0)
+    await beat(client, auth, "alice", "tab-aaaa1")
+    await beat(client, auth, "bob", "tab-bbbb1")
+    last_write = time.monotonic()
+    assert [r[0] for r in _rows(await _page(client, auth))] == ["alice", "bob"]
+    while True:
+        page = await _page(client, auth)
+        if (page["users"], page["online"], page["sessions"]) == ([], 0, 0):
+            break
+        assert time.monotonic() - last_write < 8.0, "the kept page outlived its sessions"
+        await asyncio.sleep(0.1)
+
+
+async def test_many_readers_at_once_get_the_page_and_then_the_change(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """Readers of one room at the same moment share the build; each gets the whole page,
+    and the readers after a join all see it."""
+    client = await make_client(**KEEP, **LONG_LIVED)
+    for n in range(12):
+        await beat(client, auth, f"user-{n:02d}", f"tab-{n:05d}")
+    pages = await asyncio.gather(*(_page(client, auth, "?limit=5") for _ in range(40)))
+    expected = [f"user-{n:02d}" for n in range(5)]
+    assert all([r[0] for r in _rows(p)] == expected for p in pages)
+    assert all(p["online"] == 12 and p["nextCursor"] for p in pages)
+    # the second page by its cursor, kept apart from the first
+    second = await _page(client, auth, f"?limit=5&cursor={pages[0]['nextCursor']}")
+    assert [r[0] for r in _rows(second)] == [f"user-{n:02d}" for n in range(5, 10)]
+    await beat(client, auth, "user-12", "tab-00012")
+    pages = await asyncio.gather(*(_page(client, auth) for _ in range(40)))
+    assert all(p["online"] == 13 and len(p["users"]) == 13 for p in pages)
+
+
+async def test_last_seen_catches_up_within_the_cache_time(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """A heartbeat that changes nothing (the fast path) writes no new mark: a kept page may
+    show the earlier lastSeen, never for longer than ``PRESENCE_PAGE_CACHE_S``."""
+    client = await make_client(page_cache_s=0.3, **LONG_LIVED)
+    await beat(client, auth, "alice", "tab-aaaa1")
+    await beat(client, auth, "bob", "tab-bbbb1")
+    first = (await _page(client, auth))["users"][0]["lastSeen"]
+    await asyncio.sleep(0.05)
+    await beat(client, auth, "alice", "tab-aaaa1")  # a refresh
+    deadline = time.monotonic() + 10
+    while (await _page(client, auth))["users"][0]["lastSeen"] == first:
+        assert time.monotonic() < deadline, "lastSeen never moved on"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_page_script_answers_empty_while_a_kept_mark_holds(
+    redis_conn: RedisConnection, settings: Settings
+) -> None:
+    """The store's side: ``page_unless`` is None for the mark a page was built at, until a
+    write (here a join) changes the mark; a room with no mark yet never matches one."""
+    store = PresenceStore(redis_conn, settings.replace(online_timeout_s=30.0, retention_s=60.0))
+    assert (await store.page("doc-1", 10, None)).mark == ""  # no room: nothing to keep
+    await store.heartbeat("doc-1", "tab-aaaa1", "alice", None, None)
+    page = await store.page("doc-1", 10, None)
+    assert page.mark
+    assert [r.user_id for r in page.rows] == ["alice"]
+    assert await store.page_unless("doc-1", 10, None, page.mark) is None
+    await store.heartbeat("doc-1", "tab-aaaa1", "alice", None, None)  # a refresh: the same mark
+    assert await store.page_unless("doc-1", 10, None, page.mark) is None
+    await store.heartbeat("doc-1", "tab-bbbb1", "bob", None, None)
+    again = await store.page_unless("doc-1", 10, None, page.mark)
+    assert again is not None
+    assert again.mark != page.mark
+    assert [r.user_id for r in again.rows] == ["alice", "bob"]
+    assert await store.page_unless("doc-1", 10, None, "not-a-mark") is not None
+
+
+@pytest.mark.parametrize("raw", ["-1", "11", "soon"])
+def test_a_bad_page_cache_time_is_refused_by_name(raw: str) -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_PAGE_CACHE_S"):
+        Settings.from_env({"PRESENCE_PAGE_CACHE_S": raw})
+
+
+def test_the_page_cache_time_is_read() -> None:
+    assert Settings.from_env({"PRESENCE_PAGE_CACHE_S": "0"}).page_cache_s == 0.0
+    assert Settings.from_env({"PRESENCE_PAGE_CACHE_S": "2.5"}).page_cache_s == 2.5
+    assert Settings().page_cache_s == 2.0
+
+
+async def test_with_the_cache_off_pages_are_built_every_time(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(page_cache_s=0.0, **LONG_LIVED)
+    await beat(client, auth, "alice", "tab-aaaa1")
+    assert [r[0] for r in _rows(await _page(client, auth))] == ["alice"]
+    await beat(client, auth, "bob", "tab-bbbb1")
+    assert [r[0] for r in _rows(await _page(client, auth))] == ["alice", "bob"]
