@@ -29,6 +29,7 @@ from presence_svc.redis.resp import (
 from presence_svc.settings import Settings
 
 __all__ = [
+    "EngageFoldScript",
     "EngageRules",
     "Engagement",
     "HeartbeatScript",
@@ -260,6 +261,8 @@ class EngageRules(NamedTuple):
     """Lifetime of a day's totals hash."""
     day: str
     """The UTC day, ``YYYY-MM-DD``."""
+    fold_ms: int = 0
+    """A session's accumulated time is credited at most this often (0: every report)."""
 
 
 class Engagement(NamedTuple):
@@ -271,10 +274,10 @@ class Engagement(NamedTuple):
 
 class _Engaged(PresenceWriter):
     """A writer preceded by ``lib/engage.lua``'s ``engage()``: its keys plus the
-    artifact's last-report hash and the partition's dirty zset; its arguments plus
-    engage()'s 12 (the rules packed once per artifact and day)."""
+    artifact's accumulators hash and the partition's dirty and folds zsets; its arguments
+    plus engage()'s 13 (the rules packed once per artifact and day)."""
 
-    ENGAGE_ARGS = 12
+    ENGAGE_ARGS = 13
 
     def __init__(self) -> None:
         super().__init__()
@@ -282,7 +285,11 @@ class _Engaged(PresenceWriter):
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
         keys, args, _ = super()._shared(k, times)
-        keys += (Keyspace.engage_reports(k.tag, k.artifact_id), Keyspace.engage_dirty(k.tag))
+        keys += (
+            Keyspace.engage_reports(k.tag, k.artifact_id),
+            Keyspace.engage_dirty(k.tag),
+            Keyspace.engage_folds(k.tag),
+        )
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
 
@@ -342,6 +349,25 @@ class LeaveEngagedScript(_Engaged, LeaveScript):
     ) -> ScriptCall:
         call = self.call(k, times, session, user_id, grace_ms)
         return self._engaged(call, k, session, user_id, "", engaged)
+
+
+class EngageFoldScript(Script):
+    PATH = "stats/engage_fold"
+
+    def call(self, tag: str, rules: EngageRules, limit: int) -> ScriptCall:
+        """Fold up to ``limit`` due accumulators of partition ``tag``."""
+        keys = (Keyspace.engage_folds(tag), Keyspace.engage_dirty(tag), Keyspace.outbox(tag))
+        args = (
+            rules.read_after_ms,
+            rules.floors,
+            Keyspace.views_prefix(tag),
+            Keyspace.presence_prefix(tag),
+            rules.day_ms,
+            rules.day,
+            rules.fold_ms,
+            limit,
+        )
+        return ScriptCall(self, keys, args)
 
 
 class SweepScript(PresenceWriter):
@@ -729,6 +755,7 @@ class Scripts:
         self.heartbeat_engaged = HeartbeatEngagedScript()
         self.leave_engaged = LeaveEngagedScript()
         self.engage_done = EngageDoneScript()
+        self.engage_fold = EngageFoldScript()
         self.viewers = ViewersScript()
         self.set_latest = SetLatestScript()
         self.hide_viewer = HideViewerScript()
