@@ -87,7 +87,10 @@ class Readers:
 
 @pytest.fixture
 async def client(make_client: MakeClient, ledger_url: str) -> AppClient:
-    return await make_client(online_timeout_s=30.0, retention_s=60.0, ledger_url=ledger_url)
+    # every report credited at once: these are about the flush (the fold: test_engagement_fold)
+    return await make_client(
+        online_timeout_s=30.0, retention_s=60.0, ledger_url=ledger_url, engagement_fold_s=0.0
+    )
 
 
 @pytest.mark.timeout(90)
