@@ -16,12 +16,13 @@
 -- partition): '<day>/<artifact>/<version>/<user>' -> that day's total, drained by the
 -- worker; KEYS[n] FOLDS zset (per partition): packed session id (9 bytes) .. artifact ->
 -- when its accumulator's fold is due, for each accumulator holding time;
--- ARGV[1] (the writer's) the artifact id, and the last 13: slack (ms), ceiling of one
--- report (ms), read-after (ms), histogram bucket floors (s, ascending, comma-separated,
--- the first 0), the views key prefix of the artifact's tag ('vw:{T}:'), LR's lifetime
--- (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the fold interval (ms; 0: credit
--- every report at once), the session id (packed), the user id, the version id (''
--- the session's current one, read from the writer's KEYS[2]), the engaged ms (>= 0).
+-- ARGV[1] (the writer's) the artifact id, and the last 7: slack (ms), ceiling of one report
+-- (ms), the rules only a fold reads, msgpack {read-after (ms), histogram bucket floors (s,
+-- ascending, comma-separated, the first 0), the views key prefix of the artifact's tag
+-- ('vw:{T}:'), LR's lifetime (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the fold
+-- interval (ms; 0: credit every report at once)} (one argument: fewer for Redis to take
+-- on the hot path), the session id (packed), the user id, the version id ('' the
+-- session's current one, read from the writer's KEYS[2]), the engaged ms (>= 0).
 -- Built here from the prefix, on the artifact's hash tag like KEYS (one slot): the
 -- version's viewers hash 'vu:<artifact>/<version>' and stats hash 'v:<artifact>/<version>'
 -- (see stats/record_view.lua), and the DAY hash 'ed:<day>' (per partition and UTC day:
@@ -79,10 +80,10 @@ end
 -- engage(final): a report; `final` (a leave): everything credited now and the
 -- accumulator taken away.
 local function engage(final)
-  local n, a = #KEYS, #ARGV - 13
+  local n, a = #KEYS, #ARGV - 7
   local LR, FOLDS = KEYS[n - 2], KEYS[n]
-  local artifact, sid, user, version = ARGV[1], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
-  local ms, now = tonumber(ARGV[a + 13]), NOW
+  local artifact, sid, user, version = ARGV[1], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local ms, now = tonumber(ARGV[a + 7]), NOW
 
   -- Whose session: only its own user's reports count (the writer refuses the others).
   local raw = redis.call('HGET', KEYS[2], sid)
@@ -112,8 +113,9 @@ local function engage(final)
 
   -- The fold: what the accumulator holds goes to its version's viewer (a version change,
   -- the fold due, a leave), if the session is this user's.
-  local prefix, day = ARGV[a + 5], ARGV[a + 8]
-  local read_after, floors, day_ms = tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 7]
+  local rules = cmsgpack.unpack(ARGV[a + 3])
+  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
+  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
   local OB = KEYS[7]
   local base
   if acc then
@@ -137,7 +139,6 @@ local function engage(final)
   local viewed = tonumber(cmsgpack.unpack(entry)[3])
   if not base or viewed > base then base = viewed end
   local add = math.min(ms, math.max(0, now - base) + slack, ceiling)
-  local fold_ms = tonumber(ARGV[a + 9])
   if final or fold_ms == 0 then
     if add > 0 then
       credit(OB, KEYS[n - 1], prefix, artifact, version, user, add, read_after, floors, day,
@@ -153,7 +154,7 @@ local function engage(final)
     return
   end
   redis.call('HSET', LR, sid, cmsgpack.pack({now, add, now + fold_ms, version}))
-  redis.call('PEXPIRE', LR, ARGV[a + 6])
+  redis.call('PEXPIRE', LR, rules[4])
   if add > 0 then
     redis.call('ZADD', FOLDS, now + fold_ms, sid .. artifact)
   elseif acc and acc[2] > 0 then

@@ -2,7 +2,7 @@
 -- (into the session's accumulator, folded at most once per fold interval), then
 -- live/heartbeat.lua as it is, in one atomic call.
 -- KEYS: the heartbeat's, then LR, DIRTY and FOLDS (lib/engage.lua)
--- ARGV: the heartbeat's, then engage()'s 13 (lib/engage.lua)
+-- ARGV: the heartbeat's, then engage()'s 7 (lib/engage.lua)
 -- returns what live/heartbeat.lua returns
 --! include lib/now.lua
 --! include lib/engage.lua

@@ -17,6 +17,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TypeAlias
 
+import msgspec
+
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.resp import (
     Command,
@@ -275,9 +277,10 @@ class Engagement(NamedTuple):
 class _Engaged(PresenceWriter):
     """A writer preceded by ``lib/engage.lua``'s ``engage()``: its keys plus the
     artifact's accumulators hash and the partition's dirty and folds zsets; its arguments
-    plus engage()'s 13 (the rules packed once per artifact and day)."""
+    plus engage()'s 7 (the rules packed once per artifact and day: the slack, the ceiling,
+    and what only a fold reads as one msgpack argument)."""
 
-    ENGAGE_ARGS = 13
+    ENGAGE_ARGS = 7
 
     def __init__(self) -> None:
         super().__init__()
@@ -303,7 +306,8 @@ class _Engaged(PresenceWriter):
         if cached is None or cached[0] != rules:
             if len(self._rules) >= _CACHED_HEADS:
                 self._rules.clear()
-            fixed = (*rules[:4], Keyspace.views_prefix(k.tag), *rules[4:])
+            fold = (*rules[2:4], Keyspace.views_prefix(k.tag), *rules[4:])
+            fixed = (rules.slack_ms, rules.ceiling_ms, msgspec.msgpack.encode(fold))
             cached = self._rules[k.artifact_id] = (rules, fixed, pack_bulks(fixed))
         user, version, ms = user_id.encode(), version_id.encode(), b"%d" % engaged.engaged_ms
         tail = call.tail if call.tail is not None else pack_bulks(call.own)
