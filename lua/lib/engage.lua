@@ -8,8 +8,8 @@
 -- Deferred crediting: a report only clamps its delta and adds it to the session's
 -- accumulator (one HGET and one HSET of LR); the accumulated time is credited to the
 -- viewer (viewers hash, version totals, readers, histogram, the day's total) at most once
--- per fold interval per session (each fold due between half the interval and the whole
--- after the previous, by the session id), when the session leaves, when its version changes, and
+-- per fold interval per session (its first fold within its first interval, by the session
+-- id), when the session leaves, when its version changes, and
 -- by the worker once its fold is due (a session that stopped reporting).
 -- Its keys and arguments are the LAST of the script's (so a writer growing its own keeps
 -- working): KEYS[n-2] LR hash: packed session id -> the session's accumulator, msgpack
@@ -154,9 +154,12 @@ local function engage(final)
     end
     return
   end
-  -- Due within the second half of the interval, by the session id's digest: sessions that
-  -- started together (a class opening a document, a benchmark's seeding) fold apart.
-  local due = now + fold_ms - math.floor(fold_ms * string.byte(sid, 2) / 512)
+  -- A session's first fold falls somewhere in its first interval, by the session id's
+  -- digest, the later ones an interval apart: sessions that started together (a class
+  -- opening a document, a benchmark's seeding) fold spread over the interval, as
+  -- sessions that started apart do.
+  local due = now + fold_ms
+  if not acc then due = now + math.floor(fold_ms * (string.byte(sid, 2) + 1) / 256) end
   redis.call('HSET', LR, sid, cmsgpack.pack({now, add, due, version}))
   redis.call('PEXPIRE', LR, rules[4])
   if add > 0 then

@@ -123,7 +123,7 @@ async def test_the_worker_folds_a_session_that_stopped_reporting(
     folds = keys.engage_folds(keys.tag_of("doc-1"))
     folded = 0
 
-    async def done() -> bool:  # both due (each within 0.15-0.3 s, by its session id)
+    async def done() -> bool:  # both due (each within 0.3 s, by its session id)
         nonlocal folded
         folded += await fold.fold_once()
         return sync_redis.zcard(folds) == 0
