@@ -97,6 +97,7 @@ local function engage(final)
   local slack, ceiling = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local held = redis.call('HGET', LR, sid)
   local acc = held and cmsgpack.unpack(held)
+  if type(acc) ~= 'table' then acc = nil end  -- none, or a last report as kept before
 
   -- The hot path: the session's accumulator on this version, its fold not due yet.
   -- The clamp: no more than the time since the session's previous report plus the

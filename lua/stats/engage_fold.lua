@@ -26,6 +26,7 @@ for _, member in ipairs(due) do
   local LR = prefix .. 'er:' .. artifact
   local held = redis.call('HGET', LR, sid)
   local acc = held and cmsgpack.unpack(held)
+  if type(acc) ~= 'table' then acc = nil end
   if acc and acc[3] > now and acc[2] > 0 then
     redis.call('ZADD', FOLDS, acc[3], member)  -- folded and due again later
   else

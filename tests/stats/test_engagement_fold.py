@@ -159,3 +159,17 @@ def _digest(session_id: str) -> bytes:
     from hashlib import blake2b
 
     return blake2b(session_id.encode(), digest_size=8).digest()
+
+
+async def test_a_last_report_kept_before_deferred_crediting_is_taken_as_none(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    """An upgrade finds the old layout (the last report's ms as text) in the hash."""
+    client = await make_client(**LONG)
+    await view(client, auth, "alice")
+    keys = Keyspace(settings.partitions)
+    reports = keys.engage_reports(keys.tag_of("doc-1"), "doc-1")
+    sync_redis.hset(reports, b"#" + _digest(SESSION), str(int(time.time() * 1000)))
+    assert await beat(client, auth, "alice", 1_000, versionId="v1") == 200
+    await leave(client, auth, "alice")
+    assert await viewers(client, auth) == {"alice": 1_000}
