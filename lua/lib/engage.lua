@@ -98,6 +98,7 @@ local function engage(final)
   local held = redis.call('HGET', LR, sid)
   local acc = held and cmsgpack.unpack(held)
   if type(acc) ~= 'table' then acc = nil end  -- none, or a last report as kept before
+  if not acc and ms == 0 then return end  -- a leave with nothing held and nothing new
 
   -- The hot path: the session's accumulator on this version, its fold not due yet.
   -- The clamp: no more than the time since the session's previous report plus the
