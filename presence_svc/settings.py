@@ -128,6 +128,9 @@ class Settings:
     Redis's token on each read) within this many MiB (0: none kept)."""
     engagement_flush_s: float = 30.0
     """The worker writes the engaged-time totals changed since into the database this often."""
+    engagement_fold_s: float = 60.0
+    """A session's reported engaged time is credited to its viewer at most this often (at a
+    leave, a version change or the worker's fold at the latest): readers lag by this."""
     privacy_refresh_s: float = 1.0
     """How often each API process checks the privacy mirror for changes (another process's
     ``PUT /v1/users/{id}/privacy`` takes effect here within this)."""
@@ -243,6 +246,10 @@ class Settings:
             "PRESENCE_ENGAGEMENT_FLUSH_S must be within 0..3600",
         )
         _check(
+            0 <= self.engagement_fold_s <= 600,
+            "PRESENCE_ENGAGEMENT_FOLD_S must be within 0..600",
+        )
+        _check(
             0.05 <= self.privacy_refresh_s <= 60,
             "PRESENCE_PRIVACY_REFRESH_S must be within 0.05..60",
         )
@@ -318,6 +325,10 @@ class Settings:
     @property
     def read_after_ms(self) -> int:
         return int(self.read_after_s * 1000)
+
+    @property
+    def engagement_fold_ms(self) -> int:
+        return int(self.engagement_fold_s * 1000)
 
     @property
     def timeline_ms(self) -> int:
@@ -437,6 +448,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_TIMELINE_DAYS", "timeline_days", int),
     ("PRESENCE_TIMELINE_CACHE_MB", "timeline_cache_mb", int),
     ("PRESENCE_ENGAGEMENT_FLUSH_S", "engagement_flush_s", _parse_seconds),
+    ("PRESENCE_ENGAGEMENT_FOLD_S", "engagement_fold_s", _parse_seconds),
     ("PRESENCE_PRIVACY_REFRESH_S", "privacy_refresh_s", _parse_seconds),
     ("PRESENCE_ERASURE_REWRITE_S", "erasure_rewrite_s", _parse_seconds),
     ("PRESENCE_WEBHOOK_ALLOW_HTTP", "webhook_allow_http", _parse_bool),

@@ -28,6 +28,7 @@ from presence_svc.live.sweeper import Sweeper
 from presence_svc.privacy.wiring import erasure_jobs
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.settings import Settings
+from presence_svc.stats.engagement_fold import EngagementFold
 from presence_svc.timeline.rollup import TimelineRollup
 from presence_svc.timeline.store import timeline_store
 from presence_svc.webhooks.dispatcher import WebhookDispatcher
@@ -144,6 +145,7 @@ class Worker:
         self.upkeep = LedgerUpkeep(database.ledger, settings.ledger_retention_days)
         self.timeline = TimelineRollup(redis, timeline_store(database.connection), settings)
         self.engagement = EngagementFlush(redis, database.engagement, settings)
+        self.engagement_fold = EngagementFold(redis, settings)
         self.erasures = erasure_jobs(redis, database, settings)
         self.webhooks = WebhookDispatcher(redis, database.webhooks, settings, owner=self.id)
         self._stopping = asyncio.Event()
@@ -159,6 +161,7 @@ class Worker:
                 self.drain.run(self._stopping),
                 self.upkeep.run(self._stopping),
                 self.timeline.run(self._stopping),
+                self.engagement_fold.run(self._stopping),
                 self.engagement.run(self._stopping),
                 self.erasures.serve(self._stopping),
                 self.webhooks.run(self._stopping),

@@ -1,77 +1,67 @@
--- lib/engage.lua: engage(), crediting one session's engaged time (a heartbeat's or a
--- page-close beacon's "engagedMs") to its viewer of a version, clamped to what could have
--- happened. stats/heartbeat_engaged.lua and stats/leave_engaged.lua call it and then run
--- the presence writer (live/heartbeat.lua, live/leave.lua) in the same script: one call,
--- atomic, before the writer changes the session.
+-- lib/engage.lua: engage(), taking one session's engaged time (a heartbeat's or a
+-- page-close beacon's "engagedMs"), clamped to what could have happened, into the
+-- session's accumulator; and credit(), folding accumulated time into the viewer of a
+-- version. stats/heartbeat_engaged.lua and stats/leave_engaged.lua call engage() and then
+-- run the presence writer (live/heartbeat.lua, live/leave.lua) in the same script: one
+-- call, atomic, before the writer changes the session. stats/engage_fold.lua (the worker)
+-- calls credit() for the accumulators nobody folded in time (a session that went).
+-- Deferred crediting: a report only clamps its delta and adds it to the session's
+-- accumulator (one HGET and one HSET of LR); the accumulated time is credited to the
+-- viewer (viewers hash, version totals, readers, histogram, the day's total) at most once
+-- per fold interval per session (its first fold within its first interval, by the session
+-- id), when the session leaves, when its version changes, and
+-- by the worker once its fold is due (a session that stopped reporting).
 -- Its keys and arguments are the LAST of the script's (so a writer growing its own keeps
--- working): KEYS[n-1] LR hash: packed session id -> the session's last report (ms)
--- KEYS[n] DIRTY zset (per partition): '<day>/<artifact>/<version>/<user>' -> that day's
--- total, drained by the worker; ARGV[1] (the writer's) the artifact id, and the last 12:
--- slack (ms), ceiling of one report (ms), read-after (ms), histogram bucket floors (s,
+-- working): KEYS[n-2] LR hash: packed session id -> the session's accumulator, msgpack
+-- {last report (ms), pending ms, fold due (ms), version}; KEYS[n-1] DIRTY zset (per
+-- partition): '<day>/<artifact>/<version>/<user>' -> that day's total, drained by the
+-- worker; KEYS[n] FOLDS zset (per partition): packed session id (9 bytes) .. artifact ->
+-- when its accumulator's fold is due, for each accumulator holding time;
+-- ARGV[1] (the writer's) the artifact id, and the last 7: slack (ms), ceiling of one report
+-- (ms), the rules only a fold reads, msgpack {read-after (ms), histogram bucket floors (s,
 -- ascending, comma-separated, the first 0), the views key prefix of the artifact's tag
--- ('vw:{T}:'), LR's lifetime (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the
--- session id (packed), the user id, the version id ('' the session's current one, read
--- from the writer's KEYS[2]), the engaged ms (> 0).
+-- ('vw:{T}:'), LR's lifetime (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the fold
+-- interval (ms; 0: credit every report at once)} (one argument: fewer for Redis to take
+-- on the hot path), the session id (packed), the user id, the version id ('' the
+-- session's current one, read from the writer's KEYS[2]), the engaged ms (>= 0).
 -- Built here from the prefix, on the artifact's hash tag like KEYS (one slot): the
 -- version's viewers hash 'vu:<artifact>/<version>' and stats hash 'v:<artifact>/<version>'
 -- (see stats/record_view.lua), and the DAY hash 'ed:<day>' (per partition and UTC day:
 -- '<artifact>/<version>/<user>' -> engaged ms that day): which version is only known here.
--- Credited only to a user with a view record of the version; otherwise dropped.
--- The crossing of read-after appends version.read to the writer's KEYS[7] (the partition
--- outbox, while it exists; lib/outbox_event.lua), with the artifact's latest-version hash
--- 'lv:<artifact>' built from the prefix like the others.
+-- Credited only to a user with a view record of the version and only by the session's
+-- own user (the writer's KEYS[2] says whose it is); otherwise dropped.
+-- The crossing of read-after appends version.read to the partition outbox (while it
+-- exists; lib/outbox_event.lua), with the artifact's latest-version hash 'lv:<artifact>'
+-- built from the prefix like the others.
 --! include lib/outbox_event.lua
-local function engage()
-  local LR, DIRTY = KEYS[#KEYS - 1], KEYS[#KEYS]
-  local a = #ARGV - 12
-  local prefix, day = ARGV[a + 5], ARGV[a + 8]
-  local artifact, sid, user, version = ARGV[1], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
 
-  if version == '' then
-    local raw = redis.call('HGET', KEYS[2], sid)
-    local info = raw and cmsgpack.unpack(raw)
-    if not info or info[1] ~= user then return end
-    version = info[2] or ''
-    if version == '' then return end
-  end
-
+-- credit(): `ms` (> 0) engaged on `version` of `artifact` by `user`, into the viewer's
+-- entry, the version's total, readers and histogram, and the day's total (marked dirty).
+local function credit(OB, DIRTY, prefix, artifact, version, user, ms, read_after, floors,
+    day, day_ms)
   local VU = prefix .. 'vu:' .. artifact .. '/' .. version
   local entry = redis.call('HGET', VU, user)
   if not entry then return end
   -- msgpack [views, firstViewedAt, lastViewedAt, engagedMs, ...]: elements 5+ (the
   -- hidden-viewer flag...) are kept as they are.
   local mine = cmsgpack.unpack(entry)
-
-  -- The clamp: no more than the time since this session's previous report, or for its
-  -- first one since the viewer's last counted view of the version (what a page records
-  -- when it opens), plus the slack, and never above the ceiling.
-  local base = tonumber(mine[3])
-  local last = redis.call('HGET', LR, sid)
-  if last and tonumber(last) > base then base = tonumber(last) end
-  redis.call('HSET', LR, sid, NOW)
-  redis.call('PEXPIRE', LR, ARGV[a + 6])
-  local credit = math.min(tonumber(ARGV[a + 12]), math.max(0, NOW - base) + tonumber(ARGV[a + 1]),
-    tonumber(ARGV[a + 2]))
-  if credit <= 0 then return end
-
   local before = tonumber(mine[4] or 0)
-  local after = before + credit
+  local after = before + ms
   mine[4] = after
   redis.call('HSET', VU, user, cmsgpack.pack(mine))
 
   local V = prefix .. 'v:' .. artifact .. '/' .. version
-  redis.call('HINCRBY', V, 'engagedMs', credit)
-  local read_after = tonumber(ARGV[a + 3])
+  redis.call('HINCRBY', V, 'engagedMs', ms)
   if before < read_after and after >= read_after then
     redis.call('HINCRBY', V, 'readers', 1)
     -- webhooks hook (version.read): the moment `readers` counts this viewer
-    outbox_event(KEYS[7], prefix .. 'lv:' .. artifact, 'read', user, mine[5] == 1, artifact,
+    outbox_event(OB, prefix .. 'lv:' .. artifact, 'read', user, mine[5] == 1, artifact,
       version, after)
   end
 
   -- The histogram: each viewer with engaged time in the bucket of its total ('h:<floor s>').
   local was, is
-  for floor in string.gmatch(ARGV[a + 4], '%d+') do
+  for floor in string.gmatch(floors, '%d+') do
     local at = tonumber(floor) * 1000
     if before > 0 and before >= at then was = floor end
     if after >= at then is = floor else break end
@@ -83,7 +73,100 @@ local function engage()
 
   local member = artifact .. '/' .. version .. '/' .. user
   local DAY = prefix .. 'ed:' .. day
-  local today = redis.call('HINCRBY', DAY, member, credit)
-  if today == credit then redis.call('PEXPIRE', DAY, ARGV[a + 7]) end
+  local today = redis.call('HINCRBY', DAY, member, ms)
+  if today == ms then redis.call('PEXPIRE', DAY, day_ms) end
   redis.call('ZADD', DIRTY, today, day .. '/' .. member)
+end
+
+-- engage(final): a report; `final` (a leave): everything credited now and the
+-- accumulator taken away.
+local function engage(final)
+  local n, a = #KEYS, #ARGV - 7
+  local LR, FOLDS = KEYS[n - 2], KEYS[n]
+  local artifact, sid, user, version = ARGV[1], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local ms, now = tonumber(ARGV[a + 7]), NOW
+
+  -- Whose session: only its own user's reports count (the writer refuses the others).
+  local raw = redis.call('HGET', KEYS[2], sid)
+  local info = raw and cmsgpack.unpack(raw)
+  if info and info[1] ~= user then return end
+  if version == '' then
+    version = info and info[2] or ''
+    if version == '' then return end
+  end
+  local slack, ceiling = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local held = redis.call('HGET', LR, sid)
+  local acc = held and cmsgpack.unpack(held)
+  if type(acc) ~= 'table' then acc = nil end  -- none, or a last report as kept before
+  if not acc and ms == 0 then return end  -- a leave with nothing held and nothing new
+
+  -- The hot path: the session's accumulator on this version, its fold not due yet.
+  -- The clamp: no more than the time since the session's previous report plus the
+  -- slack, never above the ceiling.
+  if acc and info and not final and acc[4] == version and now < acc[3] then
+    local add = math.min(ms, math.max(0, now - acc[1]) + slack, ceiling)
+    acc[1] = now
+    if add > 0 then
+      if acc[2] == 0 then redis.call('ZADD', FOLDS, acc[3], sid .. artifact) end
+      acc[2] = acc[2] + add
+    end
+    redis.call('HSET', LR, sid, cmsgpack.pack(acc))
+    return
+  end
+
+  -- The fold: what the accumulator holds goes to its version's viewer (a version change,
+  -- the fold due, a leave), if the session is this user's.
+  local rules = cmsgpack.unpack(ARGV[a + 3])
+  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
+  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
+  local OB = KEYS[7]
+  local base
+  if acc then
+    if info and acc[2] > 0 then
+      credit(OB, KEYS[n - 1], prefix, artifact, acc[4], user, acc[2], read_after, floors,
+        day, day_ms)
+    end
+    base = acc[1]
+  end
+
+  -- This report, on `version`: its first one is clamped from the viewer's last counted
+  -- view of the version (what a page records when it opens).
+  local entry = redis.call('HGET', prefix .. 'vu:' .. artifact .. '/' .. version, user)
+  if not entry then
+    if acc then
+      redis.call('HDEL', LR, sid)
+      redis.call('ZREM', FOLDS, sid .. artifact)
+    end
+    return
+  end
+  local viewed = tonumber(cmsgpack.unpack(entry)[3])
+  if not base or viewed > base then base = viewed end
+  local add = math.min(ms, math.max(0, now - base) + slack, ceiling)
+  if final or fold_ms == 0 then
+    if add > 0 then
+      credit(OB, KEYS[n - 1], prefix, artifact, version, user, add, read_after, floors, day,
+        day_ms)
+    end
+    add = 0
+  end
+  if final then
+    if acc then
+      redis.call('HDEL', LR, sid)
+      redis.call('ZREM', FOLDS, sid .. artifact)
+    end
+    return
+  end
+  -- A session's first fold falls somewhere in its first interval, by the session id's
+  -- digest, the later ones an interval apart: sessions that started together (a class
+  -- opening a document, a benchmark's seeding) fold spread over the interval, as
+  -- sessions that started apart do.
+  local due = now + fold_ms
+  if not acc then due = now + math.floor(fold_ms * (string.byte(sid, 2) + 1) / 256) end
+  redis.call('HSET', LR, sid, cmsgpack.pack({now, add, due, version}))
+  redis.call('PEXPIRE', LR, rules[4])
+  if add > 0 then
+    redis.call('ZADD', FOLDS, due, sid .. artifact)
+  elseif acc and acc[2] > 0 then
+    redis.call('ZREM', FOLDS, sid .. artifact)
+  end
 end

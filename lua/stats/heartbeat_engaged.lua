@@ -1,9 +1,10 @@
--- heartbeat_engaged.lua: a heartbeat carrying engaged time: lib/engage.lua's engage(),
--- then live/heartbeat.lua as it is, in one atomic call.
--- KEYS: the heartbeat's, then LR and DIRTY (lib/engage.lua)
--- ARGV: the heartbeat's, then engage()'s 12 (lib/engage.lua)
+-- heartbeat_engaged.lua: a heartbeat carrying engaged time: lib/engage.lua's engage()
+-- (into the session's accumulator, folded at most once per fold interval), then
+-- live/heartbeat.lua as it is, in one atomic call.
+-- KEYS: the heartbeat's, then LR, DIRTY and FOLDS (lib/engage.lua)
+-- ARGV: the heartbeat's, then engage()'s 7 (lib/engage.lua)
 -- returns what live/heartbeat.lua returns
 --! include lib/now.lua
 --! include lib/engage.lua
-engage()
+engage(false)
 --! include live/heartbeat.lua

@@ -1,10 +1,11 @@
--- leave_engaged.lua: a leave (the page-close beacon) carrying engaged time: lib/engage.lua's
--- engage(), then live/leave.lua as it is, in one atomic call (engage() reads the session's
--- version before the leave may delete it).
--- KEYS: the leave's, then LR and DIRTY (lib/engage.lua)
--- ARGV: the leave's, then engage()'s 12 (lib/engage.lua)
+-- leave_engaged.lua: a leave (the page-close beacon, with or without engaged time):
+-- lib/engage.lua's engage() credits what the session's accumulator holds and the beacon's
+-- time and takes the accumulator away, then live/leave.lua as it is, in one atomic call
+-- (engage() reads the session's version before the leave may delete it).
+-- KEYS: the leave's, then LR, DIRTY and FOLDS (lib/engage.lua)
+-- ARGV: the leave's, then engage()'s 7 (lib/engage.lua; engaged ms 0: only the fold)
 -- returns what live/leave.lua returns
 --! include lib/now.lua
 --! include lib/engage.lua
-engage()
+engage(true)
 --! include live/leave.lua

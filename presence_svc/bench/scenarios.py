@@ -224,12 +224,21 @@ def _heartbeat(b: _Builder) -> list[bytes]:
 
 def _heartbeat_engaged(b: _Builder) -> list[bytes]:
     """``heartbeat`` with ``engagedMs`` (a tab someone looks at: 15 s per heartbeat),
-    credited to the viewer (each user viewed v1 of their artifact, unmeasured, first)."""
+    credited to the viewer (each user viewed v1 of their artifact and reported once,
+    unmeasured, first)."""
     return [b.heartbeat(u, engaged_ms=15_000) for u in b.users(b.population.users)]
 
 
 def _own_views(b: _Builder) -> list[bytes]:
     return [b.own_view(u) for u in range(b.population.users)]
+
+
+def _engaged_seed(b: _Builder) -> list[bytes]:
+    """Each user's view of v1, then one report of engaged time: a session's first report
+    (which starts its accumulator from the view) comes once per session, not once per
+    measurement, so the scenario measures the reports that follow it."""
+    reports = [b.heartbeat(u, engaged_ms=1_000) for u in range(b.population.users)]
+    return _own_views(b) + reports
 
 
 def _views(b: _Builder) -> list[bytes]:
@@ -371,7 +380,7 @@ SCENARIOS: dict[str, Callable[[_Builder], list[bytes]]] = {
 SEEDS: dict[str, Callable[[_Builder], list[bytes]]] = {
     "where-now": _where_now_seed,
     "seen-check": _seen_check_seed,
-    "heartbeat-engaged": _own_views,
+    "heartbeat-engaged": _engaged_seed,
     "heartbeat-hidden": _heartbeat_hidden_seed,
 }
 """Unmeasured requests a scenario needs first, besides every user's one heartbeat."""

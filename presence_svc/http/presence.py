@@ -101,7 +101,7 @@ async def leave(request: web.Request) -> web.Response:
             body.session_id,
             principal.user_id,
             grace=body.grace,
-            engaged=app[ENGAGEMENT].engagement(body.engaged_ms),
+            engaged=app[ENGAGEMENT].leaving(body.engaged_ms),
         ),
     )
     return respond(

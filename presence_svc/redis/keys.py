@@ -227,8 +227,9 @@ class Keyspace:
 
     @staticmethod
     def engage_reports(tag: str, artifact_id: str) -> str:
-        """hash: packed session id -> the session's last engaged-time report (ms), kept a
-        short while (the away plus the online timeout): where the next report's clamp starts."""
+        """hash: packed session id -> the session's engaged-time accumulator, msgpack
+        [last report (ms), engaged ms not credited yet, when they are due (ms), version]
+        (lua/lib/engage.lua): where the next report's clamp starts and what it adds to."""
         return f"vw:{{{tag}}}:er:{artifact_id}"
 
     @staticmethod
@@ -236,6 +237,13 @@ class Keyspace:
         """hash (per partition and UTC day ``YYYY-MM-DD``): ``<artifact>/<version>/<user>``
         -> engaged ms that day (kept ``stats.engagement.DAY_KEEP_MS``)."""
         return f"vw:{{{tag}}}:ed:{day}"
+
+    @staticmethod
+    def engage_folds(tag: str) -> str:
+        """zset (per partition): packed session id (9 bytes) followed by the artifact id ->
+        when that session's engaged-time accumulator (in ``engage_reports``) is due to be
+        credited, for each accumulator holding time (lua/lib/engage.lua)."""
+        return f"vw:{{{tag}}}:efold"
 
     @staticmethod
     def engage_dirty(tag: str) -> str:

@@ -17,6 +17,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TypeAlias
 
+import msgspec
+
 from presence_svc.redis.keys import ArtifactKeys, Keyspace
 from presence_svc.redis.resp import (
     Command,
@@ -29,6 +31,7 @@ from presence_svc.redis.resp import (
 from presence_svc.settings import Settings
 
 __all__ = [
+    "EngageFoldScript",
     "EngageRules",
     "Engagement",
     "HeartbeatScript",
@@ -260,6 +263,8 @@ class EngageRules(NamedTuple):
     """Lifetime of a day's totals hash."""
     day: str
     """The UTC day, ``YYYY-MM-DD``."""
+    fold_ms: int = 0
+    """A session's accumulated time is credited at most this often (0: every report)."""
 
 
 class Engagement(NamedTuple):
@@ -271,10 +276,11 @@ class Engagement(NamedTuple):
 
 class _Engaged(PresenceWriter):
     """A writer preceded by ``lib/engage.lua``'s ``engage()``: its keys plus the
-    artifact's last-report hash and the partition's dirty zset; its arguments plus
-    engage()'s 12 (the rules packed once per artifact and day)."""
+    artifact's accumulators hash and the partition's dirty and folds zsets; its arguments
+    plus engage()'s 7 (the rules packed once per artifact and day: the slack, the ceiling,
+    and what only a fold reads as one msgpack argument)."""
 
-    ENGAGE_ARGS = 12
+    ENGAGE_ARGS = 7
 
     def __init__(self) -> None:
         super().__init__()
@@ -282,7 +288,11 @@ class _Engaged(PresenceWriter):
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
         keys, args, _ = super()._shared(k, times)
-        keys += (Keyspace.engage_reports(k.tag, k.artifact_id), Keyspace.engage_dirty(k.tag))
+        keys += (
+            Keyspace.engage_reports(k.tag, k.artifact_id),
+            Keyspace.engage_dirty(k.tag),
+            Keyspace.engage_folds(k.tag),
+        )
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
 
@@ -296,7 +306,8 @@ class _Engaged(PresenceWriter):
         if cached is None or cached[0] != rules:
             if len(self._rules) >= _CACHED_HEADS:
                 self._rules.clear()
-            fixed = (*rules[:4], Keyspace.views_prefix(k.tag), *rules[4:])
+            fold = (*rules[2:4], Keyspace.views_prefix(k.tag), *rules[4:])
+            fixed = (rules.slack_ms, rules.ceiling_ms, msgspec.msgpack.encode(fold))
             cached = self._rules[k.artifact_id] = (rules, fixed, pack_bulks(fixed))
         user, version, ms = user_id.encode(), version_id.encode(), b"%d" % engaged.engaged_ms
         tail = call.tail if call.tail is not None else pack_bulks(call.own)
@@ -342,6 +353,25 @@ class LeaveEngagedScript(_Engaged, LeaveScript):
     ) -> ScriptCall:
         call = self.call(k, times, session, user_id, grace_ms)
         return self._engaged(call, k, session, user_id, "", engaged)
+
+
+class EngageFoldScript(Script):
+    PATH = "stats/engage_fold"
+
+    def call(self, tag: str, rules: EngageRules, limit: int) -> ScriptCall:
+        """Fold up to ``limit`` due accumulators of partition ``tag``."""
+        keys = (Keyspace.engage_folds(tag), Keyspace.engage_dirty(tag), Keyspace.outbox(tag))
+        args = (
+            rules.read_after_ms,
+            rules.floors,
+            Keyspace.views_prefix(tag),
+            Keyspace.presence_prefix(tag),
+            rules.day_ms,
+            rules.day,
+            rules.fold_ms,
+            limit,
+        )
+        return ScriptCall(self, keys, args)
 
 
 class SweepScript(PresenceWriter):
@@ -757,6 +787,7 @@ class Scripts:
         self.heartbeat_engaged = HeartbeatEngagedScript()
         self.leave_engaged = LeaveEngagedScript()
         self.engage_done = EngageDoneScript()
+        self.engage_fold = EngageFoldScript()
         self.viewers = ViewersScript()
         self.set_latest = SetLatestScript()
         self.hide_viewer = HideViewerScript()

@@ -1,11 +1,14 @@
 """Tier 2, engaged time: the rules a session's report is credited by.
 
-A heartbeat or a page-close beacon carrying ``engagedMs`` runs the presence writer with
-``lua/lib/engage.lua`` in front of it (``stats/heartbeat_engaged.lua``,
-``stats/leave_engaged.lua``): one atomic call on the artifact's slot that clamps the delta
-(``SLACK_MS``, the ceiling), credits the viewer of the version (only one with a view record
-of it), keeps the version's total, readers and histogram, and marks the day's total dirty
-for the worker (``ledger/engagement_flush``). A heartbeat without it runs the writer alone.
+A heartbeat carrying ``engagedMs`` runs the presence writer with ``lua/lib/engage.lua``
+in front of it (``stats/heartbeat_engaged.lua``): one atomic call on the artifact's slot
+that clamps the delta (``SLACK_MS``, the ceiling) and adds it to the session's
+accumulator. At most every ``PRESENCE_ENGAGEMENT_FOLD_S`` per session, at its leave (every
+leave runs ``stats/leave_engaged.lua``), at a version change, or by the worker once due
+(``stats/engagement_fold``), the accumulated time is credited to the viewer of the version
+(only one with a view record of it): the version's total, readers and histogram, and the
+day's total marked dirty for the worker (``ledger/engagement_flush``). A heartbeat without
+it runs the writer alone.
 """
 
 from __future__ import annotations
@@ -50,23 +53,35 @@ class EngagementRules:
         self.ceiling_ms = settings.online_timeout_ms
         """One report credits at most the online timeout: a longer gap between two
         heartbeats would have taken the session offline."""
+        self.fold_ms = settings.engagement_fold_ms
         self._fixed = (
             SLACK_MS,
             self.ceiling_ms,
             settings.read_after_ms,
             ",".join(str(f) for f in BUCKETS_S),
-            settings.away_timeout_ms + settings.online_timeout_ms,
+            # an accumulator outlives its fold interval (the worker folds it when due)
+            settings.away_timeout_ms + settings.online_timeout_ms + self.fold_ms,
             DAY_KEEP_MS,
         )
         self._day = -1
-        self._rules = EngageRules(*self._fixed, utc_day(0))
+        self._rules = EngageRules(*self._fixed, utc_day(0), self.fold_ms)
 
-    def engagement(self, engaged_ms: int) -> Engagement | None:
-        """What a heartbeat or a leave passes to the presence store: None for 0 (a plain
-        heartbeat, which costs nothing more)."""
-        if not engaged_ms:
-            return None
+    def rules(self) -> EngageRules:
+        """The rules as of now (today's day)."""
         day = int(time.time() // 86_400)
         if day != self._day:
-            self._day, self._rules = day, EngageRules(*self._fixed, utc_day(day * 86_400))
-        return Engagement(self._rules, engaged_ms)
+            self._day = day
+            self._rules = EngageRules(*self._fixed, utc_day(day * 86_400), self.fold_ms)
+        return self._rules
+
+    def engagement(self, engaged_ms: int) -> Engagement | None:
+        """What a heartbeat passes to the presence store: None for 0 (a plain heartbeat,
+        which costs nothing more)."""
+        if not engaged_ms:
+            return None
+        return Engagement(self.rules(), engaged_ms)
+
+    def leaving(self, engaged_ms: int) -> Engagement:
+        """What a leave passes: always one, so the session's accumulated time is credited
+        (``engaged_ms`` 0: only that)."""
+        return Engagement(self.rules(), engaged_ms)

@@ -343,6 +343,7 @@ async def test_a_live_session_reports_engaged_time_and_reads_it_back(
         heartbeat_interval_s=10.0,
         retention_s=60.0,
         engagement_flush_s=0.2,
+        engagement_fold_s=0.0,
     )
     async with (
         PresenceClient(url, _token(tokens, "alice")) as alice,

@@ -87,7 +87,10 @@ class Readers:
 
 @pytest.fixture
 async def client(make_client: MakeClient, ledger_url: str) -> AppClient:
-    return await make_client(online_timeout_s=30.0, retention_s=60.0, ledger_url=ledger_url)
+    # every report credited at once: these are about the flush (the fold: test_engagement_fold)
+    return await make_client(
+        online_timeout_s=30.0, retention_s=60.0, ledger_url=ledger_url, engagement_fold_s=0.0
+    )
 
 
 @pytest.mark.timeout(90)
@@ -116,6 +119,43 @@ async def test_totals_are_exact_across_a_worker_sigkill_and_two_workers(
         client, auth, "v2"
     )
     assert set(expected.values()) == {3000, 700}
+    assert await wait_for_db(ledger_url, expected) == expected
+
+
+@pytest.mark.timeout(90)
+async def test_deferred_totals_are_exact_across_a_worker_sigkill_and_two_workers(
+    make_client: MakeClient, auth: Auth, ledger_url: str, workers: Workers
+) -> None:
+    """Reports held in the sessions' accumulators: folded by later reports and by the
+    workers' fold (one SIGKILLed midway, two after), each credited once."""
+    fast = {"PRESENCE_ENGAGEMENT_FLUSH_S": "0.2", "PRESENCE_ENGAGEMENT_FOLD_S": "0.3"}
+    client = await make_client(
+        online_timeout_s=30.0, retention_s=60.0, ledger_url=ledger_url, engagement_fold_s=0.3
+    )
+    first = workers(ledger_url, **fast)
+    readers = Readers(client, auth)
+    await readers.start()
+    for _ in range(3):
+        await readers.round(700)
+        await asyncio.sleep(0.2)  # spread over folds: some by a report, some by the worker
+    await readers.round(900)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    await readers.round(400, "v2")  # v1's held time is credited by this report
+    workers(ledger_url, **fast)
+    workers(ledger_url, **fast)  # two at once fold and write nothing twice
+    await readers.round(300, "v2")
+    expected = {(("doc-1", v, u)): n for u in readers.users for v, n in (("v1", 3000), ("v2", 700))}
+
+    async def in_redis() -> dict[Key, int]:
+        return await engaged_in_redis(client, auth, "v1") | await engaged_in_redis(
+            client, auth, "v2"
+        )
+
+    deadline = time.monotonic() + 30
+    while await in_redis() != expected:  # v2's last reports: the workers' fold
+        assert time.monotonic() < deadline, await in_redis()
+        await asyncio.sleep(0.1)
     assert await wait_for_db(ledger_url, expected) == expected
 
 

@@ -17,6 +17,7 @@ from presence_svc.ledger.engagement_flush import EngagementFlush
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.privacy import jobs
 from presence_svc.privacy.erasure import TOMBSTONE_PREFIX
+from presence_svc.stats.engagement_fold import EngagementFold
 from tests.conftest import AppClient, MakeClient
 from tests.privacy.scan import database_findings, redis_findings
 
@@ -47,6 +48,12 @@ async def _counts(client: AppClient, auth: Auth) -> dict[str, Any]:
     return out
 
 
+async def _engaged(client: AppClient, auth: Auth) -> int:
+    stats = await _json(client, "/v1/artifacts/doc-1/stats", auth("d", scope="dashboard"))
+    engaged: int = stats["engagedMs"]
+    return engaged
+
+
 async def _alice_everywhere(client: AppClient, auth: Auth) -> LedgerDrain:
     """Alice: a profile, a session with state, views, a recently-here entry; her views
     partly in the ledger and partly still in the stream. Bob views too."""
@@ -74,27 +81,49 @@ async def _alice_everywhere(client: AppClient, auth: Auth) -> LedgerDrain:
         session = SESSION if headers is alice else "tab-bob-1234"
         view = {"artifactId": artifact, "versionId": version, "sessionId": session}
         assert (await client.post("/v1/views", json=view, headers=headers)).status == 200
-    # Engaged time on doc-1 v1: her day totals in Redis, part of them flushed to the database.
+    # Engaged time on doc-1 v1: her day totals in Redis, part of them flushed to the
+    # database, and more in her session's accumulator, not credited yet (the fold, 0.3 s).
     engaged = {"artifactId": "doc-1", "sessionId": SESSION, "versionId": "v1", "engagedMs": 900}
-    assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
     flush = EngagementFlush(app[REDIS], app[DATABASE].engagement, app[SETTINGS])
-    assert await flush.flush_once() >= 1
+    deadline = time.monotonic() + 10
+    while True:  # a report after the fold is due credits what came before
+        assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
+        if await flush.flush_once() >= 1:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
     assert (await client.post("/v1/heartbeat", json=engaged, headers=alice)).status == 200
     return drain
+
+
+def _accumulators(sync_redis: redis.Redis) -> int:
+    """Engaged-time accumulators held (lib/engage.lua's LR hashes) and due to be folded."""
+    held = sum(sync_redis.hlen(k) for k in sync_redis.scan_iter(match="vw:*:er:*"))
+    return held + sum(sync_redis.zcard(k) for k in sync_redis.scan_iter(match="vw:*:efold"))
 
 
 async def test_erasure_leaves_the_user_only_as_a_tombstone_and_keeps_every_count(
     make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, ledger_url: str
 ) -> None:
-    client = await make_client(ledger_url=ledger_url)
+    client = await make_client(ledger_url=ledger_url, engagement_fold_s=0.3)
     drain = await _alice_everywhere(client, auth)
     before = await _counts(client, auth)
+    engaged_before = await _engaged(client, auth)
     assert redis_findings(sync_redis, [n.encode() for n in NEEDLES])  # the scan sees her
     assert await database_findings(ledger_url, [USER, "Alice Liddell"])
+    assert _accumulators(sync_redis) >= 2  # her session's time, not credited yet
 
     response = await client.delete(f"/v1/users/{USER}", headers=auth("root", scope="admin"))
     assert response.status == 204, await response.text()
     await drain.drain_once()  # her last view was still in the stream: under the tombstone
+    # Her accumulated time is credited to nobody: the fold finds her session gone.
+    fold = EngagementFold(client.server.app[REDIS], client.server.app[SETTINGS])
+    deadline = time.monotonic() + 10
+    while _accumulators(sync_redis):
+        assert await fold.fold_once() == 0
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert await _engaged(client, auth) == engaged_before
 
     assert redis_findings(sync_redis, [n.encode() for n in NEEDLES]) == []
     assert await database_findings(ledger_url, [USER, SESSION, "Alice Liddell"]) == []
@@ -190,7 +219,7 @@ async def test_erasure_rewrites_her_presence_changes_in_the_webhook_outboxes(
     """With webhooks on, the writers append every presence change (her joins and leaves,
     her session's state) to the partitions' outboxes: erasure rewrites them too, keeping
     each change for delivery."""
-    client = await make_client(ledger_url=ledger_url)
+    client = await make_client(ledger_url=ledger_url, engagement_fold_s=0.3)
     keys = client.server.app[PRESENCE].keys
     outboxes = [keys.outbox(tag) for tag in keys.tags]
     for outbox in outboxes:

@@ -22,9 +22,14 @@ SESSION = "tab-engage1"
 
 @pytest.fixture
 async def client(make_client: MakeClient) -> AppClient:
-    # timeouts long enough that a report's ceiling (the online timeout) is not what binds
+    # timeouts long enough that a report's ceiling (the online timeout) is not what binds;
+    # every report credited at once (deferred crediting: test_engagement_fold.py)
     return await make_client(
-        online_timeout_s=30.0, heartbeat_interval_s=10.0, retention_s=60.0, read_after_s=3.0
+        online_timeout_s=30.0,
+        heartbeat_interval_s=10.0,
+        retention_s=60.0,
+        read_after_s=3.0,
+        engagement_fold_s=0.0,
     )
 
 

@@ -81,7 +81,7 @@ async def test_a_first_view_sends_version_seen_once_with_whether_it_is_the_lates
 async def test_crossing_read_after_sends_version_read_once_with_the_engaged_time(
     make_hooks: Any,
 ) -> None:
-    hooks = await make_hooks(read_after_s=1.0, heartbeat_interval_s=10.0)
+    hooks = await make_hooks(read_after_s=1.0, heartbeat_interval_s=10.0, engagement_fold_s=0.0)
     async with receiving() as receiver:
         made = await hooks.create(receiver.url, ["version.read"])
         receiver.secrets.append(made["secret"])
@@ -110,7 +110,7 @@ async def test_crossing_read_after_sends_version_read_once_with_the_engaged_time
 async def test_a_viewer_with_hidden_view_history_goes_out_with_user_id_null(
     make_hooks: Any,
 ) -> None:
-    hooks = await make_hooks(read_after_s=1.0, heartbeat_interval_s=10.0)
+    hooks = await make_hooks(read_after_s=1.0, heartbeat_interval_s=10.0, engagement_fold_s=0.0)
     await _hide_views(hooks, "carol")
     async with receiving() as receiver:
         made = await hooks.create(receiver.url, ENGAGEMENT)
@@ -129,7 +129,7 @@ async def test_a_viewer_with_hidden_view_history_goes_out_with_user_id_null(
 async def test_nothing_is_written_or_sent_when_no_endpoint_subscribes(
     make_hooks: Any, sync_redis: redis.Redis
 ) -> None:
-    hooks = await make_hooks(read_after_s=1.0, heartbeat_interval_s=10.0)
+    hooks = await make_hooks(read_after_s=1.0, heartbeat_interval_s=10.0, engagement_fold_s=0.0)
     keys = hooks.client.server.app[PRESENCE].keys
     outboxes = [keys.outbox(tag) for tag in keys.tags]
     async with receiving() as views, receiving() as presence:

@@ -1,0 +1,175 @@
+"""Deferred crediting of engaged time against the real Redis: a report only adds to its
+session's accumulator; the viewer is credited at a leave, a version change, a report once
+the fold is due, or by the worker's fold for a session that stopped reporting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis
+
+from presence_svc.http.resources import REDIS, SETTINGS
+from presence_svc.redis.keys import Keyspace
+from presence_svc.settings import ConfigError, Settings
+from presence_svc.stats.engagement import SLACK_MS
+from presence_svc.stats.engagement_fold import EngagementFold
+from tests.conftest import AppClient, MakeClient
+from tests.stats.test_engagement import SESSION, Auth, beat, stats, view, viewers
+
+LONG = dict(online_timeout_s=30.0, heartbeat_interval_s=10.0, retention_s=60.0, read_after_s=3.0)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def leave(client: AppClient, auth: Auth, user: str, **body: Any) -> None:
+    payload = {"artifactId": "doc-1", "sessionId": SESSION, **body}
+    response = await client.post("/v1/leave", json=payload, headers=auth(user))
+    assert response.status == 200, await response.text()
+
+
+async def test_reports_wait_in_the_accumulator_and_a_leave_credits_them_clamped(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    client = await make_client(**LONG)  # the default fold: 60 s
+    await view(client, auth, "alice")
+    started = time.monotonic()
+    assert await beat(client, auth, "alice", versionId="v1") == 200
+    for _ in range(3):
+        assert await beat(client, auth, "alice", 600_000, versionId="v1") == 200
+    assert await viewers(client, auth) == {"alice": 0}  # not credited yet
+    keys = Keyspace(settings.partitions)
+    tag = keys.tag_of("doc-1")
+    assert sync_redis.zcard(keys.engage_folds(tag)) == 1  # due for the worker's fold
+    assert sync_redis.zcard(keys.engage_dirty(tag)) == 0  # nothing for the database yet
+    await leave(client, auth, "alice")  # no engagedMs: the leave credits what is held
+    elapsed_ms = (time.monotonic() - started) * 1000
+    credited = (await viewers(client, auth))["alice"]
+    # three reports, each at most the time since the one before plus the slack
+    assert 0 < credited <= elapsed_ms + 3 * SLACK_MS + 50
+    assert (await stats(client, auth))["engagedMs"] == credited
+    assert sync_redis.zcard(keys.engage_folds(tag)) == 0
+    assert sync_redis.hlen(keys.engage_reports(tag, "doc-1")) == 0
+    assert sync_redis.zcard(keys.engage_dirty(tag)) == 1
+
+
+async def test_a_version_change_credits_the_version_the_time_was_spent_on(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(**LONG)
+    await view(client, auth, "alice", "v1")
+    await view(client, auth, "alice", "v2")
+    await beat(client, auth, "alice", versionId="v1")
+    for _ in range(2):
+        assert await beat(client, auth, "alice", 1_500, versionId="v1") == 200
+    assert await beat(client, auth, "alice", 700, versionId="v2") == 200
+    assert await viewers(client, auth, "v1") == {"alice": 3_000}
+    assert await viewers(client, auth, "v2") == {"alice": 0}  # held until its own fold
+    assert await beat(client, auth, "alice", 300) == 200  # no versionId: the session's, v2
+    await leave(client, auth, "alice", engagedMs=1_000)  # the beacon's time too
+    assert await viewers(client, auth, "v2") == {"alice": 2_000}
+    by_version = {v["versionId"]: v for v in (await stats(client, auth))["versions"]}
+    assert (by_version["v1"]["engagedMs"], by_version["v1"]["readers"]) == (3_000, 1)
+    assert (by_version["v2"]["engagedMs"], by_version["v2"]["readers"]) == (2_000, 0)
+
+
+async def test_a_report_once_the_fold_is_due_credits_and_readers_count_once(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(**{**LONG, "engagement_fold_s": 0.3})
+    await view(client, auth, "alice")
+    await beat(client, auth, "alice", versionId="v1")
+    sent = 0
+
+    async def credited() -> bool:
+        nonlocal sent
+        assert await beat(client, auth, "alice", 1_000, versionId="v1") == 200
+        sent += 1_000
+        return (await viewers(client, auth))["alice"] > 0
+
+    await _until(credited)
+    await _until(credited)
+    await leave(client, auth, "alice")
+    assert (await viewers(client, auth))["alice"] == sent  # 1 s reports, all within the clamp
+    version = (await stats(client, auth))["versions"][0]
+    assert (version["engagedMs"], version["readers"]) == (sent, 1 if sent >= 3_000 else 0)
+
+
+async def test_the_worker_folds_a_session_that_stopped_reporting(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    client = await make_client(**{**LONG, "engagement_fold_s": 0.3})
+    await view(client, auth, "alice")
+    await view(client, auth, "bob")
+    await beat(client, auth, "alice", versionId="v1")
+    await beat(client, auth, "bob", versionId="v1", sessionId="tab-bob-1")
+    assert await beat(client, auth, "alice", 1_200, versionId="v1") == 200
+    assert await beat(client, auth, "bob", 800, versionId="v1", sessionId="tab-bob-1") == 200
+    # bob's tab closes without a beacon: its session ends; alice's stays online, quiet
+    sync_redis.hdel(
+        Keyspace(settings.partitions).artifact("doc-1").info, b"#" + _digest("tab-bob-1")
+    )
+    app = client.server.app
+    fold = EngagementFold(app[REDIS], app[SETTINGS])
+    keys = Keyspace(settings.partitions)
+    folds = keys.engage_folds(keys.tag_of("doc-1"))
+    folded = 0
+
+    async def done() -> bool:  # both due (each within 0.3 s, by its session id)
+        nonlocal folded
+        folded += await fold.fold_once()
+        return sync_redis.zcard(folds) == 0
+
+    await _until(done)
+    assert folded == 1  # alice's; bob's session is gone: his time is dropped
+    assert await viewers(client, auth) == {"alice": 1_200, "bob": 0}
+    assert await fold.fold_once() == 0  # once only
+    # alice's accumulator stays (emptied) as her next report's clamp; bob's is gone
+    assert sync_redis.hlen(keys.engage_reports(keys.tag_of("doc-1"), "doc-1")) == 1
+
+
+async def test_another_users_report_on_the_session_adds_nothing(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    client = await make_client(**LONG)
+    await view(client, auth, "alice")
+    await view(client, auth, "mallory")
+    await beat(client, auth, "alice", versionId="v1")
+    assert await beat(client, auth, "alice", 1_000, versionId="v1") == 200
+    assert await beat(client, auth, "mallory", 25_000, versionId="v1") == 409
+    await leave(client, auth, "alice")
+    assert await viewers(client, auth) == {"alice": 1_000, "mallory": 0}
+
+
+@pytest.mark.parametrize("value", ["-1", "601", "x"])
+def test_a_bad_fold_interval_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_ENGAGEMENT_FOLD_S"):
+        Settings.from_env({"PRESENCE_ENGAGEMENT_FOLD_S": value})
+
+
+def _digest(session_id: str) -> bytes:
+    from hashlib import blake2b
+
+    return blake2b(session_id.encode(), digest_size=8).digest()
+
+
+async def test_a_last_report_kept_before_deferred_crediting_is_taken_as_none(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
+) -> None:
+    """An upgrade finds the old layout (the last report's ms as text) in the hash."""
+    client = await make_client(**LONG)
+    await view(client, auth, "alice")
+    keys = Keyspace(settings.partitions)
+    reports = keys.engage_reports(keys.tag_of("doc-1"), "doc-1")
+    sync_redis.hset(reports, b"#" + _digest(SESSION), str(int(time.time() * 1000)))
+    assert await beat(client, auth, "alice", 1_000, versionId="v1") == 200
+    await leave(client, auth, "alice")
+    assert await viewers(client, auth) == {"alice": 1_000}
