@@ -3,6 +3,10 @@ an artifact or user id, so the series count stays fixed however many users there
 
 from __future__ import annotations
 
+import asyncio
+import math
+from bisect import bisect_left
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -28,6 +32,8 @@ __all__ = [
     "WEBHOOK_DROPPED",
     "WEBHOOK_LAG_SECONDS",
     "count_refusal",
+    "count_view",
+    "fold",
     "observe_request",
     "observe_script",
 ]
@@ -97,32 +103,123 @@ RATE_LIMITER_ERRORS = Counter(
 )
 
 
+# A request's count and latency, a pipeline's latency and a view's outcome are tallied in
+# plain numbers and folded into the Prometheus children once per event-loop turn (and
+# before a scrape). ``inc``/``observe`` take a lock each, and under ``serve --processes``
+# write a memory-mapped file each: some 3 us per request on one process and 15-30 us on
+# several, against one fold per route per turn. A scrape never sees a turn's tallies
+# half-folded: the fold runs in one callback, and ``/metrics`` folds first.
+_BOUNDS = (*_FAST_BUCKETS, math.inf)
+
+
+class _Tally:
+    """Observations not folded yet: their count, their sum and each bucket's count."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * len(_BOUNDS)
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        # Prometheus puts a value in the first bucket whose bound is >= it.
+        self.buckets[bisect_left(_BOUNDS, seconds)] += 1
+
+    def into(self, histogram: Histogram) -> None:
+        """Add the tally to ``histogram`` (a labelled child) as ``observe`` would have."""
+        histogram._sum.inc(self.total)
+        for bucket, count in zip(histogram._buckets, self.buckets, strict=True):
+            if count:
+                bucket.inc(count)
+
+
 # ``labels(...)`` takes a lock and builds a key on every call; the children are bound once
-# per label combination (a fixed, small set) and reused, so a request costs one increment
-# and one observation.
+# per label combination (a fixed, small set) and reused.
 _REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 _SCRIPT_CHILDREN: dict[str, Histogram] = {}
+_requests: dict[tuple[str, str, int], _Tally] = {}
+_scripts: dict[str, _Tally] = {}
+_views = [0, 0]  # counted, debounced
+_fold_loop: asyncio.AbstractEventLoop | None = None
+"""The loop a fold is queued on (a loop closed with a fold queued, as a test's may be, is
+not waited for: the next loop queues its own)."""
+
+
+_running_loop = asyncio._get_running_loop  # the loop or None, without raising
+
+
+def _fold_soon() -> None:
+    global _fold_loop
+    loop = _running_loop()
+    if loop is None:  # no loop running here (a script): at once
+        fold()
+        return
+    _fold_loop = loop
+    loop.call_soon(fold)
+
+
+def fold() -> None:
+    """Fold the tallies into the Prometheus metrics (each loop turn, and before a scrape)."""
+    global _fold_loop
+    _fold_loop = None
+    if _requests:
+        for key, tally in _requests.items():
+            children = _REQUEST_CHILDREN.get(key)
+            if children is None:
+                route, method, status = key
+                children = _REQUEST_CHILDREN[key] = (
+                    REQUESTS.labels(route, method, str(status)),
+                    REQUEST_SECONDS.labels(route, method),
+                )
+            children[0].inc(tally.count)
+            tally.into(children[1])
+        _requests.clear()
+    if _scripts:
+        for name, tally in _scripts.items():
+            child = _SCRIPT_CHILDREN.get(name)
+            if child is None:
+                child = _SCRIPT_CHILDREN[name] = SCRIPT_SECONDS.labels(name)
+            tally.into(child)
+        _scripts.clear()
+    counted, debounced = _views
+    if counted:
+        VIEWS_COUNTED.inc(counted)
+    if debounced:
+        VIEWS_DEBOUNCED.inc(debounced)
+    _views[0] = _views[1] = 0
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answer and observe its latency."""
-    children = _REQUEST_CHILDREN.get((route, method, status))
-    if children is None:
-        children = _REQUEST_CHILDREN[(route, method, status)] = (
-            REQUESTS.labels(route, method, str(status)),
-            REQUEST_SECONDS.labels(route, method),
-        )
-    children[0].inc()
-    children[1].observe(seconds)
+    tally = _requests.get((route, method, status))
+    if tally is None:
+        tally = _requests[(route, method, status)] = _Tally()
+    tally.count += 1  # ``_Tally.add``, inlined: this runs for every request
+    tally.total += seconds
+    tally.buckets[bisect_left(_BOUNDS, seconds)] += 1
+    if _running_loop() is not _fold_loop:
+        _fold_soon()
 
 
 def observe_script(name: str, seconds: float) -> None:
     """Observe one script call, or one pipeline holding calls of it (once per pipeline:
     a coalesced batch of 50 heartbeats is one round trip, observed once)."""
-    child = _SCRIPT_CHILDREN.get(name)
-    if child is None:
-        child = _SCRIPT_CHILDREN[name] = SCRIPT_SECONDS.labels(name)
-    child.observe(seconds)
+    tally = _scripts.get(name)
+    if tally is None:
+        tally = _scripts[name] = _Tally()
+    tally.add(seconds)
+    if _running_loop() is not _fold_loop:
+        _fold_soon()
+
+
+def count_view(counted: bool) -> None:
+    """Count one recorded view: counted, or debounced (the same viewer's again, too soon)."""
+    _views[0 if counted else 1] += 1
+    if _running_loop() is not _fold_loop:
+        _fold_soon()
 
 
 def count_refusal(dependency: str, cause: str) -> None:

@@ -4,6 +4,7 @@ each next to the bare-aiohttp baseline measured in the same run."""
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import sys
 import tempfile
@@ -46,7 +47,7 @@ from presence_svc.bench.slowlog import slowest_command
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 
-__all__ = ["BenchConfig", "run_bench"]
+__all__ = ["BenchConfig", "run_bench", "seed_passes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,20 @@ def _reporter(progress: Progress, label: str) -> Callable[[int, float], None]:
     return lambda done, elapsed: progress.update(label, done, elapsed)
 
 
+def seed_passes(processes: int, missed: float = 0.01) -> int:
+    """How many times the seed (one heartbeat per user) is sent so that each of
+    ``processes`` server processes has seen a user's token with probability 1 - ``missed``.
+
+    Each process keeps its own token cache, and the kernel hands each new connection to
+    one process at random: one pass warms a user on one process only, and under ``serve
+    --processes 2`` half the measured requests then paid a first verification (a third of
+    their CPU) that one process never pays. Each pass opens fresh connections, so a user
+    lands on a process at random again."""
+    if processes <= 1:
+        return 1
+    return math.ceil(math.log(missed) / math.log(1 - 1 / processes))
+
+
 def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Progress) -> None:
     """The unmeasured part: preloaded sessions, one heartbeat per user, the profiles."""
     if config.preload:
@@ -212,7 +227,8 @@ def _prepare(target: _Target, config: BenchConfig, tokens: Tokens, progress: Pro
         preload_timeline(target.settings, TIMELINE_ARTIFACTS, TIMELINE_MINUTES + 10)
     seed = seed_requests(tokens, config.population)
     seeding = replace(config.options, max_requests=len(seed), duration_s=120, warmup=0)
-    measure(target.host, target.port, seed, seeding)
+    for _ in range(seed_passes(config.server_processes if config.spawn else 1)):
+        measure(target.host, target.port, seed, seeding)
     # what the scenarios need stored first (where-now's roaming tabs), and the profiles
     more = [r for name in config.scenarios for r in scenario_seed(name, tokens, config.population)]
     if config.profiles:

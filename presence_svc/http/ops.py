@@ -21,6 +21,7 @@ from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.http.openapi import openapi_document
 from presence_svc.http.resources import DATABASE, REDIS
 from presence_svc.http.wire import respond
+from presence_svc.metrics import fold
 from presence_svc.multiproc import METRICS_DIR_ENV
 from presence_svc.redis.refusal import refusal
 
@@ -67,6 +68,7 @@ async def readyz(request: web.Request) -> web.Response:
 @metrics_routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """This process's metrics, or every process's summed under ``serve --processes``."""
+    fold()  # this process's tallies of the current loop turn (``metrics``)
     registry = REGISTRY
     if METRICS_DIR_ENV in os.environ:
         registry = CollectorRegistry()

@@ -148,7 +148,7 @@ class ViewStore:
         )
         counted, views, unique, now = recorded
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
-        (metrics.VIEWS_COUNTED if view.counted else metrics.VIEWS_DEBOUNCED).inc()
+        metrics.count_view(view.counted)
         return view
 
     async def recent(self, user_id: str, limit: int) -> list[RecentItem]:
