@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
+from email.utils import formatdate
 
 from aiohttp import web
 
 from presence_svc import metrics
 from presence_svc.errors import problem_response
 
-__all__ = ["LAG_PROBE_S", "OVERLOAD_RETRY_AFTER_S", "Gate", "watch_lag"]
+__all__ = ["GATE", "LAG_PROBE_S", "OVERLOAD_RETRY_AFTER_S", "Gate", "watch_lag"]
 
 OVERLOAD_RETRY_AFTER_S = 1
 """A second is long enough for a burst to drain, short enough for a tab to retry soon."""
@@ -37,6 +39,8 @@ class Gate:
     """How many requests of one kind this process is answering, and how many it may."""
 
     __slots__ = (
+        "_canned",
+        "_canned_at",
         "_detail",
         "_headers",
         "_lag_detail",
@@ -60,6 +64,34 @@ class Gate:
             f"retry in {OVERLOAD_RETRY_AFTER_S} s"
         )
         self._headers = {"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
+        self._canned: tuple[bytes, bytes] = (b"", b"")
+        self._canned_at = 0
+
+    def canned_refusal(self, count: int) -> bytes:
+        """``refuse()``'s answer as bytes on the wire, ``count`` times (for ``shedding``,
+        which writes it before aiohttp parses the requests); counted as ``refuse()``."""
+        now = int(time.time())
+        if now != self._canned_at:  # the Date header changes once a second
+            self._canned = (self._wire(self._detail, now), self._wire(self._lag_detail, now))
+            self._canned_at = now
+        if self.open >= self.limit:
+            self._rejected.inc(count)
+            return self._canned[0] * count
+        self._rejected_lag.inc(count)
+        return self._canned[1] * count
+
+    @staticmethod
+    def _wire(detail: str, now: int) -> bytes:
+        response = problem_response(503, "Service Unavailable", detail, slug="overloaded")
+        assert isinstance(response.body, bytes)
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\n"
+            f"Content-Type: {response.headers['Content-Type']}\r\n"
+            f"Content-Length: {len(response.body)}\r\n"
+            f"Retry-After: {OVERLOAD_RETRY_AFTER_S}\r\n"
+            f"Date: {formatdate(now, usegmt=True)}\r\n\r\n"
+        )
+        return head.encode() + response.body
 
     def refuse(self) -> web.Response:
         """The 503 for one request over the cap (or while shedding), counted by reason."""
@@ -72,6 +104,10 @@ class Gate:
         return problem_response(
             503, "Service Unavailable", detail, slug="overloaded", headers=self._headers
         )
+
+
+GATE = web.AppKey("requests_gate", Gate)
+"""The app's requests gate, for ``shedding`` (which refuses before aiohttp parses)."""
 
 
 def watch_lag(gate: Gate, max_lag_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
