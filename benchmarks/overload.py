@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -271,14 +272,26 @@ async def run(
     results = []
     for _ in range(rounds):  # normal then overload, again: each ratio within one round
         phase[0] = "capacity"
+        cpu_before, own_before = cpu_s(pid), own_cpu_s()
         normal, elapsed = await closed_loop(port, requests, seconds)
+        cpu_normal, own_normal = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
         capacity_rps = len(normal.latencies.get(200, ())) / elapsed
         phase[0] = "overload"
+        cpu_before, own_before = cpu_s(pid), own_cpu_s()
         over = await open_loop(port, requests, capacity_rps * factor, seconds)
-        results.append(round_figures(normal, elapsed, over, seconds))
+        cpu_over, own_over = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
+        figures = round_figures(normal, elapsed, over, seconds)
+        # The serve process's share of a core in each phase: a starved server (the load
+        # generator or a neighbour took its CPU) shows here, not in the latencies.
+        figures["server_cpu_share_capacity"] = round(cpu_normal / elapsed, 2)
+        figures["server_cpu_share_overload"] = round(cpu_over / seconds, 2)
+        figures["loadgen_cpu_share_capacity"] = round(own_normal / elapsed, 2)
+        figures["loadgen_cpu_share_overload"] = round(own_over / seconds, 2)
+        results.append(figures)
     phase[0] = "after"
     await asyncio.sleep(1)
     sampler.cancel()
+    refusals = await scrape_refusals(port)
     rss = {p: [s[2] for s in samples if s[1] == p] for p in ("capacity", "overload")}
     ratios = [r["accepted_p99_vs_capacity_p99"] for r in results]
     known = sorted(r for r in ratios if r is not None)
@@ -290,12 +303,34 @@ async def run(
         "ratio_per_round": ratios,
         "ratio_median": known[len(known) // 2] if known else None,
         "rounds": results,
+        **refusals,
         "rss_mib_capacity_first": rss["capacity"][0] if rss["capacity"] else None,
         "rss_mib_capacity_end": rss["capacity"][-1] if rss["capacity"] else None,
         "rss_mib_overload_max": max(rss["overload"], default=None),
         "rss_mib_overload_end": rss["overload"][-1] if rss["overload"] else None,
         "rss_mib_samples": [s[2] for s in samples if s[1] in ("capacity", "overload")][::4],
     }
+
+
+async def scrape_refusals(port: int) -> dict[str, float]:
+    """Refusals counted by the service: all of them, and those that reached a route (the
+    rest were answered before aiohttp parsed them)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    total = routed = 0.0
+    for line in text.splitlines():
+        if line.startswith('presence_overload_rejected_total{reason="requests"}'):
+            total += float(line.split()[-1])
+        elif line.startswith("presence_requests_total{") and 'status="503"' in line:
+            routed += float(line.split()[-1])
+    return {"refused_total": total, "refused_after_routing": routed}
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_s(pid: int) -> float:
