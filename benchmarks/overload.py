@@ -323,7 +323,7 @@ async def scrape_refusals(port: int) -> dict[str, float]:
     for line in text.splitlines():
         if line.startswith('presence_overload_rejected_total{reason="requests"}'):
             total += float(line.split()[-1])
-        elif line.startswith("presence_requests_total{") and 'status="503"' in line:
+        elif line.startswith("presence_http_requests_total{") and 'status="503"' in line:
             routed += float(line.split()[-1])
     return {"refused_total": total, "refused_after_routing": routed}
 

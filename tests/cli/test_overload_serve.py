@@ -23,7 +23,7 @@ CODEC = TokenCodec(SECRET)
 # The benchmark's normal concurrency is 64 connections; more here, below the default cap.
 NORMAL_CONNECTIONS = 100
 REJECTED = 'presence_overload_rejected_total{reason="requests"}'
-HEARTBEAT_503 = 'presence_requests_total{method="POST",route="/v1/heartbeat",status="503"}'
+HEARTBEAT_503 = 'presence_http_requests_total{method="POST",route="/v1/heartbeat",status="503"}'
 
 
 @pytest.fixture
