@@ -48,11 +48,14 @@ class Gate:
         "_rejected_lag",
         "limit",
         "open",
+        "pending",
         "shedding",
     )
 
     def __init__(self, reason: str, limit: int, what: str) -> None:
         self.open = 0
+        self.pending = 0
+        """Requests read but not yet at their handlers (counted by ``shedding``, if used)."""
         self.limit = limit
         self.shedding = False
         """Set by ``watch_lag`` while the event loop runs late: everything is refused."""
@@ -74,7 +77,7 @@ class Gate:
         if now != self._canned_at:  # the Date header changes once a second
             self._canned = (self._wire(self._detail, now), self._wire(self._lag_detail, now))
             self._canned_at = now
-        if self.open >= self.limit:
+        if self.open + self.pending >= self.limit:
             self._rejected.inc(count)
             return self._canned[0] * count
         self._rejected_lag.inc(count)

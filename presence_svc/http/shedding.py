@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from presence_svc.http.admission import GATE, Gate
 from presence_svc.http.resources import SETTINGS
@@ -85,33 +87,38 @@ def requests_in(data: bytes, cors: bool) -> int:
 
 
 class SheddingHandler(RequestHandler):
-    """aiohttp's protocol, with the canned refusal in front of its parser."""
+    """aiohttp's protocol, with the canned refusal in front of its parser.
 
-    __slots__ = ("_cors", "_gate")
+    A request read but not yet at its handler is ``pending`` on the gate: under load one
+    turn of the event loop reads hundreds of requests before any handler starts, and the
+    in-flight count alone would let them all through to be refused the slow way."""
+
+    __slots__ = ("_cors", "_gate", "_pending")
 
     _gate: Gate
     _cors: bool
+    _pending: bool
 
     def data_received(self, data: bytes) -> None:
-        gate = self._gate
-        if (gate.open >= gate.limit or gate.shedding) and self._shed(data):
-            return
+        waiter = self._waiter
+        if (
+            not self._pending
+            and waiter is not None
+            and not waiter.done()
+            and not self._messages
+            and self._payload_parser is None
+        ):  # the first bytes of a request on a connection between requests
+            gate = self._gate
+            if (gate.open + gate.pending >= gate.limit or gate.shedding) and self._shed(data):
+                return
+            self._pending = True
+            gate.pending += 1
         super().data_received(data)
 
     def _shed(self, data: bytes) -> bool:
-        """Answer ``data`` with canned 503s if it is only whole plain requests and the
-        connection is between requests (else aiohttp would answer in another order)."""
-        waiter = self._waiter
-        if (
-            waiter is None
-            or waiter.done()
-            or self._messages
-            or self._payload_parser is not None
-            or self._upgraded
-            or self._close
-            or self._force_close
-            or self.transport is None
-        ):
+        """Answer ``data`` with canned 503s if it is only whole plain requests (else
+        aiohttp takes it and ``edge`` refuses what is still over the cap)."""
+        if self._upgraded or self._close or self._force_close or self.transport is None:
             return False
         count = requests_in(data, self._cors)
         if not count:
@@ -120,6 +127,25 @@ class SheddingHandler(RequestHandler):
         if self._keepalive_handle is not None:  # the connection was used: idle from now
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return True
+
+    def _handle_request(
+        self,
+        request: BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        """Called as the request reaches its handler: no longer pending."""
+        self._settle()
+        return super()._handle_request(request, start_time, request_handler)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._settle()
+        super().connection_lost(exc)
+
+    def _settle(self) -> None:
+        if self._pending:
+            self._pending = False
+            self._gate.pending -= 1
 
 
 class _SheddingServer(web.Server):
@@ -132,6 +158,7 @@ class _SheddingServer(web.Server):
         handler = SheddingHandler(self, loop=self._loop, **self._kwargs)
         handler._gate = self.gate
         handler._cors = self.cors
+        handler._pending = False
         return handler
 
 
