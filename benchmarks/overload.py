@@ -402,6 +402,13 @@ def main() -> None:
         "the other",
     )
     parser.add_argument(
+        "--nice",
+        type=int,
+        help="run serve (and its Redis) and the load generator at this niceness (negative "
+        "needs root): on a machine shared with other jobs, both get the CPU first, as on a "
+        "quiet machine",
+    )
+    parser.add_argument(
         "--refusal-cost",
         action="store_true",
         help="instead: server CPU per refused heartbeat against per answered one",
@@ -426,7 +433,12 @@ def main() -> None:
             argv = ["taskset", "-c", "0", *argv]  # exec'd in place: the pid stays serve's
             os.sched_setaffinity(0, {1})
             extra["pinned"] = "serve+redis on cpu 0, load generator on cpu 1"
+        if args.nice is not None:
+            argv = ["nice", "-n", str(args.nice), *argv]  # exec'd in place too
+            extra["nice"] = str(args.nice)
         with started_process(argv, port=port, ready_path="/readyz", env=env) as server:
+            if args.nice is not None:
+                os.nice(args.nice)  # after the start: serve's niceness is not added to it
             with contextlib.suppress(ImportError):
                 import uvloop
 
