@@ -26,8 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -128,15 +127,16 @@ class SheddingHandler(RequestHandler):
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return True
 
-    def _handle_request(
+    async def _handle_request(
         self,
         request: BaseRequest,
         start_time: float | None,
         request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
-    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
-        """Called as the request reaches its handler: no longer pending."""
+    ) -> tuple[web.StreamResponse, bool]:
+        """Runs as the request reaches its handler (aiohttp starts it as a task, a turn
+        after the request was read): no longer pending, in flight from here."""
         self._settle()
-        return super()._handle_request(request, start_time, request_handler)
+        return await super()._handle_request(request, start_time, request_handler)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._settle()
