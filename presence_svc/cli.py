@@ -310,6 +310,7 @@ def _serve_app(
     from aiohttp import web
 
     from presence_svc.http.app import create_app, metrics_ctx
+    from presence_svc.http.shedding import run_app
 
     app = create_app(settings)
     if metrics is not None:
@@ -322,14 +323,8 @@ def _serve_app(
 
     app.on_startup.append(serving)  # after the cleanup contexts: Redis, database, worker
     gc.freeze()  # start-up objects never change: keep them out of GC passes
-    web.run_app(
-        app,
-        sock=sockets,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-        loop=_event_loop(),
-    )
+    # aiohttp's run_app, with connections that refuse past the requests gate before parsing
+    run_app(app, sockets, _event_loop(), shutdown_timeout=10)
     return 0
 
 

@@ -99,8 +99,10 @@ class Settings:
     metrics_addr: tuple[str, int] | None = None
     """Serve ``/metrics`` only on this ``(host, port)``, not on the API's port; None: on
     the API's port."""
-    max_inflight: int = 256
-    """Requests one process answers at once; more get a 503 at once (not a queue)."""
+    max_inflight: int = 128
+    """Requests one process answers at once (those read but not yet at a handler count
+    too); more get a 503 at once (not a queue). Twice the benchmark's normal concurrency:
+    the requests let in wait behind at most about twice what they wait at normal load."""
     max_streams: int = 5000
     """Event streams one process holds open; more get a 503."""
     max_loop_lag_ms: int = 0

@@ -24,7 +24,7 @@ from presence_svc.http import (
     webhooks,
     where,
 )
-from presence_svc.http.admission import Gate, watch_lag
+from presence_svc.http.admission import GATE, Gate, watch_lag
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
 from presence_svc.http.resources import (
@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     # overload) is behind a cap; a stream is long-lived, so streams have a cap of their own.
     requests = Gate("requests", settings.max_inflight, "requests in flight")
     streams = Gate("streams", settings.max_streams, "open event streams")
+    app[GATE] = requests  # ``serve`` sheds on it before parsing (``shedding``)
     if settings.max_loop_lag_ms:
         app.cleanup_ctx.append(watch_lag(requests, settings.max_loop_lag_ms / 1000))
     add_routes(app, presence.routes, requests)

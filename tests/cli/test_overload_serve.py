@@ -1,0 +1,150 @@
+"""Overload at the defaults, against the real ``presence-svc serve`` process: normal load
+(every connection waiting for its answer before sending the next request) is never
+refused; past the requests cap the answer is a 503 problem+json with ``Retry-After``,
+written before the request is parsed, keep-alive intact, while probes and scrapes answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from presence_svc.auth import TokenCodec
+from presence_svc.settings import Settings
+from tests.cli.test_cli import Server, _wait_ready
+from tests.conftest import free_port
+
+SECRET = "overload-test-secret-0123456789abcdef0123456789"
+CODEC = TokenCodec(SECRET)
+# The benchmark's normal concurrency is 64 connections; more here, below the default cap.
+NORMAL_CONNECTIONS = 100
+REJECTED = 'presence_overload_rejected_total{reason="requests"}'
+HEARTBEAT_503 = 'presence_http_requests_total{method="POST",route="/v1/heartbeat",status="503"}'
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """``serve`` at the default caps (only the secret is set, to mint tokens here)."""
+    started = Server(tmp_path / "data", free_port(), PRESENCE_JWT_SECRET=SECRET)
+    yield started
+    started.reap()
+
+
+def heartbeat(user: str, session: str, *, hold_back: int = 0) -> bytes:
+    """A heartbeat request's bytes, all but the last ``hold_back`` ones."""
+    body = json.dumps({"artifactId": "doc-1", "sessionId": session}).encode()
+    head = (
+        "POST /v1/heartbeat HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Bearer {CODEC.issue(user, ttl_s=600)}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    data = head + body
+    return data[: len(data) - hold_back]
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
+
+
+async def answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One response from a keep-alive connection: status, headers (lower-case), body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    lines = head.decode().split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 30)
+    return int(lines[0].split()[1]), headers, body
+
+
+async def metric(port: int, name: str) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(get("/metrics"))
+    status, _, body = await answer(reader)
+    writer.close()
+    assert status == 200
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", body.decode(), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.timeout(120)
+async def test_normal_load_is_never_refused_at_the_defaults(server: Server) -> None:
+    await _wait_ready(server)
+    assert Settings().max_inflight > NORMAL_CONNECTIONS
+
+    async def client(n: int) -> list[int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        statuses = []
+        for beat in range(10):  # back to back, each once the previous one is answered
+            writer.write(heartbeat(f"user-{n}", f"tab-{n:04d}-{beat % 2}"))
+            statuses.append((await answer(reader))[0])
+        writer.close()
+        return statuses
+
+    answers = await asyncio.gather(*(client(n) for n in range(NORMAL_CONNECTIONS)))
+    assert [s for statuses in answers for s in statuses] == [200] * NORMAL_CONNECTIONS * 10
+    assert await metric(server.port, REJECTED) == 0
+
+
+@pytest.mark.timeout(120)
+async def test_past_the_cap_a_canned_503_before_parsing_and_probes_still_answer(
+    server: Server,
+) -> None:
+    await _wait_ready(server)
+    cap = Settings().max_inflight
+    # ``cap`` heartbeats sent but for their last byte: as many handlers in flight.
+    held = []
+    for n in range(cap):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(heartbeat(f"held-{n}", f"tab-held-{n:04d}", hold_back=1))
+        held.append((reader, writer, n))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # until every held request has reached its handler
+        writer.write(heartbeat("carol", "tab-carol-0001"))
+        status, headers, body = await answer(reader)
+        if status == 503:
+            break
+        assert status == 200
+        assert asyncio.get_running_loop().time() < deadline, "the cap was never reached"
+        await asyncio.sleep(0.05)
+    refused_by_edge = await metric(server.port, HEARTBEAT_503)
+    rejected = await metric(server.port, REJECTED)
+
+    # The same connection, kept alive: refused again, one by one and pipelined.
+    writer.write(heartbeat("carol", "tab-carol-0001"))
+    answers = [await answer(reader)]
+    writer.write(heartbeat("dave", "tab-dave-0001") + heartbeat("erin", "tab-erin-0001"))
+    answers += [await answer(reader), await answer(reader)]
+    for status, headers, body in answers:
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert headers["content-type"].startswith("application/problem+json")
+        assert "date" in headers
+        problem = json.loads(body)
+        assert problem["type"] == "urn:presence-svc:problem:overloaded"
+        assert problem["status"] == 503
+        assert f"limit of {cap} requests in flight" in problem["detail"]
+    # Probes and scrapes still answer, on that connection too.
+    for path in ("/healthz", "/readyz", "/metrics"):
+        writer.write(get(path))
+        assert (await answer(reader))[0] == 200, path
+    # Refused before aiohttp parsed them: counted as refusals, never reached a route.
+    assert await metric(server.port, REJECTED) == rejected + 3
+    assert await metric(server.port, HEARTBEAT_503) == refused_by_edge
+
+    # The held requests finish normally; the refused connection is served again.
+    for held_reader, held_writer, n in held:
+        held_writer.write(b"}")
+        status, _, _ = await answer(held_reader)
+        assert status == 200, n
+        held_writer.close()
+    writer.write(heartbeat("carol", "tab-carol-0001"))
+    assert (await answer(reader))[0] == 200
+    writer.close()
