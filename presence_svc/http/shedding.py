@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -35,7 +38,9 @@ from aiohttp.web_request import BaseRequest
 from presence_svc.http.admission import GATE, Gate
 from presence_svc.http.resources import SETTINGS
 
-__all__ = ["SheddingRunner", "requests_in", "run_app"]
+__all__ = ["SheddingRunner", "compatible", "requests_in", "run_app"]
+
+log = logging.getLogger(__name__)
 
 _METHODS = frozenset((b"GET", b"POST", b"PUT", b"DELETE", b"PATCH"))
 _PROTOCOL = b" HTTP/1.1"
@@ -162,13 +167,50 @@ class _SheddingServer(web.Server):
         return handler
 
 
+_HANDLER_STATE = (
+    "_waiter",
+    "_messages",
+    "_payload_parser",
+    "_upgraded",
+    "_close",
+    "_force_close",
+    "_keepalive_handle",
+    "_next_keepalive_close_time",
+    "_keepalive_timeout",
+    "_loop",
+)
+
+
+def compatible() -> bool:
+    """Whether this aiohttp's protocol has the internals the shedding handler reads (they
+    are private: a release that renames one turns shedding off, not the service)."""
+    slots: set[str] = set()
+    for cls in RequestHandler.__mro__:
+        slots.update(getattr(cls, "__slots__", ()))
+    try:
+        handle = inspect.signature(RequestHandler._handle_request)
+    except (AttributeError, ValueError):
+        return False
+    return (
+        all(name in slots for name in _HANDLER_STATE)
+        and list(handle.parameters) == ["self", "request", "start_time", "request_handler"]
+        and callable(getattr(web.AppRunner, "_make_server", None))
+    )
+
+
 class SheddingRunner(web.AppRunner):
     """An ``AppRunner`` whose connections shed past the app's requests gate."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         app = self.app
-        if GATE in app:
+        if GATE in app and not compatible():
+            log.warning(
+                "shedding before parsing is off: this aiohttp's internals differ; "
+                "requests over the cap are refused after routing",
+                extra={"aiohttp": aiohttp.__version__},
+            )
+        elif GATE in app and hasattr(server, "_kwargs"):
             server.__class__ = _SheddingServer  # aiohttp's own, with another factory
             assert isinstance(server, _SheddingServer)
             server.gate = app[GATE]

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from presence_svc.http.shedding import requests_in
+from presence_svc.http import shedding
+from presence_svc.http.app import create_app
+from presence_svc.http.shedding import compatible, requests_in
+from presence_svc.settings import Settings
 
 
 def request(
@@ -64,3 +67,24 @@ def test_with_cors_a_request_from_a_browser_goes_to_aiohttp_for_its_cors_headers
     assert requests_in(browser, cors=True) == 0
     assert requests_in(browser, cors=False) == 1
     assert requests_in(request(), cors=True) == 1
+
+
+def test_the_installed_aiohttp_has_the_internals_shedding_reads() -> None:
+    """Else ``serve`` runs without shedding before parsing (logged), refusing after routing
+    as the test server does: a new aiohttp that renames them is noticed here."""
+    assert compatible()
+
+
+async def test_an_aiohttp_without_those_internals_serves_without_shedding(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    app = create_app(settings)
+    for works, server_class in ((True, "_SheddingServer"), (False, "Server")):
+        monkeypatch.setattr(shedding, "compatible", lambda works=works: works)
+        runner = shedding.SheddingRunner(app)
+        await runner.setup()
+        try:
+            assert type(runner.server).__name__ == server_class
+        finally:
+            await runner.cleanup()
+        app = create_app(settings)
