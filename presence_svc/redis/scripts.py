@@ -39,7 +39,7 @@ __all__ = [
     "ScriptCall",
     "Scripts",
     "SetLatestScript",
-    "TakeTokenScript",
+    "SettleTokensScript",
     "TimelineDoneScript",
     "TimelineDueScript",
     "TimelineReadScript",
@@ -584,11 +584,11 @@ class SetLatestScript(Script):
         return ScriptCall(self, (keys.artifact_latest(artifact_id),), (version_id,))
 
 
-class TakeTokenScript(Script):
-    PATH = "limits/take"
+class SettleTokensScript(Script):
+    PATH = "limits/settle"
 
-    def call(self, bucket_key: str, interval_ms: float, burst: int, lease: int) -> ScriptCall:
-        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst, lease))
+    def call(self, bucket_key: str, interval_ms: float, burst: int, admitted: int) -> ScriptCall:
+        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst, admitted))
 
 
 class TrimStreamScript(Script):
@@ -734,7 +734,7 @@ class Scripts:
         self.hide_viewer = HideViewerScript()
         self.privacy_set = PrivacySetScript()
         self.trim_stream = TrimStreamScript()
-        self.take_token = TakeTokenScript()
+        self.settle_tokens = SettleTokensScript()
         self.timeline_read = TimelineReadScript()
         self.timeline_due = TimelineDueScript()
         self.timeline_done = TimelineDoneScript()
