@@ -146,7 +146,7 @@ class Limiter:
                 log.exception("rate limit settlement failed")
             now = time.monotonic()
             if now - swept >= _SWEEP_S or len(self._known) > _REMEMBERED:
-                self._forget(now)
+                self.forget_idle()
                 swept = now
 
     async def settle(self) -> None:
@@ -188,12 +188,17 @@ class Limiter:
             metrics.RATE_LIMITER_ERRORS.inc(sum(isinstance(a, BaseException) for a in answers))
             log.warning("rate limits not settled with redis", extra={"error": repr(failed)})
 
-    def _forget(self, now: float) -> None:
-        """Drop the buckets back to full with nothing to settle: a user not heard of is
-        taken to have a full bucket anyway. Past ``_REMEMBERED``, any with nothing to
-        settle (such a user is then admitted on a full bucket again: within the bound of
-        a process that never heard of them)."""
-        known = self._known
+    @property
+    def remembered(self) -> int:
+        """Buckets this process knows something of."""
+        return len(self._known)
+
+    def forget_idle(self) -> int:
+        """Drop the buckets back to full with nothing to settle (a user not heard of is
+        taken to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to
+        settle (such a user is then admitted as by a process that never heard of them,
+        within the same bound). Returns how many are left."""
+        known, now = self._known, time.monotonic()
         for key in [
             k
             for k, v in known.items()
@@ -204,6 +209,7 @@ class Limiter:
         if len(known) > _REMEMBERED:
             for key in [k for k, v in known.items() if not (v.used or v.settling)]:
                 del known[key]
+        return len(known)
 
 
 def _refused(route_class: RouteClass, bucket: Bucket, wait_s: float) -> RateLimited:
