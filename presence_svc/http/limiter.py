@@ -3,7 +3,8 @@ class in Redis (``lua/limits/settle.lua``, on the user's slot), shared by every 
 and host. Admin tokens are never limited.
 
 A request is admitted on what this process knows, with no Redis work on its path: the
-bucket's last answer, the refill since, less what this process admitted since. What it
+bucket's last answer, the refill since, less what this process admitted since (GCRA, as
+in Redis). What it
 admits is counted per user and class, and a background task settles it every
 ``PRESENCE_RATE_LIMIT_SETTLE_S`` in one pipelined round trip (one script call per bucket),
 each answer saying what the bucket holds now. A user this process has not heard of is
@@ -57,12 +58,12 @@ _Key = tuple[str, RouteClass]
 
 @dataclass(slots=True)
 class _Known:
-    """What this process knows of one user's bucket for one route class."""
+    """What this process knows of one user's bucket for one route class, kept as GCRA
+    keeps it: the time the bucket is full again, counting what this process admitted."""
 
-    left: float
-    """Tokens the bucket held at ``at`` (negative: a debt), by Redis's last answer."""
-    at: float
-    """When (monotonic)."""
+    full_at: float
+    """Monotonic time the bucket is full again (past ``now + burst / rate``: a debt), by
+    Redis's last answer and what this process admitted since."""
     used: int = 0
     """Requests admitted since the last settlement was sent."""
     settling: int = 0
@@ -70,8 +71,7 @@ class _Known:
 
     def tokens(self, bucket: Bucket, now: float) -> float:
         """Tokens left for this process to admit now."""
-        refilled = min(float(bucket.burst), self.left + (now - self.at) * bucket.rate)
-        return refilled - self.used - self.settling
+        return bucket.burst - max(0.0, self.full_at - now) * bucket.rate
 
 
 class Limiter:
@@ -100,10 +100,11 @@ class Limiter:
         key, now = (principal.user_id, route_class), time.monotonic()
         known = self._known.get(key)
         if known is None:  # not heard of: a full bucket, until the first settlement
-            known = self._known[key] = _Known(left=float(bucket.burst), at=now)
+            known = self._known[key] = _Known(full_at=now)
         tokens = known.tokens(bucket, now)
         if tokens < 1:
             raise _refused(route_class, bucket, (1 - tokens) / bucket.rate)
+        known.full_at = max(known.full_at, now) + 1 / bucket.rate
         if not known.used:
             self._due.append(key)
         known.used += 1
@@ -173,20 +174,19 @@ class Limiter:
             answers = await self._redis.run_many(calls)
         except (RedisError, OSError, TimeoutError) as exc:
             answers = [exc] * len(batch)
-        now, failed = time.monotonic(), None
+        now, failed, error = time.monotonic(), 0, None
         for (_, known, bucket, count), answer in zip(batch, answers, strict=True):
             known.settling -= count
             if isinstance(answer, BaseException):
-                # Not charged: this process keeps what it admitted against what it knew.
-                known.left = min(float(bucket.burst), known.left + (now - known.at) * bucket.rate)
-                known.left -= count
-                failed = answer
-            else:
-                known.left = int(answer) / 1000
-            known.at = now
-        if failed is not None:
-            metrics.RATE_LIMITER_ERRORS.inc(sum(isinstance(a, BaseException) for a in answers))
-            log.warning("rate limits not settled with redis", extra={"error": repr(failed)})
+                # Not charged: this process keeps limiting on what it knew and admitted.
+                failed += 1
+                error = answer
+                continue
+            # What Redis holds now, less what was admitted here since the batch left.
+            known.full_at = now + (bucket.burst - int(answer) / 1000 + known.used) / bucket.rate
+        if failed:
+            metrics.RATE_LIMITER_ERRORS.inc(failed)
+            log.warning("rate limits not settled with redis", extra={"error": repr(error)})
 
     @property
     def remembered(self) -> int:
@@ -199,12 +199,7 @@ class Limiter:
         settle (such a user is then admitted as by a process that never heard of them,
         within the same bound). Returns how many are left."""
         known, now = self._known, time.monotonic()
-        for key in [
-            k
-            for k, v in known.items()
-            if not (v.used or v.settling)
-            and v.tokens(self._buckets[k[1]], now) >= self._buckets[k[1]].burst
-        ]:
+        for key in [k for k, v in known.items() if not (v.used or v.settling) and v.full_at <= now]:
             del known[key]
         if len(known) > _REMEMBERED:
             for key in [k for k, v in known.items() if not (v.used or v.settling)]:
