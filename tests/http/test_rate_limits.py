@@ -230,6 +230,17 @@ def test_bad_rate_limits_stop_the_start(value: str, named: str) -> None:
     assert named in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["0", "0.001", "6", "often"])
+def test_a_bad_settle_interval_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="PRESENCE_RATE_LIMIT_SETTLE_S"):
+        Settings.from_env({"PRESENCE_RATE_LIMIT_SETTLE_S": value})
+
+
+def test_the_settle_interval_is_read() -> None:
+    assert Settings().rate_limit_settle_s == 0.1
+    assert Settings.from_env({"PRESENCE_RATE_LIMIT_SETTLE_S": "0.25"}).rate_limit_settle_s == 0.25
+
+
 def test_rate_limits_parse_and_print_back() -> None:
     limits = Settings.from_env({"PRESENCE_RATE_LIMITS": "view=off, heartbeat=600/m:burst=30"})
     assert str(limits.rate_limits) == "heartbeat=10/s:burst=30,view=off,read=50/s:burst=200"
