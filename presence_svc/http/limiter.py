@@ -4,12 +4,12 @@ and host. Admin tokens are never limited.
 
 A request is admitted on what this process knows, with no Redis work on its path: the
 bucket's last answer, the refill since, less what this process admitted since (GCRA, as
-in Redis). What it
-admits is counted per user and class, and a background task settles it every
-``PRESENCE_RATE_LIMIT_SETTLE_S`` in one pipelined round trip (one script call per bucket),
-each answer saying what the bucket holds now. A user this process has not heard of is
-taken to have a full bucket. Everything admitted is charged, past empty too: the bucket
-goes into debt and every process refuses the user until it is paid back. So one process
+in Redis). What it admits is counted per user and class, and a background task settles
+it every ``PRESENCE_RATE_LIMIT_SETTLE_S`` in one pipelined round trip (one script call per
+slot, a partition's users), each answer saying what the buckets hold now. A user this
+process has not heard of is taken to have a full bucket. Everything admitted is charged,
+past empty too: the bucket goes into debt and every process refuses the user until it is
+paid back. So one process
 keeps the limit exactly; across P processes a user gets at most
 ``burst + rate * t + (P - 1) * (burst + rate * R)`` in any t seconds (R: a settlement
 round, the interval plus a round trip), the excess coming at the start of a flood, and
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 _REMEMBERED = 65_536
 """Buckets known per process; past it, the settlement forgets those with nothing to settle."""
+
+_PER_CALL = 256
+"""Buckets settled by one script call at most: Redis serves nothing else while it runs."""
 
 _SWEEP_S = 5.0
 """How often the buckets back to full (nothing this process knows of them matters) are
@@ -164,26 +167,34 @@ class Limiter:
             batch.append((key, known, self._buckets[key[1]], count))
         if not batch:
             return
-        calls = [
-            self._script.call(
-                self._keys.rate_bucket(user, route_class), bucket.interval_ms, bucket.burst, count
-            )
-            for (user, route_class), _, bucket, count in batch
-        ]
+        # One call per slot (a partition's users), all in one round trip.
+        by_slot: dict[tuple[str, int], list[tuple[_Known, Bucket, int]]] = {}
+        charges: dict[tuple[str, int], list[tuple[str, float, int, int]]] = {}
+        for (user, route_class), known, bucket, count in batch:
+            slot = self._keys.tag_of(user), 0
+            while len(charges.setdefault(slot, [])) >= _PER_CALL:
+                slot = slot[0], slot[1] + 1
+            by_slot.setdefault(slot, []).append((known, bucket, count))
+            charge = (self._keys.rate_bucket(user, route_class), bucket.interval_ms, bucket.burst)
+            charges[slot].append((*charge, count))
+        calls = [self._script.call(charged) for charged in charges.values()]
         try:
             answers = await self._redis.run_many(calls)
         except (RedisError, OSError, TimeoutError) as exc:
-            answers = [exc] * len(batch)
+            answers = [exc] * len(calls)
         now, failed, error = time.monotonic(), 0, None
-        for (_, known, bucket, count), answer in zip(batch, answers, strict=True):
-            known.settling -= count
+        for settled, answer in zip(by_slot.values(), answers, strict=True):
             if isinstance(answer, BaseException):
                 # Not charged: this process keeps limiting on what it knew and admitted.
-                failed += 1
+                failed += len(settled)
                 error = answer
+                for known, _, count in settled:
+                    known.settling -= count
                 continue
-            # What Redis holds now, less what was admitted here since the batch left.
-            known.full_at = now + (bucket.burst - int(answer) / 1000 + known.used) / bucket.rate
+            for (known, bucket, count), left in zip(settled, answer, strict=True):
+                known.settling -= count
+                # What Redis holds now, less what was admitted here since the batch left.
+                known.full_at = now + (bucket.burst - int(left) / 1000 + known.used) / bucket.rate
         if failed:
             metrics.RATE_LIMITER_ERRORS.inc(failed)
             log.warning("rate limits not settled with redis", extra={"error": repr(error)})

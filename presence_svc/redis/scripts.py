@@ -587,8 +587,13 @@ class SetLatestScript(Script):
 class SettleTokensScript(Script):
     PATH = "limits/settle"
 
-    def call(self, bucket_key: str, interval_ms: float, burst: int, admitted: int) -> ScriptCall:
-        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst, admitted))
+    def call(self, charges: Sequence[tuple[str, float, int, int]]) -> ScriptCall:
+        """``charges``: (bucket key, ms a token takes, burst, requests admitted) of buckets
+        on one slot."""
+        args: list[ScriptArg] = []
+        for _, interval_ms, burst, admitted in charges:
+            args += (repr(interval_ms), burst, admitted)
+        return ScriptCall(self, [key for key, *_ in charges], tuple(args))
 
 
 class TrimStreamScript(Script):

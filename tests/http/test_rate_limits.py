@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from presence_svc.auth import TokenCodec
 from presence_svc.http.limiter import Limiter
 from presence_svc.http.resources import LIMITER
 from presence_svc.ratelimits import RateLimits, parse_rate_limits
@@ -271,3 +272,25 @@ async def test_a_settlement_counts_after_redis_forgot_its_scripts(
     assert await _statuses(client, alice, 10, first=10) == [200] * 10
     await _limiter(client).settle()
     assert sync_redis.pttl(key) > first + 5_000  # 10 more: 10 s more to refill
+
+
+async def test_a_settlement_of_many_users_charges_each(
+    make_client: MakeClient, tokens: TokenCodec, sync_redis: redis.Redis
+) -> None:
+    """300 users on one slot (one partition): settled in calls of at most 256 buckets, each
+    bucket charged with its own requests."""
+    limits = parse_rate_limits("view=1/m:burst=5")
+    client = await make_client(rate_limits=limits, rate_limit_settle_s=5, partitions=1)
+    users = [f"user-{i:03d}" for i in range(300)]
+    for i, user in enumerate(users):
+        headers = {"Authorization": f"Bearer {tokens.issue(user)}"}
+        for n in range(1 + i % 2):  # one view, or two
+            view = {"artifactId": "doc-1", "versionId": f"v{n}"}
+            assert (await client.post("/v1/views", json=view, headers=headers)).status == 200
+    await _limiter(client).settle()
+    keys = Keyspace(1)
+    for i, user in enumerate(users):
+        taken = 1 + i % 2  # each token takes 60 s to come back
+        assert (
+            (taken - 1) * 60_000 < sync_redis.pttl(keys.rate_bucket(user, "view")) <= taken * 60_000
+        )
