@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -57,6 +57,9 @@ forgotten: memory follows the users active in the last seconds."""
 
 T = TypeVar("T")
 _Key = tuple[str, RouteClass]
+_Call = tuple[str, RouteClass, int]
+"""A settlement's script call: the slot's tag, the route class, and a count past
+``_PER_CALL`` buckets."""
 
 
 @dataclass(slots=True)
@@ -71,6 +74,10 @@ class _Known:
     """Requests admitted since the last settlement was sent."""
     settling: int = 0
     """Requests admitted and sent to Redis, not answered yet."""
+    bucket_key: str = ""
+    """Its key in Redis, once settled."""
+    slot: str = ""
+    """Its hash tag (the user's partition), once settled."""
 
     def tokens(self, bucket: Bucket, now: float) -> float:
         """Tokens left for this process to admit now."""
@@ -156,45 +163,54 @@ class Limiter:
     async def settle(self) -> None:
         """Charge every bucket with what was admitted since the last settlement, in one
         pipelined round trip, and take in what Redis answered."""
-        due, self._due = self._due, []
-        batch: list[tuple[_Key, _Known, Bucket, int]] = []
-        for key in due:
-            known = self._known.get(key)
-            if known is None or not known.used:
-                continue
-            count, known.used = known.used, 0
-            known.settling += count
-            batch.append((key, known, self._buckets[key[1]], count))
-        if not batch:
+        groups = self._due_by_call()
+        calls = []
+        for (_, route_class, _), settled in groups.items():
+            bucket = self._buckets[route_class]
+            buckets = [known.bucket_key for known in settled]
+            counts = [known.settling for known in settled]
+            calls.append(self._script.call(buckets, bucket.interval_ms, bucket.burst, counts))
+        if not calls:
             return
-        # One call per slot (a partition's users), all in one round trip.
-        by_slot: dict[tuple[str, int], list[tuple[_Known, Bucket, int]]] = {}
-        charges: dict[tuple[str, int], list[tuple[str, float, int, int]]] = {}
-        for (user, route_class), known, bucket, count in batch:
-            slot = self._keys.tag_of(user), 0
-            while len(charges.setdefault(slot, [])) >= _PER_CALL:
-                slot = slot[0], slot[1] + 1
-            by_slot.setdefault(slot, []).append((known, bucket, count))
-            charge = (self._keys.rate_bucket(user, route_class), bucket.interval_ms, bucket.burst)
-            charges[slot].append((*charge, count))
-        calls = [self._script.call(charged) for charged in charges.values()]
         try:
             answers = await self._redis.run_many(calls)
         except (RedisError, OSError, TimeoutError) as exc:
             answers = [exc] * len(calls)
-        now, failed, error = time.monotonic(), 0, None
-        for settled, answer in zip(by_slot.values(), answers, strict=True):
-            if isinstance(answer, BaseException):
-                # Not charged: this process keeps limiting on what it knew and admitted.
-                failed += len(settled)
-                error = answer
-                for known, _, count in settled:
-                    known.settling -= count
+        self._answered(groups, answers)
+
+    def _due_by_call(self) -> dict[_Call, list[_Known]]:
+        """The buckets with requests to charge, their ``settling`` set, grouped by the
+        script call that charges them: one per slot (a partition's users) and class."""
+        due, self._due = self._due, []
+        groups: dict[_Call, list[_Known]] = {}
+        for key in due:
+            known = self._known.get(key)
+            if known is None or not known.used:
                 continue
-            for (known, bucket, count), left in zip(settled, answer, strict=True):
-                known.settling -= count
+            known.settling, known.used = known.used, 0
+            user, route_class = key
+            if not known.slot:
+                known.slot = self._keys.tag_of(user)
+                known.bucket_key = self._keys.rate_bucket(user, route_class)
+            call = known.slot, route_class, 0
+            while len(groups.setdefault(call, [])) >= _PER_CALL:
+                call = known.slot, route_class, call[2] + 1
+            groups[call].append(known)
+        return groups
+
+    def _answered(self, groups: dict[_Call, list[_Known]], answers: list[Any]) -> None:
+        now, failed, error = time.monotonic(), 0, None
+        for ((_, route_class, _), settled), answer in zip(groups.items(), answers, strict=True):
+            bucket = self._buckets[route_class]
+            for i, known in enumerate(settled):
+                known.settling = 0
+                if isinstance(answer, BaseException):
+                    continue  # not charged: this process limits on what it knows alone
                 # What Redis holds now, less what was admitted here since the batch left.
-                known.full_at = now + (bucket.burst - int(left) / 1000 + known.used) / bucket.rate
+                left = int(answer[i]) / 1000
+                known.full_at = now + (bucket.burst - left + known.used) / bucket.rate
+            if isinstance(answer, BaseException):
+                failed, error = failed + len(settled), answer
         if failed:
             metrics.RATE_LIMITER_ERRORS.inc(failed)
             log.warning("rate limits not settled with redis", extra={"error": repr(error)})

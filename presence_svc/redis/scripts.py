@@ -587,13 +587,11 @@ class SetLatestScript(Script):
 class SettleTokensScript(Script):
     PATH = "limits/settle"
 
-    def call(self, charges: Sequence[tuple[str, float, int, int]]) -> ScriptCall:
-        """``charges``: (bucket key, ms a token takes, burst, requests admitted) of buckets
-        on one slot."""
-        args: list[ScriptArg] = []
-        for _, interval_ms, burst, admitted in charges:
-            args += (repr(interval_ms), burst, admitted)
-        return ScriptCall(self, [key for key, *_ in charges], tuple(args))
+    def call(
+        self, buckets: Sequence[str], interval_ms: float, burst: int, counts: Sequence[int]
+    ) -> ScriptCall:
+        """Charge ``buckets`` (of one route class, on one slot) with ``counts``."""
+        return ScriptCall(self, buckets, (repr(interval_ms), burst, *counts))
 
 
 class TrimStreamScript(Script):
