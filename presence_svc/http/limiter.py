@@ -51,9 +51,16 @@ _REMEMBERED = 65_536
 _PER_CALL = 256
 """Buckets settled by one script call at most: Redis serves nothing else while it runs."""
 
-_SWEEP_S = 5.0
-"""How often the buckets back to full (nothing this process knows of them matters) are
-forgotten: memory follows the users active in the last seconds."""
+_SWEEP_S = 10.0
+"""How often the buckets full for ``_IDLE_S`` are forgotten."""
+
+_IDLE_S = 30.0
+"""How long a bucket stays known after it is full again (nothing this process knows of it
+matters then): memory follows the users active in the last half minute, and a user with
+a tab open (a heartbeat every 15 s) keeps the key names worked out once."""
+
+_COUNTS = tuple(str(n).encode() for n in range(1024))
+"""Counts as Redis reads them, packed once."""
 
 T = TypeVar("T")
 _Key = tuple[str, RouteClass]
@@ -168,7 +175,7 @@ class Limiter:
         for (_, route_class, _), settled in groups.items():
             bucket = self._buckets[route_class]
             buckets = [known.bucket_key for known in settled]
-            counts = [known.settling for known in settled]
+            counts = [_COUNTS[n] if n < len(_COUNTS) else n for n in (k.settling for k in settled)]
             calls.append(self._script.call(buckets, bucket.interval_ms, bucket.burst, counts))
         if not calls:
             return
@@ -221,8 +228,8 @@ class Limiter:
         return len(self._known)
 
     def forget_idle(self) -> int:
-        """Drop the buckets back to full with nothing to settle (a user not heard of is
-        taken to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to
+        """Drop the buckets full again for ``_IDLE_S`` with nothing to settle (a user not
+        heard of is taken to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to
         settle (such a user is then admitted as by a process that never heard of them,
         within the same bound). Returns how many are left."""
         known, now = self._known, time.monotonic()

@@ -588,7 +588,7 @@ class SettleTokensScript(Script):
     PATH = "limits/settle"
 
     def call(
-        self, buckets: Sequence[str], interval_ms: float, burst: int, counts: Sequence[int]
+        self, buckets: Sequence[str], interval_ms: float, burst: int, counts: Sequence[int | bytes]
     ) -> ScriptCall:
         """Charge ``buckets`` (of one route class, on one slot) with ``counts``."""
         return ScriptCall(self, buckets, (repr(interval_ms), burst, *counts))
