@@ -6,11 +6,10 @@ A request is admitted on what this process knows, with no Redis work on its path
 bucket's last answer, the refill since, less what this process admitted since (GCRA, as
 in Redis). What it admits is counted per user and class, and a background task settles
 it every ``PRESENCE_RATE_LIMIT_SETTLE_S`` in one pipelined round trip (one script call per
-slot, a partition's users), each answer saying what the buckets hold now. A user this
-process has not heard of is taken to have a full bucket. Everything admitted is charged,
-past empty too: the bucket goes into debt and every process refuses the user until it is
-paid back. So one process
-keeps the limit exactly; across P processes a user gets at most
+slot and route class), each answer saying what the buckets hold now. A user this process
+has not heard of is taken to have a full bucket. Everything admitted is charged, past
+empty too: the bucket goes into debt and every process refuses the user until it is paid
+back. So one process keeps the limit exactly; across P processes a user gets at most
 ``burst + rate * t + (P - 1) * (burst + rate * R)`` in any t seconds (R: a settlement
 round, the interval plus a round trip), the excess coming at the start of a flood, and
 the rate on average over a long one (docs/api.md#rate-limits).
@@ -46,7 +45,7 @@ __all__ = ["Limiter"]
 log = logging.getLogger(__name__)
 
 _REMEMBERED = 65_536
-"""Buckets known per process; past it, the settlement forgets those with nothing to settle."""
+"""Buckets known per process; past it, the sweep forgets any with nothing to settle."""
 
 _PER_CALL = 256
 """Buckets settled by one script call at most: Redis serves nothing else while it runs."""
