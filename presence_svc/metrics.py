@@ -99,7 +99,7 @@ VIEWS_COUNTED = VIEWS.labels("counted")
 VIEWS_DEBOUNCED = VIEWS.labels("debounced")
 RATE_LIMITER_ERRORS = Counter(
     "presence_rate_limiter_errors_total",
-    "Rate-limit checks that Redis answered with an error: the request went through",
+    "Rate-limit settlements (per bucket) Redis refused or did not answer: not charged",
 )
 
 

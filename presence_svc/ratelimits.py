@@ -38,20 +38,6 @@ class Bucket:
         return 1000.0 / self.rate
 
     @property
-    def lease(self) -> int:
-        """Tokens a process may take at once and spend without asking Redis: a quarter of
-        the burst (given only while the bucket stays half full, so the processes of a user
-        hold at most half of it between them)."""
-        return max(1, self.burst // 4)
-
-    @property
-    def lease_kept_s(self) -> float:
-        """How long spare leased tokens may be spent: the time half the burst takes to
-        come back. Kept longer, leases taken one after another by several processes,
-        each while the bucket refilled, would add up past half a burst."""
-        return self.burst / (2 * self.rate)
-
-    @property
     def window_s(self) -> int:
         """Seconds an empty bucket takes to fill: the window of the advertised quota."""
         return max(1, math.ceil(self.burst / self.rate))

@@ -1,31 +1,37 @@
 """Per-user rate limits, checked after the token: one token bucket per user and route
-class in Redis (``lua/limits/take.lua``, on the user's slot), shared by every process
+class in Redis (``lua/limits/settle.lua``, on the user's slot), shared by every process
 and host. Admin tokens are never limited.
 
-A user found over a limit is remembered here until its bucket has a token again, so a
-flood from one client is refused without asking Redis each time (the bucket cannot
-refill sooner: other processes can only take from it). When Redis answers the check
-with an error that refuses writes only (out of memory, a replica, ...), the request
-goes through: a limiter that fails open never stops a well-behaved user. When Redis
-refuses every command (loading its data, a long script, a Cluster down) or is
-unreachable, the request's own operation would fail the same way, so it is a 503 at once,
-naming that cause: letting it through would only make it wait on Redis a second time
-(a loading Redis answers once per loading step, so the second wait could outlast the
-deadline and the 503 would say "timeout" instead of LOADING).
+A request is admitted on what this process knows, with no Redis work on its path: the
+bucket's last answer, the refill since, less what this process admitted since (GCRA, as
+in Redis). What it admits is counted per user and class, and a background task settles
+it every ``PRESENCE_RATE_LIMIT_SETTLE_S`` in one pipelined round trip (one script call per
+slot and route class), each answer saying what the buckets hold now. A user this process
+has not heard of is taken to have a full bucket. Everything admitted is charged, past
+empty too: the bucket goes into debt and every process refuses the user until it is paid
+back. So one process keeps the limit exactly; across P processes a user gets at most
+``burst + rate * t + (P - 1) * (burst + rate * R)`` in any t seconds (R: a settlement
+round, the interval plus a round trip), the excess coming at the start of a flood, and
+the rate on average over a long one (docs/api.md#rate-limits).
+
+A settlement Redis refuses or does not answer is not retried (charged later, a long
+outage would lock users out): the process counts it (``presence_rate_limiter_errors_total``)
+and keeps limiting by itself. A Redis refusing every command (loading, a long script) is
+a 503 naming the cause from the request's own operation, its only Redis call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import RedisError
 
 from presence_svc import metrics
 from presence_svc.errors import RateLimited
@@ -33,196 +39,205 @@ from presence_svc.principal import Principal, Scope
 from presence_svc.ratelimits import Bucket, RateLimits, RouteClass
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.refusal import refusal
-from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["Limiter"]
 
 log = logging.getLogger(__name__)
 
 _REMEMBERED = 65_536
-"""Users (and their last answers) remembered per process; past it the memory starts over."""
+"""Buckets known per process; past it, the sweep forgets any with nothing to settle."""
 
-_REFUSING_ALL = frozenset({"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN"})
-"""Refusal codes of a Redis that serves no command now, reads included: the request's own
-operation would be refused too, so the limiter does not let it through."""
+_PER_CALL = 256
+"""Buckets settled by one script call at most: Redis serves nothing else while it runs."""
 
-_LEASE_KEPT_S = 30.0
-"""What a process remembers of a bucket at most (its spare tokens: ``Bucket.lease_kept_s``)."""
+_SWEEP_S = 10.0
+"""How often the buckets full for ``_IDLE_S`` are forgotten."""
+
+_IDLE_S = 30.0
+"""How long a bucket stays known after it is full again (nothing this process knows of it
+matters then): memory follows the users active in the last half minute, and a user with
+a tab open (a heartbeat every 15 s) keeps the key names worked out once."""
+
+_COUNTS = tuple(str(n).encode() for n in range(1024))
+"""Counts as Redis reads them, packed once."""
 
 T = TypeVar("T")
+_Key = tuple[str, RouteClass]
+_Call = tuple[str, RouteClass, int]
+"""A settlement's script call: the slot's tag, the route class, and a count past
+``_PER_CALL`` buckets."""
 
 
 @dataclass(slots=True)
 class _Known:
-    """What this process knows of one user's bucket for one route class."""
+    """What this process knows of one user's bucket for one route class, kept as GCRA
+    keeps it: the time the bucket is full again, counting what this process admitted."""
 
-    left: float
-    """Tokens the bucket held after the last answer, less those taken since."""
-    at: float
-    """When ``left`` was true (monotonic)."""
-    spare: int = 0
-    """Tokens taken from Redis and not spent yet: requests admitted without asking."""
+    full_at: float
+    """Monotonic time the bucket is full again (past ``now + burst / rate``: a debt), by
+    Redis's last answer and what this process admitted since."""
+    used: int = 0
+    """Requests admitted since the last settlement was sent."""
+    settling: int = 0
+    """Requests admitted and sent to Redis, not answered yet."""
+    bucket_key: str = ""
+    """Its key in Redis, once settled."""
+    slot: str = ""
+    """Its hash tag (the user's partition), once settled."""
+
+    def tokens(self, bucket: Bucket, now: float) -> float:
+        """Tokens left for this process to admit now."""
+        return bucket.burst - max(0.0, self.full_at - now) * bucket.rate
 
 
 class Limiter:
-    def __init__(self, redis: RedisConnection, keys: Keyspace, limits: RateLimits) -> None:
+    def __init__(
+        self,
+        redis: RedisConnection,
+        keys: Keyspace,
+        limits: RateLimits,
+        settle_s: float = 0.1,
+    ) -> None:
         self._redis = redis
-        self._script = redis.scripts.take_token
+        self._script = redis.scripts.settle_tokens
         self._keys = keys
         self._buckets = dict(limits.buckets)
-        self._refused_until: dict[tuple[str, RouteClass], float] = {}
-        self._known: dict[tuple[str, RouteClass], _Known] = {}
-        self._taking: set[asyncio.Future[None]] = set()
-        """Leases taken beside an operation, kept until they are answered."""
+        self._settle_s = settle_s
+        self._known: dict[_Key, _Known] = {}
+        self._due: list[_Key] = []
+        """Buckets with requests admitted since the last settlement, in order."""
+
+    def admit(self, principal: Principal, route_class: RouteClass) -> None:
+        """Count one request of ``route_class`` for the caller, or raise ``RateLimited``.
+        A dict lookup and arithmetic: no Redis call, no future."""
+        bucket = self._buckets.get(route_class)
+        if bucket is None or principal.scope is Scope.ADMIN:
+            return
+        key, now = (principal.user_id, route_class), time.monotonic()
+        known = self._known.get(key)
+        if known is None:  # not heard of: a full bucket, until the first settlement
+            known = self._known[key] = _Known(full_at=now)
+        tokens = known.tokens(bucket, now)
+        if tokens < 1:
+            raise _refused(route_class, bucket, (1 - tokens) / bucket.rate)
+        known.full_at = max(known.full_at, now) + 1 / bucket.rate
+        if not known.used:
+            self._due.append(key)
+        known.used += 1
 
     async def check(self, principal: Principal, route_class: RouteClass) -> None:
-        """Take one token of ``route_class`` for the caller, or raise ``RateLimited``."""
-        await self.guard(principal, route_class, _nothing)
+        """``admit`` for the routes that await it."""
+        self.admit(principal, route_class)
 
     def guard(
         self, principal: Principal, route_class: RouteClass, operation: Callable[[], Awaitable[T]]
     ) -> Awaitable[T]:
-        """``operation()`` once the caller has a token of ``route_class`` (else
-        ``RateLimited``, and ``operation`` never runs).
-
-        Tokens come from Redis a lease at a time (``Bucket.lease``, only while the bucket
-        stays at least half full), and the spare ones are spent here without asking. When
-        none is spare but the last answer left at least half the burst, the next lease is
-        taken in the same Redis pipeline as the operation instead of a round trip before
-        it. So a user gets at most the limit, plus, per process, what others took from
-        the bucket since its last answer (at most half a burst).
-
-        Not a coroutine itself: the caller awaits ``operation()`` as it is whenever no
-        round trip comes first (nearly always), one coroutine fewer per request; a refusal
-        is raised at the call.
-        """
-        bucket = self._buckets.get(route_class)
-        if bucket is None or principal.scope is Scope.ADMIN:
-            return operation()
-        key, now = (principal.user_id, route_class), time.monotonic()
-        until = self._refused_until.get(key)
-        if until is not None:
-            if now < until:
-                raise _refused(route_class, bucket, until - now)
-            del self._refused_until[key]
-        known = self._known.get(key)
-        if known is not None and now - known.at > _LEASE_KEPT_S:
-            del self._known[key]  # an old lease: dropped, and the bucket asked again
-            known = None
-        if known is not None and known.spare > 0:
-            if now - known.at <= min(bucket.lease_kept_s, _LEASE_KEPT_S):
-                known.spare -= 1
-                return operation()
-            known.spare = 0  # saved too long: spent now, they could pass the bound
-        if known is None or _estimate(known, bucket, now) - bucket.lease < bucket.burst / 2:
-            return self._taken_first(key, bucket, operation)
-        known.left -= bucket.lease  # what the lease will take, until the answer says
-        # Sent before the operation makes its call, so both join one pipeline (a future
-        # and a callback, no task: this runs beside nearly every heartbeat). Admitted
-        # already: its answer only tells the next requests (a refusal included).
-        self._redis.submit(self._call(key, bucket)).add_done_callback(
-            functools.partial(self._leased, key, bucket)
-        )
+        """``operation()`` once the caller is admitted (else ``RateLimited``, and it never
+        runs)."""
+        self.admit(principal, route_class)
         return operation()
 
-    async def _taken_first(
-        self, key: tuple[str, RouteClass], bucket: Bucket, operation: Callable[[], Awaitable[T]]
-    ) -> T:
-        """``operation()`` once a token is taken from Redis (or ``RateLimited``)."""
-        await self._take(key, bucket, admitted=False)
-        return await operation()
-
-    def _call(self, key: tuple[str, RouteClass], bucket: Bucket) -> ScriptCall:
-        user, route_class = key
-        return self._script.call(
-            self._keys.rate_bucket(user, route_class),
-            bucket.interval_ms,
-            bucket.burst,
-            bucket.lease,
-        )
-
-    def _leased(
-        self, key: tuple[str, RouteClass], bucket: Bucket, answer: asyncio.Future[Any]
-    ) -> None:
-        """The answer to a lease taken beside an operation (already admitted)."""
-        if answer.cancelled():
+    @contextlib.asynccontextmanager
+    async def settling(self) -> AsyncIterator[None]:
+        """Settles in the background while open, and once more on the way out (what this
+        process admitted last is charged before it stops)."""
+        if not self._buckets:
+            yield
             return
-        exc = answer.exception()
-        if exc is None:
-            taken, left, wait_ms = answer.result()
-            self._answered(key, bucket, taken, left, wait_ms, admitted=True)
-        elif isinstance(exc, NoScriptError):  # Redis restarted: taken again, loading it
-            taking = asyncio.ensure_future(self._take(key, bucket, admitted=True))
-            self._taking.add(taking)
-            taking.add_done_callback(self._took)
-        elif isinstance(exc, ResponseError) and not _refusing_all(exc):
-            _not_checked(exc)
-        else:
-            log.debug("rate limit lease not taken", extra={"error": repr(exc)})
-
-    def _took(self, task: asyncio.Future[None]) -> None:
-        self._taking.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("rate limit lease not taken", extra={"error": repr(task.exception())})
-
-    async def _take(self, key: tuple[str, RouteClass], bucket: Bucket, *, admitted: bool) -> None:
+        task = asyncio.create_task(self._settle_forever(), name="rate-limit settlement")
         try:
-            taken, left, wait_ms = await self._redis.run(self._call(key, bucket))
-        except ResponseError as exc:
-            refused = refusal(exc)
-            if refused is not None and refused.cause.code in _REFUSING_ALL:
-                raise refused from exc
-            _not_checked(exc)
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.settle()
+
+    async def _settle_forever(self) -> None:
+        swept = time.monotonic()
+        while True:
+            await asyncio.sleep(self._settle_s)
+            try:
+                await self.settle()
+            except Exception:  # a bug: logged, and the next round tries again
+                log.exception("rate limit settlement failed")
+            now = time.monotonic()
+            if now - swept >= _SWEEP_S or len(self._known) > _REMEMBERED:
+                self.forget_idle()
+                swept = now
+
+    async def settle(self) -> None:
+        """Charge every bucket with what was admitted since the last settlement, in one
+        pipelined round trip, and take in what Redis answered."""
+        groups = self._due_by_call()
+        calls = []
+        for (_, route_class, _), settled in groups.items():
+            bucket = self._buckets[route_class]
+            buckets = [known.bucket_key for known in settled]
+            counts = [_COUNTS[n] if n < len(_COUNTS) else n for n in (k.settling for k in settled)]
+            calls.append(self._script.call(buckets, bucket.interval_ms, bucket.burst, counts))
+        if not calls:
             return
-        self._answered(key, bucket, taken, left, wait_ms, admitted=admitted)
+        try:
+            answers = await self._redis.run_many(calls)
+        except (RedisError, OSError, TimeoutError) as exc:
+            answers = [exc] * len(calls)
+        self._answered(groups, answers)
 
-    def _answered(
-        self,
-        key: tuple[str, RouteClass],
-        bucket: Bucket,
-        taken: int,
-        left: int,
-        wait_ms: int,
-        *,
-        admitted: bool,
-    ) -> None:
-        """Remember what Redis answered; a refusal of a request not yet admitted raises."""
-        route_class = key[1]
-        now = time.monotonic()
-        if len(self._known) >= _REMEMBERED:
-            self._known.clear()
-        known = self._known.get(key)
-        spare = (known.spare if known is not None else 0) + max(0, int(taken) - 1)
-        self._known[key] = _Known(left=float(left), at=now, spare=spare)
-        if taken:
-            return
-        wait_s = int(wait_ms) / 1000
-        if len(self._refused_until) >= _REMEMBERED:
-            self._refused_until.clear()
-        self._refused_until[key] = now + wait_s
-        if not admitted:
-            raise _refused(route_class, bucket, wait_s)
+    def _due_by_call(self) -> dict[_Call, list[_Known]]:
+        """The buckets with requests to charge, their ``settling`` set, grouped by the
+        script call that charges them: one per slot (a partition's users) and class."""
+        due, self._due = self._due, []
+        groups: dict[_Call, list[_Known]] = {}
+        for key in due:
+            known = self._known.get(key)
+            if known is None or not known.used:
+                continue
+            known.settling, known.used = known.used, 0
+            user, route_class = key
+            if not known.slot:
+                known.slot = self._keys.tag_of(user)
+                known.bucket_key = self._keys.rate_bucket(user, route_class)
+            call = known.slot, route_class, 0
+            while len(groups.setdefault(call, [])) >= _PER_CALL:
+                call = known.slot, route_class, call[2] + 1
+            groups[call].append(known)
+        return groups
 
+    def _answered(self, groups: dict[_Call, list[_Known]], answers: list[Any]) -> None:
+        now, failed, error = time.monotonic(), 0, None
+        for ((_, route_class, _), settled), answer in zip(groups.items(), answers, strict=True):
+            bucket = self._buckets[route_class]
+            for i, known in enumerate(settled):
+                known.settling = 0
+                if isinstance(answer, BaseException):
+                    continue  # not charged: this process limits on what it knows alone
+                # What Redis holds now, less what was admitted here since the batch left.
+                left = int(answer[i]) / 1000
+                known.full_at = now + (bucket.burst - left + known.used) / bucket.rate
+            if isinstance(answer, BaseException):
+                failed, error = failed + len(settled), answer
+        if failed:
+            metrics.RATE_LIMITER_ERRORS.inc(failed)
+            log.warning("rate limits not settled with redis", extra={"error": repr(error)})
 
-async def _nothing() -> None:
-    return None
+    @property
+    def remembered(self) -> int:
+        """Buckets this process knows something of."""
+        return len(self._known)
 
-
-def _refusing_all(exc: ResponseError) -> bool:
-    refused = refusal(exc)
-    return refused is not None and refused.cause.code in _REFUSING_ALL
-
-
-def _not_checked(exc: ResponseError) -> None:
-    """Redis refused the take with an error that refuses writes only: the request goes."""
-    metrics.RATE_LIMITER_ERRORS.inc()
-    log.warning("rate limit not checked: redis refused", extra={"error": str(exc)})
-
-
-def _estimate(known: _Known, bucket: Bucket, now: float) -> float:
-    """Tokens the bucket holds now, if no other process took any since the last answer."""
-    return min(float(bucket.burst), known.left + (now - known.at) * bucket.rate)
+    def forget_idle(self) -> int:
+        """Drop the buckets full again for ``_IDLE_S`` with nothing to settle (a user not
+        heard of is taken to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to
+        settle (such a user is then admitted as by a process that never heard of them,
+        within the same bound). Returns how many are left."""
+        known, now = self._known, time.monotonic()
+        for key in [k for k, v in known.items() if not (v.used or v.settling) and v.full_at <= now]:
+            del known[key]
+        if len(known) > _REMEMBERED:
+            for key in [k for k, v in known.items() if not (v.used or v.settling)]:
+                del known[key]
+        return len(known)
 
 
 def _refused(route_class: RouteClass, bucket: Bucket, wait_s: float) -> RateLimited:

@@ -63,19 +63,16 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await _HEARTBEAT.read(request)
     principal.require_write(body.artifact_id)
     state = _state_json(body.state)
-    counts = await app[LIMITER].guard(
-        principal,
-        RouteClass.HEARTBEAT,
-        lambda: app[PRESENCE].heartbeat(
-            body.artifact_id,
-            body.session_id,
-            principal.user_id,
-            body.version_id,
-            state,
-            body.status == "away",
-            app[ENGAGEMENT].engagement(body.engaged_ms),
-            app[PRIVACY].presence_hidden(principal.user_id),
-        ),
+    app[LIMITER].admit(principal, RouteClass.HEARTBEAT)
+    counts = await app[PRESENCE].heartbeat(
+        body.artifact_id,
+        body.session_id,
+        principal.user_id,
+        body.version_id,
+        state,
+        body.status == "away",
+        app[ENGAGEMENT].engagement(body.engaged_ms),
+        app[PRIVACY].presence_hidden(principal.user_id),
     )
     out = HeartbeatOut(
         online=counts.online,
@@ -93,16 +90,13 @@ async def leave(request: web.Request) -> web.Response:
     body = await _LEAVE.read(request)
     principal = app[TOKENS].from_request(request, fallback=body.token)
     principal.require_write(body.artifact_id)
-    counts = await app[LIMITER].guard(
-        principal,
-        RouteClass.HEARTBEAT,
-        lambda: app[PRESENCE].leave(
-            body.artifact_id,
-            body.session_id,
-            principal.user_id,
-            grace=body.grace,
-            engaged=app[ENGAGEMENT].leaving(body.engaged_ms),
-        ),
+    app[LIMITER].admit(principal, RouteClass.HEARTBEAT)
+    counts = await app[PRESENCE].leave(
+        body.artifact_id,
+        body.session_id,
+        principal.user_id,
+        grace=body.grace,
+        engaged=app[ENGAGEMENT].leaving(body.engaged_ms),
     )
     return respond(
         request,

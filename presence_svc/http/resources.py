@@ -94,8 +94,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[VIEWS] = ViewStore(redis, settings)
     app[SEEN] = SeenStore(redis, settings)
     app[ENGAGEMENT] = EngagementRules(settings)
-    app[LIMITER] = Limiter(redis, app[PRESENCE].keys, settings.rate_limits)
-    yield
+    limits = settings.rate_limits
+    app[LIMITER] = Limiter(redis, app[PRESENCE].keys, limits, settings.rate_limit_settle_s)
+    async with app[LIMITER].settling():
+        yield
     await redis.aclose()
 
 

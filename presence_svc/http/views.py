@@ -36,16 +36,13 @@ async def record_view(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     body = await _VIEW.read(request)
     principal.require_write(body.artifact_id)
-    view = await app[LIMITER].guard(
-        principal,
-        RouteClass.VIEW,
-        lambda: app[VIEWS].record(
-            body.artifact_id,
-            body.version_id,
-            principal.user_id,
-            body.session_id,
-            app[PRIVACY].views_hidden(principal.user_id),
-        ),
+    app[LIMITER].admit(principal, RouteClass.VIEW)
+    view = await app[VIEWS].record(
+        body.artifact_id,
+        body.version_id,
+        principal.user_id,
+        body.session_id,
+        app[PRIVACY].views_hidden(principal.user_id),
     )
     return respond(
         request, ViewOut(counted=view.counted, views=view.views, unique_viewers=view.unique_viewers)

@@ -12,7 +12,6 @@ turns into a quick 503 instead of a hang, and a restarted Redis is picked up aga
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, TypeAlias
@@ -64,12 +63,6 @@ class RedisConnection(ABC):
     @abstractmethod
     async def run(self, call: ScriptCall) -> Any:
         """One script call; its error answer is raised."""
-
-    def submit(self, call: ScriptCall) -> asyncio.Future[Any]:
-        """``run(call)`` started now for a caller that does not wait on it: the future gets
-        its answer or error. A single server's pipe answers it without a task (what the
-        rate limiter's lease beside every heartbeat costs)."""
-        return asyncio.ensure_future(self.run(call))
 
     @abstractmethod
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:

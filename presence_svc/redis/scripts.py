@@ -42,7 +42,7 @@ __all__ = [
     "ScriptCall",
     "Scripts",
     "SetLatestScript",
-    "TakeTokenScript",
+    "SettleTokensScript",
     "TimelineDoneScript",
     "TimelineDueScript",
     "TimelineReadScript",
@@ -635,11 +635,14 @@ class SetLatestScript(Script):
         return ScriptCall(self, (keys.artifact_latest(artifact_id),), (version_id,))
 
 
-class TakeTokenScript(Script):
-    PATH = "limits/take"
+class SettleTokensScript(Script):
+    PATH = "limits/settle"
 
-    def call(self, bucket_key: str, interval_ms: float, burst: int, lease: int) -> ScriptCall:
-        return ScriptCall(self, (bucket_key,), (repr(interval_ms), burst, lease))
+    def call(
+        self, buckets: Sequence[str], interval_ms: float, burst: int, counts: Sequence[int | bytes]
+    ) -> ScriptCall:
+        """Charge ``buckets`` (of one route class, on one slot) with ``counts``."""
+        return ScriptCall(self, buckets, (repr(interval_ms), burst, *counts))
 
 
 class TrimStreamScript(Script):
@@ -793,7 +796,7 @@ class Scripts:
         self.hide_viewer = HideViewerScript()
         self.privacy_set = PrivacySetScript()
         self.trim_stream = TrimStreamScript()
-        self.take_token = TakeTokenScript()
+        self.settle_tokens = SettleTokensScript()
         self.timeline_read = TimelineReadScript()
         self.timeline_due = TimelineDueScript()
         self.timeline_done = TimelineDoneScript()

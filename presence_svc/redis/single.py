@@ -66,13 +66,6 @@ class SingleConnection(RedisConnection):
             await self._load(script)
             return await self._coalesced(script, packed)
 
-    def submit(self, call: ScriptCall) -> asyncio.Future[Any]:
-        """On the pipe: the call joins this loop turn's pipeline, no task. A script Redis
-        does not know is the future's ``NoScriptError`` (the caller runs it again)."""
-        if self._pipe is None:
-            return super().submit(call)
-        return self._coalesced(call.script, call.resp())
-
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
         if not calls:
             return []

@@ -56,7 +56,7 @@ async def test_a_request_is_a_span_and_its_script_call_a_child(
     assert server.attributes is not None
     assert server.attributes["http.route"] == "/v1/heartbeat"
     assert server.attributes["http.response.status_code"] == 200
-    # The heartbeat's script (the rate limiter's lease may be a second client span).
+    # The heartbeat's script (the rate limiter's settlement may be another client span).
     [script] = [s for s in spans() if s.kind is SpanKind.CLIENT and "heartbeat" in s.name]
     assert script.name == "EVALSHA heartbeat"
     assert script.attributes is not None
