@@ -146,6 +146,7 @@ async def stack(page_bundle: Path, settings: Settings, tokens: TokenCodec) -> As
             leave_grace_s=GRACE_S,
             view_debounce_s=300.0,
             sweep_interval_s=0.25,
+            engagement_fold_s=1.0,  # engaged time credited within seconds, not a minute
             cors_origins=(pages_origin,),
         )
     )
