@@ -115,8 +115,13 @@ class SheddingHandler(RequestHandler):
             gate = self._gate
             if (gate.open + gate.pending >= gate.limit or gate.shedding) and self._shed(data):
                 return
-            self._pending = True
-            gate.pending += 1
+            super().data_received(data)
+            # pending once a whole request head is read (its handler starts next turn): a
+            # head still coming (aiohttp gives a first one no deadline) holds no place
+            if self._messages:
+                self._pending = True
+                gate.pending += 1
+            return
         super().data_received(data)
 
     def _shed(self, data: bytes) -> bool:
