@@ -80,7 +80,7 @@ def requests_in(data: bytes, cors: bool) -> int:
                 return 0  # several lengths: aiohttp answers 400
             stop = head.find(b"\r\n", found + 2)
             value = head[found + len(_LENGTH) : stop if stop >= 0 else len(head)].strip()
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 18:  # (int() refuses 4 300 digits)
                 return 0
             length = int(value)
         at = end + 4 + length
