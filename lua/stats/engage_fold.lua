@@ -7,12 +7,13 @@
 -- ARGV[1] read-after (ms)  ARGV[2] histogram bucket floors (s)  ARGV[3] the views key
 -- prefix of the partition's tag ('vw:{T}:')  ARGV[4] the presence key prefix ('ps:{T}:')
 -- ARGV[5] DAY's lifetime (ms)  ARGV[6] the UTC day  ARGV[7] the fold interval (ms)
--- ARGV[8] accumulators folded at most
+-- ARGV[8] accumulators folded at most  ARGV[9] the accumulators hash's lifetime (ms)
 -- returns {accumulators looked at, of them credited}
 -- The session's user is its record's (the info hash 'ps:{T}:<artifact>:h'): a session
 -- erased or deleted has none, and its time is dropped. An accumulator of a session still
--- online stays (emptied, its next fold an interval away) as the next report's clamp;
--- the others go.
+-- online stays (emptied, its next fold an interval away) as the next report's clamp,
+-- and its hash lives on from now (reports add to it, unrenewed, until that fold); the
+-- others go.
 --! include lib/now.lua
 --! include lib/engage.lua
 local FOLDS, DIRTY, OB = KEYS[1], KEYS[2], KEYS[3]
@@ -43,6 +44,7 @@ for _, member in ipairs(due) do
       if info and score and tonumber(score) > now then
         acc[2], acc[3] = 0, now + fold_ms
         redis.call('HSET', LR, sid, cmsgpack.pack(acc))
+        redis.call('PEXPIRE', LR, ARGV[9])
       else
         redis.call('HDEL', LR, sid)
       end

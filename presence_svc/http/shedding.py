@@ -80,7 +80,7 @@ def requests_in(data: bytes, cors: bool) -> int:
                 return 0  # several lengths: aiohttp answers 400
             stop = head.find(b"\r\n", found + 2)
             value = head[found + len(_LENGTH) : stop if stop >= 0 else len(head)].strip()
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 18:  # (int() refuses 4 300 digits)
                 return 0
             length = int(value)
         at = end + 4 + length
@@ -115,8 +115,13 @@ class SheddingHandler(RequestHandler):
             gate = self._gate
             if (gate.open + gate.pending >= gate.limit or gate.shedding) and self._shed(data):
                 return
-            self._pending = True
-            gate.pending += 1
+            super().data_received(data)
+            # pending once a whole request head is read (its handler starts next turn): a
+            # head still coming (aiohttp gives a first one no deadline) holds no place
+            if self._messages:
+                self._pending = True
+                gate.pending += 1
+            return
         super().data_received(data)
 
     def _shed(self, data: bytes) -> bool:

@@ -370,6 +370,7 @@ class EngageFoldScript(Script):
             rules.day,
             rules.fold_ms,
             limit,
+            rules.reports_ms,
         )
         return ScriptCall(self, keys, args)
 

@@ -148,3 +148,28 @@ async def test_past_the_cap_a_canned_503_before_parsing_and_probes_still_answer(
     writer.write(heartbeat("carol", "tab-carol-0001"))
     assert (await answer(reader))[0] == 200
     writer.close()
+
+
+@pytest.mark.timeout(120)
+async def test_connections_holding_half_a_request_head_do_not_shut_others_out(
+    server: Server,
+) -> None:
+    """A client that opens as many connections as the cap and sends each the start of a
+    request head, never the rest (aiohttp sets no deadline on a first request's head),
+    holds no handler: everyone else is served as before."""
+    await _wait_ready(server)
+    cap = Settings().max_inflight
+    held = [(await asyncio.open_connection("127.0.0.1", server.port))[1] for _ in range(cap + 10)]
+    await asyncio.sleep(0.5)  # each connection waiting for its first request
+    for n, held_writer in enumerate(held):
+        held_writer.write(heartbeat(f"slow-{n}", f"tab-slow-{n:04d}")[:40])  # the request line
+        await held_writer.drain()
+    await asyncio.sleep(0.5)  # the held bytes read by the service (not asserted on)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for beat in range(5):
+        writer.write(heartbeat("carol", "tab-carol-0001"))
+        assert (await answer(reader))[0] == 200, beat
+    assert await metric(server.port, REJECTED) == 0
+    writer.close()
+    for held_writer in held:
+        held_writer.close()

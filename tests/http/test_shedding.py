@@ -54,6 +54,7 @@ def test_whole_requests_to_gated_routes_are_shed_one_or_pipelined() -> None:
         ("an upgrade", request("GET", "/v1/online", b"", "Upgrade: websocket\r\n")),
         ("two lengths", request(extra="Content-Length: 3\r\n")),
         ("a length that is no number", request(body=b"", extra="Content-Length: -1\r\n")),
+        ("a length of 5000 digits", request(body=b"", extra=f"Content-Length: {'9' * 5000}\r\n")),
         ("leading blank line", b"\r\n" + request()),
         ("not HTTP", b"hello\r\n\r\n"),
     ],

@@ -173,3 +173,36 @@ async def test_a_last_report_kept_before_deferred_crediting_is_taken_as_none(
     assert await beat(client, auth, "alice", 1_000, versionId="v1") == 200
     await leave(client, auth, "alice")
     assert await viewers(client, auth) == {"alice": 1_000}
+
+
+async def test_time_held_after_the_workers_fold_of_a_quiet_session_outlives_the_hash_ttl(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """A session online but quiet (a hidden tab: plain heartbeats) is folded by the worker
+    and its accumulator kept; reports then resume and are held until its next fold, an
+    interval after the worker's. The accumulators' hash must live that long: with short
+    timeouts (its lifetime is the away plus the online timeout plus the interval) it
+    expired before, and the time held in it was lost."""
+    short = dict(online_timeout_s=1.5, away_timeout_s=1.5, heartbeat_interval_s=0.5)
+    client = await make_client(**short, retention_s=30.0, engagement_fold_s=4.0)
+    app = client.server.app
+    fold = EngagementFold(app[REDIS], app[SETTINGS])
+    await view(client, auth, "alice")
+    assert await beat(client, auth, "alice", versionId="v1") == 200
+    assert await beat(client, auth, "alice", 300, versionId="v1") == 200  # the hash's TTL set
+    reported = time.monotonic()
+    sent = 300
+    # quiet (plain heartbeats) until the worker folds it, 3.5 s on at least
+    while time.monotonic() < reported + 3.5 or not await fold.fold_once():
+        assert await beat(client, auth, "alice", versionId="v1") == 200
+        assert time.monotonic() < reported + 30, "never folded"
+        await asyncio.sleep(0.2)
+    assert await viewers(client, auth) == {"alice": 300}
+    # reports again, past the hash's lifetime (7 s from its last TTL) and short of the next
+    # fold (4 s after the worker's): held in the accumulator
+    while time.monotonic() < reported + 7.3:
+        assert await beat(client, auth, "alice", 300, versionId="v1") == 200
+        sent += 300
+        await asyncio.sleep(0.2)
+    await leave(client, auth, "alice")
+    assert await viewers(client, auth) == {"alice": sent}
