@@ -226,6 +226,13 @@ class Limiter:
         """Buckets this process knows something of."""
         return len(self._known)
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop what this process knows of the user and has not sent to Redis yet: before
+        an erasure, so no settlement writes the user's bucket back after the erasure
+        removed it (one already sent reaches Redis before the erasure does)."""
+        for route_class in self._buckets:
+            self._known.pop((user_id, route_class), None)
+
     def forget_idle(self) -> int:
         """Drop the buckets full again for ``_IDLE_S`` with nothing to settle (a user not
         heard of is taken to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to

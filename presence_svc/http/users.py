@@ -127,6 +127,7 @@ async def delete_user(request: web.Request) -> web.Response:
     """Erase the user everywhere: 204 if done within the request, else 202 and the erasure
     to follow (a worker finishes it)."""
     user_id = _admin_on_user(request)
+    request.app[LIMITER].forget_user(user_id)
     jobs = request.app[ERASURES]
     opened = await jobs.open(user_id)
     if opened.taken and await jobs.run(opened.erasure_id, INLINE_STEPS):

@@ -304,3 +304,20 @@ async def test_a_settlement_of_many_users_charges_each(
         assert (
             (taken - 1) * 60_000 < sync_redis.pttl(keys.rate_bucket(user, "view")) <= taken * 60_000
         )
+
+
+async def test_an_erasure_leaves_no_bucket_of_the_user_behind(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis
+) -> None:
+    """Her heartbeats just before the erasure were admitted and not settled yet: settled
+    after it, they would write her bucket (a key named after her) back."""
+    limits = parse_rate_limits("heartbeat=1/s:burst=60")  # 3 requests: a bucket kept 3 s
+    client = await make_client(rate_limits=limits, rate_limit_settle_s=0.5)
+    assert (await _statuses(client, auth("alice-erased"), 3)) == [200] * 3
+    assert (await _statuses(client, auth("bob"), 3, first=100)) == [200] * 3
+    deleted = await client.delete("/v1/users/alice-erased", headers=auth("ops", scope="admin"))
+    assert deleted.status == 204
+    await asyncio.sleep(1.0)  # past the next settlement
+    buckets = [k.decode() for k in sync_redis.scan_iter(match="rl:*")]
+    assert [k for k in buckets if "bob" in k]  # the settlement ran
+    assert not [k for k in buckets if "alice-erased" in k], buckets
