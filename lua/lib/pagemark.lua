@@ -1,6 +1,7 @@
 -- lib/pagemark.lua: the artifact's page mark, field '~c' of I (KEYS[2]): a number every
 -- presence writer run past the heartbeat's fast path changes (lib/presence.lua's
--- publish), so a presence page built when the mark had one value still holds while it
+-- publish), and the fast path too for a user with several sessions here (which of them
+-- is latest, and so the row's version and state, may change: live/heartbeat.lua), so a presence page built when the mark had one value still holds while it
 -- has it, apart from sessions that timed out and are not settled yet (live/presence.lua
 -- looks for those) and lastSeen times, which only fast-path heartbeats move.
 -- The service keeps built pages by their mark (presence_svc/live/page_cache.py) and asks

@@ -40,7 +40,13 @@ do
       and score and tonumber(score) > now
       and due and tonumber(due) >= now + math.floor(timeout / 3) then
       redis.call('ZADD', Z, now + (away and tonumber(ARGV[5]) or timeout), sid)
-      local meta = redis.call('HMGET', I, '~n', '~a')
+      local meta = redis.call('HMGET', I, '~n', '~a', user)
+      -- A user with several sessions here: this one may now be their latest, whose
+      -- version and state their presence row shows, so kept pages go (lib/pagemark.lua).
+      if meta[3] and cmsgpack.unpack(meta[3])[1] > 1
+        and redis.call('HINCRBY', I, '~c', 1) == 1 then
+        redis.call('HSET', I, '~c', string.format('%.0f', now * 1000))
+      end
       return {tonumber(meta[1] or '0'), redis.call('ZCOUNT', Z, '(' .. now, '+inf'),
         tonumber(meta[2] or '0')}
     end

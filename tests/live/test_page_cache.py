@@ -169,3 +169,21 @@ async def test_with_the_cache_off_pages_are_built_every_time(
     assert [r[0] for r in _rows(await _page(client, auth))] == ["alice"]
     await beat(client, auth, "bob", "tab-bbbb1")
     assert [r[0] for r in _rows(await _page(client, auth))] == ["alice", "bob"]
+
+
+async def test_a_plain_heartbeat_of_a_users_other_tab_shows_its_state_on_a_kept_page(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """A user's row shows their latest session's version and state: a refreshing
+    heartbeat (nothing new in it) of another of their tabs makes that tab the latest."""
+    reader = await make_client(**KEEP, **LONG_LIVED)
+    writer = await make_client(**KEEP, **LONG_LIVED)
+    await beat(writer, auth, "alice", "tab-aaaa1", versionId="v1")
+    await asyncio.sleep(0.01)
+    await beat(writer, auth, "alice", "tab-aaaa2", versionId="v2", state={"page": 3})
+    page = await _page(reader, auth)
+    assert [(u["versionId"], u["state"]) for u in page["users"]] == [("v2", {"page": 3})]
+    await asyncio.sleep(0.01)
+    await beat(writer, auth, "alice", "tab-aaaa1")  # a refresh: the fast path
+    page = await _page(reader, auth)
+    assert [(u["versionId"], u["state"]) for u in page["users"]] == [("v1", None)]
