@@ -58,6 +58,9 @@ _IDLE_S = 30.0
 matters then): memory follows the users active in the last half minute, and a user with
 a tab open (a heartbeat every 15 s) keeps the key names worked out once."""
 
+_LAST_SETTLE_S = 2.0
+"""How long the settlement at shutdown may take."""
+
 _COUNTS = tuple(str(n).encode() for n in range(1024))
 """Counts as Redis reads them, packed once."""
 
@@ -151,7 +154,11 @@ class Limiter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self.settle()
+            try:  # a Redis that does not answer must not hold the shutdown
+                async with asyncio.timeout(_LAST_SETTLE_S):
+                    await self.settle()
+            except TimeoutError:
+                log.warning("rate limit: the last settlement got no answer; not charged")
 
     async def _settle_forever(self) -> None:
         swept = time.monotonic()
