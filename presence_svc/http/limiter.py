@@ -51,12 +51,8 @@ _PER_CALL = 256
 """Buckets settled by one script call at most: Redis serves nothing else while it runs."""
 
 _SWEEP_S = 10.0
-"""How often the buckets full for ``_IDLE_S`` are forgotten."""
-
-_IDLE_S = 30.0
-"""How long a bucket stays known after it is full again (nothing this process knows of it
-matters then): memory follows the users active in the last half minute, and a user with
-a tab open (a heartbeat every 15 s) keeps the key names worked out once."""
+"""How often the buckets full again are forgotten (nothing this process knows of one
+matters then: a user not heard of is taken to have a full bucket)."""
 
 _LAST_SETTLE_S = 2.0
 """How long the settlement at shutdown may take."""
@@ -241,8 +237,8 @@ class Limiter:
             self._known.pop((user_id, route_class), None)
 
     def forget_idle(self) -> int:
-        """Drop the buckets full again for ``_IDLE_S`` with nothing to settle (a user not
-        heard of is taken to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to
+        """Drop the buckets full again with nothing to settle (a user not heard of is taken
+        to have a full bucket anyway); past ``_REMEMBERED``, any with nothing to
         settle (such a user is then admitted as by a process that never heard of them,
         within the same bound). Returns how many are left."""
         known, now = self._known, time.monotonic()

@@ -11,7 +11,6 @@ import pytest
 import redis
 
 from presence_svc.auth import TokenCodec
-from presence_svc.http import limiter as limiter_module
 from presence_svc.http.limiter import Limiter
 from presence_svc.http.resources import LIMITER
 from presence_svc.ratelimits import RateLimits, parse_rate_limits
@@ -200,12 +199,11 @@ async def test_a_settlement_that_redis_refuses_fails_no_request(
 
 
 async def test_idle_users_are_forgotten_and_debtors_are_not(
-    make_client: MakeClient, auth: Auth, monkeypatch: pytest.MonkeyPatch
+    make_client: MakeClient, auth: Auth
 ) -> None:
-    """Memory follows the active users: a bucket full again (for 30 s; 0 here) is
+    """Memory follows the active users: a bucket full again is
     forgotten (a user not heard of is taken to have a full bucket anyway); one still empty
     is kept."""
-    monkeypatch.setattr(limiter_module, "_IDLE_S", 0.0)
     limits = parse_rate_limits("heartbeat=1000/s:burst=2,view=1/m:burst=1")
     client = await make_client(rate_limits=limits, rate_limit_settle_s=5)
     limiter = _limiter(client)
