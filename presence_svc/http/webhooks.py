@@ -191,9 +191,11 @@ async def patch_webhook(request: web.Request) -> web.Response:
     if body.enabled is not UNSET:
         changed = replace(changed, enabled=body.enabled, disabled_reason=None)
         if body.enabled and not endpoint.enabled:  # a fresh start for the disable clock
-            changed = replace(changed, failing_since_ms=None)
+            changed = replace(changed, failing_since_ms=None, disabled_at_ms=None)
         if not body.enabled:
             changed = replace(changed, disabled_reason="by request")
+            if endpoint.enabled:  # events from before now are still kept for it
+                changed = replace(changed, disabled_at_ms=now)
     if body.rotate_secret:
         until = now + body.secret_overlap_s * 1000
         changed = replace(

@@ -71,6 +71,9 @@ class WebhookDispatcher:
         self.lease_ms = int(settings.sweep_interval_s * 3000)
         self.presence = PresenceEvents(self.rooms)
         self.endpoints: list[Endpoint] = []
+        self._disabled: list[Endpoint] = []
+        """Disabled endpoints: an event from before one was disabled, read only since, is
+        still queued for it (in the database, where its queue waits to be enabled)."""
         self._existing: set[str] = set()
         """Every endpoint's id, disabled ones included (a lane dropped for one of these
         keeps its deliveries; one dropped for a deleted endpoint forgets them)."""
@@ -167,6 +170,7 @@ class WebhookDispatcher:
         every = await self.store.endpoints()
         self._existing = {e.endpoint_id for e in every}
         self.endpoints = [e for e in every if e.enabled]
+        self._disabled = [e for e in every if not e.enabled and e.disabled_at_ms is not None]
 
     def _lanes_for_endpoints(self) -> None:
         current = {e.endpoint_id: e for e in self.endpoints}
@@ -196,6 +200,15 @@ class WebhookDispatcher:
                     await asyncio.wait_for(lane.ready.wait(), READY_TIMEOUT_S)
                 except TimeoutError as exc:
                     raise DatabaseUnavailable("a webhook lane could not read its queue") from exc
+
+    async def _retired(self) -> None:
+        """Every lane being retired has parked what it held in memory: a disabled
+        endpoint's next rows go behind those, so its queue keeps each artifact's order."""
+        if not self._retiring:
+            return
+        _, waiting = await asyncio.wait(set(self._retiring), timeout=READY_TIMEOUT_S)
+        if waiting:
+            raise DatabaseUnavailable("a disabled webhook endpoint's queue could not be written")
 
     def _settled(self, ticket: Ticket) -> None:
         for stream, ids in ticket.acks.items():
@@ -297,6 +310,7 @@ class WebhookDispatcher:
             await self._read_endpoints()
             self._lanes_for_endpoints()
             await self._ready()
+            await self._retired()
         # Each ticket holds one count of its own until the deliveries that go to the
         # database are committed: its entries are acknowledged after that, not before.
         tickets = list({id(t): t for _, t in derived}.values())
@@ -320,7 +334,7 @@ class WebhookDispatcher:
 
     def _hand_out(self, derived: Sequence[tuple[Event | None, Ticket]]) -> list[NewDelivery]:
         """Each event to its endpoints' lanes; returns the deliveries a lane did not
-        take (they go to the database)."""
+        take (they go to the database), with those for endpoints disabled after it."""
         out: list[NewDelivery] = []
         for event, ticket in derived:
             if event is None:
@@ -342,16 +356,14 @@ class WebhookDispatcher:
                 elif lane.take(fresh):
                     ticket.count += 1
                     continue
-                out.append(
-                    NewDelivery(
-                        endpoint.endpoint_id,
-                        event.event_id,
-                        event.event_type,
-                        event.artifact_id,
-                        text,
-                        event.at_ms,
-                    )
-                )
+                out.append(_delivery(endpoint, event, text))
+            for endpoint in self._disabled:
+                # Disabled after the event happened (the worker read it only since).
+                if event.at_ms <= (endpoint.disabled_at_ms or 0) and endpoint.wants(
+                    event.event_type, event.artifact_id
+                ):
+                    text = event.body() if text is None else text
+                    out.append(_delivery(endpoint, event, text))
         return out
 
     async def _hide_viewers(self, events: Sequence[Event]) -> None:
@@ -413,6 +425,17 @@ class WebhookDispatcher:
         for result in results:
             if isinstance(result, Exception):
                 raise result
+
+
+def _delivery(endpoint: Endpoint, event: Event, body: str) -> NewDelivery:
+    return NewDelivery(
+        endpoint.endpoint_id,
+        event.event_id,
+        event.event_type,
+        event.artifact_id,
+        body,
+        event.at_ms,
+    )
 
 
 def _flat(fields: dict[bytes, bytes]) -> list[bytes]:

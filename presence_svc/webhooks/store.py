@@ -41,7 +41,7 @@ _PRESENCE_LISTS = frozenset({"presence.join", "presence.leave", INTERVAL_TYPE})
 _ENDPOINT_COLUMNS = (
     "endpoint_id, url, events, artifact_prefix, secret, previous_secret, previous_until, "
     "enabled, disabled_reason, failing_since, last_success, last_failure, created_at, "
-    "updated_at"
+    "updated_at, disabled_at"
 )
 _DELIVERY_COLUMNS = (
     "seq, endpoint_id, event_id, event_type, artifact_id, body, created_at, attempts, "
@@ -65,6 +65,8 @@ class Endpoint:
     last_failure_ms: int | None
     created_at_ms: int
     updated_at_ms: int
+    disabled_at_ms: int | None = None
+    """When it was disabled (None while enabled): events from before are kept for it."""
 
     def secrets(self, now_ms: int) -> list[str]:
         """The secrets that sign now: the current one, and the previous one during the
@@ -97,6 +99,7 @@ class Endpoint:
             row[11],
             row[12],
             row[13],
+            row[14],
         )
 
     def _row(self) -> tuple[Any, ...]:
@@ -115,6 +118,7 @@ class Endpoint:
             self.last_failure_ms,
             self.created_at_ms,
             self.updated_at_ms,
+            self.disabled_at_ms,
         )
 
 
@@ -210,7 +214,7 @@ class WebhookStore(ABC):
     # Endpoints.
 
     async def add_endpoint(self, endpoint: Endpoint) -> None:
-        marks = ", ".join("?" * 14)
+        marks = ", ".join("?" * 15)
         await self._execute(
             f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLUMNS}) VALUES ({marks})",
             endpoint._row(),
@@ -249,11 +253,17 @@ class WebhookStore(ABC):
         return found is not None
 
     async def disable(self, endpoint: Endpoint, reason: str, now_ms: int) -> Endpoint:
-        off = replace(endpoint, enabled=False, disabled_reason=reason, updated_at_ms=now_ms)
+        off = replace(
+            endpoint,
+            enabled=False,
+            disabled_reason=reason,
+            updated_at_ms=now_ms,
+            disabled_at_ms=now_ms,
+        )
         await self._execute(
-            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? "
-            "WHERE endpoint_id = ?",
-            (reason, now_ms, endpoint.endpoint_id),
+            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, updated_at = ?, "
+            "disabled_at = ? WHERE endpoint_id = ?",
+            (reason, now_ms, now_ms, endpoint.endpoint_id),
         )
         return off
 

@@ -13,6 +13,7 @@ import redis
 
 from presence_svc.redis.keys import Keyspace
 from presence_svc.webhooks import lane
+from presence_svc.webhooks.dispatcher import WebhookDispatcher
 from presence_svc.webhooks.streams import GROUP
 from tests.webhooks.receiver import Receiver, receiving, until
 
@@ -25,6 +26,20 @@ def _unacknowledged(sync_redis: redis.Redis) -> int:
         for t in KEYS.tags
         if sync_redis.exists(KEYS.outbox(t))
     )
+
+
+def _unread(sync_redis: redis.Redis) -> int:
+    """Outboxes whose group has not read to the end (its last delivered id behind the
+    stream's last id)."""
+    behind = 0
+    for t in KEYS.tags:
+        stream = KEYS.outbox(t)
+        if not sync_redis.exists(stream):
+            continue
+        last = sync_redis.xinfo_stream(stream)["last-generated-id"]
+        group = next(g for g in sync_redis.xinfo_groups(stream) if g["name"].decode() == GROUP)
+        behind += group["last-delivered-id"] != last
+    return behind
 
 
 def _joins(receiver: Receiver, artifact: str) -> list[str]:
@@ -124,6 +139,42 @@ async def test_deliveries_held_when_an_endpoint_is_disabled_wait_for_it(
             lambda: len(_joins(receiver, "doc-d")) == 3, timeout_s=45, what="the three joins"
         )
         assert _joins(receiver, "doc-d") == ["u1", "u2", "u3"]
+
+
+async def test_events_from_before_a_disable_read_after_it_still_wait_for_the_endpoint(
+    make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker reads the three joins only after the endpoint was disabled: they happened
+    # while it was enabled, so they wait for it; a join from after the disable does not.
+    reading = True
+    intake = WebhookDispatcher.intake
+
+    async def held_back(self: WebhookDispatcher) -> int:
+        return await intake(self) if reading else 0
+
+    monkeypatch.setattr(WebhookDispatcher, "intake", held_back)
+    hooks = await make_hooks()
+    async with receiving() as receiver:
+        made = await hooks.create(receiver.url, ["presence.join"])
+        receiver.secrets.append(made["secret"])
+        path = f"/v1/webhooks/{made['webhookId']}"
+        await hooks.beat("doc-b", "u0")
+        await until(lambda: _joins(receiver, "doc-b") == ["u0"], what="the first join")
+        reading = False
+        for user in ("u1", "u2", "u3"):
+            await hooks.beat("doc-b", user)
+        await hooks.call("PATCH", path, json={"enabled": False})
+        await hooks.beat("doc-b", "u4")  # while disabled: never delivered
+        reading = True
+        await until(lambda: _unread(sync_redis) == 0, what="every entry read")
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+        body = await hooks.call("GET", path)
+        assert body["health"]["pending"] == 3, body
+        assert _joins(receiver, "doc-b") == ["u0"]
+        await hooks.call("PATCH", path, json={"enabled": True})
+        await until(lambda: len(_joins(receiver, "doc-b")) == 4, what="the three held joins")
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="nothing held back")
+        assert _joins(receiver, "doc-b") == ["u0", "u1", "u2", "u3"]
 
 
 async def test_a_slow_endpoint_has_its_waiting_deliveries_kept_in_the_database(
