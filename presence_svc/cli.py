@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import re
@@ -24,7 +23,7 @@ from typing import IO, Any
 
 import asyncpg
 
-from presence_svc import logs
+from presence_svc import heap, logs
 from presence_svc.auth import SECRET_FILE, Scope, load_or_create_secret, read_secret, token_codec
 from presence_svc.banner import announce
 from presence_svc.database import Database, database_for
@@ -322,7 +321,7 @@ def _serve_app(
             announce(settings)
 
     app.on_startup.append(serving)  # after the cleanup contexts: Redis, database, worker
-    gc.freeze()  # start-up objects never change: keep them out of GC passes
+    heap.settle()  # start-up objects out of GC passes, and young passes rarer
     # aiohttp's run_app, with connections that refuse past the requests gate before parsing
     run_app(app, sockets, _event_loop(), shutdown_timeout=10)
     return 0
@@ -362,7 +361,7 @@ def _worker(settings: Settings) -> int:
 
     with _redis_for(settings) as ready:
         loop = _event_loop()
-        gc.freeze()  # as in serve: start-up objects stay out of the drain's GC passes
+        heap.settle()  # as in serve: start-up objects stay out of the drain's GC passes
         try:
             loop.run_until_complete(run(ready))
         finally:
