@@ -132,6 +132,9 @@ class Script:
         return f"<Script {self.name} {self.sha[:8]}>"
 
 
+_PACKED_COUNTS = 1024
+_COUNT_BULKS = tuple(bulk(n) for n in range(_PACKED_COUNTS))
+"""Small counts as RESP bulk strings, packed once (a settlement's counts)."""
 _FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
 _SIX_BULKS = b"$%d\r\n%b\r\n" * 6
 _Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
@@ -639,11 +642,41 @@ class SetLatestScript(Script):
 class SettleTokensScript(Script):
     PATH = "limits/settle"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._rules: dict[tuple[float, int], bytes] = {}
+
     def call(
         self, buckets: Sequence[str], interval_ms: float, burst: int, counts: Sequence[int | bytes]
     ) -> ScriptCall:
         """Charge ``buckets`` (of one route class, on one slot) with ``counts``."""
         return ScriptCall(self, buckets, (repr(interval_ms), burst, *counts))
+
+    @staticmethod
+    def packed_key(bucket: str) -> bytes:
+        """A bucket's key packed for ``call_packed`` (a caller packs each key once)."""
+        return bulk(bucket)
+
+    def call_packed(
+        self,
+        buckets: Sequence[str],
+        packed_buckets: bytes,
+        interval_ms: float,
+        burst: int,
+        counts: Sequence[int],
+    ) -> ScriptCall:
+        """``call``, joined from parts packed once: the buckets' keys (``packed_key`` of
+        each, joined), the class's rules, the counts (a settlement sends one call per slot
+        and class, ten times a second: the packing was most of its cost)."""
+        rules = self._rules.get((interval_ms, burst))
+        if rules is None:
+            rules = self._rules[interval_ms, burst] = pack_bulks((repr(interval_ms), burst))
+        n = len(buckets)
+        head = evalsha_head(self.sha, n, n + 2) + packed_buckets + rules
+        head += b"".join([_COUNT_BULKS[c] if c < _PACKED_COUNTS else bulk(c) for c in counts])
+        call = ScriptCall(self, buckets, (repr(interval_ms), burst, *counts), head=head)
+        call.tail = b""
+        return call
 
 
 class TrimStreamScript(Script):
