@@ -4,7 +4,8 @@ Calls made in the same event-loop turn (many requests arriving together) go out 
 pipeline: one write instead of a round trip each. With a ``RedisPipe`` (what a server
 process uses) the batches go out on its one pipelined connection, and a batch leaves as
 soon as it holds ``EAGER_BATCH`` calls; without one, each batch borrows a pooled
-connection. Alone, a call waits for nothing but the end of the current loop turn.
+connection. Alone, a call waits for nothing but the end of the current loop turn. A batch
+of ``run_many`` goes out at once, on the pipe as one write with one future when there is one.
 
 Scripts are sent by SHA straight away and loaded only when Redis says it does not know
 one (after a restart or ``SCRIPT FLUSH``), so the hot path is one round trip.
