@@ -109,6 +109,7 @@ class Limiter:
         (s), and what one token adds to it (s): ``admit``'s arithmetic, worked out once."""
         self._settle_s = settle_s
         self._known: dict[_Key, _Known] = {}
+        self._places: dict[_Key, tuple[str, str, bytes]] = {}
         self._due: list[_Key] = []
         """Buckets with requests admitted since the last settlement, in order."""
 
@@ -209,17 +210,14 @@ class Limiter:
         most ``_PER_CALL`` buckets."""
         due, self._due = self._due, []
         by_slot: dict[tuple[str, RouteClass], list[_Known]] = {}
-        known_of, keys = self._known.get, self._keys
+        known_of = self._known.get
         for key in due:
             known = known_of(key)
             if known is None or not known.used:
                 continue
             known.settling, known.used = known.used, 0
             if not known.slot:
-                user, route_class = key
-                known.slot = keys.tag_of(user)
-                known.bucket_key = keys.rate_bucket(user, route_class)
-                known.bucket_bulk = self._script.packed_key(known.bucket_key)
+                known.slot, known.bucket_key, known.bucket_bulk = self._place(key)
             group = by_slot.get((known.slot, key[1]))
             if group is None:
                 by_slot[known.slot, key[1]] = [known]
@@ -230,6 +228,20 @@ class Limiter:
             for n, first in enumerate(range(0, len(settled), _PER_CALL)):
                 groups[slot, route_class, n] = settled[first : first + _PER_CALL]
         return groups
+
+    def _place(self, key: _Key) -> tuple[str, str, bytes]:
+        """The bucket's slot, key and packed key, kept beyond ``forget_idle`` (a user
+        heartbeating every 15 s is forgotten between two heartbeats, and would have them
+        worked out again each time)."""
+        place = self._places.get(key)
+        if place is None:
+            if len(self._places) >= _REMEMBERED:
+                self._places.clear()
+            user, route_class = key
+            bucket_key = self._keys.rate_bucket(user, route_class)
+            place = (self._keys.tag_of(user), bucket_key, self._script.packed_key(bucket_key))
+            self._places[key] = place
+        return place
 
     def _answered(self, groups: dict[_Call, list[_Known]], answers: list[Any]) -> None:
         now, failed, error = time.monotonic(), 0, None
@@ -259,6 +271,7 @@ class Limiter:
         removed it (one already sent reaches Redis before the erasure does)."""
         for route_class in self._buckets:
             self._known.pop((user_id, route_class), None)
+            self._places.pop((user_id, route_class), None)
 
     def forget_idle(self) -> int:
         """Drop the buckets full again with nothing to settle (a user not heard of is taken
