@@ -57,8 +57,6 @@ matters then: a user not heard of is taken to have a full bucket)."""
 _LAST_SETTLE_S = 2.0
 """How long the settlement at shutdown may take."""
 
-_COUNTS = tuple(str(n).encode() for n in range(1024))
-"""Counts as Redis reads them, packed once."""
 
 T = TypeVar("T")
 _Key = tuple[str, RouteClass]
@@ -81,6 +79,8 @@ class _Known:
     """Requests admitted and sent to Redis, not answered yet."""
     bucket_key: str = ""
     """Its key in Redis, once settled."""
+    bucket_bulk: bytes = b""
+    """The key as a RESP bulk string (packed once, not at every settlement)."""
     slot: str = ""
     """Its hash tag (the user's partition), once settled."""
 
@@ -101,25 +101,35 @@ class Limiter:
         self._script = redis.scripts.settle_tokens
         self._keys = keys
         self._buckets = dict(limits.buckets)
+        self._admit_rules = {
+            name: (bucket, (bucket.burst - 1) / bucket.rate, 1 / bucket.rate)
+            for name, bucket in limits.buckets
+        }
+        """Per class: the bucket, how far ahead ``full_at`` may lie for a token to be left
+        (s), and what one token adds to it (s): ``admit``'s arithmetic, worked out once."""
         self._settle_s = settle_s
         self._known: dict[_Key, _Known] = {}
+        self._places: dict[_Key, tuple[str, str, bytes]] = {}
         self._due: list[_Key] = []
         """Buckets with requests admitted since the last settlement, in order."""
 
     def admit(self, principal: Principal, route_class: RouteClass) -> None:
         """Count one request of ``route_class`` for the caller, or raise ``RateLimited``.
         A dict lookup and arithmetic: no Redis call, no future."""
-        bucket = self._buckets.get(route_class)
-        if bucket is None or principal.scope is Scope.ADMIN:
+        rules = self._admit_rules.get(route_class)
+        if rules is None or principal.scope is Scope.ADMIN:
             return
         key, now = (principal.user_id, route_class), time.monotonic()
         known = self._known.get(key)
         if known is None:  # not heard of: a full bucket, until the first settlement
             known = self._known[key] = _Known(full_at=now)
-        tokens = known.tokens(bucket, now)
-        if tokens < 1:
-            raise _refused(route_class, bucket, (1 - tokens) / bucket.rate)
-        known.full_at = max(known.full_at, now) + 1 / bucket.rate
+        # A token left (``_Known.tokens`` >= 1): full again no more than (burst - 1) tokens
+        # ahead.
+        ahead = known.full_at - now
+        if ahead > rules[1]:
+            bucket = rules[0]
+            raise _refused(route_class, bucket, (1 - known.tokens(bucket, now)) / bucket.rate)
+        known.full_at = (known.full_at if ahead > 0 else now) + rules[2]
         if not known.used:
             self._due.append(key)
         known.used += 1
@@ -173,14 +183,21 @@ class Limiter:
         """Charge every bucket with what was admitted since the last settlement, in one
         pipelined round trip, and take in what Redis answered."""
         groups = self._due_by_call()
+        if not groups:
+            return
         calls = []
+        script = self._script
         for (_, route_class, _), settled in groups.items():
             bucket = self._buckets[route_class]
-            buckets = [known.bucket_key for known in settled]
-            counts = [_COUNTS[n] if n < len(_COUNTS) else n for n in (k.settling for k in settled)]
-            calls.append(self._script.call(buckets, bucket.interval_ms, bucket.burst, counts))
-        if not calls:
-            return
+            calls.append(
+                script.call_packed(
+                    [known.bucket_key for known in settled],
+                    b"".join([known.bucket_bulk for known in settled]),
+                    bucket.interval_ms,
+                    bucket.burst,
+                    [known.settling for known in settled],
+                )
+            )
         try:
             answers = await self._redis.run_many(calls)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -189,23 +206,42 @@ class Limiter:
 
     def _due_by_call(self) -> dict[_Call, list[_Known]]:
         """The buckets with requests to charge, their ``settling`` set, grouped by the
-        script call that charges them: one per slot (a partition's users) and class."""
+        script call that charges them: one per slot (a partition's users) and class, of at
+        most ``_PER_CALL`` buckets."""
         due, self._due = self._due, []
-        groups: dict[_Call, list[_Known]] = {}
+        by_slot: dict[tuple[str, RouteClass], list[_Known]] = {}
+        known_of = self._known.get
         for key in due:
-            known = self._known.get(key)
+            known = known_of(key)
             if known is None or not known.used:
                 continue
             known.settling, known.used = known.used, 0
-            user, route_class = key
             if not known.slot:
-                known.slot = self._keys.tag_of(user)
-                known.bucket_key = self._keys.rate_bucket(user, route_class)
-            call = known.slot, route_class, 0
-            while len(groups.setdefault(call, [])) >= _PER_CALL:
-                call = known.slot, route_class, call[2] + 1
-            groups[call].append(known)
+                known.slot, known.bucket_key, known.bucket_bulk = self._place(key)
+            group = by_slot.get((known.slot, key[1]))
+            if group is None:
+                by_slot[known.slot, key[1]] = [known]
+            else:
+                group.append(known)
+        groups: dict[_Call, list[_Known]] = {}
+        for (slot, route_class), settled in by_slot.items():
+            for n, first in enumerate(range(0, len(settled), _PER_CALL)):
+                groups[slot, route_class, n] = settled[first : first + _PER_CALL]
         return groups
+
+    def _place(self, key: _Key) -> tuple[str, str, bytes]:
+        """The bucket's slot, key and packed key, kept beyond ``forget_idle`` (a user
+        heartbeating every 15 s is forgotten between two heartbeats, and would have them
+        worked out again each time)."""
+        place = self._places.get(key)
+        if place is None:
+            if len(self._places) >= _REMEMBERED:
+                self._places.clear()
+            user, route_class = key
+            bucket_key = self._keys.rate_bucket(user, route_class)
+            place = (self._keys.tag_of(user), bucket_key, self._script.packed_key(bucket_key))
+            self._places[key] = place
+        return place
 
     def _answered(self, groups: dict[_Call, list[_Known]], answers: list[Any]) -> None:
         now, failed, error = time.monotonic(), 0, None
@@ -235,6 +271,7 @@ class Limiter:
         removed it (one already sent reaches Redis before the erasure does)."""
         for route_class in self._buckets:
             self._known.pop((user_id, route_class), None)
+            self._places.pop((user_id, route_class), None)
 
     def forget_idle(self) -> int:
         """Drop the buckets full again with nothing to settle (a user not heard of is taken

@@ -499,3 +499,28 @@ async def test_a_failing_call_among_a_requests_calls_is_raised_once_all_have_run
             }
         finally:
             await redis_conn.aclose()
+
+
+async def test_a_batch_on_the_pipe_takes_no_pooled_connection_and_keeps_errors_in_place(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """``run_many`` on the pipe (a rate-limit settlement, an online batch): one write on the
+    pipelined connection, no pooled one; a call that fails is answered with its error in
+    its place while the others run."""
+    settings = Settings(redis_url=redis_url)
+    redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
+    store = PresenceStore(redis_conn, settings)
+    try:
+        await store.heartbeat("batch-x", "tab-0", "user-0", None, None)  # the pipe is up
+        clients = sync_redis.info("clients")["connected_clients"]
+        sync_redis.set(store.keys.artifact("batch-3").sessions, "not a zset")
+        calls = [
+            store.heartbeat_call(f"batch-{n}", "tab-1", "user-1", None, None) for n in range(6)
+        ]
+        results = await redis_conn.run_many(calls)
+        assert sync_redis.info("clients")["connected_clients"] == clients
+        assert isinstance(results[3], ResponseError)
+        assert "WRONGTYPE" in str(results[3])
+        assert [r[:3] for n, r in enumerate(results) if n != 3] == [[1, 1, 1]] * 5
+    finally:
+        await redis_conn.aclose()

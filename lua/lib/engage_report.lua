@@ -1,0 +1,32 @@
+-- lib/engage_report.lua: the hot path of a heartbeat's engaged time (stats/heartbeat_engaged.lua),
+-- inline and before lib/engage.lua is defined (defining its functions costs Redis an
+-- allocation each, every call): a report of the session's own user on the version its
+-- accumulator holds, its fold not due yet, only clamps the delta and adds it to the
+-- accumulator, exactly as engage(false) does on that path. Sets ENGAGED true when it
+-- handled the report (a session of another user included: nothing counts, as in
+-- engage()); anything else (no accumulator, another version, the fold due, no version
+-- named) leaves ENGAGED false for engage(false), which looks at everything again
+-- (nothing has been written yet). Keys and arguments as lib/engage.lua's.
+local ENGAGED = false
+do
+  local n, a = #KEYS, #ARGV - 7
+  local sid, version = ARGV[a + 4], ARGV[a + 6]
+  local held = version ~= '' and redis.call('HGET', KEYS[n - 2], sid)
+  local acc = held and cmsgpack.unpack(held)
+  if type(acc) == 'table' and acc[4] == version and NOW < acc[3] then
+    local raw = redis.call('HGET', KEYS[2], sid)
+    if raw then
+      ENGAGED = true
+      if cmsgpack.unpack(raw)[1] == ARGV[a + 5] then
+        local add = math.min(tonumber(ARGV[a + 7]), math.max(0, NOW - acc[1])
+          + tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+        acc[1] = NOW
+        if add > 0 then
+          if acc[2] == 0 then redis.call('ZADD', KEYS[n], acc[3], sid .. ARGV[1]) end
+          acc[2] = acc[2] + add
+        end
+        redis.call('HSET', KEYS[n - 2], sid, cmsgpack.pack(acc))
+      end
+    end
+  end
+end

@@ -1,0 +1,28 @@
+"""benchmarks/limiter_settle.py cannot rot: a small real run measures admitting and
+settling (no figure is asserted: the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "limiter_settle.py"
+
+
+def test_limiter_settle_benchmark_reports_cpu_per_request() -> None:
+    args = ["--users", "300", "--per-round", "50", "--rounds", "5"]
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    figures = result["cpu_us_per_request"]
+    assert set(figures) == {"admit_us", "settle_python_us", "settle_redis_us"}
+    assert all(v >= 0 for v in figures.values())
+    assert result["users"] == 300
