@@ -17,10 +17,9 @@ from presence_svc.cursors import decode_scoped, encode_scoped
 from presence_svc.errors import Conflict
 from presence_svc.live.recent import RecentList
 from presence_svc.live.where_now import WhereNowIndex
-from presence_svc.redis.connection import RedisConnection, as_text
+from presence_svc.redis.connection import Commands, RedisConnection, as_text
 from presence_svc.redis.count_reads import CountReads, clock_ms, held
 from presence_svc.redis.keys import Keyspace
-from presence_svc.redis.resp import Commands
 from presence_svc.redis.scripts import Engagement, Lifetimes, ScriptCall
 from presence_svc.settings import Settings
 
