@@ -87,6 +87,8 @@ class PresencePage:
     next_cursor: str | None
     mark: str = ""
     """The artifact's page mark this page was built at ('' none: lib/pagemark.lua)."""
+    built: int = 0
+    """Redis's clock (ms) when it was built (``page_since``)."""
 
 
 def decode_state(blob: str | bytes) -> dict[str, Any] | None:
@@ -314,20 +316,48 @@ class PresenceStore:
         """``page``, or None when ``known_mark`` (the ``mark`` of a page the caller keeps)
         says that page still holds: nothing was written on the artifact since it was built
         and none of its sessions timed out (lastSeen times may have moved on since)."""
+        found = await self._page_call(artifact_id, limit, cursor, known_mark, None, sessions)
+        return found if isinstance(found, PresencePage) else None
+
+    async def page_since(
+        self,
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        kept: PresencePage,
+        *,
+        sessions: bool = False,
+    ) -> PresencePage | bool:
+        """``page_unless`` for a page the caller keeps: True when it holds and no session
+        beat since it was built either (its lastSeen times hold too), False when it holds
+        lastSeen times aside, else a new page."""
+        found = await self._page_call(artifact_id, limit, cursor, kept.mark, kept.built, sessions)
+        return found if isinstance(found, PresencePage) else found == b"="
+
+    async def _page_call(
+        self,
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        known_mark: str,
+        built: int | None,
+        sessions: bool,
+    ) -> PresencePage | bytes:
         after = decode_scoped(cursor, PAGE_ORDER, artifact_id) if cursor else None
         times = self._times
         call = self._scripts.presence.call(
-            self.keys.artifact(artifact_id), times, limit, after, sessions, known_mark
+            self.keys.artifact(artifact_id), times, limit, after, sessions, known_mark, built
         )
         raw = await self.redis.run(call)
-        if not raw:
-            return None
-        online, count, active, page, next_after, infos, mark = _PAGE.decode(raw)
+        if len(raw) <= 1:
+            return bytes(raw)  # '' or '=': the kept page holds
+        online, count, active, page, next_after, infos, mark, built_at = _PAGE.decode(raw)
         rows = _rows(page, infos, sessions) if isinstance(page, list) else []
         next_cursor = None
         if next_after >= 0:
             next_cursor = encode_scoped(PAGE_ORDER, artifact_id, int(next_after))
-        return PresencePage(Counts.of(online, count, active), rows, next_cursor, mark)
+        counts = Counts.of(online, count, active)
+        return PresencePage(counts, rows, next_cursor, mark, built_at)
 
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
@@ -403,10 +433,10 @@ class _WireInfo(msgspec.Struct, array_like=True, gc=False):
 
 
 _PAGE = msgspec.msgpack.Decoder(
-    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str]
+    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str, int]
 )
 """The page script's answer: counts, the rows flat (an empty Lua table may pack as a
-map), the next join number, the rows' session infos, the page mark."""
+map), the next join number, the rows' session infos, the page mark, Redis's clock."""
 
 
 def _rows(flat: list[float], infos: list[_WireInfo], listing: bool) -> list[PresenceRow]:

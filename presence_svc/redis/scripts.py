@@ -427,11 +427,13 @@ class PresencePageScript(Script):
         after: int | None,
         listing: bool,
         known_mark: str = "",
+        built: int | None = None,
     ) -> ScriptCall:
         """A page of ``limit`` users who came after join number ``after``; an empty answer
-        instead if ``known_mark`` (a page mark, lib/pagemark.lua) still holds."""
+        instead if ``known_mark`` (a page mark, lib/pagemark.lua) still holds, ``=`` if
+        besides no session beat since ``built`` (the kept page's Redis time)."""
         args = (times.online_ms, times.away_ms, limit, "" if after is None else after)
-        own = ("1" if listing else "", known_mark)
+        own = ("1" if listing else "", known_mark, "" if built is None else built)
         return ScriptCall(self, (k.sessions, k.info, k.users), (*args, *own))
 
 
