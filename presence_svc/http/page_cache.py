@@ -46,8 +46,9 @@ MAX_PAGES = 4096
 dropped."""
 MAX_BYTES = 32 * 1024 * 1024
 """Encoded answers kept at most per process (a page of 100 rows is ~18 KB as JSON, one of
-500 some 90 KB), dropped the same way: with the decoded rows kept beside them (to encode
-the other format), a process holds some 100 MB of pages at worst."""
+500 some 90 KB), dropped the same way: with the decoded rows kept beside them twice (the
+answer's, to encode the other format, and the page's, to join names again), a process
+holds some 150 MB of pages at worst."""
 
 _Key = tuple[str, int, str | None, bool]
 """artifact id, limit, cursor, sessions listed."""
