@@ -3,17 +3,23 @@
 -- ARGV[1] online timeout of an active session (ms)  ARGV[2] of an away session (ms)
 -- ARGV[3] page size  ARGV[4] the join number after which the page starts ('' for the
 -- first page)  ARGV[5] '1' to list each user's sessions  ARGV[6] the page mark a page the
--- caller keeps was built at ('' none; lib/pagemark.lua)
+-- caller keeps was built at ('' none; lib/pagemark.lua)  ARGV[7] when that page was built
+-- (its `built`, below; '' or absent: not asked)
 -- returns '' (an empty string) when ARGV[6] is the artifact's page mark and no session
--- timed out unsettled since: the caller's page still holds (lastSeen times aside);
--- else msgpack {online_users, online_sessions, active_users, rows, next, infos, mark}: rows
+-- timed out unsettled since: the caller's page still holds (lastSeen times aside); '='
+-- when, besides, no session has beaten since ARGV[7] (no deadline at or past ARGV[7] plus
+-- the active timeout: a heartbeat since then set one there, an away one further; a room
+-- with an away session that beat within the away timeout answers '' instead): the page
+-- holds, lastSeen times too;
+-- else msgpack {online_users, online_sessions, active_users, rows, next, infos, mark,
+-- built}: rows
 --   flat, each row {lastSeen, sessions, away (0/1), joinNumber[, n, then n times
 --   lastSeen, away: its sessions, with the list]} in a row, next the join number to
 --   start the next page after (-1: no more), infos the packed session infos as stored
 --   ({userId, versionId, stateJson[, flags]}, lib/presence.lua): per row, its most
 --   recent session's, then (with the list) each listed session's, in order; read-only.
 --   Flat and passed through: tables and unpacking per row were most of a page's time.
---   mark: the page mark ('' none) this page was built at.
+--   mark: the page mark ('' none) this page was built at; built: Redis's clock (ms) then.
 -- Hidden sessions (lib/hidden.lua) are counted and never listed: a user with no
 -- visible online session has no row.
 -- Rows sort by the user's join number: the order users came in, which heartbeats never
@@ -31,7 +37,14 @@ local mark_now = redis.call('HGET', KEYS[2], '~c') or ''
 if ARGV[6] ~= '' and ARGV[6] == mark_now then
   local settled_to = redis.call('HGET', KEYS[2], '~w')
   local low = settled_to and ('(' .. settled_to) or '-inf'
-  if #redis.call('ZRANGEBYSCORE', KEYS[1], low, NOW, 'LIMIT', 0, 1) == 0 then return '' end
+  if #redis.call('ZRANGEBYSCORE', KEYS[1], low, NOW, 'LIMIT', 0, 1) == 0 then
+    local built = tonumber(ARGV[7] or '')
+    if built and #redis.call('ZRANGEBYSCORE', KEYS[1], built + tonumber(ARGV[1]), '+inf',
+      'LIMIT', 0, 1) == 0 then
+      return '='
+    end
+    return ''
+  end
 end
 
 --! include lib/reads.lua
@@ -188,7 +201,7 @@ end
 local online, active = online_users(Z, I, now)
 local sessions = redis.call('ZCOUNT', Z, '(' .. now, '+inf')
 -- the infos as a sixth element of the packed answer, passed through as stored, the mark
--- as the seventh
+-- as the seventh, the clock as the eighth
 local packed = cmsgpack.pack({online, sessions, active, rows, next_after})
-return string.char(0x97) .. string.sub(packed, 2) .. packed_array(infos)
-  .. cmsgpack.pack(mark_now)
+return string.char(0x98) .. string.sub(packed, 2) .. packed_array(infos)
+  .. cmsgpack.pack(mark_now) .. cmsgpack.pack(NOW)

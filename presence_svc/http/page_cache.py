@@ -9,7 +9,10 @@ with the kept mark: the script answers with an empty string when the mark still 
 and no session timed out since (a few commands), so the kept bytes are sent again, or
 with a new page. Every read goes to Redis after it arrived, so a write answered before it
 shows at once, on any process. Only ``lastSeen`` times can lag (fast-path heartbeats move
-them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most.
+them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script
+is asked, with the time the page was built, whether any session beat since: if none did,
+the page holds, lastSeen times included, and only the names are joined again (a quiet
+room's page, read every few seconds, is not read from Redis and decoded again each time).
 
 A page is kept no longer than the profiles it joined (``CachedUsers.fresh_until``) and
 not past a write through this process's directory (``CachedUsers.generation``), so names
@@ -43,8 +46,9 @@ MAX_PAGES = 4096
 dropped."""
 MAX_BYTES = 32 * 1024 * 1024
 """Encoded answers kept at most per process (a page of 100 rows is ~18 KB as JSON, one of
-500 some 90 KB), dropped the same way: with the decoded rows kept beside them (to encode
-the other format), a process holds some 100 MB of pages at worst."""
+500 some 90 KB), dropped the same way: with the decoded rows kept beside them twice (the
+answer's, to encode the other format, and the page's, to join names again), a process
+holds some 150 MB of pages at worst."""
 
 _Key = tuple[str, int, str | None, bool]
 """artifact id, limit, cursor, sessions listed."""
@@ -56,6 +60,8 @@ class _Kept:
     expires: float
     generation: int
     user_ids: tuple[str, ...]
+    page: PresencePage
+    """What it was built from (``page_since`` asks whether it still holds)."""
     out: PresenceOut
     bodies: dict[bool, bytes] = field(default_factory=dict)
     """Encoded answer, by ``wants_msgpack``."""
@@ -97,48 +103,100 @@ class PageCache:
             # a reader of the same page is building it: wait, then check its mark
             await asyncio.shield(building)
         kept = self._valid(key, users.generation)
-        page: PresencePage | None
+        page: PresencePage | None = None
+        same: _Kept | None = None
+        """A kept page past its time that still holds, lastSeen times included: only the
+        names are joined again."""
         if kept is not None:
-            page = await store.page_unless(artifact_id, limit, cursor, kept.mark, sessions=listing)
-            if page is None:
-                if not any(map(hidden, kept.user_ids)):
-                    body = kept.bodies.get(as_msgpack)
-                    if body is None:
-                        body = kept.bodies[as_msgpack] = encode_body(kept.out, as_msgpack)
-                        self._bytes += len(body)
-                    return _response(body, as_msgpack)
-                page = await store.page(artifact_id, limit, cursor, sessions=listing)
-        else:
-            page = None
+            found = await self._check(store, hidden, kept, artifact_id, limit, cursor, listing)
+            if found is True:
+                return _response(self._body(kept, as_msgpack), as_msgpack)
+            if isinstance(found, PresencePage):
+                page = found
+            elif found is kept:
+                same = kept
         done = None
         if key not in self._building:
             done = self._building[key] = asyncio.get_running_loop().create_future()
         try:
-            if page is None:
-                page = await store.page(artifact_id, limit, cursor, sessions=listing)
-            generation = users.generation
-            shown = without_hidden(page, hidden)
-            out = await presence_out(users, shown)
-            body = encode_body(out, as_msgpack)
-            # not kept: a page the mirror took users out of (one of them may turn visible
-            # again with no write in Redis) or without names
-            if shown.mark and shown is page and out.names_joined:
-                ids = tuple(row.user_id for row in shown.rows)
-                expires = min(time.monotonic() + self._ttl_s, users.fresh_until(ids))
-                if generation == users.generation:
-                    kept = _Kept(shown.mark, expires, generation, ids, out, {as_msgpack: body})
-                    self._keep(key, kept)
+            args = (artifact_id, limit, cursor, listing)
+            body = await self._build(key, store, users, hidden, args, as_msgpack, page, same)
             return _response(body, as_msgpack)
         finally:
             if done is not None:
                 del self._building[key]
                 done.set_result(None)
 
+    async def _build(
+        self,
+        key: _Key,
+        store: PresenceStore,
+        users: CachedUsers,
+        hidden: Callable[[str], bool],
+        args: tuple[str, int, str | None, bool],
+        as_msgpack: bool,
+        page: PresencePage | None,
+        same: _Kept | None,
+    ) -> bytes:
+        """The answer's body from ``page`` (None: read it now), or from ``same`` with its
+        names joined again; kept when it may be."""
+        artifact_id, limit, cursor, listing = args
+        if same is not None:
+            page = same.page
+        elif page is None:
+            page = await store.page(artifact_id, limit, cursor, sessions=listing)
+        generation = users.generation
+        shown = without_hidden(page, hidden)
+        out = await presence_out(users, shown)
+        if same is not None and out == same.out:
+            body = self._body(same, as_msgpack)  # the same names: the same bytes
+        else:
+            body = encode_body(out, as_msgpack)
+        # not kept: a page the mirror took users out of (one of them may turn visible
+        # again with no write in Redis) or without names
+        if shown.mark and shown is page and out.names_joined:
+            ids = tuple(row.user_id for row in shown.rows)
+            expires = min(time.monotonic() + self._ttl_s, users.fresh_until(ids))
+            if generation == users.generation:
+                kept = _Kept(shown.mark, expires, generation, ids, shown, out, {as_msgpack: body})
+                self._keep(key, kept)
+        return body
+
+    async def _check(
+        self,
+        store: PresenceStore,
+        hidden: Callable[[str], bool],
+        kept: _Kept,
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        listing: bool,
+    ) -> PresencePage | _Kept | bool:
+        """Whether ``kept`` still holds: True (send it), a new page, ``kept`` itself (past
+        its time, it holds lastSeen times included: join the names again), or False
+        (build it again)."""
+        if kept.expires > time.monotonic():
+            page = await store.page_unless(artifact_id, limit, cursor, kept.mark, sessions=listing)
+            return page if page is not None else not any(map(hidden, kept.user_ids))
+        found = await store.page_since(artifact_id, limit, cursor, kept.page, sessions=listing)
+        if isinstance(found, PresencePage):
+            return found
+        return kept if found and not any(map(hidden, kept.user_ids)) else False
+
+    def _body(self, kept: _Kept, as_msgpack: bool) -> bytes:
+        body = kept.bodies.get(as_msgpack)
+        if body is None:
+            body = kept.bodies[as_msgpack] = encode_body(kept.out, as_msgpack)
+            self._bytes += len(body)
+        return body
+
     def _valid(self, key: _Key, generation: int) -> _Kept | None:
+        """The page kept for ``key``, past its time too (``page_since`` tells whether it
+        still holds), unless a write through this process's directory came since."""
         kept = self._kept.get(key)
         if kept is None:
             return None
-        if kept.expires <= time.monotonic() or kept.generation != generation:
+        if kept.generation != generation:
             self._drop(key)
             return None
         return kept

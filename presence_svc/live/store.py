@@ -17,7 +17,8 @@ from presence_svc.cursors import decode_scoped, encode_scoped
 from presence_svc.errors import Conflict
 from presence_svc.live.recent import RecentList
 from presence_svc.live.where_now import WhereNowIndex
-from presence_svc.redis.connection import RedisConnection, as_text
+from presence_svc.redis.connection import Commands, RedisConnection, as_text
+from presence_svc.redis.count_reads import CountReads, clock_ms, held
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import Engagement, Lifetimes, ScriptCall
 from presence_svc.settings import Settings
@@ -86,6 +87,8 @@ class PresencePage:
     next_cursor: str | None
     mark: str = ""
     """The artifact's page mark this page was built at ('' none: lib/pagemark.lua)."""
+    built: int = 0
+    """Redis's clock (ms) when it was built (``page_since``)."""
 
 
 def decode_state(blob: str | bytes) -> dict[str, Any] | None:
@@ -122,6 +125,10 @@ class PresenceStore:
         self.recent = RecentList(redis, self.keys, settings)
         self._partitions: dict[str, int] = {}
         """Artifact id -> its partition, for batch reads (bounded like the key cache)."""
+        self._count_reads = CountReads()
+        self._member_heads: dict[str, bytes] = {}
+        """Artifact id -> ``,"<id>":``, its member's name in a batch answer (bounded too)."""
+        self._plans: dict[tuple[str, ...], _BatchPlan] = {}
 
     def heartbeat_call(
         self,
@@ -217,18 +224,56 @@ class PresenceStore:
         return Counts.of(*await self.redis.run(call))
 
     async def online_json(self, artifact_ids: Sequence[str]) -> bytes:
-        """``online`` as the members of the answer's ``counts`` JSON object, comma-joined:
-        the scripts write them (lua/live/online.lua), so no count passes through Python.
-        The ids must be valid ids (nothing to escape)."""
-        by_tag = self._by_partition(artifact_ids)
-        online = self._scripts.online
-        calls = [online.call(tag, ids, json=True) for tag, ids in by_tag.items()]
-        parts = []
-        for result in await self.redis.run_many(calls):
-            if isinstance(result, Exception):
-                raise result
-            parts.append(result if isinstance(result, bytes) else str(result).encode())
-        return b",".join(parts)
+        """``online`` as the members of the answer's ``counts`` JSON object, comma-joined.
+        The writers keep each artifact's counts in the answer's JSON (lib/counts.lua):
+        one plain ``HMGET`` per partition reads them (``redis.count_reads``) and, where a
+        partition's records all hold, they go out as read, their untils cut off, so no
+        count passes through Python. A partition with a record that does not hold (a
+        session timed out and is not settled yet, or no record) is asked the script
+        (lua/live/online.lua), which works those out: exact either way. The ids must be
+        valid ids (nothing to escape)."""
+        plan = self._batch_plan(artifact_ids)
+        replies = await self.redis.read_commands(plan.commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        now = clock_ms(replies[-1])
+        parts: list[bytes] = []
+        redo: list[tuple[str, Sequence[str]]] = []
+        for group, names, records in zip(plan.groups, plan.names, replies, strict=False):
+            if held(records, now):
+                parts += [n + r[r.index(123) :] for n, r in zip(names, records, strict=True)]
+            else:
+                redo.append(group)
+        if redo:
+            online = self._scripts.online
+            calls = [online.call(tag, ids, json=True) for tag, ids in redo]
+            for result in await self.redis.run_many(calls):
+                if isinstance(result, Exception):
+                    raise result
+                parts += (b",", result if isinstance(result, bytes) else str(result).encode())
+        return b"".join(parts)[1:]
+
+    def _batch_plan(self, artifact_ids: Sequence[str]) -> _BatchPlan:
+        """The batch's partitions, its commands packed and its members' names, kept by the
+        ids asked for: a dashboard asks for the same list again and again."""
+        key = tuple(artifact_ids)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        groups = list(self._by_partition(artifact_ids).items())
+        heads = self._member_heads
+        if len(heads) > Keyspace.CACHED_ARTIFACTS:
+            heads.clear()
+        names = [
+            [heads.get(a) or heads.setdefault(a, b',"%s":' % a.encode()) for a in ids]
+            for _, ids in groups
+        ]
+        plan = _BatchPlan(groups, self._count_reads.records(groups), names)
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def _by_partition(self, artifact_ids: Sequence[str]) -> dict[str, list[str]]:
         """The distinct ids grouped by partition tag (a batch is one call per partition).
@@ -271,20 +316,48 @@ class PresenceStore:
         """``page``, or None when ``known_mark`` (the ``mark`` of a page the caller keeps)
         says that page still holds: nothing was written on the artifact since it was built
         and none of its sessions timed out (lastSeen times may have moved on since)."""
+        found = await self._page_call(artifact_id, limit, cursor, known_mark, None, sessions)
+        return found if isinstance(found, PresencePage) else None
+
+    async def page_since(
+        self,
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        kept: PresencePage,
+        *,
+        sessions: bool = False,
+    ) -> PresencePage | bool:
+        """``page_unless`` for a page the caller keeps: True when it holds and no session
+        beat since it was built either (its lastSeen times hold too), False when it holds
+        lastSeen times aside, else a new page."""
+        found = await self._page_call(artifact_id, limit, cursor, kept.mark, kept.built, sessions)
+        return found if isinstance(found, PresencePage) else found == b"="
+
+    async def _page_call(
+        self,
+        artifact_id: str,
+        limit: int,
+        cursor: str | None,
+        known_mark: str,
+        built: int | None,
+        sessions: bool,
+    ) -> PresencePage | bytes:
         after = decode_scoped(cursor, PAGE_ORDER, artifact_id) if cursor else None
         times = self._times
         call = self._scripts.presence.call(
-            self.keys.artifact(artifact_id), times, limit, after, sessions, known_mark
+            self.keys.artifact(artifact_id), times, limit, after, sessions, known_mark, built
         )
         raw = await self.redis.run(call)
-        if not raw:
-            return None
-        online, count, active, page, next_after, infos, mark = _PAGE.decode(raw)
+        if len(raw) <= 1:
+            return bytes(raw)  # '' or '=': the kept page holds
+        online, count, active, page, next_after, infos, mark, built_at = _PAGE.decode(raw)
         rows = _rows(page, infos, sessions) if isinstance(page, list) else []
         next_cursor = None
         if next_after >= 0:
             next_cursor = encode_scoped(PAGE_ORDER, artifact_id, int(next_after))
-        return PresencePage(Counts.of(online, count, active), rows, next_cursor, mark)
+        counts = Counts.of(online, count, active)
+        return PresencePage(counts, rows, next_cursor, mark, built_at)
 
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
@@ -337,6 +410,19 @@ def status_of(away: object) -> Status:
     return "away" if away in (1, "away", b"away") else "active"
 
 
+_PLANS_KEPT = 64
+"""Batches a process keeps planned (some 40 KB each for 1 000 ids); past it they start over."""
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchPlan:
+    groups: list[tuple[str, list[str]]]
+    """(partition tag, its artifact ids), in the answer's order."""
+    commands: Commands
+    names: list[list[bytes]]
+    """Per group, each artifact's ``,"<id>":``."""
+
+
 class _WireInfo(msgspec.Struct, array_like=True, gc=False):
     """A session's info as stored (lib/presence.lua), handed on by the page script."""
 
@@ -347,10 +433,10 @@ class _WireInfo(msgspec.Struct, array_like=True, gc=False):
 
 
 _PAGE = msgspec.msgpack.Decoder(
-    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str]
+    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str, int]
 )
 """The page script's answer: counts, the rows flat (an empty Lua table may pack as a
-map), the next join number, the rows' session infos, the page mark."""
+map), the next join number, the rows' session infos, the page mark, Redis's clock."""
 
 
 def _rows(flat: list[float], infos: list[_WireInfo], listing: bool) -> list[PresenceRow]:

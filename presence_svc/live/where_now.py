@@ -96,6 +96,10 @@ class WhereNowIndex:
         self._plans: dict[tuple[str, int, bytes], _Plan] = {}
         """(user, fresh count, the index as read) -> its plan: a user's index changes at
         joins and prunes, and is read unchanged in between (a dashboard polling it)."""
+        self._kept: dict[tuple[str, int, bytes], tuple[tuple[Any, ...], int, WhereNow]] = {}
+        """Per plan, the last answer whose sessions were all online: the artifacts' answers
+        it was made of, the first of their deadlines, and it. The same answers again
+        before that deadline make the same rows (a user polled between heartbeats)."""
 
     @staticmethod
     def member(artifact_id: str, session: bytes) -> str:
@@ -177,6 +181,13 @@ class WhereNowIndex:
             user_id, fresh, joined
         )
         replies = await self._answers(commands)
+        memo = (user_id, fresh, joined)
+        seen = None
+        if len(replies) == 2 * len(found):  # every artifact likely online: 2 lists each
+            seen = tuple(map(tuple, replies))
+        kept = self._kept.get(memo)
+        if kept is not None and now < kept[1] and kept[0] == seen:
+            return kept[2]
         online: list[tuple[int, str, WhereOnlineOut]] = []
         recent: list[tuple[int, str, WhereRecentOut]] = []
         stale: list[bytes] = []
@@ -201,7 +212,18 @@ class WhereNowIndex:
             await self._prune(index, now, stale)
         online.sort(key=_FIRST_TWO)
         recent.sort(key=_FIRST_TWO)
-        return WhereNow(online=[r[2] for r in online], recent=[r[2] for r in recent])
+        found_now = WhereNow(online=[r[2] for r in online], recent=[r[2] for r in recent])
+        if seen is not None and not stale and not unsure and not recent:
+            # every candidate online: the same answers say the same until one of them
+            # may have timed out (the first deadline)
+            first = min(
+                (int(float(x)) for scores in replies[::2] for x in scores if x is not None),
+                default=now,
+            )
+            if len(self._kept) >= _PLANS_KEPT:
+                self._kept.clear()
+            self._kept[memo] = (seen, first, found_now)
+        return found_now
 
     async def _answers(self, commands: Commands) -> list[Any]:
         replies = await self.redis.read_commands(commands)
@@ -291,3 +313,4 @@ class WhereNowIndex:
         await self.redis.client.delete(self.keys.where_now(user_id))
         self._written = {m: t for m, t in self._written.items() if m[0] != user_id}
         self._plans = {k: p for k, p in self._plans.items() if k[0] != user_id}
+        self._kept = {k: a for k, a in self._kept.items() if k[0] != user_id}

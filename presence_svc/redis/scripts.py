@@ -443,6 +443,12 @@ class OnlineScript(Script):
 class PresencePageScript(Script):
     PATH = "live/presence"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._heads: dict[tuple[str, int, int], bytes] = {}
+        """(artifact, timeouts) -> the call packed up to its own arguments: a busy room is
+        read by many, each read a call."""
+
     def call(
         self,
         k: ArtifactKeys,
@@ -451,12 +457,27 @@ class PresencePageScript(Script):
         after: int | None,
         listing: bool,
         known_mark: str = "",
+        built: int | None = None,
     ) -> ScriptCall:
         """A page of ``limit`` users who came after join number ``after``; an empty answer
-        instead if ``known_mark`` (a page mark, lib/pagemark.lua) still holds."""
-        args = (times.online_ms, times.away_ms, limit, "" if after is None else after)
-        own = ("1" if listing else "", known_mark)
-        return ScriptCall(self, (k.sessions, k.info, k.users), (*args, *own))
+        instead if ``known_mark`` (a page mark, lib/pagemark.lua) still holds, ``=`` if
+        besides no session beat since ``built`` (the kept page's Redis time)."""
+        keys = (k.sessions, k.info, k.users)
+        shared = (times.online_ms, times.away_ms)
+        own = (
+            limit,
+            "" if after is None else after,
+            "1" if listing else "",
+            known_mark,
+            "" if built is None else built,
+        )
+        cached = (k.sessions, *shared)
+        head = self._heads.get(cached)
+        if head is None:
+            if len(self._heads) >= _CACHED_HEADS:
+                self._heads.clear()
+            head = self._heads[cached] = evalsha_head(self.sha, 3, 7) + pack_bulks((*keys, *shared))
+        return ScriptCall(self, keys, shared, own, head)
 
 
 _SID_BULK = b"$9\r\n%b\r\n"

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from presence_svc.live.store import PresenceStore
+from presence_svc.http.resources import USERS
+from presence_svc.live.store import PresencePage, PresenceStore
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.settings import ConfigError, Settings
+from presence_svc.users.cache import CachedUsers
 from tests.conftest import AppClient, MakeClient
 from tests.live.heartbeats import beat
 
@@ -187,3 +189,55 @@ async def test_a_plain_heartbeat_of_a_users_other_tab_shows_its_state_on_a_kept_
     await beat(writer, auth, "alice", "tab-aaaa1")  # a refresh: the fast path
     page = await _page(reader, auth)
     assert [(u["versionId"], u["state"]) for u in page["users"]] == [("v1", None)]
+
+
+@pytest.mark.every_redis
+async def test_the_page_script_says_whether_anyone_beat_since_a_kept_page(
+    redis_conn: RedisConnection, settings: Settings
+) -> None:
+    """``page_since``: True while nothing at all happened on the room since the kept page
+    was built (its lastSeen times hold too), False once a refresh moved a lastSeen (the
+    mark holds), a new page once a write changed the mark."""
+    store = PresenceStore(redis_conn, settings.replace(online_timeout_s=30.0, retention_s=60.0))
+    await store.heartbeat("doc-1", "tab-aaaa1", "alice", None, None)
+    # (a page built in the same ms as a heartbeat is never told beaten-past: the script
+    # cannot tell which came first, and answers False)
+    await asyncio.sleep(0.01)
+    page = await store.page("doc-1", 10, None)
+    assert page.built > 0
+    assert await store.page_since("doc-1", 10, None, page) is True
+    await asyncio.sleep(0.01)  # lastSeen is in ms: the refresh moves it
+    await store.heartbeat("doc-1", "tab-aaaa1", "alice", None, None)  # the fast path
+    assert await store.page_since("doc-1", 10, None, page) is False
+    await asyncio.sleep(0.01)
+    again = await store.page("doc-1", 10, None)
+    assert again.mark == page.mark
+    assert again.built > page.built
+    assert again.rows[0].last_seen_ms > page.rows[0].last_seen_ms
+    assert await store.page_since("doc-1", 10, None, again) is True
+    await store.heartbeat("doc-1", "tab-bbbb1", "bob", None, None)
+    found = await store.page_since("doc-1", 10, None, again)
+    assert isinstance(found, PresencePage)
+    assert [r.user_id for r in found.rows] == ["alice", "bob"]
+
+
+async def test_a_kept_page_past_its_time_in_a_quiet_room_comes_back_with_fresh_names(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """Nobody beat since the page was built: past its time it is not read again from
+    Redis, but the names are joined again (a rename through the directory shows)."""
+    client = await make_client(page_cache_s=0.2, profile_cache_s=0.2, **LONG_LIVED)
+    admin = auth("root", scope="admin")
+    await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    await beat(client, auth, "alice", "tab-aaaa1")
+    first = await _page(client, auth)
+    assert first["users"][0]["name"] == "Alice"
+    await asyncio.sleep(0.3)  # past the page's and the profile's time: the same page
+    assert await _page(client, auth) == first
+    users = client.app[USERS]
+    assert isinstance(users, CachedUsers)
+    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
+    deadline = time.monotonic() + 10
+    while (await _page(client, auth))["users"][0]["name"] != "Alicia":
+        assert time.monotonic() < deadline, "the kept page kept the old name"
+        await asyncio.sleep(0.05)

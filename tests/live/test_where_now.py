@@ -385,3 +385,45 @@ async def test_an_unreachable_index_never_fails_the_heartbeat_it_follows(
         assert "where-now index not updated" in caplog.text
     finally:
         await down.aclose()
+
+
+@pytest.mark.every_redis
+async def test_an_answer_read_again_unchanged_still_sees_a_timeout_and_a_new_version(
+    client: AppClient, auth: Auth
+) -> None:
+    """The same user read again with nothing written in between (a poll) gets the same
+    answer; a session timing out in between, with no write anywhere, and a heartbeat with
+    a new version show in the next answer."""
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1", versionId="v1")
+    await beat(client, auth, "alice", "tab-aaaa2", "doc-2", versionId="v1")
+    first = await where(client, auth, "alice")
+    assert await where(client, auth, "alice") == first
+    assert {o["artifactId"] for o in first["online"]} == {"doc-1", "doc-2"}
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1", versionId="v2")
+    body = await where(client, auth, "alice")
+    assert {o["artifactId"]: o["versionId"] for o in body["online"]} == {
+        "doc-1": "v2",
+        "doc-2": "v1",
+    }
+    started = time.monotonic()
+    while time.monotonic() - started < 1.3:  # doc-1 keeps beating, doc-2 times out (1 s)
+        await asyncio.sleep(0.25)
+        await beat(client, auth, "alice", "tab-aaaa1", "doc-1", versionId="v2")
+    body = await where(client, auth, "alice")
+    assert [o["artifactId"] for o in body["online"]] == ["doc-1"]
+    assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-2", "timeout")]
+
+
+@pytest.mark.every_redis
+async def test_a_poll_between_heartbeats_sees_a_silent_timeout(
+    client: AppClient, auth: Auth
+) -> None:
+    """Read, then nothing at all happens until the session's timeout: the next read finds
+    Redis answering exactly as before, and must still say the user left."""
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    assert [o["artifactId"] for o in (await where(client, auth, "alice"))["online"]] == ["doc-1"]
+    assert [o["artifactId"] for o in (await where(client, auth, "alice"))["online"]] == ["doc-1"]
+    await asyncio.sleep(1.3)  # past the 1 s timeout; nothing settles it
+    body = await where(client, auth, "alice")
+    assert body["online"] == []
+    assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "timeout")]
