@@ -105,6 +105,8 @@ class PresenceHub:
         listener: Listener | None = None
         try:
             await asyncio.shield(topic.subscribed)
+            if self._closed:  # shutdown began meanwhile: ``end_streams`` did not see this one
+                raise StreamClosed
             listener = topic.attach(alive, last_event_id)
         finally:
             topic.opening -= 1
