@@ -109,6 +109,10 @@ async def test_presence_views_and_ledger_on_a_cluster(
         partitions=64,
         run_worker=True,
         ledger_url=f"sqlite:///{ledger}",
+        # every session stays online through the test (its 120 requests took longer than
+        # the tests' 1 s timeout on a loaded machine)
+        online_timeout_s=30.0,
+        retention_s=60.0,
     )
     artifacts = [f"doc-{i}" for i in range(40)]
     for i, artifact in enumerate(artifacts):
