@@ -24,7 +24,9 @@ _RECANCEL_S = 0.5
 async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
     """Cancel ``tasks`` and wait until every one has ended, cancelling again those still
     running after a while (a cancellation lost on the way). Their outcomes are not raised
-    (a task that failed has logged it, or its result is of no interest once stopped)."""
+    (a task that failed has logged it, or its result is of no interest once stopped). For
+    loops whose clean-up is quick: one still cleaning up after ``_RECANCEL_S`` is
+    interrupted."""
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
