@@ -338,7 +338,9 @@ async def test_streams_survive_a_redis_restart_with_a_fresh_sync(
     server = EmbeddedRedis(tmp_path / "own-redis")
     url = server.start()
     try:
-        client = await make_client(redis_url=url)
+        # hank stays online through the restart however long it takes (with the tests'
+        # 1 s timeout he timed out during it on a loaded machine)
+        client = await make_client(redis_url=url, online_timeout_s=30.0, retention_s=60.0)
         await beat(client, auth, "hank", "tab-hank-01")
         stream = await open_stream(client, streams, headers=board(auth))
         first = await stream.next_of("sync")
