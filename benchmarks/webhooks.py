@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import re
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -56,10 +57,11 @@ from presence_svc.bench.runner import (
     Options,
     child_env,
     cpu_seconds,
+    exit_on_sigterm,
     free_port,
     measure,
     python_argv,
-    wait_http,
+    started_process,
 )
 from presence_svc.bench.scenarios import Population, Tokens, build_scenario, seed_requests
 from presence_svc.live.store import PresenceStore
@@ -164,8 +166,19 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _log_tails(folder: Path) -> str:
+    """The end of the server's and the worker's logs, for a failure."""
+    tails = []
+    for log in sorted(folder.glob("*.log")):
+        tails.append(f"--- {log.name}\n" + log.read_text(errors="replace")[-1500:])
+    return "\n".join(tails)
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, data: Path) -> None:
+    """The processes of a run, each stopped when ``stack`` closes, and also if this process
+    dies first (``started_process``: a test's timeout SIGKILLs it, with no cleanup)."""
+
+    def __init__(self, args: argparse.Namespace, data: Path, stack: contextlib.ExitStack) -> None:
         self.args = args
         self.data = data
         self.port = free_port()
@@ -177,21 +190,47 @@ class Bench:
             PRESENCE_RATE_LIMITS="off",
             PRESENCE_LOG_LEVEL="warning",
         )
-        argv = python_argv("-m", "presence_svc", "serve", "--no-worker", "--port", str(self.port))
-        self.server = subprocess.Popen(argv, env=env)
-        wait_http("127.0.0.1", self.port, "/readyz", 60, lambda: self.server.poll() is None)
-        worker_env = {**env, "PRESENCE_REDIS_URL": f"unix://{data}/redis.sock"}
-        self.worker = subprocess.Popen(python_argv("-m", "presence_svc", "worker"), env=worker_env)
-        self.tokens = Tokens(TokenCodec(read_secret(data)), ttl_s=86400)
-        self.pipe, child = multiprocessing.Pipe()
-        self.receivers = multiprocessing.Process(
-            target=_receivers, args=(args.endpoints, child), daemon=True
+        self.logs = [data.parent / "serve.log", data.parent / "worker.log"]
+        serve = python_argv("-m", "presence_svc", "serve", "--no-worker", "--port", str(self.port))
+        self.server = stack.enter_context(
+            started_process(
+                serve, port=self.port, ready_path="/readyz", env=env, log_path=self.logs[0]
+            )
         )
+        # The worker's /metrics listener tells when it is up (started_process waits for it).
+        metrics_port = free_port()
+        worker_env = {
+            **env,
+            "PRESENCE_REDIS_URL": f"unix://{data}/redis.sock",
+            "PRESENCE_METRICS_ADDR": f"127.0.0.1:{metrics_port}",
+        }
+        self.worker = stack.enter_context(
+            started_process(
+                python_argv("-m", "presence_svc", "worker"),
+                port=metrics_port,
+                ready_path="/metrics",
+                env=worker_env,
+                log_path=self.logs[1],
+            )
+        )
+        self.tokens = Tokens(TokenCodec(read_secret(data)), ttl_s=86400)
+        # Spawned, not forked: a forked child would hold this end of the pipe too, and so
+        # never see it close (EOF: it exits) when this process dies without its cleanup.
+        spawn = multiprocessing.get_context("spawn")
+        self.pipe, child = spawn.Pipe()
+        self.receivers = spawn.Process(target=_receivers, args=(args.endpoints, child), daemon=True)
         self.receivers.start()
+        stack.callback(self._stop_receivers)
         self.ports: list[int] = self.pipe.recv()
         self.endpoints: list[str] = []
         self.settings = Settings(redis_url=f"unix://{data}/redis.sock", data_dir=data)
         self.user = 0
+
+    def _stop_receivers(self) -> None:
+        with contextlib.suppress(OSError):  # gone already: its end of the pipe is closed
+            self.pipe.send("stop")
+        self.receivers.join(5)
+        self.receivers.kill()
 
     def webhooks_on(self, events: list[str], *, fanout: str = "all") -> None:
         for i, port in enumerate(self.ports):
@@ -318,14 +357,6 @@ class Bench:
             "deliveries_during_on_rounds": deliveries,
         }
 
-    def close(self) -> None:
-        self.pipe.send("stop")
-        self.receivers.join(5)
-        self.receivers.kill()
-        for process in (self.worker, self.server):
-            process.terminate()
-            process.wait(30)
-
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -340,16 +371,21 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip", choices=["lag", "rps"], action="append", default=[])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(args, Path(tmp) / "data")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        exit_on_sigterm(),
+        contextlib.ExitStack() as stack,
+    ):
         try:
+            bench = Bench(args, Path(tmp) / "data", stack)
             if "rps" not in args.skip:
                 print(json.dumps(await bench.rps()), flush=True)
             if "lag" not in args.skip:
                 for fanout in args.fanout.split(","):
                     print(json.dumps(await bench.lag(fanout)), flush=True)
-        finally:
-            bench.close()
+        except BaseException:
+            print(_log_tails(Path(tmp)), file=sys.stderr, flush=True)
+            raise
 
 
 if __name__ == "__main__":

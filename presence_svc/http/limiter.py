@@ -39,6 +39,7 @@ from presence_svc.principal import Principal, Scope
 from presence_svc.ratelimits import Bucket, RateLimits, RouteClass
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
+from presence_svc.tasks import cancel_and_wait
 
 __all__ = ["Limiter"]
 
@@ -157,9 +158,7 @@ class Limiter:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)  # for sure: a cancellation can be lost on 3.11
             try:  # a Redis that does not answer must not hold the shutdown
                 async with asyncio.timeout(_LAST_SETTLE_S):
                     await self.settle()

@@ -4,7 +4,6 @@ reached through a typed ``web.AppKey`` (no module-level clients)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
@@ -27,6 +26,7 @@ from presence_svc.settings import Settings
 from presence_svc.stats.engagement import EngagementRules
 from presence_svc.stats.seen import SeenStore
 from presence_svc.stats.views import ViewStore
+from presence_svc.tasks import cancel_and_wait
 from presence_svc.timeline.query import Timeline
 from presence_svc.timeline.store import timeline_store
 from presence_svc.users.cache import CachedUsers
@@ -127,9 +127,7 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRIVACY] = mirror
     task = asyncio.create_task(mirror.run(), name="privacy-mirror")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)  # for sure: a cancellation can be lost on 3.11
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from presence_svc import metrics
 from presence_svc.db.errors import DatabaseUnavailable
+from presence_svc.tasks import cancel_and_wait
 from presence_svc.webhooks.sender import Outcome, Sender
 from presence_svc.webhooks.store import Delivery, Endpoint, NewDelivery
 from presence_svc.webhooks.tickets import Fresh
@@ -179,9 +179,7 @@ class Lane:
 
     async def retire(self, how: Retire) -> None:
         """Stop the lane; then its memory deliveries are parked, discarded or left."""
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        await cancel_and_wait(self.task)  # for sure: a cancellation can be lost on 3.11
         try:
             if how == "abandon":
                 return

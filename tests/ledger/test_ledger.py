@@ -144,6 +144,15 @@ class Producer:
             await asyncio.gather(*(self.one() for _ in range(concurrency)))
 
 
+async def until(ok: Callable[[], bool], what: str, within_s: float = 30) -> None:
+    """Poll for ``ok`` (what a user would see: views counted, refused, counted again); a
+    loaded machine can take seconds where a quiet one takes milliseconds."""
+    deadline = time.monotonic() + within_s
+    while not ok():
+        assert time.monotonic() < deadline, f"{what} within {within_s} s"
+        await asyncio.sleep(0.05)
+
+
 async def assert_each_counted_view_once(url: str, producer: Producer) -> None:
     """The ledger at ``url`` comes to hold every view ``producer`` had counted, each once,
     and nothing else."""
@@ -261,8 +270,9 @@ async def test_postgres_crashed_mid_batch_and_restarted_every_view_lands_once(
         with contextlib.suppress(Exception):  # its connection died with the server
             await lock.__aexit__(None, None, None)
         during = len(producer.counted)
-        await asyncio.sleep(1.5)
-        assert len(producer.counted) > during  # views are counted while it is down
+        await asyncio.sleep(1.5)  # an outage of a while (the worker finds it down)
+        # views are counted while it is down
+        await until(lambda: len(producer.counted) > during, "no view counted while it is down")
         own_postgres.start()
         await asyncio.sleep(0.5)
     finally:
@@ -298,12 +308,13 @@ async def test_redis_restart_while_views_flow_keeps_every_counted_view(
         producer = Producer(client, auth)
         stop = asyncio.Event()
         flowing = asyncio.create_task(producer.run_until(stop))
-        await asyncio.sleep(0.3)
+        await until(lambda: len(producer.counted) > 0, "no view counted")
         before = len(producer.counted)
         server.stop()  # SIGTERM: Redis writes its AOF and exits
-        await asyncio.sleep(0.3)
+        await until(lambda: producer.failed > 0, "no view refused while Redis was down")
         server.start()
-        await asyncio.sleep(0.5)
+        restarted = len(producer.counted)
+        await until(lambda: len(producer.counted) > restarted, "no view counted after")
         stop.set()
         await flowing
         assert before > 0
@@ -338,10 +349,16 @@ async def draining(drain: LedgerDrain) -> AsyncIterator[None]:
 
 
 async def record_views_by_users(redis_conn: RedisConnection, store: ViewStore, views: int) -> None:
-    """``views`` views of doc-1 (one stream), one by each of the users ``u0``, ``u1``, ..."""
-    await redis_conn.run_many(
-        [store.record_call("doc-1", "v1", f"u{i}", None) for i in range(views)]
-    )
+    """``views`` views of doc-1 (one stream), one by each of the users ``u0``, ``u1``, ...
+    Sent in pipelines of 200: thousands in one took longer to write than the connection's
+    0.9 s socket timeout on a loaded machine."""
+    for start in range(0, views, 200):
+        await redis_conn.run_many(
+            [
+                store.record_call("doc-1", "v1", f"u{i}", None)
+                for i in range(start, min(views, start + 200))
+            ]
+        )
 
 
 async def assert_one_row_per_user(database: Database, views: int) -> None:

@@ -13,7 +13,7 @@ import redis
 
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
-from tests.conftest import AppClient
+from tests.conftest import AppClient, MakeClient
 from tests.live.heartbeats import beat
 
 pytestmark = pytest.mark.every_redis  # see tests/conftest.py
@@ -50,16 +50,23 @@ def record(sync_redis: redis.Redis, settings: Settings, artifact: str) -> bytes 
 
 
 async def test_a_timeout_nobody_settled_is_out_of_the_batch_at_once(
-    client: AppClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
 ) -> None:
+    # A 3 s timeout (not the tests' 1 s), so that on a loaded machine bob's refresh still
+    # comes before alice's timeout and the read before his own.
+    timeout_s = 3.0
+    client = await make_client(online_timeout_s=timeout_s)
+    loop = asyncio.get_running_loop()
     await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
     await beat(client, auth, "bob", "tab-bbbb1", "doc-1")
     await beat(client, auth, "bob", "tab-bbbb2", "doc-2")
+    last_beat = loop.time()
     counts = await batch(client, auth, ["doc-1", "doc-2"])
     assert counts["doc-1"] == {"online": 2, "sessions": 2, "active": 2, "away": 0}
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(timeout_s / 2)
     await beat(client, auth, "bob", "tab-bbbb1", "doc-1")  # a refresh: the fast path
-    await asyncio.sleep(0.6)  # alice silent for 1.2 s > the 1 s timeout; no sweeper runs
+    # alice (and bob's doc-2 tab) silent for longer than the timeout; no sweeper runs
+    await asyncio.sleep(last_beat + timeout_s + 0.1 - loop.time())
     # the record still says what the last writer saw; the read knows better
     assert b'"online":2' in (record(sync_redis, settings, "doc-1") or b"")
     counts = await batch(client, auth, ["doc-1", "doc-2", "doc-1"])

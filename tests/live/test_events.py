@@ -209,8 +209,12 @@ async def test_a_reload_inside_a_long_grace_is_not_a_leave_later(
 async def test_counts_are_coalesced_under_a_burst_of_heartbeats(
     make_client: MakeClient, auth: Auth, streams: list[EventStream]
 ) -> None:
-    # 300 tabs of one user at once: over the heartbeat limit, which is not tested here.
-    client = await make_client(rate_limits=RateLimits(buckets=()))
+    # 300 tabs of one user at once: over the heartbeat limit, which is not tested here; a
+    # timeout longer than the burst takes on a loaded machine (with the tests' 1 s, the
+    # first tabs timed out before the last had joined).
+    client = await make_client(
+        rate_limits=RateLimits(buckets=()), online_timeout_s=30.0, retention_s=60.0
+    )
     stream = await open_stream(client, streams, headers=board(auth))
     await stream.next_of("sync")
     started = time.monotonic()
@@ -334,7 +338,9 @@ async def test_streams_survive_a_redis_restart_with_a_fresh_sync(
     server = EmbeddedRedis(tmp_path / "own-redis")
     url = server.start()
     try:
-        client = await make_client(redis_url=url)
+        # hank stays online through the restart however long it takes (with the tests'
+        # 1 s timeout he timed out during it on a loaded machine)
+        client = await make_client(redis_url=url, online_timeout_s=30.0, retention_s=60.0)
         await beat(client, auth, "hank", "tab-hank-01")
         stream = await open_stream(client, streams, headers=board(auth))
         first = await stream.next_of("sync")

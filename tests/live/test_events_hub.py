@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from presence_svc.live.events import Listener, PresenceHub
+from presence_svc.live.events import Listener, PresenceHub, StreamClosed
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.single import SingleConnection
@@ -172,3 +172,25 @@ async def test_the_first_two_streams_of_a_process_open_at_once(
         assert await hears(redis, b, "doc-b")
     finally:
         await hub.aclose()
+
+
+async def test_a_stream_still_subscribing_when_the_server_shuts_down_is_refused(
+    redis_url: str,
+) -> None:
+    """Server shutdown ends the open streams (``end_streams``, on_shutdown) and then waits
+    for every handler; a stream whose subscription was still being made then must not
+    attach after it, or its handler streams on and the shutdown waits out aiohttp's 60 s
+    (the hangs seen in the test servers' teardown under load)."""
+    redis = Redis.from_url(redis_url)
+    hub = PresenceHub(SingleConnection(redis, None, pipelined=False), KEYS, no_profiles)
+    try:
+        opening = asyncio.ensure_future(hub.attach("doc-a", None, lambda: True))
+        await asyncio.sleep(0)  # it is waiting for its subscription
+        assert not opening.done()
+        hub.end_streams()
+        with pytest.raises(StreamClosed):
+            await asyncio.wait_for(opening, 10)
+        assert hub.listeners == 0
+    finally:
+        await hub.aclose()
+        await redis.aclose()

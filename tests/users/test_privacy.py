@@ -161,8 +161,11 @@ async def test_a_change_on_one_process_reaches_another_within_the_refresh(
 ) -> None:
     """Two app instances on one Redis (as two processes or hosts are): the one that took the
     PUT applies it at once, the other within PRESENCE_PRIVACY_REFRESH_S."""
-    first = await make_client(privacy_refresh_s=0.2)
-    second = await make_client(privacy_refresh_s=0.2)
+    # alice's tabs stay online through the test (with the tests' 1 s timeout she went
+    # offline before the last check on a loaded machine, and was never listed again)
+    lasting = {"online_timeout_s": 30.0, "retention_s": 60.0}
+    first = await make_client(privacy_refresh_s=0.2, **lasting)
+    second = await make_client(privacy_refresh_s=0.2, **lasting)
     board = auth("board", scope="dashboard")
 
     async def listed(client: AppClient) -> bool:

@@ -29,6 +29,7 @@ from presence_svc.live.events.sse import Listener, StreamClosed
 from presence_svc.live.events.topic import COUNT_WINDOW_S, Topic
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.keys import Keyspace
+from presence_svc.tasks import cancel_and_wait
 from presence_svc.users.directory import ProfileLookup
 
 __all__ = ["PresenceHub"]
@@ -105,6 +106,8 @@ class PresenceHub:
         listener: Listener | None = None
         try:
             await asyncio.shield(topic.subscribed)
+            if self._closed:  # shutdown began meanwhile: ``end_streams`` did not see this one
+                raise StreamClosed
             listener = topic.attach(alive, last_event_id)
         finally:
             topic.opening -= 1
@@ -164,9 +167,7 @@ class PresenceHub:
 
     async def aclose(self) -> None:
         self.end_streams()
-        for task in (self._reader, self._watcher):
-            task.cancel()
-        await asyncio.gather(self._reader, self._watcher, return_exceptions=True)
+        await cancel_and_wait(self._reader, self._watcher)  # for sure: lost on 3.11 at times
         for topic in self._topics.values():
             topic.close()
         self._topics.clear()
