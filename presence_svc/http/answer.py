@@ -69,6 +69,7 @@ class LeanAnswer(web.Response):
             or not isinstance(body, bytes)
             or request.version != HttpVersion11
             or not request.keep_alive
+            or self._keep_alive is False  # force_close(): aiohttp adds ``Connection: close``
             or request.method == hdrs.METH_HEAD
             or self._cookies
             or self._compression

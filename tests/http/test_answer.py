@@ -30,9 +30,16 @@ def _app(hooked: bool = False) -> web.Application:
         status = int(request.query.get("status", "200"))
         return web.Response(body=b'{"ok":true}\n', status=status, content_type="application/json")
 
+    async def closing(request: web.Request) -> web.StreamResponse:
+        kind = LeanAnswer if request.query.get("lean") else web.Response
+        response = kind(body=b'{"ok":true}\n', content_type="application/json")
+        response.force_close()
+        return response
+
     app = web.Application()
     app.router.add_route("*", "/lean", lean)
     app.router.add_route("*", "/plain", plain)
+    app.router.add_route("*", "/closing", closing)
     if hooked:
 
         async def hook(request: web.Request, response: web.StreamResponse) -> None:
@@ -111,6 +118,15 @@ async def test_keep_alive_answers_in_a_row_on_one_connection(aiohttp_server: Ser
             assert await asyncio.wait_for(reader.readexactly(length), 5) == b'{"ok":true}\n'
     finally:
         writer.close()
+
+
+async def test_a_response_forced_to_close_says_so(aiohttp_server: Server) -> None:
+    server = await aiohttp_server(_app())
+    assert server.port is not None
+    lean = await _exchange(server.port, b"GET /closing?lean=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    plain = await _exchange(server.port, b"GET /closing HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert lean == plain
+    assert b"\r\nConnection: close\r\n" in lean
 
 
 def test_the_pinned_aiohttp_has_what_the_lean_answer_reads() -> None:
