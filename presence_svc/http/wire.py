@@ -13,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
+from presence_svc.http.answer import LeanAnswer
 
 __all__ = [
     "JSON",
@@ -131,9 +132,8 @@ def encode_body(value: Any, as_msgpack: bool) -> bytes:
 
 def respond(request: web.Request, value: Any, status: int = 200) -> web.Response:
     """Encode ``value`` as msgpack if the client accepts it, else JSON ending in a newline
-    (so a terminal's prompt after ``curl`` starts on its own line)."""
+    (so a terminal's prompt after ``curl`` starts on its own line). A ``LeanAnswer``: the
+    same bytes as a ``web.Response``, prepared with less of aiohttp's machinery."""
     if wants_msgpack(request):
-        return web.Response(
-            body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK
-        )
-    return web.Response(body=_JSON_ENCODER.encode(value) + b"\n", status=status, content_type=JSON)
+        return LeanAnswer(body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK)
+    return LeanAnswer(body=_JSON_ENCODER.encode(value) + b"\n", status=status, content_type=JSON)
