@@ -276,18 +276,34 @@ async def run(
     samples: list[tuple[float, str, float]] = []
     phase = ["warmup"]
     sampler = asyncio.create_task(sample_rss(pid, samples, phase))
+    lags: dict[str, list[float]] = {}
+    lag_sampler = asyncio.create_task(sample_lag(lags, phase))
     await closed_loop(port, requests, 3)  # every user's session exists, caches are warm
     results = []
+    redis = children(pid)
     for _ in range(rounds):  # normal then overload, again: each ratio within one round
         phase[0] = "capacity"
+        lags.clear()
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
+        busy_before, own_busy_before = busy_s(pid), busy_s("self")
+        redis_before = busy_all_s(redis)
         normal, elapsed = await closed_loop(port, requests, seconds)
         cpu_normal, own_normal = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
+        busy_normal = busy_s(pid) - busy_before
+        own_busy_normal = busy_s("self") - own_busy_before
+        redis_normal = busy_all_s(redis) - redis_before
         capacity_rps = len(normal.latencies.get(200, ())) / elapsed
         phase[0] = "overload"
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
+        busy_before, own_busy_before = busy_s(pid), busy_s("self")
+        redis_before = busy_all_s(redis)
+        over_started = time.perf_counter()
         over = await open_loop(port, requests, capacity_rps * factor, seconds)
+        over_elapsed = time.perf_counter() - over_started  # with the drain
         cpu_over, own_over = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
+        busy_over = busy_s(pid) - busy_before
+        own_busy_over = busy_s("self") - own_busy_before
+        redis_over = busy_all_s(redis) - redis_before
         figures = round_figures(normal, elapsed, over, seconds)
         # The serve process's share of a core in each phase: a starved server (the load
         # generator or a neighbour took its CPU) shows here, not in the latencies.
@@ -295,10 +311,22 @@ async def run(
         figures["server_cpu_share_overload"] = round(cpu_over / seconds, 2)
         figures["loadgen_cpu_share_capacity"] = round(own_normal / elapsed, 2)
         figures["loadgen_cpu_share_overload"] = round(own_over / seconds, 2)
+        # Running or waiting to run, as a share of the phase: near 1, that side was the
+        # bottleneck (a load generator near 1 measures its own delays too).
+        figures["server_busy_capacity"] = round(busy_normal / elapsed, 2)
+        figures["server_busy_overload"] = round(busy_over / over_elapsed, 2)
+        figures["loadgen_busy_capacity"] = round(own_busy_normal / elapsed, 2)
+        figures["loadgen_busy_overload"] = round(own_busy_over / over_elapsed, 2)
+        figures["redis_busy_capacity"] = round(redis_normal / elapsed, 2)
+        figures["redis_busy_overload"] = round(redis_over / over_elapsed, 2)
+        for name in ("capacity", "overload"):
+            late = array.array("d", lags.get(name, ()))
+            figures[f"loadgen_lag_p99_ms_{name}"] = percentile_ms(late, 0.99)
         results.append(figures)
     phase[0] = "after"
     await asyncio.sleep(1)
     sampler.cancel()
+    lag_sampler.cancel()
     refusals = await scrape_refusals(port)
     rss = {p: [s[2] for s in samples if s[1] == p] for p in ("capacity", "overload")}
     ratios = [r["accepted_p99_vs_capacity_p99"] for r in results]
@@ -329,11 +357,45 @@ async def scrape_refusals(port: int) -> dict[str, float]:
     writer.close()
     total = routed = 0.0
     for line in text.splitlines():
-        if line.startswith('presence_overload_rejected_total{reason="requests"}'):
+        if line.startswith(
+            ('presence_overload_rejected_total{reason="requests"}', 'presence_overload_rejected_total{reason="lag"}')
+        ):
             total += float(line.split()[-1])
         elif line.startswith("presence_http_requests_total{") and 'status="503"' in line:
             routed += float(line.split()[-1])
     return {"refused_total": total, "refused_after_routing": routed}
+
+
+def busy_s(pid: int | str) -> float:
+    """Seconds the main thread of ``pid`` ran or waited to run (``/proc/<pid>/schedstat``):
+    near the wall time, it was the bottleneck; well below, it waited for input."""
+    run_ns, wait_ns = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    return (int(run_ns) + int(wait_ns)) / 1e9
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its embedded Redis)."""
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def busy_all_s(pids: list[int]) -> float:
+    total = 0.0
+    for child in pids:
+        with contextlib.suppress(OSError):
+            total += busy_s(child)
+    return total
+
+
+async def sample_lag(lags: dict[str, list[float]], phase: list[str]) -> None:
+    """The load generator's own lateness: answers it reads late are counted late, so a
+    starved load generator shows here rather than as the server's latency."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(0.005)
+        lags.setdefault(phase[0], []).append(loop.time() - asked - 0.005)
 
 
 def own_cpu_s() -> float:
@@ -404,6 +466,9 @@ def main() -> None:
     parser.add_argument("--max-inflight", type=int, help="PRESENCE_MAX_INFLIGHT of serve")
     parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
     parser.add_argument(
+        "--target-lag-ms", type=int, help="PRESENCE_TARGET_LAG_MS of serve (0: fixed cap)"
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="serve (and its Redis) on CPU 0, the load generator on CPU 1: neither starves "
@@ -427,6 +492,8 @@ def main() -> None:
         extra["PRESENCE_MAX_INFLIGHT"] = str(args.max_inflight)
     if args.max_loop_lag_ms is not None:
         extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
+    if args.target_lag_ms is not None:
+        extra["PRESENCE_TARGET_LAG_MS"] = str(args.target_lag_ms)
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
         port = free_port()
         env = child_env(
