@@ -270,7 +270,13 @@ def round_figures(normal: Tally, elapsed: float, over: Tally, seconds: float) ->
 
 
 async def run(
-    port: int, pid: int, seconds: float, factor: float, rounds: int, settings: dict[str, str]
+    port: int,
+    pid: int,
+    seconds: float,
+    factor: float,
+    rounds: int,
+    settings: dict[str, str],
+    bare_port: int | None = None,
 ) -> dict[str, Any]:
     requests = heartbeat_requests(port)
     samples: list[tuple[float, str, float]] = []
@@ -286,17 +292,18 @@ async def run(
         lags.clear()
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
         busy_before, own_busy_before = busy_s(pid), busy_s("self")
-        redis_before = busy_all_s(redis)
+        redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
         normal, elapsed = await closed_loop(port, requests, seconds)
         cpu_normal, own_normal = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
         busy_normal = busy_s(pid) - busy_before
         own_busy_normal = busy_s("self") - own_busy_before
         redis_normal = busy_all_s(redis) - redis_before
+        softirq_normal = softirq_wait_s() - softirq_before
         capacity_rps = len(normal.latencies.get(200, ())) / elapsed
         phase[0] = "overload"
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
         busy_before, own_busy_before = busy_s(pid), busy_s("self")
-        redis_before = busy_all_s(redis)
+        redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
         over_started = time.perf_counter()
         over = await open_loop(port, requests, capacity_rps * factor, seconds)
         over_elapsed = time.perf_counter() - over_started  # with the drain
@@ -304,6 +311,7 @@ async def run(
         busy_over = busy_s(pid) - busy_before
         own_busy_over = busy_s("self") - own_busy_before
         redis_over = busy_all_s(redis) - redis_before
+        softirq_over = softirq_wait_s() - softirq_before
         figures = round_figures(normal, elapsed, over, seconds)
         # The serve process's share of a core in each phase: a starved server (the load
         # generator or a neighbour took its CPU) shows here, not in the latencies.
@@ -319,9 +327,27 @@ async def run(
         figures["loadgen_busy_overload"] = round(own_busy_over / over_elapsed, 2)
         figures["redis_busy_capacity"] = round(redis_normal / elapsed, 2)
         figures["redis_busy_overload"] = round(redis_over / over_elapsed, 2)
+        figures["softirq_wait_share_capacity"] = round(softirq_normal / elapsed, 2)
+        figures["softirq_wait_share_overload"] = round(softirq_over / over_elapsed, 2)
         for name in ("capacity", "overload"):
             late = array.array("d", lags.get(name, ()))
             figures[f"loadgen_lag_p99_ms_{name}"] = percentile_ms(late, 0.99)
+        if bare_port is not None:
+            # the same arrivals against a server that only answers a canned 503: what the
+            # machine lets through at this rate with no service in the way
+            phase[0] = "bare"
+            bare = await open_loop(bare_port, requests, capacity_rps * factor, seconds)
+            answered = bare.latencies.get(503, array.array("d"))
+            figures["bare_p50_ms"] = percentile_ms(answered, 0.5)
+            figures["bare_p99_ms"] = percentile_ms(answered, 0.99)
+            figures["bare_p99_vs_capacity_p99"] = _ratio(
+                figures["bare_p99_ms"], figures["capacity_p99_ms"]
+            )
+            offered = len(answered) + bare.failed + bare.unsent
+            figures["bare_unsent_share"] = round(bare.unsent / max(1, offered), 3)
+            figures["loadgen_lag_p99_ms_bare"] = percentile_ms(
+                array.array("d", lags.get("bare", ())), 0.99
+            )
         results.append(figures)
     phase[0] = "after"
     await asyncio.sleep(1)
@@ -358,7 +384,10 @@ async def scrape_refusals(port: int) -> dict[str, float]:
     total = routed = 0.0
     for line in text.splitlines():
         if line.startswith(
-            ('presence_overload_rejected_total{reason="requests"}', 'presence_overload_rejected_total{reason="lag"}')
+            (
+                'presence_overload_rejected_total{reason="requests"}',
+                'presence_overload_rejected_total{reason="lag"}',
+            )
         ):
             total += float(line.split()[-1])
         elif line.startswith("presence_http_requests_total{") and 'status="503"' in line:
@@ -385,6 +414,18 @@ def busy_all_s(pids: list[int]) -> float:
     for child in pids:
         with contextlib.suppress(OSError):
             total += busy_s(child)
+    return total
+
+
+def softirq_wait_s() -> float:
+    """Seconds the kernel's softirq threads (``ksoftirqd/N``) waited for a CPU: loopback
+    packets past the inline budget are processed there, so while they wait, requests and
+    answers sit in socket queues with neither process busy (seen on a crowded host)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if "(ksoftirqd/" in stat.read_text():
+                total += int((stat.parent / "schedstat").read_text().split()[1]) / 1e9
     return total
 
 
@@ -482,6 +523,12 @@ def main() -> None:
         "quiet machine",
     )
     parser.add_argument(
+        "--no-bare",
+        action="store_true",
+        help="skip the bare baseline (after each overload phase, the same arrivals against "
+        "benchmarks/bare_server.py, which answers a canned 503 and does nothing else)",
+    )
+    parser.add_argument(
         "--refusal-cost",
         action="store_true",
         help="instead: server CPU per refused heartbeat against per answered one",
@@ -518,12 +565,27 @@ def main() -> None:
                 import uvloop
 
                 uvloop.install()
-            if args.refusal_cost:
-                cap = args.max_inflight or Settings().max_inflight
-                job = refusal_cost(port, server.pid, args.seconds, cap, extra)
-            else:
-                job = run(port, server.pid, args.seconds, args.factor, args.rounds, extra)
-            result = asyncio.run(job)
+            with contextlib.ExitStack() as stack:
+                bare_port = None
+                if not args.no_bare and not args.refusal_cost:
+                    bare_port = free_port()
+                    bare_argv = python_argv(str(Path(__file__).with_name("bare_server.py")))
+                    if args.pin:
+                        bare_argv = ["taskset", "-c", "0", *bare_argv]
+                    # (started after ``os.nice``: it runs at the load generator's niceness)
+                    stack.enter_context(
+                        started_process(
+                            [*bare_argv, str(bare_port)], port=bare_port, ready_path="/readyz"
+                        )
+                    )
+                if args.refusal_cost:
+                    cap = args.max_inflight or Settings().max_inflight
+                    job = refusal_cost(port, server.pid, args.seconds, cap, extra)
+                else:
+                    job = run(
+                        port, server.pid, args.seconds, args.factor, args.rounds, extra, bare_port
+                    )
+                result = asyncio.run(job)
     print(json.dumps(result))
 
 

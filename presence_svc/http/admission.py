@@ -169,7 +169,9 @@ ADAPT_DECREASE = 0.75
 """The limit's factor when the loop runs late while requests are refused."""
 
 
-def adapt_limit(gate: Gate, target_lag_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+def adapt_limit(
+    gate: Gate, target_lag_s: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context moving ``gate.limit`` below its ceiling while more arrives than
     the process can answer (additive increase, multiplicative decrease, as TCP does).
 
@@ -182,6 +184,7 @@ def adapt_limit(gate: Gate, target_lag_s: float) -> Callable[[web.Application], 
     neighbour alone never lowers it."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
+        metrics.ADMISSION_LIMIT.set(gate.limit)
         task = asyncio.create_task(_adapt(gate, target_lag_s), name="admission:adapt")
         try:
             yield
@@ -212,5 +215,7 @@ async def _adapt(gate: Gate, target_lag_s: float) -> None:
         if lag > target_lag_s:
             if gate.refusals != refusals:
                 gate.limit = max(floor, int(gate.limit * ADAPT_DECREASE))
+                metrics.ADMISSION_LIMIT.set(gate.limit)
         elif gate.limit < gate.ceiling:
             gate.limit = min(gate.ceiling, gate.limit + step)
+            metrics.ADMISSION_LIMIT.set(gate.limit)
