@@ -293,17 +293,20 @@ async def run(
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
         busy_before, own_busy_before = busy_s(pid), busy_s("self")
         redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
+        handler_before = await handler_seconds(port)
         normal, elapsed = await closed_loop(port, requests, seconds)
         cpu_normal, own_normal = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
         busy_normal = busy_s(pid) - busy_before
         own_busy_normal = busy_s("self") - own_busy_before
         redis_normal = busy_all_s(redis) - redis_before
         softirq_normal = softirq_wait_s() - softirq_before
+        handler_normal = _mean_ms(await handler_seconds(port), handler_before)
         capacity_rps = len(normal.latencies.get(200, ())) / elapsed
         phase[0] = "overload"
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
         busy_before, own_busy_before = busy_s(pid), busy_s("self")
         redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
+        handler_before = await handler_seconds(port)
         over_started = time.perf_counter()
         over = await open_loop(port, requests, capacity_rps * factor, seconds)
         over_elapsed = time.perf_counter() - over_started  # with the drain
@@ -312,6 +315,7 @@ async def run(
         own_busy_over = busy_s("self") - own_busy_before
         redis_over = busy_all_s(redis) - redis_before
         softirq_over = softirq_wait_s() - softirq_before
+        handler_over = _mean_ms(await handler_seconds(port), handler_before)
         figures = round_figures(normal, elapsed, over, seconds)
         # The serve process's share of a core in each phase: a starved server (the load
         # generator or a neighbour took its CPU) shows here, not in the latencies.
@@ -327,6 +331,8 @@ async def run(
         figures["loadgen_busy_overload"] = round(own_busy_over / over_elapsed, 2)
         figures["redis_busy_capacity"] = round(redis_normal / elapsed, 2)
         figures["redis_busy_overload"] = round(redis_over / over_elapsed, 2)
+        figures["handler_mean_ms_capacity"] = handler_normal
+        figures["handler_mean_ms_overload"] = handler_over
         figures["softirq_wait_share_capacity"] = round(softirq_normal / elapsed, 2)
         figures["softirq_wait_share_overload"] = round(softirq_over / over_elapsed, 2)
         for name in ("capacity", "overload"):
@@ -437,6 +443,29 @@ async def sample_lag(lags: dict[str, list[float]], phase: list[str]) -> None:
         asked = loop.time()
         await asyncio.sleep(0.005)
         lags.setdefault(phase[0], []).append(loop.time() - asked - 0.005)
+
+
+async def handler_seconds(port: int) -> tuple[float, float]:
+    """The heartbeat handler's time so far, summed, and its count (``/metrics``): the time
+    an answered request spent in the service from its handler's start (the rest of what the
+    client sees is waiting in front of it: socket buffers, the loop's turns, the network)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    total = count = 0.0
+    for line in text.splitlines():
+        if 'route="/v1/heartbeat"' in line and line.startswith("presence_http_request_seconds"):
+            if line.startswith("presence_http_request_seconds_sum"):
+                total = float(line.split()[-1])
+            elif line.startswith("presence_http_request_seconds_count"):
+                count = float(line.split()[-1])
+    return total, count
+
+
+def _mean_ms(after: tuple[float, float], before: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count * 1000, 2) if count else None
 
 
 def own_cpu_s() -> float:
