@@ -294,12 +294,14 @@ async def run(
         busy_before, own_busy_before = busy_s(pid), busy_s("self")
         redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
         handler_before = await handler_seconds(port)
+        tcp_before = tcp_counters()
         normal, elapsed = await closed_loop(port, requests, seconds)
         cpu_normal, own_normal = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
         busy_normal = busy_s(pid) - busy_before
         own_busy_normal = busy_s("self") - own_busy_before
         redis_normal = busy_all_s(redis) - redis_before
         softirq_normal = softirq_wait_s() - softirq_before
+        tcp_normal = _delta(tcp_counters(), tcp_before)
         handler_normal = _mean_ms(await handler_seconds(port), handler_before)
         capacity_rps = len(normal.latencies.get(200, ())) / elapsed
         phase[0] = "overload"
@@ -307,6 +309,7 @@ async def run(
         busy_before, own_busy_before = busy_s(pid), busy_s("self")
         redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
         handler_before = await handler_seconds(port)
+        tcp_before = tcp_counters()
         over_started = time.perf_counter()
         over = await open_loop(port, requests, capacity_rps * factor, seconds)
         over_elapsed = time.perf_counter() - over_started  # with the drain
@@ -315,6 +318,7 @@ async def run(
         own_busy_over = busy_s("self") - own_busy_before
         redis_over = busy_all_s(redis) - redis_before
         softirq_over = softirq_wait_s() - softirq_before
+        tcp_over = _delta(tcp_counters(), tcp_before)
         handler_over = _mean_ms(await handler_seconds(port), handler_before)
         figures = round_figures(normal, elapsed, over, seconds)
         # The serve process's share of a core in each phase: a starved server (the load
@@ -331,6 +335,8 @@ async def run(
         figures["loadgen_busy_overload"] = round(own_busy_over / over_elapsed, 2)
         figures["redis_busy_capacity"] = round(redis_normal / elapsed, 2)
         figures["redis_busy_overload"] = round(redis_over / over_elapsed, 2)
+        figures["tcp_capacity"] = tcp_normal  # machine-wide: neighbours' drops count too
+        figures["tcp_overload"] = tcp_over
         figures["handler_mean_ms_capacity"] = handler_normal
         figures["handler_mean_ms_overload"] = handler_over
         figures["softirq_wait_share_capacity"] = round(softirq_normal / elapsed, 2)
@@ -433,6 +439,35 @@ def softirq_wait_s() -> float:
             if "(ksoftirqd/" in stat.read_text():
                 total += int((stat.parent / "schedstat").read_text().split()[1]) / 1e9
     return total
+
+
+_TCP_COUNTERS = (
+    "RetransSegs",
+    "TCPTimeouts",
+    "PruneCalled",
+    "TCPRcvQDrop",
+    "TCPBacklogDrop",
+    "ListenOverflows",
+)
+
+
+def tcp_counters() -> dict[str, int]:
+    """The kernel's TCP counters that say a segment was dropped or retransmitted (machine
+    wide, ``/proc/net/snmp`` and ``/proc/net/netstat``): on loopback a drop costs a
+    retransmission timeout, 200 ms at least, which no process's CPU shows."""
+    found: dict[str, int] = {}
+    for name in ("snmp", "netstat"):
+        with contextlib.suppress(OSError):
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()
+            for head, values in zip(lines[::2], lines[1::2], strict=False):
+                for key, value in zip(head.split()[1:], values.split()[1:], strict=False):
+                    if key in _TCP_COUNTERS:
+                        found[key] = int(value)
+    return found
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
 
 
 async def sample_lag(lags: dict[str, list[float]], phase: list[str]) -> None:

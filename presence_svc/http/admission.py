@@ -13,6 +13,9 @@ count sees them. So the requests gate also sheds while the event loop runs late
 (``watch_lag``): refusals are several times cheaper than answers, the loop catches up, and
 what is let in waits no longer than the lag allowed.
 
+And while requests are refused at the cap with the loop late (``adapt_limit``), fewer are
+let in: the cap's worth admitted would wait behind the reading and refusing of the excess.
+
 Under ``serve`` the requests gate is also checked before HTTP parsing (``shedding``): a
 request read but not yet at its handler counts as ``pending``, and past the cap a whole
 plain request is answered with :meth:`Gate.canned_refusal`, the same 503 as bytes, for
