@@ -570,6 +570,7 @@ def main() -> None:
     )
     parser.add_argument("--max-inflight", type=int, help="PRESENCE_MAX_INFLIGHT of serve")
     parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
+    parser.add_argument("--listen-backlog", type=int, help="PRESENCE_LISTEN_BACKLOG of serve")
     parser.add_argument(
         "--target-lag-ms", type=int, help="PRESENCE_TARGET_LAG_MS of serve (0: fixed cap)"
     )
@@ -603,6 +604,8 @@ def main() -> None:
         extra["PRESENCE_MAX_INFLIGHT"] = str(args.max_inflight)
     if args.max_loop_lag_ms is not None:
         extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
+    if args.listen_backlog is not None:
+        extra["PRESENCE_LISTEN_BACKLOG"] = str(args.listen_backlog)
     if args.target_lag_ms is not None:
         extra["PRESENCE_TARGET_LAG_MS"] = str(args.target_lag_ms)
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:

@@ -281,7 +281,7 @@ def _listen(
     bound: list[socket.socket] = []
     try:
         if processes == 1:
-            groups = [bind(settings.host, settings.port)]
+            groups = [bind(settings.host, settings.port, backlog=settings.listen_backlog)]
             bound.extend(groups[0])
         else:
             # SO_REUSEPORT would share the port with another `serve --processes` of this
@@ -290,7 +290,14 @@ def _listen(
                 sock.close()
             groups = []
             for _ in range(processes):
-                groups.append(bind(settings.host, settings.port, reuse_port=True))
+                groups.append(
+                    bind(
+                        settings.host,
+                        settings.port,
+                        reuse_port=True,
+                        backlog=settings.listen_backlog,
+                    )
+                )
                 bound.extend(groups[-1])
         metrics = bind(*settings.metrics_addr) if settings.metrics_addr else None
     except BindError as exc:
