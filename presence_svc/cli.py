@@ -331,7 +331,7 @@ def _serve_app(
     app.on_startup.append(serving)  # after the cleanup contexts: Redis, database, worker
     gc.freeze()  # start-up objects never change: keep them out of GC passes
     # aiohttp's run_app, with connections that refuse past the requests gate before parsing
-    run_app(app, sockets, _event_loop(), shutdown_timeout=10)
+    run_app(app, sockets, _event_loop(), shutdown_timeout=10, backlog=settings.listen_backlog)
     return 0
 
 
