@@ -246,6 +246,9 @@ class Settings:
         )
         _check(0 <= self.target_lag_ms <= 60_000, "PRESENCE_TARGET_LAG_MS must be within 0..60000")
         _check(
+            1 <= self.listen_backlog <= 65_535, "PRESENCE_LISTEN_BACKLOG must be within 1..65535"
+        )
+        _check(
             self.online_timeout_s <= self.recent_s <= 90 * 86400,
             "PRESENCE_RECENT_S must be within PRESENCE_ONLINE_TIMEOUT_S..7776000 (90 days)",
         )

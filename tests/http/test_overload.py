@@ -242,6 +242,7 @@ def _last_n(stream: EventStream) -> int:
         "PRESENCE_MAX_STREAMS",
         "PRESENCE_MAX_LOOP_LAG_MS",
         "PRESENCE_TARGET_LAG_MS",
+        "PRESENCE_LISTEN_BACKLOG",
     ],
 )
 def test_caps_are_read_and_a_bad_one_is_named(variable: str) -> None:
