@@ -45,6 +45,7 @@ USERS = 5000
 ARTIFACTS = 500
 NORMAL_CONNECTIONS = 64
 POOL = 2000
+PROBE = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def heartbeat_requests(port: int) -> list[bytes]:
@@ -176,13 +177,23 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
     ending = False
     drained = asyncio.Event()
 
+    warmed = asyncio.Event()
+
     def free(conn: Connection) -> None:
         idle.append(conn)
-        if ending and len(idle) == len(conns):
-            drained.set()
+        if len(idle) == len(conns):
+            (drained if ending else warmed).set()
 
     conns = await connect(port, POOL, free)
-    idle.extend(conns)
+    # One answered probe on each first: a connection the client counts as open may still be
+    # a dropped handshake on the server's side (a listen backlog overflowed while the pool
+    # connected), and its requests would wait out the retransmissions unseen by the server.
+    warm = Tally()
+    for conn in conns:
+        conn.send(PROBE, warm)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(warmed.wait(), 60)
+    idle[:] = [conn for conn in conns if conn.tally is None and not conn.lost]
     started = time.perf_counter()
     sent = 0
     n = 0
