@@ -14,6 +14,13 @@ worker), then, with heartbeats of 5 000 users over raw HTTP/1.1 keep-alive conne
    answers, their p99 against the capacity p99, the share answered 503, and arrivals that
    found every connection busy (``unsent``: the server had that many outstanding).
 
+Each pooled connection answers a ``GET /healthz`` first (a handshake the server dropped
+at its listen backlog is not a live connection). After each overload phase the same
+arrivals go to ``bare_server.py`` (a canned 503, nothing else): what the machine lets
+through at that rate. Per phase: the busy shares of serve, its Redis and the load generator
+(``/proc/<pid>/schedstat``), the load generator's own lag, the heartbeat handler's mean
+time (``/metrics``), ``ksoftirqd``'s wait and the kernel's TCP drop counters.
+
 The serve process's resident memory (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
 0.25 s throughout. Prints one JSON object. The load generator runs on the same machine:
 both phases share the cores with it alike.
