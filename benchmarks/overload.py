@@ -14,6 +14,13 @@ worker), then, with heartbeats of 5 000 users over raw HTTP/1.1 keep-alive conne
    answers, their p99 against the capacity p99, the share answered 503, and arrivals that
    found every connection busy (``unsent``: the server had that many outstanding).
 
+Each pooled connection answers a ``GET /healthz`` first (a handshake the server dropped
+at its listen backlog is not a live connection). After each overload phase the same
+arrivals go to ``bare_server.py`` (a canned 503, nothing else): what the machine lets
+through at that rate. Per phase: the busy shares of serve, its Redis and the load generator
+(``/proc/<pid>/schedstat``), the load generator's own lag, the heartbeat handler's mean
+time (``/metrics``), ``ksoftirqd``'s wait and the kernel's TCP drop counters.
+
 The serve process's resident memory (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
 0.25 s throughout. Prints one JSON object. The load generator runs on the same machine:
 both phases share the cores with it alike.
@@ -45,6 +52,7 @@ USERS = 5000
 ARTIFACTS = 500
 NORMAL_CONNECTIONS = 64
 POOL = 2000
+PROBE = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def heartbeat_requests(port: int) -> list[bytes]:
@@ -176,13 +184,23 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
     ending = False
     drained = asyncio.Event()
 
+    warmed = asyncio.Event()
+
     def free(conn: Connection) -> None:
         idle.append(conn)
-        if ending and len(idle) == len(conns):
-            drained.set()
+        if len(idle) == len(conns):
+            (drained if ending else warmed).set()
 
     conns = await connect(port, POOL, free)
-    idle.extend(conns)
+    # One answered probe on each first: a connection the client counts as open may still be
+    # a dropped handshake on the server's side (a listen backlog overflowed while the pool
+    # connected), and its requests would wait out the retransmissions unseen by the server.
+    warm = Tally()
+    for conn in conns:
+        conn.send(PROBE, warm)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(warmed.wait(), 60)
+    idle[:] = [conn for conn in conns if conn.tally is None and not conn.lost]
     started = time.perf_counter()
     sent = 0
     n = 0
@@ -270,24 +288,56 @@ def round_figures(normal: Tally, elapsed: float, over: Tally, seconds: float) ->
 
 
 async def run(
-    port: int, pid: int, seconds: float, factor: float, rounds: int, settings: dict[str, str]
+    port: int,
+    pid: int,
+    seconds: float,
+    factor: float,
+    rounds: int,
+    settings: dict[str, str],
+    bare_port: int | None = None,
 ) -> dict[str, Any]:
     requests = heartbeat_requests(port)
     samples: list[tuple[float, str, float]] = []
     phase = ["warmup"]
     sampler = asyncio.create_task(sample_rss(pid, samples, phase))
+    lags: dict[str, list[float]] = {}
+    lag_sampler = asyncio.create_task(sample_lag(lags, phase))
     await closed_loop(port, requests, 3)  # every user's session exists, caches are warm
     results = []
+    redis = children(pid)
     for _ in range(rounds):  # normal then overload, again: each ratio within one round
         phase[0] = "capacity"
+        lags.clear()
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
+        busy_before, own_busy_before = busy_s(pid), busy_s("self")
+        redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
+        handler_before = await handler_seconds(port)
+        tcp_before = tcp_counters()
         normal, elapsed = await closed_loop(port, requests, seconds)
         cpu_normal, own_normal = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
+        busy_normal = busy_s(pid) - busy_before
+        own_busy_normal = busy_s("self") - own_busy_before
+        redis_normal = busy_all_s(redis) - redis_before
+        softirq_normal = softirq_wait_s() - softirq_before
+        tcp_normal = _delta(tcp_counters(), tcp_before)
+        handler_normal = _mean_ms(await handler_seconds(port), handler_before)
         capacity_rps = len(normal.latencies.get(200, ())) / elapsed
         phase[0] = "overload"
         cpu_before, own_before = cpu_s(pid), own_cpu_s()
+        busy_before, own_busy_before = busy_s(pid), busy_s("self")
+        redis_before, softirq_before = busy_all_s(redis), softirq_wait_s()
+        handler_before = await handler_seconds(port)
+        tcp_before = tcp_counters()
+        over_started = time.perf_counter()
         over = await open_loop(port, requests, capacity_rps * factor, seconds)
+        over_elapsed = time.perf_counter() - over_started  # with the drain
         cpu_over, own_over = cpu_s(pid) - cpu_before, own_cpu_s() - own_before
+        busy_over = busy_s(pid) - busy_before
+        own_busy_over = busy_s("self") - own_busy_before
+        redis_over = busy_all_s(redis) - redis_before
+        softirq_over = softirq_wait_s() - softirq_before
+        tcp_over = _delta(tcp_counters(), tcp_before)
+        handler_over = _mean_ms(await handler_seconds(port), handler_before)
         figures = round_figures(normal, elapsed, over, seconds)
         # The serve process's share of a core in each phase: a starved server (the load
         # generator or a neighbour took its CPU) shows here, not in the latencies.
@@ -295,10 +345,44 @@ async def run(
         figures["server_cpu_share_overload"] = round(cpu_over / seconds, 2)
         figures["loadgen_cpu_share_capacity"] = round(own_normal / elapsed, 2)
         figures["loadgen_cpu_share_overload"] = round(own_over / seconds, 2)
+        # Running or waiting to run, as a share of the phase: near 1, that side was the
+        # bottleneck (a load generator near 1 measures its own delays too).
+        figures["server_busy_capacity"] = round(busy_normal / elapsed, 2)
+        figures["server_busy_overload"] = round(busy_over / over_elapsed, 2)
+        figures["loadgen_busy_capacity"] = round(own_busy_normal / elapsed, 2)
+        figures["loadgen_busy_overload"] = round(own_busy_over / over_elapsed, 2)
+        figures["redis_busy_capacity"] = round(redis_normal / elapsed, 2)
+        figures["redis_busy_overload"] = round(redis_over / over_elapsed, 2)
+        figures["tcp_capacity"] = tcp_normal  # machine-wide: neighbours' drops count too
+        figures["tcp_overload"] = tcp_over
+        figures["handler_mean_ms_capacity"] = handler_normal
+        figures["handler_mean_ms_overload"] = handler_over
+        figures["softirq_wait_share_capacity"] = round(softirq_normal / elapsed, 2)
+        figures["softirq_wait_share_overload"] = round(softirq_over / over_elapsed, 2)
+        for name in ("capacity", "overload"):
+            late = array.array("d", lags.get(name, ()))
+            figures[f"loadgen_lag_p99_ms_{name}"] = percentile_ms(late, 0.99)
+        if bare_port is not None:
+            # the same arrivals against a server that only answers a canned 503: what the
+            # machine lets through at this rate with no service in the way
+            phase[0] = "bare"
+            bare = await open_loop(bare_port, requests, capacity_rps * factor, seconds)
+            answered = bare.latencies.get(503, array.array("d"))
+            figures["bare_p50_ms"] = percentile_ms(answered, 0.5)
+            figures["bare_p99_ms"] = percentile_ms(answered, 0.99)
+            figures["bare_p99_vs_capacity_p99"] = _ratio(
+                figures["bare_p99_ms"], figures["capacity_p99_ms"]
+            )
+            offered = len(answered) + bare.failed + bare.unsent
+            figures["bare_unsent_share"] = round(bare.unsent / max(1, offered), 3)
+            figures["loadgen_lag_p99_ms_bare"] = percentile_ms(
+                array.array("d", lags.get("bare", ())), 0.99
+            )
         results.append(figures)
     phase[0] = "after"
     await asyncio.sleep(1)
     sampler.cancel()
+    lag_sampler.cancel()
     refusals = await scrape_refusals(port)
     rss = {p: [s[2] for s in samples if s[1] == p] for p in ("capacity", "overload")}
     ratios = [r["accepted_p99_vs_capacity_p99"] for r in results]
@@ -329,11 +413,112 @@ async def scrape_refusals(port: int) -> dict[str, float]:
     writer.close()
     total = routed = 0.0
     for line in text.splitlines():
-        if line.startswith('presence_overload_rejected_total{reason="requests"}'):
+        if line.startswith(
+            (
+                'presence_overload_rejected_total{reason="requests"}',
+                'presence_overload_rejected_total{reason="lag"}',
+            )
+        ):
             total += float(line.split()[-1])
         elif line.startswith("presence_http_requests_total{") and 'status="503"' in line:
             routed += float(line.split()[-1])
     return {"refused_total": total, "refused_after_routing": routed}
+
+
+def busy_s(pid: int | str) -> float:
+    """Seconds the main thread of ``pid`` ran or waited to run (``/proc/<pid>/schedstat``):
+    near the wall time, it was the bottleneck; well below, it waited for input."""
+    run_ns, wait_ns = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    return (int(run_ns) + int(wait_ns)) / 1e9
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its embedded Redis)."""
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def busy_all_s(pids: list[int]) -> float:
+    total = 0.0
+    for child in pids:
+        with contextlib.suppress(OSError):
+            total += busy_s(child)
+    return total
+
+
+def softirq_wait_s() -> float:
+    """Seconds the kernel's softirq threads (``ksoftirqd/N``) waited for a CPU: loopback
+    packets past the inline budget are processed there, so while they wait, requests and
+    answers sit in socket queues with neither process busy (seen on a crowded host)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if "(ksoftirqd/" in stat.read_text():
+                total += int((stat.parent / "schedstat").read_text().split()[1]) / 1e9
+    return total
+
+
+_TCP_COUNTERS = (
+    "RetransSegs",
+    "TCPTimeouts",
+    "PruneCalled",
+    "TCPRcvQDrop",
+    "TCPBacklogDrop",
+    "ListenOverflows",
+)
+
+
+def tcp_counters() -> dict[str, int]:
+    """The kernel's TCP counters that say a segment was dropped or retransmitted (machine
+    wide, ``/proc/net/snmp`` and ``/proc/net/netstat``): on loopback a drop costs a
+    retransmission timeout, 200 ms at least, which no process's CPU shows."""
+    found: dict[str, int] = {}
+    for name in ("snmp", "netstat"):
+        with contextlib.suppress(OSError):
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()
+            for head, values in zip(lines[::2], lines[1::2], strict=False):
+                for key, value in zip(head.split()[1:], values.split()[1:], strict=False):
+                    if key in _TCP_COUNTERS:
+                        found[key] = int(value)
+    return found
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+async def sample_lag(lags: dict[str, list[float]], phase: list[str]) -> None:
+    """The load generator's own lateness: answers it reads late are counted late, so a
+    starved load generator shows here rather than as the server's latency."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(0.005)
+        lags.setdefault(phase[0], []).append(loop.time() - asked - 0.005)
+
+
+async def handler_seconds(port: int) -> tuple[float, float]:
+    """The heartbeat handler's time so far, summed, and its count (``/metrics``): the time
+    an answered request spent in the service from its handler's start (the rest of what the
+    client sees is waiting in front of it: socket buffers, the loop's turns, the network)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    total = count = 0.0
+    for line in text.splitlines():
+        if 'route="/v1/heartbeat"' in line and line.startswith("presence_http_request_seconds"):
+            if line.startswith("presence_http_request_seconds_sum"):
+                total = float(line.split()[-1])
+            elif line.startswith("presence_http_request_seconds_count"):
+                count = float(line.split()[-1])
+    return total, count
+
+
+def _mean_ms(after: tuple[float, float], before: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count * 1000, 2) if count else None
 
 
 def own_cpu_s() -> float:
@@ -403,6 +588,10 @@ def main() -> None:
     )
     parser.add_argument("--max-inflight", type=int, help="PRESENCE_MAX_INFLIGHT of serve")
     parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
+    parser.add_argument("--listen-backlog", type=int, help="PRESENCE_LISTEN_BACKLOG of serve")
+    parser.add_argument(
+        "--target-lag-ms", type=int, help="PRESENCE_TARGET_LAG_MS of serve (0: fixed cap)"
+    )
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -417,6 +606,12 @@ def main() -> None:
         "quiet machine",
     )
     parser.add_argument(
+        "--no-bare",
+        action="store_true",
+        help="skip the bare baseline (after each overload phase, the same arrivals against "
+        "benchmarks/bare_server.py, which answers a canned 503 and does nothing else)",
+    )
+    parser.add_argument(
         "--refusal-cost",
         action="store_true",
         help="instead: server CPU per refused heartbeat against per answered one",
@@ -427,6 +622,10 @@ def main() -> None:
         extra["PRESENCE_MAX_INFLIGHT"] = str(args.max_inflight)
     if args.max_loop_lag_ms is not None:
         extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
+    if args.listen_backlog is not None:
+        extra["PRESENCE_LISTEN_BACKLOG"] = str(args.listen_backlog)
+    if args.target_lag_ms is not None:
+        extra["PRESENCE_TARGET_LAG_MS"] = str(args.target_lag_ms)
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
         port = free_port()
         env = child_env(
@@ -451,12 +650,27 @@ def main() -> None:
                 import uvloop
 
                 uvloop.install()
-            if args.refusal_cost:
-                cap = args.max_inflight or Settings().max_inflight
-                job = refusal_cost(port, server.pid, args.seconds, cap, extra)
-            else:
-                job = run(port, server.pid, args.seconds, args.factor, args.rounds, extra)
-            result = asyncio.run(job)
+            with contextlib.ExitStack() as stack:
+                bare_port = None
+                if not args.no_bare and not args.refusal_cost:
+                    bare_port = free_port()
+                    bare_argv = python_argv(str(Path(__file__).with_name("bare_server.py")))
+                    if args.pin:
+                        bare_argv = ["taskset", "-c", "0", *bare_argv]
+                    # (started after ``os.nice``: it runs at the load generator's niceness)
+                    stack.enter_context(
+                        started_process(
+                            [*bare_argv, str(bare_port)], port=bare_port, ready_path="/readyz"
+                        )
+                    )
+                if args.refusal_cost:
+                    cap = args.max_inflight or Settings().max_inflight
+                    job = refusal_cost(port, server.pid, args.seconds, cap, extra)
+                else:
+                    job = run(
+                        port, server.pid, args.seconds, args.factor, args.rounds, extra, bare_port
+                    )
+                result = asyncio.run(job)
     print(json.dumps(result))
 
 

@@ -280,7 +280,7 @@ def _listen(
     bound: list[socket.socket] = []
     try:
         if processes == 1:
-            groups = [bind(settings.host, settings.port)]
+            groups = [bind(settings.host, settings.port, backlog=settings.listen_backlog)]
             bound.extend(groups[0])
         else:
             # SO_REUSEPORT would share the port with another `serve --processes` of this
@@ -289,7 +289,14 @@ def _listen(
                 sock.close()
             groups = []
             for _ in range(processes):
-                groups.append(bind(settings.host, settings.port, reuse_port=True))
+                groups.append(
+                    bind(
+                        settings.host,
+                        settings.port,
+                        reuse_port=True,
+                        backlog=settings.listen_backlog,
+                    )
+                )
                 bound.extend(groups[-1])
         metrics = bind(*settings.metrics_addr) if settings.metrics_addr else None
     except BindError as exc:
@@ -323,7 +330,7 @@ def _serve_app(
     app.on_startup.append(serving)  # after the cleanup contexts: Redis, database, worker
     heap.settle()  # start-up objects out of GC passes, and young passes rarer
     # aiohttp's run_app, with connections that refuse past the requests gate before parsing
-    run_app(app, sockets, _event_loop(), shutdown_timeout=10)
+    run_app(app, sockets, _event_loop(), shutdown_timeout=10, backlog=settings.listen_backlog)
     return 0
 
 

@@ -9,7 +9,7 @@ import socket
 __all__ = ["BACKLOG", "BindError", "adopt", "bind", "parse_addr", "show_addr"]
 
 BACKLOG = 128
-"""As aiohttp's own sites."""
+"""aiohttp's own sites' (``serve`` passes ``PRESENCE_LISTEN_BACKLOG``)."""
 
 
 class BindError(Exception):
@@ -34,11 +34,16 @@ def show_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def bind(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
+def bind(
+    host: str, port: int, *, reuse_port: bool = False, backlog: int = BACKLOG
+) -> list[socket.socket]:
     """Listening sockets on every address ``host`` resolves to (as asyncio's
     ``create_server`` would make them). With ``reuse_port`` they can share the port with
     later ``SO_REUSEPORT`` sockets: check first with ``bind(...)`` without it, or the port
-    of another ``reuse_port`` server of the same user is shared instead of refused."""
+    of another ``reuse_port`` server of the same user is shared instead of refused.
+    ``backlog``: connections the kernel completes and holds until the process accepts them
+    (capped by ``net.core.somaxconn``); past it a connection's handshake is dropped and the
+    client retries it after a second, then three, seven...: a stall, not a refusal."""
     where = show_addr(host, port)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -55,7 +60,7 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socke
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-            sock.listen(BACKLOG)
+            sock.listen(backlog)
             sock.setblocking(False)
     except OSError as exc:
         for sock in sockets:

@@ -10,6 +10,7 @@ from bisect import bisect_left
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ADMISSION_LIMIT",
     "EVENTS_SENT",
     "LEDGER_BACKLOG",
     "LEDGER_LAG_SECONDS",
@@ -86,6 +87,11 @@ OVERLOAD_REJECTED = Counter(
     "presence_overload_rejected_total",
     "Requests answered 503 at once because the process was at a cap (requests or streams)",
     ["reason"],
+)
+ADMISSION_LIMIT = Gauge(
+    "presence_admission_limit",
+    "Requests one process lets in at once now: PRESENCE_MAX_INFLIGHT, or less while it is "
+    "overloaded and its event loop runs late (PRESENCE_TARGET_LAG_MS)",
 )
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]

@@ -109,6 +109,12 @@ class Settings:
     """Event streams one process holds open; more get a 503."""
     max_loop_lag_ms: int = 0
     """Requests get a 503 while the event loop runs this late (0: never)."""
+    listen_backlog: int = 2048
+    """Connections the kernel holds for ``serve`` until it accepts them: a burst of new
+    connections past it stalls a second or more per dropped handshake."""
+    target_lag_ms: int = 25
+    """While requests are refused at the cap and the event loop runs later than this on
+    average, fewer are let in (0: the cap stays ``max_inflight``)."""
     recent_s: float = 86400.0
     """How long a user who went offline stays in an artifact's recently-here list."""
     recent_max: int = 1000
@@ -237,6 +243,10 @@ class Settings:
         _check(1 <= self.max_streams <= 1_000_000, "PRESENCE_MAX_STREAMS must be within 1..1000000")
         _check(
             0 <= self.max_loop_lag_ms <= 60_000, "PRESENCE_MAX_LOOP_LAG_MS must be within 0..60000"
+        )
+        _check(0 <= self.target_lag_ms <= 60_000, "PRESENCE_TARGET_LAG_MS must be within 0..60000")
+        _check(
+            1 <= self.listen_backlog <= 65_535, "PRESENCE_LISTEN_BACKLOG must be within 1..65535"
         )
         _check(
             self.online_timeout_s <= self.recent_s <= 90 * 86400,
@@ -448,6 +458,8 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_MAX_INFLIGHT", "max_inflight", int),
     ("PRESENCE_MAX_STREAMS", "max_streams", int),
     ("PRESENCE_MAX_LOOP_LAG_MS", "max_loop_lag_ms", int),
+    ("PRESENCE_TARGET_LAG_MS", "target_lag_ms", int),
+    ("PRESENCE_LISTEN_BACKLOG", "listen_backlog", int),
     ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
     ("PRESENCE_RECENT_MAX", "recent_max", int),
     ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),

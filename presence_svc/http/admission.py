@@ -13,6 +13,9 @@ count sees them. So the requests gate also sheds while the event loop runs late
 (``watch_lag``): refusals are several times cheaper than answers, the loop catches up, and
 what is let in waits no longer than the lag allowed.
 
+And while requests are refused at the cap with the loop late (``adapt_limit``), fewer are
+let in: the cap's worth admitted would wait behind the reading and refusing of the excess.
+
 Under ``serve`` the requests gate is also checked before HTTP parsing (``shedding``): a
 request read but not yet at its handler counts as ``pending``, and past the cap a whole
 plain request is answered with :meth:`Gate.canned_refusal`, the same 503 as bytes, for
@@ -32,7 +35,7 @@ from aiohttp import web
 from presence_svc import metrics
 from presence_svc.errors import problem_response
 
-__all__ = ["GATE", "LAG_PROBE_S", "OVERLOAD_RETRY_AFTER_S", "Gate", "watch_lag"]
+__all__ = ["GATE", "LAG_PROBE_S", "OVERLOAD_RETRY_AFTER_S", "Gate", "adapt_limit", "watch_lag"]
 
 OVERLOAD_RETRY_AFTER_S = 1
 """A second is long enough for a burst to drain, short enough for a tab to retry soon."""
@@ -51,9 +54,11 @@ class Gate:
         "_lag_detail",
         "_rejected",
         "_rejected_lag",
+        "ceiling",
         "limit",
         "open",
         "pending",
+        "refusals",
         "shedding",
     )
 
@@ -62,6 +67,11 @@ class Gate:
         self.pending = 0
         """Requests read but not yet at their handlers (counted by ``shedding``, if used)."""
         self.limit = limit
+        """What is let in now: ``ceiling``, or less while ``adapt_limit`` lowers it."""
+        self.ceiling = limit
+        """The configured cap."""
+        self.refusals = 0
+        """Refusals so far (``adapt_limit`` lowers the limit only while there are some)."""
         self.shedding = False
         """Set by ``watch_lag`` while the event loop runs late: everything is refused."""
         self._rejected = metrics.OVERLOAD_REJECTED.labels(reason)
@@ -82,7 +92,8 @@ class Gate:
         if now != self._canned_at:  # the Date header changes once a second
             self._canned = (self._wire(self._detail, now), self._wire(self._lag_detail, now))
             self._canned_at = now
-        if self.open + self.pending >= self.limit:
+        self.refusals += count
+        if self.open + self.pending >= self.ceiling:
             self._rejected.inc(count)
             return self._canned[0] * count
         self._rejected_lag.inc(count)
@@ -102,8 +113,11 @@ class Gate:
         return head.encode() + response.body
 
     def refuse(self) -> web.Response:
-        """The 503 for one request over the cap (or while shedding), counted by reason."""
-        if self.open >= self.limit:
+        """The 503 for one request over the cap (or while shedding, or past a limit that
+        ``adapt_limit`` lowered: the loop's lateness is the reason then), counted by
+        reason."""
+        self.refusals += 1
+        if self.open >= self.ceiling:
             detail = self._detail
             self._rejected.inc()
         else:
@@ -150,3 +164,61 @@ async def _probe(gate: Gate, max_lag_s: float) -> None:
         elif lag < max_lag_s / 2:
             gate.shedding = False
         late_before = late
+
+
+ADAPT_EVERY_S = 0.1
+"""How often ``adapt_limit`` moves the limit: a few probes' worth of lateness."""
+ADAPT_DECREASE = 0.75
+"""The limit's factor when the loop runs late while requests are refused."""
+
+
+def adapt_limit(
+    gate: Gate, target_lag_s: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context moving ``gate.limit`` below its ceiling while more arrives than
+    the process can answer (additive increase, multiplicative decrease, as TCP does).
+
+    Past the cap, refusals and the reading of requests that will be refused take CPU; with
+    the cap's worth still let in, the loop falls behind and every request waits in front of
+    the handlers, in socket buffers no count sees. So while requests are being refused and
+    the event loop runs later than ``target_lag_s`` on average, the limit falls by a
+    quarter; while the loop is on time it climbs back by a thirty-second of the ceiling
+    every ``ADAPT_EVERY_S``. At normal load nothing is refused, so a loop slowed by a busy
+    neighbour alone never lowers it."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        metrics.ADMISSION_LIMIT.set(gate.limit)
+        task = asyncio.create_task(_adapt(gate, target_lag_s), name="admission:adapt")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gate.limit = gate.ceiling
+
+    return context
+
+
+async def _adapt(gate: Gate, target_lag_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    floor = max(1, gate.ceiling // 16)
+    step = max(1, gate.ceiling // 32)
+    while True:
+        started = loop.time()
+        refusals = gate.refusals
+        lag_total = 0.0
+        probes = 0
+        while loop.time() - started < ADAPT_EVERY_S:
+            asked = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            lag_total += loop.time() - asked - LAG_PROBE_S
+            probes += 1
+        lag = lag_total / probes
+        if lag > target_lag_s:
+            if gate.refusals != refusals:
+                gate.limit = max(floor, int(gate.limit * ADAPT_DECREASE))
+                metrics.ADMISSION_LIMIT.set(gate.limit)
+        elif gate.limit < gate.ceiling:
+            gate.limit = min(gate.ceiling, gate.limit + step)
+            metrics.ADMISSION_LIMIT.set(gate.limit)

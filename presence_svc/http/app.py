@@ -24,7 +24,7 @@ from presence_svc.http import (
     webhooks,
     where,
 )
-from presence_svc.http.admission import GATE, Gate, watch_lag
+from presence_svc.http.admission import GATE, Gate, adapt_limit, watch_lag
 from presence_svc.http.cors import setup_cors
 from presence_svc.http.edge import add_fallback, add_routes
 from presence_svc.http.resources import (
@@ -76,6 +76,8 @@ def create_app(settings: Settings) -> web.Application:
     app[GATE] = requests  # ``serve`` sheds on it before parsing (``shedding``)
     if settings.max_loop_lag_ms:
         app.cleanup_ctx.append(watch_lag(requests, settings.max_loop_lag_ms / 1000))
+    if settings.target_lag_ms:
+        app.cleanup_ctx.append(adapt_limit(requests, settings.target_lag_ms / 1000))
     add_routes(app, presence.routes, requests)
     add_routes(app, events.routes, streams)
     add_routes(app, views.routes, requests)

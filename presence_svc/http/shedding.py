@@ -229,9 +229,11 @@ def run_app(
     loop: asyncio.AbstractEventLoop,
     *,
     shutdown_timeout: float,
+    backlog: int = 128,
 ) -> None:
     """``web.run_app(app, sock=sockets, print=None, access_log=None, ...)`` with
-    :class:`SheddingRunner`: serves until SIGINT or SIGTERM, then shuts down gracefully."""
+    :class:`SheddingRunner`: serves until SIGINT or SIGTERM, then shuts down gracefully.
+    ``backlog``: the sockets' listen backlog (serving listens on them again, with it)."""
     asyncio.set_event_loop(loop)
     runner = SheddingRunner(
         app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout
@@ -241,7 +243,7 @@ def run_app(
         await runner.setup()
         try:
             for sock in sockets:
-                await web.SockSite(runner, sock).start()
+                await web.SockSite(runner, sock, backlog=backlog).start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
             await runner.cleanup()

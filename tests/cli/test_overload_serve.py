@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +175,44 @@ async def test_connections_holding_half_a_request_head_do_not_shut_others_out(
     writer.close()
     for held_writer in held:
         held_writer.close()
+
+
+def _somaxconn() -> int:
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except OSError:
+        return 4096
+
+
+@pytest.mark.timeout(120)
+async def test_a_burst_of_new_connections_is_held_by_the_kernel_then_answered(
+    server: Server,
+) -> None:
+    """Connections that arrive while the process is not accepting (here: stopped, as a
+    process busy for a moment is) are completed and held by the kernel up to the listen
+    backlog (``PRESENCE_LISTEN_BACKLOG``), not dropped: past aiohttp's 128, each dropped
+    handshake left its client waiting seconds before even being connected. Once the process
+    runs again, every one gets an answer: 200, or 503 with ``Retry-After``."""
+    await _wait_ready(server)
+    burst = min(400, _somaxconn() - 16)  # (a kernel capping backlogs lower caps the burst)
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        opened = await asyncio.wait_for(
+            asyncio.gather(
+                *(asyncio.open_connection("127.0.0.1", server.port) for _ in range(burst))
+            ),
+            30,
+        )  # all connected while the process runs nothing
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    for n, (_, writer) in enumerate(opened):
+        writer.write(heartbeat(f"burst-{n}", f"tab-burst-{n:04d}"))
+    statuses = []
+    for reader, writer in opened:
+        status, headers, _ = await answer(reader)
+        statuses.append(status)
+        if status == 503:
+            assert headers["retry-after"] == "1"
+        writer.close()
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) > 0

@@ -10,10 +10,11 @@ import json
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from presence_svc.http.admission import GATE
 from presence_svc.http.resources import HUB
 from presence_svc.live.events import sse
 from presence_svc.ratelimits import RateLimits
@@ -235,12 +236,20 @@ def _last_n(stream: EventStream) -> int:
 
 
 @pytest.mark.parametrize(
-    "variable", ["PRESENCE_MAX_INFLIGHT", "PRESENCE_MAX_STREAMS", "PRESENCE_MAX_LOOP_LAG_MS"]
+    "variable",
+    [
+        "PRESENCE_MAX_INFLIGHT",
+        "PRESENCE_MAX_STREAMS",
+        "PRESENCE_MAX_LOOP_LAG_MS",
+        "PRESENCE_TARGET_LAG_MS",
+        "PRESENCE_LISTEN_BACKLOG",
+    ],
 )
 def test_caps_are_read_and_a_bad_one_is_named(variable: str) -> None:
     field = variable.removeprefix("PRESENCE_").lower()
     assert getattr(Settings.from_env({variable: "64"}), field) == 64
-    for bad in ("-5", "many", "0" if variable != "PRESENCE_MAX_LOOP_LAG_MS" else "70000"):
+    lag = variable in ("PRESENCE_MAX_LOOP_LAG_MS", "PRESENCE_TARGET_LAG_MS")
+    for bad in ("-5", "many", "70000" if lag else "0"):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: bad})
 
@@ -280,4 +289,128 @@ async def test_requests_are_shed_while_the_event_loop_runs_late(
     deadline = time.monotonic() + 20
     while (await client.post("/v1/heartbeat", json=body, headers=auth("alice"))).status != 200:
         assert time.monotonic() < deadline, "still shedding after the loop caught up"
+        await asyncio.sleep(0.05)
+
+
+async def hold_requests(
+    client: AppClient, auth: Auth, count: int, tag: str
+) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]]:
+    """``count`` heartbeats sent but for the end of their bodies: handlers in flight."""
+    assert client.server.host is not None
+    held = []
+    for n in range(count):
+        body = json.dumps({"artifactId": "doc-1", "sessionId": f"tab-{tag}-{n:04d}"}).encode()
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(heartbeat_head(auth(f"{tag}-{n}"), len(body)) + body[:10])
+        await writer.drain()
+        held.append((reader, writer, body))
+    return held
+
+
+async def finish(held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]]) -> None:
+    for reader, writer, body in held:
+        writer.write(body[10:])
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 20)
+        assert status_line.startswith(b"HTTP/1.1 200"), status_line
+        writer.close()
+
+
+async def test_while_refusing_with_the_loop_late_fewer_are_let_in_until_it_catches_up(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """Past the cap, with the event loop late (as refusals and reading eat it), the limit
+    falls below PRESENCE_MAX_INFLIGHT: a request is refused with fewer in flight; once the
+    loop is on time again, the whole cap is let in again."""
+    client = await make_client(max_inflight=4, target_lag_ms=20)
+    beat = {"artifactId": "doc-1", "sessionId": "tab-carol-0001"}
+    loop = asyncio.get_running_loop()
+    blocker: asyncio.TimerHandle | None = None
+
+    def block() -> None:  # CPU-bound work hogging the loop, as a flood of requests does
+        nonlocal blocker
+        time.sleep(0.05)
+        blocker = loop.call_later(0.001, block)
+
+    held = await hold_requests(client, auth, 4, "full")
+    deadline = time.monotonic() + 20
+    while (await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))).status != 503:
+        assert time.monotonic() < deadline, "the held requests never filled the cap"
+    block()
+    try:
+        # refused while the loop is late: the limit falls (to its floor, 1 of 4, here)
+        async def refused_then_limit() -> float:
+            refused = await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))
+            assert refused.status == 503  # (the cap is still full)
+            return await scrape(client, "presence_admission_limit")
+
+        await wait_until_async(refused_then_limit, lambda v: v == 1)
+        await finish(held)  # those let in before are answered
+        one = await hold_requests(client, auth, 1, "one")
+        deadline = time.monotonic() + 20
+        while (
+            response := await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))
+        ).status == 200:  # until the held one reaches its handler
+            assert time.monotonic() < deadline
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        problem = await response.json()
+        assert problem["type"] == "urn:presence-svc:problem:overloaded"
+        assert "behind on its work" in problem["detail"]  # not at the cap of 4: the loop
+        await finish(one)
+    finally:
+        assert blocker is not None
+        blocker.cancel()
+    # on time again: the limit climbs back to the cap, and four at once are let in
+    await wait_until_async(lambda: scrape(client, "presence_admission_limit"), lambda v: v == 4)
+    again = await hold_requests(client, auth, 3, "again")
+    deadline = time.monotonic() + 20
+    while True:  # a fourth is let in with three in flight (once they reach their handlers)
+        response = await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))
+        assert response.status == 200, await response.text()
+        if client.app[GATE].open == 3:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await finish(again)
+
+
+async def test_a_late_loop_alone_does_not_lower_the_limit(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """At normal load nothing is refused: a loop slowed by something else (a busy
+    neighbour) lets in the whole cap."""
+    client = await make_client(max_inflight=4, target_lag_ms=20)
+    loop = asyncio.get_running_loop()
+    blocker: asyncio.TimerHandle | None = None
+
+    def block() -> None:
+        nonlocal blocker
+        time.sleep(0.05)
+        blocker = loop.call_later(0.001, block)
+
+    block()
+    try:
+        await asyncio.sleep(0.5)  # several of the limit's turns, all late
+        held = await hold_requests(client, auth, 3, "late")
+        await wait_until(lambda: client.app[GATE].open == 3)
+        response = await client.post(
+            "/v1/heartbeat",
+            json={"artifactId": "doc-1", "sessionId": "tab-carol-0001"},
+            headers=auth("carol"),
+        )
+        assert response.status == 200, await response.text()
+        await finish(held)
+    finally:
+        assert blocker is not None
+        blocker.cancel()
+    assert await scrape(client, "presence_admission_limit") == 4
+
+
+async def wait_until_async(
+    read: Callable[[], Awaitable[float]], check: Callable[[float], bool], within_s: float = 20.0
+) -> None:
+    deadline = time.monotonic() + within_s
+    while not check(value := await read()):
+        assert time.monotonic() < deadline, f"condition not met in time (last {value})"
         await asyncio.sleep(0.05)
