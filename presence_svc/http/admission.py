@@ -71,7 +71,9 @@ class Gate:
         self.ceiling = limit
         """The configured cap."""
         self.refusals = 0
-        """Refusals so far (``adapt_limit`` lowers the limit only while there are some)."""
+        """Refusals at the limit so far (``adapt_limit`` lowers the limit only while there
+        are some). Those of ``shedding`` alone are not counted: a stall of the loop with
+        few requests in flight is no sign that fewer should be let in afterwards."""
         self.shedding = False
         """Set by ``watch_lag`` while the event loop runs late: everything is refused."""
         self._rejected = metrics.OVERLOAD_REJECTED.labels(reason)
@@ -92,7 +94,8 @@ class Gate:
         if now != self._canned_at:  # the Date header changes once a second
             self._canned = (self._wire(self._detail, now), self._wire(self._lag_detail, now))
             self._canned_at = now
-        self.refusals += count
+        if self.open + self.pending >= self.limit:
+            self.refusals += count
         if self.open + self.pending >= self.ceiling:
             self._rejected.inc(count)
             return self._canned[0] * count
@@ -116,7 +119,8 @@ class Gate:
         """The 503 for one request over the cap (or while shedding, or past a limit that
         ``adapt_limit`` lowered: the loop's lateness is the reason then), counted by
         reason."""
-        self.refusals += 1
+        if self.open >= self.limit:
+            self.refusals += 1
         if self.open >= self.ceiling:
             detail = self._detail
             self._rejected.inc()

@@ -414,3 +414,45 @@ async def wait_until_async(
     while not check(value := await read()):
         assert time.monotonic() < deadline, f"condition not met in time (last {value})"
         await asyncio.sleep(0.05)
+
+
+async def test_shedding_a_stalled_loop_at_normal_load_does_not_lower_the_limit(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """With PRESENCE_MAX_LOOP_LAG_MS set, a stall of the loop (something else than the
+    requests: one at a time here) sheds them, as it should; but those refusals are not at
+    the limit, so the whole cap is let in again as soon as the loop is on time (the limit
+    lowered by them refused requests within the cap for seconds after the stall)."""
+    client = await make_client(max_inflight=4, target_lag_ms=20, max_loop_lag_ms=20)
+    beat = {"artifactId": "doc-1", "sessionId": "tab-carol-0001"}
+    loop = asyncio.get_running_loop()
+    blocker: asyncio.TimerHandle | None = None
+
+    def block() -> None:  # a stall that is not the requests' doing
+        nonlocal blocker
+        time.sleep(0.05)
+        blocker = loop.call_later(0.001, block)
+
+    block()
+    try:
+        refused, started = 0, time.monotonic()
+        # one request at a time, over several of the limit's turns, all late
+        while refused < 6 or time.monotonic() - started < 0.6:
+            response = await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))
+            refused += response.status == 503
+            assert time.monotonic() - started < 30, "never shed while the loop ran late"
+        assert client.app[GATE].limit == 4
+    finally:
+        assert blocker is not None
+        blocker.cancel()
+    deadline = time.monotonic() + 20
+    while (await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))).status != 200:
+        assert time.monotonic() < deadline, "still shedding after the loop caught up"
+        await asyncio.sleep(0.05)
+    # at once, the whole cap: three in flight and a fourth let in
+    held = await hold_requests(client, auth, 3, "after")
+    await wait_until(lambda: client.app[GATE].open == 3)
+    response = await client.post("/v1/heartbeat", json=beat, headers=auth("carol"))
+    assert response.status == 200, await response.text()
+    await finish(held)
+    assert await scrape(client, "presence_admission_limit") == 4
