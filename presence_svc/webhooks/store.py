@@ -261,8 +261,10 @@ class WebhookStore(ABC):
             disabled_at_ms=now_ms,
         )
         await self._execute(
+            # only while enabled: an admin's disable since (this copy may predate it)
+            # keeps its reason and its time
             "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, updated_at = ?, "
-            "disabled_at = ? WHERE endpoint_id = ?",
+            "disabled_at = ? WHERE endpoint_id = ? AND enabled = 1",
             (reason, now_ms, now_ms, endpoint.endpoint_id),
         )
         return off

@@ -4,6 +4,7 @@ replay, and scrubbing an erased user's id from what is stored."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from presence_svc.webhooks.store import Endpoint, NewDelivery
 from tests.conftest import opened_database
@@ -110,3 +111,37 @@ async def test_parked_deliveries_go_ahead_of_the_artifacts_newer_rows(ledger_url
         endpoint = await store.endpoint("wh_1")
         assert endpoint is not None
         assert (endpoint.failing_since_ms, endpoint.last_success_ms) == (None, 3000)
+
+
+async def test_a_lane_disabling_an_endpoint_disabled_meanwhile_keeps_the_first_disable(
+    ledger_url: str,
+) -> None:
+    """An admin disables the endpoint; its lane, still running with the endpoint as it was
+    (enabled), finds it failing for too long and disables it too: the admin's disable
+    stands, its reason and its time (events after that time are not kept for it)."""
+    async with opened_database(ledger_url) as database:
+        store = database.webhooks
+        endpoint = _endpoint("wh_1")
+        await store.add_endpoint(endpoint)
+        by_request = replace(
+            endpoint, enabled=False, disabled_reason="by request", disabled_at_ms=100
+        )
+        assert await store.save_endpoint(by_request)
+        await store.disable(endpoint, "failing", 200)  # the lane's copy: still enabled
+        found = await store.endpoint("wh_1")
+        assert found is not None
+        assert (found.enabled, found.disabled_reason, found.disabled_at_ms) == (
+            False,
+            "by request",
+            100,
+        )
+        # an enabled endpoint is disabled by its lane as before
+        await store.add_endpoint(_endpoint("wh_2"))
+        await store.disable(_endpoint("wh_2"), "failing", 300)
+        second = await store.endpoint("wh_2")
+        assert second is not None
+        assert (second.enabled, second.disabled_reason, second.disabled_at_ms) == (
+            False,
+            "failing",
+            300,
+        )
