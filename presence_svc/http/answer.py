@@ -45,12 +45,15 @@ def compatible() -> bool:
     try:
         probe = web.Response(body=b"")
         start = inspect.signature(web.StreamResponse._start)
+        # the names it sets, from its code: an aiohttp installed without its sources
+        # (compiled files only) has no source to read
+        sets = BaseRequest.__init__.__code__.co_names
     except (AttributeError, TypeError, ValueError):
         return False
     return (
         all(hasattr(probe, name) for name in _STATE)
         and list(start.parameters) == ["self", "request"]
-        and "_payload_writer" in inspect.getsource(BaseRequest.__init__)
+        and "_payload_writer" in sets
     )
 
 

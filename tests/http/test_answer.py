@@ -5,9 +5,16 @@ answers of one request compared byte for byte (the ``Date`` line aside)."""
 from __future__ import annotations
 
 import asyncio
+import compileall
+import os
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -146,3 +153,26 @@ async def test_the_heartbeat_answers_through_the_lean_path(client: AppClient, au
     assert "Server" in got.headers
     assert body.startswith(b'{"online":1,')
     assert body.endswith(b"}\n")
+
+
+def test_an_aiohttp_installed_without_its_sources_still_serves_lean(tmp_path: Path) -> None:
+    """Compiled files only (an image stripped of ``.py`` files): the service imports, and
+    the check of aiohttp's internals reads its code, not its source (there is none)."""
+    installed = Path(aiohttp.__file__).parent
+    copy = tmp_path / "aiohttp"
+    shutil.copytree(installed, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert compileall.compile_dir(copy, quiet=1, legacy=True)
+    for source in copy.rglob("*.py"):
+        source.unlink()
+    probe = (
+        "import aiohttp\n"
+        "from presence_svc.http import answer, app\n"
+        "assert aiohttp.__file__.endswith('.pyc'), aiohttp.__file__\n"
+        "print(answer._LEAN)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
