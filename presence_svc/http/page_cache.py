@@ -65,6 +65,9 @@ class _Kept:
     out: PresenceOut
     bodies: dict[bool, bytes] = field(default_factory=dict)
     """Encoded answer, by ``wants_msgpack``."""
+    held: bool = False
+    """In the cache now: its bodies count towards the cache's bytes only while it is (a
+    reader may still encode one after it was replaced or dropped)."""
 
 
 class PageCache:
@@ -187,7 +190,8 @@ class PageCache:
         body = kept.bodies.get(as_msgpack)
         if body is None:
             body = kept.bodies[as_msgpack] = encode_body(kept.out, as_msgpack)
-            self._bytes += len(body)
+            if kept.held:
+                self._bytes += len(body)
         return body
 
     def _valid(self, key: _Key, generation: int) -> _Kept | None:
@@ -213,11 +217,13 @@ class PageCache:
                 for old in list(pages)[: len(pages) // 2 + 1]:
                     self._drop(old)
         pages[key] = kept
+        kept.held = True
         self._bytes += size
 
     def _drop(self, key: _Key) -> None:
         kept = self._kept.pop(key, None)
         if kept is not None:
+            kept.held = False
             self._bytes -= sum(map(len, kept.bodies.values()))
 
 

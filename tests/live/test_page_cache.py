@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from presence_svc.http.resources import USERS
+from presence_svc.http.resources import PAGES, USERS
 from presence_svc.live.store import PresencePage, PresenceStore
 from presence_svc.redis.connection import RedisConnection
 from presence_svc.settings import ConfigError, Settings
@@ -241,3 +241,21 @@ async def test_a_kept_page_past_its_time_in_a_quiet_room_comes_back_with_fresh_n
     while (await _page(client, auth))["users"][0]["name"] != "Alicia":
         assert time.monotonic() < deadline, "the kept page kept the old name"
         await asyncio.sleep(0.05)
+
+
+async def test_the_cache_counts_only_the_bytes_of_the_pages_it_holds(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """A reader still encoding a page that a newer one replaced (the room changed while
+    it waited on Redis) must not add to the cache's bytes: they would never be taken off
+    again, and over a long uptime the cache would keep ever fewer pages."""
+    client = await make_client(**KEEP, **LONG_LIVED)
+    cache = client.app[PAGES]
+    await beat(client, auth, "user-01", "tab-00001")
+    await _page(client, auth)  # kept, its JSON encoded
+    ((key, kept),) = cache._kept.items()
+    cache._drop(key)  # replaced meanwhile, as a join's rebuild does
+    cache._body(kept, True)  # the late reader asks for msgpack
+    await _page(client, auth)  # built and kept again
+    held = sum(len(b) for page in cache._kept.values() for b in page.bodies.values())
+    assert cache._bytes == held
