@@ -104,8 +104,8 @@ async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
         r = redis.Redis(unix_socket_path=str(data / "redis.sock"))
         r.config_set("appendfsync", "always")  # what was answered is on disk at the kill
         counted: list[View] = []
-        async with write_lock(f"sqlite:///{ledger}"), aiohttp.ClientSession() as http:
-            # The worker reads these and cannot commit them: the ledger is locked.
+        async with aiohttp.ClientSession() as http:
+
             async def view(n: int) -> None:
                 view = (f"doc-{n % 5}", f"v{n % 2}", f"user-{n}")
                 headers = {"Authorization": f"Bearer {tokens.issue(view[2])}"}
@@ -114,10 +114,17 @@ async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
                     if a.status == 200 and (await a.json())["counted"]:
                         counted.append(view)
 
-            await asyncio.gather(*(view(n) for n in range(60)))
-            await _until(lambda: _pending(r) > 0, 20, "the worker never read a batch")
-            first.kill_all()
-        assert len(counted) == 60
+            # The worker's drain is under way (a first view in the ledger) before the
+            # ledger is locked: on a loaded machine its start-up could otherwise come after
+            # the lock and wait on it, reading nothing.
+            await view(60)
+            await _until(lambda: len(_sqlite_rows(ledger)) == 1, 30, "the first view written")
+            async with write_lock(f"sqlite:///{ledger}"):
+                # The worker reads these and cannot commit them: the ledger is locked.
+                await asyncio.gather(*(view(n) for n in range(60)))
+                await _until(lambda: _pending(r) > 0, 20, "the worker never read a batch")
+                first.kill_all()
+        assert len(counted) == 61
         held = _sqlite_rows(ledger)
         assert len(held) < len(counted)  # the test means something: views were in flight
 
