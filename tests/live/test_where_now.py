@@ -224,7 +224,11 @@ async def test_who_may_ask_where_a_user_is(client: AppClient, auth: Auth) -> Non
 async def test_stale_index_entries_are_dropped_when_read(
     make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Any
 ) -> None:
-    client = await make_client(recent_s=1.0)
+    # Sessions live 3 s, and leaves stay "recent" for 3 s (two leaves and a read
+    # inside the tests' usual 1 s did not always fit on a loaded machine).
+    client = await make_client(
+        recent_s=3.0, online_timeout_s=3.0, away_timeout_s=60.0, retention_s=120.0
+    )
     index = Keyspace(settings.partitions).where_now("alice")
     await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
     await beat(client, auth, "alice", "tab-aaaa2", "doc-1")
@@ -236,8 +240,8 @@ async def test_stale_index_entries_are_dropped_when_read(
     await leave(client, auth, "alice", "tab-aaaa2", "doc-1")
     await leave(client, auth, "alice", "tab-aaaa1", "doc-2")
     body = await where(client, auth, "alice")
-    assert len(body["recent"]) == 2  # both left within PRESENCE_RECENT_S (1 s here)
-    await asyncio.sleep(1.1)
+    assert len(body["recent"]) == 2  # both left within PRESENCE_RECENT_S (3 s here)
+    await asyncio.sleep(3.1)
     assert await where(client, auth, "alice") == {"userId": "alice", "online": [], "recent": []}
     assert sync_redis.zcard(index) == 0  # nothing left to follow
     await beat(client, auth, "alice", "tab-aaaa1", "doc-1")  # and a new join is noted again
