@@ -80,6 +80,12 @@ end
 
 -- engage(final): a report; `final` (a leave): everything credited now and the
 -- accumulator taken away.
+-- The session's accumulator and its fold entry, gone (nothing left to credit).
+local function forget(LR, FOLDS, sid, artifact)
+  redis.call('HDEL', LR, sid)
+  redis.call('ZREM', FOLDS, sid .. artifact)
+end
+
 local function engage(final)
   local n, a = #KEYS, #ARGV - 7
   local LR, FOLDS = KEYS[n - 2], KEYS[n]
@@ -133,10 +139,7 @@ local function engage(final)
   -- view of the version (what a page records when it opens).
   local entry = redis.call('HGET', prefix .. 'vu:' .. artifact .. '/' .. version, user)
   if not entry then
-    if acc then
-      redis.call('HDEL', LR, sid)
-      redis.call('ZREM', FOLDS, sid .. artifact)
-    end
+    if acc then forget(LR, FOLDS, sid, artifact) end
     return
   end
   local viewed = tonumber(cmsgpack.unpack(entry)[3])
@@ -150,10 +153,7 @@ local function engage(final)
     add = 0
   end
   if final then
-    if acc then
-      redis.call('HDEL', LR, sid)
-      redis.call('ZREM', FOLDS, sid .. artifact)
-    end
+    if acc then forget(LR, FOLDS, sid, artifact) end
     return
   end
   -- A session's first fold falls somewhere in its first interval, by the session id's

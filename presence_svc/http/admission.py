@@ -25,7 +25,6 @@ about a tenth of a heartbeat's CPU (through aiohttp: about 0.3).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
@@ -34,6 +33,7 @@ from aiohttp import web
 
 from presence_svc import metrics
 from presence_svc.errors import problem_response
+from presence_svc.tasks import cancel_and_wait
 
 __all__ = ["GATE", "LAG_PROBE_S", "OVERLOAD_RETRY_AFTER_S", "Gate", "adapt_limit", "watch_lag"]
 
@@ -147,9 +147,7 @@ def watch_lag(gate: Gate, max_lag_s: float) -> Callable[[web.Application], Async
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             gate.shedding = False
 
     return context
@@ -196,9 +194,7 @@ def adapt_limit(
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             gate.limit = gate.ceiling
 
     return context
