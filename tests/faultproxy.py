@@ -42,8 +42,12 @@ class FaultProxy:
         """Each answer (upstream to client) is held this long."""
         self.mode = "pass"
         """``pass``, ``blackhole`` (nothing goes through, connections stay open, new ones
-        are accepted and hear nothing) or ``cut`` (an answer is cut in the middle: half of
-        it arrives, then a reset)."""
+        are accepted and hear nothing) or ``cut`` (an answer is cut in the middle: its
+        first byte arrives, then a reset).
+
+        Only one byte, because one read may hold several answers: half of it could carry
+        a first answer whole, and the command it answers would rightly succeed. No answer
+        of RESP or PostgreSQL's protocol is a single byte, so none arrives whole."""
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -112,9 +116,9 @@ class FaultProxy:
                 if answers and self.latency_s:
                     await asyncio.sleep(self.latency_s)
                 if answers and self.mode == "cut":
-                    writer.write(chunk[: max(1, len(chunk) // 2)])
+                    writer.write(chunk[:1])
                     await writer.drain()
-                    await asyncio.sleep(0.05)  # let the half arrive before the reset
+                    await asyncio.sleep(0.05)  # let the byte arrive before the reset
                     link.reset()
                     return
                 writer.write(chunk)
