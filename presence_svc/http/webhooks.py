@@ -38,7 +38,7 @@ from presence_svc.webhooks.events import Event
 from presence_svc.webhooks.sender import Sender
 from presence_svc.webhooks.signing import new_secret
 from presence_svc.webhooks.ssrf import url_problem
-from presence_svc.webhooks.store import Backlog, Endpoint, WebhookStore
+from presence_svc.webhooks.store import KEEP, Backlog, Endpoint, EndpointChange, WebhookStore
 from presence_svc.webhooks.streams import WebhookStreams
 
 __all__ = ["routes"]
@@ -174,35 +174,32 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/webhooks/{webhookId}")
 async def patch_webhook(request: web.Request) -> web.Response:
+    """Writes only what the body changes, against the row as it is then (see
+    ``WebhookStore.update_endpoint``): a lane's disable or failure meanwhile, or another
+    admin's change, is never undone by this one. Two rotations at once apply one after
+    the other, so the secret each answers signs (the later one's overlap covers the
+    earlier one's)."""
     store = _store(request)
-    endpoint = await _endpoint(request, store)
+    webhook_id = path_id(request, "webhookId")
     body = await _PATCH.read(request)
     url = None if body.url is UNSET else body.url
     events = None if body.events is UNSET else body.events
     _check_fields(request, url, events)
     now = _now_ms()
-    changed = replace(endpoint, updated_at_ms=now)
-    if url is not None:
-        changed = replace(changed, url=url)
-    if events is not None:
-        changed = replace(changed, events=frozenset(events))
-    if body.artifact_prefix is not UNSET:
-        changed = replace(changed, artifact_prefix=body.artifact_prefix)
-    if body.enabled is not UNSET:
-        changed = replace(changed, enabled=body.enabled, disabled_reason=None)
-        if body.enabled and not endpoint.enabled:  # a fresh start for the disable clock
-            changed = replace(changed, failing_since_ms=None, disabled_at_ms=None)
-        if not body.enabled:
-            changed = replace(changed, disabled_reason="by request")
-            if endpoint.enabled:  # events from before now are still kept for it
-                changed = replace(changed, disabled_at_ms=now)
+    change = EndpointChange(
+        now_ms=now,
+        url=KEEP if url is None else url,
+        events=KEEP if events is None else frozenset(events),
+        artifact_prefix=KEEP if body.artifact_prefix is UNSET else body.artifact_prefix,
+        enabled=KEEP if body.enabled is UNSET else body.enabled,
+    )
     if body.rotate_secret:
-        until = now + body.secret_overlap_s * 1000
-        changed = replace(
-            changed, secret=new_secret(), previous_secret=endpoint.secret, previous_until_ms=until
+        change = replace(
+            change, secret=new_secret(), previous_until_ms=now + body.secret_overlap_s * 1000
         )
-    if not await store.save_endpoint(changed):
-        raise NotFound(f"no webhook {endpoint.endpoint_id!r}")
+    changed = await store.update_endpoint(webhook_id, change)
+    if changed is None:
+        raise NotFound(f"no webhook {webhook_id!r}", errors=[FieldError("webhookId", "not found")])
     if changed.enabled:
         await _open_streams(request, store)
     backlog = (await store.backlog()).get(changed.endpoint_id, _NO_BACKLOG)

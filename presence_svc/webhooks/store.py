@@ -14,21 +14,25 @@ Both backends run the same SQL (``?`` placeholders, numbered for PostgreSQL).
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.db.sqlite import SqliteFile, transaction
 
 __all__ = [
+    "KEEP",
     "Backlog",
     "Delivery",
     "Endpoint",
+    "EndpointChange",
+    "Keep",
     "NewDelivery",
     "PostgresWebhooks",
     "SqliteWebhooks",
@@ -122,6 +126,64 @@ class Endpoint:
         )
 
 
+class Keep(enum.Enum):
+    """A field an ``EndpointChange`` leaves as it is (None is a value: no prefix)."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointChange:
+    """What an admin's PATCH changes; every field left ``KEEP`` stays as stored."""
+
+    now_ms: int
+    url: str | Keep = KEEP
+    events: frozenset[str] | Keep = KEEP
+    artifact_prefix: str | Keep | None = KEEP
+    enabled: bool | Keep = KEEP
+    secret: str | Keep = KEEP
+    """A new secret: the stored one becomes the previous one, signing until
+    ``previous_until_ms``."""
+    previous_until_ms: int | None = None
+
+    def _sets(self) -> tuple[str, list[Any]]:
+        """The SET clause and its arguments. Every expression reads the row as it is
+        when the UPDATE runs (SQL evaluates them all before assigning any)."""
+        sets: list[str] = ["updated_at = ?"]
+        args: list[Any] = [self.now_ms]
+        if not isinstance(self.url, Keep):
+            sets.append("url = ?")
+            args.append(self.url)
+        if not isinstance(self.events, Keep):
+            sets.append("events = ?")
+            args.append(json.dumps(sorted(self.events)))
+        if not isinstance(self.artifact_prefix, Keep):
+            sets.append("artifact_prefix = ?")
+            args.append(self.artifact_prefix)
+        if self.enabled is True:
+            # a fresh start for the disable clock, if it was disabled
+            sets.append(
+                "failing_since = CASE WHEN enabled = 0 THEN NULL ELSE failing_since END, "
+                "enabled = 1, disabled_reason = NULL, disabled_at = NULL"
+            )
+        elif self.enabled is False:
+            # a disable already there (the lane's, for failing) keeps its reason and its
+            # time: events from before it are the ones kept for the endpoint
+            sets.append(
+                "disabled_reason = CASE WHEN enabled = 1 THEN 'by request' "
+                "ELSE disabled_reason END, "
+                "disabled_at = CASE WHEN enabled = 1 THEN ? ELSE disabled_at END, enabled = 0"
+            )
+            args.append(self.now_ms)
+        if not isinstance(self.secret, Keep):
+            sets.append("previous_secret = secret, secret = ?, previous_until = ?")
+            args += [self.secret, self.previous_until_ms]
+        return ", ".join(sets), args
+
+
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
     endpoint_id: str
@@ -205,8 +267,8 @@ class WebhookStore(ABC):
         """Runs one statement; returns the rows it changed."""
 
     @abstractmethod
-    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Runs each ``(sql, args)`` in one transaction."""
+    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Runs each ``(sql, args)`` in one transaction; returns the rows each changed."""
 
     @abstractmethod
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
@@ -233,24 +295,28 @@ class WebhookStore(ABC):
         )
         return Endpoint._of(rows[0]) if rows else None
 
-    async def save_endpoint(self, endpoint: Endpoint) -> bool:
-        """Writes every field of an existing endpoint; False if it is gone."""
-        row = endpoint._row()
-        sets = ", ".join(f"{c.strip()} = ?" for c in _ENDPOINT_COLUMNS.split(",")[1:])
-        changed = await self._execute(
-            f"UPDATE webhook_endpoints SET {sets} WHERE endpoint_id = ?", (*row[1:], row[0])
+    async def update_endpoint(self, endpoint_id: str, change: EndpointChange) -> Endpoint | None:
+        """Apply an admin's change in one statement that writes only the columns it
+        changes, each from the row as it is then (not as the admin last read it), so a
+        lane's write meanwhile (failing, disabled, succeeded) or another change stands.
+        Returns the row as written; None if the endpoint is gone."""
+        sets, args = change._sets()
+        rows = await self._fetch(
+            f"UPDATE webhook_endpoints SET {sets} WHERE endpoint_id = ? "
+            f"RETURNING {_ENDPOINT_COLUMNS}",
+            (*args, endpoint_id),
         )
-        return changed > 0
+        return Endpoint._of(rows[0]) if rows else None
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
-        found = await self.endpoint(endpoint_id)
-        await self._in_transaction(
+        """False if it was not there (or another delete took it first)."""
+        changed = await self._in_transaction(
             [
                 ("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,)),
                 ("DELETE FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,)),
             ]
         )
-        return found is not None
+        return changed[-1] > 0
 
     async def disable(self, endpoint: Endpoint, reason: str, now_ms: int) -> Endpoint:
         off = replace(
@@ -448,13 +514,13 @@ class SqliteWebhooks(WebhookStore):
     async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return await self._file.run(lambda c: c.execute(sql, tuple(args)).rowcount)
 
-    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        def run(conn: sqlite3.Connection) -> list[int]:
             with transaction(conn):
-                for sql, args in statements:
-                    conn.execute(sql, tuple(args))
+                changed = [conn.execute(sql, tuple(args)).rowcount for sql, args in statements]
+            return changed
 
-        await self._file.run(run)
+        return await self._file.run(run)
 
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -474,10 +540,11 @@ class PostgresWebhooks(WebhookStore):
     async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return rows_affected(await self._pool.execute(_numbered(sql), *args))
 
-    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         async with self._pool.acquire() as conn, conn.transaction():
-            for sql, args in statements:
-                await conn.execute(_numbered(sql), *args)
+            return [
+                rows_affected(await conn.execute(_numbered(sql), *args)) for sql, args in statements
+            ]
 
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -4,9 +4,8 @@ replay, and scrubbing an erased user's id from what is stored."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
-from presence_svc.webhooks.store import Endpoint, NewDelivery
+from presence_svc.webhooks.store import Endpoint, EndpointChange, NewDelivery
 from tests.conftest import opened_database
 
 
@@ -123,10 +122,7 @@ async def test_a_lane_disabling_an_endpoint_disabled_meanwhile_keeps_the_first_d
         store = database.webhooks
         endpoint = _endpoint("wh_1")
         await store.add_endpoint(endpoint)
-        by_request = replace(
-            endpoint, enabled=False, disabled_reason="by request", disabled_at_ms=100
-        )
-        assert await store.save_endpoint(by_request)
+        assert await store.update_endpoint("wh_1", EndpointChange(now_ms=100, enabled=False))
         await store.disable(endpoint, "failing", 200)  # the lane's copy: still enabled
         found = await store.endpoint("wh_1")
         assert found is not None
