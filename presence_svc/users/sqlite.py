@@ -15,11 +15,15 @@ _CHUNK = 500
 """Ids per ``IN (...)``: under SQLite's bound-parameter limit on every build."""
 _PUT = f"INSERT INTO users ({COLUMNS}) VALUES (?, ?, ?, ?) {UPDATE_ON_CONFLICT}"
 _MERGE = f"{_PUT} WHERE users.updated_at < excluded.updated_at"
-_PUT_PRIVACY = (
-    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT (user_id) "
-    "DO UPDATE SET view_history = excluded.view_history, presence = excluded.presence, "
-    "updated_at = excluded.updated_at"
+_UPDATE_PRIVACY = (
+    f"INSERT INTO privacy ({PRIVACY_COLUMNS}) VALUES (?1, COALESCE(?2, 'visible'), "
+    "COALESCE(?3, 'visible'), ?4) ON CONFLICT (user_id) DO UPDATE SET "
+    "view_history = COALESCE(?2, privacy.view_history), "
+    "presence = COALESCE(?3, privacy.presence), updated_at = excluded.updated_at "
+    f"RETURNING {PRIVACY_COLUMNS}"
 )
+"""One statement, as on PostgreSQL: a None setting keeps the stored one, even when another
+process (sharing the file) changed it a moment ago."""
 
 
 class SqliteUsers(ProfileTable):
@@ -81,16 +85,8 @@ class SqliteUsers(ProfileTable):
         self, user_id: str, view_history: str | None, presence: str | None, at_ms: int
     ) -> Privacy:
         def update(conn: sqlite3.Connection) -> Privacy:
-            # one call on the file's one thread: nothing runs between the read and the write
-            row = conn.execute(
-                f"SELECT {PRIVACY_COLUMNS} FROM privacy WHERE user_id = ?", (user_id,)
-            ).fetchone()
-            stored = privacy_of(*row) if row else Privacy(user_id)
-            new = privacy_of(
-                user_id, view_history or stored.view_history, presence or stored.presence, at_ms
-            )
-            conn.execute(_PUT_PRIVACY, (user_id, new.view_history, new.presence, at_ms))
-            return new
+            row = conn.execute(_UPDATE_PRIVACY, (user_id, view_history, presence, at_ms)).fetchone()
+            return privacy_of(*row)
 
         return await self._file.run(update)
 
