@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _PROFILE = Body(ProfileIn)
 _PRIVACY = Body(PrivacyIn)
+_MIRROR_ROUNDS = 8
+"""Copies at most per change: another round only when the settings moved meanwhile."""
 
 
 def _out(profile: Profile, privacy: Privacy) -> ProfileOut:
@@ -114,12 +116,29 @@ async def put_privacy(request: web.Request) -> web.Response:
         None if body.presence is UNSET else body.presence,
         int(time.time() * 1000),
     )
-    await app[PRIVACY].put(privacy)
-    if body.view_history is not UNSET:
-        hide = privacy.view_history == "hidden"
-        restamped = await restamp_viewer(app[REDIS], app[VIEWS].keys, user_id, hide)
-        log.info("view history restamped", extra={"records": restamped, "hidden": hide})
+    privacy = await _mirror(app, privacy, restamp=body.view_history is not UNSET)
     return respond(request, _privacy_out(privacy))
+
+
+async def _mirror(app: web.Application, privacy: Privacy, *, restamp: bool) -> Privacy:
+    """Copy the settings the directory holds to Redis (the mirror, and the viewer records'
+    marks when the view history changed), then read them again: another change that
+    landed meanwhile, whose own copy may have reached Redis before this one, is copied
+    again. So Redis ends as the directory whatever order two changes' writes arrive in.
+    Returns the settings as stored when last read."""
+    restamped: str | None = None
+    for _ in range(_MIRROR_ROUNDS):
+        await app[PRIVACY].put(privacy)
+        if restamp or (restamped is not None and restamped != privacy.view_history):
+            hide = privacy.view_history == "hidden"
+            records = await restamp_viewer(app[REDIS], app[VIEWS].keys, privacy.user_id, hide)
+            log.info("view history restamped", extra={"records": records, "hidden": hide})
+            restamp, restamped = False, privacy.view_history
+        stored = await app[USERS].get_privacy(privacy.user_id)
+        if stored.flags == privacy.flags:
+            return stored
+        privacy = stored
+    return privacy
 
 
 @routes.delete("/v1/users/{userId}")
