@@ -93,6 +93,7 @@ async def test_two_privacy_changes_at_once_leave_redis_as_the_directory_says(
     )
     assert response.status == 200, await response.text()
     assert held[0].flags == 3  # the held copy was the hiding one
+    answer = await response.json()
 
     stored = await (await client.get("/v1/users/alice/privacy", headers=alice)).json()
     assert (stored["viewHistory"], stored["presence"]) == ("visible", "visible")
@@ -102,5 +103,4 @@ async def test_two_privacy_changes_at_once_leave_redis_as_the_directory_says(
     response = await client.get("/v1/artifacts/doc-1/versions/v1/viewers", headers=board)
     assert "alice" in [v["userId"] for v in (await response.json())["viewers"]]
     # and the held change answers the settings as they are now
-    answer = await response.json()
     assert (answer["viewHistory"], answer["presence"]) == ("visible", "visible")
