@@ -463,11 +463,24 @@ class Lane:
         if self.failing_since_ms is None:
             self.failing_since_ms = now
         failing_ms = now - self.failing_since_ms
-        if failing_ms >= self.d.settings.webhook_disable_after_s * 1000 and self.endpoint.enabled:
-            self.endpoint = await self.d.store.disable(self.endpoint, "failing", now)
-            metrics.WEBHOOK_DISABLED.inc()
-            log.warning(
-                "webhook endpoint disabled: every delivery failed for too long",
-                extra={"endpoint": endpoint_id, "failing_s": failing_ms / 1000},
+        after_ms = int(self.d.settings.webhook_disable_after_s * 1000)
+        if failing_ms >= after_ms and self.endpoint.enabled:
+            off = await self.d.store.disable(
+                self.endpoint, "failing", now, failing_by_ms=now - after_ms
             )
-            self.d.drop_lane(endpoint_id, "park")
+            if off is not None:
+                self.endpoint = off
+                metrics.WEBHOOK_DISABLED.inc()
+                log.warning(
+                    "webhook endpoint disabled: every delivery failed for too long",
+                    extra={"endpoint": endpoint_id, "failing_s": failing_ms / 1000},
+                )
+                self.d.drop_lane(endpoint_id, "park")
+                return
+            # An admin's change came first: their disable stands (the lane goes), or their
+            # re-enable restarted the failure clock (the lane follows it).
+            found = await self.d.store.endpoint(endpoint_id)
+            if found is not None and found.enabled:
+                self.failing_since_ms = found.failing_since_ms
+            else:
+                self.d.drop_lane(endpoint_id, "park")

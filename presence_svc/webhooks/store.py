@@ -20,7 +20,7 @@ import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
@@ -318,22 +318,25 @@ class WebhookStore(ABC):
         )
         return changed[-1] > 0
 
-    async def disable(self, endpoint: Endpoint, reason: str, now_ms: int) -> Endpoint:
-        off = replace(
-            endpoint,
-            enabled=False,
-            disabled_reason=reason,
-            updated_at_ms=now_ms,
-            disabled_at_ms=now_ms,
+    async def disable(
+        self, endpoint: Endpoint, reason: str, now_ms: int, *, failing_by_ms: int | None = None
+    ) -> Endpoint | None:
+        """The lane's disable, decided on the row as it is now: only while enabled (an
+        admin's disable since, which this copy may predate, keeps its reason and time)
+        and, with ``failing_by_ms``, only if the row's failure clock started by then (or
+        was cleared by a success not written in order): an admin's re-enable since
+        restarted it. Returns the row as written, or None if it was not disabled."""
+        clock = (
+            "" if failing_by_ms is None else " AND (failing_since IS NULL OR failing_since <= ?)"
         )
-        await self._execute(
-            # only while enabled: an admin's disable since (this copy may predate it)
-            # keeps its reason and its time
+        rows = await self._fetch(
             "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?, updated_at = ?, "
-            "disabled_at = ? WHERE endpoint_id = ? AND enabled = 1",
-            (reason, now_ms, now_ms, endpoint.endpoint_id),
+            f"disabled_at = ? WHERE endpoint_id = ? AND enabled = 1{clock} "
+            f"RETURNING {_ENDPOINT_COLUMNS}",
+            (reason, now_ms, now_ms, endpoint.endpoint_id)
+            + (() if failing_by_ms is None else (failing_by_ms,)),
         )
-        return off
+        return Endpoint._of(rows[0]) if rows else None
 
     # The queue.
 

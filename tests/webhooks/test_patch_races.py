@@ -260,3 +260,39 @@ async def test_two_deletes_at_once_answer_204_then_404(
     statuses.append(response.status)
     assert statuses == [204, 404]
     assert [e["field"] for e in (await response.json())["errors"]] == ["webhookId"]
+
+
+async def test_the_lane_does_not_disable_on_a_clock_an_admins_re_enable_restarted(
+    make_client: MakeClient,
+    auth: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    ledger_url: str,
+) -> None:
+    """The lane still holds the endpoint's old failure clock (the admin disabled and
+    enabled it again before the worker read the endpoints anew): its disable, decided
+    on that clock, does not apply; one decided on the stored clock does."""
+    client, admin, store, _, made = await _setup(make_client, auth, monkeypatch, ledger_url)
+    webhook_id = made["webhookId"]
+    after_ms = 3 * 86_400_000
+    now = int(time.time() * 1000)
+    long_ago = now - after_ms - 60_000
+    await store.park(webhook_id, _failed_attempt(webhook_id, long_ago), now_ms=long_ago)
+    lanes_copy = await store.endpoint(webhook_id)
+    assert lanes_copy is not None
+    assert lanes_copy.failing_since_ms == long_ago
+    await _patch(client, admin, webhook_id, {"enabled": False})
+    restarted = await _patch(client, admin, webhook_id, {"enabled": True})
+    assert restarted["health"]["failingSince"] is None
+    await store.park(webhook_id, _failed_attempt(webhook_id, now), now_ms=now)
+
+    assert await store.disable(lanes_copy, "failing", now, failing_by_ms=now - after_ms) is None
+    seen = await _get(client, admin, webhook_id)
+    assert seen["enabled"] is True
+    assert seen["health"]["status"] == "failing"
+
+    later = now + after_ms
+    off = await store.disable(lanes_copy, "failing", later, failing_by_ms=later - after_ms)
+    assert off is not None
+    assert (off.enabled, off.disabled_reason, off.disabled_at_ms) == (False, "failing", later)
+    seen = await _get(client, admin, webhook_id)
+    assert (seen["enabled"], seen["disabledReason"]) == (False, "failing")
