@@ -282,6 +282,10 @@ async def replay_failures(request: web.Request) -> web.Response:
     body = await _REPLAY.read(request)
     seq = None if body.failure_id is None else int(body.failure_id)
     replayed = await store.replay(endpoint.endpoint_id, seq, _now_ms())
+    if replayed == 0 and await store.endpoint(endpoint.endpoint_id) is None:  # deleted meanwhile
+        raise NotFound(
+            f"no webhook {endpoint.endpoint_id!r}", errors=[FieldError("webhookId", "not found")]
+        )
     if seq is not None and replayed == 0:
         raise NotFound(
             f"no failure {body.failure_id!r} of webhook {endpoint.endpoint_id!r}",

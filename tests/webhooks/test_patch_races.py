@@ -296,3 +296,33 @@ async def test_the_lane_does_not_disable_on_a_clock_an_admins_re_enable_restarte
     assert (off.enabled, off.disabled_reason, off.disabled_at_ms) == (False, "failing", later)
     seen = await _get(client, admin, webhook_id)
     assert (seen["enabled"], seen["disabledReason"]) == (False, "failing")
+
+
+async def test_a_replay_of_an_endpoint_deleted_meanwhile_is_404(
+    make_client: MakeClient,
+    auth: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    ledger_url: str,
+) -> None:
+    """Not ``replayed: 0`` (nor a missing failure) for an endpoint that is gone."""
+    client, admin, _, interleave, made = await _setup(make_client, auth, monkeypatch, ledger_url)
+    path = f"/v1/webhooks/{made['webhookId']}"
+
+    async def deleted() -> None:
+        assert (await client.delete(path, headers=admin)).status == 204
+
+    for body in ({}, {"failureId": "1"}):
+        if body:
+            made = await (
+                await client.post(
+                    "/v1/webhooks",
+                    json={"url": "https://hooks.example.com/in", "events": ["artifact.occupied"]},
+                    headers=admin,
+                )
+            ).json()
+            path = f"/v1/webhooks/{made['webhookId']}"
+        interleave.arm("UPDATE webhook_deliveries SET failed = 0", deleted)
+        response = await client.post(f"{path}/replay", json=body, headers=admin)
+        assert interleave.ran
+        assert response.status == 404, await response.text()
+        assert [e["field"] for e in (await response.json())["errors"]] == ["webhookId"]
