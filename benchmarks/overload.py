@@ -82,6 +82,8 @@ class Tally:
     latencies: dict[int, array.array[float]] = field(default_factory=dict)
     failed: int = 0
     unsent: int = 0
+    reconnects: int = 0
+    connect_failed: int = 0
 
     def add(self, status: int, seconds: float) -> None:
         self.latencies.setdefault(status, array.array("d")).append(seconds)
@@ -102,10 +104,11 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, request: bytes, tally: Tally) -> None:
+    def send(self, request: bytes, tally: Tally, at: float | None = None) -> None:
+        """``at``: when the client wanted to send it (before connecting, if it had to)."""
         assert self.transport is not None
         self.tally = tally
-        self.sent_at = time.perf_counter()
+        self.sent_at = time.perf_counter() if at is None else at
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
@@ -121,6 +124,10 @@ class Connection(asyncio.Protocol):
             return
         status = int(self.buffer[9:12])
         del self.buffer[: end + 4 + length]
+        if b"\r\nconnection: close" in head:  # not to be used again: a new one next time
+            self.lost = True
+            if self.transport is not None:
+                self.transport.close()
         tally, self.tally = self.tally, None
         if tally is not None:
             tally.add(status, time.perf_counter() - self.sent_at)
@@ -131,6 +138,7 @@ class Connection(asyncio.Protocol):
         if self.tally is not None:
             self.tally.failed += 1
             self.tally = None
+            self.on_free(self)  # its client connects again for its next request
 
 
 async def connect(port: int, count: int, on_free: Any) -> list[Connection]:
@@ -177,6 +185,26 @@ async def closed_loop(port: int, requests: list[bytes], seconds: float) -> tuple
     return tally, elapsed
 
 
+async def reconnect(
+    port: int, free: Any, idle: list[Connection], request: bytes, tally: Tally, at: float
+) -> None:
+    """A client whose connection the server closed (``Connection: close``) connects again
+    to send: the time to connect, a handshake waiting in the listen backlog included, counts
+    in the request's latency (from ``at``); a failure to connect is ``failed``."""
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await loop.create_connection(lambda: Connection(free), "127.0.0.1", port)
+    except OSError:
+        tally.failed += 1
+        tally.connect_failed += 1
+        dead = Connection(free)
+        dead.lost = True  # it tries again for its next request
+        idle.append(dead)
+        return
+    tally.reconnects += 1
+    conn.send(request, tally, at)
+
+
 async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> Tally:
     """Arrivals at ``rate`` per second on a fixed schedule, each on a free connection."""
     tally = Tally()
@@ -188,9 +216,10 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
 
     def free(conn: Connection) -> None:
         idle.append(conn)
-        if len(idle) == len(conns):
+        if len(idle) == (slots if ending else len(conns)):
             (drained if ending else warmed).set()
 
+    slots = POOL
     conns = await connect(port, POOL, free)
     # One answered probe on each first: a connection the client counts as open may still be
     # a dropped handshake on the server's side (a listen backlog overflowed while the pool
@@ -201,6 +230,10 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(warmed.wait(), 60)
     idle[:] = [conn for conn in conns if conn.tally is None and not conn.lost]
+    slots = len(idle)
+    loop = asyncio.get_running_loop()
+    connecting: set[asyncio.Task[None]] = set()
+
     started = time.perf_counter()
     sent = 0
     n = 0
@@ -208,19 +241,25 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
         due = int((now - started) * rate) - sent
         for _ in range(due):
             sent += 1
-            while idle and idle[-1].lost:
-                idle.pop()
             if not idle:
                 tally.unsent += 1
                 continue
-            idle.pop().send(requests[n % len(requests)], tally)
+            request = requests[n % len(requests)]
             n += 1
+            conn = idle.pop()
+            if conn.lost:
+                at = time.perf_counter()
+                task = loop.create_task(reconnect(port, free, idle, request, tally, at))
+                connecting.add(task)
+                task.add_done_callback(connecting.discard)
+            else:
+                conn.send(request, tally)
         await asyncio.sleep(0.001)
     ending = True  # let the outstanding ones finish (measured too)
-    if len(idle) < len(conns):
+    if len(idle) < slots:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(drained.wait(), 30)
-    for conn in conns:
+    for conn in idle:
         if conn.transport is not None:
             conn.transport.close()
     return tally
@@ -283,6 +322,8 @@ def round_figures(normal: Tally, elapsed: float, over: Tally, seconds: float) ->
             str(s): len(v) for s, v in over.latencies.items() if s not in (200, 503)
         },
         "failed_connections": over.failed,
+        "reconnects": over.reconnects,
+        "connect_failed": over.connect_failed,
         "unsent_share": round(over.unsent / max(1, offered), 3),
     }
 
@@ -590,6 +631,11 @@ def main() -> None:
     parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
     parser.add_argument("--listen-backlog", type=int, help="PRESENCE_LISTEN_BACKLOG of serve")
     parser.add_argument(
+        "--overload-close",
+        choices=("0", "1"),
+        help="PRESENCE_OVERLOAD_CLOSE of serve",
+    )
+    parser.add_argument(
         "--target-lag-ms", type=int, help="PRESENCE_TARGET_LAG_MS of serve (0: fixed cap)"
     )
     parser.add_argument(
@@ -624,6 +670,8 @@ def main() -> None:
         extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
     if args.listen_backlog is not None:
         extra["PRESENCE_LISTEN_BACKLOG"] = str(args.listen_backlog)
+    if args.overload_close is not None:
+        extra["PRESENCE_OVERLOAD_CLOSE"] = args.overload_close
     if args.target_lag_ms is not None:
         extra["PRESENCE_TARGET_LAG_MS"] = str(args.target_lag_ms)
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:

@@ -10,6 +10,7 @@ from bisect import bisect_left
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ACCEPT_PAUSES",
     "ADMISSION_LIMIT",
     "EVENTS_SENT",
     "LEDGER_BACKLOG",
@@ -87,6 +88,11 @@ OVERLOAD_REJECTED = Counter(
     "presence_overload_rejected_total",
     "Requests answered 503 at once because the process was at a cap (requests or streams)",
     ["reason"],
+)
+ACCEPT_PAUSES = Counter(
+    "presence_accept_pauses_total",
+    "Times the process stopped accepting new connections at its requests cap "
+    "(PRESENCE_OVERLOAD_CLOSE)",
 )
 ADMISSION_LIMIT = Gauge(
     "presence_admission_limit",

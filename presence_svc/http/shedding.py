@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from presence_svc.http.accepting import Acceptor, PausableSite
 from presence_svc.http.admission import GATE, Gate
 from presence_svc.http.resources import SETTINGS
 
@@ -132,7 +133,12 @@ class SheddingHandler(RequestHandler):
         count = requests_in(data, self._cors)
         if not count:
             return False
-        self.transport.write(self._gate.canned_refusal(count))
+        gate = self._gate
+        closing = gate.closing and gate.open + gate.pending >= gate.limit
+        self.transport.write(gate.canned_refusal(count))
+        if closing:  # ``Connection: close`` said: the client connects again to retry
+            self.transport.close()
+            return True
         if self._keepalive_handle is not None:  # the connection was used: idle from now
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return True
@@ -241,11 +247,23 @@ def run_app(
 
     async def serve() -> None:
         await runner.setup()
+        acceptor = None
         try:
-            for sock in sockets:
-                await web.SockSite(runner, sock, backlog=backlog).start()
+            sites: list[web.SockSite]
+            if GATE in app and app[GATE].closing:
+                pausable = [PausableSite(runner, sock, backlog=backlog) for sock in sockets]
+                acceptor = Acceptor(app[GATE], pausable)
+                app[GATE].on_full = acceptor.full
+                sites = list(pausable)
+            else:
+                sites = [web.SockSite(runner, sock, backlog=backlog) for sock in sockets]
+            for site in sites:
+                await site.start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
+            if acceptor is not None:
+                app[GATE].on_full = None
+                acceptor.close()
             await runner.cleanup()
 
     main = loop.create_task(serve())
