@@ -336,6 +336,7 @@ async def run(
     rounds: int,
     settings: dict[str, str],
     bare_port: int | None = None,
+    bare_pid: int | None = None,
 ) -> dict[str, Any]:
     requests = heartbeat_requests(port)
     samples: list[tuple[float, str, float]] = []
@@ -380,6 +381,11 @@ async def run(
         tcp_over = _delta(tcp_counters(), tcp_before)
         handler_over = _mean_ms(await handler_seconds(port), handler_before)
         figures = round_figures(normal, elapsed, over, seconds)
+        answers = sum(len(v) for v in over.latencies.values())
+        figures["server_cpu_us_per_answer_overload"] = round(cpu_over / max(1, answers) * 1e6, 1)
+        figures["server_cpu_us_per_answer_capacity"] = round(
+            cpu_normal / max(1, sum(len(v) for v in normal.latencies.values())) * 1e6, 1
+        )
         # The serve process's share of a core in each phase: a starved server (the load
         # generator or a neighbour took its CPU) shows here, not in the latencies.
         figures["server_cpu_share_capacity"] = round(cpu_normal / elapsed, 2)
@@ -407,8 +413,15 @@ async def run(
             # the same arrivals against a server that only answers a canned 503: what the
             # machine lets through at this rate with no service in the way
             phase[0] = "bare"
+            bare_cpu_before = cpu_s(bare_pid) if bare_pid else 0.0
             bare = await open_loop(bare_port, requests, capacity_rps * factor, seconds)
             answered = bare.latencies.get(503, array.array("d"))
+            if bare_pid:
+                # what answering one canned 503 costs with nothing else in the process: the
+                # kernel's share (read, write, the peer's receive on loopback) is most of it
+                figures["bare_cpu_us_per_answer"] = round(
+                    (cpu_s(bare_pid) - bare_cpu_before) / max(1, len(answered)) * 1e6, 1
+                )
             figures["bare_p50_ms"] = percentile_ms(answered, 0.5)
             figures["bare_p99_ms"] = percentile_ms(answered, 0.99)
             figures["bare_p99_vs_capacity_p99"] = _ratio(
@@ -699,24 +712,31 @@ def main() -> None:
 
                 uvloop.install()
             with contextlib.ExitStack() as stack:
-                bare_port = None
+                bare_port = bare_pid = None
                 if not args.no_bare and not args.refusal_cost:
                     bare_port = free_port()
                     bare_argv = python_argv(str(Path(__file__).with_name("bare_server.py")))
                     if args.pin:
                         bare_argv = ["taskset", "-c", "0", *bare_argv]
                     # (started after ``os.nice``: it runs at the load generator's niceness)
-                    stack.enter_context(
+                    bare_pid = stack.enter_context(
                         started_process(
                             [*bare_argv, str(bare_port)], port=bare_port, ready_path="/readyz"
                         )
-                    )
+                    ).pid
                 if args.refusal_cost:
                     cap = args.max_inflight or Settings().max_inflight
                     job = refusal_cost(port, server.pid, args.seconds, cap, extra)
                 else:
                     job = run(
-                        port, server.pid, args.seconds, args.factor, args.rounds, extra, bare_port
+                        port,
+                        server.pid,
+                        args.seconds,
+                        args.factor,
+                        args.rounds,
+                        extra,
+                        bare_port,
+                        bare_pid,
                     )
                 result = asyncio.run(job)
     print(json.dumps(result))
