@@ -10,7 +10,6 @@ from bisect import bisect_left
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
-    "ACCEPT_PAUSES",
     "ADMISSION_LIMIT",
     "EVENTS_SENT",
     "LEDGER_BACKLOG",
@@ -88,11 +87,6 @@ OVERLOAD_REJECTED = Counter(
     "presence_overload_rejected_total",
     "Requests answered 503 at once because the process was at a cap (requests or streams)",
     ["reason"],
-)
-ACCEPT_PAUSES = Counter(
-    "presence_accept_pauses_total",
-    "Times the process stopped accepting new connections at its requests cap "
-    "(PRESENCE_OVERLOAD_CLOSE)",
 )
 ADMISSION_LIMIT = Gauge(
     "presence_admission_limit",

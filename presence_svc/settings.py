@@ -112,9 +112,6 @@ class Settings:
     listen_backlog: int = 2048
     """Connections the kernel holds for ``serve`` until it accepts them: a burst of new
     connections past it stalls a second or more per dropped handshake."""
-    overload_close: bool = False
-    """Past the requests cap, the 503 closes its connection and ``serve`` stops accepting
-    new connections until fewer than half the limit are in flight."""
     target_lag_ms: int = 25
     """While requests are refused at the cap and the event loop runs later than this on
     average, fewer are let in (0: the cap stays ``max_inflight``)."""
@@ -463,7 +460,6 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_MAX_LOOP_LAG_MS", "max_loop_lag_ms", int),
     ("PRESENCE_TARGET_LAG_MS", "target_lag_ms", int),
     ("PRESENCE_LISTEN_BACKLOG", "listen_backlog", int),
-    ("PRESENCE_OVERLOAD_CLOSE", "overload_close", _parse_bool),
     ("PRESENCE_RECENT_S", "recent_s", _parse_seconds),
     ("PRESENCE_RECENT_MAX", "recent_max", int),
     ("PRESENCE_READ_AFTER_S", "read_after_s", _parse_seconds),

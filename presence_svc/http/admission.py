@@ -55,9 +55,7 @@ class Gate:
         "_rejected",
         "_rejected_lag",
         "ceiling",
-        "closing",
         "limit",
-        "on_full",
         "open",
         "pending",
         "refusals",
@@ -86,49 +84,26 @@ class Gate:
             f"retry in {OVERLOAD_RETRY_AFTER_S} s"
         )
         self._headers = {"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
-        self._canned: tuple[bytes, ...] = (b"", b"", b"", b"")
+        self._canned: tuple[bytes, bytes] = (b"", b"")
         self._canned_at = 0
-        self.closing = False
-        """Past the limit, the 503 closes its connection (``PRESENCE_OVERLOAD_CLOSE``)."""
-        self.on_full: Callable[[], None] | None = None
-        """Called on each refusal at the limit while ``closing`` (``accepting.Acceptor``
-        stops accepting connections)."""
 
     def canned_refusal(self, count: int) -> bytes:
         """``refuse()``'s answer as bytes on the wire, ``count`` times (for ``shedding``,
         which writes it before aiohttp parses the requests); counted as ``refuse()``."""
         now = int(time.time())
         if now != self._canned_at:  # the Date header changes once a second
-            self._canned = (
-                self._wire(self._detail, now),
-                self._wire(self._lag_detail, now),
-                self._wire(self._detail, now, close=True),
-                self._wire(self._lag_detail, now, close=True),
-            )
+            self._canned = (self._wire(self._detail, now), self._wire(self._lag_detail, now))
             self._canned_at = now
         if self.open + self.pending >= self.limit:
             self.refusals += count
-            if self.closing:
-                return self._closing_refusal()
         if self.open + self.pending >= self.ceiling:
             self._rejected.inc(count)
             return self._canned[0] * count
         self._rejected_lag.inc(count)
         return self._canned[1] * count
 
-    def _closing_refusal(self) -> bytes:
-        """One refusal at the limit with ``Connection: close`` (requests pipelined behind
-        it are not answered: the client sends them again on a new connection)."""
-        if self.on_full is not None:
-            self.on_full()
-        if self.open + self.pending >= self.ceiling:
-            self._rejected.inc()
-            return self._canned[2]
-        self._rejected_lag.inc()
-        return self._canned[3]
-
     @staticmethod
-    def _wire(detail: str, now: int, *, close: bool = False) -> bytes:
+    def _wire(detail: str, now: int) -> bytes:
         response = problem_response(503, "Service Unavailable", detail, slug="overloaded")
         assert isinstance(response.body, bytes)
         head = (
@@ -136,8 +111,7 @@ class Gate:
             f"Content-Type: {response.headers['Content-Type']}\r\n"
             f"Content-Length: {len(response.body)}\r\n"
             f"Retry-After: {OVERLOAD_RETRY_AFTER_S}\r\n"
-            + ("Connection: close\r\n" if close else "")
-            + f"Date: {formatdate(now, usegmt=True)}\r\n\r\n"
+            f"Date: {formatdate(now, usegmt=True)}\r\n\r\n"
         )
         return head.encode() + response.body
 
@@ -153,14 +127,9 @@ class Gate:
         else:
             detail = self._lag_detail
             self._rejected_lag.inc()
-        response = problem_response(
+        return problem_response(
             503, "Service Unavailable", detail, slug="overloaded", headers=self._headers
         )
-        if self.closing and self.open >= self.limit:
-            response.force_close()  # aiohttp says ``Connection: close`` and closes
-            if self.on_full is not None:
-                self.on_full()
-        return response
 
 
 GATE = web.AppKey("requests_gate", Gate)

@@ -74,7 +74,6 @@ def create_app(settings: Settings) -> web.Application:
     requests = Gate("requests", settings.max_inflight, "requests in flight")
     streams = Gate("streams", settings.max_streams, "open event streams")
     app[GATE] = requests  # ``serve`` sheds on it before parsing (``shedding``)
-    requests.closing = settings.overload_close
     if settings.max_loop_lag_ms:
         app.cleanup_ctx.append(watch_lag(requests, settings.max_loop_lag_ms / 1000))
     if settings.target_lag_ms:

@@ -36,7 +36,6 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from presence_svc.http.accepting import Acceptor, PausableSite
 from presence_svc.http.admission import GATE, Gate
 from presence_svc.http.resources import SETTINGS
 
@@ -76,7 +75,7 @@ def requests_in(data: bytes, cors: bool) -> int:
             if is_length:
                 value = value.strip()
                 if length >= 0 or not value.isdigit() or len(value) > 18:
-                    return 0  # several lengths (aiohttp answers 400), or no number
+                    return 0  # several (aiohttp answers 400), none, or past int()'s 4 300 digits
                 length = int(value)
             elif not is_origin or cors:
                 return 0
@@ -129,12 +128,7 @@ class SheddingHandler(RequestHandler):
         count = requests_in(data, self._cors)
         if not count:
             return False
-        gate = self._gate
-        closing = gate.closing and gate.open + gate.pending >= gate.limit
-        self.transport.write(gate.canned_refusal(count))
-        if closing:  # ``Connection: close`` said: the client connects again to retry
-            self.transport.close()
-            return True
+        self.transport.write(self._gate.canned_refusal(count))
         if self._keepalive_handle is not None:  # the connection was used: idle from now
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return True
@@ -243,23 +237,11 @@ def run_app(
 
     async def serve() -> None:
         await runner.setup()
-        acceptor = None
         try:
-            sites: list[web.SockSite]
-            if GATE in app and app[GATE].closing:
-                pausable = [PausableSite(runner, sock, backlog=backlog) for sock in sockets]
-                acceptor = Acceptor(app[GATE], pausable)
-                app[GATE].on_full = acceptor.full
-                sites = list(pausable)
-            else:
-                sites = [web.SockSite(runner, sock, backlog=backlog) for sock in sockets]
-            for site in sites:
-                await site.start()
+            for sock in sockets:
+                await web.SockSite(runner, sock, backlog=backlog).start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
-            if acceptor is not None:
-                app[GATE].on_full = None
-                acceptor.close()
             await runner.cleanup()
 
     main = loop.create_task(serve())
