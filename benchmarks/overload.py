@@ -21,6 +21,14 @@ through at that rate. Per phase: the busy shares of serve, its Redis and the loa
 (``/proc/<pid>/schedstat``), the load generator's own lag, the heartbeat handler's mean
 time (``/metrics``), ``ksoftirqd``'s wait and the kernel's TCP drop counters.
 
+A connection the server closes (an answer with ``Connection: close``) is opened again for
+the next request that lands on it, as a client would: the time to connect, in the listen
+backlog included, counts in that request's latency, and a failure to connect is
+``failed_connections`` (``reconnects``, ``connect_failed``). Per phase also the serve
+process's CPU per answer (``server_cpu_us_per_answer_*``) and, in the bare baseline, the bare
+server's (``bare_cpu_us_per_answer``: what a canned 503 costs with no service around it,
+mostly the kernel's share).
+
 The serve process's resident memory (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
 0.25 s throughout. Prints one JSON object. The load generator runs on the same machine:
 both phases share the cores with it alike.
@@ -644,11 +652,6 @@ def main() -> None:
     parser.add_argument("--max-loop-lag-ms", type=int, help="PRESENCE_MAX_LOOP_LAG_MS of serve")
     parser.add_argument("--listen-backlog", type=int, help="PRESENCE_LISTEN_BACKLOG of serve")
     parser.add_argument(
-        "--overload-close",
-        choices=("0", "1"),
-        help="PRESENCE_OVERLOAD_CLOSE of serve",
-    )
-    parser.add_argument(
         "--target-lag-ms", type=int, help="PRESENCE_TARGET_LAG_MS of serve (0: fixed cap)"
     )
     parser.add_argument(
@@ -683,8 +686,6 @@ def main() -> None:
         extra["PRESENCE_MAX_LOOP_LAG_MS"] = str(args.max_loop_lag_ms)
     if args.listen_backlog is not None:
         extra["PRESENCE_LISTEN_BACKLOG"] = str(args.listen_backlog)
-    if args.overload_close is not None:
-        extra["PRESENCE_OVERLOAD_CLOSE"] = args.overload_close
     if args.target_lag_ms is not None:
         extra["PRESENCE_TARGET_LAG_MS"] = str(args.target_lag_ms)
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
