@@ -194,7 +194,13 @@ async def closed_loop(port: int, requests: list[bytes], seconds: float) -> tuple
 
 
 async def reconnect(
-    port: int, free: Any, idle: list[Connection], request: bytes, tally: Tally, at: float
+    port: int,
+    free: Any,
+    idle: list[Connection],
+    opened: list[Connection],
+    request: bytes,
+    tally: Tally,
+    at: float,
 ) -> None:
     """A client whose connection the server closed (``Connection: close``) connects again
     to send: the time to connect, a handshake waiting in the listen backlog included, counts
@@ -210,6 +216,7 @@ async def reconnect(
         idle.append(dead)
         return
     tally.reconnects += 1
+    opened.append(conn)
     conn.send(request, tally, at)
 
 
@@ -257,7 +264,7 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
             conn = idle.pop()
             if conn.lost:
                 at = time.perf_counter()
-                task = loop.create_task(reconnect(port, free, idle, request, tally, at))
+                task = loop.create_task(reconnect(port, free, idle, conns, request, tally, at))
                 connecting.add(task)
                 task.add_done_callback(connecting.discard)
             else:
@@ -267,7 +274,7 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
     if len(idle) < slots:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(drained.wait(), 30)
-    for conn in idle:
+    for conn in conns:  # the reconnected ones too
         if conn.transport is not None:
             conn.transport.close()
     return tally
