@@ -21,6 +21,14 @@ through at that rate. Per phase: the busy shares of serve, its Redis and the loa
 (``/proc/<pid>/schedstat``), the load generator's own lag, the heartbeat handler's mean
 time (``/metrics``), ``ksoftirqd``'s wait and the kernel's TCP drop counters.
 
+A connection the server closes (an answer with ``Connection: close``) is opened again for
+the next request that lands on it, as a client would: the time to connect, in the listen
+backlog included, counts in that request's latency, and a failure to connect is
+``failed_connections`` (``reconnects``, ``connect_failed``). Per phase also the serve
+process's CPU per answer (``server_cpu_us_per_answer_*``) and, in the bare baseline, the bare
+server's (``bare_cpu_us_per_answer``: what a canned 503 costs with no service around it,
+mostly the kernel's share).
+
 The serve process's resident memory (``VmRSS`` of ``/proc/<pid>/status``) is sampled every
 0.25 s throughout. Prints one JSON object. The load generator runs on the same machine:
 both phases share the cores with it alike.
@@ -82,6 +90,8 @@ class Tally:
     latencies: dict[int, array.array[float]] = field(default_factory=dict)
     failed: int = 0
     unsent: int = 0
+    reconnects: int = 0
+    connect_failed: int = 0
 
     def add(self, status: int, seconds: float) -> None:
         self.latencies.setdefault(status, array.array("d")).append(seconds)
@@ -102,10 +112,11 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, request: bytes, tally: Tally) -> None:
+    def send(self, request: bytes, tally: Tally, at: float | None = None) -> None:
+        """``at``: when the client wanted to send it (before connecting, if it had to)."""
         assert self.transport is not None
         self.tally = tally
-        self.sent_at = time.perf_counter()
+        self.sent_at = time.perf_counter() if at is None else at
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
@@ -121,6 +132,10 @@ class Connection(asyncio.Protocol):
             return
         status = int(self.buffer[9:12])
         del self.buffer[: end + 4 + length]
+        if b"\r\nconnection: close" in head:  # not to be used again: a new one next time
+            self.lost = True
+            if self.transport is not None:
+                self.transport.close()
         tally, self.tally = self.tally, None
         if tally is not None:
             tally.add(status, time.perf_counter() - self.sent_at)
@@ -131,6 +146,7 @@ class Connection(asyncio.Protocol):
         if self.tally is not None:
             self.tally.failed += 1
             self.tally = None
+            self.on_free(self)  # its client connects again for its next request
 
 
 async def connect(port: int, count: int, on_free: Any) -> list[Connection]:
@@ -177,6 +193,33 @@ async def closed_loop(port: int, requests: list[bytes], seconds: float) -> tuple
     return tally, elapsed
 
 
+async def reconnect(
+    port: int,
+    free: Any,
+    idle: list[Connection],
+    opened: list[Connection],
+    request: bytes,
+    tally: Tally,
+    at: float,
+) -> None:
+    """A client whose connection the server closed (``Connection: close``) connects again
+    to send: the time to connect, a handshake waiting in the listen backlog included, counts
+    in the request's latency (from ``at``); a failure to connect is ``failed``."""
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await loop.create_connection(lambda: Connection(free), "127.0.0.1", port)
+    except OSError:
+        tally.failed += 1
+        tally.connect_failed += 1
+        dead = Connection(free)
+        dead.lost = True  # it tries again for its next request
+        idle.append(dead)
+        return
+    tally.reconnects += 1
+    opened.append(conn)
+    conn.send(request, tally, at)
+
+
 async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> Tally:
     """Arrivals at ``rate`` per second on a fixed schedule, each on a free connection."""
     tally = Tally()
@@ -188,9 +231,10 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
 
     def free(conn: Connection) -> None:
         idle.append(conn)
-        if len(idle) == len(conns):
+        if len(idle) == (slots if ending else len(conns)):
             (drained if ending else warmed).set()
 
+    slots = POOL
     conns = await connect(port, POOL, free)
     # One answered probe on each first: a connection the client counts as open may still be
     # a dropped handshake on the server's side (a listen backlog overflowed while the pool
@@ -201,6 +245,10 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(warmed.wait(), 60)
     idle[:] = [conn for conn in conns if conn.tally is None and not conn.lost]
+    slots = len(idle)
+    loop = asyncio.get_running_loop()
+    connecting: set[asyncio.Task[None]] = set()
+
     started = time.perf_counter()
     sent = 0
     n = 0
@@ -208,19 +256,25 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
         due = int((now - started) * rate) - sent
         for _ in range(due):
             sent += 1
-            while idle and idle[-1].lost:
-                idle.pop()
             if not idle:
                 tally.unsent += 1
                 continue
-            idle.pop().send(requests[n % len(requests)], tally)
+            request = requests[n % len(requests)]
             n += 1
+            conn = idle.pop()
+            if conn.lost:
+                at = time.perf_counter()
+                task = loop.create_task(reconnect(port, free, idle, conns, request, tally, at))
+                connecting.add(task)
+                task.add_done_callback(connecting.discard)
+            else:
+                conn.send(request, tally)
         await asyncio.sleep(0.001)
     ending = True  # let the outstanding ones finish (measured too)
-    if len(idle) < len(conns):
+    if len(idle) < slots:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(drained.wait(), 30)
-    for conn in conns:
+    for conn in conns:  # the reconnected ones too
         if conn.transport is not None:
             conn.transport.close()
     return tally
@@ -283,6 +337,8 @@ def round_figures(normal: Tally, elapsed: float, over: Tally, seconds: float) ->
             str(s): len(v) for s, v in over.latencies.items() if s not in (200, 503)
         },
         "failed_connections": over.failed,
+        "reconnects": over.reconnects,
+        "connect_failed": over.connect_failed,
         "unsent_share": round(over.unsent / max(1, offered), 3),
     }
 
@@ -295,6 +351,7 @@ async def run(
     rounds: int,
     settings: dict[str, str],
     bare_port: int | None = None,
+    bare_pid: int | None = None,
 ) -> dict[str, Any]:
     requests = heartbeat_requests(port)
     samples: list[tuple[float, str, float]] = []
@@ -339,6 +396,11 @@ async def run(
         tcp_over = _delta(tcp_counters(), tcp_before)
         handler_over = _mean_ms(await handler_seconds(port), handler_before)
         figures = round_figures(normal, elapsed, over, seconds)
+        answers = sum(len(v) for v in over.latencies.values())
+        figures["server_cpu_us_per_answer_overload"] = round(cpu_over / max(1, answers) * 1e6, 1)
+        figures["server_cpu_us_per_answer_capacity"] = round(
+            cpu_normal / max(1, sum(len(v) for v in normal.latencies.values())) * 1e6, 1
+        )
         # The serve process's share of a core in each phase: a starved server (the load
         # generator or a neighbour took its CPU) shows here, not in the latencies.
         figures["server_cpu_share_capacity"] = round(cpu_normal / elapsed, 2)
@@ -366,8 +428,15 @@ async def run(
             # the same arrivals against a server that only answers a canned 503: what the
             # machine lets through at this rate with no service in the way
             phase[0] = "bare"
+            bare_cpu_before = cpu_s(bare_pid) if bare_pid else 0.0
             bare = await open_loop(bare_port, requests, capacity_rps * factor, seconds)
             answered = bare.latencies.get(503, array.array("d"))
+            if bare_pid:
+                # what answering one canned 503 costs with nothing else in the process: the
+                # kernel's share (read, write, the peer's receive on loopback) is most of it
+                figures["bare_cpu_us_per_answer"] = round(
+                    (cpu_s(bare_pid) - bare_cpu_before) / max(1, len(answered)) * 1e6, 1
+                )
             figures["bare_p50_ms"] = percentile_ms(answered, 0.5)
             figures["bare_p99_ms"] = percentile_ms(answered, 0.99)
             figures["bare_p99_vs_capacity_p99"] = _ratio(
@@ -651,24 +720,31 @@ def main() -> None:
 
                 uvloop.install()
             with contextlib.ExitStack() as stack:
-                bare_port = None
+                bare_port = bare_pid = None
                 if not args.no_bare and not args.refusal_cost:
                     bare_port = free_port()
                     bare_argv = python_argv(str(Path(__file__).with_name("bare_server.py")))
                     if args.pin:
                         bare_argv = ["taskset", "-c", "0", *bare_argv]
                     # (started after ``os.nice``: it runs at the load generator's niceness)
-                    stack.enter_context(
+                    bare_pid = stack.enter_context(
                         started_process(
                             [*bare_argv, str(bare_port)], port=bare_port, ready_path="/readyz"
                         )
-                    )
+                    ).pid
                 if args.refusal_cost:
                     cap = args.max_inflight or Settings().max_inflight
                     job = refusal_cost(port, server.pid, args.seconds, cap, extra)
                 else:
                     job = run(
-                        port, server.pid, args.seconds, args.factor, args.rounds, extra, bare_port
+                        port,
+                        server.pid,
+                        args.seconds,
+                        args.factor,
+                        args.rounds,
+                        extra,
+                        bare_port,
+                        bare_pid,
                     )
                 result = asyncio.run(job)
     print(json.dumps(result))

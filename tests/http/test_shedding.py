@@ -32,6 +32,9 @@ def test_whole_requests_to_gated_routes_are_shed_one_or_pipelined() -> None:
     lower = b"POST /v1/views HTTP/1.1\r\nhost: x\r\ncontent-length:  2 \r\n\r\n{}"
     assert requests_in(lower, cors=False) == 1
     assert requests_in(request("DELETE", "/v1/users/u-1", b""), cors=False) == 1
+    # a header that merely ends like one that matters is no such header
+    like = request(extra="X-Content-Length: 99\r\nX-Upgrade: no\r\n")
+    assert requests_in(like + request(), cors=False) == 2
 
 
 @pytest.mark.parametrize(
@@ -49,10 +52,14 @@ def test_whole_requests_to_gated_routes_are_shed_one_or_pipelined() -> None:
         ("a HEAD (no body may follow)", request("HEAD", "/v1/artifacts/d/online", b"")),
         ("HTTP/1.0", request(version="HTTP/1.0")),
         ("Connection: close", request(extra="Connection: close\r\n")),
+        ("CONNECTION: close", request(extra="CONNECTION: close\r\n")),
+        ("a path with a space", request(path="/v1/heart beat")),
+        ("a method in lower case", request("post")),
         ("a chunked body", request(body=b"", extra="Transfer-Encoding: chunked\r\n")),
         ("Expect: 100-continue", request(extra="Expect: 100-continue\r\n")),
         ("an upgrade", request("GET", "/v1/online", b"", "Upgrade: websocket\r\n")),
         ("two lengths", request(extra="Content-Length: 3\r\n")),
+        ("two lengths, one in capitals", request(extra="CONTENT-LENGTH: 3\r\n")),
         ("a length that is no number", request(body=b"", extra="Content-Length: -1\r\n")),
         ("a length of 5000 digits", request(body=b"", extra=f"Content-Length: {'9' * 5000}\r\n")),
         ("leading blank line", b"\r\n" + request()),
