@@ -10,9 +10,19 @@ slot and route class), each answer saying what the buckets hold now. A user this
 has not heard of is taken to have a full bucket. Everything admitted is charged, past
 empty too: the bucket goes into debt and every process refuses the user until it is paid
 back. So one process keeps the limit exactly; across P processes a user gets at most
-``burst + rate * t + (P - 1) * (burst + rate * R)`` in any t seconds (R: a settlement
-round, the interval plus a round trip), the excess coming at the start of a flood, and
-the rate on average over a long one (docs/api.md#rate-limits).
+``burst + rate * t + (P - 1) * (burst + rate * R + H)`` in any t seconds (R: a settlement
+round, the interval plus a round trip; H: what a process may hold back, below), the
+excess coming at the start of a flood, and the rate on average over a long one
+(docs/api.md#rate-limits).
+
+Held back: a bucket this process knows to be nearly full (at most ``H`` = a tenth of the
+burst missing, and fewer than ``H`` requests admitted since its last settlement) is not
+charged at the next round but up to ``PRESENCE_RATE_LIMIT_LAZY_S`` later, with the
+requests admitted since, all such buckets at once every ``_LAZY_ROUND_S``. A user far
+below the limit (a dozen tabs, one heartbeat each every 15 s) is then charged every few
+seconds instead of at each request: most of what Redis did per request. A bucket that
+leaves that state (a burst, or a settlement saying others took from it) is charged at
+the next round, as before.
 
 A settlement Redis refuses or does not answer is not retried (charged later, a long
 outage would lock users out): the process counts it (``presence_rate_limiter_errors_total``)
@@ -27,6 +37,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,6 +69,10 @@ matters then: a user not heard of is taken to have a full bucket)."""
 _LAST_SETTLE_S = 2.0
 """How long the settlement at shutdown may take."""
 
+_LAZY_ROUND_S = 1.0
+"""How often the buckets held back long enough are charged (all at once: one script call
+per slot and class a second, not one per round)."""
+
 
 T = TypeVar("T")
 _Key = tuple[str, RouteClass]
@@ -76,6 +91,10 @@ class _Known:
     Redis's last answer and what this process admitted since."""
     used: int = 0
     """Requests admitted since the last settlement was sent."""
+    since: float = 0.0
+    """When the first of ``used`` was admitted (its place in the held-back queue)."""
+    due: bool = False
+    """Queued to be charged at the next round."""
     settling: int = 0
     """Requests admitted and sent to Redis, not answered yet."""
     bucket_key: str = ""
@@ -97,22 +116,23 @@ class Limiter:
         keys: Keyspace,
         limits: RateLimits,
         settle_s: float = 0.1,
+        lazy_s: float = 0.0,
     ) -> None:
         self._redis = redis
         self._script = redis.scripts.settle_tokens
         self._keys = keys
         self._buckets = dict(limits.buckets)
-        self._admit_rules = {
-            name: (bucket, (bucket.burst - 1) / bucket.rate, 1 / bucket.rate)
-            for name, bucket in limits.buckets
-        }
-        """Per class: the bucket, how far ahead ``full_at`` may lie for a token to be left
-        (s), and what one token adds to it (s): ``admit``'s arithmetic, worked out once."""
+        self._admit_rules = {name: _rules(bucket, lazy_s > 0) for name, bucket in limits.buckets}
+        """Per class: ``admit``'s arithmetic, worked out once."""
         self._settle_s = settle_s
+        self._lazy_s = lazy_s
         self._known: dict[_Key, _Known] = {}
         self._places: dict[_Key, tuple[str, str, bytes]] = {}
         self._due: list[_Key] = []
-        """Buckets with requests admitted since the last settlement, in order."""
+        """Buckets to charge at the next round, in order."""
+        self._held: deque[tuple[float, _Key]] = deque()
+        """Buckets held back, by the time of their first request not charged (an entry
+        whose bucket was charged since, or forgotten, is skipped)."""
 
     def admit(self, principal: Principal, route_class: RouteClass) -> None:
         """Count one request of ``route_class`` for the caller, or raise ``RateLimited``.
@@ -127,13 +147,19 @@ class Limiter:
         # A token left (``_Known.tokens`` >= 1): full again no more than (burst - 1) tokens
         # ahead.
         ahead = known.full_at - now
-        if ahead > rules[1]:
-            bucket = rules[0]
+        if ahead > rules.most_ahead:
+            bucket = rules.bucket
             raise _refused(route_class, bucket, (1 - known.tokens(bucket, now)) / bucket.rate)
-        known.full_at = (known.full_at if ahead > 0 else now) + rules[2]
-        if not known.used:
+        known.full_at = (known.full_at if ahead > 0 else now) + rules.step
+        used = known.used = known.used + 1
+        if known.due:
+            return
+        if used >= rules.held or known.full_at - now > rules.held_ahead:
+            known.due = True  # not far below the limit: charged at the next round
             self._due.append(key)
-        known.used += 1
+        elif used == 1:
+            known.since = now
+            self._held.append((now, key))
 
     async def check(self, principal: Principal, route_class: RouteClass) -> None:
         """``admit`` for the routes that await it."""
@@ -166,21 +192,29 @@ class Limiter:
                 log.warning("rate limit: the last settlement got no answer; not charged")
 
     async def _settle_forever(self) -> None:
-        swept = time.monotonic()
+        swept = held = time.monotonic()
         while True:
             await asyncio.sleep(self._settle_s)
-            try:
-                await self.settle()
+            now = time.monotonic()
+            try:  # the held back buckets once a lazy round, all due by then
+                if now - held >= _LAZY_ROUND_S:
+                    held = now
+                    await self.settle(held_since=now - self._lazy_s)
+                else:
+                    await self.settle(held_since=None)
             except Exception:  # a bug: logged, and the next round tries again
                 log.exception("rate limit settlement failed")
-            now = time.monotonic()
             if now - swept >= _SWEEP_S or len(self._known) > _REMEMBERED:
                 self.forget_idle()
                 swept = now
 
-    async def settle(self) -> None:
-        """Charge every bucket with what was admitted since the last settlement, in one
-        pipelined round trip, and take in what Redis answered."""
+    async def settle(self, held_since: float | None = math.inf) -> None:
+        """Charge the buckets due with what was admitted since their last settlement, in
+        one pipelined round trip, and take in what Redis answered. Due: those queued for
+        the next round, and those held back since ``held_since`` or before (by default,
+        all: every request admitted is charged; None: none held back)."""
+        if held_since is not None:
+            self._release_held(held_since)
         groups = self._due_by_call()
         if not groups:
             return
@@ -203,6 +237,16 @@ class Limiter:
             answers = [exc] * len(calls)
         self._answered(groups, answers)
 
+    def _release_held(self, since: float) -> None:
+        """Queue the buckets held back since ``since`` or before for this round."""
+        held, known_of, due = self._held, self._known.get, self._due
+        while held and held[0][0] <= since:
+            first, key = held.popleft()
+            known = known_of(key)
+            if known is not None and known.used and not known.due and known.since == first:
+                known.due = True
+                due.append(key)
+
     def _due_by_call(self) -> dict[_Call, list[_Known]]:
         """The buckets with requests to charge, their ``settling`` set, grouped by the
         script call that charges them: one per slot (a partition's users) and class, of at
@@ -214,7 +258,7 @@ class Limiter:
             known = known_of(key)
             if known is None or not known.used:
                 continue
-            known.settling, known.used = known.used, 0
+            known.settling, known.used, known.due = known.used, 0, False
             if not known.slot:
                 known.slot, known.bucket_key, known.bucket_bulk = self._place(key)
             group = by_slot.get((known.slot, key[1]))
@@ -284,6 +328,28 @@ class Limiter:
             for key in [k for k, v in known.items() if not (v.used or v.settling)]:
                 del known[key]
         return len(known)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """A class's bucket, and what ``admit`` works out from it (seconds)."""
+
+    bucket: Bucket
+    most_ahead: float
+    """How far ahead ``full_at`` may lie for a token to be left: (burst - 1) tokens."""
+    step: float
+    """What one token adds to ``full_at``."""
+    held: int
+    """Requests a bucket may have admitted before it is charged at the next round (H);
+    1: none held back."""
+    held_ahead: float
+    """How far ahead ``full_at`` may lie for the bucket to be held back: H tokens."""
+
+
+def _rules(bucket: Bucket, lazy: bool) -> _Rules:
+    step = 1 / bucket.rate
+    held = max(1, bucket.burst // 10) if lazy else 1
+    return _Rules(bucket, (bucket.burst - 1) * step, step, held, held * step)
 
 
 def _refused(route_class: RouteClass, bucket: Bucket, wait_s: float) -> RateLimited:
