@@ -33,7 +33,7 @@ from typing import Any
 from presence_svc.bench.machine import machine
 from presence_svc.http.limiter import Limiter
 from presence_svc.principal import Principal, Scope
-from presence_svc.ratelimits import DEFAULT_RATE_LIMITS, RouteClass
+from presence_svc.ratelimits import DEFAULT_RATE_LIMITS, HEARTBEAT
 from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.keys import Keyspace
@@ -74,7 +74,7 @@ async def _measure(args: argparse.Namespace, server: EmbeddedRedis, data: Path) 
             for _ in range(count):
                 started = time.process_time()
                 for _ in range(args.per_round):
-                    limiter.admit(users[turn % len(users)], RouteClass.HEARTBEAT)
+                    limiter.admit(users[turn % len(users)], HEARTBEAT)
                     turn += 1
                 admitted, now = time.process_time(), time.monotonic()
                 if now - held >= 1.0:  # as Limiter._settle_forever

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -73,6 +73,10 @@ _LAZY_ROUND_S = 1.0
 """How often the buckets held back long enough are charged (all at once: one script call
 per slot and class a second, not one per round)."""
 
+
+_ADMIN: Final = Scope.ADMIN
+"""A module global: reading an enum member off its class costs ~0.3 µs on Python 3.11."""
+_monotonic: Final = time.monotonic
 
 T = TypeVar("T")
 _Key = tuple[str, RouteClass]
@@ -138,23 +142,23 @@ class Limiter:
         """Count one request of ``route_class`` for the caller, or raise ``RateLimited``.
         A dict lookup and arithmetic: no Redis call, no future."""
         rules = self._admit_rules.get(route_class)
-        if rules is None or principal.scope is Scope.ADMIN:
+        if rules is None or principal.scope is _ADMIN:
             return
-        key, now = (principal.user_id, route_class), time.monotonic()
+        most_ahead, step, held, held_ahead, bucket = rules
+        key, now = (principal.user_id, route_class), _monotonic()
         known = self._known.get(key)
         if known is None:  # not heard of: a full bucket, until the first settlement
             known = self._known[key] = _Known(full_at=now)
         # A token left (``_Known.tokens`` >= 1): full again no more than (burst - 1) tokens
         # ahead.
         ahead = known.full_at - now
-        if ahead > rules.most_ahead:
-            bucket = rules.bucket
+        if ahead > most_ahead:
             raise _refused(route_class, bucket, (1 - known.tokens(bucket, now)) / bucket.rate)
-        known.full_at = (known.full_at if ahead > 0 else now) + rules.step
+        known.full_at = full_at = (known.full_at if ahead > 0 else now) + step
         used = known.used = known.used + 1
         if known.due:
             return
-        if used >= rules.held or known.full_at - now > rules.held_ahead:
+        if used >= held or full_at - now > held_ahead:
             known.due = True  # not far below the limit: charged at the next round
             self._due.append(key)
         elif used == 1:
@@ -330,26 +334,18 @@ class Limiter:
         return len(known)
 
 
-@dataclass(frozen=True, slots=True)
-class _Rules:
-    """A class's bucket, and what ``admit`` works out from it (seconds)."""
-
-    bucket: Bucket
-    most_ahead: float
-    """How far ahead ``full_at`` may lie for a token to be left: (burst - 1) tokens."""
-    step: float
-    """What one token adds to ``full_at``."""
-    held: int
-    """Requests a bucket may have admitted before it is charged at the next round (H);
-    1: none held back."""
-    held_ahead: float
-    """How far ahead ``full_at`` may lie for the bucket to be held back: H tokens."""
+_Rules = tuple[float, float, int, float, Bucket]
+"""What ``admit`` works out once per class (a tuple: unpacked in one step): how far ahead
+``full_at`` may lie for a token to be left ((burst - 1) tokens, s); what one token adds to
+it (s); how many requests a bucket may have admitted before it is charged at the next
+round (H; 1: none held back); how far ahead ``full_at`` may lie for the bucket to be held
+back (H tokens, s); the bucket."""
 
 
 def _rules(bucket: Bucket, lazy: bool) -> _Rules:
     step = 1 / bucket.rate
     held = max(1, bucket.burst // 10) if lazy else 1
-    return _Rules(bucket, (bucket.burst - 1) * step, step, held, held * step)
+    return ((bucket.burst - 1) * step, step, held, held * step, bucket)
 
 
 def _refused(route_class: RouteClass, bucket: Bucket, wait_s: float) -> RateLimited:
