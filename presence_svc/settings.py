@@ -64,7 +64,7 @@ class Settings:
     """Per-user token buckets by route class (admin tokens are never limited)."""
     rate_limit_settle_s: float = 0.1
     """How often a process charges the buckets in Redis with what it admitted."""
-    rate_limit_lazy_s: float = 5.0
+    rate_limit_lazy_s: float = 30.0
     """How long a process may hold back the charge of a user far below the limit."""
     heartbeat_interval_s: float = 15.0
     online_timeout_s: float = 45.0

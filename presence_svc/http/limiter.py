@@ -17,12 +17,13 @@ excess coming at the start of a flood, and the rate on average over a long one
 
 Held back: a bucket this process knows to be nearly full (at most ``H`` = a tenth of the
 burst missing, and fewer than ``H`` requests admitted since its last settlement) is not
-charged at the next round but up to ``PRESENCE_RATE_LIMIT_LAZY_S`` later, with the
-requests admitted since, all such buckets at once every ``_LAZY_ROUND_S``. A user far
-below the limit (a dozen tabs, one heartbeat each every 15 s) is then charged every few
-seconds instead of at each request: most of what Redis did per request. A bucket that
-leaves that state (a burst, or a settlement saying others took from it) is charged at
-the next round, as before.
+charged at the next round but ``PRESENCE_RATE_LIMIT_LAZY_S`` (to 2 s more) after the first
+request held back, with the requests admitted since, all such buckets at once every
+``_LAZY_ROUND_S``. A user far below the limit (a dozen tabs, one heartbeat each every 15 s)
+is then charged once per H requests instead of at each: most of what Redis did per
+request. What a process holds back is fewer than H requests however long it holds them,
+so the time changes no bound. A bucket that leaves that state (a burst, or a settlement
+saying others took from it) is charged at the next round, as before.
 
 A settlement Redis refuses or does not answer is not retried (charged later, a long
 outage would lock users out): the process counts it (``presence_rate_limiter_errors_total``)

@@ -127,5 +127,5 @@ def test_a_bad_lazy_time_stops_the_start(value: str) -> None:
 
 
 def test_the_lazy_time_is_read() -> None:
-    assert Settings().rate_limit_lazy_s == 5.0
+    assert Settings().rate_limit_lazy_s == 30.0
     assert Settings.from_env({"PRESENCE_RATE_LIMIT_LAZY_S": "0"}).rate_limit_lazy_s == 0.0
