@@ -8,8 +8,8 @@ the figure.
 Starts a private redis-server and a ``Limiter`` on a pipelined connection, as a server
 process has them, with the default limits. Each round admits ``--per-round`` heartbeats
 of distinct users (the ``heartbeat`` scenario's shuffled round: 400 a round is 4 000
-requests a second settled every 0.1 s) and settles them, as the background task does:
-each round the buckets due, and once a second those held back ``--lazy-s`` (the
+requests a second settled every 0.1 s) and settles them with the background task's round
+(``Limiter.settle_round``): the buckets due, and those held back ``--lazy-s`` (the
 ``PRESENCE_RATE_LIMIT_LAZY_S`` default; 0: every bucket at every round). Rounds take
 ``--round-s`` of real time (what holding back depends on).
 The figures are CPU time per admitted request: this process's (``process_time``) for
@@ -65,10 +65,9 @@ async def _measure(args: argparse.Namespace, server: EmbeddedRedis, data: Path) 
         users = [Principal(f"user-{n:07d}", Scope.CLIENT, None) for n in range(args.users)]
         pid = int((await redis.client.info("server"))["process_id"])
         turn = 0
-        held = time.monotonic()
 
         async def rounds(count: int) -> tuple[float, float, float]:
-            nonlocal turn, held
+            nonlocal turn
             admit_s = settle_s = 0.0
             redis_before = _cpu_s(pid)
             for _ in range(count):
@@ -76,12 +75,8 @@ async def _measure(args: argparse.Namespace, server: EmbeddedRedis, data: Path) 
                 for _ in range(args.per_round):
                     limiter.admit(users[turn % len(users)], HEARTBEAT)
                     turn += 1
-                admitted, now = time.process_time(), time.monotonic()
-                if now - held >= 1.0:  # as Limiter._settle_forever
-                    held = now
-                    await limiter.settle(held_since=now - args.lazy_s)
-                else:
-                    await limiter.settle(held_since=None)
+                admitted = time.process_time()
+                await limiter.settle_round(time.monotonic())  # as the background task
                 admit_s += admitted - started
                 settle_s += time.process_time() - admitted
                 await asyncio.sleep(args.round_s)  # idle CPU is 0

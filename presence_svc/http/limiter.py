@@ -71,8 +71,13 @@ _LAST_SETTLE_S = 2.0
 """How long the settlement at shutdown may take."""
 
 _LAZY_ROUND_S = 1.0
-"""How often the buckets held back long enough are charged (all at once: one script call
-per slot and class a second, not one per round)."""
+"""The buckets held back are queued by the second their first request came, and charged a
+second's worth at once (one script call per slot and class a second, not one per round)."""
+
+_RELEASED_PER_ROUND = 2048
+"""Held back buckets charged by one round at most: users who all came at once (a restart,
+a crowd arriving) come due at once too, and one round charging 10 000 buckets held the
+pipeline ~1 s on a loaded machine; the rest wait for the next rounds."""
 
 
 _ADMIN: Final = Scope.ADMIN
@@ -203,31 +208,36 @@ class Limiter:
                 log.warning("rate limit: the last settlement got no answer; not charged")
 
     async def _settle_forever(self) -> None:
-        swept = held = time.monotonic()
+        swept = time.monotonic()
         while True:
             await asyncio.sleep(self._settle_s)
             now = time.monotonic()
-            try:  # the held back buckets once a lazy round, all due by then
-                if now - held >= _LAZY_ROUND_S:
-                    held = now
-                    self._holding = []
-                    self._held.append((now, self._holding))
-                    await self.settle(held_since=now - self._lazy_s)
-                else:
-                    await self.settle(held_since=None)
+            try:
+                await self.settle_round(now)
             except Exception:  # a bug: logged, and the next round tries again
                 log.exception("rate limit settlement failed")
             if now - swept >= _SWEEP_S or len(self._known) > _REMEMBERED:
                 self.forget_idle()
                 swept = now
 
-    async def settle(self, held_since: float | None = math.inf) -> None:
+    async def settle_round(self, now: float) -> None:
+        """One background round: the buckets due, and those held back long enough (a
+        second's worth started by then, ``_RELEASED_PER_ROUND`` at most)."""
+        if now - self._held[-1][0] >= _LAZY_ROUND_S:  # a new second's list of held back
+            self._holding = []
+            self._held.append((now, self._holding))
+        await self.settle(held_since=now - self._lazy_s, held_at_most=_RELEASED_PER_ROUND)
+
+    async def settle(
+        self, held_since: float | None = math.inf, held_at_most: int = 1 << 62
+    ) -> None:
         """Charge the buckets due with what was admitted since their last settlement, in
         one pipelined round trip, and take in what Redis answered. Due: those queued for
-        the next round, and those held back since ``held_since`` or before (by default,
-        all: every request admitted is charged; None: none held back)."""
+        the next round, and those held back since ``held_since`` or before, up to
+        ``held_at_most`` of them (by default, all: every request admitted is charged;
+        None: none held back)."""
         if held_since is not None:
-            self._release_held(held_since)
+            self._release_held(held_since, held_at_most)
         groups = self._due_by_call()
         if not groups:
             return
@@ -250,12 +260,18 @@ class Limiter:
             answers = [exc] * len(calls)
         self._answered(groups, answers)
 
-    def _release_held(self, since: float) -> None:
-        """Queue the buckets held back since ``since`` or before for this round (those of
-        every lazy round that ended by then: a lazy round after ``since`` keeps waiting)."""
+    def _release_held(self, since: float, budget: int) -> None:
+        """Queue up to ``budget`` buckets held back since ``since`` or before for this round
+        (those of every second that ended by then: a second after ``since`` keeps
+        waiting), oldest first."""
         held, due = self._held, self._due
-        while len(held) > 1 and held[1][0] <= since:
-            for known in held.popleft()[1]:
+        while len(held) > 1 and held[1][0] <= since and budget > 0:
+            start, queued = held.popleft()
+            if len(queued) > budget:
+                held.appendleft((start, queued[budget:]))
+                queued = queued[:budget]
+            budget -= len(queued)
+            for known in queued:
                 if known.used and not known.due and known.since <= since:
                     known.due = True
                     due.append(known)

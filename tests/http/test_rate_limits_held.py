@@ -14,7 +14,8 @@ import redis
 
 from presence_svc.http.limiter import Limiter
 from presence_svc.http.resources import LIMITER
-from presence_svc.ratelimits import parse_rate_limits
+from presence_svc.principal import Principal, Scope
+from presence_svc.ratelimits import HEARTBEAT, parse_rate_limits
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import ConfigError, Settings
 from tests.conftest import AppClient, MakeClient
@@ -129,3 +130,27 @@ def test_a_bad_lazy_time_stops_the_start(value: str) -> None:
 def test_the_lazy_time_is_read() -> None:
     assert Settings().rate_limit_lazy_s == 30.0
     assert Settings.from_env({"PRESENCE_RATE_LIMIT_LAZY_S": "0"}).rate_limit_lazy_s == 0.0
+
+
+async def test_users_held_back_together_are_charged_over_several_rounds(
+    make_client: MakeClient, sync_redis: redis.Redis
+) -> None:
+    """3 000 users who came in the same second (a restart, a crowd) come due together:
+    charged 2 048 a round at most, so one round does not hold the pipeline, and all of
+    them in the end."""
+    slow = parse_rate_limits("heartbeat=1/m:burst=60")  # a charge's key lives 60 s
+    client = await make_client(rate_limits=slow, rate_limit_settle_s=5, rate_limit_lazy_s=60)
+    limiter = _limiter(client)
+    for n in range(3000):
+        limiter.admit(Principal(f"crowd-{n:04d}", Scope.CLIENT, None), HEARTBEAT)
+    start = time.monotonic()
+
+    def charged() -> int:
+        return sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000))
+
+    await limiter.settle_round(start + 1.5)  # a new second begins; nothing held 60 s yet
+    assert charged() == 0
+    await limiter.settle_round(start + 62)  # the first second's users are due
+    assert charged() == 2048
+    await limiter.settle_round(start + 62.1)
+    assert charged() == 3000
