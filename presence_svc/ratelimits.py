@@ -12,8 +12,18 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
-__all__ = ["DEFAULT_RATE_LIMITS", "Bucket", "RateLimits", "RouteClass", "parse_rate_limits"]
+__all__ = [
+    "DEFAULT_RATE_LIMITS",
+    "HEARTBEAT",
+    "READ",
+    "VIEW",
+    "Bucket",
+    "RateLimits",
+    "RouteClass",
+    "parse_rate_limits",
+]
 
 
 class RouteClass(StrEnum):
@@ -23,6 +33,13 @@ class RouteClass(StrEnum):
     """POST /v1/views."""
     READ = "read"
     """Every GET under /v1/ (counts, presence lists, event streams, stats, ledger, ...)."""
+
+
+# The classes as plain module names, for the request path: on Python 3.11 reading an enum
+# member off its class (``RouteClass.HEARTBEAT``) costs ~0.3 µs, a module global ~0.03.
+HEARTBEAT: Final = RouteClass.HEARTBEAT
+VIEW: Final = RouteClass.VIEW
+READ: Final = RouteClass.READ
 
 
 @dataclass(frozen=True, slots=True)

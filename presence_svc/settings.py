@@ -64,6 +64,8 @@ class Settings:
     """Per-user token buckets by route class (admin tokens are never limited)."""
     rate_limit_settle_s: float = 0.1
     """How often a process charges the buckets in Redis with what it admitted."""
+    rate_limit_lazy_s: float = 30.0
+    """How long a process may hold back the charge of a user far below the limit."""
     heartbeat_interval_s: float = 15.0
     online_timeout_s: float = 45.0
     away_timeout_s: float = 600.0
@@ -202,6 +204,10 @@ class Settings:
         _check(
             0.01 <= self.rate_limit_settle_s <= 5,
             "PRESENCE_RATE_LIMIT_SETTLE_S must be within 0.01..5",
+        )
+        _check(
+            0 <= self.rate_limit_lazy_s <= 60,
+            "PRESENCE_RATE_LIMIT_LAZY_S must be within 0..60",
         )
         _check(
             0 <= self.token_cache_size <= 10_000_000,
@@ -433,6 +439,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_JWT_ARTIFACTS_CLAIM", "jwt_artifacts_claim", str),
     ("PRESENCE_RATE_LIMITS", "rate_limits", parse_rate_limits),
     ("PRESENCE_RATE_LIMIT_SETTLE_S", "rate_limit_settle_s", _parse_seconds),
+    ("PRESENCE_RATE_LIMIT_LAZY_S", "rate_limit_lazy_s", _parse_seconds),
     ("PRESENCE_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _parse_seconds),
     ("PRESENCE_ONLINE_TIMEOUT_S", "online_timeout_s", _parse_seconds),
     ("PRESENCE_AWAY_TIMEOUT_S", "away_timeout_s", _parse_seconds),

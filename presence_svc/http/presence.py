@@ -19,7 +19,7 @@ from presence_svc.http.resources import (
 )
 from presence_svc.http.wire import JSON, Body, respond, wants_msgpack
 from presence_svc.live.rows import presence_out, with_recent, without_hidden
-from presence_svc.ratelimits import RouteClass
+from presence_svc.ratelimits import HEARTBEAT, RouteClass
 from presence_svc.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -63,7 +63,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await _HEARTBEAT.read(request)
     principal.require_write(body.artifact_id)
     state = _state_json(body.state)
-    app[LIMITER].admit(principal, RouteClass.HEARTBEAT)
+    app[LIMITER].admit(principal, HEARTBEAT)
     counts = await app[PRESENCE].heartbeat(
         body.artifact_id,
         body.session_id,
@@ -90,7 +90,7 @@ async def leave(request: web.Request) -> web.Response:
     body = await _LEAVE.read(request)
     principal = app[TOKENS].from_request(request, fallback=body.token)
     principal.require_write(body.artifact_id)
-    app[LIMITER].admit(principal, RouteClass.HEARTBEAT)
+    app[LIMITER].admit(principal, HEARTBEAT)
     counts = await app[PRESENCE].leave(
         body.artifact_id,
         body.session_id,

@@ -95,7 +95,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SEEN] = SeenStore(redis, settings)
     app[ENGAGEMENT] = EngagementRules(settings)
     limits = settings.rate_limits
-    app[LIMITER] = Limiter(redis, app[PRESENCE].keys, limits, settings.rate_limit_settle_s)
+    app[LIMITER] = Limiter(
+        redis,
+        app[PRESENCE].keys,
+        limits,
+        settings.rate_limit_settle_s,
+        settings.rate_limit_lazy_s,
+    )
     async with app[LIMITER].settling():
         yield
     await redis.aclose()

@@ -8,7 +8,7 @@ from presence_svc.http.params import path_id, query_int
 from presence_svc.http.resources import LIMITER, PRIVACY, TOKENS, USERS, VIEWS
 from presence_svc.http.wire import Body, respond
 from presence_svc.live.rows import profiles_or_none
-from presence_svc.ratelimits import RouteClass
+from presence_svc.ratelimits import VIEW, RouteClass
 from presence_svc.schemas import (
     HistogramBucketOut,
     RecentItemOut,
@@ -36,7 +36,7 @@ async def record_view(request: web.Request) -> web.Response:
     principal = app[TOKENS].from_request(request)
     body = await _VIEW.read(request)
     principal.require_write(body.artifact_id)
-    app[LIMITER].admit(principal, RouteClass.VIEW)
+    app[LIMITER].admit(principal, VIEW)
     view = await app[VIEWS].record(
         body.artifact_id,
         body.version_id,

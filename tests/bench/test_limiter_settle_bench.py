@@ -16,13 +16,20 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "limiter_settle.py
 
 
 def test_limiter_settle_benchmark_reports_cpu_per_request() -> None:
-    args = ["--users", "300", "--per-round", "50", "--rounds", "5"]
+    args = ["--users", "300", "--per-round", "50", "--rounds", "5", "--round-s", "0.02"]
+    args += ["--lazy-s", "0.3"]
     run = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     figures = result["cpu_us_per_request"]
-    assert set(figures) == {"admit_us", "settle_python_us", "settle_redis_us"}
+    assert set(figures) == {
+        "admit_us",
+        "settle_python_us",
+        "settle_redis_us",
+        "script_calls_per_request",
+    }
     assert all(v >= 0 for v in figures.values())
+    assert figures["script_calls_per_request"] > 0  # the held back buckets were charged
     assert result["users"] == 300
