@@ -156,3 +156,73 @@ async def test_without_the_cache_every_lookup_reads_the_database(tmp_path: Path)
         assert (await users.get_profile("alice")).name == "Alice"  # type: ignore[union-attr]
         await other.put_profile("alice", "Alicia", None)
         assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
+
+
+class _Recording(_Counting):
+    """``_Counting`` that also keeps the users each lookup asked for."""
+
+    def __init__(self, inner: UsersDirectory) -> None:
+        super().__init__(inner)
+        self.asked: list[set[str]] = []
+
+    async def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+        ids = list(user_ids)
+        self.asked.append(set(ids))
+        return await super().get_profiles(ids)
+
+
+async def test_names_read_all_along_are_looked_up_again_before_they_expire(
+    tmp_path: Path,
+) -> None:
+    """A room read continuously keeps its names: once half their time is up they are
+    looked up again in the background, and a read meanwhile answers from the cache at once
+    (it does not wait for the database); a user nobody read since is not looked up again."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        recording = _Recording(database.users)
+        users = CachedUsers(recording, ttl_s=4)  # type: ignore[arg-type]
+        await database.users.put_profile("alice", "Alice", None)
+        assert set(await users.get_profiles(["alice", "idle"])) == {"alice"}
+        assert recording.asked == [{"alice", "idle"}]
+        held = recording.hold = asyncio.Event()
+        recording.read.clear()
+        deadline = time.monotonic() + 30
+        while not recording.read.is_set():  # read alice until the background lookup holds
+            assert time.monotonic() < deadline, "no lookup ahead of time"
+            assert set(await users.get_profiles(["alice"])) == {"alice"}
+            await asyncio.sleep(0.02)
+        assert recording.asked[1] == {"alice"}  # not the idle user
+        # the lookup ahead is held in the database: a read answers without waiting for it
+        # (the entry is still in its time: 4 s from the first lookup, due again after 2 s)
+        assert users._entries["alice"][0] > time.monotonic()
+        read = users.get_profiles(["alice"])
+        with pytest.raises(StopIteration) as answered:
+            read.send(None)  # done at once: no await on the lookup
+        assert set(answered.value.value) == {"alice"}
+        held.set()
+
+
+async def test_a_name_read_all_along_is_never_older_than_the_cache_time(tmp_path: Path) -> None:
+    """With the lookups ahead of time, a rename through another process still shows in
+    every read that starts once the cache time has passed since the rename."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        ttl = 1.0
+        users = CachedUsers(database.users, ttl_s=ttl)
+        other = database.users  # another process's writes reach only the database
+        await other.put_profile("alice", "Alice", None)
+        reads: list[tuple[float, str | None]] = []
+
+        async def read_for(seconds: float) -> None:
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                started = time.monotonic()
+                profile = await users.get_profile("alice")
+                reads.append((started, profile.name if profile else None))
+                await asyncio.sleep(0.01)
+
+        await read_for(1.7 * ttl)  # past a lookup ahead of time
+        await other.put_profile("alice", "Alicia", None)
+        renamed = time.monotonic()
+        await read_for(2 * ttl)
+        late = [name for started, name in reads if started >= renamed + ttl]
+        assert late, "no read after the cache time"
+        assert set(late) == {"Alicia"}
