@@ -144,25 +144,29 @@ class CachedUsers:
     def _refresh(self, now: float) -> None:
         """Look up again, in the background, the entries read since their lookup whose
         time is half up; drop the expired ones nobody read. Entries are in the order they
-        were stored, so the oldest come first and the walk stops at the first not due."""
+        were stored, so the oldest come first and the walk stops at the first not due.
+        Walked at most every quarter of the time ahead (entries not read stay in the
+        window, walked again): an entry read in time is still looked up before it
+        expires, and a cache stored into all along is not walked at every read."""
         ahead = self._ttl_s * REFRESH_AHEAD
         due_by = now + ahead
         used, inflight = self._used, self._inflight
         again: list[str] = []
         gone: list[str] = []
-        self._refresh_at = now + ahead  # nothing stored yet, or all taken below
+        next_at = now + ahead  # nothing stored yet, or all taken below
         for user_id, (expires, _) in self._entries.items():
             if expires > due_by:
-                self._refresh_at = expires - ahead
+                next_at = expires - ahead
                 break
             if user_id in used:
                 if user_id not in inflight:
                     again.append(user_id)
                     if len(again) >= MAX_REFRESH:
-                        self._refresh_at = now + ahead / 8  # the rest soon after
+                        next_at = now  # the rest at the next walk
                         break
             elif expires <= now:
                 gone.append(user_id)
+        self._refresh_at = max(next_at, now + ahead / 4)
         for user_id in gone:
             del self._entries[user_id]
         for user_id in again:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from presence_svc.settings import ConfigError, Settings
-from presence_svc.users.cache import CachedUsers
+from presence_svc.users.cache import MAX_REFRESH, CachedUsers
 from presence_svc.users.directory import Profile, UsersDirectory
 from tests.conftest import AppClient, MakeClient, opened_database
 
@@ -226,3 +226,26 @@ async def test_a_name_read_all_along_is_never_older_than_the_cache_time(tmp_path
         late = [name for started, name in reads if started >= renamed + ttl]
         assert late, "no read after the cache time"
         assert set(late) == {"Alicia"}
+
+
+async def test_entries_are_walked_for_lookups_ahead_at_most_every_quarter_of_their_time(
+    tmp_path: Path,
+) -> None:
+    """A cache stored into all along has entries due at every moment: it is walked for
+    them at most every quarter of the time ahead, not at every read (each walk visits
+    every entry in the window); the most one background lookup takes is bounded."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        recording = _Recording(database.users)
+        users = CachedUsers(recording, ttl_s=2)  # type: ignore[arg-type]
+        ids = [f"user-{n}" for n in range(MAX_REFRESH + 100)]
+        await users.get_profiles(ids)
+        await users.get_profiles(ids)  # all read since their lookup
+        users._refresh_at = 0.0  # as if due now: the walk looks up the due ones again
+        now = time.monotonic()
+        users._refresh(now + 1.5)  # three quarters of their time gone
+        assert users._refresh_at >= now + 1.5 + 0.25  # the next walk no sooner
+        deadline = time.monotonic() + 30
+        while len(recording.asked) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert len(recording.asked[1]) == MAX_REFRESH  # the rest at the next walk
