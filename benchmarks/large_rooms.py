@@ -12,7 +12,9 @@ small and the big room, ``--rounds`` times (the order flips every round, so a no
 neighbour hurts both alike). The big room runs without the baseline (the small one has
 it). Prints each run's JSON line (with ``"room"``), then a summary: big over small rps per
 scenario (median of the rounds' ratios), and the slowest single Redis command seen
-(``slowest_redis_us``, SLOWLOG) in each room.
+(``slowest_redis_us``, SLOWLOG) in each room, and in the big room the slowest script call
+and the slowest plain command apart (``slowest_redis``: a plain command logged about as
+long as the scripts says the machine stalled Redis, not that a script ran long).
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def run_bench(scenario: str, users: int, extra: list[str], baseline: bool) -> di
     return result
 
 
+def _slowest(run: dict[str, Any], kind: str) -> int:
+    """``slowest_redis``'s ``kind`` of a bench line (0 from a bench without it)."""
+    found = run.get("slowest_redis") or {}
+    return int(found.get(kind) or 0)
+
+
 def main(args: argparse.Namespace, extra: list[str]) -> None:
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rooms = {"small": args.small, "big": args.big}
@@ -67,6 +75,12 @@ def main(args: argparse.Namespace, extra: list[str]) -> None:
             "errors_big": sum(r["errors"] for r in big),
             "slowest_redis_us_small": max((r.get("slowest_redis_us") or 0) for r in small),
             "slowest_redis_us_big": max((r.get("slowest_redis_us") or 0) for r in big),
+            # a script's own time, or the machine's: the slowest script call beside the
+            # slowest plain command (a plain command logged as long: Redis was stalled)
+            "slowest_script_us_big": max(_slowest(r, "script_us") for r in big),
+            "slowest_plain_us_big": max(_slowest(r, "plain_us") for r in big),
+            "server_cpu_us_small": [r.get("server_cpu_us") for r in small],
+            "server_cpu_us_big": [r.get("server_cpu_us") for r in big],
         }
     print(json.dumps({"summary": summary, "machine": machine()}), flush=True)
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -340,7 +340,13 @@ def run_bench(config: BenchConfig) -> int:
                     redis_identity,
                     cpu,
                 )
-                row = replace(row, slowest_redis_us=slowlog.slowest_us, machine=machine())
+                slowest = slowlog.slowest
+                row = replace(
+                    row,
+                    slowest_redis_us=slowlog.slowest_us,
+                    slowest_redis=None if slowest is None else asdict(slowest),
+                    machine=machine(),
+                )
                 rows.append(row)
                 if config.json:
                     print_json(row)

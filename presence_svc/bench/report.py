@@ -37,6 +37,10 @@ class Row:
     slowest_redis_us: int | None = None
     """The slowest single Redis command while the service was measured (SLOWLOG; 0: none
     took 100 us or more; None: Redis not reachable from the bench)."""
+    slowest_redis: dict[str, Any] | None = None
+    """The same by kind (``bench.slowlog.Slowest``): the slowest one's ``command`` name,
+    the slowest script call (``script_us``) and plain command (``plain_us``): a plain
+    command logged as long as the scripts says the machine stalled Redis."""
     machine: dict[str, Any] | None = None
     """The machine, as the scenario ended (``bench.machine``): cores, CPU, load average."""
 
@@ -69,6 +73,7 @@ class Row:
                 round(self.server_cpu_us, 1) if self.server_cpu_us is not None else None
             ),
             "slowest_redis_us": self.slowest_redis_us,
+            "slowest_redis": self.slowest_redis,
             "machine": self.machine,
         }
 

@@ -13,6 +13,13 @@ The users missing from the cache in one event-loop turn are looked up together, 
 query (on SQLite, one hop to its thread), and a user already being looked up is not asked
 for again: when entries expire under load, the pages of that moment (64 of them for the
 same room) share one query instead of each making its own.
+
+Entries that were read are looked up again in the background once half their time is up
+(a lookup of many users at once, chunked by the backend): a room read continuously keeps
+its names without a page ever waiting for the database, and a page kept by the page cache
+past its time finds its names still cached (``http/page_cache.py``). An entry is never
+older than ``PRESENCE_PROFILE_CACHE_S`` (counted from when its lookup was sent); an entry
+nobody read since its lookup is not looked up again, so idle users fall out.
 """
 
 from __future__ import annotations
@@ -24,10 +31,14 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from presence_svc.users.directory import DatabaseUnavailable, Profile, UsersDirectory
 from presence_svc.users.privacy import Privacy
 
-__all__ = ["MAX_ENTRIES", "CachedUsers"]
+__all__ = ["MAX_ENTRIES", "MAX_REFRESH", "REFRESH_AHEAD", "CachedUsers"]
 
 MAX_ENTRIES = 65_536
 """Users kept at most (a profile is ~200 B): beyond, the oldest half is dropped."""
+REFRESH_AHEAD = 0.5
+"""An entry read since its lookup is looked up again once this share of its time is up."""
+MAX_REFRESH = 4096
+"""Users looked up again in one background lookup at most (the rest in the next one)."""
 
 
 class CachedUsers:
@@ -52,6 +63,11 @@ class CachedUsers:
         self._inflight: dict[str, asyncio.Future[dict[str, Profile]]] = {}
         """User -> the lookup that will answer for them (sent or about to be)."""
         self._sending: set[asyncio.Task[None]] = set()
+        self._used: set[str] = set()
+        """Users answered from the cache since their entry's lookup: looked up again ahead
+        of time (``_refresh``)."""
+        self._refresh_at = 0.0
+        """When (``time.monotonic()``) the oldest entry is due to be looked up again."""
 
     @property
     def inner(self) -> UsersDirectory:
@@ -87,23 +103,31 @@ class CachedUsers:
         if self._ttl_s <= 0:
             return await self._inner.get_profiles(user_ids)
         if self._down:
-            ids, writes = list(user_ids), self._writes
+            ids, writes, sent = list(user_ids), self._writes, time.monotonic()
             answered = await self._lookup(ids)
-            self._store(ids, answered, writes)
+            self._store(ids, answered, writes, sent)
             return answered
         now = time.monotonic()
+        if now >= self._refresh_at:
+            self._refresh(now)
         entries = self._entries
+        used = self._used.add
         found: dict[str, Profile] = {}
         missing: list[str] = []
         for user_id in user_ids:
             entry = entries.get(user_id)
             if entry is not None and entry[0] > now:
+                used(user_id)
                 if entry[1] is not None:
                     found[user_id] = entry[1]
             else:
                 missing.append(user_id)
-        if not missing:
-            return found
+        if missing:
+            await self._wait_for(missing, found)
+        return found
+
+    async def _wait_for(self, missing: list[str], found: dict[str, Profile]) -> None:
+        """Look ``missing`` up (joining lookups under way) and add what is found."""
         lookups: list[asyncio.Future[dict[str, Profile]]] = []
         for user_id in missing:
             lookup = self._inflight.get(user_id) or self._ask(user_id)
@@ -116,7 +140,38 @@ class CachedUsers:
                 profile = fetched.get(user_id)
                 if profile is not None:
                     found[user_id] = profile
-        return found
+
+    def _refresh(self, now: float) -> None:
+        """Look up again, in the background, the entries read since their lookup whose
+        time is half up; drop the expired ones nobody read. Entries are in the order they
+        were stored, so the oldest come first and the walk stops at the first not due.
+        Walked at most every quarter of the time ahead (entries not read stay in the
+        window, walked again): an entry read in time is still looked up before it
+        expires, and a cache stored into all along is not walked at every read."""
+        ahead = self._ttl_s * REFRESH_AHEAD
+        due_by = now + ahead
+        used, inflight = self._used, self._inflight
+        again: list[str] = []
+        gone: list[str] = []
+        next_at = now + ahead  # nothing stored yet, or all taken below
+        for user_id, (expires, _) in self._entries.items():
+            if expires > due_by:
+                next_at = expires - ahead
+                break
+            if user_id in used:
+                if user_id not in inflight:
+                    again.append(user_id)
+                    if len(again) >= MAX_REFRESH:
+                        next_at = now  # the rest at the next walk
+                        break
+            elif expires <= now:
+                gone.append(user_id)
+        self._refresh_at = max(next_at, now + ahead / 4)
+        for user_id in gone:
+            del self._entries[user_id]
+        for user_id in again:
+            used.discard(user_id)
+            self._ask(user_id)
 
     def _ask(self, user_id: str) -> asyncio.Future[dict[str, Profile]]:
         """The lookup of this loop turn, with ``user_id`` in it."""
@@ -140,7 +195,7 @@ class CachedUsers:
         task.add_done_callback(self._sending.discard)
 
     async def _fetch(self, batch: asyncio.Future[dict[str, Profile]], asked: list[str]) -> None:
-        writes = self._writes
+        writes, sent = self._writes, time.monotonic()
         try:
             fetched = await self._lookup(asked)
         except BaseException as exc:
@@ -150,7 +205,7 @@ class CachedUsers:
             if not isinstance(exc, Exception):
                 raise
             return
-        self._store(asked, fetched, writes)
+        self._store(asked, fetched, writes, sent)
         self._done(batch, asked)
         if not batch.done():
             batch.set_result(fetched)
@@ -170,14 +225,19 @@ class CachedUsers:
         self._down = False
         return found
 
-    def _store(self, user_ids: list[str], fetched: dict[str, Profile], writes: int) -> None:
-        """Keep what a lookup found, unless a write of this process overlapped it."""
+    def _store(
+        self, user_ids: list[str], fetched: dict[str, Profile], writes: int, sent: float
+    ) -> None:
+        """Keep what a lookup sent at ``sent`` found (for the cache time from then, so no
+        entry is older than that), unless a write of this process overlapped it. Stored
+        last, in the order of their time: ``_refresh`` walks the oldest first."""
         if writes != self._writes:
             return
         self._make_room(len(user_ids))
-        expires = time.monotonic() + self._ttl_s
+        expires = sent + self._ttl_s
         entries = self._entries
         for user_id in user_ids:
+            entries.pop(user_id, None)
             entries[user_id] = (expires, fetched.get(user_id))
 
     def _make_room(self, wanted: int) -> None:
@@ -188,11 +248,13 @@ class CachedUsers:
         drop = max(len(entries) // 2, len(entries) + wanted - self._max)
         for user_id in list(entries)[:drop]:
             del entries[user_id]
+            self._used.discard(user_id)
 
     def _forget(self, user_ids: Iterable[str]) -> None:
         self._writes += 1
         for user_id in user_ids:
             self._entries.pop(user_id, None)
+            self._used.discard(user_id)
             # a lookup sent before this write answers its own callers only: later ones
             # ask again, so they see the write
             self._inflight.pop(user_id, None)

@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from presence_svc.auth import TokenCodec
+from presence_svc.settings import Settings
 from tests.conftest import SECRET, AppClient, MakeClient
 
 Auth = Callable[..., dict[str, str]]
@@ -136,3 +137,24 @@ def test_the_token_cache_is_bounded() -> None:
         codec.verify(token)
     assert len(codec._verified) == 2
     assert all(codec.verify(t).user_id == f"user-{i}" for i, t in enumerate(tokens))
+
+
+def test_a_room_of_tabs_is_kept_whole_and_no_more() -> None:
+    """A cache as large as a room holds every token of it (each heartbeat after the first
+    is answered from it, not verified again), and more tokens than its size do not grow
+    it: the least recently used go. The default holds a room of 20 000 users' tabs."""
+    assert Settings().token_cache_size >= 20_000
+    codec = TokenCodec(SECRET, cache_size=2_000)
+    room = [codec.issue(f"user-{i}") for i in range(2_500)]
+    first = [codec.verify(token) for token in room[:2_000]]
+    again = [codec.verify(token) for token in reversed(room[:2_000])]
+    assert all(a is b for a, b in zip(first, reversed(again), strict=True))  # all kept
+    for token in room[2_000:]:  # 500 more tabs than it holds
+        codec.verify(token)
+    assert len(codec._verified) == 2_000
+    # the least recently used went (verified afresh when they come back), the rest stay
+    assert room[1_999] not in codec._verified  # used longest ago, by the reversed round
+    assert room[0] in codec._verified
+    assert codec.verify(room[0]) is first[0]
+    assert codec.verify(room[1_999]).user_id == "user-1999"
+    assert len(codec._verified) == 2_000

@@ -259,3 +259,38 @@ async def test_the_cache_counts_only_the_bytes_of_the_pages_it_holds(
     await _page(client, auth)  # built and kept again
     held = sum(len(b) for page in cache._kept.values() for b in page.bodies.values())
     assert cache._bytes == held
+
+
+async def test_a_rename_shows_on_a_page_read_all_along_within_the_profile_cache_time(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """A room read continuously: its names are looked up again ahead of time in the
+    background (the page never waits for the directory), yet a rename through another
+    process shows in every page read that starts once ``PRESENCE_PROFILE_CACHE_S`` has
+    passed since it; the page stays kept meanwhile (a page's time ends with its names')."""
+    ttl = 0.5
+    client = await make_client(page_cache_s=2.0, profile_cache_s=ttl, **LONG_LIVED)
+    admin = auth("root", scope="admin")
+    await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    await beat(client, auth, "alice", "tab-aaaa1")
+    reads: list[tuple[float, str | None]] = []
+
+    async def read_for(seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            started = time.monotonic()
+            page = await _page(client, auth)
+            assert page["namesJoined"] is True
+            reads.append((started, page["users"][0]["name"]))
+            await asyncio.sleep(0.01)
+
+    await read_for(3 * ttl)  # names looked up ahead of time, pages kept and checked
+    assert {name for _, name in reads} == {"Alice"}
+    users = client.app[USERS]
+    assert isinstance(users, CachedUsers)
+    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
+    renamed = time.monotonic()
+    await read_for(3 * ttl)
+    late = [name for started, name in reads if started >= renamed + ttl]
+    assert late, "no read after the cache time"
+    assert set(late) == {"Alicia"}

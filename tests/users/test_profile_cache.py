@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from presence_svc.settings import ConfigError, Settings
-from presence_svc.users.cache import CachedUsers
+from presence_svc.users.cache import MAX_REFRESH, CachedUsers
 from presence_svc.users.directory import Profile, UsersDirectory
 from tests.conftest import AppClient, MakeClient, opened_database
 
@@ -156,3 +156,96 @@ async def test_without_the_cache_every_lookup_reads_the_database(tmp_path: Path)
         assert (await users.get_profile("alice")).name == "Alice"  # type: ignore[union-attr]
         await other.put_profile("alice", "Alicia", None)
         assert (await users.get_profile("alice")).name == "Alicia"  # type: ignore[union-attr]
+
+
+class _Recording(_Counting):
+    """``_Counting`` that also keeps the users each lookup asked for."""
+
+    def __init__(self, inner: UsersDirectory) -> None:
+        super().__init__(inner)
+        self.asked: list[set[str]] = []
+
+    async def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+        ids = list(user_ids)
+        self.asked.append(set(ids))
+        return await super().get_profiles(ids)
+
+
+async def test_names_read_all_along_are_looked_up_again_before_they_expire(
+    tmp_path: Path,
+) -> None:
+    """A room read continuously keeps its names: once half their time is up they are
+    looked up again in the background, and a read meanwhile answers from the cache at once
+    (it does not wait for the database); a user nobody read since is not looked up again."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        recording = _Recording(database.users)
+        users = CachedUsers(recording, ttl_s=4)  # type: ignore[arg-type]
+        await database.users.put_profile("alice", "Alice", None)
+        assert set(await users.get_profiles(["alice", "idle"])) == {"alice"}
+        assert recording.asked == [{"alice", "idle"}]
+        held = recording.hold = asyncio.Event()
+        recording.read.clear()
+        deadline = time.monotonic() + 30
+        while not recording.read.is_set():  # read alice until the background lookup holds
+            assert time.monotonic() < deadline, "no lookup ahead of time"
+            assert set(await users.get_profiles(["alice"])) == {"alice"}
+            await asyncio.sleep(0.02)
+        assert recording.asked[1] == {"alice"}  # not the idle user
+        # the lookup ahead is held in the database: a read answers without waiting for it
+        # (the entry is still in its time: 4 s from the first lookup, due again after 2 s)
+        assert users._entries["alice"][0] > time.monotonic()
+        read = users.get_profiles(["alice"])
+        with pytest.raises(StopIteration) as answered:
+            read.send(None)  # done at once: no await on the lookup
+        assert set(answered.value.value) == {"alice"}
+        held.set()
+
+
+async def test_a_name_read_all_along_is_never_older_than_the_cache_time(tmp_path: Path) -> None:
+    """With the lookups ahead of time, a rename through another process still shows in
+    every read that starts once the cache time has passed since the rename."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        ttl = 1.0
+        users = CachedUsers(database.users, ttl_s=ttl)
+        other = database.users  # another process's writes reach only the database
+        await other.put_profile("alice", "Alice", None)
+        reads: list[tuple[float, str | None]] = []
+
+        async def read_for(seconds: float) -> None:
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                started = time.monotonic()
+                profile = await users.get_profile("alice")
+                reads.append((started, profile.name if profile else None))
+                await asyncio.sleep(0.01)
+
+        await read_for(1.7 * ttl)  # past a lookup ahead of time
+        await other.put_profile("alice", "Alicia", None)
+        renamed = time.monotonic()
+        await read_for(2 * ttl)
+        late = [name for started, name in reads if started >= renamed + ttl]
+        assert late, "no read after the cache time"
+        assert set(late) == {"Alicia"}
+
+
+async def test_entries_are_walked_for_lookups_ahead_at_most_every_quarter_of_their_time(
+    tmp_path: Path,
+) -> None:
+    """A cache stored into all along has entries due at every moment: it is walked for
+    them at most every quarter of the time ahead, not at every read (each walk visits
+    every entry in the window); the most one background lookup takes is bounded."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        recording = _Recording(database.users)
+        users = CachedUsers(recording, ttl_s=2)  # type: ignore[arg-type]
+        ids = [f"user-{n}" for n in range(MAX_REFRESH + 100)]
+        await users.get_profiles(ids)
+        await users.get_profiles(ids)  # all read since their lookup
+        users._refresh_at = 0.0  # as if due now: the walk looks up the due ones again
+        now = time.monotonic()
+        users._refresh(now + 1.5)  # three quarters of their time gone
+        assert users._refresh_at >= now + 1.5 + 0.25  # the next walk no sooner
+        deadline = time.monotonic() + 30
+        while len(recording.asked) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert len(recording.asked[1]) == MAX_REFRESH  # the rest at the next walk
