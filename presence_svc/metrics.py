@@ -155,6 +155,10 @@ not waited for: the next loop queues its own)."""
 
 
 _running_loop = asyncio._get_running_loop  # the loop or None, without raising
+# Each observation asks whether a fold is queued on a loop still running, not which loop
+# runs now: on Python 3.11 asking asyncio for the running loop is a ``getpid`` system call
+# each time. One loop runs per thread, and only the event loop's thread observes, so a
+# queued fold's loop that is running is the caller's.
 
 
 def _fold_soon() -> None:
@@ -206,7 +210,7 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     tally.count += 1  # ``_Tally.add``, inlined: this runs for every request
     tally.total += seconds
     tally.buckets[bisect_left(_BOUNDS, seconds)] += 1
-    if _running_loop() is not _fold_loop:
+    if _fold_loop is None or not _fold_loop.is_running():
         _fold_soon()
 
 
@@ -217,14 +221,14 @@ def observe_script(name: str, seconds: float) -> None:
     if tally is None:
         tally = _scripts[name] = _Tally()
     tally.add(seconds)
-    if _running_loop() is not _fold_loop:
+    if _fold_loop is None or not _fold_loop.is_running():
         _fold_soon()
 
 
 def count_view(counted: bool) -> None:
     """Count one recorded view: counted, or debounced (the same viewer's again, too soon)."""
     _views[0 if counted else 1] += 1
-    if _running_loop() is not _fold_loop:
+    if _fold_loop is None or not _fold_loop.is_running():
         _fold_soon()
 
 

@@ -17,12 +17,14 @@ answers every request aiohttp's way.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.web_request import BaseRequest
+from multidict import CIMultiDict
 
 __all__ = ["LeanAnswer", "compatible"]
 
@@ -60,6 +62,13 @@ def compatible() -> bool:
 _LEAN = compatible()
 
 
+def _state_of(response: web.Response) -> dict[str, Any]:
+    """A response's own attributes, its headers as a plain dict (for :func:`_made_alike`)."""
+    state = dict(vars(response))
+    state["_headers"] = dict(state.get("_headers", {}))
+    return state
+
+
 class LeanAnswer(web.Response):
     """A ``web.Response`` that, as a ``200`` with a bytes body to a plain HTTP/1.1
     keep-alive request of an app without prepare hooks, skips aiohttp's generic steps."""
@@ -93,3 +102,45 @@ class LeanAnswer(web.Response):
         headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)
         await writer.write_headers(_STATUS_LINE, headers)
         return writer
+
+    @classmethod
+    def ok(cls, body: bytes, content_type: str) -> LeanAnswer:
+        """``LeanAnswer(body=body, content_type=content_type)``: a ``200`` made without
+        ``Response.__init__``'s generic steps (text, charset, payload lookup), which cost
+        about as much as encoding the heartbeat's answer. The same object either way:
+        :func:`_made_alike` compares the two once; an aiohttp whose responses differ
+        gets ``__init__``."""
+        if _FAST_INIT:
+            return _made(body, content_type)
+        return cls(body=body, content_type=content_type)
+
+
+_PROTOTYPE: dict[str, Any] = {}
+"""``Response.__init__``'s attributes of a ``200`` but the three :func:`_made` sets."""
+
+
+def _made(body: bytes, content_type: str) -> LeanAnswer:
+    answer = LeanAnswer.__new__(LeanAnswer)
+    answer.__dict__.update(_PROTOTYPE)
+    answer._state = {}
+    answer._headers = CIMultiDict(((hdrs.CONTENT_TYPE, content_type),))
+    answer._body = body
+    return answer
+
+
+def _made_alike() -> bool:
+    """Whether :func:`_made` makes what ``__init__`` makes (the same attributes, values
+    and headers), the attributes it copies learnt from ``__init__`` itself."""
+    try:
+        made = LeanAnswer(body=b"{}", content_type="application/json")
+        _PROTOTYPE.update(
+            (name, value)
+            for name, value in vars(made).items()
+            if name not in ("_state", "_headers", "_body")
+        )
+        return _state_of(_made(b"{}", "application/json")) == _state_of(made)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+_FAST_INIT = _made_alike()

@@ -134,6 +134,12 @@ def respond(request: web.Request, value: Any, status: int = 200) -> web.Response
     """Encode ``value`` as msgpack if the client accepts it, else JSON ending in a newline
     (so a terminal's prompt after ``curl`` starts on its own line). A ``LeanAnswer``: the
     same bytes as a ``web.Response``, prepared with less of aiohttp's machinery."""
+    if status != 200:
+        if wants_msgpack(request):
+            body = _MSGPACK_ENCODER.encode(value)
+            return LeanAnswer(body=body, status=status, content_type=MSGPACK)
+        body = _JSON_ENCODER.encode(value) + b"\n"
+        return LeanAnswer(body=body, status=status, content_type=JSON)
     if wants_msgpack(request):
-        return LeanAnswer(body=_MSGPACK_ENCODER.encode(value), status=status, content_type=MSGPACK)
-    return LeanAnswer(body=_JSON_ENCODER.encode(value) + b"\n", status=status, content_type=JSON)
+        return LeanAnswer.ok(_MSGPACK_ENCODER.encode(value), MSGPACK)
+    return LeanAnswer.ok(_JSON_ENCODER.encode(value) + b"\n", JSON)

@@ -185,8 +185,12 @@ class Keyspace:
     # Views (tier 2) and the stream feeding the ledger (tier 3).
 
     def view_debounce(self, artifact_id: str, version_id: str, user_id: str) -> str:
+        return self.view_debounce_prefix(artifact_id, version_id) + user_id
+
+    def view_debounce_prefix(self, artifact_id: str, version_id: str) -> str:
+        """``view_debounce`` but the user id: the same for every view of one version."""
         tag = self.tag_of(artifact_id)
-        return f"vw:{{{tag}}}:d:{artifact_id}/{version_id}/{user_id}"
+        return f"vw:{{{tag}}}:d:{artifact_id}/{version_id}/"
 
     def artifact_stats(self, artifact_id: str) -> str:
         """hash: views, lastViewedAt; the artifact's own totals."""

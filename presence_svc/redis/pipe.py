@@ -172,6 +172,15 @@ class RedisPipe:
         self._waiting: list[_Call] = []  # until a connection is up
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """The running loop, without asking asyncio per batch (a ``getpid`` system call on
+        Python 3.11): the loop last seen, while it runs, is the caller's."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @classmethod
     def for_client(cls, client: Redis, deadline_s: float | None) -> RedisPipe | None:
@@ -196,7 +205,7 @@ class RedisPipe:
         """Write ``calls`` (packed commands) now, or as soon as a connection is up; each
         future gets its answer, an error answer as its exception. ``on_answered`` runs
         when the last of them is answered (not when it fails)."""
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         now = loop.time()
         due = now + self._deadline_s
         batch = [_Call(packed, future, due) for packed, future in calls]
@@ -217,7 +226,7 @@ class RedisPipe:
         """Write ``count`` packed commands now (or once connected) as one call: ``future``
         gets the list of their answers, an error answer in its place (one future, not one
         per command: a where-now check sends some 150 commands)."""
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         now = loop.time()
         due = now + self._deadline_s
         call = _Call(packed, future, due, count=count, listed=True)

@@ -584,12 +584,18 @@ class WorkersScript(Script):
         return ScriptCall(self, (key,), (worker_id, lease_ms, "1" if stay else "0"))
 
 
+_SEVEN_BULKS = b"$%d\r\n%b\r\n" * 7
+_Version: TypeAlias = "tuple[tuple[str, ...], bytes, str, bytes, bytes]"
+"""What every view of one version shares: KEYS[2..10], them packed, the debounce key's
+prefix, and the artifact and version ids encoded."""
+
+
 class RecordViewScript(Script):
     PATH = "stats/record_view"
 
     def __init__(self) -> None:
         super().__init__()
-        self._version_keys: dict[tuple[int, str, str], tuple[tuple[str, ...], bytes]] = {}
+        self._version_keys: dict[tuple[int, str, str], _Version] = {}
         self._head = evalsha_head(self.sha, 10, 7)
 
     def call(
@@ -604,8 +610,8 @@ class RecordViewScript(Script):
         hidden: bool = False,
     ) -> ScriptCall:
         """``hidden``: the user's view history is hidden (counted, not listed to others)."""
-        debounce = keys.view_debounce(artifact_id, version_id, user_id)
-        shared, packed = self._shared_keys(keys, artifact_id, version_id)
+        shared, packed, prefix, artifact, version = self._shared_keys(keys, artifact_id, version_id)
+        debounce = prefix + user_id
         args = (
             artifact_id,
             version_id,
@@ -616,13 +622,33 @@ class RecordViewScript(Script):
             "1" if hidden else "",
         )
         head = self._head + bulk(debounce) + packed
-        return ScriptCall(self, (debounce, *shared), (), args, head)
+        call = ScriptCall(self, (debounce, *shared), (), args, head)
+        # The hot path: the seven arguments packed in one formatting pass.
+        user, session, view = user_id.encode(), (session_id or "").encode(), view_id.encode()
+        window = str(debounce_ms).encode()
+        invisible = b"1" if hidden else b""
+        call.tail = _SEVEN_BULKS % (
+            len(artifact),
+            artifact,
+            len(version),
+            version,
+            len(user),
+            user,
+            len(session),
+            session,
+            len(view),
+            view,
+            len(window),
+            window,
+            len(invisible),
+            invisible,
+        )
+        return call
 
-    def _shared_keys(
-        self, keys: Keyspace, artifact_id: str, version_id: str
-    ) -> tuple[tuple[str, ...], bytes]:
+    def _shared_keys(self, keys: Keyspace, artifact_id: str, version_id: str) -> _Version:
         """KEYS[2..10], the same for every view of one version: built and packed once
-        (a view spent more on naming and packing its keys than on the rest of its call)."""
+        (a view spent more on naming and packing its keys than on the rest of its call),
+        with the debounce key's prefix and the ids packed as arguments."""
         # by partition count too: the key names depend on it (a test's keyspace may differ)
         cached = (keys.count, artifact_id, version_id)
         found = self._version_keys.get(cached)
@@ -642,7 +668,13 @@ class RecordViewScript(Script):
         )
         if len(self._version_keys) >= _CACHED_HEADS:
             self._version_keys.clear()
-        found = self._version_keys[cached] = (shared, pack_bulks(shared))
+        found = self._version_keys[cached] = (
+            shared,
+            pack_bulks(shared),
+            keys.view_debounce_prefix(artifact_id, version_id),
+            artifact_id.encode(),
+            version_id.encode(),
+        )
         return found
 
 
@@ -799,8 +831,15 @@ class TimelineDoneScript(Script):
         return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 
+_TWO_BULKS = b"$%d\r\n%b\r\n" * 2
+
+
 class NoteViewScript(Script):
     PATH = "stats/note_view"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._users: dict[tuple[int, str, int, int], tuple[tuple[str, ...], bytes, bytes]] = {}
 
     def call(
         self,
@@ -812,12 +851,26 @@ class NoteViewScript(Script):
         recent_ttl_ms: int,
     ) -> ScriptCall:
         """A view's notes on the user's slot: the views index and the recent list."""
-        script_keys = (
-            keys.user_views_index(user_id),
-            keys.user_recent(user_id),
-            keys.user_recent_versions(user_id),
-        )
-        return ScriptCall(self, script_keys, (artifact_id, version_id, recent_kept, recent_ttl_ms))
+        cached = (keys.count, user_id, recent_kept, recent_ttl_ms)
+        found = self._users.get(cached)
+        if found is None:
+            # The keys and the fixed arguments, the same for every view of one user: named
+            # and packed once (a view spent as long on them as on its record_view call).
+            script_keys: tuple[str, ...] = (
+                keys.user_views_index(user_id),
+                keys.user_recent(user_id),
+                keys.user_recent_versions(user_id),
+            )
+            if len(self._users) >= _CACHED_HEADS:
+                self._users.clear()
+            head = evalsha_head(self.sha, 3, 4) + pack_bulks(script_keys)
+            found = self._users[cached] = (script_keys, head, pack_bulks(cached[2:]))
+        script_keys, head, fixed = found
+        args = (artifact_id, version_id, recent_kept, recent_ttl_ms)
+        call = ScriptCall(self, script_keys, (), args, head)
+        artifact, version = artifact_id.encode(), version_id.encode()
+        call.tail = _TWO_BULKS % (len(artifact), artifact, len(version), version) + fixed
+        return call
 
 
 class EraseViewsScript(Script):

@@ -49,6 +49,16 @@ class SingleConnection(RedisConnection):
         self._flushing: set[asyncio.Task[None]] = set()
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._reads: dict[tuple[str, str, tuple[str, ...], int, bool], Packed] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """The running loop. Per call, so not asked of asyncio each time (on Python 3.11
+        that is a ``getpid`` system call): the loop last seen, while it is running, is the
+        running one (one loop runs per thread, and calls come from the loop's thread)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     # Scripts.
 
@@ -56,8 +66,7 @@ class SingleConnection(RedisConnection):
         """Joins the other calls of this loop turn in one pipeline."""
         script = call.script
         packed = call.resp()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._running().time()
         try:
             return await self._coalesced(script, packed)
         except NoScriptError:  # Redis restarted or flushed its scripts: load, once more
@@ -108,7 +117,7 @@ class SingleConnection(RedisConnection):
         if self._pipe is None or not calls:
             return await super().run_all(calls)
         packed = [(call.script, call.resp()) for call in calls]
-        started = asyncio.get_running_loop().time()
+        started = self._running().time()
         results = await _settled([self._coalesced(script, resp) for script, resp in packed])
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
@@ -149,7 +158,7 @@ class SingleConnection(RedisConnection):
         await asyncio.shield(loading)  # a caller giving up does not stop the others' load
 
     def _coalesced(self, script: Script, packed: bytes) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         future: asyncio.Future[Any] = loop.create_future()
         pending = self._pending
         if not pending:

@@ -43,8 +43,12 @@ def _app(hooked: bool = False) -> web.Application:
         response.force_close()
         return response
 
+    async def made(request: web.Request) -> web.StreamResponse:
+        return LeanAnswer.ok(b'{"ok":true}\n', "application/json")
+
     app = web.Application()
     app.router.add_route("*", "/lean", lean)
+    app.router.add_route("*", "/made", made)
     app.router.add_route("*", "/plain", plain)
     app.router.add_route("*", "/closing", closing)
     if hooked:
@@ -106,6 +110,32 @@ async def test_the_lean_answer_is_aiohttps_answer_byte_for_byte(
         assert lean.startswith(b"HTTP/1."), (name, lean)
         if hooked:
             assert b"X-Hooked: 1" in lean, name
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["no hooks", "a prepare hook"])
+async def test_a_200_made_without_init_is_aiohttps_answer_byte_for_byte(
+    aiohttp_server: Server, hooked: bool
+) -> None:
+    """``LeanAnswer.ok`` (what ``respond`` sends for a 200) skips ``Response.__init__``:
+    its answer is still aiohttp's, for every kind of request."""
+    server = await aiohttp_server(_app(hooked))
+    assert server.port is not None
+    for name, template in REQUESTS.items():
+        if b"status=" in template:
+            continue  # ``ok`` makes 200s only
+        made = await _exchange(server.port, template.replace(b"{path}", b"/made"))
+        plain = await _exchange(server.port, template.replace(b"{path}", b"/plain"))
+        assert made == plain, name
+
+
+def test_the_pinned_aiohttp_gets_its_200s_made_without_init() -> None:
+    """A new aiohttp whose ``Response`` holds other state makes ``ok`` fall back to
+    ``__init__`` (the same answers, slower); this notices it, so it is not off unseen."""
+    assert answer._FAST_INIT
+    made = LeanAnswer.ok(b"{}", "application/msgpack")
+    assert (made.status, made.reason, made.body) == (200, "OK", b"{}")
+    assert dict(made.headers) == {"Content-Type": "application/msgpack"}
+    assert made.content_type == "application/msgpack"
 
 
 async def test_keep_alive_answers_in_a_row_on_one_connection(aiohttp_server: Server) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.resp import pack_evalsha
-from presence_svc.redis.scripts import RecordViewScript
+from presence_svc.redis.scripts import NoteViewScript, RecordViewScript
 
 
 def _expected(keys: Keyspace, artifact: str, version: str, user: str) -> tuple[str, ...]:
@@ -39,3 +39,31 @@ def test_each_view_call_names_and_packs_its_own_keys() -> None:
         args = (artifact, version, user, session or "", "id-1", 5000, "1" if hidden else "")
         assert call.args == args
         assert call.resp() == pack_evalsha(script.sha, call.keys, args)
+
+
+def test_each_note_call_names_and_packs_its_own_keys() -> None:
+    """note_view's keys and fixed arguments are packed once per user and reused; each call
+    still packs as the generic packing would, for every user, keyspace and keep rule."""
+    script = NoteViewScript()
+    wide, narrow = Keyspace(64), Keyspace(8)
+    calls = [
+        (wide, "u1", "doc-1", "v1", 200, 1000),
+        (wide, "u1", "doc-2", "v7", 200, 1000),  # the user's keys reused
+        (wide, "u2", "doc-1", "v1", 200, 1000),
+        (wide, "u1", "doc-1", "v1", 50, 9000),  # other keep rules: packed afresh
+        (narrow, "u1", "doc-1", "v1", 200, 1000),  # another partition count: its own tags
+        (wide, "üser", "dœc", "vé", 200, 1000),  # lengths in bytes, not characters
+    ]
+    for keys, user, artifact, version, kept, ttl in calls:
+        call = script.call(keys, user, artifact, version, kept, ttl)
+        expected = (keys.user_views_index(user), keys.user_recent(user))
+        assert tuple(call.keys) == (*expected, keys.user_recent_versions(user))
+        assert call.args == (artifact, version, kept, ttl)
+        assert call.resp() == pack_evalsha(script.sha, call.keys, call.args)
+
+
+def test_view_calls_pack_ids_by_their_bytes() -> None:
+    script = RecordViewScript()
+    keys = Keyspace(64)
+    call = script.call(keys, "dœc", "vé", "üser", "séssion", "id-2", 1500, False)
+    assert call.resp() == pack_evalsha(script.sha, call.keys, call.args)
