@@ -150,6 +150,10 @@ class PageCache:
             page = await store.page(artifact_id, limit, cursor, sessions=listing)
         generation = users.generation
         shown = without_hidden(page, hidden)
+        ids = tuple(row.user_id for row in shown.rows)
+        # The names cached now are the ones joined, even if the join's lookup (for users
+        # not cached) stores fresher entries for them meanwhile: keep no longer than they.
+        joined_until = users.fresh_until(ids, missing_ok=True)
         out = await presence_out(users, shown)
         if same is not None and out == same.out:
             body = self._body(same, as_msgpack)  # the same names: the same bytes
@@ -158,8 +162,7 @@ class PageCache:
         # not kept: a page the mirror took users out of (one of them may turn visible
         # again with no write in Redis) or without names
         if shown.mark and shown is page and out.names_joined:
-            ids = tuple(row.user_id for row in shown.rows)
-            expires = min(time.monotonic() + self._ttl_s, users.fresh_until(ids))
+            expires = min(time.monotonic() + self._ttl_s, joined_until, users.fresh_until(ids))
             if generation == users.generation:
                 kept = _Kept(shown.mark, expires, generation, ids, shown, out, {as_msgpack: body})
                 self._keep(key, kept)

@@ -79,10 +79,12 @@ class CachedUsers:
         joined before it may be out of date."""
         return self._writes
 
-    def fresh_until(self, user_ids: Iterable[str]) -> float:
+    def fresh_until(self, user_ids: Iterable[str], *, missing_ok: bool = False) -> float:
         """Until when (``time.monotonic()``) every cached entry of ``user_ids`` stays
         valid: something built from them holds no older name than the cache would give.
-        Now for a user not cached (or no cache): what was built is not worth keeping."""
+        Now for a user not cached (or no cache): what was built is not worth keeping;
+        with ``missing_ok``, users not cached are passed over (taken before a join whose
+        lookup may store fresher entries for the others meanwhile)."""
         now = time.monotonic()
         if self._ttl_s <= 0 or self._down:
             return now
@@ -91,6 +93,8 @@ class CachedUsers:
         for user_id in user_ids:
             entry = entries.get(user_id)
             if entry is None:
+                if missing_ok:
+                    continue
                 return now
             if entry[0] < until:
                 until = entry[0]

@@ -294,3 +294,34 @@ async def test_a_rename_shows_on_a_page_read_all_along_within_the_profile_cache_
     late = [name for started, name in reads if started >= renamed + ttl]
     assert late, "no read after the cache time"
     assert set(late) == {"Alicia"}
+
+
+async def test_a_page_built_while_its_names_are_looked_up_again_is_kept_no_longer_than_they(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """A page joins the names cached when it is built; a lookup it waits for (a user who
+    just joined) may store fresher entries for the others meanwhile. The page is kept no
+    longer than the names it holds, so a rename through another process still shows once
+    ``PRESENCE_PROFILE_CACHE_S`` has passed."""
+    ttl = 6.0
+    client = await make_client(page_cache_s=10.0, profile_cache_s=ttl, **LONG_LIVED)
+    admin = auth("root", scope="admin")
+    await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    await client.put("/v1/users/carol", json={"name": "Carol"}, headers=admin)
+    start = time.monotonic()  # alice's lookup starts after this
+    await beat(client, auth, "alice", "tab-aaaa1")
+    assert (await _page(client, auth))["users"][0]["name"] == "Alice"  # looked up, kept
+    # another page of the room joins alice's cached name: read since her lookup, she is
+    # looked up again ahead of time
+    assert (await _page(client, auth, "?include=recent"))["users"][0]["name"] == "Alice"
+    users = client.app[USERS]
+    assert isinstance(users, CachedUsers)
+    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
+    renamed = time.monotonic()
+    # alice due for a lookup ahead of time (half her time up), still cached
+    await asyncio.sleep(max(0.0, start + ttl / 2 + 0.3 - time.monotonic()))
+    await beat(client, auth, "carol", "tab-cccc1")  # carol is not cached: the page waits
+    await _page(client, auth)  # for one lookup, with alice's lookup ahead of time in it
+    await asyncio.sleep(max(0.0, renamed + ttl + 0.3 - time.monotonic()))
+    names = {u["userId"]: u["name"] for u in (await _page(client, auth))["users"]}
+    assert names["alice"] == "Alicia"
