@@ -173,9 +173,16 @@ class CachedUsers:
         self._refresh_at = max(next_at, now + ahead / 4)
         for user_id in gone:
             del self._entries[user_id]
-        for user_id in again:
-            used.discard(user_id)
-            self._ask(user_id)
+        if again:
+            # a batch of their own: a page waiting for a user just joined does not wait
+            # for up to MAX_REFRESH lookups ahead of time as well
+            loop = asyncio.get_running_loop()
+            batch: asyncio.Future[dict[str, Profile]] = loop.create_future()
+            batch.add_done_callback(_retrieved)
+            for user_id in again:
+                used.discard(user_id)
+                inflight[user_id] = batch
+            self._start(batch, again)
 
     def _ask(self, user_id: str) -> asyncio.Future[dict[str, Profile]]:
         """The lookup of this loop turn, with ``user_id`` in it."""
@@ -192,8 +199,10 @@ class CachedUsers:
     def _send(self) -> None:
         batch, asked = self._batch, self._asked
         self._batch, self._asked = None, []
-        if batch is None:
-            return
+        if batch is not None:
+            self._start(batch, asked)
+
+    def _start(self, batch: asyncio.Future[dict[str, Profile]], asked: list[str]) -> None:
         task = asyncio.get_running_loop().create_task(self._fetch(batch, asked))
         self._sending.add(task)  # a reference until it is done
         task.add_done_callback(self._sending.discard)
