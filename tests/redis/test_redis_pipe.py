@@ -191,6 +191,21 @@ async def test_no_server_fails_fast_with_a_connection_error(tmp_path: Path) -> N
         await client.aclose()
 
 
+async def _answering(sock: Path, password: str) -> None:
+    """Until the server answers: its socket file exists from its bind, before it listens
+    (a connection then is refused)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with redis.Redis(unix_socket_path=str(sock), password=password) as probe:
+                if probe.ping():
+                    return
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            pass
+        assert time.monotonic() < deadline, "redis-server did not start"
+        await asyncio.sleep(0.02)
+
+
 async def test_password_and_database_of_the_url_are_used(tmp_path: Path) -> None:
     sock = tmp_path / "auth.sock"
     server = await asyncio.create_subprocess_exec(
@@ -200,10 +215,7 @@ async def test_password_and_database_of_the_url_are_used(tmp_path: Path) -> None
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert time.monotonic() < deadline, "redis-server did not start"
-            await asyncio.sleep(0.02)
+        await _answering(sock, "s3cret")
         client, pipe = _pipe(f"unix://:s3cret@{sock}?db=3")
         assert await _send(pipe, ("SET", "where", "db3")) == [b"OK"]
         with redis.Redis(unix_socket_path=str(sock), password="s3cret", db=3) as direct:
