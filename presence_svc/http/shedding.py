@@ -12,7 +12,8 @@ Only the plain case is taken: whole HTTP/1.1 requests (one or several pipelined)
 exactly fill what was read, on a connection whose handler waits for its next request, to a
 gated ``/v1/`` route (not an event stream: they have a gate of their own), with a
 ``Content-Length`` body or none, and no ``Connection``, ``Transfer-Encoding``, ``Expect`` or
-``Upgrade`` header (nor ``Origin`` when CORS is on: those answers carry CORS headers).
+``Upgrade`` header (nor ``Origin`` when CORS is on: those answers carry CORS headers),
+and every header line plain (``CRLF name: value``, no bare LF, fold or control byte).
 Anything else goes to aiohttp as before, where ``edge`` refuses it past the gate with the
 same answer. ``/healthz``, ``/readyz`` and ``/metrics`` are never refused.
 
@@ -44,7 +45,11 @@ __all__ = ["SheddingRunner", "compatible", "requests_in", "run_app"]
 log = logging.getLogger(__name__)
 
 # A request line to a gated route (event streams have a gate of their own).
-_LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH) (/v1/[^ \r\n]*) HTTP/1\.1\r\n")
+_LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH) (/v1/[\x21-\x7e]*) HTTP/1\.1\r\n")
+# A head of plain header lines only: each ``CRLF name: value``. Anything else (a bare LF,
+# a space before the colon, a folded line, a control byte) may hide a header from the
+# scan below; aiohttp answers those itself (400), so they are not refused here.
+_PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
 # The headers this scan must see: the length, those whose requests aiohttp must see
 # (connection handling, bodies of unknown length, ``100-continue``, upgrades), and
 # ``Origin`` (with CORS on, the answer carries CORS headers). One search of the head, in
@@ -69,6 +74,8 @@ def requests_in(data: bytes, cors: bool) -> int:
         head = line.end() - 2  # the head's lines each start with CRLF
         end = data.find(b"\r\n\r\n", head)
         if end < 0:
+            return 0
+        if _PLAIN_HEAD.fullmatch(data, head, end) is None:
             return 0
         length = -1
         for is_length, is_origin, value in _HEADERS.findall(data, head, end):
