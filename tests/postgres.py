@@ -5,10 +5,9 @@ a free loopback port, trust auth, no docker), with the suite's settings.
 
 from __future__ import annotations
 
-import atexit
 import os
 import pwd
-import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,10 @@ __all__ = ["PostgresServer", "postgres_bin"]
 _pristine: Path | None = None
 """A copy of the first cluster this process made, before its first start: each later
 server starts from a copy of it (``initdb`` costs ~2.5 s of CPU, a copy ~0.1 s)."""
+
+
+_keepers: list[subprocess.Popen[bytes]] = []
+"""The pristine copy's watchdog (held: it runs until this process ends)."""
 
 
 class PostgresServer(pgserver.PostgresServer):
@@ -47,7 +50,7 @@ class PostgresServer(pgserver.PostgresServer):
             return
         super().init()
         keep = Path(tempfile.mkdtemp(prefix="presence-pg-pristine-"))
-        atexit.register(shutil.rmtree, keep, True)
+        _keepers.append(pgserver.watchdog(keep, []))  # removes it when this process ends
         if os.geteuid() == 0:  # the server's files belong to the postgres user (pgserver)
             user = pwd.getpwnam("postgres")
             os.chown(keep, user.pw_uid, user.pw_gid)

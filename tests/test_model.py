@@ -34,6 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.redis.embedded import EmbeddedRedis
+from tests.children import dies_with_us
 from tests.conftest import SECRET, free_port
 
 UNIT_S = 100
@@ -108,6 +109,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         [sys.executable, "-m", "presence_svc", "serve", "--worker", "--port", str(port)],
         env=env,
         stdin=subprocess.DEVNULL,
+        preexec_fn=dies_with_us(),
     )
     url = f"127.0.0.1:{port}"
     try:

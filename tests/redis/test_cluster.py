@@ -18,6 +18,7 @@ import redis
 from presence_svc.database import open_database
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.redis.embedded import redis_server_binary
+from tests.children import dies_with_us
 from tests.conftest import MakeClient
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                preexec_fn=dies_with_us(),
             )
         )
     try:
