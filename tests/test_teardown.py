@@ -5,20 +5,25 @@ and waits for the servers to be gone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import postgres
+from tests.children import dies_with_us
 from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).parent.parent
+
+pytestmark = pytest.mark.timeout(300)  # a process starting its servers on a loaded machine
 
 
 def _alive(pid: int) -> bool:
@@ -30,40 +35,46 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _kill_and_wait_gone(
-    child: subprocess.Popen[str], pids: list[int], within_s: float = 60
-) -> None:
+def _kill_and_wait_gone(child: subprocess.Popen[str], pids: list[int]) -> None:
     """SIGKILL the pytest-like ``child``, then poll until none of ``pids`` runs."""
     child.send_signal(signal.SIGKILL)
     child.wait(30)
-    for stream in (child.stdout, child.stderr):
-        if stream is not None:
-            stream.close()
-    deadline = time.monotonic() + within_s
+    deadline = time.monotonic() + 60
     while running := [pid for pid in pids if _alive(pid)]:
         assert time.monotonic() < deadline, f"still running after their owner was killed: {running}"
         time.sleep(0.1)
 
 
-def _started(code: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    """A Python process running ``code`` (which prints one JSON line once it has started
-    its servers, then sleeps), and what it printed."""
+@contextlib.contextmanager
+def _started(
+    code: str, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], list[int], dict[str, str]]]:
+    """A Python process running ``code``, which prints a JSON line (``pids``: of the
+    servers it started, and more) once it has started its servers, then sleeps; that
+    process, those pids and the rest of the line. It is killed on the way out, whatever
+    happened."""
     child = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=dies_with_us(),  # and so its servers, if this process dies first
     )
     assert child.stdout is not None
-    line = child.stdout.readline()  # the child's own timeouts bound this
-    if not line:
-        child.wait(30)
-        assert child.stderr is not None
-        with child.stdout, child.stderr:
-            pytest.fail(f"the child ended before it started its servers: {child.stderr.read()}")
-    started: dict[str, object] = json.loads(line)
-    return child, started
+    assert child.stderr is not None
+    with child, child.stdout, child.stderr:
+        try:
+            line = child.stdout.readline()  # the child's own deadlines bound this
+            if not line:
+                child.wait(30)
+                pytest.fail(f"the child ended before it started its servers: {child.stderr.read()}")
+            started = json.loads(line)
+            pids = started.pop("pids")
+            assert all(_alive(pid) for pid in pids)
+            yield child, pids, started
+        finally:
+            child.kill()
 
 
 _WITH_POSTGRES = """
@@ -84,12 +95,9 @@ def test_a_killed_test_process_takes_its_postgres_server_with_it(
     postgres_server: PostgresServer,
 ) -> None:
     assert postgres._pristine is not None  # the session's server made it
-    child, started = _started(_WITH_POSTGRES, str(postgres._pristine))
-    pids = started["pids"]
-    assert isinstance(pids, list)
-    assert all(_alive(pid) for pid in pids)
-    _kill_and_wait_gone(child, pids)
-    root = Path(str(started["root"]))
+    with _started(_WITH_POSTGRES, str(postgres._pristine)) as (child, pids, started):
+        root = Path(started["root"])
+        _kill_and_wait_gone(child, pids)
     deadline = time.monotonic() + 30
     while root.exists():  # removed right after the server stopped
         assert time.monotonic() < deadline, f"{root} left behind"
@@ -145,10 +153,7 @@ def test_a_killed_test_process_takes_its_redis_servers_and_services_with_it(
 ) -> None:
     """A redis-server of the refusal tests' and the cluster tests' helpers, and a
     ``presence-svc serve`` with its embedded Redis, as the CLI tests start them."""
-    child, started = _started(_WITH_REDIS, str(tmp_path))
-    pids = started["pids"]
-    assert isinstance(pids, list)
-    assert len(pids) == 4
-    assert all(_alive(pid) for pid in pids)
-    _kill_and_wait_gone(child, pids)
+    with _started(_WITH_REDIS, str(tmp_path)) as (child, pids, _):
+        assert len(pids) == 4
+        _kill_and_wait_gone(child, pids)
     assert os.listdir(tmp_path)  # the data stays; only the processes are gone
