@@ -116,14 +116,19 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         deadline = time.monotonic() + 60
         while True:
             assert server.poll() is None, "serve exited"
+            # Closed whatever the answer: a 503 while the service gets ready (a slow
+            # machine polls in that phase) left the socket open, and its ResourceWarning
+            # failed the test's setup.
+            conn = http.client.HTTPConnection(url, timeout=5)
             try:
-                conn = http.client.HTTPConnection(url, timeout=5)
                 conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
+                ready = conn.getresponse().status == 200
             except OSError:
-                pass
+                ready = False
+            finally:
+                conn.close()
+            if ready:
+                break
             assert time.monotonic() < deadline, "serve never became ready"
             time.sleep(0.1)
         yield Service(url, clock_file)
