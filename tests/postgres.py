@@ -13,6 +13,7 @@ from pathlib import Path
 
 from presence_svc.bench import pgserver
 from presence_svc.bench.pgserver import postgres_bin
+from tests.ports import free_port
 
 __all__ = ["PostgresServer", "postgres_bin"]
 
@@ -42,6 +43,7 @@ class PostgresServer(pgserver.PostgresServer):
             timeout_s=120,
         )
         self.durable = durable
+        self.port = free_port()  # this worker's own (tests/ports.py), not any bind(0) port
 
     def init(self) -> None:
         global _pristine
