@@ -56,6 +56,8 @@ def _started(
     child = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=ROOT,
+        # not this worker's ports (tests/ports.py): a block no worker uses
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
