@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from presence_svc.redis import embedded
 from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.redis.embedded import EmbeddedRedis, redis_server_binary
 from presence_svc.settings import Settings
-from tests import scheduling
+from tests import ports, scheduling
 from tests.postgres import PostgresServer
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
@@ -289,6 +288,5 @@ async def client(make_client: MakeClient) -> AsyncIterator[AppClient]:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port for a server the test starts (``tests/ports.py``: no other worker gets it)."""
+    return ports.free_port()

@@ -5,21 +5,25 @@ a free loopback port, trust auth, no docker), with the suite's settings.
 
 from __future__ import annotations
 
-import atexit
 import os
 import pwd
-import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 from presence_svc.bench import pgserver
 from presence_svc.bench.pgserver import postgres_bin
+from tests.ports import free_port
 
 __all__ = ["PostgresServer", "postgres_bin"]
 
 _pristine: Path | None = None
 """A copy of the first cluster this process made, before its first start: each later
 server starts from a copy of it (``initdb`` costs ~2.5 s of CPU, a copy ~0.1 s)."""
+
+
+_keepers: list[subprocess.Popen[bytes]] = []
+"""The pristine copy's watchdog (held: it runs until this process ends)."""
 
 
 class PostgresServer(pgserver.PostgresServer):
@@ -39,6 +43,7 @@ class PostgresServer(pgserver.PostgresServer):
             timeout_s=120,
         )
         self.durable = durable
+        self.port = free_port()  # this worker's own (tests/ports.py), not any bind(0) port
 
     def init(self) -> None:
         global _pristine
@@ -47,7 +52,7 @@ class PostgresServer(pgserver.PostgresServer):
             return
         super().init()
         keep = Path(tempfile.mkdtemp(prefix="presence-pg-pristine-"))
-        atexit.register(shutil.rmtree, keep, True)
+        _keepers.append(pgserver.watchdog(keep, []))  # removes it when this process ends
         if os.geteuid() == 0:  # the server's files belong to the postgres user (pgserver)
             user = pwd.getpwnam("postgres")
             os.chown(keep, user.pw_uid, user.pw_gid)

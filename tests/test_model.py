@@ -5,10 +5,13 @@ counts, the presence lists, the view stats and the ledger against a small Python
 
 Time is Redis's: every script reads the clock with ``TIME`` (``lua/lib/now.lua``) and the
 debounce windows are Redis expiries. This test's redis-server runs under libfaketime, its
-clock read from an offset file the test moves forward in whole units of ``UNIT_S``; every
-window is set half a unit off a multiple (online timeout 1.5 units, debounce 2.5 units,
-grace 0.3 unit) so the real seconds that pass while an example runs (far less than half a
-unit) never change which side of a window a step falls on.
+clock read from an offset file the test moves forward in whole units of ``UNIT_S``; the
+online timeout is 1.5 units and the debounce 2.5 units, so the real seconds that pass while
+an example runs never change which side of a window a step falls on as long as they stay
+under half a unit: 500 s, more than the test's whole timeout, however slow the machine.
+A grace leave (``GRACE_S``, at most 30 s: the service's limit) is the one window shorter
+than an example can take on a loaded machine: the model moves the clock past it (as
+``time_passes`` does) before a request could meet its end in real time.
 """
 
 from __future__ import annotations
@@ -34,12 +37,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from presence_svc.auth import Scope, TokenCodec
 from presence_svc.redis.embedded import EmbeddedRedis
+from tests.children import dies_with_us
 from tests.conftest import SECRET, free_port
 
-UNIT_S = 100
+UNIT_S = 1000
 TIMEOUT_UNITS = 1.5
 DEBOUNCE_UNITS = 2.5
-GRACE_S = 30  # 0.3 unit: a grace leave has ended by the next step that moves the clock
+GRACE_S = 30  # the most the service allows; ended by the next step that moves the clock
+GRACE_SAFE_S = GRACE_S / 3
+"""How long after a grace leave (real time) requests may go on at the same model time; the
+next one moves the clock first. Only a single request of over 20 s could meet the end."""
 USERS = ("u0", "u1", "u2")
 ARTIFACTS = ("a0", "a1")
 VERSIONS = ("v1", "v2")
@@ -95,6 +102,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "PRESENCE_DATA_DIR": str(root / "data"),
         "PRESENCE_JWT_SECRET": SECRET,
         "PRESENCE_ONLINE_TIMEOUT_S": str(TIMEOUT_UNITS * UNIT_S),
+        "PRESENCE_AWAY_TIMEOUT_S": str(6 * UNIT_S),  # unused (every beat is active); >= online
         "PRESENCE_RETENTION_S": str(10_000 * UNIT_S),
         "PRESENCE_VIEW_DEBOUNCE_S": str(DEBOUNCE_UNITS * UNIT_S),
         "PRESENCE_LEAVE_GRACE_S": str(GRACE_S),
@@ -108,20 +116,26 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         [sys.executable, "-m", "presence_svc", "serve", "--worker", "--port", str(port)],
         env=env,
         stdin=subprocess.DEVNULL,
+        preexec_fn=dies_with_us(),
     )
     url = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             assert server.poll() is None, "serve exited"
+            # Closed whatever the answer: a 503 while the service gets ready (a slow
+            # machine polls in that phase) left the socket open, and its ResourceWarning
+            # failed the test's setup.
+            conn = http.client.HTTPConnection(url, timeout=5)
             try:
-                conn = http.client.HTTPConnection(url, timeout=5)
                 conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
+                ready = conn.getresponse().status == 200
             except OSError:
-                pass
+                ready = False
+            finally:
+                conn.close()
+            if ready:
+                break
             assert time.monotonic() < deadline, "serve never became ready"
             time.sleep(0.1)
         yield Service(url, clock_file)
@@ -176,6 +190,8 @@ class PresenceModel(RuleBasedStateMachine):
         self.ledger: dict[str, Counter[tuple[str, str]]] = {a: Counter() for a in ARTIFACTS}
         self.erasures = 0
         self.ledger_checked = True
+        self.grace_since: float | None = None
+        """When (``time.monotonic()``) the first grace leave still pending was sent."""
 
     def teardown(self) -> None:
         self.conn.close()
@@ -192,6 +208,8 @@ class PresenceModel(RuleBasedStateMachine):
         return f"tab-{self.prefix}-{user}-{tab}"
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        if self.grace_since is not None and time.monotonic() - self.grace_since > GRACE_SAFE_S:
+            self.time_passes(1)  # before Redis's real-time clock could end a grace leave
         headers = {"Authorization": f"Bearer {token}"}
         payload = None
         if body is not None:
@@ -281,6 +299,7 @@ class PresenceModel(RuleBasedStateMachine):
         user, artifact, tab = data.draw(self.slots())
         sid = self._session(user, tab)
         body = {"artifactId": self._artifact(artifact), "sessionId": sid, "grace": grace}
+        sent = time.monotonic()
         status, answer = self.call("POST", "/v1/leave", self.tokens[user], body)
         assert status == 200, answer
         session = self.sessions.get((artifact, sid))
@@ -290,6 +309,8 @@ class PresenceModel(RuleBasedStateMachine):
                     self.seq += 1
                     session.rank = (0, self.seq)
                 session.leaving_at = self.now
+                if self.grace_since is None:
+                    self.grace_since = sent
             else:  # at once; an offline session's record goes too
                 del self.sessions[(artifact, sid)]
         assert answer == self.counts(artifact)
@@ -298,6 +319,7 @@ class PresenceModel(RuleBasedStateMachine):
     def time_passes(self, units: int) -> None:
         self.service.advance(units)
         self.now += units
+        self.grace_since = None
         # a grace leave has ended: the session is gone for good, its record kept (stale)
         for session in self.sessions.values():
             if session.leaving_at is not None and self.now > session.leaving_at:
@@ -397,7 +419,7 @@ class PresenceModel(RuleBasedStateMachine):
     def ledger_matches_once_drained(self) -> None:
         if self.ledger_checked:
             return
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a poll: a loaded machine's drain is slow
         while True:
             found = {a: self._ledger(a) for a in ARTIFACTS}
             if found == self.ledger or time.monotonic() > deadline:

@@ -6,6 +6,12 @@ binaries from PATH or Debian's ``/usr/lib/postgresql/<version>/bin``
 (``scripts/test-deps.sh`` installs Debian's ``postgresql`` where they are missing). Under
 root it runs as the ``postgres`` user (the server refuses root).
 
+``pg_ctl`` daemonizes the server, so it would outlive a process that dies without running
+its cleanup (SIGKILL, a pytest run killed by a CI timeout, an out-of-memory kill). A small
+watchdog process (``_WATCHDOG``) waits for the process that started the server to end,
+however it ends, and then stops the server (``immediate``) and removes its directory;
+``remove()`` ends the watchdog first, as the cleanup has done its job.
+
 The defaults are the benchmarks': durable (fsync and synchronous_commit on, the server's
 defaults), and, the same for every figure, 512 MB of shared buffers and max_wal_size 4 GB
 (a bulk load of millions of rows would otherwise checkpoint every few seconds). With
@@ -22,11 +28,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PostgresServer", "postgres_bin", "stop_on_sigterm"]
+__all__ = ["PostgresServer", "postgres_bin", "stop_on_sigterm", "watchdog"]
 
 
 def postgres_bin(name: str) -> str:
@@ -53,6 +60,38 @@ def stop_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, leave)
+
+
+_WATCHDOG = """
+import os, select, shutil, subprocess, sys
+owner, root, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+try:
+    gone = os.pidfd_open(owner)
+except OSError:  # ended already
+    gone = None
+# The pid may have been reused if the owner ended before pidfd_open: it is still ours
+# only while it is our parent (a dead parent's orphans are reparented).
+if gone is not None and os.getppid() == owner:
+    select.select([gone], [], [])  # readable once the owner has ended
+if stop:
+    subprocess.run(stop, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+shutil.rmtree(root, ignore_errors=True)
+"""
+"""Run as ``python -c _WATCHDOG <owner pid> <root> <stop command...>``: stdlib only, so it
+starts in a few milliseconds and needs nothing of the caller's environment."""
+
+
+def watchdog(root: Path, stop: list[str]) -> subprocess.Popen[bytes]:
+    """A process that, once this one has ended (however), runs ``stop`` (if any) and
+    removes ``root``; kill it to call that off. In a session of its own: a Ctrl-C or a
+    signal to this process's group does not end it before it has done its job."""
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid()), str(root), *stop],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _free_port() -> int:
@@ -99,6 +138,7 @@ class PostgresServer:
         self.data = self.root / "data"
         self.port = _free_port()
         self._as_user: list[str] = []
+        self._watchdog: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chown(self.root, user.pw_uid, user.pw_gid)
@@ -145,6 +185,7 @@ class PostgresServer:
         )
 
     def start(self) -> None:
+        self._watch()
         listen = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
         self._run(
             postgres_bin("pg_ctl"),
@@ -175,7 +216,18 @@ class PostgresServer:
                     return
             time.sleep(0.05)
 
+    def _watch(self) -> None:
+        """The watchdog, started before the server (a death during ``pg_ctl start`` is
+        covered too); one for the server's lifetime, however often it is restarted."""
+        if self._watchdog is None or self._watchdog.poll() is not None:
+            pg_ctl = [*self._as_user, postgres_bin("pg_ctl"), "-D", str(self.data)]
+            self._watchdog = watchdog(self.root, [*pg_ctl, "-m", "immediate", "-w", "stop"])
+
     def remove(self) -> None:
+        dog, self._watchdog = self._watchdog, None
+        if dog is not None:
+            dog.kill()
+            dog.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def settings(self) -> dict[str, str]:

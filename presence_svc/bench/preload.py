@@ -101,12 +101,17 @@ async def preload_sessions(
     and ``timeout_s`` are where it starts: both adapt to the machine (``_Pace``).
     """
     preload = _Preload(settings, artifacts, range(first, first + sessions), batch, timeout_s)
+    # The scripts' loading and the settling check are single calls, not batches: on a
+    # connection of their own with the bulk timeout, not the batches' (which may start far
+    # too short and only grows as batches time out: a SCRIPT LOAD under it failed).
+    steady = connect(settings, timeout_s=max(timeout_s, _BULK_TIMEOUT_S))
     try:
-        await preload.redis.load_scripts()
+        await steady.load_scripts()
         await asyncio.gather(*(preload.lane(progress) for _ in range(lanes)))
-        await _settled(preload.redis.client)
+        await _settled(steady.client)
     finally:
         await preload.aclose()
+        await steady.aclose()
     return preload.stored
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import dies_with_us
+
 pytestmark = pytest.mark.slow
 
 CLI = str(Path(sys.executable).with_name("presence-svc"))
@@ -85,6 +87,7 @@ def test_a_bench_stopped_early_leaves_no_process_behind(tmp_path: Path, how: int
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
+            preexec_fn=dies_with_us(),
         )
     try:
         spawned = _spawned_all(bench, output)

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from presence_svc.redis.embedded import redis_server_binary
+from tests.children import dies_with_us
 from tests.conftest import free_port
 
 CLI = str(Path(sys.executable).with_name("presence-svc"))
@@ -37,6 +38,7 @@ class Server:
             env=_env(data_dir, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=dies_with_us(),
         )
 
     def token(self, *args: str) -> str:

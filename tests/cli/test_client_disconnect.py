@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.children import dies_with_us
 from tests.cli.served import get, mint_token, stop, until_up
 from tests.cli.test_cli import CLI, _env
 from tests.conftest import free_port
@@ -36,6 +37,7 @@ def test_a_body_cut_short_by_the_client_is_not_counted_as_redis_unreachable(
         env=_env(data),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -74,6 +76,7 @@ def test_an_event_stream_whose_client_left_before_it_started_is_no_redis_refusal
         env=_env(data, PRESENCE_REDIS_URL=shared_redis),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
     base = f"http://127.0.0.1:{port}"
     try:

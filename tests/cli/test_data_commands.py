@@ -25,6 +25,11 @@ from tests.postgres import PostgresServer
 
 CLI = str(Path(sys.executable).with_name("presence-svc"))
 
+# Up to six CLI processes in a row, each a fresh interpreter and each allowed 120 s: the
+# suite's default 60 s for the whole test fired first on a loaded machine (4 tests at load
+# ~20), before any process had overrun its own deadline.
+pytestmark = pytest.mark.timeout(300)
+
 
 def _run(
     data_dir: Path, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import dies_with_us
 from tests.cli.served import get, mint_token, post_json, stop, until_up
 from tests.cli.test_cli import CLI, _env
 from tests.conftest import free_port
@@ -28,6 +29,7 @@ def test_metrics_are_served_only_at_their_own_address(tmp_path: Path, processes:
         env=_env(data, PRESENCE_METRICS_ADDR=f"127.0.0.1:{metrics_port}"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
     base, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
     try:
@@ -59,6 +61,7 @@ def test_a_standalone_worker_serves_its_metrics(tmp_path: Path, shared_redis: st
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
     try:
         url = f"http://127.0.0.1:{metrics_port}/metrics"

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from presence_svc.auth import Scope, TokenCodec
+from tests.children import dies_with_us
 from tests.cli.test_cli import CLI, Server, _env, _wait_ready
 from tests.conftest import SECRET, free_port
 
@@ -50,6 +51,7 @@ class Hosts:
             env=_env(self.tmp_path / name, **self.env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=dies_with_us(),
         )
         self.workers.append(process)
 

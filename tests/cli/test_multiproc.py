@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import dies_with_us
 from tests.cli.served import get, mint_token, post_json, until_up
 from tests.cli.test_cli import CLI, _env
 from tests.conftest import free_port
@@ -37,6 +38,7 @@ def test_several_processes_share_the_port_and_sum_their_metrics(tmp_path: Path) 
         env=_env(data),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -20,6 +20,7 @@ import redis
 from presence_svc.auth import TokenCodec, read_secret
 from presence_svc.ledger.drain import GROUP
 from presence_svc.redis.keys import Keyspace
+from tests.children import dies_with_us
 from tests.cli.test_cli import CLI, _env, _wait_ready
 from tests.conftest import free_port
 from tests.ledger.test_ledger import View, _sqlite_rows, write_lock
@@ -51,6 +52,7 @@ class _Serve:
             env=_env(data, PRESENCE_LEDGER_RECLAIM_IDLE_S=str(RECLAIM_IDLE_S)),
             stdout=self.log,
             stderr=self.log,
+            preexec_fn=dies_with_us(),
         )
 
     def kill_all(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import dies_with_us
 from tests.cli.served import get
 from tests.cli.test_cli import CLI, _env
 from tests.conftest import free_port
@@ -65,6 +66,7 @@ def test_on_a_terminal_serve_prints_a_banner_and_text_logs(tmp_path: Path) -> No
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
+        preexec_fn=dies_with_us(),
     )
     os.close(terminal)
     try:
@@ -96,6 +98,7 @@ def test_without_a_terminal_serve_logs_json_lines_only(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
     try:
         _wait_ready(port, process)

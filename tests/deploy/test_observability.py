@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.children import dies_with_us
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,6 +178,7 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=dies_with_us(),
     )
     try:
         deadline = time.monotonic() + 30

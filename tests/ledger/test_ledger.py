@@ -29,6 +29,7 @@ from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
+from tests.children import dies_with_us
 from tests.conftest import AppClient, MakeClient, opened_database
 from tests.postgres import PostgresServer
 
@@ -193,6 +194,7 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
             env=worker_env(settings, url, tmp_path) | env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=dies_with_us(),
         )
         started.append(process)
         return process

@@ -58,8 +58,11 @@ async def test_a_sweep_visits_only_what_is_due(
     store = PresenceStore(redis_conn, settings)
     await store.heartbeat("stale-doc", "tab-old-00001", "old", None, None)
     await asyncio.sleep(settings.online_timeout_s + 0.1)
+    # The fresh sessions with a timeout of 60 s: with the tests' 1 s, the first of 200
+    # sequential heartbeats were due again by the sweep on a loaded machine.
+    fresh = PresenceStore(redis_conn, settings.replace(online_timeout_s=60.0, retention_s=120.0))
     for i in range(200):
-        await store.heartbeat(f"fresh-{i}", "tab-new-00001", f"user-{i}", None, None)
+        await fresh.heartbeat(f"fresh-{i}", "tab-new-00001", f"user-{i}", None, None)
     result = await Sweeper(redis_conn, settings).sweep_once(list(store.keys.tags))
     assert result.artifacts == 1
 
@@ -194,9 +197,11 @@ async def test_a_burst_larger_than_a_batch_is_swept_in_one_round(
     sweeper = Sweeper(redis_conn, settings.replace(partitions=1))
     sid = pack_session_id("tab-00000001")
     heartbeat = redis_conn.scripts.heartbeat
+    # Kept 60 s once offline: with 3 s, a round slower than that on a loaded machine met
+    # the first artifacts due again (to delete their sessions) and counted them twice.
     calls = [
         heartbeat.call(
-            store.keys.artifact(f"burst-{a}"), Lifetimes(1000, 3000, 1000), sid, "u", "", b""
+            store.keys.artifact(f"burst-{a}"), Lifetimes(1000, 60_000, 1000), sid, "u", "", b""
         )
         for a in range(1200)  # > 2 batches, all in one partition
     ]

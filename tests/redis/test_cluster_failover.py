@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from presence_svc.redis.embedded import redis_server_binary
+from tests.children import dies_with_us
 from tests.conftest import AppClient, MakeClient
 from tests.redis.test_cluster import _ports
 from tests.sse import Event, EventStream
@@ -38,6 +39,7 @@ def _start_node(base: Path, port: int) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=dies_with_us(),
     )
 
 

@@ -28,6 +28,7 @@ from presence_svc.redis.refusal import refusal
 from presence_svc.redis.resp import pack_command, pack_commands
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
+from tests.children import dies_with_us
 
 pytestmark = pytest.mark.every_redis  # see tests/conftest.py
 
@@ -212,7 +213,7 @@ async def test_password_and_database_of_the_url_are_used(tmp_path: Path) -> None
         redis_server_binary(),
         "--port", "0", "--unixsocket", str(sock), "--requirepass", "s3cret", "--save", "",
         "--dir", str(tmp_path),
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, preexec_fn=dies_with_us(),
     )  # fmt: skip
     try:
         await _answering(sock, "s3cret")

@@ -21,6 +21,7 @@ from aiohttp import ClientResponse
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.refusal import refusal
 from presence_svc.settings import Settings
+from tests.children import dies_with_us
 from tests.conftest import AppClient, MakeClient, free_port
 
 pytestmark = pytest.mark.every_redis  # see tests/conftest.py
@@ -272,7 +273,9 @@ class _redis_process:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> redis.Redis:
-        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, preexec_fn=dies_with_us()
+        )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 20
         while self.wait:

@@ -16,6 +16,7 @@ import redis
 from presence_svc.auth import Scope, TokenCodec, read_secret
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.redis.keys import Keyspace
+from tests.children import dies_with_us
 from tests.cli.test_cli import CLI, _env, _wait_ready
 from tests.cli.test_restart_resume import _Serve
 from tests.conftest import free_port
@@ -52,6 +53,7 @@ class _Hooked(_Serve):
             env=_env(data, **ENV),
             stdout=self.log,
             stderr=self.log,
+            preexec_fn=dies_with_us(),
         )
 
 
