@@ -16,7 +16,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "limiter_settle.py
 
 
 def test_limiter_settle_benchmark_reports_cpu_per_request() -> None:
-    args = ["--users", "300", "--per-round", "50", "--rounds", "5", "--round-s", "0.02"]
+    # 80 rounds of at least 20 ms: the measured time spans more than a held charge's
+    # wait (the lazy time, plus up to 1 s as they are queued by the second)
+    args = ["--users", "300", "--per-round", "50", "--rounds", "80", "--round-s", "0.02"]
     args += ["--lazy-s", "0.3"]
     run = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
