@@ -26,6 +26,8 @@ from tests.conftest import free_port
 from tests.ledger.test_ledger import View, _sqlite_rows, write_lock
 
 RECLAIM_IDLE_S = 120
+PARTITIONS = 16
+"""The service's partitions, set: the test reads its views streams (one per partition)."""
 
 
 class _Serve:
@@ -49,7 +51,11 @@ class _Serve:
             ]
         self.process = subprocess.Popen(
             command,
-            env=_env(data, PRESENCE_LEDGER_RECLAIM_IDLE_S=str(RECLAIM_IDLE_S)),
+            env=_env(
+                data,
+                PRESENCE_LEDGER_RECLAIM_IDLE_S=str(RECLAIM_IDLE_S),
+                PRESENCE_PARTITIONS=str(PARTITIONS),
+            ),
             stdout=self.log,
             stderr=self.log,
             preexec_fn=dies_with_us(),
@@ -70,13 +76,13 @@ class _Serve:
 
 
 def _pending(r: redis.Redis) -> int:
-    keys = Keyspace(16)
+    keys = Keyspace(PARTITIONS)
     return sum(int(r.xpending(keys.views_stream(t), GROUP)["pending"]) for t in keys.tags)
 
 
 def _consumers(r: redis.Redis) -> set[str]:
     """The hosts of the ledger group's consumers (names are host:data dir:slot)."""
-    keys = Keyspace(16)
+    keys = Keyspace(PARTITIONS)
     return {
         c["name"].decode().split(":", 1)[0]
         for t in keys.tags
