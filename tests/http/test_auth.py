@@ -107,7 +107,8 @@ async def test_beacon_leave_may_carry_its_token_in_the_body(
 
 async def test_a_cached_token_still_expires(make_client: MakeClient) -> None:
     client = await make_client(jwt_leeway_s=0)
-    token = TokenCodec(SECRET).issue("alice", ttl_s=1)
+    # exp is in whole seconds from a whole-second iat: a ttl of 1 may end at once
+    token = TokenCodec(SECRET).issue("alice", ttl_s=3)
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.post("/v1/heartbeat", json=BODY, headers=headers)).status == 200
     deadline = time.monotonic() + 10
