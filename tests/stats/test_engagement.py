@@ -77,6 +77,30 @@ async def test_an_inflated_delta_is_clamped_to_the_time_since_the_last_report(
     assert credited < 600_000
 
 
+async def test_a_report_above_the_ceiling_is_cut_to_the_online_timeout(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """The ceiling, not the time clamp: with a 1 s online timeout (the ceiling) a report of
+    1.8 s right after the previous one is within the time clamp (elapsed + 2 s slack) but
+    above the ceiling, so 1 s is credited."""
+    client = await make_client(
+        online_timeout_s=1.0,
+        heartbeat_interval_s=0.5,
+        retention_s=60.0,
+        read_after_s=30.0,
+        engagement_fold_s=0.0,
+    )
+    assert SLACK_MS > 1_800  # the time clamp alone would let 1.8 s through
+    await view(client, auth, "alice")
+    assert await beat(client, auth, "alice", versionId="v1") == 200
+    assert await beat(client, auth, "alice", 1_800, versionId="v1") == 200
+    assert (await viewers(client, auth))["alice"] == 1_000
+    assert await beat(client, auth, "alice", 1_800, versionId="v1") == 200
+    assert await beat(client, auth, "alice", 400, versionId="v1") == 200  # under it: all of it
+    assert (await viewers(client, auth))["alice"] == 2_400
+    assert (await stats(client, auth))["engagedMs"] == 2_400
+
+
 async def test_totals_per_version_readers_once_and_the_histogram(
     client: AppClient, auth: Auth
 ) -> None:
