@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
-import msgspec
 import pytest
-import redis
 from playwright.async_api import Browser, Route, expect
 
 from presence_svc.client import PresenceClient
-from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 from tests.browser.conftest import SCREENSHOTS, Stack
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A reader after 2 s of engaged time (30 s by default), so a test makes readers."""
+    return settings.replace(read_after_s=2.0)
+
 
 PEOPLE = {"alice": "Alice Martin", "bob": "Bob Chen", "carol": "Carol Diaz", "dan": "Dan Okafor"}
 
@@ -39,6 +46,27 @@ async def _seed(stack: Stack) -> list[PresenceClient]:
     await clients[1].join("design-doc", version_id="v3")
     await clients[2].join("roadmap", version_id="q4")
     return clients
+
+
+async def _read(client: PresenceClient, version: str, *reports: int) -> None:
+    """Engaged time as a tab reports it: a session on ``version`` sending each report (ms,
+    under the server's 2 s slack, so none is clamped), then leaving (which credits it)."""
+    session = f"read-{version}-{time.monotonic_ns()}"
+    for engaged in reports:
+        await client.heartbeat(
+            "design-doc", session_id=session, version_id=version, engaged_ms=engaged
+        )
+    await client.leave("design-doc", session_id=session)
+
+
+async def _credited(client: PresenceClient, version: str, engaged_ms: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        stats = await client.stats("design-doc")
+        if any(v.version_id == version and v.engaged_ms == engaged_ms for v in stats.versions):
+            return
+        assert time.monotonic() < deadline, f"{version}: {engaged_ms} ms never credited"
+        await asyncio.sleep(0.1)
 
 
 async def test_dashboard_shows_live_counts_and_saves_a_screenshot(
@@ -99,7 +127,7 @@ async def test_dashboard_says_when_the_token_is_not_a_dashboard_token(
 
 
 async def test_dashboard_shows_who_has_seen_the_latest_version(
-    browser: Browser, stack: Stack, sync_redis: redis.Redis, settings: Settings
+    browser: Browser, stack: Stack
 ) -> None:
     clients = await _seed(stack)
     try:
@@ -107,12 +135,15 @@ async def test_dashboard_shows_who_has_seen_the_latest_version(
         clients.append(publisher)
         await publisher.set_latest("design-doc", "v4")  # published, nobody opened it yet
         await clients[0].record_view("design-doc", "v4")
-        # engaged time as the engagement work records it: alice read v4 for 95 s
-        keys = Keyspace(settings.partitions)
-        viewers = keys.version_viewers("design-doc", "v4")
-        entry = msgspec.msgpack.decode(sync_redis.hget(viewers, "alice"))
-        sync_redis.hset(viewers, "alice", msgspec.msgpack.encode([*entry[:3], 95_000]))
-        sync_redis.hset(keys.version_stats("design-doc", "v4"), "readers", 1)
+        # engaged time reported by tabs: alice reads v4 for 3 s (a reader: 2 s), bob v3 for
+        # 3 s (a reader), carol v3 for 1 s
+        await _read(clients[0], "v4", 1_500, 1_500)
+        await _read(clients[1], "v3", 1_500, 1_500)
+        await _read(clients[2], "v3", 1_000)
+        board_client = PresenceClient(stack.api, stack.token("board", "dashboard"))
+        clients.append(board_client)
+        await _credited(board_client, "v4", 3_000)
+        await _credited(board_client, "v3", 4_000)
 
         page = await browser.new_page(viewport={"width": 1366, "height": 800})
         errors: list[str] = []
@@ -126,15 +157,20 @@ async def test_dashboard_shows_who_has_seen_the_latest_version(
         seen_rows = page.locator("#seen tbody tr")
         await expect(seen_rows).to_have_count(1)
         await expect(seen_rows.first).to_contain_text("Alice Martin")
-        await expect(seen_rows.first).to_contain_text("1 min 35 s")
+        await expect(seen_rows.first).to_contain_text("3 s")
         await expect(seen_rows.first).to_contain_text("read")
         not_seen = page.locator("#not-seen tbody tr")
         await expect(not_seen).to_have_count(3)
         await expect(page.locator("#not-seen")).to_contain_text("Bob Chen")
         await expect(page.locator("#not-seen")).to_contain_text("v3")
-        # the newest version first, marked latest (its readers and engaged time show once
-        # the stats carry them)
-        await expect(page.locator("#versions tbody tr").first).to_contain_text("v4latest")
+        # engaged time and readers per version, the newest version first, marked latest:
+        # version, viewers, readers, engaged, engaged per viewer
+        rows = page.locator("#versions tbody tr")
+        await expect(rows).to_have_count(4)
+        await expect(rows.nth(0).locator("td")).to_have_text(["v4latest", "1", "1", "3 s", "3 s"])
+        await expect(rows.nth(1).locator("td")).to_have_text(["v3", "4", "1", "4 s", "1 s"])
+        await expect(rows.nth(2).locator("td")).to_have_text(["v2", "2", "0", "0 s", "0 s"])
+        await expect(rows.nth(3).locator("td")).to_have_text(["v1", "1", "0", "0 s", "0 s"])
         # the timeline: a chart where the server has one, else a note saying it has none
         await expect(page.locator("#timeline")).not_to_be_empty()
         await expect(page.locator("#status")).to_have_text("connected")
@@ -178,6 +214,44 @@ async def test_dashboard_draws_the_timeline_and_its_peak_when_the_service_has_on
         # without a latest version, the seen block says so
         await expect(page.locator("#latest-version")).to_have_text("none set")
         await expect(page.locator("#seen tbody")).to_contain_text("no latest version")
+        assert not errors
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_dashboard_draws_the_timeline_from_the_service(
+    browser: Browser, stack: Stack
+) -> None:
+    """The timeline as the service answers it (no scripted answer): this minute's peak is
+    the people who joined (alice with two tabs, bob), the hour before it empty."""
+    clients = await _seed(stack)
+    try:
+        board_client = PresenceClient(stack.api, stack.token("board", "dashboard"))
+        clients.append(board_client)
+        timeline = await board_client.timeline("design-doc", step="1m")
+        assert timeline.peak.online == 2  # what the page gets: the last hour, minute by minute
+        assert [p.online for p in timeline.points[:-2]] == [0] * (len(timeline.points) - 2)
+        page = await browser.new_page(viewport={"width": 1366, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/timeline" in r.url else None)
+        board = stack.token("board", "dashboard")
+        await page.goto(f"{stack.api}/dashboard#token={board}&artifact=design-doc")
+        chart = page.locator("#timeline svg")
+        await expect(chart.locator("polyline")).to_have_count(2)
+        await expect(chart.locator("circle.peak-dot")).to_have_count(1)
+        await expect(page.locator("#peak")).to_contain_text("peak 2 at")
+        # the y axis runs to the most sessions (3: alice's two tabs and bob's); each line
+        # has a point per minute of the hour
+        await expect(chart.locator("text").first).to_have_text("3")
+        for line in ("polyline.line-online", "polyline.line-sessions"):
+            drawn = await chart.locator(line).get_attribute("points")
+            assert drawn is not None
+            assert len(drawn.split()) in (60, 61)  # an hour of minutes, both ends counted
+        assert asked  # asked of the service itself
+        assert all(url.startswith(f"{stack.api}/v1/artifacts/design-doc/timeline") for url in asked)
         assert not errors
     finally:
         for client in clients:
