@@ -92,6 +92,77 @@ describe('errors and recovery', () => {
     assert.equal(env.server.heartbeats.length, 2);
   });
 
+  test('429 with Retry-After: heartbeats wait it out each time, nothing is reported, then recover', async () => {
+    const env = makeEnv();
+    env.randomValue = 0;
+    let limited = 2;
+    env.server.handler = (call) => {
+      if (call.path === '/v1/heartbeat' && limited > 0) {
+        limited--;
+        return problem(429, 'Too Many Requests', { 'Retry-After': '7', RateLimit: 'limit=60, remaining=0, reset=7' });
+      }
+      return undefined;
+    };
+    current = createPresence(env.options({ live: 'off' }));
+    await flush();
+    assert.equal(current.status, 'retrying');
+    assert.equal(current.error?.status, 429);
+    assert.equal(current.error?.retryAfterMs, 7_000);
+    assert.equal(current.error?.transient, true);
+    // the first retry would come after ~1 s without Retry-After, the second after ~2 s
+    await env.clock.advance(6_999);
+    assert.equal(env.server.heartbeats.length, 1, 'no retry before Retry-After');
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 2);
+    await env.clock.advance(6_999);
+    assert.equal(env.server.heartbeats.length, 2, 'the second 429 is waited out too');
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 3);
+    assert.deepEqual(
+      env.server.heartbeats.map((c) => c.at),
+      [0, 7_000, 14_000],
+    );
+    assert.equal(current.status, 'active');
+    assert.equal(current.error, null);
+    assert.equal(env.errors.length, 0, 'a rate limit is not reported to onError');
+    await env.clock.advance(10_000 * 0.9);
+    assert.equal(env.server.heartbeats.length, 4, 'normal schedule again');
+  });
+
+  test('429 with Retry-After: a view is recorded once the wait is over', async () => {
+    const env = makeEnv();
+    env.randomValue = 0;
+    let limited = 1;
+    env.server.handler = (call) =>
+      call.path === '/v1/views' && limited-- > 0 ? problem(429, 'Too Many Requests', { 'Retry-After': '4' }) : undefined;
+    current = createPresence(env.options({ versionId: 'v1', live: 'off' }));
+    await env.clock.advance(3_999);
+    assert.equal(env.server.to('/v1/views').length, 1, 'no retry before Retry-After');
+    await env.clock.advance(1);
+    const views = env.server.to('/v1/views');
+    assert.equal(views.length, 2);
+    assert.equal(views[1]!.at, 4_000);
+    assert.equal(current.getSnapshot().views, 7);
+    assert.equal(env.errors.length, 0);
+    await env.clock.advance(60_000);
+    assert.equal(env.server.to('/v1/views').length, 2, 'counted once');
+  });
+
+  test('429 with Retry-After: polling waits it out', async () => {
+    const env = makeEnv();
+    env.randomValue = 0;
+    let limited = 1;
+    env.server.handler = (call) =>
+      call.path.endsWith('/presence') && limited-- > 0 ? problem(429, 'Too Many Requests', { 'Retry-After': '6' }) : undefined;
+    current = createPresence(env.options({ live: 'poll' }));
+    await env.clock.advance(5_999);
+    assert.equal(env.server.to('/presence').length, 1, 'no poll before Retry-After');
+    await env.clock.advance(1);
+    assert.equal(env.server.to('/presence').length, 2);
+    assert.equal(current.online, 2);
+    assert.equal(env.errors.length, 0);
+  });
+
   test('network errors back off exponentially, capped at ~30 s, then recover', async () => {
     const env = makeEnv();
     env.randomValue = 0.999999; // upper end of the jitter
