@@ -116,7 +116,7 @@ ENDPOINTS: list[Endpoint] = [
         " appeared), `leave` (their last one went; `reason` `left` or `timeout`), `state`"
         " (a session's state or version changed), `sessions` (an online user's number of"
         " sessions changed: a second tab opened or one of several closed) and `count`"
-        " (`{online, sessions}`, at most"
+        " (`{online, sessions, active, away}`, at most"
         " a few per second). A large room (PRESENCE_LARGE_ROOM_USERS online) sends instead one"
         " `interval` event every PRESENCE_LARGE_ROOM_INTERVAL_S: the counts and who joined"
         " and left since the last one; the `sync`'s `mode` says which. Events carry ids:"

@@ -17,6 +17,7 @@ assert that the checks notice.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,6 +212,47 @@ def events_doc_problems(doc: OpenApi, text: str) -> list[str]:
     return problems
 
 
+def _shape_problems(doc: OpenApi, where: str, value: Any, schema: dict[str, Any]) -> list[str]:
+    """An example value against its JSON Schema: an object has every required field and
+    no other; the items of a list of objects likewise."""
+    schema = _schema(doc, schema)
+    if "anyOf" in schema:  # nullable: the non-null branch that fits
+        branches = [b for b in schema["anyOf"] if _schema(doc, b).get("type") != "null"]
+        return [] if value is None else _shape_problems(doc, where, value, branches[0])
+    problems = []
+    if isinstance(value, dict) and "properties" in schema:
+        known, required = set(schema["properties"]), set(schema.get("required", ()))
+        if missing := sorted(required - value.keys()):
+            problems.append(f"{where}: {missing} missing")
+        if unknown := sorted(value.keys() - known):
+            problems.append(f"{where}: {unknown} are no fields of it")
+        for name in sorted(value.keys() & known):
+            problems += _shape_problems(
+                doc, f"{where}.{name}", value[name], schema["properties"][name]
+            )
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problems += _shape_problems(doc, f"{where}[{i}]", item, schema["items"])
+    return problems
+
+
+def events_example_problems(doc: OpenApi, text: str) -> list[str]:
+    """Each example frame of docs/events.md (`event: name` then `data: {...}`) has the
+    shape the stream sends: the event's schema in /openapi.json."""
+    events: dict[str, Any] = {}
+    for item in doc["paths"].values():
+        for op in item.values():
+            events |= op["responses"].get("200", {}).get("x-events", {})
+    problems, frames = [], 0
+    for name, data in re.findall(r"^event: (\w+)\ndata: (.*)$", text, re.MULTILINE):
+        frames += 1
+        if name not in events:
+            problems.append(f"docs/events.md: an example of an unknown event {name!r}")
+            continue
+        problems += _shape_problems(doc, f"docs/events.md: {name}", json.loads(data), events[name])
+    return problems if frames else ["docs/events.md: no example frames found"]
+
+
 @pytest.fixture
 async def openapi(client: TestClient[web.Request, web.Application]) -> OpenApi:
     response = await client.get("/openapi.json")  # no token: the document is public
@@ -225,6 +267,10 @@ async def test_api_doc_matches_openapi(openapi: OpenApi) -> None:
 
 async def test_events_doc_has_every_event(openapi: OpenApi) -> None:
     _none(events_doc_problems(openapi, EVENTS_DOC.read_text()))
+
+
+async def test_events_doc_examples_have_the_shape_of_the_events(openapi: OpenApi) -> None:
+    _none(events_example_problems(openapi, EVENTS_DOC.read_text()))
 
 
 # --- docs/configuration.md against Settings --------------------------------------------------
@@ -395,6 +441,11 @@ async def test_api_checks_notice_a_broken_doc(openapi: OpenApi) -> None:
     )
     no_field = events.replace("reason", "why")
     assert any("field 'reason'" in p for p in events_doc_problems(openapi, no_field))
+    assert events_example_problems(openapi, events) == []
+    no_away = events.replace(',"away":0}', "}")
+    assert any("count: ['away'] missing" in p for p in events_example_problems(openapi, no_away))
+    extra = events.replace('{"userId":"alice","reason":"left"}', '{"userId":"alice","why":1}')
+    assert any("leave: ['why'] are no fields" in p for p in events_example_problems(openapi, extra))
 
 
 def test_settings_check_notices_a_broken_doc() -> None:
