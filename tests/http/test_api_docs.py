@@ -273,6 +273,24 @@ async def test_events_doc_examples_have_the_shape_of_the_events(openapi: OpenApi
     _none(events_example_problems(openapi, EVENTS_DOC.read_text()))
 
 
+def test_docs_name_the_sdk_idle_options_it_has() -> None:
+    """The browser SDK has two idle timers: `idleAfterS` (away) and `engagedIdleAfterS`
+    (engaged time). Every one the docs name is an option of the SDK, and the engaged-time
+    section of the API reference names the engaged one."""
+    types = (ROOT / "clients" / "js" / "src" / "types.ts").read_text()
+    options = set(re.findall(r"^\s+(\w+AfterS)\?: number;", types, re.MULTILINE))
+    assert options == {"idleAfterS", "engagedIdleAfterS"}
+    readme = ROOT / "clients" / "js" / "README.md"
+    for doc in [readme, *DOCS.glob("*.md")]:
+        named = set(re.findall(r"`(\w+AfterS)`", doc.read_text()))
+        assert named <= options, f"{doc.name} names {sorted(named - options)}"
+    engaged = API_DOC.read_text().split("#### Engaged time", 1)[1].split("\n#", 1)[0]
+    first = engaged.strip().split("\n\n", 1)[0]  # what the SDK measures
+    assert "`engagedIdleAfterS` (60 s" in first
+    assert re.search(r"`idleAfterS`[^.]*300 s", first)  # told apart from the away timer
+    assert "`engagedIdleAfterS` (default 60 s)" in readme.read_text()
+
+
 # --- docs/configuration.md against Settings --------------------------------------------------
 
 CLI_ONLY = {"host": "--host", "port": "--port", "run_worker": "--worker"}

@@ -82,6 +82,36 @@ describe('engaged time', () => {
     ]);
   });
 
+  test('idleAfterS (away) and engagedIdleAfterS (engaged time) are separate timers', async () => {
+    // away after 5 s without input, engaged time counting for 60 s: the tab says away at
+    // 5 s (then heartbeats once a minute) and engaged time runs on to 60 s
+    let env = makeEnv();
+    current = createPresence(env.options({ live: 'off', idleAfterS: 5, engagedIdleAfterS: 60 }));
+    await env.clock.advance(70_000);
+    const statuses = (e: Env) => e.server.heartbeats.map((c) => [c.at, c.body.status]);
+    assert.deepEqual(statuses(env), [
+      [0, 'active'],
+      [5_000, 'away'],
+      [65_000, 'away'],
+    ]);
+    assert.deepEqual(reports(env), [
+      [0, 0],
+      [5_000, 5_000],
+      [65_000, 55_000],
+    ]);
+    current.destroy();
+    // the other way round: engaged time stops at 5 s, the tab stays active
+    env = makeEnv();
+    current = createPresence(env.options({ live: 'off', idleAfterS: 300, engagedIdleAfterS: 5 }));
+    await env.clock.advance(20_000);
+    assert.ok(statuses(env).every(([, status]) => status === 'active'), 'never away');
+    assert.deepEqual(reports(env), [
+      [0, 0],
+      [10_000, 5_000],
+      [20_000, 0],
+    ]);
+  });
+
   test('the page-close beacon carries the time since the last heartbeat', async () => {
     const env = makeEnv();
     current = createPresence(env.options({ live: 'off' }));
