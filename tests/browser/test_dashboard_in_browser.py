@@ -185,8 +185,9 @@ async def test_dashboard_shows_who_has_seen_the_latest_version(
 async def test_dashboard_draws_the_timeline_and_its_peak_when_the_service_has_one(
     browser: Browser, stack: Stack
 ) -> None:
-    """The timeline endpoint comes with the timeline work; its answer is scripted here at
-    the network level (the page still runs under its CSP), in the documented shape."""
+    """A timeline of several minutes with a peak inside it, scripted at the network level in
+    the documented shape (the page still runs under its CSP): the service's own answer is
+    drawn in test_dashboard_draws_the_timeline_from_the_service."""
     clients = await _seed(stack)
     try:
         page = await browser.new_page(viewport={"width": 1366, "height": 800})
