@@ -81,6 +81,7 @@ def _limiter(client: AppClient) -> Limiter:
     return client.server.app[LIMITER]
 
 
+@pytest.mark.every_redis
 async def test_two_apps_on_one_redis_share_the_bucket(make_client: MakeClient, auth: Auth) -> None:
     """A process admits on what it knows; its settlement tells it what the others took."""
     changes = {
@@ -106,6 +107,7 @@ async def test_two_apps_on_one_redis_share_the_bucket(make_client: MakeClient, a
     assert page["sessions"] == 8  # a refused heartbeat wrote nothing
 
 
+@pytest.mark.every_redis
 async def test_a_flood_through_two_apps_gets_no_more_than_the_bound(
     make_client: MakeClient, auth: Auth
 ) -> None:

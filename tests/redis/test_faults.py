@@ -116,6 +116,7 @@ async def test_a_redis_fault_is_a_quick_503_and_heals_losing_no_accepted_view(
     assert len(rows) == stats["views"]
 
 
+@pytest.mark.every_redis
 @pytest.mark.timeout(60)
 async def test_a_view_whose_answers_are_cut_is_a_503_and_its_retry_counts_it_once(
     proxy: FaultProxy, make_client: MakeClient, auth: Auth, tmp_path: Path

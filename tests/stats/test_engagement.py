@@ -62,6 +62,7 @@ async def stats(client: AppClient, auth: Auth) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.every_redis
 async def test_an_inflated_delta_is_clamped_to_the_time_since_the_last_report(
     client: AppClient, auth: Auth
 ) -> None:
@@ -77,6 +78,7 @@ async def test_an_inflated_delta_is_clamped_to_the_time_since_the_last_report(
     assert credited < 600_000
 
 
+@pytest.mark.every_redis
 async def test_totals_per_version_readers_once_and_the_histogram(
     client: AppClient, auth: Auth
 ) -> None:
