@@ -254,11 +254,14 @@ def test_the_settle_interval_is_read() -> None:
 
 def test_rate_limits_parse_and_print_back() -> None:
     limits = Settings.from_env({"PRESENCE_RATE_LIMITS": "view=off, heartbeat=600/m:burst=30"})
-    assert str(limits.rate_limits) == "heartbeat=10/s:burst=30,view=off,read=50/s:burst=200"
+    assert (
+        str(limits.rate_limits)
+        == "heartbeat=10/s:burst=30,view=off,read=50/s:burst=200,admin=20/s:burst=300"
+    )
     assert parse_rate_limits(str(limits.rate_limits)) == limits.rate_limits
     assert (
         str(Settings().rate_limits)
-        == "heartbeat=20/s:burst=60,view=10/s:burst=50,read=50/s:burst=200"
+        == "heartbeat=20/s:burst=60,view=10/s:burst=50,read=50/s:burst=200,admin=20/s:burst=300"
     )
     assert Settings.from_env({"PRESENCE_RATE_LIMITS": "OFF"}).rate_limits.off
 
