@@ -302,6 +302,15 @@ class _redis_process:
         (redis.exceptions.MasterDownError("Link with MASTER is down"), "MASTERDOWN"),
         (redis.exceptions.ClusterDownError("The cluster is down"), "CLUSTERDOWN"),
         (redis.exceptions.TryAgainError("Multiple keys request during rehashing"), "TRYAGAIN"),
+        # redis-py's Cluster client, its retries spent (tests/redis/test_cluster_refusals.py)
+        (
+            redis.exceptions.RedisClusterException(
+                "All slots are not covered after query all startup_nodes. 16383 of 16384"
+            ),
+            "CLUSTERDOWN",
+        ),
+        (redis.exceptions.SlotNotCoveredError('Slot "0" is not covered'), "CLUSTERDOWN"),
+        (redis.exceptions.ClusterError("TTL exhausted."), "TRYAGAIN"),
         (redis.ResponseError("BUSY Redis is busy running a script."), "BUSY"),
         (redis.ResponseError("MISCONF Redis is configured to save RDB snapshots"), "MISCONF"),
         (
@@ -325,6 +334,8 @@ def test_each_shape_of_a_refusal_is_named_by_its_code(error: Exception, code: st
         redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
         redis.ResponseError("ERR Error running script: @user_script:3: bad argument -OOMPH x"),
         redis.ResponseError("NOGROUP No such key"),
+        redis.exceptions.RedisClusterException("No targets were found to execute GET"),
+        redis.exceptions.ClusterError("Redis Cluster cannot be connected"),
         ValueError("OOM"),
     ],
 )
