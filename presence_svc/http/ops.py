@@ -15,7 +15,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from presence_svc.db.errors import DatabaseUnavailable
 from presence_svc.http.openapi import openapi_document
@@ -51,7 +51,7 @@ async def readyz(request: web.Request) -> web.Response:
             if not await redis.scripts_loaded():
                 await redis.load_scripts()
                 checks["scripts"] = "reloaded"
-    except (RedisError, OSError, TimeoutError) as exc:
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         refused = refusal(exc)
         why = refused.cause.code if refused is not None else type(exc).__name__
         checks["redis"] = checks["scripts"] = f"unavailable: {why}"

@@ -52,7 +52,7 @@ async def put_latest(request: web.Request) -> web.Response:
     artifact_id = path_id(request, "artifactId")
     principal.require_publish(artifact_id)
     body = await _LATEST.read(request)
-    await app[LIMITER].check(principal, RouteClass.READ)
+    await app[LIMITER].check(principal, RouteClass.ADMIN)
     latest = await app[SEEN].set_latest(artifact_id, body.version_id)
     out = LatestOut(
         artifact_id=artifact_id, version_id=latest.version_id, set_at=to_iso(latest.set_at_ms)

@@ -21,7 +21,7 @@ from presence_svc.http.resources import (
     VIEWS,
 )
 from presence_svc.http.wire import Body, respond
-from presence_svc.principal import Scope
+from presence_svc.principal import Principal, Scope
 from presence_svc.privacy.jobs import INLINE_STEPS, ErasureStatus
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import ErasureOut, PrivacyIn, PrivacyOut, ProfileIn, ProfileOut
@@ -59,13 +59,20 @@ def _privacy_out(privacy: Privacy) -> PrivacyOut:
     )
 
 
-async def _self_or_admin(request: web.Request) -> str:
-    """The path's user id, once the token is checked (the user's own, or an admin's) and
-    a ``read`` token of the caller's rate limit taken (admins are never limited)."""
+def _owner(request: web.Request) -> tuple[Principal, str]:
+    """The caller and the path's user id, once the token is checked: the user's own, or
+    an admin's."""
     principal = request.app[TOKENS].from_request(request)
     user_id = path_id(request, "userId")
     if principal.scope is not Scope.ADMIN and principal.user_id != user_id:
         raise Forbidden("only the user's own token or an admin token")
+    return principal, user_id
+
+
+async def _self_or_admin(request: web.Request) -> str:
+    """The path's user id, once the token is checked (``_owner``) and a ``read`` token of
+    the caller's rate limit taken (admins are never limited)."""
+    principal, user_id = _owner(request)
     await request.app[LIMITER].check(principal, RouteClass.READ)
     return user_id
 
@@ -107,9 +114,10 @@ async def put_privacy(request: web.Request) -> web.Response:
     """Stored in the directory first (durable), then mirrored to every API process (at once
     here, within ``PRESENCE_PRIVACY_REFRESH_S`` elsewhere); a view-history change also
     restamps the user's existing viewer records. A repeat finishes a half-done one."""
-    user_id = await _self_or_admin(request)
+    principal, user_id = _owner(request)
     body = await _PRIVACY.read(request)
     app = request.app
+    await app[LIMITER].check(principal, RouteClass.ADMIN)  # bad input takes no token
     privacy = await app[USERS].update_privacy(
         user_id,
         None if body.view_history is UNSET else body.view_history,

@@ -8,7 +8,10 @@ down or resharding (``CLUSTERDOWN``, ``TRYAGAIN``). Those are no bugs: the HTTP 
 answers 503 with ``Retry-After`` and the cause, and ``/readyz`` names it. Such an error
 reaches us in three shapes: a redis-py exception class with the code stripped
 (``OutOfMemoryError``), a plain ``ResponseError`` starting with the code, or, from inside
-a script on Redis 6, ``Error running script ... -OOM ...``.
+a script on Redis 6, ``Error running script ... -OOM ...``. A Cluster's two come out of
+redis-py's own retries changed too: ``CLUSTERDOWN`` as the slots "not covered" when it
+re-reads the slot table of a cluster that is down, ``TRYAGAIN`` as its redirections' "TTL
+exhausted" while a slot is moved.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from typing import Final
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
+    ClusterError,
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     ResponseError,
     TryAgainError,
 )
@@ -83,6 +88,9 @@ def refusal(exc: BaseException) -> RedisRefused | None:
     if isinstance(exc, RedisRefused):
         return exc
     if not isinstance(exc, ResponseError | BusyLoadingError):
+        # (ClusterDownError and MasterDownError are ResponseErrors: not these)
+        if isinstance(exc, RedisClusterException | ClusterError):
+            return _cluster_refusal(exc)
         return None
     message = str(exc)
     for kind, code in _BY_CLASS:
@@ -93,6 +101,19 @@ def refusal(exc: BaseException) -> RedisRefused | None:
         return RedisRefused(code, message)
     found = _IN_SCRIPT.search(message)  # Redis 6 wraps a script's refused call
     return RedisRefused(found.group(1), message) if found else None
+
+
+def _cluster_refusal(exc: RedisClusterException | ClusterError) -> RedisRefused | None:
+    """What redis-py's Cluster client raises once its retries are spent: the slot table
+    with a slot no node serves (``RedisClusterException``: "All slots are not covered",
+    ``SlotNotCoveredError``) is the cluster down; its redirections run out (``ClusterError``:
+    "TTL exhausted", each answered ``TRYAGAIN``, ``ASK`` or ``MOVED``) while a slot moves."""
+    message = str(exc)
+    if isinstance(exc, RedisClusterException) and "not covered" in message:
+        return RedisRefused("CLUSTERDOWN", f"CLUSTERDOWN {message}")
+    if isinstance(exc, ClusterError) and "TTL exhausted" in message:
+        return RedisRefused("TRYAGAIN", f"TRYAGAIN {message}")
+    return None
 
 
 def unavailable_cause(exc: BaseException) -> Cause | None:

@@ -1,7 +1,7 @@
 """The whole service SIGKILLed with views read by its worker and not yet written: started
 again on the same data dir, its worker takes them back at once (they are pending under
 its own, stable name), not after the reclaim idle time that guards another host's
-worker's entries (two minutes here, so only the resume can pass). Also when it comes back
+worker's entries (ten minutes here, so only the resume can pass). Also when it comes back
 under another host name, as a container recreated on the same data dir (a volume) does."""
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from tests.cli.test_cli import CLI, _env, _wait_ready
 from tests.conftest import free_port
 from tests.ledger.test_ledger import View, _sqlite_rows, write_lock
 
-RECLAIM_IDLE_S = 120
+RECLAIM_IDLE_S = 600
+"""Far above the catch-up bound below: an idle reclaim cannot be what completes the ledger."""
+CAUGHT_UP_S = 30
+"""The bound on the catch-up after the restart (the issue's target is 5 s; measured on a
+quiet machine in benchmarks/README.md). Not a speed test: generous for a loaded CI machine
+(a service start and the drain's first rounds), and still a twentieth of the reclaim idle
+time, so passing proves the resume took the views back, not the reclaim."""
 PARTITIONS = 16
 """The service's partitions, set: the test reads its views streams (one per partition)."""
 
@@ -140,11 +146,13 @@ async def test_a_restarted_service_writes_what_its_killed_worker_held_at_once(
         second = _Serve(data, tmp_path / "serve.log", hostname)
         await _until(
             lambda: sorted(_sqlite_rows(ledger)) == sorted(counted),
-            RECLAIM_IDLE_S / 2,
-            "the ledger did not catch up before the reclaim idle time",
+            CAUGHT_UP_S,
+            f"the ledger did not catch up within {CAUGHT_UP_S} s of the restart: the "
+            "restarted worker did not resume its predecessor's pending views",
         )
         caught_up_s = time.monotonic() - restarted
-        print(f"ledger complete {caught_up_s:.2f} s after the restart")
+        assert caught_up_s < CAUGHT_UP_S < RECLAIM_IDLE_S / 10
+        print(f"ledger complete {caught_up_s:.2f} s after the restart")  # pytest -s: the figure
         # (logged once the resume ends, which may be just after the rows are in)
         log_file = tmp_path / "serve.log"
         await _until(lambda: "resumed own pending views" in log_file.read_text(), 10, "no resume")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from presence_svc.settings import Settings
 from tests.conftest import MakeClient
 from tests.faultproxy import FaultProxy
 from tests.ledger.test_ledger import wait_for_rows
@@ -69,7 +70,11 @@ async def test_a_database_fault_is_a_quick_503_and_heals_losing_no_accepted_writ
         response = await request()
         elapsed = time.monotonic() - started
         assert response.status == 503, await response.text()
-        assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+        # A cut: at once (0.06-0.08 s measured at load 19). Silence: when the request's
+        # database budget (PRESENCE_DB_REQUEST_TIMEOUT_S, 1.8 s) runs out, 1.80 s measured;
+        # the margin is for a loaded CI machine (docs/operations.md#when-redis-refuses).
+        within_s = 2.0 if fault == "cut" else Settings().db_request_timeout_s + 0.7
+        assert elapsed < within_s, f"answered after {elapsed:.2f} s"
         assert response.headers["Retry-After"] == "5"
         assert "database" in (await response.json())["detail"]
     await asyncio.gather(*(view() for _ in range(10)))  # counted while the ledger is cut off

@@ -438,3 +438,65 @@ async def test_a_rewrite_with_a_malformed_key_keeps_the_last_good_keys(
             await asyncio.sleep(0.05)
         response = await client.post("/v1/heartbeat", json=BODY, headers=token)
         assert response.status == 200, (name, await response.text())
+
+
+async def test_a_longer_leeway_accepts_the_skew_it_names_and_no_more(
+    make_client: MakeClient, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """``PRESENCE_JWT_LEEWAY_S=120``: an IdP whose clock runs 90 s off either way is
+    accepted (the default 30 s refuses it), 150 s is not."""
+    jwks = _write_jwks(tmp_path / "jwks.json", [_jwk(rsa_key, "k1", "RS256")])
+    client = await make_client(jwt_public_keys=jwks, jwt_leeway_s=120)
+    strict = await make_client(jwt_public_keys=jwks)  # the default leeway, 30 s
+    now = int(time.time())
+
+    def signed(**times: int) -> dict[str, str]:
+        return _bearer(_sign(rsa_key, "RS256", {"sub": "alice", "exp": now + 600, **times}, "k1"))
+
+    async def status(service: AppClient, headers: dict[str, str]) -> tuple[int, str]:
+        response = await service.post("/v1/heartbeat", json=BODY, headers=headers)
+        return response.status, (await response.json()).get("detail", "")
+
+    for within in (signed(exp=now - 90), signed(nbf=now + 90), signed(iat=now + 90)):
+        assert (await status(client, within))[0] == 200
+        assert (await status(strict, within))[0] == 401
+    code, detail = await status(client, signed(exp=now - 150))
+    assert (code, "expired" in detail) == (401, True), detail
+    code, detail = await status(client, signed(nbf=now + 150))
+    assert (code, "not valid yet" in detail) == (401, True), detail
+
+
+@pytest.mark.parametrize(
+    ("claim_name", "claims"),
+    [
+        ("preferred_username", {"preferred_username": "alice"}),  # Keycloak
+        (f"{AUTH0_NS}user_id", {f"{AUTH0_NS}user_id": "alice"}),  # a namespaced name, whole
+        ("ext.user.id", {"ext": {"user": {"id": "alice"}}}),  # a dotted path into objects
+    ],
+    ids=["keycloak-username", "auth0-namespaced", "nested-path"],
+)
+async def test_the_user_id_comes_from_the_configured_claim(
+    make_client: MakeClient,
+    rsa_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    claim_name: str,
+    claims: dict[str, Any],
+) -> None:
+    """``PRESENCE_JWT_USER_CLAIM``: the user is that claim, not ``sub`` (which the IdP
+    fills with its own opaque id); a token without it is a 401 naming the claim."""
+    jwks = _write_jwks(tmp_path / "jwks.json", [_jwk(rsa_key, "k1", "RS256")])
+    client = await make_client(jwt_public_keys=jwks, jwt_user_claim=claim_name)
+    subject = "f0c8b3de-3a59-4c2e-9d34-2b7e7d9a1c11"
+    now = int(time.time())
+    base = {"sub": subject, "exp": now + 600, "iat": now}
+    alice = _bearer(_sign(rsa_key, "RS256", {**base, **claims}, "k1"))
+    assert (await client.post("/v1/heartbeat", json=BODY, headers=alice)).status == 200
+    page = await (await client.get("/v1/artifacts/doc-1/presence", headers=alice)).json()
+    assert [u["userId"] for u in page["users"]] == ["alice"]
+    # Her own user's data is hers by that id, not by sub.
+    assert (await client.get("/v1/users/alice/privacy", headers=alice)).status == 200
+    assert (await client.get(f"/v1/users/{subject}/privacy", headers=alice)).status == 403
+    without = _bearer(_sign(rsa_key, "RS256", base, "k1"))
+    response = await client.post("/v1/heartbeat", json=BODY, headers=without)
+    assert response.status == 401
+    assert claim_name in (await response.json())["detail"]

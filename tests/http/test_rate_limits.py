@@ -81,6 +81,7 @@ def _limiter(client: AppClient) -> Limiter:
     return client.server.app[LIMITER]
 
 
+@pytest.mark.every_redis
 async def test_two_apps_on_one_redis_share_the_bucket(make_client: MakeClient, auth: Auth) -> None:
     """A process admits on what it knows; its settlement tells it what the others took."""
     changes = {
@@ -106,6 +107,7 @@ async def test_two_apps_on_one_redis_share_the_bucket(make_client: MakeClient, a
     assert page["sessions"] == 8  # a refused heartbeat wrote nothing
 
 
+@pytest.mark.every_redis
 async def test_a_flood_through_two_apps_gets_no_more_than_the_bound(
     make_client: MakeClient, auth: Auth
 ) -> None:
@@ -252,11 +254,14 @@ def test_the_settle_interval_is_read() -> None:
 
 def test_rate_limits_parse_and_print_back() -> None:
     limits = Settings.from_env({"PRESENCE_RATE_LIMITS": "view=off, heartbeat=600/m:burst=30"})
-    assert str(limits.rate_limits) == "heartbeat=10/s:burst=30,view=off,read=50/s:burst=200"
+    assert (
+        str(limits.rate_limits)
+        == "heartbeat=10/s:burst=30,view=off,read=50/s:burst=200,admin=20/s:burst=300"
+    )
     assert parse_rate_limits(str(limits.rate_limits)) == limits.rate_limits
     assert (
         str(Settings().rate_limits)
-        == "heartbeat=20/s:burst=60,view=10/s:burst=50,read=50/s:burst=200"
+        == "heartbeat=20/s:burst=60,view=10/s:burst=50,read=50/s:burst=200,admin=20/s:burst=300"
     )
     assert Settings.from_env({"PRESENCE_RATE_LIMITS": "OFF"}).rate_limits.off
 

@@ -254,6 +254,7 @@ async def test_a_backlog_over_a_batch_is_written_whole_and_drained(
     assert found[("doc-2", "v1", "bob")] == 7
 
 
+@pytest.mark.every_redis
 async def test_forget_user_takes_their_unwritten_totals_out_of_redis(
     client: AppClient,
     auth: Auth,

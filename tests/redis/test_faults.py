@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from presence_svc.ratelimits import RateLimits
+from presence_svc.settings import Settings
 from tests.conftest import AppClient, MakeClient
 from tests.faultproxy import FaultProxy
 from tests.ledger.test_ledger import View, wait_for_rows
@@ -49,12 +50,22 @@ class _Views:
         return response.status
 
 
-async def _quick_503(request: Callable[[], object]) -> None:
+CUT_WITHIN_S = 2.0
+"""A cut connection is a 503 at once (one retry on a fresh connection, cut too): the
+issue's 2 s holds with room to spare (0.1-0.3 s measured at load 16)."""
+SILENT_WITHIN_S = 2 * Settings().redis_timeout_s + 0.7
+"""A Redis that stops answering (latency, a black hole) is a 503 when the request's
+deadline, two tries of ``PRESENCE_REDIS_TIMEOUT_S`` (1.8 s), runs out: 1.80-1.82 s
+measured at load 16. The margin past 2 s is for a loaded 2-core CI machine running the
+client, the proxy and the service on one event loop (docs/operations.md#when-redis-refuses)."""
+
+
+async def _quick_503(request: Callable[[], object], within_s: float = CUT_WITHIN_S) -> None:
     started = time.monotonic()
     response = await request()  # type: ignore[misc]
     elapsed = time.monotonic() - started
     assert response.status == 503, await response.text()
-    assert elapsed < 2.5, f"answered after {elapsed:.2f} s"
+    assert elapsed < within_s, f"answered after {elapsed:.2f} s"
     assert response.content_type == "application/problem+json"
     assert int(response.headers["Retry-After"]) >= 1
 
@@ -88,13 +99,15 @@ async def test_a_redis_fault_is_a_quick_503_and_heals_losing_no_accepted_view(
         proxy.latency_s = 5.0
     else:
         proxy.mode = fault
-    await _quick_503(heartbeat)
+    within_s = CUT_WITHIN_S if fault == "cut" else SILENT_WITHIN_S
+    await _quick_503(heartbeat, within_s)
     await _quick_503(
         lambda: client.post(
             "/v1/views", json={"artifactId": "doc-1", "versionId": "v1"}, headers=auth("lost")
-        )
+        ),
+        within_s,
     )
-    await _quick_503(lambda: client.get("/v1/online?artifactId=doc-1", headers=auth("a")))
+    await _quick_503(lambda: client.get("/v1/online?artifactId=doc-1", headers=auth("a")), within_s)
     proxy.heal()
 
     deadline = time.monotonic() + 20
@@ -116,6 +129,7 @@ async def test_a_redis_fault_is_a_quick_503_and_heals_losing_no_accepted_view(
     assert len(rows) == stats["views"]
 
 
+@pytest.mark.every_redis
 @pytest.mark.timeout(60)
 async def test_a_view_whose_answers_are_cut_is_a_503_and_its_retry_counts_it_once(
     proxy: FaultProxy, make_client: MakeClient, auth: Auth, tmp_path: Path

@@ -62,6 +62,7 @@ async def stats(client: AppClient, auth: Auth) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.every_redis
 async def test_an_inflated_delta_is_clamped_to_the_time_since_the_last_report(
     client: AppClient, auth: Auth
 ) -> None:
@@ -101,6 +102,7 @@ async def test_a_report_above_the_ceiling_is_cut_to_the_online_timeout(
     assert (await stats(client, auth))["engagedMs"] == 2_400
 
 
+@pytest.mark.every_redis
 async def test_totals_per_version_readers_once_and_the_histogram(
     client: AppClient, auth: Auth
 ) -> None:

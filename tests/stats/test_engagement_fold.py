@@ -36,6 +36,7 @@ async def leave(client: AppClient, auth: Auth, user: str, **body: Any) -> None:
     assert response.status == 200, await response.text()
 
 
+@pytest.mark.every_redis
 async def test_reports_wait_in_the_accumulator_and_a_leave_credits_them_clamped(
     make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
 ) -> None:
@@ -81,6 +82,7 @@ async def test_a_version_change_credits_the_version_the_time_was_spent_on(
     assert (by_version["v2"]["engagedMs"], by_version["v2"]["readers"]) == (2_000, 0)
 
 
+@pytest.mark.every_redis
 async def test_a_report_once_the_fold_is_due_credits_and_readers_count_once(
     make_client: MakeClient, auth: Auth
 ) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import pytest
 import redis
 
 from presence_svc.redis.keys import Keyspace
@@ -67,6 +68,7 @@ def write_viewer(
         sync_redis.zadd(KEYS.version_viewers_by_time(artifact, version), {user: at_ms})
 
 
+@pytest.mark.every_redis
 async def test_latest_version_need_not_have_views_and_unseen_follows_version_changes(
     client: AppClient, auth: Auth
 ) -> None:
@@ -105,6 +107,7 @@ async def test_latest_version_need_not_have_views_and_unseen_follows_version_cha
     assert (seen["versionId"], seen["seen"]) == ("v1", 2)
 
 
+@pytest.mark.every_redis
 async def test_seen_lists_engaged_time_and_read_and_counts_hidden_viewers_unlisted(
     client: AppClient, auth: Auth, sync_redis: redis.Redis
 ) -> None:
@@ -169,6 +172,7 @@ async def test_seen_pages_in_a_stable_order_without_repeats(
     assert pages == ["u1", "u0", "u3", "u2", "u5", "u4", "u6"]
 
 
+@pytest.mark.every_redis
 async def test_seen_check_of_a_thousand_ids_and_unknown_versions(
     client: AppClient, auth: Auth, sync_redis: redis.Redis
 ) -> None:

@@ -78,6 +78,7 @@ async def test_a_first_view_sends_version_seen_once_with_whether_it_is_the_lates
         assert receiver.bad_signatures == 0
 
 
+@pytest.mark.every_redis
 async def test_crossing_read_after_sends_version_read_once_with_the_engaged_time(
     make_hooks: Any,
 ) -> None:
