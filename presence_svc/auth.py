@@ -224,7 +224,10 @@ class TokenCodec:
     def from_request(self, request: web.Request, fallback: str | None = None) -> Principal:
         """The caller of ``request``: its ``Authorization: Bearer`` token, else ``fallback``
         (a token a client could not put in a header)."""
-        header = request.headers.get("Authorization")
+        return self.from_header(request.headers.get("Authorization"), fallback)
+
+    def from_header(self, header: str | None, fallback: str | None = None) -> Principal:
+        """The caller an ``Authorization`` header's value names (else ``fallback``)."""
         if header is None:
             if fallback:
                 return self.verify(fallback)

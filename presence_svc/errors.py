@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 from aiohttp import web
@@ -19,6 +20,7 @@ from presence_svc.redis.refusal import unavailable_cause
 
 __all__ = [
     "DATABASE_RETRY_AFTER_S",
+    "Asking",
     "BadRequest",
     "Conflict",
     "FieldError",
@@ -38,6 +40,17 @@ log = logging.getLogger(__name__)
 
 DATABASE_RETRY_AFTER_S = 5
 """A database outage (a restart, a failover) usually lasts longer than a Redis blip."""
+
+
+class Asking(Protocol):
+    """What a failure's log names of the request: an aiohttp request, or the head
+    ``http/lean`` scanned."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def method(self) -> str: ...
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -157,7 +170,7 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
 
 
 def _unavailable(
-    request: web.Request,
+    request: Asking,
     exc: Exception,
     dependency: str,
     cause: str,
@@ -180,7 +193,7 @@ def _unavailable(
     )
 
 
-def problem_for(request: web.Request, exc: Exception) -> web.Response:
+def problem_for(request: Asking, exc: Exception) -> web.Response:
     """The problem+json answer for what a handler raised; an ``HTTPException`` below 400
     (a redirect) is raised again, as aiohttp answers it itself."""
     if isinstance(exc, Problem):

@@ -6,6 +6,7 @@ import msgspec
 from aiohttp import web
 
 from presence_svc.errors import BadRequest, FieldError
+from presence_svc.http.answer import LeanAnswer
 from presence_svc.http.params import path_id, query_ids, query_int, query_set
 from presence_svc.http.resources import (
     ENGAGEMENT,
@@ -17,7 +18,15 @@ from presence_svc.http.resources import (
     TOKENS,
     USERS,
 )
-from presence_svc.http.wire import JSON, Body, respond, wants_msgpack
+from presence_svc.http.wire import (
+    JSON,
+    Asked,
+    Body,
+    RequestAsked,
+    encoded,
+    respond,
+    wants_msgpack,
+)
 from presence_svc.live.rows import presence_out, with_recent, without_hidden
 from presence_svc.ratelimits import HEARTBEAT, RouteClass
 from presence_svc.schemas import (
@@ -28,7 +37,7 @@ from presence_svc.schemas import (
     OnlineOut,
 )
 
-__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "PRESENCE_INCLUDES", "routes"]
+__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "PRESENCE_INCLUDES", "beat", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -58,9 +67,15 @@ def _state_json(state: dict[str, object] | None) -> bytes | None:
 
 @routes.post("/v1/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
-    app = request.app
-    principal = app[TOKENS].from_request(request)
-    body = await _HEARTBEAT.read(request)
+    return LeanAnswer.ok(*await beat(request.app, RequestAsked(request)))
+
+
+async def beat(app: web.Application, asked: Asked) -> tuple[bytes, str]:
+    """The heartbeat's answer (its body and media type), for aiohttp's handler above and for
+    ``http/lean``, which answers plain heartbeats before aiohttp parses them: one
+    implementation of its checks, in this order, and of its answer."""
+    principal = app[TOKENS].from_header(asked.authorization)
+    body = await asked.body(_HEARTBEAT)
     principal.require_write(body.artifact_id)
     state = _state_json(body.state)
     app[LIMITER].admit(principal, HEARTBEAT)
@@ -81,7 +96,7 @@ async def heartbeat(request: web.Request) -> web.Response:
         away=counts.away,
         interval_s=app[SETTINGS].heartbeat_interval_s,
     )
-    return respond(request, out)
+    return encoded(out, asked.accept)
 
 
 @routes.post("/v1/leave")

@@ -38,9 +38,10 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from presence_svc.http.admission import GATE, Gate
+from presence_svc.http.lean import LeanHead, LeanPath, framing
 from presence_svc.http.resources import SETTINGS
 
-__all__ = ["SheddingRunner", "compatible", "requests_in", "run_app"]
+__all__ = ["SheddingRunner", "compatible", "lean_compatible", "requests_in", "run_app"]
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +95,32 @@ def requests_in(data: bytes, cors: bool) -> int:
 
 
 class SheddingHandler(RequestHandler):
-    """aiohttp's protocol, with the canned refusal in front of its parser.
+    """aiohttp's protocol, with the canned refusal and the heartbeat's lean answer
+    (``lean``) in front of its parser.
 
     A request read but not yet at its handler is ``pending`` on the gate: under load one
     turn of the event loop reads hundreds of requests before any handler starts, and the
     in-flight count alone would let them all through to be refused the slow way."""
 
-    __slots__ = ("_cors", "_gate", "_pending")
+    __slots__ = ("_cors", "_gate", "_held", "_lean", "_lean_task", "_owed", "_pending")
 
     _gate: Gate
     _cors: bool
     _pending: bool
+    _lean: LeanPath | None
+    """The heartbeat's lean answers, when the app allows them."""
+    _lean_task: asyncio.Task[None] | None
+    """A lean answer under way: what arrives meanwhile is held for aiohttp (``_held``)."""
+    _held: list[bytes]
+    _owed: int
+    """Body bytes aiohttp's parser still expects of the last request given to it: 0 when it
+    is between requests, so that a request that arrives whole may be answered here; -1
+    once that is unknown (a head cut short), for the rest of the connection."""
 
     def data_received(self, data: bytes) -> None:
+        if self._lean_task is not None:
+            self._held.append(data)
+            return
         waiter = self._waiter
         if (
             not self._pending
@@ -118,13 +132,24 @@ class SheddingHandler(RequestHandler):
             gate = self._gate
             if (gate.open + gate.pending >= gate.limit or gate.shedding) and self._shed(data):
                 return
-            super().data_received(data)
+            if self._owed == 0 and self._lean is not None and self._take(data):
+                return
+            self._feed(data)
             # pending once a whole request head is read (its handler starts next turn): a
             # head still coming (aiohttp gives a first one no deadline) holds no place
             if self._messages:
                 self._pending = True
                 gate.pending += 1
             return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """``data`` to aiohttp's parser, following where its requests end (``_owed``)."""
+        owed = self._owed
+        if owed == 0:
+            self._owed = framing(data)
+        elif owed > 0:
+            self._owed = owed - len(data) if len(data) <= owed else framing(data[owed:])
         super().data_received(data)
 
     def _shed(self, data: bytes) -> bool:
@@ -139,6 +164,61 @@ class SheddingHandler(RequestHandler):
         if self._keepalive_handle is not None:  # the connection was used: idle from now
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return True
+
+    def _take(self, data: bytes) -> bool:
+        """Answer ``data`` here if it is one plain whole heartbeat: admitted now (the gate
+        has room: ``data_received`` shed otherwise), answered by a task."""
+        assert self._lean is not None
+        if self._upgraded or self._close or self._force_close or self.transport is None:
+            return False
+        head = self._lean.scan(data)
+        if head is None:
+            return False
+        self._gate.open += 1
+        self._request_count += 1
+        self._request_in_progress = True  # a graceful shutdown waits for it
+        self._lean_task = self._loop.create_task(self._answer(head))
+        return True
+
+    async def _answer(self, head: LeanHead) -> None:
+        """Answer as aiohttp's ``start`` would: the bytes written (unless the client left:
+        then, as aiohttp's handler, the work is done unheard), drained, the connection idle
+        again with its keep-alive deadline, and what arrived meanwhile given to aiohttp."""
+        assert self._lean is not None
+        try:
+            try:
+                data = await self._lean.answer(head)
+            finally:
+                self._gate.open -= 1
+            transport = self.transport
+            if transport is not None:
+                transport.write(data)
+                if self._paused:
+                    await self._drain_helper()
+        except ConnectionError:
+            return  # gone while draining: the connection is closing
+        finally:
+            self._lean_task = None
+            self._request_in_progress = False
+            if self._handler_waiter is not None:
+                self._handler_waiter.set_result(None)
+        if self._close or self._force_close:  # as ``start`` ends after a request
+            if self.transport is not None:
+                self.transport.close()
+            return
+        close_time = self._loop.time() + self._keepalive_timeout
+        self._next_keepalive_close_time = close_time
+        if self._keepalive_handle is None:
+            self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
+        if self._held:
+            held, self._held = self._held, []
+            self.data_received(b"".join(held))
+
+    def _process_keepalive(self) -> None:
+        if self._lean_task is not None:  # not idle: ``_answer`` sets the next deadline
+            self._keepalive_handle = None
+            return
+        super()._process_keepalive()
 
     async def _handle_request(
         self,
@@ -166,12 +246,17 @@ class _SheddingServer(web.Server):
 
     gate: Gate
     cors: bool
+    lean: LeanPath | None
 
     def __call__(self) -> RequestHandler:
         handler = SheddingHandler(self, loop=self._loop, **self._kwargs)
         handler._gate = self.gate
         handler._cors = self.cors
         handler._pending = False
+        handler._lean = self.lean
+        handler._lean_task = None
+        handler._held = []
+        handler._owed = 0
         return handler
 
 
@@ -187,6 +272,14 @@ _HANDLER_STATE = (
     "_keepalive_timeout",
     "_loop",
 )
+_LEAN_STATE = (
+    "_request_count",
+    "_request_in_progress",
+    "_handler_waiter",
+    "_paused",
+    "transport",
+)
+"""What the lean answer also reads and sets (``lean_compatible``)."""
 
 
 def compatible() -> bool:
@@ -203,6 +296,20 @@ def compatible() -> bool:
         all(name in slots for name in _HANDLER_STATE)
         and list(handle.parameters) == ["self", "request", "start_time", "request_handler"]
         and callable(getattr(web.AppRunner, "_make_server", None))
+    )
+
+
+def lean_compatible() -> bool:
+    """Whether this aiohttp's protocol also has what the lean answer reads and sets (else
+    ``serve`` answers every heartbeat through aiohttp)."""
+    slots: set[str] = set()
+    for cls in RequestHandler.__mro__:
+        slots.update(getattr(cls, "__slots__", ()))
+    return (
+        compatible()
+        and all(name in slots for name in _LEAN_STATE)
+        and callable(getattr(RequestHandler, "_process_keepalive", None))
+        and callable(getattr(RequestHandler, "_drain_helper", None))
     )
 
 
@@ -223,6 +330,9 @@ class SheddingRunner(web.AppRunner):
             assert isinstance(server, _SheddingServer)
             server.gate = app[GATE]
             server.cors = SETTINGS in app and bool(app[SETTINGS].cors_origins)
+            cancelling = bool(getattr(server, "handler_cancellation", True))
+            usable = lean_compatible() and LeanPath.usable(app, cancelling)
+            server.lean = LeanPath(app) if usable else None
         return server
 
 

@@ -7,7 +7,8 @@ validated Struct or raises a problem naming the fields at fault.
 from __future__ import annotations
 
 import re
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -20,8 +21,11 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_LARGE_BODY_BYTES",
     "MSGPACK",
+    "Asked",
     "Body",
+    "RequestAsked",
     "encode_body",
+    "encoded",
     "field_errors",
     "respond",
     "wants_msgpack",
@@ -70,16 +74,28 @@ class Body(Generic[T]):
         self._msgpack = msgspec.msgpack.Decoder(kind)
 
     async def read(self, request: web.Request) -> T:
-        content_type = request.content_type
+        decoder = self._decoder(request.content_type)
+        return self._decode(decoder, await _body_bytes(request, self.max_bytes))
+
+    def parse(self, content_type: str, raw: bytes) -> T:
+        """``read`` for a body already read whole (``http/lean``): the same checks, in the
+        same order, with the same answers."""
+        decoder = self._decoder(content_type)
+        if len(raw) > self.max_bytes:
+            raise _too_large(self.max_bytes)
+        return self._decode(decoder, raw)
+
+    def _decoder(self, content_type: str) -> Any:
         is_text = self.allow_text and content_type == _TEXT
         if content_type != JSON and content_type not in _MSGPACK_TYPES and not is_text:
             raise UnsupportedMediaType(
                 f"send the body as {JSON} or {MSGPACK}, not {content_type or 'nothing'}"
             )
-        raw = await _body_bytes(request, self.max_bytes)
+        return self._msgpack if content_type in _MSGPACK_TYPES else self._json
+
+    def _decode(self, decoder: Any, raw: bytes) -> T:
         if not raw:
             raise BadRequest("the request has no body")
-        decoder: Any = self._msgpack if content_type in _MSGPACK_TYPES else self._json
         try:
             value: T = decoder.decode(raw)
         except msgspec.ValidationError as exc:
@@ -88,6 +104,10 @@ class Body(Generic[T]):
             kind = "msgpack" if decoder is self._msgpack else "JSON"
             raise BadRequest(f"the body is not valid {kind}: {exc}") from exc
         return value
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than {limit} bytes")
 
 
 async def _body_bytes(request: web.Request, limit: int) -> bytes:
@@ -110,7 +130,7 @@ async def _body_bytes(request: web.Request, limit: int) -> bytes:
             # The client hung up before its whole body came (aiohttp ends the read so):
             # its doing, not a Redis outage, which a bare ConnectionError would be taken for.
             raise BadRequest("the connection closed before the whole body arrived") from exc
-    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    raise _too_large(limit)
 
 
 _JSON_ENCODER = msgspec.json.Encoder()
@@ -128,6 +148,50 @@ def encode_body(value: Any, as_msgpack: bool) -> bytes:
     if as_msgpack:
         return _MSGPACK_ENCODER.encode(value)
     return _JSON_ENCODER.encode(value) + b"\n"
+
+
+def encoded(value: Any, accept: str | None) -> tuple[bytes, str]:
+    """``value``'s body and media type as ``respond`` answers a 200 (``accept``: the
+    request's ``Accept`` header)."""
+    if accept is not None and "msgpack" in accept:
+        return _MSGPACK_ENCODER.encode(value), MSGPACK
+    return _JSON_ENCODER.encode(value) + b"\n", JSON
+
+
+class Asked(Protocol):
+    """What a route's core reads of its request, whoever parsed it: aiohttp
+    (:class:`RequestAsked`) or ``http/lean``, which answers the heartbeat before aiohttp
+    parses it."""
+
+    @property
+    def authorization(self) -> str | None: ...
+
+    @property
+    def accept(self) -> str | None: ...
+
+    def body(self, kind: Body[T]) -> Awaitable[T]:
+        """The body, read and validated as ``kind`` says."""
+        ...
+
+
+class RequestAsked:
+    """An aiohttp request, as a core reads it."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+
+    @property
+    def authorization(self) -> str | None:
+        return self._request.headers.get("Authorization")
+
+    @property
+    def accept(self) -> str | None:
+        return self._request.headers.get("Accept")
+
+    def body(self, kind: Body[T]) -> Awaitable[T]:
+        return kind.read(self._request)
 
 
 def respond(request: web.Request, value: Any, status: int = 200) -> web.Response:

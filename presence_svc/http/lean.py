@@ -1,0 +1,234 @@
+"""The heartbeat answered before aiohttp parses it: under ``serve``, a plain heartbeat that
+arrives whole on an idle keep-alive connection is scanned from the bytes read, answered by
+the same core as aiohttp's handler (``presence.beat``), and its answer written as bytes,
+without aiohttp's request, routing, task-per-request and response machinery (about a fifth
+of the service's CPU per heartbeat).
+
+Only the plain case is taken (:meth:`LeanPath.scan`): exactly one whole
+``POST /v1/heartbeat HTTP/1.1`` with a ``Content-Length`` body, a ``Host``, plain header lines
+(as ``shedding`` reads them), none of the headers that change how aiohttp reads or answers
+it (``Connection``, ``Transfer-Encoding``, ``Expect``, ``Upgrade``, ``Content-Encoding``), no
+header aiohttp refuses twice given twice, and a head aiohttp's limits take. Anything else
+goes to aiohttp untouched. The answer is aiohttp's bytes (``tests/http/test_lean.py``
+compares them), counted and timed as ``edge`` counts them, behind the same requests gate.
+
+``shedding``'s protocol holds what else the connection sends while the answer is under way
+and gives it to aiohttp afterwards, in order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Final, TypeVar
+
+from aiohttp import web
+from aiohttp.helpers import parse_content_type, rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE
+
+from presence_svc import metrics
+from presence_svc.db.deadline import REQUEST_BUDGET_S
+from presence_svc.errors import problem_for
+from presence_svc.http.presence import beat
+from presence_svc.http.resources import SETTINGS
+from presence_svc.http.wire import Body
+
+__all__ = ["ROUTE", "LeanHead", "LeanPath", "framing", "render"]
+
+T = TypeVar("T")
+
+ROUTE: Final = "/v1/heartbeat"
+_METHOD: Final = "POST"
+_LINE = b"POST /v1/heartbeat HTTP/1.1\r\n"
+_MAX_HEAD = 8190
+"""aiohttp's limit on one header line; a longer head goes to aiohttp, which judges it."""
+_MAX_LINES = 100
+"""Below aiohttp's 128 headers: a head with more goes to aiohttp."""
+# As ``shedding._PLAIN_HEAD``: each header line ``CRLF name: value`` with no bare LF, fold or
+# control byte, so that the search below sees every header aiohttp will.
+_PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
+# The headers the heartbeat reads, those aiohttp takes once only (a second one is its 400),
+# and those that change how aiohttp reads the request or answers it.
+_FIELDS = re.compile(
+    rb"\r\n(authorization|accept|content-type|content-length|host|content-location"
+    rb"|content-range|etag|max-forwards|server|user-agent|origin|connection"
+    rb"|transfer-encoding|expect|upgrade|content-encoding|sec-websocket-key1):([^\r]*)",
+    re.IGNORECASE,
+)
+_DECLINED = frozenset(
+    {
+        b"connection",
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+        b"content-encoding",
+        b"sec-websocket-key1",
+        b"origin",
+    }
+)
+_OCTET_STREAM = "application/octet-stream"
+"""aiohttp's content type of a request without one."""
+
+# Any request line framing may follow (``framing``): a method, a target, HTTP/1.1.
+_ANY_LINE = re.compile(rb"[A-Z]+ [\x21-\x7e]+ HTTP/1\.1\r\n")
+_FRAMES = re.compile(rb"\r\n(?:(content-length)|transfer-encoding|upgrade):([^\r]*)", re.I)
+
+
+def framing(data: bytes) -> int:
+    """How many body bytes the last request in ``data`` still lacks, if ``data`` is plain
+    HTTP/1.1 requests back to back (0: they end where ``data`` ends); else -1 (a head cut
+    short, a chunked body, anything the scan cannot frame as aiohttp's parser does)."""
+    at, size = 0, len(data)
+    while at < size:
+        line = _ANY_LINE.match(data, at)
+        if line is None:
+            return -1
+        head = line.end() - 2
+        end = data.find(b"\r\n\r\n", head)
+        if end < 0 or _PLAIN_HEAD.fullmatch(data, head, end) is None:
+            return -1
+        length = -1
+        for is_length, value in _FRAMES.findall(data, head, end):
+            value = value.strip(b" \t")
+            if not is_length or length >= 0 or not value.isdigit() or len(value) > 18:
+                return -1
+            length = int(value)
+        at = end + 4 + max(0, length)
+    return at - size
+
+
+class LeanHead:
+    """A heartbeat as :meth:`LeanPath.scan` read it: what its core and its log read."""
+
+    __slots__ = ("accept", "authorization", "content_type", "raw")
+
+    path: Final = ROUTE
+    method: Final = _METHOD
+
+    def __init__(
+        self, authorization: str | None, content_type: str, accept: str | None, raw: bytes
+    ) -> None:
+        self.authorization = authorization
+        self.content_type = content_type
+        self.accept = accept
+        self.raw = raw
+
+    async def body(self, kind: Body[T]) -> T:
+        return kind.parse(self.content_type, self.raw)
+
+
+def _scan(data: bytes) -> LeanHead | None:
+    if not data.startswith(_LINE):
+        return None
+    head = len(_LINE) - 2
+    end = data.find(b"\r\n\r\n", head)
+    if (
+        end < 0
+        or end > _MAX_HEAD
+        or data.count(b"\r\n", head, end) > _MAX_LINES
+        or _PLAIN_HEAD.fullmatch(data, head, end) is None
+    ):
+        return None
+    seen: dict[bytes, bytes] = {}
+    for name, value in _FIELDS.findall(data, head, end):
+        name = name.lower()
+        if name in seen or name in _DECLINED:
+            return None
+        seen[name] = value.strip(b" \t")
+    length = seen.get(b"content-length")
+    if (
+        length is None
+        or b"host" not in seen
+        or not length.isdigit()
+        or end + 4 + int(length) != len(data)
+    ):
+        return None
+    try:
+        authorization = seen.get(b"authorization")
+        accept = seen.get(b"accept")
+        content_type = seen.get(b"content-type")
+        return LeanHead(
+            None if authorization is None else authorization.decode("ascii"),
+            _OCTET_STREAM
+            if content_type is None
+            else parse_content_type(content_type.decode("ascii"))[0],
+            None if accept is None else accept.decode("ascii"),
+            data[end + 4 :],
+        )
+    except UnicodeDecodeError:
+        return None  # aiohttp reads such values its own way
+
+
+_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+_OK_MSGPACK = b"HTTP/1.1 200 OK\r\nContent-Type: application/msgpack\r\nContent-Length: "
+_SERVER = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode()
+
+
+def _ok(body: bytes, media_type: str) -> bytes:
+    """The bytes aiohttp writes for ``LeanAnswer.ok(body, media_type)``."""
+    start = _OK_MSGPACK if media_type == "application/msgpack" else _OK_JSON
+    date = rfc822_formatted_time().encode()
+    return b"".join((start, str(len(body)).encode(), b"\r\nDate: ", date, _SERVER, body))
+
+
+def render(response: web.Response) -> bytes:
+    """The bytes aiohttp writes for ``response`` (a bytes body, not yet prepared) to a plain
+    HTTP/1.1 keep-alive ``POST`` of an app without prepare hooks: its headers in order, then
+    the ``Content-Length``, ``Date`` and ``Server`` aiohttp adds."""
+    body = response.body
+    assert isinstance(body, bytes)
+    headers = list(response.headers.items())
+    names = {name.lower() for name, _ in headers}
+    if "content-length" not in names:
+        headers.append(("Content-Length", str(len(body))))
+    if "date" not in names:
+        headers.append(("Date", rfc822_formatted_time()))
+    if "server" not in names:
+        headers.append(("Server", SERVER_SOFTWARE))
+    lines = [f"HTTP/1.1 {response.status} {response.reason}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class LeanPath:
+    """The heartbeat's lean answers for one app (see the module's docstring)."""
+
+    __slots__ = ("_app", "_budget_s")
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._budget_s = app[SETTINGS].db_request_timeout_s
+
+    @staticmethod
+    def usable(app: web.Application, handler_cancellation: bool) -> bool:
+        """Whether the app's heartbeat may be answered here: its settings trace no spans
+        (a span per request is aiohttp's handler's), no prepare hook adds headers to
+        answers (CORS), and its handlers are not cancelled when a client leaves."""
+        if SETTINGS not in app or app[SETTINGS].otel or app.on_response_prepare:
+            return False
+        routes = {
+            (route.method, route.resource.canonical)
+            for route in app.router.routes()
+            if route.resource is not None
+        }
+        return not handler_cancellation and (_METHOD, ROUTE) in routes
+
+    @staticmethod
+    def scan(data: bytes) -> LeanHead | None:
+        """The heartbeat ``data`` holds, if it holds exactly one plain whole one."""
+        return _scan(data)
+
+    async def answer(self, head: LeanHead) -> bytes:
+        """The answer's bytes; counted and timed as ``edge`` does (the caller holds the
+        place in the requests gate)."""
+        started = time.perf_counter()
+        REQUEST_BUDGET_S.set(self._budget_s)
+        try:
+            data = _ok(*await beat(self._app, head))
+            status = 200
+        except Exception as exc:
+            response = problem_for(head, exc)
+            data = render(response)
+            status = response.status
+        metrics.observe_request(ROUTE, _METHOD, status, time.perf_counter() - started)
+        return data

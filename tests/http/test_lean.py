@@ -1,0 +1,431 @@
+"""The heartbeat's lean path (``http/lean.py``) under ``serve``'s protocol: a plain heartbeat
+arriving whole on an idle connection is answered before aiohttp parses it, with the bytes
+aiohttp's handler sends for the same request (compared here against the app served by
+aiohttp's own runner, ``Date`` aside), counted in the same metrics, behind the same gate;
+anything else (pipelined, split, odd) is aiohttp's, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from presence_svc.auth import Scope, TokenCodec
+from presence_svc.http.admission import GATE
+from presence_svc.http.app import create_app
+from presence_svc.http.lean import LeanPath, framing
+from presence_svc.http.shedding import SheddingRunner, lean_compatible
+from presence_svc.ratelimits import parse_rate_limits
+from presence_svc.settings import Settings
+from tests.conftest import SECRET, free_port
+
+_DATE = re.compile(rb"\r\nDate: [^\r]*")
+HEARTBEATS_200 = 'presence_http_requests_total{method="POST",route="/v1/heartbeat",status="200"}'
+
+
+@dataclass
+class Served:
+    """``create_app(settings)`` run by ``serve``'s runner (lean), and by aiohttp's (plain)."""
+
+    runner: SheddingRunner
+    port: int
+    plain_port: int
+
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    @property
+    def parsed(self) -> int:
+        """Requests aiohttp has parsed and routed on the lean server so far."""
+        server = self.runner.server
+        assert server is not None
+        return server.requests_count
+
+
+Serve = Callable[..., Awaitable[Served]]
+
+
+@pytest.fixture
+async def serve(
+    settings: Settings, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> AsyncIterator[Serve]:
+    runners: list[SheddingRunner] = []
+
+    async def start(keepalive_timeout: float = 75.0, **changes: Any) -> Served:
+        changed = settings.replace(**changes)
+        runner = SheddingRunner(
+            create_app(changed), access_log=None, keepalive_timeout=keepalive_timeout
+        )
+        await runner.setup()
+        runners.append(runner)
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        plain = await aiohttp_server(create_app(changed))
+        assert plain.port is not None
+        return Served(runner, port, plain.port)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def token(user: str, artifacts: list[str] | None = None) -> str:
+    return TokenCodec(SECRET).issue(user, scope=Scope.CLIENT, artifacts=artifacts, ttl_s=600)
+
+
+def heartbeat(
+    user: str | None = "alice",
+    body: bytes | None = None,
+    *,
+    session: str = "tab-00001",
+    headers: str = "Content-Type: application/json\r\n",
+    artifacts: list[str] | None = None,
+) -> bytes:
+    if body is None:
+        body = json.dumps({"artifactId": "doc-1", "sessionId": session}).encode()
+    auth = f"Authorization: Bearer {token(user, artifacts)}\r\n" if user else ""
+    return (
+        f"POST /v1/heartbeat HTTP/1.1\r\nHost: test\r\n{auth}{headers}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class Connection:
+    """One keep-alive connection, answers read one by one."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self) -> bytes:
+        """The next whole answer, its ``Date`` masked."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 30)
+        length = re.search(rb"\r\nContent-Length: (\d+)", head)
+        assert length is not None, head
+        body = await asyncio.wait_for(self.reader.readexactly(int(length.group(1))), 30)
+        return _DATE.sub(b"\r\nDate: -", head + body)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def ask(port: int, data: bytes) -> bytes:
+    connection = await Connection.open(port)
+    try:
+        await connection.send(data)
+        return await connection.answer()
+    finally:
+        connection.close()
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def body_of(answer: bytes) -> Any:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if b"msgpack" in head:
+        return msgspec.msgpack.decode(body)
+    return json.loads(body)
+
+
+async def metric(port: int, name: str) -> float:
+    connection = await Connection.open(port)
+    try:
+        await connection.send(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        text = (await connection.answer()).decode()
+    finally:
+        connection.close()
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+CASES = {
+    "200 JSON": (heartbeat("u-json"), 200),
+    "200 msgpack": (
+        heartbeat(
+            "u-pack", headers="Content-Type: application/json\r\nAccept: application/msgpack\r\n"
+        ),
+        200,
+    ),
+    "200 msgpack body": (
+        heartbeat(
+            "u-pack-in",
+            msgspec.msgpack.encode({"artifactId": "doc-1", "sessionId": "tab-00001"}),
+            headers="Content-Type: application/msgpack; charset=x\r\n",
+        ),
+        200,
+    ),
+    "200 with state": (
+        heartbeat("u-state", b'{"artifactId":"doc-1","sessionId":"tab-00001","state":{"a":1}}'),
+        200,
+    ),
+    "400 a bad field": (heartbeat("u-bad", b'{"artifactId":"doc 1","sessionId":"tab-00001"}'), 400),
+    "400 a missing field": (heartbeat("u-miss", b'{"artifactId":"doc-1"}'), 400),
+    "400 not JSON": (heartbeat("u-junk", b"{not json"), 400),
+    "400 no body": (heartbeat("u-empty", b""), 400),
+    "400 state too large": (
+        heartbeat(
+            "u-big",
+            json.dumps(
+                {"artifactId": "doc-1", "sessionId": "tab-00001", "state": {"s": "x" * 1100}}
+            ).encode(),
+        ),
+        400,
+    ),
+    "401 no token": (heartbeat(None), 401),
+    "401 a bad token": (
+        heartbeat(
+            None, headers="Authorization: Bearer nonsense\r\nContent-Type: application/json\r\n"
+        ),
+        401,
+    ),
+    "401 not bearer": (
+        heartbeat(None, headers="Authorization: Basic eDp5\r\nContent-Type: application/json\r\n"),
+        401,
+    ),
+    "403 another artifact": (heartbeat("u-other", artifacts=["doc-2"]), 403),
+    "415 text": (heartbeat("u-text", headers="Content-Type: text/plain\r\n"), 415),
+    "415 no content type": (heartbeat("u-none", headers=""), 415),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_plain_heartbeat_gets_aiohttps_bytes_without_aiohttp(
+    serve: Serve, case: str
+) -> None:
+    served = await serve()
+    request, status = CASES[case]
+    parsed = served.parsed
+    lean = await ask(served.port, request)
+    assert served.parsed == parsed, "aiohttp parsed the request: the lean path did not take it"
+    plain = await ask(served.plain_port, request)
+    assert lean == plain
+    assert status_of(lean) == status, lean
+    if status == 200:
+        assert body_of(lean)["online"] == 1
+    else:
+        assert b"Content-Type: application/problem+json" in lean
+    if status == 401:
+        assert b'\r\nWWW-Authenticate: Bearer realm="presence-svc"\r\n' in lean
+
+
+async def test_another_users_session_is_the_same_409(serve: Serve) -> None:
+    served = await serve()
+    assert status_of(await ask(served.port, heartbeat("owner"))) == 200
+    parsed = served.parsed
+    lean = await ask(served.port, heartbeat("intruder"))
+    assert served.parsed == parsed
+    assert lean == await ask(served.plain_port, heartbeat("intruder"))
+    assert status_of(lean) == 409
+
+
+async def test_a_body_over_the_limit_is_413_either_way(serve: Serve) -> None:
+    served = await serve()
+    request = heartbeat(
+        "u-huge", b'{"artifactId":"doc-1","sessionId":"tab-00001","x":"' + b"x" * 17_000 + b'"}'
+    )
+    lean = await ask(served.port, request)
+    assert lean == await ask(served.plain_port, request)
+    assert status_of(lean) == 413
+    assert body_of(lean)["detail"] == "request body is larger than 16384 bytes"
+
+
+async def test_past_the_rate_limit_the_429_and_its_headers_are_aiohttps(serve: Serve) -> None:
+    served = await serve(rate_limits=parse_rate_limits("heartbeat=1/m:burst=1"))
+    answers = []
+    for port, user in ((served.port, "rl-lean"), (served.plain_port, "rl-plain")):
+        connection = await Connection.open(port)
+        await connection.send(heartbeat(user, session=f"{user}-1"))
+        assert status_of(await connection.answer()) == 200
+        parsed = served.parsed
+        await connection.send(heartbeat(user, session=f"{user}-2"))
+        answers.append(await connection.answer())
+        if port == served.port:
+            assert served.parsed == parsed
+        connection.close()
+    lean, plain = answers
+    assert lean == plain
+    assert status_of(lean) == 429
+    for header in (b"\r\nRetry-After: ", b"\r\nRateLimit: ", b"\r\nRateLimit-Policy: "):
+        assert header in lean
+
+
+async def test_a_paused_redis_is_the_same_503_with_retry_after(
+    serve: Serve, sync_redis: redis.Redis
+) -> None:
+    served = await serve(redis_timeout_s=0.2)
+    request = heartbeat("u-503")
+    assert status_of(await ask(served.port, request)) == 200  # scripts loaded, connected
+    sync_redis.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    parsed = served.parsed
+    lean, plain = await asyncio.gather(ask(served.port, request), ask(served.plain_port, request))
+    assert served.parsed == parsed
+    assert lean == plain
+    assert status_of(lean) == 503
+    assert b"\r\nRetry-After: " in lean
+
+
+async def test_pipelined_and_held_requests_are_answered_in_order(
+    serve: Serve, sync_redis: redis.Redis
+) -> None:
+    served = await serve()
+    connection = await Connection.open(served.port)
+    # Two in one write: aiohttp's, answered in order.
+    parsed = served.parsed
+    await connection.send(heartbeat(session="tab-00001") + heartbeat(session="tab-00002"))
+    first, second = await connection.answer(), await connection.answer()
+    assert [body_of(first)["sessions"], body_of(second)["sessions"]] == [1, 2]
+    assert served.parsed == parsed + 2
+    # One answered here while the next arrives (Redis paused: the first is still under
+    # way), then a probe: held, and given to aiohttp after the first's answer, in order.
+    sync_redis.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    await connection.send(heartbeat(session="tab-00003"))
+    await asyncio.sleep(0.1)
+    await connection.send(heartbeat(session="tab-00004"))
+    await connection.send(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    answers = [await connection.answer() for _ in range(3)]
+    assert [body_of(answer).get("sessions") for answer in answers[:2]] == [3, 4]
+    assert status_of(answers[2]) == 200
+    # and the connection is between requests again: the next one is answered here
+    parsed = served.parsed
+    await connection.send(heartbeat(session="tab-00005"))
+    assert body_of(await connection.answer())["sessions"] == 5
+    assert served.parsed == parsed
+    connection.close()
+
+
+async def test_a_request_split_over_two_reads_is_aiohttps_and_the_next_whole_one_lean(
+    serve: Serve,
+) -> None:
+    served = await serve()
+    connection = await Connection.open(served.port)
+    request = heartbeat(session="tab-00001")
+    head = request.index(b"\r\n\r\n") + 4
+    parsed = served.parsed
+    await connection.send(request[:head])  # the head, then the body a moment later
+    await asyncio.sleep(0.1)
+    await connection.send(request[head:])
+    assert status_of(await connection.answer()) == 200
+    assert served.parsed == parsed + 1
+    await connection.send(heartbeat(session="tab-00002"))
+    assert body_of(await connection.answer())["sessions"] == 2
+    assert served.parsed == parsed + 1  # aiohttp's parser was between requests: lean
+    # A head cut in two: from then on this connection is aiohttp's, and still works.
+    request = heartbeat(session="tab-00003")
+    await connection.send(request[:20])
+    await asyncio.sleep(0.1)
+    await connection.send(request[20:])
+    assert body_of(await connection.answer())["sessions"] == 3
+    await connection.send(heartbeat(session="tab-00004"))
+    assert body_of(await connection.answer())["sessions"] == 4
+    assert served.parsed == parsed + 3
+    connection.close()
+
+
+async def test_both_paths_are_counted_in_the_same_metrics(serve: Serve) -> None:
+    served = await serve()
+    before = await metric(served.port, HEARTBEATS_200)
+    parsed = served.parsed
+    assert status_of(await ask(served.port, heartbeat(session="tab-00001"))) == 200
+    assert served.parsed == parsed
+    odd = heartbeat(
+        session="tab-00002", headers="Content-Type: application/json\r\nConnection: keep-alive\r\n"
+    )
+    assert status_of(await ask(served.port, odd)) == 200
+    assert served.parsed == parsed + 1  # a Connection header: aiohttp's
+    assert await metric(served.port, HEARTBEATS_200) == before + 2
+    assert served.app[GATE].open == 0
+
+
+async def test_a_client_gone_mid_heartbeat_leaves_the_gate_empty(
+    serve: Serve, sync_redis: redis.Redis
+) -> None:
+    served = await serve()
+    assert status_of(await ask(served.port, heartbeat(session="tab-00001"))) == 200
+    gate = served.app[GATE]
+    before = await metric(served.port, HEARTBEATS_200)
+    sync_redis.execute_command("CLIENT", "PAUSE", 400, "ALL")
+    connection = await Connection.open(served.port)
+    await connection.send(heartbeat(session="tab-00002"))
+    deadline = time.monotonic() + 10
+    while gate.open == 0:  # in flight, waiting on the paused Redis
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    connection.close()
+    while gate.open or await metric(served.port, HEARTBEATS_200) < before + 1:
+        assert time.monotonic() < deadline, "the heartbeat never finished"
+        await asyncio.sleep(0.05)
+    assert gate.open == 0
+    assert gate.pending == 0
+    answer = await ask(served.port, heartbeat(session="tab-00003"))
+    assert body_of(answer)["sessions"] == 3  # the second was stored, unheard
+
+
+async def test_keep_alive_deadlines_hold_around_a_lean_answer(
+    serve: Serve, sync_redis: redis.Redis
+) -> None:
+    """A heartbeat that takes longer than the keep-alive timeout is not cut while it waits
+    (aiohttp's timer sees a connection waiting for its next request); once answered, the
+    connection idle past the timeout is closed."""
+    served = await serve(keepalive_timeout=0.2)
+    connection = await Connection.open(served.port)
+    sync_redis.execute_command("CLIENT", "PAUSE", 600, "ALL")
+    parsed = served.parsed
+    await connection.send(heartbeat(session="tab-00001"))
+    assert status_of(await connection.answer()) == 200
+    assert served.parsed == parsed
+    try:
+        assert await asyncio.wait_for(connection.reader.read(), 10) == b""  # closed when idle
+    finally:
+        connection.close()
+
+
+async def test_the_lean_path_is_off_where_answers_differ(serve: Serve) -> None:
+    assert lean_compatible()
+    on = await serve()
+    assert getattr(on.runner.server, "lean", None) is not None
+    assert not LeanPath.usable(on.app, handler_cancellation=True)
+    # CORS: aiohttp's prepare hook adds its headers to every answer
+    cors = await serve(cors_origins=("https://app.example",))
+    assert getattr(cors.runner.server, "lean", "absent") is None
+    parsed = cors.parsed
+    answer = await ask(cors.port, heartbeat())
+    assert status_of(answer) == 200
+    assert b"\r\nVary: Origin\r\n" in answer
+    assert cors.parsed == parsed + 1
+
+
+@pytest.mark.parametrize(
+    ("data", "owed"),
+    [
+        (heartbeat(), 0),
+        (heartbeat() + heartbeat(), 0),
+        (heartbeat()[:-5], 5),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 0),
+        (heartbeat()[:30], -1),
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", -1),
+        (b"GET / HTTP/1.0\r\n\r\n", -1),
+        (b"", 0),
+    ],
+)
+def test_framing_follows_where_requests_end(data: bytes, owed: int) -> None:
+    assert framing(data) == owed
