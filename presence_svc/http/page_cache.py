@@ -4,12 +4,16 @@ A page (``GET /v1/artifacts/{id}/presence``, without ``include=recent``) costs a
 reading the room, its rows built, the names joined and the answer encoded: in a room of
 20 000 readers all ask for the same first page. A built page is kept, encoded, with the
 artifact's page mark it was built at (``lua/lib/pagemark.lua``: every presence writer run
-that may change a page changes the mark). The next reader still sends the page script,
-with the kept mark: the script answers with an empty string when the mark still holds
-and no session timed out since (a few commands), so the kept bytes are sent again, or
-with a new page. Every read goes to Redis after it arrived, so a write answered before it
-shows at once, on any process. Only ``lastSeen`` times can lag (fast-path heartbeats move
-them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script
+that may change a page changes the mark) and the first deadline of its sessions. The next
+reader still asks Redis, after it arrived: the mark and Redis's clock (two plain commands
+in the loop turn's batch, ``PresenceStore.page_holds``). While the mark holds no deadline
+moves earlier, so before that first deadline the kept bytes are sent again; a moved mark
+builds the page again; past that deadline the page script is asked with the kept mark (it
+answers an empty string if no session timed out, else a new page). So a write answered
+before a read shows in it at once, on any process (processes that disagree on the online
+timeouts could move a deadline earlier under one mark: such a timeout then shows once the
+page's time is up). Only ``lastSeen`` times can lag
+(fast-path heartbeats move them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script
 is asked, with the time the page was built, whether any session beat since: if none did,
 the page holds, lastSeen times included, and only the names are joined again (a quiet
 room's page, read every few seconds, is not read from Redis and decoded again each time).
