@@ -12,9 +12,9 @@ builds the page again; past that deadline the page script is asked with the kept
 answers an empty string if no session timed out, else a new page). So a write answered
 before a read shows in it at once, on any process (processes that disagree on the online
 timeouts could move a deadline earlier under one mark: such a timeout then shows once the
-page's time is up). Only ``lastSeen`` times can lag
-(fast-path heartbeats move them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script
-is asked, with the time the page was built, whether any session beat since: if none did,
+page's time is up). Only ``lastSeen`` times can lag (fast-path heartbeats move them
+without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script is
+asked, with the time the page was built, whether any session beat since: if none did,
 the page holds, lastSeen times included, and only the names are joined again (a quiet
 room's page, read every few seconds, is not read from Redis and decoded again each time).
 
