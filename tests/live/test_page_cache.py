@@ -74,6 +74,35 @@ async def test_every_change_through_another_process_shows_at_once_on_a_kept_page
     assert [row[0] for row in _rows(await _page(reader, auth))] == ["alice"]
 
 
+async def test_a_user_turning_invisible_leaves_a_kept_page_in_this_process_and_others(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """The kept page asks the privacy mirror again only when the mirror changed: through
+    this process at once, through another once this one's mirror has reloaded."""
+    reader = await make_client(**KEEP, **LONG_LIVED, privacy_refresh_s=0.2)
+    writer = await make_client(**KEEP, **LONG_LIVED, privacy_refresh_s=0.2)
+    await beat(writer, auth, "alice", "tab-aaaa1")
+    await beat(writer, auth, "bob", "tab-bbbb1")
+    await beat(writer, auth, "carol", "tab-cccc1")
+    assert [r[0] for r in _rows(await _page(reader, auth))] == ["alice", "bob", "carol"]
+    assert [r[0] for r in _rows(await _page(reader, auth))] == ["alice", "bob", "carol"]
+
+    async def hide(client: AppClient, user: str) -> None:
+        response = await client.put(
+            f"/v1/users/{user}/privacy", json={"presence": "hidden"}, headers=auth(user)
+        )
+        assert response.status == 200, await response.text()
+
+    await hide(reader, "bob")  # through the reader: out of its very next page
+    assert [r[0] for r in _rows(await _page(reader, auth))] == ["alice", "carol"]
+    await hide(writer, "carol")  # through the other process: once the reader reloads
+    deadline = time.monotonic() + 10
+    while [r[0] for r in _rows(await _page(reader, auth))] != ["alice"]:
+        assert time.monotonic() < deadline, "the kept page still lists carol"
+        await asyncio.sleep(0.05)
+    assert (await _page(reader, auth))["online"] == 3  # counted still
+
+
 async def test_a_kept_page_loses_the_sessions_that_timed_out_with_no_write_since(
     make_client: MakeClient, auth: Auth
 ) -> None:
