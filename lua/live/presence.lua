@@ -12,14 +12,17 @@
 -- with an away session that beat within the away timeout answers '' instead): the page
 -- holds, lastSeen times too;
 -- else msgpack {online_users, online_sessions, active_users, rows, next, infos, mark,
--- built}: rows
+-- built, until}: rows
 --   flat, each row {lastSeen, sessions, away (0/1), joinNumber[, n, then n times
 --   lastSeen, away: its sessions, with the list]} in a row, next the join number to
 --   start the next page after (-1: no more), infos the packed session infos as stored
 --   ({userId, versionId, stateJson[, flags]}, lib/presence.lua): per row, its most
 --   recent session's, then (with the list) each listed session's, in order; read-only.
 --   Flat and passed through: tables and unpacking per row were most of a page's time.
---   mark: the page mark ('' none) this page was built at; built: Redis's clock (ms) then.
+--   mark: the page mark ('' none) this page was built at; built: Redis's clock (ms) then;
+--   until: the first deadline of a session online then (-1: none online), whole ms down:
+--   while the mark holds, deadlines only move later (lib/pagemark.lua), so the page
+--   holds until then (the service tells that from the mark and TIME, no script).
 -- Hidden sessions (lib/hidden.lua) are counted and never listed: a user with no
 -- visible online session has no row.
 -- Rows sort by the user's join number: the order users came in, which heartbeats never
@@ -200,8 +203,10 @@ end
 
 local online, active = online_users(Z, I, now)
 local sessions = redis.call('ZCOUNT', Z, '(' .. now, '+inf')
+local first = redis.call('ZRANGEBYSCORE', Z, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local holds_until = first[2] and math.floor(tonumber(first[2])) or -1
 -- the infos as a sixth element of the packed answer, passed through as stored, the mark
--- as the seventh, the clock as the eighth
+-- as the seventh, the clock as the eighth, until as the ninth
 local packed = cmsgpack.pack({online, sessions, active, rows, next_after})
-return string.char(0x98) .. string.sub(packed, 2) .. packed_array(infos)
-  .. cmsgpack.pack(mark_now) .. cmsgpack.pack(NOW)
+return string.char(0x99) .. string.sub(packed, 2) .. packed_array(infos)
+  .. cmsgpack.pack(mark_now) .. cmsgpack.pack(NOW) .. cmsgpack.pack(holds_until)

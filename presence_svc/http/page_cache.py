@@ -4,13 +4,17 @@ A page (``GET /v1/artifacts/{id}/presence``, without ``include=recent``) costs a
 reading the room, its rows built, the names joined and the answer encoded: in a room of
 20 000 readers all ask for the same first page. A built page is kept, encoded, with the
 artifact's page mark it was built at (``lua/lib/pagemark.lua``: every presence writer run
-that may change a page changes the mark). The next reader still sends the page script,
-with the kept mark: the script answers with an empty string when the mark still holds
-and no session timed out since (a few commands), so the kept bytes are sent again, or
-with a new page. Every read goes to Redis after it arrived, so a write answered before it
-shows at once, on any process. Only ``lastSeen`` times can lag (fast-path heartbeats move
-them without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script
-is asked, with the time the page was built, whether any session beat since: if none did,
+that may change a page changes the mark) and the first deadline of its sessions. The next
+reader still asks Redis, after it arrived: the mark and Redis's clock (two plain commands
+in the loop turn's batch, ``PresenceStore.page_holds``). While the mark holds no deadline
+moves earlier, so before that first deadline the kept bytes are sent again; a moved mark
+builds the page again; past that deadline the page script is asked with the kept mark (it
+answers an empty string if no session timed out, else a new page). So a write answered
+before a read shows in it at once, on any process (processes that disagree on the online
+timeouts could move a deadline earlier under one mark: such a timeout then shows once the
+page's time is up). Only ``lastSeen`` times can lag (fast-path heartbeats move them
+without a new mark), by ``PRESENCE_PAGE_CACHE_S`` at most. Past that time the script is
+asked, with the time the page was built, whether any session beat since: if none did,
 the page holds, lastSeen times included, and only the names are joined again (a quiet
 room's page, read every few seconds, is not read from Redis and decoded again each time).
 
@@ -27,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from presence_svc.http.answer import LeanAnswer
 from presence_svc.http.wire import JSON, MSGPACK, encode_body, wants_msgpack
+from presence_svc.live.privacy import PrivacyMirror
 from presence_svc.live.rows import presence_out, without_hidden
 from presence_svc.live.store import PresencePage, PresenceStore
 from presence_svc.schemas import PresenceOut
@@ -59,6 +64,8 @@ class _Kept:
     mark: str
     expires: float
     generation: int
+    privacy: int
+    """The privacy mirror's ``changes`` when it was built (none of its users was hidden)."""
     user_ids: tuple[str, ...]
     page: PresencePage
     """What it was built from (``page_since`` asks whether it still holds)."""
@@ -88,7 +95,7 @@ class PageCache:
         request: web.Request,
         store: PresenceStore,
         users: UsersDirectory,
-        hidden: Callable[[str], bool],
+        privacy: PrivacyMirror,
         artifact_id: str,
         limit: int,
         cursor: str | None,
@@ -98,7 +105,7 @@ class PageCache:
         as_msgpack = wants_msgpack(request)
         if self._ttl_s <= 0 or not isinstance(users, CachedUsers):
             built = await store.page(artifact_id, limit, cursor, sessions=listing)
-            out = await presence_out(users, without_hidden(built, hidden))
+            out = await presence_out(users, without_hidden(built, privacy.presence_hidden))
             return _response(encode_body(out, as_msgpack), as_msgpack)
         key = (artifact_id, limit, cursor, listing)
         building = self._building.get(key)
@@ -111,7 +118,7 @@ class PageCache:
         """A kept page past its time that still holds, lastSeen times included: only the
         names are joined again."""
         if kept is not None:
-            found = await self._check(store, hidden, kept, artifact_id, limit, cursor, listing)
+            found = await self._check(store, privacy, kept, artifact_id, limit, cursor, listing)
             if found is True:
                 return _response(self._body(kept, as_msgpack), as_msgpack)
             if isinstance(found, PresencePage):
@@ -123,7 +130,7 @@ class PageCache:
             done = self._building[key] = asyncio.get_running_loop().create_future()
         try:
             args = (artifact_id, limit, cursor, listing)
-            body = await self._build(key, store, users, hidden, args, as_msgpack, page, same)
+            body = await self._build(key, store, users, privacy, args, as_msgpack, page, same)
             return _response(body, as_msgpack)
         finally:
             if done is not None:
@@ -135,7 +142,7 @@ class PageCache:
         key: _Key,
         store: PresenceStore,
         users: CachedUsers,
-        hidden: Callable[[str], bool],
+        privacy: PrivacyMirror,
         args: tuple[str, int, str | None, bool],
         as_msgpack: bool,
         page: PresencePage | None,
@@ -148,8 +155,8 @@ class PageCache:
             page = same.page
         elif page is None:
             page = await store.page(artifact_id, limit, cursor, sessions=listing)
-        generation = users.generation
-        shown = without_hidden(page, hidden)
+        generation, privacy_changes = users.generation, privacy.changes
+        shown = without_hidden(page, privacy.presence_hidden)
         ids = tuple(row.user_id for row in shown.rows)
         # The names cached now are the ones joined, even if the join's lookup (for users
         # not cached) stores fresher entries for them meanwhile: keep no longer than they.
@@ -164,14 +171,17 @@ class PageCache:
         if shown.mark and shown is page and out.names_joined:
             expires = min(time.monotonic() + self._ttl_s, joined_until, users.fresh_until(ids))
             if generation == users.generation:
-                kept = _Kept(shown.mark, expires, generation, ids, shown, out, {as_msgpack: body})
+                bodies = {as_msgpack: body}
+                kept = _Kept(
+                    shown.mark, expires, generation, privacy_changes, ids, shown, out, bodies
+                )
                 self._keep(key, kept)
         return body
 
     async def _check(
         self,
         store: PresenceStore,
-        hidden: Callable[[str], bool],
+        privacy: PrivacyMirror,
         kept: _Kept,
         artifact_id: str,
         limit: int,
@@ -182,12 +192,20 @@ class PageCache:
         its time, it holds lastSeen times included: join the names again), or False
         (build it again)."""
         if kept.expires > time.monotonic():
-            page = await store.page_unless(artifact_id, limit, cursor, kept.mark, sessions=listing)
-            return page if page is not None else not any(map(hidden, kept.user_ids))
+            holds = await store.page_holds(artifact_id, kept.page)
+            if holds is False:
+                return False
+            if holds is None:  # past its first deadline: the script looks at the sessions
+                page = await store.page_unless(
+                    artifact_id, limit, cursor, kept.mark, sessions=listing
+                )
+                if page is not None:
+                    return page
+            return not _hides_any(privacy, kept)
         found = await store.page_since(artifact_id, limit, cursor, kept.page, sessions=listing)
         if isinstance(found, PresencePage):
             return found
-        return kept if found and not any(map(hidden, kept.user_ids)) else False
+        return kept if found and not _hides_any(privacy, kept) else False
 
     def _body(self, kept: _Kept, as_msgpack: bool) -> bytes:
         body = kept.bodies.get(as_msgpack)
@@ -230,5 +248,13 @@ class PageCache:
             self._bytes -= sum(map(len, kept.bodies.values()))
 
 
+def _hides_any(privacy: PrivacyMirror, kept: _Kept) -> bool:
+    """Whether a user of ``kept`` turned invisible since it was built (none was then): not
+    asked user by user while this process's privacy mirror has not changed since."""
+    return privacy.changes != kept.privacy and any(map(privacy.presence_hidden, kept.user_ids))
+
+
 def _response(body: bytes, as_msgpack: bool) -> web.Response:
-    return web.Response(body=body, content_type=MSGPACK if as_msgpack else JSON)
+    """A ``LeanAnswer``: a kept page is sent again as ``respond`` sends any answer (the
+    same bytes as a ``web.Response``, fewer of aiohttp's steps)."""
+    return LeanAnswer.ok(body, MSGPACK if as_msgpack else JSON)

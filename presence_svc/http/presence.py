@@ -183,7 +183,7 @@ async def presence_list(request: web.Request) -> web.Response:
         # A user who just turned invisible is out of the list at once (their sessions
         # carry the mark from their next heartbeat on): the page cache checks that too.
         return await app[PAGES].answer(
-            request, store, app[USERS], privacy.presence_hidden, artifact_id, limit, cursor, listing
+            request, store, app[USERS], privacy, artifact_id, limit, cursor, listing
         )
     page = await store.page(artifact_id, limit, cursor, sessions=listing)
     # ... and out of the recently-here list as well.

@@ -41,6 +41,7 @@ class PrivacyMirror:
         self._key = Keyspace.hidden_users()
         self._refresh_s = refresh_s
         self._flags: dict[str, int] = {}
+        self._changes = 0
         self._generation: int | None = None
         self._loaded = False
         self._hash_exists = False
@@ -54,7 +55,15 @@ class PrivacyMirror:
         """The user's presence is invisible: counted, not listed or announced."""
         return bool(self._flags.get(user_id, 0) & _PRESENCE)
 
+    @property
+    def changes(self) -> int:
+        """Moves with every change of this process's mirror: users none of whom was hidden
+        when it had a value are still not while it has it (a kept presence page need not
+        ask again for each of its users)."""
+        return self._changes
+
     def _set(self, user_id: str, flags: int) -> None:
+        self._changes += 1
         if flags:
             self._flags[user_id] = flags
         else:
@@ -97,12 +106,14 @@ class PrivacyMirror:
         # A change landing during the scan bumped the generation past ours: the next poll
         # reloads again, so nothing is missed for longer than one interval.
         self._flags, self._generation = flags, generation
+        self._changes += 1
 
     async def _seed(self) -> None:
         hidden = await self._users.hidden_privacy()
         for privacy in hidden:
             await self.put(privacy)
         self._flags = {p.user_id: p.flags for p in hidden}
+        self._changes += 1
         self._generation = None  # the next poll loads the hash the puts made, if any
         self._hash_exists = bool(hidden)
         self._loaded = True

@@ -20,10 +20,12 @@ from presence_svc.live.where_now import WhereNowIndex
 from presence_svc.redis.connection import Commands, RedisConnection, as_text
 from presence_svc.redis.count_reads import CountReads, clock_ms, held
 from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.page_checks import PageChecks
 from presence_svc.redis.scripts import Engagement, Lifetimes, ScriptCall
 from presence_svc.settings import Settings
 
 __all__ = [
+    "NO_DEADLINE",
     "PAGE_ORDER",
     "Counts",
     "PresencePage",
@@ -89,6 +91,13 @@ class PresencePage:
     """The artifact's page mark this page was built at ('' none: lib/pagemark.lua)."""
     built: int = 0
     """Redis's clock (ms) when it was built (``page_since``)."""
+    holds_until: int = 0
+    """Redis's clock (ms) before which it holds while ``mark`` does (``page_holds``): the
+    first deadline of a session online when it was built (none: ``NO_DEADLINE``)."""
+
+
+NO_DEADLINE = 2**62
+"""``holds_until`` of a page built with no session online: no timeout can change it."""
 
 
 def decode_state(blob: str | bytes) -> dict[str, Any] | None:
@@ -126,6 +135,7 @@ class PresenceStore:
         self._partitions: dict[str, int] = {}
         """Artifact id -> its partition, for batch reads (bounded like the key cache)."""
         self._count_reads = CountReads()
+        self._page_checks = PageChecks()
         self._member_heads: dict[str, bytes] = {}
         """Artifact id -> ``,"<id>":``, its member's name in a batch answer (bounded too)."""
         self._plans: dict[tuple[str, ...], _BatchPlan] = {}
@@ -319,6 +329,24 @@ class PresenceStore:
         found = await self._page_call(artifact_id, limit, cursor, known_mark, None, sessions)
         return found if isinstance(found, PresencePage) else None
 
+    async def page_holds(self, artifact_id: str, kept: PresencePage) -> bool | None:
+        """Whether ``kept`` (a page built before) still holds, lastSeen times aside, told
+        from the artifact's page mark and Redis's clock (``redis.page_checks``: two plain
+        commands, no script): True when the mark is the one it was built at and the clock
+        is before its ``holds_until``; False when the mark moved (it does not hold); None
+        past that time (a session it counts may have timed out: ``page_unless`` tells)."""
+        if not kept.mark:
+            return False
+        commands = self._page_checks.of(self.keys.artifact(artifact_id))
+        answers = await self.redis.read_in_turn(commands)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        mark, clock = answers
+        if mark is None or as_text(mark) != kept.mark:
+            return False
+        return True if clock_ms(clock) < kept.holds_until else None
+
     async def page_since(
         self,
         artifact_id: str,
@@ -351,13 +379,14 @@ class PresenceStore:
         raw = await self.redis.run(call)
         if len(raw) <= 1:
             return bytes(raw)  # '' or '=': the kept page holds
-        online, count, active, page, next_after, infos, mark, built_at = _PAGE.decode(raw)
+        online, count, active, page, next_after, infos, mark, built_at, until = _PAGE.decode(raw)
         rows = _rows(page, infos, sessions) if isinstance(page, list) else []
         next_cursor = None
         if next_after >= 0:
             next_cursor = encode_scoped(PAGE_ORDER, artifact_id, int(next_after))
         counts = Counts.of(online, count, active)
-        return PresencePage(counts, rows, next_cursor, mark, built_at)
+        until = NO_DEADLINE if until < 0 else until
+        return PresencePage(counts, rows, next_cursor, mark, built_at, until)
 
     async def erase_user(self, user_id: str) -> int:
         """Remove every session of ``user_id`` on every artifact; returns how many.
@@ -433,10 +462,11 @@ class _WireInfo(msgspec.Struct, array_like=True, gc=False):
 
 
 _PAGE = msgspec.msgpack.Decoder(
-    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str, int]
+    tuple[int, int, int, list[float] | dict[str, Any], float, list[_WireInfo], str, int, int]
 )
 """The page script's answer: counts, the rows flat (an empty Lua table may pack as a
-map), the next join number, the rows' session infos, the page mark, Redis's clock."""
+map), the next join number, the rows' session infos, the page mark, Redis's clock, the
+first online deadline (-1: none)."""
 
 
 def _rows(flat: list[float], infos: list[_WireInfo], listing: bool) -> list[PresenceRow]:

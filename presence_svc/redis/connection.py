@@ -87,6 +87,12 @@ class RedisConnection(ABC):
         them, an error answer in its place. Not bound by the one-slot rule of scripts:
         each command touches its own key."""
 
+    async def read_in_turn(self, commands: Commands) -> list[Any]:
+        """``read_commands`` for a request's few commands: where script calls are
+        coalesced (a single server's pipe), they join this loop turn's batch, one write
+        with the other requests' calls; elsewhere the same as ``read_commands``."""
+        return await self.read_commands(commands)
+
     @abstractmethod
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False

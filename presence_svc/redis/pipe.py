@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,14 +201,20 @@ class RedisPipe:
         self,
         calls: list[tuple[bytes, asyncio.Future[Any]]],
         on_answered: Callable[[], None] | None = None,
+        answers: Sequence[int] = (),
     ) -> None:
         """Write ``calls`` (packed commands) now, or as soon as a connection is up; each
         future gets its answer, an error answer as its exception. ``on_answered`` runs
-        when the last of them is answered (not when it fails)."""
+        when the last of them is answered (not when it fails). ``answers``, if given, per
+        call: 0 for one answer, else how many commands it packs, whose answers its future
+        gets as a list (as ``send_commands`` gives them)."""
         loop = self._running()
         now = loop.time()
         due = now + self._deadline_s
         batch = [_Call(packed, future, due) for packed, future in calls]
+        for call, count in zip(batch, answers, strict=False):
+            if count:
+                call.count, call.listed = count, True
         if on_answered is not None and batch:
             batch[-1].on_answer = on_answered
         if self._closed:

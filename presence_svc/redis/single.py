@@ -36,7 +36,9 @@ first calls of a burst while the server is still reading the rest, instead of ev
 request of the burst waiting on Redis together. Enough calls to share one write; few
 enough that Redis starts early."""
 
-_Pending: TypeAlias = "tuple[Script, bytes, asyncio.Future[Any]]"
+_Pending: TypeAlias = "tuple[Script | None, bytes, asyncio.Future[Any], int]"
+"""A call of this loop turn's batch: its script (None: plain commands), packed, its
+future, and how many answers it takes as a list (0: a script call's one answer)."""
 
 
 class SingleConnection(RedisConnection):
@@ -147,6 +149,15 @@ class SingleConnection(RedisConnection):
         async with asyncio.timeout(self.deadline_s):
             return await future
 
+    async def read_in_turn(self, commands: Commands) -> list[Any]:
+        """On the pipe, the commands join this loop turn's batch as a script call does (one
+        write for the batch, one future for them: a kept presence page's check is three
+        commands, and written alone they cost Redis and this process a write each)."""
+        if self._pipe is None or not commands.count:
+            return await self.read_commands(commands)
+        answers: list[Any] = await self._coalesced(None, commands.packed, commands.count)
+        return answers
+
     async def _load(self, script: Script) -> None:
         """Load ``script`` once for everyone who found it missing at the same time (after
         a restart, every caller of the moment does), not once per caller."""
@@ -157,13 +168,15 @@ class SingleConnection(RedisConnection):
             loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
         await asyncio.shield(loading)  # a caller giving up does not stop the others' load
 
-    def _coalesced(self, script: Script, packed: bytes) -> asyncio.Future[Any]:
+    def _coalesced(
+        self, script: Script | None, packed: bytes, answers: int = 0
+    ) -> asyncio.Future[Any]:
         loop = self._running()
         future: asyncio.Future[Any] = loop.create_future()
         pending = self._pending
         if not pending:
             loop.call_soon(self._flush)
-        pending.append((script, packed, future))
+        pending.append((script, packed, future, answers))
         if len(pending) >= EAGER_BATCH and self._pipe is not None:
             self._flush()
         return future
@@ -179,27 +192,30 @@ class SingleConnection(RedisConnection):
             return
         # Answers come in order: the batch is back when its last call is. Observed once.
         started = time.perf_counter()
-        names = {script.name for script, _, _ in batch}
+        names = {script.name for script, *_ in batch if script is not None}
 
         def observe() -> None:
             elapsed = time.perf_counter() - started
             for name in names:
                 metrics.observe_script(name, elapsed)
 
-        self._pipe.send([(packed, future) for _, packed, future in batch], observe)
+        answers = [n for *_, n in batch]
+        calls = [(packed, future) for _, packed, future, _ in batch]
+        self._pipe.send(calls, observe, answers if any(answers) else ())
 
     async def _send(self, batch: list[_Pending]) -> None:
         try:
             async with asyncio.timeout(self.deadline_s):  # one timer per batch
-                results = await self._run_packed([(s, packed) for s, packed, _ in batch])
+                # script calls only: without a pipe, plain reads are not coalesced
+                results = await self._run_packed([(s, p) for s, p, *_ in batch if s is not None])
         except BaseException as exc:
-            for *_, future in batch:
+            for _, _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, _, future), result in zip(batch, results, strict=True):
+        for (_, _, future, _), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # the caller went away (cancelled)
             if isinstance(result, Exception):

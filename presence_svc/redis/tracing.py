@@ -79,6 +79,9 @@ class TracedConnection(RedisConnection):
     async def read_commands(self, commands: Commands) -> list[Any]:
         return await self.inner.read_commands(commands)
 
+    async def read_in_turn(self, commands: Commands) -> list[Any]:
+        return await self.inner.read_in_turn(commands)
+
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, *, own: bool = False
     ) -> list[StreamRead]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from presence_svc.http.resources import PAGES, USERS
 from presence_svc.live.store import PresencePage, PresenceStore
@@ -71,6 +72,35 @@ async def test_every_change_through_another_process_shows_at_once_on_a_kept_page
     )
     assert response.status == 200
     assert [row[0] for row in _rows(await _page(reader, auth))] == ["alice"]
+
+
+async def test_a_user_turning_invisible_leaves_a_kept_page_in_this_process_and_others(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """The kept page asks the privacy mirror again only when the mirror changed: through
+    this process at once, through another once this one's mirror has reloaded."""
+    reader = await make_client(**KEEP, **LONG_LIVED, privacy_refresh_s=0.2)
+    writer = await make_client(**KEEP, **LONG_LIVED, privacy_refresh_s=0.2)
+    await beat(writer, auth, "alice", "tab-aaaa1")
+    await beat(writer, auth, "bob", "tab-bbbb1")
+    await beat(writer, auth, "carol", "tab-cccc1")
+    assert [r[0] for r in _rows(await _page(reader, auth))] == ["alice", "bob", "carol"]
+    assert [r[0] for r in _rows(await _page(reader, auth))] == ["alice", "bob", "carol"]
+
+    async def hide(client: AppClient, user: str) -> None:
+        response = await client.put(
+            f"/v1/users/{user}/privacy", json={"presence": "hidden"}, headers=auth(user)
+        )
+        assert response.status == 200, await response.text()
+
+    await hide(reader, "bob")  # through the reader: out of its very next page
+    assert [r[0] for r in _rows(await _page(reader, auth))] == ["alice", "carol"]
+    await hide(writer, "carol")  # through the other process: once the reader reloads
+    deadline = time.monotonic() + 10
+    while [r[0] for r in _rows(await _page(reader, auth))] != ["alice"]:
+        assert time.monotonic() < deadline, "the kept page still lists carol"
+        await asyncio.sleep(0.05)
+    assert (await _page(reader, auth))["online"] == 3  # counted still
 
 
 async def test_a_kept_page_loses_the_sessions_that_timed_out_with_no_write_since(
@@ -149,6 +179,43 @@ async def test_the_page_script_answers_empty_while_a_kept_mark_holds(
     assert again.mark != page.mark
     assert [r.user_id for r in again.rows] == ["alice", "bob"]
     assert await store.page_unless("doc-1", 10, None, "not-a-mark") is not None
+
+
+@pytest.mark.every_redis
+async def test_a_kept_page_holds_by_its_mark_until_its_first_deadline(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """``page_holds``, the check of a kept page with no script: True while the page mark
+    holds and Redis's clock is before the first deadline the page was built with (a
+    refresh moves deadlines later only, and keeps the mark); False once a write moved the
+    mark; None once that deadline passed, and then the page script finds who timed out."""
+    store = PresenceStore(redis_conn, settings.replace(online_timeout_s=3.0, retention_s=6.0))
+    empty = await store.page("doc-1", 10, None)
+    assert await store.page_holds("doc-1", empty) is False  # no room, no mark: build
+    await store.heartbeat("doc-1", "tab-bbbb1", "bob", None, None)
+    await store.heartbeat("doc-1", "tab-aaaa1", "alice", None, None)
+    page = await store.page("doc-1", 10, None)
+    k = store.keys.artifact("doc-1")
+    ((_, first),) = sync_redis.zrange(k.sessions, 0, 0, withscores=True)
+    assert page.holds_until == int(first)
+    assert await store.page_holds("doc-1", page) is True
+    await asyncio.sleep(1.0)
+    # a refresh (the fast path: the room is not due yet) keeps the mark
+    await store.heartbeat("doc-1", "tab-aaaa1", "alice", None, None)
+    assert await store.page_holds("doc-1", page) is True
+    # nobody writes: past bob's deadline the mark alone cannot tell
+    deadline = time.monotonic() + 10
+    while (found := await store.page_holds("doc-1", page)) is True:
+        assert time.monotonic() < deadline, "the page held past its first deadline"
+        await asyncio.sleep(0.02)
+    assert found is None
+    again = await store.page_unless("doc-1", 10, None, page.mark)
+    assert again is not None
+    assert [r.user_id for r in again.rows] == ["alice"]
+    assert again.holds_until > page.holds_until
+    assert await store.page_holds("doc-1", again) is True
+    await store.heartbeat("doc-1", "tab-cccc1", "carol", None, None)  # a join: a new mark
+    assert await store.page_holds("doc-1", again) is False
 
 
 @pytest.mark.parametrize("raw", ["-1", "11", "soon"])

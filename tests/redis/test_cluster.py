@@ -133,6 +133,23 @@ async def test_presence_views_and_ledger_on_a_cluster(
     )
     page = await (await client.get("/v1/artifacts/doc-2/presence", headers=auth("x"))).json()
     assert sorted(u["userId"] for u in page["users"]) == ["user-0", "user-1", "user-2"]
+    # the kept page, checked by its mark and the clock (plain reads, routed by the cluster)
+    again = await (await client.get("/v1/artifacts/doc-2/presence", headers=auth("x"))).json()
+    assert again == page
+    response = await client.post(
+        "/v1/heartbeat",
+        json={"artifactId": "doc-2", "sessionId": "tab-9-xxxxx"},
+        headers=auth("u9"),
+    )
+    assert response.status == 200
+    page = await (await client.get("/v1/artifacts/doc-2/presence", headers=auth("x"))).json()
+    assert sorted(u["userId"] for u in page["users"]) == ["u9", "user-0", "user-1", "user-2"]
+    response = await client.post(
+        "/v1/leave", json={"artifactId": "doc-2", "sessionId": "tab-9-xxxxx"}, headers=auth("u9")
+    )
+    assert response.status == 200
+    page = await (await client.get("/v1/artifacts/doc-2/presence", headers=auth("x"))).json()
+    assert sorted(u["userId"] for u in page["users"]) == ["user-0", "user-1", "user-2"]
     stats = await (
         await client.get("/v1/artifacts/doc-5/stats", headers=auth("d", scope="dashboard"))
     ).json()

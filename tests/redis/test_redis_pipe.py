@@ -25,7 +25,7 @@ from presence_svc.redis.connection import connect
 from presence_svc.redis.embedded import EmbeddedRedis, redis_server_binary
 from presence_svc.redis.pipe import RedisPipe
 from presence_svc.redis.refusal import refusal
-from presence_svc.redis.resp import pack_command, pack_commands
+from presence_svc.redis.resp import Commands, pack_command, pack_commands
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
 from tests.children import dies_with_us
@@ -535,5 +535,48 @@ async def test_a_batch_on_the_pipe_takes_no_pooled_connection_and_keeps_errors_i
         assert isinstance(results[3], ResponseError)
         assert "WRONGTYPE" in str(results[3])
         assert [r[:3] for n, r in enumerate(results) if n != 3] == [[1, 1, 1]] * 5
+    finally:
+        await redis_conn.aclose()
+
+
+async def test_plain_reads_in_turn_join_the_script_calls_of_the_loop_turn(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """``read_in_turn`` (a kept presence page's check) on the pipe: its commands go out in
+    the same write as the script calls of the same loop turn (Redis reads them in one
+    read), its future gets every answer in a list, an error answer in its place; each
+    heartbeat still gets its own answer."""
+    settings = Settings(redis_url=redis_url, online_timeout_s=60.0)
+    redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
+    store = PresenceStore(redis_conn, settings)
+    try:
+        await store.heartbeat("doc-turn", "tab-0", "user-0", None, None)  # the pipe is up
+        sync_redis.set("plain-x", "a string")
+        reads = Commands.of([("HGET", "plain-y", "f"), ("TIME",), ("HGET", "plain-x", "f")])
+        before = sync_redis.info("stats")["total_reads_processed"]
+        calls = [
+            store.heartbeat_call("doc-turn", f"tab-{n}", f"user-{n}", None, None) for n in (1, 2)
+        ]
+        answers, *counts = await asyncio.gather(
+            redis_conn.read_in_turn(reads), *(redis_conn.run(call) for call in calls)
+        )
+        # the batch, then this INFO: two reads (each written alone, they were four)
+        assert sync_redis.info("stats")["total_reads_processed"] - before == 2
+        missing, clock, wrong = answers
+        assert missing is None
+        assert abs(int(clock[0]) - time.time()) < 60
+        assert isinstance(wrong, ResponseError)
+        assert "WRONGTYPE" in str(wrong)
+        assert [c[1] for c in counts] == [2, 3]  # online sessions after each
+    finally:
+        await redis_conn.aclose()
+
+
+async def test_plain_reads_in_turn_without_a_pipe_are_read_commands(redis_url: str) -> None:
+    """A connection without the pipe (a tool, a worker's) answers them as one pipeline."""
+    redis_conn = connect(Settings(redis_url=redis_url), deadline_s=2.0)
+    try:
+        answers = await redis_conn.read_in_turn(Commands.of([("SET", "k", "v"), ("GET", "k")]))
+        assert answers == [True, b"v"] or answers == [b"OK", b"v"]
     finally:
         await redis_conn.aclose()
