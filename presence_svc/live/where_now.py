@@ -10,7 +10,9 @@ artifact's own keys with plain read commands, all in one pipeline (one round tri
 single server, one per node on a Cluster): a session is online while its deadline is
 ahead (``ZMSCORE``), its info says whose it is and its status (``HMGET``), and the
 recently-here list says when the user left (``ZSCORE``). The answer is exact, and the
-entries that no longer lead anywhere are dropped.
+entries that no longer lead anywhere are dropped. A poll with nothing written since the
+last answer is confirmed by the sessions' deadlines alone (``_Kept.quiet``: one command per
+artifact).
 """
 
 from __future__ import annotations
