@@ -75,6 +75,9 @@ class WhereNow(msgspec.Struct, frozen=True, kw_only=True):
 
     online: list[WhereOnlineOut]
     recent: list[WhereRecentOut]
+    bodies: dict[bool, bytes] = msgspec.field(default_factory=dict)
+    """What the HTTP layer sent it as, by wire format (msgpack or not): an answer kept and
+    given again (a poll with nothing moved) is sent without encoding its rows again."""
 
 
 class _Kept(NamedTuple):
