@@ -88,10 +88,16 @@ class _Kept(NamedTuple):
     first: int
     """The first of their deadlines: past it a session may have timed out unwritten."""
     answer: WhereNow
+    beat: int
+    """Its sessions' last heartbeat (ms), ``_NEVER`` if one is away (an away session's
+    deadline could be met again by an active heartbeat later on)."""
     quiet: tuple[Any, ...] | None
-    """Its deadlines alone, when they are enough to tell that nothing was written since:
-    every session active and last beaten ``QUIET_MS`` before the read (an away session's
-    deadline could be met again by an active heartbeat later on); else None."""
+    """Its deadlines alone, once they are enough to tell that nothing was written since:
+    a read that found it as it is came ``QUIET_MS`` after ``beat``; else None."""
+
+
+_NEVER = 2**62
+"""A heartbeat time no read comes ``QUIET_MS`` after."""
 
 
 class WhereNowIndex:
@@ -220,6 +226,8 @@ class WhereNowIndex:
             seen = tuple(map(tuple, replies))
         if kept is not None and now < kept.first and kept.seen == seen:
             self._moved.discard(user_id)  # unchanged: the deadlines may do next time
+            if kept.quiet is None and kept.beat <= now - QUIET_MS:
+                self._kept[memo] = kept._replace(quiet=seen[::2])
             return kept.answer
         online: list[tuple[int, str, WhereOnlineOut]] = []
         recent: list[tuple[int, str, WhereRecentOut]] = []
@@ -255,7 +263,9 @@ class WhereNowIndex:
             )
             if len(self._kept) >= _PLANS_KEPT:
                 self._kept.clear()
-            self._kept[memo] = _Kept(seen, first, found_now, self._quiet(seen, now))
+            beat = self._beat(seen)
+            quiet = seen[::2] if beat <= now - QUIET_MS else None
+            self._kept[memo] = _Kept(seen, first, found_now, beat, quiet)
         return found_now
 
     async def _still(self, user_id: str, kept: _Kept, deadlines: Commands) -> bool:
@@ -271,19 +281,20 @@ class WhereNowIndex:
         self._moved.add(user_id)
         return False
 
-    def _quiet(self, seen: tuple[Any, ...], now: int) -> tuple[Any, ...] | None:
-        """The deadlines of an answer whose sessions were all online (``seen``: deadlines
-        and infos of each artifact in turn), if they alone can confirm it later: every
-        session active (its deadline its last heartbeat + the online timeout) and that
-        heartbeat ``QUIET_MS`` before ``now``. A later heartbeat then sets a later
-        deadline, active or away; a grace leave may keep it, but changes no online row."""
-        latest = now - QUIET_MS + self._timeout
+    def _beat(self, seen: tuple[Any, ...]) -> int:
+        """The last heartbeat of an answer's sessions, all online (``seen``: deadlines and
+        infos of each artifact in turn), or ``_NEVER`` if one is away. Active, a session's
+        deadline is its last heartbeat + the online timeout, so a heartbeat ``QUIET_MS``
+        after a read that saw them sets a later deadline, active or away; a grace leave
+        may keep a deadline, but changes no online row."""
+        latest = 0
         for scores, infos in zip(seen[::2], seen[1::2], strict=True):
             for score, raw in zip(scores, infos, strict=True):
                 info = _INFO(raw)
-                if int(float(score)) > latest or (len(info) > 3 and info[3] & 2):
-                    return None
-        return seen[::2]
+                if len(info) > 3 and info[3] & 2:
+                    return _NEVER
+                latest = max(latest, int(float(score)) - self._timeout)
+        return latest
 
     async def _answers(self, commands: Commands) -> list[Any]:
         replies = await self.redis.read_commands(commands)
