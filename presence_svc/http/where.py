@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from presence_svc.http.answer import LeanAnswer
 from presence_svc.http.params import path_id
 from presence_svc.http.resources import LIMITER, PRESENCE, PRIVACY, TOKENS
-from presence_svc.http.wire import respond
-from presence_svc.live.where_now import WhereNow
+from presence_svc.http.wire import JSON, MSGPACK, encode_body, respond, wants_msgpack
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import WhereNowOut
 
@@ -26,8 +26,11 @@ async def where_now(request: web.Request) -> web.Response:
     principal.require_user_read(user_id)
     await app[LIMITER].check(principal, RouteClass.READ)
     if principal.user_id != user_id and app[PRIVACY].presence_hidden(user_id):
-        found = WhereNow(online=[], recent=[])
-    else:
-        found = await app[PRESENCE].where_now.read(user_id)
-    out = WhereNowOut(user_id=user_id, online=found.online, recent=found.recent)
-    return respond(request, out)
+        return respond(request, WhereNowOut(user_id=user_id, online=[], recent=[]))
+    found = await app[PRESENCE].where_now.read(user_id)
+    as_msgpack = wants_msgpack(request)
+    body = found.bodies.get(as_msgpack)
+    if body is None:  # the answer's rows are the user's: its bytes are the same next time
+        out = WhereNowOut(user_id=user_id, online=found.online, recent=found.recent)
+        body = found.bodies[as_msgpack] = encode_body(out, as_msgpack)
+    return LeanAnswer.ok(body, MSGPACK if as_msgpack else JSON)

@@ -10,7 +10,9 @@ artifact's own keys with plain read commands, all in one pipeline (one round tri
 single server, one per node on a Cluster): a session is online while its deadline is
 ahead (``ZMSCORE``), its info says whose it is and its status (``HMGET``), and the
 recently-here list says when the user left (``ZSCORE``). The answer is exact, and the
-entries that no longer lead anywhere are dropped.
+entries that no longer lead anywhere are dropped. A poll with nothing written since the
+last answer is confirmed by the sessions' deadlines alone (``_Kept.quiet``: one command per
+artifact).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import msgspec
 from redis.exceptions import RedisError
@@ -52,9 +54,18 @@ over and each session's next heartbeat writes once more."""
 _PLANS_KEPT = 256
 """Users whose index a process keeps parsed, with its check packed (some 10 KB for 50
 candidates, 50 KB for the most an index holds); past it the cache starts over."""
-_Plan: TypeAlias = "tuple[list[tuple[str, list[bytes], bool]], Commands]"
-"""The candidates per artifact and whether it is likely online, and the commands that
-check them (2 per artifact likely online, 3 per other)."""
+_Plan: TypeAlias = "tuple[list[tuple[str, list[bytes], bool]], Commands, Commands]"
+"""The candidates per artifact and whether it is likely online, the commands that check
+them (2 per artifact likely online, 3 per other), and their deadlines alone (1 each)."""
+QUIET_MS = 200
+"""A kept answer may be confirmed by its sessions' deadlines alone (``_Kept.quiet``) when
+each session last beat at least this long before the read that made it: a heartbeat
+after that read sets a later deadline than any of them, so equal deadlines mean nothing
+was written since. The margin covers the clocks of a Cluster's nodes (the read's time is
+the user's node's, a deadline the artifact's)."""
+_MOVED_KEPT = 4_096
+"""Users whose deadlines-only check last found something moved, remembered (then the next
+read checks everything at once, as before); past it the set starts over."""
 _UNREAD = object()
 """An artifact's recently-here entry not asked for (it was likely online)."""
 
@@ -64,6 +75,29 @@ class WhereNow(msgspec.Struct, frozen=True, kw_only=True):
 
     online: list[WhereOnlineOut]
     recent: list[WhereRecentOut]
+    bodies: dict[bool, bytes] = msgspec.field(default_factory=dict)
+    """What the HTTP layer sent it as, by wire format (msgpack or not): an answer kept and
+    given again (a poll with nothing moved) is sent without encoding its rows again."""
+
+
+class _Kept(NamedTuple):
+    """The last answer of a plan whose sessions were all online."""
+
+    seen: tuple[Any, ...]
+    """The artifacts' answers it was made of (deadlines and infos, in order)."""
+    first: int
+    """The first of their deadlines: past it a session may have timed out unwritten."""
+    answer: WhereNow
+    beat: int
+    """Its sessions' last heartbeat (ms), ``_NEVER`` if one is away (an away session's
+    deadline could be met again by an active heartbeat later on)."""
+    quiet: tuple[Any, ...] | None
+    """Its deadlines alone, once they are enough to tell that nothing was written since:
+    a read that found it as it is came ``QUIET_MS`` after ``beat``; else None."""
+
+
+_NEVER = 2**62
+"""A heartbeat time no read comes ``QUIET_MS`` after."""
 
 
 class WhereNowIndex:
@@ -96,10 +130,12 @@ class WhereNowIndex:
         self._plans: dict[tuple[str, int, bytes], _Plan] = {}
         """(user, fresh count, the index as read) -> its plan: a user's index changes at
         joins and prunes, and is read unchanged in between (a dashboard polling it)."""
-        self._kept: dict[tuple[str, int, bytes], tuple[tuple[Any, ...], int, WhereNow]] = {}
-        """Per plan, the last answer whose sessions were all online: the artifacts' answers
-        it was made of, the first of their deadlines, and it. The same answers again
-        before that deadline make the same rows (a user polled between heartbeats)."""
+        self._kept: dict[tuple[str, int, bytes], _Kept] = {}
+        """Per plan, the last answer whose sessions were all online. The same answers
+        again before the first deadline make the same rows (a user polled between
+        heartbeats); with ``quiet``, the same deadlines do (one command per artifact)."""
+        self._moved: set[str] = set()
+        """Users whose last deadlines-only check found a change: read in full next."""
 
     @staticmethod
     def member(artifact_id: str, session: bytes) -> str:
@@ -165,7 +201,9 @@ class WhereNowIndex:
         artifact = self.keys.artifact
         checks = [(artifact(a), s, a not in likely) for a, s in sids.items()]
         candidates = [(a, found[a], a in likely) for a in found]
-        plan = (candidates, self._scripts.session_checks.build(user_id, checks))
+        session_checks = self._scripts.session_checks
+        deadlines = session_checks.deadlines([(k, s) for k, s, _ in checks])
+        plan = (candidates, session_checks.build(user_id, checks), deadlines)
         if len(self._plans) >= _PLANS_KEPT:
             self._plans.clear()
         self._plans[user_id, fresh, joined] = plan
@@ -177,17 +215,20 @@ class WhereNowIndex:
             self._scripts.where_now_read.call(index, WHERE_NOW_KEEP, self.fresh_ms)
         )
         now = int(read_at)
-        found, commands = self._plans.get((user_id, fresh, joined)) or self._plan(
-            user_id, fresh, joined
-        )
-        replies = await self._answers(commands)
         memo = (user_id, fresh, joined)
+        found, commands, deadlines = self._plans.get(memo) or self._plan(user_id, fresh, joined)
+        kept = self._kept.get(memo)
+        if kept is not None and now < kept.first and await self._still(user_id, kept, deadlines):
+            return kept.answer
+        replies = await self._answers(commands)
         seen = None
         if len(replies) == 2 * len(found):  # every artifact likely online: 2 lists each
             seen = tuple(map(tuple, replies))
-        kept = self._kept.get(memo)
-        if kept is not None and now < kept[1] and kept[0] == seen:
-            return kept[2]
+        if kept is not None and now < kept.first and kept.seen == seen:
+            self._moved.discard(user_id)  # unchanged: the deadlines may do next time
+            if kept.quiet is None and kept.beat <= now - QUIET_MS:
+                self._kept[memo] = kept._replace(quiet=seen[::2])
+            return kept.answer
         online: list[tuple[int, str, WhereOnlineOut]] = []
         recent: list[tuple[int, str, WhereRecentOut]] = []
         stale: list[bytes] = []
@@ -222,8 +263,38 @@ class WhereNowIndex:
             )
             if len(self._kept) >= _PLANS_KEPT:
                 self._kept.clear()
-            self._kept[memo] = (seen, first, found_now)
+            beat = self._beat(seen)
+            quiet = seen[::2] if beat <= now - QUIET_MS else None
+            self._kept[memo] = _Kept(seen, first, found_now, beat, quiet)
         return found_now
+
+    async def _still(self, user_id: str, kept: _Kept, deadlines: Commands) -> bool:
+        """Whether the deadlines alone say ``kept`` still holds (one command per artifact);
+        False, asking nothing, when they cannot tell or last found the user beating
+        between reads (then everything is asked at once, as it would have been)."""
+        if kept.quiet is None or user_id in self._moved:
+            return False
+        if tuple(map(tuple, await self._answers(deadlines))) == kept.quiet:
+            return True
+        if len(self._moved) >= _MOVED_KEPT:
+            self._moved.clear()
+        self._moved.add(user_id)
+        return False
+
+    def _beat(self, seen: tuple[Any, ...]) -> int:
+        """The last heartbeat of an answer's sessions, all online (``seen``: deadlines and
+        infos of each artifact in turn), or ``_NEVER`` if one is away. Active, a session's
+        deadline is its last heartbeat + the online timeout, so a heartbeat ``QUIET_MS``
+        after a read that saw them sets a later deadline, active or away; a grace leave
+        may keep a deadline, but changes no online row."""
+        latest = 0
+        for scores, infos in zip(seen[::2], seen[1::2], strict=True):
+            for score, raw in zip(scores, infos, strict=True):
+                info = _INFO(raw)
+                if len(info) > 3 and info[3] & 2:
+                    return _NEVER
+                latest = max(latest, int(float(score)) - self._timeout)
+        return latest
 
     async def _answers(self, commands: Commands) -> list[Any]:
         replies = await self.redis.read_commands(commands)
@@ -314,3 +385,4 @@ class WhereNowIndex:
         self._written = {m: t for m, t in self._written.items() if m[0] != user_id}
         self._plans = {k: p for k, p in self._plans.items() if k[0] != user_id}
         self._kept = {k: a for k, a in self._kept.items() if k[0] != user_id}
+        self._moved.discard(user_id)

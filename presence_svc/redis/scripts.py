@@ -536,6 +536,23 @@ class SessionChecks:
 
         return Commands(b"".join(parts), count, tuples)
 
+    def deadlines(self, artifacts: Sequence[tuple[ArtifactKeys, Sequence[bytes]]]) -> Commands:
+        """Only the ``ZMSCORE`` of each artifact's candidate sessions (9 bytes each): one
+        command apiece, what a read needs to tell that nothing moved since an answer it
+        kept (see ``live/where_now.py``)."""
+        parts: list[bytes] = []
+        for k, sids in artifacts:
+            parts += (
+                b"*%d\r\n" % (2 + len(sids)),
+                self._heads_of(k)[0],
+                _SID_BULK * len(sids) % tuple(sids),
+            )
+
+        def tuples() -> list[Command]:
+            return [("ZMSCORE", k.sessions, *sids) for k, sids in artifacts]
+
+        return Commands(b"".join(parts), len(artifacts), tuples)
+
     @staticmethod
     def recent(user_id: str, artifacts: Sequence[ArtifactKeys]) -> Commands:
         """``ZSCORE`` of the user in each artifact's recently-here list (asked afterwards of

@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 
+from presence_svc.live.where_now import QUIET_MS
 from presence_svc.redis.keys import Keyspace
 from tests.conftest import AppClient, MakeClient
 from tests.live.heartbeats import beat
@@ -430,4 +432,70 @@ async def test_a_poll_between_heartbeats_sees_a_silent_timeout(
     await asyncio.sleep(1.3)  # past the 1 s timeout; nothing settles it
     body = await where(client, auth, "alice")
     assert body["online"] == []
+    assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "timeout")]
+
+
+def _calls(r: redis.Redis, command: str) -> int:
+    stats: dict[str, Any] = r.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_quiet_poll_is_confirmed_by_deadlines_and_still_sees_every_change(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis
+) -> None:
+    """Read again with nothing written since, a user whose sessions are all active and beat
+    a moment before an earlier read gets the same answer from one ``ZMSCORE`` per artifact
+    (no session info read, in JSON and msgpack alike); a new version, an away tab and a
+    leave written since each show in the next answer."""
+    client = await make_client(online_timeout_s=30.0, away_timeout_s=60.0, retention_s=120.0)
+    for doc in ("doc-1", "doc-2", "doc-3"):
+        await beat(client, auth, "alice", "tab-aaaa1", doc, versionId="v1")
+    first = await where(client, auth, "alice")  # read in full: kept, beaten too lately
+    assert {o["versionId"] for o in first["online"]} == {"v1"}
+    await asyncio.sleep(QUIET_MS / 1000 + 0.05)  # the heartbeats age past the margin
+    assert await where(client, auth, "alice") == first  # in full: the deadlines may do now
+    zmscore, hmget = _calls(sync_redis, "zmscore"), _calls(sync_redis, "hmget")
+    assert await where(client, auth, "alice") == first
+    assert _calls(sync_redis, "zmscore") - zmscore == 3  # one per artifact
+    assert _calls(sync_redis, "hmget") == hmget  # no session info read
+    packed = await client.get(
+        "/v1/users/alice/presence", headers={**auth("alice"), "Accept": "application/msgpack"}
+    )
+    assert packed.status == 200
+    assert msgspec.msgpack.decode(await packed.read()) == first
+
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2", versionId="v2")
+    versions = {
+        o["artifactId"]: o["versionId"] for o in (await where(client, auth, "alice"))["online"]
+    }
+    assert versions == {"doc-1": "v1", "doc-2": "v2", "doc-3": "v1"}
+
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-3", status="away")
+    await asyncio.sleep(QUIET_MS / 1000 + 0.05)
+    for _ in range(2):  # read in full, then again: an away tab is never confirmed so
+        statuses = {
+            o["artifactId"]: o["status"] for o in (await where(client, auth, "alice"))["online"]
+        }
+        assert statuses == {"doc-1": "active", "doc-2": "active", "doc-3": "away"}
+
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-1")
+    body = await where(client, auth, "alice")
+    assert sorted(o["artifactId"] for o in body["online"]) == ["doc-2", "doc-3"]
+    assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "left")]
+
+
+async def test_a_quiet_poll_still_sees_a_silent_timeout(client: AppClient, auth: Auth) -> None:
+    """Kept with its deadlines, an answer still ends at the first of them: a session that
+    times out with nothing written shows as left on time (the tests' timeout is 1 s)."""
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    await asyncio.sleep(QUIET_MS / 1000 + 0.05)
+    for _ in range(2):
+        online = (await where(client, auth, "alice"))["online"]
+        assert [o["artifactId"] for o in online] == ["doc-1"]
+
+    async def gone() -> dict[str, Any] | None:
+        body = await where(client, auth, "alice")
+        return body if not body["online"] else None
+
+    body = await poll(gone, seconds=5.0)
     assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "timeout")]
