@@ -113,6 +113,12 @@ class Fragments:
         self.size += entry.cost
         self._trim()
 
+    def drop(self, key: Hashable) -> None:
+        """Keep nothing under ``key``."""
+        old = self._kept.pop(key, None)
+        if old is not None:
+            self.size -= old.cost
+
     def grew(self, key: Hashable, encoded: Encoded, more: int) -> None:
         """``encoded``, kept under ``key`` or not, now costs ``more`` bytes more."""
         encoded.cost += more
