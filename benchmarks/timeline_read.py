@@ -8,7 +8,8 @@ the median process CPU of ``Timeline.minutes_read`` + ``minutes_answer`` (plain 
 ``hit`` (nothing changed since the last read), ``tail changed`` (a minute of the current
 hour written before each read, as a live artifact has; the write's own client CPU is in
 the figure), and with ``PRESENCE_TIMELINE_CACHE_MB=0`` (nothing kept). Redis's own CPU is
-not in these figures. One JSON line per case.
+not in these figures: ``redis_us_per_read`` is its ``INFO commandstats`` µs per
+``EVALSHA`` (the read script) over the case. One JSON line per case.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ async def _run(reads: int) -> None:
                 for gzip in (False, True):
                     for case in ("hit", "tail changed") if mb else ("nothing kept",):
                         spent = []
+                        sync.config_resetstat()
                         for i in range(reads + 5):
                             if case == "tail changed":
                                 values = (i % 50, i % 50, i % 50, i % 50, 1, 1)
@@ -74,6 +76,9 @@ async def _run(reads: int) -> None:
                             "case": case,
                             "gzip": gzip,
                             "median_us": round(statistics.median(spent[5:]) * 1e6),
+                            "redis_us_per_read": sync.info("commandstats")["cmdstat_evalsha"][
+                                "usec_per_call"
+                            ],
                             "body_bytes": len(whole.body),
                         }
                         print(json.dumps(row))

@@ -4,17 +4,22 @@
 -- ms / 60000  ARGV[4] 'p': only the minutes not rolled up yet (nothing when all are)
 -- ARGV[5] hours to look back for the values the range starts with
 -- ARGV[6] the token of the hour records the caller holds ('': none) ARGV[7], ARGV[8] the
--- hours it holds them of, lo .. hi - 1
+-- hours it holds them of, lo .. hi - 1  ARGV[9] the stamp the caller's answer of this very
+-- range was made at ('': none)
 -- returns {oldest hour not rolled up (-1: none), users, sessions at the first minute
--- before any change in it (-1, -1: unknown), number of hours n, token, lo, hi, hour, hour
--- record, ... (n pairs), minute, minute record, ...}: hour records (the rolled-up hours,
+-- before any change in it (-1, -1: unknown), number of hours n, token, lo, hi, stamp, hour,
+-- hour record, ... (n pairs), minute, minute record, ...}: hour records (the rolled-up hours,
 -- 'h<hour>': see timeline_done.lua) of the range's hours lo .. hi - 1, those before the
 -- oldest not rolled up; minute records (lib/timeline.lua) from it on. n is -1 when the
 -- caller's copy of them is current: the token ('~c' and '~r': the hash's birth and the
 -- rollups since, the only things that change hour records) is the caller's and its hours
--- cover lo .. hi - 1; '' when the hash has no '~c'. Read-only; bounded by the range's
--- hours (one HMGET, none with a current copy) and the minutes not rolled up (normally the
--- current hour).
+-- cover lo .. hi - 1; '' when the hash has no '~c'. The stamp (not in 'p' mode; '' when
+-- the hash has no token) is all a reply can change with: the token, the rollup index's
+-- score, the latest minute written ('~'), that minute's record (a writer changes only its
+-- own minute's field: the latest) and the number of fields. n is -2, and nothing follows
+-- the stamp, when ARGV[9] is the current stamp: the caller's answer still holds. Read-only;
+-- bounded by the range's hours (one HMGET, none with a current copy) and the minutes not
+-- rolled up (normally the current hour); a current stamp costs four small reads.
 
 local TL = KEYS[1]
 local first, stop = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -22,12 +27,19 @@ local back = tonumber(ARGV[5])
 local pending = redis.call('ZSCORE', KEYS[2], ARGV[1])
 pending = pending and tonumber(pending)
 local split = pending and pending * 60 or math.huge -- minute fields from here on
-local born, rollups = unpack(redis.call('HMGET', TL, '~c', '~r'))
+local born, rollups, latest = unpack(redis.call('HMGET', TL, '~c', '~r', '~'))
 local token = born and (born .. ':' .. (rollups or '0')) or ''
-local out = {pending or -1, -1, -1, 0, token, 0, 0}
+local out = {pending or -1, -1, -1, 0, token, 0, 0, ''}
 if ARGV[4] == 'p' then
   if not pending then return out end
   first = math.max(first, split)
+elseif token ~= '' then
+  out[8] = table.concat({token, pending or '', latest or '', redis.call('HLEN', TL),
+    latest and redis.call('HGET', TL, latest) or ''}, '|')
+  if out[8] == ARGV[9] then
+    out[4] = -2
+    return out
+  end
 end
 if first >= stop then return out end
 

@@ -813,12 +813,14 @@ class TimelineReadScript(Script):
         back_hours: int,
         mode: str = "",
         known: tuple[str, int, int] = ("", 0, 0),
+        stamp: bytes = b"",
     ) -> ScriptCall:
         """The records of minutes ``first_minute`` .. ``end_minute - 1`` (``mode`` ``p``:
         only those of hours not rolled up yet), looking ``back_hours`` for the values the
         range starts with; the hour records not at all if ``known`` (token, first hour,
-        end hour) is a current copy of them."""
-        args = (k.artifact_id, first_minute, end_minute, mode, back_hours, *known)
+        end hour) is a current copy of them; nothing at all if ``stamp`` (of the caller's
+        answer of this range) is current."""
+        args = (k.artifact_id, first_minute, end_minute, mode, back_hours, *known, stamp)
         return ScriptCall(self, (k.timeline, k.timeline_index), args)
 
 

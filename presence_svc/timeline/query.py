@@ -29,7 +29,7 @@ from presence_svc.timeline.series import (
 )
 from presence_svc.timeline.store import TimelineStore
 
-__all__ = ["MinutesRead", "Timeline", "points_between"]
+__all__ = ["MinutesRead", "StampedRead", "Timeline", "points_between"]
 
 _SIGN = msgspec.msgpack.Encoder()
 _FORMAT = f"timeline-1m/{__version__}".encode()
@@ -69,8 +69,30 @@ class MinutesRead:
     def etag(self, gzip: bool) -> str:
         """The answer's entity tag (RFC 9110), one per content coding: the same from every
         process for the same timeline."""
-        digest = hashlib.blake2b(self.signature, digest_size=12, person=b"g" if gzip else b"")
+        # "g2": the gzip whose hours refer to the hour before (other bytes than "g"'s)
+        digest = hashlib.blake2b(self.signature, digest_size=12, person=b"g2" if gzip else b"")
         return f'"{digest.hexdigest()}{"-gz" if gzip else ""}"'
+
+
+class StampedRead:
+    """A ``MinutesRead`` kept with what keeping it costs (``answer.Fragments``): while its
+    records' stamp is current, a read of its range is this one."""
+
+    __slots__ = ("cost", "read")
+
+    def __init__(self, read: MinutesRead) -> None:
+        self.read = read
+        self.cost = (
+            len(read.signature)
+            + len(read.prefix)
+            + len(read.got.stamp)
+            + 48 * len(read.got.changing)
+            + _KEPT_OVERHEAD
+        )
+
+
+_KEPT_OVERHEAD = 600
+"""Bytes a kept read costs besides its signatures and Redis's reply: its objects, the key."""
 
 
 class Timeline:
@@ -105,10 +127,17 @@ class Timeline:
 
     async def minutes_read(self, artifact_id: str, first: int, end: int) -> MinutesRead:
         """What minutes ``first`` .. ``end - 1`` (ms / 60 000) are made of: the hour records
-        from this process's copy while Redis says it is current (``KnownHours``)."""
+        from this process's copy while Redis says it is current (``KnownHours``); the last
+        read of the same range, as it was, while Redis says its stamp is (``StampedRead``)."""
+        at = ("read", artifact_id, first, end)
+        last = self.fragments.get(at, StampedRead)
         kept = ("hours", artifact_id)
         known = self.fragments.get(kept, KnownHours)
-        got = await self.records.minutes(artifact_id, first, end, known=known)
+        stamp = b"" if last is None else last.read.got.stamp
+        got = await self.records.unless_current(artifact_id, first, end, known=known, stamp=stamp)
+        if got is None:  # Redis holds what it held for the last read: the same read
+            assert last is not None
+            return last.read
         if got.known is not None and got.known is not known:
             self.fragments.put(kept, got.known)
         split = None if got.pending_hour is None else got.pending_hour * 60
@@ -120,13 +149,14 @@ class Timeline:
         base: list[object] = [_FORMAT, artifact_id, first, end, *changing[: got.first_minute_at]]
         if got.known is None:  # no token: the hour records themselves
             base += [v for pair in sorted(got.hours.items()) for v in pair]
-        if carry is None and not covered:  # Redis knows nothing before: the rollup's last hour
+        from_db = carry is None and not covered
+        if from_db:  # Redis knows nothing before: the rollup's last hour
             before, _ = await self.store.hours(artifact_id, first * MINUTE_MS, first * MINUTE_MS)
             carry = Counts(before.last_online, before.last_sessions) if before else None
             base += ["db", *(carry or ())]
         carry = carry or Counts(0, 0)
         minutes = changing[got.first_minute_at :]
-        return MinutesRead(
+        read = MinutesRead(
             artifact_id,
             first,
             end,
@@ -135,6 +165,11 @@ class Timeline:
             _SIGN.encode([*base, *minutes]),
             _SIGN.encode(base),
         )
+        if got.stamp and not from_db:
+            self.fragments.put(at, StampedRead(read))
+        else:  # no stamp, or the database had a part in it: a stamp does not cover that
+            self.fragments.drop(at)
+        return read
 
     def minutes_answer(self, read: MinutesRead, *, gzip: bool = False) -> Whole:
         """``answer.minutes_json`` of ``read`` and its entity tag: what was answered before

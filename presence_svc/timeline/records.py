@@ -56,6 +56,10 @@ class MinuteRecords:
     but the hour records, as it came; its last ones are minute, record, ..."""
     first_minute_at: int
     """Where in ``changing`` the minute records start."""
+    stamp: bytes = b""
+    """What Redis's reply can change with (``timeline_read.lua``): a later read of the same
+    range passing it gets no records while it holds (``TimelineRecords.unless_current``);
+    empty in ``unrolled_only`` reads and for a hash without a token."""
 
     @cached_property
     def records(self) -> dict[int, MinuteRecord]:
@@ -94,19 +98,36 @@ class TimelineRecords:
         """What Redis holds of minutes ``first`` .. ``end - 1``; with ``unrolled_only``,
         only of those not rolled up yet (nothing when all are). The hour records come from
         ``known`` when it is a current copy of them."""
+        got = await self.unless_current(artifact_id, first, end, unrolled_only, known)
+        assert got is not None  # no stamp given: never current
+        return got
+
+    async def unless_current(
+        self,
+        artifact_id: str,
+        first: int,
+        end: int,
+        unrolled_only: bool = False,
+        known: KnownHours | None = None,
+        stamp: bytes = b"",
+    ) -> MinuteRecords | None:
+        """``minutes``, or None when ``stamp`` (a ``MinuteRecords.stamp`` of a read of the
+        same range) is current: Redis holds the same for it, so sends none of it."""
         scripts = self.redis.scripts
         mode = "p" if unrolled_only else ""
         k = self.keys.artifact(artifact_id)
         held = ("", 0, 0) if known is None else (known.token, known.lo, known.hi)
-        call = scripts.timeline_read.call(k, first, end, self.back_hours, mode, held)
+        call = scripts.timeline_read.call(k, first, end, self.back_hours, mode, held, stamp)
         raw = await self.redis.run(call)
         pending, users, sessions, count = (int(v) for v in raw[:4])
+        if count == -2:
+            return None
         token, lo, hi = as_text(raw[4]), int(raw[5]), int(raw[6])
-        split = 7 + 2 * max(count, 0)
+        split = 8 + 2 * max(count, 0)
         if count < 0 and known is not None:  # Redis found the copy current
             hours = known.hours
         else:
-            hours = {int(raw[i]): bytes(raw[i + 1]) for i in range(7, split, 2)}
+            hours = {int(raw[i]): bytes(raw[i + 1]) for i in range(8, split, 2)}
             if token:
                 cost = sum(len(r) + _RECORD_OVERHEAD for r in hours.values()) + _RECORD_OVERHEAD
                 known = KnownHours(token, lo, hi, hours, cost)
@@ -119,6 +140,7 @@ class TimelineRecords:
             known,
             (*raw[:3], *raw[4:7], *raw[split:]),  # not how many hours came: that is no content
             6,
+            bytes(raw[7]),
         )
 
     async def due(self, tag: str, before_hour: int, limit: int) -> list[tuple[str, int]]:

@@ -24,7 +24,8 @@ from presence_svc.redis.connection import connect
 from presence_svc.schemas import TimelineOut
 from presence_svc.settings import ConfigError, Settings
 from presence_svc.timefmt import to_iso
-from presence_svc.timeline.answer import Encoded, Fragments
+from presence_svc.timeline.answer import Encoded, Fragments, minutes_json
+from presence_svc.timeline.pieces import Piece, ValuesPiece
 from presence_svc.timeline.rollup import TimelineRollup
 from presence_svc.timeline.store import timeline_store
 from tests.timeline.conftest import Clock
@@ -229,3 +230,36 @@ def test_a_bad_cache_size_is_rejected_by_name(value: str) -> None:
 def test_the_cache_size_is_read() -> None:
     assert Settings.from_env({"PRESENCE_TIMELINE_CACHE_MB": "0"}).timeline_cache_mb == 0
     assert Settings().timeline_cache_mb == 32
+
+
+def test_a_gzipped_hour_refers_to_the_hour_before_it() -> None:
+    """Each hour's deflated points may refer to the points before them (they repeat their
+    dates and names): a day's gzipped answer is about what gzip makes of the whole JSON,
+    not the 1.4x of hours deflated alone, and one valid stream of the JSON answer, cold,
+    warm, and made again after its first hour changed (the second refers to new bytes)."""
+    hour0 = 29_000_000 // 60 * 60  # a whole hour, in minutes
+
+    def day(shift: int) -> list[Piece]:
+        """Hours of changes, and between them quiet hours (kept by their values)."""
+        return [
+            ValuesPiece(
+                hour0 + 60 * h,
+                [(m * 7 + h + shift) % 40 for m in range(60)],
+                [(m * 7 + h) % 40 + 2 for m in range(60)],
+                carried=False,
+            )
+            if h % 2 == 0
+            else ValuesPiece(hour0 + 60 * h, [h] * 60, [h + 2] * 60, carried=True)
+            for h in range(24)
+        ]
+
+    fragments = Fragments(1 << 20)
+    plain, _ = minutes_json(DOC, day(0), fragments)
+    for pieces in (day(0), day(0)):
+        zipped, _ = minutes_json(DOC, pieces, fragments, gzip=True)
+        assert gzip.decompress(zipped) == plain
+        assert len(zipped) <= 1.2 * len(gzip.compress(plain, 6))
+    assert len(fragments) == 12  # the quiet hours
+    shifted = [*day(1)[:1], *day(0)[1:]]  # the kept hour 1 follows other points
+    zipped, _ = minutes_json(DOC, shifted, fragments, gzip=True)
+    assert gzip.decompress(zipped) == minutes_json(DOC, shifted, fragments)[0]

@@ -234,3 +234,84 @@ def test_what_is_kept_again_under_a_key_takes_the_place_of_what_was() -> None:
     fragments.put("a", Encoded(b"z", 1, 0, 2000))  # too large to keep: nothing is
     assert fragments.size == 0
     assert fragments.get("a") is None
+
+
+async def test_redis_sends_nothing_while_a_reads_stamp_holds(
+    new_client: NewClient, auth: Auth, clock: Clock, tmp_path: Path
+) -> None:
+    """The stamp of a read (token, index score, latest minute, its record, field count)
+    gets no reply at all while it holds, and the records again after each kind of change
+    a later read must see."""
+    client = await new_client()
+    crowd = Crowd(client, auth, clock)
+    await _three_hours(crowd)
+    await _roll_up(clock, tmp_path, T0 + 3 * HOUR + MINUTE)
+    await crowd.at(183, 0, ("join", "dave", "t1"))
+    settings = _settings(clock.url, tmp_path)
+    conn = connect(settings)
+    await conn.load_scripts()
+    records = TimelineRecords(conn, Keyspace(4), settings.timeline_ms)
+    first, end = (T0 - HOUR) // MINUTE, (T0 + 4 * HOUR) // MINUTE
+
+    async def fresh(stamp: bytes) -> bytes:
+        """The stamp of a read that got Redis's records (the one given did not hold)."""
+        got = await records.unless_current(DOC, first, end, stamp=stamp)
+        assert got is not None
+        assert got.stamp
+        assert got.stamp != stamp
+        assert await records.unless_current(DOC, first, end, stamp=got.stamp) is None
+        return got.stamp
+
+    try:
+        stamp = await fresh(b"")
+        # the same range of another start, or a stamp of something else, is read whole
+        assert await records.unless_current(DOC, first, end, stamp=stamp + b"0") is not None
+        # the current minute's counts change (no new field): its record is in the stamp
+        await crowd.at(183, 30, ("join", "erin", "t1"))
+        stamp = await fresh(stamp)
+        got = await records.minutes(DOC, first, end)
+        assert got.records[T0 // MINUTE + 183].last_online == 3
+        # a later minute
+        await crowd.at(190, 0, ("leave", "erin", "t1"))
+        stamp = await fresh(stamp)
+        # a rollup (new token, the index moves on)
+        await _roll_up(clock, tmp_path, T0 + 4 * HOUR + MINUTE)
+        stamp = await fresh(stamp)
+        # the reads of the hours view (unrolled only) carry no stamp
+        hourly = await records.minutes(DOC, first, end, unrolled_only=True)
+        assert hourly.stamp == b""
+        # a hash without its token ('~c': one a worker alone wrote, or gone) has no stamp
+        with redis.Redis.from_url(clock.url) as r:
+            r.hdel(Keyspace(4).artifact(DOC).timeline, "~c")
+        untokened = await records.unless_current(DOC, first, end, stamp=stamp)
+        assert untokened is not None
+        assert untokened.stamp == b""
+    finally:
+        await conn.aclose()
+        await client.close()
+
+
+async def test_a_1m_answer_has_its_headers_on_a_kept_alive_connection(
+    new_client: NewClient, auth: Auth, clock: Clock, tmp_path: Path
+) -> None:
+    """The lean path (``http.answer``) writes what aiohttp's response did: each answer's
+    length, coding, tag, caching, date and server, read after read on one connection."""
+    client = await new_client()
+    crowd = Crowd(client, auth, clock)
+    await _three_hours(crowd)
+    since, until = T0 - HOUR, T0 + 4 * HOUR
+    for coding in ("gzip", "identity", "gzip"):
+        status, body, headers = await _get(client, auth, since, until, Accept_Encoding=coding)
+        assert status == 200
+        assert headers["Content-Length"] == str(len(body))
+        assert headers["Content-Type"] == "application/json"
+        assert headers.get("Content-Encoding") == ("gzip" if coding == "gzip" else None)
+        assert headers["Vary"] == "Accept-Encoding"
+        assert headers["Cache-Control"] == "private, no-cache"
+        assert headers["ETag"].startswith('"')
+        assert "Date" in headers
+        assert "Server" in headers
+        plain = gzip.decompress(body) if coding == "gzip" else body
+        assert plain.startswith(b'{"artifactId":')
+        assert plain.endswith(b"}\n")
+    await client.close()
