@@ -41,6 +41,7 @@ __all__ = [
     "ScriptArg",
     "ScriptCall",
     "Scripts",
+    "SeenCheckScript",
     "SetLatestScript",
     "SettleTokensScript",
     "TimelineDoneScript",
@@ -736,6 +737,28 @@ class SetLatestScript(Script):
         return ScriptCall(self, (keys.artifact_latest(artifact_id),), (version_id,))
 
 
+class SeenCheckScript(Script):
+    PATH = "stats/seen_check"
+
+    def call(
+        self,
+        keys: Keyspace,
+        artifact_id: str,
+        version_id: str | None,
+        read_after_ms: int,
+        user_ids: bytes,
+        *,
+        json: bool,
+    ) -> ScriptCall:
+        """Who of ``user_ids`` (valid ids joined by newlines: one argument, no RESP packing
+        per id) has seen and read ``version_id`` (``None``: the artifact's latest), each
+        list answered as a whole JSON (``json``) or msgpack array."""
+        # the viewers key of the version '' is the prefix the script appends a version to
+        prefix = keys.version_viewers(artifact_id, "")
+        args = (prefix, version_id or "", read_after_ms, "j" if json else "m", user_ids)
+        return ScriptCall(self, (keys.artifact_latest(artifact_id),), args)
+
+
 class SettleTokensScript(Script):
     PATH = "limits/settle"
 
@@ -945,6 +968,7 @@ class Scripts:
         self.engage_fold = EngageFoldScript()
         self.viewers = ViewersScript()
         self.set_latest = SetLatestScript()
+        self.seen_check = SeenCheckScript()
         self.hide_viewer = HideViewerScript()
         self.privacy_set = PrivacySetScript()
         self.trim_stream = TrimStreamScript()
