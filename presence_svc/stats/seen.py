@@ -150,7 +150,7 @@ class SeenStore:
         )
 
     async def check(
-        self, artifact_id: str, version_id: str | None, user_ids: str, *, json: bool
+        self, artifact_id: str, version_id: str | None, user_ids: bytes, *, json: bool
     ) -> SeenCheck | None:
         """Which of ``user_ids`` (valid ids joined by newlines) have seen and read the
         version (``None``: the artifact's latest; ``None`` back when it has none), in one
@@ -158,7 +158,7 @@ class SeenStore:
         sorting happen in Redis, which answers each list as a whole JSON (``json``) or
         msgpack array, so no id is decoded or encoded here."""
         call = self.redis.scripts.seen_check.call(
-            self.keys, artifact_id, version_id, self.read_after_ms, user_ids.encode(), json=json
+            self.keys, artifact_id, version_id, self.read_after_ms, user_ids, json=json
         )
         found = await self.redis.run(call)
         if found is None:

@@ -178,3 +178,22 @@ async def test_a_thousand_ids_and_empty_lists_match_in_both_formats(
             assert await post_check(client, board, "doc-2", body, fmt) == encoded(expected, fmt)
     assert reference(sync_redis, "doc-2", "v1", audience[700:]).seen == []
     assert reference(sync_redis, "doc-2", "v1", audience[:700]).not_seen == []
+
+
+async def test_ids_that_would_need_escaping_are_refused_naming_the_id(
+    client: AppClient, auth: Auth
+) -> None:
+    """The script writes ids into the JSON answer as they are: an id with a character that
+    JSON escapes, or any character outside the id alphabet, never gets that far."""
+    board = auth("d", scope="dashboard")
+    encoders = {"application/msgpack": _MSGPACK.encode, JSON_TYPE: _JSON.encode}
+    for bad in ('b"c', "b\\c", "é", "b\x00", "b,c", " b", "b\u2028"):
+        for kind, encode in encoders.items():
+            response = await client.post(
+                "/v1/artifacts/doc-1/seen/check",
+                data=encode({"userIds": ["a", bad, "c"], "versionId": "v1"}),
+                headers={**board, "Content-Type": kind},
+            )
+            assert response.status == 400, (bad, await response.text())
+            problem = await response.json()
+            assert [e["field"] for e in problem["errors"]] == ["userIds.1"], bad
