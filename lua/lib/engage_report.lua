@@ -6,7 +6,9 @@
 -- handled the report (a session of another user included: nothing counts, as in
 -- engage()); anything else (no accumulator, another version, the fold due, no version
 -- named) leaves ENGAGED false for engage(false), which looks at everything again
--- (nothing has been written yet). Keys and arguments as lib/engage.lua's.
+-- (nothing has been written yet). Keys and arguments as lib/engage.lua's. The session's
+-- record it reads is left for live/heartbeat.lua's fast path (lib/session_record.lua).
+--! include lib/session_record.lua
 local ENGAGED = false
 do
   local n, a = #KEYS, #ARGV - 7
@@ -15,9 +17,11 @@ do
   local acc = held and cmsgpack.unpack(held)
   if type(acc) == 'table' and acc[4] == version and NOW < acc[3] then
     local raw = redis.call('HGET', KEYS[2], sid)
+    SESSION_RAW = raw
     if raw then
       ENGAGED = true
-      if cmsgpack.unpack(raw)[1] == ARGV[a + 5] then
+      SESSION_INFO = cmsgpack.unpack(raw)
+      if SESSION_INFO[1] == ARGV[a + 5] then
         local add = math.min(tonumber(ARGV[a + 7]), math.max(0, NOW - acc[1])
           + tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
         acc[1] = NOW
