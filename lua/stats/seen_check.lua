@@ -18,33 +18,45 @@ if version == '' then
   version = redis.call('HGET', KEYS[1], 'v')
   if not version then return false end
 end
-local ids, given = {}, {}
+local ids, given, n = {}, {}, 0
 for id in string.gmatch(ARGV[5], '[^\n]+') do
   if not given[id] then
     given[id] = true
-    ids[#ids + 1] = id
+    n = n + 1
+    ids[n] = id
   end
 end
 local entries = redis.call('HMGET', ARGV[1] .. version, unpack(ids))
 local threshold = tonumber(ARGV[3])
 local unmeasured_read = 0 >= threshold
 local seen, read, not_seen, hidden = {}, {}, {}, 0
-for i = 1, #ids do
+local s, r, u = 0, 0, 0
+local byte, unpack_entry = string.byte, cmsgpack.unpack
+for i = 1, n do
   local raw = entries[i]
   if not raw then
-    not_seen[#not_seen + 1] = ids[i]
-  elseif string.byte(raw, 1) == 0x93 then
+    u = u + 1
+    not_seen[u] = ids[i]
+  elseif byte(raw, 1) == 0x93 then
     -- three elements (a view, no engaged time, not hidden): no need to unpack it
-    seen[#seen + 1] = ids[i]
-    if unmeasured_read then read[#read + 1] = ids[i] end
+    s = s + 1
+    seen[s] = ids[i]
+    if unmeasured_read then
+      r = r + 1
+      read[r] = ids[i]
+    end
   else
-    local entry = cmsgpack.unpack(raw)
+    local entry = unpack_entry(raw)
     local mark = entry[5]
     if mark and mark ~= 0 and mark ~= '' then
       hidden = hidden + 1
     else
-      seen[#seen + 1] = ids[i]
-      if (tonumber(entry[4]) or 0) >= threshold then read[#read + 1] = ids[i] end
+      s = s + 1
+      seen[s] = ids[i]
+      if (tonumber(entry[4]) or 0) >= threshold then
+        r = r + 1
+        read[r] = ids[i]
+      end
     end
   end
 end
