@@ -5,15 +5,19 @@
 -- accumulator, exactly as engage(false) does on that path. Sets ENGAGED true when it
 -- handled the report (a session of another user included: nothing counts, as in
 -- engage()); anything else (no accumulator, another version, the fold due, no version
--- named) leaves ENGAGED false for engage(false), which looks at everything again
--- (nothing has been written yet). Keys and arguments as lib/engage.lua's. The session's
+-- named) leaves ENGAGED false for engage(false, REPORT_HELD), which looks at everything
+-- again (nothing has been written yet) but the accumulator it read. Keys and arguments as lib/engage.lua's. The session's
 -- record it reads is left for live/heartbeat.lua's fast path (lib/session_record.lua).
 --! include lib/session_record.lua
-local ENGAGED = false
+local ENGAGED, REPORT_HELD = false, nil  -- the accumulator as read here (nil: not read)
 do
   local n, a = #KEYS, #ARGV - 7
   local sid, version = ARGV[a + 4], ARGV[a + 6]
-  local held = version ~= '' and redis.call('HGET', KEYS[n - 2], sid)
+  local held = false
+  if version ~= '' then
+    held = redis.call('HGET', KEYS[n - 2], sid)
+    REPORT_HELD = held
+  end
   local acc = held and cmsgpack.unpack(held)
   if type(acc) == 'table' and acc[4] == version and NOW < acc[3] then
     local raw = redis.call('HGET', KEYS[2], sid)

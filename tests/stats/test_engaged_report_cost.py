@@ -62,3 +62,41 @@ async def test_an_engaged_report_adds_two_commands_and_reads_the_session_once(
     accumulators = sync_redis.hvals(keys.engage_reports(keys.tag_of("doc-1"), "doc-1"))
     pending = sorted(msgspec.msgpack.decode(raw)[1] for raw in accumulators)
     assert pending == [1_000, 2_000]  # bob one report, alice two
+
+
+async def test_a_report_whose_fold_is_due_reads_each_key_once(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The report that folds: the accumulator, the session's record and the viewer's entry
+    are each read once (they were read twice, and the record three times), and the time
+    held is credited."""
+    settings = settings.replace(online_timeout_s=60.0, retention_s=120.0, engagement_fold_s=600)
+    store = PresenceStore(redis_conn, settings)
+    rules = EngagementRules(settings)
+    keys = Keyspace(settings.partitions)
+    tag = keys.tag_of("doc-1")
+    viewers = f"{Keyspace.views_prefix(tag)}vu:doc-1/v1"
+    now = int(time.time() * 1000)
+    sync_redis.hset(viewers, "alice", msgspec.msgpack.encode([1, now - 10_000, now - 10_000]))
+    state = b'{"page":1}'
+    await store.heartbeat("doc-1", "tab-a", "alice", "v1", state)
+    await store.heartbeat("doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(1_500))
+    reports = keys.engage_reports(tag, "doc-1")
+    (sid,) = sync_redis.hkeys(reports)
+    last, pending, _, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
+    assert (pending, version) == (1_500, "v1")
+    # its fold comes due (as it does an interval after the first report)
+    sync_redis.hset(reports, sid, msgspec.msgpack.encode([last, pending, now - 1, version]))
+
+    sync_redis.config_resetstat()
+    await store.heartbeat("doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(700))
+    calls = _calls(sync_redis)
+
+    # the accumulator, the session's record, the viewer's entry; and the artifact's settle
+    # mark (the heartbeat's fast path)
+    assert calls["hget"] == 4, calls
+    entry = msgspec.msgpack.decode(sync_redis.hget(viewers, "alice"))
+    assert entry[3] == 1_500  # the time held, credited
+    last, pending, due, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
+    assert (pending, version) == (700, "v1")  # this report's, held for the next fold
+    assert due > now
