@@ -34,9 +34,11 @@
 -- exists; lib/outbox_event.lua), with the artifact's latest-version hash 'lv:<artifact>'
 -- built from the prefix like the others.
 --! include lib/outbox_event.lua
+--! include lib/session_record.lua
 
 -- credit(): `ms` (> 0) engaged on `version` of `artifact` by `user`, into the viewer's
 -- entry, the version's total, readers and histogram, and the day's total (marked dirty).
+-- Returns the viewer's entry as written (unpacked), nil when the user has none.
 local function credit(OB, DIRTY, prefix, artifact, version, user, ms, read_after, floors,
     day, day_ms)
   local VU = prefix .. 'vu:' .. artifact .. '/' .. version
@@ -76,32 +78,38 @@ local function credit(OB, DIRTY, prefix, artifact, version, user, ms, read_after
   local today = redis.call('HINCRBY', DAY, member, ms)
   if today == ms then redis.call('PEXPIRE', DAY, day_ms) end
   redis.call('ZADD', DIRTY, today, day .. '/' .. member)
+  return mine
 end
 
--- engage(final): a report; `final` (a leave): everything credited now and the
--- accumulator taken away.
+-- engage(final, held): a report; `final` (a leave): everything credited now and the
+-- accumulator taken away. `held`: the accumulator's HGET if the caller did it already
+-- (lib/engage_report.lua), nil if not. The session's record it reads is left for the
+-- writer's fast path (lib/session_record.lua): nothing here writes it.
 -- The session's accumulator and its fold entry, gone (nothing left to credit).
 local function forget(LR, FOLDS, sid, artifact)
   redis.call('HDEL', LR, sid)
   redis.call('ZREM', FOLDS, sid .. artifact)
 end
 
-local function engage(final)
+local function engage(final, held)
   local n, a = #KEYS, #ARGV - 7
   local LR, FOLDS = KEYS[n - 2], KEYS[n]
   local artifact, sid, user, version = ARGV[1], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local ms, now = tonumber(ARGV[a + 7]), NOW
 
   -- Whose session: only its own user's reports count (the writer refuses the others).
-  local raw = redis.call('HGET', KEYS[2], sid)
-  local info = raw and cmsgpack.unpack(raw)
+  local raw = SESSION_RAW
+  if raw == nil then raw = redis.call('HGET', KEYS[2], sid) end
+  local info = raw and (SESSION_INFO or cmsgpack.unpack(raw))
+  SESSION_RAW = raw
+  if info then SESSION_INFO = info end
   if info and info[1] ~= user then return end
   if version == '' then
     version = info and info[2] or ''
     if version == '' then return end
   end
   local slack, ceiling = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local held = redis.call('HGET', LR, sid)
+  if held == nil then held = redis.call('HGET', LR, sid) end
   local acc = held and cmsgpack.unpack(held)
   if type(acc) ~= 'table' then acc = nil end  -- none, or a last report as kept before
   if not acc and ms == 0 then return end  -- a leave with nothing held and nothing new
@@ -126,23 +134,28 @@ local function engage(final)
   local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
   local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
   local OB = KEYS[7]
-  local base
+  local base, mine
   if acc then
     if info and acc[2] > 0 then
-      credit(OB, KEYS[n - 1], prefix, artifact, acc[4], user, acc[2], read_after, floors,
-        day, day_ms)
+      mine = credit(OB, KEYS[n - 1], prefix, artifact, acc[4], user, acc[2], read_after,
+        floors, day, day_ms)
+      if acc[4] ~= version then mine = nil end
     end
     base = acc[1]
   end
 
   -- This report, on `version`: its first one is clamped from the viewer's last counted
-  -- view of the version (what a page records when it opens).
-  local entry = redis.call('HGET', prefix .. 'vu:' .. artifact .. '/' .. version, user)
-  if not entry then
-    if acc then forget(LR, FOLDS, sid, artifact) end
-    return
+  -- view of the version (what a page records when it opens; the entry just credited, if
+  -- it was this version's).
+  if not mine then
+    local entry = redis.call('HGET', prefix .. 'vu:' .. artifact .. '/' .. version, user)
+    if not entry then
+      if acc then forget(LR, FOLDS, sid, artifact) end
+      return
+    end
+    mine = cmsgpack.unpack(entry)
   end
-  local viewed = tonumber(cmsgpack.unpack(entry)[3])
+  local viewed = tonumber(mine[3])
   if not base or viewed > base then base = viewed end
   local add = math.min(ms, math.max(0, now - base) + slack, ceiling)
   if final or fold_ms == 0 then

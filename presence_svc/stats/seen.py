@@ -67,10 +67,13 @@ class SeenPage:
 
 @dataclass(frozen=True, slots=True)
 class SeenCheck:
+    """An audience check: each list the ids in the order given, as a whole JSON or msgpack
+    array (encoded by the script); ``hidden`` the viewers who hid their history."""
+
     version_id: str
-    seen: list[str]
-    read: list[str]
-    not_seen: list[str]
+    seen: bytes
+    read: bytes
+    not_seen: bytes
     hidden: int
 
 
@@ -146,29 +149,22 @@ class SeenStore:
             next_cursor=next_cursor,
         )
 
-    async def check(self, artifact_id: str, version_id: str, user_ids: Sequence[str]) -> SeenCheck:
-        """Which of ``user_ids`` have seen and read the version: one ``HMGET``."""
-        ids = list(dict.fromkeys(user_ids))
-        (answer,) = await self.redis.read_commands(self.reads.entries(artifact_id, version_id, ids))
-        if isinstance(answer, Exception):
-            raise answer
-        seen: list[str] = []
-        read: list[str] = []
-        not_seen: list[str] = []
-        hidden = 0
-        threshold = self.read_after_ms
-        for user_id, raw in zip(ids, answer, strict=True):
-            if raw is None:
-                not_seen.append(user_id)
-                continue
-            entry = ViewerEntry.decode(raw)
-            if entry.hidden:
-                hidden += 1
-                continue
-            seen.append(user_id)
-            if entry.engaged_ms >= threshold:
-                read.append(user_id)
-        return SeenCheck(version_id, seen, read, not_seen, hidden)
+    async def check(
+        self, artifact_id: str, version_id: str | None, user_ids: bytes, *, json: bool
+    ) -> SeenCheck | None:
+        """Which of ``user_ids`` (valid ids joined by newlines) have seen and read the
+        version (``None``: the artifact's latest; ``None`` back when it has none), in one
+        script call (lua/stats/seen_check.lua): the latest version, one ``HMGET`` and the
+        sorting happen in Redis, which answers each list as a whole JSON (``json``) or
+        msgpack array, so no id is decoded or encoded here."""
+        call = self.redis.scripts.seen_check.call(
+            self.keys, artifact_id, version_id, self.read_after_ms, user_ids, json=json
+        )
+        found = await self.redis.run(call)
+        if found is None:
+            return None
+        version, hidden, seen, read, not_seen = found
+        return SeenCheck(as_text(version), seen, read, not_seen, int(hidden))
 
     async def unseen(self, user_id: str, artifact_ids: Sequence[str]) -> list[tuple[str, Latest]]:
         """The artifacts of ``artifact_ids`` with a latest version ``user_id`` has not

@@ -1,0 +1,102 @@
+"""What a heartbeat with ``engagedMs`` costs Redis over a plain one, counted in commands
+(which the machine's load cannot change): on the report's hot path, the accumulator's
+``HGET`` and ``HSET`` and nothing more. The session's record, which the report reads to
+check whose session it is, is not read again by the heartbeat's fast path
+(lib/session_record.lua)."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import redis
+
+from presence_svc.live.store import PresenceStore
+from presence_svc.redis.connection import RedisConnection
+from presence_svc.redis.keys import Keyspace
+from presence_svc.settings import Settings
+from presence_svc.stats.engagement import EngagementRules
+
+
+def _calls(sync_redis: redis.Redis) -> dict[str, int]:
+    stats = sync_redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+
+
+async def test_an_engaged_report_adds_two_commands_and_reads_the_session_once(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    # a fold far off (its first one within the first interval, by the session id)
+    settings = settings.replace(online_timeout_s=60.0, retention_s=120.0, engagement_fold_s=600)
+    store = PresenceStore(redis_conn, settings)
+    rules = EngagementRules(settings)
+    keys = Keyspace(settings.partitions)
+    now = int(time.time() * 1000)
+    for user in ("alice", "bob"):  # their views of v1, 10 s ago
+        viewers = f"{Keyspace.views_prefix(keys.tag_of('doc-1'))}vu:doc-1/v1"
+        sync_redis.hset(viewers, user, msgspec.msgpack.encode([1, now - 10_000, now - 10_000]))
+    state = b'{"page":1}'
+    for user, tab in (("alice", "tab-a"), ("bob", "tab-b")):
+        await store.heartbeat("doc-1", tab, user, "v1", state)  # joins
+        # the first report starts the accumulator (from the view: 10 s + the slack)
+        await store.heartbeat("doc-1", tab, user, "v1", state, engaged=rules.engagement(1_000))
+
+    sync_redis.config_resetstat()
+    plain = await store.heartbeat("doc-1", "tab-b", "bob", "v1", state)
+    plain_calls = _calls(sync_redis)
+    sync_redis.config_resetstat()
+    engaged = await store.heartbeat(
+        "doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(1_000)
+    )
+    engaged_calls = _calls(sync_redis)
+
+    assert plain == engaged  # the same counts: two users online, both active
+    assert plain_calls["evalsha"] == engaged_calls["evalsha"] == 1
+    # the heartbeat's fast path: the artifact's settle mark and the session's record
+    assert plain_calls["hget"] == 2
+    # the report: its accumulator; the session's record read once for both
+    assert engaged_calls["hget"] == 3
+    assert engaged_calls.get("hset", 0) == plain_calls.get("hset", 0) + 1
+    assert sum(engaged_calls.values()) == sum(plain_calls.values()) + 2
+    # and the report counted: the accumulator holds both reports' time
+    accumulators = sync_redis.hvals(keys.engage_reports(keys.tag_of("doc-1"), "doc-1"))
+    pending = sorted(msgspec.msgpack.decode(raw)[1] for raw in accumulators)
+    assert pending == [1_000, 2_000]  # bob one report, alice two
+
+
+async def test_a_report_whose_fold_is_due_reads_each_key_once(
+    redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The report that folds: the accumulator, the session's record and the viewer's entry
+    are each read once (they were read twice, and the record three times), and the time
+    held is credited."""
+    settings = settings.replace(online_timeout_s=60.0, retention_s=120.0, engagement_fold_s=600)
+    store = PresenceStore(redis_conn, settings)
+    rules = EngagementRules(settings)
+    keys = Keyspace(settings.partitions)
+    tag = keys.tag_of("doc-1")
+    viewers = f"{Keyspace.views_prefix(tag)}vu:doc-1/v1"
+    now = int(time.time() * 1000)
+    sync_redis.hset(viewers, "alice", msgspec.msgpack.encode([1, now - 10_000, now - 10_000]))
+    state = b'{"page":1}'
+    await store.heartbeat("doc-1", "tab-a", "alice", "v1", state)
+    await store.heartbeat("doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(1_500))
+    reports = keys.engage_reports(tag, "doc-1")
+    (sid,) = sync_redis.hkeys(reports)
+    last, pending, _, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
+    assert (pending, version) == (1_500, "v1")
+    # its fold comes due (as it does an interval after the first report)
+    sync_redis.hset(reports, sid, msgspec.msgpack.encode([last, pending, now - 1, version]))
+
+    sync_redis.config_resetstat()
+    await store.heartbeat("doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(700))
+    calls = _calls(sync_redis)
+
+    # the accumulator, the session's record, the viewer's entry; and the artifact's settle
+    # mark (the heartbeat's fast path)
+    assert calls["hget"] == 4, calls
+    entry = msgspec.msgpack.decode(sync_redis.hget(viewers, "alice"))
+    assert entry[3] == 1_500  # the time held, credited
+    last, pending, due, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
+    assert (pending, version) == (700, "v1")  # this report's, held for the next fold
+    assert due > now
