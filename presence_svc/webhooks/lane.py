@@ -482,5 +482,5 @@ class Lane:
             found = await self.d.store.endpoint(endpoint_id)
             if found is not None and found.enabled:
                 self.failing_since_ms = found.failing_since_ms
-            else:
-                self.d.drop_lane(endpoint_id, "park")
+            else:  # (deleted: what it holds goes with it)
+                self.d.drop_lane(endpoint_id, "discard" if found is None else "park")

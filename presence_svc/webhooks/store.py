@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+import asyncpg
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.db.sqlite import SqliteFile, transaction
@@ -32,12 +35,16 @@ __all__ = [
     "Delivery",
     "Endpoint",
     "EndpointChange",
+    "EndpointGone",
     "Keep",
     "NewDelivery",
     "PostgresWebhooks",
     "SqliteWebhooks",
     "WebhookStore",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INTERVAL_TYPE = "presence.interval"
 _PRESENCE_LISTS = frozenset({"presence.join", "presence.leave", INTERVAL_TYPE})
@@ -244,6 +251,11 @@ def _values(d: NewDelivery) -> tuple[Any, ...]:
     )
 
 
+class EndpointGone(Exception):
+    """A delivery's endpoint is no longer there (deleted since it was read): the foreign
+    key from the deliveries to the endpoints refused the row."""
+
+
 def _numbered(sql: str) -> str:
     """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
     count = 0
@@ -271,7 +283,14 @@ class WebhookStore(ABC):
         """Runs each ``(sql, args)`` in one transaction; returns the rows each changed."""
 
     @abstractmethod
-    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs ``sql`` for each row in one transaction; ``EndpointGone`` if a row's
+        endpoint is not there (nothing is written then)."""
+
+    @abstractmethod
+    async def _insert_for_endpoints(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """``_insert_many`` for the rows whose endpoint (their first value) is there, the
+        endpoints held until the commit so none goes meanwhile; returns the rows left out."""
 
     # Endpoints.
 
@@ -309,14 +328,12 @@ class WebhookStore(ABC):
         return Endpoint._of(rows[0]) if rows else None
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
-        """False if it was not there (or another delete took it first)."""
-        changed = await self._in_transaction(
-            [
-                ("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,)),
-                ("DELETE FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,)),
-            ]
+        """False if it was not there (or another delete took it first). Its deliveries
+        go with it (the foreign key's ``ON DELETE CASCADE``)."""
+        deleted = await self._execute(
+            "DELETE FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,)
         )
-        return changed[-1] > 0
+        return deleted > 0
 
     async def disable(
         self, endpoint: Endpoint, reason: str, now_ms: int, *, failing_by_ms: int | None = None
@@ -340,11 +357,21 @@ class WebhookStore(ABC):
 
     # The queue.
 
-    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
-        """One transaction; a delivery already queued (same endpoint and event) is kept."""
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        """One transaction; a delivery already queued (same endpoint and event) is kept.
+        Deliveries for an endpoint deleted since the caller read it are dropped (they
+        would go unsent anyway); returns how many were."""
         if not deliveries:
-            return
-        await self._insert_many(_INSERT, [_values(d) for d in deliveries])
+            return 0
+        rows = [_values(d) for d in deliveries]
+        try:
+            await self._insert_many(_INSERT, rows)
+            return 0
+        except EndpointGone:
+            pass  # rare: the batch again, with only the endpoints still there
+        dropped = await self._insert_for_endpoints(_INSERT, rows)
+        log.info("webhooks: deliveries for a deleted endpoint dropped", extra={"dropped": dropped})
+        return dropped
 
     async def park(
         self,
@@ -353,12 +380,14 @@ class WebhookStore(ABC):
         *,
         now_ms: int,
         behind: Sequence[str] = (),
-    ) -> None:
+    ) -> bool:
         """Write deliveries held in memory only (a failed attempt's, with the artifact's
         next ones behind it; or a slow lane's waiting ones) in one transaction.
         ``behind``: artifacts whose pending rows are newer than these and move after them
         (new seqs, in their order), so the queue keeps each artifact's order. A failed
-        attempt among them marks the endpoint failing, as ``attempt_failed`` does."""
+        attempt among them marks the endpoint failing, as ``attempt_failed`` does.
+        False, with nothing written, if the endpoint was deleted meanwhile (its queue
+        went with it: so do these)."""
         statements: list[tuple[str, Sequence[Any]]] = []
         moved: list[Sequence[Any]] = []
         wanted = sorted(set(behind))
@@ -388,7 +417,15 @@ class WebhookStore(ABC):
                     (now_ms, now_ms, endpoint_id),
                 )
             )
-        await self._in_transaction(statements)
+        try:
+            await self._in_transaction(statements)
+        except EndpointGone:
+            log.info(
+                "webhooks: a deleted endpoint's deliveries dropped",
+                extra={"endpoint": endpoint_id, "dropped": len(deliveries)},
+            )
+            return False
+        return True
 
     async def succeeded(self, endpoint_id: str, now_ms: int) -> None:
         """The endpoint answered 2xx (deliveries held in memory leave no row to delete)."""
@@ -504,9 +541,22 @@ def _scrub(value: Any, user_id: str, tombstone: str) -> Any:
     return value
 
 
+def _sqlite_gone(exc: sqlite3.IntegrityError) -> Exception:
+    """``EndpointGone`` for a refused foreign key, else ``exc`` as it is."""
+    if "FOREIGN KEY" in str(exc):
+        return EndpointGone(str(exc))
+    return exc
+
+
 class SqliteWebhooks(WebhookStore):
     def __init__(self, file: SqliteFile) -> None:
         self._file = file
+
+    async def _run_checked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._file.run(fn)
+        except sqlite3.IntegrityError as exc:
+            raise _sqlite_gone(exc) from exc
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         def fetch(conn: sqlite3.Connection) -> list[Sequence[Any]]:
@@ -523,14 +573,34 @@ class SqliteWebhooks(WebhookStore):
                 changed = [conn.execute(sql, tuple(args)).rowcount for sql, args in statements]
             return changed
 
-        return await self._file.run(run)
+        return await self._run_checked(run)
 
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.executemany(sql, rows)
 
-        await self._file.run(run)
+        await self._run_checked(run)
+
+    async def _insert_for_endpoints(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        wanted = sorted({str(row[0]) for row in rows})
+
+        def run(conn: sqlite3.Connection) -> int:
+            with transaction(conn):  # BEGIN IMMEDIATE: no delete comes between
+                there = {
+                    found
+                    for start in range(0, len(wanted), 500)
+                    for (found,) in conn.execute(
+                        "SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id IN "
+                        f"({', '.join('?' * len(wanted[start : start + 500]))})",
+                        wanted[start : start + 500],
+                    )
+                }
+                kept = [row for row in rows if row[0] in there]
+                conn.executemany(sql, kept)
+            return len(rows) - len(kept)
+
+        return await self._run_checked(run)
 
 
 class PostgresWebhooks(WebhookStore):
@@ -544,11 +614,34 @@ class PostgresWebhooks(WebhookStore):
         return rows_affected(await self._pool.execute(_numbered(sql), *args))
 
     async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            return [
-                rows_affected(await conn.execute(_numbered(sql), *args)) for sql, args in statements
-            ]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return [
+                    rows_affected(await conn.execute(_numbered(sql), *args))
+                    for sql, args in statements
+                ]
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise EndpointGone(str(exc)) from exc
 
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.executemany(_numbered(sql), rows)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise EndpointGone(str(exc)) from exc
+
+    async def _insert_for_endpoints(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        wanted = sorted({str(row[0]) for row in rows})
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(_numbered(sql), rows)
+            # FOR KEY SHARE: a delete of one of them waits for this commit (one already
+            # under way is waited for, and its row then left out).
+            found = await conn.fetch(
+                "SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id = ANY($1::text[]) "
+                "FOR KEY SHARE",
+                wanted,
+            )
+            there = {record[0] for record in found}
+            kept = [row for row in rows if row[0] in there]
+            if kept:
+                await conn.executemany(_numbered(sql), kept)
+        return len(rows) - len(kept)
