@@ -256,6 +256,21 @@ class EndpointGone(Exception):
     key from the deliveries to the endpoints refused the row."""
 
 
+def _success(endpoint_id: str, at_ms: int) -> tuple[str, tuple[Any, ...]]:
+    """The endpoint's success at ``at_ms``: its failure clock stops only if no failure
+    came after (a lane writes its successes in batches, so one can land after a later
+    failure), and its last success never moves back."""
+    return (
+        "UPDATE webhook_endpoints SET "
+        "failing_since = CASE WHEN last_failure IS NULL OR last_failure < ? "
+        "THEN NULL ELSE failing_since END, "
+        "last_success = CASE WHEN last_success IS NULL OR last_success < ? "
+        "THEN ? ELSE last_success END "
+        "WHERE endpoint_id = ?",
+        (at_ms, at_ms, at_ms, endpoint_id),
+    )
+
+
 def _numbered(sql: str) -> str:
     """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
     count = 0
@@ -428,12 +443,10 @@ class WebhookStore(ABC):
         return True
 
     async def succeeded(self, endpoint_id: str, now_ms: int) -> None:
-        """The endpoint answered 2xx (deliveries held in memory leave no row to delete)."""
-        await self._execute(
-            "UPDATE webhook_endpoints SET failing_since = NULL, last_success = ? "
-            "WHERE endpoint_id = ?",
-            (now_ms, endpoint_id),
-        )
+        """The endpoint answered 2xx at ``now_ms`` (deliveries held in memory leave no row
+        to delete). Written late (a lane batches its successes), it clears no failure
+        recorded after it."""
+        await self._execute(*_success(endpoint_id, now_ms))
 
     async def pending(self, endpoint_id: str, after_seq: int, limit: int) -> list[Delivery]:
         """The endpoint's pending deliveries after ``after_seq``, oldest first."""
@@ -445,16 +458,11 @@ class WebhookStore(ABC):
         return [Delivery(*r) for r in rows]
 
     async def delivered(self, endpoint_id: str, seqs: Sequence[int], now_ms: int) -> None:
+        """Rows delivered (the latest 2xx at ``now_ms``: see ``succeeded``)."""
         statements: list[tuple[str, Sequence[Any]]] = [
             ("DELETE FROM webhook_deliveries WHERE seq = ? AND failed = 0", (seq,)) for seq in seqs
         ]
-        statements.append(
-            (
-                "UPDATE webhook_endpoints SET failing_since = NULL, last_success = ? "
-                "WHERE endpoint_id = ?",
-                (now_ms, endpoint_id),
-            )
-        )
+        statements.append(_success(endpoint_id, now_ms))
         await self._in_transaction(statements)
 
     async def attempt_failed(
