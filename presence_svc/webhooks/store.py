@@ -286,6 +286,11 @@ def _numbered(sql: str) -> str:
 class WebhookStore(ABC):
     """The statements both backends run; each backend says how to run them."""
 
+    _HOLD_ENDPOINT = "SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id = ?"
+    """Taken first in a transaction that deletes an endpoint's rows and writes new ones
+    (``park``): a delete of the endpoint then waits for it, or it for the delete,
+    instead of each holding what the other needs (PostgreSQL: a deadlock)."""
+
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
 
@@ -415,6 +420,7 @@ class WebhookStore(ABC):
                 (endpoint_id, *chunk),
             )
         moved.sort(key=lambda row: int(row[0]))
+        statements.append((self._HOLD_ENDPOINT, (endpoint_id,)))
         statements += [("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in moved]
         statements += [(_INSERT, _values(d)) for d in deliveries]
         statements += [
@@ -612,6 +618,8 @@ class SqliteWebhooks(WebhookStore):
 
 
 class PostgresWebhooks(WebhookStore):
+    _HOLD_ENDPOINT = WebhookStore._HOLD_ENDPOINT + " FOR KEY SHARE"
+
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
 
