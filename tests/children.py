@@ -3,8 +3,8 @@ dies: a pytest run killed by a CI timeout (SIGKILL: no ``finally``, no fixture t
 must not leave redis-servers and services running on the machine.
 
 ``preexec_fn=dies_with_us()`` on every long-lived ``Popen`` of the suite (servers,
-services, workers). PostgreSQL, which ``pg_ctl`` daemonizes, has its own watchdog
-(``presence_svc.bench.pgserver``).
+services, workers). PostgreSQL (``presence_svc.bench.pgserver``) arms its own, and has a
+watchdog besides.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +49,7 @@ def _kill_and_wait_gone(child: subprocess.Popen[str], pids: list[int]) -> None:
 
 @contextlib.contextmanager
 def _started(
-    code: str, *args: str
+    code: str, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], list[int], dict[str, str]]]:
     """A Python process running ``code``, which prints a JSON line (``pids``: of the
     servers it started, and more) once it has started its servers, then sleeps; that
@@ -57,7 +59,7 @@ def _started(
         [sys.executable, "-c", code, *args],
         cwd=ROOT,
         # not this worker's ports (tests/ports.py): a block no worker uses
-        env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"},
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"} | (env or {}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -104,6 +106,65 @@ def test_a_killed_test_process_takes_its_postgres_server_with_it(
     while root.exists():  # removed right after the server stopped
         assert time.monotonic() < deadline, f"{root} left behind"
         time.sleep(0.1)
+
+
+_STARTING_POSTGRES = """
+import json, sys, time
+from pathlib import Path
+from tests import postgres
+postgres._pristine = Path(sys.argv[1])
+server = postgres.PostgresServer()
+server.init()
+print(json.dumps({"pids": [], "root": str(server.root)}), flush=True)
+server.start()  # never returns: the postmaster is slow to start (the fake below)
+"""
+_SLOW_POSTMASTER = """#!/bin/sh
+case "$1" in -V|--version) exec {real} "$@";; esac  # pg_ctl asks which version it is
+: > "{marks}/$$"
+exec sleep 3600  # a startup that takes its time (recovery of a long WAL, a slow disk)
+"""
+
+
+def _slow_postgres_bin(folder: Path) -> tuple[Path, Path]:
+    """A folder for PATH whose ``postgres`` is slow to start (it notes its pid in the
+    second folder, then takes an hour), and ``pg_ctl`` (a copy: it runs the ``postgres``
+    beside it)."""
+    bin_dir, marks = folder / "bin", folder / "marks"
+    bin_dir.mkdir()
+    marks.mkdir()
+    real = postgres.postgres_bin("postgres")
+    fake = bin_dir / "postgres"
+    fake.write_text(_SLOW_POSTMASTER.format(real=real, marks=marks))
+    shutil.copy(postgres.postgres_bin("pg_ctl"), bin_dir / "pg_ctl")
+    for path, mode in ((folder, 0o755), (bin_dir, 0o755), (fake, 0o755), (marks, 0o777)):
+        path.chmod(mode)
+    return bin_dir, marks
+
+
+def test_a_test_process_killed_while_its_postgres_server_starts_takes_it_with_it(
+    postgres_server: PostgresServer,
+) -> None:
+    """Killed before ``postmaster.pid`` exists, so there is no pid file for anyone to
+    find: the starting postmaster goes all the same, and its directory is removed."""
+    assert postgres._pristine is not None
+    folder = Path(tempfile.mkdtemp(prefix="presence-slow-pg-"))
+    try:
+        bin_dir, marks = _slow_postgres_bin(folder)
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        with _started(_STARTING_POSTGRES, str(postgres._pristine), env=env) as (child, _, out):
+            root = Path(out["root"])
+            deadline = time.monotonic() + 60
+            while not (started := os.listdir(marks)):
+                assert time.monotonic() < deadline, "the postmaster did not start"
+                time.sleep(0.05)
+            assert not (root / "data" / "postmaster.pid").exists()
+            _kill_and_wait_gone(child, [int(started[0])])
+        deadline = time.monotonic() + 30
+        while root.exists():
+            assert time.monotonic() < deadline, f"{root} left behind"
+            time.sleep(0.1)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_postgres_server_keeps_one_watchdog_across_restarts_and_ends_it_on_remove() -> None:

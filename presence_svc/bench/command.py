@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 import redis
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
+from presence_svc.bench.compare import compare, orders, print_comparisons
 from presence_svc.bench.machine import machine
 from presence_svc.bench.preload import preload_sessions, preload_timeline, redis_build
-from presence_svc.bench.report import Progress, Row, print_json, print_table
+from presence_svc.bench.report import Progress, Row, print_json, print_json_line, print_table
 from presence_svc.bench.runner import (
     Measurement,
     Options,
@@ -74,10 +75,10 @@ class BenchConfig:
     """With ``spawn``: the spawned service's ``PRESENCE_RATE_LIMITS`` (None: its default)."""
     compare_limits: bool = False
     """With ``spawn``: also spawn a service with ``PRESENCE_RATE_LIMITS=off`` and measure
-    every scenario on both, one after the other, in the same run."""
+    every scenario on both in the same run, in both orders (``bench.compare``)."""
     compare_timeline: bool = False
     """With ``spawn``: also spawn a service with ``PRESENCE_TIMELINE_DAYS=0`` (the writers
-    keep no timeline) and measure every scenario on both, in the same run."""
+    keep no timeline) and measure every scenario on both in the same run, in both orders."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +255,59 @@ def _targets(config: BenchConfig, stack: ExitStack) -> dict[str, _Target]:
     return targets
 
 
+def _measured(
+    label: str,
+    each: _Target,
+    requests: list[bytes],
+    config: BenchConfig,
+    baseline: Measurement | None,
+    body_bytes: int,
+    ceiling: float | None,
+    redis_identity: str,
+    progress: Progress,
+) -> Row:
+    """One scenario measured on one service: its row, with the service's CPU and its
+    Redis's slowest command meanwhile."""
+    cpu_before = cpu_seconds(each.pid) if each.pid else None
+    with slowest_command(each.settings.redis_url) as slowlog:
+        service = measure(
+            each.host,
+            each.port,
+            requests,
+            config.options,
+            progress=_reporter(progress, f"{label} service"),
+        )
+    progress.clear()
+    cpu_after = cpu_seconds(each.pid) if each.pid else None
+    cpu = cpu_after - cpu_before if cpu_after and cpu_before else None
+    row = _row(label, config, service, baseline, body_bytes, ceiling, redis_identity, cpu)
+    slowest = slowlog.slowest
+    return replace(
+        row,
+        slowest_redis_us=slowlog.slowest_us,
+        slowest_redis=None if slowest is None else asdict(slowest),
+        machine=machine(),
+    )
+
+
+def _baselines(config: BenchConfig, stack: ExitStack) -> tuple[int, int]:
+    """The bare-aiohttp baseline and the load generator's ceiling (canned answers), as
+    many processes as the service (--server-processes); their ports."""
+    baseline_port, ceiling_port = free_port(), free_port()
+    processes = ("--processes", str(config.server_processes))
+    for kind, port in (("aiohttp", baseline_port), ("raw", ceiling_port)):
+        argv = python_argv(
+            "-m", "presence_svc.bench.baseline", "--port", str(port), "--kind", kind, *processes
+        )
+        stack.enter_context(started_process(argv, port=port, ready_path="/", wait_s=30))
+    return baseline_port, ceiling_port
+
+
 def run_bench(config: BenchConfig) -> int:
     """Run every configured scenario; 0 when no request failed, else 1."""
     progress = Progress()
     rows: list[Row] = []
+    measured: list[tuple[str, list[str], dict[str, Row]]] = []
     with exit_on_sigterm(), ExitStack() as stack:
         targets = _targets(config, stack)
         target = targets[""]
@@ -268,34 +318,13 @@ def run_bench(config: BenchConfig) -> int:
             _prepare(each, config, tokens, progress)
         seed = seed_requests(tokens, config.population)
 
-        baseline_port = ceiling_port = 0
-        if config.baseline:
-            baseline_port, ceiling_port = free_port(), free_port()
-            # The aiohttp baseline runs as many processes as the service (--server-processes).
-            processes = ("--processes", str(config.server_processes))
-            for kind, port in (("aiohttp", baseline_port), ("raw", ceiling_port)):
-                stack.enter_context(
-                    started_process(
-                        python_argv(
-                            "-m",
-                            "presence_svc.bench.baseline",
-                            "--port",
-                            str(port),
-                            "--kind",
-                            kind,
-                            *processes,
-                        ),
-                        port=port,
-                        ready_path="/",
-                        wait_s=30,
-                    )
-                )
+        baseline_port, ceiling_port = _baselines(config, stack) if config.baseline else (0, 0)
         ceiling: float | None = None
         if config.baseline:
             progress.note("measuring the load generator's ceiling")
             ceiling = measure("127.0.0.1", ceiling_port, seed, config.options).rps
 
-        for index, name in enumerate(config.scenarios):
+        for name in config.scenarios:
             scenario = build_scenario(name, tokens, config.population)
             status, body = probe(target.host, target.port, scenario.requests[0])
             if status != scenario.expect_status:
@@ -314,43 +343,30 @@ def run_bench(config: BenchConfig) -> int:
                     config.options,
                     progress=_reporter(progress, f"{name} baseline"),
                 )
-            order = list(targets.items())
-            if config.scenarios[:index].count(name) % 2:
-                order.reverse()  # a scenario repeated alternates which service goes first
-            for suffix, each in order:
-                cpu_before = cpu_seconds(each.pid) if each.pid else None
-                with slowest_command(each.settings.redis_url) as slowlog:
-                    service = measure(
-                        each.host,
-                        each.port,
+            for order in orders(list(targets)):  # each service first once (compare.py)
+                measured.append((name, order, {}))
+                for suffix in order:
+                    row = _measured(
+                        name + suffix,
+                        targets[suffix],
                         scenario.requests,
-                        config.options,
-                        progress=_reporter(progress, f"{name}{suffix} service"),
+                        config,
+                        baseline,
+                        len(body),
+                        ceiling,
+                        redis_identity,
+                        progress,
                     )
-                progress.clear()
-                cpu_after = cpu_seconds(each.pid) if each.pid else None
-                cpu = cpu_after - cpu_before if cpu_after and cpu_before else None
-                row = _row(
-                    name + suffix,
-                    config,
-                    service,
-                    baseline,
-                    len(body),
-                    ceiling,
-                    redis_identity,
-                    cpu,
-                )
-                slowest = slowlog.slowest
-                row = replace(
-                    row,
-                    slowest_redis_us=slowlog.slowest_us,
-                    slowest_redis=None if slowest is None else asdict(slowest),
-                    machine=machine(),
-                )
-                rows.append(row)
-                if config.json:
-                    print_json(row)
-    if not config.json:
+                    rows.append(row)
+                    measured[-1][2][suffix] = row
+                    if config.json:
+                        print_json(row)
+        comparisons = compare(measured)
+    if config.json:
+        for comparison in comparisons:
+            print_json_line(comparison.as_dict())
+    else:
         print_table(rows)
+        print_comparisons(comparisons, sys.stdout)
     sys.stdout.flush()
     return 0 if all(r.errors == 0 for r in rows) else 1

@@ -6,11 +6,16 @@ binaries from PATH or Debian's ``/usr/lib/postgresql/<version>/bin``
 (``scripts/test-deps.sh`` installs Debian's ``postgresql`` where they are missing). Under
 root it runs as the ``postgres`` user (the server refuses root).
 
-``pg_ctl`` daemonizes the server, so it would outlive a process that dies without running
-its cleanup (SIGKILL, a pytest run killed by a CI timeout, an out-of-memory kill). A small
-watchdog process (``_WATCHDOG``) waits for the process that started the server to end,
-however it ends, and then stops the server (``immediate``) and removes its directory;
-``remove()`` ends the watchdog first, as the cleanup has done its job.
+A server must not outlive the process that started it when that process dies without
+running its cleanup (SIGKILL, a pytest run killed by a CI timeout, an out-of-memory kill).
+The postmaster is started directly (not daemonized by ``pg_ctl start``), in a session of
+its own, with a parent-death signal (SIGQUIT: an immediate shutdown) armed between fork and
+exec: it goes with its starter at any moment, while still starting too (``pg_ctl start``
+left a gap there: a starter killed before ``postmaster.pid`` existed left its watchdog
+nothing to stop). A small watchdog process (``_WATCHDOG``) waits for the starter to end,
+however it ends, and then stops the server (``immediate``, should it still run) and
+removes its directory; ``remove()`` ends the watchdog first, as the cleanup has done its
+job.
 
 The defaults are the benchmarks': durable (fsync and synchronous_commit on, the server's
 defaults), and, the same for every figure, 512 MB of shared buffers and max_wal_size 4 GB
@@ -22,6 +27,8 @@ Nothing in the service imports this module; it imports nothing of the service.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pwd
 import shutil
@@ -31,7 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["PostgresServer", "postgres_bin", "stop_on_sigterm", "watchdog"]
 
@@ -94,6 +103,26 @@ def watchdog(root: Path, stop: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
+START_TIMEOUT_S = 60.0
+"""How long a start may take (``pg_ctl start``'s ``-t``): crash recovery included."""
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _dies_with(starter: int) -> Callable[[], None]:
+    """For ``preexec_fn``: the postmaster gets SIGQUIT (immediate shutdown: it ends its
+    backends too) when the thread that started it ends, and exits at once if its starter
+    ended before it could ask. Armed after ``Popen`` switched to the postgres user (a
+    change of user would clear it), kept through exec."""
+
+    def arm() -> None:  # in the child, between fork and exec
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0)
+        if os.getppid() != starter:
+            os._exit(1)
+
+    return arm
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -138,11 +167,15 @@ class PostgresServer:
         self.data = self.root / "data"
         self.port = _free_port()
         self._as_user: list[str] = []
+        self._uid: dict[str, Any] = {}
+        """``Popen``'s ``user``/``group`` for the postmaster (under root: postgres)."""
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._postmaster: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chown(self.root, user.pw_uid, user.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
+            self._uid = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
     def __enter__(self) -> PostgresServer:
         try:
@@ -185,27 +218,60 @@ class PostgresServer:
         )
 
     def start(self) -> None:
+        """The postmaster, as this process's child (see the module's docstring), once it
+        accepts connections (within ``START_TIMEOUT_S``, recovery included)."""
         self._watch()
-        listen = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-        self._run(
-            postgres_bin("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            listen + "".join(f" -c {setting}" for setting in self._given),
-            "-l",
-            str(self.root / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+        argv = [postgres_bin("postgres"), "-D", str(self.data), "-p", str(self.port)]
+        argv += ["-c", "listen_addresses=127.0.0.1", "-k", str(self.root)]
+        for setting in self._given:
+            argv += ["-c", setting]
+        with open(self.root / "server.log", "ab") as log:
+            postmaster = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # a Ctrl-C to this process's group is not for it
+                preexec_fn=_dies_with(os.getpid()),
+                **self._uid,
+            )
+        self._postmaster = postmaster
+        try:
+            self._wait_ready(postmaster)
+        except BaseException:
+            postmaster.send_signal(signal.SIGQUIT)
+            postmaster.wait(30)
+            raise
+
+    def _wait_ready(self, postmaster: subprocess.Popen[bytes]) -> None:
+        """As ``pg_ctl start -w``: until ``postmaster.pid`` names this postmaster and
+        says ``ready``."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        pid_file = self.data / "postmaster.pid"
+        while True:
+            if postmaster.poll() is not None:
+                log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"postgres ended ({postmaster.returncode}) starting: {log}")
+            try:
+                lines = pid_file.read_text().splitlines()
+            except OSError:
+                lines = []
+            ours = len(lines) >= 8 and lines[0].strip() == str(postmaster.pid)
+            if ours and lines[7].strip() == "ready":
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postgres was not ready within {START_TIMEOUT_S:g} s")
+            time.sleep(0.05)
 
     def stop(self, mode: str = "fast") -> None:
         """``immediate`` is a crash: no checkpoint, recovery on the next start."""
         self._run(
             postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False
         )
+        postmaster, self._postmaster = self._postmaster, None
+        if postmaster is not None:  # reaped (it has ended, or is ending: no zombie kept)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                postmaster.wait(30)
 
     def wait_gone(self, timeout_s: float = 10) -> None:
         """Until nothing listens on the server's port any more (or ``timeout_s`` passed)."""

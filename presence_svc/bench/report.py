@@ -11,7 +11,7 @@ import msgspec
 
 from presence_svc.bench.machine import machine_line
 
-__all__ = ["Progress", "Row", "print_json", "print_table"]
+__all__ = ["Progress", "Row", "print_json", "print_json_line", "print_table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,11 @@ _JSON = msgspec.json.Encoder()
 
 
 def print_json(row: Row, out: TextIO = sys.stdout) -> None:
-    out.write(_JSON.encode(row.as_dict()).decode() + "\n")
+    print_json_line(row.as_dict(), out)
+
+
+def print_json_line(value: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    out.write(_JSON.encode(value).decode() + "\n")
     out.flush()
 
 

@@ -70,6 +70,9 @@ class SqliteFile:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Off by default in SQLite, per connection: the schema's foreign keys (a webhook
+        # delivery's endpoint) hold only where it is on.
+        conn.execute("PRAGMA foreign_keys=ON")
         # Deleted and rewritten rows are zeroed, not left in free space (erasure).
         conn.execute("PRAGMA secure_delete=ON")
         # Room for the index pages a drain batch touches (the default is 2 MiB).

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
@@ -91,19 +91,7 @@ class SingleConnection(RedisConnection):
         """``_run_packed`` on the pipe: one write and one future for the batch, the
         answers parsed as they arrive (a pooled connection's per-answer reads were most of
         a rate-limit settlement's cost)."""
-        started = time.perf_counter()
-        results = await self._listed(calls)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {calls[i][0] for i in missing}:
-                await self._load(script)
-            retried = await self._listed([calls[i] for i in missing])
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
-        elapsed = time.perf_counter() - started
-        for name in {script.name for script, _ in calls}:
-            metrics.observe_script(name, elapsed)
-        return results
+        return await _sent_reloading(calls, self._listed, self._load)
 
     def _listed(self, calls: Sequence[tuple[Script, bytes]]) -> asyncio.Future[list[Any]]:
         assert self._pipe is not None
@@ -224,21 +212,15 @@ class SingleConnection(RedisConnection):
                 future.set_result(result)
 
     async def _run_packed(self, calls: Sequence[tuple[Script, bytes]]) -> list[Any]:
-        """One pipeline of packed calls on a pooled connection; the scripts Redis did not
-        know are loaded and their calls sent once more. Observed once per script."""
-        started = time.perf_counter()
-        results = await run_pipeline(self.client, _joined(calls))
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for script in {calls[i][0] for i in missing}:
-                await self.client.script_load(script.source)
-            retried = await run_pipeline(self.client, _joined([calls[i] for i in missing]))
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
-        elapsed = time.perf_counter() - started
-        for name in {script.name for script, _ in calls}:
-            metrics.observe_script(name, elapsed)
-        return results
+        """One pipeline of packed calls on a pooled connection."""
+
+        async def send(some: Sequence[tuple[Script, bytes]]) -> list[Any]:
+            return await run_pipeline(self.client, _joined(some))
+
+        async def load(script: Script) -> None:
+            await self.client.script_load(script.source)
+
+        return await _sent_reloading(calls, send, load)
 
     # Streams: the commands packed once, the replies taken as Redis sent them (redis-py's
     # per-argument packing and per-entry reply parsing cost more than the ledger insert).
@@ -300,6 +282,29 @@ async def _settled(futures: list[asyncio.Future[Any]]) -> list[Any]:
     finally:
         for future in futures:
             future.cancel()  # a no-op on those done
+    return results
+
+
+async def _sent_reloading(
+    calls: Sequence[tuple[Script, bytes]],
+    send: Callable[[Sequence[tuple[Script, bytes]]], Awaitable[list[Any]]],
+    load: Callable[[Script], Awaitable[None]],
+) -> list[Any]:
+    """``calls`` sent as one batch by ``send``; the scripts Redis did not know (NOSCRIPT:
+    a restart or ``SCRIPT FLUSH``) loaded by ``load`` and their calls sent once more.
+    Observed once per script."""
+    started = time.perf_counter()
+    results = await send(calls)
+    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if missing:
+        for script in {calls[i][0] for i in missing}:
+            await load(script)
+        retried = await send([calls[i] for i in missing])
+        for i, result in zip(missing, retried, strict=True):
+            results[i] = result
+    elapsed = time.perf_counter() - started
+    for name in {script.name for script, _ in calls}:
+        metrics.observe_script(name, elapsed)
     return results
 
 

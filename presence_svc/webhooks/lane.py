@@ -138,6 +138,9 @@ class Lane:
         self._done_since = 0.0
         self._succeeded = False
         self._success_at = 0.0
+        self._success_ms = 0
+        """When the latest 2xx came: the success written is that one (written late, it
+        clears no failure that came after it)."""
         self._spill_check = 0.0
         self.task = asyncio.create_task(self.run(), name=f"webhook-lane-{endpoint.endpoint_id}")
 
@@ -232,7 +235,7 @@ class Lane:
             await self._flush()
         if self._succeeded and now - self._success_at >= SUCCESS_EVERY_S:
             self._succeeded, self._success_at = False, now
-            await self.d.store.succeeded(self.endpoint.endpoint_id, _now_ms())
+            await self.d.store.succeeded(self.endpoint.endpoint_id, self._success_ms)
         if now - self._spill_check >= 0.5:
             self._spill_check = now
             await self._spill_if_stuck(now)
@@ -331,6 +334,7 @@ class Lane:
                         self._done_since = time.monotonic()
                     self._done.append(item)
         if delivered:
+            self._success_ms = now
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc(delivered)
         failed = [(item, outcome) for item, outcome in ended if not outcome.ok]
         for n, (item, outcome) in enumerate(failed):
@@ -343,7 +347,9 @@ class Lane:
 
     async def _flush(self) -> None:
         done = self._done
-        await self.d.store.delivered(self.endpoint.endpoint_id, [d.seq for d in done], _now_ms())
+        await self.d.store.delivered(
+            self.endpoint.endpoint_id, [d.seq for d in done], self._success_ms
+        )
         # Dropped only once written: a failed write is tried again, not forgotten (its
         # rows would stay pending, never sent again by this lane nor deleted).
         self._done = self._done[len(done) :]
@@ -482,5 +488,5 @@ class Lane:
             found = await self.d.store.endpoint(endpoint_id)
             if found is not None and found.enabled:
                 self.failing_since_ms = found.failing_since_ms
-            else:
-                self.d.drop_lane(endpoint_id, "park")
+            else:  # (deleted: what it holds goes with it)
+                self.d.drop_lane(endpoint_id, "discard" if found is None else "park")

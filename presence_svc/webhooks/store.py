@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+import asyncpg
 
 from presence_svc.db.postgres import PostgresPool, rows_affected
 from presence_svc.db.sqlite import SqliteFile, transaction
@@ -32,12 +35,16 @@ __all__ = [
     "Delivery",
     "Endpoint",
     "EndpointChange",
+    "EndpointGone",
     "Keep",
     "NewDelivery",
     "PostgresWebhooks",
     "SqliteWebhooks",
     "WebhookStore",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INTERVAL_TYPE = "presence.interval"
 _PRESENCE_LISTS = frozenset({"presence.join", "presence.leave", INTERVAL_TYPE})
@@ -244,6 +251,26 @@ def _values(d: NewDelivery) -> tuple[Any, ...]:
     )
 
 
+class EndpointGone(Exception):
+    """A delivery's endpoint is no longer there (deleted since it was read): the foreign
+    key from the deliveries to the endpoints refused the row."""
+
+
+def _success(endpoint_id: str, at_ms: int) -> tuple[str, tuple[Any, ...]]:
+    """The endpoint's success at ``at_ms``: its failure clock stops only if no failure
+    came after (a lane writes its successes in batches, so one can land after a later
+    failure), and its last success never moves back."""
+    return (
+        "UPDATE webhook_endpoints SET "
+        "failing_since = CASE WHEN last_failure IS NULL OR last_failure < ? "
+        "THEN NULL ELSE failing_since END, "
+        "last_success = CASE WHEN last_success IS NULL OR last_success < ? "
+        "THEN ? ELSE last_success END "
+        "WHERE endpoint_id = ?",
+        (at_ms, at_ms, at_ms, endpoint_id),
+    )
+
+
 def _numbered(sql: str) -> str:
     """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
     count = 0
@@ -259,6 +286,11 @@ def _numbered(sql: str) -> str:
 class WebhookStore(ABC):
     """The statements both backends run; each backend says how to run them."""
 
+    _HOLD_ENDPOINT = "SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id = ?"
+    """Taken first in a transaction that deletes an endpoint's rows and writes new ones
+    (``park``): a delete of the endpoint then waits for it, or it for the delete,
+    instead of each holding what the other needs (PostgreSQL: a deadlock)."""
+
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
 
@@ -271,7 +303,14 @@ class WebhookStore(ABC):
         """Runs each ``(sql, args)`` in one transaction; returns the rows each changed."""
 
     @abstractmethod
-    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs ``sql`` for each row in one transaction; ``EndpointGone`` if a row's
+        endpoint is not there (nothing is written then)."""
+
+    @abstractmethod
+    async def _insert_for_endpoints(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """``_insert_many`` for the rows whose endpoint (their first value) is there, the
+        endpoints held until the commit so none goes meanwhile; returns the rows left out."""
 
     # Endpoints.
 
@@ -309,14 +348,12 @@ class WebhookStore(ABC):
         return Endpoint._of(rows[0]) if rows else None
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
-        """False if it was not there (or another delete took it first)."""
-        changed = await self._in_transaction(
-            [
-                ("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,)),
-                ("DELETE FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,)),
-            ]
+        """False if it was not there (or another delete took it first). Its deliveries
+        go with it (the foreign key's ``ON DELETE CASCADE``)."""
+        deleted = await self._execute(
+            "DELETE FROM webhook_endpoints WHERE endpoint_id = ?", (endpoint_id,)
         )
-        return changed[-1] > 0
+        return deleted > 0
 
     async def disable(
         self, endpoint: Endpoint, reason: str, now_ms: int, *, failing_by_ms: int | None = None
@@ -340,11 +377,21 @@ class WebhookStore(ABC):
 
     # The queue.
 
-    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
-        """One transaction; a delivery already queued (same endpoint and event) is kept."""
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> int:
+        """One transaction; a delivery already queued (same endpoint and event) is kept.
+        Deliveries for an endpoint deleted since the caller read it are dropped (they
+        would go unsent anyway); returns how many were."""
         if not deliveries:
-            return
-        await self._insert_many(_INSERT, [_values(d) for d in deliveries])
+            return 0
+        rows = [_values(d) for d in deliveries]
+        try:
+            await self._insert_many(_INSERT, rows)
+            return 0
+        except EndpointGone:
+            pass  # rare: the batch again, with only the endpoints still there
+        dropped = await self._insert_for_endpoints(_INSERT, rows)
+        log.info("webhooks: deliveries for a deleted endpoint dropped", extra={"dropped": dropped})
+        return dropped
 
     async def park(
         self,
@@ -353,12 +400,14 @@ class WebhookStore(ABC):
         *,
         now_ms: int,
         behind: Sequence[str] = (),
-    ) -> None:
+    ) -> bool:
         """Write deliveries held in memory only (a failed attempt's, with the artifact's
         next ones behind it; or a slow lane's waiting ones) in one transaction.
         ``behind``: artifacts whose pending rows are newer than these and move after them
         (new seqs, in their order), so the queue keeps each artifact's order. A failed
-        attempt among them marks the endpoint failing, as ``attempt_failed`` does."""
+        attempt among them marks the endpoint failing, as ``attempt_failed`` does.
+        False, with nothing written, if the endpoint was deleted meanwhile (its queue
+        went with it: so do these)."""
         statements: list[tuple[str, Sequence[Any]]] = []
         moved: list[Sequence[Any]] = []
         wanted = sorted(set(behind))
@@ -371,6 +420,7 @@ class WebhookStore(ABC):
                 (endpoint_id, *chunk),
             )
         moved.sort(key=lambda row: int(row[0]))
+        statements.append((self._HOLD_ENDPOINT, (endpoint_id,)))
         statements += [("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in moved]
         statements += [(_INSERT, _values(d)) for d in deliveries]
         statements += [
@@ -388,15 +438,21 @@ class WebhookStore(ABC):
                     (now_ms, now_ms, endpoint_id),
                 )
             )
-        await self._in_transaction(statements)
+        try:
+            await self._in_transaction(statements)
+        except EndpointGone:
+            log.info(
+                "webhooks: a deleted endpoint's deliveries dropped",
+                extra={"endpoint": endpoint_id, "dropped": len(deliveries)},
+            )
+            return False
+        return True
 
     async def succeeded(self, endpoint_id: str, now_ms: int) -> None:
-        """The endpoint answered 2xx (deliveries held in memory leave no row to delete)."""
-        await self._execute(
-            "UPDATE webhook_endpoints SET failing_since = NULL, last_success = ? "
-            "WHERE endpoint_id = ?",
-            (now_ms, endpoint_id),
-        )
+        """The endpoint answered 2xx at ``now_ms`` (deliveries held in memory leave no row
+        to delete). Written late (a lane batches its successes), it clears no failure
+        recorded after it."""
+        await self._execute(*_success(endpoint_id, now_ms))
 
     async def pending(self, endpoint_id: str, after_seq: int, limit: int) -> list[Delivery]:
         """The endpoint's pending deliveries after ``after_seq``, oldest first."""
@@ -408,16 +464,11 @@ class WebhookStore(ABC):
         return [Delivery(*r) for r in rows]
 
     async def delivered(self, endpoint_id: str, seqs: Sequence[int], now_ms: int) -> None:
+        """Rows delivered (the latest 2xx at ``now_ms``: see ``succeeded``)."""
         statements: list[tuple[str, Sequence[Any]]] = [
             ("DELETE FROM webhook_deliveries WHERE seq = ? AND failed = 0", (seq,)) for seq in seqs
         ]
-        statements.append(
-            (
-                "UPDATE webhook_endpoints SET failing_since = NULL, last_success = ? "
-                "WHERE endpoint_id = ?",
-                (now_ms, endpoint_id),
-            )
-        )
+        statements.append(_success(endpoint_id, now_ms))
         await self._in_transaction(statements)
 
     async def attempt_failed(
@@ -504,9 +555,22 @@ def _scrub(value: Any, user_id: str, tombstone: str) -> Any:
     return value
 
 
+def _sqlite_gone(exc: sqlite3.IntegrityError) -> Exception:
+    """``EndpointGone`` for a refused foreign key, else ``exc`` as it is."""
+    if "FOREIGN KEY" in str(exc):
+        return EndpointGone(str(exc))
+    return exc
+
+
 class SqliteWebhooks(WebhookStore):
     def __init__(self, file: SqliteFile) -> None:
         self._file = file
+
+    async def _run_checked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._file.run(fn)
+        except sqlite3.IntegrityError as exc:
+            raise _sqlite_gone(exc) from exc
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]:
         def fetch(conn: sqlite3.Connection) -> list[Sequence[Any]]:
@@ -523,17 +587,39 @@ class SqliteWebhooks(WebhookStore):
                 changed = [conn.execute(sql, tuple(args)).rowcount for sql, args in statements]
             return changed
 
-        return await self._file.run(run)
+        return await self._run_checked(run)
 
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.executemany(sql, rows)
 
-        await self._file.run(run)
+        await self._run_checked(run)
+
+    async def _insert_for_endpoints(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        wanted = sorted({str(row[0]) for row in rows})
+
+        def run(conn: sqlite3.Connection) -> int:
+            with transaction(conn):  # BEGIN IMMEDIATE: no delete comes between
+                there = {
+                    found
+                    for start in range(0, len(wanted), 500)
+                    for (found,) in conn.execute(
+                        "SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id IN "
+                        f"({', '.join('?' * len(wanted[start : start + 500]))})",
+                        wanted[start : start + 500],
+                    )
+                }
+                kept = [row for row in rows if row[0] in there]
+                conn.executemany(sql, kept)
+            return len(rows) - len(kept)
+
+        return await self._run_checked(run)
 
 
 class PostgresWebhooks(WebhookStore):
+    _HOLD_ENDPOINT = WebhookStore._HOLD_ENDPOINT + " FOR KEY SHARE"
+
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
 
@@ -544,11 +630,34 @@ class PostgresWebhooks(WebhookStore):
         return rows_affected(await self._pool.execute(_numbered(sql), *args))
 
     async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            return [
-                rows_affected(await conn.execute(_numbered(sql), *args)) for sql, args in statements
-            ]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return [
+                    rows_affected(await conn.execute(_numbered(sql), *args))
+                    for sql, args in statements
+                ]
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise EndpointGone(str(exc)) from exc
 
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.executemany(_numbered(sql), rows)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise EndpointGone(str(exc)) from exc
+
+    async def _insert_for_endpoints(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        wanted = sorted({str(row[0]) for row in rows})
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(_numbered(sql), rows)
+            # FOR KEY SHARE: a delete of one of them waits for this commit (one already
+            # under way is waited for, and its row then left out).
+            found = await conn.fetch(
+                "SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id = ANY($1::text[]) "
+                "FOR KEY SHARE",
+                wanted,
+            )
+            there = {record[0] for record in found}
+            kept = [row for row in rows if row[0] in there]
+            if kept:
+                await conn.executemany(_numbered(sql), kept)
+        return len(rows) - len(kept)

@@ -95,7 +95,7 @@ def test_bench_refuses_bad_numbers() -> None:
 @pytest.mark.timeout(240)
 def test_compare_limits_measures_both_services_alternately(tmp_path: Path) -> None:
     args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
-    args += ["--users", "200", "--artifacts", "20", "--scenario", "heartbeat"] * 2
+    args += ["--users", "200", "--artifacts", "20", "--scenario", "heartbeat"]
     run = subprocess.run(
         [CLI, "bench", "--spawn", "--compare-limits", "--json", "--no-baseline", *args],
         capture_output=True,
@@ -104,16 +104,24 @@ def test_compare_limits_measures_both_services_alternately(tmp_path: Path) -> No
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    *lines, compared = [json.loads(line) for line in run.stdout.splitlines()]
     assert [line["scenario"] for line in lines] == [
         "heartbeat",
         "heartbeat/limits-off",
-        "heartbeat/limits-off",  # the repeat goes the other way round
+        "heartbeat/limits-off",  # then the other way round
         "heartbeat",
     ]
     for line in lines:
         assert line["errors"] == 0, line
         assert line["server_cpu_us"] > 0, line  # the spawned service's CPU per request
+    on_first = lines[0]["rps"] / lines[1]["rps"]
+    off_first = lines[3]["rps"] / lines[2]["rps"]
+    assert compared["comparison"] == "heartbeat/limits-off"
+    assert [r["first"] for r in compared["rounds"]] == ["heartbeat", "heartbeat/limits-off"]
+    assert [r["rps_ratio"] for r in compared["rounds"]] == pytest.approx(
+        [on_first, off_first], abs=0.002
+    )
+    assert compared["rps_ratio_median"] == pytest.approx((on_first + off_first) / 2, abs=0.002)
     refused = subprocess.run(
         [CLI, "bench", "--compare-limits", "--url", "http://127.0.0.1:9"],
         capture_output=True,
@@ -136,9 +144,15 @@ def test_compare_timeline_measures_a_service_keeping_none(tmp_path: Path) -> Non
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    lines = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [line["scenario"] for line in lines] == ["churn", "churn/timeline-off"]
+    *lines, compared = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["scenario"] for line in lines] == [
+        "churn",
+        "churn/timeline-off",
+        "churn/timeline-off",
+        "churn",
+    ]
     assert all(line["errors"] == 0 for line in lines), lines
+    assert compared["comparison"] == "churn/timeline-off"
     refused = subprocess.run(
         [CLI, "bench", "--compare-timeline", "--url", "http://127.0.0.1:9"],
         capture_output=True,

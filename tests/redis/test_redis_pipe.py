@@ -436,14 +436,15 @@ def _script_loads(r: redis.Redis) -> int:
     return int(stats.get("cmdstat_script|load", stats.get("cmdstat_script", {})).get("calls", 0))
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "pooled"])
 async def test_an_online_batch_reloads_a_flushed_script_and_answers_exactly(
-    redis_url: str, sync_redis: redis.Redis
+    redis_url: str, sync_redis: redis.Redis, pipelined: bool
 ) -> None:
     """A batch of script calls (one per partition, each with its keys packed once per
     artifact and kept); a script Redis lost (restart, flush) is loaded and its calls sent
-    again."""
+    again, on the pipe as on a pooled connection."""
     settings = Settings(redis_url=redis_url, partitions=16)
-    redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
+    redis_conn = connect(settings, deadline_s=2.0, pipelined=pipelined)
     store = PresenceStore(redis_conn, settings)
     try:
         for n in range(60):

@@ -254,7 +254,7 @@ async def test_two_deletes_at_once_answer_204_then_404(
     async def another_delete() -> None:
         statuses.append((await client.delete(path, headers=admin)).status)
 
-    interleave.arm("DELETE FROM webhook_deliveries", another_delete)
+    interleave.arm("DELETE FROM webhook_endpoints", another_delete)
     response = await client.delete(path, headers=admin)
     assert interleave.ran
     statuses.append(response.status)
