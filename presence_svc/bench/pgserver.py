@@ -114,9 +114,12 @@ def _dies_with(starter: int) -> Callable[[], None]:
     ended before it could ask. Armed after ``Popen`` switched to the postgres user (a
     change of user would clear it), kept through exec."""
 
+    # resolved here, in the parent: dlopen() in the child of a threaded parent (the
+    # suite's executors) can deadlock on a loader lock another thread held at fork
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
     def arm() -> None:  # in the child, between fork and exec
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0)
         if os.getppid() != starter:
             os._exit(1)
 

@@ -69,6 +69,9 @@ _POSTGRES = {  # SQLSTATE -> cause: the server says "not now", not "your query i
     "57P01": "shutting down",  # admin_shutdown
     "57P02": "shutting down",  # crash_shutdown
     "57P03": "starting up",  # cannot_connect_now (starting, recovering, shutting down)
+    # two transactions each waited for the other: one was cancelled, and the same request
+    # sent again goes through (the client's retry after Retry-After), so not a bug
+    "40P01": "deadlock",  # deadlock_detected
 }
 _SQLITE = {
     "database or disk is full": "disk full",  # SQLITE_FULL

@@ -45,6 +45,9 @@ __all__ = ["SheddingRunner", "compatible", "lean_compatible", "requests_in", "ru
 
 log = logging.getLogger(__name__)
 
+_HELD_MAX = 2**16
+"""Bytes held behind a lean answer before the connection stops reading until it is sent."""
+
 # A request line to a gated route (event streams have a gate of their own).
 _LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH) (/v1/[\x21-\x7e]*) HTTP/1\.1\r\n")
 # A head of plain header lines only: each ``CRLF name: value``. Anything else (a bare LF,
@@ -102,7 +105,17 @@ class SheddingHandler(RequestHandler):
     turn of the event loop reads hundreds of requests before any handler starts, and the
     in-flight count alone would let them all through to be refused the slow way."""
 
-    __slots__ = ("_cors", "_gate", "_held", "_lean", "_lean_task", "_owed", "_pending")
+    __slots__ = (
+        "_cors",
+        "_gate",
+        "_held",
+        "_held_bytes",
+        "_held_paused",
+        "_lean",
+        "_lean_task",
+        "_owed",
+        "_pending",
+    )
 
     _gate: Gate
     _cors: bool
@@ -112,6 +125,8 @@ class SheddingHandler(RequestHandler):
     _lean_task: asyncio.Task[None] | None
     """A lean answer under way: what arrives meanwhile is held for aiohttp (``_held``)."""
     _held: list[bytes]
+    _held_bytes: int
+    _held_paused: bool
     _owed: int
     """Body bytes aiohttp's parser still expects of the last request given to it: 0 when it
     is between requests, so that a request that arrives whole may be answered here; -1
@@ -120,6 +135,12 @@ class SheddingHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._lean_task is not None:
             self._held.append(data)
+            self._held_bytes += len(data)
+            # as aiohttp stops reading past its queue: a client that pipelines (or does
+            # not read its answers while the lean one drains) cannot grow this unbounded
+            if self._held_bytes >= _HELD_MAX and not self._held_paused and self.transport:
+                self._held_paused = True
+                self.transport.pause_reading()
             return
         waiter = self._waiter
         if (
@@ -130,9 +151,12 @@ class SheddingHandler(RequestHandler):
             and self._payload_parser is None
         ):  # the first bytes of a request on a connection between requests
             gate = self._gate
-            if (gate.open + gate.pending >= gate.limit or gate.shedding) and self._shed(data):
-                return
-            if self._owed == 0 and self._lean is not None and self._take(data):
+            if gate.open + gate.pending >= gate.limit or gate.shedding:
+                if self._shed(data):
+                    return
+                # not sheddable here (e.g. a Content-Length of 19+ digits): aiohttp's
+                # ``edge`` refuses it; never admitted past the gate by the lean path
+            elif self._owed == 0 and self._lean is not None and self._take(data):
                 return
             self._feed(data)
             # pending once a whole request head is read (its handler starts next turn): a
@@ -145,6 +169,9 @@ class SheddingHandler(RequestHandler):
 
     def _feed(self, data: bytes) -> None:
         """``data`` to aiohttp's parser, following where its requests end (``_owed``)."""
+        if self._lean is None:  # nothing reads ``_owed``: 2-3 us a request saved
+            super().data_received(data)
+            return
         owed = self._owed
         if owed == 0:
             self._owed = framing(data)
@@ -210,8 +237,12 @@ class SheddingHandler(RequestHandler):
         self._next_keepalive_close_time = close_time
         if self._keepalive_handle is None:
             self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
+        if self._held_paused:
+            self._held_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
         if self._held:
-            held, self._held = self._held, []
+            held, self._held, self._held_bytes = self._held, [], 0
             self.data_received(b"".join(held))
 
     def _process_keepalive(self) -> None:
@@ -256,6 +287,8 @@ class _SheddingServer(web.Server):
         handler._lean = self.lean
         handler._lean_task = None
         handler._held = []
+        handler._held_bytes = 0
+        handler._held_paused = False
         handler._owed = 0
         return handler
 

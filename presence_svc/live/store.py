@@ -38,6 +38,12 @@ __all__ = [
     "status_of",
 ]
 
+CLOCK_MARGIN_MS = 200
+"""How long before a kept page's first deadline its plain check stops trusting it: on a
+Redis Cluster ``TIME`` is answered by another node than the artifact's, whose clock may be
+behind the one the deadline was read on (the page script, on the artifact's node, then
+tells)."""
+
 
 Status = Literal["active", "away"]
 
@@ -345,7 +351,7 @@ class PresenceStore:
         mark, clock = answers
         if mark is None or as_text(mark) != kept.mark:
             return False
-        return True if clock_ms(clock) < kept.holds_until else None
+        return True if clock_ms(clock) + CLOCK_MARGIN_MS < kept.holds_until else None
 
     async def page_since(
         self,

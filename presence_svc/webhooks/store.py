@@ -465,10 +465,12 @@ class WebhookStore(ABC):
 
     async def delivered(self, endpoint_id: str, seqs: Sequence[int], now_ms: int) -> None:
         """Rows delivered (the latest 2xx at ``now_ms``: see ``succeeded``)."""
-        statements: list[tuple[str, Sequence[Any]]] = [
+        # The endpoint's row first, as a delete of the endpoint takes it (then cascades to
+        # the deliveries): the other order deadlocks with that delete on PostgreSQL.
+        statements: list[tuple[str, Sequence[Any]]] = [_success(endpoint_id, now_ms)]
+        statements += [
             ("DELETE FROM webhook_deliveries WHERE seq = ? AND failed = 0", (seq,)) for seq in seqs
         ]
-        statements.append(_success(endpoint_id, now_ms))
         await self._in_transaction(statements)
 
     async def attempt_failed(
@@ -484,15 +486,16 @@ class WebhookStore(ABC):
         failed = 1 if next_at_ms is None else 0
         await self._in_transaction(
             [
-                (
-                    "UPDATE webhook_deliveries SET attempts = attempts + 1, next_at = ?, "
-                    "last_error = ?, failed = ? WHERE seq = ?",
-                    (next_at_ms if next_at_ms is not None else now_ms, error, failed, delivery.seq),
-                ),
+                # the endpoint's row first, as its delete (and ``delivered``) take it
                 (
                     "UPDATE webhook_endpoints SET last_failure = ?, "
                     "failing_since = COALESCE(failing_since, ?) WHERE endpoint_id = ?",
                     (now_ms, now_ms, delivery.endpoint_id),
+                ),
+                (
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, next_at = ?, "
+                    "last_error = ?, failed = ? WHERE seq = ?",
+                    (next_at_ms if next_at_ms is not None else now_ms, error, failed, delivery.seq),
                 ),
             ]
         )

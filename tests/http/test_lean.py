@@ -429,3 +429,26 @@ async def test_the_lean_path_is_off_where_answers_differ(serve: Serve) -> None:
 )
 def test_framing_follows_where_requests_end(data: bytes, owed: int) -> None:
     assert framing(data) == owed
+
+
+@pytest.mark.parametrize("digits", [2, 19], ids=["plain-length", "zero-padded-length"])
+async def test_a_full_gate_refuses_a_heartbeat_the_lean_path_could_take(
+    serve: Serve, digits: int
+) -> None:
+    """Past the gate, no heartbeat is admitted by the lean path, including one whose
+    ``Content-Length`` (zero-padded to 19 digits) the canned refusal's scan does not read:
+    aiohttp takes it and ``edge`` refuses it."""
+    served = await serve()
+    body = json.dumps({"artifactId": "doc-1", "sessionId": "tab-00001"}).encode()
+    length = str(len(body)).rjust(digits, "0")
+    request = (
+        "POST /v1/heartbeat HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Bearer {token('alice')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode() + body
+    assert status_of(await ask(served.port, request)) == 200  # open: admitted
+    served.app[GATE].shedding = True
+    try:
+        assert status_of(await ask(served.port, request)) == 503
+    finally:
+        served.app[GATE].shedding = False

@@ -116,7 +116,7 @@ async def _before_this_migration(url: str) -> None:
     """The schema as the release before this one left it (its migrations only), with a
     row left behind for a deleted endpoint, and the highest seq given then delivered."""
     backend = "sqlite" if url.startswith("sqlite") else "postgres"
-    (ours,) = [m for m in migrations(backend) if m.name == "debt"]
+    (ours,) = [m for m in migrations(backend) if m.name == "webhook_delivery_cascade"]
     earlier = [m for m in migrations(backend) if m.version < ours.version]
     endpoint = (
         "INSERT INTO webhook_endpoints (endpoint_id, url, events, secret, enabled, "
@@ -236,3 +236,43 @@ async def test_a_lane_parking_the_failure_of_an_endpoint_just_deleted_leaves_not
         assert await store.backlog() == {}
         crashed = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert crashed == []
+
+
+@pytest.mark.parametrize("write", ["delivered", "attempt_failed"])
+async def test_a_lane_write_waits_behind_an_endpoint_delete_without_a_deadlock(
+    pg_url: str, write: str
+) -> None:
+    """An endpoint's delete locks its row, then (the cascade) its deliveries'. A lane's
+    write that took a delivery row first and then waited for the endpoint's would deadlock
+    with it on PostgreSQL (one side cancelled: a 500 or a lost write). The lane's writes
+    take the endpoint's row first, so they wait and the delete goes through."""
+    async with opened_database(pg_url) as database:
+        store = database.webhooks
+        await store.add_endpoint(_endpoint("wh_x"))
+        await store.enqueue([_join("wh_x", "e0")])
+        (delivery,) = await store.pending("wh_x", 0, 10)
+        deleting = await asyncpg.connect(pg_url)
+        try:
+            async with deleting.transaction():
+                # as ``DELETE FROM webhook_endpoints``: the endpoint's row first ...
+                await deleting.execute(
+                    "SELECT 1 FROM webhook_endpoints WHERE endpoint_id = $1 FOR UPDATE", "wh_x"
+                )
+                if write == "delivered":
+                    lane = asyncio.create_task(store.delivered("wh_x", [delivery.seq], 5_000))
+                else:
+                    lane = asyncio.create_task(
+                        store.attempt_failed(delivery, next_at_ms=9_000, error="500", now_ms=5_000)
+                    )
+                await asyncio.sleep(0.5)  # the lane's write is under way, waiting on a lock
+                # ... then, as the cascade, its deliveries' rows
+                await deleting.execute(
+                    "DELETE FROM webhook_deliveries WHERE seq = $1", delivery.seq
+                )
+                await deleting.execute(
+                    "DELETE FROM webhook_endpoints WHERE endpoint_id = $1", "wh_x"
+                )
+            await asyncio.wait_for(lane, 30)  # no DeadlockDetectedError
+        finally:
+            await deleting.close()
+        assert await _rows(store) == []
