@@ -22,31 +22,13 @@ from aiohttp import web
 from presence_svc.db.migrations import migrations, statements
 from presence_svc.http.resources import DATABASE
 from presence_svc.redis.keys import Keyspace
-from presence_svc.webhooks.store import Endpoint, NewDelivery, WebhookStore
+from presence_svc.webhooks.store import NewDelivery, WebhookStore
 from presence_svc.webhooks.streams import GROUP
 from tests.conftest import opened_database
+from tests.webhooks.endpoints import plain_endpoint
 from tests.webhooks.receiver import until
 
 KEYS = Keyspace(16)
-
-
-def _endpoint(endpoint_id: str) -> Endpoint:
-    return Endpoint(
-        endpoint_id,
-        "https://h.example.com/",
-        frozenset({"presence.join"}),
-        None,
-        "whsec_AA==",
-        None,
-        None,
-        True,
-        None,
-        None,
-        None,
-        None,
-        1,
-        1,
-    )
 
 
 def _join(endpoint_id: str, event_id: str, artifact: str = "a", **more: Any) -> NewDelivery:
@@ -67,7 +49,7 @@ async def test_deliveries_for_a_deleted_endpoint_are_dropped_not_orphaned(
     async with opened_database(ledger_url) as database:
         store = database.webhooks
         for endpoint_id in ("wh_gone", "wh_kept"):
-            await store.add_endpoint(_endpoint(endpoint_id))
+            await store.add_endpoint(plain_endpoint(endpoint_id))
         await store.enqueue([_join("wh_gone", "e0"), _join("wh_kept", "e0")])
         assert await store.delete_endpoint("wh_gone")
         assert await _rows(store) == [("wh_kept", "e0")]  # its rows went with it
@@ -93,10 +75,10 @@ async def test_deletes_racing_enqueues_and_parks_leave_no_row(ledger_url: str) -
     other endpoint's are all there."""
     async with opened_database(ledger_url) as database:
         store = database.webhooks
-        await store.add_endpoint(_endpoint("wh_kept"))
+        await store.add_endpoint(plain_endpoint("wh_kept"))
         for n in range(50):
             gone = f"wh_{n}"
-            await store.add_endpoint(_endpoint(gone))
+            await store.add_endpoint(plain_endpoint(gone))
             await store.enqueue([_join(gone, f"q{n}")])
             batch = [_join(gone, f"e{n}"), _join("wh_kept", f"e{n}")]
             parked = [_join(gone, f"p{n}", attempts=1, next_at_ms=0, last_error="timeout")]
@@ -248,7 +230,7 @@ async def test_a_lane_write_waits_behind_an_endpoint_delete_without_a_deadlock(
     take the endpoint's row first, so they wait and the delete goes through."""
     async with opened_database(pg_url) as database:
         store = database.webhooks
-        await store.add_endpoint(_endpoint("wh_x"))
+        await store.add_endpoint(plain_endpoint("wh_x"))
         await store.enqueue([_join("wh_x", "e0")])
         (delivery,) = await store.pending("wh_x", 0, 10)
         deleting = await asyncpg.connect(pg_url)

@@ -5,27 +5,9 @@ from __future__ import annotations
 
 import json
 
-from presence_svc.webhooks.store import Endpoint, EndpointChange, NewDelivery
+from presence_svc.webhooks.store import EndpointChange, NewDelivery
 from tests.conftest import opened_database
-
-
-def _endpoint(endpoint_id: str) -> Endpoint:
-    return Endpoint(
-        endpoint_id,
-        "https://h.example.com/",
-        frozenset({"presence.join"}),
-        None,
-        "whsec_AA==",
-        None,
-        None,
-        True,
-        None,
-        None,
-        None,
-        None,
-        1,
-        1,
-    )
+from tests.webhooks.endpoints import plain_endpoint
 
 
 def _join(event_id: str, artifact: str, user: str) -> NewDelivery:
@@ -40,7 +22,7 @@ def _join(event_id: str, artifact: str, user: str) -> NewDelivery:
 async def test_queue_order_failures_replay_and_erasure(ledger_url: str) -> None:
     async with opened_database(ledger_url) as database:
         store = database.webhooks
-        await store.add_endpoint(_endpoint("wh_1"))
+        await store.add_endpoint(plain_endpoint("wh_1"))
         batch = [_join("e1", "a", "alice"), _join("e2", "a", "bob"), _join("e3", "b", "alice")]
         await store.enqueue(batch)
         await store.enqueue(batch[:1])  # redelivered entry: kept once
@@ -85,7 +67,7 @@ async def test_parked_deliveries_go_ahead_of_the_artifacts_newer_rows(ledger_url
     artifact's rows already queued (newer events) move behind it; other artifacts stay."""
     async with opened_database(ledger_url) as database:
         store = database.webhooks
-        await store.add_endpoint(_endpoint("wh_1"))
+        await store.add_endpoint(plain_endpoint("wh_1"))
         await store.enqueue([_join("e2", "a", "bob"), _join("e9", "b", "carol")])
         await store.enqueue([_join("e3", "a", "dave")])
         failed = NewDelivery(
@@ -120,7 +102,7 @@ async def test_a_lane_disabling_an_endpoint_disabled_meanwhile_keeps_the_first_d
     stands, its reason and its time (events after that time are not kept for it)."""
     async with opened_database(ledger_url) as database:
         store = database.webhooks
-        endpoint = _endpoint("wh_1")
+        endpoint = plain_endpoint("wh_1")
         await store.add_endpoint(endpoint)
         assert await store.update_endpoint("wh_1", EndpointChange(now_ms=100, enabled=False))
         await store.disable(endpoint, "failing", 200)  # the lane's copy: still enabled
@@ -132,8 +114,8 @@ async def test_a_lane_disabling_an_endpoint_disabled_meanwhile_keeps_the_first_d
             100,
         )
         # an enabled endpoint is disabled by its lane as before
-        await store.add_endpoint(_endpoint("wh_2"))
-        await store.disable(_endpoint("wh_2"), "failing", 300)
+        await store.add_endpoint(plain_endpoint("wh_2"))
+        await store.disable(plain_endpoint("wh_2"), "failing", 300)
         second = await store.endpoint("wh_2")
         assert second is not None
         assert (second.enabled, second.disabled_reason, second.disabled_at_ms) == (

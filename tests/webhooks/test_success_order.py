@@ -10,28 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from presence_svc.webhooks.store import Endpoint, NewDelivery
+from presence_svc.webhooks.store import NewDelivery
 from tests.conftest import opened_database
+from tests.webhooks.endpoints import plain_endpoint
 from tests.webhooks.receiver import receiving, until
-
-
-def _endpoint() -> Endpoint:
-    return Endpoint(
-        "wh_1",
-        "https://h.example.com/",
-        frozenset({"presence.join"}),
-        None,
-        "whsec_AA==",
-        None,
-        None,
-        True,
-        None,
-        None,
-        None,
-        None,
-        1,
-        1,
-    )
 
 
 def _failed(event_id: str, at_ms: int) -> NewDelivery:
@@ -59,7 +41,7 @@ async def test_a_success_written_after_a_later_failure_does_not_clear_it(
 ) -> None:
     async with opened_database(ledger_url) as database:
         store = database.webhooks
-        await store.add_endpoint(_endpoint())
+        await store.add_endpoint(plain_endpoint())
         await store.succeeded("wh_1", 1000)
         assert await _clock(store) == (None, 1000)
         await store.park("wh_1", [_failed("e1", 2000)], now_ms=2000)  # fails at 2000
