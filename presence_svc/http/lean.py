@@ -33,7 +33,7 @@ from presence_svc.http.presence import beat
 from presence_svc.http.resources import SETTINGS
 from presence_svc.http.wire import Body
 
-__all__ = ["ROUTE", "LeanHead", "LeanPath", "framing", "render"]
+__all__ = ["PLAIN_HEAD", "ROUTE", "LeanHead", "LeanPath", "framing", "render"]
 
 T = TypeVar("T")
 
@@ -44,9 +44,10 @@ _MAX_HEAD = 8190
 """aiohttp's limit on one header line; a longer head goes to aiohttp, which judges it."""
 _MAX_LINES = 100
 """Below aiohttp's 128 headers: a head with more goes to aiohttp."""
-# As ``shedding._PLAIN_HEAD``: each header line ``CRLF name: value`` with no bare LF, fold or
-# control byte, so that the search below sees every header aiohttp will.
-_PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
+# A head of plain header lines only: each ``CRLF name: value``. Anything else (a bare LF, a
+# space before the colon, a folded line, a control byte) may hide a header from a scan of
+# the head; aiohttp answers those itself (400). Shared with ``shedding``'s scan.
+PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
 # The headers the heartbeat reads, those aiohttp takes once only (a second one is its 400),
 # and those that change how aiohttp reads the request or answers it.
 _FIELDS = re.compile(
@@ -85,7 +86,7 @@ def framing(data: bytes) -> int:
             return -1
         head = line.end() - 2
         end = data.find(b"\r\n\r\n", head)
-        if end < 0 or _PLAIN_HEAD.fullmatch(data, head, end) is None:
+        if end < 0 or PLAIN_HEAD.fullmatch(data, head, end) is None:
             return -1
         length = -1
         for is_length, value in _FRAMES.findall(data, head, end):
@@ -126,7 +127,7 @@ def _scan(data: bytes) -> LeanHead | None:
         end < 0
         or end > _MAX_HEAD
         or data.count(b"\r\n", head, end) > _MAX_LINES
-        or _PLAIN_HEAD.fullmatch(data, head, end) is None
+        or PLAIN_HEAD.fullmatch(data, head, end) is None
     ):
         return None
     seen: dict[bytes, bytes] = {}

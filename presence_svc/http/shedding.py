@@ -38,7 +38,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from presence_svc.http.admission import GATE, Gate
-from presence_svc.http.lean import LeanHead, LeanPath, framing
+from presence_svc.http.lean import PLAIN_HEAD, LeanHead, LeanPath, framing
 from presence_svc.http.resources import SETTINGS
 
 __all__ = ["SheddingRunner", "compatible", "lean_compatible", "requests_in", "run_app"]
@@ -50,10 +50,6 @@ _HELD_MAX = 2**16
 
 # A request line to a gated route (event streams have a gate of their own).
 _LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH) (/v1/[\x21-\x7e]*) HTTP/1\.1\r\n")
-# A head of plain header lines only: each ``CRLF name: value``. Anything else (a bare LF,
-# a space before the colon, a folded line, a control byte) may hide a header from the
-# scan below; aiohttp answers those itself (400), so they are not refused here.
-_PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
 # The headers this scan must see: the length, those whose requests aiohttp must see
 # (connection handling, bodies of unknown length, ``100-continue``, upgrades), and
 # ``Origin`` (with CORS on, the answer carries CORS headers). One search of the head, in
@@ -79,7 +75,7 @@ def requests_in(data: bytes, cors: bool) -> int:
         end = data.find(b"\r\n\r\n", head)
         if end < 0:
             return 0
-        if _PLAIN_HEAD.fullmatch(data, head, end) is None:
+        if PLAIN_HEAD.fullmatch(data, head, end) is None:
             return 0
         length = -1
         for is_length, is_origin, value in _HEADERS.findall(data, head, end):
