@@ -27,3 +27,12 @@ if redis.call('EXISTS', KEYS[7]) == 1 then  -- webhooks: the count the change st
   OUTBOX.before = tonumber(redis.call('HGET', I, '~n') or '0')
 end
 local settled = settle(Z, I, U, now, events, timeout, away_timeout)
+
+-- A write refused because the session is another user's: settling above may already have
+-- taken timed-out sessions offline, so the run still ends as every writer run does (the
+-- due, the counts, the events and the page mark) before the script answers {-1}.
+local function refused()
+  schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
+  publish(channel, events, counts(Z, I, now))
+  return {-1}
+end

@@ -65,7 +65,7 @@ local info
 local counted = false
 if raw then
   info = cmsgpack.unpack(raw)
-  if info[1] ~= user then return {-1} end
+  if info[1] ~= user then return refused() end
   local score = redis.call('ZSCORE', Z, sid)
   local mark = redis.call('HGET', I, '~w')
   counted = score ~= false and (not mark or tonumber(score) > tonumber(mark))

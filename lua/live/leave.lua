@@ -13,7 +13,7 @@ local sid, user, grace = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local raw = redis.call('HGET', I, sid)
 if raw then
   local info = cmsgpack.unpack(raw)
-  if info[1] ~= user then return {-1} end
+  if info[1] ~= user then return refused() end
   local score = tonumber(redis.call('ZSCORE', Z, sid) or '0')
   local mark = tonumber(redis.call('HGET', I, '~w') or '-1')
   if score > mark then  -- counted (online, or timed out and not settled yet)

@@ -185,6 +185,30 @@ async def test_a_timeout_becomes_one_leave_from_the_sweeper(
     assert [e.event for e in stream.pending()] == []
 
 
+@pytest.mark.every_redis
+@pytest.mark.parametrize("route", ["/v1/heartbeat", "/v1/leave"])
+async def test_a_timeout_settled_by_a_refused_write_is_still_announced(
+    make_client: MakeClient, auth: Auth, streams: list[EventStream], route: str
+) -> None:
+    """A heartbeat or leave that names another user's session is refused (409), but the
+    run settled the sessions that timed out meanwhile: listeners hear them leave, and the
+    counts move, though no sweeper runs here."""
+    client = await make_client(online_timeout_s=2.0)
+    await beat(client, auth, "dave", "tab-dave-01")
+    stream = await open_stream(client, streams, headers=board(auth))
+    await stream.next_of("sync")
+    await asyncio.sleep(1.0)
+    await beat(client, auth, "alice", "tab-alice-1")  # online 2 s more: outlives dave
+    await asyncio.sleep(1.2)  # dave's deadline has passed, alice's has not
+    response = await client.post(
+        route, json={"artifactId": "doc-1", "sessionId": "tab-alice-1"}, headers=auth("mallory")
+    )
+    assert response.status == 409
+    gone = await stream.next_of("leave", within_s=3.0)
+    assert gone.data == {"userId": "dave", "reason": "timeout"}
+    assert (await stream.next_of("count", within_s=3.0)).data["online"] == 1
+
+
 async def test_a_reload_inside_a_long_grace_is_not_a_leave_later(
     make_client: MakeClient, auth: Auth, streams: list[EventStream]
 ) -> None:
