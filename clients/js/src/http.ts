@@ -23,8 +23,14 @@ export function jitter(ctx: Context, ms: number): number {
   return ms * (0.9 + 0.2 * ctx.random_());
 }
 
-/** Exponential backoff with jitter; `attempt` starts at 1. Retry-After wins (up to the cap). */
-export function backoff(ctx: Context, attempt: number, retryAfterMs: number | null): number {
+/** What `backoff` reads: a presence instance's context, or the reads client's (reads.ts). */
+export type BackoffContext = Pick<Context, 'maxBackoffMs_' | 'random_'>;
+
+/**
+ * Exponential backoff with jitter; `attempt` starts at 1. Retry-After wins (up to the cap).
+ * The Python SDK's rule (presence_svc/client/retry.py), so both SDKs come back alike.
+ */
+export function backoff(ctx: BackoffContext, attempt: number, retryAfterMs: number | null): number {
   const exp = Math.min(ctx.maxBackoffMs_, BASE_BACKOFF_MS * 2 ** Math.min(attempt - 1, 20));
   let delay = exp / 2 + (ctx.random_() * exp) / 2;
   if (retryAfterMs != null) {

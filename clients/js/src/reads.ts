@@ -3,11 +3,13 @@
  * instance: a page of an artifact's presence list (e.g. who was here recently), its latest version, a user's unseen artifacts, an artifact's timeline,
  * where a user is now, a user's privacy settings. A separate entry point
  * (`@presence-svc/client/reads`): the browser bundle a tab loads for its presence loop does
- * not carry them. Requests, the 401 token refresh and the errors (PresenceError, same
- * `operation` values) are the core's (http.ts).
+ * not carry them. Requests, the 401 token refresh, the errors (PresenceError, same
+ * `operation` values) and the backoff are the core's (http.ts). Every call here is idempotent
+ * (GETs, and PUT privacy), so a 429, a 5xx or a network error is retried by itself, with the
+ * Python SDK's rules (presence_svc/client/retry.py): `maxAttempts` in all, Retry-After honoured.
  */
-import { PresenceError } from './errors.js';
-import { request, type HttpContext } from './http.js';
+import { PresenceError, type PresenceOperation } from './errors.js';
+import { backoff, request, type BackoffContext, type HttpContext } from './http.js';
 import type {
   LatestVersion,
   PageOptions,
@@ -46,27 +48,63 @@ const PASSED = ['cursor', 'recentLimit', 'recentCursor'] as const;
 const artifactPath = (artifactId: string) => `/v1/artifacts/${encodeURIComponent(artifactId)}`;
 const userPath = (userId: string) => `/v1/users/${encodeURIComponent(userId)}`;
 
+/** What the Python SDK retries: a 429, a 5xx, a request that got no answer; not a getToken() failure. */
+const retryable = (e: PresenceError) => e.status === 429 || e.status >= 500 || (e.status === 0 && e.operation !== 'token');
+
 /** Reads for one service and token source; the token is shared by its calls and refreshed once after a 401. */
 export function createReads(options: ReadsOptions): Reads {
   if (!options || typeof options.getToken !== 'function') throw new TypeError('createReads: getToken() is required');
+  const { signal } = options;
   const fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const setT = options.setTimeout ?? ((fn: () => void, ms: number) => globalThis.setTimeout(fn, ms));
+  const clearT = options.clearTimeout ?? ((h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>));
+  const random = options.random ?? Math.random;
+  const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+  const backoffCtx: BackoffContext = { maxBackoffMs_: options.maxBackoffMs ?? 30_000, random_: () => random() };
   const ctx: HttpContext = {
     options_: options,
     baseUrl_: String(options.baseUrl ?? '').replace(/\/+$/, ''),
-    fetch_: (input, init) => fetchFn(input, init),
+    fetch_: (input, init) => fetchFn(input, signal ? { ...init, signal } : init),
     token_: null,
     tokenPromise_: null,
     stopped_: false,
   };
+
+  /** Resolves after `ms`; rejects with `err` (the failure it was to retry) if `signal` aborts first. */
+  const wait = (ms: number, err: PresenceError) =>
+    new Promise<void>((resolve, reject) => {
+      const abort = () => {
+        clearT(timer);
+        reject(err);
+      };
+      const timer = setT(() => {
+        signal?.removeEventListener('abort', abort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
+
+  /** `request`, retried with backoff on transient failures: `maxAttempts` in all, then the last error. */
+  async function call<T>(operation: PresenceOperation, method: 'GET' | 'PUT', path: string, body?: unknown): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await request<T>(ctx, operation, method, path, body);
+      } catch (e) {
+        const err = e as PresenceError;
+        if (attempt >= maxAttempts || !retryable(err) || signal?.aborted) throw err;
+        await wait(backoff(backoffCtx, attempt, err.retryAfterMs), err);
+      }
+    }
+  }
+
   return {
     latest: (artifactId) =>
-      request<LatestVersion>(ctx, 'seen', 'GET', artifactPath(artifactId) + '/latest').catch((e: PresenceError) => {
+      call<LatestVersion>('seen', 'GET', artifactPath(artifactId) + '/latest').catch((e: PresenceError) => {
         if (e instanceof PresenceError && e.status === 404) return null;
         throw e;
       }),
     unseen: (userId, artifactIds) =>
-      request<{ artifacts: LatestVersion[] }>(
-        ctx,
+      call<{ artifacts: LatestVersion[] }>(
         'seen',
         'GET',
         userPath(userId) + '/unseen?' + artifactIds.map((a) => 'artifactId=' + encodeURIComponent(a)).join('&'),
@@ -77,17 +115,17 @@ export function createReads(options: ReadsOptions): Reads {
         const v = query[k];
         if (v != null) q.set(k, v instanceof Date ? v.toISOString() : v);
       }
-      return request<TimelineResponse>(ctx, 'timeline', 'GET', `${artifactPath(artifactId)}/timeline?${q}`);
+      return call<TimelineResponse>('timeline', 'GET', `${artifactPath(artifactId)}/timeline?${q}`);
     },
     fetchPresence(artifactId, o: PageOptions = {}) {
       const q = new URLSearchParams({ limit: String(o.limit ?? 100) });
       const include = [o.includeSessions && 'sessions', o.includeRecent && 'recent'].filter(Boolean);
       if (include.length) q.set('include', include.join(','));
       for (const k of PASSED) if (o[k] != null) q.set(k, String(o[k]));
-      return request<PresencePage>(ctx, 'presence', 'GET', `${artifactPath(artifactId)}/presence?${q}`);
+      return call<PresencePage>('presence', 'GET', `${artifactPath(artifactId)}/presence?${q}`);
     },
-    whereNow: (userId) => request<WhereNow>(ctx, 'presence', 'GET', userPath(userId) + '/presence'),
-    getPrivacy: (userId) => request<Privacy>(ctx, 'privacy', 'GET', userPath(userId) + '/privacy'),
-    setPrivacy: (userId, settings: PrivacySettings) => request<Privacy>(ctx, 'privacy', 'PUT', userPath(userId) + '/privacy', settings),
+    whereNow: (userId) => call<WhereNow>('presence', 'GET', userPath(userId) + '/presence'),
+    getPrivacy: (userId) => call<Privacy>('privacy', 'GET', userPath(userId) + '/privacy'),
+    setPrivacy: (userId, settings: PrivacySettings) => call<Privacy>('privacy', 'PUT', userPath(userId) + '/privacy', settings),
   };
 }

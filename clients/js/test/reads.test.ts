@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as core from '../src/index.js';
-import { PresenceError, createReads, type Reads } from '../src/reads.js';
+import { PresenceError, createReads, type Reads, type ReadsOptions, type TimelineResponse } from '../src/reads.js';
 import { BASE, json, makeEnv, problem, type Env } from './helpers.js';
 
 function reads(env: Env): Reads {
@@ -223,5 +223,172 @@ describe('where a user is, and pages of an artifact presence list', () => {
     assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '100' });
     assert.deepEqual(page.users.map((u) => u.userId), ['u1', 'u2']);
     assert.equal(page.recent, undefined);
+  });
+});
+
+/** The reads of `env` on its fake clock, with `extra` options. */
+function retryingReads(env: Env, extra: Partial<ReadsOptions> = {}): Reads {
+  const o = env.options();
+  return createReads({
+    baseUrl: BASE,
+    getToken: o.getToken,
+    fetch: env.server.fetch,
+    setTimeout: env.clock.setTimeout,
+    clearTimeout: env.clock.clearTimeout,
+    random: () => env.randomValue,
+    ...extra,
+  });
+}
+
+/** A promise's outcome, readable while the clock moves (no unhandled rejection meanwhile). */
+function watch<T>(p: Promise<T>): { done: boolean; value?: T; error?: unknown } {
+  const out: { done: boolean; value?: T; error?: unknown } = { done: false };
+  p.then(
+    (value) => Object.assign(out, { done: true, value }),
+    (error: unknown) => Object.assign(out, { done: true, error }),
+  );
+  return out;
+}
+
+describe('transient failures are retried by the reads client itself', () => {
+  test('429 with Retry-After in seconds: no retry before it, then the answer', async () => {
+    const env = makeEnv();
+    let limited = 1;
+    env.server.handler = (call) =>
+      call.path.startsWith('/v1/users/') && limited-- > 0 ? problem(429, 'Too Many Requests', { 'Retry-After': '7' }) : json(200, where);
+    const got = watch(retryingReads(env).whereNow('u 1'));
+    await env.clock.advance(6_999);
+    assert.equal(got.done, false);
+    assert.equal(env.server.calls.length, 1, 'no retry before Retry-After');
+    await env.clock.advance(1_000); // Retry-After plus up to 10 % jitter (random 0.5: 350 ms)
+    assert.deepEqual(got.value, where);
+    assert.deepEqual(env.server.calls.map((c) => c.at), [0, 7_350]);
+  });
+
+  test('429 with Retry-After as an HTTP date: waited out as well', async () => {
+    const env = makeEnv();
+    let limited = 1;
+    env.server.handler = (call) =>
+      call.path.endsWith('/timeline') && limited-- > 0
+        ? problem(429, 'Too Many Requests', { 'Retry-After': new Date(Date.now() + 6_000).toUTCString() })
+        : json(200, { artifactId: 'a', step: '1m', points: [], peak: null });
+    const got = watch(retryingReads(env).timeline('a'));
+    await env.clock.advance(4_900); // the date has a 1 s resolution: at least 5 s from now
+    assert.equal(env.server.calls.length, 1, 'no retry before the date');
+    await env.clock.advance(3_000);
+    assert.equal(env.server.calls.length, 2);
+    assert.equal(got.done && got.error, undefined);
+    assert.equal((got.value as TimelineResponse).artifactId, 'a');
+  });
+
+  test('503 without Retry-After: exponential backoff with jitter (1 s, 2 s ... each half jittered)', async () => {
+    const env = makeEnv();
+    let down = 2;
+    env.server.handler = (call) => (call.path.endsWith('/latest') && down-- > 0 ? problem(503, 'Service Unavailable') : json(200, latest));
+    const got = watch(retryingReads(env).latest('doc 1'));
+    await env.clock.advance(10_000);
+    assert.deepEqual(got.value, latest);
+    // random 0.5: 500 + 250 ms, then 1000 + 500 ms
+    assert.deepEqual(env.server.calls.map((c) => c.at), [0, 750, 2_250]);
+  });
+
+  test('a network error (no answer) is retried; so is a 503 on PUT privacy (idempotent)', async () => {
+    const env = makeEnv();
+    let failures = 2;
+    const stored = { userId: 'u1', viewHistory: 'visible', presence: 'hidden', updatedAt: '2026-11-30T03:00:00.000Z' };
+    const fetch: typeof env.server.fetch = async (input, init) => {
+      if (failures === 2) {
+        failures--;
+        throw new TypeError('fetch failed');
+      }
+      if (failures-- > 0) return problem(503, 'Service Unavailable', { 'Retry-After': '1' });
+      return env.server.fetch(input, init);
+    };
+    env.server.handler = (call) => (call.path.endsWith('/privacy') ? json(200, stored) : undefined);
+    const got = watch(retryingReads(env, { fetch }).setPrivacy('u1', { presence: 'hidden' }));
+    await env.clock.advance(10_000);
+    assert.deepEqual(got.value, stored);
+    assert.deepEqual(env.server.calls.map((c) => [c.method, c.body]), [['PUT', { presence: 'hidden' }]]);
+  });
+
+  test('retries exhausted: rejects with the last PresenceError after maxAttempts in all', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) =>
+      call.path.endsWith('/presence') ? problem(503, `down ${env.server.calls.length}`, { 'Retry-After': '60' }) : undefined;
+    const got = watch(retryingReads(env, { maxAttempts: 3, maxBackoffMs: 2_000 }).fetchPresence('doc-1'));
+    await env.clock.advance(3_999);
+    assert.equal(got.done, false);
+    await env.clock.advance(1);
+    const err = got.error;
+    assert.ok(err instanceof PresenceError);
+    assert.equal(err.status, 503);
+    assert.equal(err.operation, 'presence');
+    assert.equal(err.retryAfterMs, 60_000);
+    assert.match(err.message, /down 3$/);
+    // a Retry-After beyond maxBackoffMs is cut to it
+    assert.deepEqual(env.server.calls.map((c) => c.at), [0, 2_000, 4_000]);
+    assert.deepEqual(env.clock.pending(), []);
+  });
+
+  test('the default is 5 attempts in all; maxAttempts 1 sends one request', async () => {
+    const env = makeEnv();
+    env.server.handler = () => problem(429, 'Too Many Requests', { 'Retry-After': '1' });
+    const five = watch(retryingReads(env).getPrivacy('u1'));
+    await env.clock.advance(60_000);
+    assert.ok(five.error instanceof PresenceError && five.error.status === 429);
+    assert.equal(env.server.calls.length, 5);
+    const one = watch(retryingReads(env, { maxAttempts: 1 }).getPrivacy('u1'));
+    await env.clock.advance(0);
+    assert.ok(one.error instanceof PresenceError && one.error.status === 429);
+    assert.equal(env.server.calls.length, 6);
+  });
+
+  test('a 4xx other than 429, and a getToken() failure, are not retried', async () => {
+    for (const status of [400, 403, 404, 408, 409]) {
+      const env = makeEnv();
+      env.server.handler = () => problem(status, 'No');
+      const got = watch(retryingReads(env).unseen('u1', ['doc-1']));
+      await env.clock.advance(60_000);
+      assert.ok(got.error instanceof PresenceError && got.error.status === status, String(status));
+      assert.equal(env.server.calls.length, 1, String(status));
+    }
+    const env = makeEnv();
+    let asked = 0;
+    const got = watch(
+      retryingReads(env, {
+        getToken: () => {
+          asked++;
+          throw new Error('session expired');
+        },
+      }).whereNow('u1'),
+    );
+    await env.clock.advance(60_000);
+    assert.ok(got.error instanceof PresenceError && got.error.operation === 'token');
+    assert.equal(asked, 1);
+    assert.equal(env.server.calls.length, 0);
+  });
+
+  test('signal: aborting ends the wait at once with the last error; fetch gets the signal', async () => {
+    const env = makeEnv();
+    const controller = new AbortController();
+    const signals: (AbortSignal | null | undefined)[] = [];
+    const fetch: typeof env.server.fetch = (input, init) => {
+      signals.push(init?.signal);
+      return env.server.fetch(input, init);
+    };
+    env.server.handler = () => problem(429, 'Too Many Requests', { 'Retry-After': '20' });
+    const got = watch(retryingReads(env, { fetch, signal: controller.signal }).timeline('a'));
+    await env.clock.advance(5_000);
+    assert.equal(got.done, false);
+    controller.abort();
+    await env.clock.advance(0);
+    assert.ok(got.error instanceof PresenceError && got.error.status === 429);
+    assert.deepEqual(env.clock.pending(), [], 'no retry left behind');
+    assert.deepEqual(signals, [controller.signal]);
+    // an aborted client fails its next call without a retry
+    const next = watch(retryingReads(env, { signal: controller.signal }).timeline('a'));
+    await env.clock.advance(60_000);
+    assert.ok(next.error instanceof PresenceError);
+    assert.equal(env.server.calls.length, 2);
   });
 });

@@ -318,10 +318,27 @@ export interface ReadsOptions {
 	getToken: () => string | Promise<string>;
 	/** Default: the global fetch. */
 	fetch?: FetchLike;
+	/**
+	 * Attempts in all for a call meeting a 429, a 5xx or a network error (retried with exponential
+	 * backoff and jitter, never sooner than Retry-After); then it rejects with the last PresenceError.
+	 * Default 5; 1: no retry. A getToken() failure and other 4xx are never retried.
+	 */
+	maxAttempts?: number;
+	/** Backoff cap between attempts, in ms (a longer Retry-After is cut to it). Default 30000. */
+	maxBackoffMs?: number;
+	/**
+	 * Aborts the client's requests in flight and its waits between attempts: a call then rejects with
+	 * its last PresenceError at once, without another attempt.
+	 */
+	signal?: AbortSignal;
+	setTimeout?: (fn: () => void, ms: number) => TimerHandle;
+	clearTimeout?: (handle: TimerHandle) => void;
+	/** Returns a number in [0, 1); used for jitter. */
+	random?: () => number;
 }
 /**
- * Reads and settings outside a tab's presence loop (`@presence-svc/client/reads`). Each rejects
- * with a PresenceError: operation `seen` (latest, unseen), `timeline`, `presence` (fetchPresence, whereNow), `privacy`.
+ * Reads and settings outside a tab's presence loop (`@presence-svc/client/reads`). Each retries a
+ * 429, 5xx or network error by itself (ReadsOptions.maxAttempts), then rejects with a PresenceError: operation `seen` (latest, unseen), `timeline`, `presence` (fetchPresence, whereNow), `privacy`.
  */
 export interface Reads {
 	/** An artifact's latest version (`GET .../latest`); null when none is set. */
