@@ -3,7 +3,10 @@ sooner than ``Retry-After``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
 __all__ = ["backoff_s", "parse_retry_after"]
 
@@ -22,12 +25,24 @@ def backoff_s(
     return min(delay, cap_s)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (the HTTP-date form is not used by the service)."""
+def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds (what the service sends) or an
+    HTTP date (what a proxy or load balancer in front of it may send, and the browser SDK
+    reads too); None if absent or unreadable."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        return _seconds_until(value, time.time() if now_s is None else now_s)
     return seconds if seconds >= 0 else None
+
+
+def _seconds_until(http_date: str, now_s: float) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322, naive here
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_s)
