@@ -9,7 +9,7 @@
  * Python SDK's rules (presence_svc/client/retry.py): `maxAttempts` in all, Retry-After honoured.
  */
 import { PresenceError, type PresenceOperation } from './errors.js';
-import { backoff, request, type BackoffContext, type HttpContext } from './http.js';
+import { backoff, request, toPresenceError, type BackoffContext, type HttpContext } from './http.js';
 import type {
   LatestVersion,
   PageOptions,
@@ -90,7 +90,7 @@ export function createReads(options: ReadsOptions): Reads {
       try {
         return await request<T>(ctx, operation, method, path, body);
       } catch (e) {
-        const err = e as PresenceError;
+        const err = toPresenceError(e, operation);
         if (attempt >= maxAttempts || !retryable(err) || signal?.aborted) throw err;
         await wait(backoff(backoffCtx, attempt, err.retryAfterMs), err);
       }
