@@ -71,7 +71,8 @@ async def _measure(
 
 async def _run(args: argparse.Namespace, url: str, pid: int, data: Path) -> dict[str, Any]:
     settings = Settings(redis_url=url, data_dir=data, view_debounce_s=3600.0, run_worker=False)
-    connection: RedisConnection = connect(settings, pipelined=True)
+    # a loaded machine stalls Redis for seconds: a benchmark waits, it never fails for it
+    connection: RedisConnection = connect(settings, pipelined=True, timeout_s=60.0)
     await connection.load_scripts()
     stores = {
         "one-call": ViewStore(connection, settings),
