@@ -620,6 +620,52 @@ _Version: TypeAlias = "tuple[tuple[str, ...], bytes, str, bytes, bytes]"
 prefix, and the artifact and version ids encoded."""
 
 
+def _view_args(
+    artifact_id: str,
+    version_id: str,
+    user_id: str,
+    session_id: str | None,
+    view_id: str,
+    debounce_ms: int,
+    hidden: bool,
+) -> tuple[ScriptArg, ...]:
+    """lib/view_record.lua's ARGV[1..7]."""
+    session = session_id or ""
+    return (artifact_id, version_id, user_id, session, view_id, debounce_ms, "1" if hidden else "")
+
+
+def _view_tail(
+    artifact: bytes,
+    version: bytes,
+    user_id: str,
+    session_id: str | None,
+    view_id: str,
+    debounce_ms: int,
+    hidden: bool,
+) -> bytes:
+    """``_view_args`` packed (the ids encoded already where a cache holds them): the hot
+    path's seven arguments in one formatting pass."""
+    user, session, view = user_id.encode(), (session_id or "").encode(), view_id.encode()
+    window = str(debounce_ms).encode()
+    invisible = b"1" if hidden else b""
+    return _SEVEN_BULKS % (
+        len(artifact),
+        artifact,
+        len(version),
+        version,
+        len(user),
+        user,
+        len(session),
+        session,
+        len(view),
+        view,
+        len(window),
+        window,
+        len(invisible),
+        invisible,
+    )
+
+
 class RecordViewScript(Script):
     PATH = "stats/record_view"
 
@@ -642,37 +688,12 @@ class RecordViewScript(Script):
         """``hidden``: the user's view history is hidden (counted, not listed to others)."""
         shared, packed, prefix, artifact, version = self._shared_keys(keys, artifact_id, version_id)
         debounce = prefix + user_id
-        args = (
-            artifact_id,
-            version_id,
-            user_id,
-            session_id or "",
-            view_id,
-            debounce_ms,
-            "1" if hidden else "",
+        args = _view_args(
+            artifact_id, version_id, user_id, session_id, view_id, debounce_ms, hidden
         )
         head = self._head + bulk(debounce) + packed
         call = ScriptCall(self, (debounce, *shared), (), args, head)
-        # The hot path: the seven arguments packed in one formatting pass.
-        user, session, view = user_id.encode(), (session_id or "").encode(), view_id.encode()
-        window = str(debounce_ms).encode()
-        invisible = b"1" if hidden else b""
-        call.tail = _SEVEN_BULKS % (
-            len(artifact),
-            artifact,
-            len(version),
-            version,
-            len(user),
-            user,
-            len(session),
-            session,
-            len(view),
-            view,
-            len(window),
-            window,
-            len(invisible),
-            invisible,
-        )
+        call.tail = _view_tail(artifact, version, user_id, session_id, view_id, debounce_ms, hidden)
         return call
 
     def _shared_keys(self, keys: Keyspace, artifact_id: str, version_id: str) -> _Version:
@@ -886,6 +907,8 @@ class TimelineDoneScript(Script):
 
 
 _TWO_BULKS = b"$%d\r\n%b\r\n" * 2
+_User: TypeAlias = "tuple[tuple[str, ...], bytes, bytes]"
+"""A user's note_view keys, those keys packed, and the keep rules packed."""
 
 
 class NoteViewScript(Script):
@@ -893,7 +916,9 @@ class NoteViewScript(Script):
 
     def __init__(self) -> None:
         super().__init__()
-        self._users: dict[tuple[int, str, int, int], tuple[tuple[str, ...], bytes, bytes]] = {}
+        self._users: dict[tuple[int, str, int, int], _User] = {}
+        self._rules: dict[tuple[int, int], bytes] = {}
+        self._head = evalsha_head(self.sha, 3, 4)
 
     def call(
         self,
@@ -905,11 +930,26 @@ class NoteViewScript(Script):
         recent_ttl_ms: int,
     ) -> ScriptCall:
         """A view's notes on the user's slot: the views index and the recent list."""
+        script_keys, packed_keys, fixed = self._user(keys, user_id, recent_kept, recent_ttl_ms)
+        args = (artifact_id, version_id, recent_kept, recent_ttl_ms)
+        call = ScriptCall(self, script_keys, (), args, self._head + packed_keys)
+        artifact, version = artifact_id.encode(), version_id.encode()
+        call.tail = _TWO_BULKS % (len(artifact), artifact, len(version), version) + fixed
+        return call
+
+    def _user(self, keys: Keyspace, user_id: str, recent_kept: int, recent_ttl_ms: int) -> _User:
+        """The user's keys, packed, and the keep rules packed: the same for every view of
+        one user, named and packed once (a view spent as long on them as on its
+        record_view call)."""
         cached = (keys.count, user_id, recent_kept, recent_ttl_ms)
         found = self._users.get(cached)
         if found is None:
-            # The keys and the fixed arguments, the same for every view of one user: named
-            # and packed once (a view spent as long on them as on its record_view call).
+            # the keep rules are every user's: packed once (their packing was a third of
+            # a new user's cost), the keys once per user
+            rules = (recent_kept, recent_ttl_ms)
+            fixed = self._rules.get(rules)
+            if fixed is None:
+                fixed = self._rules[rules] = pack_bulks(rules)
             script_keys: tuple[str, ...] = (
                 keys.user_views_index(user_id),
                 keys.user_recent(user_id),
@@ -917,13 +957,50 @@ class NoteViewScript(Script):
             )
             if len(self._users) >= _CACHED_HEADS:
                 self._users.clear()
-            head = evalsha_head(self.sha, 3, 4) + pack_bulks(script_keys)
-            found = self._users[cached] = (script_keys, head, pack_bulks(cached[2:]))
-        script_keys, head, fixed = found
-        args = (artifact_id, version_id, recent_kept, recent_ttl_ms)
-        call = ScriptCall(self, script_keys, (), args, head)
-        artifact, version = artifact_id.encode(), version_id.encode()
-        call.tail = _TWO_BULKS % (len(artifact), artifact, len(version), version) + fixed
+            found = self._users[cached] = (script_keys, pack_bulks(script_keys), fixed)
+        return found
+
+
+class ViewScript(Script):
+    """``stats/view.lua``: a view's notes and its count in one call, for a SINGLE server
+    only (its keys span the user's slot and the artifact's). Its keys and arguments are
+    record_view's, then note_view's keys and keep rules; both packed from those scripts'
+    caches (what every view of one version, and of one user, shares)."""
+
+    PATH = "stats/view"
+
+    def __init__(self, record: RecordViewScript, note: NoteViewScript) -> None:
+        super().__init__()
+        self._record = record
+        self._note = note
+        self._head = evalsha_head(self.sha, 13, 9)
+
+    def call(
+        self,
+        keys: Keyspace,
+        artifact_id: str,
+        version_id: str,
+        user_id: str,
+        session_id: str | None,
+        view_id: str,
+        debounce_ms: int,
+        hidden: bool,
+        recent_kept: int,
+        recent_ttl_ms: int,
+    ) -> ScriptCall:
+        found = self._record._shared_keys(keys, artifact_id, version_id)
+        shared, packed, prefix, artifact, version = found
+        user_keys, packed_user, fixed = self._note._user(keys, user_id, recent_kept, recent_ttl_ms)
+        debounce = prefix + user_id
+        args = _view_args(
+            artifact_id, version_id, user_id, session_id, view_id, debounce_ms, hidden
+        )
+        head = self._head + bulk(debounce) + packed + packed_user
+        call = ScriptCall(
+            self, (debounce, *shared, *user_keys), (), (*args, recent_kept, recent_ttl_ms), head
+        )
+        tail = _view_tail(artifact, version, user_id, session_id, view_id, debounce_ms, hidden)
+        call.tail = tail + fixed
         return call
 
 
@@ -1008,6 +1085,7 @@ class Scripts:
         self.timeline_due = TimelineDueScript()
         self.timeline_done = TimelineDoneScript()
         self.note_view = NoteViewScript()
+        self.view = ViewScript(self.record_view, self.note_view)
         self.erase_views = EraseViewsScript()
         self.scrub_stream = ScrubStreamScript()
         self.erasure_open = ErasureOpenScript()

@@ -2,7 +2,9 @@
 
 Recording is one atomic script on the artifact's slot (debounce, stats, stream append) and
 one on the user's slot (the views index erasure walks, the "recently viewed" list), sent
-together: one round trip on a single server, both nodes at once on a Cluster.
+together to both nodes at once on a Cluster. A single server, where slots do not matter,
+runs both in one script call (``lua/stats/view.lua``): one call for Redis to run and one
+answer for this process to wait for and parse, instead of two.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ class ViewStore:
         self.redis = redis
         self.keys = Keyspace(settings.partitions)
         self._debounce = settings.view_debounce_ms
+        self._one_server = not settings.redis_cluster
+        """One call per view (``view_call``): the keys of the user and of the artifact may
+        sit on different nodes of a Cluster, never on a single server."""
 
     def record_call(
         self,
@@ -130,6 +135,29 @@ class ViewStore:
             self.keys, user_id, artifact_id, version_id, RECENT_KEEP, RECENT_TTL_MS
         )
 
+    def view_call(
+        self,
+        artifact_id: str,
+        version_id: str,
+        user_id: str,
+        session_id: str | None,
+        hidden: bool = False,
+    ) -> ScriptCall:
+        """``note_call`` and ``record_call`` as one call (view.lua), on a single server
+        only: its keys span the user's slot and the artifact's."""
+        return self.redis.scripts.view.call(
+            self.keys,
+            artifact_id,
+            version_id,
+            user_id,
+            session_id,
+            new_view_id(),
+            self._debounce,
+            hidden,
+            RECENT_KEEP,
+            RECENT_TTL_MS,
+        )
+
     async def record(
         self,
         artifact_id: str,
@@ -138,16 +166,20 @@ class ViewStore:
         session_id: str | None,
         hidden: bool = False,
     ) -> RecordedView:
-        # One round trip: the notes on the user's slot (the views index, which erasure
-        # walks, and the recent list) go out first, beside the view on the artifact's slot.
-        # A failure of either answers 503; a retry notes again (idempotent) and the
-        # debounce keeps the view counted once.
-        _, recorded = await self.redis.run_all(
-            [
-                self.note_call(user_id, artifact_id, version_id),
-                self.record_call(artifact_id, version_id, user_id, session_id, hidden),
-            ]
-        )
+        # The notes on the user's slot (the views index, which erasure walks, and the
+        # recent list) first, then the view on the artifact's slot: one call on a single
+        # server, one round trip to both nodes on a Cluster. A failure answers 503; a
+        # retry notes again (idempotent) and the debounce keeps the view counted once.
+        if self._one_server:
+            call = self.view_call(artifact_id, version_id, user_id, session_id, hidden)
+            recorded = await self.redis.run(call)
+        else:
+            _, recorded = await self.redis.run_all(
+                [
+                    self.note_call(user_id, artifact_id, version_id),
+                    self.record_call(artifact_id, version_id, user_id, session_id, hidden),
+                ]
+            )
         counted, views, unique, now = recorded
         view = RecordedView(bool(counted), int(views), int(unique), int(now))
         metrics.count_view(view.counted)

@@ -15,7 +15,9 @@ import redis
 
 from presence_svc.database import open_database
 from presence_svc.ledger.store import LedgerQuery
+from presence_svc.redis.connection import RedisConnection
 from presence_svc.redis.embedded import redis_server_binary
+from presence_svc.settings import Settings
 from tests.children import dies_with_us
 from tests.conftest import MakeClient
 from tests.ports import free_port
@@ -394,3 +396,39 @@ async def test_erasure_on_a_cluster_leaves_the_user_nowhere_and_keeps_counts(
         assert redis_findings(node, [user.encode(), state.encode(), b"tab-carol-01"]) == []
     assert sqlite_findings(ledger, [user, "tab-carol-01"]) == []
     assert await counts() == before
+
+
+@pytest.mark.timeout(60)
+async def test_views_on_a_cluster_leave_what_one_call_leaves_on_one_server(
+    cluster: list[int], settings: Settings, redis_conn: RedisConnection, sync_redis: redis.Redis
+) -> None:
+    """A view on a Cluster is two scripts, on the user's slot and the artifact's; on one
+    server it is one call (lua/stats/view.lua). The same views leave the same state."""
+    from redis.crc import key_slot
+
+    from presence_svc.redis.connection import connect
+    from presence_svc.stats.views import ViewStore
+    from tests.stats.view_paths import record_all, state
+
+    long_window = settings.replace(view_debounce_s=600.0)  # repeats stay inside it
+    single = ViewStore(redis_conn, long_window)
+    on_one_server = await record_all(redis_conn, single)
+    expected = state(sync_redis, single.keys)
+
+    url = f"redis://127.0.0.1:{cluster[0]}"
+    cluster_conn = connect(long_window.replace(redis_url=url, redis_cluster=True))
+    sync_cluster = redis.RedisCluster.from_url(url)
+    try:
+        await cluster_conn.initialize()
+        sync_cluster.flushall()  # another test's views of the same ids
+        store = ViewStore(cluster_conn, long_window.replace(redis_cluster=True))
+        keys = store.keys
+        # the user's keys and the artifact's on different slots: one call could not do
+        user_slot = key_slot(keys.user_recent("alice").encode())
+        assert user_slot != key_slot(keys.artifact_stats("doc-1").encode())
+        assert await record_all(cluster_conn, store) == on_one_server
+        assert state(sync_cluster, keys) == expected
+    finally:
+        sync_cluster.flushall()  # nothing left for another test's ledger drain
+        sync_cluster.close()
+        await cluster_conn.aclose()

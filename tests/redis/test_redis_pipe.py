@@ -469,8 +469,9 @@ async def test_an_online_batch_reloads_a_flushed_script_and_answers_exactly(
 async def test_a_views_calls_share_the_pipelined_connection_and_survive_a_flush(
     redis_url: str, sync_redis: redis.Redis
 ) -> None:
-    """A view's two scripts (the user's notes, the view) travel together on the one
-    pipelined connection, however many views arrive at once: no pooled connection each."""
+    """A view's call (one server: the user's notes and the view in one script) travels
+    with the others on the one pipelined connection, however many views arrive at once:
+    no pooled connection each."""
     settings = Settings(redis_url=redis_url)
     redis_conn = connect(settings, deadline_s=2.0, pipelined=True)
     views = ViewStore(redis_conn, settings)
@@ -493,11 +494,12 @@ async def test_a_failing_call_among_a_requests_calls_is_raised_once_all_have_run
     redis_url: str, sync_redis: redis.Redis
 ) -> None:
     """On the pipe and on a pooled connection alike: the view beside notes that failed
-    still ran, and a retry once the fault is gone notes it without counting it again."""
+    still ran (a Cluster's two scripts, here on one server), and a retry once the fault is
+    gone notes it without counting it again."""
     settings = Settings(redis_url=redis_url)
     for pipelined in (True, False):
         redis_conn = connect(settings, deadline_s=2.0, pipelined=pipelined)
-        views = ViewStore(redis_conn, settings)
+        views = ViewStore(redis_conn, settings.replace(redis_cluster=True))
         artifact, user = f"doc-{pipelined}", "user-0"
         sync_redis.set(views.keys.user_views_index(user), "not a set")
         try:
@@ -507,6 +509,34 @@ async def test_a_failing_call_among_a_requests_calls_is_raised_once_all_have_run
             sync_redis.delete(views.keys.user_views_index(user))
             again = await views.record(artifact, "v1", user, None)
             assert not again.counted
+            assert (await views.stats(artifact)).views == 1
+            assert sync_redis.smembers(views.keys.user_views_index(user)) == {
+                f"{artifact}/v1".encode()
+            }
+        finally:
+            await redis_conn.aclose()
+
+
+async def test_a_view_in_one_call_that_fails_counts_nothing_and_its_retry_counts_once(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """On one server a view is one script call: notes that fail stop it before the count
+    (the client is answered 503), and the retry once the fault is gone counts it once."""
+    settings = Settings(redis_url=redis_url)
+    for pipelined in (True, False):
+        redis_conn = connect(settings, deadline_s=2.0, pipelined=pipelined)
+        views = ViewStore(redis_conn, settings)
+        artifact, user = f"doc-{pipelined}", "user-0"
+        sync_redis.set(views.keys.user_views_index(user), "not a set")
+        try:
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await views.record(artifact, "v1", user, None)
+            assert (await views.stats(artifact)).views == 0
+            sync_redis.delete(views.keys.user_views_index(user))
+            again = await views.record(artifact, "v1", user, None)
+            assert again.counted
+            assert again.views == 1
+            assert not (await views.record(artifact, "v1", user, None)).counted
             assert (await views.stats(artifact)).views == 1
             assert sync_redis.smembers(views.keys.user_views_index(user)) == {
                 f"{artifact}/v1".encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.resp import pack_evalsha
-from presence_svc.redis.scripts import NoteViewScript, RecordViewScript
+from presence_svc.redis.scripts import NoteViewScript, RecordViewScript, ViewScript
 
 
 def _expected(keys: Keyspace, artifact: str, version: str, user: str) -> tuple[str, ...]:
@@ -67,3 +67,32 @@ def test_view_calls_pack_ids_by_their_bytes() -> None:
     keys = Keyspace(64)
     call = script.call(keys, "dœc", "vé", "üser", "séssion", "id-2", 1500, False)
     assert call.resp() == pack_evalsha(script.sha, call.keys, call.args)
+
+
+def test_each_one_call_view_names_and_packs_record_views_keys_then_note_views() -> None:
+    """view.lua's call (a single server's) is record_view's keys and arguments, then
+    note_view's keys and keep rules, packed from both scripts' caches as the generic
+    packing would pack them."""
+    record, note = RecordViewScript(), NoteViewScript()
+    script = ViewScript(record, note)
+    wide, narrow = Keyspace(64), Keyspace(8)
+    calls = [
+        (wide, "doc-1", "v1", "u1", "s1", True, 200),
+        (wide, "doc-1", "v1", "u2", None, False, 200),  # the version's keys reused
+        (wide, "doc-1", "v1", "u1", "s1", False, 50),  # another keep rule
+        (narrow, "doc-1", "v1", "u1", "s1", False, 200),  # another partition count
+        (wide, "dœc", "vé", "üser", "séssion", False, 200),  # lengths in bytes
+    ]
+    for keys, artifact, version, user, session, hidden, kept in calls:
+        call = script.call(keys, artifact, version, user, session, "id-1", 5000, hidden, kept, 9)
+        user_keys = (keys.user_views_index(user), keys.user_recent(user))
+        user_keys += (keys.user_recent_versions(user),)
+        assert tuple(call.keys) == _expected(keys, artifact, version, user) + user_keys
+        args = (artifact, version, user, session or "", "id-1", 5000, "1" if hidden else "")
+        assert call.args == (*args, kept, 9)
+        assert call.resp() == pack_evalsha(script.sha, call.keys, call.args)
+        # the separate calls, from the same caches, still pack their own
+        alone = record.call(keys, artifact, version, user, session, "id-1", 5000, hidden)
+        assert alone.resp() == pack_evalsha(record.sha, alone.keys, args)
+        noted = note.call(keys, user, artifact, version, kept, 9)
+        assert noted.resp() == pack_evalsha(note.sha, user_keys, (artifact, version, kept, 9))
