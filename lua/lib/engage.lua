@@ -17,13 +17,15 @@
 -- partition): '<day>/<artifact>/<version>/<user>' -> that day's total, drained by the
 -- worker; KEYS[n] FOLDS zset (per partition): packed session id (9 bytes) .. artifact ->
 -- when its accumulator's fold is due, for each accumulator holding time;
--- ARGV[1] (the writer's) the artifact id, and the last 7: slack (ms), ceiling of one report
--- (ms), the rules only a fold reads, msgpack {read-after (ms), histogram bucket floors (s,
--- ascending, comma-separated, the first 0), the views key prefix of the artifact's tag
--- ('vw:{T}:'), LR's lifetime (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the fold
--- interval (ms; 0: credit every report at once)} (one argument: fewer for Redis to take
--- on the hot path), the session id (packed), the user id, the version id ('' the
--- session's current one, read from the writer's KEYS[2]), the engaged ms (>= 0).
+-- ARGV[1] (the writer's) the artifact id, ARGV[9] the session id (packed), ARGV[10] the
+-- user id and, for a heartbeat, ARGV[11] the version id ('' the session's current one,
+-- read from the writer's KEYS[2]; a leave's is always '') (the writer's own arguments:
+-- not sent twice), and the last 4: slack (ms), ceiling of one report (ms), the rules only
+-- a fold reads, msgpack {read-after (ms), histogram bucket floors (s, ascending,
+-- comma-separated, the first 0), the views key prefix of the artifact's tag ('vw:{T}:'),
+-- LR's lifetime (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the fold interval
+-- (ms; 0: credit every report at once)} (one argument: fewer for Redis to take on the hot
+-- path), the engaged ms (>= 0).
 -- Built here from the prefix, on the artifact's hash tag like KEYS (one slot): the
 -- version's viewers hash 'vu:<artifact>/<version>' and stats hash 'v:<artifact>/<version>'
 -- (see stats/record_view.lua), and the DAY hash 'ed:<day>' (per partition and UTC day:
@@ -92,10 +94,11 @@ local function forget(LR, FOLDS, sid, artifact)
 end
 
 local function engage(final, held)
-  local n, a = #KEYS, #ARGV - 7
+  local n, a = #KEYS, #ARGV - 4
   local LR, FOLDS = KEYS[n - 2], KEYS[n]
-  local artifact, sid, user, version = ARGV[1], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local ms, now = tonumber(ARGV[a + 7]), NOW
+  local artifact, sid, user = ARGV[1], ARGV[9], ARGV[10]
+  local version = final and '' or ARGV[11]
+  local ms, now = tonumber(ARGV[a + 4]), NOW
 
   -- Whose session: only its own user's reports count (the writer refuses the others).
   local raw = SESSION_RAW

@@ -11,8 +11,8 @@
 --! include lib/session_record.lua
 local ENGAGED, REPORT_HELD = false, nil  -- the accumulator as read here (nil: not read)
 do
-  local n, a = #KEYS, #ARGV - 7
-  local sid, version = ARGV[a + 4], ARGV[a + 6]
+  local n, a = #KEYS, #ARGV - 4
+  local sid, version = ARGV[9], ARGV[11]
   local held = false
   if version ~= '' then
     held = redis.call('HGET', KEYS[n - 2], sid)
@@ -25,8 +25,8 @@ do
     if raw then
       ENGAGED = true
       SESSION_INFO = cmsgpack.unpack(raw)
-      if SESSION_INFO[1] == ARGV[a + 5] then
-        local add = math.min(tonumber(ARGV[a + 7]), math.max(0, NOW - acc[1])
+      if SESSION_INFO[1] == ARGV[10] then
+        local add = math.min(tonumber(ARGV[a + 4]), math.max(0, NOW - acc[1])
           + tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
         acc[1] = NOW
         if add > 0 then

@@ -3,7 +3,7 @@
 -- inline first, lib/engage_report.lua), then live/heartbeat.lua as it is, in one atomic
 -- call.
 -- KEYS: the heartbeat's, then LR, DIRTY and FOLDS (lib/engage.lua)
--- ARGV: the heartbeat's, then engage()'s 7 (lib/engage.lua)
+-- ARGV: the heartbeat's, then engage()'s last 4 (lib/engage.lua)
 -- returns what live/heartbeat.lua returns
 --! include lib/now.lua
 --! include lib/engage_report.lua

@@ -136,10 +136,11 @@ class Script:
 _PACKED_COUNTS = 1024
 _COUNT_BULKS = tuple(bulk(n) for n in range(_PACKED_COUNTS))
 """Small counts as RESP bulk strings, packed once (a settlement's counts)."""
-_FOUR_BULKS = b"$%d\r\n%b\r\n" * 4
-_ENGAGED_TAIL = b"$%d\r\n%b\r\n" * 6 + b"%b" + b"$%d\r\n%b\r\n" * 4
+_ONE_BULK = b"$%d\r\n%b\r\n"
+_ENGAGED_TAIL = b"$%d\r\n%b\r\n" * 6 + b"%b$%d\r\n%b\r\n"
 """An engaged heartbeat's own arguments: the heartbeat's six, engage()'s fixed three (packed
-already), its last four."""
+already), the engaged ms (the session, user and version engage() reads from the
+heartbeat's own)."""
 _SIX_BULKS = b"$%d\r\n%b\r\n" * 6
 _Fixed: TypeAlias = "tuple[int, int, bytes]"
 """engage()'s first three arguments: the slack, the ceiling, the rules only a fold reads."""
@@ -286,10 +287,11 @@ class Engagement(NamedTuple):
 class _Engaged(PresenceWriter):
     """A writer preceded by ``lib/engage.lua``'s ``engage()``: its keys plus the
     artifact's accumulators hash and the partition's dirty and folds zsets; its arguments
-    plus engage()'s 7 (the rules packed once per artifact and day: the slack, the ceiling,
-    and what only a fold reads as one msgpack argument)."""
+    plus engage()'s 4 (the rules packed once per artifact and day: the slack, the ceiling,
+    and what only a fold reads as one msgpack argument; then the engaged ms). The session,
+    user and version engage() reads from the writer's own (ARGV[9..11]): not sent twice."""
 
-    ENGAGE_ARGS = 7
+    ENGAGE_ARGS = 4
 
     def __init__(self) -> None:
         super().__init__()
@@ -305,18 +307,13 @@ class _Engaged(PresenceWriter):
         head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
         return keys, args, head + pack_bulks((*keys, *args))
 
-    def _engaged(
-        self, call: ScriptCall, k: ArtifactKeys, session: bytes, user_id: str, version_id: str,
-        engaged: Engagement,
-    ) -> ScriptCall:  # fmt: skip
+    def _engaged(self, call: ScriptCall, k: ArtifactKeys, engaged: Engagement) -> ScriptCall:
         """``call`` of the writer with engage()'s arguments appended."""
         cached = self._fixed(k, engaged.rules)
-        user, version, ms = user_id.encode(), version_id.encode(), b"%d" % engaged.engaged_ms
+        ms = b"%d" % engaged.engaged_ms
         tail = call.tail if call.tail is not None else pack_bulks(call.own)
-        call.tail = tail + cached[1] + _FOUR_BULKS % (
-            len(session), session, len(user), user, len(version), version, len(ms), ms
-        )  # fmt: skip
-        call.own = (*call.own, *cached[0], session, user_id, version_id, engaged.engaged_ms)
+        call.tail = tail + cached[1] + _ONE_BULK % (len(ms), ms)
+        call.own = (*call.own, *cached[0], engaged.engaged_ms)
         return call
 
     def _fixed(self, k: ArtifactKeys, rules: EngageRules) -> tuple[_Fixed, bytes]:
@@ -354,7 +351,7 @@ class HeartbeatEngagedScript(_Engaged, HeartbeatScript):
         engaged: Engagement,
         hidden: bool = False,
     ) -> ScriptCall:
-        """The hot path: the heartbeat's six arguments and engage()'s seven packed in one
+        """The hot path: the heartbeat's six arguments and engage()'s four packed in one
         formatting pass (engage()'s fixed three packed once per artifact and day)."""
         rules, engaged_ms = engaged
         cached = self._rules.get(k.artifact_id)
@@ -366,11 +363,10 @@ class HeartbeatEngagedScript(_Engaged, HeartbeatScript):
         invisible = b"1" if hidden else b""
         ms = b"%d" % engaged_ms
         own = (session, user, version, state, status, invisible, slack, ceiling, fold)
-        call = self._call(k, times, (*own, session, user_id, version_id, ms))
+        call = self._call(k, times, (*own, ms))
         call.tail = _ENGAGED_TAIL % (
             len(session), session, len(user), user, len(version), version, len(state), state,
-            len(status), status, len(invisible), invisible, cached[2],
-            len(session), session, len(user), user, len(version), version, len(ms), ms,
+            len(status), status, len(invisible), invisible, cached[2], len(ms), ms,
         )  # fmt: skip
         return call
 
@@ -389,7 +385,7 @@ class LeaveEngagedScript(_Engaged, LeaveScript):
         engaged: Engagement,
     ) -> ScriptCall:
         call = self.call(k, times, session, user_id, grace_ms)
-        return self._engaged(call, k, session, user_id, "", engaged)
+        return self._engaged(call, k, engaged)
 
 
 class EngageFoldScript(Script):

@@ -100,3 +100,21 @@ async def test_a_report_whose_fold_is_due_reads_each_key_once(
     last, pending, due, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
     assert (pending, version) == (700, "v1")  # this report's, held for the next fold
     assert due > now
+
+
+def test_an_engaged_heartbeat_sends_only_its_four_arguments_more(settings: Settings) -> None:
+    """engage() reads the session, the user and the version from the heartbeat's own
+    arguments (ARGV[9..11]): the call does not send them twice (Redis takes each argument
+    it is sent, every call)."""
+    from presence_svc.redis.connection import connect
+
+    store, rules = PresenceStore(connect(settings), settings), EngagementRules(settings)
+    state = b'{"page":1}'
+    plain = store.heartbeat_call("doc-1", "tab-a", "alice", "v1", state)
+    engaged = store.heartbeat_call(
+        "doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(1_500)
+    )
+    assert engaged.args[: len(plain.args)] == plain.args
+    assert int(engaged.args[-1]) == 1_500
+    assert len(engaged.args) == len(plain.args) + 4
+    assert len(engaged.keys) == len(plain.keys) + 3
