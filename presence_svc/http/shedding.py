@@ -117,7 +117,7 @@ class SheddingHandler(RequestHandler):
     _cors: bool
     _pending: bool
     _lean: LeanPath | None
-    """The heartbeat's lean answers, when the app allows them."""
+    """The lean answers (``lean.ROUTES``), when the app allows them."""
     _lean_task: asyncio.Task[None] | None
     """A lean answer under way: what arrives meanwhile is held for aiohttp (``_held``)."""
     _held: list[bytes]
@@ -189,8 +189,8 @@ class SheddingHandler(RequestHandler):
         return True
 
     def _take(self, data: bytes) -> bool:
-        """Answer ``data`` here if it is one plain whole heartbeat: admitted now (the gate
-        has room: ``data_received`` shed otherwise), answered by a task."""
+        """Answer ``data`` here if it is one plain whole request to a lean route: admitted
+        now (the gate has room: ``data_received`` shed otherwise), answered by a task."""
         assert self._lean is not None
         if self._upgraded or self._close or self._force_close or self.transport is None:
             return False
@@ -330,7 +330,7 @@ def compatible() -> bool:
 
 def lean_compatible() -> bool:
     """Whether this aiohttp's protocol also has what the lean answer reads and sets (else
-    ``serve`` answers every heartbeat through aiohttp)."""
+    ``serve`` answers every request through aiohttp)."""
     slots: set[str] = set()
     for cls in RequestHandler.__mro__:
         slots.update(getattr(cls, "__slots__", ()))
