@@ -141,11 +141,13 @@ class SheddingHandler(RequestHandler):
         waiter = self._waiter
         if (
             not self._pending
-            and waiter is not None
-            and not waiter.done()
             and not self._messages
             and self._payload_parser is None
-        ):  # the first bytes of a request on a connection between requests
+            and (not self._request_in_progress if waiter is None else not waiter.done())
+        ):  # the first bytes of a request on a connection between requests: aiohttp's
+            # ``start`` waits for it, or has just answered one and not yet looped back to
+            # wait (under uvloop a client's next request is often read before that turn:
+            # taken as busy, a connection that aiohttp served once stayed aiohttp's)
             gate = self._gate
             if gate.open + gate.pending >= gate.limit or gate.shedding:
                 if self._shed(data):
@@ -291,6 +293,7 @@ class _SheddingServer(web.Server):
 
 _HANDLER_STATE = (
     "_waiter",
+    "_request_in_progress",
     "_messages",
     "_payload_parser",
     "_upgraded",
@@ -303,7 +306,6 @@ _HANDLER_STATE = (
 )
 _LEAN_STATE = (
     "_request_count",
-    "_request_in_progress",
     "_handler_waiter",
     "_paused",
     "transport",
