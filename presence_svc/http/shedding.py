@@ -9,7 +9,9 @@ admitted requests wait behind them, in the event loop, where the in-flight count
 see them. Here a refusal is a scan of the bytes already read and one write.
 
 Only the plain case is taken: whole HTTP/1.1 requests (one or several pipelined) that
-exactly fill what was read, on a connection whose handler waits for its next request, to a
+exactly fill what was read, on a connection between requests (its handler waits for the
+next one, or has answered one and not yet looped back to wait: under uvloop a client's next
+request is often read first), to a
 gated ``/v1/`` route (not an event stream: they have a gate of their own), with a
 ``Content-Length`` body or none, and no ``Connection``, ``Transfer-Encoding``, ``Expect`` or
 ``Upgrade`` header (nor ``Origin`` when CORS is on: those answers carry CORS headers),
