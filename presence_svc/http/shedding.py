@@ -10,8 +10,7 @@ see them. Here a refusal is a scan of the bytes already read and one write.
 
 Only the plain case is taken: whole HTTP/1.1 requests (one or several pipelined) that
 exactly fill what was read, on a connection between requests (its handler waits for the
-next one, or has answered one and not yet looped back to wait: under uvloop a client's next
-request is often read first), to a
+next one, or with the lean path on, has answered one and not yet looped back to wait), to a
 gated ``/v1/`` route (not an event stream: they have a gate of their own), with a
 ``Content-Length`` body or none, and no ``Connection``, ``Transfer-Encoding``, ``Expect`` or
 ``Upgrade`` header (nor ``Origin`` when CORS is on: those answers carry CORS headers),
@@ -145,11 +144,8 @@ class SheddingHandler(RequestHandler):
             not self._pending
             and not self._messages
             and self._payload_parser is None
-            and (not self._request_in_progress if waiter is None else not waiter.done())
-        ):  # the first bytes of a request on a connection between requests: aiohttp's
-            # ``start`` waits for it, or has just answered one and not yet looped back to
-            # wait (under uvloop a client's next request is often read before that turn:
-            # taken as busy, a connection that aiohttp served once stayed aiohttp's)
+            and (self._just_answered() if waiter is None else not waiter.done())
+        ):  # the first bytes of a request on a connection between requests
             gate = self._gate
             if gate.open + gate.pending >= gate.limit or gate.shedding:
                 if self._shed(data):
@@ -166,6 +162,15 @@ class SheddingHandler(RequestHandler):
                 gate.pending += 1
             return
         self._feed(data)
+
+    def _just_answered(self) -> bool:
+        """Whether aiohttp's ``start``, without a waiter, has answered the connection's last
+        request and not yet looped back to wait for the next: under uvloop a client's next
+        request is often read before that turn (taken as busy, a connection that aiohttp
+        served once stayed aiohttp's while the client kept up). Only where ``_owed`` is
+        followed (the lean path on), so that the rest of a body aiohttp still reads is never
+        taken for requests."""
+        return self._lean is not None and self._owed == 0 and not self._request_in_progress
 
     def _feed(self, data: bytes) -> None:
         """``data`` to aiohttp's parser, following where its requests end (``_owed``)."""
