@@ -1,11 +1,14 @@
-"""The heartbeat answered before aiohttp parses it: under ``serve``, a plain heartbeat that
-arrives whole on an idle keep-alive connection is scanned from the bytes read, answered by
-the same core as aiohttp's handler (``presence.beat``), and its answer written as bytes,
-without aiohttp's request, routing, task-per-request and response machinery (about a fifth
-of the service's CPU per heartbeat).
+"""The hottest writes answered before aiohttp parses them: under ``serve``, a plain
+``POST`` to a route of :data:`ROUTES` (the heartbeat) that arrives whole on an idle
+keep-alive connection is scanned from the bytes read, answered by the same core as
+aiohttp's handler (``presence.beat``), and its answer written as bytes, without aiohttp's
+request, routing, task-per-request and response machinery (about a fifth of the service's
+CPU per heartbeat). A route is one entry of the table: its exact request line and a core
+taking the scanned head (``views.view`` is such a core; answering views here was tried and
+not kept, ``benchmarks/README.md``).
 
 Only the plain case is taken (:meth:`LeanPath.scan`): exactly one whole
-``POST /v1/heartbeat HTTP/1.1`` with a ``Content-Length`` body, a ``Host``, plain header lines
+``POST <route> HTTP/1.1`` with a ``Content-Length`` body, a ``Host``, plain header lines
 (as ``shedding`` reads them), none of the headers that change how aiohttp reads or answers
 it (``Connection``, ``Transfer-Encoding``, ``Expect``, ``Upgrade``, ``Content-Encoding``), no
 header aiohttp refuses twice given twice, and a head aiohttp's limits take. Anything else
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiohttp import web
@@ -31,15 +35,19 @@ from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.errors import problem_for
 from presence_svc.http.presence import beat
 from presence_svc.http.resources import SETTINGS
-from presence_svc.http.wire import Body
+from presence_svc.http.wire import Asked, Body
 
-__all__ = ["PLAIN_HEAD", "ROUTE", "LeanHead", "LeanPath", "framing", "render"]
+__all__ = ["PLAIN_HEAD", "ROUTES", "Core", "LeanHead", "LeanPath", "framing", "render"]
 
 T = TypeVar("T")
 
-ROUTE: Final = "/v1/heartbeat"
+Core = Callable[[web.Application, Asked], Awaitable[tuple[bytes, str]]]
+"""A route's core, shared with its aiohttp handler: the answer's body and media type."""
+ROUTES: Final[dict[str, Core]] = {"/v1/heartbeat": beat}
+"""The ``POST`` routes answered here, each by its core (``"/v1/views": views.view`` was
+measured here and gained nothing that the shared machine could show: not kept)."""
 _METHOD: Final = "POST"
-_LINE = b"POST /v1/heartbeat HTTP/1.1\r\n"
+_LONGEST_LINE = max(len(f"POST {path} HTTP/1.1\r\n") for path in ROUTES)
 _MAX_HEAD = 8190
 """aiohttp's limit on one header line; a longer head goes to aiohttp, which judges it."""
 _MAX_LINES = 100
@@ -48,7 +56,7 @@ _MAX_LINES = 100
 # space before the colon, a folded line, a control byte) may hide a header from a scan of
 # the head; aiohttp answers those itself (400). Shared with ``shedding``'s scan.
 PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
-# The headers the heartbeat reads, those aiohttp takes once only (a second one is its 400),
+# The headers the routes read, those aiohttp takes once only (a second one is its 400),
 # and those that change how aiohttp reads the request or answers it.
 _FIELDS = re.compile(
     rb"\r\n(authorization|accept|content-type|content-length|host|content-location"
@@ -98,17 +106,34 @@ def framing(data: bytes) -> int:
     return at - size
 
 
+class _Route:
+    """One route of :data:`ROUTES` as the scan finds it: its path, for metrics and logs,
+    and its core."""
+
+    __slots__ = ("core", "path")
+
+    def __init__(self, path: str, core: Core) -> None:
+        self.path = path
+        self.core = core
+
+
 class LeanHead:
-    """A heartbeat as :meth:`LeanPath.scan` read it: what its core and its log read."""
+    """A request as :meth:`LeanPath.scan` read it: what its core and its log read."""
 
-    __slots__ = ("accept", "authorization", "content_type", "raw")
+    __slots__ = ("accept", "authorization", "content_type", "path", "raw", "route")
 
-    path: Final = ROUTE
     method: Final = _METHOD
 
     def __init__(
-        self, authorization: str | None, content_type: str, accept: str | None, raw: bytes
+        self,
+        route: _Route,
+        authorization: str | None,
+        content_type: str,
+        accept: str | None,
+        raw: bytes,
     ) -> None:
+        self.route = route
+        self.path = route.path
         self.authorization = authorization
         self.content_type = content_type
         self.accept = accept
@@ -118,10 +143,11 @@ class LeanHead:
         return kind.parse(self.content_type, self.raw)
 
 
-def _scan(data: bytes) -> LeanHead | None:
-    if not data.startswith(_LINE):
+def _scan(lines: dict[bytes, _Route], data: bytes) -> LeanHead | None:
+    head = data.find(b"\r\n", 0, _LONGEST_LINE)
+    route = lines.get(data[: head + 2]) if head > 0 else None
+    if route is None:
         return None
-    head = len(_LINE) - 2
     end = data.find(b"\r\n\r\n", head)
     if (
         end < 0
@@ -149,6 +175,7 @@ def _scan(data: bytes) -> LeanHead | None:
         accept = seen.get(b"accept")
         content_type = seen.get(b"content-type")
         return LeanHead(
+            route,
             None if authorization is None else authorization.decode("ascii"),
             _OCTET_STREAM
             if content_type is None
@@ -191,33 +218,43 @@ def render(response: web.Response) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-class LeanPath:
-    """The heartbeat's lean answers for one app (see the module's docstring)."""
+def _served(app: web.Application) -> list[str]:
+    """The paths of :data:`ROUTES` the app serves with ``POST``."""
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+    }
+    return [path for path in ROUTES if (_METHOD, path) in routes]
 
-    __slots__ = ("_app", "_budget_s")
+
+class LeanPath:
+    """The lean answers of :data:`ROUTES` for one app (see the module's docstring)."""
+
+    __slots__ = ("_app", "_budget_s", "_lines")
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
         self._budget_s = app[SETTINGS].db_request_timeout_s
+        self._lines = {
+            f"POST {path} HTTP/1.1\r\n".encode(): _Route(path, ROUTES[path])
+            for path in _served(app)
+        }
 
     @staticmethod
     def usable(app: web.Application, handler_cancellation: bool) -> bool:
-        """Whether the app's heartbeat may be answered here: its settings trace no spans
+        """Whether the app's routes may be answered here: its settings trace no spans
         (a span per request is aiohttp's handler's), no prepare hook adds headers to
-        answers (CORS), and its handlers are not cancelled when a client leaves."""
+        answers (CORS), its handlers are not cancelled when a client leaves, and it serves
+        one of :data:`ROUTES` at least."""
         if SETTINGS not in app or app[SETTINGS].otel or app.on_response_prepare:
             return False
-        routes = {
-            (route.method, route.resource.canonical)
-            for route in app.router.routes()
-            if route.resource is not None
-        }
-        return not handler_cancellation and (_METHOD, ROUTE) in routes
+        return not handler_cancellation and bool(_served(app))
 
-    @staticmethod
-    def scan(data: bytes) -> LeanHead | None:
-        """The heartbeat ``data`` holds, if it holds exactly one plain whole one."""
-        return _scan(data)
+    def scan(self, data: bytes) -> LeanHead | None:
+        """The request ``data`` holds, if it holds exactly one plain whole one to a route
+        answered here."""
+        return _scan(self._lines, data)
 
     async def answer(self, head: LeanHead) -> bytes:
         """The answer's bytes; counted and timed as ``edge`` does (the caller holds the
@@ -225,11 +262,11 @@ class LeanPath:
         started = time.perf_counter()
         REQUEST_BUDGET_S.set(self._budget_s)
         try:
-            data = _ok(*await beat(self._app, head))
+            data = _ok(*await head.route.core(self._app, head))
             status = 200
         except Exception as exc:
             response = problem_for(head, exc)
             data = render(response)
             status = response.status
-        metrics.observe_request(ROUTE, _METHOD, status, time.perf_counter() - started)
+        metrics.observe_request(head.path, _METHOD, status, time.perf_counter() - started)
         return data

@@ -9,7 +9,8 @@ admitted requests wait behind them, in the event loop, where the in-flight count
 see them. Here a refusal is a scan of the bytes already read and one write.
 
 Only the plain case is taken: whole HTTP/1.1 requests (one or several pipelined) that
-exactly fill what was read, on a connection whose handler waits for its next request, to a
+exactly fill what was read, on a connection between requests (its handler waits for the
+next one, or with the lean path on, has answered one and not yet looped back to wait), to a
 gated ``/v1/`` route (not an event stream: they have a gate of their own), with a
 ``Content-Length`` body or none, and no ``Connection``, ``Transfer-Encoding``, ``Expect`` or
 ``Upgrade`` header (nor ``Origin`` when CORS is on: those answers carry CORS headers),
@@ -117,7 +118,7 @@ class SheddingHandler(RequestHandler):
     _cors: bool
     _pending: bool
     _lean: LeanPath | None
-    """The heartbeat's lean answers, when the app allows them."""
+    """The lean answers (``lean.ROUTES``), when the app allows them."""
     _lean_task: asyncio.Task[None] | None
     """A lean answer under way: what arrives meanwhile is held for aiohttp (``_held``)."""
     _held: list[bytes]
@@ -141,10 +142,9 @@ class SheddingHandler(RequestHandler):
         waiter = self._waiter
         if (
             not self._pending
-            and waiter is not None
-            and not waiter.done()
             and not self._messages
             and self._payload_parser is None
+            and (self._just_answered() if waiter is None else not waiter.done())
         ):  # the first bytes of a request on a connection between requests
             gate = self._gate
             if gate.open + gate.pending >= gate.limit or gate.shedding:
@@ -162,6 +162,15 @@ class SheddingHandler(RequestHandler):
                 gate.pending += 1
             return
         self._feed(data)
+
+    def _just_answered(self) -> bool:
+        """Whether aiohttp's ``start``, without a waiter, has answered the connection's last
+        request and not yet looped back to wait for the next: under uvloop a client's next
+        request is often read before that turn (taken as busy, a connection that aiohttp
+        served once stayed aiohttp's while the client kept up). Only where ``_owed`` is
+        followed (the lean path on), so that the rest of a body aiohttp still reads is never
+        taken for requests."""
+        return self._lean is not None and self._owed == 0 and not self._request_in_progress
 
     def _feed(self, data: bytes) -> None:
         """``data`` to aiohttp's parser, following where its requests end (``_owed``)."""
@@ -189,8 +198,8 @@ class SheddingHandler(RequestHandler):
         return True
 
     def _take(self, data: bytes) -> bool:
-        """Answer ``data`` here if it is one plain whole heartbeat: admitted now (the gate
-        has room: ``data_received`` shed otherwise), answered by a task."""
+        """Answer ``data`` here if it is one plain whole request to a lean route: admitted
+        now (the gate has room: ``data_received`` shed otherwise), answered by a task."""
         assert self._lean is not None
         if self._upgraded or self._close or self._force_close or self.transport is None:
             return False
@@ -291,6 +300,7 @@ class _SheddingServer(web.Server):
 
 _HANDLER_STATE = (
     "_waiter",
+    "_request_in_progress",
     "_messages",
     "_payload_parser",
     "_upgraded",
@@ -303,7 +313,6 @@ _HANDLER_STATE = (
 )
 _LEAN_STATE = (
     "_request_count",
-    "_request_in_progress",
     "_handler_waiter",
     "_paused",
     "transport",
@@ -330,7 +339,7 @@ def compatible() -> bool:
 
 def lean_compatible() -> bool:
     """Whether this aiohttp's protocol also has what the lean answer reads and sets (else
-    ``serve`` answers every heartbeat through aiohttp)."""
+    ``serve`` answers every request through aiohttp)."""
     slots: set[str] = set()
     for cls in RequestHandler.__mro__:
         slots.update(getattr(cls, "__slots__", ()))
