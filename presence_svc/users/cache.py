@@ -79,26 +79,29 @@ class CachedUsers:
         joined before it may be out of date."""
         return self._writes
 
-    def fresh_until(self, user_ids: Iterable[str], *, missing_ok: bool = False) -> float:
-        """Until when (``time.monotonic()``) every cached entry of ``user_ids`` stays
-        valid: something built from them holds no older name than the cache would give.
-        Now for a user not cached (or no cache): what was built is not worth keeping;
-        with ``missing_ok``, users not cached are passed over (taken before a join whose
-        lookup may store fresher entries for the others meanwhile)."""
-        now = time.monotonic()
+    def held(self, user_ids: Sequence[str]) -> tuple[list[Profile | None], float] | None:
+        """The cached profiles of ``user_ids`` (None: the user has none) and until when
+        (``time.monotonic()``) all of them stay valid, without a lookup; None when one is
+        not cached now (or no cache, or the database is down). They count as read, so
+        they are looked up again ahead of time (``_refresh``): something built from them
+        (a kept presence page) finds them cached again when they expire."""
         if self._ttl_s <= 0 or self._down:
-            return now
+            return None
+        now = time.monotonic()
         entries = self._entries
         until = now + self._ttl_s
+        found: list[Profile | None] = []
         for user_id in user_ids:
             entry = entries.get(user_id)
-            if entry is None:
-                if missing_ok:
-                    continue
-                return now
+            if entry is None or entry[0] <= now:
+                return None
             if entry[0] < until:
                 until = entry[0]
-        return until
+            found.append(entry[1])
+        self._used.update(user_ids)
+        if now >= self._refresh_at:
+            self._refresh(now)
+        return found, until
 
     async def get_profile(self, user_id: str) -> Profile | None:
         return (await self.get_profiles((user_id,))).get(user_id)
