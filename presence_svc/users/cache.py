@@ -68,6 +68,10 @@ class CachedUsers:
         of time (``_refresh``)."""
         self._refresh_at = 0.0
         """When (``time.monotonic()``) the oldest entry is due to be looked up again."""
+        self._wake: asyncio.TimerHandle | None = None
+        """Walks the entries at ``_refresh_at`` while some that were ``held`` wait for it:
+        nothing else may read the cache before they expire."""
+        self._wake_when = 0.0
 
     @property
     def inner(self) -> UsersDirectory:
@@ -99,9 +103,28 @@ class CachedUsers:
                 until = entry[0]
             found.append(entry[1])
         self._used.update(user_ids)
+        self._refresh_at = min(self._refresh_at, until - self._ttl_s * REFRESH_AHEAD)
         if now >= self._refresh_at:
             self._refresh(now)
+        else:
+            self._wake_at(self._refresh_at)
         return found, until
+
+    def _wake_at(self, when: float) -> None:
+        wake = self._wake
+        if wake is not None and self._wake_when <= when:
+            return
+        if wake is not None:
+            wake.cancel()
+        self._wake_when = when  # time.monotonic(), which the loop's clock need not be
+        delay = max(0.0, when - time.monotonic())
+        self._wake = asyncio.get_running_loop().call_later(delay, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._refresh(time.monotonic())
+        if self._used:
+            self._wake_at(self._refresh_at)
 
     async def get_profile(self, user_id: str) -> Profile | None:
         return (await self.get_profiles((user_id,))).get(user_id)
