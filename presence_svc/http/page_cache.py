@@ -33,6 +33,7 @@ their own.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -58,6 +59,8 @@ MAX_BYTES = 32 * 1024 * 1024
 answer's, to encode the other format, and the page's, to join names again), a process
 holds some 150 MB of pages at worst."""
 
+_SPREAD = 0.2
+"""A kept page's time is drawn between (1 - this) and 1 of ``PRESENCE_PAGE_CACHE_S``."""
 _Key = tuple[str, int, str | None, bool]
 """artifact id, limit, cursor, sessions listed."""
 
@@ -142,11 +145,11 @@ class PageCache:
                 page = found
             elif found is kept and names_hold and kept.generation == users.generation:
                 # its names hold too: kept as it is, its Redis part checked now
-                kept.expires = time.monotonic() + self._ttl_s
+                kept.expires = self._expiry()
                 return _response(self._body(kept, as_msgpack), as_msgpack)
             elif found is kept:
                 same = kept
-                expires = time.monotonic() + self._ttl_s  # checked now: lastSeen too
+                expires = self._expiry()  # checked now: lastSeen too
         done = None
         if key not in self._building:
             done = self._building[key] = asyncio.get_running_loop().create_future()
@@ -184,7 +187,7 @@ class PageCache:
         shown = without_hidden(page, privacy.presence_hidden)
         ids = tuple(row.user_id for row in shown.rows)
         if same is None:
-            expires = time.monotonic() + self._ttl_s
+            expires = self._expiry()
         out = await presence_out(users, shown)
         if same is not None and out == same.out:
             body = self._body(same, as_msgpack)  # the same names: the same bytes
@@ -243,6 +246,13 @@ class PageCache:
         if isinstance(found, PresencePage):
             return found
         return kept if found and not _hides_any(privacy, kept) else False
+
+    def _expiry(self) -> float:
+        """When a page built or checked now is checked again: 0.8 to 1 of the cache time,
+        drawn, so the pages of a burst of first reads (a room of readers, a restart) do
+        not all come due together again every time (each a script call at once: a step
+        in the tail), and drift apart instead."""
+        return time.monotonic() + self._ttl_s * (1.0 - _SPREAD * random.random())
 
     def _body(self, kept: _Kept, as_msgpack: bool) -> bytes:
         body = kept.bodies.get(as_msgpack)
