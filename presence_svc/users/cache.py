@@ -72,6 +72,8 @@ class CachedUsers:
         """Walks the entries at ``_refresh_at`` while some that were ``held`` wait for it:
         nothing else may read the cache before they expire."""
         self._wake_when = 0.0
+        self._walked = 0.0
+        """When ``_refresh`` last walked the entries."""
 
     @property
     def inner(self) -> UsersDirectory:
@@ -103,7 +105,12 @@ class CachedUsers:
                 until = entry[0]
             found.append(entry[1])
         self._used.update(user_ids)
-        self._refresh_at = min(self._refresh_at, until - self._ttl_s * REFRESH_AHEAD)
+        ahead = self._ttl_s * REFRESH_AHEAD
+        # due when they are, but walked no more often than ``_refresh`` walks: one lookup
+        # for the many pages coming due within a quarter of the time ahead
+        due = max(until - ahead, self._walked + ahead / 4)
+        if due < self._refresh_at:
+            self._refresh_at = due
         if now >= self._refresh_at:
             self._refresh(now)
         else:
@@ -197,6 +204,7 @@ class CachedUsers:
             elif expires <= now:
                 gone.append(user_id)
         self._refresh_at = max(next_at, now + ahead / 4)
+        self._walked = now
         for user_id in gone:
             del self._entries[user_id]
         if again:
