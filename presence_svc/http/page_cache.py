@@ -18,18 +18,22 @@ asked, with the time the page was built, whether any session beat since: if none
 the page holds, lastSeen times included, and only the names are joined again (a quiet
 room's page, read every few seconds, is not read from Redis and decoded again each time).
 
-A page is kept no longer than the profiles it joined (``CachedUsers.fresh_until``) and
-not past a write through this process's directory (``CachedUsers.generation``), so names
-are as fresh as without it; a user who turned invisible since is left out by building
-again; a page without names (the directory down) is not kept, nor one the privacy mirror
-took a user out of (they may turn visible again without a write in Redis). While one page is being
-built, other readers of it wait for that build and then check its mark, instead of each
-building their own.
+A page's names are checked against the profiles cache once the profiles it joined expire
+(``CachedUsers.held``, which also has them looked up again in the background ahead of
+time): the same names keep the page, other or uncached ones join the names again (its
+Redis part, and when that is checked, unchanged). A page is not kept past a write through
+this process's directory (``CachedUsers.generation``), so names are as fresh as without
+it; a user who turned invisible since is left out by building again; a page without
+names (the directory down) is not kept, nor one the privacy mirror took a user out of
+(they may turn visible again without a write in Redis). While one page is being built,
+other readers of it wait for that build and then check its mark, instead of each building
+their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -42,7 +46,7 @@ from presence_svc.live.rows import presence_out, without_hidden
 from presence_svc.live.store import PresencePage, PresenceStore
 from presence_svc.schemas import PresenceOut
 from presence_svc.users.cache import CachedUsers
-from presence_svc.users.directory import UsersDirectory
+from presence_svc.users.directory import Profile, UsersDirectory
 
 __all__ = ["MAX_BYTES", "MAX_PAGES", "PageCache"]
 
@@ -55,6 +59,8 @@ MAX_BYTES = 32 * 1024 * 1024
 answer's, to encode the other format, and the page's, to join names again), a process
 holds some 150 MB of pages at worst."""
 
+_SPREAD = 0.2
+"""A kept page's time is drawn between (1 - this) and 1 of ``PRESENCE_PAGE_CACHE_S``."""
 _Key = tuple[str, int, str | None, bool]
 """artifact id, limit, cursor, sessions listed."""
 
@@ -63,6 +69,13 @@ _Key = tuple[str, int, str | None, bool]
 class _Kept:
     mark: str
     expires: float
+    """Until when (``time.monotonic()``) its Redis part is answered from the mark alone
+    (``page_holds``); past it ``page_since`` is asked."""
+    names_until: float
+    """Until when the profiles it joined stay cached; past it ``CachedUsers.held`` tells
+    whether joining again would show the same names."""
+    names: list[tuple[str | None, str | None]]
+    """Each row's name and avatar as shown."""
     generation: int
     privacy: int
     """The privacy mirror's ``changes`` when it was built (none of its users was hidden)."""
@@ -113,24 +126,38 @@ class PageCache:
             # a reader of the same page is building it: wait, then check its mark
             await asyncio.shield(building)
         kept = self._valid(key, users.generation)
+        if kept is not None and not _names_hold(users, kept):
+            # other names, or not cached: joined again, its Redis part checked as ever
+            kept.names_until = 0.0
         page: PresencePage | None = None
+        expires = 0.0
         same: _Kept | None = None
         """A kept page past its time that still holds, lastSeen times included: only the
         names are joined again."""
         if kept is not None:
             found = await self._check(store, privacy, kept, artifact_id, limit, cursor, listing)
-            if found is True:
+            names_hold = kept.names_until > 0
+            if found is True and names_hold:
                 return _response(self._body(kept, as_msgpack), as_msgpack)
-            if isinstance(found, PresencePage):
+            if found is True:
+                same, expires = kept, kept.expires  # its Redis part holds as before
+            elif isinstance(found, PresencePage):
                 page = found
+            elif found is kept and names_hold and kept.generation == users.generation:
+                # its names hold too: kept as it is, its Redis part checked now
+                kept.expires = self._expiry()
+                return _response(self._body(kept, as_msgpack), as_msgpack)
             elif found is kept:
                 same = kept
+                expires = self._expiry()  # checked now: lastSeen too
         done = None
         if key not in self._building:
             done = self._building[key] = asyncio.get_running_loop().create_future()
         try:
             args = (artifact_id, limit, cursor, listing)
-            body = await self._build(key, store, users, privacy, args, as_msgpack, page, same)
+            body = await self._build(
+                key, store, users, privacy, args, as_msgpack, page, same, expires
+            )
             return _response(body, as_msgpack)
         finally:
             if done is not None:
@@ -147,9 +174,10 @@ class PageCache:
         as_msgpack: bool,
         page: PresencePage | None,
         same: _Kept | None,
+        expires: float,
     ) -> bytes:
         """The answer's body from ``page`` (None: read it now), or from ``same`` with its
-        names joined again; kept when it may be."""
+        names joined again (its Redis part held until ``expires``); kept when it may be."""
         artifact_id, limit, cursor, listing = args
         if same is not None:
             page = same.page
@@ -158,9 +186,8 @@ class PageCache:
         generation, privacy_changes = users.generation, privacy.changes
         shown = without_hidden(page, privacy.presence_hidden)
         ids = tuple(row.user_id for row in shown.rows)
-        # The names cached now are the ones joined, even if the join's lookup (for users
-        # not cached) stores fresher entries for them meanwhile: keep no longer than they.
-        joined_until = users.fresh_until(ids, missing_ok=True)
+        if same is None:
+            expires = self._expiry()
         out = await presence_out(users, shown)
         if same is not None and out == same.out:
             body = self._body(same, as_msgpack)  # the same names: the same bytes
@@ -169,11 +196,24 @@ class PageCache:
         # not kept: a page the mirror took users out of (one of them may turn visible
         # again with no write in Redis) or without names
         if shown.mark and shown is page and out.names_joined:
-            expires = min(time.monotonic() + self._ttl_s, joined_until, users.fresh_until(ids))
-            if generation == users.generation:
+            # what the cache holds now may be fresher than what the join read: the page
+            # keeps those names only if they are the ones it shows
+            names = [(user.name, user.avatar_url) for user in out.users]
+            held = users.held(ids)
+            names_until = 0.0 if held is None or _shown(held[0]) != names else held[1]
+            if generation == users.generation and names_until > 0:
                 bodies = {as_msgpack: body}
                 kept = _Kept(
-                    shown.mark, expires, generation, privacy_changes, ids, shown, out, bodies
+                    shown.mark,
+                    expires,
+                    names_until,
+                    names,
+                    generation,
+                    privacy_changes,
+                    ids,
+                    shown,
+                    out,
+                    bodies,
                 )
                 self._keep(key, kept)
         return body
@@ -206,6 +246,13 @@ class PageCache:
         if isinstance(found, PresencePage):
             return found
         return kept if found and not _hides_any(privacy, kept) else False
+
+    def _expiry(self) -> float:
+        """When a page built or checked now is checked again: 0.8 to 1 of the cache time,
+        drawn, so the pages of a burst of first reads (a room of readers, a restart) do
+        not all come due together again every time (each a script call at once: a step
+        in the tail), and drift apart instead."""
+        return time.monotonic() + self._ttl_s * (1.0 - _SPREAD * random.random())
 
     def _body(self, kept: _Kept, as_msgpack: bool) -> bytes:
         body = kept.bodies.get(as_msgpack)
@@ -246,6 +293,22 @@ class PageCache:
         if kept is not None:
             kept.held = False
             self._bytes -= sum(map(len, kept.bodies.values()))
+
+
+def _names_hold(users: CachedUsers, kept: _Kept) -> bool:
+    """Whether ``kept`` shows the names a join would show now: without asking the cache
+    while the profiles it joined are valid, else from the cache (no lookup)."""
+    if kept.names_until > time.monotonic():
+        return True
+    held = users.held(kept.user_ids)
+    if held is None or _shown(held[0]) != kept.names:
+        return False
+    kept.names_until = held[1]
+    return True
+
+
+def _shown(profiles: list[Profile | None]) -> list[tuple[str | None, str | None]]:
+    return [(None, None) if p is None else (p.name, p.avatar_url) for p in profiles]
 
 
 def _hides_any(privacy: PrivacyMirror, kept: _Kept) -> bool:

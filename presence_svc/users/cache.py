@@ -68,6 +68,12 @@ class CachedUsers:
         of time (``_refresh``)."""
         self._refresh_at = 0.0
         """When (``time.monotonic()``) the oldest entry is due to be looked up again."""
+        self._wake: asyncio.TimerHandle | None = None
+        """Walks the entries at ``_refresh_at`` while some that were ``held`` wait for it:
+        nothing else may read the cache before they expire."""
+        self._wake_when = 0.0
+        self._walked = 0.0
+        """When ``_refresh`` last walked the entries."""
 
     @property
     def inner(self) -> UsersDirectory:
@@ -79,26 +85,53 @@ class CachedUsers:
         joined before it may be out of date."""
         return self._writes
 
-    def fresh_until(self, user_ids: Iterable[str], *, missing_ok: bool = False) -> float:
-        """Until when (``time.monotonic()``) every cached entry of ``user_ids`` stays
-        valid: something built from them holds no older name than the cache would give.
-        Now for a user not cached (or no cache): what was built is not worth keeping;
-        with ``missing_ok``, users not cached are passed over (taken before a join whose
-        lookup may store fresher entries for the others meanwhile)."""
-        now = time.monotonic()
+    def held(self, user_ids: Sequence[str]) -> tuple[list[Profile | None], float] | None:
+        """The cached profiles of ``user_ids`` (None: the user has none) and until when
+        (``time.monotonic()``) all of them stay valid, without a lookup; None when one is
+        not cached now (or no cache, or the database is down). They count as read, so
+        they are looked up again ahead of time (``_refresh``): something built from them
+        (a kept presence page) finds them cached again when they expire."""
         if self._ttl_s <= 0 or self._down:
-            return now
+            return None
+        now = time.monotonic()
         entries = self._entries
         until = now + self._ttl_s
+        found: list[Profile | None] = []
         for user_id in user_ids:
             entry = entries.get(user_id)
-            if entry is None:
-                if missing_ok:
-                    continue
-                return now
+            if entry is None or entry[0] <= now:
+                return None
             if entry[0] < until:
                 until = entry[0]
-        return until
+            found.append(entry[1])
+        self._used.update(user_ids)
+        ahead = self._ttl_s * REFRESH_AHEAD
+        # due when they are, but walked no more often than ``_refresh`` walks: one lookup
+        # for the many pages coming due within a quarter of the time ahead
+        due = max(until - ahead, self._walked + ahead / 4)
+        if due < self._refresh_at:
+            self._refresh_at = due
+        if now >= self._refresh_at:
+            self._refresh(now)
+        else:
+            self._wake_at(self._refresh_at)
+        return found, until
+
+    def _wake_at(self, when: float) -> None:
+        wake = self._wake
+        if wake is not None and self._wake_when <= when:
+            return
+        if wake is not None:
+            wake.cancel()
+        self._wake_when = when  # time.monotonic(), which the loop's clock need not be
+        delay = max(0.0, when - time.monotonic())
+        self._wake = asyncio.get_running_loop().call_later(delay, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._refresh(time.monotonic())
+        if self._used:
+            self._wake_at(self._refresh_at)
 
     async def get_profile(self, user_id: str) -> Profile | None:
         return (await self.get_profiles((user_id,))).get(user_id)
@@ -171,6 +204,7 @@ class CachedUsers:
             elif expires <= now:
                 gone.append(user_id)
         self._refresh_at = max(next_at, now + ahead / 4)
+        self._walked = now
         for user_id in gone:
             del self._entries[user_id]
         if again:

@@ -395,3 +395,31 @@ async def test_a_page_built_while_its_names_are_looked_up_again_is_kept_no_longe
     await asyncio.sleep(max(0.0, renamed + ttl + 0.3 - time.monotonic()))
     names = {u["userId"]: u["name"] for u in (await _page(client, auth))["users"]}
     assert names["alice"] == "Alicia"
+
+
+async def test_a_page_read_all_along_outlives_its_names_time_while_they_stay_the_same(
+    make_client: MakeClient, auth: Auth
+) -> None:
+    """Past the time of the profiles a kept page joined, the page is checked against the
+    profiles cache (looked up again ahead of time meanwhile): the same names keep the page
+    as it is, not built nor joined again; another name is joined in at once."""
+    ttl = 0.3
+    client = await make_client(page_cache_s=10.0, profile_cache_s=ttl, **LONG_LIVED)
+    admin = auth("root", scope="admin")
+    await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
+    await beat(client, auth, "alice", "tab-aaaa1")
+    first = await _page(client, auth)
+    cache = client.app[PAGES]
+    (kept,) = cache._kept.values()
+    until = time.monotonic() + 4 * ttl
+    while time.monotonic() < until:
+        assert await _page(client, auth) == first
+        await asyncio.sleep(0.02)
+    assert list(cache._kept.values()) == [kept]  # the same page all along
+    users = client.app[USERS]
+    assert isinstance(users, CachedUsers)
+    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
+    deadline = time.monotonic() + 10
+    while (await _page(client, auth))["users"][0]["name"] != "Alicia":
+        assert time.monotonic() < deadline, "the kept page kept the old name"
+        await asyncio.sleep(0.02)
