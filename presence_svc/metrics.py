@@ -93,6 +93,12 @@ ADMISSION_LIMIT = Gauge(
     "Requests one process lets in at once now: PRESENCE_MAX_INFLIGHT, or less while it is "
     "overloaded and its event loop runs late (PRESENCE_TARGET_LAG_MS)",
 )
+EVENT_LOOP_LAG = Histogram(
+    "presence_event_loop_lag_seconds",
+    "How late a 10 ms timer of the event loop ran (PRESENCE_TARGET_LAG_MS's probe): what a "
+    "request ready meanwhile waited behind (a garbage collection, a long callback)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
 EVENTS_SENT = Counter(
     "presence_events_sent_total", "Live events queued to event-stream listeners", ["event"]
 )

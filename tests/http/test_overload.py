@@ -456,3 +456,23 @@ async def test_shedding_a_stalled_loop_at_normal_load_does_not_lower_the_limit(
     assert response.status == 200, await response.text()
     await finish(held)
     assert await scrape(client, "presence_admission_limit") == 4
+
+
+async def test_a_stall_of_the_event_loop_shows_in_its_lag_histogram(
+    make_client: MakeClient,
+) -> None:
+    """``presence_event_loop_lag_seconds``: a callback holding the loop 150 ms (a long
+    garbage collection, say) is seen by the next probe as a lag past 0.1 s."""
+    client = await make_client(target_lag_ms=25)
+
+    async def late() -> float:
+        text = await (await client.get("/metrics")).text()
+        count = metric(text, "presence_event_loop_lag_seconds_count")
+        return count - metric(text, 'presence_event_loop_lag_seconds_bucket{le="0.1"}')
+
+    before = await late()
+    await wait_until_async(  # the probe runs: some lags observed
+        lambda: scrape(client, "presence_event_loop_lag_seconds_count"), lambda v: v > 0
+    )
+    asyncio.get_running_loop().call_soon(time.sleep, 0.15)
+    await wait_until_async(late, lambda v: v >= before + 1)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ from presence_svc.http.resources import LIMITER
 from presence_svc.principal import Principal, Scope
 from presence_svc.ratelimits import HEARTBEAT, parse_rate_limits
 from presence_svc.redis.keys import Keyspace
+from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import ConfigError, Settings
 from tests.conftest import AppClient, MakeClient
 
@@ -154,3 +156,39 @@ async def test_users_held_back_together_are_charged_over_several_rounds(
     assert charged() == 2048
     await limiter.settle_round(start + 62.1)
     assert charged() == 3000
+
+
+async def test_a_round_is_sent_in_pieces_one_after_the_other(
+    make_client: MakeClient, sync_redis: redis.Redis
+) -> None:
+    """300 users of one slot due together: every one charged, in writes of at most 64
+    buckets, the next written once the one before is answered (so the requests' own calls
+    run between them, not behind a round's worth of charges)."""
+    slow = parse_rate_limits("heartbeat=1/m:burst=60")
+    client = await make_client(
+        rate_limits=slow, rate_limit_settle_s=5, rate_limit_lazy_s=0, partitions=1
+    )
+    limiter = _limiter(client)
+    redis_connection = limiter._redis
+    run_many = redis_connection.run_many
+    writes: list[int] = []
+    flying = 0
+
+    async def spied(calls: Sequence[ScriptCall]) -> list[Any]:
+        nonlocal flying
+        assert flying == 0, "a piece was written before the one before was answered"
+        flying += 1
+        writes.append(len(calls))
+        try:
+            return await run_many(calls)
+        finally:
+            flying -= 1
+
+    redis_connection.run_many = spied  # type: ignore[method-assign]
+    for n in range(300):
+        limiter.admit(Principal(f"crowd-{n:04d}", Scope.CLIENT, None), HEARTBEAT)
+    await limiter.settle(held_since=None)
+    assert writes == [1] * 5  # one slot: a call of 64 buckets per write, the last of 44
+    assert sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000)) == 300
+    for key in sync_redis.scan_iter(match="rl:*", count=1000):
+        assert 57_000 < sync_redis.pttl(key) <= 60_000  # one heartbeat each: a minute's token
