@@ -34,6 +34,7 @@ from presence_svc import metrics
 from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.errors import problem_for
 from presence_svc.http.presence import beat
+from presence_svc.http.views import view
 from presence_svc.http.resources import SETTINGS
 from presence_svc.http.wire import Asked, Body
 
@@ -43,7 +44,7 @@ T = TypeVar("T")
 
 Core = Callable[[web.Application, Asked], Awaitable[tuple[bytes, str]]]
 """A route's core, shared with its aiohttp handler: the answer's body and media type."""
-ROUTES: Final[dict[str, Core]] = {"/v1/heartbeat": beat}
+ROUTES: Final[dict[str, Core]] = {"/v1/heartbeat": beat, "/v1/views": view}
 """The ``POST`` routes answered here, each by its core (``"/v1/views": views.view`` was
 measured here and gained nothing that the shared machine could show: not kept)."""
 _METHOD: Final = "POST"
