@@ -12,12 +12,11 @@ ahead (``ZMSCORE``), its info says whose it is and its status (``HMGET``), and t
 recently-here list says when the user left (``ZSCORE``). The answer is exact, and the
 entries that no longer lead anywhere are dropped. A poll with nothing written since the
 last answer is confirmed by the sessions' deadlines alone (``_Kept.quiet``: one command per
-artifact), asked in the same batch as the index (one round trip for a poll, not two).
+artifact).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -137,9 +136,6 @@ class WhereNowIndex:
         heartbeats); with ``quiet``, the same deadlines do (one command per artifact)."""
         self._moved: set[str] = set()
         """Users whose last deadlines-only check found a change: read in full next."""
-        self._last: dict[str, tuple[str, int, bytes]] = {}
-        """User -> the plan their last read found: a poll asks that plan's deadlines along
-        with the index (``read``)."""
 
     @staticmethod
     def member(artifact_id: str, session: bytes) -> str:
@@ -215,19 +211,14 @@ class WhereNowIndex:
 
     async def read(self, user_id: str) -> WhereNow:
         index = self.keys.where_now(user_id)
-        last = self._last.get(user_id)
-        (read_at, fresh, joined), polled = await self._index(index, user_id, last)
+        read_at, fresh, joined = await self.redis.run(
+            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP, self.fresh_ms)
+        )
         now = int(read_at)
         memo = (user_id, fresh, joined)
         found, commands, deadlines = self._plans.get(memo) or self._plan(user_id, fresh, joined)
-        self._remember(user_id, memo)
         kept = self._kept.get(memo)
-        polled = polled if memo == last else None  # another plan's deadlines: not these
-        if (
-            kept is not None
-            and now < kept.first
-            and await self._still(user_id, kept, deadlines, polled)
-        ):
+        if kept is not None and now < kept.first and await self._still(user_id, kept, deadlines):
             return kept.answer
         replies = await self._answers(commands)
         seen = None
@@ -277,42 +268,13 @@ class WhereNowIndex:
             self._kept[memo] = _Kept(seen, first, found_now, beat, quiet)
         return found_now
 
-    def _remember(self, user_id: str, memo: tuple[str, int, bytes]) -> None:
-        if len(self._last) >= _PLANS_KEPT:
-            self._last.clear()
-        self._last[user_id] = memo
-
-    async def _index(
-        self, index: str, user_id: str, last: tuple[str, int, bytes] | None
-    ) -> tuple[list[Any], list[Any] | None]:
-        """The index read, and the deadlines of the plan read last (``last``) when they
-        alone may confirm its answer (a poll): asked in the same batch as the index, one
-        round trip instead of two (None: not asked)."""
-        read_index = self.redis.run(
-            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP, self.fresh_ms)
-        )
-        before = None if last is None else self._kept.get(last)
-        plan = None if last is None else self._plans.get(last)
-        if before is None or before.quiet is None or plan is None or user_id in self._moved:
-            return await read_index, None
-        read, polled = await asyncio.gather(read_index, self.redis.read_in_turn(plan[2]))
-        return read, polled
-
-    async def _still(
-        self, user_id: str, kept: _Kept, deadlines: Commands, polled: list[Any] | None
-    ) -> bool:
-        """Whether the deadlines alone say ``kept`` still holds (one command per artifact,
-        or ``polled``: read with the index already); False, asking nothing, when they
-        cannot tell or last found the user beating between reads (then everything is
-        asked at once, as it would have been)."""
+    async def _still(self, user_id: str, kept: _Kept, deadlines: Commands) -> bool:
+        """Whether the deadlines alone say ``kept`` still holds (one command per artifact);
+        False, asking nothing, when they cannot tell or last found the user beating
+        between reads (then everything is asked at once, as it would have been)."""
         if kept.quiet is None or user_id in self._moved:
             return False
-        if polled is None:
-            polled = await self._answers(deadlines)
-        for reply in polled:
-            if isinstance(reply, Exception):
-                raise reply
-        if tuple(map(tuple, polled)) == kept.quiet:
+        if tuple(map(tuple, await self._answers(deadlines))) == kept.quiet:
             return True
         if len(self._moved) >= _MOVED_KEPT:
             self._moved.clear()
@@ -424,4 +386,3 @@ class WhereNowIndex:
         self._plans = {k: p for k, p in self._plans.items() if k[0] != user_id}
         self._kept = {k: a for k, a in self._kept.items() if k[0] != user_id}
         self._moved.discard(user_id)
-        self._last.pop(user_id, None)
