@@ -112,6 +112,7 @@ class SheddingHandler(RequestHandler):
         "_lean_task",
         "_owed",
         "_pending",
+        "_started",
     )
 
     _gate: Gate
@@ -124,6 +125,9 @@ class SheddingHandler(RequestHandler):
     _held: list[bytes]
     _held_bytes: int
     _held_paused: bool
+    _started: int
+    """Requests whose handling began (aiohttp's handler task, or a lean answer): behind
+    aiohttp's ``_request_count`` while a request it popped has not reached its handler."""
     _owed: int
     """Body bytes aiohttp's parser still expects of the last request given to it: 0 when it
     is between requests, so that a request that arrives whole may be answered here; -1
@@ -170,7 +174,13 @@ class SheddingHandler(RequestHandler):
         served once stayed aiohttp's while the client kept up). Only where ``_owed`` is
         followed (the lean path on), so that the rest of a body aiohttp still reads is never
         taken for requests."""
-        return self._lean is not None and self._owed == 0 and not self._request_in_progress
+        return (
+            self._lean is not None
+            and self._owed == 0
+            and not self._request_in_progress
+            # a pipelined request aiohttp popped is not in progress until its task runs
+            and self._started == self._request_count
+        )
 
     def _feed(self, data: bytes) -> None:
         """``data`` to aiohttp's parser, following where its requests end (``_owed``)."""
@@ -208,6 +218,7 @@ class SheddingHandler(RequestHandler):
             return False
         self._gate.open += 1
         self._request_count += 1
+        self._started += 1
         self._request_in_progress = True  # a graceful shutdown waits for it
         self._lean_task = self._loop.create_task(self._answer(head))
         return True
@@ -265,6 +276,7 @@ class SheddingHandler(RequestHandler):
         """Runs as the request reaches its handler (aiohttp starts it as a task, a turn
         after the request was read): no longer pending, in flight from here."""
         self._settle()
+        self._started += 1
         return await super()._handle_request(request, start_time, request_handler)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -295,6 +307,7 @@ class _SheddingServer(web.Server):
         handler._held_bytes = 0
         handler._held_paused = False
         handler._owed = 0
+        handler._started = 0
         return handler
 
 

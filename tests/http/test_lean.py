@@ -579,3 +579,51 @@ async def test_after_aiohttp_answered_on_a_connection_the_next_request_is_lean(
         assert server.requests_count - parsed == clients * rounds, "only the GETs are aiohttp's"
     finally:
         await on_server(runner.cleanup())
+
+
+async def test_a_request_read_before_a_popped_pipelined_one_starts_is_answered_after_it(
+    serve: Serve,
+) -> None:
+    """Two GETs pipelined: once aiohttp answered the first and popped the second, the
+    second's handler starts a turn later. A heartbeat read in that turn is not between
+    requests: it is answered after the second GET, not before it."""
+    served = await serve()
+    server = served.runner.server
+    assert server is not None
+    first = await ask(served.port, post(HEARTBEAT, "bob"))  # someone on doc-1
+    assert status_of(first) == 200
+    connection = await Connection.open(served.port)
+    auth = f"Authorization: Bearer {token('alice')}\r\n"
+    pages = b"".join(
+        f"GET /v1/artifacts/{doc}/presence HTTP/1.1\r\nHost: test\r\n{auth}\r\n".encode()
+        for doc in ("doc-2", "doc-1")
+    )
+    injected: list[bool] = []
+    loop = asyncio.get_running_loop()
+
+    def between_popped_and_started() -> None:
+        """Reads the heartbeat into the connection in the turn the state first holds."""
+        handlers: list[Any] = list(getattr(server, "_connections", {}))
+        handler = handlers[0] if handlers else None
+        if (
+            handler is not None
+            and handler._request_count >= 2
+            and handler._waiter is None
+            and not handler._request_in_progress
+            and not handler._messages
+        ):
+            handler.data_received(post(HEARTBEAT, artifact="doc-3"))
+            injected.append(True)
+            return
+        loop.call_soon(between_popped_and_started)
+
+    try:
+        loop.call_soon(between_popped_and_started)
+        await connection.send(pages)
+        answers = [body_of(await connection.answer()) for _ in range(3)]
+    finally:
+        connection.close()
+    assert injected == [True]
+    assert ["users" in answer for answer in answers] == [True, True, False]
+    assert [len(answer["users"]) for answer in answers[:2]] == [0, 1]
+    assert answers[2]["online"] == 1
