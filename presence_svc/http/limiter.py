@@ -249,9 +249,41 @@ class Limiter:
         None: none held back)."""
         if held_since is not None:
             self._release_held(held_since, held_at_most)
-        groups = self._due_by_call()
-        for piece in _pieces(groups):
-            await self._charge(piece)
+        pieces = _pieces(self._due_by_call())
+        sent = 0
+        try:
+            for piece in pieces:
+                sent += 1
+                # a bucket forgotten since the round began (``forget_user``: an erasure)
+                # is not written back; what a write already sent reaches Redis first
+                kept = self._still_known(piece)
+                if kept:
+                    await self._charge(kept)
+        finally:  # cancelled between writes: the rest is charged by the next settlement
+            for piece in pieces[sent:]:
+                for settled in piece.values():
+                    for known in settled:
+                        self._requeue(known)
+
+    def _still_known(self, piece: dict[_Call, list[_Known]]) -> dict[_Call, list[_Known]]:
+        kept: dict[_Call, list[_Known]] = {}
+        for call, settled in piece.items():
+            live = []
+            for known in settled:
+                if self._known.get(known.key) is known:
+                    live.append(known)
+                else:
+                    known.settling = 0
+            if live:
+                kept[call] = live
+        return kept
+
+    def _requeue(self, known: _Known) -> None:
+        """A bucket whose write was never sent: due again, with what it was to charge."""
+        known.used, known.settling = known.used + known.settling, 0
+        if known.used and not known.due and self._known.get(known.key) is known:
+            known.due = True
+            self._due.append(known)
 
     async def _charge(self, groups: dict[_Call, list[_Known]]) -> None:
         """One write of script calls (``_PER_WRITE`` buckets at most), and their answers
@@ -273,6 +305,11 @@ class Limiter:
             answers = await self._redis.run_many(calls)
         except (RedisError, OSError, TimeoutError) as exc:
             answers = [exc] * len(calls)
+        except asyncio.CancelledError:  # sent or not, unknown: taken as not charged
+            for settled in groups.values():
+                for known in settled:
+                    known.settling = 0
+            raise
         self._answered(groups, answers)
 
     def _release_held(self, since: float, budget: int) -> None:

@@ -192,3 +192,71 @@ async def test_a_round_is_sent_in_pieces_one_after_the_other(
     assert sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000)) == 300
     for key in sync_redis.scan_iter(match="rl:*", count=1000):
         assert 57_000 < sync_redis.pttl(key) <= 60_000  # one heartbeat each: a minute's token
+
+
+async def _round_between_writes(
+    make_client: MakeClient, between: Callable[[Limiter], Any]
+) -> Limiter:
+    """300 users of one slot admitted, a round started, and ``between`` run once its first
+    write is answered and before the next is written."""
+    client = await make_client(
+        rate_limits=parse_rate_limits("heartbeat=1/m:burst=60"),
+        rate_limit_settle_s=5,
+        rate_limit_lazy_s=0,
+        partitions=1,
+    )
+    limiter = _limiter(client)
+    run_many = limiter._redis.run_many
+    writes = 0
+
+    async def spied(calls: Sequence[ScriptCall]) -> list[Any]:
+        nonlocal writes
+        answers = await run_many(calls)
+        writes += 1
+        if writes == 1:
+            await between(limiter)
+        return answers
+
+    limiter._redis.run_many = spied  # type: ignore[method-assign]
+    for n in range(300):
+        limiter.admit(Principal(f"crowd-{n:04d}", Scope.CLIENT, None), HEARTBEAT)
+    return limiter
+
+
+async def test_a_user_erased_during_a_round_is_not_written_back_by_its_later_writes(
+    make_client: MakeClient, sync_redis: redis.Redis
+) -> None:
+    victim = "crowd-0299"  # the last admitted: in the round's last write
+    bucket = Keyspace(1).rate_bucket(victim, HEARTBEAT)
+
+    async def erase(limiter: Limiter) -> None:
+        limiter.forget_user(victim)  # what DELETE /v1/users/{id} does first
+        sync_redis.delete(bucket)  # then the eraser
+
+    limiter = await _round_between_writes(make_client, erase)
+    await limiter.settle(held_since=None)
+    assert sync_redis.exists(bucket) == 0
+    assert sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000)) == 299
+
+
+async def test_a_round_cancelled_between_writes_is_charged_by_the_last_settlement(
+    make_client: MakeClient, sync_redis: redis.Redis
+) -> None:
+    """As a shutdown cancels the background round: what it had not written yet is charged
+    by the settlement on the way out, not lost."""
+    cancelled = asyncio.Event()
+
+    async def cancel_round(_: Limiter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        cancelled.set()
+        await asyncio.sleep(0)  # the cancellation lands here: the first write was answered
+
+    limiter = await _round_between_writes(make_client, cancel_round)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(limiter.settle(held_since=None))
+    assert cancelled.is_set()
+    assert sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000)) < 300
+    await limiter.settle()  # the last settlement
+    assert sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000)) == 300
