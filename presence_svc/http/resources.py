@@ -119,6 +119,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TIMELINE] = Timeline(app[REDIS], timeline_store(database.connection), app[SETTINGS])
     app[ERASURES] = erasure_jobs(app[REDIS], database, app[SETTINGS], app[PRESENCE])
     yield
+    await app[USERS].aclose()
     await database.close()
 
 

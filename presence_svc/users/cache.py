@@ -72,6 +72,8 @@ class CachedUsers:
         """Walks the entries at ``_refresh_at`` while some that were ``held`` wait for it:
         nothing else may read the cache before they expire."""
         self._wake_when = 0.0
+        self._closed = False
+        """Set by ``aclose``: nothing is looked up ahead of time any more."""
         self._walked = 0.0
         """When ``_refresh`` last walked the entries."""
 
@@ -117,7 +119,21 @@ class CachedUsers:
             self._wake_at(self._refresh_at)
         return found, until
 
+    async def aclose(self) -> None:
+        """Stop looking up ahead of time, and wait out such lookups under way: before the
+        directory's database closes (a lookup after that would open it again)."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        sending = list(self._sending)
+        for task in sending:
+            task.cancel()
+        await asyncio.gather(*sending, return_exceptions=True)
+
     def _wake_at(self, when: float) -> None:
+        if self._closed:
+            return
         wake = self._wake
         if wake is not None and self._wake_when <= when:
             return
@@ -207,7 +223,7 @@ class CachedUsers:
         self._walked = now
         for user_id in gone:
             del self._entries[user_id]
-        if again:
+        if again and not self._closed:
             # a batch of their own: a page waiting for a user just joined does not wait
             # for up to MAX_REFRESH lookups ahead of time as well
             loop = asyncio.get_running_loop()

@@ -249,3 +249,18 @@ async def test_entries_are_walked_for_lookups_ahead_at_most_every_quarter_of_the
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         assert len(recording.asked[1]) == MAX_REFRESH  # the rest at the next walk
+
+
+async def test_a_closed_cache_looks_nothing_up_ahead_of_time(tmp_path: Path) -> None:
+    """A kept page's names are looked up again ahead of time on a timer; once the app
+    closes the cache (before its database), the timer no longer fires a lookup (one after
+    the database closed would open it again)."""
+    async with opened_database(f"sqlite:///{tmp_path / 'db.sqlite3'}") as database:
+        counting = _Counting(database.users)
+        users = CachedUsers(counting, ttl_s=0.4)  # type: ignore[arg-type]
+        await database.users.put_profile("alice", "Alice", None)
+        await users.get_profiles(["alice"])
+        assert users.held(["alice"]) is not None  # read by a page: due again ahead of time
+        await users.aclose()
+        await asyncio.sleep(0.8)
+        assert counting.lookups == 1
