@@ -115,11 +115,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = database
     app[LEDGER] = database.ledger
     # Names are joined into every presence page and event: a short per-process cache.
-    app[USERS] = CachedUsers(database.users, app[SETTINGS].profile_cache_s)
+    users = CachedUsers(database.users, app[SETTINGS].profile_cache_s)
+    app[USERS] = users
     app[TIMELINE] = Timeline(app[REDIS], timeline_store(database.connection), app[SETTINGS])
     app[ERASURES] = erasure_jobs(app[REDIS], database, app[SETTINGS], app[PRESENCE])
     yield
-    await app[USERS].aclose()
+    await users.aclose()
     await database.close()
 
 
