@@ -5,14 +5,18 @@
 -- IX the views index set ('<artifact>/<version>')  RZ recent zset artifact -> last view
 -- (ms)  RH recent hash artifact -> version; keep: recent entries kept; ttl: TTL (ms) of an
 -- idle user's recent list.
--- An older time never overwrites a newer one (ZADD GT), so a replayed call is harmless;
+-- An older time never overwrites a newer one (ZADD GT), so a replayed call is harmless
+-- (a later call in the same millisecond still sets the version it viewed);
 -- the list keeps only the most recent `keep` artifacts.
 -- returns noted (1 if the version is new to the index else 0), moved (1 if the recent
 -- entry moved else 0)
 local function note_view(IX, RZ, RH, artifact, version, keep, ttl)
   local noted = redis.call('SADD', IX, artifact .. '/' .. version)
   local moved = redis.call('ZADD', RZ, 'GT', 'CH', NOW, artifact)
-  if moved == 1 then
+  if moved == 0 and tonumber(redis.call('ZSCORE', RZ, artifact)) == NOW then
+    -- another version of the artifact viewed in the same millisecond: the later is shown
+    redis.call('HSET', RH, artifact, version)
+  elseif moved == 1 then
     redis.call('HSET', RH, artifact, version)
     local extra = redis.call('ZCARD', RZ) - tonumber(keep)
     if extra > 0 then

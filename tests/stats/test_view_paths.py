@@ -6,6 +6,8 @@ tests/redis/test_cluster.py."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 
@@ -36,3 +38,21 @@ async def test_one_call_and_two_scripts_leave_the_same_state(
     assert counted == [True, False, True, True, True, False, True]
     assert answers[-1][4:] == (3, 3)  # doc-1/v1: alice, bob (hidden), carol
     assert after_one_call["outbox " + one_call.keys.tag_of("doc-1")]  # version.seen
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-call", "two-scripts"])
+async def test_two_versions_viewed_in_one_millisecond_show_the_later_in_the_recent_list(
+    redis_conn: RedisConnection, settings: Settings, cluster: bool
+) -> None:
+    store = ViewStore(redis_conn, settings.replace(redis_cluster=cluster))
+    for attempt in range(50):  # until Redis's clock shows both calls in one millisecond
+        artifact = f"doc-{attempt}"
+        first, second = await asyncio.gather(
+            store.record(artifact, "v1", "alice", None), store.record(artifact, "v2", "alice", None)
+        )
+        if first.viewed_at_ms == second.viewed_at_ms:
+            break
+    else:
+        pytest.fail("no two views in one millisecond in 50 tries")
+    recent = {item.artifact_id: item.version_id for item in await store.recent("alice", 100)}
+    assert recent[artifact] == "v2"
