@@ -3,16 +3,16 @@ class in Redis (``lua/limits/settle.lua``, on the user's slot), shared by every 
 and host. Admin tokens are never limited.
 
 A request is admitted on what this process knows, with no Redis work on its path: the
-bucket's last answer, the refill since, less what this process admitted since (GCRA, as
-in Redis). What it admits is counted per user and class, and a background task settles
-it every ``PRESENCE_RATE_LIMIT_SETTLE_S`` in one pipelined round trip (one script call per
-slot and route class), each answer saying what the buckets hold now. A user this process
-has not heard of is taken to have a full bucket. Everything admitted is charged, past
-empty too: the bucket goes into debt and every process refuses the user until it is paid
-back. So one process keeps the limit exactly; across P processes a user gets at most
-``burst + rate * t + (P - 1) * (burst + rate * R + H)`` in any t seconds (R: a settlement
-round, the interval plus a round trip; H: what a process may hold back, below), the
-excess coming at the start of a flood, and the rate on average over a long one
+bucket's last answer, the refill since, less what this process admitted since (GCRA, as in
+Redis). What it admits is counted per user and class, and a background task settles it every
+``PRESENCE_RATE_LIMIT_SETTLE_S`` (one script call per slot and route class, sent in writes
+of ``_PER_WRITE`` buckets one after another), each answer saying what the buckets hold now.
+A user this process has not heard of is taken to have a full bucket. Everything admitted is
+charged, past empty too: the bucket goes into debt and every process refuses the user until
+it is paid back. So one process keeps the limit exactly; across P processes a user gets at
+most ``burst + rate * t + (P - 1) * (burst + rate * R + H)`` in any t seconds (R: a
+settlement round, the interval plus a round trip; H: what a process may hold back, below),
+the excess coming at the start of a flood, and the rate on average over a long one
 (docs/api.md#rate-limits).
 
 Held back: a bucket this process knows to be nearly full (at most ``H`` = a tenth of the
@@ -243,7 +243,8 @@ class Limiter:
         self, held_since: float | None = math.inf, held_at_most: int = 1 << 62
     ) -> None:
         """Charge the buckets due with what was admitted since their last settlement, in
-        one pipelined round trip, and take in what Redis answered. Due: those queued for
+        writes of ``_PER_WRITE`` buckets one after another, and take in what Redis
+        answered. Due: those queued for
         the next round, and those held back since ``held_since`` or before, up to
         ``held_at_most`` of them (by default, all: every request admitted is charged;
         None: none held back)."""

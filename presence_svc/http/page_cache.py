@@ -126,9 +126,10 @@ class PageCache:
             # a reader of the same page is building it: wait, then check its mark
             await asyncio.shield(building)
         kept = self._valid(key, users.generation)
-        if kept is not None and not _names_hold(users, kept):
-            # other names, or not cached: joined again, its Redis part checked as ever
-            kept.names_until = 0.0
+        if kept is not None:
+            # past the names' time, other names or uncached ones (``names_until`` 0) are
+            # joined again, its Redis part checked as ever
+            _check_names(users, kept)
         page: PresencePage | None = None
         expires = 0.0
         same: _Kept | None = None
@@ -199,8 +200,7 @@ class PageCache:
             # what the cache holds now may be fresher than what the join read: the page
             # keeps those names only if they are the ones it shows
             names = [(user.name, user.avatar_url) for user in out.users]
-            held = users.held(ids)
-            names_until = 0.0 if held is None or _shown(held[0]) != names else held[1]
+            names_until = _held_until(users, ids, names)
             if generation == users.generation and names_until > 0:
                 bodies = {as_msgpack: body}
                 kept = _Kept(
@@ -295,16 +295,20 @@ class PageCache:
             self._bytes -= sum(map(len, kept.bodies.values()))
 
 
-def _names_hold(users: CachedUsers, kept: _Kept) -> bool:
-    """Whether ``kept`` shows the names a join would show now: without asking the cache
-    while the profiles it joined are valid, else from the cache (no lookup)."""
-    if kept.names_until > time.monotonic():
-        return True
-    held = users.held(kept.user_ids)
-    if held is None or _shown(held[0]) != kept.names:
-        return False
-    kept.names_until = held[1]
-    return True
+def _check_names(users: CachedUsers, kept: _Kept) -> None:
+    """Past the time of the profiles ``kept`` joined, asks the cache (no lookup) whether a
+    join would show the same names now: ``names_until`` moves on if so, else is 0."""
+    if kept.names_until <= time.monotonic():
+        kept.names_until = _held_until(users, kept.user_ids, kept.names)
+
+
+def _held_until(
+    users: CachedUsers, ids: tuple[str, ...], names: list[tuple[str | None, str | None]]
+) -> float:
+    """Until when the cache holds exactly ``names`` (name, avatar) for ``ids``; 0 when it
+    holds other ones or not all of them."""
+    held = users.held(ids)
+    return 0.0 if held is None or _shown(held[0]) != names else held[1]
 
 
 def _shown(profiles: list[Profile | None]) -> list[tuple[str | None, str | None]]:

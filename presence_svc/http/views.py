@@ -38,8 +38,8 @@ async def record_view(request: web.Request) -> web.Response:
 
 async def view(app: web.Application, asked: Asked) -> tuple[bytes, str]:
     """A view's answer (its body and media type): one implementation of its checks, in
-    this order, and of its answer, as ``presence.beat`` is, so that ``http/lean``'s table
-    may take views with this core (tried, not kept: ``benchmarks/README.md``)."""
+    this order, and of its answer, for aiohttp's handler and ``http/lean``'s table alike,
+    as ``presence.beat`` is."""
     principal = app[TOKENS].from_header(asked.authorization)
     body = await asked.body(_VIEW)
     principal.require_write(body.artifact_id)

@@ -34,6 +34,21 @@ async def _page(client: AppClient, auth: Auth, query: str = "") -> dict[str, Any
     return body
 
 
+async def _renamed_elsewhere(client: AppClient) -> None:
+    """alice renamed Alicia through the directory, as another process would (not through
+    this process's cache)."""
+    users = client.app[USERS]
+    assert isinstance(users, CachedUsers)
+    await users.inner.put_profile("alice", "Alicia", None)
+
+
+async def _until_renamed_on_the_page(client: AppClient, auth: Auth, pause_s: float) -> None:
+    deadline = time.monotonic() + 10
+    while (await _page(client, auth))["users"][0]["name"] != "Alicia":
+        assert time.monotonic() < deadline, "the kept page kept the old name"
+        await asyncio.sleep(pause_s)
+
+
 def _rows(page: dict[str, Any]) -> list[tuple[str, str | None, str, int]]:
     return [(u["userId"], u["versionId"], u["status"], u["sessions"]) for u in page["users"]]
 
@@ -304,13 +319,8 @@ async def test_a_kept_page_past_its_time_in_a_quiet_room_comes_back_with_fresh_n
     assert first["users"][0]["name"] == "Alice"
     await asyncio.sleep(0.3)  # past the page's and the profile's time: the same page
     assert await _page(client, auth) == first
-    users = client.app[USERS]
-    assert isinstance(users, CachedUsers)
-    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
-    deadline = time.monotonic() + 10
-    while (await _page(client, auth))["users"][0]["name"] != "Alicia":
-        assert time.monotonic() < deadline, "the kept page kept the old name"
-        await asyncio.sleep(0.05)
+    await _renamed_elsewhere(client)
+    await _until_renamed_on_the_page(client, auth, 0.05)
 
 
 async def test_the_cache_counts_only_the_bytes_of_the_pages_it_holds(
@@ -356,9 +366,7 @@ async def test_a_rename_shows_on_a_page_read_all_along_within_the_profile_cache_
 
     await read_for(3 * ttl)  # names looked up ahead of time, pages kept and checked
     assert {name for _, name in reads} == {"Alice"}
-    users = client.app[USERS]
-    assert isinstance(users, CachedUsers)
-    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
+    await _renamed_elsewhere(client)
     renamed = time.monotonic()
     await read_for(3 * ttl)
     late = [name for started, name in reads if started >= renamed + ttl]
@@ -384,9 +392,7 @@ async def test_a_page_built_while_its_names_are_looked_up_again_is_kept_no_longe
     # another page of the room joins alice's cached name: read since her lookup, she is
     # looked up again ahead of time
     assert (await _page(client, auth, "?include=recent"))["users"][0]["name"] == "Alice"
-    users = client.app[USERS]
-    assert isinstance(users, CachedUsers)
-    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
+    await _renamed_elsewhere(client)
     renamed = time.monotonic()
     # alice due for a lookup ahead of time (half her time up), still cached
     await asyncio.sleep(max(0.0, start + ttl / 2 + 0.3 - time.monotonic()))
@@ -416,10 +422,5 @@ async def test_a_page_read_all_along_outlives_its_names_time_while_they_stay_the
         assert await _page(client, auth) == first
         await asyncio.sleep(0.02)
     assert list(cache._kept.values()) == [kept]  # the same page all along
-    users = client.app[USERS]
-    assert isinstance(users, CachedUsers)
-    await users.inner.put_profile("alice", "Alicia", None)  # as another process would
-    deadline = time.monotonic() + 10
-    while (await _page(client, auth))["users"][0]["name"] != "Alicia":
-        assert time.monotonic() < deadline, "the kept page kept the old name"
-        await asyncio.sleep(0.02)
+    await _renamed_elsewhere(client)
+    await _until_renamed_on_the_page(client, auth, 0.02)
