@@ -100,18 +100,19 @@ async def _fill(
 ) -> None:
     """``artifacts x per_artifact`` live sessions through the real heartbeat script, on a
     connection of its own with a generous timeout: a pipeline of thousands of calls can
-    outlast the service's 0.9 s on a busy machine (the test is about the sweep)."""
+    outlast the service's 0.9 s on a busy machine (the test is about the sweep).
+
+    They stay online for an hour, longer than the test may run: with the service's 30 s,
+    the first ones were due again before the sweep when the fill itself took longer than
+    that (326 artifacts swept instead of 10 at a load of 24-30)."""
     calls: list[ScriptCall] = []
     heartbeat = store.redis.scripts.heartbeat
+    fresh = Lifetimes(online_ms=3_600_000, retention_ms=7_200_000, away_ms=3_600_000)
     for a in range(artifacts):
         k = store.keys.artifact(f"big-{a}")
         for s in range(per_artifact):
             session = pack_session_id(f"tab-{s:08d}")
-            calls.append(
-                heartbeat.call(
-                    k, Lifetimes(30_000, 60_000, 30_000), session, f"user-{s}", "v1", b""
-                )
-            )
+            calls.append(heartbeat.call(k, fresh, session, f"user-{s}", "v1", b""))
     filler = connect(settings, timeout_s=60.0)
     try:
         for start in range(0, len(calls), 5000):
