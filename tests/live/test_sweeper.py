@@ -137,7 +137,8 @@ def _command_calls(sync_redis: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
-@pytest.mark.timeout(120)
+# 82 s beside 4 CPU hogs on 2 cores (load 11): 120 s left too little for a load of 24-30.
+@pytest.mark.timeout(300)
 async def test_a_sweep_among_100k_fresh_sessions_touches_only_the_10_stale(
     redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
