@@ -1,5 +1,6 @@
 """``PresenceClient``: the presence-svc API for services and bots, with the browser SDK's
-retry rules (401: a fresh token once; 429/503/network: back off, honouring Retry-After)."""
+retry rules (401: a fresh token once; 408/429/5xx/network/token_provider failures: back off,
+waiting Retry-After out up to ``max_retry_after_s``)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ class PresenceClient:
     Leaving the ``async with`` stops every ``join``-ed session's heartbeat task and sends
     its ``leave``. One-off calls retry transient failures ``max_attempts`` times in all, then
     raise ``PresenceClientError``; heartbeat tasks retry for as long as they run.
+    ``max_backoff_s`` caps the exponential backoff; a longer ``Retry-After`` is waited out up
+    to ``max_retry_after_s``, past which a one-off call raises at once (its
+    ``retry_after_s`` says when to come back) and a heartbeat task or stream waits that long.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class PresenceClient:
         session: aiohttp.ClientSession | None = None,
         max_attempts: int = 5,
         max_backoff_s: float = 30.0,
+        max_retry_after_s: float = 60.0,
         timeout_s: float = 10.0,
         random: Callable[[], float] = _random.random,
     ) -> None:
@@ -94,6 +99,7 @@ class PresenceClient:
         self._own_session = session is None
         self.max_attempts = max(1, max_attempts)
         self.max_backoff_s = max_backoff_s
+        self.max_retry_after_s = max_retry_after_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.random = random
         self._live: set[LiveSession] = set()
@@ -408,11 +414,16 @@ class PresenceClient:
     async def _fresh_token(self) -> str:
         if self._provider is None:
             raise PresenceClientError("the token was rejected (401)", status=401)
-        token = self._provider()
-        if inspect.isawaitable(token):
-            token = await token
+        # A failure here is retried as a network error is (status 0): a token service that
+        # is unreachable for a moment, as the browser SDK's getToken().
+        try:
+            token = self._provider()
+            if inspect.isawaitable(token):
+                token = await token
+        except Exception as exc:
+            raise PresenceClientError(f"token_provider failed: {exc!r}", status=0) from exc
         if not isinstance(token, str) or not token:
-            raise PresenceClientError("token_provider returned no token", status=401)
+            raise PresenceClientError("token_provider returned no token", status=0)
         self._token = token
         return token
 
@@ -434,7 +445,8 @@ class PresenceClient:
         empty: _T | None = None,
     ) -> _T:
         """One call with the retry rules; ``attempts`` counts transient failures only.
-        ``empty``: the answer when the service sends no body (204)."""
+        ``empty``: the answer when the service sends no body (204). A ``Retry-After`` past
+        ``max_retry_after_s`` is raised at once: a wait that long is the caller's to decide."""
         most = attempts or self.max_attempts
         failures = 0
         while True:
@@ -447,9 +459,16 @@ class PresenceClient:
                 if not exc.transient:
                     raise
                 failures += 1
-                if failures >= most:
+                too_long = (exc.retry_after_s or 0.0) > self.max_retry_after_s
+                if failures >= most or too_long:
                     raise
-                delay = backoff_s(failures, exc.retry_after_s, self.max_backoff_s, self.random)
+                delay = backoff_s(
+                    failures,
+                    exc.retry_after_s,
+                    self.max_backoff_s,
+                    self.random,
+                    longest_s=self.max_retry_after_s,
+                )
                 log.debug("retrying", extra={"path": path, "status": exc.status, "in_s": delay})
                 await asyncio.sleep(delay)
 

@@ -8,8 +8,10 @@ __all__ = ["PresenceClientError"]
 
 
 class PresenceClientError(Exception):
-    """A call failed for good. ``status`` is 0 for a network error; ``transient`` is true
-    for 429, 5xx and network errors (retried until the attempts ran out)."""
+    """A call failed for good. ``status`` is 0 for a network error or a ``token_provider``
+    failure; ``transient`` says what the client retries by itself: those, 408, 429 and 5xx
+    (a one-off call until its attempts ran out or ``Retry-After`` is past
+    ``max_retry_after_s``; a heartbeat task or an event stream for as long as it runs)."""
 
     def __init__(
         self,
@@ -26,4 +28,6 @@ class PresenceClientError(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.status == 0 or self.status == 429 or self.status >= 500
+        """408 too: the server gave up waiting for the request, which a retry sends again
+        (every call retried is idempotent, or counted once by the service)."""
+        return self.status in (0, 408, 429) or self.status >= 500

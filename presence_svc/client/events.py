@@ -172,7 +172,13 @@ class EventStream:
                     return
                 failures += 1
                 client = self._client
-                delay = backoff_s(failures, exc.retry_after_s, client.max_backoff_s, client.random)
+                delay = backoff_s(
+                    failures,
+                    exc.retry_after_s,
+                    client.max_backoff_s,
+                    client.random,
+                    longest_s=client.max_retry_after_s,
+                )
                 log.info("events lost; reconnecting", extra={"error": str(exc), "in_s": delay})
                 await asyncio.sleep(delay)
             finally:
@@ -183,13 +189,16 @@ class EventStream:
     async def _open(self) -> aiohttp.ClientResponse:
         """The stream's response (200), after one fresh token on a 401."""
         client = self._client
-        token = await client._current_token()
-        response = await self._request(token)
-        if response.status == 401 and client._provider is not None:
-            response.close()
-            if client._token == token:
-                await client._fresh_token()
-            response = await self._request(await client._current_token())
+        try:
+            token = await client._current_token()
+            response = await self._request(token)
+            if response.status == 401 and client._provider is not None:
+                response.close()
+                if client._token == token:
+                    await client._fresh_token()
+                response = await self._request(await client._current_token())
+        except PresenceClientError as exc:  # token_provider failed: retried as a drop is
+            raise _Reconnect(str(exc)) from exc
         if response.status != 200:
             raw = await response.read()
             response.close()

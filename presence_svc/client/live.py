@@ -149,7 +149,13 @@ class LiveSession:
                     return
                 failures += 1
                 client = self._client
-                delay = backoff_s(failures, exc.retry_after_s, client.max_backoff_s, client.random)
+                delay = backoff_s(
+                    failures,
+                    exc.retry_after_s,
+                    client.max_backoff_s,
+                    client.random,
+                    longest_s=client.max_retry_after_s,
+                )
                 continue
             failures = 0
             delay = self._next_delay()

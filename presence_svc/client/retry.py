@@ -1,5 +1,6 @@
 """The retry rules shared with the browser SDK: exponential backoff with jitter, never
-sooner than ``Retry-After``."""
+sooner than ``Retry-After``, which is waited out past the backoff's cap (up to a bound of
+its own: coming back sooner only meets another 429)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,22 @@ BASE_S = 1.0
 
 
 def backoff_s(
-    attempt: int, retry_after_s: float | None, cap_s: float, random: Callable[[], float]
+    attempt: int,
+    retry_after_s: float | None,
+    cap_s: float,
+    random: Callable[[], float],
+    *,
+    longest_s: float,
 ) -> float:
-    """Delay before retry number ``attempt`` (from 1): 1 s, 2 s, 4 s ... half of it jittered,
-    at least ``Retry-After`` (plus a little jitter so clients do not come back together)."""
+    """Delay before retry number ``attempt`` (from 1): 1 s, 2 s, 4 s ... up to ``cap_s``,
+    half of it jittered; at least ``Retry-After`` (plus a little jitter so clients do not
+    come back together), even past ``cap_s``, but no longer than ``longest_s``."""
     exp = min(cap_s, BASE_S * 2.0 ** min(attempt - 1, 20))
     delay = exp / 2 + random() * exp / 2
     if retry_after_s is not None:
-        delay = max(delay, retry_after_s + random() * min(1.0, retry_after_s * 0.1))
-    return min(delay, cap_s)
+        asked = retry_after_s + random() * min(1.0, retry_after_s * 0.1)
+        delay = max(delay, min(asked, longest_s))
+    return delay
 
 
 def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:

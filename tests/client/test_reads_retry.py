@@ -1,7 +1,10 @@
-"""The Python SDK's dashboard reads against the real service's rate limiter: a 429 is waited
-out (``Retry-After``) and retried by the client itself, also on POST seen/check (a read);
-after ``max_attempts`` the 429 is raised. And a ``Retry-After`` given as an HTTP date (what
-a proxy in front of the service may send) is honoured as the seconds form is."""
+"""The Python SDK's retry rules against the real service's rate limiter and small local
+servers: a 429 is waited out (``Retry-After``, even past ``max_backoff_s``) and retried by
+the client itself, also on POST seen/check (a read); a ``Retry-After`` past
+``max_retry_after_s`` is raised at once; after ``max_attempts`` the last error is raised.
+What ``PresenceClientError.transient`` says is what is retried: 408, and a failing
+``token_provider``, too. And a ``Retry-After`` given as an HTTP date (what a proxy in front
+of the service may send) is honoured as the seconds form is."""
 
 from __future__ import annotations
 
@@ -61,26 +64,124 @@ async def test_dashboard_reads_wait_out_the_limiters_429_and_answer(
     assert {status for _, status in retried} == {429}
 
 
-async def test_the_last_429_is_raised_once_the_attempts_ran_out(
+async def test_a_retry_after_past_max_backoff_is_waited_out_not_cut_to_it(
+    aiohttp_server: Server,
+    settings: Settings,
+    tokens: TokenCodec,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cut to the 0.05 s cap, every retry came before the bucket refilled and met another
+    429 until the attempts ran out."""
+    caplog.set_level(logging.DEBUG, logger=CLIENT_LOG)
+    url = await _limited(aiohttp_server, settings)
+    token = tokens.issue("board", scope=Scope.DASHBOARD, ttl_s=600)
+    async with PresenceClient(url, token, max_backoff_s=0.05) as board:
+        await board.stats("doc-1")  # the one read the bucket holds
+        started = time.monotonic()
+        timeline = await board.timeline("doc-1")  # refused (Retry-After: 1), then answered
+    assert timeline.step == "1m"
+    assert time.monotonic() - started >= 0.9
+    # (a second wait when the refill lands a moment after Retry-After's whole second)
+    assert set(_retried(caplog)) == {("/v1/artifacts/doc-1/timeline", 429)}
+
+
+async def test_a_retry_after_past_max_retry_after_is_raised_at_once(
     aiohttp_server: Server,
     settings: Settings,
     tokens: TokenCodec,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=CLIENT_LOG)
-    url = await _limited(aiohttp_server, settings)
+    app = create_app(settings.replace(rate_limits=parse_rate_limits("read=6/m:burst=1")))
+    url = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     token = tokens.issue("board", scope=Scope.DASHBOARD, ttl_s=600)
-    # A backoff cap far below Retry-After: the second attempt comes too soon and is refused.
-    async with PresenceClient(url, token, max_attempts=2, max_backoff_s=0.05) as board:
+    async with PresenceClient(url, token, max_retry_after_s=5.0) as board:
         await board.stats("doc-1")
+        started = time.monotonic()
         with pytest.raises(PresenceClientError) as caught:
-            await board.timeline("doc-1")
+            await board.timeline("doc-1")  # the bucket refills in 10 s: past the 5 s
+    assert time.monotonic() - started < 1.0
     assert caught.value.status == 429
     assert caught.value.transient
     assert caught.value.retry_after_s is not None
-    assert caught.value.retry_after_s >= 1
+    assert caught.value.retry_after_s > 5.0
+    assert _retried(caplog) == []
+
+
+Answer = Callable[[], web.Response]
+
+
+async def _serve(aiohttp_server: Server, path: str, answers: list[Answer]) -> str:
+    """A local server answering ``path`` with ``answers`` in turn, then with the last one."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return (answers.pop(0) if len(answers) > 1 else answers[0])()
+
+    app = web.Application()
+    app.router.add_route("*", path, handler)
+    return str((await aiohttp_server(app)).make_url("")).rstrip("/")
+
+
+def _problem(status: int, headers: dict[str, str] | None = None) -> Answer:
+    return lambda: web.json_response({"status": status}, status=status, headers=headers)
+
+
+def _where() -> web.Response:
+    return web.json_response({"userId": "alice", "online": [], "recent": []})
+
+
+async def test_the_last_429_is_raised_once_the_attempts_ran_out(aiohttp_server: Server) -> None:
+    url = await _serve(
+        aiohttp_server, "/v1/artifacts/doc-1/timeline", [_problem(429, {"Retry-After": "1"})]
+    )
+    async with PresenceClient(url, "t", max_attempts=2) as board:
+        started = time.monotonic()
+        with pytest.raises(PresenceClientError) as caught:
+            await board.timeline("doc-1")
+    assert time.monotonic() - started >= 0.9  # one wait: 2 attempts in all
+    assert caught.value.status == 429
+    assert caught.value.transient
+    assert caught.value.retry_after_s == 1.0
     assert caught.value.problem["status"] == 429
-    assert _retried(caplog) == [("/v1/artifacts/doc-1/timeline", 429)]  # one retry: 2 in all
+
+
+async def test_a_408_is_transient_and_retried(aiohttp_server: Server) -> None:
+    url = await _serve(aiohttp_server, "/v1/users/alice/presence", [_problem(408), _where])
+    async with PresenceClient(url, "t", max_backoff_s=0.05) as client:
+        assert (await client.where_now("alice")).user_id == "alice"
+    assert PresenceClientError("x", status=408).transient
+    assert not PresenceClientError("x", status=409).transient
+
+
+async def test_a_failing_token_provider_is_retried_then_raised_as_the_clients_error(
+    aiohttp_server: Server,
+) -> None:
+    """The token service unreachable for a moment: retried as a network error (status 0);
+    for good: the client's error after ``max_attempts``, the provider's as its cause."""
+    url = await _serve(aiohttp_server, "/v1/users/alice/presence", [_where])
+    asked: list[int] = []
+
+    async def flaky() -> str:
+        asked.append(1)
+        if len(asked) < 3:
+            raise ConnectionError("token service unreachable")
+        return "t"
+
+    async with PresenceClient(url, token_provider=flaky, max_backoff_s=0.05) as client:
+        assert (await client.where_now("alice")).user_id == "alice"
+    assert len(asked) == 3
+
+    def signed_out() -> str:
+        raise PermissionError("signed out")
+
+    async with PresenceClient(
+        url, token_provider=signed_out, max_attempts=2, max_backoff_s=0.05
+    ) as client:
+        with pytest.raises(PresenceClientError) as caught:
+            await client.where_now("alice")
+    assert caught.value.status == 0
+    assert caught.value.transient
+    assert isinstance(caught.value.__cause__, PermissionError)
 
 
 async def test_retry_after_as_an_http_date_is_honoured(aiohttp_server: Server) -> None:

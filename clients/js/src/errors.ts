@@ -16,6 +16,7 @@ export type PresenceOperation =
   | 'presence'
   | 'events'
   | 'seen'
+  | 'stats'
   | 'timeline'
   | 'privacy';
 
@@ -26,7 +27,10 @@ export class PresenceError extends Error {
   readonly problem: ProblemDetails | null;
   /** Retry-After in ms when the server sent one. */
   readonly retryAfterMs: number | null;
-  /** True when the SDK retries by itself (network, 429, 5xx). */
+  /**
+   * True when the SDK retries it by itself: no answer (network), a getToken() failure, 408, 429, 5xx
+   * (the presence loop for as long as it runs, the reads client up to `maxAttempts`).
+   */
   readonly transient: boolean;
 
   constructor(
@@ -61,6 +65,7 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
   return Math.max(0, date - now);
 }
 
+/** 408 too: the server gave up waiting for the request, which a retry sends again (every retried call is idempotent). */
 export function isTransientStatus(status: number): boolean {
   return status === 0 || status === 408 || status === 429 || status >= 500;
 }

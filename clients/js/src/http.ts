@@ -2,6 +2,12 @@ import type { Context } from './context.js';
 import { PresenceError, errorFromResponse, type PresenceOperation } from './errors.js';
 
 const BASE_BACKOFF_MS = 1_000;
+/**
+ * The longest Retry-After waited out (a presence loop then tries again; the reads client rejects at
+ * once instead, its `maxRetryAfterMs`). It also keeps a wait below setTimeout's 2^31 - 1 ms, past
+ * which a timer fires at once.
+ */
+export const MAX_RETRY_AFTER_MS = 60_000;
 
 /** What `request` needs of a context: a presence instance's, or the small one of `createReads` (reads.ts). */
 export type HttpContext = Pick<Context, 'baseUrl_' | 'fetch_' | 'token_' | 'tokenPromise_' | 'stopped_'> & {
@@ -27,16 +33,16 @@ export function jitter(ctx: Context, ms: number): number {
 export type BackoffContext = Pick<Context, 'maxBackoffMs_' | 'random_'>;
 
 /**
- * Exponential backoff with jitter; `attempt` starts at 1. Retry-After wins (up to the cap).
+ * Exponential backoff with jitter, `attempt` from 1, capped at maxBackoffMs; a Retry-After is
+ * waited out even past that cap (coming back sooner meets another 429), up to `longest`.
  * The Python SDK's rule (presence_svc/client/retry.py), so both SDKs come back alike.
  */
-export function backoff(ctx: BackoffContext, attempt: number, retryAfterMs: number | null): number {
+export function backoff(ctx: BackoffContext, attempt: number, retryAfterMs: number | null, longest = MAX_RETRY_AFTER_MS): number {
   const exp = Math.min(ctx.maxBackoffMs_, BASE_BACKOFF_MS * 2 ** Math.min(attempt - 1, 20));
-  let delay = exp / 2 + (ctx.random_() * exp) / 2;
-  if (retryAfterMs != null) {
-    delay = Math.max(delay, retryAfterMs + ctx.random_() * Math.min(1_000, retryAfterMs * 0.1));
-  }
-  return Math.min(delay, ctx.maxBackoffMs_);
+  const delay = exp / 2 + (ctx.random_() * exp) / 2;
+  return retryAfterMs == null
+    ? delay
+    : Math.max(delay, Math.min(longest, retryAfterMs + ctx.random_() * Math.min(1_000, retryAfterMs * 0.1)));
 }
 
 /** One getToken() call at a time, shared by the requests waiting for it. */

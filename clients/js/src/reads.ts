@@ -1,16 +1,20 @@
 /*
  * Reads and settings a dashboard, an inbox or a settings page asks for, without a presence
- * instance: a page of an artifact's presence list (e.g. who was here recently), its latest version, a user's unseen artifacts, an artifact's timeline,
- * where a user is now, a user's privacy settings. A separate entry point
- * (`@presence-svc/client/reads`): the browser bundle a tab loads for its presence loop does
- * not carry them. Requests, the 401 token refresh, the errors (PresenceError, same
- * `operation` values) and the backoff are the core's (http.ts). Every call here is idempotent
- * (GETs, and PUT privacy), so a 429, a 5xx or a network error is retried by itself, with the
- * Python SDK's rules (presence_svc/client/retry.py): `maxAttempts` in all, Retry-After honoured.
+ * instance: a page of an artifact's presence list (e.g. who was here recently), its latest version,
+ * a user's unseen artifacts, who has seen a version (a page, or a check of an audience), an
+ * artifact's stats, a version's viewers, its timeline, where a user is now, a user's privacy
+ * settings. A separate entry point (`@presence-svc/client/reads`): the browser bundle a tab loads
+ * for its presence loop does not carry them. Requests, the 401 token refresh, the errors
+ * (PresenceError, same `operation` values) and the backoff are the core's (http.ts). Every call
+ * here is idempotent (GETs, PUT privacy, and POST seen/check, a read whose list of users is too
+ * long for a query), so what `PresenceError.transient` says is retried by itself, with the Python
+ * SDK's rules (presence_svc/client/retry.py): `maxAttempts` in all, Retry-After waited out up to
+ * `maxRetryAfterMs`, a longer one rejected at once.
  */
 import { PresenceError, type PresenceOperation } from './errors.js';
-import { backoff, request, toPresenceError, type BackoffContext, type HttpContext } from './http.js';
+import { MAX_RETRY_AFTER_MS, backoff, request, toPresenceError, type BackoffContext, type HttpContext } from './http.js';
 import type {
+  ArtifactStats,
   LatestVersion,
   PageOptions,
   PresencePage,
@@ -18,14 +22,21 @@ import type {
   PrivacySettings,
   Reads,
   ReadsOptions,
+  SeenCheck,
+  SeenPage,
+  SeenQuery,
   TimelineQuery,
   TimelineResponse,
+  ViewersPage,
+  ViewersQuery,
   WhereNow,
 } from './types.js';
 
 export { PresenceError } from './errors.js';
 export type { PresenceOperation, ProblemDetails } from './errors.js';
 export type {
+  ArtifactStats,
+  HistogramBucket,
   LatestVersion,
   PageOptions,
   PresencePage,
@@ -34,10 +45,18 @@ export type {
   Reads,
   ReadsOptions,
   RecentUser,
+  SeenCheck,
+  SeenPage,
+  SeenQuery,
+  SeenViewer,
   SessionMeta,
   TimelinePoint,
   TimelineQuery,
   TimelineResponse,
+  VersionStats,
+  Viewer,
+  ViewersPage,
+  ViewersQuery,
   Visibility,
   WhereNow,
   WhereOnline,
@@ -48,8 +67,12 @@ const PASSED = ['cursor', 'recentLimit', 'recentCursor'] as const;
 const artifactPath = (artifactId: string) => `/v1/artifacts/${encodeURIComponent(artifactId)}`;
 const userPath = (userId: string) => `/v1/users/${encodeURIComponent(userId)}`;
 
-/** What the Python SDK retries: a 429, a 5xx, a request that got no answer; not a getToken() failure. */
-const retryable = (e: PresenceError) => e.status === 429 || e.status >= 500 || (e.status === 0 && e.operation !== 'token');
+/** `?limit=…` and the other parameters given (an absent or null one is left to the service's default). */
+function pageQuery(limit: number | undefined, params: Record<string, string | null | undefined>): string {
+  const q = new URLSearchParams({ limit: String(limit ?? 100) });
+  for (const [k, v] of Object.entries(params)) if (v != null) q.set(k, v);
+  return '?' + q;
+}
 
 /** Reads for one service and token source; the token is shared by its calls and refreshed once after a 401. */
 export function createReads(options: ReadsOptions): Reads {
@@ -60,6 +83,7 @@ export function createReads(options: ReadsOptions): Reads {
   const clearT = options.clearTimeout ?? ((h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>));
   const random = options.random ?? Math.random;
   const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+  const maxRetryAfterMs = options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS;
   const backoffCtx: BackoffContext = { maxBackoffMs_: options.maxBackoffMs ?? 30_000, random_: () => random() };
   const ctx: HttpContext = {
     options_: options,
@@ -84,15 +108,19 @@ export function createReads(options: ReadsOptions): Reads {
       signal?.addEventListener('abort', abort, { once: true });
     });
 
-  /** `request`, retried with backoff on transient failures: `maxAttempts` in all, then the last error. */
-  async function call<T>(operation: PresenceOperation, method: 'GET' | 'PUT', path: string, body?: unknown): Promise<T> {
+  /**
+   * `request`, retried with backoff on transient failures: `maxAttempts` in all, then the last error;
+   * at once when the service asks for a wait longer than `maxRetryAfterMs` (its retryAfterMs says it).
+   */
+  async function call<T>(operation: PresenceOperation, method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await request<T>(ctx, operation, method, path, body);
       } catch (e) {
         const err = toPresenceError(e, operation);
-        if (attempt >= maxAttempts || !retryable(err) || signal?.aborted) throw err;
-        await wait(backoff(backoffCtx, attempt, err.retryAfterMs), err);
+        const tooLong = err.retryAfterMs != null && err.retryAfterMs > maxRetryAfterMs;
+        if (attempt >= maxAttempts || !err.transient || tooLong || signal?.aborted) throw err;
+        await wait(backoff(backoffCtx, attempt, err.retryAfterMs, maxRetryAfterMs), err);
       }
     }
   }
@@ -109,6 +137,17 @@ export function createReads(options: ReadsOptions): Reads {
         'GET',
         userPath(userId) + '/unseen?' + artifactIds.map((a) => 'artifactId=' + encodeURIComponent(a)).join('&'),
       ).then((r) => r.artifacts),
+    seen: (artifactId, o: SeenQuery = {}) =>
+      call<SeenPage>('seen', 'GET', `${artifactPath(artifactId)}/seen${pageQuery(o.limit, { versionId: o.versionId, cursor: o.cursor })}`),
+    seenCheck: (artifactId, userIds, o: { versionId?: string } = {}) =>
+      call<SeenCheck>('seen', 'POST', artifactPath(artifactId) + '/seen/check', { userIds, versionId: o.versionId }),
+    stats: (artifactId) => call<ArtifactStats>('stats', 'GET', artifactPath(artifactId) + '/stats'),
+    viewers: (artifactId, versionId, o: ViewersQuery = {}) =>
+      call<ViewersPage>(
+        'stats',
+        'GET',
+        `${artifactPath(artifactId)}/versions/${encodeURIComponent(versionId)}/viewers${pageQuery(o.limit, { cursor: o.cursor })}`,
+      ),
     timeline(artifactId, query: TimelineQuery = {}) {
       const q = new URLSearchParams();
       for (const k of ['since', 'until', 'step'] as const) {

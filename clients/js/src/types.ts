@@ -164,7 +164,7 @@ export interface PresenceOptions {
   versionId?: string;
   /** Initial per-session state sent with heartbeats. */
   state?: PresenceState;
-  /** Non-transient errors (401 after a token refresh, 403, 409, other 4xx, getToken failures). */
+  /** Non-transient errors (401 after a token refresh, 403, 409, other 4xx), and getToken failures (retried too). */
   onError?: (error: import('./errors.js').PresenceError) => void;
 
   /** Record a view (`POST /v1/views`) on start and on `setVersion`. Default true. */
@@ -183,7 +183,10 @@ export interface PresenceOptions {
    * seconds. Default 60; 0: no input needed.
    */
   engagedIdleAfterS?: number;
-  /** Backoff cap for transient errors, in ms. Default 30000. */
+  /**
+   * Cap of the exponential backoff for transient errors, in ms. Default 30000. A longer Retry-After is
+   * still waited out, up to 60 s.
+   */
   maxBackoffMs?: number;
   /** Consecutive EventSource failures (without an event in between) before polling. Default 3. */
   maxEventSourceFailures?: number;
@@ -273,6 +276,100 @@ export interface LatestVersion {
   setAt: string;
 }
 
+/** A bucket of a version's engaged-time histogram: viewers whose engaged time is at least `fromS` (below the next bucket's). */
+export interface HistogramBucket {
+  fromS: number;
+  viewers: number;
+}
+
+/** One version's row of `reads.stats()`. */
+export interface VersionStats {
+  versionId: string;
+  views: number;
+  uniqueViewers: number;
+  /** ISO 8601. */
+  lastViewedAt: string;
+  /** The version's engaged time, all viewers together. */
+  engagedMs: number;
+  /** Viewers whose engaged time on it reached the service's read-after time. */
+  readers: number;
+  histogram: HistogramBucket[];
+}
+
+/** `reads.stats()`: views and unique viewers of an artifact and of each version, most recently viewed first. */
+export interface ArtifactStats {
+  artifactId: string;
+  views: number;
+  /** Users who viewed any version. */
+  uniqueViewers: number;
+  /** ISO 8601; null when never viewed. */
+  lastViewedAt: string | null;
+  engagedMs: number;
+  versions: VersionStats[];
+}
+
+/** A viewer of a version (`reads.viewers()`); `name`, `avatarUrl` from the users directory. */
+export interface Viewer {
+  userId: string;
+  name: string | null;
+  avatarUrl: string | null;
+  /** That user's counted views of the version. */
+  views: number;
+  firstViewedAt: string;
+  lastViewedAt: string;
+  engagedMs: number;
+}
+
+/** A page of a version's viewers, most recent view first. */
+export interface ViewersPage {
+  viewers: Viewer[];
+  /** Pass back as `cursor` for the next page; null on the last. */
+  nextCursor: string | null;
+  /** False when the users directory could not be read: the rows come without names. */
+  namesJoined: boolean;
+  /** Viewers left out because their view history is hidden (they still count). */
+  hiddenViewers: number;
+}
+
+/** `reads.viewers()`'s page: `limit` 1-500, default 100. */
+export interface ViewersQuery {
+  limit?: number;
+  cursor?: string;
+}
+
+/** `reads.seen()`'s version (default: the latest one) and page. */
+export interface SeenQuery extends ViewersQuery {
+  versionId?: string;
+}
+
+export interface SeenViewer extends Viewer {
+  /** Their engaged time on the version reached the service's read-after time. */
+  read: boolean;
+}
+
+/** Who has seen a version: counts (hidden viewers included) and a page of them, most recent view first. */
+export interface SeenPage {
+  artifactId: string;
+  versionId: string;
+  seen: number;
+  read: number;
+  /** Viewers who hid their view history: counted, not listed. */
+  hiddenViewers: number;
+  viewers: SeenViewer[];
+  nextCursor: string | null;
+  namesJoined: boolean;
+}
+
+/** `reads.seenCheck()`: which of the given users saw (and read) the version, in the order given. */
+export interface SeenCheck {
+  versionId: string;
+  seen: string[];
+  read: string[];
+  notSeen: string[];
+  /** Of the given users, those who viewed it but hid their view history (in none of the lists). */
+  hiddenViewers: number;
+}
+
 export interface Presence {
   readonly online: number;
   readonly sessions: number;
@@ -324,13 +421,19 @@ export interface ReadsOptions {
   /** Default: the global fetch. */
   fetch?: FetchLike;
   /**
-   * Attempts in all for a call meeting a 429, a 5xx or a network error (retried with exponential
-   * backoff and jitter, never sooner than Retry-After); then it rejects with the last PresenceError.
-   * Default 5; 1: no retry. A getToken() failure and other 4xx are never retried.
+   * Attempts in all for a call meeting a transient failure (`PresenceError.transient`: no answer, a
+   * getToken() failure, 408, 429, 5xx), retried with exponential backoff and jitter, never sooner than
+   * Retry-After; then it rejects with the last PresenceError. Default 5; 1: no retry. Other 4xx are
+   * never retried.
    */
   maxAttempts?: number;
-  /** Backoff cap between attempts, in ms (a longer Retry-After is cut to it). Default 30000. */
+  /** Cap of the exponential backoff between attempts, in ms (a longer Retry-After is still waited out). Default 30000. */
   maxBackoffMs?: number;
+  /**
+   * The longest Retry-After a call waits out, in ms; a longer one rejects the call at once with that
+   * PresenceError (its `retryAfterMs` says when to come back). Default 60000.
+   */
+  maxRetryAfterMs?: number;
   /**
    * Aborts the client's requests in flight and its waits between attempts: a call then rejects with
    * its last PresenceError at once, without another attempt.
@@ -346,13 +449,30 @@ export interface ReadsOptions {
 
 /**
  * Reads and settings outside a tab's presence loop (`@presence-svc/client/reads`). Each retries a
- * 429, 5xx or network error by itself (ReadsOptions.maxAttempts), then rejects with a PresenceError: operation `seen` (latest, unseen), `timeline`, `presence` (fetchPresence, whereNow), `privacy`.
+ * transient failure by itself (ReadsOptions.maxAttempts), then rejects with a PresenceError: operation
+ * `seen` (latest, unseen, seen, seenCheck), `stats` (stats, viewers), `timeline`, `presence`
+ * (fetchPresence, whereNow), `privacy`, or `token` (getToken() failed).
  */
 export interface Reads {
   /** An artifact's latest version (`GET .../latest`); null when none is set. */
   latest(artifactId: string): Promise<LatestVersion | null>;
   /** Of `artifactIds` (up to 1000), those whose latest version `userId` (this token's user) has not viewed. */
   unseen(userId: string, artifactIds: readonly string[]): Promise<LatestVersion[]>;
+  /**
+   * How many have seen and read the latest version (or `versionId`), and a page of who, most recent
+   * view first (`GET .../seen`; a dashboard or publisher token). Rejects with 404 when no version is
+   * given and none is latest.
+   */
+  seen(artifactId: string, query?: SeenQuery): Promise<SeenPage>;
+  /**
+   * Which of `userIds` (1 to 1000, an app's audience) have seen and read the latest version (or
+   * `versionId`), in one call (`POST .../seen/check`, a read; a dashboard or publisher token).
+   */
+  seenCheck(artifactId: string, userIds: readonly string[], options?: { versionId?: string }): Promise<SeenCheck>;
+  /** Views, unique viewers and engaged time of an artifact and of each version (a dashboard token). */
+  stats(artifactId: string): Promise<ArtifactStats>;
+  /** A page of who viewed `versionId`, most recent view first, with names (a dashboard token). */
+  viewers(artifactId: string, versionId: string, query?: ViewersQuery): Promise<ViewersPage>;
   /** An artifact's most users and sessions online at once per step (needs a dashboard token). */
   timeline(artifactId: string, query?: TimelineQuery): Promise<TimelineResponse>;
   /** One page of an artifact's presence list (`GET .../presence`), e.g. with `includeRecent`. */

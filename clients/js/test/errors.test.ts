@@ -129,6 +129,30 @@ describe('errors and recovery', () => {
     assert.equal(env.server.heartbeats.length, 4, 'normal schedule again');
   });
 
+  test('a Retry-After past maxBackoffMs is waited out; one past 60 s (or past what a timer can hold) waits 60 s', async () => {
+    const env = makeEnv();
+    env.randomValue = 0;
+    const waits = ['45', String(30 * 86_400)]; // 45 s, then 30 days (> 2^31 - 1 ms: a timer would fire at once)
+    env.server.handler = (call) => {
+      const wait = call.path === '/v1/heartbeat' ? waits.shift() : undefined;
+      return wait ? problem(429, 'Too Many Requests', { 'Retry-After': wait }) : undefined;
+    };
+    current = createPresence(env.options({ live: 'off', maxBackoffMs: 5_000 }));
+    await env.clock.advance(44_999);
+    assert.equal(env.server.heartbeats.length, 1, 'no retry before Retry-After, past maxBackoffMs');
+    await env.clock.advance(1);
+    assert.equal(env.server.heartbeats.length, 2);
+    await env.clock.advance(59_999);
+    assert.equal(env.server.heartbeats.length, 2, 'a huge Retry-After is no retry at once');
+    await env.clock.advance(1);
+    assert.deepEqual(
+      env.server.heartbeats.map((c) => c.at),
+      [0, 45_000, 105_000],
+    );
+    assert.equal(current.status, 'active');
+    assert.equal(env.errors.length, 0);
+  });
+
   test('429 with Retry-After: a view is recorded once the wait is over', async () => {
     const env = makeEnv();
     env.randomValue = 0;

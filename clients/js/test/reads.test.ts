@@ -18,7 +18,7 @@ describe('the reads entry point', () => {
   test('the presence object no longer carries the reads; the same PresenceError class is used', () => {
     const env = makeEnv();
     const p = core.createPresence(env.options({ autoStart: false }));
-    for (const k of ['latest', 'unseen', 'timeline', 'getPrivacy', 'setPrivacy', 'whereNow', 'fetchPresence']) {
+    for (const k of ['latest', 'unseen', 'seen', 'seenCheck', 'stats', 'viewers', 'timeline', 'getPrivacy', 'setPrivacy', 'whereNow', 'fetchPresence']) {
       assert.equal(k in p, false, k);
     }
     p.destroy();
@@ -167,6 +167,103 @@ describe('privacy settings', () => {
   });
 });
 
+const stats = {
+  artifactId: 'doc 1',
+  views: 3,
+  uniqueViewers: 2,
+  lastViewedAt: '2026-11-29T21:36:11.463Z',
+  engagedMs: 42_000,
+  versions: [
+    {
+      versionId: 'v3',
+      views: 3,
+      uniqueViewers: 2,
+      lastViewedAt: '2026-11-29T21:36:11.463Z',
+      engagedMs: 42_000,
+      readers: 1,
+      histogram: [{ fromS: 0, viewers: 1 }, { fromS: 30, viewers: 1 }],
+    },
+  ],
+};
+const viewer = {
+  userId: 'alice',
+  name: 'Alice',
+  avatarUrl: null,
+  views: 1,
+  firstViewedAt: '2026-11-30T03:21:02.118Z',
+  lastViewedAt: '2026-11-30T03:21:02.118Z',
+  engagedMs: 41_250,
+};
+
+describe('stats, viewers and who has seen a version', () => {
+  test('stats() reads GET .../stats and returns the answer', async () => {
+    const env = makeEnv();
+    env.server.handler = (call) => (call.path.endsWith('/stats') ? json(200, stats) : undefined);
+    assert.deepEqual(await reads(env).stats('doc 1'), stats);
+    const call = env.server.calls.at(-1)!;
+    assert.equal(call.method, 'GET');
+    assert.equal(call.url, `${BASE}/v1/artifacts/doc%201/stats`);
+    assert.equal(call.headers['authorization'], 'Bearer t1');
+  });
+
+  test('viewers() pages a version viewers with limit and cursor; a refusal is a stats PresenceError', async () => {
+    const env = makeEnv();
+    const page = { viewers: [viewer], nextCursor: 'c2', namesJoined: true, hiddenViewers: 1 };
+    env.server.handler = (call) => (call.path.endsWith('/viewers') ? json(200, page) : undefined);
+    const r = reads(env);
+    assert.deepEqual(await r.viewers('doc 1', 'v/3'), page);
+    let url = new URL(env.server.calls.at(-1)!.url);
+    assert.equal(url.pathname, '/v1/artifacts/doc%201/versions/v%2F3/viewers');
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '100' });
+    await r.viewers('doc 1', 'v3', { limit: 5, cursor: page.nextCursor });
+    url = new URL(env.server.calls.at(-1)!.url);
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '5', cursor: 'c2' });
+    env.server.handler = () => problem(403, 'Forbidden');
+    await assert.rejects(r.viewers('doc 1', 'v3'), (e: unknown) => e instanceof PresenceError && e.status === 403 && e.operation === 'stats');
+  });
+
+  test('seen() reads the counts and a page of who has seen the latest version, or versionId', async () => {
+    const env = makeEnv();
+    const page = {
+      artifactId: 'doc 1',
+      versionId: 'v4',
+      seen: 2,
+      read: 1,
+      hiddenViewers: 0,
+      viewers: [{ ...viewer, read: true }],
+      nextCursor: null,
+      namesJoined: true,
+    };
+    env.server.handler = (call) => (call.path.endsWith('/seen') ? json(200, page) : undefined);
+    const r = reads(env);
+    assert.deepEqual(await r.seen('doc 1'), page);
+    let url = new URL(env.server.calls.at(-1)!.url);
+    assert.equal(url.pathname, '/v1/artifacts/doc%201/seen');
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '100' });
+    await r.seen('doc 1', { versionId: 'v3', limit: 10, cursor: 'k1' });
+    url = new URL(env.server.calls.at(-1)!.url);
+    assert.deepEqual(Object.fromEntries(url.searchParams), { limit: '10', versionId: 'v3', cursor: 'k1' });
+    env.server.handler = () => problem(404, 'no latest version');
+    await assert.rejects(r.seen('doc 1'), (e: unknown) => e instanceof PresenceError && e.status === 404 && e.operation === 'seen');
+  });
+
+  test('seenCheck() POSTs the audience (and versionId) as JSON and returns the lists', async () => {
+    const env = makeEnv();
+    const answer = { versionId: 'v4', seen: ['alice', 'bob'], read: ['alice'], notSeen: ['carol'], hiddenViewers: 0 };
+    env.server.handler = (call) => (call.path.endsWith('/seen/check') ? json(200, answer) : undefined);
+    const r = reads(env);
+    assert.deepEqual(await r.seenCheck('doc 1', ['alice', 'bob', 'carol']), answer);
+    await r.seenCheck('doc 1', ['alice'], { versionId: 'v3' });
+    const [first, second] = env.server.to('/seen/check');
+    assert.equal(first!.method, 'POST');
+    assert.equal(first!.url, `${BASE}/v1/artifacts/doc%201/seen/check`);
+    assert.equal(first!.headers['content-type'], 'application/json');
+    assert.equal(first!.headers['authorization'], 'Bearer t1');
+    assert.deepEqual(first!.body, { userIds: ['alice', 'bob', 'carol'] });
+    assert.deepEqual(second!.body, { userIds: ['alice'], versionId: 'v3' });
+  });
+});
+
 const where = {
   userId: 'u 1',
   online: [{ artifactId: 'doc-1', versionId: 'v3', status: 'away', lastSeen: '2026-11-29T21:36:11.420Z', sessions: 2 }],
@@ -311,23 +408,61 @@ describe('transient failures are retried by the reads client itself', () => {
     assert.deepEqual(env.server.calls.map((c) => [c.method, c.body]), [['PUT', { presence: 'hidden' }]]);
   });
 
+  test('POST seen/check is a read: a 429 and a 503 are retried with the same body', async () => {
+    const env = makeEnv();
+    const answer = { versionId: 'v4', seen: [], read: [], notSeen: ['carol'], hiddenViewers: 0 };
+    const refusals = [problem(429, 'Too Many Requests', { 'Retry-After': '3' }), problem(503, 'Service Unavailable')];
+    env.server.handler = (call) => (call.path.endsWith('/seen/check') ? (refusals.shift() ?? json(200, answer)) : undefined);
+    const got = watch(retryingReads(env).seenCheck('doc-1', ['carol'], { versionId: 'v4' }));
+    await env.clock.advance(10_000);
+    assert.deepEqual(got.value, answer);
+    // Retry-After 3 s (+ 10 % of it, random 0.5: 150 ms), then the backoff's second step (1.5 s)
+    assert.deepEqual(env.server.calls.map((c) => [c.method, c.at, c.body]), [
+      ['POST', 0, { userIds: ['carol'], versionId: 'v4' }],
+      ['POST', 3_150, { userIds: ['carol'], versionId: 'v4' }],
+      ['POST', 4_650, { userIds: ['carol'], versionId: 'v4' }],
+    ]);
+  });
+
   test('retries exhausted: rejects with the last PresenceError after maxAttempts in all', async () => {
     const env = makeEnv();
     env.server.handler = (call) =>
-      call.path.endsWith('/presence') ? problem(503, `down ${env.server.calls.length}`, { 'Retry-After': '60' }) : undefined;
+      call.path.endsWith('/presence') ? problem(503, `down ${env.server.calls.length}`, { 'Retry-After': '20' }) : undefined;
     const got = watch(retryingReads(env, { maxAttempts: 3, maxBackoffMs: 2_000 }).fetchPresence('doc-1'));
-    await env.clock.advance(3_999);
+    await env.clock.advance(40_999);
     assert.equal(got.done, false);
     await env.clock.advance(1);
     const err = got.error;
     assert.ok(err instanceof PresenceError);
     assert.equal(err.status, 503);
     assert.equal(err.operation, 'presence');
-    assert.equal(err.retryAfterMs, 60_000);
+    assert.equal(err.retryAfterMs, 20_000);
     assert.match(err.message, /down 3$/);
-    // a Retry-After beyond maxBackoffMs is cut to it
-    assert.deepEqual(env.server.calls.map((c) => c.at), [0, 2_000, 4_000]);
+    // a Retry-After beyond maxBackoffMs is waited out (plus its jitter, random 0.5: 500 ms):
+    // coming back after the 2 s cap would only meet the refusal again
+    assert.deepEqual(env.server.calls.map((c) => c.at), [0, 20_500, 41_000]);
     assert.deepEqual(env.clock.pending(), []);
+  });
+
+  test('a Retry-After beyond maxRetryAfterMs rejects at once, saying when to come back', async () => {
+    const env = makeEnv();
+    env.server.handler = () => problem(429, 'Too Many Requests', { 'Retry-After': '120' });
+    const got = watch(retryingReads(env).stats('doc-1'));
+    await env.clock.advance(0);
+    assert.ok(got.error instanceof PresenceError);
+    assert.equal(got.error.status, 429);
+    assert.equal(got.error.retryAfterMs, 120_000);
+    assert.equal(got.error.transient, true);
+    assert.equal(env.server.calls.length, 1);
+    assert.deepEqual(env.clock.pending(), [], 'no wait left behind');
+    // with a longer bound it is waited out
+    const patient = watch(retryingReads(env, { maxRetryAfterMs: 180_000, maxAttempts: 2 }).stats('doc-1'));
+    await env.clock.advance(120_499);
+    assert.equal(env.server.calls.length, 2, 'no retry before Retry-After');
+    await env.clock.advance(1);
+    assert.equal(env.server.calls.length, 3);
+    assert.equal(env.server.calls[2]!.at, 120_500, 'Retry-After and its jitter (random 0.5: 500 ms)');
+    assert.ok(patient.error instanceof PresenceError && patient.error.status === 429);
   });
 
   test('the default is 5 attempts in all; maxAttempts 1 sends one request', async () => {
@@ -343,29 +478,58 @@ describe('transient failures are retried by the reads client itself', () => {
     assert.equal(env.server.calls.length, 6);
   });
 
-  test('a 4xx other than 429, and a getToken() failure, are not retried', async () => {
-    for (const status of [400, 403, 404, 408, 409]) {
+  test('a 4xx other than 408 and 429 is not retried', async () => {
+    for (const status of [400, 403, 404, 409, 413]) {
       const env = makeEnv();
       env.server.handler = () => problem(status, 'No');
       const got = watch(retryingReads(env).unseen('u1', ['doc-1']));
       await env.clock.advance(60_000);
       assert.ok(got.error instanceof PresenceError && got.error.status === status, String(status));
+      assert.equal(got.error.transient, false);
       assert.equal(env.server.calls.length, 1, String(status));
     }
+  });
+
+  test('what PresenceError.transient says is retried: a 408, and a getToken() failure', async () => {
     const env = makeEnv();
+    let timeouts = 1;
+    env.server.handler = (call) => (call.path.endsWith('/latest') && timeouts-- > 0 ? problem(408, 'Request Timeout') : json(200, latest));
+    const got = watch(retryingReads(env).latest('doc 1'));
+    await env.clock.advance(10_000);
+    assert.deepEqual(got.value, latest);
+    assert.deepEqual(env.server.calls.map((c) => c.at), [0, 750]);
+
+    const offline = makeEnv();
     let asked = 0;
-    const got = watch(
-      retryingReads(env, {
+    const token = watch(
+      retryingReads(offline, {
         getToken: () => {
-          asked++;
-          throw new Error('session expired');
+          if (++asked < 3) throw new Error('token endpoint unreachable');
+          return 't1';
         },
       }).whereNow('u1'),
     );
-    await env.clock.advance(60_000);
-    assert.ok(got.error instanceof PresenceError && got.error.operation === 'token');
-    assert.equal(asked, 1);
-    assert.equal(env.server.calls.length, 0);
+    await offline.clock.advance(60_000);
+    assert.equal(asked, 3);
+    assert.equal(token.error, undefined);
+    assert.equal(offline.server.calls.length, 1);
+    assert.equal(offline.server.calls[0]!.at, 2_250, 'backoff: 750 ms, then 1500 ms');
+
+    // a getToken() that keeps failing: maxAttempts in all, then its error
+    const out = makeEnv();
+    const failing = watch(
+      retryingReads(out, {
+        maxAttempts: 2,
+        getToken: () => {
+          throw new Error('signed out');
+        },
+      }).whereNow('u1'),
+    );
+    await out.clock.advance(60_000);
+    assert.ok(failing.error instanceof PresenceError);
+    assert.equal(failing.error.operation, 'token');
+    assert.equal(failing.error.transient, true);
+    assert.equal(out.server.calls.length, 0);
   });
 
   test('signal: aborting ends the wait at once with the last error; fetch gets the signal', async () => {
