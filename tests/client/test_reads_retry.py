@@ -3,11 +3,13 @@ servers: a 429 is waited out (``Retry-After``, even past ``max_backoff_s``) and 
 the client itself, also on POST seen/check (a read); a ``Retry-After`` past
 ``max_retry_after_s`` is raised at once; after ``max_attempts`` the last error is raised.
 What ``PresenceClientError.transient`` says is what is retried: 408, and a failing
-``token_provider``, too. And a ``Retry-After`` given as an HTTP date (what a proxy in front
-of the service may send) is honoured as the seconds form is."""
+``token_provider``, too, in one-off calls and in a heartbeat task. And a ``Retry-After``
+given as an HTTP date (what a proxy in front of the service may send) is honoured as the
+seconds form is."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -218,3 +220,61 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now) == 0.0  # past: now
     for unreadable in (None, "", "soon", "-1"):
         assert parse_retry_after(unreadable, now) is None
+
+
+async def _until(done: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def _beat() -> web.Response:
+    counts = {"online": 1, "sessions": 1, "active": 1, "away": 0, "intervalS": 1.0}
+    return web.json_response(counts)
+
+
+async def test_a_heartbeat_task_waits_a_retry_after_past_max_backoff(
+    aiohttp_server: Server,
+) -> None:
+    """The join's heartbeat, then a 429 asking for 2 s: cut to the 0.1 s cap, the task
+    came back at once."""
+    at: list[float] = []
+
+    def timed(answer: Answer) -> Answer:
+        return lambda: (at.append(time.monotonic()), answer())[1]
+
+    answers = [timed(_beat), timed(_problem(429, {"Retry-After": "2"})), timed(_beat)]
+    url = await _serve(aiohttp_server, "/v1/heartbeat", answers)
+    async with PresenceClient(url, "t", max_backoff_s=0.1, random=lambda: 0.0) as bot:
+        live = await bot.join("doc-1", session_id="tab-00000001", record_view=False)
+        await _until(lambda: len(at) >= 3)
+        assert live.running
+        assert live.error is None
+    assert len(at) >= 3
+    assert at[2] - at[1] >= 2.0
+
+
+async def test_a_heartbeat_task_outlives_a_failing_token_provider(
+    aiohttp_server: Server,
+) -> None:
+    """A 401 asks for a fresh token; the provider fails once (retried as a network error),
+    then gives one. The provider's own exception used to end the task."""
+    answers = [_beat, _problem(401), _problem(401), _beat]  # t1 expired after the join
+    url = await _serve(aiohttp_server, "/v1/heartbeat", answers)
+    asked: list[int] = []
+
+    def provider() -> str:
+        asked.append(1)
+        if len(asked) == 1:
+            raise ConnectionError("token service unreachable")
+        return "t2"
+
+    async with PresenceClient(
+        url, "t1", token_provider=provider, max_backoff_s=0.1, random=lambda: 0.0
+    ) as bot:
+        live = await bot.join("doc-1", session_id="tab-00000001", record_view=False)
+        await _until(lambda: live.heartbeats >= 2 or not live.running)
+        assert live.running
+        assert live.heartbeats >= 2
+    assert len(asked) == 2
