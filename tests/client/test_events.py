@@ -228,6 +228,30 @@ async def test_a_fresh_token_is_asked_once_after_a_401(serve: Serve, tokens: Tok
     assert asked == [1]
 
 
+async def test_a_failing_token_provider_is_retried_as_a_drop(
+    serve: Serve, tokens: TokenCodec
+) -> None:
+    """The token service unreachable once: the stream reconnects (its backoff), it does not
+    end with the provider's own exception."""
+    url = await serve()
+    expired = tokens.issue("board", scope=Scope("dashboard"), ttl_s=-120)  # past the 30 s leeway
+    asked: list[int] = []
+
+    def flaky() -> str:
+        asked.append(1)
+        if len(asked) == 1:
+            raise ConnectionError("token service unreachable")
+        return _token(tokens, "board", "dashboard")
+
+    async with PresenceClient(url, expired, token_provider=flaky, max_backoff_s=0.1) as board:
+        stream = board.events("doc-1")
+        async for event in stream:
+            assert isinstance(event, SyncEvent)
+            break
+        await stream.aclose()
+    assert asked == [1, 1]
+
+
 def test_live_presence_applies_both_shapes() -> None:
     import msgspec
 
