@@ -61,7 +61,7 @@ from presence_svc.ledger.entry import LedgerRow
 from presence_svc.ledger.postgres import PostgresLedger
 from presence_svc.ledger.sqlite import SqliteLedger
 from presence_svc.ledger.store import LedgerQuery, LedgerStore
-from presence_svc.redis.connection import connect
+from presence_svc.redis.connection import RedisConnection, connect
 from presence_svc.redis.embedded import EmbeddedRedis
 from presence_svc.settings import Settings
 from presence_svc.stats.views import ViewStore
@@ -93,12 +93,14 @@ class _BenchLedger:
         self.target = 0
         self.reached = asyncio.Event()
         self.latencies_ms: list[float] = []
+        self.batches = 0
 
     async def ping(self) -> None:
         await self.inner.ping()
 
     async def insert_views(self, rows: Sequence[LedgerRow]) -> int:
         inserted = await self.inner.insert_views(rows)
+        self.batches += 1
         committed_ms = time.time() * 1000
         self.latencies_ms.extend(committed_ms - row.viewed_at_ms for row in rows)
         self.inserted += inserted
@@ -280,11 +282,15 @@ async def view_to_ledger(
     producer = multiprocessing.get_context("spawn").Process(
         target=_produce, args=(settings.redis_url, settings.partitions, rate, seconds)
     )
+    reads_before = await _reads(redis)
+    cpu_before = time.process_time()
     producer.start()
     await asyncio.get_running_loop().run_in_executor(None, producer.join)
     await asyncio.sleep(1.0)  # let the tail drain
     stopping.set()
     await running
+    cpu_s = time.process_time() - cpu_before
+    reads = await _reads(redis) - reads_before
     await close()
     await redis.aclose()
     latencies = sorted(ledger.latencies_ms)
@@ -303,7 +309,16 @@ async def view_to_ledger(
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "max_ms": round(latencies[-1], 1),
+        "reads": reads,
+        "batches": ledger.batches,
+        "drain_cpu_us_per_row": round(cpu_s * 1e6 / len(latencies), 1),
     }
+
+
+async def _reads(redis: RedisConnection) -> int:
+    """``XREADGROUP`` calls Redis has run so far (the drain's reads)."""
+    stats = await redis.client.info("commandstats")
+    return int(stats.get("cmdstat_xreadgroup", {}).get("calls", 0))
 
 
 # The PostgreSQL batch-insert strategies, each one transaction per batch.

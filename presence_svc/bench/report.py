@@ -39,8 +39,9 @@ class Row:
     took 100 us or more; None: Redis not reachable from the bench)."""
     slowest_redis: dict[str, Any] | None = None
     """The same by kind (``bench.slowlog.Slowest``): the slowest one's ``command`` name,
-    the slowest script call (``script_us``) and plain command (``plain_us``): a plain
-    command logged as long as the scripts says the machine stalled Redis."""
+    the slowest script call (``script_us``, its file ``script``) and plain command
+    (``plain_us``): a plain command logged as long as the scripts says the machine stalled
+    Redis; and Redis's latency monitor's ``events`` (``aof-write``: the disk)."""
     machine: dict[str, Any] | None = None
     """The machine, as the scenario ended (``bench.machine``): cores, CPU, load average."""
 

@@ -60,13 +60,16 @@ log = logging.getLogger(__name__)
 _REMEMBERED = 65_536
 """Buckets known per process; past it, the sweep forgets any with nothing to settle."""
 
-_PER_WRITE = 64
+_PER_WRITE = 32
 """Buckets settled by one script call, and sent to Redis in one write, at most; a round's
 next write waits for the answers to the one before. Redis runs a write's calls back to
-back (~5 us a bucket) and the requests' calls written after it wait behind them: a round
-of 2 048 held charges sent at once held every heartbeat ~10 ms, a steady round of ~200
-some 1.5 ms every 0.1 s. In pieces, the requests' calls run between them, and this
-process answers requests between the pieces too."""
+back (a GET and a SET each: ~5 us a bucket, up to ~13 with the AOF) and the requests'
+calls written after it wait behind them: a round of 2 048 held charges sent at once held
+every heartbeat ~10 ms, a steady round of ~200 some 1.5 ms every 0.1 s. In pieces, the
+requests' calls run between them, and this process answers requests between them too. A
+write of 64 held Redis 290-410 us (``benchmarks/limiter_hold.py``, Redis never
+descheduled), the longest script call of the views and heartbeat benches; of 32, 145-240
+us, for 7 % more Redis time a round (more calls)."""
 
 _FORGET_AFTER_S = 60.0
 """The background sweep forgets a bucket full again only this long after it filled: a

@@ -161,7 +161,7 @@ async def test_users_held_back_together_are_charged_over_several_rounds(
 async def test_a_round_is_sent_in_pieces_one_after_the_other(
     make_client: MakeClient, sync_redis: redis.Redis
 ) -> None:
-    """300 users of one slot due together: every one charged, in writes of at most 64
+    """300 users of one slot due together: every one charged, in writes of at most 32
     buckets, the next written once the one before is answered (so the requests' own calls
     run between them, not behind a round's worth of charges)."""
     slow = parse_rate_limits("heartbeat=1/m:burst=60")
@@ -188,7 +188,7 @@ async def test_a_round_is_sent_in_pieces_one_after_the_other(
     for n in range(300):
         limiter.admit(Principal(f"crowd-{n:04d}", Scope.CLIENT, None), HEARTBEAT)
     await limiter.settle(held_since=None)
-    assert writes == [1] * 5  # one slot: a call of 64 buckets per write, the last of 44
+    assert writes == [1] * 10  # one slot: a call of 32 buckets per write, the last of 12
     assert sum(1 for _ in sync_redis.scan_iter(match="rl:*", count=1000)) == 300
     for key in sync_redis.scan_iter(match="rl:*", count=1000):
         assert 57_000 < sync_redis.pttl(key) <= 60_000  # one heartbeat each: a minute's token

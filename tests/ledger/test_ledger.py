@@ -21,7 +21,7 @@ import redis
 
 from presence_svc.database import Database
 from presence_svc.db.errors import DatabaseUnavailable
-from presence_svc.ledger.drain import GROUP, LedgerDrain
+from presence_svc.ledger.drain import GATHER_S, GROUP, LedgerDrain
 from presence_svc.ledger.entry import LedgerRow, encode_entry
 from presence_svc.ledger.store import LedgerQuery
 from presence_svc.redis.connection import RedisConnection
@@ -455,6 +455,41 @@ async def test_a_backlog_of_several_batches_is_written_once_and_fully_acknowledg
     await assert_one_row_per_user(database, views)
     stream = Keyspace(16).views_stream(Keyspace(16).tag_of("doc-1"))
     assert sync_redis.xpending(stream, GROUP)["pending"] == 0
+
+
+async def test_views_trickling_in_are_gathered_into_a_few_batches(
+    parts: tuple[RedisConnection, Database], settings: Settings
+) -> None:
+    """Caught up, the drain waits ``GATHER_S`` before it reads again: views coming one
+    every few ms reach the ledger a few batches a tenth of a second, not one batch each
+    (a read and an insert cost about as much for one view as for hundreds, on the event
+    loop `serve` shares with requests), and every one of them gets there."""
+    redis_conn, database = parts
+    store = ViewStore(redis_conn, settings)
+    drain = LedgerDrain(redis_conn, database.ledger, settings, consumer="one")
+    await drain.join()
+    real_insert, batches = database.ledger.insert_views, []
+
+    async def counted(rows: Sequence[LedgerRow]) -> int:
+        batches.append(len(rows))
+        return await real_insert(rows)
+
+    database.ledger.insert_views = counted  # type: ignore[method-assign]
+    views = 60
+    async with draining(drain):
+        started = time.monotonic()
+        for i in range(views):
+            await store.record("doc-1", "v1", f"u{i}", None)
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while sum(batches) < views:
+            assert time.monotonic() < deadline, "the trickle was not drained"
+            await asyncio.sleep(0.02)
+    await assert_one_row_per_user(database, views)
+    # one batch per pause while views came, and the last ones after (reading again at
+    # once made about one batch per view)
+    assert len(batches) <= elapsed / GATHER_S + 3, batches
 
 
 async def test_a_batch_whose_commit_failed_is_reclaimed_while_later_ones_are_written(
