@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -61,8 +61,65 @@ def field_errors(exc: msgspec.ValidationError) -> list[FieldError]:
     return [FieldError(field=field or "body", message=message)]
 
 
+_KNOWN_MAX = 65_536
+"""Values a pattern-checked field keeps as known to match (ids: one per tab, artifact and
+version in use), cleared when full."""
+
+
+class _Checked:
+    """A top-level string field whose pattern is checked after a decode without it."""
+
+    __slots__ = ("known", "name", "pattern")
+
+    def __init__(self, name: str, pattern: str) -> None:
+        self.name = name
+        self.pattern = re.compile(pattern)  # what msgspec runs: ``search``
+        self.known: set[str] = set()
+
+
+def _unpatterned(kind: type[Any]) -> tuple[type[Any], tuple[_Checked, ...]] | None:
+    """``kind`` with the patterns of its top-level string fields left out (lengths kept),
+    and those fields; None when it has none. msgspec runs each pattern with Python's
+    ``re`` on every decode, most of the heartbeat's decode; the same ids come again and
+    again, so a set of those known to match answers instead."""
+    info = msgspec.inspect.type_info(kind)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return None
+    fields: list[tuple[str, Any, Any]] = []
+    checked: list[_Checked] = []
+    for field in info.fields:
+        kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else ()
+        optional = len(kinds) == 2 and isinstance(kinds[1], msgspec.inspect.NoneType)
+        text = kinds[0] if optional else field.type
+        if isinstance(text, msgspec.inspect.Metadata):
+            text = text.type
+        if not isinstance(text, msgspec.inspect.StrType) or text.pattern is None:
+            continue
+        lengths = msgspec.Meta(min_length=text.min_length, max_length=text.max_length)
+        relaxed: Any = Annotated[str, lengths]
+        if optional:
+            relaxed = relaxed | None
+        if field.required:
+            default: Any = msgspec.NODEFAULT
+        elif field.default_factory is not msgspec.NODEFAULT:
+            default = msgspec.field(default_factory=field.default_factory)
+        else:
+            default = field.default
+        fields.append((field.name, relaxed, default))
+        checked.append(_Checked(field.name, text.pattern))
+    if not checked:
+        return None
+    loose = msgspec.defstruct(f"_Unpatterned{kind.__name__}", fields, bases=(kind,), kw_only=True)
+    return loose, tuple(checked)
+
+
 class Body(Generic[T]):
-    """Decoders for one request body type, built once at import time."""
+    """Decoders for one request body type, built once at import time.
+
+    The body is decoded without its top-level id patterns (a subclass of ``kind``), then
+    each id is looked up among those known to match, and checked once when new. Any
+    failure is decoded again with ``kind`` itself, so what a client is told is exactly
+    msgspec's answer for ``kind``."""
 
     def __init__(
         self, kind: type[T], *, allow_text: bool = False, max_bytes: int = MAX_BODY_BYTES
@@ -70,8 +127,15 @@ class Body(Generic[T]):
         self.kind = kind
         self.allow_text = allow_text
         self.max_bytes = max_bytes
-        self._json = msgspec.json.Decoder(kind)
-        self._msgpack = msgspec.msgpack.Decoder(kind)
+        self._json_strict = msgspec.json.Decoder(kind)
+        self._msgpack_strict = msgspec.msgpack.Decoder(kind)
+        unpatterned = _unpatterned(kind)
+        loose: type[Any] = kind
+        self._checked: tuple[_Checked, ...] = ()
+        if unpatterned is not None:
+            loose, self._checked = unpatterned
+        self._json = msgspec.json.Decoder(loose)
+        self._msgpack = msgspec.msgpack.Decoder(loose)
 
     async def read(self, request: web.Request) -> T:
         decoder = self._decoder(request.content_type)
@@ -98,11 +162,38 @@ class Body(Generic[T]):
             raise BadRequest("the request has no body")
         try:
             value: T = decoder.decode(raw)
+            if self._checked and not self._matches(value):
+                raise msgspec.ValidationError  # kind's own decode below says which
         except msgspec.ValidationError as exc:
-            raise BadRequest("the body has invalid fields", errors=field_errors(exc)) from exc
+            if not self._checked:
+                raise BadRequest("the body has invalid fields", errors=field_errors(exc)) from exc
+            value = self._strict(decoder, raw)
         except msgspec.DecodeError as exc:
             kind = "msgpack" if decoder is self._msgpack else "JSON"
             raise BadRequest(f"the body is not valid {kind}: {exc}") from exc
+        return value
+
+    def _matches(self, value: Any) -> bool:
+        """Whether every checked id of ``value`` matches its pattern (as msgspec checks)."""
+        for checked in self._checked:
+            text = getattr(value, checked.name)
+            if text is None or text in checked.known:
+                continue
+            if checked.pattern.search(text) is None:
+                return False
+            known = checked.known
+            if len(known) >= _KNOWN_MAX:
+                known.clear()
+            known.add(text)
+        return True
+
+    def _strict(self, decoder: Any, raw: bytes) -> T:
+        """``raw`` decoded by ``kind`` itself: msgspec's own error, field and order."""
+        strict = self._msgpack_strict if decoder is self._msgpack else self._json_strict
+        try:
+            value: T = strict.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise BadRequest("the body has invalid fields", errors=field_errors(exc)) from exc
         return value
 
 

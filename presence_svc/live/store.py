@@ -63,6 +63,15 @@ class Counts(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def of(cls, online: int, sessions: int, active: int) -> Counts:
+        # Lua integers in range, as the scripts almost always answer: no conversions or
+        # clamping (0.55 -> 0.17 us, once per heartbeat).
+        if (
+            type(active) is int
+            and type(online) is int
+            and type(sessions) is int
+            and 0 <= active <= online
+        ):
+            return cls(online, sessions, active, online - active)
         active = max(0, min(int(active), int(online)))
         return cls(int(online), int(sessions), active, int(online) - active)
 
