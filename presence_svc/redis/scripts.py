@@ -572,25 +572,33 @@ class SessionChecks:
 class WhereNowAddScript(Script):
     PATH = "live/where_now_add"
 
-    def call(self, index: str, member: str, lifetime_ms: int, keep: int) -> ScriptCall:
-        return ScriptCall(self, (index,), (member, lifetime_ms, keep))
+    def call(
+        self, index: str, generation: str, member: str, lifetime_ms: int, keep: int, joined: bool
+    ) -> ScriptCall:
+        return ScriptCall(
+            self, (index, generation), (member, lifetime_ms, keep, "1" if joined else "")
+        )
 
 
 class WhereNowReadScript(Script):
     PATH = "live/where_now_read"
 
-    def call(self, index: str, most: int, fresh_ms: int) -> ScriptCall:
-        """The newest ``most`` entries, and how many were written in the last
-        ``fresh_ms``."""
-        return ScriptCall(self, (index,), (most, fresh_ms))
+    def call(
+        self, index: str, generation: str, most: int, fresh_ms: int, known: bytes
+    ) -> ScriptCall:
+        """The newest ``most`` entries, how many were written in the last ``fresh_ms``
+        and the index's generation; only the time if the generation is still ``known``."""
+        return ScriptCall(self, (index, generation), (most, fresh_ms, known))
 
 
 class WhereNowPruneScript(Script):
     PATH = "live/where_now_prune"
 
-    def call(self, index: str, read_at_ms: int, members: Sequence[str | bytes]) -> ScriptCall:
+    def call(
+        self, index: str, generation: str, read_at_ms: int, members: Sequence[str | bytes]
+    ) -> ScriptCall:
         """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
-        return ScriptCall(self, (index,), (read_at_ms, *members))
+        return ScriptCall(self, (index, generation), (read_at_ms, *members))
 
 
 class RecentPageScript(Script):
