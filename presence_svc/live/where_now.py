@@ -94,13 +94,18 @@ class _Kept(NamedTuple):
     beat: int
     """Its sessions' last heartbeat (ms), ``_NEVER`` if one is away (an away session's
     deadline could be met again by an active heartbeat later on)."""
-    quiet: tuple[Any, ...] | None
+    quiet: list[list[Any]] | None
     """Its deadlines alone, once they are enough to tell that nothing was written since:
     a read that found it as it is came ``QUIET_MS`` after ``beat``; else None."""
 
 
 _NEVER = 2**62
 """A heartbeat time no read comes ``QUIET_MS`` after."""
+
+
+def _lists(answers: tuple[Any, ...]) -> list[list[Any]]:
+    """Answers as the connection gives them (lists), to compare a new read with as is."""
+    return [list(a) for a in answers]
 
 
 class WhereNowIndex:
@@ -253,7 +258,7 @@ class WhereNowIndex:
         if kept is not None and now < kept.first and kept.seen == seen:
             self._moved.discard(user_id)  # unchanged: the deadlines may do next time
             if kept.quiet is None and kept.beat <= now - QUIET_MS:
-                self._kept[memo] = kept._replace(quiet=seen[::2])
+                self._kept[memo] = kept._replace(quiet=_lists(seen[::2]))
             return kept.answer
         online: list[tuple[int, str, WhereOnlineOut]] = []
         recent: list[tuple[int, str, WhereRecentOut]] = []
@@ -291,7 +296,7 @@ class WhereNowIndex:
             if len(self._kept) >= _PLANS_KEPT:
                 self._kept.clear()
             beat = self._beat(seen)
-            quiet = seen[::2] if beat <= now - QUIET_MS else None
+            quiet = _lists(seen[::2]) if beat <= now - QUIET_MS else None
             self._kept[memo] = _Kept(seen, first, found_now, beat, quiet)
         return found_now
 
@@ -321,8 +326,8 @@ class WhereNowIndex:
         between reads (then everything is asked at once, as it would have been)."""
         if kept.quiet is None or user_id in self._moved:
             return False
-        if tuple(map(tuple, await self._answers(deadlines))) == kept.quiet:
-            return True
+        if await self.redis.read_in_turn(deadlines) == kept.quiet:
+            return True  # an error answer is never equal: the full read raises it
         if len(self._moved) >= _MOVED_KEPT:
             self._moved.clear()
         self._moved.add(user_id)
@@ -344,7 +349,7 @@ class WhereNowIndex:
         return latest
 
     async def _answers(self, commands: Commands) -> list[Any]:
-        replies = await self.redis.read_commands(commands)
+        replies = await self.redis.read_in_turn(commands)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
