@@ -583,12 +583,26 @@ class WhereNowAddScript(Script):
 class WhereNowReadScript(Script):
     PATH = "live/where_now_read"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._heads: dict[tuple[str, int, int], bytes] = {}
+        """Per index (and read's shape), the call packed up to the known generation: the
+        same bytes every poll."""
+
     def call(
         self, index: str, generation: str, most: int, fresh_ms: int, known: bytes
     ) -> ScriptCall:
         """The newest ``most`` entries, how many were written in the last ``fresh_ms``
         and the index's generation; only the time if the generation is still ``known``."""
-        return ScriptCall(self, (index, generation), (most, fresh_ms, known))
+        keys, shared = (index, generation), (most, fresh_ms)
+        cached = (index, most, fresh_ms)
+        head = self._heads.get(cached)
+        if head is None:
+            if len(self._heads) >= _CACHED_HEADS:
+                self._heads.clear()
+            head = evalsha_head(self.sha, 2, 3) + pack_bulks((*keys, *shared))
+            self._heads[cached] = head
+        return ScriptCall(self, keys, shared, (known,), head)
 
 
 class WhereNowPruneScript(Script):
