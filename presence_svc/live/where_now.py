@@ -5,9 +5,10 @@ on the user's slot. The index (``Keyspace.where_now``) is a superset the service
 notes ``<artifact>/<session digest>`` after a heartbeat that (re)joined, or whose entry
 this process last wrote more than ``refresh`` ago (a dict lookup, no Redis call: the
 heartbeat fast path stays one round trip). A read takes the candidates (one read script
-on the user's slot, which also gives Redis's clock) and checks each against the
-artifact's own keys with plain read commands, all in one pipeline (one round trip on a
-single server, one per node on a Cluster): a session is online while its deadline is
+on the user's slot, which also gives Redis's clock; only the clock when the index's
+generation says no member came or went since this process last read them) and checks
+each against the artifact's own keys with plain read commands, all in one pipeline (one
+round trip on a single server, one per node on a Cluster): a session is online while its deadline is
 ahead (``ZMSCORE``), its info says whose it is and its status (``HMGET``), and the
 recently-here list says when the user left (``ZSCORE``). The answer is exact, and the
 entries that no longer lead anywhere are dropped. A poll with nothing written since the
@@ -54,6 +55,8 @@ over and each session's next heartbeat writes once more."""
 _PLANS_KEPT = 256
 """Users whose index a process keeps parsed, with its check packed (some 10 KB for 50
 candidates, 50 KB for the most an index holds); past it the cache starts over."""
+_Memo: TypeAlias = "tuple[str, int, bytes]"
+"""A plan's key: the user, the fresh count and the index's members as read."""
 _Plan: TypeAlias = "tuple[list[tuple[str, list[bytes], bool]], Commands, Commands]"
 """The candidates per artifact and whether it is likely online, the commands that check
 them (2 per artifact likely online, 3 per other), and their deadlines alone (1 each)."""
@@ -91,13 +94,18 @@ class _Kept(NamedTuple):
     beat: int
     """Its sessions' last heartbeat (ms), ``_NEVER`` if one is away (an away session's
     deadline could be met again by an active heartbeat later on)."""
-    quiet: tuple[Any, ...] | None
+    quiet: list[list[Any]] | None
     """Its deadlines alone, once they are enough to tell that nothing was written since:
     a read that found it as it is came ``QUIET_MS`` after ``beat``; else None."""
 
 
 _NEVER = 2**62
 """A heartbeat time no read comes ``QUIET_MS`` after."""
+
+
+def _lists(answers: tuple[Any, ...]) -> list[list[Any]]:
+    """Answers as the connection gives them (lists), to compare a new read with as is."""
+    return [list(a) for a in answers]
 
 
 class WhereNowIndex:
@@ -127,10 +135,13 @@ class WhereNowIndex:
         rewritten every refresh and beat at least every timeout of their status): a hint
         only, the read stays exact if it is wrong (one more round trip)."""
         self._written: dict[tuple[str, str, str], float] = {}
-        self._plans: dict[tuple[str, int, bytes], _Plan] = {}
+        self._plans: dict[_Memo, _Plan] = {}
         """(user, fresh count, the index as read) -> its plan: a user's index changes at
         joins and prunes, and is read unchanged in between (a dashboard polling it)."""
-        self._kept: dict[tuple[str, int, bytes], _Kept] = {}
+        self._last: dict[str, tuple[bytes, _Memo]] = {}
+        """User -> the index's generation when this process last read its members, and
+        the plan key they made: the same generation again means the same members."""
+        self._kept: dict[_Memo, _Kept] = {}
         """Per plan, the last answer whose sessions were all online. The same answers
         again before the first deadline make the same rows (a user polled between
         heartbeats); with ``quiet``, the same deadlines do (one command per artifact)."""
@@ -162,9 +173,11 @@ class WhereNowIndex:
             return
         call = self._scripts.where_now_add.call(
             self.keys.where_now(user_id),
+            self.keys.where_now_generation(user_id),
             self.member(artifact_id, self._pack(session_id)),
             self.lifetime_ms,
             WHERE_NOW_KEEP,
+            joined,
         )
         try:
             await self.redis.run(call)
@@ -175,10 +188,13 @@ class WhereNowIndex:
             self._written.clear()
         self._written[memo] = now
 
-    def _plan(self, user_id: str, fresh: int, joined: bytes) -> _Plan:
+    def _plan(
+        self, user_id: str, fresh: int, joined: bytes, online: set[str] | None = None
+    ) -> _Plan:
         """The candidates per artifact (index members, newest first: mostly one each),
-        whether it is likely online (one of them is among the ``fresh`` first), and the
-        commands that check them, for an index that reads ``joined``."""
+        whether it is likely online (one of them is among the ``fresh`` first, or it is
+        one of ``online``, what a read of them found), and the commands that check them,
+        for an index that reads ``joined``."""
         found: dict[str, list[bytes]] = {}
         sids: dict[str, list[bytes]] = {}
         likely: set[str] = set()
@@ -190,7 +206,7 @@ class WhereNowIndex:
                 continue  # not an entry this service wrote: never followed nor pruned
             if not artifact_id or len(sid) != 9:
                 continue  # ditto
-            if n < fresh:
+            if (n < fresh) if online is None else (artifact_id in online):
                 likely.add(artifact_id)
             if artifact_id in found:
                 found[artifact_id].append(member)
@@ -209,13 +225,28 @@ class WhereNowIndex:
         self._plans[user_id, fresh, joined] = plan
         return plan
 
+    async def _index(self, user_id: str, index: str, generation: str) -> tuple[int, _Memo]:
+        """Redis's clock and the plan key of the user's index as it is now: the members
+        read (``_remember``), unless its generation says none came or went since this
+        process last read them (then they are not sent again)."""
+        last = self._last.get(user_id)
+        known = b"" if last is None else last[0]
+        read = await self.redis.run(
+            self._scripts.where_now_read.call(
+                index, generation, WHERE_NOW_KEEP, self.fresh_ms, known
+            )
+        )
+        if len(read) == 1 and last is not None:
+            return int(read[0]), last[1]
+        memo = (user_id, int(read[1]), read[3])
+        self._remember(user_id, read[2], memo)
+        return int(read[0]), memo
+
     async def read(self, user_id: str) -> WhereNow:
         index = self.keys.where_now(user_id)
-        read_at, fresh, joined = await self.redis.run(
-            self._scripts.where_now_read.call(index, WHERE_NOW_KEEP, self.fresh_ms)
-        )
-        now = int(read_at)
-        memo = (user_id, fresh, joined)
+        generation = self.keys.where_now_generation(user_id)
+        now, memo = await self._index(user_id, index, generation)
+        _, fresh, joined = memo
         found, commands, deadlines = self._plans.get(memo) or self._plan(user_id, fresh, joined)
         kept = self._kept.get(memo)
         if kept is not None and now < kept.first and await self._still(user_id, kept, deadlines):
@@ -227,7 +258,7 @@ class WhereNowIndex:
         if kept is not None and now < kept.first and kept.seen == seen:
             self._moved.discard(user_id)  # unchanged: the deadlines may do next time
             if kept.quiet is None and kept.beat <= now - QUIET_MS:
-                self._kept[memo] = kept._replace(quiet=seen[::2])
+                self._kept[memo] = kept._replace(quiet=_lists(seen[::2]))
             return kept.answer
         online: list[tuple[int, str, WhereOnlineOut]] = []
         recent: list[tuple[int, str, WhereRecentOut]] = []
@@ -250,7 +281,8 @@ class WhereNowIndex:
             ):
                 self._check(a, candidates, user_id, now, scores, infos, left, online, recent, stale)
         if stale:
-            await self._prune(index, now, stale)
+            await self._prune(index, generation, now, stale)
+        self._learn(memo, found, {row[1] for row in online})
         online.sort(key=_FIRST_TWO)
         recent.sort(key=_FIRST_TWO)
         found_now = WhereNow(online=[r[2] for r in online], recent=[r[2] for r in recent])
@@ -264,9 +296,29 @@ class WhereNowIndex:
             if len(self._kept) >= _PLANS_KEPT:
                 self._kept.clear()
             beat = self._beat(seen)
-            quiet = seen[::2] if beat <= now - QUIET_MS else None
+            quiet = _lists(seen[::2]) if beat <= now - QUIET_MS else None
             self._kept[memo] = _Kept(seen, first, found_now, beat, quiet)
         return found_now
+
+    def _remember(self, user_id: str, generation: bytes, memo: _Memo) -> None:
+        """The plan key of the members read at ``generation`` (none without one)."""
+        if not generation:
+            self._last.pop(user_id, None)
+            return
+        if len(self._last) >= _PLANS_KEPT:
+            self._last.clear()
+        self._last[user_id] = (generation, memo)
+
+    def _learn(
+        self, memo: _Memo, found: list[tuple[str, list[bytes], bool]], online: set[str]
+    ) -> None:
+        """If a read of the plan ``found`` found other artifacts online than it took for
+        likely, its plan asks from now on as if those are: the fresh count is a hint from
+        when the index was read, and with its generation unchanged it is not read again
+        (an artifact left since would otherwise cost every poll a second round trip)."""
+        if online != {artifact for artifact, _, likely in found if likely}:
+            user_id, fresh, joined = memo
+            self._plan(user_id, fresh, joined, online)
 
     async def _still(self, user_id: str, kept: _Kept, deadlines: Commands) -> bool:
         """Whether the deadlines alone say ``kept`` still holds (one command per artifact);
@@ -274,8 +326,8 @@ class WhereNowIndex:
         between reads (then everything is asked at once, as it would have been)."""
         if kept.quiet is None or user_id in self._moved:
             return False
-        if tuple(map(tuple, await self._answers(deadlines))) == kept.quiet:
-            return True
+        if await self.redis.read_in_turn(deadlines) == kept.quiet:
+            return True  # an error answer is never equal: the full read raises it
         if len(self._moved) >= _MOVED_KEPT:
             self._moved.clear()
         self._moved.add(user_id)
@@ -297,7 +349,7 @@ class WhereNowIndex:
         return latest
 
     async def _answers(self, commands: Commands) -> list[Any]:
-        replies = await self.redis.read_commands(commands)
+        replies = await self.redis.read_in_turn(commands)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -373,16 +425,20 @@ class WhereNowIndex:
         stale += candidates[1:]  # a recently-left artifact keeps its newest candidate
         return True
 
-    async def _prune(self, index: str, read_at: int, stale: list[bytes]) -> None:
+    async def _prune(self, index: str, generation: str, read_at: int, stale: list[bytes]) -> None:
         """Best effort: an entry left behind is checked (and offered for pruning) again."""
+        call = self._scripts.where_now_prune.call(index, generation, read_at, stale)
         try:
-            await self.redis.run(self._scripts.where_now_prune.call(index, read_at, stale))
+            await self.redis.run(call)
         except (RedisError, TimeoutError, OSError) as exc:  # a node down or too slow
             log.warning("where-now index not pruned", extra={"error": repr(exc)})
 
     async def erase(self, user_id: str) -> None:
-        await self.redis.client.delete(self.keys.where_now(user_id))
+        await self.redis.client.delete(
+            self.keys.where_now(user_id), self.keys.where_now_generation(user_id)
+        )
         self._written = {m: t for m, t in self._written.items() if m[0] != user_id}
         self._plans = {k: p for k, p in self._plans.items() if k[0] != user_id}
         self._kept = {k: a for k, a in self._kept.items() if k[0] != user_id}
         self._moved.discard(user_id)
+        self._last.pop(user_id, None)

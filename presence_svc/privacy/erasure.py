@@ -178,6 +178,7 @@ class UserKeysEraser:
             k.user_recent_versions(user_id),
             k.user_views_index(user_id),
             k.where_now(user_id),
+            k.where_now_generation(user_id),
             *(k.rate_bucket(user_id, route_class) for route_class in RouteClass),
         ]
         await self.redis.client.delete(*names)

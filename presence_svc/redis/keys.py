@@ -177,6 +177,12 @@ class Keyspace:
         a superset of where the user's sessions are, checked against each artifact on read."""
         return f"wn:{{{self.tag_of(user_id)}}}:{user_id}:z"
 
+    def where_now_generation(self, user_id: str) -> str:
+        """string beside ``where_now``: a number that changes whenever the index gains or
+        loses a member (never back to an earlier value), so a read that knows it is told
+        the members are the ones it read before, without them."""
+        return f"wn:{{{self.tag_of(user_id)}}}:{user_id}:g"
+
     @staticmethod
     def workers() -> str:
         """zset: worker id -> alive until (ms); the live workers share the partitions."""

@@ -572,25 +572,47 @@ class SessionChecks:
 class WhereNowAddScript(Script):
     PATH = "live/where_now_add"
 
-    def call(self, index: str, member: str, lifetime_ms: int, keep: int) -> ScriptCall:
-        return ScriptCall(self, (index,), (member, lifetime_ms, keep))
+    def call(
+        self, index: str, generation: str, member: str, lifetime_ms: int, keep: int, joined: bool
+    ) -> ScriptCall:
+        return ScriptCall(
+            self, (index, generation), (member, lifetime_ms, keep, "1" if joined else "")
+        )
 
 
 class WhereNowReadScript(Script):
     PATH = "live/where_now_read"
 
-    def call(self, index: str, most: int, fresh_ms: int) -> ScriptCall:
-        """The newest ``most`` entries, and how many were written in the last
-        ``fresh_ms``."""
-        return ScriptCall(self, (index,), (most, fresh_ms))
+    def __init__(self) -> None:
+        super().__init__()
+        self._heads: dict[tuple[str, int, int], bytes] = {}
+        """Per index (and read's shape), the call packed up to the known generation: the
+        same bytes every poll."""
+
+    def call(
+        self, index: str, generation: str, most: int, fresh_ms: int, known: bytes
+    ) -> ScriptCall:
+        """The newest ``most`` entries, how many were written in the last ``fresh_ms``
+        and the index's generation; only the time if the generation is still ``known``."""
+        keys, shared = (index, generation), (most, fresh_ms)
+        cached = (index, most, fresh_ms)
+        head = self._heads.get(cached)
+        if head is None:
+            if len(self._heads) >= _CACHED_HEADS:
+                self._heads.clear()
+            head = evalsha_head(self.sha, 2, 3) + pack_bulks((*keys, *shared))
+            self._heads[cached] = head
+        return ScriptCall(self, keys, shared, (known,), head)
 
 
 class WhereNowPruneScript(Script):
     PATH = "live/where_now_prune"
 
-    def call(self, index: str, read_at_ms: int, members: Sequence[str | bytes]) -> ScriptCall:
+    def call(
+        self, index: str, generation: str, read_at_ms: int, members: Sequence[str | bytes]
+    ) -> ScriptCall:
         """Drop each of ``members`` not rewritten since the read at ``read_at_ms``."""
-        return ScriptCall(self, (index,), (read_at_ms, *members))
+        return ScriptCall(self, (index, generation), (read_at_ms, *members))
 
 
 class RecentPageScript(Script):

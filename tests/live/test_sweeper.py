@@ -43,6 +43,7 @@ async def test_sweeps_leave_no_key_behind_after_retention(
     left = sorted(k.decode() for k in sync_redis.keys("*"))
     recent = [store.keys.artifact(a).recent for a in ("doc-1", "doc-2", "doc-3")]
     indexes = [store.keys.where_now(u) for u in ("alice", "bob")]
+    indexes += [store.keys.where_now_generation(u) for u in ("alice", "bob")]
     dues = {store.keys.artifact(a).recent_due for a in ("doc-1", "doc-2", "doc-3")}
     timelines = [store.keys.artifact(a).timeline for a in ("doc-1", "doc-2", "doc-3")]
     rollups = {store.keys.artifact(a).timeline_index for a in ("doc-1", "doc-2", "doc-3")}

@@ -499,3 +499,41 @@ async def test_a_quiet_poll_still_sees_a_silent_timeout(client: AppClient, auth:
 
     body = await poll(gone, seconds=5.0)
     assert [(r["artifactId"], r["reason"]) for r in body["recent"]] == [("doc-1", "timeout")]
+
+
+async def test_a_poll_with_no_join_or_prune_since_is_not_sent_the_index_again(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    """The index's members are read once per generation: polls with nothing joined, left
+    the index or come into it since get only Redis's clock from the user's slot; a join
+    (a new artifact, or a tab back on one it left) and a prune each show in the next
+    answer. The generation goes with the index on erasure."""
+    client = await make_client(online_timeout_s=30.0, away_timeout_s=60.0, retention_s=120.0)
+    keys = Keyspace(settings.partitions)
+    for doc in ("doc-1", "doc-2"):
+        await beat(client, auth, "alice", "tab-aaaa1", doc)
+    first = await where(client, auth, "alice")
+    zrevrange = _calls(sync_redis, "zrevrange")
+    for _ in range(3):
+        assert await where(client, auth, "alice") == first
+    assert _calls(sync_redis, "zrevrange") == zrevrange  # the members: not sent again
+
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-3")  # joins a third artifact
+    online = (await where(client, auth, "alice"))["online"]
+    assert sorted(o["artifactId"] for o in online) == ["doc-1", "doc-2", "doc-3"]
+    assert _calls(sync_redis, "zrevrange") == zrevrange + 1
+
+    await leave(client, auth, "alice", "tab-aaaa1", "doc-2")
+    for _ in range(2):  # read again unchanged: doc-2 is now asked as an artifact left
+        body = await where(client, auth, "alice")
+        assert sorted(o["artifactId"] for o in body["online"]) == ["doc-1", "doc-3"]
+        assert [r["artifactId"] for r in body["recent"]] == ["doc-2"]
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")  # the same tab comes back
+    body = await where(client, auth, "alice")
+    assert sorted(o["artifactId"] for o in body["online"]) == ["doc-1", "doc-2", "doc-3"]
+    assert body["recent"] == []
+
+    response = await client.delete("/v1/users/alice", headers=auth("root", scope="admin"))
+    assert response.status == 204
+    assert not sync_redis.exists(keys.where_now("alice"), keys.where_now_generation("alice"))
+    assert await where(client, auth, "alice") == {"userId": "alice", "online": [], "recent": []}
