@@ -6,8 +6,8 @@ counts, the presence list, where-now), answered by the core its aiohttp handler 
 The line is taken only when aiohttp would read the same out of it: a path of plain
 characters (no ``%``: aiohttp's router would match the decoded path, and no ``.`` or
 ``..`` segment for a parameter), a query of the characters a query may hold, no fragment.
-The query is parsed by ``yarl`` from the URL aiohttp's parser builds from the same bytes,
-so its values are aiohttp's. Anything else is aiohttp's.
+The query is parsed by ``yarl``, as aiohttp's parser hands it over (``encoded``), so its
+values are aiohttp's. Anything else is aiohttp's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from aiohttp import web
-from multidict import MultiMapping
+from multidict import MultiDict, MultiDictProxy, MultiMapping
 from yarl import URL
 
 from presence_svc.http.presence import online_counts, presence_page
@@ -44,6 +44,7 @@ _QUERY = rb"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*"
 """A query's characters (RFC 3986): what the parser keeps as it is for ``yarl`` to parse."""
 _PARAM = re.compile(r"\{([_a-zA-Z][_a-zA-Z0-9]*)\}")
 _DOTS = (b".", b"..")
+_NO_QUERY: Final[MultiMapping[str]] = MultiDictProxy(MultiDict())
 
 
 class ReadRoute:
@@ -74,12 +75,14 @@ class ReadHead:
         accept: str | None,
     ) -> None:
         path, _, query = target.decode().partition("?")
-        # as aiohttp's parser builds it: the same query, parsed by the same code
-        url = URL.build(path=path, query_string=query, encoded=True)
         self.route = route
-        self.path = url.path
+        self.path = path  # no ``%`` in it: as aiohttp decodes it
         self.match_info: Mapping[str, str] = {route.name: value}
-        self.query: MultiMapping[str] = url.query
+        # parsed by the same code as aiohttp's (``yarl`` keeps the URLs it built: the same
+        # query again is not parsed again)
+        self.query: MultiMapping[str] = (
+            URL.build(query_string=query, encoded=True).query if query else _NO_QUERY
+        )
         self.authorization = authorization
         self.accept = accept
 
