@@ -864,3 +864,26 @@ async def test_a_full_gate_refuses_a_read_the_lean_path_could_take(serve: Serve)
     assert status_of(answer) == 503
     assert b"\r\nRetry-After: " in answer
     assert status_of(await ask(served.port, request)) == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [ONLINE.format(f"doc{c}1") for c in "~!$&'()*+,;=:@._-"]
+    + [
+        LIST.format(R) + "?x=/?:@!$&'()*,;=&limit=%32&",
+        LIST.format(R) + "?cursor=%FF%zz",
+        LIST.format(R) + "?include=recent&include=sessions&limit=3&limit=4",
+    ],
+)
+async def test_every_character_the_scan_takes_reads_as_aiohttp_reads_it(
+    serve: Serve, path: str
+) -> None:
+    """Each character a path segment or a query may hold unencoded, percent-encoded query
+    values (one not UTF-8, one not a percent-encoding), repeated parameters: taken by the
+    lean path, answered with aiohttp's bytes (its router's and ``yarl``'s reading)."""
+    served = await seeded(serve)
+    request = get(path)
+    parsed = served.parsed
+    lean = await ask(served.port, request)
+    assert served.parsed == parsed
+    assert lean == await ask(served.plain_port, request)
