@@ -5,7 +5,10 @@ aiohttp's handler, and its answer written as bytes, without aiohttp's request, r
 task-per-request and response machinery (about a fifth of the service's CPU per
 heartbeat, a third per view). A route is one entry of the table: its exact request line
 and a core taking the scanned head: the heartbeat's ``presence.beat`` and the view's
-``views.view``.
+``views.view``. The hot reads (``lean_reads.READS``: the online counts, the presence list,
+where-now) are taken the same way: a plain ``GET`` without a body, its line matched against
+the route's template, its parameter and query read as aiohttp's router and ``yarl`` read
+them, answered by the core the aiohttp handler calls.
 
 Only the plain case is taken (:meth:`LeanPath.scan`): exactly one whole
 ``POST <route> HTTP/1.1`` with a ``Content-Length`` body, a ``Host``, plain header lines
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, TypeVar
 
 from aiohttp import web
@@ -33,12 +36,23 @@ from aiohttp.http import SERVER_SOFTWARE
 from presence_svc import metrics
 from presence_svc.db.deadline import REQUEST_BUDGET_S
 from presence_svc.errors import problem_for
+from presence_svc.http.lean_reads import METHOD as _READ
+from presence_svc.http.lean_reads import READS, ReadHead, ReadLines
 from presence_svc.http.presence import beat
 from presence_svc.http.resources import SETTINGS
 from presence_svc.http.views import view
 from presence_svc.http.wire import Asked, Body
 
-__all__ = ["PLAIN_HEAD", "ROUTES", "Core", "LeanHead", "LeanPath", "framing", "render"]
+__all__ = [
+    "PLAIN_HEAD",
+    "ROUTES",
+    "Core",
+    "Head",
+    "LeanHead",
+    "LeanPath",
+    "framing",
+    "render",
+]
 
 T = TypeVar("T")
 
@@ -142,16 +156,21 @@ class LeanHead:
     async def body(self, kind: Body[T]) -> T:
         return kind.parse(self.content_type, self.raw)
 
+    def ask(self, app: web.Application) -> Awaitable[tuple[bytes, str]]:
+        """Its route's core, asked for its answer."""
+        return self.route.core(app, self)
 
-def _scan(lines: dict[bytes, _Route], data: bytes) -> LeanHead | None:
-    head = data.find(b"\r\n", 0, _LONGEST_LINE)
-    route = lines.get(data[: head + 2]) if head > 0 else None
-    if route is None:
-        return None
-    end = data.find(b"\r\n\r\n", head)
+
+Head = LeanHead | ReadHead
+"""A request the lean path takes: a write of :data:`ROUTES` or a read of ``READS``."""
+
+
+def _plain_fields(data: bytes, head: int, end: int) -> dict[bytes, bytes] | None:
+    """The fields of the head between ``head`` and ``end`` the routes read (by lowercase
+    name), if it is plain lines within aiohttp's limits, none of them declined or given
+    twice; else None."""
     if (
-        end < 0
-        or end > _MAX_HEAD
+        end > _MAX_HEAD
         or data.count(b"\r\n", head, end) > _MAX_LINES
         or PLAIN_HEAD.fullmatch(data, head, end) is None
     ):
@@ -162,6 +181,18 @@ def _scan(lines: dict[bytes, _Route], data: bytes) -> LeanHead | None:
         if name in seen or name in _DECLINED:
             return None
         seen[name] = value.strip(b" \t")
+    return seen
+
+
+def _scan(lines: dict[bytes, _Route], reads: ReadLines | None, data: bytes) -> Head | None:
+    head = data.find(b"\r\n", 0, _LONGEST_LINE)
+    route = lines.get(data[: head + 2]) if head > 0 else None
+    if route is None:
+        return _scan_read(reads, data) if reads is not None else None
+    end = data.find(b"\r\n\r\n", head)
+    seen = None if end < 0 else _plain_fields(data, head, end)
+    if seen is None:
+        return None
     length = seen.get(b"content-length")
     if (
         length is None
@@ -182,6 +213,30 @@ def _scan(lines: dict[bytes, _Route], data: bytes) -> LeanHead | None:
             else parse_content_type(content_type.decode("ascii"))[0],
             None if accept is None else accept.decode("ascii"),
             data[end + 4 :],
+        )
+    except UnicodeDecodeError:
+        return None  # aiohttp reads such values its own way
+
+
+def _scan_read(reads: ReadLines, data: bytes) -> ReadHead | None:
+    """A plain ``GET`` of a read (``lean_reads``), whole, without a body."""
+    line = reads.match(data)
+    if line is None:
+        return None
+    route, target, value, head = line
+    end = data.find(b"\r\n\r\n", head)
+    seen = None if end < 0 or end + 4 != len(data) else _plain_fields(data, head, end)
+    if seen is None or b"host" not in seen or b"content-length" in seen:
+        return None
+    try:
+        authorization = seen.get(b"authorization")
+        accept = seen.get(b"accept")
+        return ReadHead(
+            route,
+            target,
+            value,
+            None if authorization is None else authorization.decode("ascii"),
+            None if accept is None else accept.decode("ascii"),
         )
     except UnicodeDecodeError:
         return None  # aiohttp reads such values its own way
@@ -218,28 +273,30 @@ def render(response: web.Response) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _served(app: web.Application) -> list[str]:
-    """The paths of :data:`ROUTES` the app serves with ``POST``."""
+def _served(app: web.Application, method: str, table: Iterable[str]) -> list[str]:
+    """The paths of ``table`` the app serves with ``method``."""
     routes = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
         if route.resource is not None
     }
-    return [path for path in ROUTES if (_METHOD, path) in routes]
+    return [path for path in table if (method, path) in routes]
 
 
 class LeanPath:
     """The lean answers of :data:`ROUTES` for one app (see the module's docstring)."""
 
-    __slots__ = ("_app", "_budget_s", "_lines")
+    __slots__ = ("_app", "_budget_s", "_lines", "_reads")
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
         self._budget_s = app[SETTINGS].db_request_timeout_s
         self._lines = {
             f"POST {path} HTTP/1.1\r\n".encode(): _Route(path, ROUTES[path])
-            for path in _served(app)
+            for path in _served(app, _METHOD, ROUTES)
         }
+        reads = _served(app, _READ, READS)
+        self._reads = ReadLines(reads) if reads else None
 
     @staticmethod
     def usable(app: web.Application, handler_cancellation: bool) -> bool:
@@ -249,24 +306,26 @@ class LeanPath:
         one of :data:`ROUTES` at least."""
         if SETTINGS not in app or app[SETTINGS].otel or app.on_response_prepare:
             return False
-        return not handler_cancellation and bool(_served(app))
+        served = _served(app, _METHOD, ROUTES) or _served(app, _READ, READS)
+        return not handler_cancellation and bool(served)
 
-    def scan(self, data: bytes) -> LeanHead | None:
+    def scan(self, data: bytes) -> Head | None:
         """The request ``data`` holds, if it holds exactly one plain whole one to a route
         answered here."""
-        return _scan(self._lines, data)
+        return _scan(self._lines, self._reads, data)
 
-    async def answer(self, head: LeanHead) -> bytes:
+    async def answer(self, head: Head) -> bytes:
         """The answer's bytes; counted and timed as ``edge`` does (the caller holds the
         place in the requests gate)."""
         started = time.perf_counter()
         REQUEST_BUDGET_S.set(self._budget_s)
         try:
-            data = _ok(*await head.route.core(self._app, head))
+            data = _ok(*await head.ask(self._app))
             status = 200
         except Exception as exc:
             response = problem_for(head, exc)
             data = render(response)
             status = response.status
-        metrics.observe_request(head.path, _METHOD, status, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.observe_request(head.route.path, head.method, status, elapsed)
         return data

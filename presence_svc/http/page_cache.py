@@ -37,10 +37,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
-from presence_svc.http.answer import LeanAnswer
-from presence_svc.http.wire import JSON, MSGPACK, encode_body, wants_msgpack
+from presence_svc.http.wire import JSON, MSGPACK, encode_body
 from presence_svc.live.privacy import PrivacyMirror
 from presence_svc.live.rows import presence_out, without_hidden
 from presence_svc.live.store import PresencePage, PresenceStore
@@ -105,7 +102,7 @@ class PageCache:
 
     async def answer(
         self,
-        request: web.Request,
+        as_msgpack: bool,
         store: PresenceStore,
         users: UsersDirectory,
         privacy: PrivacyMirror,
@@ -113,9 +110,9 @@ class PageCache:
         limit: int,
         cursor: str | None,
         listing: bool,
-    ) -> web.Response:
-        """The presence page's answer, from a kept page while its mark holds."""
-        as_msgpack = wants_msgpack(request)
+    ) -> tuple[bytes, str]:
+        """The presence page's answer (its body and media type), from a kept page while its
+        mark holds."""
         if self._ttl_s <= 0 or not isinstance(users, CachedUsers):
             built = await store.page(artifact_id, limit, cursor, sessions=listing)
             out = await presence_out(users, without_hidden(built, privacy.presence_hidden))
@@ -321,7 +318,6 @@ def _hides_any(privacy: PrivacyMirror, kept: _Kept) -> bool:
     return privacy.changes != kept.privacy and any(map(privacy.presence_hidden, kept.user_ids))
 
 
-def _response(body: bytes, as_msgpack: bool) -> web.Response:
-    """A ``LeanAnswer``: a kept page is sent again as ``respond`` sends any answer (the
-    same bytes as a ``web.Response``, fewer of aiohttp's steps)."""
-    return LeanAnswer.ok(body, MSGPACK if as_msgpack else JSON)
+def _response(body: bytes, as_msgpack: bool) -> tuple[bytes, str]:
+    """A page's body and media type, as ``wire.encoded`` gives them."""
+    return body, MSGPACK if as_msgpack else JSON

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Protocol
 
-from aiohttp import web
+from multidict import MultiMapping
 
 from presence_svc.errors import BadRequest, FieldError
 from presence_svc.schemas import ID_PATTERN
 from presence_svc.timefmt import from_iso
 
 __all__ = [
+    "Params",
     "joined_ids",
     "path_id",
     "query_choice",
@@ -29,6 +32,18 @@ _ID_BYTES = bytes(c for c in range(128) if _ID.match(chr(c))) + b"\n"
 """The bytes of valid ids, and the newline that joins them."""
 
 
+class Params(Protocol):
+    """Where the parameters are read from: an aiohttp request, or a read ``http/lean``
+    scanned before aiohttp parsed it (the same values: its path and query as aiohttp's
+    router and ``yarl`` read them)."""
+
+    @property
+    def match_info(self) -> Mapping[str, str]: ...
+
+    @property
+    def query(self) -> MultiMapping[str]: ...
+
+
 def _check_id(field: str, value: str) -> str:
     if not _ID.match(value):
         raise BadRequest(
@@ -38,16 +53,16 @@ def _check_id(field: str, value: str) -> str:
     return value
 
 
-def path_id(request: web.Request, name: str) -> str:
+def path_id(request: Params, name: str) -> str:
     return _check_id(name, request.match_info[name])
 
 
-def query_id(request: web.Request, name: str) -> str | None:
+def query_id(request: Params, name: str) -> str | None:
     value = request.query.get(name)
     return None if value is None else _check_id(name, value)
 
 
-def query_ids(request: web.Request, name: str, *, most: int) -> list[str]:
+def query_ids(request: Params, name: str, *, most: int) -> list[str]:
     values = request.query.getall(name, [])
     if not values:
         raise BadRequest(f"give at least one {name}", errors=[FieldError(name, "is required")])
@@ -76,7 +91,7 @@ def joined_ids(field: str, values: list[str]) -> bytes:
     return joined  # unreachable: a newline inside an id fails its own check
 
 
-def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+def query_int(request: Params, name: str, *, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -92,7 +107,7 @@ def query_int(request: web.Request, name: str, *, default: int, low: int, high: 
     return value
 
 
-def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str:
+def query_choice(request: Params, name: str, choices: tuple[str, ...]) -> str:
     """One of ``choices`` (the first when absent)."""
     value = request.query.get(name) or choices[0]
     if value not in choices:
@@ -102,7 +117,7 @@ def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> s
     return value
 
 
-def query_set(request: web.Request, name: str, known: tuple[str, ...]) -> frozenset[str]:
+def query_set(request: Params, name: str, known: tuple[str, ...]) -> frozenset[str]:
     """A comma list of values out of ``known`` (repeating the parameter works too); empty
     when absent. An unknown value is a 400 naming ``name``."""
     values = {v.strip() for raw in request.query.getall(name, []) for v in raw.split(",")}
@@ -116,7 +131,7 @@ def query_set(request: web.Request, name: str, known: tuple[str, ...]) -> frozen
     return frozenset(values)
 
 
-def query_time(request: web.Request, name: str) -> int | None:
+def query_time(request: Params, name: str) -> int | None:
     """An ISO 8601 time with a zone, as milliseconds since the epoch."""
     raw = request.query.get(name)
     if raw is None:

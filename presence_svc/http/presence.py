@@ -22,9 +22,11 @@ from presence_svc.http.wire import (
     JSON,
     Asked,
     Body,
+    Read,
     RequestAsked,
     encoded,
     respond,
+    wants,
     wants_msgpack,
 )
 from presence_svc.live.rows import presence_out, with_recent, without_hidden
@@ -37,7 +39,15 @@ from presence_svc.schemas import (
     OnlineOut,
 )
 
-__all__ = ["MAX_BATCH", "MAX_STATE_BYTES", "PRESENCE_INCLUDES", "beat", "routes"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_STATE_BYTES",
+    "PRESENCE_INCLUDES",
+    "beat",
+    "online_counts",
+    "presence_page",
+    "routes",
+]
 
 routes = web.RouteTableDef()
 
@@ -123,9 +133,14 @@ async def leave(request: web.Request) -> web.Response:
 
 @routes.get("/v1/artifacts/{artifactId}/online")
 async def artifact_online(request: web.Request) -> web.Response:
-    app = request.app
-    principal = app[TOKENS].from_request(request)
-    artifact_id = path_id(request, "artifactId")
+    return LeanAnswer.ok(*await online_counts(request.app, RequestAsked(request)))
+
+
+async def online_counts(app: web.Application, asked: Read) -> tuple[bytes, str]:
+    """One artifact's online counts (the body and media type), for aiohttp's handler above
+    and for ``http/lean``, which answers plain reads before aiohttp parses them."""
+    principal = app[TOKENS].from_header(asked.authorization)
+    artifact_id = path_id(asked, "artifactId")
     principal.require_presence_read([artifact_id])
     counts = await app[LIMITER].guard(
         principal, RouteClass.READ, lambda: app[PRESENCE].online_one(artifact_id)
@@ -137,7 +152,7 @@ async def artifact_online(request: web.Request) -> web.Response:
         active=counts.active,
         away=counts.away,
     )
-    return respond(request, out)
+    return encoded(out, asked.accept)
 
 
 @routes.get("/v1/online")
@@ -164,17 +179,23 @@ async def batch_online(request: web.Request) -> web.Response:
 
 @routes.get("/v1/artifacts/{artifactId}/presence")
 async def presence_list(request: web.Request) -> web.Response:
-    app = request.app
-    principal = app[TOKENS].from_request(request)
-    artifact_id = path_id(request, "artifactId")
+    return LeanAnswer.ok(*await presence_page(request.app, RequestAsked(request)))
+
+
+async def presence_page(app: web.Application, asked: Read) -> tuple[bytes, str]:
+    """The presence list's answer (its body and media type), for aiohttp's handler above
+    and for ``http/lean``: one implementation of its checks, in this order."""
+    principal = app[TOKENS].from_header(asked.authorization)
+    artifact_id = path_id(asked, "artifactId")
     principal.require_presence_read([artifact_id])
-    limit = query_int(request, "limit", default=100, low=1, high=500)
-    include = query_set(request, "include", PRESENCE_INCLUDES)
-    cursor = request.query.get("cursor") or None
+    limit = query_int(asked, "limit", default=100, low=1, high=500)
+    include = query_set(asked, "include", PRESENCE_INCLUDES)
+    query = asked.query
+    cursor = query.get("cursor") or None
     recent_limit = recent_cursor = None
     if "recent" in include:
-        recent_limit = query_int(request, "recentLimit", default=100, low=1, high=500)
-        recent_cursor = request.query.get("recentCursor") or None
+        recent_limit = query_int(asked, "recentLimit", default=100, low=1, high=500)
+        recent_cursor = query.get("recentCursor") or None
     await app[LIMITER].check(principal, RouteClass.READ)
     store = app[PRESENCE]
     privacy = app[PRIVACY]
@@ -183,7 +204,7 @@ async def presence_list(request: web.Request) -> web.Response:
         # A user who just turned invisible is out of the list at once (their sessions
         # carry the mark from their next heartbeat on): the page cache checks that too.
         return await app[PAGES].answer(
-            request, store, app[USERS], privacy, artifact_id, limit, cursor, listing
+            wants(asked.accept), store, app[USERS], privacy, artifact_id, limit, cursor, listing
         )
     page = await store.page(artifact_id, limit, cursor, sessions=listing)
     # ... and out of the recently-here list as well.
@@ -191,4 +212,4 @@ async def presence_list(request: web.Request) -> web.Response:
     out = await presence_out(app[USERS], page)
     recent = await store.recent.page(artifact_id, recent_limit, recent_cursor)
     recent = without_hidden(recent, privacy.presence_hidden)
-    return respond(request, await with_recent(app[USERS], out, recent))
+    return encoded(await with_recent(app[USERS], out, recent), asked.accept)

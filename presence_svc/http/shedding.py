@@ -39,7 +39,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from presence_svc.http.admission import GATE, Gate
-from presence_svc.http.lean import PLAIN_HEAD, LeanHead, LeanPath, framing
+from presence_svc.http.lean import PLAIN_HEAD, Head, LeanPath, framing
 from presence_svc.http.resources import SETTINGS
 
 __all__ = ["SheddingRunner", "compatible", "lean_compatible", "requests_in", "run_app"]
@@ -223,7 +223,7 @@ class SheddingHandler(RequestHandler):
         self._lean_task = self._loop.create_task(self._answer(head))
         return True
 
-    async def _answer(self, head: LeanHead) -> None:
+    async def _answer(self, head: Head) -> None:
         """Answer as aiohttp's ``start`` would: the bytes written (unless the client left:
         then, as aiohttp's handler, the work is done unheard), drained, the connection idle
         again with its keep-alive deadline, and what arrived meanwhile given to aiohttp."""

@@ -7,14 +7,16 @@ validated Struct or raises a problem naming the fields at fault.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
+from multidict import MultiMapping
 
 from presence_svc.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
 from presence_svc.http.answer import LeanAnswer
+from presence_svc.http.params import Params
 
 __all__ = [
     "JSON",
@@ -23,11 +25,13 @@ __all__ = [
     "MSGPACK",
     "Asked",
     "Body",
+    "Read",
     "RequestAsked",
     "encode_body",
     "encoded",
     "field_errors",
     "respond",
+    "wants",
     "wants_msgpack",
 ]
 
@@ -234,6 +238,11 @@ def wants_msgpack(request: web.Request) -> bool:
     return accept is not None and "msgpack" in accept
 
 
+def wants(accept: str | None) -> bool:
+    """``wants_msgpack`` of an ``Accept`` header's value."""
+    return accept is not None and "msgpack" in accept
+
+
 def encode_body(value: Any, as_msgpack: bool) -> bytes:
     """``value`` encoded as ``respond`` sends it (msgpack, or JSON ending in a newline)."""
     if as_msgpack:
@@ -265,6 +274,18 @@ class Asked(Protocol):
         ...
 
 
+class Read(Params, Protocol):
+    """What a read's core reads of its request (its path and query parameters, its token
+    and its ``Accept``), whoever parsed it: aiohttp (:class:`RequestAsked`) or
+    ``http/lean``, which answers the hot reads before aiohttp parses them."""
+
+    @property
+    def authorization(self) -> str | None: ...
+
+    @property
+    def accept(self) -> str | None: ...
+
+
 class RequestAsked:
     """An aiohttp request, as a core reads it."""
 
@@ -280,6 +301,14 @@ class RequestAsked:
     @property
     def accept(self) -> str | None:
         return self._request.headers.get("Accept")
+
+    @property
+    def match_info(self) -> Mapping[str, str]:
+        return self._request.match_info
+
+    @property
+    def query(self) -> MultiMapping[str]:
+        return self._request.query
 
     def body(self, kind: Body[T]) -> Awaitable[T]:
         return kind.read(self._request)

@@ -627,3 +627,263 @@ async def test_a_request_read_before_a_popped_pipelined_one_starts_is_answered_a
     assert ["users" in answer for answer in answers] == [True, True, False]
     assert [len(answer["users"]) for answer in answers[:2]] == [0, 1]
     assert answers[2]["online"] == 1
+
+
+# The reads (``lean_reads.READS``): a plain GET of the online counts, the presence list or
+# where-now, read by the lean and the plain server alike (reads change nothing but the
+# caller's rate-limit bucket and each process's caches, so both read the same artifact).
+ONLINE = "/v1/artifacts/{}/online"
+LIST = "/v1/artifacts/{}/presence"
+WHERE = "/v1/users/{}/presence"
+
+
+def get(
+    path: str,
+    user: str | None = "alice",
+    headers: str = "",
+    *,
+    scope: Scope = Scope.CLIENT,
+    artifacts: list[str] | None = None,
+    method: str = "GET",
+    version: str = "1.1",
+) -> bytes:
+    auth = ""
+    if user is not None:
+        issued = TokenCodec(SECRET).issue(user, scope=scope, artifacts=artifacts, ttl_s=600)
+        auth = f"Authorization: Bearer {issued}\r\n"
+    return f"{method} {path} HTTP/{version}\r\nHost: test\r\n{auth}{headers}\r\n".encode()
+
+
+def read_200(route: str, status: int = 200) -> str:
+    """The metric counting a read route's answers of ``status``."""
+    return f'presence_http_requests_total{{method="GET",route="{route}",status="{status}"}}'
+
+
+async def seeded(serve: Serve, **changes: Any) -> Served:
+    """Both servers, with alice (a state, a name) and bob online on doc-R."""
+    served = await serve(**changes)
+    for user, session in (("alice", "tab-0000a"), ("bob", "tab-0000b")):
+        beat = post(HEARTBEAT, user, artifact="doc-R", sessionId=session, state={"x": 1})
+        assert status_of(await ask(served.port, beat)) == 200
+    return served
+
+
+_MSGPACK = "Accept: application/msgpack\r\n"
+R = "doc-R"
+READ_CASES: dict[str, tuple[bytes, int, str | None]] = {
+    "online 200 JSON": (get(ONLINE.format(R), "u-1"), 200, None),
+    "online 200 msgpack": (get(ONLINE.format(R), "u-2", _MSGPACK), 200, None),
+    "list 200 JSON": (get(LIST.format(R), "u-3"), 200, None),
+    "list 200 msgpack": (get(LIST.format(R), "u-4", _MSGPACK), 200, None),
+    "list 200 a query": (
+        get(LIST.format(R) + "?limit=1&include=sessions,recent&recentLimit=2", "u-5"),
+        200,
+        None,
+    ),
+    "list 200 a percent-encoded query": (
+        get(LIST.format(R) + "?include=sessions%2Crecent&limit=%31", "u-6", _MSGPACK),
+        200,
+        None,
+    ),
+    "list 200 plus and empty pairs": (
+        get(LIST.format(R) + "?include=sessions+&&limit=2&", "u-7"),
+        200,
+        None,
+    ),
+    "list 200 If-None-Match (no ETag)": (
+        get(LIST.format(R), "u-8", 'If-None-Match: "x", *\r\n'),
+        200,
+        None,
+    ),
+    "where 200 JSON": (get(WHERE.format("alice"), "alice"), 200, None),
+    "where 200 msgpack": (get(WHERE.format("alice"), "alice", _MSGPACK), 200, None),
+    "where 200 a dashboard": (
+        get(WHERE.format("bob"), "board", scope=Scope.DASHBOARD),
+        200,
+        None,
+    ),
+    "list 400 limit 0": (get(LIST.format(R) + "?limit=0", "u-9"), 400, "limit"),
+    "list 400 limit not a number": (get(LIST.format(R) + "?limit=ten", "u-9"), 400, "limit"),
+    "list 400 include unknown": (get(LIST.format(R) + "?include=all", "u-9"), 400, "include"),
+    "list 400 recentLimit": (
+        get(LIST.format(R) + "?include=recent&recentLimit=501", "u-9"),
+        400,
+        "recentLimit",
+    ),
+    "online 400 a bad id": (get(ONLINE.format("doc~1"), "u-9"), 400, "artifactId"),
+    "where 400 a long id": (get(WHERE.format("u" * 129), "u-9"), 400, "userId"),
+    "online 401 no token": (get(ONLINE.format(R), None), 401, None),
+    "list 401 a bad token": (
+        get(LIST.format(R), None, "Authorization: Bearer nonsense\r\n"),
+        401,
+        None,
+    ),
+    "where 401 not bearer": (
+        get(WHERE.format("alice"), None, "Authorization: Basic eDp5\r\n"),
+        401,
+        None,
+    ),
+    "online 403 another artifact": (
+        get(ONLINE.format(R), "u-10", artifacts=["doc-2"]),
+        403,
+        None,
+    ),
+    "list 403 another artifact": (get(LIST.format(R), "u-10", artifacts=["doc-2"]), 403, None),
+    "where 403 another user": (get(WHERE.format("bob"), "alice"), 403, None),
+}
+
+
+@pytest.mark.parametrize("case", list(READ_CASES))
+async def test_a_plain_read_gets_aiohttps_bytes_without_aiohttp(serve: Serve, case: str) -> None:
+    served = await seeded(serve)
+    request, status, field = READ_CASES[case]
+    parsed = served.parsed
+    lean = await ask(served.port, request)
+    assert served.parsed == parsed, "aiohttp parsed the read: the lean path did not take it"
+    assert lean == await ask(served.plain_port, request)
+    assert status_of(lean) == status, lean
+    if status == 200:
+        assert body_of(lean)["online"]  # alice and bob: counted, listed, or where alice is
+    else:
+        assert b"Content-Type: application/problem+json" in lean
+    if field is not None:
+        assert [error["field"] for error in body_of(lean)["errors"]] == [field]
+    if status == 401:
+        assert b'\r\nWWW-Authenticate: Bearer realm="presence-svc"\r\n' in lean
+
+
+ODD_READS: dict[str, bytes] = {
+    "a percent-encoded id": get(ONLINE.format("doc%2DR")),
+    "an encoded slash in the id": get(ONLINE.format("doc%2FR")),
+    "a dot-dot segment": get(ONLINE.format("..")),
+    "a dot segment": get(WHERE.format("."), "."),
+    "a fragment": get(ONLINE.format(R) + "#top"),
+    "a query character left to aiohttp": get(LIST.format(R) + "?cursor=a|b"),
+    "a trailing slash": get(ONLINE.format(R) + "/"),
+    "HTTP/1.0": get(ONLINE.format(R), version="1.0"),
+    "a Content-Length": get(ONLINE.format(R), headers="Content-Length: 0\r\n"),
+    "a Connection header": get(ONLINE.format(R), headers="Connection: keep-alive\r\n"),
+    "two Accept headers": get(ONLINE.format(R), headers="Accept: */*\r\n" + _MSGPACK),
+    "no Host": get(ONLINE.format(R)).replace(b"Host: test\r\n", b""),
+    "a folded header": get(ONLINE.format(R), headers="X-A: 1\r\n b\r\n"),
+    "a non-ASCII Accept": get(ONLINE.format(R), headers="Accept: t\xe9xt/plain\r\n"),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_READS))
+async def test_an_odd_read_is_aiohttps_and_answered_the_same(serve: Serve, case: str) -> None:
+    served = await seeded(serve)
+    request = ODD_READS[case]
+    if case == "a non-ASCII Accept":
+        request = request.decode().encode("latin-1")
+    parsed = served.parsed
+    lean = await ask(served.port, request)
+    assert served.parsed == parsed + 1, "the lean path took it"
+    assert lean == await ask(served.plain_port, request)
+
+
+async def test_a_head_read_is_aiohttps(serve: Serve) -> None:
+    served = await seeded(serve)
+    heads = []
+    for port in (served.port, served.plain_port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        parsed = served.parsed
+        writer.write(get(ONLINE.format(R), method="HEAD"))
+        heads.append(_DATE.sub(b"\r\nDate: -", await reader.readuntil(b"\r\n\r\n")))
+        if port == served.port:
+            assert served.parsed == parsed + 1
+        writer.close()
+    assert heads[0] == heads[1]
+    assert status_of(heads[0]) == 200
+
+
+@pytest.mark.parametrize("path", [ONLINE, LIST, WHERE])
+async def test_past_the_read_limit_the_429_and_its_headers_are_aiohttps(
+    serve: Serve, path: str
+) -> None:
+    served = await seeded(serve, rate_limits=parse_rate_limits("read=1/m:burst=1"))
+    answers = []
+    for port, user in ((served.port, "rl-1"), (served.plain_port, "rl-2")):
+        request = get(path.format(user if path == WHERE else R), user)
+        connection = await Connection.open(port)
+        await connection.send(request)
+        assert status_of(await connection.answer()) == 200
+        parsed = served.parsed
+        await connection.send(request)
+        answers.append(await connection.answer())
+        if port == served.port:
+            assert served.parsed == parsed
+        connection.close()
+    lean, plain = answers
+    assert lean == plain
+    assert status_of(lean) == 429
+    for header in (b"\r\nRetry-After: ", b"\r\nRateLimit: ", b"\r\nRateLimit-Policy: "):
+        assert header in lean
+
+
+@pytest.mark.parametrize("path", [ONLINE.format(R), LIST.format(R), WHERE.format("alice")])
+async def test_a_paused_redis_is_the_same_503_for_a_read(
+    serve: Serve, sync_redis: redis.Redis, path: str
+) -> None:
+    served = await seeded(serve, redis_timeout_s=0.2, page_cache_s=0.0)
+    request = get(path)
+    assert status_of(await ask(served.port, request)) == 200  # scripts loaded, connected
+    sync_redis.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    parsed = served.parsed
+    lean, plain = await asyncio.gather(ask(served.port, request), ask(served.plain_port, request))
+    assert served.parsed == parsed
+    assert lean == plain
+    assert status_of(lean) == 503
+    assert b"\r\nRetry-After: " in lean
+
+
+async def test_a_read_is_counted_under_its_route_as_aiohttp_counts_it(serve: Serve) -> None:
+    served = await seeded(serve)
+    route = "/v1/artifacts/{artifactId}/presence"
+    before = [await metric(served.port, read_200(route, s)) for s in (200, 400)]
+    parsed = served.parsed
+    assert status_of(await ask(served.port, get(LIST.format(R)))) == 200
+    assert status_of(await ask(served.port, get(LIST.format(R) + "?limit=0"))) == 400
+    assert served.parsed == parsed
+    odd = get(LIST.format(R), headers="Connection: keep-alive\r\n")
+    assert status_of(await ask(served.port, odd)) == 200
+    assert served.parsed == parsed + 1
+    after = [await metric(served.port, read_200(route, s)) for s in (200, 400)]
+    assert after == [before[0] + 2, before[1] + 1]
+    assert served.app[GATE].open == 0
+
+
+async def test_a_full_gate_refuses_a_read_the_lean_path_could_take(serve: Serve) -> None:
+    served = await seeded(serve)
+    request = get(ONLINE.format(R))
+    served.app[GATE].shedding = True
+    try:
+        answer = await ask(served.port, request)
+    finally:
+        served.app[GATE].shedding = False
+    assert status_of(answer) == 503
+    assert b"\r\nRetry-After: " in answer
+    assert status_of(await ask(served.port, request)) == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [ONLINE.format(f"doc{c}1") for c in "~!$&'()*+,;=:@._-"]
+    + [
+        LIST.format(R) + "?x=/?:@!$&'()*,;=&limit=%32&",
+        LIST.format(R) + "?cursor=%FF%zz",
+        LIST.format(R) + "?include=recent&include=sessions&limit=3&limit=4",
+    ],
+)
+async def test_every_character_the_scan_takes_reads_as_aiohttp_reads_it(
+    serve: Serve, path: str
+) -> None:
+    """Each character a path segment or a query may hold unencoded, percent-encoded query
+    values (one not UTF-8, one not a percent-encoding), repeated parameters: taken by the
+    lean path, answered with aiohttp's bytes (its router's and ``yarl``'s reading)."""
+    served = await seeded(serve)
+    request = get(path)
+    parsed = served.parsed
+    lean = await ask(served.port, request)
+    assert served.parsed == parsed
+    assert lean == await ask(served.plain_port, request)
