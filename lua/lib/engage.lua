@@ -17,25 +17,25 @@
 -- record's other readers (settling, the presence list, where-now, erasure, the sweep)
 -- read elements 1-4 and keep the rest as it is; a record deleted (a leave, an erasure,
 -- the sweep) takes its accumulator with it.
--- Its keys and arguments are the LAST of the script's (so a writer growing its own keeps
--- working): KEYS[n-1] DIRTY zset (per partition): '<day>/<artifact>/<version>/<user>' ->
--- that day's total, drained by the worker; KEYS[n] FOLDS zset (per partition): packed
+-- Its arguments are the LAST of the script's (so a writer growing its own keeps working);
+-- it has no keys of its own: ARGV[1] (the writer's) the artifact id, ARGV[9] the session
+-- id (packed), ARGV[10] the user id and, for a heartbeat, ARGV[11] the version id ('' the
+-- session's current one, read from the writer's KEYS[2]; a leave's is always '') (the
+-- writer's own arguments: not sent twice), and the last 4: slack (ms), ceiling of one
+-- report (ms), the rules only a fold reads, msgpack {read-after (ms), histogram bucket
+-- floors (s, ascending, comma-separated, the first 0), the views key prefix of the
+-- artifact's tag ('vw:{T}:'), unused (was the accumulators hash's lifetime), DAY's
+-- lifetime (ms), the UTC day (YYYY-MM-DD), the fold interval (ms; 0: credit every report
+-- at once)} (one argument: fewer for Redis to take on the hot path), the engaged ms (>= 0).
+-- Built here from the prefix, on the artifact's hash tag like the writer's KEYS (one
+-- slot; keys a report on the hot path never touches, so the call does not carry them):
+-- the DIRTY zset 'edirty' (per partition: '<day>/<artifact>/<version>/<user>' -> that
+-- day's total, drained by the worker), the FOLDS zset 'efold' (per partition: packed
 -- session id (9 bytes) .. artifact -> when its accumulator's fold is due, for each
--- accumulator holding time;
--- ARGV[1] (the writer's) the artifact id, ARGV[9] the session id (packed), ARGV[10] the
--- user id and, for a heartbeat, ARGV[11] the version id ('' the session's current one,
--- read from the writer's KEYS[2]; a leave's is always '') (the writer's own arguments:
--- not sent twice), and the last 4: slack (ms), ceiling of one report (ms), the rules only
--- a fold reads, msgpack {read-after (ms), histogram bucket floors (s, ascending,
--- comma-separated, the first 0), the views key prefix of the artifact's tag ('vw:{T}:'),
--- (unused since the accumulators moved into the session records), DAY's lifetime (ms),
--- the UTC day (YYYY-MM-DD), the fold interval
--- (ms; 0: credit every report at once)} (one argument: fewer for Redis to take on the hot
--- path), the engaged ms (>= 0).
--- Built here from the prefix, on the artifact's hash tag like KEYS (one slot): the
--- version's viewers hash 'vu:<artifact>/<version>' and stats hash 'v:<artifact>/<version>'
--- (see stats/record_view.lua), and the DAY hash 'ed:<day>' (per partition and UTC day:
--- '<artifact>/<version>/<user>' -> engaged ms that day): which version is only known here.
+-- accumulator holding time), the version's viewers hash 'vu:<artifact>/<version>' and
+-- stats hash 'v:<artifact>/<version>' (see stats/record_view.lua), and the DAY hash
+-- 'ed:<day>' (per partition and UTC day: '<artifact>/<version>/<user>' -> engaged ms that
+-- day): which version is only known here.
 -- Credited only to a user with a view record of the version and only by the session's
 -- own user (the writer's KEYS[2] says whose it is); otherwise dropped.
 -- The crossing of read-after appends version.read to the partition outbox (while it
@@ -103,8 +103,8 @@ end
 -- lib/engage_report.lua read, if it did (lib/session_record.lua); only its accumulator
 -- (elements 5-8) is written here.
 local function engage(final)
-  local n, a = #KEYS, #ARGV - 4
-  local I, FOLDS = KEYS[2], KEYS[n]
+  local a = #ARGV - 4
+  local I = KEYS[2]
   local artifact, sid, user = ARGV[1], ARGV[9], ARGV[10]
   local version = final and '' or ARGV[11]
   local ms, now = tonumber(ARGV[a + 4]), NOW
@@ -123,6 +123,10 @@ local function engage(final)
   local slack, ceiling = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local acc = info and info[8] ~= nil  -- the record holds an accumulator
   if not acc and ms == 0 then return end  -- a leave with nothing held and nothing new
+  local rules = cmsgpack.unpack(ARGV[a + 3])
+  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
+  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
+  local DIRTY, FOLDS = prefix .. 'edirty', prefix .. 'efold'
 
   -- The hot path: the session's accumulator on this version, its fold not due yet.
   -- The clamp: no more than the time since the session's previous report plus the
@@ -140,14 +144,11 @@ local function engage(final)
 
   -- The fold: what the accumulator holds goes to its version's viewer (a version change,
   -- the fold due, a leave).
-  local rules = cmsgpack.unpack(ARGV[a + 3])
-  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
-  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
   local OB = KEYS[7]
   local base, mine
   if acc then
     if info[6] > 0 then
-      mine = credit(OB, KEYS[n - 1], prefix, artifact, info[8], user, info[6], read_after,
+      mine = credit(OB, DIRTY, prefix, artifact, info[8], user, info[6], read_after,
         floors, day, day_ms)
       if info[8] ~= version then mine = nil end
     end
@@ -170,7 +171,7 @@ local function engage(final)
   local add = math.min(ms, math.max(0, now - base) + slack, ceiling)
   if final or fold_ms == 0 then
     if add > 0 then
-      credit(OB, KEYS[n - 1], prefix, artifact, version, user, add, read_after, floors, day,
+      credit(OB, DIRTY, prefix, artifact, version, user, add, read_after, floors, day,
         day_ms)
     end
     add = 0
