@@ -24,9 +24,14 @@ do
     if info[8] == version and NOW < info[7] and info[6] > 0 then
       ENGAGED = true
       if info[1] == ARGV[10] then
+        -- engage()'s clamp, min(ms, max(0, gap) + slack, ceiling), without its calls
         local a = #ARGV - 4
-        local add = math.min(tonumber(ARGV[a + 4]), math.max(0, NOW - info[5])
-          + tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+        local add, gap = tonumber(ARGV[a + 4]), NOW - info[5]
+        if gap < 0 then gap = 0 end
+        local most = gap + tonumber(ARGV[a + 1])
+        if add > most then add = most end
+        most = tonumber(ARGV[a + 2])
+        if add > most then add = most end
         info[5] = NOW
         if add > 0 then info[6] = info[6] + add end
         redis.call('HSET', KEYS[2], sid, cmsgpack.pack(info))
