@@ -6,30 +6,36 @@
 -- call, atomic, before the writer changes the session. stats/engage_fold.lua (the worker)
 -- calls credit() for the accumulators nobody folded in time (a session that went).
 -- Deferred crediting: a report only clamps its delta and adds it to the session's
--- accumulator (one HGET and one HSET of LR); the accumulated time is credited to the
--- viewer (viewers hash, version totals, readers, histogram, the day's total) at most once
--- per fold interval per session (its first fold within its first interval, by the session
--- id), when the session leaves, when its version changes, and
--- by the worker once its fold is due (a session that stopped reporting).
--- Its keys and arguments are the LAST of the script's (so a writer growing its own keeps
--- working): KEYS[n-2] LR hash: packed session id -> the session's accumulator, msgpack
--- {last report (ms), pending ms, fold due (ms), version}; KEYS[n-1] DIRTY zset (per
--- partition): '<day>/<artifact>/<version>/<user>' -> that day's total, drained by the
--- worker; KEYS[n] FOLDS zset (per partition): packed session id (9 bytes) .. artifact ->
--- when its accumulator's fold is due, for each accumulator holding time;
--- ARGV[1] (the writer's) the artifact id, ARGV[9] the session id (packed), ARGV[10] the
--- user id and, for a heartbeat, ARGV[11] the version id ('' the session's current one,
--- read from the writer's KEYS[2]; a leave's is always '') (the writer's own arguments:
--- not sent twice), and the last 4: slack (ms), ceiling of one report (ms), the rules only
--- a fold reads, msgpack {read-after (ms), histogram bucket floors (s, ascending,
--- comma-separated, the first 0), the views key prefix of the artifact's tag ('vw:{T}:'),
--- LR's lifetime (ms), DAY's lifetime (ms), the UTC day (YYYY-MM-DD), the fold interval
--- (ms; 0: credit every report at once)} (one argument: fewer for Redis to take on the hot
--- path), the engaged ms (>= 0).
--- Built here from the prefix, on the artifact's hash tag like KEYS (one slot): the
--- version's viewers hash 'vu:<artifact>/<version>' and stats hash 'v:<artifact>/<version>'
--- (see stats/record_view.lua), and the DAY hash 'ed:<day>' (per partition and UTC day:
--- '<artifact>/<version>/<user>' -> engaged ms that day): which version is only known here.
+-- accumulator, which is kept in the session's own record (the writer's KEYS[2] I, field
+-- ARGV[9]: elements 5-8 {last report (ms), pending ms, fold due (ms), version}, see
+-- lib/session_record.lua), the record the report reads anyway to check whose session it
+-- is: one HGET (shared with the heartbeat's fast path) and one HSET; the accumulated
+-- time is credited to the viewer (viewers hash, version totals, readers, histogram, the
+-- day's total) at most once per fold interval per session (its first fold within its
+-- first interval, by the session id), when the session leaves, when its version changes,
+-- and by the worker once its fold is due (a session that stopped reporting). The
+-- record's other readers (settling, the presence list, where-now, erasure, the sweep)
+-- read elements 1-4 and keep the rest as it is; a record deleted (a leave, an erasure,
+-- the sweep) takes its accumulator with it.
+-- Its arguments are the LAST of the script's (so a writer growing its own keeps working);
+-- it has no keys of its own: ARGV[1] (the writer's) the artifact id, ARGV[9] the session
+-- id (packed), ARGV[10] the user id and, for a heartbeat, ARGV[11] the version id ('' the
+-- session's current one, read from the writer's KEYS[2]; a leave's is always '') (the
+-- writer's own arguments: not sent twice), and the last 4: slack (ms), ceiling of one
+-- report (ms), the rules only a fold reads, msgpack {read-after (ms), histogram bucket
+-- floors (s, ascending, comma-separated, the first 0), the views key prefix of the
+-- artifact's tag ('vw:{T}:'), unused (was the accumulators hash's lifetime), DAY's
+-- lifetime (ms), the UTC day (YYYY-MM-DD), the fold interval (ms; 0: credit every report
+-- at once)} (one argument: fewer for Redis to take on the hot path), the engaged ms (>= 0).
+-- Built here from the prefix, on the artifact's hash tag like the writer's KEYS (one
+-- slot; keys a report on the hot path never touches, so the call does not carry them):
+-- the DIRTY zset 'edirty' (per partition: '<day>/<artifact>/<version>/<user>' -> that
+-- day's total, drained by the worker), the FOLDS zset 'efold' (per partition: packed
+-- session id (9 bytes) .. artifact -> when its accumulator's fold is due, for each
+-- accumulator holding time), the version's viewers hash 'vu:<artifact>/<version>' and
+-- stats hash 'v:<artifact>/<version>' (see stats/record_view.lua), and the DAY hash
+-- 'ed:<day>' (per partition and UTC day: '<artifact>/<version>/<user>' -> engaged ms that
+-- day): which version is only known here.
 -- Credited only to a user with a view record of the version and only by the session's
 -- own user (the writer's KEYS[2] says whose it is); otherwise dropped.
 -- The crossing of read-after appends version.read to the partition outbox (while it
@@ -83,26 +89,29 @@ local function credit(OB, DIRTY, prefix, artifact, version, user, ms, read_after
   return mine
 end
 
--- engage(final, held): a report; `final` (a leave): everything credited now and the
--- accumulator taken away. `held`: the accumulator's HGET if the caller did it already
--- (lib/engage_report.lua), nil if not. The session's record it reads is left for the
--- writer's fast path (lib/session_record.lua): nothing here writes it.
--- The session's accumulator and its fold entry, gone (nothing left to credit).
-local function forget(LR, FOLDS, sid, artifact)
-  redis.call('HDEL', LR, sid)
+-- The session's accumulator taken out of its record `info` (nothing left to credit): the
+-- record written back without it, and its fold entry gone.
+local function forget(I, FOLDS, sid, artifact, info)
+  info[5], info[6], info[7], info[8] = nil, nil, nil, nil
+  if info[4] == 0 then info[4] = nil end
+  redis.call('HSET', I, sid, cmsgpack.pack(info))
   redis.call('ZREM', FOLDS, sid .. artifact)
 end
 
-local function engage(final, held)
-  local n, a = #KEYS, #ARGV - 4
-  local LR, FOLDS = KEYS[n - 2], KEYS[n]
+-- engage(final): a report; `final` (a leave): everything credited now and the
+-- accumulator taken away. The session's record (with the accumulator in it) is the one
+-- lib/engage_report.lua read, if it did (lib/session_record.lua); only its accumulator
+-- (elements 5-8) is written here.
+local function engage(final)
+  local a = #ARGV - 4
+  local I = KEYS[2]
   local artifact, sid, user = ARGV[1], ARGV[9], ARGV[10]
   local version = final and '' or ARGV[11]
   local ms, now = tonumber(ARGV[a + 4]), NOW
 
   -- Whose session: only its own user's reports count (the writer refuses the others).
   local raw = SESSION_RAW
-  if raw == nil then raw = redis.call('HGET', KEYS[2], sid) end
+  if raw == nil then raw = redis.call('HGET', I, sid) end
   local info = raw and (SESSION_INFO or cmsgpack.unpack(raw))
   SESSION_RAW = raw
   if info then SESSION_INFO = info end
@@ -112,39 +121,38 @@ local function engage(final, held)
     if version == '' then return end
   end
   local slack, ceiling = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  if held == nil then held = redis.call('HGET', LR, sid) end
-  local acc = held and cmsgpack.unpack(held)
-  if type(acc) ~= 'table' then acc = nil end  -- none, or a last report as kept before
+  local acc = info and info[8] ~= nil  -- the record holds an accumulator
   if not acc and ms == 0 then return end  -- a leave with nothing held and nothing new
+  local rules = cmsgpack.unpack(ARGV[a + 3])
+  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
+  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
+  local DIRTY, FOLDS = prefix .. 'edirty', prefix .. 'efold'
 
   -- The hot path: the session's accumulator on this version, its fold not due yet.
   -- The clamp: no more than the time since the session's previous report plus the
   -- slack, never above the ceiling.
-  if acc and info and not final and acc[4] == version and now < acc[3] then
-    local add = math.min(ms, math.max(0, now - acc[1]) + slack, ceiling)
-    acc[1] = now
+  if acc and not final and info[8] == version and now < info[7] then
+    local add = math.min(ms, math.max(0, now - info[5]) + slack, ceiling)
+    info[5] = now
     if add > 0 then
-      if acc[2] == 0 then redis.call('ZADD', FOLDS, acc[3], sid .. artifact) end
-      acc[2] = acc[2] + add
+      if info[6] == 0 then redis.call('ZADD', FOLDS, info[7], sid .. artifact) end
+      info[6] = info[6] + add
     end
-    redis.call('HSET', LR, sid, cmsgpack.pack(acc))
+    redis.call('HSET', I, sid, cmsgpack.pack(info))
     return
   end
 
   -- The fold: what the accumulator holds goes to its version's viewer (a version change,
-  -- the fold due, a leave), if the session is this user's.
-  local rules = cmsgpack.unpack(ARGV[a + 3])
-  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
-  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
+  -- the fold due, a leave).
   local OB = KEYS[7]
   local base, mine
   if acc then
-    if info and acc[2] > 0 then
-      mine = credit(OB, KEYS[n - 1], prefix, artifact, acc[4], user, acc[2], read_after,
+    if info[6] > 0 then
+      mine = credit(OB, DIRTY, prefix, artifact, info[8], user, info[6], read_after,
         floors, day, day_ms)
-      if acc[4] ~= version then mine = nil end
+      if info[8] ~= version then mine = nil end
     end
-    base = acc[1]
+    base = info[5]
   end
 
   -- This report, on `version`: its first one is clamped from the viewer's last counted
@@ -153,7 +161,7 @@ local function engage(final, held)
   if not mine then
     local entry = redis.call('HGET', prefix .. 'vu:' .. artifact .. '/' .. version, user)
     if not entry then
-      if acc then forget(LR, FOLDS, sid, artifact) end
+      if acc then forget(I, FOLDS, sid, artifact, info) end
       return
     end
     mine = cmsgpack.unpack(entry)
@@ -163,13 +171,13 @@ local function engage(final, held)
   local add = math.min(ms, math.max(0, now - base) + slack, ceiling)
   if final or fold_ms == 0 then
     if add > 0 then
-      credit(OB, KEYS[n - 1], prefix, artifact, version, user, add, read_after, floors, day,
+      credit(OB, DIRTY, prefix, artifact, version, user, add, read_after, floors, day,
         day_ms)
     end
     add = 0
   end
   if final then
-    if acc then forget(LR, FOLDS, sid, artifact) end
+    if acc then forget(I, FOLDS, sid, artifact, info) end
     return
   end
   -- A session's first fold falls somewhere in its first interval, by the session id's
@@ -178,11 +186,17 @@ local function engage(final, held)
   -- sessions that started apart do.
   local due = now + fold_ms
   if not acc then due = now + math.floor(fold_ms * (string.byte(sid, 2) + 1) / 256) end
-  redis.call('HSET', LR, sid, cmsgpack.pack({now, add, due, version}))
-  redis.call('PEXPIRE', LR, rules[4])
+  local held = acc and info[6] or 0
+  if info then
+    info[4] = info[4] or 0
+    info[5], info[6], info[7], info[8] = now, add, due, version
+    redis.call('HSET', I, sid, cmsgpack.pack(info))
+  else
+    SESSION_ACC = {now, add, due, version}  -- the heartbeat's new record takes it
+  end
   if add > 0 then
     redis.call('ZADD', FOLDS, due, sid .. artifact)
-  elseif acc and acc[2] > 0 then
+  elseif held > 0 then
     redis.call('ZREM', FOLDS, sid .. artifact)
   end
 end

@@ -4,9 +4,11 @@
 --   Z  zset  session id -> deadline (ms): when the session goes offline unless it beats
 --            again (last heartbeat + the online or the away timeout; sooner while a grace
 --            leave runs)
---   I  hash  session id -> msgpack {userId, versionId, stateJson[, flags]}; flags (bits): 1 a
---            grace leave runs, 2 away, 4 hidden (the user's presence is invisible:
---            counted, never listed or announced; absent: active, not leaving, visible)
+--   I  hash  session id -> msgpack {userId, versionId, stateJson[, flags[, lastReport,
+--            pendingMs, foldDue, accVersion]]}; flags (bits): 1 a grace leave runs, 2 away,
+--            4 hidden (the user's presence is invisible: counted, never listed or
+--            announced; absent: active, not leaving, visible); then, while the session
+--            holds one, its engaged-time accumulator (lib/engage.lua; flags 0, not absent)
 --            userId -> msgpack {n, active, join[, sids]}: the user's counted sessions,
 --                      how many of them are active, the user's join number, and (in a
 --                      large room only) their packed ids, 9 bytes each
@@ -42,10 +44,11 @@ local SMALL_FIELDS = 64
 local function is_away(info) return info[4] ~= nil and bit.band(info[4], 2) ~= 0 end
 local function is_leaving(info) return info[4] ~= nil and bit.band(info[4], 1) ~= 0 end
 
--- info[4] from the flags (nil when all are off: one msgpack byte less).
+-- info[4] from the flags (nil when all are off: one msgpack byte less; 0 when an
+-- engaged-time accumulator follows, elements 5-8, lib/engage.lua: no hole in the array).
 local function set_flags(info, away, leaving, hidden)
   local flags = (away and 2 or 0) + (leaving and 1 or 0) + (hidden and 4 or 0)
-  if flags == 0 then info[4] = nil else info[4] = flags end
+  if flags == 0 and info[5] == nil then info[4] = nil else info[4] = flags end
 end
 
 local function user_entry(I, user)

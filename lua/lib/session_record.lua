@@ -1,9 +1,14 @@
 -- lib/session_record.lua: SESSION_RAW and SESSION_INFO, the writer's session record
--- (KEYS[2] I, field ARGV[9]: msgpack {user, version, state, flags...}) as a script read it
--- before live/heartbeat.lua's fast path (stats/heartbeat_engaged.lua's report checks whose
--- session it is: lib/engage_report.lua), so that the fast path does not read and unpack it
--- again. SESSION_RAW nil: not read; else HGET's answer (false: no record). SESSION_INFO
--- nil: not unpacked; else the record unpacked, which nobody may change. Values, not
--- functions (a closure costs Redis an allocation each call). Only code that runs before
--- anything writes KEYS[2] may set or use them.
-local SESSION_RAW, SESSION_INFO
+-- (KEYS[2] I, field ARGV[9]: msgpack {user, version, state, flags[, the engaged-time
+-- accumulator: last report (ms), pending ms, fold due (ms), its version]}, see
+-- lib/presence.lua) as a script read it before live/heartbeat.lua's fast path
+-- (stats/heartbeat_engaged.lua's report reads it for the accumulator and whose session it
+-- is: lib/engage_report.lua), so that the fast path does not read and unpack it again.
+-- SESSION_RAW nil: not read; else HGET's answer (false: no record). SESSION_INFO nil: not
+-- unpacked; else the record unpacked. Only the accumulator (elements 5-8) may have
+-- changed in it since (an engaged report writes it back): the user, version, state and
+-- flags the fast path reads are as SESSION_RAW holds them. SESSION_ACC: the accumulator
+-- lib/engage.lua started for a session with no record yet, which live/heartbeat.lua puts
+-- in the record it creates ({last report, pending, fold due, version}; nil: none).
+-- Values, not functions (a closure costs Redis an allocation each call).
+local SESSION_RAW, SESSION_INFO, SESSION_ACC

@@ -71,6 +71,10 @@ if raw then
   counted = score ~= false and (not mark or tonumber(score) > tonumber(mark))
 else
   info = {user, '', ''}
+  -- an engaged report started the session's accumulator (lib/session_record.lua)
+  if SESSION_ACC then
+    info[4], info[5], info[6], info[7], info[8] = 0, unpack(SESSION_ACC)
+  end
 end
 
 -- A heartbeat inside a grace leave (a reload) clears the flag silently.

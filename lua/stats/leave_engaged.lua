@@ -2,7 +2,7 @@
 -- lib/engage.lua's engage() credits what the session's accumulator holds and the beacon's
 -- time and takes the accumulator away, then live/leave.lua as it is, in one atomic call
 -- (engage() reads the session's version before the leave may delete it).
--- KEYS: the leave's, then LR, DIRTY and FOLDS (lib/engage.lua)
+-- KEYS: the leave's (lib/engage.lua builds its own from the rules' prefix)
 -- ARGV: the leave's, then engage()'s last 4 (lib/engage.lua; engaged ms 0: only the fold)
 -- returns what live/leave.lua returns
 --! include lib/now.lua

@@ -237,9 +237,10 @@ class Keyspace:
 
     @staticmethod
     def engage_reports(tag: str, artifact_id: str) -> str:
-        """hash: packed session id -> the session's engaged-time accumulator, msgpack
-        [last report (ms), engaged ms not credited yet, when they are due (ms), version]
-        (lua/lib/engage.lua): where the next report's clamp starts and what it adds to."""
+        """hash: packed session id -> the session's engaged-time accumulator, as versions
+        before the accumulators moved into the session records (``ArtifactKeys.info``,
+        elements 5-8: lua/lib/session_record.lua) kept them; the worker's fold
+        (lua/stats/engage_fold.lua) still credits and deletes one left there."""
         return f"vw:{{{tag}}}:er:{artifact_id}"
 
     @staticmethod
@@ -251,7 +252,7 @@ class Keyspace:
     @staticmethod
     def engage_folds(tag: str) -> str:
         """zset (per partition): packed session id (9 bytes) followed by the artifact id ->
-        when that session's engaged-time accumulator (in ``engage_reports``) is due to be
+        when that session's engaged-time accumulator (in its session record) is due to be
         credited, for each accumulator holding time (lua/lib/engage.lua)."""
         return f"vw:{{{tag}}}:efold"
 

@@ -268,7 +268,9 @@ class EngageRules(NamedTuple):
     floors: str
     """The histogram's bucket floors (s), comma-separated."""
     reports_ms: int
-    """Lifetime of the artifact's last-report hash."""
+    """Lifetime of the accumulators hash an older version kept per artifact; unused by the
+    scripts since the accumulators moved into the session records (its place in the
+    arguments kept)."""
     day_ms: int
     """Lifetime of a day's totals hash."""
     day: str
@@ -285,27 +287,19 @@ class Engagement(NamedTuple):
 
 
 class _Engaged(PresenceWriter):
-    """A writer preceded by ``lib/engage.lua``'s ``engage()``: its keys plus the
-    artifact's accumulators hash and the partition's dirty and folds zsets; its arguments
-    plus engage()'s 4 (the rules packed once per artifact and day: the slack, the ceiling,
-    and what only a fold reads as one msgpack argument; then the engaged ms). The session,
-    user and version engage() reads from the writer's own (ARGV[9..11]): not sent twice."""
+    """A writer preceded by ``lib/engage.lua``'s ``engage()``: the writer's keys (the
+    session's accumulator is in its record, the writer's ``KEYS[2]``; the partition's
+    dirty and folds zsets, which only a fold writes, engage() builds from the views
+    prefix); its arguments plus engage()'s 4 (the rules packed once per artifact and day:
+    the slack, the ceiling, and what only a fold reads as one msgpack argument; then the
+    engaged ms). The session, user and version engage() reads from the writer's own
+    (ARGV[9..11]): not sent twice."""
 
     ENGAGE_ARGS = 4
 
     def __init__(self) -> None:
         super().__init__()
         self._rules: dict[str, tuple[EngageRules, _Fixed, bytes]] = {}
-
-    def _shared(self, k: ArtifactKeys, times: Lifetimes) -> _Shared:
-        keys, args, _ = super()._shared(k, times)
-        keys += (
-            Keyspace.engage_reports(k.tag, k.artifact_id),
-            Keyspace.engage_dirty(k.tag),
-            Keyspace.engage_folds(k.tag),
-        )
-        head = evalsha_head(self.sha, len(keys), len(args) + self.OWN_ARGS)
-        return keys, args, head + pack_bulks((*keys, *args))
 
     def _engaged(self, call: ScriptCall, k: ArtifactKeys, engaged: Engagement) -> ScriptCall:
         """``call`` of the writer with engage()'s arguments appended."""

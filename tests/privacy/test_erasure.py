@@ -97,8 +97,12 @@ async def _alice_everywhere(client: AppClient, auth: Auth) -> LedgerDrain:
 
 
 def _accumulators(sync_redis: redis.Redis) -> int:
-    """Engaged-time accumulators held (lib/engage.lua's LR hashes) and due to be folded."""
-    held = sum(sync_redis.hlen(k) for k in sync_redis.scan_iter(match="vw:*:er:*"))
+    """Engaged-time accumulators held (in the session records, elements 5-8:
+    lib/session_record.lua) and due to be folded."""
+    held = 0
+    for key in sync_redis.scan_iter(match="ps:*:h"):
+        for field, raw in sync_redis.hgetall(key).items():
+            held += field.startswith(b"#") and len(msgpack.unpackb(raw)) > 4
     return held + sum(sync_redis.zcard(k) for k in sync_redis.scan_iter(match="vw:*:efold"))
 
 

@@ -432,3 +432,55 @@ async def test_views_on_a_cluster_leave_what_one_call_leaves_on_one_server(
         sync_cluster.flushall()  # nothing left for another test's ledger drain
         sync_cluster.close()
         await cluster_conn.aclose()
+
+
+async def test_engaged_time_on_a_cluster_is_held_in_the_session_and_credited(
+    cluster: list[int], make_client: MakeClient, auth: Auth
+) -> None:
+    """Engaged heartbeats keep their time in the session's record and a fold writes the
+    partition's dirty and folds zsets, which the script builds from the views prefix (the
+    call does not carry them): on every node's slots, the time held is credited by the
+    leave and by the worker's fold."""
+    from presence_svc.http.resources import REDIS, SETTINGS
+    from presence_svc.stats.engagement_fold import EngagementFold
+
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}",
+        redis_cluster=True,
+        partitions=64,
+        online_timeout_s=30.0,
+        heartbeat_interval_s=10.0,
+        retention_s=60.0,
+        engagement_fold_s=0.3,
+    )
+    headers, dashboard = auth("alice"), auth("d", scope="dashboard")
+    artifacts = [f"eng-{i}" for i in range(12)]
+    for artifact in artifacts:
+        beat: dict[str, Any] = {
+            "artifactId": artifact,
+            "versionId": "v1",
+            "sessionId": "tab-engage1",
+        }
+        assert (await client.post("/v1/views", json=beat, headers=headers)).status == 200
+        for engaged in (None, 1_000, 1_000):
+            body = beat if engaged is None else {**beat, "engagedMs": engaged}
+            assert (await client.post("/v1/heartbeat", json=body, headers=headers)).status == 200
+
+    async def engaged() -> list[int]:
+        out = []
+        for artifact in artifacts:
+            url = f"/v1/artifacts/{artifact}/versions/v1/viewers"
+            viewers = (await (await client.get(url, headers=dashboard)).json())["viewers"]
+            out.append(viewers[0]["engagedMs"])
+        return out
+
+    for artifact in artifacts[::2]:  # these leave; the others go quiet, for the worker
+        leave = {"artifactId": artifact, "sessionId": "tab-engage1"}
+        assert (await client.post("/v1/leave", json=leave, headers=headers)).status == 200
+    app = client.server.app
+    fold = EngagementFold(app[REDIS], app[SETTINGS])
+    deadline = time.monotonic() + 15
+    while await engaged() != [2_000] * len(artifacts):
+        assert time.monotonic() < deadline, await engaged()
+        await fold.fold_once()
+        await asyncio.sleep(0.1)

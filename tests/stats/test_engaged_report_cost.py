@@ -1,12 +1,13 @@
 """What a heartbeat with ``engagedMs`` costs Redis over a plain one, counted in commands
-(which the machine's load cannot change): on the report's hot path, the accumulator's
-``HGET`` and ``HSET`` and nothing more. The session's record, which the report reads to
-check whose session it is, is not read again by the heartbeat's fast path
-(lib/session_record.lua)."""
+(which the machine's load cannot change): on the report's hot path, the ``HSET`` of the
+accumulator and nothing more. The accumulator is in the session's record, which the report
+reads to check whose session it is and the heartbeat's fast path reads too: read once for
+all of them (lib/session_record.lua)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 import redis
@@ -18,12 +19,25 @@ from presence_svc.settings import Settings
 from presence_svc.stats.engagement import EngagementRules
 
 
+def accumulators(sync_redis: redis.Redis, keys: Keyspace, artifact_id: str) -> dict[bytes, Any]:
+    """The artifact's sessions holding an accumulator: packed session id -> [last report,
+    pending ms, fold due, version] (elements 5-8 of the session's record)."""
+    records = sync_redis.hgetall(keys.artifact(artifact_id).info)
+    out: dict[bytes, Any] = {}
+    for field, raw in records.items():
+        if field.startswith(b"#"):
+            record = msgspec.msgpack.decode(raw)
+            if len(record) > 4:
+                out[field] = record[4:]
+    return out
+
+
 def _calls(sync_redis: redis.Redis) -> dict[str, int]:
     stats = sync_redis.info("commandstats")
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
 
 
-async def test_an_engaged_report_adds_two_commands_and_reads_the_session_once(
+async def test_an_engaged_report_adds_one_command_and_reads_the_session_once(
     redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
     # a fold far off (its first one within the first interval, by the session id)
@@ -54,22 +68,20 @@ async def test_an_engaged_report_adds_two_commands_and_reads_the_session_once(
     assert plain_calls["evalsha"] == engaged_calls["evalsha"] == 1
     # the heartbeat's fast path: the artifact's settle mark and the session's record
     assert plain_calls["hget"] == 2
-    # the report: its accumulator; the session's record read once for both
-    assert engaged_calls["hget"] == 3
+    # the report: its accumulator, in the session's record, read once for both
+    assert engaged_calls["hget"] == 2
     assert engaged_calls.get("hset", 0) == plain_calls.get("hset", 0) + 1
-    assert sum(engaged_calls.values()) == sum(plain_calls.values()) + 2
+    assert sum(engaged_calls.values()) == sum(plain_calls.values()) + 1
     # and the report counted: the accumulator holds both reports' time
-    accumulators = sync_redis.hvals(keys.engage_reports(keys.tag_of("doc-1"), "doc-1"))
-    pending = sorted(msgspec.msgpack.decode(raw)[1] for raw in accumulators)
+    pending = sorted(acc[1] for acc in accumulators(sync_redis, keys, "doc-1").values())
     assert pending == [1_000, 2_000]  # bob one report, alice two
 
 
 async def test_a_report_whose_fold_is_due_reads_each_key_once(
     redis_conn: RedisConnection, settings: Settings, sync_redis: redis.Redis
 ) -> None:
-    """The report that folds: the accumulator, the session's record and the viewer's entry
-    are each read once (they were read twice, and the record three times), and the time
-    held is credited."""
+    """The report that folds: the session's record (its accumulator in it) and the
+    viewer's entry are each read once, and the time held is credited."""
     settings = settings.replace(online_timeout_s=60.0, retention_s=120.0, engagement_fold_s=600)
     store = PresenceStore(redis_conn, settings)
     rules = EngagementRules(settings)
@@ -81,23 +93,24 @@ async def test_a_report_whose_fold_is_due_reads_each_key_once(
     state = b'{"page":1}'
     await store.heartbeat("doc-1", "tab-a", "alice", "v1", state)
     await store.heartbeat("doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(1_500))
-    reports = keys.engage_reports(tag, "doc-1")
-    (sid,) = sync_redis.hkeys(reports)
-    last, pending, _, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
+    info = keys.artifact("doc-1").info
+    ((sid, (_, pending, _, version)),) = accumulators(sync_redis, keys, "doc-1").items()
     assert (pending, version) == (1_500, "v1")
     # its fold comes due (as it does an interval after the first report)
-    sync_redis.hset(reports, sid, msgspec.msgpack.encode([last, pending, now - 1, version]))
+    record = msgspec.msgpack.decode(sync_redis.hget(info, sid))
+    record[6] = now - 1
+    sync_redis.hset(info, sid, msgspec.msgpack.encode(record))
 
     sync_redis.config_resetstat()
     await store.heartbeat("doc-1", "tab-a", "alice", "v1", state, engaged=rules.engagement(700))
     calls = _calls(sync_redis)
 
-    # the accumulator, the session's record, the viewer's entry; and the artifact's settle
-    # mark (the heartbeat's fast path)
-    assert calls["hget"] == 4, calls
+    # the session's record (the accumulator in it), the viewer's entry; and the artifact's
+    # settle mark (the heartbeat's fast path)
+    assert calls["hget"] == 3, calls
     entry = msgspec.msgpack.decode(sync_redis.hget(viewers, "alice"))
     assert entry[3] == 1_500  # the time held, credited
-    last, pending, due, version = msgspec.msgpack.decode(sync_redis.hget(reports, sid))
+    _, pending, due, version = accumulators(sync_redis, keys, "doc-1")[sid]
     assert (pending, version) == (700, "v1")  # this report's, held for the next fold
     assert due > now
 
@@ -117,4 +130,4 @@ def test_an_engaged_heartbeat_sends_only_its_four_arguments_more(settings: Setti
     assert engaged.args[: len(plain.args)] == plain.args
     assert int(engaged.args[-1]) == 1_500
     assert len(engaged.args) == len(plain.args) + 4
-    assert len(engaged.keys) == len(plain.keys) + 3
+    assert engaged.keys == plain.keys  # engage() builds the keys only a fold writes

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 
@@ -18,6 +19,7 @@ from presence_svc.settings import ConfigError, Settings
 from presence_svc.stats.engagement import SLACK_MS
 from presence_svc.stats.engagement_fold import EngagementFold
 from tests.conftest import AppClient, MakeClient
+from tests.stats.test_engaged_report_cost import accumulators
 from tests.stats.test_engagement import SESSION, Auth, beat, stats, view, viewers
 
 LONG = dict(online_timeout_s=30.0, heartbeat_interval_s=10.0, retention_s=60.0, read_after_s=3.0)
@@ -58,7 +60,7 @@ async def test_reports_wait_in_the_accumulator_and_a_leave_credits_them_clamped(
     assert 0 < credited <= elapsed_ms + 3 * SLACK_MS + 50
     assert (await stats(client, auth))["engagedMs"] == credited
     assert sync_redis.zcard(keys.engage_folds(tag)) == 0
-    assert sync_redis.hlen(keys.engage_reports(tag, "doc-1")) == 0
+    assert accumulators(sync_redis, keys, "doc-1") == {}
     assert sync_redis.zcard(keys.engage_dirty(tag)) == 1
 
 
@@ -135,7 +137,8 @@ async def test_the_worker_folds_a_session_that_stopped_reporting(
     assert await viewers(client, auth) == {"alice": 1_200, "bob": 0}
     assert await fold.fold_once() == 0  # once only
     # alice's accumulator stays (emptied) as her next report's clamp; bob's is gone
-    assert sync_redis.hlen(keys.engage_reports(keys.tag_of("doc-1"), "doc-1")) == 1
+    ((_, (_, pending, _, version)),) = accumulators(sync_redis, keys, "doc-1").items()
+    assert (pending, version) == (0, "v1")
 
 
 async def test_another_users_report_on_the_session_adds_nothing(
@@ -163,18 +166,35 @@ def _digest(session_id: str) -> bytes:
     return blake2b(session_id.encode(), digest_size=8).digest()
 
 
-async def test_a_last_report_kept_before_deferred_crediting_is_taken_as_none(
+async def test_an_accumulator_an_older_version_kept_in_its_hash_is_credited_by_the_fold(
     make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
 ) -> None:
-    """An upgrade finds the old layout (the last report's ms as text) in the hash."""
-    client = await make_client(**LONG)
+    """An upgrade finds accumulators where older versions kept them (a hash per artifact,
+    before they moved into the session records): the worker's fold credits what one holds
+    when its session's fold comes due, and deletes it; a report meanwhile starts the
+    session's accumulator in its record, credited as well."""
+    client = await make_client(**{**LONG, "engagement_fold_s": 0.3})
+    app = client.server.app
+    fold = EngagementFold(app[REDIS], app[SETTINGS])
     await view(client, auth, "alice")
+    assert await beat(client, auth, "alice", versionId="v1") == 200
     keys = Keyspace(settings.partitions)
-    reports = keys.engage_reports(keys.tag_of("doc-1"), "doc-1")
-    sync_redis.hset(reports, b"#" + _digest(SESSION), str(int(time.time() * 1000)))
-    assert await beat(client, auth, "alice", 1_000, versionId="v1") == 200
-    await leave(client, auth, "alice")
-    assert await viewers(client, auth) == {"alice": 1_000}
+    tag = keys.tag_of("doc-1")
+    reports, sid = keys.engage_reports(tag, "doc-1"), b"#" + _digest(SESSION)
+    now = int(time.time() * 1000)
+    sync_redis.hset(reports, sid, msgspec.msgpack.encode([now - 5_000, 1_500, now, "v1"]))
+    sync_redis.zadd(keys.engage_folds(tag), {sid + b"doc-1": now})
+    assert await beat(client, auth, "alice", 400, versionId="v1") == 200
+    credited = 0
+
+    async def done() -> bool:
+        nonlocal credited
+        credited += await fold.fold_once()
+        return sync_redis.zcard(keys.engage_folds(tag)) == 0
+
+    await _until(done)
+    assert await viewers(client, auth) == {"alice": 1_900}
+    assert sync_redis.exists(reports) == 0
 
 
 async def test_time_held_after_the_workers_fold_of_a_quiet_session_outlives_the_hash_ttl(
