@@ -7,13 +7,16 @@ pipeline go out concurrently instead, each to its own node.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from presence_svc import metrics
@@ -23,12 +26,29 @@ from presence_svc.redis.scripts import ScriptCall
 
 __all__ = ["ClusterConnection"]
 
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def _client_failure_is_unreachable() -> AsyncIterator[None]:
+    """What redis-py's Cluster client raises besides Redis' own errors is the client
+    failing mid-call (an ``AttributeError`` from its connection health check was seen on a
+    loaded machine): Redis is as unusable as if unreachable, so it is an outage (503 with
+    ``Retry-After``), logged with its traceback, never a 500."""
+    try:
+        yield
+    except (RedisError, OSError, TimeoutError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        log.exception("the Redis Cluster client failed", extra={"error": type(exc).__name__})
+        raise RedisConnectionError(f"the Redis Cluster client failed: {exc!r}") from exc
+
 
 class ClusterConnection(RedisConnection):
     client: RedisCluster
 
     async def run(self, call: ScriptCall) -> Any:
-        async with asyncio.timeout(self.deadline_s):
+        async with _client_failure_is_unreachable(), asyncio.timeout(self.deadline_s):
             return await self._run(call)
 
     async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -36,18 +56,24 @@ class ClusterConnection(RedisConnection):
             return []
         async with asyncio.timeout(self.deadline_s):  # one timer per batch
             return list(
-                await asyncio.gather(*(self._run(call) for call in calls), return_exceptions=True)
+                await asyncio.gather(
+                    *(self._guarded(call) for call in calls), return_exceptions=True
+                )
             )
 
     async def read_commands(self, commands: Commands) -> list[Any]:
         """A cluster pipeline: redis-py groups the commands by node, one round trip each."""
         if not commands.count:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands.tuples():
-            pipe.execute_command(*command)
-        async with asyncio.timeout(self.deadline_s):
+        async with _client_failure_is_unreachable(), asyncio.timeout(self.deadline_s):
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands.tuples():
+                pipe.execute_command(*command)
             return list(await pipe.execute(raise_on_error=False))
+
+    async def _guarded(self, call: ScriptCall) -> Any:
+        async with _client_failure_is_unreachable():
+            return await self._run(call)
 
     async def _run(self, call: ScriptCall) -> Any:
         script = call.script

@@ -484,3 +484,37 @@ async def test_engaged_time_on_a_cluster_is_held_in_the_session_and_credited(
         assert time.monotonic() < deadline, await engaged()
         await fold.fold_once()
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(60)
+async def test_a_failing_cluster_client_is_a_503_and_the_next_call_answers(
+    cluster: list[int], make_client: MakeClient, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's Cluster client failing mid-call with an error of its own (an
+    ``AttributeError`` from its connection code was seen under load) is Redis unusable for
+    that call: 503 with ``Retry-After`` for a script call and for a batch read, never a 500;
+    the next call, with the client sound again, answers."""
+    from presence_svc.http.resources import REDIS
+
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}", redis_cluster=True, partitions=64
+    )
+    cluster_client = client.server.app[REDIS].client
+    beat = {"artifactId": "doc-broken", "sessionId": "tab-alice-01"}
+    online = "/v1/online?artifactId=doc-broken&artifactId=doc-other"
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'health_check_interval'")
+
+    for patched, request in (
+        ("evalsha", lambda: client.post("/v1/heartbeat", json=beat, headers=auth("alice"))),
+        ("pipeline", lambda: client.get(online, headers=auth("alice"))),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(cluster_client, patched, broken)
+            response = await request()
+            assert response.status == 503, (patched, await response.text())
+            assert int(response.headers["Retry-After"]) >= 1
+            assert response.content_type == "application/problem+json"
+        response = await request()
+        assert response.status == 200, (patched, await response.text())
