@@ -8,12 +8,11 @@
 -- Entries older than the lifetime go; past the cap the oldest go (entries of online
 -- sessions are rewritten at least every refresh interval, so the left ones go first).
 -- A join, or a member added or dropped, changes the generation (a join of a member
--- already there too: a reader may have learnt that its artifact was left); one that
--- starts (again, after it expired or was erased) starts at Redis's clock in
--- microseconds, not at 1, so it never repeats a value a reader may have kept (as
--- lib/pagemark.lua's mark).
+-- already there too: a reader may have learnt that its artifact was left), as
+-- lib/generation.lua says, so it never repeats a value a reader may have kept.
 -- returns the number of entries kept
 --! include lib/now.lua
+--! include lib/generation.lua
 local index, generation = KEYS[1], KEYS[2]
 local lifetime, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
 local changed = redis.call('ZADD', index, NOW, ARGV[1]) + (ARGV[4] == '1' and 1 or 0)
@@ -24,9 +23,7 @@ if size > keep then
   size = keep
 end
 if changed > 0 or redis.call('EXISTS', generation) == 0 then
-  if redis.call('INCR', generation) == 1 then
-    redis.call('SET', generation, string.format('%.0f', NOW * 1000))
-  end
+  bump_generation(generation)
 end
 redis.call('PEXPIRE', index, lifetime)
 redis.call('PEXPIRE', generation, lifetime)

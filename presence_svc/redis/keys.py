@@ -179,7 +179,8 @@ class Keyspace:
 
     def where_now_generation(self, user_id: str) -> str:
         """string beside ``where_now``: a number that changes whenever the index gains or
-        loses a member (never back to an earlier value), so a read that knows it is told
+        loses a member (never back to an earlier value, after a failover too: each change
+        moves it to at least Redis's clock in µs), so a read that knows it is told
         the members are the ones it read before, without them."""
         return f"wn:{{{self.tag_of(user_id)}}}:{user_id}:g"
 

@@ -537,3 +537,32 @@ async def test_a_poll_with_no_join_or_prune_since_is_not_sent_the_index_again(
     assert response.status == 204
     assert not sync_redis.exists(keys.where_now("alice"), keys.where_now_generation("alice"))
     assert await where(client, auth, "alice") == {"userId": "alice", "online": [], "recent": []}
+
+
+async def test_a_generation_a_failover_lost_is_never_handed_out_again(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Any
+) -> None:
+    """A replica promoted before the last bump of a user's generation reached it holds the
+    value before that bump: the next change must not give the generation the value the
+    service already read other members at, or a poll would be told nothing changed and
+    miss the artifact just joined."""
+    client = await make_client(online_timeout_s=30.0, away_timeout_s=60.0, retention_s=120.0)
+    generation = Keyspace(settings.partitions).where_now_generation("alice")
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-1")
+    before = sync_redis.get(generation)
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-2")
+    online = (await where(client, auth, "alice"))["online"]
+    assert sorted(o["artifactId"] for o in online) == ["doc-1", "doc-2"]  # read at this one
+
+    sync_redis.set(generation, before, keepttl=True)  # the failover lost the bump for doc-2
+    sync_redis.zrem(
+        Keyspace(settings.partitions).where_now("alice"),
+        *[
+            m
+            for m in sync_redis.zrange(Keyspace(settings.partitions).where_now("alice"), 0, -1)
+            if m.startswith(b"doc-2/")
+        ],
+    )  # and doc-2's entry with it
+    await beat(client, auth, "alice", "tab-aaaa1", "doc-3")  # a change after the failover
+    online = (await where(client, auth, "alice"))["online"]
+    assert sorted(o["artifactId"] for o in online) == ["doc-1", "doc-3"]
