@@ -122,11 +122,30 @@ local function engage(final)
   end
   local slack, ceiling = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local acc = info and info[8] ~= nil  -- the record holds an accumulator
+  local rules, read_after, floors, prefix, day_ms, day, fold_ms, DIRTY, FOLDS
+  if info and not acc then
+    -- A session older than its record's accumulator (an upgrade): what an older version
+    -- held for it in its own hash ('er:<artifact>') is credited at the first report or
+    -- the leave that finds the record without one, before its fold entry is replaced
+    -- or taken away with the record.
+    rules = cmsgpack.unpack(ARGV[a + 3])
+    prefix = rules[3]
+    local LR = prefix .. 'er:' .. artifact
+    local old = redis.call('HGET', LR, sid)
+    if old then
+      redis.call('HDEL', LR, sid)
+      old = cmsgpack.unpack(old)
+      if type(old) == 'table' and tonumber(old[2] or 0) > 0 and old[4] then
+        credit(KEYS[7], prefix .. 'edirty', prefix, artifact, old[4], user, old[2],
+          tonumber(rules[1]), rules[2], rules[6], rules[5])
+      end
+    end
+  end
   if not acc and ms == 0 then return end  -- a leave with nothing held and nothing new
-  local rules = cmsgpack.unpack(ARGV[a + 3])
-  local read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
-  local day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
-  local DIRTY, FOLDS = prefix .. 'edirty', prefix .. 'efold'
+  rules = rules or cmsgpack.unpack(ARGV[a + 3])
+  read_after, floors, prefix = tonumber(rules[1]), rules[2], rules[3]
+  day_ms, day, fold_ms = rules[5], rules[6], tonumber(rules[7])
+  DIRTY, FOLDS = prefix .. 'edirty', prefix .. 'efold'
 
   -- The hot path: the session's accumulator on this version, its fold not due yet.
   -- The clamp: no more than the time since the session's previous report plus the

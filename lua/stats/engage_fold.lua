@@ -16,7 +16,8 @@
 -- online stays (emptied, its next fold an interval away) as the next report's clamp; the
 -- others are taken out of their record. Before the accumulators moved into the records
 -- they were kept in a hash per artifact ('vw:{T}:er:<artifact>'): one left there by an
--- older version is credited too (and deleted) when its session's fold comes due.
+-- older version is credited too (and deleted) when its session's fold comes due, unless
+-- the session's first report or its leave did that first (lib/engage.lua).
 --! include lib/now.lua
 --! include lib/engage.lua
 local FOLDS, DIRTY, OB = KEYS[1], KEYS[2], KEYS[3]

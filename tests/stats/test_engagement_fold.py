@@ -197,6 +197,33 @@ async def test_an_accumulator_an_older_version_kept_in_its_hash_is_credited_by_t
     assert sync_redis.exists(reports) == 0
 
 
+@pytest.mark.parametrize("reports_first", [False, True], ids=["leaves", "reports-then-leaves"])
+async def test_an_accumulator_an_older_version_kept_is_credited_when_its_session_leaves(
+    make_client: MakeClient,
+    auth: Auth,
+    sync_redis: redis.Redis,
+    settings: Settings,
+    reports_first: bool,
+) -> None:
+    """A session from before the upgrade that leaves before its fold is due (straight
+    away, or after one report that starts its accumulator in its record): the time an
+    older version held for it in its own hash is credited, not lost with the record."""
+    client = await make_client(**LONG)
+    await view(client, auth, "alice")
+    assert await beat(client, auth, "alice", versionId="v1") == 200
+    keys = Keyspace(settings.partitions)
+    tag = keys.tag_of("doc-1")
+    reports, sid = keys.engage_reports(tag, "doc-1"), b"#" + _digest(SESSION)
+    now = int(time.time() * 1000)
+    sync_redis.hset(reports, sid, msgspec.msgpack.encode([now - 5_000, 1_500, now + 60_000, "v1"]))
+    sync_redis.zadd(keys.engage_folds(tag), {sid + b"doc-1": now + 60_000})
+    if reports_first:
+        assert await beat(client, auth, "alice", 400, versionId="v1") == 200
+    await leave(client, auth, "alice")
+    assert await viewers(client, auth) == {"alice": 1_500 + (400 if reports_first else 0)}
+    assert sync_redis.exists(reports) == 0
+
+
 async def test_time_held_after_the_workers_fold_of_a_quiet_session_outlives_the_hash_ttl(
     make_client: MakeClient, auth: Auth
 ) -> None:
