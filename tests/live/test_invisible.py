@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.conftest import AppClient, MakeClient
@@ -228,3 +229,49 @@ async def test_a_large_room_pages_without_an_invisible_user(room: AppClient, aut
     found = await everyone()
     assert "carol" not in found
     assert sorted(found) == sorted([*crowd, "alice"])
+
+
+async def test_sessions_holding_engaged_time_are_listed_by_their_flags(
+    room: AppClient, auth: Auth, sync_redis: Any
+) -> None:
+    """A session whose tab reports engaged time keeps an accumulator in its record (8
+    elements, not 4): the presence page reads its flags just the same, whatever its state
+    (none, short, over 255 bytes): away is away, hidden is not listed but counted."""
+    states: dict[str, Any] = {"ann": None, "bob": {"p": 1}, "cat": {"t": "x" * 300}, "dan": None}
+    for user, state in states.items():
+        body: dict[str, Any] = {
+            "artifactId": "doc-1",
+            "versionId": "v1",
+            "sessionId": f"tab-{user}01",
+        }
+        assert (await room.post("/v1/views", json=body, headers=auth(user))).status == 200
+        if state is not None:
+            body["state"] = state
+        if user == "bob":
+            body["status"] = "away"
+        for engaged in (1_000, 1_000):
+            await beat(
+                room,
+                auth,
+                user,
+                f"tab-{user}01",
+                engagedMs=engaged,
+                **{k: v for k, v in body.items() if k not in ("artifactId", "sessionId")},
+            )
+    await set_presence(room, auth, "dan", "hidden")
+    records = [  # the sessions' records: packed session ids (the hash holds per-user fields too)
+        msgspec.msgpack.decode(raw)
+        for key in sync_redis.scan_iter("ps:*:doc-1:h")
+        for field, raw in sync_redis.hgetall(key).items()
+        if field.startswith(b"#")
+    ]
+    assert [len(r) for r in records] == [8, 8, 8, 8]
+
+    body = await page(room, auth)
+    assert listed(body) == ["ann", "bob", "cat"]
+    assert {u["userId"]: u["status"] for u in body["users"]} == {
+        "ann": "active",
+        "bob": "away",
+        "cat": "active",
+    }
+    assert (body["online"], body["active"], body["away"]) == (4, 3, 1)
