@@ -29,17 +29,30 @@ __all__ = ["ClusterConnection"]
 log = logging.getLogger(__name__)
 
 
+def _raised_by_redis_py(exc: BaseException) -> bool:
+    """Whether the innermost frame ``exc`` went through is redis-py's (not this service's
+    code between its calls)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return module == "redis" or module.startswith("redis.")
+
+
 @asynccontextmanager
 async def _client_failure_is_unreachable() -> AsyncIterator[None]:
-    """What redis-py's Cluster client raises besides Redis' own errors is the client
-    failing mid-call (an ``AttributeError`` from its connection health check was seen on a
+    """What redis-py's Cluster client raises from its own code besides Redis' errors is the
+    client failing mid-call (an ``AttributeError`` from its connection code was seen on a
     loaded machine): Redis is as unusable as if unreachable, so it is an outage (503 with
-    ``Retry-After``), logged with its traceback, never a 500."""
+    ``Retry-After``), logged with its traceback, never a 500. An error of this service's
+    own code stays what it is."""
     try:
         yield
     except (RedisError, OSError, TimeoutError, asyncio.CancelledError):
         raise
     except Exception as exc:
+        if not _raised_by_redis_py(exc):
+            raise
         log.exception("the Redis Cluster client failed", extra={"error": type(exc).__name__})
         raise RedisConnectionError(f"the Redis Cluster client failed: {exc!r}") from exc
 

@@ -503,18 +503,15 @@ async def test_a_failing_cluster_client_is_a_503_and_the_next_call_answers(
     beat = {"artifactId": "doc-broken", "sessionId": "tab-alice-01"}
     online = "/v1/online?artifactId=doc-broken&artifactId=doc-other"
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise AttributeError("'NoneType' object has no attribute 'health_check_interval'")
-
-    for patched, request in (
-        ("evalsha", lambda: client.post("/v1/heartbeat", json=beat, headers=auth("alice"))),
-        ("pipeline", lambda: client.get(online, headers=auth("alice"))),
+    for request in (
+        lambda: client.post("/v1/heartbeat", json=beat, headers=auth("alice")),
+        lambda: client.get(online, headers=auth("alice")),
     ):
-        with monkeypatch.context() as patch:
-            patch.setattr(cluster_client, patched, broken)
+        with monkeypatch.context() as patch:  # redis-py's own code fails on its own state
+            patch.setattr(cluster_client, "nodes_manager", None)
             response = await request()
-            assert response.status == 503, (patched, await response.text())
+            assert response.status == 503, await response.text()
             assert int(response.headers["Retry-After"]) >= 1
             assert response.content_type == "application/problem+json"
         response = await request()
-        assert response.status == 200, (patched, await response.text())
+        assert response.status == 200, await response.text()
