@@ -70,6 +70,11 @@ _KNOWN_MAX = 65_536
 version in use), cleared when full."""
 
 
+_ID_MAX = 128
+"""The longest field whose known-good values are kept: the ids (``schemas._ID_META``,
+session ids), opaque values a client sends again and again."""
+
+
 class _Checked:
     """A top-level string field whose pattern is checked after a decode without it."""
 
@@ -99,6 +104,8 @@ def _unpatterned(kind: type[Any]) -> tuple[type[Any], tuple[_Checked, ...]] | No
             text = text.type
         if not isinstance(text, msgspec.inspect.StrType) or text.pattern is None:
             continue
+        if text.max_length is None or text.max_length > _ID_MAX:
+            continue  # not an id (an avatar URL: what a user erases must not stay here)
         lengths = msgspec.Meta(min_length=text.min_length, max_length=text.max_length)
         relaxed: Any = Annotated[str, lengths]
         if optional:

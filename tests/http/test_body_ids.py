@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from presence_svc.errors import BadRequest
 from presence_svc.http.wire import Body, field_errors
-from presence_svc.schemas import HeartbeatIn, LeaveIn, ViewIn
+from presence_svc.schemas import HeartbeatIn, LeaveIn, ProfileIn, ViewIn
 
 _IDS = st.one_of(
     st.sampled_from(["doc-1", "tab-aaaa1", "v1", "a" * 128, "a" * 129, "", "doc 1", "doc-1\n"]),
@@ -83,3 +83,16 @@ def test_an_id_refused_once_is_refused_again_after_good_ids() -> None:
         with pytest.raises(BadRequest) as refused:
             body.parse("application/json", bad)
         assert [error.field for error in refused.value.errors] == ["artifactId"]
+
+
+def test_a_profiles_avatar_url_is_checked_and_never_kept_in_the_process() -> None:
+    """Only ids are kept as known to match: an avatar URL is personal data a user may
+    erase, so it is checked by the schema on every decode and held nowhere after."""
+    body = Body(ProfileIn)
+    url = "https://img.example/alice.png"
+    assert body.parse("application/json", msgspec.json.encode({"name": "A", "avatarUrl": url}))
+    with pytest.raises(BadRequest) as refused:
+        body.parse("application/json", b'{"name":"A","avatarUrl":"ftp://x"}')
+    assert [error.field for error in refused.value.errors] == ["avatarUrl"]
+    kept = {value for checked in body._checked for value in checked.known}
+    assert url not in kept
