@@ -83,7 +83,8 @@ export function createReads(options: ReadsOptions): Reads {
   const clearT = options.clearTimeout ?? ((h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>));
   const random = options.random ?? Math.random;
   const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
-  const maxRetryAfterMs = options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS;
+  // setTimeout fires at once past 2^31 - 1 ms: a longer bound would retry back to back.
+  const maxRetryAfterMs = Math.min(options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS, 2 ** 31 - 1);
   const backoffCtx: BackoffContext = { maxBackoffMs_: options.maxBackoffMs ?? 30_000, random_: () => random() };
   const ctx: HttpContext = {
     options_: options,

@@ -465,6 +465,18 @@ describe('transient failures are retried by the reads client itself', () => {
     assert.ok(patient.error instanceof PresenceError && patient.error.status === 429);
   });
 
+  test('a maxRetryAfterMs past what setTimeout can wait is bounded there: a longer wait rejects', async () => {
+    // setTimeout fires at once past 2^31 - 1 ms: such a wait would retry back to back
+    const env = makeEnv();
+    env.server.handler = () => problem(503, 'Service Unavailable', { 'Retry-After': '9000000' });
+    const got = watch(retryingReads(env, { maxRetryAfterMs: Infinity }).stats('doc-1'));
+    await env.clock.advance(0);
+    assert.ok(got.error instanceof PresenceError);
+    assert.equal(got.error.retryAfterMs, 9_000_000_000);
+    assert.equal(env.server.calls.length, 1);
+    assert.deepEqual(env.clock.pending(), [], 'no wait set');
+  });
+
   test('the default is 5 attempts in all; maxAttempts 1 sends one request', async () => {
     const env = makeEnv();
     env.server.handler = () => problem(429, 'Too Many Requests', { 'Retry-After': '1' });
