@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from presence_svc import metrics
 from presence_svc.redis.connection import RedisConnection, StreamEntry, StreamRead
@@ -48,8 +48,8 @@ async def _client_failure_is_unreachable() -> AsyncIterator[None]:
     own code stays what it is."""
     try:
         yield
-    except (RedisError, OSError, TimeoutError, asyncio.CancelledError):
-        raise
+    except (RedisError, RedisClusterException, OSError, TimeoutError, asyncio.CancelledError):
+        raise  # Redis' own errors and redis-py's cluster errors (refusal.py reads them)
     except Exception as exc:
         if not _raised_by_redis_py(exc):
             raise
