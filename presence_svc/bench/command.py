@@ -189,6 +189,7 @@ def _row(
         server_cpu_us=(
             server_cpu_s / service.requests * 1e6 if server_cpu_s and service.requests else None
         ),
+        statuses=dict(service.statuses),
     )
 
 

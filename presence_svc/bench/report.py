@@ -44,6 +44,10 @@ class Row:
     Redis; and Redis's latency monitor's ``events`` (``aof-write``: the disk)."""
     machine: dict[str, Any] | None = None
     """The machine, as the scenario ended (``bench.machine``): cores, CPU, load average."""
+    statuses: dict[int, int] | None = None
+    """Answers by HTTP status: what ``errors`` were (429: the service's rate limits, which
+    a scenario of a few users asking hundreds of times a second meets; see
+    ``--rate-limits``). Requests with no answer are errors with no status."""
 
     @property
     def ratio(self) -> float | None:
@@ -76,6 +80,11 @@ class Row:
             "slowest_redis_us": self.slowest_redis_us,
             "slowest_redis": self.slowest_redis,
             "machine": self.machine,
+            "statuses": (
+                {str(status): n for status, n in sorted(self.statuses.items())}
+                if self.statuses is not None
+                else None
+            ),
         }
 
 

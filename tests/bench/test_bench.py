@@ -26,6 +26,7 @@ FIELDS = {
     "baseline_rps": float,
     "ratio": float,
     "machine": dict,
+    "statuses": dict,
 }
 
 
@@ -70,6 +71,7 @@ def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path
         assert line["connections"] == 4
         assert line["errors"] == 0, line
         assert line["requests"] == 300, line
+        assert list(line["statuses"].values()) == [300], line  # one status: the expected
         assert line["rps"] > 0
         assert 0 < line["p50_ms"] <= line["p99_ms"]
         # the ratio is rounded to 3 decimals: a small one (where-now: ~0.02) is off by up to 2%
