@@ -98,7 +98,9 @@ async def test_events_stay_in_order_per_artifact_when_first_attempts_fail(make_h
                     ("presence.leave", "alice"),
                     ("artifact.vacated", "left"),
                 ]
-        await until(lambda: len(receiver.unique()) == 24, what="24 events")
+        # Each artifact's 12 events go one after another, each after a failed attempt and
+        # its backoff (~3 s in all on an idle machine): a deadline for a loaded one.
+        await until(lambda: len(receiver.unique()) == 24, timeout_s=60.0, what="24 events")
         for artifact, events in expected.items():
             assert _presence_of(receiver, artifact) == events
         # Each event failed once and was retried: two attempts per id.
