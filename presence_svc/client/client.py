@@ -406,6 +406,18 @@ class PresenceClient:
 
     # HTTP ------------------------------------------------------------------------------
 
+    def retry_delay_s(self, failures: int, retry_after_s: float | None) -> float:
+        """How long to wait before the next try after ``failures`` transient failures in a
+        row (``retry.backoff_s`` with this client's bounds): one-off calls and the
+        heartbeat and event loops come back alike."""
+        return backoff_s(
+            failures,
+            retry_after_s,
+            self.max_backoff_s,
+            self.random,
+            longest_s=self.max_retry_after_s,
+        )
+
     async def _current_token(self) -> str:
         if self._token is None:
             self._token = await self._fresh_token()
@@ -462,13 +474,7 @@ class PresenceClient:
                 too_long = (exc.retry_after_s or 0.0) > self.max_retry_after_s
                 if failures >= most or too_long:
                     raise
-                delay = backoff_s(
-                    failures,
-                    exc.retry_after_s,
-                    self.max_backoff_s,
-                    self.random,
-                    longest_s=self.max_retry_after_s,
-                )
+                delay = self.retry_delay_s(failures, exc.retry_after_s)
                 log.debug("retrying", extra={"path": path, "status": exc.status, "in_s": delay})
                 await asyncio.sleep(delay)
 

@@ -20,7 +20,7 @@ import msgspec
 
 from presence_svc.client.errors import PresenceClientError
 from presence_svc.client.models import OnlineCounts, PresenceUser, _Model
-from presence_svc.client.retry import backoff_s, parse_retry_after
+from presence_svc.client.retry import parse_retry_after
 
 if TYPE_CHECKING:
     from presence_svc.client.client import PresenceClient
@@ -171,14 +171,7 @@ class EventStream:
                 if self._stopped():  # aclose() while the stream was open
                     return
                 failures += 1
-                client = self._client
-                delay = backoff_s(
-                    failures,
-                    exc.retry_after_s,
-                    client.max_backoff_s,
-                    client.random,
-                    longest_s=client.max_retry_after_s,
-                )
+                delay = self._client.retry_delay_s(failures, exc.retry_after_s)
                 log.info("events lost; reconnecting", extra={"error": str(exc), "in_s": delay})
                 await asyncio.sleep(delay)
             finally:

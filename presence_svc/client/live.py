@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from presence_svc.client.errors import PresenceClientError
 from presence_svc.client.models import HeartbeatResult, Status
-from presence_svc.client.retry import backoff_s
 
 if TYPE_CHECKING:
     from presence_svc.client.client import PresenceClient
@@ -148,14 +147,7 @@ class LiveSession:
                     log.warning("heartbeats stopped", extra={"error": str(exc)})
                     return
                 failures += 1
-                client = self._client
-                delay = backoff_s(
-                    failures,
-                    exc.retry_after_s,
-                    client.max_backoff_s,
-                    client.random,
-                    longest_s=client.max_retry_after_s,
-                )
+                delay = self._client.retry_delay_s(failures, exc.retry_after_s)
                 continue
             failures = 0
             delay = self._next_delay()
