@@ -38,6 +38,19 @@ async def leave(client: AppClient, auth: Auth, user: str, **body: Any) -> None:
     assert response.status == 200, await response.text()
 
 
+def _older_versions_accumulator(sync_redis: redis.Redis, keys: Keyspace, due_in_ms: int) -> str:
+    """SESSION's accumulator on doc-1 as versions before the session records kept it (a
+    hash per artifact), holding 1 500 ms of v1, its fold due in ``due_in_ms``; the hash."""
+    tag = keys.tag_of("doc-1")
+    reports, sid = keys.engage_reports(tag, "doc-1"), b"#" + _digest(SESSION)
+    due = int(time.time() * 1000) + due_in_ms
+    sync_redis.hset(
+        reports, sid, msgspec.msgpack.encode([due - due_in_ms - 5_000, 1_500, due, "v1"])
+    )
+    sync_redis.zadd(keys.engage_folds(tag), {sid + b"doc-1": due})
+    return reports
+
+
 @pytest.mark.every_redis
 async def test_reports_wait_in_the_accumulator_and_a_leave_credits_them_clamped(
     make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, settings: Settings
@@ -180,10 +193,7 @@ async def test_an_accumulator_an_older_version_kept_in_its_hash_is_credited_by_t
     assert await beat(client, auth, "alice", versionId="v1") == 200
     keys = Keyspace(settings.partitions)
     tag = keys.tag_of("doc-1")
-    reports, sid = keys.engage_reports(tag, "doc-1"), b"#" + _digest(SESSION)
-    now = int(time.time() * 1000)
-    sync_redis.hset(reports, sid, msgspec.msgpack.encode([now - 5_000, 1_500, now, "v1"]))
-    sync_redis.zadd(keys.engage_folds(tag), {sid + b"doc-1": now})
+    reports = _older_versions_accumulator(sync_redis, keys, due_in_ms=0)
     assert await beat(client, auth, "alice", 400, versionId="v1") == 200
     credited = 0
 
@@ -211,12 +221,7 @@ async def test_an_accumulator_an_older_version_kept_is_credited_when_its_session
     client = await make_client(**LONG)
     await view(client, auth, "alice")
     assert await beat(client, auth, "alice", versionId="v1") == 200
-    keys = Keyspace(settings.partitions)
-    tag = keys.tag_of("doc-1")
-    reports, sid = keys.engage_reports(tag, "doc-1"), b"#" + _digest(SESSION)
-    now = int(time.time() * 1000)
-    sync_redis.hset(reports, sid, msgspec.msgpack.encode([now - 5_000, 1_500, now + 60_000, "v1"]))
-    sync_redis.zadd(keys.engage_folds(tag), {sid + b"doc-1": now + 60_000})
+    reports = _older_versions_accumulator(sync_redis, Keyspace(settings.partitions), 60_000)
     if reports_first:
         assert await beat(client, auth, "alice", 400, versionId="v1") == 200
     await leave(client, auth, "alice")
