@@ -127,6 +127,10 @@ class Lane:
         self._db: set[str] = set()
         """Artifacts with pending rows in the queue: their new events go there too."""
         self._db_since_read: set[str] = set()
+        """Artifacts sent to the queue since the last full read began (or still being
+        written then): a read that did not see their rows keeps them in ``_db`` all the same."""
+        self._diverted: set[str] = set()
+        """Artifacts the dispatcher sent to the queue whose rows it has not committed yet."""
         self._complete = False
         """The last full read saw the whole queue (so ``_db`` is exact)."""
         self._db_new = False
@@ -166,11 +170,13 @@ class Lane:
         """The artifact's next delivery goes to the queue: so do the ones after it."""
         self._db.add(artifact)
         self._db_since_read.add(artifact)
+        self._diverted.add(artifact)
         self._db_new = True
         self.wake.set()
 
     def queued(self) -> None:
-        """Rows were committed to this lane's queue: read them."""
+        """Rows were committed to this lane's queue (every one diverted so far): read them."""
+        self._diverted = set()
         self._db_new = True
         self.wake.set()
 
@@ -267,7 +273,8 @@ class Lane:
             self._waiting = set()
             self._next_full = time.monotonic() + REFRESH_S
             self._retry_at_ms = None
-            self._db_since_read = set()
+            # (not empty: rows being committed now may come after this read's look)
+            self._db_since_read = set(self._diverted)
         after = 0 if full else self._last_seq
         rows = await self.d.store.pending(self.endpoint.endpoint_id, after, PAGE)
         seen: set[str] = set()
@@ -390,6 +397,8 @@ class Lane:
                 held[artifact] = items
         await self._park(held, behind=[a for a in held if a in self._db])
         for artifact, items in held.items():
+            await self._park_late(artifact, items)
+        for artifact, items in held.items():
             self._forget(self._lines.pop(artifact, ()))
             self._db.add(artifact)
             self._db_since_read.add(artifact)
@@ -404,6 +413,21 @@ class Lane:
                 "deliveries": sum(map(len, held.values())),
             },
         )
+
+    def _fresh_in_line(self, artifact: str) -> list[Fresh]:
+        return [i for i in self._lines.get(artifact, ()) if isinstance(i, Fresh)]
+
+    async def _park_late(self, artifact: str, written: list[Fresh]) -> None:
+        """Write the artifact's deliveries still held in memory behind ``written`` (those
+        just written for it; extended with these), until none is left: while the artifact
+        has no rows, the dispatcher hands this lane its new events during any write, and
+        the caller then drops the artifact's line from memory. Tried until it works: the
+        rows before them are in the queue already, so sending these first breaks order."""
+        done = {id(f) for f in written}
+        while late := [f for f in self._fresh_in_line(artifact) if id(f) not in done]:
+            await self._park({artifact: late}, behind=[], retry=True)
+            done.update(id(f) for f in late)
+            written += late
 
     def _again(self, item: Item) -> None:
         """``item`` ended (failed) without being filed: back at the head of its artifact's
@@ -434,15 +458,15 @@ class Lane:
         # memory held, so they move behind. Nothing changes here until that is written:
         # if it cannot be (the database down), the delivery goes back to the head of its
         # line and is sent again (at least once, in order; the artifact never stalls).
-        line = self._lines.get(artifact, collections.deque())
-        behind = [i for i in line if isinstance(i, Fresh)]
         endpoint_id = self.endpoint.endpoint_id
+        behind: list[Fresh] = []
         try:
             if isinstance(item, Fresh):
-                rows = [_row(endpoint_id, item, next_at_ms=next_at, error=error)]
-                rows += [_row(endpoint_id, f) for f in behind]
                 if self._done:
                     await self._flush()
+                behind = self._fresh_in_line(artifact)
+                rows = [_row(endpoint_id, item, next_at_ms=next_at, error=error)]
+                rows += [_row(endpoint_id, f) for f in behind]
                 moved = [artifact] if artifact in self._db else []
                 await self.d.store.park(endpoint_id, rows, now_ms=now, behind=moved)
             else:
@@ -450,14 +474,14 @@ class Lane:
         except BaseException:
             self._again(item)
             raise
-        self._lines.pop(artifact, None)
-        self._forget(line)
+        # (after a row's failure, fresh ones are not expected: an artifact with rows takes
+        # none; after a fresh one's, the dispatcher may have handed more during the write)
+        await self._park_late(artifact, behind)
+        self._forget(self._lines.pop(artifact, ()))
         if isinstance(item, Fresh):
             behind.append(item)
         else:
             self._known.discard(item.seq)
-            if behind:  # (not expected: an artifact with rows takes no fresh ones)
-                await self._park({artifact: behind}, behind=[], retry=True)
         for fresh in behind:
             fresh.settle()
         self.fresh -= len(behind)

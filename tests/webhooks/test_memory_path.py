@@ -2,19 +2,24 @@
 entries are acknowledged once delivered; a failure in the middle of an artifact's events,
 with newer ones already sent to the database (a lane out of room), keeps their order; a
 hanging endpoint's waiting deliveries go to the database, so the entries behind them are
-acknowledged while it hangs, and arrive in order once it answers again."""
+acknowledged while it hangs, and arrive in order once it answers again; events that come
+while a failure is being written to the database are neither lost nor sent out of order."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import redis
+from aiohttp import web
 
 from presence_svc.redis.keys import Keyspace
 from presence_svc.webhooks import lane
 from presence_svc.webhooks.dispatcher import WebhookDispatcher
+from presence_svc.webhooks.store import WebhookStore
 from presence_svc.webhooks.streams import GROUP
+from presence_svc.webhooks.tickets import Fresh
 from tests.webhooks.receiver import Receiver, receiving, until
 
 KEYS = Keyspace(16)
@@ -201,3 +206,128 @@ async def test_a_slow_endpoint_has_its_waiting_deliveries_kept_in_the_database(
         assert len(receiver.got) < 5
         await until(lambda: len(_joins(receiver, "doc-s")) == 6, timeout_s=30, what="six joins")
         assert _joins(receiver, "doc-s") == users
+
+
+class HeldWrite:
+    """The lane's first write of memory deliveries to the database held open (as a slow
+    database would) until ``release``; ``held``: the deliveries lanes took into memory."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writing, self.release = asyncio.Event(), asyncio.Event()
+        self.held: list[str] = []
+        park, take = WebhookStore.park, lane.Lane.take
+
+        async def slow_park(store: WebhookStore, *args: Any, **kwargs: Any) -> bool:
+            if not self.writing.is_set():
+                self.writing.set()
+                await self.release.wait()
+            return await park(store, *args, **kwargs)
+
+        def counted_take(held_by: lane.Lane, fresh: Fresh) -> bool:
+            taken = take(held_by, fresh)
+            if taken:
+                self.held.append(fresh.event_id)
+            return taken
+
+        monkeypatch.setattr(WebhookStore, "park", slow_park)
+        monkeypatch.setattr(lane.Lane, "take", counted_take)
+
+
+async def test_events_that_come_while_a_failure_is_written_are_delivered_behind_it(
+    make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first join fails; while its retry is being written, the next joins of the same
+    # artifact reach the lane, which holds them in memory as the artifact has no rows yet.
+    # They must follow the retry, not vanish with the artifact's line (under load, the two
+    # events of one entry did).
+    write = HeldWrite(monkeypatch)
+    hooks = await make_hooks(webhook_timeout_s=5.0)
+    async with receiving() as receiver:
+        receiver.behave = lambda event_id, body, n: (
+            web.Response(status=500) if body["data"]["userId"] == "u1" and n == 1 else None
+        )
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        await hooks.beat("doc-w", "u1")
+        await until(write.writing.is_set, what="the failed first join being written")
+        for user in ("u2", "u3"):
+            await hooks.beat("doc-w", user)
+        await until(lambda: len(write.held) == 3, what="the two later joins held in memory")
+        write.release.set()
+        await until(
+            lambda: len(_joins(receiver, "doc-w")) == 3, timeout_s=20, what="the three joins"
+        )
+        assert _joins(receiver, "doc-w") == ["u1", "u2", "u3"]
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+
+
+async def test_events_that_come_while_a_slow_endpoints_queue_is_written_follow_it(
+    make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow endpoint: the join waiting behind the one in flight goes to the database
+    # after SPILL_S; a join that comes while that is written must follow it there.
+    monkeypatch.setattr(lane, "SPILL_S", 0.3)
+    write = HeldWrite(monkeypatch)
+    hooks = await make_hooks(webhook_concurrency=1, webhook_timeout_s=5.0)
+    async with receiving() as receiver:
+        receiver.behave = lambda event_id, body, n: "slow"
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        for user in ("u1", "u2"):
+            await hooks.beat("doc-x", user)
+        await until(write.writing.is_set, what="the waiting join being written")
+        await hooks.beat("doc-x", "u3")
+        await until(lambda: len(write.held) == 3, what="the later join held in memory")
+        write.release.set()
+        await until(
+            lambda: len(_joins(receiver, "doc-x")) == 3, timeout_s=30, what="the three joins"
+        )
+        assert _joins(receiver, "doc-x") == ["u1", "u2", "u3"]
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+
+
+async def test_an_event_behind_a_row_still_being_written_is_not_sent_ahead_of_it(
+    make_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # u1's join goes to the database (the lane has no room at that moment). While that
+    # write is under way, the lane reads its queue whole and does not find the row yet.
+    # With room again, u2's join must still go behind u1's row, not ahead of it from memory.
+    monkeypatch.setattr(lane, "MEMORY_MAX", 0)
+    writing, committed, handed_both = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    full_reads = 0
+    handed: list[str] = []
+    enqueue, pending, take = WebhookStore.enqueue, WebhookStore.pending, lane.Lane.take
+
+    async def held_enqueue(store: WebhookStore, deliveries: Any) -> int:
+        if not committed.is_set() and any(d.artifact_id == "doc-t" for d in deliveries):
+            writing.set()
+            await committed.wait()
+        return await enqueue(store, deliveries)
+
+    async def watched_pending(store: WebhookStore, endpoint_id: str, after: int, n: int) -> Any:
+        nonlocal full_reads
+        if committed.is_set():  # the lane reads the row only once u2 was handed out
+            await asyncio.wait_for(handed_both.wait(), 20)
+        rows = await pending(store, endpoint_id, after, n)
+        full_reads += after == 0
+        return rows
+
+    def watched_take(held_by: lane.Lane, fresh: Fresh) -> bool:
+        handed.append(fresh.event_id)
+        if len(handed) == 2:
+            handed_both.set()
+        return take(held_by, fresh)
+
+    monkeypatch.setattr(WebhookStore, "enqueue", held_enqueue)
+    monkeypatch.setattr(WebhookStore, "pending", watched_pending)
+    monkeypatch.setattr(lane.Lane, "take", watched_take)
+    hooks = await make_hooks()
+    async with receiving() as receiver:
+        receiver.secrets.append((await hooks.create(receiver.url, ["presence.join"]))["secret"])
+        await hooks.beat("doc-t", "u1")
+        await until(writing.is_set, what="u1's join being written")
+        reads = full_reads
+        await until(lambda: full_reads >= reads + 2, what="a whole read of the queue meanwhile")
+        monkeypatch.setattr(lane, "MEMORY_MAX", 4096)
+        await hooks.beat("doc-t", "u2")
+        committed.set()
+        await until(lambda: len(_joins(receiver, "doc-t")) == 2, what="the two joins")
+        assert _joins(receiver, "doc-t") == ["u1", "u2"]
