@@ -35,9 +35,10 @@ __all__ = [
 _JSON = msgspec.json.Encoder()
 BATCH = 1000
 """Artifacts per ``online-batch`` request."""
-ROAMERS = 100
-"""Users the ``where-now`` scenario asks about (users 0..99), each online on ``ROAMING``
-artifacts."""
+ROAMERS = 400
+"""Users the ``where-now`` scenario asks about (users 0..399), each online on ``ROAMING``
+artifacts: enough that each asks at most some 25 times a second at 10 000 requests a
+second, under the default per-user read limit (50/s), as many users polling would."""
 ROAMING = 50
 AUDIENCE_ARTIFACTS = 4
 """Artifacts the ``seen-check`` scenario asks about (artifacts 0..3, latest version ``v1``),

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import redis
 
+from presence_svc.live import where_now
 from presence_svc.live.where_now import QUIET_MS
 from presence_svc.redis.keys import Keyspace
 from tests.conftest import AppClient, MakeClient
@@ -566,3 +567,25 @@ async def test_a_generation_a_failover_lost_is_never_handed_out_again(
     await beat(client, auth, "alice", "tab-aaaa1", "doc-3")  # a change after the failover
     online = (await where(client, auth, "alice"))["online"]
     assert sorted(o["artifactId"] for o in online) == ["doc-1", "doc-3"]
+
+
+async def test_a_user_polled_often_stays_remembered_among_more_users_than_the_room(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, monkeypatch: Any
+) -> None:
+    """A process remembers the indexes of the users it was last asked about: one asked
+    about between each of more others than it has room for is not sent its index again
+    (starting over at the bound made every user miss once per round of them)."""
+    monkeypatch.setattr(where_now, "_PLANS_KEPT", 2)
+    client = await make_client(online_timeout_s=30.0, away_timeout_s=60.0, retention_s=120.0)
+    others = ["bob", "carol", "dave", "erin"]
+    for user in ["alice", *others]:
+        await beat(client, auth, user, "tab-aaaa1", f"doc-{user}")
+    first = await where(client, auth, "alice")
+    zrevrange = _calls(sync_redis, "zrevrange")
+    for other in others:
+        assert [o["artifactId"] for o in (await where(client, auth, other))["online"]] == [
+            f"doc-{other}"
+        ]
+        assert await where(client, auth, "alice") == first
+    # each other user's index once; alice's not again
+    assert _calls(sync_redis, "zrevrange") == zrevrange + len(others)
