@@ -290,6 +290,10 @@ class WebhookStore(ABC):
     """Taken first in a transaction that deletes an endpoint's rows and writes new ones
     (``park``): a delete of the endpoint then waits for it, or it for the delete,
     instead of each holding what the other needs (PostgreSQL: a deadlock)."""
+    _HOLD_QUEUE = _HOLD_ENDPOINT
+    """``park``'s hold: also no row of the endpoint is written between its read of the
+    artifacts' rows and its commit, else a newer event's row, inserted meanwhile, kept a
+    seq ahead of the older ones it writes (SQLite: its one writer at a time does that)."""
 
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
@@ -301,6 +305,15 @@ class WebhookStore(ABC):
     @abstractmethod
     async def _in_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """Runs each ``(sql, args)`` in one transaction; returns the rows each changed."""
+
+    @abstractmethod
+    async def _in_transaction_reading(
+        self,
+        reads: Sequence[tuple[str, Sequence[Any]]],
+        writes: Callable[[list[list[Sequence[Any]]]], Sequence[tuple[str, Sequence[Any]]]],
+    ) -> None:
+        """In one transaction: each of ``reads``, then the statements ``writes`` makes of
+        their rows (a list per read); ``EndpointGone`` if a row's endpoint is not there."""
 
     @abstractmethod
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -408,38 +421,38 @@ class WebhookStore(ABC):
         attempt among them marks the endpoint failing, as ``attempt_failed`` does.
         False, with nothing written, if the endpoint was deleted meanwhile (its queue
         went with it: so do these)."""
-        statements: list[tuple[str, Sequence[Any]]] = []
-        moved: list[Sequence[Any]] = []
         wanted = sorted(set(behind))
+        reads: list[tuple[str, Sequence[Any]]] = [(self._HOLD_QUEUE, (endpoint_id,))]
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            moved += await self._fetch(
-                "SELECT seq, event_id, event_type, artifact_id, body, created_at, attempts, "
-                "next_at, last_error FROM webhook_deliveries WHERE endpoint_id = ? "
-                f"AND failed = 0 AND artifact_id IN ({', '.join('?' * len(chunk))})",
-                (endpoint_id, *chunk),
-            )
-        moved.sort(key=lambda row: int(row[0]))
-        statements.append((self._HOLD_ENDPOINT, (endpoint_id,)))
-        statements += [("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in moved]
-        statements += [(_INSERT, _values(d)) for d in deliveries]
-        statements += [
-            (
-                _INSERT,
-                (endpoint_id, *row[1:9], 0),
-            )
-            for row in moved
-        ]
-        if any(d.attempts for d in deliveries):
-            statements.append(
+            reads.append(
                 (
-                    "UPDATE webhook_endpoints SET last_failure = ?, "
-                    "failing_since = COALESCE(failing_since, ?) WHERE endpoint_id = ?",
-                    (now_ms, now_ms, endpoint_id),
+                    "SELECT seq, event_id, event_type, artifact_id, body, created_at, "
+                    "attempts, next_at, last_error FROM webhook_deliveries WHERE endpoint_id = ? "
+                    f"AND failed = 0 AND artifact_id IN ({', '.join('?' * len(chunk))})",
+                    (endpoint_id, *chunk),
                 )
             )
+
+        def writes(found: list[list[Sequence[Any]]]) -> list[tuple[str, Sequence[Any]]]:
+            moved = sorted((row for rows in found[1:] for row in rows), key=lambda r: int(r[0]))
+            statements: list[tuple[str, Sequence[Any]]] = [
+                ("DELETE FROM webhook_deliveries WHERE seq = ?", (row[0],)) for row in moved
+            ]
+            statements += [(_INSERT, _values(d)) for d in deliveries]
+            statements += [(_INSERT, (endpoint_id, *row[1:9], 0)) for row in moved]
+            if any(d.attempts for d in deliveries):
+                statements.append(
+                    (
+                        "UPDATE webhook_endpoints SET last_failure = ?, "
+                        "failing_since = COALESCE(failing_since, ?) WHERE endpoint_id = ?",
+                        (now_ms, now_ms, endpoint_id),
+                    )
+                )
+            return statements
+
         try:
-            await self._in_transaction(statements)
+            await self._in_transaction_reading(reads, writes)
         except EndpointGone:
             log.info(
                 "webhooks: a deleted endpoint's deliveries dropped",
@@ -592,6 +605,19 @@ class SqliteWebhooks(WebhookStore):
 
         return await self._run_checked(run)
 
+    async def _in_transaction_reading(
+        self,
+        reads: Sequence[tuple[str, Sequence[Any]]],
+        writes: Callable[[list[list[Sequence[Any]]]], Sequence[tuple[str, Sequence[Any]]]],
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                found = [list(conn.execute(sql, tuple(args)).fetchall()) for sql, args in reads]
+                for sql, args in writes(found):
+                    conn.execute(sql, tuple(args))
+
+        await self._run_checked(run)
+
     async def _insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
@@ -622,6 +648,9 @@ class SqliteWebhooks(WebhookStore):
 
 class PostgresWebhooks(WebhookStore):
     _HOLD_ENDPOINT = WebhookStore._HOLD_ENDPOINT + " FOR KEY SHARE"
+    # FOR UPDATE: an insert's foreign-key check (FOR KEY SHARE) waits for it, and it for
+    # an insert under way.
+    _HOLD_QUEUE = WebhookStore._HOLD_ENDPOINT + " FOR UPDATE"
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
@@ -639,6 +668,22 @@ class PostgresWebhooks(WebhookStore):
                     rows_affected(await conn.execute(_numbered(sql), *args))
                     for sql, args in statements
                 ]
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise EndpointGone(str(exc)) from exc
+
+    async def _in_transaction_reading(
+        self,
+        reads: Sequence[tuple[str, Sequence[Any]]],
+        writes: Callable[[list[list[Sequence[Any]]]], Sequence[tuple[str, Sequence[Any]]]],
+    ) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                found: list[list[Sequence[Any]]] = [
+                    [tuple(r) for r in await conn.fetch(_numbered(sql), *args)]
+                    for sql, args in reads
+                ]
+                for sql, args in writes(found):
+                    await conn.execute(_numbered(sql), *args)
         except asyncpg.ForeignKeyViolationError as exc:
             raise EndpointGone(str(exc)) from exc
 

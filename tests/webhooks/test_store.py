@@ -3,7 +3,12 @@ replay, and scrubbing an erased user's id from what is stored."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+from typing import Any
+
+import asyncpg
 
 from presence_svc.webhooks.store import EndpointChange, NewDelivery
 from tests.conftest import opened_database
@@ -92,6 +97,76 @@ async def test_parked_deliveries_go_ahead_of_the_artifacts_newer_rows(ledger_url
         endpoint = await store.endpoint("wh_1")
         assert endpoint is not None
         assert (endpoint.failing_since_ms, endpoint.last_success_ms) == (None, 3000)
+
+
+class _Writer:
+    """A second client of the database inserting the artifact's next event's row in a
+    transaction it holds open (as the dispatcher's queueing does, on any host)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pg: asyncpg.Connection | None = None
+        self._pg_tx: Any = None
+        self._lite: sqlite3.Connection | None = None
+
+    async def insert_and_hold(self, row: tuple[Any, ...]) -> None:
+        columns = (
+            "endpoint_id, event_id, event_type, artifact_id, body, created_at, attempts, "
+            "next_at, last_error, failed"
+        )
+        if self.url.startswith("sqlite:"):
+            self._lite = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
+            self._lite.execute("BEGIN IMMEDIATE")
+            self._lite.execute(
+                f"INSERT INTO webhook_deliveries ({columns}) VALUES ({', '.join('?' * 10)})", row
+            )
+            return
+        self._pg = await asyncpg.connect(self.url)
+        self._pg_tx = self._pg.transaction()
+        await self._pg_tx.start()
+        marks = ", ".join(f"${n}" for n in range(1, 11))
+        await self._pg.execute(f"INSERT INTO webhook_deliveries ({columns}) VALUES ({marks})", *row)
+
+    async def commit(self) -> None:
+        if self._lite is not None:
+            self._lite.execute("COMMIT")
+            self._lite.close()
+        if self._pg is not None:
+            await self._pg_tx.commit()
+            await self._pg.close()
+
+
+async def test_a_row_written_while_a_delivery_is_parked_still_goes_behind_it(
+    ledger_url: str,
+) -> None:
+    """The artifact's newer event is being queued by another client while a failed older
+    one is parked with its artifact's rows moved behind: the park waits for that write
+    and moves its row too, instead of leaving it ahead (read before it was committed)."""
+    async with opened_database(ledger_url) as database:
+        store = database.webhooks
+        await store.add_endpoint(plain_endpoint("wh_1"))
+        await store.enqueue([_join("e2", "a", "bob")])
+        writer = _Writer(ledger_url)
+        await writer.insert_and_hold(
+            ("wh_1", "e3", "presence.join", "a", json.dumps({"id": "e3"}), 1000, 0, 0, None, 0)
+        )
+        failed = NewDelivery(
+            "wh_1",
+            "e1",
+            "presence.join",
+            "a",
+            json.dumps({"id": "e1"}),
+            900,
+            attempts=1,
+            next_at_ms=5000,
+            last_error="timeout",
+        )
+        parking = asyncio.create_task(store.park("wh_1", [failed], now_ms=2000, behind=["a"]))
+        await asyncio.sleep(0.5)  # the park under way (or, before, done without e3)
+        await writer.commit()
+        assert await asyncio.wait_for(parking, 30)
+        pending = await store.pending("wh_1", 0, 10)
+        assert [d.event_id for d in pending] == ["e1", "e2", "e3"]
 
 
 async def test_a_lane_disabling_an_endpoint_disabled_meanwhile_keeps_the_first_disable(
