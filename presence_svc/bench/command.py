@@ -18,6 +18,13 @@ import redis
 
 from presence_svc.auth import TokenCodec, load_or_create_secret
 from presence_svc.bench.compare import compare, orders, print_comparisons
+from presence_svc.bench.cpu import (
+    CpuPerRequest,
+    baseline_sampler,
+    cores_used,
+    per_request_us,
+    service_sampler,
+)
 from presence_svc.bench.machine import machine
 from presence_svc.bench.preload import preload_sessions, preload_timeline, redis_build
 from presence_svc.bench.report import Progress, Row, print_json, print_json_line, print_table
@@ -190,6 +197,28 @@ def _row(
             server_cpu_s / service.requests * 1e6 if server_cpu_s and service.requests else None
         ),
         statuses=dict(service.statuses),
+        cpu=cpu_per_request(service, baseline),
+    )
+
+
+def cpu_per_request(service: Measurement, baseline: Measurement | None) -> CpuPerRequest:
+    """Each part's CPU per request over the measured parts (``bench.cpu``)."""
+    python = per_request_us(service.cpu_s.get("python"), service.requests)
+    redis_us = per_request_us(service.cpu_s.get("redis"), service.requests)
+    loadgen = per_request_us(service.loadgen_cpu_s, service.requests)
+    bare = bare_loadgen = bare_cores = None
+    if baseline is not None:
+        bare = per_request_us(baseline.cpu_s.get("server"), baseline.requests)
+        bare_loadgen = per_request_us(baseline.loadgen_cpu_s, baseline.requests)
+        bare_cores = cores_used([bare, bare_loadgen], baseline.requests, baseline.seconds)
+    return CpuPerRequest(
+        python_us=python,
+        redis_us=redis_us,
+        loadgen_us=loadgen,
+        baseline_us=bare,
+        baseline_loadgen_us=bare_loadgen,
+        cores_used=cores_used([python, redis_us, loadgen], service.requests, service.seconds),
+        baseline_cores_used=bare_cores,
     )
 
 
@@ -270,13 +299,17 @@ def _measured(
     """One scenario measured on one service: its row, with the service's CPU and its
     Redis's slowest command meanwhile."""
     cpu_before = cpu_seconds(each.pid) if each.pid else None
-    with slowest_command(each.settings.redis_url) as slowlog:
+    with (
+        slowest_command(each.settings.redis_url) as slowlog,
+        service_sampler(each.pid, each.settings.redis_url) as sample,
+    ):
         service = measure(
             each.host,
             each.port,
             requests,
             config.options,
             progress=_reporter(progress, f"{label} service"),
+            sample=sample,
         )
     progress.clear()
     cpu_after = cpu_seconds(each.pid) if each.pid else None
@@ -291,17 +324,20 @@ def _measured(
     )
 
 
-def _baselines(config: BenchConfig, stack: ExitStack) -> tuple[int, int]:
+def _baselines(config: BenchConfig, stack: ExitStack) -> tuple[int, int, int]:
     """The bare-aiohttp baseline and the load generator's ceiling (canned answers), as
-    many processes as the service (--server-processes); their ports."""
+    many processes as the service (--server-processes); their ports, and the baseline's
+    process (whose CPU is measured)."""
     baseline_port, ceiling_port = free_port(), free_port()
     processes = ("--processes", str(config.server_processes))
+    pids = []
     for kind, port in (("aiohttp", baseline_port), ("raw", ceiling_port)):
         argv = python_argv(
             "-m", "presence_svc.bench.baseline", "--port", str(port), "--kind", kind, *processes
         )
-        stack.enter_context(started_process(argv, port=port, ready_path="/", wait_s=30))
-    return baseline_port, ceiling_port
+        started = started_process(argv, port=port, ready_path="/", wait_s=30)
+        pids.append(stack.enter_context(started).pid)
+    return baseline_port, ceiling_port, pids[0]
 
 
 def run_bench(config: BenchConfig) -> int:
@@ -319,7 +355,9 @@ def run_bench(config: BenchConfig) -> int:
             _prepare(each, config, tokens, progress)
         seed = seed_requests(tokens, config.population)
 
-        baseline_port, ceiling_port = _baselines(config, stack) if config.baseline else (0, 0)
+        baseline_port, ceiling_port, baseline_pid = (
+            _baselines(config, stack) if config.baseline else (0, 0, 0)
+        )
         ceiling: float | None = None
         if config.baseline:
             progress.note("measuring the load generator's ceiling")
@@ -343,6 +381,7 @@ def run_bench(config: BenchConfig) -> int:
                     scenario.requests,
                     config.options,
                     progress=_reporter(progress, f"{name} baseline"),
+                    sample=baseline_sampler(baseline_pid),
                 )
             for order in orders(list(targets)):  # each service first once (compare.py)
                 measured.append((name, order, {}))

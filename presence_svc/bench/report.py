@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from presence_svc.bench.cpu import CpuPerRequest
 from presence_svc.bench.machine import machine_line
 
 __all__ = ["Progress", "Row", "print_json", "print_json_line", "print_table"]
@@ -48,6 +49,9 @@ class Row:
     """Answers by HTTP status: what ``errors`` were (429: the service's rate limits, which
     a scenario of a few users asking hundreds of times a second meets; see
     ``--rate-limits``). Requests with no answer are errors with no status."""
+    cpu: CpuPerRequest | None = None
+    """CPU per request of each part over the measured part only, and the ratios the
+    machine allows (``bench.cpu``): ``python_cpu_us``, ``redis_cpu_us``, ... fields."""
 
     @property
     def ratio(self) -> float | None:
@@ -85,9 +89,11 @@ class Row:
                 if self.statuses is not None
                 else None
             ),
+            **(self.cpu or _NO_CPU).as_dict(),
         }
 
 
+_NO_CPU = CpuPerRequest(None, None, None, None, None, None, None)
 _JSON = msgspec.json.Encoder()
 
 

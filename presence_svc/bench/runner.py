@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,11 @@ class Measurement:
     loadgen_cpu: float
     """CPU the load processes used, as a fraction of their wall time (1.0 = one core each)."""
     statuses: dict[int, int]
+    loadgen_cpu_s: float = 0.0
+    """CPU seconds the load processes used in all, measured part only."""
+    cpu_s: dict[str, float | None] = field(default_factory=dict)
+    """What ``measure``'s ``sample`` read, end minus start of the measured part, by part
+    (None: unreadable at either end)."""
 
 
 def free_port() -> int:
@@ -179,9 +184,12 @@ def started_process(
             log.close()  # type: ignore[union-attr]
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int, exclude: frozenset[int] = frozenset()) -> float | None:
     """CPU time (user + system) of process ``pid`` and its descendants alive now (the
-    embedded Redis, ``--processes`` children), from ``/proc``; None where there is none."""
+    embedded Redis, ``--processes`` children), from ``/proc``; None where there is none.
+    Processes in ``exclude`` (and theirs) are left out: the embedded Redis, counted apart."""
+    if pid in exclude:
+        return 0.0
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rpartition(")")[2].split()
@@ -192,7 +200,7 @@ def cpu_seconds(pid: int) -> float | None:
                 children += listed.read().split()
     except (OSError, IndexError, ValueError):
         return None
-    return total + sum(cpu_seconds(int(child)) or 0.0 for child in children)
+    return total + sum(cpu_seconds(int(child), exclude) or 0.0 for child in children)
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:
@@ -209,8 +217,12 @@ def measure(
     *,
     expect_status: int = 200,
     progress: Callable[[int, float], None] | None = None,
+    sample: Callable[[], dict[str, float | None]] | None = None,
 ) -> Measurement:
-    """Drive ``requests`` (cycled) at ``host:port`` from separate load processes."""
+    """Drive ``requests`` (cycled) at ``host:port`` from separate load processes;
+    ``sample`` (CPU seconds so far, by part) is read as the measured part starts (the load
+    processes leave the barrier) and once they have all answered, and its differences
+    are the measurement's ``cpu_s``."""
     context = multiprocessing.get_context("spawn")
     processes = max(1, min(options.load_processes, options.connections))
     barrier = context.Barrier(processes + 1)
@@ -239,6 +251,7 @@ def measure(
     results: list[LoadResult] = []
     try:
         barrier.wait(timeout=120)
+        before = sample() if sample is not None else {}
         started = time.monotonic()
         for child, receive in children:
             while not receive.poll(0.2):
@@ -250,6 +263,7 @@ def measure(
             if isinstance(answer, dict):
                 raise RuntimeError(f"load process failed: {answer['error']}")
             results.append(answer)
+        after = sample() if sample is not None else {}
     except BaseException:  # a failure, Ctrl-C, SIGTERM (exit_on_sigterm): stop them now
         for child, _ in children:
             if child.is_alive():
@@ -261,7 +275,12 @@ def measure(
             if child.is_alive():
                 child.kill()
             receive.close()
-    return _combine(results)
+    cpu_s = {part: _delta(before.get(part), after.get(part)) for part in after}
+    return replace(_combine(results), cpu_s=cpu_s)
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 def _combine(results: list[LoadResult]) -> Measurement:
@@ -283,6 +302,7 @@ def _combine(results: list[LoadResult]) -> Measurement:
         p99_ms=_percentile(ordered, 0.99) * 1000,
         loadgen_cpu=sum(r.cpu_s for r in results) / (seconds * len(results)) if seconds else 0,
         statuses=statuses,
+        loadgen_cpu_s=sum(r.cpu_s for r in results),
     )
 
 

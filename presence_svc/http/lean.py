@@ -72,12 +72,36 @@ _MAX_LINES = 100
 PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
 # The headers the routes read, those aiohttp takes once only (a second one is its 400),
 # and those that change how aiohttp reads the request or answers it.
-_FIELDS = re.compile(
-    rb"\r\n(authorization|accept|content-type|content-length|host|content-location"
-    rb"|content-range|etag|max-forwards|server|user-agent|origin|connection"
-    rb"|transfer-encoding|expect|upgrade|content-encoding|sec-websocket-key1):([^\r]*)",
-    re.IGNORECASE,
+_FIELDS = frozenset(
+    {
+        b"authorization",
+        b"accept",
+        b"content-type",
+        b"content-length",
+        b"host",
+        b"content-location",
+        b"content-range",
+        b"etag",
+        b"max-forwards",
+        b"server",
+        b"user-agent",
+        b"origin",
+        b"connection",
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+        b"content-encoding",
+        b"sec-websocket-key1",
+    }
 )
+# Each header line as ``(name, value)``, its value up to the next CR. With no control byte
+# but those of the CRLFs, a head is ``PLAIN_HEAD`` exactly when one of these starts at
+# each of its CRLFs (``_plain_fields``): the same test, without ``PLAIN_HEAD``'s check of
+# every value byte against a class (most of the scan's instructions).
+_LINES = re.compile(rb"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):([^\r]*)")
+_NOT_CONTROL = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b < 0x7F or b > 0x7F)
+"""The bytes a plain head's lines may hold: ``PLAIN_HEAD``'s value class."""
+_CRLFS = tuple(b"\r\n" * n for n in range(_MAX_LINES + 1))
 _DECLINED = frozenset(
     {
         b"connection",
@@ -166,21 +190,26 @@ Head = LeanHead | ReadHead
 
 
 def _plain_fields(data: bytes, head: int, end: int) -> dict[bytes, bytes] | None:
-    """The fields of the head between ``head`` and ``end`` the routes read (by lowercase
-    name), if it is plain lines within aiohttp's limits, none of them declined or given
-    twice; else None."""
+    """The fields of the head between ``head`` (the request line's CRLF) and ``end`` the
+    routes read (by lowercase name), if it is plain lines within aiohttp's limits
+    (``PLAIN_HEAD``), none of them declined or given twice; else None."""
+    if end > _MAX_HEAD:
+        return None
+    lines = _LINES.findall(data, head, end)
+    # One line found at each CRLF, and no CR, LF or other control byte but theirs: as
+    # many CRLFs as lines, each starting one (a line ends at the next CR).
     if (
-        end > _MAX_HEAD
-        or data.count(b"\r\n", head, end) > _MAX_LINES
-        or PLAIN_HEAD.fullmatch(data, head, end) is None
+        len(lines) > _MAX_LINES
+        or data[head:end].translate(None, _NOT_CONTROL) != _CRLFS[len(lines)]
     ):
         return None
     seen: dict[bytes, bytes] = {}
-    for name, value in _FIELDS.findall(data, head, end):
+    for name, value in lines:
         name = name.lower()
-        if name in seen or name in _DECLINED:
-            return None
-        seen[name] = value.strip(b" \t")
+        if name in _FIELDS:
+            if name in seen or name in _DECLINED:
+                return None
+            seen[name] = value.strip(b" \t")
     return seen
 
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,8 +83,27 @@ def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path
         version, allocator = line["redis"].split(" ")
         assert version.count(".") == 2
         assert allocator
+        _check_cpu_fields(line)
     online = next(line for line in lines if line["scenario"] == "online-batch")
     assert online["body_bytes"] > 40 * 20  # one count per artifact asked for
+
+
+def _check_cpu_fields(line: dict[str, Any]) -> None:
+    """Each part's CPU per request is there, and the ratios are made of those parts
+    (``bench.cpu``; their values are checked from known inputs in ``test_cpu``)."""
+    parts = ("python", "redis", "loadgen", "baseline", "baseline_loadgen")
+    cpu = {part: line[f"{part}_cpu_us"] for part in parts}
+    for part, value in cpu.items():  # a few hundred requests: a clock tick may be all
+        assert isinstance(value, float), (part, line)
+        assert value >= 0, (part, line)
+    assert cpu["python"] + cpu["redis"] > 0, line
+    top = cpu["baseline"] + cpu["baseline_loadgen"]
+    ceiling = top / (cpu["baseline"] + cpu["redis"] + cpu["loadgen"])
+    bound = top / (cpu["python"] + cpu["redis"] + cpu["loadgen"])
+    assert line["ceiling_ratio"] == pytest.approx(ceiling, rel=0.02, abs=0.002)
+    assert line["cpu_bound_ratio"] == pytest.approx(bound, rel=0.02, abs=0.002)
+    assert line["cores_used"] > 0
+    assert line["baseline_cores_used"] > 0
 
 
 def test_bench_refuses_bad_numbers() -> None:
