@@ -18,6 +18,7 @@
 --            '~w' the watermark: sessions whose deadline is <= it were taken out of the
 --                 counts ("settled")
 --            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
+--            '~t' the timeline's minutes not rolled up yet, packed (lib/timeline.lua)
 --   U  zset  userId -> join number: the counted users in the order they came; kept in a
 --            large room only: a small room's page reads its whole (compact) hash instead.
 --            A hidden user never enters it (lib/hidden.lua)
@@ -269,6 +270,7 @@ end
 local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
   local oldest = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
   if #oldest == 0 then
+    timeline_spill() -- lib/timeline.lua: the minutes the info hash holds outlive it
     redis.call('DEL', I, U)
     redis.call('ZREM', D, artifact)
     counts_forget() -- lib/counts.lua
