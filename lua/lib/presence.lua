@@ -322,9 +322,9 @@ end
 -- vacated follow the counts even when hidden sessions announce nothing.
 local OUTBOX = {before = nil}  -- before: set by lib/writer.lua while the outbox exists
 local function publish(channel, events, online, sessions, active)
-  page_mark_bump() -- lib/pagemark.lua: any page built before this run is out of date
+  local keys = page_mark_bump() -- lib/pagemark.lua: any page built before this run is out of date
   if #events == 0 and not QUIET.changed then return end
-  timeline_note(online, sessions) -- lib/timeline.lua
+  timeline_note(online, sessions, keys) -- lib/timeline.lua
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
   if OUTBOX.before ~= nil then
     redis.call('XADD', KEYS[7], '*', 'm',

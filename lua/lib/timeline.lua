@@ -99,16 +99,18 @@ local function timeline_note_hash(online, sessions, keep, minute)
   redis.call('PEXPIRE', KEYS[9], keep)
 end
 
-local function timeline_note(online, sessions)
+-- The counts after this run's change; `keys`: whether the artifact has keys (I exists).
+local function timeline_note(online, sessions, keys)
   local keep = tonumber(ARGV[8])
   if not keep or keep <= 0 then return end
   local I = KEYS[2]
   local minute = math.floor(NOW / 60000)
-  -- '~t' only while the artifact has keys, and TL holds no minute not rolled up yet
-  if redis.call('EXISTS', I) == 0 or redis.call('ZSCORE', KEYS[9], ARGV[1]) then
+  -- '~t' only while the artifact has keys, and TL holds no minute not rolled up yet (an
+  -- artifact is in TI exactly then; never while '~t' exists)
+  local raw = keys and redis.call('HGET', I, '~t')
+  if not raw and (not keys or redis.call('ZSCORE', KEYS[9], ARGV[1])) then
     return timeline_note_hash(online, sessions, keep, minute)
   end
-  local raw = redis.call('HGET', I, '~t')
   local t
   if raw then
     t = cmsgpack.unpack(raw)
