@@ -16,7 +16,7 @@
 --            '~c' the page mark (lib/pagemark.lua): changed by every writer run that
 --                 may change a presence page
 --            '~w' the watermark: sessions whose deadline is <= it were taken out of the
---                 counts ("settled")
+--                 counts ("settled"); none until a session is first settled
 --            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
 --            '~t' the timeline's minutes not rolled up yet, packed (lib/timeline.lua)
 --   U  zset  userId -> join number: the counted users in the order they came; kept in a
@@ -244,7 +244,9 @@ local function settle(Z, I, U, now, events, timeout, away_timeout)
       session_gone(Z, I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events, seen)
     end
   end
-  if #sids > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
+  -- None yet: nothing was settled, as every reader takes it (no deadline is ever set at or
+  -- below a run's now, so a mark written now would settle nothing either).
+  if #sids > 0 then redis.call('HSET', I, WATERMARK, upto) end
   COUNTS.settled = done -- lib/counts.lua
   return done
 end
