@@ -40,7 +40,7 @@ MAX_BATCHES = 50
 left waits for the next round."""
 HOURS_PER_STEP = 24
 """Hours of one artifact per step (a worker that was down catches up a day at a time)."""
-LIVE_SCAN = 500
+LIVE_SCAN = 100
 """Artifacts with keys looked at per step of the scan for minutes in their info hash."""
 CLOCK_MARGIN_MS = 60_000
 """An hour counts as ended a minute after it did, by this host's clock: Redis's clock
