@@ -555,4 +555,4 @@ async def test_the_timeline_of_live_artifacts_on_a_cluster(
             found |= {artifact for artifact, _ in got}
             if cursor == "0":
                 break
-    assert found == set(artifacts)
+    assert found >= set(artifacts)  # and the other tests' artifacts: the cluster is shared
