@@ -30,6 +30,8 @@ Status = Literal["OK", "WARN", "FAIL"]
 MIN_REDIS = (6, 2)
 HASH_ENTRIES = 256
 """As the embedded Redis (docs/data-model.md, Memory)."""
+HASH_VALUE = 128
+"""As the embedded Redis: the longest hash value a compact hash keeps."""
 MAX_SKEW_S = 1.0
 MIN_SECRET = 32
 
@@ -95,8 +97,8 @@ def redis_checks(facts: RedisFacts, where: str) -> list[Check]:
                 "WARN",
                 "redis config",
                 f"CONFIG GET is refused ({facts.config_refused}): the settings below are unchecked",
-                "check maxmemory-policy, hash-max-listpack-entries and persistence in your "
-                "provider's settings",
+                "check maxmemory-policy, hash-max-listpack-entries and -value and persistence "
+                "in your provider's settings",
             )
         )
         return [*checks, *_persistence_state(facts), *_clock(facts)]
@@ -104,6 +106,7 @@ def redis_checks(facts: RedisFacts, where: str) -> list[Check]:
         *checks,
         _eviction(facts),
         _encoding(facts),
+        _value(facts),
         _persistence(facts),
         *_persistence_state(facts),
         *_clock(facts),
@@ -151,6 +154,25 @@ def _encoding(facts: RedisFacts) -> Check:
             f"CONFIG SET {name} {HASH_ENTRIES} (and put it in redis.conf)",
         )
     return Check("OK", f"redis {name}", f"{name} is {entries}")
+
+
+def _value(facts: RedisFacts) -> Check:
+    name = (
+        "hash-max-listpack-value"
+        if "hash-max-listpack-value" in facts.config
+        else "hash-max-ziplist-value"
+    )
+    value = int(facts.config.get(name, "64") or 0)
+    if value < HASH_VALUE:
+        return Check(
+            "WARN",
+            f"redis {name}",
+            f"{name} is {value}: one session whose user id and state take more (a UUID and "
+            "a small state do) turns its artifact's info hash into a hash table, about "
+            "twice the memory",
+            f"CONFIG SET {name} {HASH_VALUE} (and put it in redis.conf)",
+        )
+    return Check("OK", f"redis {name}", f"{name} is {value}")
 
 
 def _persistence(facts: RedisFacts) -> Check:

@@ -13,10 +13,12 @@
 -- whose keys expired and came back never repeats a mark an old page was built at (that
 -- would take more than 1 000 writer runs a millisecond on one artifact).
 
+-- Returns whether the artifact has keys (I exists).
 local function page_mark_bump()
   local I = KEYS[2]
-  if redis.call('EXISTS', I) == 0 then return end  -- the keys are gone: none to mark
+  if redis.call('EXISTS', I) == 0 then return false end  -- the keys are gone: none to mark
   if redis.call('HINCRBY', I, '~c', 1) == 1 then
     redis.call('HSET', I, '~c', string.format('%.0f', NOW * 1000))
   end
+  return true
 end

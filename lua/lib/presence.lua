@@ -16,8 +16,9 @@
 --            '~c' the page mark (lib/pagemark.lua): changed by every writer run that
 --                 may change a presence page
 --            '~w' the watermark: sessions whose deadline is <= it were taken out of the
---                 counts ("settled")
+--                 counts ("settled"); none until a session is first settled
 --            '~L' 1 in a large room (I over LARGE_FIELDS fields, until under SMALL_FIELDS)
+--            '~t' the timeline's minutes not rolled up yet, packed (lib/timeline.lua)
 --   U  zset  userId -> join number: the counted users in the order they came; kept in a
 --            large room only: a small room's page reads its whole (compact) hash instead.
 --            A hidden user never enters it (lib/hidden.lua)
@@ -243,7 +244,9 @@ local function settle(Z, I, U, now, events, timeout, away_timeout)
       session_gone(Z, I, U, sid, info, is_leaving(info) and 'left' or 'timeout', events, seen)
     end
   end
-  if #sids > 0 or not mark then redis.call('HSET', I, WATERMARK, upto) end
+  -- None yet: nothing was settled, as every reader takes it (no deadline is ever set at or
+  -- below a run's now, so a mark written now would settle nothing either).
+  if #sids > 0 then redis.call('HSET', I, WATERMARK, upto) end
   COUNTS.settled = done -- lib/counts.lua
   return done
 end
@@ -269,6 +272,7 @@ end
 local function schedule(Z, I, U, D, artifact, now, settled, timeout, longest, retention)
   local oldest = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
   if #oldest == 0 then
+    timeline_spill() -- lib/timeline.lua: the minutes the info hash holds outlive it
     redis.call('DEL', I, U)
     redis.call('ZREM', D, artifact)
     counts_forget() -- lib/counts.lua
@@ -320,9 +324,9 @@ end
 -- vacated follow the counts even when hidden sessions announce nothing.
 local OUTBOX = {before = nil}  -- before: set by lib/writer.lua while the outbox exists
 local function publish(channel, events, online, sessions, active)
-  page_mark_bump() -- lib/pagemark.lua: any page built before this run is out of date
+  local keys = page_mark_bump() -- lib/pagemark.lua: any page built before this run is out of date
   if #events == 0 and not QUIET.changed then return end
-  timeline_note(online, sessions) -- lib/timeline.lua
+  timeline_note(online, sessions, keys) -- lib/timeline.lua
   redis.call('PUBLISH', channel, cmsgpack.pack({online, sessions, events, active}))
   if OUTBOX.before ~= nil then
     redis.call('XADD', KEYS[7], '*', 'm',

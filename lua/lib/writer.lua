@@ -7,7 +7,8 @@
 -- KEYS[4] D partition sweep index  KEYS[5] R recently-here zset  KEYS[6] RD partition
 -- index of the R zsets (see lib/recent.lua)  KEYS[7] OB partition outbox stream (webhooks;
 -- written only while it exists)  KEYS[8] TL the artifact's timeline hash  KEYS[9] TI the
--- partition's index of timelines not rolled up yet (see lib/timeline.lua)  KEYS[10] C the
+-- partition's index of timeline hashes with minutes not rolled up yet (lib/timeline.lua:
+-- while they fit, an artifact with keys keeps them in I instead)  KEYS[10] C the
 -- partition's counts hash (see lib/counts.lua)
 -- ARGV[1] artifact id  ARGV[2] event channel  ARGV[3] online timeout of an active session
 -- (ms)  ARGV[4] retention (ms)  ARGV[5] online timeout of an away session (ms)

@@ -21,6 +21,7 @@ end
 local more = (not settled or #old == SETTLE_STEP) and 1 or 0
 
 if redis.call('ZCARD', Z) == 0 then
+  timeline_spill() -- lib/timeline.lua: the minutes the info hash holds outlive it
   redis.call('DEL', Z, I, U)
   redis.call('ZREM', D, artifact)
   counts_forget() -- lib/counts.lua

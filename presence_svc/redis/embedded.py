@@ -43,6 +43,10 @@ CONFIG: Final[Mapping[str, str]] = {
     # an artifact's info hash holds a field per session and per online user:
     # twice the default keeps artifacts of up to ~127 users compact (ziplist)
     "hash-max-ziplist-entries": "256",
+    # one value past it turns the whole hash into a hash table: a session's info (a UUID
+    # user id and a small state make 66 bytes) and a timeline's hour record (125 bytes
+    # for counts under 128) fit in twice the default
+    "hash-max-ziplist-value": "128",
 }
 """The embedded Redis's configuration beyond its defaults (``doctor`` checks it too)."""
 

@@ -62,7 +62,8 @@ class ArtifactKeys:
     info: str
     """hash: packed session id -> msgpack [userId, versionId, state(, flags)]; user id
     -> msgpack [active sessions, packed ids of the counted sessions]; ``~n``: users
-    counted, ``~a``: of them active, ``~j``: last join number, ``~w``: the watermark."""
+    counted, ``~a``: of them active, ``~j``: last join number, ``~w``: the watermark,
+    ``~t``: the timeline's minutes not rolled up yet, packed (lua/lib/timeline.lua)."""
     users: str
     """zset: user id -> join number; the counted users in the order they came (pages)."""
     channel: str
@@ -78,10 +79,11 @@ class ArtifactKeys:
     """stream (per partition): the presence changes for webhooks; the writers append to it
     only while it exists (the dispatcher creates it when a webhook endpoint exists)."""
     timeline: str
-    """hash: the artifact's online users and sessions per minute (peak timeline)."""
+    """hash: the artifact's online users and sessions per minute (peak timeline): its hour
+    records, and its minutes not rolled up once they do not fit in ``info``'s ``~t``."""
     timeline_index: str
-    """zset (per partition): artifact id -> its oldest hour not rolled up into the
-    database yet (see lua/lib/timeline.lua)."""
+    """zset (per partition): artifact id -> its oldest hour whose minutes in ``timeline``
+    are not rolled up into the database yet (see lua/lib/timeline.lua)."""
     counts: str
     """hash (per partition): artifact id -> its online counts as the writers left them,
     and until when they hold (see lua/lib/counts.lua)."""
@@ -157,7 +159,7 @@ class Keyspace:
     @staticmethod
     def timeline_index(tag: str) -> str:
         """zset (per partition): artifact id -> its oldest hour (ms / 3 600 000) whose
-        timeline the worker has not rolled up into the database yet."""
+        minutes in its timeline hash the worker has not rolled up into the database yet."""
         return f"ps:{{{tag}}}:tli"
 
     @staticmethod

@@ -889,7 +889,7 @@ class TimelineReadScript(Script):
         end hour) is a current copy of them; nothing at all if ``stamp`` (of the caller's
         answer of this range) is current."""
         args = (k.artifact_id, first_minute, end_minute, mode, back_hours, *known, stamp)
-        return ScriptCall(self, (k.timeline, k.timeline_index), args)
+        return ScriptCall(self, (k.timeline, k.timeline_index, k.info), args)
 
 
 class TimelineDueScript(Script):
@@ -899,6 +899,16 @@ class TimelineDueScript(Script):
         """Up to ``limit`` artifacts of one partition with an hour before ``before_hour``
         not rolled up yet."""
         return ScriptCall(self, (index,), (before_hour, limit))
+
+
+class TimelineLiveScript(Script):
+    PATH = "live/timeline_live"
+
+    def call(self, tag: str, cursor: str, count: int, before_hour: int) -> ScriptCall:
+        """One step of a scan of partition ``tag``'s artifacts with keys: those whose info
+        hash holds minutes of an hour before ``before_hour``."""
+        args = (Keyspace.presence_prefix(tag), cursor, count, before_hour)
+        return ScriptCall(self, (Keyspace.due(tag),), args)
 
 
 class TimelineDoneScript(Script):
@@ -915,7 +925,7 @@ class TimelineDoneScript(Script):
         """Hours ``from_hour`` .. ``to_hour - 1`` are in the database: replace their minutes
         by ``hours`` (hour, packed record), prune what is older than ``keep_ms``."""
         args = (k.artifact_id, from_hour, to_hour, keep_ms, *(v for pair in hours for v in pair))
-        return ScriptCall(self, (k.timeline, k.timeline_index), args)
+        return ScriptCall(self, (k.timeline, k.timeline_index, k.info), args)
 
 
 _TWO_BULKS = b"$%d\r\n%b\r\n" * 2
@@ -1095,6 +1105,7 @@ class Scripts:
         self.settle_tokens = SettleTokensScript()
         self.timeline_read = TimelineReadScript()
         self.timeline_due = TimelineDueScript()
+        self.timeline_live = TimelineLiveScript()
         self.timeline_done = TimelineDoneScript()
         self.note_view = NoteViewScript()
         self.view = ViewScript(self.record_view, self.note_view)

@@ -152,6 +152,17 @@ class TimelineRecords:
         raw = await self.redis.run(call)
         return [(as_text(raw[i]), int(float(raw[i + 1]))) for i in range(0, len(raw), 2)]
 
+    async def live(
+        self, tag: str, cursor: str, before_hour: int, count: int
+    ) -> tuple[str, list[tuple[str, int]]]:
+        """One step of a scan of partition ``tag``'s artifacts with keys (start with
+        ``"0"``): the next cursor (``"0"``: done), and those whose info hash holds minutes
+        of an hour before ``before_hour``, with their oldest such hour."""
+        call = self.redis.scripts.timeline_live.call(tag, cursor, count, before_hour)
+        raw = await self.redis.run(call)
+        found = [(as_text(raw[i]), int(raw[i + 1])) for i in range(1, len(raw), 2)]
+        return as_text(raw[0]), found
+
     async def done(
         self,
         artifact_id: str,

@@ -1,8 +1,11 @@
 """The worker's timeline chore: each hour that ended, per artifact, its peak into the
 database (``timeline_hours``), so history outlives Redis's ``PRESENCE_TIMELINE_DAYS``.
 
-The partition's index (``ps:{T}:tli``) lists only artifacts with an hour not rolled up, so
-a round costs in proportion to what changed. An hour is upserted with absolute values
+The partition's index (``ps:{T}:tli``) lists the artifacts whose timeline hash holds minutes
+not rolled up, so a round costs in proportion to what changed. An artifact with keys keeps
+its first minutes in its info hash instead (``lib/timeline.lua``, no index entry of its
+own): once an hour after each hour ends, a scan of the partition's sweep index finds them
+(``timeline_live.lua``). An hour is upserted with absolute values
 before the index moves past it: a worker killed in between, or two workers at once,
 write the same row again, never a different one. Redis then keeps the hour as one record
 of its 60 minutes instead of a field per minute (``timeline_done.lua``): a 7-day read is
@@ -37,6 +40,8 @@ MAX_BATCHES = 50
 left waits for the next round."""
 HOURS_PER_STEP = 24
 """Hours of one artifact per step (a worker that was down catches up a day at a time)."""
+LIVE_SCAN = 100
+"""Artifacts with keys looked at per step of the scan for minutes in their info hash."""
 CLOCK_MARGIN_MS = 60_000
 """An hour counts as ended a minute after it did, by this host's clock: Redis's clock
 (which the writers use) may be a little behind."""
@@ -48,6 +53,8 @@ class TimelineRollup:
         self.keep_ms = settings.timeline_ms
         self.records = TimelineRecords(redis, self.keys, self.keep_ms)
         self.store = store
+        self._scanned: dict[str, int] = {}
+        """Partition tag -> the hour its artifacts with keys were last all rolled up to."""
 
     async def run_once(self, now_ms: int | None = None) -> int:
         """Roll up every hour that ended; returns the hours written."""
@@ -64,6 +71,26 @@ class TimelineRollup:
                     moved = moved or done
                 if not moved:  # nothing due, or Redis's clock is behind this host's
                     break
+            if self._scanned.get(tag, -1) < current:
+                written += await self._live(tag, current)
+        return written
+
+    async def _live(self, tag: str, current: int) -> int:
+        """The artifacts of partition ``tag`` that hold minutes of an ended hour in their
+        info hash: each rolled up; the partition counts as done for ``current`` only when
+        every one of them was (else the next round scans again)."""
+        written, complete, cursor = 0, True, "0"
+        while True:
+            cursor, found = await self.records.live(tag, cursor, current, LIVE_SCAN)
+            for artifact_id, from_hour in found:
+                rows, done = await self._artifact(artifact_id, from_hour, current)
+                written += rows
+                # refused (Redis's clock is behind), or more than one step behind
+                complete = complete and done and from_hour + HOURS_PER_STEP >= current
+            if cursor == "0":
+                break
+        if complete:
+            self._scanned[tag] = current
         return written
 
     async def _artifact(self, artifact_id: str, from_hour: int, current: int) -> tuple[int, bool]:

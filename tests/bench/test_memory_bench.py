@@ -19,7 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "memory.py"
 @pytest.mark.timeout(140)
 def test_memory_benchmark_reports_bytes_per_stored_session() -> None:
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--sessions", "3000", "--artifacts", "300"],
+        [sys.executable, str(SCRIPT), "--sessions", "3000", "--artifacts", "300", "--breakdown"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -34,3 +34,9 @@ def test_memory_benchmark_reports_bytes_per_stored_session() -> None:
     # the figure depends on the server: the result says which one it came from
     assert result["redis_version"].count(".") == 2
     assert result["allocator"]
+    # --breakdown: the key kinds a heartbeat writes, and what is left over, add up
+    parts = result["breakdown"]
+    assert parts["ps:{T}:<a>:h"]["keys"] == 300
+    assert list(parts["ps:{T}:<a>:s"]["encodings"].values()) == [300]  # compact, all alike
+    total = sum(part["bytes_per_session"] for part in parts.values())
+    assert abs(total - result["bytes_per_session"]) < 0.5

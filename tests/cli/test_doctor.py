@@ -48,7 +48,7 @@ def test_a_well_configured_deployment_is_all_ok(tmp_path: Path, shared_redis: st
     assert "redis maxmemory-policy: maxmemory-policy is noeviction" in result.stdout
     assert f"schema version {len(migrations('sqlite'))} (latest)" in result.stdout
     assert "clock: within 1 s of Redis's" in result.stdout
-    assert result.stdout.endswith("0 failed, 0 warnings, 8 ok\n")
+    assert result.stdout.endswith("0 failed, 0 warnings, 9 ok\n")
 
 
 @pytest.mark.parametrize(
@@ -56,6 +56,7 @@ def test_a_well_configured_deployment_is_all_ok(tmp_path: Path, shared_redis: st
     [
         ("maxmemory-policy", "allkeys-lru", "FAIL", "CONFIG SET maxmemory-policy noeviction"),
         ("hash-max-ziplist-entries", "128", "WARN", "CONFIG SET hash-max-"),
+        ("hash-max-ziplist-value", "64", "WARN", "CONFIG SET hash-max-"),
         ("appendonly", "no", "WARN", "CONFIG SET appendonly yes"),
     ],
 )
@@ -102,6 +103,7 @@ def test_without_a_redis_url_it_checks_what_serve_would_start(tmp_path: Path) ->
     assert result.returncode == 0, result.stdout
     assert "the embedded Redis (not running: its configuration) is Redis " in result.stdout
     assert "hash-max-ziplist-entries is 256" in result.stdout
+    assert "hash-max-ziplist-value is 128" in result.stdout
     assert not (tmp_path / "data").exists()  # doctor started and created nothing
 
 

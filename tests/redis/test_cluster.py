@@ -515,3 +515,44 @@ async def test_a_failing_cluster_client_is_a_503_and_the_next_call_answers(
             assert response.content_type == "application/problem+json"
         response = await request()
         assert response.status == 200, await response.text()
+
+
+@pytest.mark.timeout(60)
+async def test_the_timeline_of_live_artifacts_on_a_cluster(
+    cluster: list[int], make_client: MakeClient, auth: Auth
+) -> None:
+    """A live artifact's minutes are in its info hash: a read finds them there, and the
+    worker's hourly scan of each partition's sweep index (a script that builds the info
+    hashes' names from the partition's prefix) finds every such artifact, on every node."""
+    from presence_svc.http.resources import REDIS, SETTINGS
+    from presence_svc.redis.keys import Keyspace
+    from presence_svc.timeline.records import TimelineRecords
+
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{cluster[0]}",
+        redis_cluster=True,
+        partitions=64,
+        online_timeout_s=30.0,
+        retention_s=60.0,
+    )
+    artifacts = [f"tl-{i}" for i in range(30)]
+    for artifact in artifacts:
+        body = {"artifactId": artifact, "sessionId": "tab-timeline1"}
+        assert (await client.post("/v1/heartbeat", json=body, headers=auth("alice"))).status == 200
+    response = await client.get("/v1/artifacts/tl-0/timeline", headers=auth("d", scope="dashboard"))
+    assert response.status == 200
+    assert (await response.json())["peak"]["online"] == 1
+
+    app = client.server.app
+    keys = Keyspace(64)
+    records = TimelineRecords(app[REDIS], keys, app[SETTINGS].timeline_ms)
+    later = int(time.time()) // 3600 + 2  # as if the current hour had ended
+    found: set[str] = set()
+    for tag in keys.tags:
+        cursor = "0"
+        while True:
+            cursor, got = await records.live(tag, cursor, later, 100)
+            found |= {artifact for artifact, _ in got}
+            if cursor == "0":
+                break
+    assert found >= set(artifacts)  # and the other tests' artifacts: the cluster is shared
