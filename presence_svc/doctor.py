@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -138,41 +138,47 @@ def _eviction(facts: RedisFacts) -> Check:
     return Check("OK", "redis maxmemory-policy", f"maxmemory-policy is {policy}")
 
 
-def _encoding(facts: RedisFacts) -> Check:
-    name = (
-        "hash-max-listpack-entries"
-        if "hash-max-listpack-entries" in facts.config
-        else "hash-max-ziplist-entries"
-    )
-    entries = int(facts.config.get(name, "128") or 0)
-    if entries < HASH_ENTRIES:
+def _hash_floor(
+    facts: RedisFacts, setting: str, default: str, floor: int, why: Callable[[int], str]
+) -> Check:
+    """A ``hash-max-listpack-<setting>`` (Redis 7; ``-ziplist-`` before) below ``floor``."""
+    name = f"hash-max-listpack-{setting}"
+    if name not in facts.config:
+        name = f"hash-max-ziplist-{setting}"
+    value = int(facts.config.get(name, default) or 0)
+    if value < floor:
         return Check(
             "WARN",
             f"redis {name}",
-            f"{name} is {entries}: an artifact past ~{entries // 2} online users takes a "
-            "hash table, about twice the memory",
-            f"CONFIG SET {name} {HASH_ENTRIES} (and put it in redis.conf)",
+            f"{name} is {value}: {why(value)}",
+            f"CONFIG SET {name} {floor} (and put it in redis.conf)",
         )
-    return Check("OK", f"redis {name}", f"{name} is {entries}")
+    return Check("OK", f"redis {name}", f"{name} is {value}")
+
+
+def _encoding(facts: RedisFacts) -> Check:
+    return _hash_floor(
+        facts,
+        "entries",
+        "128",
+        HASH_ENTRIES,
+        lambda n: (
+            f"an artifact past ~{n // 2} online users takes a hash table, about twice the memory"
+        ),
+    )
 
 
 def _value(facts: RedisFacts) -> Check:
-    name = (
-        "hash-max-listpack-value"
-        if "hash-max-listpack-value" in facts.config
-        else "hash-max-ziplist-value"
+    return _hash_floor(
+        facts,
+        "value",
+        "64",
+        HASH_VALUE,
+        lambda _: (
+            "one session whose user id and state take more (a UUID and a small "
+            "state do) turns its artifact's info hash into a hash table, about twice the memory"
+        ),
     )
-    value = int(facts.config.get(name, "64") or 0)
-    if value < HASH_VALUE:
-        return Check(
-            "WARN",
-            f"redis {name}",
-            f"{name} is {value}: one session whose user id and state take more (a UUID and "
-            "a small state do) turns its artifact's info hash into a hash table, about "
-            "twice the memory",
-            f"CONFIG SET {name} {HASH_VALUE} (and put it in redis.conf)",
-        )
-    return Check("OK", f"redis {name}", f"{name} is {value}")
 
 
 def _persistence(facts: RedisFacts) -> Check:

@@ -24,6 +24,21 @@ def _join(event_id: str, artifact: str, user: str) -> NewDelivery:
     return NewDelivery("wh_1", event_id, "presence.join", artifact, json.dumps(body), 1000)
 
 
+def _failed_first() -> NewDelivery:
+    """Artifact a's first event, held in memory until its attempt timed out."""
+    return NewDelivery(
+        "wh_1",
+        "e1",
+        "presence.join",
+        "a",
+        json.dumps({"id": "e1"}),
+        900,
+        attempts=1,
+        next_at_ms=5000,
+        last_error="timeout",
+    )
+
+
 async def test_queue_order_failures_replay_and_erasure(ledger_url: str) -> None:
     async with opened_database(ledger_url) as database:
         store = database.webhooks
@@ -75,17 +90,7 @@ async def test_parked_deliveries_go_ahead_of_the_artifacts_newer_rows(ledger_url
         await store.add_endpoint(plain_endpoint("wh_1"))
         await store.enqueue([_join("e2", "a", "bob"), _join("e9", "b", "carol")])
         await store.enqueue([_join("e3", "a", "dave")])
-        failed = NewDelivery(
-            "wh_1",
-            "e1",
-            "presence.join",
-            "a",
-            json.dumps({"id": "e1"}),
-            900,
-            attempts=1,
-            next_at_ms=5000,
-            last_error="timeout",
-        )
+        failed = _failed_first()
         await store.park("wh_1", [failed], now_ms=2000, behind=["a"])
         pending = await store.pending("wh_1", 0, 10)
         assert [d.event_id for d in pending if d.artifact_id == "a"] == ["e1", "e2", "e3"]
@@ -150,17 +155,7 @@ async def test_a_row_written_while_a_delivery_is_parked_still_goes_behind_it(
         await writer.insert_and_hold(
             ("wh_1", "e3", "presence.join", "a", json.dumps({"id": "e3"}), 1000, 0, 0, None, 0)
         )
-        failed = NewDelivery(
-            "wh_1",
-            "e1",
-            "presence.join",
-            "a",
-            json.dumps({"id": "e1"}),
-            900,
-            attempts=1,
-            next_at_ms=5000,
-            last_error="timeout",
-        )
+        failed = _failed_first()
         parking = asyncio.create_task(store.park("wh_1", [failed], now_ms=2000, behind=["a"]))
         await asyncio.sleep(0.5)  # the park under way (or, before, done without e3)
         await writer.commit()
