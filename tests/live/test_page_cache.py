@@ -409,7 +409,9 @@ async def test_a_page_read_all_along_outlives_its_names_time_while_they_stay_the
     """Past the time of the profiles a kept page joined, the page is checked against the
     profiles cache (looked up again ahead of time meanwhile): the same names keep the page
     as it is, not built nor joined again; another name is joined in at once."""
-    ttl = 0.3
+    # the lookup ahead of time starts half the time before the names expire: a loop
+    # stalled longer than that (a loaded machine) would join them again, rightly
+    ttl = 1.0
     client = await make_client(page_cache_s=10.0, profile_cache_s=ttl, **LONG_LIVED)
     admin = auth("root", scope="admin")
     await client.put("/v1/users/alice", json={"name": "Alice"}, headers=admin)
@@ -417,7 +419,7 @@ async def test_a_page_read_all_along_outlives_its_names_time_while_they_stay_the
     first = await _page(client, auth)
     cache = client.app[PAGES]
     (kept,) = cache._kept.values()
-    until = time.monotonic() + 4 * ttl
+    until = time.monotonic() + 2.5 * ttl  # past the names' time twice
     while time.monotonic() < until:
         assert await _page(client, auth) == first
         await asyncio.sleep(0.02)
