@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/memory.py [--sessions 1000000] [--artifacts 100000]
                                           [--redis-server /usr/bin/redis-server] [--breakdown]
+                                          [--no-jemalloc]
 
 Starts a private redis-server (the embedded default's, or the binary given: Redis's
 allocator and version change the figure), stores N sessions (user i, one tab, on artifact i mod M,
@@ -35,9 +36,12 @@ LIVE_S = 86_400.0
 """The sessions' online timeout during the run: longer than any preload takes."""
 
 
-def _used(url: str) -> int:
+def _used(url: str) -> tuple[int, int]:
+    """``used_memory`` (what Redis asked its allocator for) and ``used_memory_rss`` (what
+    the process holds: the allocator's own overhead and fragmentation too)."""
     with Redis.from_url(url) as client:
-        return int(client.info("memory")["used_memory"])
+        memory = client.info("memory")
+    return int(memory["used_memory"]), int(memory["used_memory_rss"])
 
 
 _KIND = re.compile(rb"(\w+):\{[^}]*\}:(?:(.+):)?([^:]+)")
@@ -89,10 +93,15 @@ def breakdown(url: str, sessions: int, delta: int) -> dict[str, dict[str, object
 
 
 def measure(
-    sessions: int, artifacts: int, binary: str | None = None, *, kinds: bool = False
+    sessions: int,
+    artifacts: int,
+    binary: str | None = None,
+    *,
+    kinds: bool = False,
+    jemalloc: bool = True,
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as workdir:
-        server = EmbeddedRedis(Path(workdir) / "redis", binary=binary)
+        server = EmbeddedRedis(Path(workdir) / "redis", binary=binary, jemalloc=jemalloc)
         with server.running() as url:
             version, allocator = redis_build(url)
             # Live sessions: none may time out while the preload runs (a loaded machine
@@ -106,17 +115,19 @@ def measure(
                 away_timeout_s=LIVE_S,
                 retention_s=LIVE_S,
             )
-            before = _used(url)
+            before, rss_before = _used(url)
             started = time.perf_counter()
             stored = asyncio.run(preload_sessions(settings, sessions, artifacts))
             seconds = time.perf_counter() - started
-            after = _used(url)
+            after, rss_after = _used(url)
             parts = breakdown(url, stored, after - before) if kinds else None
     result: dict[str, object] = {
         "sessions": stored,
         "artifacts": artifacts,
         "used_memory_delta": after - before,
         "bytes_per_session": round((after - before) / stored, 1),
+        "rss_delta": rss_after - rss_before,
+        "rss_bytes_per_session": round((rss_after - rss_before) / stored, 1),
         "preload_s": round(seconds, 2),
         "online_timeout_s": LIVE_S,
         "sessions_per_s": round(stored / seconds),
@@ -137,8 +148,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--breakdown", action="store_true", help="also the bytes per session of each key kind"
     )
+    parser.add_argument(
+        "--no-jemalloc",
+        action="store_true",
+        help="keep a libc build on libc's malloc (PRESENCE_REDIS_JEMALLOC=0)",
+    )
     args = parser.parse_args(argv)
-    result = measure(args.sessions, args.artifacts, args.redis_server, kinds=args.breakdown)
+    result = measure(
+        args.sessions,
+        args.artifacts,
+        args.redis_server,
+        kinds=args.breakdown,
+        jemalloc=not args.no_jemalloc,
+    )
     sys.stdout.write(json.dumps(result) + "\n")
 
 

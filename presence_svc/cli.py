@@ -238,7 +238,9 @@ def _redis_for(settings: Settings) -> Iterator[Settings]:
     if not settings.embedded_redis:
         yield settings
         return
-    embedded = EmbeddedRedis(settings.data_dir, binary=settings.redis_server)
+    embedded = EmbeddedRedis(
+        settings.data_dir, binary=settings.redis_server, jemalloc=settings.redis_jemalloc
+    )
     with embedded.running() as url:
         yield settings.replace(redis_url=url)
 

@@ -66,7 +66,9 @@ async def _redis(settings: Settings) -> list[Check]:
         where = redacted(settings.redis_url)
         url: str | None = settings.redis_url
     else:
-        embedded = EmbeddedRedis(settings.data_dir, binary=settings.redis_server)
+        embedded = EmbeddedRedis(
+            settings.data_dir, binary=settings.redis_server, jemalloc=settings.redis_jemalloc
+        )
         url = embedded.url if embedded.answering() else None
         where = f"the embedded Redis ({'running' if url else 'not running: its configuration'})"
     try:

