@@ -197,10 +197,12 @@ class EmbeddedRedis:
             "--daemonize",
             "no",
         ]
-        env = dict(os.environ)
+        env = None
+        # An LD_PRELOAD of the caller's own is kept as it is (libfaketime under jemalloc
+        # hangs at start: each one's first call goes through the other's)
         preload = jemalloc_preload(binary) if self.jemalloc else None
-        if preload is not None:
-            env["LD_PRELOAD"] = " ".join(filter(None, (preload, env.get("LD_PRELOAD"))))
+        if preload is not None and not os.environ.get("LD_PRELOAD"):
+            env = {**os.environ, "LD_PRELOAD": preload}
         self.process = subprocess.Popen(
             args,
             env=env,

@@ -74,3 +74,17 @@ def test_the_setting_reads_from_the_environment() -> None:
     assert Settings.from_env({"PRESENCE_REDIS_JEMALLOC": "0"}).redis_jemalloc is False
     with pytest.raises(ConfigError, match="PRESENCE_REDIS_JEMALLOC"):
         Settings.from_env({"PRESENCE_REDIS_JEMALLOC": "maybe"})
+
+
+def test_a_preload_of_the_callers_own_is_kept_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such as libfaketime (tests/timeline/conftest.py), which hangs Redis's start under
+    jemalloc."""
+    faketime = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    assert faketime, "libfaketime missing (scripts/test-deps.sh)"
+    monkeypatch.setenv("LD_PRELOAD", str(faketime[0]))
+    with EmbeddedRedis(tmp_path / "redis").running() as url:
+        pid = _pid(url)
+        assert preloaded_allocator(pid) is None
+        assert "libfaketime" in Path(f"/proc/{pid}/maps").read_text()
