@@ -200,6 +200,14 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         "--no-baseline", dest="baseline", action="store_false", help="skip the baseline"
     )
     bench.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the baseline and the service this many times in turn; each figure "
+        "of a scenario's row is that of the round with the median ratio, its ratio and "
+        "p99 ratio the medians (a shared machine's speed drifts between measurements)",
+    )
+    bench.add_argument(
         "--rate-limits",
         metavar="SPEC",
         help="with --spawn: the spawned service's PRESENCE_RATE_LIMITS (e.g. off: a room "
@@ -580,7 +588,15 @@ def _bench(args: argparse.Namespace) -> int:
     from presence_svc.bench.runner import Options
     from presence_svc.bench.scenarios import SCENARIOS, Population
 
-    positive = ("connections", "duration", "requests", "load_processes", "users", "artifacts")
+    positive = (
+        "connections",
+        "duration",
+        "requests",
+        "load_processes",
+        "users",
+        "artifacts",
+        "rounds",
+    )
     for name in positive:
         if getattr(args, name) <= 0:
             raise UsageError(f"presence-svc bench: --{name.replace('_', '-')} must be positive")
@@ -617,6 +633,7 @@ def _bench(args: argparse.Namespace) -> int:
         preload=args.preload,
         preload_artifacts=args.preload_artifacts,
         baseline=args.baseline,
+        rounds=args.rounds,
         json=args.json,
         compare_limits=args.compare_limits,
         rate_limits=args.rate_limits,

@@ -27,7 +27,14 @@ from presence_svc.bench.cpu import (
 )
 from presence_svc.bench.machine import machine
 from presence_svc.bench.preload import preload_sessions, preload_timeline, redis_build
-from presence_svc.bench.report import Progress, Row, print_json, print_json_line, print_table
+from presence_svc.bench.report import (
+    Progress,
+    Row,
+    combine_rounds,
+    print_json,
+    print_json_line,
+    print_table,
+)
 from presence_svc.bench.runner import (
     Measurement,
     Options,
@@ -77,6 +84,9 @@ class BenchConfig:
     preload: int = 0
     preload_artifacts: int = 100_000
     baseline: bool = True
+    rounds: int = 1
+    """The baseline and the services measured this many times in turn, per scenario; the
+    rows combine the rounds (``report.combine_rounds``)."""
     json: bool = False
     rate_limits: str | None = None
     """With ``spawn``: the spawned service's ``PRESENCE_RATE_LIMITS`` (None: its default)."""
@@ -340,6 +350,66 @@ def _baselines(config: BenchConfig, stack: ExitStack) -> tuple[int, int, int]:
     return baseline_port, ceiling_port, pids[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every scenario's rounds measure against."""
+
+    config: BenchConfig
+    targets: dict[str, _Target]
+    baseline_port: int
+    baseline_pid: int
+    ceiling: float | None
+
+
+def _in_rounds(
+    context: _Context,
+    name: str,
+    requests: list[bytes],
+    body_bytes: int,
+    redis_identity: str,
+    progress: Progress,
+) -> list[tuple[list[str], dict[str, Row]]]:
+    """One scenario: ``config.rounds`` times the baseline, then every service in each
+    order (``bench.compare``); per order, each service's rounds as one row."""
+    config, targets = context.config, context.targets
+    sequence = orders(list(targets))  # each service first once (compare.py)
+    rounds: list[list[dict[str, Row]]] = []
+    for _ in range(config.rounds):
+        baseline = None
+        if config.baseline:
+            baseline = measure(
+                "127.0.0.1",
+                context.baseline_port,
+                requests,
+                config.options,
+                progress=_reporter(progress, f"{name} baseline"),
+                sample=baseline_sampler(context.baseline_pid),
+            )
+        rounds.append(
+            [
+                {
+                    suffix: _measured(
+                        name + suffix,
+                        targets[suffix],
+                        requests,
+                        config,
+                        baseline,
+                        body_bytes,
+                        context.ceiling,
+                        redis_identity,
+                        progress,
+                    )
+                    for suffix in order
+                }
+                for order in sequence
+            ]
+        )
+    return [
+        (order, {suffix: combine_rounds([r[n][suffix] for r in rounds]) for suffix in order})
+        for n, order in enumerate(sequence)
+    ]
+
+
 def run_bench(config: BenchConfig) -> int:
     """Run every configured scenario; 0 when no request failed, else 1."""
     progress = Progress()
@@ -363,44 +433,26 @@ def run_bench(config: BenchConfig) -> int:
             progress.note("measuring the load generator's ceiling")
             ceiling = measure("127.0.0.1", ceiling_port, seed, config.options).rps
 
+        context = _Context(config, targets, baseline_port, baseline_pid, ceiling)
         for name in config.scenarios:
             scenario = build_scenario(name, tokens, config.population)
             status, body = probe(target.host, target.port, scenario.requests[0])
             if status != scenario.expect_status:
                 raise RuntimeError(f"{name}: the service answered {status}: {body[:300]!r}")
-            baseline = None
             if config.baseline:
                 size_request = (
                     f"PUT /__bench/size/{len(body)} HTTP/1.1\r\nHost: bench\r\n"
                     "Content-Length: 0\r\n\r\n"
                 ).encode()
                 probe("127.0.0.1", baseline_port, size_request)
-                baseline = measure(
-                    "127.0.0.1",
-                    baseline_port,
-                    scenario.requests,
-                    config.options,
-                    progress=_reporter(progress, f"{name} baseline"),
-                    sample=baseline_sampler(baseline_pid),
-                )
-            for order in orders(list(targets)):  # each service first once (compare.py)
-                measured.append((name, order, {}))
+            for order, found in _in_rounds(
+                context, name, scenario.requests, len(body), redis_identity, progress
+            ):
+                measured.append((name, order, found))
                 for suffix in order:
-                    row = _measured(
-                        name + suffix,
-                        targets[suffix],
-                        scenario.requests,
-                        config,
-                        baseline,
-                        len(body),
-                        ceiling,
-                        redis_identity,
-                        progress,
-                    )
-                    rows.append(row)
-                    measured[-1][2][suffix] = row
+                    rows.append(found[suffix])
                     if config.json:
-                        print_json(row)
+                        print_json(found[suffix])
         comparisons = compare(measured)
     if config.json:
         for comparison in comparisons:

@@ -3,8 +3,10 @@ live progress line on stderr when it is a terminal."""
 
 from __future__ import annotations
 
+import statistics
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import msgspec
@@ -12,7 +14,47 @@ import msgspec
 from presence_svc.bench.cpu import CpuPerRequest
 from presence_svc.bench.machine import machine_line
 
-__all__ = ["Progress", "Row", "print_json", "print_json_line", "print_table"]
+__all__ = [
+    "Progress",
+    "Round",
+    "Row",
+    "combine_rounds",
+    "print_json",
+    "print_json_line",
+    "print_table",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One round of ``--rounds``: the baseline measured, then the service."""
+
+    rps: float
+    baseline_rps: float | None
+    p99_ms: float
+    baseline_p99_ms: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return round(self.rps / self.baseline_rps, 3) if self.baseline_rps else None
+
+    @property
+    def p99_ratio(self) -> float | None:
+        if not self.baseline_p99_ms:
+            return None
+        return round(self.p99_ms / self.baseline_p99_ms, 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rps": round(self.rps, 1),
+            "baseline_rps": round(self.baseline_rps, 1) if self.baseline_rps else None,
+            "ratio": self.ratio,
+            "p99_ms": round(self.p99_ms, 3),
+            "baseline_p99_ms": (
+                round(self.baseline_p99_ms, 3) if self.baseline_p99_ms is not None else None
+            ),
+            "p99_ratio": self.p99_ratio,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +94,27 @@ class Row:
     cpu: CpuPerRequest | None = None
     """CPU per request of each part over the measured part only, and the ratios the
     machine allows (``bench.cpu``): ``python_cpu_us``, ``redis_cpu_us``, ... fields."""
+    rounds: tuple[Round, ...] = ()
+    """With ``--rounds`` above 1, every round; the other fields are those of the round
+    with the median ratio."""
 
     @property
     def ratio(self) -> float | None:
-        return round(self.rps / self.baseline_rps, 3) if self.baseline_rps else None
+        """The service's req/s over the baseline's; with rounds, their median."""
+        if self.rounds:
+            return _median(r.ratio for r in self.rounds)
+        return self._own.ratio
+
+    @property
+    def p99_ratio(self) -> float | None:
+        """The service's p99 over the baseline's; with rounds, their median."""
+        if self.rounds:
+            return _median(r.p99_ratio for r in self.rounds)
+        return self._own.p99_ratio
+
+    @property
+    def _own(self) -> Round:
+        return Round(self.rps, self.baseline_rps, self.p99_ms, self.baseline_p99_ms)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +130,7 @@ class Row:
             "baseline_p99_ms": (
                 round(self.baseline_p99_ms, 3) if self.baseline_p99_ms is not None else None
             ),
+            "p99_ratio": self.p99_ratio,
             "body_bytes": self.body_bytes,
             "loadgen_cpu": round(self.loadgen_cpu, 3),
             "loadgen_ceiling_rps": (
@@ -90,7 +150,23 @@ class Row:
                 else None
             ),
             **(self.cpu or _NO_CPU).as_dict(),
+            **({"rounds": [r.as_dict() for r in self.rounds]} if self.rounds else {}),
         }
+
+
+def _median(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
+def combine_rounds(rows: Sequence[Row]) -> Row:
+    """One row for a scenario measured in several rounds: the round with the median ratio
+    (the lower of the two middle ones for an even count), and every round's figures."""
+    if len(rows) == 1:
+        return rows[0]
+    ranked = sorted(rows, key=lambda row: row.ratio or 0.0)
+    middle = ranked[(len(ranked) - 1) // 2]
+    return replace(middle, rounds=tuple(row._own for row in rows))
 
 
 _NO_CPU = CpuPerRequest(None, None, None, None, None, None, None)

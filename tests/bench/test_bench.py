@@ -183,3 +183,39 @@ def test_compare_timeline_measures_a_service_keeping_none(tmp_path: Path) -> Non
     )
     assert refused.returncode == 2
     assert "--compare-timeline goes with --spawn" in refused.stderr
+
+
+@pytest.mark.timeout(240)
+def test_rounds_measure_the_baseline_and_the_service_in_turn(tmp_path: Path) -> None:
+    """``--rounds 3``: one line for the scenario, its ratios the medians of three rounds of
+    the baseline then the service, and every round's own figures."""
+    args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
+    args += ["--users", "200", "--artifacts", "20", "--scenario", "heartbeat"]
+    run = subprocess.run(
+        [CLI, "bench", "--spawn", "--json", "--rounds", "3", *args],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (line,) = [json.loads(text) for text in run.stdout.splitlines()]
+    rounds = line["rounds"]
+    assert len(rounds) == 3
+    for each in rounds:
+        assert each["rps"] > 0, each
+        assert each["baseline_rps"] > 0, each
+        assert each["ratio"] == pytest.approx(each["rps"] / each["baseline_rps"], abs=0.002)
+        assert each["p99_ratio"] == pytest.approx(
+            each["p99_ms"] / each["baseline_p99_ms"], abs=0.01
+        )
+    ratios = sorted(each["ratio"] for each in rounds)
+    assert line["ratio"] == ratios[1]
+    assert line["p99_ratio"] == sorted(each["p99_ratio"] for each in rounds)[1]
+    middle = next(each for each in rounds if each["ratio"] == ratios[1])
+    assert (line["rps"], line["baseline_rps"]) == (middle["rps"], middle["baseline_rps"])
+    refused = subprocess.run(
+        [CLI, "bench", "--rounds", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "--rounds must be positive" in refused.stderr
