@@ -11,6 +11,7 @@ import msgspec
 import pytest
 import redis
 
+from presence_svc.http.resources import PRESENCE
 from presence_svc.redis.keys import Keyspace
 from presence_svc.settings import Settings
 from tests.conftest import AppClient, MakeClient
@@ -159,3 +160,32 @@ async def test_a_record_past_its_until_is_not_believed_among_records_that_hold(
     one = {"online": 1, "sessions": 1, "active": 1, "away": 0}
     assert counts == {**{a: one for a in ids}, "never-seen": ZERO}
     assert len({keys.tag_of(a) for a in ids}) > 2  # several partitions, read both ways
+
+
+async def test_a_batch_asked_again_answers_its_last_members_until_a_record_changes(
+    client: AppClient, auth: Auth
+) -> None:
+    """A dashboard polling the same list: the members a partition's records made are kept
+    with them, answered again while the records read are the same, and made again from
+    the records at once when one of them changed."""
+    ids = [f"doc-{n}" for n in range(40)]
+    for n, artifact in enumerate(ids):
+        await beat(client, auth, f"user-{n}", f"tab-{n:05d}", artifact)
+    first = await batch(client, auth, ids)
+    assert all(first[a] == {"online": 1, "sessions": 1, "active": 1, "away": 0} for a in ids)
+    (plan,) = client.app[PRESENCE]._plans.values()
+    kept = list(plan.answered)
+    assert all(kept), "every partition's records held: each answered from them"
+    assert await batch(client, auth, ids) == first
+    assert all(a is b for a, b in zip(plan.answered, kept, strict=True))  # answered again
+
+    await beat(client, auth, "user-0", "tab-00000", "doc-0", status="away")
+    await beat(client, auth, "newcomer", "tab-99999", "doc-7")
+    counts = await batch(client, auth, ids)
+    assert counts["doc-0"] == {"online": 1, "sessions": 1, "active": 0, "away": 1}
+    assert counts["doc-7"] == {"online": 2, "sessions": 2, "active": 2, "away": 0}
+    assert {a: counts[a] for a in ids if a not in ("doc-0", "doc-7")} == {
+        a: first[a] for a in ids if a not in ("doc-0", "doc-7")
+    }
+    changed = [n for n, (a, b) in enumerate(zip(plan.answered, kept, strict=True)) if a is not b]
+    assert 1 <= len(changed) <= 2  # the partitions of doc-0 and doc-7 only
