@@ -15,16 +15,29 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    """At most ``size`` entries; a read or a write makes its entry the most recent. One
-    event loop uses it: no lock."""
+    """At most ``size`` entries and, given ``weigh``, at most ``max_weight`` of their
+    weights (bytes, say: a few large entries must not hold what many small ones may); a
+    read or a write makes its entry the most recent. The entry just written stays even if
+    it alone weighs more. One event loop uses it: no lock."""
 
-    __slots__ = ("_entries", "size")
+    __slots__ = ("_entries", "_max_weight", "_weigh", "size", "weight")
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        max_weight: int | None = None,
+        weigh: Callable[[K, V], int] | None = None,
+    ) -> None:
         if size < 1:
             raise ValueError("an Lru holds at least one entry")
+        if (max_weight is None) != (weigh is None):
+            raise ValueError("max_weight and weigh go together")
         self.size = size
-        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._max_weight = max_weight
+        self._weigh = weigh
+        self.weight = 0
+        """The entries' weights, summed (0 without ``weigh``)."""
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -33,21 +46,34 @@ class Lru(Generic[K, V]):
         return key in self._entries
 
     def get(self, key: K) -> V | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        self._entries.move_to_end(key)
+        return found[0]
 
     def put(self, key: K, value: V) -> None:
-        self._entries[key] = value
+        weight = self._weigh(key, value) if self._weigh is not None else 0
+        old = self._entries.get(key)
+        if old is not None:
+            self.weight -= old[1]
+        self._entries[key] = (value, weight)
         self._entries.move_to_end(key)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        self.weight += weight
+        limit = self._max_weight
+        while len(self._entries) > self.size or (
+            limit is not None and self.weight > limit and len(self._entries) > 1
+        ):
+            self.weight -= self._entries.popitem(last=False)[1][1]
 
     def pop(self, key: K) -> V | None:
-        return self._entries.pop(key, None)
+        found = self._entries.pop(key, None)
+        if found is None:
+            return None
+        self.weight -= found[1]
+        return found[0]
 
     def drop_if(self, unwanted: Callable[[K], bool]) -> None:
         """Drop every entry whose key is ``unwanted`` (a user erased)."""
         for key in [k for k in self._entries if unwanted(k)]:
-            del self._entries[key]
+            self.weight -= self._entries.pop(key)[1]

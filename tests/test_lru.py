@@ -38,3 +38,23 @@ def test_pop_and_drop_if_forget_entries() -> None:
 def test_it_holds_at_least_one_entry() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Lru(0)
+
+
+def test_past_its_weight_the_least_recently_used_entries_go_first() -> None:
+    kept: Lru[str, bytes] = Lru(100, max_weight=10, weigh=lambda key, value: len(value))
+    kept.put("a", b"xxxx")
+    kept.put("b", b"xxxx")
+    assert kept.get("a") == b"xxxx"  # read: now the most recent
+    kept.put("c", b"xxxx")  # 12 > 10: b goes
+    assert ("b" in kept, kept.weight) == (False, 8)
+    kept.put("a", b"x")  # replaced: its old weight no longer counts
+    assert kept.weight == 5
+    kept.put("big", b"x" * 30)  # heavier than all: the rest go, it stays
+    assert (list(kept._entries), kept.weight) == (["big"], 30)
+    assert kept.pop("big") == b"x" * 30
+    assert kept.weight == 0
+    kept.put("d", b"xx")
+    kept.drop_if(lambda key: key == "d")
+    assert (len(kept), kept.weight) == (0, 0)
+    with pytest.raises(ValueError, match="go together"):
+        Lru(10, max_weight=10)

@@ -59,6 +59,11 @@ it keeps (each some 1-2 KB for a user on a few artifacts, 25 KB on 50, 100 KB fo
 most an index holds); past it the least recently asked about goes first. Starting over
 instead made a process asked about more users than this miss nearly every read (the
 where-now bench, 400 users: 605 µs of CPU per read)."""
+_CACHE_BYTES = 24 * 1024 * 1024
+"""Bytes each of the three caches (indexes read, plans, answers) may hold at most per
+process (as their ``_*_weight`` counts them), whatever the number of users: 1 024 users on
+50 artifacts each fit (a plan weighs 15.7 KB, the index 1.6 KB, the answer 7 KB), 1 024
+at the most an index holds (256 entries) would not."""
 _Memo: TypeAlias = "tuple[str, int, bytes]"
 """A plan's key: the user, the fresh count and the index's members as read."""
 _Plan: TypeAlias = "tuple[list[tuple[str, list[bytes], bool]], Commands, Commands]"
@@ -139,13 +144,13 @@ class WhereNowIndex:
         rewritten every refresh and beat at least every timeout of their status): a hint
         only, the read stays exact if it is wrong (one more round trip)."""
         self._written: dict[tuple[str, str, str], float] = {}
-        self._plans: Lru[_Memo, _Plan] = Lru(_PLANS_KEPT)
+        self._plans: Lru[_Memo, _Plan] = Lru(_PLANS_KEPT, _CACHE_BYTES, _plan_weight)
         """(user, fresh count, the index as read) -> its plan: a user's index changes at
         joins and prunes, and is read unchanged in between (a dashboard polling it)."""
-        self._last: Lru[str, tuple[bytes, _Memo]] = Lru(_PLANS_KEPT)
+        self._last: Lru[str, tuple[bytes, _Memo]] = Lru(_PLANS_KEPT, _CACHE_BYTES, _last_weight)
         """User -> the index's generation when this process last read its members, and
         the plan key they made: the same generation again means the same members."""
-        self._kept: Lru[_Memo, _Kept] = Lru(_PLANS_KEPT)
+        self._kept: Lru[_Memo, _Kept] = Lru(_PLANS_KEPT, _CACHE_BYTES, _kept_weight)
         """Per plan, the last answer whose sessions were all online. The same answers
         again before the first deadline make the same rows (a user polled between
         heartbeats); with ``quiet``, the same deadlines do (one command per artifact)."""
@@ -440,3 +445,29 @@ class WhereNowIndex:
         self._kept.drop_if(lambda k: k[0] == user_id)
         self._moved.discard(user_id)
         self._last.pop(user_id)
+
+
+def _plan_weight(memo: _Memo, plan: _Plan) -> int:
+    """A plan's bytes, roughly: the index as read, its packed commands, and some 100
+    bytes of objects per artifact."""
+    found, commands, deadlines = plan
+    return len(memo[2]) + len(commands.packed) + len(deadlines.packed) + 100 * len(found)
+
+
+def _last_weight(user_id: str, last: tuple[bytes, _Memo]) -> int:
+    """The index's members as last read (a plan is made again from them)."""
+    return len(user_id) + len(last[0]) + len(last[1][2])
+
+
+def _kept_weight(memo: _Memo, kept: _Kept) -> int:
+    """A kept answer's bytes, roughly: the Redis answers it was made of, counted twice
+    (the rows made from them are as large)."""
+    return len(memo[2]) + 2 * _bytes_in(kept.seen)
+
+
+def _bytes_in(value: Any) -> int:
+    if isinstance(value, bytes | str):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return 16 + sum(_bytes_in(item) for item in value)
+    return 16

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import redis
 
+from presence_svc.http.resources import PRESENCE
 from presence_svc.live import where_now
 from presence_svc.live.where_now import QUIET_MS
 from presence_svc.redis.keys import Keyspace
@@ -589,3 +590,28 @@ async def test_a_user_polled_often_stays_remembered_among_more_users_than_the_ro
         assert await where(client, auth, "alice") == first
     # each other user's index once; alice's not again
     assert _calls(sync_redis, "zrevrange") == zrevrange + len(others)
+
+
+async def test_past_their_bytes_the_caches_let_the_least_recent_users_go(
+    make_client: MakeClient, auth: Auth, sync_redis: redis.Redis, monkeypatch: Any
+) -> None:
+    """The caches are bounded by bytes as well as by users: a few users on many artifacts
+    cannot make a process hold their plans and answers past ``_CACHE_BYTES``, however far
+    under the number of users the caches have room for. Answers stay exact."""
+    monkeypatch.setattr(where_now, "_CACHE_BYTES", 1)  # room for the last one only
+    client = await make_client(online_timeout_s=30.0, away_timeout_s=60.0, retention_s=120.0)
+    for n in range(12):
+        await beat(client, auth, "alice", f"tab-aaa{n:02d}", f"doc-{n:02d}")
+    await beat(client, auth, "bob", "tab-bbbb1", "doc-bob")
+    first = await where(client, auth, "alice")
+    assert len(first["online"]) == 12
+    cache = client.app[PRESENCE].where_now
+    assert len(cache._plans) == 1
+    zrevrange = _calls(sync_redis, "zrevrange")
+    assert await where(client, auth, "alice") == first  # remembered: not read again
+    assert _calls(sync_redis, "zrevrange") == zrevrange
+    assert [o["artifactId"] for o in (await where(client, auth, "bob"))["online"]] == ["doc-bob"]
+    assert (len(cache._plans), len(cache._kept)) == (1, 1)  # alice's went, far under 1 024
+    assert cache._plans.weight > 1
+    assert await where(client, auth, "alice") == first
+    assert _calls(sync_redis, "zrevrange") == zrevrange + 2  # bob's, then alice's again
