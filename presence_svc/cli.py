@@ -189,6 +189,12 @@ def _bench_parser(bench: argparse.ArgumentParser) -> None:
         help="with --spawn: this redis-server binary for the embedded Redis",
     )
     bench.add_argument(
+        "--no-jemalloc",
+        dest="jemalloc",
+        action="store_false",
+        help="with --spawn: the embedded Redis on libc's malloc (PRESENCE_REDIS_JEMALLOC=0)",
+    )
+    bench.add_argument(
         "--ledger-url",
         metavar="URL",
         help="with --spawn: the service's database (PRESENCE_LEDGER_URL; default its SQLite)",
@@ -604,6 +610,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("presence-svc bench: --preload, --preload-artifacts, --server-processes")
     if args.redis_server is not None and not args.spawn:
         raise UsageError("presence-svc bench: --redis-server goes with --spawn")
+    if not args.jemalloc and not args.spawn:
+        raise UsageError("presence-svc bench: --no-jemalloc goes with --spawn")
     if args.ledger_url is not None and not args.spawn:
         raise UsageError("presence-svc bench: --ledger-url goes with --spawn")
     if args.rate_limits is not None and not args.spawn:
@@ -620,6 +628,7 @@ def _bench(args: argparse.Namespace) -> int:
         spawn=args.spawn,
         server_processes=args.server_processes,
         redis_server=args.redis_server,
+        jemalloc=args.jemalloc,
         ledger_url=args.ledger_url,
         profiles=args.profiles,
         options=Options(

@@ -74,6 +74,9 @@ class BenchConfig:
     server_processes: int = 1
     redis_server: str | None = None
     """With ``spawn``: the embedded Redis's binary (``PRESENCE_REDIS_SERVER``)."""
+    jemalloc: bool = True
+    """With ``spawn``: False runs the embedded Redis on libc's malloc
+    (``PRESENCE_REDIS_JEMALLOC=0``)."""
     ledger_url: str | None = None
     """With ``spawn``: the service's database (``PRESENCE_LEDGER_URL``); None, the data
     dir's SQLite file."""
@@ -138,6 +141,7 @@ def _spawned(
         PRESENCE_ONLINE_TIMEOUT_S=str(timeout_s),
         PRESENCE_RETENTION_S=str(retention_s),
         **({"PRESENCE_REDIS_SERVER": config.redis_server} if config.redis_server else {}),
+        **({} if config.jemalloc else {"PRESENCE_REDIS_JEMALLOC": "0"}),
         **({"PRESENCE_LEDGER_URL": config.ledger_url} if config.ledger_url else {}),
         **({"PRESENCE_RATE_LIMITS": rate_limits} if rate_limits else {}),
         **({"PRESENCE_TIMELINE_DAYS": timeline_days} if timeline_days else {}),

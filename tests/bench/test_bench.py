@@ -219,3 +219,30 @@ def test_rounds_measure_the_baseline_and_the_service_in_turn(tmp_path: Path) -> 
     )
     assert refused.returncode == 2
     assert "--rounds must be positive" in refused.stderr
+
+
+@pytest.mark.timeout(120)
+def test_no_jemalloc_runs_the_spawned_services_redis_on_libc(tmp_path: Path) -> None:
+    args = ["--connections", "2", "--requests", "100", "--duration", "20", "--warmup", "1"]
+    args += ["--users", "50", "--artifacts", "5", "--scenario", "heartbeat", "--no-baseline"]
+    lines = {}
+    for flag in ([], ["--no-jemalloc"]):
+        run = subprocess.run(
+            [CLI, "bench", "--spawn", "--json", *flag, *args],
+            capture_output=True,
+            text=True,
+            timeout=100,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        lines[bool(flag)] = json.loads(run.stdout.splitlines()[0])
+    assert lines[False]["redis"].endswith(" libc+jemalloc")
+    assert lines[True]["redis"].endswith(" libc")
+    refused = subprocess.run(
+        [CLI, "bench", "--no-jemalloc", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--no-jemalloc goes with --spawn" in refused.stderr
