@@ -70,38 +70,8 @@ _MAX_LINES = 100
 # space before the colon, a folded line, a control byte) may hide a header from a scan of
 # the head; aiohttp answers those itself (400). Shared with ``shedding``'s scan.
 PLAIN_HEAD = re.compile(rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
-# The headers the routes read, those aiohttp takes once only (a second one is its 400),
-# and those that change how aiohttp reads the request or answers it.
-_FIELDS = frozenset(
-    {
-        b"authorization",
-        b"accept",
-        b"content-type",
-        b"content-length",
-        b"host",
-        b"content-location",
-        b"content-range",
-        b"etag",
-        b"max-forwards",
-        b"server",
-        b"user-agent",
-        b"origin",
-        b"connection",
-        b"transfer-encoding",
-        b"expect",
-        b"upgrade",
-        b"content-encoding",
-        b"sec-websocket-key1",
-    }
-)
-# Each header line as ``(name, value)``, its value up to the next CR. With no control byte
-# but those of the CRLFs, a head is ``PLAIN_HEAD`` exactly when one of these starts at
-# each of its CRLFs (``_plain_fields``): the same test, without ``PLAIN_HEAD``'s check of
-# every value byte against a class (most of the scan's instructions).
-_LINES = re.compile(rb"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):([^\r]*)")
-_NOT_CONTROL = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b < 0x7F or b > 0x7F)
-"""The bytes a plain head's lines may hold: ``PLAIN_HEAD``'s value class."""
-_CRLFS = tuple(b"\r\n" * n for n in range(_MAX_LINES + 1))
+# The headers that change how aiohttp reads the request or answers it: a head with one
+# goes to aiohttp.
 _DECLINED = frozenset(
     {
         b"connection",
@@ -113,6 +83,34 @@ _DECLINED = frozenset(
         b"origin",
     }
 )
+# The headers the routes read, those aiohttp takes once only (a second one is its 400),
+# and the declined ones.
+_FIELDS = (
+    frozenset(
+        {
+            b"authorization",
+            b"accept",
+            b"content-type",
+            b"content-length",
+            b"host",
+            b"content-location",
+            b"content-range",
+            b"etag",
+            b"max-forwards",
+            b"server",
+            b"user-agent",
+        }
+    )
+    | _DECLINED
+)
+# Each header line as ``(name, value)``, its value up to the next CR. With no control byte
+# but those of the CRLFs, a head is ``PLAIN_HEAD`` exactly when one of these starts at
+# each of its CRLFs (``_plain_fields``): the same test, without ``PLAIN_HEAD``'s check of
+# every value byte against a class (most of the scan's instructions).
+_LINES = re.compile(rb"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):([^\r]*)")
+_NOT_CONTROL = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b < 0x7F or b > 0x7F)
+"""The bytes a plain head's lines may hold: ``PLAIN_HEAD``'s value class."""
+_CRLFS = tuple(b"\r\n" * n for n in range(_MAX_LINES + 1))
 _OCTET_STREAM = "application/octet-stream"
 """aiohttp's content type of a request without one."""
 

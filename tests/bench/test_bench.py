@@ -31,6 +31,30 @@ FIELDS = {
 }
 
 
+TINY = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
+"""A few hundred requests per measurement."""
+
+
+def _json_lines(cwd: Path, *args: str, timeout: float = 220) -> list[dict[str, Any]]:
+    """``presence-svc bench --spawn --json *args`` run to its end; its JSON lines."""
+    run = subprocess.run(
+        [CLI, "bench", "--spawn", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def _refused(*args: str) -> str:
+    """``presence-svc bench *args`` refused as a usage error (exit 2); what it said."""
+    run = subprocess.run([CLI, "bench", *args], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    return run.stderr
+
+
 @pytest.mark.timeout(360)
 def test_every_scenario_runs_without_errors_and_prints_json_lines(tmp_path: Path) -> None:
     run = subprocess.run(
@@ -107,26 +131,13 @@ def _check_cpu_fields(line: dict[str, Any]) -> None:
 
 
 def test_bench_refuses_bad_numbers() -> None:
-    run = subprocess.run(
-        [CLI, "bench", "--connections", "0"], capture_output=True, text=True, timeout=60
-    )
-    assert run.returncode == 2
-    assert "--connections must be positive" in run.stderr
+    assert "--connections must be positive" in _refused("--connections", "0")
 
 
 @pytest.mark.timeout(240)
 def test_compare_limits_measures_both_services_alternately(tmp_path: Path) -> None:
-    args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
-    args += ["--users", "200", "--artifacts", "20", "--scenario", "heartbeat"]
-    run = subprocess.run(
-        [CLI, "bench", "--spawn", "--compare-limits", "--json", "--no-baseline", *args],
-        capture_output=True,
-        text=True,
-        timeout=220,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    *lines, compared = [json.loads(line) for line in run.stdout.splitlines()]
+    args = [*TINY, "--users", "200", "--artifacts", "20", "--scenario", "heartbeat"]
+    *lines, compared = _json_lines(tmp_path, "--compare-limits", "--no-baseline", *args)
     assert [line["scenario"] for line in lines] == [
         "heartbeat",
         "heartbeat/limits-off",
@@ -144,29 +155,14 @@ def test_compare_limits_measures_both_services_alternately(tmp_path: Path) -> No
         [on_first, off_first], abs=0.002
     )
     assert compared["rps_ratio_median"] == pytest.approx((on_first + off_first) / 2, abs=0.002)
-    refused = subprocess.run(
-        [CLI, "bench", "--compare-limits", "--url", "http://127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert refused.returncode == 2
-    assert "--compare-limits goes with --spawn" in refused.stderr
+    refused = _refused("--compare-limits", "--url", "http://127.0.0.1:9")
+    assert "--compare-limits goes with --spawn" in refused
 
 
 @pytest.mark.timeout(240)
 def test_compare_timeline_measures_a_service_keeping_none(tmp_path: Path) -> None:
-    args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
-    args += ["--users", "200", "--artifacts", "20", "--scenario", "churn"]
-    run = subprocess.run(
-        [CLI, "bench", "--spawn", "--compare-timeline", "--json", "--no-baseline", *args],
-        capture_output=True,
-        text=True,
-        timeout=220,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    *lines, compared = [json.loads(line) for line in run.stdout.splitlines()]
+    args = [*TINY, "--users", "200", "--artifacts", "20", "--scenario", "churn"]
+    *lines, compared = _json_lines(tmp_path, "--compare-timeline", "--no-baseline", *args)
     assert [line["scenario"] for line in lines] == [
         "churn",
         "churn/timeline-off",
@@ -175,31 +171,16 @@ def test_compare_timeline_measures_a_service_keeping_none(tmp_path: Path) -> Non
     ]
     assert all(line["errors"] == 0 for line in lines), lines
     assert compared["comparison"] == "churn/timeline-off"
-    refused = subprocess.run(
-        [CLI, "bench", "--compare-timeline", "--url", "http://127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert refused.returncode == 2
-    assert "--compare-timeline goes with --spawn" in refused.stderr
+    refused = _refused("--compare-timeline", "--url", "http://127.0.0.1:9")
+    assert "--compare-timeline goes with --spawn" in refused
 
 
 @pytest.mark.timeout(240)
 def test_rounds_measure_the_baseline_and_the_service_in_turn(tmp_path: Path) -> None:
     """``--rounds 3``: one line for the scenario, its ratios the medians of three rounds of
     the baseline then the service, and every round's own figures."""
-    args = ["--connections", "2", "--requests", "200", "--duration", "20", "--warmup", "1"]
-    args += ["--users", "200", "--artifacts", "20", "--scenario", "heartbeat"]
-    run = subprocess.run(
-        [CLI, "bench", "--spawn", "--json", "--rounds", "3", *args],
-        capture_output=True,
-        text=True,
-        timeout=220,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    (line,) = [json.loads(text) for text in run.stdout.splitlines()]
+    args = [*TINY, "--users", "200", "--artifacts", "20", "--scenario", "heartbeat"]
+    (line,) = _json_lines(tmp_path, "--rounds", "3", *args)
     rounds = line["rounds"]
     assert len(rounds) == 3
     for each in rounds:
@@ -214,35 +195,16 @@ def test_rounds_measure_the_baseline_and_the_service_in_turn(tmp_path: Path) -> 
     assert line["p99_ratio"] == sorted(each["p99_ratio"] for each in rounds)[1]
     middle = next(each for each in rounds if each["ratio"] == ratios[1])
     assert (line["rps"], line["baseline_rps"]) == (middle["rps"], middle["baseline_rps"])
-    refused = subprocess.run(
-        [CLI, "bench", "--rounds", "0"], capture_output=True, text=True, timeout=60
-    )
-    assert refused.returncode == 2
-    assert "--rounds must be positive" in refused.stderr
+    assert "--rounds must be positive" in _refused("--rounds", "0")
 
 
 @pytest.mark.timeout(120)
 def test_no_jemalloc_runs_the_spawned_services_redis_on_libc(tmp_path: Path) -> None:
-    args = ["--connections", "2", "--requests", "100", "--duration", "20", "--warmup", "1"]
-    args += ["--users", "50", "--artifacts", "5", "--scenario", "heartbeat", "--no-baseline"]
+    args = [*TINY, "--users", "50", "--artifacts", "5", "--scenario", "heartbeat", "--no-baseline"]
     lines = {}
     for flag in ([], ["--no-jemalloc"]):
-        run = subprocess.run(
-            [CLI, "bench", "--spawn", "--json", *flag, *args],
-            capture_output=True,
-            text=True,
-            timeout=100,
-            cwd=tmp_path,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        lines[bool(flag)] = json.loads(run.stdout.splitlines()[0])
+        lines[bool(flag)] = _json_lines(tmp_path, *flag, *args, timeout=100)[0]
     assert lines[False]["redis"].endswith(" libc+jemalloc")
     assert lines[True]["redis"].endswith(" libc")
-    refused = subprocess.run(
-        [CLI, "bench", "--no-jemalloc", "--url", "http://127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert refused.returncode == 2
-    assert "--no-jemalloc goes with --spawn" in refused.stderr
+    refused = _refused("--no-jemalloc", "--url", "http://127.0.0.1:9")
+    assert "--no-jemalloc goes with --spawn" in refused

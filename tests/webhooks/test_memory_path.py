@@ -232,6 +232,20 @@ class HeldWrite:
         monkeypatch.setattr(WebhookStore, "park", slow_park)
         monkeypatch.setattr(lane.Lane, "take", counted_take)
 
+    async def released_in_order(
+        self, receiver: Receiver, sync_redis: redis.Redis, artifact: str, timeout_s: float
+    ) -> None:
+        """Release the write: u1, u2 and u3's joins of ``artifact`` then arrive in that
+        order, and every stream entry is acknowledged."""
+        self.release.set()
+        await until(
+            lambda: len(_joins(receiver, artifact)) == 3,
+            timeout_s=timeout_s,
+            what="the three joins",
+        )
+        assert _joins(receiver, artifact) == ["u1", "u2", "u3"]
+        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+
 
 async def test_events_that_come_while_a_failure_is_written_are_delivered_behind_it(
     make_hooks: Any, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
@@ -252,12 +266,7 @@ async def test_events_that_come_while_a_failure_is_written_are_delivered_behind_
         for user in ("u2", "u3"):
             await hooks.beat("doc-w", user)
         await until(lambda: len(write.held) == 3, what="the two later joins held in memory")
-        write.release.set()
-        await until(
-            lambda: len(_joins(receiver, "doc-w")) == 3, timeout_s=20, what="the three joins"
-        )
-        assert _joins(receiver, "doc-w") == ["u1", "u2", "u3"]
-        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+        await write.released_in_order(receiver, sync_redis, "doc-w", timeout_s=20)
 
 
 async def test_events_that_come_while_a_slow_endpoints_queue_is_written_follow_it(
@@ -276,12 +285,7 @@ async def test_events_that_come_while_a_slow_endpoints_queue_is_written_follow_i
         await until(write.writing.is_set, what="the waiting join being written")
         await hooks.beat("doc-x", "u3")
         await until(lambda: len(write.held) == 3, what="the later join held in memory")
-        write.release.set()
-        await until(
-            lambda: len(_joins(receiver, "doc-x")) == 3, timeout_s=30, what="the three joins"
-        )
-        assert _joins(receiver, "doc-x") == ["u1", "u2", "u3"]
-        await until(lambda: _unacknowledged(sync_redis) == 0, what="the entries acknowledged")
+        await write.released_in_order(receiver, sync_redis, "doc-x", timeout_s=30)
 
 
 async def test_an_event_behind_a_row_still_being_written_is_not_sent_ahead_of_it(
